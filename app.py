@@ -1,0 +1,65 @@
+"""pennyworth's routes. Each parses the request, calls one chalicelib function, returns.
+
+Errors are translated once, by ``openai_errors``: a raised ``AppError`` becomes
+its OpenAI envelope and status; anything else is logged and becomes a 500
+envelope without details (never a traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Chalice, Response
+
+from chalicelib import wiring
+from chalicelib.errors import AppError, InternalError
+from chalicelib.observability import logger
+from chalicelib.service import HttpResult
+
+app = Chalice(app_name="pennyworth")
+# Any body type reaches the view so a wrong Content-Type gets an OpenAI error, not Chalice's 415.
+ANY_BODY = ["*/*"]
+
+
+def openai_errors(view: Callable[..., HttpResult]) -> Callable[..., Response]:
+    """Wrap a view: ``HttpResult`` → Response, ``AppError`` → OpenAI error envelope."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            result = view(*args, **kwargs)
+        except AppError as exc:
+            return Response(body=exc.to_body(), status_code=exc.status_code, headers=exc.headers)
+        except Exception:
+            logger.exception("unhandled error")
+            error = InternalError("The gateway hit an internal error; it has been logged.")
+            return Response(body=error.to_body(), status_code=error.status_code)
+        return Response(body=result.body, status_code=result.status, headers=result.headers)
+
+    return wrapper
+
+
+@app.route("/health", methods=["GET"])
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.route("/v1/models", methods=["GET"])
+@openai_errors
+def list_models() -> HttpResult:
+    return wiring.openai_service().list_models(app.current_request.headers)
+
+
+@app.route("/v1/models/{model_id}", methods=["GET"])
+@openai_errors
+def get_model(model_id: str) -> HttpResult:
+    return wiring.openai_service().get_model(app.current_request.headers, model_id)
+
+
+@app.route("/v1/chat/completions", methods=["POST"], content_types=ANY_BODY)
+@openai_errors
+def chat_completions() -> HttpResult:
+    request = app.current_request
+    return wiring.openai_service().chat_completions(request.headers, request.raw_body)

@@ -1,0 +1,282 @@
+"""The usage ledger: one exact entry per billed request, plus running aggregates.
+
+Every billed request becomes one DynamoDB transaction: a ``Put`` of the ledger
+entry (conditional on its absence, so a replay never double-counts) and atomic
+``ADD`` updates of the aggregates per key, owner, model and overall, per day and
+per month. Because entry and aggregates commit together, the sum of the
+entries equals the aggregates exactly. Money is ``Decimal`` end to end.
+
+Table layout (``usage`` table, see ``infra/template.json``)::
+
+    pk=KEY#<key_id>               sk=REQ#<time>#<request_id>   ledger entry
+    pk=AGG#KEY#<key_id>           sk=DAY#2026-11-26            aggregate
+    pk=AGG#OWNER#<sub> / AGG#MODEL#<alias> / AGG#ALL   sk=DAY#… or MONTH#2026-11
+    GSI ``by-period``: gsi1pk=LEDGER#<day> (entries) or <sk> of aggregates,
+    gsi1sk=<time>#<request_id> or the aggregate's pk.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from chalicelib.catalog import Prices
+from chalicelib.keys import isoformat
+from chalicelib.observability import logger
+
+#: Marker of the structured log line written when an entry cannot be stored;
+#: ``pennyworth ledger reconcile`` replays lines carrying it.
+UNRECORDED_EVENT = "usage_unrecorded"
+_COUNTERS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """Tokens as Bedrock bills them: ``input_tokens`` excludes cache reads and writes."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        """OpenAI's ``prompt_tokens``: every input token, cached or not."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+
+def compute_cost(prices: Prices, usage: TokenUsage) -> Decimal:
+    """Exact USD cost of ``usage`` at ``prices``."""
+    return (
+        prices.input * usage.input_tokens
+        + prices.output * usage.output_tokens
+        + prices.cache_read * usage.cache_read_tokens
+        + prices.cache_write * usage.cache_write_tokens
+    )
+
+
+@dataclass(frozen=True)
+class UsageEntry:
+    """One billed request, as the ledger stores it."""
+
+    request_id: str
+    key_id: str
+    owner_sub: str
+    model: str
+    bedrock_model_id: str
+    operation: str
+    usage: TokenUsage
+    cost: Decimal
+    latency_ms: int
+    status: str
+    timestamp: str
+
+    @property
+    def day(self) -> str:
+        return self.timestamp[:10]
+
+    @property
+    def month(self) -> str:
+        return self.timestamp[:7]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict (cost as a string, never a float): the reconcile format."""
+        data = asdict(self)
+        data["cost"] = str(self.cost)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> UsageEntry:
+        """Inverse of ``to_json``."""
+        fields = dict(data)
+        fields["usage"] = TokenUsage(**fields["usage"])
+        fields["cost"] = Decimal(str(fields["cost"]))
+        return cls(**fields)
+
+
+def new_entry(
+    *,
+    request_id: str,
+    key_id: str,
+    owner_sub: str,
+    model: str,
+    bedrock_model_id: str,
+    operation: str,
+    usage: TokenUsage,
+    prices: Prices,
+    latency_ms: int,
+    status: str,
+    at: datetime,
+) -> UsageEntry:
+    """Build an entry, pricing it exactly."""
+    return UsageEntry(
+        request_id=request_id,
+        key_id=key_id,
+        owner_sub=owner_sub,
+        model=model,
+        bedrock_model_id=bedrock_model_id,
+        operation=operation,
+        usage=usage,
+        cost=compute_cost(prices, usage),
+        latency_ms=latency_ms,
+        status=status,
+        timestamp=isoformat(at),
+    )
+
+
+class Ledger:
+    """Writes and reads the usage table. Takes a boto3 DynamoDB ``Table`` resource."""
+
+    def __init__(self, table: Any, *, attempts: int = 3, backoff_seconds: float = 0.05) -> None:
+        self._table = table
+        self._client = table.meta.client
+        self._attempts = attempts
+        self._backoff = backoff_seconds
+
+    def record(self, entry: UsageEntry) -> bool:
+        """Store ``entry`` and its aggregates atomically; True once stored.
+
+        A replay of an already stored entry is a no-op that returns True. When
+        DynamoDB keeps failing, the entry is logged as one structured line
+        (``UNRECORDED_EVENT``) for ``pennyworth ledger reconcile`` and False is
+        returned: usage is never silently dropped, and the caller's answer is
+        not withheld because bookkeeping failed.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        items = self._transaction(entry)
+        for attempt in range(1, self._attempts + 1):
+            try:
+                self._client.transact_write_items(TransactItems=items)
+                return True
+            except ClientError as exc:
+                if _is_duplicate(exc):
+                    return True
+                error = exc
+            except BotoCoreError as exc:
+                error = exc
+            if attempt < self._attempts:
+                time.sleep(self._backoff * 2 ** (attempt - 1))
+        logger.error(
+            "usage could not be stored; replay with 'pennyworth ledger reconcile'",
+            extra={"event": UNRECORDED_EVENT, "entry": entry.to_json(), "reason": str(error)},
+        )
+        return False
+
+    def entries_for_key(self, key_id: str) -> list[dict[str, Any]]:
+        """Every ledger entry of one key, oldest first (tests and exports)."""
+        return _query_all(
+            self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :req)",
+            ExpressionAttributeValues={":pk": f"KEY#{key_id}", ":req": "REQ#"},
+        )
+
+    def aggregate(self, scope: str, period: str) -> dict[str, Any]:
+        """One aggregate item, e.g. ``("KEY#abc", "MONTH#2026-11")``; zeros when absent."""
+        item = self._table.get_item(Key={"pk": f"AGG#{scope}", "sk": period}, ConsistentRead=True).get("Item")
+        totals: dict[str, Any] = {name: 0 for name in _COUNTERS}
+        totals["cost"] = Decimal(0)
+        if item:
+            totals.update({k: item[k] for k in (*_COUNTERS, "cost") if k in item})
+        return totals
+
+    def _transaction(self, entry: UsageEntry) -> list[dict[str, Any]]:
+        from boto3.dynamodb.types import TypeSerializer
+
+        serialize = TypeSerializer().serialize
+        table = self._table.name
+        ledger_item = {
+            "pk": f"KEY#{entry.key_id}",
+            "sk": f"REQ#{entry.timestamp}#{entry.request_id}",
+            "gsi1pk": f"LEDGER#{entry.day}",
+            "gsi1sk": f"{entry.timestamp}#{entry.request_id}",
+            "type": "entry",
+            **_flatten(entry),
+        }
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": table,
+                    "Item": {k: serialize(v) for k, v in ledger_item.items()},
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        ]
+        increments = {
+            ":requests": 1,
+            ":input_tokens": entry.usage.input_tokens,
+            ":output_tokens": entry.usage.output_tokens,
+            ":cache_read_tokens": entry.usage.cache_read_tokens,
+            ":cache_write_tokens": entry.usage.cache_write_tokens,
+            ":cost": entry.cost,
+        }
+        for scope in aggregate_scopes(entry):
+            for period in (f"DAY#{entry.day}", f"MONTH#{entry.month}"):
+                items.append(
+                    {
+                        "Update": {
+                            "TableName": table,
+                            "Key": {"pk": serialize(f"AGG#{scope}"), "sk": serialize(period)},
+                            "UpdateExpression": "ADD "
+                            + ", ".join(f"{name[1:]} {name}" for name in increments)
+                            + " SET gsi1pk = :period, gsi1sk = :scope, #type = :type",
+                            "ExpressionAttributeNames": {"#type": "type"},
+                            "ExpressionAttributeValues": {
+                                **{k: serialize(v) for k, v in increments.items()},
+                                ":period": serialize(period),
+                                ":scope": serialize(scope),
+                                ":type": serialize("aggregate"),
+                            },
+                        }
+                    }
+                )
+        return items
+
+
+def aggregate_scopes(entry: UsageEntry) -> list[str]:
+    """The aggregate rows an entry adds to."""
+    return [f"KEY#{entry.key_id}", f"OWNER#{entry.owner_sub}", f"MODEL#{entry.model}", "ALL"]
+
+
+def _flatten(entry: UsageEntry) -> dict[str, Any]:
+    data = {k: v for k, v in asdict(entry).items() if k != "usage"}
+    data.update(asdict(entry.usage))
+    return data
+
+
+def _is_duplicate(exc: Any) -> bool:
+    # The Put is first in the transaction: its ConditionalCheckFailed means the
+    # entry is already stored, so this is a replay (see ``record``).
+    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False
+    reasons = exc.response.get("CancellationReasons") or []
+    if not reasons:
+        return "ConditionalCheckFailed" in str(exc)
+    return reasons[0].get("Code") == "ConditionalCheckFailed"
+
+
+def _query_all(table: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    while True:
+        page = table.query(**kwargs)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def parse_reconcile_lines(lines: list[str]) -> list[UsageEntry]:
+    """The entries in structured log lines marked ``UNRECORDED_EVENT`` (others skipped)."""
+    entries = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("event") == UNRECORDED_EVENT:
+            entries.append(UsageEntry.from_json(record["entry"]))
+    return entries

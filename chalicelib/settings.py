@@ -1,0 +1,112 @@
+"""Runtime settings: every environment variable the gateway reads, in one place.
+
+The table in ``docs/configuration.md`` documents each variable; ``ENV`` below is
+the single list of names the code uses, and ``tests/test_settings.py`` checks
+that the two agree.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Every environment variable the Lambda functions read, with its default.
+ENV: dict[str, str | None] = {
+    "PENNYWORTH_STAGE": "local",
+    "PENNYWORTH_KEYS_TABLE": "pennyworth-local-keys",
+    "PENNYWORTH_USAGE_TABLE": "pennyworth-local-usage",
+    "PENNYWORTH_AUDIT_TABLE": "pennyworth-local-audit",
+    "PENNYWORTH_CATALOG_PATH": None,
+    "PENNYWORTH_AWS_ENDPOINT_URL": None,
+    "PENNYWORTH_BEDROCK_ENDPOINT_URL": None,
+    "PENNYWORTH_BEDROCK_REGION": None,
+    "PENNYWORTH_UPSTREAM_TIMEOUT_SECONDS": "25",
+    "PENNYWORTH_MAX_BODY_BYTES": "5000000",
+    "PENNYWORTH_COGNITO_USER_POOL_ID": None,
+    "PENNYWORTH_COGNITO_CLIENT_ID": None,
+    "PENNYWORTH_COGNITO_ENDPOINT_URL": None,
+    "PENNYWORTH_REPORT_TOPIC_ARN": None,
+    "AWS_REGION": "us-east-1",
+}
+
+DEFAULT_CATALOG = Path(__file__).with_name("catalog.json")
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the gateway cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Frozen view of the environment, built once per process by ``get_settings``."""
+
+    stage: str
+    region: str
+    keys_table: str
+    usage_table: str
+    audit_table: str
+    catalog_path: Path
+    aws_endpoint_url: str | None
+    bedrock_endpoint_url: str | None
+    bedrock_region: str
+    upstream_timeout_seconds: float
+    max_body_bytes: int
+    cognito_user_pool_id: str | None
+    cognito_client_id: str | None
+    cognito_endpoint_url: str | None
+    report_topic_arn: str | None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every variable in ``ENV`` from ``environ`` (default: the process)."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value if value not in (None, "") else ENV[name]
+
+        region = get("AWS_REGION") or "us-east-1"
+        return cls(
+            stage=get("PENNYWORTH_STAGE") or "local",
+            region=region,
+            keys_table=_required(get, "PENNYWORTH_KEYS_TABLE"),
+            usage_table=_required(get, "PENNYWORTH_USAGE_TABLE"),
+            audit_table=_required(get, "PENNYWORTH_AUDIT_TABLE"),
+            catalog_path=Path(get("PENNYWORTH_CATALOG_PATH") or DEFAULT_CATALOG),
+            aws_endpoint_url=get("PENNYWORTH_AWS_ENDPOINT_URL"),
+            bedrock_endpoint_url=get("PENNYWORTH_BEDROCK_ENDPOINT_URL"),
+            bedrock_region=get("PENNYWORTH_BEDROCK_REGION") or region,
+            upstream_timeout_seconds=_number(get, "PENNYWORTH_UPSTREAM_TIMEOUT_SECONDS", float),
+            max_body_bytes=_number(get, "PENNYWORTH_MAX_BODY_BYTES", int),
+            cognito_user_pool_id=get("PENNYWORTH_COGNITO_USER_POOL_ID"),
+            cognito_client_id=get("PENNYWORTH_COGNITO_CLIENT_ID"),
+            cognito_endpoint_url=get("PENNYWORTH_COGNITO_ENDPOINT_URL") or get("PENNYWORTH_AWS_ENDPOINT_URL"),
+            report_topic_arn=get("PENNYWORTH_REPORT_TOPIC_ARN"),
+        )
+
+
+def _required(get, name: str) -> str:
+    value = get(name)
+    if not value:
+        raise SettingsError(f"{name} must be set")
+    return value
+
+
+def _number(get, name: str, kind: type):
+    raw = get(name)
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings (cached: Lambda reuses them across warm invocations)."""
+    return Settings.from_env()

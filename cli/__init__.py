@@ -1,0 +1,1 @@
+"""The ``pennyworth`` command-line tool."""

@@ -1,0 +1,81 @@
+"""Create the tables, user pool and first key on an AWS endpoint (moto locally).
+
+Tables and the user pool are built from ``infra/template.json``, the same
+definitions CloudFormation deploys, so local and AWS cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "template.json"
+
+#: Template logical id → the ``Settings`` attribute that names the table.
+TABLE_SETTINGS = {"KeysTable": "keys_table", "UsageTable": "usage_table", "AuditTable": "audit_table"}
+ADMINS_GROUP = "admins"
+
+
+def template_resources(kind: str, template: Path = TEMPLATE) -> dict[str, dict[str, Any]]:
+    """The template's resources of one CloudFormation type, by logical id."""
+    resources = json.loads(template.read_text())["Resources"]
+    return {name: res for name, res in resources.items() if res["Type"] == kind}
+
+
+def create_tables(dynamodb_client: Any, table_names: dict[str, str]) -> None:
+    """Create every DynamoDB table of the template; ``table_names`` maps logical id → name."""
+    existing = set(dynamodb_client.list_tables().get("TableNames", []))
+    for logical_id, resource in template_resources("AWS::DynamoDB::Table").items():
+        name = table_names[logical_id]
+        if name in existing:
+            continue
+        props = resource["Properties"]
+        params: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+        }
+        if props.get("GlobalSecondaryIndexes"):
+            params["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        dynamodb_client.create_table(**params)
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            dynamodb_client.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+            )
+
+
+def create_user_pool(cognito_client: Any, pool_name: str) -> dict[str, str]:
+    """Create the user pool, CLI app client and admins group; return their ids."""
+    pool = next(iter(template_resources("AWS::Cognito::UserPool").values()))["Properties"]
+    client = next(iter(template_resources("AWS::Cognito::UserPoolClient").values()))["Properties"]
+    params = {k: v for k, v in pool.items() if k not in ("UserPoolName", "EnabledMfas")}
+    pool_id = cognito_client.create_user_pool(PoolName=pool_name, **params)["UserPool"]["Id"]
+    client_params = {k: v for k, v in client.items() if k not in ("UserPoolId", "ClientName")}
+    client_id = cognito_client.create_user_pool_client(
+        UserPoolId=pool_id, ClientName=client["ClientName"], **client_params
+    )["UserPoolClient"]["ClientId"]
+    for group in template_resources("AWS::Cognito::UserPoolGroup").values():
+        props = group["Properties"]
+        cognito_client.create_group(
+            UserPoolId=pool_id, GroupName=props["GroupName"], Description=props.get("Description", "")
+        )
+    return {"user_pool_id": pool_id, "client_id": client_id}
+
+
+def create_user(cognito_client: Any, pool_id: str, email: str, password: str, *, groups: tuple[str, ...] = ()) -> str:
+    """A confirmed user with a permanent password; returns its ``sub``."""
+    response = cognito_client.admin_create_user(
+        UserPoolId=pool_id,
+        Username=email,
+        UserAttributes=[{"Name": "email", "Value": email}, {"Name": "email_verified", "Value": "true"}],
+        MessageAction="SUPPRESS",
+    )
+    cognito_client.admin_set_user_password(UserPoolId=pool_id, Username=email, Password=password, Permanent=True)
+    for group in groups:
+        cognito_client.admin_add_user_to_group(UserPoolId=pool_id, Username=email, GroupName=group)
+    attributes = {a["Name"]: a["Value"] for a in response["User"]["Attributes"]}
+    return attributes["sub"]

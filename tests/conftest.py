@@ -1,0 +1,71 @@
+"""Shared fixtures: fake AWS, moto-backed tables built from infra/template.json, the emulator."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+# Before anything imports boto3 or litellm: no real AWS, no network price fetch.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
+)
+for _variable in ("PENNYWORTH_AWS_ENDPOINT_URL", "PENNYWORTH_BEDROCK_ENDPOINT_URL", "AWS_PROFILE"):
+    os.environ.pop(_variable, None)
+
+from chalicelib import wiring  # noqa: E402
+from local import bootstrap  # noqa: E402
+
+TABLE_NAMES = {
+    "KeysTable": "pennyworth-local-keys",
+    "UsageTable": "pennyworth-local-usage",
+    "AuditTable": "pennyworth-local-audit",
+}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_wiring() -> Iterator[None]:
+    """Every test starts with no cached clients or settings."""
+    wiring.reset()
+    yield
+    wiring.reset()
+
+
+@pytest.fixture
+def aws() -> Iterator[Any]:
+    """moto's in-process AWS with the template's tables created."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        bootstrap.create_tables(boto3.client("dynamodb", region_name="us-east-1"), TABLE_NAMES)
+        yield boto3.resource("dynamodb", region_name="us-east-1")
+
+
+@pytest.fixture
+def keys_table(aws: Any) -> Any:
+    return aws.Table(TABLE_NAMES["KeysTable"])
+
+
+@pytest.fixture
+def usage_table(aws: Any) -> Any:
+    return aws.Table(TABLE_NAMES["UsageTable"])
+
+
+@pytest.fixture(scope="session")
+def emulator_url() -> Iterator[str]:
+    """The Bedrock emulator, in-process on a free port, for the whole session."""
+    from local.bedrock_emulator import start_emulator
+
+    server, base_url = start_emulator(host="127.0.0.1", port=0)
+    yield base_url
+    server.shutdown()

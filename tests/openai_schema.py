@@ -1,0 +1,71 @@
+"""Validate bodies against OpenAI's official OpenAPI schemas (../shared/reference).
+
+The spec mixes JSON Schema 2020-12 with OpenAPI 3.0's ``nullable: true`` (111
+places, e.g. a stream chunk's ``finish_reason``). A 2020-12 validator ignores
+``nullable``, which would reject the ``null`` OpenAI itself sends, so it is
+rewritten once into the 2020-12 spelling (``type: [T, "null"]``) on load.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+
+SPEC_CANDIDATES = [
+    os.environ.get("OPENAI_OPENAPI_SPEC", ""),
+    str(Path(__file__).resolve().parents[2] / "shared" / "reference" / "openai-openapi.yaml"),
+    str(Path(__file__).resolve().parents[1] / "shared" / "reference" / "openai-openapi.yaml"),
+]
+
+
+def _spec_path() -> Path:
+    for candidate in SPEC_CANDIDATES:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise FileNotFoundError(
+        "OpenAI's OpenAPI spec not found; set OPENAI_OPENAPI_SPEC to ../shared/reference/openai-openapi.yaml"
+    )
+
+
+def _nullable_to_2020(node: Any) -> Any:
+    if isinstance(node, dict):
+        node = {k: _nullable_to_2020(v) for k, v in node.items()}
+        if node.pop("nullable", False) is True:
+            kind = node.get("type")
+            if isinstance(kind, str):
+                node["type"] = [kind, "null"]
+                if "enum" in node:
+                    node["enum"] = [*node["enum"], None]
+            else:
+                node = {"anyOf": [node, {"type": "null"}]}
+        return node
+    if isinstance(node, list):
+        return [_nullable_to_2020(item) for item in node]
+    return node
+
+
+@functools.cache
+def components() -> dict[str, Any]:
+    with _spec_path().open() as handle:
+        # The C loader is ~10x faster on this 3 MB file; both are safe loaders.
+        spec = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+    return _nullable_to_2020(spec["components"])
+
+
+@functools.cache
+def validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": components()})
+
+
+def assert_valid(name: str, instance: Any) -> None:
+    """Fail with every schema error listed when ``instance`` is not a valid ``name``."""
+    problems = [
+        f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message[:300]}"
+        for error in validator(name).iter_errors(instance)
+    ]
+    assert not problems, f"not a valid {name}:\n" + "\n".join(problems)
