@@ -135,32 +135,38 @@ def check_capabilities(request: ChatRequest, model: ModelEntry) -> None:
 
 
 def map_upstream_error(exc: Exception) -> errors.AppError:
-    """Translate a LiteLLM/Bedrock exception into the caller-facing error."""
+    """Translate a LiteLLM/Bedrock exception into the caller-facing error.
+
+    Decided on Bedrock's HTTP status (LiteLLM keeps it on ``status_code``),
+    because LiteLLM's class names are coarse: it raises ``BadRequestError``
+    for Bedrock's 424 ``ModelErrorException``, which is not the caller's fault.
+    """
     if isinstance(exc, errors.AppError):
         return exc
     name = type(exc).__name__
+    status = getattr(exc, "status_code", None)
     detail = _clean_message(exc)
-    if name == "RateLimitError":
+    if name in ("Timeout", "APITimeoutError") or isinstance(exc, TimeoutError) or status in (408, 504):
+        return errors.UpstreamTimeout("Bedrock did not answer in time; retry the request.")
+    if status == 429 or name == "RateLimitError":
         return errors.RateLimited(
             f"Bedrock is throttling requests for this model; retry shortly. ({detail})",
             retry_after=_UPSTREAM_RETRY_AFTER_SECONDS,
             code="upstream_throttled",
         )
-    if name in ("Timeout", "APITimeoutError") or isinstance(exc, TimeoutError):
-        return errors.UpstreamTimeout("Bedrock did not answer in time; retry the request.")
-    if name in ("BadRequestError", "UnprocessableEntityError", "ContextWindowExceededError", "UnsupportedParamsError"):
+    if status in (400, 413, 422) or name == "ContextWindowExceededError":
         return errors.InvalidRequest(f"Bedrock rejected the request: {detail}", code="upstream_validation_error")
-    if name == "ServiceUnavailableError":
-        return errors.ServiceUnavailable(f"Bedrock is unavailable: {detail}")
-    if name in ("AuthenticationError", "PermissionDeniedError"):
+    if status in (401, 403):
         return errors.UpstreamError(
             "The gateway is not allowed to call this model on Bedrock (check model access and IAM).",
             code="upstream_access_denied",
         )
-    if name == "NotFoundError":
+    if status == 404:
         return errors.UpstreamError(
             "Bedrock does not offer this model in the gateway's region or account.", code="upstream_model_unavailable"
         )
+    if status == 503:
+        return errors.ServiceUnavailable(f"Bedrock is unavailable: {detail}")
     return errors.UpstreamError(f"Bedrock failed to answer: {detail}")
 
 

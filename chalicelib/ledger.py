@@ -185,9 +185,8 @@ class Ledger:
         return totals
 
     def _transaction(self, entry: UsageEntry) -> list[dict[str, Any]]:
-        from boto3.dynamodb.types import TypeSerializer
-
-        serialize = TypeSerializer().serialize
+        # table.meta.client is the resource's client: it (de)serialises
+        # DynamoDB types itself, so plain Python values go in.
         table = self._table.name
         ledger_item = {
             "pk": f"KEY#{entry.key_id}",
@@ -201,7 +200,7 @@ class Ledger:
             {
                 "Put": {
                     "TableName": table,
-                    "Item": {k: serialize(v) for k, v in ledger_item.items()},
+                    "Item": ledger_item,
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             }
@@ -220,16 +219,16 @@ class Ledger:
                     {
                         "Update": {
                             "TableName": table,
-                            "Key": {"pk": serialize(f"AGG#{scope}"), "sk": serialize(period)},
+                            "Key": {"pk": f"AGG#{scope}", "sk": period},
                             "UpdateExpression": "ADD "
                             + ", ".join(f"{name[1:]} {name}" for name in increments)
                             + " SET gsi1pk = :period, gsi1sk = :scope, #type = :type",
                             "ExpressionAttributeNames": {"#type": "type"},
                             "ExpressionAttributeValues": {
-                                **{k: serialize(v) for k, v in increments.items()},
-                                ":period": serialize(period),
-                                ":scope": serialize(scope),
-                                ":type": serialize("aggregate"),
+                                **increments,
+                                ":period": period,
+                                ":scope": scope,
+                                ":type": "aggregate",
                             },
                         }
                     }

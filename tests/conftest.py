@@ -69,3 +69,32 @@ def emulator_url() -> Iterator[str]:
     server, base_url = start_emulator(host="127.0.0.1", port=0)
     yield base_url
     server.shutdown()
+
+
+class LogCapture:
+    """Lines the service logger wrote (JSON, exactly as CloudWatch would get them)."""
+
+    def __init__(self) -> None:
+        import io
+
+        self.buffer = io.StringIO()
+
+    def lines(self) -> list[str]:
+        return self.buffer.getvalue().splitlines()
+
+
+@pytest.fixture
+def service_logs() -> Iterator[LogCapture]:
+    """Capture the service logger (Powertools binds its stream at import, so capsys misses it)."""
+    import logging
+
+    from chalicelib.observability import logger
+
+    capture = LogCapture()
+    handler = logging.StreamHandler(capture.buffer)
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
+    try:
+        yield capture
+    finally:
+        logger.removeHandler(handler)

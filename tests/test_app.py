@@ -1,0 +1,173 @@
+"""Routes through Chalice's test client: moto for DynamoDB, the emulator for Bedrock."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from chalice.test import Client
+
+from chalicelib import wiring
+from chalicelib.keys import KeyStore
+from chalicelib.ledger import TokenUsage, compute_cost
+from tests.openai_schema import assert_valid
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, aws, emulator_url: str) -> None:
+    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
+    monkeypatch.setenv("PENNYWORTH_MAX_BODY_BYTES", "20000")
+    wiring.reset()
+
+
+@pytest.fixture
+def client(env) -> Client:
+    from app import app
+
+    with Client(app, stage_name="local") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def key(keys_table) -> tuple:
+    return KeyStore(keys_table).create(owner_sub="owner-1", owner_email="o@example.com", name="test")
+
+
+def auth(plaintext: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {plaintext}", "Content-Type": "application/json"}
+
+
+def post_chat(client: Client, plaintext: str | None, body, headers: dict[str, str] | None = None):
+    raw = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return client.http.post(
+        "/v1/chat/completions",
+        headers=headers if headers is not None else auth(plaintext or ""),
+        body=raw,
+    )
+
+
+def hello(model: str = "nova-micro", text: str = "Hello there", **extra):
+    return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+
+
+def test_health_needs_no_key_and_reveals_nothing(client: Client) -> None:
+    response = client.http.get("/health")
+    assert response.status_code == 200 and response.json_body == {"status": "ok"}
+
+
+def test_models_list_and_get(client: Client, key) -> None:
+    _, plaintext = key
+    listing = client.http.get("/v1/models", headers=auth(plaintext))
+    assert listing.status_code == 200
+    assert_valid("ListModelsResponse", listing.json_body)
+    assert "nova-micro" in {m["id"] for m in listing.json_body["data"]}
+    one = client.http.get("/v1/models/claude-haiku-4-5", headers=auth(plaintext))
+    assert one.status_code == 200
+    assert_valid("Model", one.json_body)
+    missing = client.http.get("/v1/models/gpt-5", headers=auth(plaintext))
+    assert missing.status_code == 404 and missing.json_body["error"]["code"] == "model_not_found"
+
+
+def test_allowlist_narrows_models_and_refuses_others(client: Client, keys_table) -> None:
+    _, plaintext = KeyStore(keys_table).create(owner_sub="o", allowed_models=["nova-micro"])
+    listing = client.http.get("/v1/models", headers=auth(plaintext)).json_body
+    assert [m["id"] for m in listing["data"]] == ["nova-micro"]
+    refused = post_chat(client, plaintext, hello("claude-haiku-4-5"))
+    assert refused.status_code == 403 and refused.json_body["error"]["code"] == "model_not_allowed"
+
+
+def test_chat_completion_is_answered_and_billed_exactly(client: Client, key, usage_table) -> None:
+    record, plaintext = key
+    response = post_chat(client, plaintext, hello())
+    assert response.status_code == 200, response.body
+    body = response.json_body
+    assert_valid("CreateChatCompletionResponse", body)
+    assert body["model"] == "nova-micro"
+    entries = wiring.ledger().entries_for_key(record.key_id)
+    assert len(entries) == 1
+    usage = TokenUsage(input_tokens=body["usage"]["prompt_tokens"], output_tokens=body["usage"]["completion_tokens"])
+    expected = compute_cost(wiring.catalog().resolve("nova-micro").prices, usage)
+    assert entries[0]["cost"] == expected and isinstance(entries[0]["cost"], Decimal)
+    assert entries[0]["request_id"] == response.headers["x-request-id"]
+
+
+def test_streamed_chat_is_an_sse_body(client: Client, key) -> None:
+    _, plaintext = key
+    response = post_chat(client, plaintext, hello(stream=True))
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    text = response.body.decode()
+    assert text.rstrip().endswith("data: [DONE]")
+    for block in text.split("\n\n")[:-2]:
+        assert_valid("CreateChatCompletionStreamResponse", json.loads(block.removeprefix("data: ")))
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code_or_type"),
+    [
+        (b"{not json", 400, "invalid_request_error"),
+        ({"model": "nova-micro"}, 400, "invalid_request_error"),
+        ({"model": "nova-micro", "messages": "hello"}, 400, "invalid_request_error"),
+        (hello("gpt-4o"), 404, "model_not_found"),
+        (hello("titan-embed-text-v2"), 404, "model_not_found"),
+        (hello(text="x" * 30000), 413, "request_too_large"),
+        (hello(text="please #emulator:throttle"), 429, "upstream_throttled"),
+        (hello(text="please #emulator:error"), 502, "upstream_error"),
+    ],
+)
+def test_errors_are_openai_envelopes_with_the_right_status(client: Client, key, body, status, code_or_type) -> None:
+    _, plaintext = key
+    response = post_chat(client, plaintext, body)
+    assert response.status_code == status, response.body
+    error = response.json_body
+    assert_valid("ErrorResponse", error)
+    assert code_or_type in (error["error"]["code"], error["error"]["type"])
+    if status == 429:
+        assert int(response.headers["Retry-After"]) >= 1
+
+
+def test_upstream_timeout_is_a_504_before_api_gateways_29s(client: Client, key, monkeypatch) -> None:
+    monkeypatch.setenv("PENNYWORTH_UPSTREAM_TIMEOUT_SECONDS", "1")
+    wiring.reset()
+    _, plaintext = key
+    response = post_chat(client, plaintext, hello(text="slow #emulator:sleep=3"))
+    assert response.status_code == 504
+    assert response.json_body["error"]["code"] == "upstream_timeout"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "application/json"},
+        {"Authorization": "Bearer pw-aaaaaaaaaaaa-" + "A" * 40},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+    ],
+)
+def test_missing_or_invalid_keys_are_401(client: Client, headers) -> None:
+    response = post_chat(client, None, hello(), headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert_valid("ErrorResponse", response.json_body)
+    models = client.http.get("/v1/models", headers=headers)
+    assert models.status_code == 401
+
+
+def test_form_encoded_body_from_plain_curl_is_still_parsed(client: Client, key) -> None:
+    _, plaintext = key
+    headers = {"Authorization": f"Bearer {plaintext}", "Content-Type": "application/x-www-form-urlencoded"}
+    response = post_chat(client, plaintext, hello(), headers=headers)
+    assert response.status_code == 200
+
+
+def test_unexpected_errors_are_a_500_envelope_without_details(client: Client, key, monkeypatch) -> None:
+    _, plaintext = key
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(wiring.openai_service(), "chat_completions", explode)
+    response = post_chat(client, plaintext, hello())
+    assert response.status_code == 500
+    assert "secret internals" not in response.body.decode()
+    assert_valid("ErrorResponse", response.json_body)

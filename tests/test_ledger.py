@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from unittest import mock
+
+from botocore.exceptions import ClientError
+
+from chalicelib.catalog import Prices
+from chalicelib.ledger import UNRECORDED_EVENT, Ledger, TokenUsage, compute_cost, new_entry, parse_reconcile_lines
+
+PRICES = Prices(
+    input=Decimal("3.5e-08"), output=Decimal("1.4e-07"), cache_read=Decimal("8.75e-09"), cache_write=Decimal("3.5e-08")
+)
+AT = datetime(2026, 11, 26, 10, 30, tzinfo=UTC)
+
+
+def entry(request_id: str = "r1", key_id: str = "k1", **usage: int):
+    return new_entry(
+        request_id=request_id,
+        key_id=key_id,
+        owner_sub="owner-1",
+        model="nova-micro",
+        bedrock_model_id="us.amazon.nova-micro-v1:0",
+        operation="chat",
+        usage=TokenUsage(**(usage or {"input_tokens": 10, "output_tokens": 20})),
+        prices=PRICES,
+        latency_ms=12,
+        status="ok",
+        at=AT,
+    )
+
+
+def test_cost_is_exact_decimal() -> None:
+    usage = TokenUsage(input_tokens=1000, output_tokens=500, cache_read_tokens=2000, cache_write_tokens=100)
+    assert compute_cost(PRICES, usage) == Decimal("0.0000350") + Decimal("0.0000700") + Decimal("0.0000175") + Decimal(
+        "0.0000035"
+    )
+    assert usage.prompt_tokens == 3100
+
+
+def test_record_writes_entry_and_every_aggregate_exactly(usage_table) -> None:
+    ledger = Ledger(usage_table)
+    entries = [entry(f"r{i}", input_tokens=i * 7 + 1, output_tokens=i * 13 + 2) for i in range(25)]
+    for e in entries:
+        assert ledger.record(e)
+    total = sum((e.cost for e in entries), Decimal(0))
+    stored = ledger.entries_for_key("k1")
+    assert len(stored) == 25
+    assert sum((item["cost"] for item in stored), Decimal(0)) == total
+    for scope in ("KEY#k1", "OWNER#owner-1", "MODEL#nova-micro", "ALL"):
+        for period in ("DAY#2026-11-26", "MONTH#2026-11"):
+            aggregate = ledger.aggregate(scope, period)
+            assert aggregate["cost"] == total, (scope, period)
+            assert aggregate["requests"] == 25
+            assert aggregate["input_tokens"] == sum(e.usage.input_tokens for e in entries)
+
+
+def test_replaying_an_entry_does_not_double_count(usage_table) -> None:
+    ledger = Ledger(usage_table)
+    e = entry()
+    assert ledger.record(e) and ledger.record(e)
+    assert ledger.aggregate("KEY#k1", "MONTH#2026-11")["requests"] == 1
+
+
+def test_persistent_failure_is_logged_for_reconcile_then_replayed(usage_table, service_logs) -> None:
+    ledger = Ledger(usage_table, backoff_seconds=0)
+    e = entry()
+    failure = ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "TransactWriteItems")
+    with mock.patch.object(ledger._client, "transact_write_items", side_effect=failure) as call:
+        assert ledger.record(e) is False
+    assert call.call_count == 3
+    lines = service_logs.lines()
+    logged = [json.loads(line) for line in lines if UNRECORDED_EVENT in line]
+    assert logged and logged[0]["level"] == "ERROR"
+    replayed = parse_reconcile_lines(lines)
+    assert replayed == [e]
+    assert ledger.record(replayed[0])
+    assert ledger.aggregate("ALL", "DAY#2026-11-26")["cost"] == e.cost
+
+
+def test_entry_json_round_trip_keeps_cost_exact() -> None:
+    e = entry(input_tokens=3, output_tokens=7, cache_read_tokens=11)
+    data = json.loads(json.dumps(e.to_json()))
+    assert isinstance(data["cost"], str)
+    assert type(e).from_json(data) == e
