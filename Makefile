@@ -37,7 +37,7 @@ test: $(VENV)/.installed ## Run the whole test suite
 
 lint: $(VENV)/.installed ## ruff over the project
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+
 
 lock: ## Re-pin requirements*.txt (exact versions + hashes) from requirements*.in
 	$(PY) -m pip install --quiet uv

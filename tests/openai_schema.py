@@ -27,9 +27,14 @@ def _spec_path() -> Path:
     for candidate in SPEC_CANDIDATES:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
-    raise FileNotFoundError(
-        "OpenAI's OpenAPI spec not found; set OPENAI_OPENAPI_SPEC to ../shared/reference/openai-openapi.yaml"
-    )
+    message = "OpenAI's OpenAPI spec not found; set OPENAI_OPENAPI_SPEC to a copy of openai-openapi.yaml"
+    if os.environ.get("PENNYWORTH_REQUIRE_OPENAI_SPEC") == "1":
+        raise FileNotFoundError(message)
+    # Outside this project's CI (e.g. a fork's GitHub Actions without the file),
+    # conformance checks are skipped loudly rather than failing the whole suite.
+    import pytest
+
+    pytest.skip(message)
 
 
 def _nullable_to_2020(node: Any) -> Any:

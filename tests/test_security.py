@@ -1,0 +1,53 @@
+"""Keys never appear in plaintext: not in DynamoDB, not in logs, not in error bodies."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from chalice.test import Client
+
+from chalicelib import wiring
+from chalicelib.keys import KeyStore
+
+
+@pytest.fixture
+def client(monkeypatch, aws, emulator_url):
+    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
+    wiring.reset()
+    from app import app
+
+    with Client(app, stage_name="local") as test_client:
+        yield test_client
+
+
+def scan_everything(aws) -> str:
+    dumped = []
+    for table in aws.tables.all():
+        dumped.extend(json.dumps(item, default=str) for item in table.scan()["Items"])
+    return "\n".join(dumped)
+
+
+def test_no_plaintext_key_in_tables_logs_or_errors(client, aws, keys_table, service_logs) -> None:
+    _, plaintext = KeyStore(keys_table).create(owner_sub="owner-1")
+    secret = plaintext.rsplit("-", 1)[1]
+    wrong = plaintext[:-3] + "abc"
+    bodies = []
+    for key in (plaintext, wrong):
+        for body in (
+            {"model": "nova-micro", "messages": [{"role": "user", "content": "hi"}]},
+            {"model": "nova-micro", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+            {"model": "nope", "messages": [{"role": "user", "content": "hi"}]},
+            {"model": "nova-micro", "messages": [{"role": "user", "content": "#emulator:throttle"}]},
+        ):
+            response = client.http.post(
+                "/v1/chat/completions",
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+                body=json.dumps(body),
+            )
+            bodies.append(response.body.decode())
+    logs = "\n".join(service_logs.lines())
+    assert '"key_id"' in logs  # requests are logged with the key id...
+    everywhere = "\n".join([scan_everything(aws), logs, *bodies])
+    for leaked in (secret, wrong.rsplit("-", 1)[1]):
+        assert leaked not in everywhere  # ...never with the key
