@@ -11,16 +11,15 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from chalicelib import errors
 from chalicelib.catalog import Catalog
 from chalicelib.gateway import Gateway, now_seconds
-from chalicelib.keys import KeyRecord, KeyStore, utcnow
-from chalicelib.ledger import Ledger, new_entry
+from chalicelib.keys import KeyRecord, KeyStore
+from chalicelib.metering import Meter
 from chalicelib.observability import logger
-from chalicelib.validation import parse_chat_request, parse_json_body
+from chalicelib.validation import ChatRequest, parse_chat_request, parse_json_body
 
 
 @dataclass
@@ -41,16 +40,14 @@ class OpenAIService:
         keys: KeyStore,
         catalog: Callable[[], Catalog],
         gateway: Gateway,
-        ledger: Ledger,
+        meter: Meter,
         max_body_bytes: int,
-        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._keys = keys
         self._catalog = catalog
         self._gateway = gateway
-        self._ledger = ledger
+        self._meter = meter
         self._max_body_bytes = max_body_bytes
-        self._clock = clock
 
     def list_models(self, headers: Mapping[str, str]) -> HttpResult:
         """``GET /v1/models``: the catalog, narrowed to the key's allowlist."""
@@ -74,29 +71,28 @@ class OpenAIService:
         entry = self._catalog().resolve(request.model, mode="chat")
         self._check_allowed(key, entry.id, request.model)
         log = {"request_id": request_id, "key_id": key.key_id, "model": entry.id, "stream": request.stream}
+        ticket = self._meter.admit(
+            key, entry, input_tokens=estimate_input_tokens(request), max_output_tokens=request.options.get("max_tokens")
+        )
         try:
             outcome = self._gateway.chat(request, entry, completion_id=f"chatcmpl-{request_id}", created=now_seconds())
         except errors.AppError as exc:
+            self._meter.release(ticket)
+            exc.headers.update(ticket.headers)
             logger.info(
                 "chat completion failed",
                 extra={**log, "status": exc.status_code, "error_code": exc.code, "latency_ms": _ms(started)},
             )
             raise
         latency_ms = _ms(started)
-        usage_entry = new_entry(
+        usage_entry = self._meter.settle(
+            ticket,
             request_id=request_id,
-            key_id=key.key_id,
-            owner_sub=key.owner_sub,
-            model=entry.id,
-            bedrock_model_id=entry.bedrock_model_id,
             operation="chat",
             usage=outcome.usage,
-            prices=entry.prices,
             latency_ms=latency_ms,
             status=outcome.status,
-            at=self._clock(),
         )
-        recorded = self._ledger.record(usage_entry)
         logger.info(
             "chat completion",
             extra={
@@ -110,10 +106,9 @@ class OpenAIService:
                 "cache_read_tokens": outcome.usage.cache_read_tokens,
                 "cache_write_tokens": outcome.usage.cache_write_tokens,
                 "cost_usd": str(usage_entry.cost),
-                "recorded": recorded,
             },
         )
-        headers_out = {"x-request-id": request_id}
+        headers_out = {"x-request-id": request_id, **ticket.headers}
         if outcome.streamed:
             headers_out.update({"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         return HttpResult(outcome.body, headers=headers_out)
@@ -126,6 +121,28 @@ class OpenAIService:
                 param="model",
                 code="model_not_allowed",
             )
+
+
+def estimate_input_tokens(request: ChatRequest) -> int:
+    """An upper bound of the prompt's tokens, for admission (a token is at least one character)."""
+    images = 0
+    characters = 0
+    for message in request.messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            characters += len(content)
+        for part in content if isinstance(content, list) else []:
+            if part.get("type") == "image_url":
+                images += 1
+            else:
+                characters += len(part.get("text", ""))
+        characters += len(str(message.get("tool_calls") or ""))
+    characters += len(str(request.options.get("tools") or "")) + len(str(request.options.get("response_format") or ""))
+    return characters + images * IMAGE_TOKEN_BOUND
+
+
+#: Bedrock bills an image at most ~1,600 tokens (Claude: 1.15 MP / 750); reserve a little more.
+IMAGE_TOKEN_BOUND = 2_000
 
 
 def _ms(started: float) -> int:

@@ -13,6 +13,7 @@ from chalicelib.catalog import Catalog, load_catalog
 from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys import KeyStore
 from chalicelib.ledger import Ledger
+from chalicelib.metering import Meter
 from chalicelib.service import OpenAIService
 from chalicelib.settings import get_settings
 
@@ -44,6 +45,11 @@ def ledger() -> Ledger:
 
 
 @functools.cache
+def meter() -> Meter:
+    return Meter(ledger())
+
+
+@functools.cache
 def gateway() -> Gateway:
     settings = get_settings()
     return Gateway(
@@ -62,12 +68,12 @@ def openai_service() -> OpenAIService:
         keys=key_store(),
         catalog=catalog,
         gateway=gateway(),
-        ledger=ledger(),
+        meter=meter(),
         max_body_bytes=get_settings().max_body_bytes,
     )
 
 
 def reset() -> None:
     """Forget every cached object and the settings (tests change the environment)."""
-    for accessor in (dynamodb, catalog, key_store, ledger, gateway, openai_service, get_settings):
+    for accessor in (dynamodb, catalog, key_store, ledger, meter, gateway, openai_service, get_settings):
         accessor.cache_clear()
