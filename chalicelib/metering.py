@@ -71,3 +71,40 @@ class Meter:
 
     def release(self, ticket: Ticket) -> None:
         """Give back a reservation for a call that produced nothing billable."""
+
+    def key_status(self, key: KeyRecord) -> dict[str, Any]:
+        """What a key holder may know about its own key: limits, this month's spend and budget left."""
+        month = self._clock().strftime("%Y-%m")
+        totals = self._ledger.aggregate(f"KEY#{key.key_id}", f"MONTH#{month}")
+        spent = Decimal(totals["cost"])
+        budget = key.monthly_budget_usd
+        return {
+            "object": "key",
+            "key_id": key.key_id,
+            "prefix": key.prefix,
+            "name": key.name,
+            "owner": {"sub": key.owner_sub, "email": key.owner_email},
+            "allowed_models": list(key.allowed_models) if key.allowed_models is not None else None,
+            "expires_at": key.expires_at,
+            "limits": {"rpm": key.rpm_limit, "tpm": key.tpm_limit},
+            "budget": {
+                "period": month,
+                "monthly_usd": _money(budget),
+                "spent_usd": _money(spent),
+                "remaining_usd": _money(max(Decimal(0), budget - spent)) if budget is not None else None,
+            },
+            "usage": {
+                "period": month,
+                **{
+                    name: int(totals[name])
+                    for name in ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+                },
+            },
+        }
+
+
+def _money(value: Decimal | None) -> str | None:
+    """Exact USD as a plain decimal string (never a float, never exponent notation)."""
+    if value is None:
+        return None
+    return format(Decimal(value).normalize(), "f") if value else "0"

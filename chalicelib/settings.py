@@ -11,6 +11,7 @@ import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 #: Every environment variable the Lambda functions read, with its default.
@@ -29,6 +30,10 @@ ENV: dict[str, str | None] = {
     "PENNYWORTH_COGNITO_CLIENT_ID": None,
     "PENNYWORTH_COGNITO_ENDPOINT_URL": None,
     "PENNYWORTH_REPORT_TOPIC_ARN": None,
+    "PENNYWORTH_SLACK_WEBHOOK_PARAMETER": None,
+    "PENNYWORTH_SPIKE_THRESHOLD_USD": None,
+    "PENNYWORTH_SPIKE_FACTOR": "3",
+    "PENNYWORTH_METRICS_NAMESPACE": "Pennyworth",
     "AWS_REGION": "us-east-1",
 }
 
@@ -58,6 +63,10 @@ class Settings:
     cognito_client_id: str | None
     cognito_endpoint_url: str | None
     report_topic_arn: str | None
+    slack_webhook_parameter: str | None
+    spike_threshold_usd: Decimal | None
+    spike_factor: Decimal
+    metrics_namespace: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -85,6 +94,14 @@ class Settings:
             cognito_client_id=get("PENNYWORTH_COGNITO_CLIENT_ID"),
             cognito_endpoint_url=get("PENNYWORTH_COGNITO_ENDPOINT_URL") or get("PENNYWORTH_AWS_ENDPOINT_URL"),
             report_topic_arn=get("PENNYWORTH_REPORT_TOPIC_ARN"),
+            slack_webhook_parameter=get("PENNYWORTH_SLACK_WEBHOOK_PARAMETER"),
+            spike_threshold_usd=(
+                _number(get, "PENNYWORTH_SPIKE_THRESHOLD_USD", Decimal)
+                if get("PENNYWORTH_SPIKE_THRESHOLD_USD")
+                else None
+            ),
+            spike_factor=_number(get, "PENNYWORTH_SPIKE_FACTOR", Decimal),
+            metrics_namespace=get("PENNYWORTH_METRICS_NAMESPACE") or "Pennyworth",
         )
 
 
@@ -99,7 +116,7 @@ def _number(get, name: str, kind: type):
     raw = get(name)
     try:
         value = kind(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, InvalidOperation):
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {raw!r}")
