@@ -58,6 +58,12 @@ def get_model(model_id: str) -> HttpResult:
     return wiring.openai_service().get_model(app.current_request.headers, model_id)
 
 
+@app.route("/v1/key", methods=["GET"])
+@openai_errors
+def key_status() -> HttpResult:
+    return wiring.openai_service().key_status(app.current_request.headers)
+
+
 @app.route("/v1/chat/completions", methods=["POST"], content_types=ANY_BODY)
 @openai_errors
 def chat_completions() -> HttpResult:

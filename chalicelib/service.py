@@ -62,6 +62,10 @@ class OpenAIService:
         self._check_allowed(key, entry.id, model_id)
         return HttpResult(entry.to_openai())
 
+    def key_status(self, headers: Mapping[str, str]) -> HttpResult:
+        """``GET /v1/key``: the calling key's limits, spend and remaining budget (no admin rights needed)."""
+        return HttpResult(self._meter.key_status(self._keys.authenticate(headers)))
+
     def chat_completions(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
         """``POST /v1/chat/completions``: validate, call Bedrock, bill, answer."""
         started = time.perf_counter()
