@@ -74,6 +74,9 @@ class UsageEntry:
     latency_ms: int
     status: str
     timestamp: str
+    #: What admission reserved on the key's and owner's month (released as this entry is billed).
+    reserved_key_usd: Decimal = Decimal(0)
+    reserved_owner_usd: Decimal = Decimal(0)
 
     @property
     def day(self) -> str:
@@ -86,7 +89,8 @@ class UsageEntry:
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (cost as a string, never a float): the reconcile format."""
         data = asdict(self)
-        data["cost"] = str(self.cost)
+        for name in ("cost", "reserved_key_usd", "reserved_owner_usd"):
+            data[name] = str(data[name])
         return data
 
     @classmethod
@@ -94,7 +98,9 @@ class UsageEntry:
         """Inverse of ``to_json``."""
         fields = dict(data)
         fields["usage"] = TokenUsage(**fields["usage"])
-        fields["cost"] = Decimal(str(fields["cost"]))
+        for name in ("cost", "reserved_key_usd", "reserved_owner_usd"):
+            if name in fields:
+                fields[name] = Decimal(str(fields[name]))
         return cls(**fields)
 
 
@@ -111,6 +117,8 @@ def new_entry(
     latency_ms: int,
     status: str,
     at: datetime,
+    reserved_key_usd: Decimal = Decimal(0),
+    reserved_owner_usd: Decimal = Decimal(0),
 ) -> UsageEntry:
     """Build an entry, pricing it exactly."""
     return UsageEntry(
@@ -125,6 +133,8 @@ def new_entry(
         latency_ms=latency_ms,
         status=status,
         timestamp=isoformat(at),
+        reserved_key_usd=reserved_key_usd,
+        reserved_owner_usd=reserved_owner_usd,
     )
 
 
@@ -136,6 +146,11 @@ class Ledger:
         self._client = table.meta.client
         self._attempts = attempts
         self._backoff = backoff_seconds
+
+    @property
+    def table(self) -> Any:
+        """The usage table (``Meter`` keeps its counters and reservations beside the ledger)."""
+        return self._table
 
     def record(self, entry: UsageEntry) -> bool:
         """Store ``entry`` and its aggregates atomically; True once stored.
@@ -180,8 +195,9 @@ class Ledger:
         item = self._table.get_item(Key={"pk": f"AGG#{scope}", "sk": period}, ConsistentRead=True).get("Item")
         totals: dict[str, Any] = {name: 0 for name in _COUNTERS}
         totals["cost"] = Decimal(0)
+        totals["committed"] = Decimal(0)
         if item:
-            totals.update({k: item[k] for k in (*_COUNTERS, "cost") if k in item})
+            totals.update({k: item[k] for k in (*_COUNTERS, "cost", "committed") if k in item})
         return totals
 
     def _transaction(self, entry: UsageEntry) -> list[dict[str, Any]]:
@@ -211,21 +227,30 @@ class Ledger:
             ":output_tokens": entry.usage.output_tokens,
             ":cache_read_tokens": entry.usage.cache_read_tokens,
             ":cache_write_tokens": entry.usage.cache_write_tokens,
-            ":cost": entry.cost,
+            ":cost": dynamo_number(entry.cost),
+        }
+        # ``committed`` (= cost + outstanding reservations) is what budgets are
+        # checked against; billing swaps this request's reservation for its cost.
+        committed = {
+            f"KEY#{entry.key_id}": dynamo_number(entry.cost - entry.reserved_key_usd),
+            f"OWNER#{entry.owner_sub}": dynamo_number(entry.cost - entry.reserved_owner_usd),
         }
         for scope in aggregate_scopes(entry):
             for period in (f"DAY#{entry.day}", f"MONTH#{entry.month}"):
+                values = dict(increments)
+                if period.startswith("MONTH#") and scope in committed:
+                    values[":committed"] = committed[scope]
                 items.append(
                     {
                         "Update": {
                             "TableName": table,
                             "Key": {"pk": f"AGG#{scope}", "sk": period},
                             "UpdateExpression": "ADD "
-                            + ", ".join(f"{name[1:]} {name}" for name in increments)
+                            + ", ".join(f"{name[1:]} {name}" for name in values)
                             + " SET gsi1pk = :period, gsi1sk = :scope, #type = :type",
                             "ExpressionAttributeNames": {"#type": "type"},
                             "ExpressionAttributeValues": {
-                                **increments,
+                                **values,
                                 ":period": period,
                                 ":scope": scope,
                                 ":type": "aggregate",
@@ -236,13 +261,20 @@ class Ledger:
         return items
 
 
+def dynamo_number(value: Decimal) -> Decimal:
+    """``value`` ready for DynamoDB: exact, and zero as plain 0."""
+    # A zero difference keeps its exponent (0E-11), which DynamoDB's number
+    # parser need not accept; zero is written as plain 0.
+    return value if value else Decimal(0)
+
+
 def aggregate_scopes(entry: UsageEntry) -> list[str]:
     """The aggregate rows an entry adds to."""
     return [f"KEY#{entry.key_id}", f"OWNER#{entry.owner_sub}", f"MODEL#{entry.model}", "ALL"]
 
 
 def _flatten(entry: UsageEntry) -> dict[str, Any]:
-    data = {k: v for k, v in asdict(entry).items() if k != "usage"}
+    data = {k: dynamo_number(v) if isinstance(v, Decimal) else v for k, v in asdict(entry).items() if k != "usage"}
     data.update(asdict(entry.usage))
     return data
 

@@ -118,7 +118,7 @@ class DevStack:
             _ensure_free(self.host, getattr(self.ports, name), PORT_ENV[name])
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self._spawn("aws", [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.ports.aws)])
+            self._spawn("aws", [sys.executable, "-m", "local.moto_server", "-H", self.host, "-p", str(self.ports.aws)])
             self._spawn(
                 "bedrock",
                 [

@@ -52,6 +52,36 @@ def aws() -> Iterator[Any]:
 
 
 @pytest.fixture
+def atomic_moto(aws: Any) -> Iterator[None]:
+    """Make in-process moto apply each DynamoDB call atomically, as DynamoDB does.
+
+    moto's backend is not thread-safe; without this, concurrency tests would
+    test moto's races rather than our conditional writes.
+    """
+    import functools
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    originals = {}
+    for name in ("get_item", "put_item", "update_item", "delete_item", "query", "scan", "transact_write_items"):
+        original = getattr(DynamoDBBackend, name)
+        originals[name] = original
+
+        def locked(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(*args, **kwargs)
+
+        setattr(DynamoDBBackend, name, functools.wraps(original)(locked))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(DynamoDBBackend, name, original)
+
+
+@pytest.fixture
 def keys_table(aws: Any) -> Any:
     return aws.Table(TABLE_NAMES["KeysTable"])
 

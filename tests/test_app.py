@@ -171,3 +171,39 @@ def test_unexpected_errors_are_a_500_envelope_without_details(client: Client, ke
     assert response.status_code == 500
     assert "secret internals" not in response.body.decode()
     assert_valid("ErrorResponse", response.json_body)
+
+
+def test_key_route_shows_the_callers_own_spend_and_limits(client: Client, keys_table) -> None:
+    record, plaintext = KeyStore(keys_table).create(owner_sub="o", monthly_budget_usd=Decimal("5"), rpm_limit=100)
+    chat = post_chat(client, plaintext, hello())
+    cost = Decimal(chat.headers["x-pennyworth-cost-usd"])
+    assert cost > 0
+    assert chat.headers["x-ratelimit-limit-requests"] == "100"
+    assert chat.headers["x-ratelimit-remaining-requests"] == "99"
+    status = client.http.get("/v1/key", headers=auth(plaintext))
+    assert status.status_code == 200
+    body = status.json_body
+    assert body["key_id"] == record.key_id and body["limits"]["rpm"] == 100
+    assert Decimal(body["budget"]["spent_usd"]) == cost
+    assert Decimal(body["budget"]["remaining_usd"]) == Decimal("5") - cost
+    assert body["usage"]["requests"] == 1
+    assert client.http.get("/v1/key").status_code == 401
+
+
+def test_spent_budget_is_a_429_insufficient_quota(client: Client, keys_table) -> None:
+    _, plaintext = KeyStore(keys_table).create(owner_sub="o", monthly_budget_usd=Decimal("0.0000001"))
+    response = post_chat(client, plaintext, hello(max_tokens=50))
+    assert response.status_code == 429
+    assert_valid("ErrorResponse", response.json_body)
+    assert response.json_body["error"]["type"] == "insufficient_quota"
+    assert "budget" in response.json_body["error"]["message"]
+
+
+def test_rate_limited_key_gets_retry_after_and_openai_headers(client: Client, keys_table) -> None:
+    _, plaintext = KeyStore(keys_table).create(owner_sub="o", rpm_limit=1)
+    assert post_chat(client, plaintext, hello()).status_code == 200
+    limited = post_chat(client, plaintext, hello())
+    assert limited.status_code == 429
+    assert limited.json_body["error"]["code"] == "rate_limit_exceeded"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert limited.headers["x-ratelimit-remaining-requests"] == "0"
