@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from chalice import Chalice, Response
+from chalice import Chalice, Cron, Response
 
 from chalicelib import wiring
 from chalicelib.errors import AppError, InternalError
@@ -69,3 +69,9 @@ def key_status() -> HttpResult:
 def chat_completions() -> HttpResult:
     request = app.current_request
     return wiring.openai_service().chat_completions(request.headers, request.raw_body)
+
+
+@app.schedule(Cron(0, 6, "*", "*", "?", "*"), name="daily_cost_report")
+def daily_cost_report(event: Any) -> dict[str, Any]:
+    """Every day at 06:00 UTC: yesterday's cost report (idempotent; safe to retry)."""
+    return wiring.report_service().run_day()

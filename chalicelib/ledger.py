@@ -261,6 +261,13 @@ class Ledger:
         return items
 
 
+def usd(value: Decimal | int | None) -> str | None:
+    """Exact USD as a plain decimal string (never a float, never exponent notation)."""
+    if value is None:
+        return None
+    return format(Decimal(value).normalize(), "f") if value else "0"
+
+
 def dynamo_number(value: Decimal) -> Decimal:
     """``value`` ready for DynamoDB: exact, and zero as plain 0."""
     # A zero difference keeps its exponent (0E-11), which DynamoDB's number

@@ -35,7 +35,7 @@ from typing import Any
 from chalicelib import errors
 from chalicelib.catalog import ModelEntry
 from chalicelib.keys import KeyRecord, isoformat, utcnow
-from chalicelib.ledger import Ledger, TokenUsage, UsageEntry, dynamo_number, new_entry
+from chalicelib.ledger import Ledger, TokenUsage, UsageEntry, dynamo_number, new_entry, usd
 from chalicelib.observability import logger
 
 WINDOW_SECONDS = 60
@@ -187,8 +187,8 @@ class Meter:
         spent = self._ledger.aggregate(scope, f"MONTH#{ticket.month}")["cost"]
         whose = "This API key's" if kind == "KEY" else "Your (the key owner's)"
         return errors.QuotaExceeded(
-            f"{whose} monthly budget of ${_money(budget)} for {ticket.month} cannot cover this request "
-            f"(spent ${_money(spent)}; this request may cost up to ${_money(worst)}). "
+            f"{whose} monthly budget of ${usd(budget)} for {ticket.month} cannot cover this request "
+            f"(spent ${usd(spent)}; this request may cost up to ${usd(worst)}). "
             "Lower max_tokens, or ask an admin to raise the budget.",
             headers=dict(ticket.headers),
         )
@@ -225,7 +225,7 @@ class Meter:
         if ticket.window is not None and ticket.key.tpm_limit:
             used = usage.prompt_tokens + usage.output_tokens
             self._adjust_window(ticket, tokens=used - ticket.counted_tokens)
-        ticket.headers["x-pennyworth-cost-usd"] = _money(entry.cost)
+        ticket.headers["x-pennyworth-cost-usd"] = usd(entry.cost)
         return entry
 
     def release(self, ticket: Ticket) -> None:
@@ -321,12 +321,12 @@ class Meter:
             "limits": {"rpm": key.rpm_limit, "tpm": key.tpm_limit},
             "budget": {
                 "period": month,
-                "monthly_usd": _money(budget),
-                "spent_usd": _money(spent),
-                "reserved_usd": _money(reserved),
-                "remaining_usd": _money(max(Decimal(0), budget - spent - reserved)) if budget is not None else None,
-                "owner_monthly_usd": _money(owner_budget),
-                "owner_spent_usd": _money(owner_spent),
+                "monthly_usd": usd(budget),
+                "spent_usd": usd(spent),
+                "reserved_usd": usd(reserved),
+                "remaining_usd": usd(max(Decimal(0), budget - spent - reserved)) if budget is not None else None,
+                "owner_monthly_usd": usd(owner_budget),
+                "owner_spent_usd": usd(owner_spent),
             },
             "usage": {
                 "period": month,
@@ -369,10 +369,3 @@ def _limit_headers(key: KeyRecord, requests: int | None, tokens: int | None, res
         headers["x-ratelimit-remaining-tokens"] = str(max(0, key.tpm_limit - used))
         headers["x-ratelimit-reset-tokens"] = f"{reset}s"
     return headers
-
-
-def _money(value: Decimal | None) -> str | None:
-    """Exact USD as a plain decimal string (never a float, never exponent notation)."""
-    if value is None:
-        return None
-    return format(Decimal(value).normalize(), "f") if value else "0"

@@ -14,6 +14,7 @@ from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys import KeyStore
 from chalicelib.ledger import Ledger
 from chalicelib.metering import Meter
+from chalicelib.reports import ReportConfig, ReportService
 from chalicelib.service import OpenAIService
 from chalicelib.settings import get_settings
 
@@ -73,7 +74,40 @@ def openai_service() -> OpenAIService:
     )
 
 
+@functools.cache
+def aws_client(service: str) -> Any:
+    """A boto3 client for ``service`` in our region (moto's endpoint locally)."""
+    import boto3
+
+    settings = get_settings()
+    return boto3.client(service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
+
+
+@functools.cache
+def report_service() -> ReportService:
+    """The daily cost report, publishing to CloudWatch, SNS and (optionally) Slack."""
+    settings = get_settings()
+    config = ReportConfig(
+        topic_arn=settings.report_topic_arn,
+        slack_parameter=settings.slack_webhook_parameter,
+        spike_threshold_usd=settings.spike_threshold_usd,
+        spike_factor=settings.spike_factor,
+        namespace=settings.metrics_namespace,
+    )
+    return ReportService(
+        ledger(),
+        dynamodb().Table(settings.keys_table),
+        config,
+        cloudwatch=aws_client("cloudwatch"),
+        sns=aws_client("sns"),
+        ssm=aws_client("ssm"),
+    )
+
+
 def reset() -> None:
     """Forget every cached object and the settings (tests change the environment)."""
-    for accessor in (dynamodb, catalog, key_store, ledger, meter, gateway, openai_service, get_settings):
-        accessor.cache_clear()
+    get_settings.cache_clear()
+    for accessor in list(globals().values()):
+        # Every functools.cache accessor in this module, including ones added later.
+        if callable(getattr(accessor, "cache_clear", None)) and getattr(accessor, "__module__", None) == __name__:
+            accessor.cache_clear()

@@ -79,3 +79,16 @@ def create_user(cognito_client: Any, pool_id: str, email: str, password: str, *,
         cognito_client.admin_add_user_to_group(UserPoolId=pool_id, Username=email, GroupName=group)
     attributes = {a["Name"]: a["Value"] for a in response["User"]["Attributes"]}
     return attributes["sub"]
+
+
+def create_report_topic(sns_client: Any, sqs_client: Any, name: str) -> dict[str, str]:
+    """The report SNS topic, with an SQS "inbox" subscribed so notifications can be read locally."""
+    topic_arn = sns_client.create_topic(Name=name)["TopicArn"]
+    queue_url = sqs_client.create_queue(QueueName=f"{name}-inbox")["QueueUrl"]
+    queue_arn = sqs_client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns_client.subscribe(
+        TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    return {"topic_arn": topic_arn, "inbox_url": queue_url}

@@ -161,6 +161,9 @@ class DevStack:
         admin_sub = bootstrap.create_user(
             cognito, pool["user_pool_id"], ADMIN_EMAIL, password, groups=(bootstrap.ADMINS_GROUP,)
         )
+        reports = bootstrap.create_report_topic(
+            boto3.client("sns", **aws), boto3.client("sqs", **aws), "pennyworth-local-reports"
+        )
         self.env = {
             **os.environ,
             "AWS_ACCESS_KEY_ID": "testing",
@@ -174,6 +177,7 @@ class DevStack:
             "PENNYWORTH_AUDIT_TABLE": TABLE_NAMES["AuditTable"],
             "PENNYWORTH_COGNITO_USER_POOL_ID": pool["user_pool_id"],
             "PENNYWORTH_COGNITO_CLIENT_ID": pool["client_id"],
+            "PENNYWORTH_REPORT_TOPIC_ARN": reports["topic_arn"],
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             **self.extra_env,
         }
@@ -199,6 +203,8 @@ class DevStack:
             "aws_endpoint_url": self.aws_url,
             "bedrock_endpoint_url": self.bedrock_url,
             "mcp_url": f"{self.api_url}/mcp",
+            "report_topic_arn": reports["topic_arn"],
+            "report_inbox_url": reports["inbox_url"],
             "examples": examples(base_url, api_key),
         }
 

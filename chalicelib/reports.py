@@ -1,0 +1,402 @@
+"""The daily cost report: yesterday per owner, key and model, with spike and budget alerts.
+
+Runs as its own scheduled Lambda (``daily_cost_report`` in app.py) and on
+demand (``POST /admin/reports/daily``). It reads only aggregates, which the
+ledger keeps exact, then publishes:
+
+* CloudWatch metrics (namespace ``Pennyworth``): ``CostUSD``, ``Requests``,
+  ``InputTokens``, ``OutputTokens``, overall and per ``Model`` (per-key or
+  per-owner dimensions would be one billable custom metric each, so they
+  are left to the stored report);
+* the report itself, stored in the usage table (``REPORT#<day>``);
+* one SNS notification (e-mail subscribers) and, optionally, a Slack post.
+
+Idempotent: the first run for a day claims the day with a conditional write
+and records each delivery step as done; a second run for the same day sends
+nothing again. A run that died mid-way is resumed (only its missing steps)
+after a 10-minute lease.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from chalicelib import errors
+from chalicelib.keys import isoformat, utcnow
+from chalicelib.ledger import Ledger, usd
+from chalicelib.observability import logger
+
+LEASE = timedelta(minutes=10)
+BUDGET_THRESHOLDS = (Decimal("1.0"), Decimal("0.8"))
+STEPS = ("metrics", "sns", "slack")
+_TOP = 10
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Where to publish, and what counts as a spike."""
+
+    topic_arn: str | None
+    slack_parameter: str | None
+    spike_threshold_usd: Decimal | None
+    spike_factor: Decimal
+    namespace: str
+
+
+def parse_day(text: str | None, *, today: date) -> date:
+    """A report day from ``YYYY-MM-DD`` (default: yesterday, UTC).
+
+    Raises
+    ------
+    InvalidRequest
+        Not a date, or not a finished day.
+    """
+    if not text:
+        return today - timedelta(days=1)
+    try:
+        day = date.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise errors.InvalidRequest(f"'day' must be a date like 2026-11-25, got {text!r}.", param="day") from None
+    if day >= today:
+        raise errors.InvalidRequest(f"{day} is not over yet (UTC); report a past day.", param="day")
+    return day
+
+
+class ReportService:
+    """Builds, stores and publishes daily reports. AWS clients are injected."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        keys_table: Any,
+        config: ReportConfig,
+        *,
+        cloudwatch: Any,
+        sns: Any,
+        ssm: Any,
+        post: Callable[[str, bytes], None] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._ledger = ledger
+        self._table = ledger.table
+        self._keys = keys_table
+        self._config = config
+        self._cloudwatch = cloudwatch
+        self._sns = sns
+        self._ssm = ssm
+        self._post = post or _post_json
+        self._clock = clock
+
+    # -- building ----------------------------------------------------------------------------
+
+    def build(self, day: date) -> dict[str, Any]:
+        """The report for ``day`` as plain JSON-safe data (money as strings)."""
+        rows = self._day_aggregates(day)
+        total = rows.pop("ALL", None) or _zero()
+        # The mean is over the trailing days that had traffic, so a young
+        # deployment is not flagged merely for having had quiet days before.
+        history = [self._ledger.aggregate("ALL", f"DAY#{day - timedelta(days=n)}") for n in range(1, 8)]
+        active = [Decimal(h["cost"]) for h in history if h["requests"]]
+        mean = sum(active, Decimal(0)) / len(active) if active else Decimal(0)
+        owners = self._owner_emails(rows)
+        by = {
+            kind: sorted(
+                (
+                    {"id": scope.split("#", 1)[1], **_money_row(row)}
+                    for scope, row in rows.items()
+                    if scope.startswith(f"{kind}#")
+                ),
+                key=lambda r: Decimal(r["cost_usd"]),
+                reverse=True,
+            )
+            for kind in ("OWNER", "KEY", "MODEL")
+        }
+        for row in by["OWNER"]:
+            row["email"] = owners.get(row["id"])
+        alerts = self._spike_alerts(day, Decimal(total["cost"]), mean) + self._budget_alerts(day)
+        return {
+            "day": day.isoformat(),
+            "generated_at": isoformat(self._clock()),
+            "total": _money_row(total),
+            "trailing_7_day_mean_usd": usd(mean),
+            "by_owner": by["OWNER"],
+            "by_key": by["KEY"],
+            "by_model": by["MODEL"],
+            "alerts": alerts,
+        }
+
+    def _day_aggregates(self, day: date) -> dict[str, dict[str, Any]]:
+        items = _query(
+            self._table,
+            IndexName="by-period",
+            KeyConditionExpression="gsi1pk = :period",
+            ExpressionAttributeValues={":period": f"DAY#{day}"},
+        )
+        return {item["gsi1sk"]: item for item in items if item.get("type") == "aggregate"}
+
+    def _owner_emails(self, rows: dict[str, dict[str, Any]]) -> dict[str, str]:
+        key_ids = [scope.split("#", 1)[1] for scope in rows if scope.startswith("KEY#")]
+        return {
+            record["owner_sub"]: record["owner_email"]
+            for record in self._key_records(key_ids).values()
+            if record.get("owner_email")
+        }
+
+    def _key_records(self, key_ids: list[str]) -> dict[str, dict[str, Any]]:
+        records: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(key_ids), 100):
+            request = {self._keys.name: {"Keys": [{"key_id": k} for k in key_ids[start : start + 100]]}}
+            while request:
+                page = self._keys.meta.client.batch_get_item(RequestItems=request)
+                for item in page["Responses"].get(self._keys.name, []):
+                    records[item["key_id"]] = item
+                request = page.get("UnprocessedKeys") or None
+        return records
+
+    def _spike_alerts(self, day: date, cost: Decimal, mean: Decimal) -> list[dict[str, str]]:
+        alerts = []
+        threshold = self._config.spike_threshold_usd
+        if threshold is not None and cost > threshold:
+            alerts.append(
+                {
+                    "kind": "spike",
+                    "message": f"{day}: cost ${usd(cost)} is over the ${usd(threshold)} daily threshold.",
+                }
+            )
+        factor = self._config.spike_factor
+        if mean > 0 and cost > factor * mean:
+            alerts.append(
+                {
+                    "kind": "spike",
+                    "message": f"{day}: cost ${usd(cost)} is over {usd(factor)}x "
+                    f"the trailing 7-day mean (${usd(mean)}).",
+                }
+            )
+        return alerts
+
+    def _budget_alerts(self, day: date) -> list[dict[str, str]]:
+        month = day.strftime("%Y-%m")
+        items = _query(
+            self._table,
+            IndexName="by-period",
+            KeyConditionExpression="gsi1pk = :period",
+            ExpressionAttributeValues={":period": f"MONTH#{month}"},
+        )
+        spend = {item["gsi1sk"]: Decimal(item.get("cost", 0)) for item in items if item.get("type") == "aggregate"}
+        alerts = []
+        key_ids = [scope.split("#", 1)[1] for scope in spend if scope.startswith("KEY#")]
+        for key_id, record in sorted(self._key_records(key_ids).items()):
+            budget = record.get("monthly_budget_usd")
+            label = f"key pw-{key_id}" + (f" ({record['name']})" if record.get("name") else "")
+            alerts.extend(_budget_alert(label, spend[f"KEY#{key_id}"], budget, month))
+        for scope, spent in sorted(spend.items()):
+            if scope.startswith("OWNER#"):
+                owner = scope.split("#", 1)[1]
+                item = self._table.get_item(Key={"pk": f"BUDGET#OWNER#{owner}", "sk": "CONFIG"}).get("Item")
+                alerts.extend(_budget_alert(f"owner {owner}", spent, item and item["monthly_budget_usd"], month))
+        return alerts
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def run_day(self, day: str | None = None) -> dict[str, Any]:
+        """``run`` for a ``YYYY-MM-DD`` string (default: yesterday, UTC), as routes and the schedule call it."""
+        return self.run(parse_day(day, today=self._clock().date()))
+
+    def run(self, day: date) -> dict[str, Any]:
+        """Build, store and publish the report for ``day`` exactly once; returns what happened."""
+        from botocore.exceptions import ClientError
+
+        now = self._clock()
+        report = self.build(day)
+        key = {"pk": f"REPORT#{day}", "sk": "DAILY"}
+        try:
+            self._table.put_item(
+                Item={
+                    **key,
+                    "type": "report",
+                    "status": "running",
+                    "report": json.dumps(report),
+                    "lease_until": isoformat(now + LEASE),
+                    "steps": {},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR (#status <> :done AND lease_until < :now)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":done": "done", ":now": isoformat(now)},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            stored = self._table.get_item(Key=key, ConsistentRead=True)["Item"]
+            return {
+                "day": day.isoformat(),
+                "status": "already " + stored["status"],
+                "sent": [],
+                "report": json.loads(stored["report"]),
+            }
+        previous = self._table.get_item(Key=key, ConsistentRead=True)["Item"].get("steps") or {}
+        sent = []
+        for step in STEPS:
+            if step in previous:
+                continue
+            if self._deliver(step, day, report):
+                self._table.update_item(
+                    Key=key,
+                    UpdateExpression="SET steps.#step = :at",
+                    ExpressionAttributeNames={"#step": step},
+                    ExpressionAttributeValues={":at": isoformat(self._clock())},
+                )
+                sent.append(step)
+        self._table.update_item(
+            Key=key,
+            UpdateExpression="SET #status = :done",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":done": "done"},
+        )
+        logger.info("daily report", extra={"day": day.isoformat(), "sent": sent, "alerts": len(report["alerts"])})
+        return {"day": day.isoformat(), "status": "sent", "sent": sent, "report": report}
+
+    def stored(self, day: date) -> dict[str, Any]:
+        """A day's stored report.
+
+        Raises
+        ------
+        NotFound
+            No report was run for that day.
+        """
+        item = self._table.get_item(Key={"pk": f"REPORT#{day}", "sk": "DAILY"}).get("Item")
+        if not item:
+            raise errors.NotFound(f"No report has been run for {day}.", param="day", code="report_not_found")
+        return {
+            "day": day.isoformat(),
+            "status": item["status"],
+            "steps": dict(item.get("steps") or {}),
+            "report": json.loads(item["report"]),
+        }
+
+    def _deliver(self, step: str, day: date, report: dict[str, Any]) -> bool:
+        if step == "metrics":
+            self._cloudwatch.put_metric_data(Namespace=self._config.namespace, MetricData=metric_data(day, report))
+            return True
+        if step == "sns":
+            if not self._config.topic_arn:
+                return False
+            self._sns.publish(
+                TopicArn=self._config.topic_arn,
+                Subject=f"pennyworth cost {day}: ${report['total']['cost_usd']}"[:100],
+                Message=render_text(report),
+            )
+            return True
+        if not self._config.slack_parameter:
+            return False
+        try:
+            url = self._ssm.get_parameter(Name=self._config.slack_parameter, WithDecryption=True)["Parameter"]["Value"]
+            self._post(url, json.dumps({"text": render_text(report)}).encode())
+        except Exception as exc:  # noqa: BLE001 - Slack is optional; the e-mail went out
+            logger.warning("slack post failed; will retry on the next run", extra={"reason": str(exc)})
+            return False
+        return True
+
+
+def metric_data(day: date, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """CloudWatch datums for the day: totals, and per model."""
+    stamp = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    rows = [([], report["total"])] + [([{"Name": "Model", "Value": m["id"]}], m) for m in report["by_model"]]
+    data = []
+    for dimensions, row in rows:
+        for name, field, unit in (
+            ("CostUSD", "cost_usd", "None"),
+            ("Requests", "requests", "Count"),
+            ("InputTokens", "input_tokens", "Count"),
+            ("OutputTokens", "output_tokens", "Count"),
+        ):
+            # CloudWatch stores doubles: the metric is for graphs and alarms; the bill is the ledger.
+            data.append(
+                {
+                    "MetricName": name,
+                    "Dimensions": dimensions,
+                    "Timestamp": stamp,
+                    "Value": float(row[field]),
+                    "Unit": unit,
+                }
+            )
+    return data
+
+
+def render_text(report: dict[str, Any]) -> str:
+    """The notification: totals, alerts first, then the biggest owners, keys and models."""
+    total = report["total"]
+    lines = [
+        f"pennyworth daily cost report for {report['day']} (UTC)",
+        "",
+        f"Total: ${total['cost_usd']} over {total['requests']} requests "
+        f"({total['input_tokens']} input / {total['output_tokens']} output tokens)",
+        f"Trailing 7-day mean: ${report['trailing_7_day_mean_usd']}",
+        "",
+    ]
+    if report["alerts"]:
+        lines += ["ALERTS", *(f"- {a['kind'].upper()}: {a['message']}" for a in report["alerts"]), ""]
+    for title, rows, label in (
+        ("By owner", report["by_owner"], lambda r: r.get("email") or r["id"]),
+        ("By key", report["by_key"], lambda r: f"pw-{r['id']}"),
+        ("By model", report["by_model"], lambda r: r["id"]),
+    ):
+        if rows:
+            lines.append(f"{title}:")
+            lines += [f"  {label(r)}  ${r['cost_usd']}  ({r['requests']} requests)" for r in rows[:_TOP]]
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _budget_alert(label: str, spent: Decimal, budget: Decimal | None, month: str) -> list[dict[str, str]]:
+    if not budget:
+        return []
+    share = spent / Decimal(budget)
+    for threshold in BUDGET_THRESHOLDS:
+        if share >= threshold:
+            return [
+                {
+                    "kind": "budget",
+                    "message": f"{label} has used {int(share * 100)}% of its ${usd(Decimal(budget))} budget "
+                    f"for {month} (${usd(spent)}).",
+                }
+            ]
+    return []
+
+
+def _query(table: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    while True:
+        page = table.query(**kwargs)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _zero() -> dict[str, Any]:
+    return {"cost": Decimal(0), "requests": 0, "input_tokens": 0, "output_tokens": 0}
+
+
+def _money_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "cost_usd": usd(Decimal(row.get("cost", 0))),
+        "requests": int(row.get("requests", 0)),
+        "input_tokens": int(row.get("input_tokens", 0)),
+        "output_tokens": int(row.get("output_tokens", 0)),
+    }
+
+
+def _post_json(url: str, body: bytes) -> None:
+    if not url.startswith("https://"):
+        raise ValueError("the Slack webhook must be an https:// URL")
+    request = urllib.request.Request(  # noqa: S310 - https only, checked above
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=5):  # noqa: S310 - https only, checked above
+        pass

@@ -1,0 +1,188 @@
+"""The daily report against moto (DynamoDB, CloudWatch, SNS→SQS, SSM)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import boto3
+import pytest
+
+from chalicelib import errors
+from chalicelib.catalog import Prices
+from chalicelib.keys import KeyStore
+from chalicelib.ledger import Ledger, TokenUsage, new_entry
+from chalicelib.metering import Meter
+from chalicelib.reports import ReportConfig, ReportService, parse_day, render_text
+
+PRICES = Prices(input=Decimal("0.000001"), output=Decimal("0.000002"), cache_read=Decimal(0), cache_write=Decimal(0))
+DAY = date(2026, 11, 25)
+
+
+@pytest.fixture
+def inbox(aws):
+    sns = boto3.client("sns", region_name="us-east-1")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    topic = sns.create_topic(Name="reports")["TopicArn"]
+    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    return topic, sqs, queue
+
+
+def received(sqs, queue) -> list[str]:
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    return [m["Body"] for m in messages]
+
+
+def service(usage_table, keys_table, topic, *, slack=None, posts=None, threshold=None):
+    config = ReportConfig(
+        topic_arn=topic,
+        slack_parameter=slack,
+        spike_threshold_usd=threshold,
+        spike_factor=Decimal(3),
+        namespace="Pennyworth",
+    )
+    return ReportService(
+        Ledger(usage_table),
+        keys_table,
+        config,
+        cloudwatch=boto3.client("cloudwatch", region_name="us-east-1"),
+        sns=boto3.client("sns", region_name="us-east-1"),
+        ssm=boto3.client("ssm", region_name="us-east-1"),
+        post=(lambda url, body: posts.append((url, json.loads(body)))) if posts is not None else None,
+        clock=lambda: datetime(2026, 11, 26, 6, 0, tzinfo=UTC),
+    )
+
+
+def spend(usage_table, key, day: date, requests: int, tokens: int) -> Decimal:
+    ledger = Ledger(usage_table)
+    total = Decimal(0)
+    for n in range(requests):
+        entry = new_entry(
+            request_id=f"{day}-{key.key_id}-{n}",
+            key_id=key.key_id,
+            owner_sub=key.owner_sub,
+            model="nova-micro",
+            bedrock_model_id="us.amazon.nova-micro-v1:0",
+            operation="chat",
+            usage=TokenUsage(input_tokens=tokens, output_tokens=tokens),
+            prices=PRICES,
+            latency_ms=1,
+            status="ok",
+            at=datetime(day.year, day.month, day.day, 12, tzinfo=UTC),
+        )
+        ledger.record(entry)
+        total += entry.cost
+    return total
+
+
+def test_report_totals_spike_and_budget_alerts_then_runs_once(usage_table, keys_table, inbox) -> None:
+    topic, sqs, queue = inbox
+    store = KeyStore(keys_table)
+    alice, _ = store.create(
+        owner_sub="alice", owner_email="alice@example.com", name="laptop", monthly_budget_usd=Decimal("0.035")
+    )
+    bob, _ = store.create(owner_sub="bob", owner_email="bob@example.com")
+    for back in range(1, 8):  # a quiet week: $0.002 a day
+        spend(usage_table, bob, date(2026, 11, 25 - back), 1, 1000)
+    day_cost = spend(usage_table, alice, DAY, 10, 1000) + spend(usage_table, bob, DAY, 2, 500)
+
+    reports = service(usage_table, keys_table, topic)
+    result = reports.run(DAY)
+
+    report = result["report"]
+    assert Decimal(report["total"]["cost_usd"]) == day_cost and report["total"]["requests"] == 12
+    assert [o["email"] for o in report["by_owner"]] == ["alice@example.com", "bob@example.com"]
+    kinds = [a["kind"] for a in report["alerts"]]
+    assert kinds.count("spike") == 1  # $0.032 vs a $0.002 mean
+    budget_alerts = [a["message"] for a in report["alerts"] if a["kind"] == "budget"]
+    assert budget_alerts == [f"key pw-{alice.key_id} (laptop) has used 85% of its $0.035 budget for 2026-11 ($0.03)."]
+    assert result["sent"] == ["metrics", "sns"]
+    messages = received(sqs, queue)
+    assert len(messages) == 1 and "ALERTS" in messages[0] and "alice@example.com" in messages[0]
+    metrics = boto3.client("cloudwatch", region_name="us-east-1").list_metrics(Namespace="Pennyworth")["Metrics"]
+    assert {m["MetricName"] for m in metrics} == {"CostUSD", "Requests", "InputTokens", "OutputTokens"}
+
+    # WHEN it runs again for the same day THEN nothing is sent twice
+    again = reports.run(DAY)
+    assert again["status"] == "already done" and again["sent"] == []
+    assert received(sqs, queue) == []
+    assert reports.stored(DAY)["steps"].keys() == {"metrics", "sns"}
+
+
+def test_absolute_threshold_and_owner_budget(usage_table, keys_table, inbox) -> None:
+    topic, _, _ = inbox
+    key, _ = KeyStore(keys_table).create(owner_sub="carol", owner_email="c@example.com")
+    Meter(Ledger(usage_table)).set_owner_budget("carol", Decimal("0.01"), actor="admin")
+    spend(usage_table, key, DAY, 4, 1000)  # $0.012: over the owner's $0.01
+    report = service(usage_table, keys_table, topic, threshold=Decimal("0.01")).build(DAY)
+    messages = [a["message"] for a in report["alerts"]]
+    assert any("daily threshold" in m for m in messages)
+    assert any(m.startswith("owner carol has used 120%") for m in messages)
+
+
+def test_slack_post_uses_the_ssm_webhook(usage_table, keys_table, inbox) -> None:
+    topic, _, _ = inbox
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name="/pennyworth/slack", Value="https://hooks.slack.example/T/B/x", Type="SecureString"
+    )
+    posts: list = []
+    result = service(usage_table, keys_table, topic, slack="/pennyworth/slack", posts=posts).run(DAY)
+    assert result["sent"] == ["metrics", "sns", "slack"]
+    assert posts[0][0] == "https://hooks.slack.example/T/B/x" and "daily cost report" in posts[0][1]["text"]
+
+
+def test_an_empty_day_still_reports_zero(usage_table, keys_table, inbox) -> None:
+    topic, sqs, queue = inbox
+    result = service(usage_table, keys_table, topic).run(DAY)
+    assert result["report"]["total"]["cost_usd"] == "0" and result["report"]["alerts"] == []
+    assert "Total: $0 over 0 requests" in received(sqs, queue)[0]
+
+
+def test_day_parsing() -> None:
+    today = date(2026, 11, 26)
+    assert parse_day(None, today=today) == DAY
+    assert parse_day("2026-11-01", today=today) == date(2026, 11, 1)
+    for bad in ("yesterday", "2026-11-26", "2026-12-01"):
+        with pytest.raises(errors.InvalidRequest):
+            parse_day(bad, today=today)
+
+
+def test_render_text_lists_alerts_first() -> None:
+    text = render_text(
+        {
+            "day": "2026-11-25",
+            "total": {"cost_usd": "1.5", "requests": 3, "input_tokens": 1, "output_tokens": 2},
+            "trailing_7_day_mean_usd": "0.1",
+            "alerts": [{"kind": "spike", "message": "big"}],
+            "by_owner": [],
+            "by_key": [],
+            "by_model": [{"id": "nova-micro", "cost_usd": "1.5", "requests": 3}],
+        }
+    )
+    assert text.index("SPIKE: big") < text.index("By model")
+
+
+def test_the_scheduled_lambda_reports_yesterday(usage_table, keys_table, inbox, monkeypatch) -> None:
+    from chalice.test import Client
+
+    from app import app
+    from chalicelib import wiring
+
+    topic, sqs, queue = inbox
+    monkeypatch.setenv("PENNYWORTH_REPORT_TOPIC_ARN", topic)
+    wiring.reset()
+    key, _ = KeyStore(keys_table).create(owner_sub="dave")
+    yesterday = datetime.now(UTC).date().fromordinal(datetime.now(UTC).date().toordinal() - 1)
+    cost = spend(usage_table, key, yesterday, 3, 100)
+    with Client(app, stage_name="local") as client:
+        event = client.events.generate_cw_event(
+            source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]
+        )
+        result = client.lambda_.invoke("daily_cost_report", event).payload
+        again = client.lambda_.invoke("daily_cost_report", event).payload
+    assert result["day"] == yesterday.isoformat() and Decimal(result["report"]["total"]["cost_usd"]) == cost
+    assert again["sent"] == []
+    assert len(received(sqs, queue)) == 1
