@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +32,7 @@ from chalicelib.observability import logger
 #: Marker of the structured log line written when an entry cannot be stored;
 #: ``pennyworth ledger reconcile`` replays lines carrying it.
 UNRECORDED_EVENT = "usage_unrecorded"
+USAGE_GROUPS = ("key", "owner", "model", "day")
 _COUNTERS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 
 
@@ -199,6 +201,72 @@ class Ledger:
         if item:
             totals.update({k: item[k] for k in (*_COUNTERS, "cost", "committed") if k in item})
         return totals
+
+    def usage(
+        self,
+        first: date,
+        last: date,
+        group_by: str,
+        *,
+        key_ids: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Usage totals for the days ``first``..``last`` (inclusive, UTC), one row per group.
+
+        ``group_by`` is ``key``, ``owner``, ``model`` or ``day``. With
+        ``key_ids`` (self-service), only those keys' usage is counted.
+        """
+        if group_by not in USAGE_GROUPS:
+            raise ValueError(f"group_by must be one of {USAGE_GROUPS}")
+        rows: dict[str, dict[str, Any]] = {}
+        for group, item in self._usage_items(first, last, group_by, key_ids):
+            row = rows.setdefault(group, {"group": group, **{name: 0 for name in _COUNTERS}, "cost": Decimal(0)})
+            for name in (*_COUNTERS, "cost"):
+                row[name] += item.get(name, 0)
+        ordered = sorted(rows.values(), key=lambda r: r["group"])
+        return ordered if group_by == "day" else sorted(ordered, key=lambda r: r["cost"], reverse=True)
+
+    def _usage_items(
+        self, first: date, last: date, group_by: str, key_ids: list[str] | None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        if key_ids is None:
+            # Everyone: the day aggregates, one query per day on the by-period index.
+            prefix = {"key": "KEY#", "owner": "OWNER#", "model": "MODEL#", "day": "ALL"}[group_by]
+            for n in range((last - first).days + 1):
+                day = first + timedelta(days=n)
+                for item in _query_all(
+                    self._table,
+                    IndexName="by-period",
+                    KeyConditionExpression="gsi1pk = :period AND begins_with(gsi1sk, :prefix)",
+                    ExpressionAttributeValues={":period": f"DAY#{day}", ":prefix": prefix},
+                ):
+                    if item.get("type") == "aggregate":
+                        yield (day.isoformat() if group_by == "day" else item["gsi1sk"].split("#", 1)[1]), item
+            return
+        for key_id in key_ids:
+            if group_by == "model":
+                # No per-key-per-model aggregate exists: sum the key's entries (exact, one query per key).
+                for entry in _query_all(
+                    self._table,
+                    KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
+                    ExpressionAttributeValues={
+                        ":pk": f"KEY#{key_id}",
+                        ":first": f"REQ#{first}",
+                        ":last": f"REQ#{last}T99",
+                    },
+                ):
+                    yield entry["model"], {**entry, "requests": 1}
+                continue
+            for item in _query_all(
+                self._table,
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
+                ExpressionAttributeValues={
+                    ":pk": f"AGG#KEY#{key_id}",
+                    ":first": f"DAY#{first}",
+                    ":last": f"DAY#{last}",
+                },
+            ):
+                group = {"key": key_id, "day": item["sk"].split("#", 1)[1], "owner": "self"}[group_by]
+                yield group, item
 
     def _transaction(self, entry: UsageEntry) -> list[dict[str, Any]]:
         # table.meta.client is the resource's client: it (de)serialises

@@ -85,3 +85,49 @@ def test_entry_json_round_trip_keeps_cost_exact() -> None:
     data = json.loads(json.dumps(e.to_json()))
     assert isinstance(data["cost"], str)
     assert type(e).from_json(data) == e
+
+
+def test_usage_groups_by_key_owner_model_and_day(usage_table) -> None:
+    from datetime import date, timedelta
+
+    ledger = Ledger(usage_table)
+
+    def at(day: int, key: str, owner: str, model: str, tokens: int, n: int):
+        e = new_entry(
+            request_id=f"{day}-{key}-{n}",
+            key_id=key,
+            owner_sub=owner,
+            model=model,
+            bedrock_model_id="x",
+            operation="chat",
+            usage=TokenUsage(input_tokens=tokens, output_tokens=tokens),
+            prices=PRICES,
+            latency_ms=1,
+            status="ok",
+            at=AT + timedelta(days=day),
+        )
+        assert ledger.record(e)
+        return e
+
+    entries = [
+        at(0, "k1", "alice", "nova-micro", 10, 0),
+        at(0, "k1", "alice", "claude", 20, 1),
+        at(1, "k2", "alice", "nova-micro", 30, 0),
+        at(1, "k3", "bob", "nova-micro", 40, 0),
+        at(3, "k3", "bob", "claude", 50, 0),  # outside the range below
+    ]
+    first, last = date(2026, 11, 26), date(2026, 11, 27)
+    cost = {e.request_id: e.cost for e in entries}
+
+    by_key = {r["group"]: r for r in ledger.usage(first, last, "key")}
+    assert by_key["k1"]["cost"] == cost["0-k1-0"] + cost["0-k1-1"] and by_key["k1"]["requests"] == 2
+    assert set(by_key) == {"k1", "k2", "k3"}
+    by_day = ledger.usage(first, last, "day")
+    assert [r["group"] for r in by_day] == ["2026-11-26", "2026-11-27"]
+    assert sum(r["cost"] for r in by_day) == sum(cost[e.request_id] for e in entries[:4])
+    assert {r["group"] for r in ledger.usage(first, last, "owner")} == {"alice", "bob"}
+
+    # Self-service: only alice's keys, including by model (summed from her entries).
+    mine = {r["group"]: r for r in ledger.usage(first, last, "model", key_ids=["k1", "k2"])}
+    assert mine["nova-micro"]["cost"] == cost["0-k1-0"] + cost["1-k2-0"] and mine["claude"]["requests"] == 1
+    assert [r["group"] for r in ledger.usage(first, last, "day", key_ids=["k1", "k2"])] == ["2026-11-26", "2026-11-27"]
