@@ -1,0 +1,102 @@
+"""Exact accounting through the running stack, under concurrency."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import boto3
+import openai
+import pytest
+
+from chalicelib.keys import KeyStore
+from chalicelib.ledger import Ledger
+from local.devstack import TABLE_NAMES
+
+pytestmark = pytest.mark.integration
+
+
+def resource(stack):
+    return boto3.resource(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url=stack.aws_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def new_key(stack, **limits) -> tuple[str, str]:
+    record, plaintext = KeyStore(resource(stack).Table(TABLE_NAMES["KeysTable"])).create(
+        owner_sub="acct-owner", **limits
+    )
+    return record.key_id, plaintext
+
+
+def client_for(stack, plaintext: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{stack.api_url}/v1", api_key=plaintext, max_retries=0, timeout=60)
+
+
+def test_200_concurrent_requests_bill_exactly(stack) -> None:
+    # GIVEN a fresh key and 200 requests of varied sizes, 16 at a time
+    key_id, plaintext = new_key(stack)
+    client = client_for(stack, plaintext)
+
+    def call(n: int) -> Decimal:
+        raw = client.chat.completions.with_raw_response.create(
+            model="nova-micro" if n % 3 else "claude-haiku-4-5",
+            messages=[
+                {"role": "user", "content": f"request {n} " + "word " * (n % 17) + f"#emulator:tokens={n % 50 + 1}"}
+            ],
+            stream=n % 4 == 0,
+        )
+        if n % 4 == 0:
+            list(raw.parse())  # drain the stream
+        return Decimal(raw.headers["x-pennyworth-cost-usd"])
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        costs = list(pool.map(call, range(200)))
+    # THEN the ledger's entries, the aggregates and the responses agree to the last digit
+    ledger = Ledger(resource(stack).Table(TABLE_NAMES["UsageTable"]))
+    entries = ledger.entries_for_key(key_id)
+    assert len(entries) == 200
+    entry_sum = sum((e["cost"] for e in entries), Decimal(0))
+    month = entries[0]["timestamp"][:7]
+    aggregate = ledger.aggregate(f"KEY#{key_id}", f"MONTH#{month}")
+    assert entry_sum == aggregate["cost"] == sum(costs, Decimal(0))
+    assert aggregate["requests"] == 200
+    assert len({str(c) for c in costs}) > 20  # the sizes really varied
+
+
+def test_concurrent_requests_on_a_nearly_spent_key_never_overrun(stack) -> None:
+    # GIVEN a budget that fits about five worst-case requests (max_tokens=20 on nova-micro)
+    from chalicelib.catalog import load_catalog
+    from chalicelib.metering import worst_case_cost
+    from chalicelib.settings import DEFAULT_CATALOG
+
+    nova = load_catalog(DEFAULT_CATALOG, region="us-east-1").resolve("nova-micro")
+    prompt = "spend #emulator:tokens=20"
+    budget = worst_case_cost(nova, len(prompt.encode()) + 64, 20) * 5
+    key_id, plaintext = new_key(stack, monthly_budget_usd=budget)
+    client = client_for(stack, plaintext)
+
+    def call(_: int) -> str:
+        try:
+            client.chat.completions.create(
+                model="nova-micro", messages=[{"role": "user", "content": prompt}], max_tokens=20
+            )
+            return "ok"
+        except openai.RateLimitError as exc:
+            assert exc.type == "insufficient_quota"
+            return "refused"
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        outcomes = list(pool.map(call, range(30)))
+    # THEN spend stays within the budget, and refused callers got a clear 429
+    month = f"MONTH#{datetime.now(UTC):%Y-%m}"
+    spent = Ledger(resource(stack).Table(TABLE_NAMES["UsageTable"])).aggregate(f"KEY#{key_id}", month)["cost"]
+    assert outcomes.count("ok") >= 5 and "refused" in outcomes
+    assert spent <= budget
+    status = client.with_options(max_retries=0).get("/key", cast_to=object)
+    assert Decimal(status["budget"]["spent_usd"]) == spent
