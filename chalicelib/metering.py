@@ -273,10 +273,10 @@ class Meter:
 
     # -- budgets and status ------------------------------------------------------------------
 
-    def owner_budget(self, owner_sub: str) -> Decimal | None:
+    def owner_budget(self, owner_sub: str, *, fresh: bool = False) -> Decimal | None:
         """The owner's monthly budget in USD, or None (cached for a few seconds per process)."""
         cached = self._owner_budgets.get(owner_sub)
-        if cached and time.monotonic() - cached[0] < OWNER_BUDGET_CACHE_SECONDS:
+        if cached and not fresh and time.monotonic() - cached[0] < OWNER_BUDGET_CACHE_SECONDS:
             return cached[1]
         item = self._table.get_item(Key={"pk": f"BUDGET#OWNER#{owner_sub}", "sk": "CONFIG"}).get("Item")
         budget = item.get("monthly_budget_usd") if item else None
