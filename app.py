@@ -11,12 +11,13 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from chalice import Chalice, Cron, Response
+from chalice import Chalice, CognitoUserPoolAuthorizer, Cron, Response
 
 from chalicelib import wiring
 from chalicelib.errors import AppError, InternalError
 from chalicelib.observability import logger
 from chalicelib.service import HttpResult
+from chalicelib.settings import get_settings
 
 app = Chalice(app_name="pennyworth")
 # Any body type reaches the view so a wrong Content-Type gets an OpenAI error, not Chalice's 415.
@@ -75,3 +76,79 @@ def chat_completions() -> HttpResult:
 def daily_cost_report(event: Any) -> dict[str, Any]:
     """Every day at 06:00 UTC: yesterday's cost report (idempotent; safe to retry)."""
     return wiring.report_service().run_day()
+
+
+# Admin API: key lifecycle. API Gateway checks the Cognito token in AWS; the app checks it
+# again (chalicelib/auth.py) because chalice local and the test client skip authorizers.
+ADMIN_AUTH = CognitoUserPoolAuthorizer(
+    "PennyworthAdmins", provider_arns=[get_settings().cognito_user_pool_arn], header="Authorization"
+)
+
+
+def _query() -> dict[str, str]:
+    return dict(app.current_request.query_params or {})
+
+
+@app.route("/admin/keys", methods=["POST"], authorizer=ADMIN_AUTH, content_types=ANY_BODY)
+@openai_errors
+def admin_create_key() -> HttpResult:
+    request = app.current_request
+    return wiring.admin_service().create_key(request.headers, request.raw_body)
+
+
+@app.route("/admin/keys", methods=["GET"], authorizer=ADMIN_AUTH)
+@openai_errors
+def admin_list_keys() -> HttpResult:
+    return wiring.admin_service().list_keys(app.current_request.headers, _query())
+
+
+@app.route("/admin/keys/import", methods=["POST"], authorizer=ADMIN_AUTH, content_types=ANY_BODY)
+@openai_errors
+def admin_import_keys() -> HttpResult:
+    request = app.current_request
+    return wiring.admin_service().import_keys(request.headers, request.raw_body)
+
+
+@app.route("/admin/keys/export", methods=["GET"], authorizer=ADMIN_AUTH)
+@openai_errors
+def admin_export_keys() -> HttpResult:
+    return wiring.admin_service().export_keys(app.current_request.headers, _query())
+
+
+@app.route("/admin/keys/{key_id}", methods=["GET"], authorizer=ADMIN_AUTH)
+@openai_errors
+def admin_get_key(key_id: str) -> HttpResult:
+    return wiring.admin_service().get_key(app.current_request.headers, key_id)
+
+
+@app.route("/admin/keys/{key_id}", methods=["PATCH"], authorizer=ADMIN_AUTH, content_types=ANY_BODY)
+@openai_errors
+def admin_update_key(key_id: str) -> HttpResult:
+    request = app.current_request
+    return wiring.admin_service().update_key(request.headers, key_id, request.raw_body)
+
+
+@app.route("/admin/keys/{key_id}/revoke", methods=["POST"], authorizer=ADMIN_AUTH, content_types=ANY_BODY)
+@openai_errors
+def admin_revoke_key(key_id: str) -> HttpResult:
+    request = app.current_request
+    return wiring.admin_service().revoke_key(request.headers, key_id, request.raw_body)
+
+
+@app.route("/admin/keys/{key_id}/rotate", methods=["POST"], authorizer=ADMIN_AUTH, content_types=ANY_BODY)
+@openai_errors
+def admin_rotate_key(key_id: str) -> HttpResult:
+    request = app.current_request
+    return wiring.admin_service().rotate_key(request.headers, key_id, request.raw_body)
+
+
+@app.route("/admin/keys/{key_id}/audit", methods=["GET"], authorizer=ADMIN_AUTH)
+@openai_errors
+def admin_key_audit(key_id: str) -> HttpResult:
+    return wiring.admin_service().key_audit(app.current_request.headers, key_id, _query())
+
+
+@app.route("/admin/audit", methods=["GET"], authorizer=ADMIN_AUTH)
+@openai_errors
+def admin_audit() -> HttpResult:
+    return wiring.admin_service().audit(app.current_request.headers, _query())

@@ -9,27 +9,35 @@ randomness, so a fast hash is enough (no password-style stretching needed).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import string
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.errors import AuthenticationFailed
+from chalicelib.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
+from chalicelib.observability import logger
 
 KEY_PREFIX = "pw"
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _SECRET_ALPHABET = string.ascii_letters + string.digits
 _ID_LENGTH = 12
 _SECRET_LENGTH = 40
+_KEY_ID_RE = re.compile(rf"^[a-z0-9]{{{_ID_LENGTH}}}$")
 _KEY_RE = re.compile(rf"^{KEY_PREFIX}-([a-z0-9]{{{_ID_LENGTH}}})-([A-Za-z0-9]{{{_SECRET_LENGTH}}})$")
 
 Clock = Callable[[], datetime]
+#: Given a key as a write will leave it, extra DynamoDB transaction items to commit atomically
+#: with that write (the audit log's event), so an event exists exactly when its change does.
+Attach = Callable[["KeyRecord"], Sequence[Mapping[str, Any]]]
 
 
 def utcnow() -> datetime:
@@ -63,6 +71,22 @@ def new_secret_for(key_id: str) -> str:
 def hash_key(plaintext: str) -> str:
     """The hex SHA-256 digest stored in place of the key."""
     return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def is_key_id(text: str) -> bool:
+    """True for a string shaped like a key id (12 lowercase letters or digits)."""
+    return bool(_KEY_ID_RE.match(text))
+
+
+def derive_key_id(owner_sub: str, import_id: str) -> str:
+    """The key id an import row gets: a function of owner and client id, so re-imports find it."""
+    digest = hashlib.sha256(f"pennyworth-import\0{owner_sub}\0{import_id}".encode()).digest()
+    number = int.from_bytes(digest, "big")
+    chars = []
+    for _ in range(_ID_LENGTH):
+        number, index = divmod(number, len(_ID_ALPHABET))
+        chars.append(_ID_ALPHABET[index])
+    return "".join(chars)
 
 
 def key_id_of(plaintext: str) -> str | None:
@@ -104,6 +128,8 @@ class KeyRecord:
     tpm_limit: int | None = None
     last_used_at: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    import_id: str | None = None
+    version: int = 0  # bumped by every change; conditional writes compare it
 
     @property
     def prefix(self) -> str:
@@ -133,6 +159,8 @@ class KeyRecord:
             tpm_limit=_int_or_none(item.get("tpm_limit")),
             last_used_at=item.get("last_used_at"),
             metadata=dict(item.get("metadata") or {}),
+            import_id=item.get("import_id"),
+            version=int(item.get("version", 0)),
         )
 
     def to_item(self) -> dict[str, Any]:
@@ -145,6 +173,7 @@ class KeyRecord:
             "created_at": self.created_at,
             "secret_hash": self.secret_hash,
             "metadata": dict(self.metadata),
+            "version": self.version,
         }
         optional = {
             "owner_email": self.owner_email,
@@ -158,6 +187,7 @@ class KeyRecord:
             "rpm_limit": self.rpm_limit,
             "tpm_limit": self.tpm_limit,
             "last_used_at": self.last_used_at,
+            "import_id": self.import_id,
         }
         item.update({k: v for k, v in optional.items() if v is not None})
         return item
@@ -166,17 +196,94 @@ class KeyRecord:
         """True when the key has no allowlist or the model is on it."""
         return self.allowed_models is None or model_id in self.allowed_models
 
+    def effective_status(self, now: datetime) -> str:
+        """``revoked``, ``expired`` or ``active``: what ``authenticate`` would decide."""
+        if self.status == "revoked":
+            return "revoked"
+        if self.expires_at and parse_time(self.expires_at) <= now:
+            return "expired"
+        return "active"
+
 
 def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-class KeyStore:
-    """The keys table. Takes a boto3 DynamoDB ``Table`` resource (moto in tests)."""
+#: Fields an owner or admin may change after creation (``KeyStore.update``).
+UPDATABLE_FIELDS = ("name", "allowed_models", "monthly_budget_usd", "rpm_limit", "tpm_limit", "expires_at", "metadata")
+#: Key states a listing can be narrowed to; ``expired`` is derived from ``expires_at``.
+STATUSES = ("active", "expired", "revoked")
+_BATCH_GET_ITEMS = 100  # DynamoDB's BatchGetItem limit
+_MAX_PAGE_READS = 20  # bounds the reads behind one filtered page, so a listing stays fast
 
-    def __init__(self, table: Any, clock: Clock = utcnow) -> None:
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing; ``cursor`` fetches the next page (None: there is none)."""
+
+    items: list[Any]
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What ``KeyStore.import_new`` did with one prepared key."""
+
+    record: KeyRecord
+    plaintext: str | None  # set only when the key was created by this call
+    created: bool
+
+
+def encode_cursor(last_key: Mapping[str, Any] | None) -> str | None:
+    """An opaque page cursor from DynamoDB's ``LastEvaluatedKey``."""
+    if not last_key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(dict(last_key), sort_keys=True).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, fields: Mapping[str, str | None]) -> dict[str, str] | None:
+    """``LastEvaluatedKey`` back from ``encode_cursor``; ``fields`` maps each key name to its required value.
+
+    Raises
+    ------
+    InvalidRequest
+        The cursor is not one this listing produced (edited, or from another listing).
+    """
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        value = None
+    valid = (
+        isinstance(value, dict)
+        and set(value) == set(fields)
+        and all(isinstance(v, str) for v in value.values())
+        and all(required is None or value[name] == required for name, required in fields.items())
+    )
+    if not valid:
+        raise InvalidRequest("The cursor is not valid for this listing; start again without it.", param="cursor")
+    return value
+
+
+class KeyStore:
+    """The keys table. Takes a boto3 DynamoDB ``Table`` resource (moto in tests).
+
+    ``on_denied(record, reason)`` is called when a request presents a key's
+    correct secret but the key is revoked or expired (the audit log records
+    these); it must not raise into authentication, so its errors are logged.
+    """
+
+    def __init__(
+        self,
+        table: Any,
+        clock: Clock = utcnow,
+        on_denied: Callable[[KeyRecord, str], None] | None = None,
+    ) -> None:
         self._table = table
         self._clock = clock
+        self._on_denied = on_denied
 
     def create(
         self,
@@ -191,6 +298,7 @@ class KeyStore:
         expires_at: str | None = None,
         metadata: dict[str, str] | None = None,
         key_id: str | None = None,
+        attach: Attach | None = None,
     ) -> tuple[KeyRecord, str]:
         """Store a new key and return ``(record, plaintext)``; the plaintext is never stored."""
         if key_id is None:
@@ -214,8 +322,23 @@ class KeyStore:
             expires_at=expires_at,
             metadata=dict(metadata or {}),
         )
-        self._table.put_item(Item=record.to_item(), ConditionExpression="attribute_not_exists(key_id)")
+        if attach is None:
+            self._table.put_item(Item=record.to_item(), ConditionExpression="attribute_not_exists(key_id)")
+        else:
+            self._transact([self._put_new(record), *attach(record)])
         return record, plaintext
+
+    def _put_new(self, record: KeyRecord) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self._table.name,
+                "Item": record.to_item(),
+                "ConditionExpression": "attribute_not_exists(key_id)",
+            }
+        }
+
+    def _transact(self, items: Sequence[Mapping[str, Any]]) -> None:
+        self._table.meta.client.transact_write_items(TransactItems=list(items))
 
     def get(self, key_id: str) -> KeyRecord | None:
         """One strongly consistent read: a revocation is seen by the very next request."""
@@ -241,12 +364,23 @@ class KeyStore:
         record = self.get(key_id) if key_id else None
         if record is None or not self._secret_matches(record, token):
             raise AuthenticationFailed("Incorrect API key provided.")
-        now = self._clock()
-        if record.status == "revoked":
+        status = record.effective_status(self._clock())
+        if status == "revoked":
+            self._report_denied(record, status)
             raise AuthenticationFailed("This API key has been revoked.", code="revoked_api_key")
-        if record.expires_at and parse_time(record.expires_at) <= now:
+        if status == "expired":
+            self._report_denied(record, status)
             raise AuthenticationFailed("This API key has expired.", code="expired_api_key")
         return record
+
+    def _report_denied(self, record: KeyRecord, reason: str) -> None:
+        if self._on_denied is None:
+            return
+        try:
+            self._on_denied(record, reason)
+        except Exception:
+            # The caller gets its 401 either way; a missed audit line must not turn it into a 500.
+            logger.exception("could not record a denied key use", extra={"key_id": record.key_id})
 
     def _secret_matches(self, record: KeyRecord, token: str) -> bool:
         digest = hash_key(token)
@@ -256,3 +390,265 @@ class KeyStore:
             in_grace = parse_time(record.previous_hash_expires_at) > self._clock()
             return in_grace and hmac.compare_digest(digest, record.previous_hash)
         return False
+
+    # Lifecycle: listing, changes, revocation, rotation, bulk import.
+
+    def list_keys(
+        self,
+        *,
+        owner_sub: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """A page of keys, newest first for one owner (``by-owner`` index), table order for all.
+
+        Raises
+        ------
+        InvalidRequest
+            An unknown status or a cursor from another listing.
+        """
+        if status is not None and status not in STATUSES:
+            raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}.", param="status")
+        params: dict[str, Any] = {}
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        if owner_sub is not None:
+            params.update(IndexName="by-owner", KeyConditionExpression="owner_sub = :owner", ScanIndexForward=False)
+            values[":owner"] = owner_sub
+            start = decode_cursor(cursor, {"key_id": None, "owner_sub": owner_sub, "created_at": None})
+        else:
+            start = decode_cursor(cursor, {"key_id": None})
+        if status is not None:
+            names["#status"] = "status"
+            values[":now"] = isoformat(self._clock())
+            values[":revoked"] = "revoked"
+            params["FilterExpression"] = {
+                "active": "#status <> :revoked AND (attribute_not_exists(expires_at) OR expires_at > :now)",
+                "expired": "#status <> :revoked AND expires_at <= :now",
+                "revoked": "#status = :revoked",
+            }[status]
+            if status == "revoked":
+                del values[":now"]
+        if names:
+            params["ExpressionAttributeNames"] = names
+        if values:
+            params["ExpressionAttributeValues"] = values
+        read = self._table.query if owner_sub is not None else self._table.scan
+        items: list[KeyRecord] = []
+        for _ in range(_MAX_PAGE_READS):
+            if start:
+                params["ExclusiveStartKey"] = start
+            # Never ask for more than the page still needs, so the cursor never skips an item.
+            response = read(Limit=limit - len(items), **params)
+            items.extend(KeyRecord.from_item(item) for item in response.get("Items", []))
+            start = response.get("LastEvaluatedKey")
+            if not start or len(items) >= limit:
+                break
+        return Page(items=items, cursor=encode_cursor(start))
+
+    def require(self, key_id: str) -> KeyRecord:
+        """The key, or NotFound.
+
+        Raises
+        ------
+        NotFound
+            No key has this id.
+        """
+        record = self.get(key_id) if is_key_id(key_id) else None
+        if record is None:
+            raise NotFound(f"No API key with id '{key_id}'.", param="key_id", code="key_not_found")
+        return record
+
+    def update(self, current: KeyRecord, changes: Mapping[str, Any], *, attach: Attach | None = None) -> KeyRecord:
+        """Apply ``changes`` (``UPDATABLE_FIELDS``; None clears) if the key is still as ``current`` saw it.
+
+        Raises
+        ------
+        Conflict
+            The key is revoked, or changed since ``current`` was read.
+        InvalidRequest
+            A field that cannot be updated.
+        """
+        unknown = set(changes) - set(UPDATABLE_FIELDS)
+        if unknown:
+            raise InvalidRequest(f"'{sorted(unknown)[0]}' cannot be updated.", param=sorted(unknown)[0])
+        values = {**_record_values(changes), "updated_at": isoformat(self._clock()), "version": current.version + 1}
+        record = replace(current, **values)
+        stored = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+        self._conditional_update(current, stored, record, attach)
+        return record
+
+    def revoke(self, current: KeyRecord, *, attach: Attach | None = None) -> KeyRecord:
+        """Revoke the key: the very next request with it is refused (reads are strongly consistent).
+
+        Raises
+        ------
+        Conflict
+            The key is already revoked, or changed since ``current`` was read.
+        """
+        now = isoformat(self._clock())
+        changes = {
+            "status": "revoked",
+            "revoked_at": now,
+            "updated_at": now,
+            "version": current.version + 1,
+            "previous_hash": None,
+            "previous_hash_expires_at": None,
+        }
+        record = replace(current, **changes)
+        self._conditional_update(current, changes, record, attach)
+        return record
+
+    def rotate(
+        self, current: KeyRecord, *, grace_seconds: int = 0, attach: Attach | None = None
+    ) -> tuple[KeyRecord, str]:
+        """Give the key a new secret; the old one keeps working for ``grace_seconds`` (0: stops now).
+
+        Raises
+        ------
+        Conflict
+            The key is revoked, or changed (e.g. rotated) since ``current`` was read.
+        """
+        plaintext = new_secret_for(current.key_id)
+        now = self._clock()
+        changes: dict[str, Any] = {
+            "secret_hash": hash_key(plaintext),
+            "updated_at": isoformat(now),
+            "version": current.version + 1,
+        }
+        if grace_seconds > 0:
+            changes["previous_hash"] = current.secret_hash
+            changes["previous_hash_expires_at"] = isoformat(now + timedelta(seconds=grace_seconds))
+        else:
+            changes["previous_hash"] = None
+            changes["previous_hash_expires_at"] = None
+        record = replace(current, **changes)
+        self._conditional_update(current, changes, record, attach)
+        return record, plaintext
+
+    def _conditional_update(
+        self, current: KeyRecord, changes: Mapping[str, Any], record: KeyRecord, attach: Attach | None
+    ) -> None:
+        from botocore.exceptions import ClientError
+
+        changes = {**changes, "version": record.version}
+        sets = {name: value for name, value in changes.items() if value is not None}
+        removes = [name for name, value in changes.items() if value is None]
+        names = {f"#{name}": name for name in changes} | {"#status": "status"}
+        values: dict[str, Any] = {f":{name}": value for name, value in sets.items()}
+        values |= {":revoked": "revoked", ":expected_version": current.version}
+        # Optimistic concurrency: the write applies only to the version the caller read, so two
+        # admins changing a key at once cannot silently lose one change (keys written before
+        # versions existed count as version 0).
+        condition = "attribute_exists(key_id) AND #status <> :revoked"
+        condition += " AND (#version = :expected_version OR attribute_not_exists(#version))"
+        if current.version:
+            condition = condition.replace(" OR attribute_not_exists(#version)", "")
+        expression = "SET " + ", ".join(f"#{name} = :{name}" for name in sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(f"#{name}" for name in removes)
+        update = {
+            "Key": {"key_id": current.key_id},
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        try:
+            if attach is None:
+                self._table.update_item(**update)
+            else:
+                self._transact([{"Update": {"TableName": self._table.name, **update}}, *attach(record)])
+        except ClientError as exc:
+            if not _condition_failed(exc, first_item_only=attach is not None):
+                raise
+            latest = self.get(current.key_id)
+            if latest is not None and latest.status == "revoked":
+                raise Conflict("This API key is revoked; a revoked key cannot change.", code="key_revoked") from None
+            raise Conflict(
+                "This API key changed while you were changing it; read it again and retry.", code="key_changed"
+            ) from None
+
+    def get_many(self, key_ids: Iterable[str]) -> dict[str, KeyRecord]:
+        """The existing keys among ``key_ids``, by id (strongly consistent batch reads)."""
+        wanted = sorted(set(key_ids))
+        found: dict[str, KeyRecord] = {}
+        client = self._table.meta.client
+        for start in range(0, len(wanted), _BATCH_GET_ITEMS):
+            request = {
+                self._table.name: {
+                    "Keys": [{"key_id": key_id} for key_id in wanted[start : start + _BATCH_GET_ITEMS]],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                response = client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self._table.name, []):
+                    found[item["key_id"]] = KeyRecord.from_item(item)
+                request = response.get("UnprocessedKeys") or None
+        return found
+
+    def prepare(self, *, key_id: str, owner_sub: str, **fields: Any) -> tuple[KeyRecord, str]:
+        """A new key record and its plaintext, not yet stored (``import_new`` stores them)."""
+        plaintext = new_secret_for(key_id)
+        now = isoformat(self._clock())
+        allowed = fields.pop("allowed_models", None)
+        record = KeyRecord(
+            key_id=key_id,
+            owner_sub=owner_sub,
+            status="active",
+            created_at=now,
+            updated_at=now,
+            secret_hash=hash_key(plaintext),
+            allowed_models=tuple(allowed) if allowed is not None else None,
+            **{"name": "", "owner_email": None, **fields},
+        )
+        return record, plaintext
+
+    def import_new(self, prepared: Sequence[tuple[KeyRecord, str]]) -> list[ImportOutcome]:
+        """Store prepared keys whose ids are free; an id already taken keeps its stored key.
+
+        One conditional put per key, so each id gets exactly one key whatever
+        races (e.g. a retried import running beside the first). Transactions
+        would also carry the audit events atomically, but cost twice the write
+        capacity and are slow to emulate for thousands of keys.
+        """
+        return [self._put_one(record, plaintext) for record, plaintext in prepared]
+
+    def _put_one(self, record: KeyRecord, plaintext: str) -> ImportOutcome:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._table.put_item(Item=record.to_item(), ConditionExpression="attribute_not_exists(key_id)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            existing = self.get(record.key_id)
+            if existing is None:  # keys are never deleted, so a failed "absent" check means it exists
+                raise Conflict(f"Key id '{record.key_id}' could not be written; retry.", code="key_changed") from None
+            return ImportOutcome(existing, None, False)
+        return ImportOutcome(record, plaintext, True)
+
+
+def _condition_failed(exc: Any, *, first_item_only: bool) -> bool:
+    """True when a write failed only because its condition on the key item did not hold."""
+    error = exc.response.get("Error", {}).get("Code")
+    if not first_item_only:
+        return error == "ConditionalCheckFailedException"
+    reasons = exc.response.get("CancellationReasons") or []
+    return (
+        error == "TransactionCanceledException" and bool(reasons) and reasons[0].get("Code") == "ConditionalCheckFailed"
+    )
+
+
+def _record_values(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``changes`` in ``KeyRecord`` field types (tuples for lists, "" and {} for cleared name/metadata)."""
+    values = dict(changes)
+    if "allowed_models" in values and values["allowed_models"] is not None:
+        values["allowed_models"] = tuple(values["allowed_models"])
+    if "name" in values and values["name"] is None:
+        values["name"] = ""
+    if "metadata" in values and values["metadata"] is None:
+        values["metadata"] = {}
+    return values

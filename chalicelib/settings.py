@@ -29,6 +29,8 @@ ENV: dict[str, str | None] = {
     "PENNYWORTH_COGNITO_USER_POOL_ID": None,
     "PENNYWORTH_COGNITO_CLIENT_ID": None,
     "PENNYWORTH_COGNITO_ENDPOINT_URL": None,
+    # A harmless placeholder: the deployed template's authorizer gets the real pool's ARN.
+    "PENNYWORTH_COGNITO_USER_POOL_ARN": "arn:aws:cognito-idp:us-east-1:000000000000:userpool/us-east-1_placeholder",
     "PENNYWORTH_REPORT_TOPIC_ARN": None,
     "PENNYWORTH_SLACK_WEBHOOK_PARAMETER": None,
     "PENNYWORTH_SPIKE_THRESHOLD_USD": None,
@@ -62,6 +64,7 @@ class Settings:
     cognito_user_pool_id: str | None
     cognito_client_id: str | None
     cognito_endpoint_url: str | None
+    cognito_user_pool_arn: str
     report_topic_arn: str | None
     slack_webhook_parameter: str | None
     spike_threshold_usd: Decimal | None
@@ -93,6 +96,7 @@ class Settings:
             cognito_user_pool_id=get("PENNYWORTH_COGNITO_USER_POOL_ID"),
             cognito_client_id=get("PENNYWORTH_COGNITO_CLIENT_ID"),
             cognito_endpoint_url=get("PENNYWORTH_COGNITO_ENDPOINT_URL") or get("PENNYWORTH_AWS_ENDPOINT_URL"),
+            cognito_user_pool_arn=_required(get, "PENNYWORTH_COGNITO_USER_POOL_ARN"),
             report_topic_arn=get("PENNYWORTH_REPORT_TOPIC_ARN"),
             slack_webhook_parameter=get("PENNYWORTH_SLACK_WEBHOOK_PARAMETER"),
             spike_threshold_usd=(

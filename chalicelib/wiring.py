@@ -9,6 +9,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from chalicelib.admin import AdminService
+from chalicelib.audit import AuditLog, DeniedUseRecorder
+from chalicelib.auth import AdminAuthenticator, UserDirectory, authenticator_for_pool
 from chalicelib.catalog import Catalog, load_catalog
 from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys import KeyStore
@@ -37,7 +40,13 @@ def catalog() -> Catalog:
 
 @functools.cache
 def key_store() -> KeyStore:
-    return KeyStore(dynamodb().Table(get_settings().keys_table))
+    # Uses of revoked or expired keys (with the right secret) land in the audit log, rate-limited.
+    return KeyStore(dynamodb().Table(get_settings().keys_table), on_denied=DeniedUseRecorder(audit_log()))
+
+
+@functools.cache
+def audit_log() -> AuditLog:
+    return AuditLog(dynamodb().Table(get_settings().audit_table))
 
 
 @functools.cache
@@ -75,32 +84,43 @@ def openai_service() -> OpenAIService:
 
 
 @functools.cache
-def aws_client(service: str) -> Any:
-    """A boto3 client for ``service`` in our region (moto's endpoint locally)."""
+def cognito() -> Any:
+    """The boto3 Cognito user pools client (moto's endpoint locally)."""
     import boto3
 
     settings = get_settings()
-    return boto3.client(service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
+    return boto3.client("cognito-idp", region_name=settings.region, endpoint_url=settings.cognito_endpoint_url)
 
 
 @functools.cache
-def report_service() -> ReportService:
-    """The daily cost report, publishing to CloudWatch, SNS and (optionally) Slack."""
+def user_directory() -> UserDirectory | None:
+    pool_id = get_settings().cognito_user_pool_id
+    return UserDirectory(cognito(), pool_id) if pool_id else None
+
+
+@functools.cache
+def admin_authenticator() -> AdminAuthenticator:
+    """Verifies admin API tokens against the configured pool (raises when none is configured)."""
     settings = get_settings()
-    config = ReportConfig(
-        topic_arn=settings.report_topic_arn,
-        slack_parameter=settings.slack_webhook_parameter,
-        spike_threshold_usd=settings.spike_threshold_usd,
-        spike_factor=settings.spike_factor,
-        namespace=settings.metrics_namespace,
+    return authenticator_for_pool(
+        user_pool_id=settings.cognito_user_pool_id,
+        client_id=settings.cognito_client_id,
+        region=settings.region,
+        endpoint_url=settings.cognito_endpoint_url,
+        directory=user_directory(),
     )
-    return ReportService(
-        ledger(),
-        dynamodb().Table(settings.keys_table),
-        config,
-        cloudwatch=aws_client("cloudwatch"),
-        sns=aws_client("sns"),
-        ssm=aws_client("ssm"),
+
+
+@functools.cache
+def admin_service() -> AdminService:
+    """The ``/admin`` service with its real dependencies."""
+    return AdminService(
+        authenticator=admin_authenticator,
+        keys=key_store(),
+        audit=audit_log(),
+        catalog=catalog,
+        directory=user_directory,
+        max_body_bytes=get_settings().max_body_bytes,
     )
 
 

@@ -1,0 +1,670 @@
+"""The admin API: key lifecycle for admins (every key) and signed-in users (their own keys).
+
+``app.py`` calls one method per route. Each method authenticates the Cognito
+token, checks permissions, validates the body, changes the key and appends its
+audit event in one DynamoDB transaction, and returns an ``HttpResult``.
+Secrets appear only in the answers of create, rotate and import, once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from chalicelib import errors
+from chalicelib.audit import Actor, AuditLog, diff
+from chalicelib.auth import AdminAuthenticator, Principal, UserDirectory
+from chalicelib.catalog import Catalog
+from chalicelib.keys import (
+    Clock,
+    KeyRecord,
+    KeyStore,
+    Page,
+    derive_key_id,
+    is_key_id,
+    isoformat,
+    parse_time,
+    utcnow,
+)
+from chalicelib.service import HttpResult
+
+#: Fields a key can be created with (``owner`` too, for admins) and updated.
+KEY_FIELDS = ("name", "allowed_models", "monthly_budget_usd", "rpm_limit", "tpm_limit", "expires_at", "metadata")
+#: Export-only fields an import row may carry (so an export file imports as is); they are ignored.
+EXPORT_ONLY_FIELDS = ("key_id", "prefix", "status", "created_at", "updated_at", "revoked_at", "last_used_at")
+MAX_IMPORT_ROWS = 1000
+MAX_GRACE_SECONDS = 7 * 24 * 3600
+PAGE_LIMITS = {"list": (50, 100), "export": (500, 1000), "audit": (100, 500)}
+_MAX_NAME = 200
+_MAX_MODELS = 100
+_MAX_METADATA = 32
+_MAX_IMPORT_ID = 128
+_MAX_BUDGET = Decimal(1_000_000_000)
+_MAX_LIMIT = 1_000_000_000
+_BUDGET_RE = re.compile(r"^\d+(\.\d{1,6})?$")
+_IMPORT_ID_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: safe in files and logs
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who a key belongs to."""
+
+    sub: str
+    email: str | None
+
+
+class AdminService:
+    """Implements ``/admin/*`` over injected authentication, keys, audit log, catalog and directory."""
+
+    def __init__(
+        self,
+        *,
+        authenticator: Callable[[], AdminAuthenticator],
+        keys: KeyStore,
+        audit: AuditLog,
+        catalog: Callable[[], Catalog],
+        directory: Callable[[], UserDirectory | None],
+        max_body_bytes: int,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._authenticator = authenticator
+        self._keys = keys
+        self._audit = audit
+        self._catalog = catalog
+        self._directory = directory
+        self._max_body_bytes = max_body_bytes
+        self._clock = clock
+
+    # Routes
+
+    def create_key(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
+        """``POST /admin/keys``: a new key; its secret is in this answer only."""
+        principal = self._principal(headers)
+        body = self._body(raw_body, required=False)
+        _refuse_unknown(body, {*KEY_FIELDS, "owner"})
+        owner = self._owner(principal, body.get("owner"))
+        fields = parse_key_fields(body, catalog=self._catalog(), now=self._clock())
+        actor = _actor(principal)
+        record, plaintext = self._keys.create(
+            owner_sub=owner.sub,
+            owner_email=owner.email,
+            attach=lambda new: [self._event_item(new.key_id, "created", actor, changes=diff(None, new))],
+            **fields,
+        )
+        return HttpResult({**key_view(record, self._clock()), "secret": plaintext}, status=201)
+
+    def list_keys(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
+        """``GET /admin/keys``: a page of keys (admins: any owner; others: their own)."""
+        principal = self._principal(headers)
+        page = self._page(principal, query or {}, "list")
+        now = self._clock()
+        return HttpResult(_listing([key_view(r, now) for r in page.items], page.cursor))
+
+    def export_keys(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
+        """``GET /admin/keys/export``: a page of keys as import rows (no secrets, no hashes)."""
+        principal = self._principal(headers)
+        page = self._page(principal, query or {}, "export")
+        now = self._clock()
+        return HttpResult(_listing([export_row(r, now) for r in page.items], page.cursor))
+
+    def get_key(self, headers: Mapping[str, str], key_id: str) -> HttpResult:
+        """``GET /admin/keys/{key_id}``."""
+        principal = self._principal(headers)
+        record = self._owned(principal, key_id)
+        return HttpResult(key_view(record, self._clock()))
+
+    def update_key(self, headers: Mapping[str, str], key_id: str, raw_body: bytes | str | None) -> HttpResult:
+        """``PATCH /admin/keys/{key_id}``: change limits, models, budget, expiry, name or metadata."""
+        principal = self._principal(headers)
+        body = self._body(raw_body, required=True)
+        _refuse_unknown(body, set(KEY_FIELDS))
+        if not body:
+            raise errors.InvalidRequest(f"Send at least one field to change: {', '.join(KEY_FIELDS)}.")
+        changes = parse_key_fields(body, catalog=self._catalog(), now=self._clock(), partial=True)
+        current = self._owned(principal, key_id)
+        actor = _actor(principal)
+        record = self._keys.update(
+            current,
+            changes,
+            attach=lambda new: [self._event_item(key_id, "updated", actor, changes=diff(current, new))],
+        )
+        return HttpResult(key_view(record, self._clock()))
+
+    def revoke_key(self, headers: Mapping[str, str], key_id: str, raw_body: bytes | str | None) -> HttpResult:
+        """``POST /admin/keys/{key_id}/revoke``: refused from the very next request on."""
+        principal = self._principal(headers)
+        body = self._body(raw_body, required=False)
+        _refuse_unknown(body, {"reason"})
+        reason = _optional_text(body, "reason", 500)
+        current = self._owned(principal, key_id)
+        actor = _actor(principal)
+        details = {"reason": reason} if reason else {}
+        record = self._keys.revoke(
+            current,
+            attach=lambda new: [
+                self._event_item(key_id, "revoked", actor, changes=diff(current, new), details=details)
+            ],
+        )
+        return HttpResult(key_view(record, self._clock()))
+
+    def rotate_key(self, headers: Mapping[str, str], key_id: str, raw_body: bytes | str | None) -> HttpResult:
+        """``POST /admin/keys/{key_id}/rotate``: a new secret; the old one works ``grace_seconds`` more (default 0)."""
+        principal = self._principal(headers)
+        body = self._body(raw_body, required=False)
+        _refuse_unknown(body, {"grace_seconds"})
+        grace = body.get("grace_seconds", 0)
+        if not _is_int(grace) or not 0 <= grace <= MAX_GRACE_SECONDS:
+            raise errors.InvalidRequest(
+                f"grace_seconds must be a whole number from 0 to {MAX_GRACE_SECONDS} (7 days).",
+                param="grace_seconds",
+            )
+        current = self._owned(principal, key_id)
+        actor = _actor(principal)
+
+        def event(new: KeyRecord) -> list[dict[str, Any]]:
+            details = {"grace_seconds": grace, "previous_secret_valid_until": new.previous_hash_expires_at}
+            return [self._event_item(key_id, "rotated", actor, details=details)]
+
+        record, plaintext = self._keys.rotate(current, grace_seconds=grace, attach=event)
+        return HttpResult({**key_view(record, self._clock()), "secret": plaintext})
+
+    def key_audit(self, headers: Mapping[str, str], key_id: str, query: Mapping[str, str] | None) -> HttpResult:
+        """``GET /admin/keys/{key_id}/audit``: the key's events, oldest first."""
+        principal = self._principal(headers)
+        query = query or {}
+        _refuse_unknown(query, {"limit", "cursor"})
+        self._owned(principal, key_id)
+        page = self._audit.for_key(key_id, limit=_limit(query, "audit"), cursor=query.get("cursor"))
+        return HttpResult(_listing([e.to_dict() for e in page.items], page.cursor))
+
+    def audit(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
+        """``GET /admin/audit``: every key's events of one UTC day (admins only)."""
+        principal = self._principal(headers)
+        if not principal.is_admin:
+            raise errors.PermissionDenied(
+                "Only admins can read the whole audit log; use a key's audit for your own keys.", code="admin_only"
+            )
+        query = query or {}
+        _refuse_unknown(query, {"day", "limit", "cursor"})
+        day = _day(query.get("day")) if query.get("day") else self._clock().date()
+        page = self._audit.for_day(day, limit=_limit(query, "audit"), cursor=query.get("cursor"))
+        return HttpResult(_listing([e.to_dict() for e in page.items], page.cursor))
+
+    def import_keys(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
+        """``POST /admin/keys/import``: create keys idempotently per row ``id``; errors are reported per row."""
+        principal = self._principal(headers)
+        body = self._body(raw_body, required=True)
+        _refuse_unknown(body, {"keys"})
+        rows = body.get("keys")
+        if not isinstance(rows, list) or not rows:
+            raise errors.InvalidRequest("'keys' must be a non-empty list of key objects.", param="keys")
+        if len(rows) > MAX_IMPORT_ROWS:
+            raise errors.InvalidRequest(
+                f"At most {MAX_IMPORT_ROWS} keys per request; got {len(rows)}. Split the file.", param="keys"
+            )
+        results = Importer(self, principal).run(rows)
+        summary = {
+            status: sum(1 for r in results if r["status"] == status) for status in ("created", "exists", "error")
+        }
+        return HttpResult({"object": "import_result", **summary, "results": results})
+
+    # Helpers (also used by Importer)
+
+    def _principal(self, headers: Mapping[str, str]) -> Principal:
+        return self._authenticator().authenticate(headers)
+
+    def _body(self, raw: bytes | str | None, *, required: bool) -> dict[str, Any]:
+        return parse_body(raw, max_bytes=self._max_body_bytes, required=required)
+
+    def _owned(self, principal: Principal, key_id: str) -> KeyRecord:
+        record = self._keys.require(key_id)
+        if not principal.is_admin and record.owner_sub != principal.sub:
+            raise errors.PermissionDenied(
+                "You can manage only your own keys; this key belongs to someone else.", code="not_key_owner"
+            )
+        return record
+
+    def _owner(self, principal: Principal, who: Any, param: str = "owner") -> Owner:
+        """The owner a new key gets: the caller by default; another user only for admins."""
+        if who is None or who in (principal.sub, principal.email):
+            return Owner(principal.sub, principal.email)
+        if not isinstance(who, str) or not who.strip():
+            raise errors.InvalidRequest("owner must be a user's email address or sub.", param=param)
+        if not principal.is_admin:
+            raise errors.PermissionDenied(
+                "Only admins can create keys for other users; leave 'owner' out to create your own.",
+                param=param,
+                code="admin_only",
+            )
+        directory = self._directory()
+        user = directory.find(who.strip()) if directory else None
+        if user is None:
+            raise errors.InvalidRequest(f"No user '{who}' in the user pool.", param=param, code="unknown_user")
+        return Owner(user.sub, user.email)
+
+    def _page(self, principal: Principal, query: Mapping[str, str], kind: str) -> Page:
+        _refuse_unknown(query, {"owner", "status", "limit", "cursor"})
+        who = query.get("owner") or None
+        if who == "me" or (who is None and not principal.is_admin):
+            owner_sub: str | None = principal.sub
+        elif who is None:
+            owner_sub = None  # an admin's listing of every key
+        elif principal.is_admin or who in (principal.sub, principal.email):
+            owner_sub = self._owner(principal, who).sub
+        else:
+            raise errors.PermissionDenied("You can list only your own keys.", param="owner", code="not_key_owner")
+        return self._keys.list_keys(
+            owner_sub=owner_sub, status=query.get("status"), limit=_limit(query, kind), cursor=query.get("cursor")
+        )
+
+    def _event_item(self, key_id: str, action: str, actor: Actor, **kwargs: Any) -> dict[str, Any]:
+        return self._audit.put_item(self._audit.new_event(key_id, action, actor, **kwargs))
+
+
+class Importer:
+    """One import request: validate every row, then create the new keys in transactions."""
+
+    def __init__(self, service: AdminService, principal: Principal) -> None:
+        self._service = service
+        self._principal = principal
+        self._now = service._clock()
+
+    def run(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any] | None] = [None] * len(rows)
+        candidates: dict[int, tuple[str, Owner, dict[str, Any]]] = {}
+        statuses: dict[int, Any] = {}
+        seen: dict[tuple[str, str], int] = {}
+        for index, row in enumerate(rows):
+            try:
+                import_id, owner, fields = self._parse(row)
+            except errors.AppError as exc:
+                results[index] = _row_error(index, row, exc)
+                continue
+            marker = (owner.sub, import_id)
+            if marker in seen:
+                duplicate = errors.InvalidRequest(
+                    f"Duplicate id '{import_id}' (also in row {seen[marker]}).", param="id", code="duplicate_id"
+                )
+                results[index] = _row_error(index, row, duplicate)
+                continue
+            seen[marker] = index
+            candidates[index] = (import_id, owner, fields)
+            statuses[index] = row.get("status")
+
+        keys = self._service._keys
+        # A row's id names its key: the key id derived from (owner, id), or the id itself when it
+        # is an existing key's id (an exported key), so importing an export changes nothing.
+        derived = {i: derive_key_id(owner.sub, import_id) for i, (import_id, owner, _) in candidates.items()}
+        direct = {i: import_id for i, (import_id, _, _) in candidates.items() if is_key_id(import_id)}
+        existing = keys.get_many([*derived.values(), *direct.values()])
+        prepared: list[tuple[KeyRecord, str]] = []
+        prepared_rows: list[int] = []
+        for index, (import_id, owner, fields) in candidates.items():
+            found = existing.get(direct.get(index, "")) or existing.get(derived[index])
+            if found is not None:
+                results[index] = self._existing(index, import_id, owner, found)
+                continue
+            refusal = self._refusal(statuses[index], fields)
+            if refusal is not None:
+                results[index] = _row_error(index, {"id": import_id}, refusal)
+                continue
+            prepared.append(
+                keys.prepare(
+                    key_id=derived[index], owner_sub=owner.sub, owner_email=owner.email, import_id=import_id, **fields
+                )
+            )
+            prepared_rows.append(index)
+
+        outcomes = keys.import_new(prepared)
+        actor = _actor(self._principal)
+        audit = self._service._audit
+        # Events follow their keys (one batch write per request): a crash in between would leave
+        # keys without their "imported" event, never an event without its key.
+        audit.record_many(
+            audit.new_event(o.record.key_id, "imported", actor, changes=diff(None, o.record))
+            for o in outcomes
+            if o.created
+        )
+        for index, outcome in zip(prepared_rows, outcomes, strict=True):
+            import_id = candidates[index][0]
+            if outcome.created:
+                results[index] = {
+                    "row": index,
+                    "id": import_id,
+                    "status": "created",
+                    "key": key_view(outcome.record, self._now),
+                    "secret": outcome.plaintext,
+                }
+            else:
+                results[index] = self._existing(index, import_id, candidates[index][1], outcome.record)
+        return [r for r in results if r is not None]
+
+    def _parse(self, row: Any) -> tuple[str, Owner, dict[str, Any]]:
+        if not isinstance(row, dict):
+            raise errors.InvalidRequest("Each key must be a JSON object.")
+        _refuse_unknown(row, {"id", "owner", *KEY_FIELDS, *EXPORT_ONLY_FIELDS})
+        import_id = row.get("id")
+        if not isinstance(import_id, str) or not import_id.strip():
+            raise errors.InvalidRequest(
+                "id is required: your own unique name for this key (re-importing the same id is a no-op).", param="id"
+            )
+        import_id = import_id.strip()
+        if len(import_id) > _MAX_IMPORT_ID or not _IMPORT_ID_RE.match(import_id):
+            raise errors.InvalidRequest(
+                f"id must be 1-{_MAX_IMPORT_ID} printable characters without spaces.", param="id"
+            )
+        owner = self._service._owner(self._principal, row.get("owner") or None)
+        fields = {k: v for k, v in row.items() if k in KEY_FIELDS}
+        return (
+            import_id,
+            owner,
+            parse_key_fields(fields, catalog=self._service._catalog(), now=self._now, past_expiry=True),
+        )
+
+    def _refusal(self, status: Any, fields: Mapping[str, Any]) -> errors.AppError | None:
+        """Why a row that names no existing key must not become a new one, if it must not."""
+        if status == "revoked":
+            return errors.InvalidRequest("This row is a revoked key; it is not imported.", param="status")
+        if fields.get("expires_at") and parse_time(fields["expires_at"]) <= self._now:
+            return errors.InvalidRequest("expires_at is in the past; the key is not imported.", param="expires_at")
+        return None
+
+    def _existing(self, index: int, import_id: str, owner: Owner, record: KeyRecord) -> dict[str, Any]:
+        if record.owner_sub != owner.sub:
+            error = errors.Conflict(f"Key id '{import_id}' belongs to another owner.", param="id", code="id_taken")
+            return _row_error(index, {"id": import_id}, error)
+        return {"row": index, "id": import_id, "status": "exists", "key": key_view(record, self._now)}
+
+
+# Request parsing: every bad input gets a 400 naming its field.
+
+
+def parse_body(raw: bytes | str | None, *, max_bytes: int, required: bool) -> dict[str, Any]:
+    """A JSON object body; numbers with a fraction become exact ``Decimal``.
+
+    Raises
+    ------
+    PayloadTooLarge
+        The body is over ``max_bytes``.
+    InvalidRequest
+        The body is required but empty, not JSON, or not an object.
+    """
+    if raw is None or len(raw) == 0 or (isinstance(raw, (bytes, str)) and not raw.strip()):
+        if required:
+            raise errors.InvalidRequest("The request body is empty; send a JSON object.")
+        return {}
+    if len(raw) > max_bytes:
+        raise errors.PayloadTooLarge(f"The request body is {len(raw)} bytes; the limit is {max_bytes} bytes.")
+    try:
+        body = json.loads(raw, parse_float=Decimal, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise errors.InvalidRequest(
+            f"We could not parse the JSON body of your request ({exc}). Send valid JSON."
+        ) from None
+    if not isinstance(body, dict):
+        raise errors.InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def parse_key_fields(
+    body: Mapping[str, Any], *, catalog: Catalog, now: datetime, partial: bool = False, past_expiry: bool = False
+) -> dict[str, Any]:
+    """Validate the key fields present in ``body``; ``partial``: an update, where null clears a field.
+
+    ``past_expiry`` accepts an ``expires_at`` in the past (import rows: an
+    exported expired key must re-import as "exists", not fail validation).
+
+    Raises
+    ------
+    InvalidRequest
+        A field has the wrong type or an out-of-range value; ``param`` names it.
+    """
+    fields: dict[str, Any] = {}
+    for name in KEY_FIELDS:
+        if name not in body:
+            continue
+        value = body[name]
+        parser = _FIELD_PARSERS[name]
+        fields[name] = parser(value, catalog=catalog, now=now, past_expiry=past_expiry)
+    if not partial:  # on creation, null means the default
+        fields = {k: v for k, v in fields.items() if v is not None}
+    return fields
+
+
+def _name(value: Any, **_: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value.strip()) > _MAX_NAME:
+        raise errors.InvalidRequest(f"name must be a string of at most {_MAX_NAME} characters.", param="name")
+    return value.strip()
+
+
+def _allowed_models(value: Any, *, catalog: Catalog, **_: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or len(value) > _MAX_MODELS:
+        raise errors.InvalidRequest(
+            f"allowed_models must be a list of 1-{_MAX_MODELS} model ids, or null for every model.",
+            param="allowed_models",
+        )
+    models: list[str] = []
+    for item in value:
+        entry = catalog.find(item) if isinstance(item, str) else None
+        if entry is None:
+            known = ", ".join(m.id for m in catalog)
+            raise errors.InvalidRequest(
+                f"allowed_models: unknown model {item!r}. Known models: {known}.", param="allowed_models"
+            )
+        if entry.id not in models:
+            models.append(entry.id)
+    return models
+
+
+def parse_money(value: Any, param: str = "monthly_budget_usd") -> Decimal | None:
+    """Exact USD from a JSON string or number (never through float).
+
+    Raises
+    ------
+    InvalidRequest
+        Not a non-negative amount with at most 6 decimal places, or over a billion.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
+        raise errors.InvalidRequest(f'{param} must be a USD amount such as "25.00", or null.', param=param)
+    text = str(value).strip() if not isinstance(value, Decimal) else format(value, "f")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        amount = None
+    if amount is None or not _BUDGET_RE.match(text) or amount > _MAX_BUDGET:
+        raise errors.InvalidRequest(
+            f'{param} must be a USD amount from 0 to 1000000000 with at most 6 decimals (e.g. "25.00"); got {value!r}.',
+            param=param,
+        )
+    return amount
+
+
+def _budget(value: Any, **_: Any) -> Decimal | None:
+    return parse_money(value)
+
+
+def _rate_limit(name: str) -> Callable[..., int | None]:
+    def parse(value: Any, **_: Any) -> int | None:
+        if value is None:
+            return None
+        if not _is_int(value) or not 1 <= value <= _MAX_LIMIT:
+            raise errors.InvalidRequest(
+                f"{name} must be a whole number from 1 to {_MAX_LIMIT}, or null for no limit; got {value!r}.",
+                param=name,
+            )
+        return value
+
+    return parse
+
+
+def _expires_at(value: Any, *, now: datetime, past_expiry: bool = False, **_: Any) -> str | None:
+    if value is None:
+        return None
+    moment = None
+    if isinstance(value, str):
+        try:
+            moment = parse_time(value.strip())
+        except ValueError:
+            moment = None
+    if moment is None:
+        raise errors.InvalidRequest(
+            f"expires_at must be an ISO 8601 time such as 2027-01-31T00:00:00Z, or null; got {value!r}.",
+            param="expires_at",
+        )
+    if moment <= now and not past_expiry:
+        raise errors.InvalidRequest(
+            "expires_at must be in the future (revoke a key to stop it now).", param="expires_at"
+        )
+    return isoformat(moment)
+
+
+def _metadata(value: Any, **_: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    valid = (
+        isinstance(value, dict)
+        and len(value) <= _MAX_METADATA
+        and all(isinstance(k, str) and 0 < len(k) <= 64 for k in value)
+        and all(isinstance(v, str) and len(v) <= 512 for v in value.values())
+    )
+    if not valid:
+        raise errors.InvalidRequest(
+            f"metadata must be an object of at most {_MAX_METADATA} string values (keys up to 64 characters, "
+            "values up to 512).",
+            param="metadata",
+        )
+    return dict(value)
+
+
+_FIELD_PARSERS: dict[str, Callable[..., Any]] = {
+    "name": _name,
+    "allowed_models": _allowed_models,
+    "monthly_budget_usd": _budget,
+    "rpm_limit": _rate_limit("rpm_limit"),
+    "tpm_limit": _rate_limit("tpm_limit"),
+    "expires_at": _expires_at,
+    "metadata": _metadata,
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _optional_text(body: Mapping[str, Any], name: str, limit: int) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise errors.InvalidRequest(f"{name} must be a string of at most {limit} characters.", param=name)
+    return value
+
+
+def _refuse_unknown(source: Mapping[str, Any], allowed: set[str] | Sequence[str]) -> None:
+    unknown = sorted(set(source) - set(allowed))
+    if unknown:
+        raise errors.InvalidRequest(
+            f"Unknown field '{unknown[0]}'. Allowed: {', '.join(sorted(allowed))}.", param=unknown[0]
+        )
+
+
+def _limit(query: Mapping[str, str], kind: str) -> int:
+    default, maximum = PAGE_LIMITS[kind]
+    raw = query.get("limit")
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise errors.InvalidRequest(f"limit must be a whole number from 1 to {maximum}.", param="limit")
+    return int(raw)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise errors.InvalidRequest(f"day must be a date such as 2026-11-26; got {text!r}.", param="day") from None
+
+
+def _actor(principal: Principal) -> Actor:
+    return Actor(sub=principal.sub, email=principal.email)
+
+
+def _row_error(index: int, row: Any, exc: errors.AppError) -> dict[str, Any]:
+    row_id = row.get("id") if isinstance(row, dict) and isinstance(row.get("id"), str) else None
+    return {"row": index, "id": row_id, "status": "error", "error": exc.to_body()["error"]}
+
+
+def _listing(data: list[dict[str, Any]], cursor: str | None) -> dict[str, Any]:
+    return {"object": "list", "data": data, "has_more": cursor is not None, "next_cursor": cursor}
+
+
+# Views: what callers see of a key (never the hash).
+
+
+def money(value: Decimal | None) -> str | None:
+    """Exact USD as a plain decimal string (never a float, never exponent notation)."""
+    if value is None:
+        return None
+    return format(Decimal(value).normalize(), "f") if value else "0"
+
+
+def key_view(record: KeyRecord, now: datetime) -> dict[str, Any]:
+    """A key's metadata as the admin API shows it."""
+    in_grace = record.previous_hash_expires_at and parse_time(record.previous_hash_expires_at) > now
+    return {
+        "object": "key",
+        "key_id": record.key_id,
+        "prefix": record.prefix,
+        "name": record.name,
+        "status": record.effective_status(now),
+        "owner": {"sub": record.owner_sub, "email": record.owner_email},
+        "allowed_models": list(record.allowed_models) if record.allowed_models is not None else None,
+        "monthly_budget_usd": money(record.monthly_budget_usd),
+        "rpm_limit": record.rpm_limit,
+        "tpm_limit": record.tpm_limit,
+        "expires_at": record.expires_at,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "revoked_at": record.revoked_at,
+        "last_used_at": record.last_used_at,
+        "previous_secret_valid_until": record.previous_hash_expires_at if in_grace else None,
+        "metadata": dict(record.metadata),
+        "import_id": record.import_id,
+    }
+
+
+def export_row(record: KeyRecord, now: datetime) -> dict[str, Any]:
+    """A key as an import row (``id``: its import id, or its key id), plus read-only export fields."""
+    return {
+        "id": record.import_id or record.key_id,
+        "owner": record.owner_email or record.owner_sub,
+        "name": record.name,
+        "allowed_models": list(record.allowed_models) if record.allowed_models is not None else None,
+        "monthly_budget_usd": money(record.monthly_budget_usd),
+        "rpm_limit": record.rpm_limit,
+        "tpm_limit": record.tpm_limit,
+        "expires_at": record.expires_at,
+        "metadata": dict(record.metadata),
+        "key_id": record.key_id,
+        "prefix": record.prefix,
+        "status": record.effective_status(now),
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "revoked_at": record.revoked_at,
+        "last_used_at": record.last_used_at,
+    }

@@ -1,0 +1,297 @@
+"""The key audit log: append-only events (who did what to which key, when, what changed).
+
+Table layout (``audit`` table, see ``infra/template.json``)::
+
+    pk=KEY#<key_id>        sk=<time>#<event_id>      one event
+    GSI ``by-day``: gsi1pk=DAY#<yyyy-mm-dd>, gsi1sk=<time>#<event_id>
+
+Times have microsecond precision so events of one key sort in the order they
+happened. Events are written with a conditional put and never updated or
+deleted. They never carry a secret or a hash: ``changes`` holds only the
+fields an admin can see in a key's metadata.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from chalicelib.keys import Clock, KeyRecord, Page, decode_cursor, encode_cursor, utcnow
+
+#: Actions an event can record.
+ACTIONS = ("created", "imported", "updated", "rotated", "revoked", "revoked_use", "expired_use")
+#: Fields an event's ``changes`` may mention (never ``secret_hash`` or ``previous_hash``).
+AUDITED_FIELDS = (
+    "owner_sub",
+    "owner_email",
+    "name",
+    "status",
+    "allowed_models",
+    "monthly_budget_usd",
+    "rpm_limit",
+    "tpm_limit",
+    "expires_at",
+    "revoked_at",
+    "metadata",
+    "import_id",
+)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who caused an event: a signed-in user, or (``kind="api_key"``) whoever presented a key."""
+
+    sub: str | None
+    email: str | None = None
+    kind: str = "user"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "sub": self.sub, "email": self.email}
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One audit event, as stored and as the admin API shows it."""
+
+    event_id: str
+    key_id: str
+    action: str
+    at: str
+    actor: Actor
+    changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_item(self) -> dict[str, Any]:
+        sort_key = f"{self.at}#{self.event_id}"
+        return {
+            "pk": f"KEY#{self.key_id}",
+            "sk": sort_key,
+            "gsi1pk": f"DAY#{self.at[:10]}",
+            "gsi1sk": sort_key,
+            "event_id": self.event_id,
+            "key_id": self.key_id,
+            "action": self.action,
+            "at": self.at,
+            "actor": self.actor.to_dict(),
+            "changes": self.changes,
+            "details": self.details,
+        }
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> AuditEvent:
+        actor = item.get("actor") or {}
+        return cls(
+            event_id=item["event_id"],
+            key_id=item["key_id"],
+            action=item["action"],
+            at=item["at"],
+            actor=Actor(sub=actor.get("sub"), email=actor.get("email"), kind=actor.get("kind", "user")),
+            changes=_from_table(item.get("changes") or {}),
+            details=_from_table(item.get("details") or {}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API form: plain JSON values."""
+        return {
+            "object": "audit_event",
+            "id": self.event_id,
+            "key_id": self.key_id,
+            "action": self.action,
+            "at": self.at,
+            "actor": self.actor.to_dict(),
+            "changes": self.changes,
+            "details": self.details,
+        }
+
+
+def audit_time(moment: datetime) -> str:
+    """ISO 8601 UTC with microseconds and ``Z``: sorts in the order events happened."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def diff(before: KeyRecord | None, after: KeyRecord) -> dict[str, dict[str, Any]]:
+    """``{field: {"from": old, "to": new}}`` for every audited field that differs."""
+    changes: dict[str, dict[str, Any]] = {}
+    for name in AUDITED_FIELDS:
+        old = _value(before, name) if before is not None else None
+        new = _value(after, name)
+        if old != new:
+            changes[name] = {"from": old, "to": new}
+    return changes
+
+
+def _value(record: KeyRecord, name: str) -> Any:
+    value = getattr(record, name)
+    if name == "metadata" and not value:
+        return None
+    return _plain(value)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: Decimals become exact strings (DynamoDB gives numbers back as Decimal)."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value else "0"
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _from_table(value: Any) -> Any:
+    """Undo DynamoDB's numbers-as-Decimal: events store money as strings, so numbers are integers."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _from_table(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_table(v) for v in value]
+    return value
+
+
+class AuditLog:
+    """Writes and reads the audit table. Takes a boto3 DynamoDB ``Table`` resource."""
+
+    def __init__(self, table: Any, clock: Clock = utcnow) -> None:
+        self._table = table
+        self._clock = clock
+
+    def new_event(
+        self,
+        key_id: str,
+        action: str,
+        actor: Actor,
+        *,
+        changes: Mapping[str, Mapping[str, Any]] | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditEvent:
+        """An event stamped now, with a fresh id (not yet stored)."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown audit action {action!r}")
+        leaked = {"secret_hash", "previous_hash", "secret"} & (set(changes or {}) | set(details or {}))
+        if leaked:
+            raise ValueError(f"audit events never carry secrets: {sorted(leaked)}")
+        return AuditEvent(
+            event_id=uuid.uuid4().hex,
+            key_id=key_id,
+            action=action,
+            at=audit_time(self._clock()),
+            actor=actor,
+            changes=_plain(dict(changes or {})),
+            details=_plain(dict(details or {})),
+        )
+
+    def put_item(self, event: AuditEvent) -> dict[str, Any]:
+        """The event as a conditional ``Put`` of a DynamoDB transaction (committed with its key's change)."""
+        return {
+            "Put": {
+                "TableName": self._table.name,
+                "Item": event.to_item(),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+
+    def record(self, event: AuditEvent) -> AuditEvent:
+        """Append one event; the conditional put makes overwriting an event impossible."""
+        self._table.put_item(Item=event.to_item(), ConditionExpression="attribute_not_exists(pk)")
+        return event
+
+    def record_many(self, events: Iterable[AuditEvent]) -> None:
+        """Append many events, 25 per batch write (bulk import).
+
+        Batch writes cannot be conditional; each event id is a fresh UUID4, so
+        no batch write can land on an existing event.
+        """
+        with self._table.batch_writer() as batch:
+            for event in events:
+                batch.put_item(Item=event.to_item())
+
+    def for_key(self, key_id: str, *, limit: int = 100, cursor: str | None = None) -> Page:
+        """A page of one key's events, oldest first.
+
+        Raises
+        ------
+        InvalidRequest
+            A cursor from another listing.
+        """
+        start = decode_cursor(cursor, {"pk": f"KEY#{key_id}", "sk": None})
+        params: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": f"KEY#{key_id}"},
+            "Limit": limit,
+            "ConsistentRead": True,
+        }
+        if start:
+            params["ExclusiveStartKey"] = start
+        response = self._table.query(**params)
+        events = [AuditEvent.from_item(item) for item in response.get("Items", [])]
+        return Page(items=events, cursor=encode_cursor(response.get("LastEvaluatedKey")))
+
+    def for_day(self, day: date, *, limit: int = 100, cursor: str | None = None) -> Page:
+        """A page of every key's events of one UTC day, oldest first.
+
+        Raises
+        ------
+        InvalidRequest
+            A cursor from another listing.
+        """
+        partition = f"DAY#{day.isoformat()}"
+        start = decode_cursor(cursor, {"pk": None, "sk": None, "gsi1pk": partition, "gsi1sk": None})
+        params: dict[str, Any] = {
+            "IndexName": "by-day",
+            "KeyConditionExpression": "gsi1pk = :day",
+            "ExpressionAttributeValues": {":day": partition},
+            "Limit": limit,
+        }
+        if start:
+            params["ExclusiveStartKey"] = start
+        response = self._table.query(**params)
+        events = [AuditEvent.from_item(item) for item in response.get("Items", [])]
+        return Page(items=events, cursor=encode_cursor(response.get("LastEvaluatedKey")))
+
+
+class DeniedUseRecorder:
+    """Records uses of revoked or expired keys, at most once per key and reason per interval.
+
+    Called from ``KeyStore.authenticate`` only after the secret matched, so
+    only a key's holder can cause these writes, and the per-process interval
+    keeps a client retrying in a loop from turning into a write per request.
+    """
+
+    def __init__(
+        self,
+        audit: AuditLog,
+        *,
+        interval_seconds: float = 60.0,
+        max_tracked: int = 10_000,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._audit = audit
+        self._interval = interval_seconds
+        self._max_tracked = max_tracked
+        self._monotonic = monotonic
+        self._last: dict[tuple[str, str], float] = {}
+
+    def __call__(self, record: KeyRecord, reason: str) -> None:
+        now = self._monotonic()
+        marker = (record.key_id, reason)
+        last = self._last.get(marker)
+        if last is not None and now - last < self._interval:
+            return
+        if len(self._last) >= self._max_tracked:
+            self._last.clear()  # a crude bound on memory; at worst a few extra events get written
+        self._last[marker] = now
+        action = "revoked_use" if reason == "revoked" else "expired_use"
+        details: dict[str, Any] = {"reason": reason}
+        if reason == "expired":
+            details["expires_at"] = record.expires_at
+        else:
+            details["revoked_at"] = record.revoked_at
+        self._audit.record(
+            self._audit.new_event(record.key_id, action, Actor(sub=None, kind="api_key"), details=details)
+        )

@@ -1,0 +1,333 @@
+"""Who is calling the admin API: Cognito JWT verification, in the app itself.
+
+In AWS, API Gateway's Cognito authorizer checks the token before the Lambda
+runs; ``chalice local`` and ``chalice.test.Client`` skip authorizers, so the
+app verifies every token as well (signature against the pool's JWKS, issuer,
+app client, ``token_use``, expiry). Local must not be an open door.
+
+The JWKS is fetched on first use (never at import) and cached per process; an
+unknown ``kid`` triggers at most one refetch per minute, so forged tokens
+cannot make the gateway hammer Cognito.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.errors import AuthenticationFailed, InvalidRequest, ServiceUnavailable
+from chalicelib.keys import KEY_PREFIX, bearer_token
+from chalicelib.observability import logger
+
+ADMINS_GROUP = "admins"
+TOKEN_USES = ("id", "access")
+_JWKS_TIMEOUT_SECONDS = 5
+_EMAIL_RE = re.compile(r"^[^@\s\"\\]+@[^@\s\"\\]+$")
+_SUB_RE = re.compile(r"^[A-Za-z0-9-]{1,128}$")
+
+
+def cognito_issuer(user_pool_id: str, region: str | None = None) -> str:
+    """The ``iss`` of the pool's tokens (moto uses the AWS form too); a pool id starts with its region."""
+    region = user_pool_id.split("_", 1)[0] if "_" in user_pool_id else region
+    return f"https://cognito-idp.{region}.amazonaws.com/{user_pool_id}"
+
+
+def jwks_url(user_pool_id: str, *, region: str | None = None, endpoint_url: str | None = None) -> str:
+    """Where the pool publishes its signing keys (``endpoint_url``: moto server, locally)."""
+    if endpoint_url:
+        return f"{endpoint_url.rstrip('/')}/{user_pool_id}/.well-known/jwks.json"
+    return f"{cognito_issuer(user_pool_id, region)}/.well-known/jwks.json"
+
+
+def fetch_json(url: str) -> dict[str, Any]:
+    """GET ``url`` and decode its JSON body (the JWKS fetcher).
+
+    Raises
+    ------
+    OSError
+        The URL could not be fetched (``requests`` errors are ``OSError``s) or is not JSON.
+    """
+    import requests  # imported on the first admin call only, to keep cold starts of /v1 fast
+
+    response = requests.get(url, timeout=_JWKS_TIMEOUT_SECONDS)
+    response.raise_for_status()
+    return response.json()
+
+
+class JwksCache:
+    """The pool's signing keys by ``kid``: fetched once, refetched for an unknown kid at most once a minute."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        fetch: Callable[[str], Mapping[str, Any]] = fetch_json,
+        min_refresh_seconds: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._url = url
+        self._fetch = fetch
+        self._min_refresh = min_refresh_seconds
+        self._monotonic = monotonic
+        self._keys: dict[str, Any] | None = None
+        self._fetched_at: float | None = None
+        self._lock = threading.Lock()
+
+    def key_for(self, kid: str) -> Any | None:
+        """The ``PyJWK`` with this kid, or None when the pool has no such key.
+
+        Raises
+        ------
+        ServiceUnavailable
+            The JWKS could not be fetched and none is cached.
+        """
+        with self._lock:
+            if self._keys is None or (kid not in self._keys and self._may_refresh()):
+                self._refresh()
+            return (self._keys or {}).get(kid)
+
+    def _may_refresh(self) -> bool:
+        return self._fetched_at is None or self._monotonic() - self._fetched_at >= self._min_refresh
+
+    def _refresh(self) -> None:
+        import jwt
+
+        self._fetched_at = self._monotonic()
+        try:
+            key_set = jwt.PyJWKSet.from_dict(dict(self._fetch(self._url)))
+        except (OSError, ValueError, jwt.PyJWTError) as exc:
+            logger.warning("could not fetch the user pool's JWKS", extra={"url": self._url, "error": str(exc)})
+            if self._keys is None:
+                raise ServiceUnavailable(
+                    "The gateway could not fetch the user pool's signing keys; retry in a minute."
+                ) from None
+            return
+        self._keys = {key.key_id: key for key in key_set.keys if key.key_id}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A verified caller of the admin API."""
+
+    sub: str
+    email: str | None
+    groups: tuple[str, ...]
+    token_use: str
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMINS_GROUP in self.groups
+
+
+class TokenVerifier:
+    """Checks a Cognito token's signature, issuer, app client, ``token_use`` and expiry."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        client_id: str,
+        jwks: JwksCache,
+        token_uses: tuple[str, ...] = TOKEN_USES,
+        leeway_seconds: int = 0,
+    ) -> None:
+        self._issuer = issuer
+        self._client_id = client_id
+        self._jwks = jwks
+        self._token_uses = token_uses
+        self._leeway = leeway_seconds
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The token's claims, once every check passed.
+
+        Raises
+        ------
+        AuthenticationFailed
+            A malformed, forged, expired or misused token, or one of another pool or app client.
+        ServiceUnavailable
+            The pool's signing keys cannot be fetched.
+        """
+        import jwt
+
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _invalid("The token is not a JWT.") from None
+        kid = header.get("kid")
+        if header.get("alg") != "RS256" or not isinstance(kid, str):
+            raise _invalid("The token is not signed the way Cognito signs tokens (RS256 with a key id).")
+        key = self._jwks.key_for(kid)
+        if key is None:
+            raise _invalid("The token is not signed by this gateway's user pool.")
+        try:
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=["RS256"],
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "iat", "iss", "sub", "token_use"], "verify_aud": False},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthenticationFailed(
+                "Your session has expired; sign in again (pennyworth login).", code="token_expired"
+            ) from None
+        except jwt.InvalidIssuerError:
+            raise _invalid("The token was issued by another user pool.") from None
+        except jwt.InvalidSignatureError:
+            raise _invalid("The token's signature is not valid.") from None
+        except jwt.PyJWTError as exc:
+            raise _invalid(f"The token is not valid ({exc}).") from None
+        self._check_use(claims)
+        return claims
+
+    def _check_use(self, claims: Mapping[str, Any]) -> None:
+        use = claims.get("token_use")
+        if use not in self._token_uses:
+            raise _invalid(f"A '{use}' token cannot be used here; send an ID or access token.")
+        # ID tokens name their app client in ``aud``; access tokens in ``client_id`` and have no ``aud``.
+        if use == "id":
+            if "client_id" in claims or claims.get("aud") != self._client_id:
+                raise _invalid("The token was issued to another app client.")
+        elif "aud" in claims or claims.get("client_id") != self._client_id:
+            raise _invalid("The token was issued to another app client.")
+
+
+def _invalid(message: str) -> AuthenticationFailed:
+    return AuthenticationFailed(message, code="invalid_token")
+
+
+@dataclass(frozen=True)
+class DirectoryUser:
+    """A user of the pool, as key ownership needs it."""
+
+    sub: str
+    email: str | None
+
+
+class UserDirectory:
+    """Looks users up in the pool (``ListUsers``), caching answers for the process's lifetime."""
+
+    def __init__(self, client: Any, user_pool_id: str, *, max_cached: int = 10_000) -> None:
+        self._client = client
+        self._pool_id = user_pool_id
+        self._max_cached = max_cached
+        self._cache: dict[str, DirectoryUser | None] = {}
+
+    def find(self, who: str) -> DirectoryUser | None:
+        """The user with this email (when ``who`` has an ``@``) or this sub; None when there is none.
+
+        Raises
+        ------
+        InvalidRequest
+            ``who`` is neither an email address nor a sub.
+        ServiceUnavailable
+            Cognito could not be asked.
+        """
+        if who in self._cache:
+            return self._cache[who]
+        if _EMAIL_RE.match(who):
+            attribute = "email"
+        elif _SUB_RE.match(who):
+            attribute = "sub"
+        else:
+            raise InvalidRequest(f"'{who}' is neither an email address nor a user id (sub).", param="owner")
+        user = self._list_one(attribute, who)
+        if len(self._cache) >= self._max_cached:
+            self._cache.clear()
+        self._cache[who] = user
+        return user
+
+    def _list_one(self, attribute: str, value: str) -> DirectoryUser | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            # The regexes above exclude quotes and backslashes, so the filter cannot be broken out of.
+            response = self._client.list_users(UserPoolId=self._pool_id, Filter=f'{attribute} = "{value}"', Limit=2)
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("Cognito ListUsers failed", extra={"error": str(exc)})
+            raise ServiceUnavailable("The gateway could not reach the user directory; retry later.") from None
+        users = response.get("Users", [])
+        if len(users) != 1:
+            return None
+        attributes = {a["Name"]: a["Value"] for a in users[0].get("Attributes", [])}
+        return DirectoryUser(sub=attributes["sub"], email=attributes.get("email"))
+
+
+class AdminAuthenticator:
+    """Turns a request's bearer token into a ``Principal`` (email from the token or the directory)."""
+
+    def __init__(self, verifier: TokenVerifier, directory: UserDirectory | None = None) -> None:
+        self._verifier = verifier
+        self._directory = directory
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        """The verified caller.
+
+        Raises
+        ------
+        AuthenticationFailed
+            No token, an API key instead of a token, or a token ``TokenVerifier`` refuses.
+        ServiceUnavailable
+            The pool's signing keys cannot be fetched.
+        """
+        token = bearer_token(headers)
+        if token is None:
+            raise AuthenticationFailed(
+                "Sign in first: the admin API needs a Cognito token as 'Authorization: Bearer <token>' "
+                "(the pennyworth CLI sends it after 'pennyworth login').",
+                code="missing_token",
+            )
+        if token.startswith(f"{KEY_PREFIX}-"):
+            raise _invalid("API keys cannot manage keys; sign in with 'pennyworth login' and use its token.")
+        claims = self._verifier.verify(token)
+        groups = claims.get("cognito:groups") or []
+        return Principal(
+            sub=claims["sub"],
+            email=self._email(claims),
+            groups=tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else (),
+            token_use=claims["token_use"],
+        )
+
+    def _email(self, claims: Mapping[str, Any]) -> str | None:
+        email = claims.get("email")
+        if isinstance(email, str) and _EMAIL_RE.match(email):
+            return email
+        # Access tokens carry no email (and moto's ID tokens carry the sub there): ask the directory.
+        if self._directory is None:
+            return None
+        user = self._directory.find(claims["sub"])
+        return user.email if user else None
+
+
+def authenticator_for_pool(
+    *,
+    user_pool_id: str | None,
+    client_id: str | None,
+    region: str,
+    endpoint_url: str | None,
+    directory: UserDirectory | None,
+) -> AdminAuthenticator:
+    """The authenticator for one pool and app client.
+
+    Raises
+    ------
+    ServiceUnavailable
+        No pool or app client is configured, so no token can be verified.
+    """
+    if not user_pool_id or not client_id:
+        raise ServiceUnavailable(
+            "The admin API is not configured: PENNYWORTH_COGNITO_USER_POOL_ID and "
+            "PENNYWORTH_COGNITO_CLIENT_ID must be set.",
+            code="admin_api_not_configured",
+        )
+    verifier = TokenVerifier(
+        issuer=cognito_issuer(user_pool_id, region),
+        client_id=client_id,
+        jwks=JwksCache(jwks_url(user_pool_id, region=region, endpoint_url=endpoint_url)),
+    )
+    return AdminAuthenticator(verifier, directory)

@@ -1,0 +1,222 @@
+"""Cognito token verification (chalicelib/auth.py) against moto's user pools and JWKS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import jwt
+import pytest
+
+from chalicelib.auth import (
+    AdminAuthenticator,
+    JwksCache,
+    TokenVerifier,
+    UserDirectory,
+    authenticator_for_pool,
+    cognito_issuer,
+    fetch_json,
+    jwks_url,
+)
+from chalicelib.errors import AuthenticationFailed, InvalidRequest, ServiceUnavailable
+from tests.cognito_helpers import Pool, User, add_user, bearer, make_pool, mint, other_key, sign_in
+
+
+@pytest.fixture
+def cognito(aws: Any) -> Any:
+    import boto3
+
+    return boto3.client("cognito-idp", region_name="us-east-1")
+
+
+@pytest.fixture
+def pool(cognito: Any) -> Pool:
+    return make_pool(cognito)
+
+
+@pytest.fixture
+def admin(cognito: Any, pool: Pool) -> User:
+    return add_user(cognito, pool, "admin@example.com", admin=True)
+
+
+@pytest.fixture
+def member(cognito: Any, pool: Pool) -> User:
+    return add_user(cognito, pool, "member@example.com")
+
+
+@pytest.fixture
+def authenticator(cognito: Any, pool: Pool) -> Iterator[AdminAuthenticator]:
+    # No endpoint URL: the JWKS comes from the AWS URL, which in-process moto serves.
+    yield authenticator_for_pool(
+        user_pool_id=pool.user_pool_id,
+        client_id=pool.client_id,
+        region="us-east-1",
+        endpoint_url=None,
+        directory=UserDirectory(cognito, pool.user_pool_id),
+    )
+
+
+def refused(authenticator: AdminAuthenticator, token: str) -> AuthenticationFailed:
+    with pytest.raises(AuthenticationFailed) as caught:
+        authenticator.authenticate(bearer(token))
+    assert caught.value.status_code == 401
+    assert caught.value.headers["WWW-Authenticate"] == "Bearer"
+    return caught.value
+
+
+def test_urls_follow_cognito_and_moto_conventions() -> None:
+    assert cognito_issuer("eu-west-1_abc") == "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc"
+    assert (
+        jwks_url("eu-west-1_abc") == "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc/.well-known/jwks.json"
+    )
+    assert jwks_url("us-east-1_x", endpoint_url="http://127.0.0.1:8001/") == (
+        "http://127.0.0.1:8001/us-east-1_x/.well-known/jwks.json"
+    )
+
+
+def test_real_id_and_access_tokens_give_the_user_with_groups_and_email(
+    authenticator: AdminAuthenticator, cognito: Any, pool: Pool, admin: User, member: User
+) -> None:
+    # GIVEN real tokens issued by the pool
+    admin_tokens = sign_in(cognito, pool, admin)
+    member_tokens = sign_in(cognito, pool, member)
+    # WHEN each is verified
+    by_id = authenticator.authenticate(bearer(admin_tokens["IdToken"]))
+    by_access = authenticator.authenticate(bearer(admin_tokens["AccessToken"]))
+    plain = authenticator.authenticate(bearer(member_tokens["IdToken"]))
+    # THEN the principal carries sub, email (from the directory when the token lacks it) and groups
+    assert (by_id.sub, by_id.email, by_id.is_admin, by_id.token_use) == (admin.sub, admin.email, True, "id")
+    assert (by_access.sub, by_access.email, by_access.token_use) == (admin.sub, admin.email, "access")
+    assert (plain.sub, plain.email, plain.is_admin) == (member.sub, member.email, False)
+
+
+def test_email_claim_is_used_when_present(authenticator: AdminAuthenticator, pool: Pool, admin: User) -> None:
+    token = mint(pool, admin.sub, email="someone@example.org", groups=("admins",))
+    assert authenticator.authenticate(bearer(token)).email == "someone@example.org"
+
+
+def test_forged_token_signed_with_another_key_is_refused(
+    authenticator: AdminAuthenticator, pool: Pool, admin: User
+) -> None:
+    # GIVEN a token with the right claims and moto's kid, but signed by an attacker's key
+    forged = mint(pool, admin.sub, groups=("admins",), key=other_key())
+    error = refused(authenticator, forged)
+    assert error.code == "invalid_token" and "signature" in error.message
+
+
+def test_unknown_kid_is_refused(authenticator: AdminAuthenticator, pool: Pool, admin: User) -> None:
+    error = refused(authenticator, mint(pool, admin.sub, key=other_key(), kid="attacker"))
+    assert "not signed by this gateway's user pool" in error.message
+
+
+def test_expired_token_is_refused_with_a_clear_code(authenticator: AdminAuthenticator, pool: Pool, admin: User) -> None:
+    error = refused(authenticator, mint(pool, admin.sub, expires_in=-60))
+    assert error.code == "token_expired" and "pennyworth login" in error.message
+
+
+def test_token_of_another_pool_is_refused(
+    authenticator: AdminAuthenticator, cognito: Any, pool: Pool, admin: User
+) -> None:
+    # GIVEN a real token of a second pool (moto signs every pool with the same key: only iss differs)
+    other_pool = make_pool(cognito, "another-pool")
+    stranger = add_user(cognito, other_pool, "stranger@example.com", admin=True)
+    token = sign_in(cognito, other_pool, stranger)["IdToken"]
+    assert refused(authenticator, token).message == "The token was issued by another user pool."
+
+
+def test_token_of_another_app_client_is_refused(
+    authenticator: AdminAuthenticator, cognito: Any, pool: Pool, admin: User
+) -> None:
+    other_client = cognito.create_user_pool_client(
+        UserPoolId=pool.user_pool_id, ClientName="other", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"]
+    )["UserPoolClient"]["ClientId"]
+    tokens = sign_in(cognito, Pool(pool.user_pool_id, other_client), admin)
+    for token in (tokens["IdToken"], tokens["AccessToken"]):
+        assert refused(authenticator, token).message == "The token was issued to another app client."
+
+
+@pytest.mark.parametrize(
+    ("token_use", "claims", "message"),
+    [
+        # an access token dressed up with an id token's audience
+        ("access", {"aud": "CLIENT"}, "another app client"),
+        # an id token carrying the access token's client_id instead of aud
+        ("id", {"aud": None, "client_id": "CLIENT"}, "another app client"),
+        ("refresh", {}, "cannot be used here"),
+        ("id", {"without": ("token_use",)}, "not valid"),
+    ],
+)
+def test_token_use_misuse_is_refused(
+    authenticator: AdminAuthenticator, pool: Pool, admin: User, token_use: str, claims: dict, message: str
+) -> None:
+    claims = {k: (pool.client_id if v == "CLIENT" else v) for k, v in claims.items()}
+    error = refused(authenticator, mint(pool, admin.sub, token_use=token_use, **claims))
+    assert message in error.message
+
+
+def test_unsigned_and_hmac_tokens_are_refused(authenticator: AdminAuthenticator, pool: Pool, admin: User) -> None:
+    claims = jwt.decode(mint(pool, admin.sub), options={"verify_signature": False})
+    unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": "dummy"})
+    public_jwks = fetch_json(jwks_url(pool.user_pool_id))
+    # The classic confusion attack: HS256 keyed with the (public) RSA key material.
+    hmac_key = public_jwks["keys"][0]["n"].encode()
+    confused = jwt.encode(claims, hmac_key, algorithm="HS256", headers={"kid": "dummy"})
+    for token in (unsigned, confused):
+        assert "RS256" in refused(authenticator, token).message
+
+
+def test_missing_token_garbage_and_api_keys_are_refused(authenticator: AdminAuthenticator) -> None:
+    with pytest.raises(AuthenticationFailed) as missing:
+        authenticator.authenticate({})
+    assert missing.value.code == "missing_token"
+    assert "not a JWT" in refused(authenticator, "garbage").message
+    api_key = "pw-abcdefghijkl-" + "x" * 40
+    assert "API keys cannot manage keys" in refused(authenticator, api_key).message
+
+
+def test_jwks_is_fetched_once_and_unknown_kids_refetch_at_most_once_a_minute(pool: Pool, aws: Any) -> None:
+    # GIVEN a cache over the real JWKS, counting fetches, on a controllable clock
+    fetches: list[str] = []
+    now = [1000.0]
+
+    def counting_fetch(url: str) -> dict:
+        fetches.append(url)
+        return fetch_json(url)
+
+    cache = JwksCache(jwks_url(pool.user_pool_id), fetch=counting_fetch, monotonic=lambda: now[0])
+    # WHEN known and unknown kids are looked up repeatedly
+    assert cache.key_for("dummy") is not None
+    assert cache.key_for("dummy") is not None
+    assert cache.key_for("nope") is None  # within a minute of the first fetch: no refetch
+    assert len(fetches) == 1
+    now[0] += 61
+    assert cache.key_for("nope") is None and cache.key_for("nope") is None
+    # THEN one more fetch happened for the unknown kid, no more
+    assert len(fetches) == 2
+
+
+def test_jwks_outage_is_a_503_not_a_401(pool: Pool, admin: User) -> None:
+    def failing_fetch(url: str) -> dict:
+        raise OSError("connection refused")
+
+    verifier = TokenVerifier(
+        issuer=pool.issuer, client_id=pool.client_id, jwks=JwksCache("http://x", fetch=failing_fetch)
+    )
+    with pytest.raises(ServiceUnavailable, match="signing keys"):
+        AdminAuthenticator(verifier).authenticate(bearer(mint(pool, admin.sub)))
+
+
+def test_unconfigured_pool_is_reported_by_setting_name() -> None:
+    with pytest.raises(ServiceUnavailable, match="PENNYWORTH_COGNITO_USER_POOL_ID"):
+        authenticator_for_pool(user_pool_id=None, client_id="c", region="us-east-1", endpoint_url=None, directory=None)
+
+
+def test_directory_finds_users_by_email_or_sub_and_refuses_filter_injection(
+    cognito: Any, pool: Pool, member: User
+) -> None:
+    directory = UserDirectory(cognito, pool.user_pool_id)
+    assert directory.find(member.email).sub == member.sub
+    assert directory.find(member.sub).email == member.email
+    assert directory.find("nobody@example.com") is None
+    with pytest.raises(InvalidRequest):
+        directory.find('x" or email ^= "')
