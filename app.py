@@ -152,3 +152,45 @@ def admin_key_audit(key_id: str) -> HttpResult:
 @openai_errors
 def admin_audit() -> HttpResult:
     return wiring.admin_service().audit(app.current_request.headers, _query())
+
+
+# Admin API: accounting (usage reports, owner budgets, the daily report on demand, reconcile).
+
+
+@app.route("/admin/usage", methods=["GET"], authorizer=ADMIN_AUTH)
+@openai_errors
+def admin_usage() -> HttpResult:
+    return wiring.accounting_service().usage(app.current_request.headers, _query())
+
+
+@app.route("/admin/owners/{owner}/budget", methods=["GET"], authorizer=ADMIN_AUTH)
+@openai_errors
+def admin_owner_budget(owner: str) -> HttpResult:
+    return wiring.accounting_service().owner_budget(app.current_request.headers, owner)
+
+
+@app.route("/admin/owners/{owner}/budget", methods=["PUT"], authorizer=ADMIN_AUTH, content_types=ANY_BODY)
+@openai_errors
+def admin_set_owner_budget(owner: str) -> HttpResult:
+    request = app.current_request
+    return wiring.accounting_service().set_owner_budget(request.headers, owner, request.raw_body)
+
+
+@app.route("/admin/reports/daily", methods=["POST"], authorizer=ADMIN_AUTH, content_types=ANY_BODY)
+@openai_errors
+def admin_run_report() -> HttpResult:
+    request = app.current_request
+    return wiring.accounting_service().run_report(request.headers, request.raw_body)
+
+
+@app.route("/admin/reports/daily/{day}", methods=["GET"], authorizer=ADMIN_AUTH)
+@openai_errors
+def admin_get_report(day: str) -> HttpResult:
+    return wiring.accounting_service().get_report(app.current_request.headers, day)
+
+
+@app.route("/admin/ledger/reconcile", methods=["POST"], authorizer=ADMIN_AUTH, content_types=ANY_BODY)
+@openai_errors
+def admin_reconcile() -> HttpResult:
+    request = app.current_request
+    return wiring.accounting_service().reconcile(request.headers, request.raw_body)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from chalicelib.accounting import AccountingService
 from chalicelib.admin import AdminService
 from chalicelib.audit import AuditLog, DeniedUseRecorder
 from chalicelib.auth import AdminAuthenticator, UserDirectory, authenticator_for_pool
@@ -119,6 +120,20 @@ def admin_service() -> AdminService:
         keys=key_store(),
         audit=audit_log(),
         catalog=catalog,
+        directory=user_directory,
+        max_body_bytes=get_settings().max_body_bytes,
+    )
+
+
+@functools.cache
+def accounting_service() -> AccountingService:
+    """Usage reports, owner budgets, the daily report on demand, ledger reconcile (``/admin``)."""
+    return AccountingService(
+        authenticator=admin_authenticator,
+        keys=key_store(),
+        ledger=ledger(),
+        meter=meter(),
+        reports=report_service,
         directory=user_directory,
         max_body_bytes=get_settings().max_body_bytes,
     )

@@ -25,6 +25,8 @@ for _variable in ("PENNYWORTH_AWS_ENDPOINT_URL", "PENNYWORTH_BEDROCK_ENDPOINT_UR
 from chalicelib import wiring  # noqa: E402
 from local import bootstrap  # noqa: E402
 
+pytest_plugins = ["tests.admin_fixtures"]
+
 TABLE_NAMES = {
     "KeysTable": "pennyworth-local-keys",
     "UsageTable": "pennyworth-local-usage",

@@ -10,79 +10,19 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib import wiring
 from chalicelib.audit import Actor, AuditLog, DeniedUseRecorder
 from chalicelib.errors import Conflict, InvalidRequest
 from chalicelib.keys import KeyStore, decode_cursor, derive_key_id, encode_cursor, hash_key
-from tests.cognito_helpers import Pool, User, add_user, bearer, make_pool, mint, other_key, sign_in
+from tests.admin_fixtures import Api
+from tests.cognito_helpers import Pool, User, bearer, mint, other_key
 from tests.openai_schema import assert_valid
 
 AUDIT_TABLE = "pennyworth-local-audit"
 
 
 @pytest.fixture
-def cognito(aws: Any) -> Any:
-    import boto3
-
-    return boto3.client("cognito-idp", region_name="us-east-1")
-
-
-@pytest.fixture
-def pool(cognito: Any) -> Pool:
-    return make_pool(cognito)
-
-
-@pytest.fixture
-def admin(cognito: Any, pool: Pool) -> User:
-    return add_user(cognito, pool, "admin@example.com", admin=True)
-
-
-@pytest.fixture
-def alice(cognito: Any, pool: Pool) -> User:
-    return add_user(cognito, pool, "alice@example.com")
-
-
-@pytest.fixture
-def bob(cognito: Any, pool: Pool) -> User:
-    return add_user(cognito, pool, "bob@example.com")
-
-
-@pytest.fixture
-def client(monkeypatch: pytest.MonkeyPatch, aws: Any, pool: Pool) -> Client:
-    monkeypatch.setenv("PENNYWORTH_COGNITO_USER_POOL_ID", pool.user_pool_id)
-    monkeypatch.setenv("PENNYWORTH_COGNITO_CLIENT_ID", pool.client_id)
-    wiring.reset()
-    from app import app
-
-    with Client(app, stage_name="local") as test_client:
-        yield test_client
-
-
-class Api:
-    """The admin API as one signed-in user sees it."""
-
-    def __init__(self, client: Client, token: str) -> None:
-        self.client = client
-        self.headers = bearer(token)
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        raw = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
-        return getattr(self.client.http, method)(path, headers=self.headers, body=raw or b"")
-
-
-@pytest.fixture
-def as_admin(client: Client, cognito: Any, pool: Pool, admin: User) -> Api:
-    return Api(client, sign_in(cognito, pool, admin)["IdToken"])
-
-
-@pytest.fixture
-def as_alice(client: Client, cognito: Any, pool: Pool, alice: User) -> Api:
-    return Api(client, sign_in(cognito, pool, alice)["IdToken"])
-
-
-@pytest.fixture
-def as_bob(client: Client, cognito: Any, pool: Pool, bob: User) -> Api:
-    return Api(client, sign_in(cognito, pool, bob)["AccessToken"])  # access tokens work too
+def client(admin_client: Client) -> Client:
+    return admin_client
 
 
 def assert_error(response: Any, status: int, code: str | None = None, param: str | None = None) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -149,3 +150,16 @@ def test_concurrent_requests_never_overrun_the_budget(meter, keys_table, usage_t
     assert spent <= key.monthly_budget_usd
     month = ledger.aggregate(f"KEY#{key.key_id}", "MONTH#2026-11")
     assert month["cost"] == spent == month["committed"]
+
+
+def test_prompt_bound_counts_bytes_images_tools_and_overhead() -> None:
+    from chalicelib.metering import IMAGE_TOKEN_BOUND, MESSAGE_OVERHEAD_TOKENS, prompt_token_bound
+
+    # GIVEN text whose characters are several bytes each (a CJK character is 3 UTF-8 bytes)
+    messages = [
+        {"role": "system", "content": "日本"},
+        {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {}}]},
+    ]
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    bound = prompt_token_bound(messages, {"tools": tools})
+    assert bound == 6 + 2 + IMAGE_TOKEN_BOUND + len(json.dumps(tools)) + 2 * MESSAGE_OVERHEAD_TOKENS

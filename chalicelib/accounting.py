@@ -1,0 +1,231 @@
+"""The admin side of accounting: usage reports, owner budgets, the daily report, reconcile.
+
+Routes: ``GET /admin/usage``, ``GET``/``PUT /admin/owners/{owner}/budget``,
+``POST /admin/reports/daily``, ``GET /admin/reports/daily/{day}``,
+``POST /admin/ledger/reconcile``. Callers are Cognito users (see auth.py):
+admins see and manage everything; other users see only their own usage and
+budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from chalicelib import errors
+from chalicelib.admin import parse_body, parse_money
+from chalicelib.auth import AdminAuthenticator, Principal, UserDirectory
+from chalicelib.keys import KeyStore, utcnow
+from chalicelib.ledger import USAGE_GROUPS, Ledger, parse_reconcile_lines, usd
+from chalicelib.metering import Meter
+from chalicelib.reports import ReportService, parse_day, render_text
+from chalicelib.service import HttpResult
+
+MAX_RANGE_DAYS = 366
+MAX_RECONCILE_LINES = 10_000
+
+
+class AccountingService:
+    """Usage and budgets for humans, over injected auth, keys, ledger, meter and reports."""
+
+    def __init__(
+        self,
+        *,
+        authenticator: Callable[[], AdminAuthenticator],
+        keys: KeyStore,
+        ledger: Ledger,
+        meter: Meter,
+        reports: Callable[[], ReportService],
+        directory: Callable[[], UserDirectory | None],
+        max_body_bytes: int,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._authenticator = authenticator
+        self._keys = keys
+        self._ledger = ledger
+        self._meter = meter
+        self._reports = reports
+        self._directory = directory
+        self._max_body_bytes = max_body_bytes
+        self._clock = clock
+
+    def usage(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
+        """``GET /admin/usage?from=&to=&group_by=key|owner|model|day[&owner=]``: admins all, users their own."""
+        principal = self._principal(headers)
+        query = query or {}
+        today = self._clock().date()
+        first = _date(query.get("from"), "from", default=today.replace(day=1))
+        last = _date(query.get("to"), "to", default=today)
+        if last < first:
+            raise errors.InvalidRequest("'to' is before 'from'.", param="to")
+        if (last - first).days >= MAX_RANGE_DAYS:
+            raise errors.InvalidRequest(f"Ask for at most {MAX_RANGE_DAYS} days at a time.", param="from")
+        group_by = query.get("group_by") or "key"
+        if group_by not in USAGE_GROUPS:
+            raise errors.InvalidRequest(f"group_by must be one of {', '.join(USAGE_GROUPS)}.", param="group_by")
+        owner = query.get("owner")
+        if owner and not principal.is_admin and owner not in (principal.sub, principal.email):
+            raise errors.PermissionDenied("You can read only your own usage.", param="owner", code="admin_only")
+        if principal.is_admin and not owner:
+            scope, key_ids = "all", None
+        else:
+            owner_sub = self._resolve(owner).sub if owner and principal.is_admin else principal.sub
+            scope, key_ids = owner_sub, self._key_ids_of(owner_sub)
+        rows = self._ledger.usage(first, last, group_by, key_ids=key_ids)
+        if group_by == "owner" and key_ids is not None:
+            for row in rows:
+                row["group"] = scope
+        data = [self._describe(row, group_by) for row in rows]
+        total = {name: sum(row[name] for row in rows) for name in _COUNTERS}
+        total["cost_usd"] = usd(sum((row["cost"] for row in rows), Decimal(0)))
+        return HttpResult(
+            {
+                "object": "usage",
+                "from": first.isoformat(),
+                "to": last.isoformat(),
+                "group_by": group_by,
+                "scope": scope,
+                "data": data,
+                "total": total,
+            }
+        )
+
+    def owner_budget(self, headers: Mapping[str, str], owner: str) -> HttpResult:
+        """``GET /admin/owners/{owner}/budget``: an owner's monthly budget and this month's spend."""
+        principal = self._principal(headers)
+        sub = self._owner_sub(principal, owner, write=False)
+        return HttpResult(self._budget_view(sub))
+
+    def set_owner_budget(self, headers: Mapping[str, str], owner: str, raw_body: bytes | str | None) -> HttpResult:
+        """``PUT /admin/owners/{owner}/budget`` ``{"monthly_budget_usd": "25.00" | null}`` (admins)."""
+        principal = self._principal(headers)
+        sub = self._owner_sub(principal, owner, write=True)
+        body = parse_body(raw_body, max_bytes=self._max_body_bytes, required=True)
+        _only(body, {"monthly_budget_usd"})
+        if "monthly_budget_usd" not in body:
+            raise errors.InvalidRequest(
+                'Send {"monthly_budget_usd": "25.00"}, or null to remove the budget.', param="monthly_budget_usd"
+            )
+        self._meter.set_owner_budget(sub, parse_money(body["monthly_budget_usd"]), actor=principal.sub)
+        return HttpResult(self._budget_view(sub))
+
+    def run_report(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
+        """``POST /admin/reports/daily`` ``{"day": "YYYY-MM-DD"}`` (admins): run it now, at most once per day."""
+        self._require_admin(headers)
+        body = parse_body(raw_body, max_bytes=self._max_body_bytes, required=False)
+        _only(body, {"day"})
+        reports = self._reports()
+        result = reports.run(parse_day(body.get("day"), today=self._clock().date()))
+        return HttpResult({**result, "notification": render_text(result["report"])})
+
+    def get_report(self, headers: Mapping[str, str], day: str) -> HttpResult:
+        """``GET /admin/reports/daily/{day}`` (admins): the stored report of a day."""
+        self._require_admin(headers)
+        parsed = _date(day, "day", default=None)
+        stored = self._reports().stored(parsed)
+        return HttpResult({**stored, "notification": render_text(stored["report"])})
+
+    def reconcile(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
+        """``POST /admin/ledger/reconcile`` ``{"lines": [...]}`` (admins): replay usage that failed to persist."""
+        self._require_admin(headers)
+        body = parse_body(raw_body, max_bytes=self._max_body_bytes, required=True)
+        _only(body, {"lines"})
+        lines = body.get("lines")
+        if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
+            raise errors.InvalidRequest("'lines' must be an array of log lines (strings).", param="lines")
+        if len(lines) > MAX_RECONCILE_LINES:
+            raise errors.InvalidRequest(f"Send at most {MAX_RECONCILE_LINES} lines per call.", param="lines")
+        entries = parse_reconcile_lines(lines)
+        failed = [entry.request_id for entry in entries if not self._ledger.record(entry)]
+        return HttpResult(
+            {
+                "object": "reconcile",
+                "lines": len(lines),
+                "entries": len(entries),
+                "recorded": len(entries) - len(failed),
+                "failed": failed,
+                "cost_usd": usd(sum((e.cost for e in entries), Decimal(0))),
+            }
+        )
+
+    # Helpers
+
+    def _principal(self, headers: Mapping[str, str]) -> Principal:
+        return self._authenticator().authenticate(headers)
+
+    def _require_admin(self, headers: Mapping[str, str]) -> Principal:
+        principal = self._principal(headers)
+        if not principal.is_admin:
+            raise errors.PermissionDenied("Only admins can do this.", code="admin_only")
+        return principal
+
+    def _resolve(self, who: str) -> Any:
+        directory = self._directory()
+        user = directory.find(who) if directory else None
+        if user is None:
+            raise errors.NotFound(f"No user '{who}' in the user pool.", param="owner", code="unknown_user")
+        return user
+
+    def _owner_sub(self, principal: Principal, owner: str, *, write: bool) -> str:
+        if owner in ("me", principal.sub, principal.email):
+            sub = principal.sub
+        elif principal.is_admin:
+            sub = self._resolve(owner).sub
+        else:
+            raise errors.PermissionDenied("You can see only your own budget.", param="owner", code="admin_only")
+        if write and not principal.is_admin:
+            raise errors.PermissionDenied("Only admins can set budgets.", code="admin_only")
+        return sub
+
+    def _key_ids_of(self, owner_sub: str) -> list[str]:
+        key_ids: list[str] = []
+        cursor = None
+        while True:
+            page = self._keys.list_keys(owner_sub=owner_sub, limit=100, cursor=cursor)
+            key_ids.extend(record.key_id for record in page.items)
+            cursor = page.cursor
+            if not cursor:
+                return key_ids
+
+    def _budget_view(self, sub: str) -> dict[str, Any]:
+        month = self._clock().strftime("%Y-%m")
+        budget = self._meter.owner_budget(sub, fresh=True)
+        totals = self._ledger.aggregate(f"OWNER#{sub}", f"MONTH#{month}")
+        return {
+            "object": "owner_budget",
+            "owner": sub,
+            "period": month,
+            "monthly_budget_usd": usd(budget),
+            "spent_usd": usd(totals["cost"]),
+            "remaining_usd": usd(max(Decimal(0), budget - totals["committed"])) if budget is not None else None,
+        }
+
+    def _describe(self, row: dict[str, Any], group_by: str) -> dict[str, Any]:
+        out = {"group": row["group"], **{name: int(row[name]) for name in _COUNTERS}, "cost_usd": usd(row["cost"])}
+        if group_by == "key":
+            record = self._keys.get(row["group"])
+            if record is not None:
+                out.update(prefix=record.prefix, name=record.name, owner_email=record.owner_email)
+        return out
+
+
+_COUNTERS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+
+def _date(text: str | None, param: str, *, default: date | None) -> date:
+    if not text:
+        if default is None:
+            raise errors.InvalidRequest(f"'{param}' is required (YYYY-MM-DD).", param=param)
+        return default
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise errors.InvalidRequest(f"'{param}' must be a date like 2026-11-25, got {text!r}.", param=param) from None
+
+
+def _only(body: Mapping[str, Any], allowed: set[str]) -> None:
+    for name in body:
+        if name not in allowed:
+            raise errors.InvalidRequest(f"Unrecognized field: {name}", param=name)
