@@ -41,6 +41,9 @@ class GatewayClient:
     def patch(self, path: str, body: Any) -> Any:
         return self.request("PATCH", path, body=body)
 
+    def put(self, path: str, body: Any) -> Any:
+        return self.request("PUT", path, body=body)
+
     def pages(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Every page of a listing, following ``next_cursor``."""
         query = {k: v for k, v in (params or {}).items() if v is not None}

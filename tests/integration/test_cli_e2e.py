@@ -22,18 +22,6 @@ from local import bootstrap
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dev_info: dict[str, Any]) -> Path:
-    """A project directory whose .pennyworth/dev.json points at the test stack; config in tmp."""
-    (tmp_path / ".pennyworth").mkdir()
-    (tmp_path / ".pennyworth" / "dev.json").write_text(json.dumps(dev_info))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PENNYWORTH_CONFIG_DIR", str(tmp_path / "config"))
-    for variable in ("PENNYWORTH_PROFILE", "PENNYWORTH_ENDPOINT"):
-        monkeypatch.delenv(variable, raising=False)
-    return tmp_path
-
-
 def pw(*args: str, input: str | None = None, ok: bool = True) -> Any:
     result = CliRunner().invoke(cli, ["--local", *args], input=input, catch_exceptions=False)
     if ok:

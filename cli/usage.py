@@ -1,0 +1,208 @@
+"""``pennyworth usage``, ``budget``, ``report`` and ``ledger``: spend, limits and the bill."""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+from typing import Any
+
+import click
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from cli import output
+from cli.errors import CliError
+
+GROUPS = ("key", "owner", "model", "day")
+RECONCILE_BATCH = 1_000  # lines per request, far below the gateway's 10,000
+CSV_COLUMNS = (
+    "group",
+    "name",
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+)
+_BAR = 40
+
+
+@click.command()
+@click.option("--from", "first", metavar="YYYY-MM-DD", help="First day (UTC) [default: the 1st of this month].")
+@click.option("--to", "last", metavar="YYYY-MM-DD", help="Last day (UTC), inclusive [default: today].")
+@click.option("--group-by", type=click.Choice(GROUPS), default="key", show_default=True, help="One row per …")
+@click.option("--owner", metavar="EMAIL|SUB", help="Admins: one owner's usage (others always see their own).")
+@click.option("--csv", "csv_", is_flag=True, help="Print CSV on stdout.")
+@click.option("--chart", is_flag=True, help="Draw cost per row as a bar chart in the terminal.")
+@output.json_option
+@click.pass_obj
+def usage(
+    state: Any, first: str | None, last: str | None, group_by: str, owner: str | None, csv_: bool, chart: bool,
+    json_: bool,
+) -> None:  # fmt: skip
+    """Tokens, requests and cost (exact USD) over a date range: yours, or everyone's for admins."""
+    if csv_ and json_:
+        raise click.UsageError("Use either --csv or --json, not both.")
+    report = state.client().get("/admin/usage", {"from": first, "to": last, "group_by": group_by, "owner": owner})
+    if csv_:
+        click.echo(to_csv(report), nl=False)
+    elif json_:
+        output.emit_json(report)
+    else:
+        output.stdout().print(usage_table(report))
+        if chart:
+            output.stdout().print(bar_chart(report))
+
+
+def usage_table(report: dict[str, Any]) -> Table:
+    who = "everyone" if report["scope"] == "all" else report["scope"]
+    rows = [
+        (_label(row), row["requests"], row["input_tokens"], row["output_tokens"], row["cache_read_tokens"],
+         f"${row['cost_usd']}")
+        for row in report["data"]
+    ]  # fmt: skip
+    total = report["total"]
+    rows.append(("total", total["requests"], total["input_tokens"], total["output_tokens"],
+                 total["cache_read_tokens"], f"${total['cost_usd']}"))  # fmt: skip
+    return output.table(
+        f"Usage by {report['group_by']}, {report['from']} → {report['to']} ({who})",
+        (report["group_by"], "requests", "input tokens", "output tokens", "cached tokens", "cost"),
+        rows,
+    )
+
+
+def bar_chart(report: dict[str, Any]) -> Group:
+    """Cost per row as horizontal bars (a terminal plot: no image viewer needed)."""
+    rows = report["data"]
+    if not rows:
+        return Group(Text("No usage in this range.", style="dim"))
+    peak = max(Decimal(row["cost_usd"]) for row in rows) or Decimal(1)
+    width = max(len(_label(row)) for row in rows)
+    lines = [Text(f"Cost by {report['group_by']}", style="bold")]
+    for row in rows:
+        cost = Decimal(row["cost_usd"])
+        filled = int(round(cost / peak * _BAR)) if cost else 0
+        line = Text(f"{_label(row):<{width}} ")
+        line.append("█" * filled or "·", style="cyan")
+        line.append(f" ${row['cost_usd']}")
+        lines.append(line)
+    return Group(*lines)
+
+
+def to_csv(report: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in report["data"]:
+        writer.writerow({**row, "name": row.get("name") or ""})
+    return buffer.getvalue()
+
+
+def _label(row: dict[str, Any]) -> str:
+    if row.get("prefix"):
+        return f"{row['prefix']} ({row['name']})" if row.get("name") else row["prefix"]
+    return str(row["group"])
+
+
+@click.group()
+def budget() -> None:
+    """Owner budgets: one monthly USD limit across all of an owner's keys."""
+
+
+@budget.command("show")
+@click.argument("owner", default="me")
+@output.json_option
+@click.pass_obj
+def budget_show(state: Any, owner: str, json_: bool) -> None:
+    """An owner's monthly budget and this month's spend (yours by default)."""
+    output.show(state.client().get(f"/admin/owners/{owner}/budget"), json_, _budget_table)
+
+
+@budget.command("set")
+@click.argument("owner")
+@click.argument("usd")
+@output.json_option
+@click.pass_obj
+def budget_set(state: Any, owner: str, usd: str, json_: bool) -> None:
+    """Set OWNER's (email or sub) monthly budget to USD, e.g. 25.00; "none" removes it. Admins only."""
+    amount = None if usd.lower() in ("none", "null", "unlimited") else usd
+    output.show(state.client().put(f"/admin/owners/{owner}/budget", {"monthly_budget_usd": amount}), json_,
+                _budget_table)  # fmt: skip
+
+
+def _budget_table(view: dict[str, Any]) -> Table:
+    money = lambda v: None if v is None else f"${v}"  # noqa: E731 - a two-use formatter
+    return output.table(
+        f"Budget of {view['owner']} for {view['period']}",
+        ("monthly budget", "spent", "remaining"),
+        [(money(view["monthly_budget_usd"]), money(view["spent_usd"]), money(view["remaining_usd"]))],
+    )
+
+
+@click.group()
+def report() -> None:
+    """The daily cost report (admins)."""
+
+
+@report.command("run")
+@click.option("--day", metavar="YYYY-MM-DD", help="The day to report (UTC) [default: yesterday].")
+@output.json_option
+@click.pass_obj
+def report_run(state: Any, day: str | None, json_: bool) -> None:
+    """Run the daily report now: metrics, e-mail, Slack — at most once per day."""
+    result = state.client().post("/admin/reports/daily", {"day": day} if day else {})
+    if json_:
+        output.emit_json(result)
+        return
+    click.echo(result["notification"], nl=False)
+    sent = ", ".join(result["sent"]) or "nothing new (this day was already reported)"
+    output.notice(f"Sent: {sent}.")
+
+
+@report.command("show")
+@click.argument("day")
+@output.json_option
+@click.pass_obj
+def report_show(state: Any, day: str, json_: bool) -> None:
+    """Show the stored report of DAY (YYYY-MM-DD)."""
+    result = state.client().get(f"/admin/reports/daily/{day}")
+    if json_:
+        output.emit_json(result)
+    else:
+        click.echo(result["notification"], nl=False)
+
+
+@click.group()
+def ledger() -> None:
+    """The usage ledger (admins)."""
+
+
+@ledger.command("reconcile")
+@click.argument("log_file", type=click.File("r"))
+@output.json_option
+@click.pass_obj
+def reconcile(state: Any, log_file: Any, json_: bool) -> None:
+    """Replay usage that failed to persist, from log lines in LOG_FILE ("-" for stdin).
+
+    Lines without a "usage_unrecorded" event are skipped; replaying is idempotent.
+    """
+    lines = [line.rstrip("\n") for line in log_file if line.strip()]
+    if not lines:
+        raise CliError(f"{log_file.name} has no lines to replay.")
+    totals = {"lines": 0, "entries": 0, "recorded": 0, "failed": [], "cost_usd": Decimal(0)}
+    for start in range(0, len(lines), RECONCILE_BATCH):
+        result = state.client().post("/admin/ledger/reconcile", {"lines": lines[start : start + RECONCILE_BATCH]})
+        for name in ("lines", "entries", "recorded"):
+            totals[name] += result[name]
+        totals["failed"] += result["failed"]
+        totals["cost_usd"] += Decimal(result["cost_usd"])
+    totals["cost_usd"] = str(totals["cost_usd"])
+    output.show(totals, json_, lambda t: output.table(
+        "Ledger reconcile", ("lines read", "usage entries", "recorded", "failed", "cost replayed"),
+        [(t["lines"], t["entries"], t["recorded"], len(t["failed"]), f"${t['cost_usd']}")],
+    ))  # fmt: skip
+    if totals["failed"]:
+        raise CliError(f"{len(totals['failed'])} entries could not be stored; run the same command again later.")
