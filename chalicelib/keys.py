@@ -27,6 +27,8 @@ from chalicelib.errors import AuthenticationFailed, Conflict, InvalidRequest, No
 from chalicelib.observability import logger
 
 KEY_PREFIX = "pw"
+#: How fresh ``last_used_at`` is kept (each refresh is one write).
+LAST_USED_RESOLUTION = timedelta(minutes=5)
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _SECRET_ALPHABET = string.ascii_letters + string.digits
 _ID_LENGTH = 12
@@ -371,7 +373,26 @@ class KeyStore:
         if status == "expired":
             self._report_denied(record, status)
             raise AuthenticationFailed("This API key has expired.", code="expired_api_key")
+        self._touch(record)
         return record
+
+    def _touch(self, record: KeyRecord) -> None:
+        # last_used_at to the nearest few minutes: at most one write per key per
+        # LAST_USED_RESOLUTION, decided from the record just read (no extra read).
+        now = self._clock()
+        if record.last_used_at and now - parse_time(record.last_used_at) < LAST_USED_RESOLUTION:
+            return
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._table.update_item(
+                Key={"key_id": record.key_id},
+                UpdateExpression="SET last_used_at = :now",
+                ConditionExpression="attribute_exists(key_id)",
+                ExpressionAttributeValues={":now": isoformat(now)},
+            )
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("could not record last use", extra={"key_id": record.key_id, "reason": str(exc)})
 
     def _report_denied(self, record: KeyRecord, reason: str) -> None:
         if self._on_denied is None:

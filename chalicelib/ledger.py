@@ -337,10 +337,16 @@ def usd(value: Decimal | int | None) -> str | None:
 
 
 def dynamo_number(value: Decimal) -> Decimal:
-    """``value`` ready for DynamoDB: exact, and zero as plain 0."""
-    # A zero difference keeps its exponent (0E-11), which DynamoDB's number
-    # parser need not accept; zero is written as plain 0.
-    return value if value else Decimal(0)
+    """``value`` ready for DynamoDB: the same exact number, written so every implementation parses it."""
+    if not value:
+        return Decimal(0)  # not 0E-11
+    sign, digits, exponent = value.as_tuple()
+    if "E" in str(value) and len(digits) == 1:
+        # boto3 sends str(value), e.g. "2E-8". DynamoDB accepts it, but moto (our
+        # local DynamoDB) reads a number without a "." as an int and fails. "2.0E-8"
+        # is the same value and parses everywhere.
+        return Decimal((sign, (*digits, 0), int(exponent) - 1))
+    return value
 
 
 def aggregate_scopes(entry: UsageEntry) -> list[str]:

@@ -131,3 +131,18 @@ def test_previous_secret_works_only_inside_its_grace_period(keys_table) -> None:
     with pytest.raises(AuthenticationFailed):
         store.authenticate({"Authorization": f"Bearer {old_key}"})
     assert store.authenticate({"Authorization": f"Bearer {new_key}"}).key_id == record.key_id
+
+
+def test_last_used_is_kept_to_within_five_minutes_with_few_writes(keys_table) -> None:
+    clock = FakeClock()
+    store = KeyStore(keys_table, clock=clock)
+    record, key = store.create(owner_sub="u")
+    headers = {"Authorization": f"Bearer {key}"}
+    store.authenticate(headers)
+    assert store.get(record.key_id).last_used_at == isoformat(clock.now)
+    clock.now += timedelta(minutes=4)
+    store.authenticate(headers)  # within the resolution: no write
+    assert store.get(record.key_id).last_used_at == isoformat(clock.now - timedelta(minutes=4))
+    clock.now += timedelta(minutes=2)
+    store.authenticate(headers)
+    assert store.get(record.key_id).last_used_at == isoformat(clock.now)

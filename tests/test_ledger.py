@@ -131,3 +131,25 @@ def test_usage_groups_by_key_owner_model_and_day(usage_table) -> None:
     mine = {r["group"]: r for r in ledger.usage(first, last, "model", key_ids=["k1", "k2"])}
     assert mine["nova-micro"]["cost"] == cost["0-k1-0"] + cost["1-k2-0"] and mine["claude"]["requests"] == 1
     assert [r["group"] for r in ledger.usage(first, last, "day", key_ids=["k1", "k2"])] == ["2026-11-26", "2026-11-27"]
+
+
+def test_tiny_costs_in_exponent_notation_are_stored_exactly(usage_table) -> None:
+    # GIVEN a one-token Titan-priced request: 2E-8 USD, which Decimal writes in exponent form
+    cheap = Prices(input=Decimal("2e-08"), output=Decimal(0), cache_read=Decimal(0), cache_write=Decimal(0))
+    e = new_entry(
+        request_id="tiny",
+        key_id="k9",
+        owner_sub="o",
+        model="titan",
+        bedrock_model_id="x",
+        operation="embedding",
+        usage=TokenUsage(input_tokens=1),
+        prices=cheap,
+        latency_ms=1,
+        status="ok",
+        at=AT,
+    )
+    assert str(e.cost) == "2E-8"
+    ledger = Ledger(usage_table)
+    assert ledger.record(e) and ledger.record(e)
+    assert ledger.aggregate("KEY#k9", "DAY#2026-11-26")["cost"] == Decimal("0.00000002")
