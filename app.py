@@ -72,6 +72,22 @@ def chat_completions() -> HttpResult:
     return wiring.openai_service().chat_completions(request.headers, request.raw_body)
 
 
+@app.route("/v1/embeddings", methods=["POST"], content_types=ANY_BODY)
+@openai_errors
+def embeddings() -> HttpResult:
+    request = app.current_request
+    return wiring.openai_service().embeddings(request.headers, request.raw_body)
+
+
+# MCP (Streamable HTTP, stateless). GET and DELETE are declared so they get the endpoint's
+# 405 rather than API Gateway's 403; JSON-RPC errors are answered by chalicelib/mcp.py itself.
+@app.route("/mcp", methods=["POST", "GET", "DELETE"], content_types=ANY_BODY)
+@openai_errors
+def mcp() -> HttpResult:
+    request = app.current_request
+    return wiring.mcp_server().handle(request.method, request.headers, request.raw_body)
+
+
 @app.schedule(Cron(0, 6, "*", "*", "?", "*"), name="daily_cost_report")
 def daily_cost_report(event: Any) -> dict[str, Any]:
     """Every day at 06:00 UTC: yesterday's cost report (idempotent; safe to retry)."""

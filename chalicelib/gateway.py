@@ -10,27 +10,55 @@ OpenAI's schema says, whatever LiteLLM's objects carry.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import errors
 from chalicelib.catalog import ModelEntry
 from chalicelib.ledger import TokenUsage
-from chalicelib.validation import ChatRequest
+from chalicelib.validation import ChatRequest, EmbeddingRequest
 
 CompletionFn = Callable[..., Any]
+EmbeddingFn = Callable[..., Any]
 _FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter", "function_call"}
 _UPSTREAM_RETRY_AFTER_SECONDS = 2
+#: Bedrock has no JSON mode: ``json_object`` becomes this instruction (OpenAI also requires the
+#: prompt to ask for JSON). ``json_schema`` is enforced by Bedrock itself.
+JSON_OBJECT_INSTRUCTION = (
+    "Respond with a single valid JSON object and nothing else: no prose before or after it, no code fences."
+)
+#: Titan embeds one text per InvokeModel call; this many run at once.
+_EMBEDDING_CONCURRENCY = 8
 
 
 def load_litellm() -> Any:
-    """Import LiteLLM once, offline and quiet."""
+    """Import LiteLLM once, offline and quiet.
+
+    The cyclic garbage collector is paused during the import: LiteLLM builds
+    ~500,000 objects (thousands of pydantic models) and the collector would
+    rescan them again and again, a quarter of the cold import (measured by
+    bench/cold_start.py). ``gc.freeze()`` then moves them to the permanent
+    generation, so later collections skip them too; they live as long as the
+    process anyway.
+    """
+    import gc
+
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-    import litellm
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        import litellm
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
 
     litellm.suppress_debug_info = True
     litellm.telemetry = False
@@ -62,17 +90,38 @@ class UpstreamConfig:
 class Gateway:
     """Calls Bedrock through LiteLLM and speaks OpenAI back."""
 
-    def __init__(self, upstream: UpstreamConfig, completion: CompletionFn | None = None) -> None:
+    def __init__(
+        self,
+        upstream: UpstreamConfig,
+        completion: CompletionFn | None = None,
+        embedding: EmbeddingFn | None = None,
+    ) -> None:
         self._upstream = upstream
         self._completion = completion
+        self._embedding = embedding
 
     def _complete(self, **kwargs: Any) -> Any:
         if self._completion is None:
             self._completion = load_litellm().completion
         return self._completion(**kwargs)
 
-    def chat(self, request: ChatRequest, model: ModelEntry, *, completion_id: str, created: int) -> ChatOutcome:
+    def _embed(self, **kwargs: Any) -> Any:
+        if self._embedding is None:
+            self._embedding = load_litellm().embedding
+        return self._embedding(**kwargs)
+
+    def chat(
+        self,
+        request: ChatRequest,
+        model: ModelEntry,
+        *,
+        completion_id: str,
+        created: int,
+        timeout_seconds: float | None = None,
+    ) -> ChatOutcome:
         """Run one chat completion (streamed or not) and shape the OpenAI answer.
+
+        ``timeout_seconds`` shortens the upstream deadline (never lengthens it).
 
         Raises
         ------
@@ -80,24 +129,31 @@ class Gateway:
             Upstream failures before any output, mapped to OpenAI statuses.
         """
         check_capabilities(request, model)
-        kwargs = self._kwargs(request, model)
+        kwargs = self._kwargs(request, model, timeout_seconds)
+        max_tool_calls = 1 if request.options.get("parallel_tool_calls") is False else None
         try:
             response = self._complete(**kwargs)
             if not request.stream:
-                return _shape_completion(response, request.model, completion_id, created)
+                return _shape_completion(response, request.model, completion_id, created, max_tool_calls)
         except Exception as exc:  # noqa: BLE001 - every upstream failure is mapped
             raise map_upstream_error(exc) from exc
-        return _shape_stream(response, request, completion_id, created)
+        return _shape_stream(response, request, completion_id, created, max_tool_calls)
 
-    def _kwargs(self, request: ChatRequest, model: ModelEntry) -> dict[str, Any]:
+    def _timeout(self, timeout_seconds: float | None) -> float:
+        if timeout_seconds is None:
+            return self._upstream.timeout_seconds
+        return max(0.1, min(self._upstream.timeout_seconds, timeout_seconds))
+
+    def _kwargs(self, request: ChatRequest, model: ModelEntry, timeout_seconds: float | None) -> dict[str, Any]:
+        messages, options = bedrock_prompt(request)
         kwargs: dict[str, Any] = {
             "model": model.litellm_model,
-            "messages": request.messages,
+            "messages": messages,
             "stream": request.stream,
-            "timeout": self._upstream.timeout_seconds,
+            "timeout": self._timeout(timeout_seconds),
             "num_retries": 0,
             "aws_region_name": self._upstream.region,
-            **request.options,
+            **options,
         }
         if self._upstream.endpoint_url:
             kwargs["aws_bedrock_runtime_endpoint"] = self._upstream.endpoint_url
@@ -105,6 +161,246 @@ class Gateway:
             # Always ask for usage: billing needs it even when the client did not.
             kwargs["stream_options"] = {"include_usage": True}
         return kwargs
+
+    def embed(
+        self,
+        request: EmbeddingRequest,
+        model: ModelEntry,
+        *,
+        texts: list[str] | None = None,
+        timeout_seconds: float | None = None,
+    ) -> EmbeddingOutcome:
+        """Embed every input with a Bedrock embedding model and shape OpenAI's ``list`` answer.
+
+        ``texts`` are the inputs already checked by ``embedding_texts`` (computed when
+        not given). Inputs are sent in the model's batch size (Titan: one per call, concurrently;
+        Cohere: up to 96). When a batch fails after others succeeded, the outcome
+        carries the error and the usage of what Bedrock did embed, so it is billed.
+
+        Raises
+        ------
+        InvalidRequest
+            Inputs over the model's limits, undecodable token arrays, or unsupported ``dimensions``.
+        """
+        limits = embedding_limits(model)
+        texts = embedding_texts(request, limits) if texts is None else texts
+        kwargs: dict[str, Any] = {
+            "model": model.litellm_model,
+            "timeout": self._timeout(timeout_seconds),
+            "num_retries": 0,
+            "aws_region_name": self._upstream.region,
+        }
+        if self._upstream.endpoint_url:
+            kwargs["aws_bedrock_runtime_endpoint"] = self._upstream.endpoint_url
+        dimensions = embedding_dimensions(request, model)
+        if dimensions is not None and len(model.dimensions) > 1:
+            # Only a model with a choice takes the parameter (Cohere v3 refuses it).
+            kwargs["dimensions"] = dimensions
+        batches = [texts[i : i + limits.batch_size] for i in range(0, len(texts), limits.batch_size)]
+
+        def run(batch: list[str]) -> tuple[list[list[float]], int] | Exception:
+            try:
+                response = self._embed(input=batch, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - mapped by the caller
+                return exc
+            vectors = [list(item["embedding"]) for item in sorted(response.data, key=lambda d: d["index"])]
+            tokens = int(getattr(getattr(response, "usage", None), "prompt_tokens", 0) or 0)
+            return vectors, tokens
+
+        if len(batches) == 1:
+            results = [run(batches[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=min(_EMBEDDING_CONCURRENCY, len(batches))) as pool:
+                results = list(pool.map(run, batches))
+        failures = [r for r in results if isinstance(r, Exception)]
+        tokens = sum(r[1] for r in results if not isinstance(r, Exception))
+        usage = TokenUsage(input_tokens=tokens)
+        if failures:
+            return EmbeddingOutcome(body={}, usage=usage, error=map_upstream_error(failures[0]))
+        vectors = [vector for r in results if not isinstance(r, Exception) for vector in r[0]]
+        if len(vectors) != len(texts):
+            return EmbeddingOutcome(
+                body={},
+                usage=usage,
+                error=errors.UpstreamError(f"Bedrock returned {len(vectors)} embeddings for {len(texts)} inputs."),
+            )
+        data = [
+            {"object": "embedding", "index": index, "embedding": encode_embedding(vector, request.encoding_format)}
+            for index, vector in enumerate(vectors)
+        ]
+        body = {
+            "object": "list",
+            "data": data,
+            "model": request.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        return EmbeddingOutcome(body=body, usage=usage, extra={"dimensions": len(vectors[0]) if vectors else 0})
+
+    def count_tokens(self, model: ModelEntry, *, messages: list[dict[str, Any]] | None = None, text: str = "") -> int:
+        """LiteLLM's local estimate of a prompt's tokens for ``model`` (no Bedrock call)."""
+        litellm = load_litellm()
+        if messages is not None:
+            return int(litellm.token_counter(model=model.litellm_model, messages=messages))
+        return int(litellm.token_counter(model=model.litellm_model, text=text))
+
+
+@dataclass
+class EmbeddingOutcome:
+    """What one embeddings call produced: the body, the tokens to bill, and a failure if any."""
+
+    body: dict[str, Any]
+    usage: TokenUsage
+    error: errors.AppError | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EmbeddingLimits:
+    """Bedrock's per-family limits for embedding input."""
+
+    max_chars: int
+    batch_size: int
+
+
+def embedding_limits(model: ModelEntry) -> EmbeddingLimits:
+    """The limits of ``model``'s family (Bedrock's documented maxima)."""
+    if "cohere.embed" in model.bedrock_model_id:
+        return EmbeddingLimits(max_chars=2_048, batch_size=96)
+    # Titan (and anything unknown): one inputText per call, up to 50,000 characters.
+    return EmbeddingLimits(max_chars=50_000, batch_size=1)
+
+
+def embedding_texts(request: EmbeddingRequest, limits: EmbeddingLimits) -> list[str]:
+    """The inputs as texts (token arrays decoded), each checked against the model's size limit.
+
+    Raises
+    ------
+    InvalidRequest
+        An input over the limit, or a token array that is not valid ``cl100k_base``.
+    """
+    texts = []
+    for index, item in enumerate(request.inputs):
+        at = f"input[{index}]"
+        text = item if isinstance(item, str) else decode_tokens(item, at)
+        if len(text) > limits.max_chars:
+            raise errors.InvalidRequest(
+                f"{at} is {len(text)} characters; the model '{request.model}' accepts at most "
+                f"{limits.max_chars} per input. Split it into smaller inputs.",
+                param=at,
+                code="input_too_long",
+            )
+        texts.append(text)
+    return texts
+
+
+def decode_tokens(tokens: Sequence[int], at: str) -> str:
+    """Text of a token array in ``cl100k_base``, the encoding OpenAI's clients tokenise with.
+
+    Raises
+    ------
+    InvalidRequest
+        A token id outside the encoding, or tokens that decode to nothing.
+    """
+    load_litellm()
+    from litellm.litellm_core_utils.default_encoding import encoding
+
+    try:
+        if max(tokens) >= encoding.n_vocab:
+            raise ValueError("token id out of range")
+        text = encoding.decode(list(tokens))
+    except (ValueError, KeyError):
+        raise errors.InvalidRequest(
+            f"{at} holds token ids that are not valid cl100k_base tokens; send text instead.",
+            param=at,
+            code="invalid_tokens",
+        ) from None
+    if not text.strip():
+        raise errors.InvalidRequest(f"{at} decodes to empty text.", param=at)
+    return text
+
+
+def embedding_dimensions(request: EmbeddingRequest, model: ModelEntry) -> int | None:
+    """The requested ``dimensions`` if ``model`` offers them.
+
+    Raises
+    ------
+    InvalidRequest
+        ``dimensions`` the model cannot produce.
+    """
+    if request.dimensions is None:
+        return None
+    if request.dimensions not in model.dimensions:
+        offered = ", ".join(str(d) for d in sorted(model.dimensions)) or "none"
+        raise errors.InvalidRequest(
+            f"The model '{request.model}' cannot produce {request.dimensions} dimensions; it supports: {offered}.",
+            param="dimensions",
+            code="unsupported_dimensions",
+        )
+    return request.dimensions
+
+
+def encode_embedding(vector: list[float], encoding_format: str) -> list[float] | str:
+    """A vector as OpenAI sends it: floats, or base64 of little-endian float32 (what the SDKs decode)."""
+    if encoding_format == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    return vector
+
+
+def flatten_tool_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Earlier tool calls and results as plain text, for a request that offers Bedrock no tools.
+
+    A call becomes a line of the assistant's turn, a result a user turn; the model
+    still sees what happened, and Bedrock needs no ``toolConfig``.
+    """
+    if not any(m.get("tool_calls") or m["role"] == "tool" for m in messages):
+        return messages
+    names = {call["id"]: call["function"]["name"] for m in messages for call in m.get("tool_calls") or []}
+    flattened = []
+    for message in messages:
+        if message["role"] == "assistant" and message.get("tool_calls"):
+            lines = [_text_of(message.get("content"))]
+            lines += [
+                f"[called tool {call['function']['name']} (call id {call['id']}) "
+                f"with arguments {call['function']['arguments']}]"
+                for call in message["tool_calls"]
+            ]
+            flattened.append({"role": "assistant", "content": "\n".join(line for line in lines if line)})
+        elif message["role"] == "tool":
+            call_id = message["tool_call_id"]
+            label = f"result of tool {names.get(call_id, 'unknown')} (call id {call_id})"
+            flattened.append({"role": "user", "content": f"[{label}]: {_text_of(message.get('content'))}"})
+        else:
+            flattened.append(message)
+    return flattened
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content or [] if isinstance(part, dict))
+
+
+def bedrock_prompt(request: ChatRequest) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The messages and options handed to LiteLLM, after the gateway's own Bedrock adaptations.
+
+    Admission bounds the prompt's tokens on these, since they are what Bedrock counts.
+    """
+    options = dict(request.options)
+    messages = request.messages
+    if options.get("tool_choice") == "none":
+        # Converse has no "none" (LiteLLM would refuse it, or with drop_params send "auto"):
+        # a model that is offered no tools cannot call one.
+        for name in ("tools", "tool_choice"):
+            options.pop(name, None)
+    if not options.get("tools"):
+        # Bedrock refuses toolUse/toolResult blocks without a toolConfig, so earlier
+        # tool turns are kept as text; parallel_tool_calls means nothing without tools.
+        options.pop("parallel_tool_calls", None)
+        messages = flatten_tool_history(messages)
+    if options.get("response_format") == {"type": "json_object"}:
+        del options["response_format"]
+        messages = [{"role": "system", "content": JSON_OBJECT_INSTRUCTION}, *messages]
+    return messages, options
 
 
 def check_capabilities(request: ChatRequest, model: ModelEntry) -> None:
@@ -123,6 +419,15 @@ def check_capabilities(request: ChatRequest, model: ModelEntry) -> None:
         raise errors.InvalidRequest(
             f"The model '{request.model}' does not support tools.", param="tools", code="unsupported_parameter"
         )
+    forced = request.options.get("tool_choice") == "required" or isinstance(request.options.get("tool_choice"), dict)
+    if forced and _thinks(request) and "anthropic." in model.bedrock_model_id:
+        # LiteLLM would quietly downgrade to "auto"; the caller asked for a guaranteed call.
+        raise errors.InvalidRequest(
+            f"The model '{request.model}' cannot be forced to call a tool while reasoning (a Bedrock rule): "
+            "use tool_choice 'auto' or drop reasoning_effort.",
+            param="tool_choice",
+            code="unsupported_parameter",
+        )
     limit = model.max_output_tokens
     wanted = request.options.get("max_tokens")
     if limit and wanted and wanted > limit:
@@ -132,6 +437,10 @@ def check_capabilities(request: ChatRequest, model: ModelEntry) -> None:
             param="max_tokens",
             code="invalid_value",
         )
+
+
+def _thinks(request: ChatRequest) -> bool:
+    return request.options.get("reasoning_effort") not in (None, "none")
 
 
 def map_upstream_error(exc: Exception) -> errors.AppError:
@@ -240,10 +549,13 @@ def _tool_calls(raw: Iterable[Any] | None) -> list[dict[str, Any]]:
     return calls
 
 
-def _shape_completion(response: Any, model_name: str, completion_id: str, created: int) -> ChatOutcome:
+def _shape_completion(
+    response: Any, model_name: str, completion_id: str, created: int, max_tool_calls: int | None = None
+) -> ChatOutcome:
     choice = response.choices[0]
     message = choice.message
-    tool_calls = _tool_calls(getattr(message, "tool_calls", None))
+    # parallel_tool_calls=false: Bedrock cannot be told so for every model; the gateway keeps the first call.
+    tool_calls = _tool_calls(getattr(message, "tool_calls", None))[:max_tool_calls]
     out_message: dict[str, Any] = {
         "role": "assistant",
         "content": message.content if (message.content or not tool_calls) else None,
@@ -273,8 +585,9 @@ def _shape_completion(response: Any, model_name: str, completion_id: str, create
 class _StreamShaper:
     """Turns LiteLLM stream chunks into OpenAI chunk dicts with dense tool indexes."""
 
-    def __init__(self, model_name: str, completion_id: str, created: int) -> None:
+    def __init__(self, model_name: str, completion_id: str, created: int, max_tool_calls: int | None = None) -> None:
         self._base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_name}
+        self._max_tool_calls = max_tool_calls
         self.chunks: list[dict[str, Any]] = [self._chunk({"role": "assistant", "content": ""})]
         self._tool_index: dict[Any, int] = {}
         self._last_tool: int | None = None
@@ -305,7 +618,8 @@ class _StreamShaper:
             if getattr(delta, "content", None):
                 out["content"] = delta.content
                 self.text_parts.append(delta.content)
-            calls = [self._tool_delta(call) for call in getattr(delta, "tool_calls", None) or []]
+            deltas = (self._tool_delta(call) for call in getattr(delta, "tool_calls", None) or [])
+            calls = [d for d in deltas if self._max_tool_calls is None or d["index"] < self._max_tool_calls]
             if calls:
                 out["tool_calls"] = calls
             if out:
@@ -347,8 +661,10 @@ class _StreamShaper:
         return {**self._base, "choices": [], "usage": usage}
 
 
-def _shape_stream(response: Any, request: ChatRequest, completion_id: str, created: int) -> ChatOutcome:
-    shaper = _StreamShaper(request.model, completion_id, created)
+def _shape_stream(
+    response: Any, request: ChatRequest, completion_id: str, created: int, max_tool_calls: int | None = None
+) -> ChatOutcome:
+    shaper = _StreamShaper(request.model, completion_id, created, max_tool_calls)
     failure: errors.AppError | None = None
     try:
         for chunk in response:

@@ -14,12 +14,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.catalog import Catalog
-from chalicelib.gateway import Gateway, now_seconds
+from chalicelib.catalog import Catalog, ModelEntry
+from chalicelib.gateway import (
+    ChatOutcome,
+    Gateway,
+    bedrock_prompt,
+    embedding_limits,
+    embedding_texts,
+    now_seconds,
+)
 from chalicelib.keys import KeyRecord, KeyStore
-from chalicelib.metering import Meter
+from chalicelib.ledger import UsageEntry
+from chalicelib.metering import Meter, prompt_token_bound
 from chalicelib.observability import logger
-from chalicelib.validation import ChatRequest, parse_chat_request, parse_json_body
+from chalicelib.validation import (
+    ChatRequest,
+    EmbeddingRequest,
+    parse_chat_request,
+    parse_embedding_request,
+    parse_json_body,
+)
 
 
 @dataclass
@@ -28,6 +42,30 @@ class HttpResult:
 
     body: dict[str, Any] | str
     status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ChatRun:
+    """One billed chat completion: its answer, ledger entry and the headers to send."""
+
+    request_id: str
+    model: ModelEntry
+    outcome: ChatOutcome
+    entry: UsageEntry
+    latency_ms: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class EmbeddingRun:
+    """One billed embeddings call."""
+
+    request_id: str
+    model: ModelEntry
+    body: dict[str, Any]
+    entry: UsageEntry
+    latency_ms: int
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -69,17 +107,56 @@ class OpenAIService:
     def chat_completions(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
         """``POST /v1/chat/completions``: validate, call Bedrock, bill, answer."""
         started = time.perf_counter()
-        request_id = uuid.uuid4().hex
         key = self._keys.authenticate(headers)
         request = parse_chat_request(parse_json_body(raw_body, max_bytes=self._max_body_bytes))
+        run = self.run_chat(key, request, started=started)
+        headers_out = {"x-request-id": run.request_id, **run.headers}
+        if run.outcome.streamed:
+            headers_out.update({"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        return HttpResult(run.outcome.body, headers=headers_out)
+
+    def run_chat(
+        self,
+        key: KeyRecord,
+        request: ChatRequest,
+        *,
+        started: float | None = None,
+        timeout_seconds: float | None = None,
+        surface: str = "openai",
+    ) -> ChatRun:
+        """Admit, call Bedrock, bill: one chat completion for an authenticated key (routes and MCP tools).
+
+        Raises
+        ------
+        AppError
+            Unknown or disallowed model, refused admission, or an upstream failure
+            (the reservation is released and the admission headers ride on the error).
+        """
+        started = time.perf_counter() if started is None else started
+        request_id = uuid.uuid4().hex
         entry = self._catalog().resolve(request.model, mode="chat")
         self._check_allowed(key, entry.id, request.model)
-        log = {"request_id": request_id, "key_id": key.key_id, "model": entry.id, "stream": request.stream}
+        log = {
+            "request_id": request_id,
+            "key_id": key.key_id,
+            "model": entry.id,
+            "stream": request.stream,
+            "surface": surface,
+        }
         ticket = self._meter.admit(
-            key, entry, input_tokens=estimate_input_tokens(request), max_output_tokens=request.options.get("max_tokens")
+            key,
+            entry,
+            input_tokens=prompt_token_bound(*bedrock_prompt(request)),
+            max_output_tokens=request.options.get("max_tokens"),
         )
         try:
-            outcome = self._gateway.chat(request, entry, completion_id=f"chatcmpl-{request_id}", created=now_seconds())
+            outcome = self._gateway.chat(
+                request,
+                entry,
+                completion_id=f"chatcmpl-{request_id}",
+                created=now_seconds(),
+                timeout_seconds=timeout_seconds,
+            )
         except errors.AppError as exc:
             self._meter.release(ticket)
             exc.headers.update(ticket.headers)
@@ -112,10 +189,104 @@ class OpenAIService:
                 "cost_usd": str(usage_entry.cost),
             },
         )
-        headers_out = {"x-request-id": request_id, **ticket.headers}
-        if outcome.streamed:
-            headers_out.update({"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        return HttpResult(outcome.body, headers=headers_out)
+        return ChatRun(request_id, entry, outcome, usage_entry, latency_ms, headers=dict(ticket.headers))
+
+    def embeddings(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
+        """``POST /v1/embeddings``: validate, embed with Bedrock, bill, answer."""
+        started = time.perf_counter()
+        key = self._keys.authenticate(headers)
+        request = parse_embedding_request(parse_json_body(raw_body, max_bytes=self._max_body_bytes))
+        run = self.run_embeddings(key, request, started=started)
+        return HttpResult(run.body, headers={"x-request-id": run.request_id, **run.headers})
+
+    def run_embeddings(
+        self,
+        key: KeyRecord,
+        request: EmbeddingRequest,
+        *,
+        started: float | None = None,
+        timeout_seconds: float | None = None,
+        surface: str = "openai",
+    ) -> EmbeddingRun:
+        """Admit, embed, bill: one embeddings call for an authenticated key (routes and MCP tools).
+
+        Raises
+        ------
+        AppError
+            Unknown or disallowed model, inputs over the model's limits, refused
+            admission, or an upstream failure (what Bedrock did embed is still billed).
+        """
+        started = time.perf_counter() if started is None else started
+        request_id = uuid.uuid4().hex
+        entry = self._catalog().resolve(request.model, mode="embedding")
+        self._check_allowed(key, entry.id, request.model)
+        texts = embedding_texts(request, embedding_limits(entry))
+        log = {"request_id": request_id, "key_id": key.key_id, "model": entry.id, "surface": surface}
+        # A token is at least one UTF-8 byte (as in metering.prompt_token_bound), so bytes bound the tokens.
+        ticket = self._meter.admit(key, entry, input_tokens=sum(len(t.encode()) for t in texts), max_output_tokens=0)
+        try:
+            outcome = self._gateway.embed(request, entry, texts=texts, timeout_seconds=timeout_seconds)
+        except errors.AppError as exc:
+            self._meter.release(ticket)
+            exc.headers.update(ticket.headers)
+            raise
+        latency_ms = _ms(started)
+        if outcome.error is not None and not outcome.usage.input_tokens:
+            self._meter.release(ticket)
+        else:
+            usage_entry = self._meter.settle(
+                ticket,
+                request_id=request_id,
+                operation="embedding",
+                usage=outcome.usage,
+                latency_ms=latency_ms,
+                status="ok" if outcome.error is None else "partial",
+            )
+        if outcome.error is not None:
+            outcome.error.headers.update(ticket.headers)
+            logger.info(
+                "embeddings failed",
+                extra={**log, "status": outcome.error.status_code, "error_code": outcome.error.code},
+            )
+            raise outcome.error
+        logger.info(
+            "embeddings",
+            extra={
+                **log,
+                "status": 200,
+                "inputs": len(texts),
+                "latency_ms": latency_ms,
+                "input_tokens": outcome.usage.input_tokens,
+                "cost_usd": str(usage_entry.cost),
+            },
+        )
+        return EmbeddingRun(request_id, entry, outcome.body, usage_entry, latency_ms, headers=dict(ticket.headers))
+
+    def usable_models(self, key: KeyRecord, mode: str | None = None) -> list[ModelEntry]:
+        """The catalog models ``key`` may call, in catalog order (optionally one mode)."""
+        return [m for m in self._catalog() if key.allows_model(m.id) and (mode is None or m.mode == mode)]
+
+    def resolve_model(self, key: KeyRecord, name: str, *, mode: str | None = None) -> ModelEntry:
+        """The catalog entry for ``name`` if ``key`` may use it.
+
+        Raises
+        ------
+        NotFound
+            No such model (of that mode).
+        PermissionDenied
+            The key may not use it.
+        """
+        entry = self._catalog().resolve(name, mode=mode)
+        self._check_allowed(key, entry.id, name)
+        return entry
+
+    def key_status_for(self, key: KeyRecord) -> dict[str, Any]:
+        """The key's limits, spend and remaining budget (the ``Meter``'s view)."""
+        return self._meter.key_status(key)
+
+    def count_tokens(self, model: ModelEntry, *, messages: list[dict[str, Any]] | None = None, text: str = "") -> int:
+        """A local estimate of a prompt's tokens for ``model`` (no Bedrock call, nothing billed)."""
+        return self._gateway.count_tokens(model, messages=messages, text=text)
 
     @staticmethod
     def _check_allowed(key: KeyRecord, model_id: str, requested: str) -> None:
@@ -125,28 +296,6 @@ class OpenAIService:
                 param="model",
                 code="model_not_allowed",
             )
-
-
-def estimate_input_tokens(request: ChatRequest) -> int:
-    """An upper bound of the prompt's tokens, for admission (a token is at least one character)."""
-    images = 0
-    characters = 0
-    for message in request.messages:
-        content = message.get("content")
-        if isinstance(content, str):
-            characters += len(content)
-        for part in content if isinstance(content, list) else []:
-            if part.get("type") == "image_url":
-                images += 1
-            else:
-                characters += len(part.get("text", ""))
-        characters += len(str(message.get("tool_calls") or ""))
-    characters += len(str(request.options.get("tools") or "")) + len(str(request.options.get("response_format") or ""))
-    return characters + images * IMAGE_TOKEN_BOUND
-
-
-#: Bedrock bills an image at most ~1,600 tokens (Claude: 1.15 MP / 750); reserve a little more.
-IMAGE_TOKEN_BOUND = 2_000
 
 
 def _ms(started: float) -> int:

@@ -107,6 +107,33 @@ class ChatRequest:
     user: str | None = None
 
 
+#: Policy per embeddings parameter (OpenAI's ``CreateEmbeddingRequest``); the compatibility doc mirrors it.
+EMBEDDING_PARAMETERS: dict[str, str] = {
+    "model": PASSED,
+    "input": PASSED,
+    "dimensions": PASSED,
+    "encoding_format": PASSED,
+    "user": IGNORED,
+}
+#: Inputs per embeddings request. OpenAI allows 2048, but Titan embeds one text per Bedrock call,
+#: so the gateway's bound keeps a full request well inside API Gateway's 29 s.
+MAX_EMBEDDING_INPUTS = 128
+ENCODING_FORMATS = ("float", "base64")
+
+EmbeddingInput = str | tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class EmbeddingRequest:
+    """A validated embeddings request; token-array inputs stay token ids until the gateway decodes them."""
+
+    model: str
+    inputs: tuple[EmbeddingInput, ...]
+    encoding_format: str = "float"
+    dimensions: int | None = None
+    user: str | None = None
+
+
 def parse_json_body(raw: bytes | str | None, *, max_bytes: int) -> dict[str, Any]:
     """Decode a JSON object body, enforcing the size limit first.
 
@@ -188,6 +215,12 @@ def parse_chat_request(body: Mapping[str, Any]) -> ChatRequest:
         response_format = _response_format(present["response_format"])
         if response_format is not None:
             options["response_format"] = response_format
+        if response_format == {"type": "json_object"} and not _mentions_json(messages):
+            # OpenAI's own rule: JSON mode without asking for JSON makes models ramble.
+            raise InvalidRequest(
+                "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
+                param="messages",
+            )
     if "reasoning_effort" in present:
         effort = present["reasoning_effort"]
         if effort not in _REASONING_EFFORTS:
@@ -197,8 +230,11 @@ def parse_chat_request(body: Mapping[str, Any]) -> ChatRequest:
             )
         options["reasoning_effort"] = effort
     user = present.get("user")
-    if user is not None and not isinstance(user, str):
-        raise InvalidRequest("'user' must be a string.", param="user")
+    for name in ("user", "safety_identifier", "prompt_cache_key"):
+        if name in present and not isinstance(present[name], str):
+            raise InvalidRequest(f"'{name}' must be a string.", param=name)
+    if "seed" in present:
+        _integer(present, "seed", minimum=-(2**63))
     if "metadata" in present:
         _metadata(present["metadata"])
     return ChatRequest(
@@ -246,6 +282,15 @@ def _messages(value: Any) -> tuple[list[dict[str, Any]], bool]:
     if all(m["role"] == "system" for m in normalised):
         raise InvalidRequest("'messages' must contain at least one user message.", param="messages")
     return normalised, has_images
+
+
+def _mentions_json(messages: list[dict[str, Any]]) -> bool:
+    for message in messages:
+        content = message.get("content")
+        texts = [content] if isinstance(content, str) else [p.get("text", "") for p in content or []]
+        if any("json" in text.lower() for text in texts if isinstance(text, str)):
+            return True
+    return False
 
 
 def _content(value: Any, role: str, where: str, message: Mapping[str, Any]) -> tuple[Any, bool]:
@@ -494,3 +539,71 @@ def _number(source: Mapping[str, Any], name: str, lower: float, upper: float) ->
             param=name,
         )
     return float(value)
+
+
+def parse_embedding_request(body: Mapping[str, Any]) -> EmbeddingRequest:
+    """Validate an embeddings body (shape only; per-model limits are the gateway's).
+
+    Raises
+    ------
+    InvalidRequest
+        A missing, unknown or malformed parameter; ``param`` names it.
+    """
+    for name in body:
+        if name not in EMBEDDING_PARAMETERS:
+            raise InvalidRequest(f"Unrecognized request argument supplied: {name}", param=name)
+    present = {k: v for k, v in body.items() if v is not None}
+    model = present.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("You must provide a model parameter.", param="model")
+    inputs = _embedding_inputs(present.get("input"))
+    encoding_format = present.get("encoding_format", "float")
+    if encoding_format not in ENCODING_FORMATS:
+        raise InvalidRequest(
+            f"'encoding_format' must be 'float' or 'base64', got {encoding_format!r}.",
+            param="encoding_format",
+        )
+    dimensions = _integer(present, "dimensions", minimum=1) if "dimensions" in present else None
+    user = present.get("user")
+    if user is not None and not isinstance(user, str):
+        raise InvalidRequest("'user' must be a string.", param="user")
+    return EmbeddingRequest(
+        model=model, inputs=inputs, encoding_format=encoding_format, dimensions=dimensions, user=user
+    )
+
+
+def _embedding_inputs(value: Any) -> tuple[EmbeddingInput, ...]:
+    if value is None:
+        raise InvalidRequest("Missing required parameter: 'input'.", param="input")
+    if isinstance(value, str):
+        value = [value]
+    elif isinstance(value, list) and value and all(_is_token(v) for v in value):
+        value = [value]  # one token array, not many one-token inputs
+    if not isinstance(value, list) or not value:
+        raise InvalidRequest(
+            "'input' must be a non-empty string, an array of strings, or an array of token arrays.", param="input"
+        )
+    if len(value) > MAX_EMBEDDING_INPUTS:
+        raise InvalidRequest(
+            f"'input' has {len(value)} items; this gateway embeds at most {MAX_EMBEDDING_INPUTS} per request.",
+            param="input",
+            code="too_many_inputs",
+        )
+    inputs: list[EmbeddingInput] = []
+    for index, item in enumerate(value):
+        at = f"input[{index}]"
+        if isinstance(item, str):
+            if not item.strip():
+                raise InvalidRequest(f"{at} is empty; every input must contain text.", param=at)
+            inputs.append(item)
+        elif isinstance(item, list) and item and all(_is_token(v) for v in item):
+            inputs.append(tuple(item))
+        else:
+            raise InvalidRequest(
+                f"{at} must be a non-empty string or a non-empty array of token ids (integers >= 0).", param=at
+            )
+    return tuple(inputs)
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -17,6 +17,7 @@ from chalicelib.catalog import Catalog, load_catalog
 from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys import KeyStore
 from chalicelib.ledger import Ledger
+from chalicelib.mcp import McpServer
 from chalicelib.metering import Meter
 from chalicelib.reports import ReportConfig, ReportService
 from chalicelib.service import OpenAIService
@@ -81,6 +82,42 @@ def openai_service() -> OpenAIService:
         gateway=gateway(),
         meter=meter(),
         max_body_bytes=get_settings().max_body_bytes,
+    )
+
+
+@functools.cache
+def mcp_server() -> McpServer:
+    """The ``/mcp`` endpoint over the same keys, service and meter as ``/v1``."""
+    return McpServer(keys=key_store(), service=openai_service(), max_body_bytes=get_settings().max_body_bytes)
+
+
+@functools.cache
+def aws_client(service: str) -> Any:
+    """A boto3 client for ``service`` in our region (moto's endpoint locally)."""
+    import boto3
+
+    settings = get_settings()
+    return boto3.client(service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
+
+
+@functools.cache
+def report_service() -> ReportService:
+    """The daily cost report, publishing to CloudWatch, SNS and (optionally) Slack."""
+    settings = get_settings()
+    config = ReportConfig(
+        topic_arn=settings.report_topic_arn,
+        slack_parameter=settings.slack_webhook_parameter,
+        spike_threshold_usd=settings.spike_threshold_usd,
+        spike_factor=settings.spike_factor,
+        namespace=settings.metrics_namespace,
+    )
+    return ReportService(
+        ledger(),
+        dynamodb().Table(settings.keys_table),
+        config,
+        cloudwatch=aws_client("cloudwatch"),
+        sns=aws_client("sns"),
+        ssm=aws_client("ssm"),
     )
 
 

@@ -162,3 +162,296 @@ def test_capabilities_are_checked_before_calling_bedrock(gateway: Gateway, body:
     with pytest.raises(errors.InvalidRequest) as caught:
         run(gateway, **body)
     assert caught.value.param == param
+
+
+# -- the whole chat surface: what reaches Bedrock, and what comes back -----------------------
+
+PERSON_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "age": {"type": "integer"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["name", "age", "tags"],
+    "additionalProperties": False,
+}
+TIME_TOOL = {
+    "type": "function",
+    "function": {"name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}}},
+}
+
+
+@pytest.fixture(scope="module")
+def recorder():
+    """A private emulator whose recorded requests show what LiteLLM sent to Bedrock."""
+    from local.bedrock_emulator import start_emulator
+
+    server, url = start_emulator(host="127.0.0.1", port=0)
+    yield server, Gateway(UpstreamConfig(region="us-east-1", endpoint_url=url, timeout_seconds=5))
+    server.shutdown()
+
+
+def sent(recorder, gateway_call) -> tuple[dict, object]:
+    server, gateway = recorder
+    before = len(server.requests)
+    outcome = gateway_call(gateway)
+    assert len(server.requests) == before + 1
+    return server.requests[-1].json(), outcome
+
+
+def stream_chunks(outcome) -> list[dict]:
+    chunks = [json.loads(e) for e in sse_events(outcome.body)[:-1]]
+    for chunk in chunks:
+        assert_valid("CreateChatCompletionStreamResponse", chunk)
+    return chunks
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_choice_none_offers_bedrock_no_tools(recorder, stream: bool) -> None:
+    # GIVEN a prompt that would make the model call get_weather
+    # WHEN tool_choice is "none" (Converse has no "none"; LiteLLM would refuse or send "auto")
+    body, outcome = sent(
+        recorder,
+        lambda g: run(
+            g,
+            messages=[{"role": "user", "content": "Use get_weather for Paris #emulator:tool"}],
+            tools=[WEATHER_TOOL],
+            tool_choice="none",
+            stream=stream,
+        ),
+    )
+    # THEN Bedrock saw no toolConfig and the answer is text without tool calls
+    assert "toolConfig" not in body
+    if stream:
+        chunks = stream_chunks(outcome)
+        assert not any("tool_calls" in c["choices"][0]["delta"] for c in chunks if c["choices"])
+        assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    else:
+        message = outcome.body["choices"][0]["message"]
+        assert "tool_calls" not in message and message["content"].startswith("You said")
+        assert outcome.body["choices"][0]["finish_reason"] == "stop"
+
+
+def test_tool_history_stays_valid_without_tools(recorder) -> None:
+    # GIVEN a finished tool round trip in the history, and tool_choice "none" for the next turn
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": "Let me check.",
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21 C"},
+        {"role": "user", "content": "Summarise."},
+    ]
+    body, outcome = sent(recorder, lambda g: run(g, messages=history, tools=[WEATHER_TOOL], tool_choice="none"))
+    # THEN Bedrock got text only (it refuses toolUse blocks without toolConfig), nothing lost
+    assert "toolConfig" not in body
+    blocks = [block for message in body["messages"] for block in message["content"]]
+    assert all(set(block) == {"text"} for block in blocks)
+    text = json.dumps(body["messages"])
+    assert "Let me check." in text and "get_weather" in text and "sunny, 21 C" in text and "call_1" in text
+    assert outcome.body["choices"][0]["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "bedrock_choice"),
+    [
+        ("auto", {"auto": {}}),
+        ("required", {"any": {}}),
+        ({"type": "function", "function": {"name": "get_time"}}, {"tool": {"name": "get_time"}}),
+    ],
+)
+def test_tool_choice_maps_to_bedrock(recorder, tool_choice, bedrock_choice) -> None:
+    body, outcome = sent(
+        recorder,
+        lambda g: run(
+            g,
+            messages=[{"role": "user", "content": "What now?"}],
+            tools=[WEATHER_TOOL, TIME_TOOL],
+            tool_choice=tool_choice,
+        ),
+    )
+    assert body["toolConfig"]["toolChoice"] == bedrock_choice
+    calls = outcome.body["choices"][0]["message"].get("tool_calls", [])
+    if tool_choice == "auto":
+        assert calls == []  # nothing in the prompt asks for a tool
+    else:
+        assert len(calls) == 1 and outcome.body["choices"][0]["finish_reason"] == "tool_calls"
+        assert calls[0]["function"]["name"] == ("get_time" if isinstance(tool_choice, dict) else "get_weather")
+
+
+def test_parallel_tool_calls_stream_with_dense_indexes_and_ids(gateway: Gateway) -> None:
+    outcome = run(
+        gateway,
+        model="claude-haiku-4-5",
+        messages=[{"role": "user", "content": "Weather and time please #emulator:parallel"}],
+        tools=[WEATHER_TOOL, TIME_TOOL],
+        stream=True,
+    )
+    calls = [call for c in stream_chunks(outcome) for call in c["choices"][0]["delta"].get("tool_calls", [])]
+    assert sorted({call["index"] for call in calls}) == [0, 1]
+    starts = [call for call in calls if "id" in call]
+    assert [call["index"] for call in starts] == [0, 1]
+    assert [call["function"]["name"] for call in starts] == ["get_weather", "get_time"]
+    assert len({call["id"] for call in starts}) == 2
+    for index in (0, 1):
+        json.loads("".join(c["function"].get("arguments", "") for c in calls if c["index"] == index))
+    plain = run(
+        gateway,
+        model="claude-haiku-4-5",
+        messages=[{"role": "user", "content": "Weather and time please #emulator:parallel"}],
+        tools=[WEATHER_TOOL, TIME_TOOL],
+    ).body["choices"][0]["message"]
+    assert plain["content"] and [c["id"] for c in plain["tool_calls"]] == [c["id"] for c in starts]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_parallel_tool_calls_false_yields_one_call(gateway: Gateway, stream: bool) -> None:
+    outcome = run(
+        gateway,
+        messages=[{"role": "user", "content": "Weather and time please #emulator:parallel"}],
+        tools=[WEATHER_TOOL, TIME_TOOL],
+        parallel_tool_calls=False,
+        stream=stream,
+    )
+    if stream:
+        calls = [call for c in stream_chunks(outcome) for call in c["choices"][0]["delta"].get("tool_calls", [])]
+        assert {call["index"] for call in calls} == {0}
+        assert [call["function"]["name"] for call in calls if "id" in call] == ["get_weather"]
+    else:
+        assert len(outcome.body["choices"][0]["message"]["tool_calls"]) == 1
+        assert_valid("CreateChatCompletionResponse", outcome.body)
+
+
+@pytest.mark.parametrize("model", ["nova-micro", "claude-haiku-4-5"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_schema_output_parses_and_validates(gateway: Gateway, model: str, stream: bool) -> None:
+    from jsonschema import validate
+
+    outcome = run(
+        gateway,
+        model=model,
+        messages=[{"role": "user", "content": "Describe Ada"}],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "person", "schema": PERSON_SCHEMA, "strict": True},
+        },
+        stream=stream,
+    )
+    if stream:
+        chunks = stream_chunks(outcome)
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+        finish = chunks[-1]["choices"][0]["finish_reason"]
+    else:
+        text = outcome.body["choices"][0]["message"]["content"]
+        finish = outcome.body["choices"][0]["finish_reason"]
+    validate(json.loads(text), PERSON_SCHEMA)
+    assert finish == "stop"  # the JSON tool call Bedrock may use underneath is not a tool call to the client
+
+
+def test_json_object_is_an_instruction_and_needs_the_word_json(recorder) -> None:
+    body, _ = sent(
+        recorder,
+        lambda g: run(
+            g, messages=[{"role": "user", "content": "Give me JSON"}], response_format={"type": "json_object"}
+        ),
+    )
+    assert "JSON object" in body["system"][0]["text"]
+    with pytest.raises(errors.InvalidRequest, match="json"):
+        run(recorder[1], messages=[{"role": "user", "content": "hi"}], response_format={"type": "json_object"})
+
+
+def test_reasoning_content_on_message_and_deltas(gateway: Gateway) -> None:
+    plain = run(gateway, model="claude-haiku-4-5", reasoning_effort="low").body
+    message = plain["choices"][0]["message"]
+    assert message["reasoning_content"] and message["content"] == 'You said: "Hello there"'
+    assert plain["usage"]["completion_tokens_details"]["reasoning_tokens"] == count_tokens(message["reasoning_content"])
+    assert_valid("CreateChatCompletionResponse", plain)
+    chunks = stream_chunks(
+        run(
+            gateway,
+            model="claude-haiku-4-5",
+            reasoning_effort="low",
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert "".join(d.get("reasoning_content", "") for d in deltas) == message["reasoning_content"]
+    assert "".join(d.get("content") or "" for d in deltas) == message["content"]
+    first_text = next(i for i, d in enumerate(deltas) if d.get("content"))
+    assert all(not d.get("reasoning_content") for d in deltas[first_text:])  # reasoning comes first
+    assert chunks[-1]["usage"]["completion_tokens_details"]["reasoning_tokens"] > 0
+
+
+def test_forcing_a_tool_while_reasoning_is_a_clear_400(gateway: Gateway) -> None:
+    with pytest.raises(errors.InvalidRequest, match="reasoning") as caught:
+        run(gateway, model="claude-haiku-4-5", reasoning_effort="low", tools=[WEATHER_TOOL], tool_choice="required")
+    assert caught.value.param == "tool_choice"
+
+
+def test_finish_reason_length_and_stop_sequence(gateway: Gateway) -> None:
+    cut = run(gateway, messages=[{"role": "user", "content": "one two three four five"}], max_tokens=3).body
+    assert cut["choices"][0]["finish_reason"] == "length" and cut["usage"]["completion_tokens"] == 3
+    stopped = run(gateway, messages=[{"role": "user", "content": "one two three"}], stop=["two"]).body
+    assert stopped["choices"][0]["finish_reason"] == "stop"
+    assert stopped["choices"][0]["message"]["content"] == 'You said: "one '
+
+
+def test_cached_tokens_in_the_stream_usage_chunk(gateway: Gateway) -> None:
+    chunks = stream_chunks(
+        run(
+            gateway,
+            messages=[{"role": "user", "content": "Hi #emulator:cache_read=40 #emulator:cache_write=8"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    usage = chunks[-1]["usage"]
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 40, "cache_write_tokens": 8}
+    # The emulator counts the directives as prompt text, as Bedrock would count any text.
+    assert usage["prompt_tokens"] == count_tokens("Hi #emulator:cache_read=40 #emulator:cache_write=8") + 48
+
+
+def test_stream_error_from_bedrock_ends_with_a_readable_error_event(gateway: Gateway) -> None:
+    outcome = run(gateway, messages=[{"role": "user", "content": "Tell me #emulator:stream_error"}], stream=True)
+    events = sse_events(outcome.body)
+    error = json.loads(events[-1])
+    assert_valid("ErrorResponse", error)
+    assert error["error"]["type"] == "api_error" and "[DONE]" not in events
+    assert json.loads(events[0])["choices"][0]["delta"]["role"] == "assistant"
+    assert outcome.status == "partial" and outcome.usage.input_tokens > 0
+
+
+def test_multipart_user_content_and_images_reach_bedrock(recorder) -> None:
+    import base64 as b64
+
+    png = "data:image/png;base64," + b64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32).decode()
+    body, outcome = sent(
+        recorder,
+        lambda g: run(
+            g,
+            model="nova-lite",
+            messages=[
+                {"role": "developer", "content": "Be brief."},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is this?"},
+                        {"type": "image_url", "image_url": {"url": png}},
+                    ],
+                },
+            ],
+        ),
+    )
+    assert body["system"] == [{"text": "Be brief."}]
+    assert [list(block) for block in body["messages"][0]["content"]] == [["text"], ["image"]]
+    assert "an image (png" in outcome.body["choices"][0]["message"]["content"]

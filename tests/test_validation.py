@@ -6,7 +6,14 @@ import json
 import pytest
 
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
-from chalicelib.validation import CHAT_PARAMETERS, parse_chat_request, parse_json_body
+from chalicelib.validation import (
+    CHAT_PARAMETERS,
+    EMBEDDING_PARAMETERS,
+    MAX_EMBEDDING_INPUTS,
+    parse_chat_request,
+    parse_embedding_request,
+    parse_json_body,
+)
 
 PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
 
@@ -69,6 +76,12 @@ def test_bad_bodies(raw: bytes, error: type) -> None:
         (chat(response_format={"type": "xml"}), "response_format"),
         (chat(reasoning_effort="extreme"), "reasoning_effort"),
         (chat(metadata={"k": 1}), "metadata"),
+        (chat(response_format={"type": "json_object"}), "messages"),
+        (chat(seed="7"), "seed"),
+        (chat(safety_identifier=3), "safety_identifier"),
+        (chat(stream_options={"include_usage": "yes"}, stream=True), "stream_options.include_usage"),
+        (chat(parallel_tool_calls="no"), "parallel_tool_calls"),
+        (chat(tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="sometimes"), "tool_choice"),
     ],
 )
 def test_invalid_requests_name_the_parameter(body: dict, param: str) -> None:
@@ -153,3 +166,79 @@ def test_every_openai_chat_parameter_has_a_policy() -> None:
     missing = names - set(CHAT_PARAMETERS)
     assert not missing, f"unclassified OpenAI parameters: {sorted(missing)}"
     assert json.dumps(CHAT_PARAMETERS)
+
+
+def test_json_object_is_accepted_when_the_messages_ask_for_json() -> None:
+    request = parse_chat_request(
+        chat(
+            messages=[{"role": "user", "content": [{"type": "text", "text": "Answer in JSON"}]}],
+            response_format={"type": "json_object"},
+        )
+    )
+    assert request.options["response_format"] == {"type": "json_object"}
+
+
+def test_assistant_tool_calls_and_tool_results_are_normalised() -> None:
+    request = parse_chat_request(
+        chat(
+            messages=[
+                {"role": "user", "content": "weather?"},
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "w", "arguments": ""}}],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "sunny"}]},
+            ]
+        )
+    )
+    assistant, tool = request.messages[1], request.messages[2]
+    assert assistant["content"] is None and assistant["tool_calls"][0]["function"]["arguments"] == "{}"
+    assert tool == {"role": "tool", "content": [{"type": "text", "text": "sunny"}], "tool_call_id": "c1"}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("hello", ("hello",)),
+        (["a", "b"], ("a", "b")),
+        ([1, 2, 3], ((1, 2, 3),)),
+        ([[1, 2], [3]], ((1, 2), (3,))),
+    ],
+)
+def test_embedding_inputs_in_every_openai_form(value, expected) -> None:
+    request = parse_embedding_request({"model": "titan-embed-text-v2", "input": value})
+    assert request.inputs == expected and request.encoding_format == "float" and request.dimensions is None
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": "x"}, "model"),
+        ({"model": "m"}, "input"),
+        ({"model": "m", "input": []}, "input"),
+        ({"model": "m", "input": ""}, "input[0]"),
+        ({"model": "m", "input": ["ok", "  "]}, "input[1]"),
+        ({"model": "m", "input": ["ok", 3]}, "input[1]"),
+        ({"model": "m", "input": [[1, -2]]}, "input[0]"),
+        ({"model": "m", "input": [[]]}, "input[0]"),
+        ({"model": "m", "input": [True]}, "input[0]"),
+        ({"model": "m", "input": ["x"] * (MAX_EMBEDDING_INPUTS + 1)}, "input"),
+        ({"model": "m", "input": "x", "encoding_format": "int8"}, "encoding_format"),
+        ({"model": "m", "input": "x", "dimensions": 0}, "dimensions"),
+        ({"model": "m", "input": "x", "dimensions": "256"}, "dimensions"),
+        ({"model": "m", "input": "x", "user": 1}, "user"),
+        ({"model": "m", "input": "x", "input_type": "query"}, "input_type"),
+    ],
+)
+def test_invalid_embedding_requests_name_the_parameter(body: dict, param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_embedding_request(body)
+    assert caught.value.param == param
+
+
+def test_every_openai_embedding_parameter_has_a_policy() -> None:
+    from tests.openai_schema import components
+
+    names = set(components()["schemas"]["CreateEmbeddingRequest"]["properties"])
+    assert names == set(EMBEDDING_PARAMETERS)

@@ -1,0 +1,218 @@
+"""``POST /v1/embeddings``: the gateway against the emulator, and the route through Chalice's test client."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import struct
+from pathlib import Path
+
+import pytest
+from chalice.test import Client
+
+from chalicelib import errors, wiring
+from chalicelib.catalog import load_catalog
+from chalicelib.gateway import Gateway, UpstreamConfig
+from chalicelib.keys import KeyStore
+from chalicelib.ledger import TokenUsage, compute_cost
+from chalicelib.settings import DEFAULT_CATALOG
+from chalicelib.validation import EMBEDDING_PARAMETERS, parse_embedding_request
+from local.bedrock_emulator import count_tokens
+from tests.openai_schema import assert_valid
+
+CATALOG = load_catalog(DEFAULT_CATALOG, region="us-east-1")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def gateway(emulator_url: str) -> Gateway:
+    return Gateway(UpstreamConfig(region="us-east-1", endpoint_url=emulator_url, timeout_seconds=5))
+
+
+def embed(gateway: Gateway, **body):
+    body.setdefault("model", "titan-embed-text-v2")
+    request = parse_embedding_request(body)
+    outcome = gateway.embed(request, CATALOG.resolve(request.model))
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome
+
+
+def floats(data: str) -> list[float]:
+    raw = base64.b64decode(data)
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+
+
+@pytest.mark.parametrize("model", ["titan-embed-text-v2", "cohere-embed-english-v3"])
+def test_a_list_of_texts_is_embedded_in_order_with_usage(gateway: Gateway, model: str) -> None:
+    texts = ["the first text", "a second one", "third"]
+    outcome = embed(gateway, model=model, input=texts)
+    assert_valid("CreateEmbeddingResponse", outcome.body)
+    assert [d["index"] for d in outcome.body["data"]] == [0, 1, 2]
+    assert {len(d["embedding"]) for d in outcome.body["data"]} == {1024}
+    tokens = sum(count_tokens(t) for t in texts)
+    assert outcome.body["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
+    assert outcome.usage == TokenUsage(input_tokens=tokens)
+    # Each vector belongs to its own text (the emulator's vectors are a hash of model and text).
+    alone = embed(gateway, model=model, input="a second one").body["data"][0]["embedding"]
+    assert outcome.body["data"][1]["embedding"] == alone
+
+
+def test_base64_is_little_endian_float32_of_the_float_answer(gateway: Gateway) -> None:
+    as_floats = embed(gateway, input="encode me").body["data"][0]["embedding"]
+    as_base64 = embed(gateway, input="encode me", encoding_format="base64").body["data"][0]["embedding"]
+    assert isinstance(as_base64, str)
+    assert floats(as_base64) == pytest.approx(as_floats, abs=1e-6)
+
+
+def test_titan_dimensions_are_sent_and_honoured(gateway: Gateway) -> None:
+    for dimensions in (256, 512, 1024):
+        vector = embed(gateway, input="short", dimensions=dimensions).body["data"][0]["embedding"]
+        assert len(vector) == dimensions
+
+
+@pytest.mark.parametrize(("model", "dimensions"), [("titan-embed-text-v2", 300), ("cohere-embed-english-v3", 512)])
+def test_dimensions_a_model_cannot_produce_are_a_400(gateway: Gateway, model: str, dimensions: int) -> None:
+    with pytest.raises(errors.InvalidRequest, match="supports") as caught:
+        embed(gateway, model=model, input="x", dimensions=dimensions)
+    assert caught.value.param == "dimensions"
+
+
+def test_cohere_accepts_its_one_dimension(gateway: Gateway) -> None:
+    # Cohere v3 has no output_dimension parameter: 1024 is accepted and not forwarded.
+    assert (
+        len(embed(gateway, model="cohere-embed-english-v3", input="x", dimensions=1024).body["data"][0]["embedding"])
+        == 1024
+    )
+
+
+def test_token_arrays_are_decoded_as_cl100k_base(gateway: Gateway) -> None:
+    # LangChain's OpenAIEmbeddings sends token ids by default (tiktoken, cl100k_base).
+    from litellm.litellm_core_utils.default_encoding import encoding
+
+    text = "Token arrays round-trip to text."
+    as_text = embed(gateway, input=text).body["data"][0]["embedding"]
+    as_tokens = embed(gateway, input=[encoding.encode(text)]).body["data"][0]["embedding"]
+    assert as_tokens == as_text
+    with pytest.raises(errors.InvalidRequest, match="cl100k_base") as caught:
+        embed(gateway, input=[[1, 2, 10_000_000]])
+    assert caught.value.param == "input[0]"
+
+
+def test_cohere_batches_above_96_texts(gateway: Gateway) -> None:
+    texts = [f"text number {i}" for i in range(100)]
+    data = embed(gateway, model="cohere-embed-english-v3", input=texts).body["data"]
+    assert [d["index"] for d in data] == list(range(100))
+    assert (
+        data[99]["embedding"]
+        == embed(gateway, model="cohere-embed-english-v3", input=texts[99]).body["data"][0]["embedding"]
+    )
+
+
+@pytest.mark.parametrize(("model", "limit"), [("cohere-embed-english-v3", 2_048), ("titan-embed-text-v2", 50_000)])
+def test_inputs_over_the_models_size_limit_are_a_400(gateway: Gateway, model: str, limit: int) -> None:
+    with pytest.raises(errors.InvalidRequest, match=f"at most {limit}") as caught:
+        embed(gateway, model=model, input=["fine", "x" * (limit + 1)])
+    assert caught.value.param == "input[1]" and caught.value.code == "input_too_long"
+
+
+def test_a_failed_batch_fails_the_request_but_bills_what_was_embedded(gateway: Gateway) -> None:
+    request = parse_embedding_request({"model": "titan-embed-text-v2", "input": ["fine text", "x #emulator:throttle"]})
+    outcome = gateway.embed(request, CATALOG.resolve("titan-embed-text-v2"))
+    assert isinstance(outcome.error, errors.RateLimited)
+    assert outcome.usage.input_tokens == count_tokens("fine text")
+
+
+# -- the route ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client(monkeypatch: pytest.MonkeyPatch, aws, emulator_url: str):
+    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
+    wiring.reset()
+    from app import app
+
+    with Client(app, stage_name="local") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def key(keys_table):
+    return KeyStore(keys_table).create(owner_sub="owner-1", name="embeddings")
+
+
+def post(client: Client, plaintext: str, body) -> object:
+    headers = {"Authorization": f"Bearer {plaintext}", "Content-Type": "application/json"}
+    return client.http.post("/v1/embeddings", headers=headers, body=json.dumps(body))
+
+
+def test_route_answers_and_bills_exactly(client: Client, key) -> None:
+    record, plaintext = key
+    text = "one two three four five six seven"
+    response = post(client, plaintext, {"model": "titan-embed-text-v2", "input": text})
+    assert response.status_code == 200, response.body
+    body = response.json_body
+    assert_valid("CreateEmbeddingResponse", body)
+    assert body["model"] == "titan-embed-text-v2" and len(body["data"][0]["embedding"]) == 1024
+    # OpenAI's schema types `embedding` as numbers only; base64 is checked by decoding it.
+    encoded = post(client, plaintext, {"model": "titan-embed-text-v2", "input": text, "encoding_format": "base64"})
+    assert floats(encoded.json_body["data"][0]["embedding"]) == pytest.approx(body["data"][0]["embedding"], abs=1e-6)
+    entries = wiring.ledger().entries_for_key(record.key_id)
+    assert len(entries) == 2
+    tokens = count_tokens(text)
+    assert entries[0]["operation"] == "embedding"
+    assert response.headers["x-request-id"] in {e["request_id"] for e in entries}
+    expected = compute_cost(CATALOG.resolve("titan-embed-text-v2").prices, TokenUsage(input_tokens=tokens))
+    assert [e["cost"] for e in entries] == [expected, expected]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"model": "nova-micro", "input": "x"}, 404, "model_not_found"),
+        ({"model": "titan-embed-text-v2"}, 400, None),
+        ({"model": "titan-embed-text-v2", "input": "x", "dimensions": 100}, 400, "unsupported_dimensions"),
+        ({"model": "titan-embed-text-v2", "input": "x", "extra": 1}, 400, None),
+        ({"model": "titan-embed-text-v2", "input": "x #emulator:throttle"}, 429, "upstream_throttled"),
+    ],
+)
+def test_route_errors_are_openai_envelopes(client: Client, key, body, status, code) -> None:
+    record, plaintext = key
+    response = post(client, plaintext, body)
+    assert response.status_code == status, response.body
+    assert_valid("ErrorResponse", response.json_body)
+    if code:
+        assert response.json_body["error"]["code"] == code
+    assert wiring.ledger().entries_for_key(record.key_id) == []
+
+
+def test_route_refuses_models_outside_the_allowlist(client: Client, keys_table) -> None:
+    _, plaintext = KeyStore(keys_table).create(owner_sub="o", allowed_models=["cohere-embed-english-v3"])
+    assert post(client, plaintext, {"model": "titan-embed-text-v2", "input": "x"}).status_code == 403
+    assert post(client, plaintext, {"model": "cohere-embed-english-v3", "input": "x"}).status_code == 200
+
+
+def test_route_needs_a_key(client: Client) -> None:
+    response = client.http.post(
+        "/v1/embeddings", headers={}, body=json.dumps({"model": "titan-embed-text-v2", "input": "x"})
+    )
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_the_compatibility_doc_lists_every_embedding_parameter() -> None:
+    text = (ROOT / "docs" / "openai-compatibility.md").read_text()
+    section = text.split("## Embeddings", 1)[1].split("\n## ", 1)[0]
+    documented = {
+        name for row in re.findall(r"^\| (.+?) \|", section, flags=re.M) for name in re.findall(r"`([a-z_]+)`", row)
+    }
+    assert documented == set(EMBEDDING_PARAMETERS)
+
+
+def test_route_admission_uses_the_same_budget_as_chat(client: Client, keys_table) -> None:
+    from decimal import Decimal
+
+    record, plaintext = KeyStore(keys_table).create(owner_sub="o", monthly_budget_usd=Decimal("0.0000001"))
+    response = post(client, plaintext, {"model": "titan-embed-text-v2", "input": "more than five tokens of text here"})
+    assert response.status_code == 429 and response.json_body["error"]["code"] == "insufficient_quota"
+    assert wiring.ledger().entries_for_key(record.key_id) == []
