@@ -186,7 +186,7 @@ class Ledger:
 
     def entries_for_key(self, key_id: str) -> list[dict[str, Any]]:
         """Every ledger entry of one key, oldest first (tests and exports)."""
-        return _query_all(
+        return query_all(
             self._table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :req)",
             ExpressionAttributeValues={":pk": f"KEY#{key_id}", ":req": "REQ#"},
@@ -233,7 +233,7 @@ class Ledger:
             prefix = {"key": "KEY#", "owner": "OWNER#", "model": "MODEL#", "day": "ALL"}[group_by]
             for n in range((last - first).days + 1):
                 day = first + timedelta(days=n)
-                for item in _query_all(
+                for item in query_all(
                     self._table,
                     IndexName="by-period",
                     KeyConditionExpression="gsi1pk = :period AND begins_with(gsi1sk, :prefix)",
@@ -245,7 +245,7 @@ class Ledger:
         for key_id in key_ids:
             if group_by == "model":
                 # No per-key-per-model aggregate exists: sum the key's entries (exact, one query per key).
-                for entry in _query_all(
+                for entry in query_all(
                     self._table,
                     KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
                     ExpressionAttributeValues={
@@ -256,7 +256,7 @@ class Ledger:
                 ):
                     yield entry["model"], {**entry, "requests": 1}
                 continue
-            for item in _query_all(
+            for item in query_all(
                 self._table,
                 KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
                 ExpressionAttributeValues={
@@ -371,7 +371,8 @@ def _is_duplicate(exc: Any) -> bool:
     return reasons[0].get("Code") == "ConditionalCheckFailed"
 
 
-def _query_all(table: Any, **kwargs: Any) -> list[dict[str, Any]]:
+def query_all(table: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every item a DynamoDB ``Query`` returns, following pagination."""
     items: list[dict[str, Any]] = []
     while True:
         page = table.query(**kwargs)

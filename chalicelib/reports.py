@@ -29,7 +29,7 @@ from typing import Any
 
 from chalicelib import errors
 from chalicelib.keys import isoformat, utcnow
-from chalicelib.ledger import Ledger, usd
+from chalicelib.ledger import Ledger, query_all, usd
 from chalicelib.observability import logger
 
 LEASE = timedelta(minutes=10)
@@ -132,7 +132,7 @@ class ReportService:
         }
 
     def _day_aggregates(self, day: date) -> dict[str, dict[str, Any]]:
-        items = _query(
+        items = query_all(
             self._table,
             IndexName="by-period",
             KeyConditionExpression="gsi1pk = :period",
@@ -182,7 +182,7 @@ class ReportService:
 
     def _budget_alerts(self, day: date) -> list[dict[str, str]]:
         month = day.strftime("%Y-%m")
-        items = _query(
+        items = query_all(
             self._table,
             IndexName="by-period",
             KeyConditionExpression="gsi1pk = :period",
@@ -367,16 +367,6 @@ def _budget_alert(label: str, spent: Decimal, budget: Decimal | None, month: str
                 }
             ]
     return []
-
-
-def _query(table: Any, **kwargs: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    while True:
-        page = table.query(**kwargs)
-        items.extend(page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _zero() -> dict[str, Any]:

@@ -93,6 +93,19 @@ def usage_table(aws: Any) -> Any:
     return aws.Table(TABLE_NAMES["UsageTable"])
 
 
+@pytest.fixture
+def client(monkeypatch: pytest.MonkeyPatch, aws: Any, emulator_url: str) -> Iterator[Any]:
+    """Chalice's test client over the app, with moto for AWS and the emulator for Bedrock."""
+    from chalice.test import Client
+
+    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
+    wiring.reset()
+    from app import app
+
+    with Client(app, stage_name="local") as test_client:
+        yield test_client
+
+
 @pytest.fixture(scope="session")
 def emulator_url() -> Iterator[str]:
     """The Bedrock emulator, in-process on a free port, for the whole session."""

@@ -23,23 +23,6 @@ from tests.cognito_helpers import Pool, User, add_user, bearer, make_pool, mint,
 
 
 @pytest.fixture
-def cognito(aws: Any) -> Any:
-    import boto3
-
-    return boto3.client("cognito-idp", region_name="us-east-1")
-
-
-@pytest.fixture
-def pool(cognito: Any) -> Pool:
-    return make_pool(cognito)
-
-
-@pytest.fixture
-def admin(cognito: Any, pool: Pool) -> User:
-    return add_user(cognito, pool, "admin@example.com", admin=True)
-
-
-@pytest.fixture
 def member(cognito: Any, pool: Pool) -> User:
     return add_user(cognito, pool, "member@example.com")
 

@@ -19,7 +19,7 @@ from cli.config import Profile, TokenCache, Tokens, find_dev_json, resolve_profi
 from cli.errors import ApiError, ConfigError, NotLoggedIn, SessionExpired
 from cli.keys import parse_duration, read_rows, rows_to_csv
 from cli.main import cli
-from tests.cognito_helpers import Pool, User, add_user, make_pool
+from tests.cognito_helpers import Pool, User, add_user
 
 DEV_JSON = {
     "base_url": "http://127.0.0.1:9/v1",
@@ -156,18 +156,6 @@ def test_not_logged_in_and_restarted_local_stack_are_reported(config_home: Path)
     TokenCache().put("local", Tokens("i", "a", "r", time.time() + 3600, "u", "us-east-1_old"))
     with pytest.raises(NotLoggedIn):
         Session(profile).id_token()  # a token of the previous stack's pool is no session at all
-
-
-@pytest.fixture
-def cognito(aws: Any) -> Any:
-    import boto3
-
-    return boto3.client("cognito-idp", region_name="us-east-1")
-
-
-@pytest.fixture
-def pool(cognito: Any) -> Pool:
-    return make_pool(cognito)
 
 
 @pytest.fixture

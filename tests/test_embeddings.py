@@ -128,16 +128,6 @@ def test_a_failed_batch_fails_the_request_but_bills_what_was_embedded(gateway: G
 
 
 @pytest.fixture
-def client(monkeypatch: pytest.MonkeyPatch, aws, emulator_url: str):
-    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
-    wiring.reset()
-    from app import app
-
-    with Client(app, stage_name="local") as test_client:
-        yield test_client
-
-
-@pytest.fixture
 def key(keys_table):
     return KeyStore(keys_table).create(owner_sub="owner-1", name="embeddings")
 

@@ -25,16 +25,6 @@ _ids = itertools.count(100)
 
 
 @pytest.fixture
-def client(monkeypatch: pytest.MonkeyPatch, aws, emulator_url: str):
-    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
-    wiring.reset()
-    from app import app
-
-    with Client(app, stage_name="local") as test_client:
-        yield test_client
-
-
-@pytest.fixture
 def key(keys_table) -> tuple:
     return KeyStore(keys_table).create(owner_sub="owner-1", name="mcp")
 

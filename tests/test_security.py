@@ -4,21 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from chalice.test import Client
-
-from chalicelib import wiring
 from chalicelib.keys import KeyStore
-
-
-@pytest.fixture
-def client(monkeypatch, aws, emulator_url):
-    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
-    wiring.reset()
-    from app import app
-
-    with Client(app, stage_name="local") as test_client:
-        yield test_client
 
 
 def scan_everything(aws) -> str:
