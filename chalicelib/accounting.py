@@ -78,7 +78,7 @@ class AccountingService:
             for row in rows:
                 row["group"] = scope
         data = [self._describe(row, group_by) for row in rows]
-        total = {name: sum(row[name] for row in rows) for name in _COUNTERS}
+        total = {name: int(sum(row[name] for row in rows)) for name in _COUNTERS}
         total["cost_usd"] = usd(sum((row["cost"] for row in rows), Decimal(0)))
         return HttpResult(
             {

@@ -84,7 +84,6 @@ class DevStack:
 
     ports: Ports
     host: str = "127.0.0.1"
-    autoreload: bool = False
     log_dir: Path = STATE_DIR / "logs"
     api_output: IO[Any] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -136,8 +135,10 @@ class DevStack:
             self._bootstrap()
             command = [str(Path(sys.executable).with_name("chalice")), "local", "--stage", STAGE]
             command += ["--host", self.host, "--port", str(self.ports.api)]
-            if not self.autoreload:
-                command.append("--no-autoreload")
+            # No autoreload: chalice's watcher polls every file under the project
+            # (.venv included) and restarts on any change, e.g. each line moto
+            # logs, dropping requests mid-flight. Restart make dev after editing.
+            command.append("--no-autoreload")
             self._spawn("api", command, output=self.api_output)
             _wait_http(f"{self.api_url}/health", self._processes["api"], "chalice local", timeout=60)
         except BaseException:
@@ -318,12 +319,15 @@ def _banner(info: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run pennyworth's local stack until Ctrl-C.")
-    parser.add_argument("--no-autoreload", action="store_true", help="do not reload on code changes")
-    args = parser.parse_args(argv)
+    parser = argparse.ArgumentParser(
+        description="Run pennyworth's local stack until Ctrl-C.",
+        epilog="Ports: PENNYWORTH_PORT (API, 8000), PENNYWORTH_AWS_PORT (moto, 8001), "
+        "PENNYWORTH_BEDROCK_PORT (emulator, 8002).",
+    )
+    parser.parse_args(argv)
     try:
         ports = Ports.from_env()
-        stack = DevStack(ports=ports, autoreload=not args.no_autoreload, api_output=sys.stdout)
+        stack = DevStack(ports=ports, api_output=sys.stdout)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         print("Starting moto server, the Bedrock emulator and chalice local…", file=sys.stderr, flush=True)
         info = stack.start()

@@ -49,6 +49,7 @@ def test_admins_see_everyone_and_users_only_themselves(
         bob.sub: spent_bob,
     }
     assert Decimal(everyone["total"]["cost_usd"]) == spent_alice + spent_bob
+    assert everyone["total"]["requests"] == 4 and isinstance(everyone["total"]["requests"], int)
 
     mine = as_alice.call("get", "/admin/usage?group_by=key").json_body
     assert mine["scope"] == alice.sub
