@@ -1,0 +1,195 @@
+"""``Gateway``: calls Bedrock through LiteLLM for chat, embeddings and token counts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib import errors
+from chalicelib.catalog import ModelEntry
+from chalicelib.gateway.embeddings import (
+    EmbeddingOutcome,
+    embedding_dimensions,
+    embedding_limits,
+    embedding_texts,
+    encode_embedding,
+)
+from chalicelib.gateway.loader import load_litellm
+from chalicelib.gateway.prompts import bedrock_prompt, check_capabilities
+from chalicelib.gateway.shaping import ChatOutcome, shape_completion, shape_stream
+from chalicelib.gateway.upstream import map_upstream_error
+from chalicelib.ledger import TokenUsage
+from chalicelib.validation import ChatRequest, EmbeddingRequest
+
+CompletionFn = Callable[..., Any]
+EmbeddingFn = Callable[..., Any]
+#: Titan embeds one text per InvokeModel call; this many run at once.
+_EMBEDDING_CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """Where and how to reach Bedrock."""
+
+    region: str
+    endpoint_url: str | None
+    timeout_seconds: float
+
+
+class Gateway:
+    """Calls Bedrock through LiteLLM and speaks OpenAI back."""
+
+    def __init__(
+        self,
+        upstream: UpstreamConfig,
+        completion: CompletionFn | None = None,
+        embedding: EmbeddingFn | None = None,
+    ) -> None:
+        self._upstream = upstream
+        self._completion = completion
+        self._embedding = embedding
+
+    def _complete(self, **kwargs: Any) -> Any:
+        if self._completion is None:
+            self._completion = load_litellm().completion
+        return self._completion(**kwargs)
+
+    def _embed(self, **kwargs: Any) -> Any:
+        if self._embedding is None:
+            self._embedding = load_litellm().embedding
+        return self._embedding(**kwargs)
+
+    def chat(
+        self,
+        request: ChatRequest,
+        model: ModelEntry,
+        *,
+        completion_id: str,
+        created: int,
+        timeout_seconds: float | None = None,
+    ) -> ChatOutcome:
+        """Run one chat completion (streamed or not) and shape the OpenAI answer.
+
+        ``timeout_seconds`` shortens the upstream deadline (never lengthens it).
+
+        Raises
+        ------
+        AppError
+            Upstream failures before any output, mapped to OpenAI statuses.
+        """
+        check_capabilities(request, model)
+        kwargs = self._kwargs(request, model, timeout_seconds)
+        max_tool_calls = 1 if request.options.get("parallel_tool_calls") is False else None
+        try:
+            response = self._complete(**kwargs)
+            if not request.stream:
+                return shape_completion(response, request.model, completion_id, created, max_tool_calls)
+        except Exception as exc:  # noqa: BLE001 - every upstream failure is mapped
+            raise map_upstream_error(exc) from exc
+        return shape_stream(response, request, completion_id, created, max_tool_calls)
+
+    def _timeout(self, timeout_seconds: float | None) -> float:
+        if timeout_seconds is None:
+            return self._upstream.timeout_seconds
+        return max(0.1, min(self._upstream.timeout_seconds, timeout_seconds))
+
+    def _kwargs(self, request: ChatRequest, model: ModelEntry, timeout_seconds: float | None) -> dict[str, Any]:
+        messages, options = bedrock_prompt(request)
+        kwargs: dict[str, Any] = {
+            "model": model.litellm_model,
+            "messages": messages,
+            "stream": request.stream,
+            "timeout": self._timeout(timeout_seconds),
+            "num_retries": 0,
+            "aws_region_name": self._upstream.region,
+            **options,
+        }
+        if self._upstream.endpoint_url:
+            kwargs["aws_bedrock_runtime_endpoint"] = self._upstream.endpoint_url
+        if request.stream:
+            # Always ask for usage: billing needs it even when the client did not.
+            kwargs["stream_options"] = {"include_usage": True}
+        return kwargs
+
+    def embed(
+        self,
+        request: EmbeddingRequest,
+        model: ModelEntry,
+        *,
+        texts: list[str] | None = None,
+        timeout_seconds: float | None = None,
+    ) -> EmbeddingOutcome:
+        """Embed every input with a Bedrock embedding model and shape OpenAI's ``list`` answer.
+
+        ``texts`` are the inputs already checked by ``embedding_texts`` (computed when
+        not given). Inputs are sent in the model's batch size (Titan: one per call, concurrently;
+        Cohere: up to 96). When a batch fails after others succeeded, the outcome
+        carries the error and the usage of what Bedrock did embed, so it is billed.
+
+        Raises
+        ------
+        InvalidRequest
+            Inputs over the model's limits, undecodable token arrays, or unsupported ``dimensions``.
+        """
+        limits = embedding_limits(model)
+        texts = embedding_texts(request, limits) if texts is None else texts
+        kwargs: dict[str, Any] = {
+            "model": model.litellm_model,
+            "timeout": self._timeout(timeout_seconds),
+            "num_retries": 0,
+            "aws_region_name": self._upstream.region,
+        }
+        if self._upstream.endpoint_url:
+            kwargs["aws_bedrock_runtime_endpoint"] = self._upstream.endpoint_url
+        dimensions = embedding_dimensions(request, model)
+        if dimensions is not None and len(model.dimensions) > 1:
+            # Only a model with a choice takes the parameter (Cohere v3 refuses it).
+            kwargs["dimensions"] = dimensions
+        batches = [texts[i : i + limits.batch_size] for i in range(0, len(texts), limits.batch_size)]
+
+        def run(batch: list[str]) -> tuple[list[list[float]], int] | Exception:
+            try:
+                response = self._embed(input=batch, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - mapped by the caller
+                return exc
+            vectors = [list(item["embedding"]) for item in sorted(response.data, key=lambda d: d["index"])]
+            tokens = int(getattr(getattr(response, "usage", None), "prompt_tokens", 0) or 0)
+            return vectors, tokens
+
+        if len(batches) == 1:
+            results = [run(batches[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=min(_EMBEDDING_CONCURRENCY, len(batches))) as pool:
+                results = list(pool.map(run, batches))
+        failures = [r for r in results if isinstance(r, Exception)]
+        tokens = sum(r[1] for r in results if not isinstance(r, Exception))
+        usage = TokenUsage(input_tokens=tokens)
+        if failures:
+            return EmbeddingOutcome(body={}, usage=usage, error=map_upstream_error(failures[0]))
+        vectors = [vector for r in results if not isinstance(r, Exception) for vector in r[0]]
+        if len(vectors) != len(texts):
+            return EmbeddingOutcome(
+                body={},
+                usage=usage,
+                error=errors.UpstreamError(f"Bedrock returned {len(vectors)} embeddings for {len(texts)} inputs."),
+            )
+        data = [
+            {"object": "embedding", "index": index, "embedding": encode_embedding(vector, request.encoding_format)}
+            for index, vector in enumerate(vectors)
+        ]
+        body = {
+            "object": "list",
+            "data": data,
+            "model": request.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        return EmbeddingOutcome(body=body, usage=usage, extra={"dimensions": len(vectors[0]) if vectors else 0})
+
+    def count_tokens(self, model: ModelEntry, *, messages: list[dict[str, Any]] | None = None, text: str = "") -> int:
+        """LiteLLM's local estimate of a prompt's tokens for ``model`` (no Bedrock call)."""
+        litellm = load_litellm()
+        if messages is not None:
+            return int(litellm.token_counter(model=model.litellm_model, messages=messages))
+        return int(litellm.token_counter(model=model.litellm_model, text=text))
