@@ -58,9 +58,14 @@ def parse_time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def new_key_id() -> str:
+    """A new random key id (not secret: it is the key's visible prefix)."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
+
+
 def generate_key() -> tuple[str, str]:
     """A new ``(key_id, plaintext_key)`` pair from the OS's CSPRNG."""
-    key_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
+    key_id = new_key_id()
     return key_id, new_secret_for(key_id)
 
 
@@ -303,21 +308,12 @@ class KeyStore:
         attach: Attach | None = None,
     ) -> tuple[KeyRecord, str]:
         """Store a new key and return ``(record, plaintext)``; the plaintext is never stored."""
-        if key_id is None:
-            key_id, plaintext = generate_key()
-        else:
-            plaintext = new_secret_for(key_id)
-        now = isoformat(self._clock())
-        record = KeyRecord(
-            key_id=key_id,
+        record, plaintext = self.prepare(
+            key_id=key_id or new_key_id(),
             owner_sub=owner_sub,
             owner_email=owner_email,
             name=name,
-            status="active",
-            created_at=now,
-            updated_at=now,
-            secret_hash=hash_key(plaintext),
-            allowed_models=tuple(allowed_models) if allowed_models is not None else None,
+            allowed_models=allowed_models,
             monthly_budget_usd=monthly_budget_usd,
             rpm_limit=rpm_limit,
             tpm_limit=tpm_limit,
