@@ -133,7 +133,7 @@ class DevStack:
             _wait_http(f"{self.aws_url}/moto-api/", self._processes["aws"], "moto server")
             _wait_http(f"{self.bedrock_url}/ping", self._processes["bedrock"], "Bedrock emulator")
             self._bootstrap()
-            command = [str(Path(sys.executable).with_name("chalice")), "local", "--stage", STAGE]
+            command = [sys.executable, "-m", "local.chalice_local", "local", "--stage", STAGE]
             command += ["--host", self.host, "--port", str(self.ports.api)]
             # No autoreload: chalice's watcher polls every file under the project
             # (.venv included) and restarts on any change, e.g. each line moto

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any
 
@@ -110,3 +111,20 @@ def _other_pool_token(cognito: Any) -> str:
     other = make_pool(cognito, f"other-{secrets.token_hex(3)}")
     user = add_user(cognito, other, "intruder@example.com", admin=True)
     return sign_in(cognito, other, user)["IdToken"]
+
+
+def test_an_api_key_on_an_admin_route_is_a_401_not_a_dropped_connection(dev_info) -> None:
+    # chalice local decodes Authorization as a JWT on Cognito routes; local.chalice_local keeps
+    # it from crashing so the app can answer, as API Gateway would in AWS.
+    import urllib.error
+    import urllib.request
+
+    base = dev_info["base_url"].removesuffix("/v1")
+    request = urllib.request.Request(f"{base}/admin/keys", headers={"Authorization": f"Bearer {dev_info['api_key']}"})
+    try:
+        urllib.request.urlopen(request, timeout=10)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 401
+        assert json.loads(exc.read())["error"]["type"] == "invalid_request_error"
+    else:
+        raise AssertionError("an API key was accepted on an admin route")
