@@ -80,7 +80,7 @@ def test_bytecode_is_unchecked_hash_for_python_312(stage_dir: Path) -> None:
     with zipfile.ZipFile(stage_dir / "package" / "deployment.zip") as archive:
         names = archive.namelist()
         assert "__pycache__/app.cpython-312.pyc" in names and "chalice/__pycache__/app.cpython-312.pyc" in names
-        header = archive.read("chalicelib/__pycache__/gateway.cpython-312.pyc")[:8]
+        header = archive.read("chalicelib/gateway/__pycache__/loader.cpython-312.pyc")[:8]
     assert header[:4] == importlib.util.MAGIC_NUMBER
     # PEP 552 flags: bit 0 = hash-based, bit 1 = check_source; unchecked-hash is 0b01.
     assert int.from_bytes(header[4:8], "little") == 0b01
