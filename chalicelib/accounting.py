@@ -15,13 +15,14 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.admin import parse_body, parse_money
+from chalicelib.admin import parse_money
 from chalicelib.auth import AdminAuthenticator, Principal, UserDirectory
 from chalicelib.keys import KeyStore, utcnow
 from chalicelib.ledger import USAGE_GROUPS, Ledger, parse_reconcile_lines, usd
 from chalicelib.metering import Meter
 from chalicelib.reports import ReportService, parse_day, render_text
 from chalicelib.service import HttpResult
+from chalicelib.validation import parse_json_body
 
 MAX_RANGE_DAYS = 366
 MAX_RECONCILE_LINES = 10_000
@@ -102,7 +103,7 @@ class AccountingService:
         """``PUT /admin/owners/{owner}/budget`` ``{"monthly_budget_usd": "25.00" | null}`` (admins)."""
         principal = self._principal(headers)
         sub = self._owner_sub(principal, owner, write=True)
-        body = parse_body(raw_body, max_bytes=self._max_body_bytes, required=True)
+        body = parse_json_body(raw_body, max_bytes=self._max_body_bytes, required=True, exact_numbers=True)
         _only(body, {"monthly_budget_usd"})
         if "monthly_budget_usd" not in body:
             raise errors.InvalidRequest(
@@ -114,7 +115,7 @@ class AccountingService:
     def run_report(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
         """``POST /admin/reports/daily`` ``{"day": "YYYY-MM-DD"}`` (admins): run it now, at most once per day."""
         self._require_admin(headers)
-        body = parse_body(raw_body, max_bytes=self._max_body_bytes, required=False)
+        body = parse_json_body(raw_body, max_bytes=self._max_body_bytes, required=False, exact_numbers=True)
         _only(body, {"day"})
         reports = self._reports()
         result = reports.run(parse_day(body.get("day"), today=self._clock().date()))
@@ -130,7 +131,7 @@ class AccountingService:
     def reconcile(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
         """``POST /admin/ledger/reconcile`` ``{"lines": [...]}`` (admins): replay usage that failed to persist."""
         self._require_admin(headers)
-        body = parse_body(raw_body, max_bytes=self._max_body_bytes, required=True)
+        body = parse_json_body(raw_body, max_bytes=self._max_body_bytes, required=True, exact_numbers=True)
         _only(body, {"lines"})
         lines = body.get("lines")
         if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):

@@ -8,7 +8,6 @@ Secrets appear only in the answers of create, rotate and import, once.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from chalicelib.keys import (
     utcnow,
 )
 from chalicelib.service import HttpResult
+from chalicelib.validation import parse_json_body
 
 #: Fields a key can be created with (``owner`` too, for admins) and updated.
 KEY_FIELDS = ("name", "allowed_models", "monthly_budget_usd", "rpm_limit", "tpm_limit", "expires_at", "metadata")
@@ -219,7 +219,7 @@ class AdminService:
         return self._authenticator().authenticate(headers)
 
     def _body(self, raw: bytes | str | None, *, required: bool) -> dict[str, Any]:
-        return parse_body(raw, max_bytes=self._max_body_bytes, required=required)
+        return parse_json_body(raw, max_bytes=self._max_body_bytes, required=required, exact_numbers=True)
 
     def _owned(self, principal: Principal, key_id: str) -> KeyRecord:
         record = self._keys.require(key_id)
@@ -382,37 +382,6 @@ class Importer:
 
 
 # Request parsing: every bad input gets a 400 naming its field.
-
-
-def parse_body(raw: bytes | str | None, *, max_bytes: int, required: bool) -> dict[str, Any]:
-    """A JSON object body; numbers with a fraction become exact ``Decimal``.
-
-    Raises
-    ------
-    PayloadTooLarge
-        The body is over ``max_bytes``.
-    InvalidRequest
-        The body is required but empty, not JSON, or not an object.
-    """
-    if raw is None or len(raw) == 0 or (isinstance(raw, (bytes, str)) and not raw.strip()):
-        if required:
-            raise errors.InvalidRequest("The request body is empty; send a JSON object.")
-        return {}
-    if len(raw) > max_bytes:
-        raise errors.PayloadTooLarge(f"The request body is {len(raw)} bytes; the limit is {max_bytes} bytes.")
-    try:
-        body = json.loads(raw, parse_float=Decimal, parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise errors.InvalidRequest(
-            f"We could not parse the JSON body of your request ({exc}). Send valid JSON."
-        ) from None
-    if not isinstance(body, dict):
-        raise errors.InvalidRequest("The request body must be a JSON object.")
-    return body
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a valid JSON number")
 
 
 def parse_key_fields(
