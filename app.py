@@ -32,6 +32,9 @@ def openai_errors(view: Callable[..., HttpResult]) -> Callable[..., Response]:
         try:
             result = view(*args, **kwargs)
         except AppError as exc:
+            # The one log line of a refused or failed request (never the key or the prompt).
+            extra = {"route": view.__name__, "status": exc.status_code, "error_code": exc.code, **exc.context}
+            logger.info("request failed", extra=extra)
             return Response(body=exc.to_body(), status_code=exc.status_code, headers=exc.headers)
         except Exception:
             logger.exception("unhandled error")

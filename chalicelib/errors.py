@@ -29,6 +29,8 @@ class AppError(Exception):
         self.param = param
         self.code = code if code is not None else self.default_code
         self.headers = dict(headers or {})
+        #: What the request log line should say about the failed request (key id, model, …).
+        self.context: dict[str, Any] = {}
 
     def to_body(self) -> dict[str, Any]:
         """The OpenAI error envelope: ``{"error": {message, type, param, code}}``."""

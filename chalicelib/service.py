@@ -160,10 +160,7 @@ class OpenAIService:
         except errors.AppError as exc:
             self._meter.release(ticket)
             exc.headers.update(ticket.headers)
-            logger.info(
-                "chat completion failed",
-                extra={**log, "status": exc.status_code, "error_code": exc.code, "latency_ms": _ms(started)},
-            )
+            exc.context.update(log, latency_ms=_ms(started))
             raise
         latency_ms = _ms(started)
         usage_entry = self._meter.settle(
@@ -244,10 +241,7 @@ class OpenAIService:
             )
         if outcome.error is not None:
             outcome.error.headers.update(ticket.headers)
-            logger.info(
-                "embeddings failed",
-                extra={**log, "status": outcome.error.status_code, "error_code": outcome.error.code},
-            )
+            outcome.error.context.update(log, latency_ms=latency_ms)
             raise outcome.error
         logger.info(
             "embeddings",

@@ -34,6 +34,8 @@ def test_no_plaintext_key_in_tables_logs_or_errors(client, aws, keys_table, serv
             bodies.append(response.body.decode())
     logs = "\n".join(service_logs.lines())
     assert '"key_id"' in logs  # requests are logged with the key id...
+    refused = [json.loads(line) for line in service_logs.lines() if '"request failed"' in line]
+    assert {line["status"] for line in refused} >= {401, 404, 429}  # ...refusals too, one line each
     everywhere = "\n".join([scan_everything(aws), logs, *bodies])
     for leaked in (secret, wrong.rsplit("-", 1)[1]):
         assert leaked not in everywhere  # ...never with the key
