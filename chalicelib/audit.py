@@ -226,11 +226,7 @@ class AuditLog:
             "Limit": limit,
             "ConsistentRead": True,
         }
-        if start:
-            params["ExclusiveStartKey"] = start
-        response = self._table.query(**params)
-        events = [AuditEvent.from_item(item) for item in response.get("Items", [])]
-        return Page(items=events, cursor=encode_cursor(response.get("LastEvaluatedKey")))
+        return self._page(params, start)
 
     def for_day(self, day: date, *, limit: int = 100, cursor: str | None = None) -> Page:
         """A page of every key's events of one UTC day, oldest first.
@@ -248,6 +244,9 @@ class AuditLog:
             "ExpressionAttributeValues": {":day": partition},
             "Limit": limit,
         }
+        return self._page(params, start)
+
+    def _page(self, params: dict[str, Any], start: dict[str, str] | None) -> Page:
         if start:
             params["ExclusiveStartKey"] = start
         response = self._table.query(**params)
