@@ -66,6 +66,16 @@ class AuditEvent:
     changes: dict[str, dict[str, Any]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "key_id": self.key_id,
+            "action": self.action,
+            "at": self.at,
+            "actor": self.actor.to_dict(),
+            "changes": self.changes,
+            "details": self.details,
+        }
+
     def to_item(self) -> dict[str, Any]:
         sort_key = f"{self.at}#{self.event_id}"
         return {
@@ -74,12 +84,7 @@ class AuditEvent:
             "gsi1pk": f"DAY#{self.at[:10]}",
             "gsi1sk": sort_key,
             "event_id": self.event_id,
-            "key_id": self.key_id,
-            "action": self.action,
-            "at": self.at,
-            "actor": self.actor.to_dict(),
-            "changes": self.changes,
-            "details": self.details,
+            **self._fields(),
         }
 
     @classmethod
@@ -97,16 +102,7 @@ class AuditEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """The API form: plain JSON values."""
-        return {
-            "object": "audit_event",
-            "id": self.event_id,
-            "key_id": self.key_id,
-            "action": self.action,
-            "at": self.at,
-            "actor": self.actor.to_dict(),
-            "changes": self.changes,
-            "details": self.details,
-        }
+        return {"object": "audit_event", "id": self.event_id, **self._fields()}
 
 
 def audit_time(moment: datetime) -> str:

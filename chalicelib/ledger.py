@@ -245,28 +245,19 @@ class Ledger:
         for key_id in key_ids:
             if group_by == "model":
                 # No per-key-per-model aggregate exists: sum the key's entries (exact, one query per key).
-                for entry in query_all(
-                    self._table,
-                    KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
-                    ExpressionAttributeValues={
-                        ":pk": f"KEY#{key_id}",
-                        ":first": f"REQ#{first}",
-                        ":last": f"REQ#{last}T99",
-                    },
-                ):
+                for entry in self._between(f"KEY#{key_id}", f"REQ#{first}", f"REQ#{last}T99"):
                     yield entry["model"], {**entry, "requests": 1}
                 continue
-            for item in query_all(
-                self._table,
-                KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
-                ExpressionAttributeValues={
-                    ":pk": f"AGG#KEY#{key_id}",
-                    ":first": f"DAY#{first}",
-                    ":last": f"DAY#{last}",
-                },
-            ):
+            for item in self._between(f"AGG#KEY#{key_id}", f"DAY#{first}", f"DAY#{last}"):
                 group = {"key": key_id, "day": item["sk"].split("#", 1)[1], "owner": "self"}[group_by]
                 yield group, item
+
+    def _between(self, pk: str, first: str, last: str) -> list[dict[str, Any]]:
+        return query_all(
+            self._table,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
+            ExpressionAttributeValues={":pk": pk, ":first": first, ":last": last},
+        )
 
     def _transaction(self, entry: UsageEntry) -> list[dict[str, Any]]:
         # table.meta.client is the resource's client: it (de)serialises
