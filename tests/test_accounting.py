@@ -10,8 +10,9 @@ import pytest
 
 from chalicelib import wiring
 from chalicelib.keys import KeyStore
-from chalicelib.ledger import UNRECORDED_EVENT, TokenUsage, new_entry
+from chalicelib.ledger import UNRECORDED_EVENT, TokenUsage
 from tests.admin_fixtures import Api
+from tests.factories import usage_entry
 
 TODAY = datetime.now(UTC).date().isoformat()
 
@@ -105,17 +106,11 @@ def test_reports_and_reconcile_are_for_admins(as_admin: Api, as_alice: Api, usag
     assert as_admin.call("get", "/admin/reports/daily/2026-01-16").status_code == 404
     assert as_admin.call("post", "/admin/reports/daily", {"day": "tomorrow"}).status_code == 400
 
-    entry = new_entry(
+    entry = usage_entry(
         request_id="lost-1",
-        key_id="k1",
         owner_sub="o1",
-        model="nova-micro",
-        bedrock_model_id="x",
-        operation="chat",
         usage=TokenUsage(input_tokens=100, output_tokens=100),
         prices=wiring.catalog().resolve("nova-micro").prices,
-        latency_ms=3,
-        status="ok",
         at=datetime(2026, 11, 20, tzinfo=UTC),
     )
     line = json.dumps({"level": "ERROR", "event": UNRECORDED_EVENT, "entry": entry.to_json()})

@@ -9,27 +9,14 @@ from botocore.exceptions import ClientError
 
 from chalicelib.catalog import Prices
 from chalicelib.ledger import UNRECORDED_EVENT, Ledger, TokenUsage, compute_cost, new_entry, parse_reconcile_lines
+from tests.factories import NOVA_PRICES, usage_entry
 
-PRICES = Prices(
-    input=Decimal("3.5e-08"), output=Decimal("1.4e-07"), cache_read=Decimal("8.75e-09"), cache_write=Decimal("3.5e-08")
-)
+PRICES = NOVA_PRICES
 AT = datetime(2026, 11, 26, 10, 30, tzinfo=UTC)
 
 
 def entry(request_id: str = "r1", key_id: str = "k1", **usage: int):
-    return new_entry(
-        request_id=request_id,
-        key_id=key_id,
-        owner_sub="owner-1",
-        model="nova-micro",
-        bedrock_model_id="us.amazon.nova-micro-v1:0",
-        operation="chat",
-        usage=TokenUsage(**(usage or {"input_tokens": 10, "output_tokens": 20})),
-        prices=PRICES,
-        latency_ms=12,
-        status="ok",
-        at=AT,
-    )
+    return usage_entry(request_id=request_id, key_id=key_id, usage=TokenUsage(**usage) if usage else None)
 
 
 def test_cost_is_exact_decimal() -> None:
@@ -136,18 +123,13 @@ def test_usage_groups_by_key_owner_model_and_day(usage_table) -> None:
 def test_tiny_costs_in_exponent_notation_are_stored_exactly(usage_table) -> None:
     # GIVEN a one-token Titan-priced request: 2E-8 USD, which Decimal writes in exponent form
     cheap = Prices(input=Decimal("2e-08"), output=Decimal(0), cache_read=Decimal(0), cache_write=Decimal(0))
-    e = new_entry(
+    e = usage_entry(
         request_id="tiny",
         key_id="k9",
-        owner_sub="o",
         model="titan",
-        bedrock_model_id="x",
         operation="embedding",
         usage=TokenUsage(input_tokens=1),
         prices=cheap,
-        latency_ms=1,
-        status="ok",
-        at=AT,
     )
     assert str(e.cost) == "2E-8"
     ledger = Ledger(usage_table)

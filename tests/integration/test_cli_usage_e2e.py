@@ -14,8 +14,9 @@ import openai
 import pytest
 
 from chalicelib.catalog import load_catalog
-from chalicelib.ledger import UNRECORDED_EVENT, TokenUsage, new_entry
+from chalicelib.ledger import UNRECORDED_EVENT, TokenUsage
 from chalicelib.settings import DEFAULT_CATALOG
+from tests.factories import usage_entry
 from tests.integration.test_cli_e2e import pw, pw_json
 
 pytestmark = pytest.mark.integration
@@ -78,17 +79,12 @@ def test_owner_budgets_and_reconcile_from_the_cli(project, dev_info, tmp_path) -
     assert pw_json("budget", "set", dev_info["admin_username"], "none")["monthly_budget_usd"] is None
     assert pw("budget", "set", dev_info["admin_username"], "lots", ok=False).exit_code == 1
 
-    entry = new_entry(
+    entry = usage_entry(
         request_id="cli-reconcile-1",
         key_id="zzzzzzzzzzzz",
         owner_sub="someone",
-        model="nova-micro",
-        bedrock_model_id="us.amazon.nova-micro-v1:0",
-        operation="chat",
         usage=TokenUsage(1000, 1000),
         prices=load_catalog(DEFAULT_CATALOG, region="us-east-1").resolve("nova-micro").prices,
-        latency_ms=9,
-        status="ok",
         at=datetime.now(UTC),
     )
     logs = tmp_path / "unrecorded.txt"
