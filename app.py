@@ -14,9 +14,9 @@ from typing import Any
 from chalice import Chalice, CognitoUserPoolAuthorizer, Cron, Response
 
 from chalicelib import wiring
+from chalicelib.core.http import HttpResult
 from chalicelib.errors import AppError, InternalError
 from chalicelib.observability import logger
-from chalicelib.service import HttpResult
 from chalicelib.settings import get_settings
 
 app = Chalice(app_name="pennyworth")
@@ -83,7 +83,7 @@ def embeddings() -> HttpResult:
 
 
 # MCP (Streamable HTTP, stateless). GET and DELETE are declared so they get the endpoint's
-# 405 rather than API Gateway's 403; JSON-RPC errors are answered by chalicelib/mcp.py itself.
+# 405 rather than API Gateway's 403; JSON-RPC errors are answered by chalicelib/protocols/mcp.py itself.
 @app.route("/mcp", methods=["POST", "GET", "DELETE"], content_types=ANY_BODY)
 @openai_errors
 def mcp() -> HttpResult:
@@ -98,7 +98,7 @@ def daily_cost_report(event: Any) -> dict[str, Any]:
 
 
 # Admin API: key lifecycle. API Gateway checks the Cognito token in AWS; the app checks it
-# again (chalicelib/auth.py) because chalice local and the test client skip authorizers.
+# again (chalicelib/admin/auth.py) because chalice local and the test client skip authorizers.
 ADMIN_AUTH = CognitoUserPoolAuthorizer(
     "PennyworthAdmins", provider_arns=[get_settings().cognito_user_pool_arn], header="Authorization"
 )

@@ -191,7 +191,7 @@ def main() -> int:
         wait_http(f"{aws_url}/moto-api/")
         fake = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
         bootstrap.create_tables(boto3.client("dynamodb", endpoint_url=aws_url, **fake), TABLES)
-        from chalicelib.keys import KeyStore
+        from chalicelib.keys.store import KeyStore
 
         table = boto3.resource("dynamodb", endpoint_url=aws_url, **fake).Table(TABLES["KeysTable"])
         _, key = KeyStore(table).create(owner_sub="bench", owner_email="bench@example.com", name="cold start")

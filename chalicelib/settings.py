@@ -39,7 +39,7 @@ ENV: dict[str, str | None] = {
     "AWS_REGION": "us-east-1",
 }
 
-DEFAULT_CATALOG = Path(__file__).with_name("catalog.json")
+DEFAULT_CATALOG = Path(__file__).parent / "catalog" / "catalog.json"
 
 
 class SettingsError(ValueError):

@@ -9,18 +9,18 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from chalicelib.accounting import AccountingService
-from chalicelib.admin import AdminService
-from chalicelib.audit import AuditLog, DeniedUseRecorder
-from chalicelib.auth import AdminAuthenticator, UserDirectory, authenticator_for_pool
-from chalicelib.catalog import Catalog, load_catalog
+from chalicelib.accounting.ledger import Ledger
+from chalicelib.accounting.metering import Meter
+from chalicelib.accounting.reports import ReportConfig, ReportService
+from chalicelib.admin.accounting import AccountingService
+from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticator_for_pool
+from chalicelib.admin.keys import AdminService
+from chalicelib.catalog.catalog import Catalog, load_catalog
+from chalicelib.core.service import OpenAIService
 from chalicelib.gateway import Gateway, UpstreamConfig
-from chalicelib.keys import KeyStore
-from chalicelib.ledger import Ledger
-from chalicelib.mcp import McpServer
-from chalicelib.metering import Meter
-from chalicelib.reports import ReportConfig, ReportService
-from chalicelib.service import OpenAIService
+from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
+from chalicelib.keys.store import KeyStore
+from chalicelib.protocols.mcp import McpServer
 from chalicelib.settings import get_settings
 
 

@@ -4,7 +4,7 @@ chalice local imitates API Gateway's Cognito authorizer by base64-decoding
 the Authorization header as a JWT, and crashes (no response at all) when it
 is anything else, e.g. an API key sent to an /admin route. API Gateway would
 answer 401 there; here the header is passed on undecoded and the app's own
-token check (chalicelib/auth.py) answers the same 401.
+token check (chalicelib/admin/auth.py) answers the same 401.
 
 Usage: ``python -m local.chalice_local local --stage local --port 8000`` (any chalice command).
 """

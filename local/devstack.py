@@ -182,7 +182,7 @@ class DevStack:
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             **self.extra_env,
         }
-        from chalicelib.keys import KeyStore
+        from chalicelib.keys.store import KeyStore
 
         table = boto3.resource("dynamodb", **aws).Table(TABLE_NAMES["KeysTable"])
         record, api_key = KeyStore(table).create(

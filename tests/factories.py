@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.catalog import Prices
-from chalicelib.ledger import TokenUsage, UsageEntry, new_entry
+from chalicelib.accounting.ledger import TokenUsage, UsageEntry, new_entry
+from chalicelib.catalog.catalog import Prices
 
 #: Nova Micro's us. profile prices, per token.
 NOVA_PRICES = Prices(

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from chalicelib import wiring
-from chalicelib.keys import KeyStore
-from chalicelib.ledger import UNRECORDED_EVENT, TokenUsage
+from chalicelib.accounting.ledger import UNRECORDED_EVENT, TokenUsage
+from chalicelib.keys.store import KeyStore
 from tests.admin_fixtures import Api
 from tests.factories import usage_entry
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib.audit import Actor, AuditLog, DeniedUseRecorder
 from chalicelib.errors import Conflict, InvalidRequest
-from chalicelib.keys import KeyStore, decode_cursor, derive_key_id, encode_cursor, hash_key
+from chalicelib.keys.audit import Actor, AuditLog, DeniedUseRecorder
+from chalicelib.keys.store import KeyStore, decode_cursor, derive_key_id, encode_cursor, hash_key
 from tests.admin_fixtures import Api
 from tests.cognito_helpers import Pool, User, bearer, mint, other_key
 from tests.openai_schema import assert_valid
@@ -72,7 +72,7 @@ def test_bad_tokens_get_401_openai_errors_on_every_admin_route(
 
 
 def test_no_token_is_refused(client: Client) -> None:
-    # (An API key or other non-JWT in the header is refused by chalicelib.auth, see test_auth.py; through
+    # (An API key or other non-JWT in the header is refused by chalicelib.admin.auth, see test_auth.py; through
     # chalice's local Cognito shim it cannot be sent: the shim decodes the header as a JWT and crashes.)
     assert_error(client.http.get("/admin/keys"), 401, "missing_token")
 

@@ -9,8 +9,8 @@ import pytest
 from chalice.test import Client
 
 from chalicelib import wiring
-from chalicelib.keys import KeyStore
-from chalicelib.ledger import TokenUsage, compute_cost
+from chalicelib.accounting.ledger import TokenUsage, compute_cost
+from chalicelib.keys.store import KeyStore
 from tests.openai_schema import assert_valid
 
 

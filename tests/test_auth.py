@@ -1,4 +1,4 @@
-"""Cognito token verification (chalicelib/auth.py) against moto's user pools and JWKS."""
+"""Cognito token verification (chalicelib/admin/auth.py) against moto's user pools and JWKS."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 import pytest
 
-from chalicelib.auth import (
+from chalicelib.admin.auth import (
     AdminAuthenticator,
     JwksCache,
     TokenVerifier,

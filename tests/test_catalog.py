@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.catalog import CatalogError, load_catalog
+from chalicelib.catalog.catalog import CatalogError, load_catalog
 from chalicelib.errors import NotFound
 from chalicelib.settings import DEFAULT_CATALOG
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from chalicelib.validation import CHAT_PARAMETERS
+from chalicelib.protocols.openai_validation import CHAT_PARAMETERS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from chalicelib import errors
-from chalicelib.catalog import load_catalog
+from chalicelib.catalog.catalog import load_catalog
 from chalicelib.gateway import Gateway, UpstreamConfig
+from chalicelib.protocols.openai_validation import parse_chat_request
 from chalicelib.settings import DEFAULT_CATALOG
-from chalicelib.validation import parse_chat_request
 from local.bedrock_emulator import count_tokens
 from tests.openai_schema import assert_valid
 

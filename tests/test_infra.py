@@ -191,7 +191,7 @@ def test_tables_are_on_demand_encrypted_and_recoverable() -> None:
 
 
 def test_cost_alarm_watches_the_metric_the_report_publishes() -> None:
-    from chalicelib.reports import metric_data
+    from chalicelib.accounting.reports import metric_data
 
     names = {datum["MetricName"] for datum in metric_data(__import__("datetime").date(2026, 1, 1), _report())}
     props = RESOURCES["CostSpikeAlarm"]["Properties"]

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from chalicelib.errors import AuthenticationFailed
-from chalicelib.keys import (
+from chalicelib.keys.store import (
     KeyStore,
     bearer_token,
     generate_key,

@@ -7,8 +7,15 @@ from unittest import mock
 
 from botocore.exceptions import ClientError
 
-from chalicelib.catalog import Prices
-from chalicelib.ledger import UNRECORDED_EVENT, Ledger, TokenUsage, compute_cost, new_entry, parse_reconcile_lines
+from chalicelib.accounting.ledger import (
+    UNRECORDED_EVENT,
+    Ledger,
+    TokenUsage,
+    compute_cost,
+    new_entry,
+    parse_reconcile_lines,
+)
+from chalicelib.catalog.catalog import Prices
 from tests.factories import NOVA_PRICES, usage_entry
 
 PRICES = NOVA_PRICES

@@ -10,9 +10,10 @@ import pytest
 from chalice.test import Client
 from jsonschema import Draft202012Validator
 
-from chalicelib import mcp, wiring
-from chalicelib.keys import KeyStore
-from chalicelib.ledger import TokenUsage, compute_cost
+from chalicelib import wiring
+from chalicelib.accounting.ledger import TokenUsage, compute_cost
+from chalicelib.keys.store import KeyStore
+from chalicelib.protocols import mcp
 from local.bedrock_emulator import count_tokens
 
 INIT = {

@@ -10,10 +10,10 @@ from decimal import Decimal
 import pytest
 
 from chalicelib import errors
-from chalicelib.catalog import load_catalog
-from chalicelib.keys import KeyStore
-from chalicelib.ledger import Ledger, TokenUsage
-from chalicelib.metering import Meter, worst_case_cost
+from chalicelib.accounting.ledger import Ledger, TokenUsage
+from chalicelib.accounting.metering import Meter, worst_case_cost
+from chalicelib.catalog.catalog import load_catalog
+from chalicelib.keys.store import KeyStore
 from chalicelib.settings import DEFAULT_CATALOG
 
 CATALOG = load_catalog(DEFAULT_CATALOG, region="us-east-1")
@@ -153,7 +153,7 @@ def test_concurrent_requests_never_overrun_the_budget(meter, keys_table, usage_t
 
 
 def test_prompt_bound_counts_bytes_images_tools_and_overhead() -> None:
-    from chalicelib.metering import IMAGE_TOKEN_BOUND, MESSAGE_OVERHEAD_TOKENS, prompt_token_bound
+    from chalicelib.accounting.metering import IMAGE_TOKEN_BOUND, MESSAGE_OVERHEAD_TOKENS, prompt_token_bound
 
     # GIVEN text whose characters are several bytes each (a CJK character is 3 UTF-8 bytes)
     messages = [

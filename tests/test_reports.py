@@ -10,11 +10,11 @@ import boto3
 import pytest
 
 from chalicelib import errors
-from chalicelib.catalog import Prices
-from chalicelib.keys import KeyStore
-from chalicelib.ledger import Ledger, TokenUsage, new_entry
-from chalicelib.metering import Meter
-from chalicelib.reports import ReportConfig, ReportService, parse_day, render_text
+from chalicelib.accounting.ledger import Ledger, TokenUsage, new_entry
+from chalicelib.accounting.metering import Meter
+from chalicelib.accounting.reports import ReportConfig, ReportService, parse_day, render_text
+from chalicelib.catalog.catalog import Prices
+from chalicelib.keys.store import KeyStore
 
 PRICES = Prices(input=Decimal("0.000001"), output=Decimal("0.000002"), cache_read=Decimal(0), cache_write=Decimal(0))
 DAY = date(2026, 11, 25)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from chalicelib.keys import KeyStore
+from chalicelib.keys.store import KeyStore
 
 
 def scan_everything(aws) -> str:

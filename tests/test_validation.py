@@ -5,14 +5,14 @@ import json
 
 import pytest
 
+from chalicelib.core.body import parse_json_body
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
-from chalicelib.validation import (
+from chalicelib.protocols.openai_validation import (
     CHAT_PARAMETERS,
     EMBEDDING_PARAMETERS,
     MAX_EMBEDDING_INPUTS,
     parse_chat_request,
     parse_embedding_request,
-    parse_json_body,
 )
 
 PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()

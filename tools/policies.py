@@ -3,7 +3,7 @@
 ``python -m tools.policies`` rewrites the files; ``tests/test_infra.py`` fails
 when a file differs from what this module renders (e.g. after a catalog
 change), so the files stay explicit and reviewable while the Bedrock ARNs
-follow ``chalicelib/catalog.json``.
+follow ``chalicelib/catalog/catalog.json``.
 
 The documents hold CloudFormation intrinsics (``Fn::GetAtt``, ``Fn::Sub``):
 Chalice copies a policy file verbatim into its role resource, and the table,
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-CATALOG = ROOT / "chalicelib" / "catalog.json"
+CATALOG = ROOT / "chalicelib" / "catalog" / "catalog.json"
 POLICY_FILES = {"api_handler": "policy-api.json", "daily_cost_report": "policy-report.json"}
 
 #: Regions a cross-region inference profile may route a request to, by profile prefix. Bedrock

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.catalog import ModelEntry
+from chalicelib.accounting.ledger import TokenUsage
+from chalicelib.catalog.catalog import ModelEntry
 from chalicelib.gateway.embeddings import (
     EmbeddingOutcome,
     embedding_dimensions,
@@ -20,8 +21,7 @@ from chalicelib.gateway.loader import load_litellm
 from chalicelib.gateway.prompts import bedrock_prompt, check_capabilities
 from chalicelib.gateway.shaping import ChatOutcome, shape_completion, shape_stream
 from chalicelib.gateway.upstream import map_upstream_error
-from chalicelib.ledger import TokenUsage
-from chalicelib.validation import ChatRequest, EmbeddingRequest
+from chalicelib.protocols.openai_validation import ChatRequest, EmbeddingRequest
 
 CompletionFn = Callable[..., Any]
 EmbeddingFn = Callable[..., Any]

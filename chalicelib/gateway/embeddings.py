@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.catalog import ModelEntry
+from chalicelib.accounting.ledger import TokenUsage
+from chalicelib.catalog.catalog import ModelEntry
 from chalicelib.gateway.loader import load_litellm
-from chalicelib.ledger import TokenUsage
-from chalicelib.validation import EmbeddingRequest
+from chalicelib.protocols.openai_validation import EmbeddingRequest
 
 
 @dataclass

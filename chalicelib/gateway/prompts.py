@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.catalog import ModelEntry
-from chalicelib.validation import ChatRequest
+from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.protocols.openai_validation import ChatRequest
 
 #: Bedrock has no JSON mode: ``json_object`` becomes this instruction (OpenAI also requires the
 #: prompt to ask for JSON). ``json_schema`` is enforced by Bedrock itself.

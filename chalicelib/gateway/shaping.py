@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import errors
+from chalicelib.accounting.ledger import TokenUsage
 from chalicelib.gateway.loader import load_litellm
 from chalicelib.gateway.upstream import map_upstream_error
-from chalicelib.ledger import TokenUsage
-from chalicelib.validation import ChatRequest
+from chalicelib.protocols.openai_validation import ChatRequest
 
 _FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter", "function_call"}
 

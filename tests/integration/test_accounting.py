@@ -10,8 +10,8 @@ import boto3
 import openai
 import pytest
 
-from chalicelib.keys import KeyStore
-from chalicelib.ledger import Ledger
+from chalicelib.accounting.ledger import Ledger
+from chalicelib.keys.store import KeyStore
 from local.devstack import TABLE_NAMES
 
 pytestmark = pytest.mark.integration
@@ -71,8 +71,8 @@ def test_200_concurrent_requests_bill_exactly(stack) -> None:
 
 def test_concurrent_requests_on_a_nearly_spent_key_never_overrun(stack) -> None:
     # GIVEN a budget that fits about five worst-case requests (max_tokens=20 on nova-micro)
-    from chalicelib.catalog import load_catalog
-    from chalicelib.metering import worst_case_cost
+    from chalicelib.accounting.metering import worst_case_cost
+    from chalicelib.catalog.catalog import load_catalog
     from chalicelib.settings import DEFAULT_CATALOG
 
     nova = load_catalog(DEFAULT_CATALOG, region="us-east-1").resolve("nova-micro")

@@ -13,8 +13,8 @@ import boto3
 import openai
 import pytest
 
-from chalicelib.catalog import load_catalog
-from chalicelib.ledger import UNRECORDED_EVENT, TokenUsage
+from chalicelib.accounting.ledger import UNRECORDED_EVENT, TokenUsage
+from chalicelib.catalog.catalog import load_catalog
 from chalicelib.settings import DEFAULT_CATALOG
 from tests.factories import usage_entry
 from tests.integration.test_cli_e2e import pw, pw_json

@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.catalog import Catalog, ModelEntry
+from chalicelib.accounting.ledger import UsageEntry
+from chalicelib.accounting.metering import Meter, prompt_token_bound
+from chalicelib.catalog.catalog import Catalog, ModelEntry
+from chalicelib.core.body import parse_json_body
+from chalicelib.core.http import HttpResult
 from chalicelib.gateway import (
     ChatOutcome,
     Gateway,
@@ -23,26 +27,14 @@ from chalicelib.gateway import (
     embedding_texts,
     now_seconds,
 )
-from chalicelib.keys import KeyRecord, KeyStore
-from chalicelib.ledger import UsageEntry
-from chalicelib.metering import Meter, prompt_token_bound
+from chalicelib.keys.store import KeyRecord, KeyStore
 from chalicelib.observability import logger
-from chalicelib.validation import (
+from chalicelib.protocols.openai_validation import (
     ChatRequest,
     EmbeddingRequest,
     parse_chat_request,
     parse_embedding_request,
-    parse_json_body,
 )
-
-
-@dataclass
-class HttpResult:
-    """A framework-neutral HTTP answer."""
-
-    body: dict[str, Any] | str
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

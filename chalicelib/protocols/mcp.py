@@ -33,12 +33,13 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.catalog import ModelEntry
-from chalicelib.keys import KeyRecord, KeyStore
-from chalicelib.ledger import TokenUsage, compute_cost
+from chalicelib.accounting.ledger import TokenUsage, compute_cost
+from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.core.http import HttpResult
+from chalicelib.core.service import OpenAIService
+from chalicelib.keys.store import KeyRecord, KeyStore
 from chalicelib.observability import logger
-from chalicelib.service import HttpResult, OpenAIService
-from chalicelib.validation import parse_chat_request, parse_embedding_request
+from chalicelib.protocols.openai_validation import parse_chat_request, parse_embedding_request
 
 #: Oldest to newest; ``initialize`` answers with the client's version when listed, else the newest.
 PROTOCOL_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")

@@ -34,9 +34,9 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.catalog import ModelEntry
-from chalicelib.keys import KeyRecord, isoformat, utcnow
-from chalicelib.ledger import Ledger, TokenUsage, UsageEntry, dynamo_number, new_entry, usd
+from chalicelib.accounting.ledger import Ledger, TokenUsage, UsageEntry, dynamo_number, new_entry, usd
+from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.keys.store import KeyRecord, isoformat, utcnow
 from chalicelib.observability import logger
 
 WINDOW_SECONDS = 60

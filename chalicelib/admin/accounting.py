@@ -15,14 +15,14 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.admin import parse_money
-from chalicelib.auth import AdminAuthenticator, Principal, UserDirectory
-from chalicelib.keys import KeyStore, utcnow
-from chalicelib.ledger import USAGE_GROUPS, Ledger, parse_reconcile_lines, usd
-from chalicelib.metering import Meter
-from chalicelib.reports import ReportService, parse_day, render_text
-from chalicelib.service import HttpResult
-from chalicelib.validation import parse_json_body
+from chalicelib.accounting.ledger import USAGE_GROUPS, Ledger, parse_reconcile_lines, usd
+from chalicelib.accounting.metering import Meter
+from chalicelib.accounting.reports import ReportService, parse_day, render_text
+from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory
+from chalicelib.admin.keys import parse_money
+from chalicelib.core.body import parse_json_body
+from chalicelib.core.http import HttpResult
+from chalicelib.keys.store import KeyStore, utcnow
 
 MAX_RANGE_DAYS = 366
 MAX_RECONCILE_LINES = 10_000

@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.keys import Clock, KeyRecord, Page, decode_cursor, encode_cursor, utcnow
+from chalicelib.keys.store import Clock, KeyRecord, Page, decode_cursor, encode_cursor, utcnow
 
 #: Actions an event can record.
 ACTIONS = ("created", "imported", "updated", "rotated", "revoked", "revoked_use", "expired_use")

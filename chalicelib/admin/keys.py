@@ -16,10 +16,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.audit import Actor, AuditLog, diff
-from chalicelib.auth import AdminAuthenticator, Principal, UserDirectory
-from chalicelib.catalog import Catalog
-from chalicelib.keys import (
+from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory
+from chalicelib.catalog.catalog import Catalog
+from chalicelib.core.body import parse_json_body
+from chalicelib.core.http import HttpResult
+from chalicelib.keys.audit import Actor, AuditLog, diff
+from chalicelib.keys.store import (
     Clock,
     KeyRecord,
     KeyStore,
@@ -30,8 +32,6 @@ from chalicelib.keys import (
     parse_time,
     utcnow,
 )
-from chalicelib.service import HttpResult
-from chalicelib.validation import parse_json_body
 
 #: Fields a key can be created with (``owner`` too, for admins) and updated.
 KEY_FIELDS = ("name", "allowed_models", "monthly_budget_usd", "rpm_limit", "tpm_limit", "expires_at", "metadata")

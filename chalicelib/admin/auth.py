@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.errors import AuthenticationFailed, InvalidRequest, ServiceUnavailable
-from chalicelib.keys import KEY_PREFIX, bearer_token
+from chalicelib.keys.store import KEY_PREFIX, bearer_token
 from chalicelib.observability import logger
 
 ADMINS_GROUP = "admins"

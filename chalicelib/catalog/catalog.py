@@ -1,6 +1,6 @@
 """The model catalog: public aliases, the Bedrock ids behind them, and their prices.
 
-The catalog is a JSON file (``chalicelib/catalog.json`` unless
+The catalog is a JSON file (``chalicelib/catalog/catalog.json`` unless
 ``PENNYWORTH_CATALOG_PATH`` names another). Prices and capabilities default to
 LiteLLM's bundled price map, read as a file from the installed package (no
 ``import litellm``, no network); a model may override them. A chat or embedding

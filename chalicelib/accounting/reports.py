@@ -28,8 +28,8 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.keys import isoformat, utcnow
-from chalicelib.ledger import Ledger, query_all, usd
+from chalicelib.accounting.ledger import Ledger, query_all, usd
+from chalicelib.keys.store import isoformat, utcnow
 from chalicelib.observability import logger
 
 LEASE = timedelta(minutes=10)

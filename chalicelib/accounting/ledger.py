@@ -25,8 +25,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.catalog import Prices
-from chalicelib.keys import isoformat
+from chalicelib.catalog.catalog import Prices
+from chalicelib.keys.store import isoformat
 from chalicelib.observability import logger
 
 #: Marker of the structured log line written when an entry cannot be stored;

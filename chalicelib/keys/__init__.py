@@ -1,0 +1,1 @@
+"""API keys: the hashed key store (``store``) and the append-only audit log (``audit``)."""

@@ -1,0 +1,1 @@
+"""Thin protocol adapters over the core: OpenAI (chat, embeddings, models), MCP."""
