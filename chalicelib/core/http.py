@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,3 +14,24 @@ class HttpResult:
     body: dict[str, Any] | str
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StreamingResult:
+    """An HTTP answer whose body leaves chunk by chunk, as it is produced.
+
+    ``status`` and ``headers`` are final before the first chunk is asked for.
+    Whoever sends the body must call ``close()`` when it stops early (the client
+    went away, the function is out of time): the producer then stops the
+    upstream call and bills what was generated.
+    """
+
+    status: int
+    headers: dict[str, str]
+    chunks: Iterator[bytes]
+
+    def close(self) -> None:
+        """Stop producing (idempotent); runs the producer's clean-up and billing."""
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
