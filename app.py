@@ -97,6 +97,20 @@ def daily_cost_report(event: Any) -> dict[str, Any]:
     return wiring.report_service().run_day()
 
 
+# The usage table's stream → the usage aggregates, exactly once (chalicelib/accounting/aggregator.py).
+# infra/template.json completes the event source: the real stream, a tumbling window (for shardId),
+# filtering, retries and the failure destination.
+@app.on_dynamodb_record(
+    stream_arn=get_settings().usage_stream_arn,
+    batch_size=10_000,
+    starting_position="TRIM_HORIZON",
+    name="ledger_aggregator",
+    maximum_batching_window_in_seconds=2,
+)
+def ledger_aggregator(event: Any) -> dict[str, Any]:
+    return wiring.aggregator().handle(event.to_dict(), remaining_ms=event.context.get_remaining_time_in_millis)
+
+
 # Admin API: key lifecycle. API Gateway checks the Cognito token in AWS; the app checks it
 # again (chalicelib/admin/auth.py) because chalice local and the test client skip authorizers.
 ADMIN_AUTH = CognitoUserPoolAuthorizer(

@@ -36,6 +36,12 @@ ENV: dict[str, str | None] = {
     "PENNYWORTH_SPIKE_THRESHOLD_USD": None,
     "PENNYWORTH_SPIKE_FACTOR": "3",
     "PENNYWORTH_METRICS_NAMESPACE": "Pennyworth",
+    "PENNYWORTH_DYNAMODB_TIMEOUT_SECONDS": "2",
+    "PENNYWORTH_LEDGER_DEADLINE_SECONDS": "2.5",
+    # A harmless placeholder: the deployed template points the aggregator at the usage table's stream.
+    "PENNYWORTH_USAGE_STREAM_ARN": (
+        "arn:aws:dynamodb:us-east-1:000000000000:table/pennyworth-local-usage/stream/2020-01-01T00:00:00.000"
+    ),
     "AWS_REGION": "us-east-1",
 }
 
@@ -70,6 +76,9 @@ class Settings:
     spike_threshold_usd: Decimal | None
     spike_factor: Decimal
     metrics_namespace: str
+    dynamodb_timeout_seconds: float
+    ledger_deadline_seconds: float
+    usage_stream_arn: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -106,6 +115,9 @@ class Settings:
             ),
             spike_factor=_number(get, "PENNYWORTH_SPIKE_FACTOR", Decimal),
             metrics_namespace=get("PENNYWORTH_METRICS_NAMESPACE") or "Pennyworth",
+            dynamodb_timeout_seconds=_number(get, "PENNYWORTH_DYNAMODB_TIMEOUT_SECONDS", float),
+            ledger_deadline_seconds=_number(get, "PENNYWORTH_LEDGER_DEADLINE_SECONDS", float),
+            usage_stream_arn=_required(get, "PENNYWORTH_USAGE_STREAM_ARN"),
         )
 
 

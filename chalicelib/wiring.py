@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from chalicelib.accounting.aggregator import Aggregator
+from chalicelib.accounting.calls import Attempts
 from chalicelib.accounting.ledger import Ledger
 from chalicelib.accounting.metering import Meter
 from chalicelib.accounting.reports import ReportConfig, ReportService
@@ -17,20 +19,53 @@ from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticat
 from chalicelib.admin.keys import AdminService
 from chalicelib.catalog.catalog import Catalog, load_catalog
 from chalicelib.core.service import OpenAIService
+from chalicelib.dynamodb import resource as dynamodb_resource
 from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
 from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.mcp import McpServer
 from chalicelib.settings import get_settings
 
+#: botocore attempts per call for tables without retry loops of their own (keys, audit, reports).
+GENERAL_ATTEMPTS = 3
+
 
 @functools.cache
 def dynamodb() -> Any:
-    """The boto3 DynamoDB resource (moto when ``PENNYWORTH_AWS_ENDPOINT_URL`` is set)."""
-    import boto3
+    """The boto3 DynamoDB resource (moto when ``PENNYWORTH_AWS_ENDPOINT_URL`` is set).
 
+    Bounded connect/read timeouts and a few botocore attempts, so a stalled
+    DynamoDB fails a request in seconds rather than minutes; every number is
+    written in positional notation (``chalicelib/dynamodb.py``).
+    """
     settings = get_settings()
-    return boto3.resource("dynamodb", region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
+    return dynamodb_resource(
+        region=settings.region,
+        endpoint_url=settings.aws_endpoint_url,
+        timeout_seconds=settings.dynamodb_timeout_seconds,
+        attempts=GENERAL_ATTEMPTS,
+    )
+
+
+@functools.cache
+def ledger_dynamodb() -> Any:
+    """The resource the ledger, meter and aggregator use: one botocore attempt per call.
+
+    Their own retry loop (``chalicelib/accounting/calls.py``) retries within the
+    caller's deadline, which botocore's retries cannot know.
+    """
+    settings = get_settings()
+    return dynamodb_resource(
+        region=settings.region,
+        endpoint_url=settings.aws_endpoint_url,
+        timeout_seconds=settings.dynamodb_timeout_seconds,
+        attempts=1,
+    )
+
+
+def _attempts() -> Attempts:
+    # An attempt can take a connect timeout plus a read timeout.
+    return Attempts(attempt_seconds=2 * get_settings().dynamodb_timeout_seconds)
 
 
 @functools.cache
@@ -53,12 +88,23 @@ def audit_log() -> AuditLog:
 
 @functools.cache
 def ledger() -> Ledger:
-    return Ledger(dynamodb().Table(get_settings().usage_table))
+    settings = get_settings()
+    return Ledger(
+        ledger_dynamodb().Table(settings.usage_table),
+        attempts=_attempts(),
+        deadline_seconds=settings.ledger_deadline_seconds,
+    )
 
 
 @functools.cache
 def meter() -> Meter:
     return Meter(ledger())
+
+
+@functools.cache
+def aggregator() -> Aggregator:
+    """Applies the usage table's stream to its aggregates (the ``ledger_aggregator`` function)."""
+    return Aggregator(ledger_dynamodb().Table(get_settings().usage_table), attempts=_attempts())
 
 
 @functools.cache

@@ -39,6 +39,9 @@ def create_tables(dynamodb_client: Any, table_names: dict[str, str]) -> None:
         }
         if props.get("GlobalSecondaryIndexes"):
             params["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        if props.get("StreamSpecification"):
+            # The usage table's stream feeds the aggregator (local/stream_aggregator.py locally).
+            params["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
         dynamodb_client.create_table(**params)
         ttl = props.get("TimeToLiveSpecification")
         if ttl and ttl.get("Enabled"):

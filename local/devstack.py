@@ -1,5 +1,9 @@
 """The local stack: moto server, the Bedrock emulator and ``chalice local``, wired together.
 
+A fourth process, ``local/stream_aggregator.py``, stands in for the aggregator
+Lambda: it applies the usage table's stream to the usage aggregates every
+quarter second, so ``pennyworth usage`` trails billing by about that much.
+
 ``make dev`` runs ``python -m local.devstack`` in the foreground; the
 integration tests use ``DevStack`` as a context manager on free ports.
 Everything runs on loopback and stops together (Ctrl-C, a crash of any child,
@@ -133,6 +137,8 @@ class DevStack:
             _wait_http(f"{self.aws_url}/moto-api/", self._processes["aws"], "moto server")
             _wait_http(f"{self.bedrock_url}/ping", self._processes["bedrock"], "Bedrock emulator")
             self._bootstrap()
+            aggregator = [sys.executable, "-m", "local.stream_aggregator", "--endpoint", self.aws_url]
+            self._spawn("aggregator", [*aggregator, "--table", TABLE_NAMES["UsageTable"], "--region", REGION])
             command = [sys.executable, "-m", "local.chalice_local", "local", "--stage", STAGE]
             command += ["--host", self.host, "--port", str(self.ports.api)]
             # No autoreload: chalice's watcher polls every file under the project
@@ -180,6 +186,10 @@ class DevStack:
             "PENNYWORTH_COGNITO_CLIENT_ID": pool["client_id"],
             "PENNYWORTH_REPORT_TOPIC_ARN": reports["topic_arn"],
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            # moto answers in tens of milliseconds and holds one lock for all requests (a 1,000-key
+            # scan holds it for seconds): DynamoDB's timeouts would fire here for no fault of the code.
+            "PENNYWORTH_DYNAMODB_TIMEOUT_SECONDS": os.environ.get("PENNYWORTH_DYNAMODB_TIMEOUT_SECONDS", "10"),
+            "PENNYWORTH_LEDGER_DEADLINE_SECONDS": os.environ.get("PENNYWORTH_LEDGER_DEADLINE_SECONDS", "20"),
             **self.extra_env,
         }
         from chalicelib.keys.store import KeyStore

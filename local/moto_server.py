@@ -6,6 +6,9 @@ concurrent ``TransactWriteItems`` can fail while copying a table. Real
 DynamoDB applies each request atomically, and pennyworth's budget and
 rate-limit checks depend on that. So every request is handled under one lock.
 
+``local/moto_patches.py`` is applied first: without it the server's memory
+and time per request grow with every request (see that module).
+
 Usage: ``python -m local.moto_server -H 127.0.0.1 -p 8001``.
 """
 
@@ -39,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=8001)
     args = parser.parse_args(argv)
+    from local import moto_patches
+
+    moto_patches.apply()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(args.host, args.port, serialized(app), threaded=True, request_handler=MotoRequestHandler)

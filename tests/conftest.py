@@ -23,7 +23,10 @@ for _variable in ("PENNYWORTH_AWS_ENDPOINT_URL", "PENNYWORTH_BEDROCK_ENDPOINT_UR
     os.environ.pop(_variable, None)
 
 from chalicelib import wiring  # noqa: E402
-from local import bootstrap  # noqa: E402
+from local import bootstrap, moto_patches  # noqa: E402
+
+# moto as DynamoDB behaves where we depend on it (numbers, transactions, memory): local/moto_patches.py.
+moto_patches.apply()
 
 pytest_plugins = ["tests.admin_fixtures"]
 
@@ -81,6 +84,14 @@ def atomic_moto(aws: Any) -> Iterator[None]:
     finally:
         for name, original in originals.items():
             setattr(DynamoDBBackend, name, original)
+
+
+@pytest.fixture
+def drain() -> Any:
+    """Apply the usage table's stream to its aggregates now (what the aggregator Lambda does on AWS)."""
+    from local.stream_aggregator import drain as drain_stream
+
+    return drain_stream
 
 
 @pytest.fixture

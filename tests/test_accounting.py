@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from chalicelib import wiring
-from chalicelib.accounting.ledger import UNRECORDED_EVENT, TokenUsage
+from chalicelib.accounting.ledger import UNRECORDED_EVENT, Ledger, TokenUsage
 from chalicelib.keys.store import KeyStore
 from tests.admin_fixtures import Api
 from tests.factories import usage_entry
@@ -33,8 +33,9 @@ def chat(client, plaintext: str, text: str = "hello") -> dict:
 
 
 def test_admins_see_everyone_and_users_only_themselves(
-    client, as_admin: Api, as_alice: Api, as_bob: Api, alice, bob, keys_table, emulator_url, monkeypatch
-) -> None:
+    client, as_admin: Api, as_alice: Api, as_bob: Api, alice, bob, keys_table, usage_table, emulator_url, monkeypatch,
+    drain,
+) -> None:  # fmt: skip
     monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
     wiring.reset()
     store = KeyStore(keys_table)
@@ -42,6 +43,7 @@ def test_admins_see_everyone_and_users_only_themselves(
     _, bob_secret = store.create(owner_sub=bob.sub, owner_email=bob.email)
     spent_alice = sum(chat(client, alice_secret, f"hi {n}")["cost"] for n in range(3))
     spent_bob = chat(client, bob_secret)["cost"]
+    drain(usage_table)  # the aggregator's work (a Lambda on the table's stream on AWS)
 
     everyone = as_admin.call("get", f"/admin/usage?from={TODAY}&to={TODAY}&group_by=owner").json_body
     assert everyone["scope"] == "all"
@@ -96,7 +98,7 @@ def test_owner_budget_is_set_by_admins_and_enforced(
     assert cleared.json_body["monthly_budget_usd"] is None
 
 
-def test_reports_and_reconcile_are_for_admins(as_admin: Api, as_alice: Api, usage_table) -> None:
+def test_reports_and_reconcile_are_for_admins(as_admin: Api, as_alice: Api, keys_table, usage_table, drain) -> None:
     assert as_alice.call("post", "/admin/reports/daily", {}).status_code == 403
     ran = as_admin.call("post", "/admin/reports/daily", {"day": "2026-01-15"})
     assert ran.status_code == 200 and "daily cost report for 2026-01-15" in ran.json_body["notification"]
@@ -106,8 +108,10 @@ def test_reports_and_reconcile_are_for_admins(as_admin: Api, as_alice: Api, usag
     assert as_admin.call("get", "/admin/reports/daily/2026-01-16").status_code == 404
     assert as_admin.call("post", "/admin/reports/daily", {"day": "tomorrow"}).status_code == 400
 
+    alice_key, _ = KeyStore(keys_table).create(owner_sub="o1")
     entry = usage_entry(
         request_id="lost-1",
+        key_id=alice_key.key_id,
         owner_sub="o1",
         usage=TokenUsage(input_tokens=100, output_tokens=100),
         prices=wiring.catalog().resolve("nova-micro").prices,
@@ -117,4 +121,61 @@ def test_reports_and_reconcile_are_for_admins(as_admin: Api, as_alice: Api, usag
     assert as_alice.call("post", "/admin/ledger/reconcile", {"lines": [line]}).status_code == 403
     replay = as_admin.call("post", "/admin/ledger/reconcile", {"lines": ["noise", line, line]}).json_body
     assert replay["entries"] == 2 and replay["recorded"] == 2 and replay["failed"] == []
-    assert wiring.ledger().aggregate("KEY#k1", "MONTH#2026-11")["cost"] == entry.cost  # once, not twice
+    assert replay["rejected"] == [] and replay["skipped"] == 1
+    drain(usage_table)
+    month = wiring.ledger().aggregate(f"KEY#{alice_key.key_id}", "MONTH#2026-11")
+    assert month["cost"] == entry.cost and month["requests"] == 1  # once, not twice
+
+
+def test_a_forced_report_rerun_through_the_api(as_admin: Api) -> None:
+    assert as_admin.call("post", "/admin/reports/daily", {"day": "2026-01-15"}).json_body["revision"] == 1
+    again = as_admin.call("post", "/admin/reports/daily", {"day": "2026-01-15", "force": True}).json_body
+    assert again["revision"] == 2 and "corrected (revision 2)" in again["notification"]
+    assert as_admin.call("get", "/admin/reports/daily/2026-01-15").json_body["revision"] == 2
+    bad = as_admin.call("post", "/admin/reports/daily", {"day": "2026-01-15", "force": "yes"})
+    assert bad.status_code == 400 and bad.json_body["error"]["param"] == "force"
+
+
+def test_reconcile_validates_every_line_and_reports_the_bad_ones(as_admin: Api, keys_table, usage_table, drain) -> None:
+    # GIVEN one good line among lines an attacker or a bad export could produce
+    key, _ = KeyStore(keys_table).create(owner_sub="o1")
+    good = usage_entry(request_id="good", key_id=key.key_id, owner_sub="o1", at=datetime(2026, 11, 20, tzinfo=UTC))
+
+    def line(**changes) -> str:
+        data = {**good.to_json(), **changes}
+        return json.dumps({"event": UNRECORDED_EVENT, "entry": {k: v for k, v in data.items() if v != "DROP"}})
+
+    lines = [
+        line(),
+        json.dumps({"event": UNRECORDED_EVENT, "entry": {}}),
+        json.dumps({"event": UNRECORDED_EVENT}),
+        line(request_id="neg", cost="-1"),
+        line(request_id="float", cost=0.5),
+        line(request_id="nan", cost="NaN"),
+        line(request_id="nokey", key_id="zzzzzzzzzzzz"),
+        line(request_id="owner", owner_sub="someone-else"),
+        line(request_id="when", timestamp="x"),
+        line(request_id="future", timestamp="2999-01-01T00:00:00Z"),
+        line(request_id="tokens", usage={"input_tokens": -5}),
+        line(request_id="bool", latency_ms=True),
+        line(request_id="extra", admin=True),
+        line(request_id="", key_id=key.key_id),
+        line(request_id="status", status="free"),
+        line(request_id="month", budget_month="2026-13"),
+        line(request_id="\u001b[2J"),
+        line(request_id="missing", cost="DROP"),
+        "[" * 5000,
+        "not json",
+    ]
+    response = as_admin.call("post", "/admin/ledger/reconcile", {"lines": lines})
+    # THEN the good line is recorded and each bad one is named with its line number and reason
+    assert response.status_code == 200, response.body
+    body = response.json_body
+    assert body["recorded"] == 1 and body["entries"] == 1 and body["skipped"] == 2
+    assert [r["line"] for r in body["rejected"]] == list(range(2, 19))
+    reasons = {r["line"]: r["error"] for r in body["rejected"]}
+    assert "non-empty object" in reasons[2] and "from 0 to" in reasons[4] and "unknown key" in reasons[7]
+    assert "does not belong" in reasons[8] and "ISO 8601" in reasons[9] and "unknown field" in reasons[13]
+    drain(usage_table)
+    assert Ledger(usage_table).aggregate("ALL", "MONTH#2026-11")["cost"] == good.cost
+    assert [e["request_id"] for e in Ledger(usage_table).entries_for_key(key.key_id)] == ["good"]

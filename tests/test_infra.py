@@ -21,7 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = json.loads((ROOT / "infra" / "template.json").read_text())
 RESOURCES = TEMPLATE["Resources"]
 CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
-FUNCTIONS = {"api_handler": "APIHandler", "daily_cost_report": "DailyCostReport"}
+FUNCTIONS = {
+    "api_handler": "APIHandler",
+    "daily_cost_report": "DailyCostReport",
+    "ledger_aggregator": "LedgerAggregator",
+}
 DEPLOYED_STAGES = ("dev", "prod")
 
 #: The only wildcards allowed in our IAM documents, each because AWS offers nothing narrower.
@@ -136,12 +140,15 @@ def test_functions_get_their_resources_wired_by_reference(function: str, resourc
     assert variables["PENNYWORTH_KEYS_TABLE"] == {"Ref": "KeysTable"}
     assert variables["PENNYWORTH_USAGE_TABLE"] == {"Ref": "UsageTable"}
     assert variables["PENNYWORTH_AUDIT_TABLE"] == {"Ref": "AuditTable"}
+    # Every resource override carries its Type: local/bootstrap.py filters resources by it.
+    assert RESOURCES[resource]["Type"] == "AWS::Serverless::Function"
+    if function == "ledger_aggregator":
+        assert variables["PENNYWORTH_USAGE_STREAM_ARN"] == {"Fn::GetAtt": ["UsageTable", "StreamArn"]}
+        return  # the aggregator touches nothing but the usage table
     assert variables["PENNYWORTH_COGNITO_USER_POOL_ID"] == {"Ref": "UserPool"}
     assert variables["PENNYWORTH_COGNITO_CLIENT_ID"] == {"Ref": "UserPoolCliClient"}
     assert variables["PENNYWORTH_COGNITO_USER_POOL_ARN"] == {"Fn::GetAtt": ["UserPool", "Arn"]}
     assert variables["PENNYWORTH_REPORT_TOPIC_ARN"] == {"Ref": "ReportTopic"}
-    # Every resource override carries its Type: local/bootstrap.py filters resources by it.
-    assert RESOURCES[resource]["Type"] == "AWS::Serverless::Function"
 
 
 @pytest.mark.parametrize("resource", sorted(FUNCTIONS.values()))
@@ -159,6 +166,49 @@ def test_duration_alarm_fires_at_80_percent_of_the_configured_timeout(function: 
         config = CONFIG["stages"][stage]
         timeout = config["lambda_functions"][function].get("lambda_timeout", config["lambda_timeout"])
         assert RESOURCES[f"{resource}DurationAlarm"]["Properties"]["Threshold"] == timeout * 1000 * 0.8
+
+
+def test_the_aggregator_reads_the_usage_stream_exactly_as_it_needs() -> None:
+    from chalicelib.accounting.aggregator import wanted
+    from chalicelib.accounting.ledger import STREAM_AGGREGATION
+
+    # GIVEN the usage table's stream and the aggregator's event source
+    assert RESOURCES["UsageTable"]["Properties"]["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    source = RESOURCES["LedgerAggregator"]["Properties"]["Events"]["LedgerAggregatorDynamodbEventSource"]
+    props = source["Properties"]
+    assert source["Type"] == "DynamoDB" and props["Stream"] == {"Fn::GetAtt": ["UsageTable", "StreamArn"]}
+    # A tumbling window makes Lambda put shardId in the event (the aggregator's exactly-once needs it);
+    # one batch per shard at a time, retried whole (never bisected), expired batches to the queue.
+    assert props["TumblingWindowInSeconds"] > 0 and props["ParallelizationFactor"] == 1
+    assert props["BisectBatchOnFunctionError"] is False and props["MaximumRetryAttempts"] == -1
+    assert props["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["LedgerAggregatorFailures", "Arn"]}
+    assert props["StartingPosition"] == "TRIM_HORIZON"
+    # The filter lets through exactly what the aggregator sums.
+    [only] = props["FilterCriteria"]["Filters"]
+    pattern = json.loads(only["Pattern"])
+    assert pattern == {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"aggregation": {"S": [STREAM_AGGREGATION]}}}}
+    entry = {
+        "eventName": "INSERT",
+        "dynamodb": {"NewImage": {"aggregation": {"S": STREAM_AGGREGATION}, "type": {"S": "entry"}}},
+    }
+    assert wanted(entry) and not wanted({**entry, "eventName": "MODIFY"})
+    # Someone is told when the aggregates fall behind or lose records.
+    for name, metric in (
+        ("LedgerAggregatorIteratorAgeAlarm", "IteratorAge"),
+        ("LedgerAggregatorErrorsAlarm", "Errors"),
+    ):
+        alarm = RESOURCES[name]["Properties"]
+        assert alarm["MetricName"] == metric and alarm["Dimensions"][0]["Value"] == {"Ref": "LedgerAggregator"}
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    queue = RESOURCES["LedgerAggregatorFailuresAlarm"]["Properties"]
+    assert queue["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["LedgerAggregatorFailures", "QueueName"]}
+
+
+def test_app_declares_the_aggregator_chalice_packages() -> None:
+    from app import app
+
+    [source] = [s for s in app.event_sources if s.name == "ledger_aggregator"]
+    assert source.starting_position == "TRIM_HORIZON" and "LedgerAggregator" in RESOURCES
 
 
 def test_gateway_errors_are_openai_envelopes_with_cors() -> None:

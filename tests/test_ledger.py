@@ -1,10 +1,13 @@
+"""The ledger against moto: entries, replays, reconcile lines, and aggregates built from the stream."""
+
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from unittest import mock
 
+import pytest
 from botocore.exceptions import ClientError
 
 from chalicelib.accounting.ledger import (
@@ -34,44 +37,152 @@ def test_cost_is_exact_decimal() -> None:
     assert usage.prompt_tokens == 3100
 
 
-def test_record_writes_entry_and_every_aggregate_exactly(usage_table) -> None:
+def test_billing_is_one_put_and_the_aggregates_follow_from_the_stream(usage_table, drain) -> None:
+    # GIVEN 25 entries of varied sizes
     ledger = Ledger(usage_table)
     entries = [entry(f"r{i}", input_tokens=i * 7 + 1, output_tokens=i * 13 + 2) for i in range(25)]
+    calls = []
+    usage_table.meta.client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
     for e in entries:
         assert ledger.record(e)
+    # THEN each was one conditional PutItem, and nothing else was written on the request path
+    assert calls == ["PutItem"] * 25
+    assert ledger.aggregate("KEY#k1", "DAY#2026-11-26")["requests"] == 0
+    # WHEN the stream is applied THEN every aggregate equals the sum of the entries, exactly
+    drain(usage_table)
     total = sum((e.cost for e in entries), Decimal(0))
     stored = ledger.entries_for_key("k1")
-    assert len(stored) == 25
-    assert sum((item["cost"] for item in stored), Decimal(0)) == total
+    assert len(stored) == 25 and sum((item["cost"] for item in stored), Decimal(0)) == total
     for scope in ("KEY#k1", "OWNER#owner-1", "MODEL#nova-micro", "ALL"):
         for period in ("DAY#2026-11-26", "MONTH#2026-11"):
             aggregate = ledger.aggregate(scope, period)
             assert aggregate["cost"] == total, (scope, period)
             assert aggregate["requests"] == 25
             assert aggregate["input_tokens"] == sum(e.usage.input_tokens for e in entries)
+    # committed (what budgets check) took the cost of the key's and owner's month
+    assert ledger.aggregate("KEY#k1", "MONTH#2026-11")["committed"] == total
 
 
-def test_replaying_an_entry_does_not_double_count(usage_table) -> None:
+def test_replaying_an_entry_does_not_double_count(usage_table, drain) -> None:
     ledger = Ledger(usage_table)
     e = entry()
     assert ledger.record(e) and ledger.record(e)
+    drain(usage_table)
+    drain(usage_table)
     assert ledger.aggregate("KEY#k1", "MONTH#2026-11")["requests"] == 1
 
 
-def test_persistent_failure_is_logged_for_reconcile_then_replayed(usage_table, service_logs) -> None:
+def stream_records(usage_table) -> tuple[str, list[dict]]:
+    """Every record of the usage table's stream so far (moto's single shard)."""
+    from local.stream_aggregator import streams_client_for
+
+    streams = streams_client_for(usage_table)
+    arn = usage_table.meta.client.describe_table(TableName=usage_table.name)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    return shard, streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+
+
+def test_aggregation_is_exactly_once_under_redelivered_reordered_and_overlapping_batches(usage_table) -> None:
+    from chalicelib.accounting.aggregator import Aggregator
+
+    # GIVEN 30 entries over 3 keys on the stream
+    ledger = Ledger(usage_table)
+    entries = [entry(f"r{i}", key_id=f"k{i % 3}", input_tokens=i + 1, output_tokens=2 * i + 1) for i in range(30)]
+    for e in entries:
+        ledger.record(e)
+    shard, records = stream_records(usage_table)
+    aggregator = Aggregator(usage_table)
+    # WHEN batches arrive redelivered, overlapping with other boundaries, reversed, and all over again
+    deliveries = [records[0:10], records[0:10], records[0:20][::-1], records[5:25], records[25:], records, records]
+    applied = [aggregator.apply(shard, batch).applied for batch in deliveries]
+    # THEN each record was applied once, and the aggregates are the sums of the entries
+    assert sum(applied) == 30 and applied[1] == 0 and applied[-1] == 0
+    for k in range(3):
+        mine = [e for e in entries if e.key_id == f"k{k}"]
+        totals = ledger.aggregate(f"KEY#k{k}", "DAY#2026-11-26")
+        assert totals["cost"] == sum((e.cost for e in mine), Decimal(0)) and totals["requests"] == 10
+    assert ledger.aggregate("ALL", "MONTH#2026-11")["requests"] == 30
+
+
+def test_a_batch_that_failed_half_way_is_finished_by_its_redelivery(usage_table, monkeypatch) -> None:
+    from chalicelib.accounting import aggregator as module
+
+    # GIVEN transactions small enough that one batch needs several, and the second one failing
+    monkeypatch.setattr(module, "MAX_TRANSACTION_ITEMS", 10)
+    ledger = Ledger(usage_table)
+    entries = [entry(f"r{i}", key_id=f"k{i}", input_tokens=i + 1) for i in range(6)]
+    for e in entries:
+        ledger.record(e)
+    shard, records = stream_records(usage_table)
+    aggregator = module.Aggregator(usage_table)
+    real = usage_table.meta.client.transact_write_items
+    failure = ClientError({"Error": {"Code": "ValidationException", "Message": "boom"}}, "TransactWriteItems")
+    calls = []
+
+    def second_one_fails(**kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise failure
+        return real(**kwargs)
+
+    with (
+        mock.patch.object(usage_table.meta.client, "transact_write_items", side_effect=second_one_fails),
+        pytest.raises(ClientError),
+    ):
+        aggregator.apply(shard, records)
+    partial = ledger.aggregate("ALL", "DAY#2026-11-26")["requests"]
+    assert 0 < partial < 6
+    # WHEN Lambda delivers the whole batch again THEN the rest is applied, nothing twice
+    aggregator.apply(shard, records)
+    totals = ledger.aggregate("ALL", "DAY#2026-11-26")
+    assert totals["requests"] == 6 and totals["cost"] == sum((e.cost for e in entries), Decimal(0))
+
+
+def test_the_aggregator_ignores_what_it_does_not_sum(usage_table, drain) -> None:
+    # GIVEN an entry written by the previous design (aggregated in its own transaction) and other writes
+    usage_table.put_item(Item={"pk": "KEY#old", "sk": "REQ#2026-11-26T10:00:00Z#x", "type": "entry", "cost": 5})
+    usage_table.put_item(Item={"pk": "AGG#ALL", "sk": "DAY#2026-11-26", "requests": 7, "type": "aggregate"})
+    drain(usage_table)
+    # THEN nothing was added to any aggregate
+    assert Ledger(usage_table).aggregate("ALL", "DAY#2026-11-26")["requests"] == 7
+    assert Ledger(usage_table).aggregate("KEY#old", "DAY#2026-11-26")["requests"] == 0
+
+
+def test_a_stream_event_without_a_shard_id_is_refused(usage_table) -> None:
+    from chalicelib.accounting.aggregator import Aggregator
+
+    ledger = Ledger(usage_table)
+    ledger.record(entry())
+    _, records = stream_records(usage_table)
+    with pytest.raises(ValueError, match="TumblingWindowInSeconds"):
+        Aggregator(usage_table).handle({"Records": records})
+    assert Aggregator(usage_table).handle({"Records": [], "shardId": None}) == {"state": {}, "batchItemFailures": []}
+
+
+def test_persistent_failure_is_logged_for_reconcile_then_replayed(usage_table, service_logs, drain) -> None:
     ledger = Ledger(usage_table, backoff_seconds=0)
     e = entry()
-    failure = ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "TransactWriteItems")
-    with mock.patch.object(ledger._client, "transact_write_items", side_effect=failure) as call:
-        assert ledger.record(e) is False
-    assert call.call_count == 3
+    failure = ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "PutItem")
+    with mock.patch.object(usage_table, "put_item", side_effect=failure) as call:
+        assert ledger.record(e, deadline=ledger.attempts.timer() + 0.5) is False
+    assert call.call_count > 1  # transient: retried until the deadline
     lines = service_logs.lines()
     logged = [json.loads(line) for line in lines if UNRECORDED_EVENT in line]
     assert logged and logged[0]["level"] == "ERROR"
     replayed = parse_reconcile_lines(lines)
     assert replayed == [e]
     assert ledger.record(replayed[0])
+    drain(usage_table)
     assert ledger.aggregate("ALL", "DAY#2026-11-26")["cost"] == e.cost
+
+
+def test_a_refusal_that_is_not_transient_is_not_retried(usage_table, service_logs) -> None:
+    ledger = Ledger(usage_table, backoff_seconds=0)
+    failure = ClientError({"Error": {"Code": "ValidationException", "Message": "no"}}, "PutItem")
+    with mock.patch.object(usage_table, "put_item", side_effect=failure) as call:
+        assert ledger.record(entry()) is False
+    assert call.call_count == 1
 
 
 def test_entry_json_round_trip_keeps_cost_exact() -> None:
@@ -81,9 +192,7 @@ def test_entry_json_round_trip_keeps_cost_exact() -> None:
     assert type(e).from_json(data) == e
 
 
-def test_usage_groups_by_key_owner_model_and_day(usage_table) -> None:
-    from datetime import date, timedelta
-
+def test_usage_groups_by_key_owner_model_and_day(usage_table, drain) -> None:
     ledger = Ledger(usage_table)
 
     def at(day: int, key: str, owner: str, model: str, tokens: int, n: int):
@@ -110,6 +219,7 @@ def test_usage_groups_by_key_owner_model_and_day(usage_table) -> None:
         at(1, "k3", "bob", "nova-micro", 40, 0),
         at(3, "k3", "bob", "claude", 50, 0),  # outside the range below
     ]
+    drain(usage_table)
     first, last = date(2026, 11, 26), date(2026, 11, 27)
     cost = {e.request_id: e.cost for e in entries}
 
@@ -127,7 +237,7 @@ def test_usage_groups_by_key_owner_model_and_day(usage_table) -> None:
     assert [r["group"] for r in ledger.usage(first, last, "day", key_ids=["k1", "k2"])] == ["2026-11-26", "2026-11-27"]
 
 
-def test_tiny_costs_in_exponent_notation_are_stored_exactly(usage_table) -> None:
+def test_tiny_costs_in_exponent_notation_are_stored_exactly(usage_table, drain) -> None:
     # GIVEN a one-token Titan-priced request: 2E-8 USD, which Decimal writes in exponent form
     cheap = Prices(input=Decimal("2e-08"), output=Decimal(0), cache_read=Decimal(0), cache_write=Decimal(0))
     e = usage_entry(
@@ -141,4 +251,22 @@ def test_tiny_costs_in_exponent_notation_are_stored_exactly(usage_table) -> None
     assert str(e.cost) == "2E-8"
     ledger = Ledger(usage_table)
     assert ledger.record(e) and ledger.record(e)
+    drain(usage_table)
     assert ledger.aggregate("KEY#k9", "DAY#2026-11-26")["cost"] == Decimal("0.00000002")
+
+
+def test_the_lambda_function_applies_a_stream_event(usage_table) -> None:
+    from chalice.test import Client
+
+    from app import app
+
+    # GIVEN an entry on the stream, as Lambda's event source mapping delivers it (with the window's shardId)
+    ledger = Ledger(usage_table)
+    ledger.record(entry())
+    shard, records = stream_records(usage_table)
+    event = json.loads(json.dumps({"Records": records, "shardId": shard}, default=str))
+    # WHEN the ledger_aggregator function is invoked THEN it returns the (empty) window state and aggregates
+    with Client(app, stage_name="local") as client:
+        result = client.lambda_.invoke("ledger_aggregator", event).payload
+    assert result == {"state": {}, "batchItemFailures": []}
+    assert ledger.aggregate("ALL", "DAY#2026-11-26")["requests"] == 1

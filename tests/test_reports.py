@@ -15,6 +15,7 @@ from chalicelib.accounting.metering import Meter
 from chalicelib.accounting.reports import ReportConfig, ReportService, parse_day, render_text
 from chalicelib.catalog.catalog import Prices
 from chalicelib.keys.store import KeyStore
+from local.stream_aggregator import drain
 
 PRICES = Prices(input=Decimal("0.000001"), output=Decimal("0.000002"), cache_read=Decimal(0), cache_write=Decimal(0))
 DAY = date(2026, 11, 25)
@@ -36,7 +37,7 @@ def received(sqs, queue) -> list[str]:
     return [m["Body"] for m in messages]
 
 
-def service(usage_table, keys_table, topic, *, slack=None, posts=None, threshold=None):
+def service(usage_table, keys_table, topic, *, slack=None, posts=None, threshold=None, now=None):
     config = ReportConfig(
         topic_arn=topic,
         slack_parameter=slack,
@@ -52,7 +53,7 @@ def service(usage_table, keys_table, topic, *, slack=None, posts=None, threshold
         sns=boto3.client("sns", region_name="us-east-1"),
         ssm=boto3.client("ssm", region_name="us-east-1"),
         post=(lambda url, body: posts.append((url, json.loads(body)))) if posts is not None else None,
-        clock=lambda: datetime(2026, 11, 26, 6, 0, tzinfo=UTC),
+        clock=lambda: now or datetime(2026, 11, 26, 6, 0, tzinfo=UTC),
     )
 
 
@@ -75,6 +76,7 @@ def spend(usage_table, key, day: date, requests: int, tokens: int) -> Decimal:
         )
         ledger.record(entry)
         total += entry.cost
+    drain(usage_table)  # the aggregator's work, done now
     return total
 
 
@@ -110,6 +112,90 @@ def test_report_totals_spike_and_budget_alerts_then_runs_once(usage_table, keys_
     assert again["status"] == "already done" and again["sent"] == []
     assert received(sqs, queue) == []
     assert reports.stored(DAY)["steps"].keys() == {"metrics", "sns"}
+
+
+def test_budget_alerts_are_for_the_month_in_progress_on_the_first_of_the_month(usage_table, keys_table, inbox) -> None:
+    # GIVEN a key over its budget in November, and the report of November 30 run on December 1
+    topic, _, _ = inbox
+    key, _ = KeyStore(keys_table).create(owner_sub="erin", monthly_budget_usd=Decimal("0.002"))
+    spend(usage_table, key, date(2026, 11, 30), 3, 1000)
+    reports = service(usage_table, keys_table, topic, now=datetime(2026, 12, 1, 6, 0, tzinfo=UTC))
+    alerts = [a for a in reports.build(date(2026, 11, 30))["alerts"] if a["kind"] == "budget"]
+    # THEN no alert about November's budget (it is over): December's spend is $0
+    assert alerts == []
+    # AND once December has spend, the alert is about December
+    spend(usage_table, key, date(2026, 12, 1), 2, 1000)
+    alerts = [a["message"] for a in reports.build(date(2026, 11, 30))["alerts"] if a["kind"] == "budget"]
+    assert alerts == [f"key pw-{key.key_id} has used 300% of its $0.002 budget for 2026-12 ($0.006)."]
+
+
+def test_a_forced_rerun_sends_a_correction_and_metrics_sum_to_the_new_value(usage_table, keys_table, inbox) -> None:
+    topic, sqs, queue = inbox
+    key, _ = KeyStore(keys_table).create(owner_sub="frank")
+    first_cost = spend(usage_table, key, DAY, 2, 1000)
+    reports = service(usage_table, keys_table, topic)
+    assert reports.run(DAY)["revision"] == 1
+    received(sqs, queue)
+    # GIVEN usage replayed late into the reported day (reconcile), WHEN the day is re-run with force
+    other, _ = KeyStore(keys_table).create(owner_sub="frank")
+    late = spend(usage_table, other, DAY, 1, 500)
+    assert reports.run(DAY)["sent"] == []  # without force: nothing again
+    corrected = reports.run(DAY, force=True)
+    # THEN revision 2 went out, marked as a correction, with the new total
+    assert corrected["revision"] == 2 and corrected["sent"] == ["metrics", "sns"]
+    assert Decimal(corrected["report"]["total"]["cost_usd"]) == first_cost + late
+    [message] = received(sqs, queue)
+    assert "corrected (revision 2)" in message
+    # AND CloudWatch's Sum for the day is the corrected value, not both revisions added up
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+    stats = cloudwatch.get_metric_statistics(
+        Namespace="Pennyworth",
+        MetricName="Requests",
+        Dimensions=[{"Name": "Model", "Value": "nova-micro"}],
+        StartTime=datetime(2026, 11, 25, tzinfo=UTC),
+        EndTime=datetime(2026, 11, 26, tzinfo=UTC),
+        Period=86400,
+        Statistics=["Sum"],
+    )["Datapoints"]
+    assert [point["Sum"] for point in stats] == [3.0]
+    assert reports.stored(DAY)["revision"] == 2 and reports.run(DAY)["sent"] == []
+
+
+def test_a_forced_rerun_waits_for_a_run_in_progress(usage_table, keys_table, inbox) -> None:
+    topic, _, _ = inbox
+    reports = service(usage_table, keys_table, topic)
+    usage_table.put_item(
+        Item={
+            "pk": f"REPORT#{DAY}",
+            "sk": "DAILY",
+            "status": "running",
+            "revision": 1,
+            "report": "{}",
+            "lease_until": "2026-11-26T06:05:00Z",
+            "steps": {},
+        }
+    )
+    with pytest.raises(errors.Conflict):
+        reports.run(DAY, force=True)
+
+
+def test_capped_bills_are_flagged_in_the_report(usage_table, keys_table, inbox) -> None:
+    topic, _, _ = inbox
+    usage_table.put_item(
+        Item={
+            "pk": "AGG#ALL",
+            "sk": f"DAY#{DAY}",
+            "gsi1pk": f"DAY#{DAY}",
+            "gsi1sk": "ALL",
+            "type": "aggregate",
+            "requests": 3,
+            "cost": Decimal("0.3"),
+            "capped_requests": 1,
+            "capped_usd": Decimal("0.125"),
+        }
+    )
+    messages = [a["message"] for a in service(usage_table, keys_table, topic).build(DAY)["alerts"]]
+    assert any("1 request(s) used more than admission reserved" in m and "$0.125" in m for m in messages)
 
 
 def test_absolute_threshold_and_owner_budget(usage_table, keys_table, inbox) -> None:

@@ -19,7 +19,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = ROOT / "chalicelib" / "catalog" / "catalog.json"
-POLICY_FILES = {"api_handler": "policy-api.json", "daily_cost_report": "policy-report.json"}
+POLICY_FILES = {
+    "api_handler": "policy-api.json",
+    "daily_cost_report": "policy-report.json",
+    "ledger_aggregator": "policy-aggregator.json",
+}
 
 #: Regions a cross-region inference profile may route a request to, by profile prefix. Bedrock
 #: authorises the profile ARN *and* the foundation model in the destination region, so each
@@ -103,11 +107,13 @@ def api_policy(catalog_path: Path = CATALOG) -> Document:
                 ["GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "Query", "Scan", "BatchGetItem"],
                 ("by-owner",),
             ),
-            # Usage: ledger transactions, reservations, rate counters, aggregates, owner budgets.
+            # Usage: ledger entries and release records (conditional puts), admission's conditional
+            # updates, aggregates read, owner budgets, reports on demand. No transactions: the
+            # aggregates are written by the ledger aggregator.
             _table(
                 "UsageTable",
                 "UsageTable",
-                ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query", "BatchGetItem"],
+                ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchGetItem"],
                 ("by-period",),
             ),
             # Audit: append-only events (single and batched), reads per key and per day.
@@ -168,9 +174,45 @@ def report_policy() -> Document:
     }
 
 
+def aggregator_policy() -> Document:
+    """The ledger aggregator: read the usage table's stream, update aggregates and shard markers."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            _logs("LedgerAggregatorLogGroup"),
+            # Markers are read with GetItem; aggregates and markers change in TransactWriteItems of
+            # Updates (authorised per item as UpdateItem), rate corrections are single UpdateItems.
+            _table("UsageTable", "UsageTable", ["GetItem", "UpdateItem"]),
+            {
+                # What the event source mapping reads, with the function's role: this table's stream only.
+                "Sid": "ReadUsageStream",
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:DescribeStream",
+                    "dynamodb:GetRecords",
+                    "dynamodb:GetShardIterator",
+                    "dynamodb:ListStreams",
+                ],
+                "Resource": [getatt("UsageTable", "StreamArn")],
+            },
+            {
+                # The event source mapping's failure destination: batches whose records expired unapplied.
+                "Sid": "ReportExpiredBatches",
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage"],
+                "Resource": getatt("LedgerAggregatorFailures"),
+            },
+        ],
+    }
+
+
 def render() -> dict[str, Document]:
     """Policy file name → document."""
-    return {POLICY_FILES["api_handler"]: api_policy(), POLICY_FILES["daily_cost_report"]: report_policy()}
+    return {
+        POLICY_FILES["api_handler"]: api_policy(),
+        POLICY_FILES["daily_cost_report"]: report_policy(),
+        POLICY_FILES["ledger_aggregator"]: aggregator_policy(),
+    }
 
 
 def write(directory: Path = ROOT / ".chalice") -> None:

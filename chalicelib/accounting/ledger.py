@@ -1,39 +1,76 @@
-"""The usage ledger: one exact entry per billed request, plus running aggregates.
+"""The usage ledger: one exact entry per billed request; aggregates built from the entries.
 
-Every billed request becomes one DynamoDB transaction: a ``Put`` of the ledger
-entry (conditional on its absence, so a replay never double-counts) and atomic
-``ADD`` updates of the aggregates per key, owner, model and overall, per day and
-per month. Because entry and aggregates commit together, the sum of the
-entries equals the aggregates exactly. Money is ``Decimal`` end to end.
+**Write path (the request).** Billing a request is one conditional ``PutItem``
+of its entry (conditional on its absence, so a replay never double-counts).
+Giving back a reservation for a call that produced nothing is one conditional
+``PutItem`` of a *release* record. Nothing else is written on the request
+path: no transaction, and no item every request shares.
+
+**Aggregates.** The usage table's stream feeds the aggregator
+(``chalicelib/accounting/aggregator.py``), which sums each batch of new
+entries and releases and applies one ``ADD`` per aggregate item per batch,
+exactly once, in transactions that also advance a per-shard marker. So the
+aggregates equal the sum of the entries, trailing them by the stream's delay
+(see docs/accounting.md). Money is ``Decimal`` end to end.
 
 Table layout (``usage`` table, see ``infra/template.json``)::
 
     pk=KEY#<key_id>               sk=REQ#<time>#<request_id>   ledger entry
-    pk=AGG#KEY#<key_id>           sk=DAY#2026-11-26            aggregate
-    pk=AGG#OWNER#<sub> / AGG#MODEL#<alias> / AGG#ALL   sk=DAY#… or MONTH#2026-11
-    GSI ``by-period``: gsi1pk=LEDGER#<day> (entries) or <sk> of aggregates,
-    gsi1sk=<time>#<request_id> or the aggregate's pk.
+    pk=KEY#<key_id>               sk=REL#<ticket_id>           reservation given back
+    pk=AGG#KEY#<key_id>           sk=DAY#2026-11-26            aggregate (+ GSI by-period: gsi1pk=DAY#…)
+    pk=AGG#KEY#<key_id>           sk=MONTH#2026-11             aggregate, ``committed`` (budget), rate window
+    pk=AGG#OWNER#<sub> / AGG#MODEL#<alias> / AGG#ALL   sk=DAY#… or MONTH#…
+    pk=STREAM#<shard_id>          sk=MARK                      the aggregator's position in a shard
+
+Entries written before the stream design (no ``aggregation`` attribute) were
+aggregated when they were written; the aggregator ignores them, and every
+aggregate they produced is read as it is (no migration).
 """
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from chalicelib.accounting.calls import Attempts, error_code
 from chalicelib.catalog.catalog import Prices
+from chalicelib.dynamodb import dynamo_number
 from chalicelib.keys.store import isoformat
 from chalicelib.observability import logger
 
 #: Marker of the structured log line written when an entry cannot be stored;
 #: ``pennyworth ledger reconcile`` replays lines carrying it.
 UNRECORDED_EVENT = "usage_unrecorded"
+#: Marker of the log line written when a bill is capped at what admission reserved.
+CAPPED_EVENT = "usage_capped"
+#: Value of the ``aggregation`` attribute on items the aggregator sums (the stream filter matches it).
+STREAM_AGGREGATION = "stream"
 USAGE_GROUPS = ("key", "owner", "model", "day")
-_COUNTERS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+COUNTERS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+_COUNTERS = COUNTERS  # compatibility: older imports
+#: Release records are bookkeeping, not history: DynamoDB's TTL removes them after this.
+RELEASE_TTL_SECONDS = 40 * 24 * 3600
+
+__all__ = [
+    "CAPPED_EVENT",
+    "COUNTERS",
+    "STREAM_AGGREGATION",
+    "UNRECORDED_EVENT",
+    "USAGE_GROUPS",
+    "Ledger",
+    "Release",
+    "TokenUsage",
+    "UsageEntry",
+    "aggregate_scopes",
+    "compute_cost",
+    "dynamo_number",
+    "new_entry",
+    "query_all",
+    "usd",
+]
 
 
 @dataclass(frozen=True)
@@ -76,9 +113,18 @@ class UsageEntry:
     latency_ms: int
     status: str
     timestamp: str
-    #: What admission reserved on the key's and owner's month (released as this entry is billed).
+    #: What admission reserved on the key's and owner's month (released as this entry is aggregated).
     reserved_key_usd: Decimal = Decimal(0)
     reserved_owner_usd: Decimal = Decimal(0)
+    #: The month admission reserved in (``YYYY-MM``): its reservation is given back there, whenever
+    #: the entry is billed. Empty: the entry's own month (entries from before this field existed).
+    budget_month: str = ""
+    #: The rate-limit window admission counted ``counted_tokens`` in (epoch seconds), if any.
+    rate_window: int | None = None
+    counted_tokens: int = 0
+    #: True when ``cost`` was capped at the reservation; ``usage_cost`` is then what the usage costs.
+    capped: bool = False
+    usage_cost: Decimal | None = None
 
     @property
     def day(self) -> str:
@@ -88,22 +134,56 @@ class UsageEntry:
     def month(self) -> str:
         return self.timestamp[:7]
 
+    @property
+    def reservation_month(self) -> str:
+        """The month whose ``committed`` this entry's reservation and cost belong to."""
+        return self.budget_month or self.month
+
     def to_json(self) -> dict[str, Any]:
-        """A JSON-safe dict (cost as a string, never a float): the reconcile format."""
+        """A JSON-safe dict (money as strings, never a float): the reconcile format."""
         data = asdict(self)
-        for name in ("cost", "reserved_key_usd", "reserved_owner_usd"):
-            data[name] = str(data[name])
+        for name in ("cost", "reserved_key_usd", "reserved_owner_usd", "usage_cost"):
+            if data[name] is not None:
+                data[name] = str(data[name])
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UsageEntry:
-        """Inverse of ``to_json``."""
-        fields = dict(data)
-        fields["usage"] = TokenUsage(**fields["usage"])
-        for name in ("cost", "reserved_key_usd", "reserved_owner_usd"):
-            if name in fields:
-                fields[name] = Decimal(str(fields[name]))
-        return cls(**fields)
+        """Inverse of ``to_json`` (trusting its input: ``reconcile.parse_line`` validates first)."""
+        values = dict(data)
+        values["usage"] = TokenUsage(**values["usage"])
+        for name in ("cost", "reserved_key_usd", "reserved_owner_usd", "usage_cost"):
+            if values.get(name) is not None:
+                values[name] = Decimal(str(values[name]))
+        return cls(**values)
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> UsageEntry:
+        """An entry from its stored item (boto3 resource form)."""
+        names = {f.name for f in fields(cls)} - {"usage"}
+        values: dict[str, Any] = {name: item[name] for name in names if name in item}
+        values["usage"] = TokenUsage(**{name: int(item.get(name, 0)) for name in COUNTERS if name != "requests"})
+        for name in ("latency_ms", "counted_tokens"):
+            if name in values:
+                values[name] = int(values[name])
+        if values.get("rate_window") is not None:
+            values["rate_window"] = int(values["rate_window"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Release:
+    """A reservation given back: the call it was made for produced nothing billable."""
+
+    ticket_id: str
+    key_id: str
+    owner_sub: str
+    budget_month: str
+    reserved_key_usd: Decimal
+    reserved_owner_usd: Decimal
+    rate_window: int | None
+    counted_tokens: int
+    timestamp: str
 
 
 def new_entry(
@@ -121,8 +201,14 @@ def new_entry(
     at: datetime,
     reserved_key_usd: Decimal = Decimal(0),
     reserved_owner_usd: Decimal = Decimal(0),
+    budget_month: str = "",
+    rate_window: int | None = None,
+    counted_tokens: int = 0,
+    cap: Decimal | None = None,
 ) -> UsageEntry:
-    """Build an entry, pricing it exactly."""
+    """Build an entry, pricing it exactly; with ``cap``, the cost billed is at most ``cap`` (and flagged)."""
+    cost = compute_cost(prices, usage)
+    capped = cap is not None and cost > cap
     return UsageEntry(
         request_id=request_id,
         key_id=key_id,
@@ -131,58 +217,158 @@ def new_entry(
         bedrock_model_id=bedrock_model_id,
         operation=operation,
         usage=usage,
-        cost=compute_cost(prices, usage),
+        cost=cap if capped and cap is not None else cost,
         latency_ms=latency_ms,
         status=status,
         timestamp=isoformat(at),
         reserved_key_usd=reserved_key_usd,
         reserved_owner_usd=reserved_owner_usd,
+        budget_month=budget_month,
+        rate_window=rate_window,
+        counted_tokens=counted_tokens,
+        capped=capped,
+        usage_cost=cost if capped else None,
     )
 
 
-class Ledger:
-    """Writes and reads the usage table. Takes a boto3 DynamoDB ``Table`` resource."""
+def entry_item(entry: UsageEntry) -> dict[str, Any]:
+    """The stored item of an entry (boto3 resource form)."""
+    data: dict[str, Any] = {}
+    for name, value in asdict(entry).items():
+        if name == "usage" or value is None or (name in ("capped",) and not value):
+            continue
+        data[name] = dynamo_number(value) if isinstance(value, Decimal) else value
+    data.update(asdict(entry.usage))
+    if not entry.rate_window:
+        data.pop("counted_tokens", None)
+    if not entry.budget_month:
+        data.pop("budget_month", None)
+    return {
+        "pk": f"KEY#{entry.key_id}",
+        "sk": f"REQ#{entry.timestamp}#{entry.request_id}",
+        "type": "entry",
+        "aggregation": STREAM_AGGREGATION,
+        **data,
+    }
 
-    def __init__(self, table: Any, *, attempts: int = 3, backoff_seconds: float = 0.05) -> None:
+
+def release_item(release: Release, *, now: float) -> dict[str, Any]:
+    """The stored item of a release record (expires ``RELEASE_TTL_SECONDS`` after ``now``)."""
+    item: dict[str, Any] = {
+        "pk": f"KEY#{release.key_id}",
+        "sk": f"REL#{release.ticket_id}",
+        "type": "release",
+        "aggregation": STREAM_AGGREGATION,
+        "ticket_id": release.ticket_id,
+        "key_id": release.key_id,
+        "owner_sub": release.owner_sub,
+        "budget_month": release.budget_month,
+        "reserved_key_usd": dynamo_number(release.reserved_key_usd),
+        "reserved_owner_usd": dynamo_number(release.reserved_owner_usd),
+        "timestamp": release.timestamp,
+        "ttl": int(now) + RELEASE_TTL_SECONDS,
+    }
+    if release.rate_window is not None:
+        item["rate_window"] = release.rate_window
+        item["counted_tokens"] = release.counted_tokens
+    return item
+
+
+class Ledger:
+    """Writes and reads the usage table. Takes a boto3 DynamoDB ``Table`` resource.
+
+    Parameters
+    ----------
+    table
+        The usage table (a boto3 ``Table`` resource).
+    attempts
+        Retry policy and its clock (``chalicelib.accounting.calls.Attempts``).
+    deadline_seconds
+        How long one write may take, retries included, when the caller gives no deadline.
+    """
+
+    def __init__(
+        self,
+        table: Any,
+        *,
+        attempts: Attempts | int | None = None,
+        deadline_seconds: float = 2.5,
+        backoff_seconds: float | None = None,
+    ) -> None:
         self._table = table
         self._client = table.meta.client
-        self._attempts = attempts
-        self._backoff = backoff_seconds
+        if not isinstance(attempts, Attempts):
+            attempts = Attempts()
+        if backoff_seconds is not None:
+            attempts.backoff_seconds = backoff_seconds
+        self.attempts = attempts
+        self._deadline_seconds = deadline_seconds
 
     @property
     def table(self) -> Any:
-        """The usage table (``Meter`` keeps its counters and reservations beside the ledger)."""
+        """The usage table (``Meter`` keeps its reservations beside the ledger)."""
         return self._table
 
-    def record(self, entry: UsageEntry) -> bool:
-        """Store ``entry`` and its aggregates atomically; True once stored.
+    def deadline(self, deadline: float | None = None) -> float:
+        """``deadline`` (Unix seconds), or now plus the default budget of one ledger operation."""
+        return deadline if deadline is not None else self.attempts.timer() + self._deadline_seconds
 
-        A replay of an already stored entry is a no-op that returns True. When
-        DynamoDB keeps failing, the entry is logged as one structured line
-        (``UNRECORDED_EVENT``) for ``pennyworth ledger reconcile`` and False is
-        returned: usage is never silently dropped, and the caller's answer is
-        not withheld because bookkeeping failed.
+    def call(self, fn: Callable[[], Any], *, deadline: float | None = None) -> Any:
+        """``fn()`` under the ledger's retry policy and ``deadline``."""
+        return self.attempts.call(fn, deadline=self.deadline(deadline))
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def record(self, entry: UsageEntry, *, deadline: float | None = None) -> bool:
+        """Store ``entry``; True once stored (a replay of a stored entry is a no-op that returns True).
+
+        When DynamoDB keeps failing until ``deadline``, the entry is logged as one
+        structured line (``UNRECORDED_EVENT``) for ``pennyworth ledger reconcile``
+        and False is returned: usage is never silently dropped, and the caller's
+        answer is not withheld because bookkeeping failed.
         """
+        item = entry_item(entry)
+        stored = self._put_once(item, deadline)
+        if stored is not True:
+            logger.error(
+                "usage could not be stored; replay with 'pennyworth ledger reconcile'",
+                extra={"event": UNRECORDED_EVENT, "entry": entry.to_json(), "reason": stored},
+            )
+            return False
+        return True
+
+    def record_release(self, release: Release, *, deadline: float | None = None) -> bool:
+        """Store a release record (idempotent per ticket); False, logged, when DynamoDB keeps failing.
+
+        A release that is never stored leaves its reservation in place: the
+        budget is under-used until the month ends, never overrun.
+        """
+        stored = self._put_once(release_item(release, now=self.attempts.timer()), deadline)
+        if stored is not True:
+            logger.warning(
+                "reservation not released",
+                extra={"event": "reservation_unreleased", "ticket_id": release.ticket_id, "reason": stored},
+            )
+            return False
+        return True
+
+    def _put_once(self, item: dict[str, Any], deadline: float | None) -> bool | str:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        items = self._transaction(entry)
-        for attempt in range(1, self._attempts + 1):
-            try:
-                self._client.transact_write_items(TransactItems=items)
-                return True
-            except ClientError as exc:
-                if _is_duplicate(exc):
-                    return True
-                error = exc
-            except BotoCoreError as exc:
-                error = exc
-            if attempt < self._attempts:
-                time.sleep(self._backoff * 2 ** (attempt - 1))
-        logger.error(
-            "usage could not be stored; replay with 'pennyworth ledger reconcile'",
-            extra={"event": UNRECORDED_EVENT, "entry": entry.to_json(), "reason": str(error)},
-        )
-        return False
+        def put() -> None:
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+
+        try:
+            self.call(put, deadline=deadline)
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return True  # already stored: this is a replay
+            return str(exc)
+        except BotoCoreError as exc:
+            return str(exc)
+        return True
+
+    # -- reading ----------------------------------------------------------------------------
 
     def entries_for_key(self, key_id: str) -> list[dict[str, Any]]:
         """Every ledger entry of one key, oldest first (tests and exports)."""
@@ -194,12 +380,16 @@ class Ledger:
 
     def aggregate(self, scope: str, period: str) -> dict[str, Any]:
         """One aggregate item, e.g. ``("KEY#abc", "MONTH#2026-11")``; zeros when absent."""
-        item = self._table.get_item(Key={"pk": f"AGG#{scope}", "sk": period}, ConsistentRead=True).get("Item")
-        totals: dict[str, Any] = {name: 0 for name in _COUNTERS}
+        item = self.call(
+            lambda: self._table.get_item(Key={"pk": f"AGG#{scope}", "sk": period}, ConsistentRead=True)
+        ).get("Item")
+        totals: dict[str, Any] = {name: 0 for name in COUNTERS}
         totals["cost"] = Decimal(0)
         totals["committed"] = Decimal(0)
+        totals["capped_requests"] = 0
+        totals["capped_usd"] = Decimal(0)
         if item:
-            totals.update({k: item[k] for k in (*_COUNTERS, "cost", "committed") if k in item})
+            totals.update({k: item[k] for k in totals if k in item})
         return totals
 
     def usage(
@@ -219,11 +409,20 @@ class Ledger:
             raise ValueError(f"group_by must be one of {USAGE_GROUPS}")
         rows: dict[str, dict[str, Any]] = {}
         for group, item in self._usage_items(first, last, group_by, key_ids):
-            row = rows.setdefault(group, {"group": group, **{name: 0 for name in _COUNTERS}, "cost": Decimal(0)})
-            for name in (*_COUNTERS, "cost"):
+            row = rows.setdefault(group, {"group": group, **{name: 0 for name in COUNTERS}, "cost": Decimal(0)})
+            for name in (*COUNTERS, "cost"):
                 row[name] += item.get(name, 0)
         ordered = sorted(rows.values(), key=lambda r: r["group"])
         return ordered if group_by == "day" else sorted(ordered, key=lambda r: r["cost"], reverse=True)
+
+    def day_aggregates(self, day: date, prefix: str = "") -> list[dict[str, Any]]:
+        """Every aggregate of one day whose scope starts with ``prefix`` (one query on ``by-period``)."""
+        condition = "gsi1pk = :period" + (" AND begins_with(gsi1sk, :prefix)" if prefix else "")
+        values = {":period": f"DAY#{day}", **({":prefix": prefix} if prefix else {})}
+        items = query_all(
+            self._table, IndexName="by-period", KeyConditionExpression=condition, ExpressionAttributeValues=values
+        )
+        return [item for item in items if item.get("type") == "aggregate"]
 
     def _usage_items(
         self, first: date, last: date, group_by: str, key_ids: list[str] | None
@@ -233,14 +432,8 @@ class Ledger:
             prefix = {"key": "KEY#", "owner": "OWNER#", "model": "MODEL#", "day": "ALL"}[group_by]
             for n in range((last - first).days + 1):
                 day = first + timedelta(days=n)
-                for item in query_all(
-                    self._table,
-                    IndexName="by-period",
-                    KeyConditionExpression="gsi1pk = :period AND begins_with(gsi1sk, :prefix)",
-                    ExpressionAttributeValues={":period": f"DAY#{day}", ":prefix": prefix},
-                ):
-                    if item.get("type") == "aggregate":
-                        yield (day.isoformat() if group_by == "day" else item["gsi1sk"].split("#", 1)[1]), item
+                for item in self.day_aggregates(day, prefix):
+                    yield (day.isoformat() if group_by == "day" else item["gsi1sk"].split("#", 1)[1]), item
             return
         for key_id in key_ids:
             if group_by == "model":
@@ -259,66 +452,6 @@ class Ledger:
             ExpressionAttributeValues={":pk": pk, ":first": first, ":last": last},
         )
 
-    def _transaction(self, entry: UsageEntry) -> list[dict[str, Any]]:
-        # table.meta.client is the resource's client: it (de)serialises
-        # DynamoDB types itself, so plain Python values go in.
-        table = self._table.name
-        ledger_item = {
-            "pk": f"KEY#{entry.key_id}",
-            "sk": f"REQ#{entry.timestamp}#{entry.request_id}",
-            "gsi1pk": f"LEDGER#{entry.day}",
-            "gsi1sk": f"{entry.timestamp}#{entry.request_id}",
-            "type": "entry",
-            **_flatten(entry),
-        }
-        items: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": table,
-                    "Item": ledger_item,
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
-        ]
-        increments = {
-            ":requests": 1,
-            ":input_tokens": entry.usage.input_tokens,
-            ":output_tokens": entry.usage.output_tokens,
-            ":cache_read_tokens": entry.usage.cache_read_tokens,
-            ":cache_write_tokens": entry.usage.cache_write_tokens,
-            ":cost": dynamo_number(entry.cost),
-        }
-        # ``committed`` (= cost + outstanding reservations) is what budgets are
-        # checked against; billing swaps this request's reservation for its cost.
-        committed = {
-            f"KEY#{entry.key_id}": dynamo_number(entry.cost - entry.reserved_key_usd),
-            f"OWNER#{entry.owner_sub}": dynamo_number(entry.cost - entry.reserved_owner_usd),
-        }
-        for scope in aggregate_scopes(entry):
-            for period in (f"DAY#{entry.day}", f"MONTH#{entry.month}"):
-                values = dict(increments)
-                if period.startswith("MONTH#") and scope in committed:
-                    values[":committed"] = committed[scope]
-                items.append(
-                    {
-                        "Update": {
-                            "TableName": table,
-                            "Key": {"pk": f"AGG#{scope}", "sk": period},
-                            "UpdateExpression": "ADD "
-                            + ", ".join(f"{name[1:]} {name}" for name in values)
-                            + " SET gsi1pk = :period, gsi1sk = :scope, #type = :type",
-                            "ExpressionAttributeNames": {"#type": "type"},
-                            "ExpressionAttributeValues": {
-                                **values,
-                                ":period": period,
-                                ":scope": scope,
-                                ":type": "aggregate",
-                            },
-                        }
-                    }
-                )
-        return items
-
 
 def usd(value: Decimal | int | None) -> str | None:
     """Exact USD as a plain decimal string (never a float, never exponent notation)."""
@@ -327,39 +460,9 @@ def usd(value: Decimal | int | None) -> str | None:
     return format(Decimal(value).normalize(), "f") if value else "0"
 
 
-def dynamo_number(value: Decimal) -> Decimal:
-    """``value`` ready for DynamoDB: the same exact number, written so every implementation parses it."""
-    if not value:
-        return Decimal(0)  # not 0E-11
-    sign, digits, exponent = value.as_tuple()
-    if "E" in str(value) and len(digits) == 1:
-        # boto3 sends str(value), e.g. "2E-8". DynamoDB accepts it, but moto (our
-        # local DynamoDB) reads a number without a "." as an int and fails. "2.0E-8"
-        # is the same value and parses everywhere.
-        return Decimal((sign, (*digits, 0), int(exponent) - 1))
-    return value
-
-
 def aggregate_scopes(entry: UsageEntry) -> list[str]:
     """The aggregate rows an entry adds to."""
     return [f"KEY#{entry.key_id}", f"OWNER#{entry.owner_sub}", f"MODEL#{entry.model}", "ALL"]
-
-
-def _flatten(entry: UsageEntry) -> dict[str, Any]:
-    data = {k: dynamo_number(v) if isinstance(v, Decimal) else v for k, v in asdict(entry).items() if k != "usage"}
-    data.update(asdict(entry.usage))
-    return data
-
-
-def _is_duplicate(exc: Any) -> bool:
-    # The Put is first in the transaction: its ConditionalCheckFailed means the
-    # entry is already stored, so this is a replay (see ``record``).
-    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-        return False
-    reasons = exc.response.get("CancellationReasons") or []
-    if not reasons:
-        return "ConditionalCheckFailed" in str(exc)
-    return reasons[0].get("Code") == "ConditionalCheckFailed"
 
 
 def query_all(table: Any, **kwargs: Any) -> list[dict[str, Any]]:
@@ -374,13 +477,10 @@ def query_all(table: Any, **kwargs: Any) -> list[dict[str, Any]]:
 
 
 def parse_reconcile_lines(lines: list[str]) -> list[UsageEntry]:
-    """The entries in structured log lines marked ``UNRECORDED_EVENT`` (others skipped)."""
-    entries = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and record.get("event") == UNRECORDED_EVENT:
-            entries.append(UsageEntry.from_json(record["entry"]))
-    return entries
+    """The valid entries in structured log lines marked ``UNRECORDED_EVENT`` (everything else dropped).
+
+    ``chalicelib.accounting.reconcile.parse_lines`` says why each line was refused.
+    """
+    from chalicelib.accounting.reconcile import parse_lines
+
+    return list(parse_lines(lines).entries)

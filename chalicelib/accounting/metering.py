@@ -1,25 +1,35 @@
 """Metering: admit a request against its key's limits, then bill what it used.
 
-Every billed call, whatever the surface (OpenAI routes, MCP tools), goes
-``admit`` → call Bedrock → ``settle`` (or ``release`` when nothing was
-produced).
+Every billed call, whatever the surface (OpenAI routes, MCP tools, the
+streaming adapters), goes ``admit`` → call Bedrock → ``settle`` (or
+``release`` when nothing was produced). ``settle`` may come minutes after
+``admit`` (long streams).
 
-* **Rate limits** (per key, ``rpm_limit``/``tpm_limit``): a fixed one-minute
-  window counter per key, incremented with a conditional ``ADD``. A request
-  that would pass the limit is refused with 429, ``Retry-After`` and
-  OpenAI's ``x-ratelimit-*`` headers. Tokens are counted up front as the
-  prompt's upper bound plus ``max_tokens`` (when sent), then corrected to the
-  real count when the call is billed.
-* **Budgets** (per key and per owner, USD per calendar month, UTC): before
-  the call, the request's *worst-case* cost (prompt upper bound at the
-  dearest input price, plus ``max_tokens`` — or the model's maximum output —
-  at the output price) is reserved with a conditional ``ADD`` on the month's
-  ``committed`` total, which may not pass the budget. Billing swaps the
-  reservation for the real cost in the same transaction that writes the
-  ledger entry. So concurrent requests cannot overrun a budget: spend stays
-  at or below it, whatever the concurrency. The price is that a request is
-  refused when its worst case no longer fits, even if its real cost would.
+* **Rate limits** (per key, ``rpm_limit``/``tpm_limit``) and the **key's
+  budget** live on one item, the key's month aggregate (``AGG#KEY#<id>``,
+  ``MONTH#<yyyy-mm>``): a fixed one-minute window (``rate_window``,
+  ``rate_requests``, ``rate_tokens``) and ``committed`` (cost billed plus
+  reservations outstanding). Admission is one conditional ``UpdateItem`` of
+  that item: it counts the request and the prompt's upper bound plus
+  ``max_tokens`` in the window and reserves the request's worst-case cost,
+  all or nothing. The **owner's budget** is the same reservation on the
+  owner's month item; when a key has both, the two updates go out in parallel
+  and a refusal of either gives back what the other took (a release record).
+* **Billing** is one conditional ``PutItem`` of the ledger entry. The
+  aggregator (aggregator.py) later swaps the entry's reservation for its
+  cost in ``committed`` of the month it was reserved in, and corrects the
+  window's token count. Until then ``committed`` still holds the worst case:
+  a budget is never overrun, however many requests run at once; it is only
+  briefly under-used.
+* **The bill never passes what admission assumed**: when a key or owner
+  budget reserved a worst case, the billed cost is capped at it. A capped
+  entry says so (``capped``, ``usage_cost``), is logged (``usage_capped``),
+  and is counted in the aggregates (``capped_requests``, ``capped_usd``) so
+  the daily report can flag it.
 
+Round trips on the request path: none for a key without limits (the
+entry's ``PutItem`` only), one ``UpdateItem`` for a key with rate limits
+and/or a budget, two in parallel when its owner has a budget too.
 See docs/accounting.md.
 """
 
@@ -27,21 +37,56 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import Ledger, TokenUsage, UsageEntry, dynamo_number, new_entry, usd
+from chalicelib.accounting.calls import error_code
+from chalicelib.accounting.ledger import (
+    CAPPED_EVENT,
+    COUNTERS,
+    Ledger,
+    Release,
+    TokenUsage,
+    UsageEntry,
+    new_entry,
+    usd,
+)
 from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.dynamodb import dynamo_number
 from chalicelib.keys.store import KeyRecord, isoformat, utcnow
 from chalicelib.observability import logger
 
 WINDOW_SECONDS = 60
 #: Owner budgets are read at most this often per warm Lambda (they change rarely).
 OWNER_BUDGET_CACHE_SECONDS = 30
+#: Admission updates re-tried when the window rolled over under them (or a concurrent request rolled it).
+_WINDOW_ATTEMPTS = 4
+
+Parallel = Callable[[list[Callable[[], Any]]], list[Any]]
+_POOL: ThreadPoolExecutor | None = None
+
+
+def run_parallel[T](calls: list[Callable[[], T]]) -> list[T | BaseException]:
+    """Run ``calls`` at once (one alone runs inline); each result, or the exception it raised."""
+    global _POOL
+    if len(calls) == 1:
+        return [_capture(calls[0])]
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="meter")
+    return list(_POOL.map(_capture, calls))
+
+
+def _capture[T](call: Callable[[], T]) -> T | BaseException:
+    try:
+        return call()
+    except BaseException as exc:  # noqa: BLE001 - handed back to the caller, who re-raises
+        return exc
 
 
 @dataclass
@@ -54,22 +99,55 @@ class Ticket:
     reserved_owner_usd: Decimal = Decimal(0)
     counted_tokens: int = 0
     window: int | None = None
+    #: The month (UTC, ``YYYY-MM``) the reservation was made in: it is given back there.
     month: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    ticket_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    closed: UsageEntry | bool = False
+
+    @property
+    def reserved(self) -> Decimal | None:
+        """The worst case reserved against a budget (None when no budget reserved anything)."""
+        if self.reserved_key_usd or self.reserved_owner_usd:
+            return max(self.reserved_key_usd, self.reserved_owner_usd)
+        return None
 
 
 class Meter:
-    """Admission control and billing over the usage table."""
+    """Admission control and billing over the usage table.
 
-    def __init__(self, ledger: Ledger, clock: Callable[[], datetime] = utcnow) -> None:
+    ``clock`` gives the time of day (months, windows, timestamps); ``parallel``
+    runs admission's independent updates at once (the simulator injects its own).
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        parallel: Parallel = run_parallel,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._ledger = ledger
         self._table = ledger.table
         self._clock = clock
+        self._parallel = parallel
+        self._monotonic = monotonic
         self._owner_budgets: dict[str, tuple[float, Decimal | None]] = {}
+        #: The rate window this process last saw per key: the first request of a new minute starts it.
+        self._windows: dict[str, int] = {}
 
     # -- admission ---------------------------------------------------------------------------
 
-    def admit(self, key: KeyRecord, model: ModelEntry, *, input_tokens: int, max_output_tokens: int | None) -> Ticket:
+    def admit(
+        self,
+        key: KeyRecord,
+        model: ModelEntry,
+        *,
+        input_tokens: int,
+        max_output_tokens: int | None,
+        deadline: float | None = None,
+    ) -> Ticket:
         """Check rate limits and reserve the worst-case cost against the budgets.
 
         Raises
@@ -78,118 +156,167 @@ class Meter:
             The key's requests or tokens per minute would be exceeded.
         QuotaExceeded
             The key's or its owner's monthly budget cannot cover the worst case.
+        ServiceUnavailable
+            DynamoDB did not answer in time (nothing was reserved, or it was given back).
         """
         now = self._clock()
+        deadline = self._ledger.deadline(deadline)
         ticket = Ticket(key=key, model=model, month=now.strftime("%Y-%m"))
-        if key.rpm_limit or key.tpm_limit:
-            self._count(ticket, now, input_tokens + (max_output_tokens or 0))
-        worst = worst_case_cost(model, input_tokens, max_output_tokens)
-        owner_budget = self.owner_budget(key.owner_sub)
-        reservations = []
-        if key.monthly_budget_usd is not None:
-            reservations.append(("KEY", f"KEY#{key.key_id}", key.monthly_budget_usd))
-        if owner_budget is not None:
-            reservations.append(("OWNER", f"OWNER#{key.owner_sub}", owner_budget))
-        if reservations:
-            self._reserve(ticket, reservations, worst)
-        return ticket
-
-    def _count(self, ticket: Ticket, now: datetime, tokens: int) -> None:
-        key = ticket.key
+        tokens = input_tokens + (max_output_tokens or 0)
         window = int(now.timestamp()) // WINDOW_SECONDS * WINDOW_SECONDS
         reset = max(1, window + WINDOW_SECONDS - int(now.timestamp()))
-        conditions, values = [], {":one": 1, ":tokens": tokens, ":ttl": window + 3 * WINDOW_SECONDS}
-        if key.rpm_limit:
-            conditions.append("(attribute_not_exists(requests) OR requests < :rpm)")
-            values[":rpm"] = key.rpm_limit
-        if key.tpm_limit:
-            if tokens > key.tpm_limit:
-                raise errors.RateLimited(
-                    f"Request too large: it may use up to {tokens} tokens, and this key is limited to "
-                    f"{key.tpm_limit} tokens per minute. Send fewer tokens or a smaller max_tokens.",
-                    code="tokens_exceeded",
-                    headers=_limit_headers(key, None, None, reset),
+        if key.tpm_limit and tokens > key.tpm_limit:
+            raise errors.RateLimited(
+                f"Request too large: it may use up to {tokens} tokens, and this key is limited to "
+                f"{key.tpm_limit} tokens per minute. Send fewer tokens or a smaller max_tokens.",
+                code="tokens_exceeded",
+                headers=_limit_headers(key, None, None, reset),
+            )
+        worst = worst_case_cost(model, input_tokens, max_output_tokens)
+        try:
+            owner_budget = self.owner_budget(key.owner_sub)
+        except Exception as exc:  # noqa: BLE001 - botocore errors: DynamoDB unavailable
+            raise _unavailable(exc) from exc
+        # A worst case above the whole budget would pass the conditional update on a month's first request.
+        if key.monthly_budget_usd is not None and worst > key.monthly_budget_usd:
+            raise self._quota_error("KEY", key.monthly_budget_usd, ticket, worst)
+        if owner_budget is not None and worst > owner_budget:
+            raise self._quota_error("OWNER", owner_budget, ticket, worst)
+        calls: list[Callable[[], Any]] = []
+        if key.rpm_limit or key.tpm_limit or key.monthly_budget_usd is not None:
+            calls.append(lambda: self._admit_key(ticket, window, reset, tokens, worst, deadline))
+        if owner_budget is not None:
+            calls.append(lambda: self._reserve_owner(ticket, owner_budget, worst, deadline))
+        if not calls:
+            return ticket
+        failures = [r for r in self._parallel(calls) if isinstance(r, BaseException)]
+        if failures:
+            self.release(ticket, deadline=deadline)  # whatever the other update took
+            refusal = next((f for f in failures if isinstance(f, errors.AppError)), None)
+            if refusal is not None:
+                raise refusal
+            raise _unavailable(failures[0]) from failures[0]
+        return ticket
+
+    def _admit_key(self, ticket: Ticket, window: int, reset: int, tokens: int, worst: Decimal, deadline: float) -> None:
+        """One conditional update of the key's month item: rate window and key budget together."""
+        key = ticket.key
+        limited = bool(key.rpm_limit or key.tpm_limit)
+        budget = key.monthly_budget_usd
+        new_window = limited and self._windows.get(key.key_id, 0) < window
+        for _ in range(_WINDOW_ATTEMPTS):
+            adds, sets, conditions = [], [], []
+            values: dict[str, Any] = {}
+            if budget is not None:
+                adds.append("committed :worst")
+                conditions.append("(attribute_not_exists(committed) OR committed <= :room)")
+                values.update({":worst": dynamo_number(worst), ":room": dynamo_number(budget - worst)})
+            if limited:
+                values.update({":w": window, ":one": 1, ":tokens": tokens})
+                if new_window:
+                    sets.append("rate_window = :w, rate_requests = :one, rate_tokens = :tokens")
+                    conditions.append("(attribute_not_exists(rate_window) OR rate_window < :w)")
+                else:
+                    adds.append("rate_requests :one, rate_tokens :tokens")
+                    conditions.append("rate_window = :w")
+                    if key.rpm_limit:
+                        conditions.append("rate_requests < :rpm")
+                        values[":rpm"] = key.rpm_limit
+                    if key.tpm_limit:
+                        conditions.append("rate_tokens <= :troom")
+                        values[":troom"] = key.tpm_limit - tokens
+            parts = [("ADD " + ", ".join(adds)) if adds else "", ("SET " + ", ".join(sets)) if sets else ""]
+            expression = " ".join(part for part in parts if part)
+            try:
+                attributes = self._update(
+                    f"KEY#{key.key_id}", ticket.month, expression, " AND ".join(conditions), values, deadline
                 )
-            conditions.append("(attribute_not_exists(tokens) OR tokens <= :room)")
-            values[":room"] = key.tpm_limit - tokens
+            except _Refused as refused:
+                old = refused.item
+                if limited:
+                    stored = int(old.get("rate_window", 0))
+                    window_held = stored < window if new_window else stored == window
+                    if not window_held:
+                        # Not the window we assumed: start ours, join the one a concurrent request
+                        # started, or count in a later one another Lambda's clock already started.
+                        new_window = stored < window
+                        window = max(window, stored)
+                        continue
+                    if not new_window and key.rpm_limit and int(old.get("rate_requests", 0)) >= key.rpm_limit:
+                        raise self._rate_error(key, reset) from None
+                    if not new_window and key.tpm_limit and int(old.get("rate_tokens", 0)) > key.tpm_limit - tokens:
+                        raise self._rate_error(key, reset) from None
+                if budget is not None and Decimal(old.get("committed", 0)) > budget - worst:
+                    raise self._quota_error("KEY", budget, ticket, worst) from None
+                continue  # the item changed between the check and our read: try again
+            if budget is not None:
+                ticket.reserved_key_usd = worst
+            if limited:
+                self._windows[key.key_id] = window
+                ticket.window = window
+                ticket.counted_tokens = tokens
+                counted = (int(attributes.get("rate_requests", 1)), int(attributes.get("rate_tokens", tokens)))
+                ticket.headers.update(_limit_headers(key, *counted, reset))
+            return
+        raise self._rate_error(key, reset)  # the window kept moving under us: ask the caller to retry
+
+    def _reserve_owner(self, ticket: Ticket, budget: Decimal, worst: Decimal, deadline: float) -> None:
+        try:
+            self._update(
+                f"OWNER#{ticket.key.owner_sub}",
+                ticket.month,
+                "ADD committed :worst",
+                "attribute_not_exists(committed) OR committed <= :room",
+                {":worst": dynamo_number(worst), ":room": dynamo_number(budget - worst)},
+                deadline,
+            )
+        except _Refused:
+            raise self._quota_error("OWNER", budget, ticket, worst) from None
+        ticket.reserved_owner_usd = worst
+
+    def _update(
+        self, scope: str, month: str, expression: str, condition: str, values: dict[str, Any], deadline: float
+    ) -> dict[str, Any]:
+        from boto3.dynamodb.types import TypeDeserializer
         from botocore.exceptions import ClientError
 
-        try:
-            counts = self._table.update_item(
-                Key={"pk": f"RATE#{key.key_id}", "sk": str(window)},
-                UpdateExpression="ADD requests :one, tokens :tokens SET #ttl = :ttl",
-                ConditionExpression=" AND ".join(conditions),
-                ExpressionAttributeNames={"#ttl": "ttl"},
+        def update() -> dict[str, Any]:
+            return self._table.update_item(
+                Key={"pk": f"AGG#{scope}", "sk": f"MONTH#{month}"},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
                 ExpressionAttributeValues=values,
                 ReturnValues="UPDATED_NEW",
-            )["Attributes"]
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            raise errors.RateLimited(
-                f"Rate limit reached for this key ({_describe_limits(key)}). Retry in {reset} s.",
-                retry_after=reset,
-                code="rate_limit_exceeded",
-                headers=_limit_headers(key, None, None, reset),
-            ) from None
-        ticket.window = window
-        ticket.counted_tokens = tokens
-        ticket.headers.update(_limit_headers(key, int(counts["requests"]), int(counts["tokens"]), reset))
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
 
-    def _reserve(self, ticket: Ticket, reservations: list[tuple[str, str, Decimal]], worst: Decimal) -> None:
-        from botocore.exceptions import ClientError
-
-        for kind, scope, budget in reservations:
-            if worst > budget:  # would pass the check below on a month's first request
-                raise self._quota_error(kind, scope, budget, ticket, worst)
-        period = f"MONTH#{ticket.month}"
-        updates = [
-            {
-                "TableName": self._table.name,
-                "Key": {"pk": f"AGG#{scope}", "sk": period},
-                "UpdateExpression": "ADD committed :worst SET gsi1pk = :period, gsi1sk = :scope, #type = :type",
-                "ConditionExpression": "attribute_not_exists(committed) OR committed <= :room",
-                "ExpressionAttributeNames": {"#type": "type"},
-                "ExpressionAttributeValues": {
-                    ":worst": dynamo_number(worst),
-                    ":room": dynamo_number(budget - worst),
-                    ":period": period,
-                    ":scope": scope,
-                    ":type": "aggregate",
-                },
-            }
-            for _, scope, budget in reservations
-        ]
         try:
-            if len(updates) == 1:
-                self._table.update_item(**{k: v for k, v in updates[0].items() if k != "TableName"})
-            else:
-                self._table.meta.client.transact_write_items(TransactItems=[{"Update": u} for u in updates])
+            return self._ledger.call(update, deadline=deadline).get("Attributes", {})
         except ClientError as exc:
-            code = exc.response["Error"]["Code"]
-            if code == "ConditionalCheckFailedException":
-                failed = 0
-            elif code == "TransactionCanceledException":
-                reasons = exc.response.get("CancellationReasons") or []
-                failed = next((i for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"), -1)
-                if failed < 0:
-                    raise
-            else:
+            if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            kind, scope, budget = reservations[failed]
-            raise self._quota_error(kind, scope, budget, ticket, worst) from None
-        for kind, _, _ in reservations:
-            if kind == "KEY":
-                ticket.reserved_key_usd = worst
-            else:
-                ticket.reserved_owner_usd = worst
+            typed = exc.response.get("Item") or {}
+            raise _Refused(TypeDeserializer().deserialize({"M": typed}) if typed else {}) from None
 
-    def _quota_error(self, kind: str, scope: str, budget: Decimal, ticket: Ticket, worst: Decimal) -> errors.AppError:
-        spent = self._ledger.aggregate(scope, f"MONTH#{ticket.month}")["cost"]
+    def _rate_error(self, key: KeyRecord, reset: int) -> errors.AppError:
+        return errors.RateLimited(
+            f"Rate limit reached for this key ({_describe_limits(key)}). Retry in {reset} s.",
+            retry_after=reset,
+            code="rate_limit_exceeded",
+            headers=_limit_headers(key, None, None, reset),
+        )
+
+    def _quota_error(self, kind: str, budget: Decimal, ticket: Ticket, worst: Decimal) -> errors.AppError:
+        scope = f"KEY#{ticket.key.key_id}" if kind == "KEY" else f"OWNER#{ticket.key.owner_sub}"
+        try:
+            spent = usd(self._ledger.aggregate(scope, f"MONTH#{ticket.month}")["cost"])
+            so_far = f"spent ${spent}; "
+        except Exception:  # noqa: BLE001 - the refusal stands without the figure
+            so_far = ""
         whose = "This API key's" if kind == "KEY" else "Your (the key owner's)"
         return errors.QuotaExceeded(
             f"{whose} monthly budget of ${usd(budget)} for {ticket.month} cannot cover this request "
-            f"(spent ${usd(spent)}; this request may cost up to ${usd(worst)}). "
+            f"({so_far}this request may cost up to ${usd(worst)}). "
             "Lower max_tokens, or ask an admin to raise the budget.",
             headers=dict(ticket.headers),
         )
@@ -205,8 +332,16 @@ class Meter:
         usage: TokenUsage,
         latency_ms: int,
         status: str,
+        deadline: float | None = None,
     ) -> UsageEntry:
-        """Bill the actual usage, releasing the reservation in the same transaction."""
+        """Bill the actual usage (capped at the reservation, if one was made): one conditional ``PutItem``.
+
+        The returned entry's ``cost`` is exactly what the ledger stores. If
+        DynamoDB cannot take it before ``deadline``, the entry is logged for
+        ``pennyworth ledger reconcile`` and still returned.
+        """
+        if isinstance(ticket.closed, UsageEntry):
+            return ticket.closed  # billed already: never twice
         entry = new_entry(
             request_id=request_id,
             key_id=ticket.key.key_id,
@@ -221,67 +356,68 @@ class Meter:
             at=self._clock(),
             reserved_key_usd=ticket.reserved_key_usd,
             reserved_owner_usd=ticket.reserved_owner_usd,
+            budget_month=ticket.month,
+            rate_window=ticket.window,
+            counted_tokens=ticket.counted_tokens,
+            cap=ticket.reserved,
         )
-        self._ledger.record(entry)
-        if ticket.window is not None and ticket.key.tpm_limit:
-            used = usage.prompt_tokens + usage.output_tokens
-            self._adjust_window(ticket, tokens=used - ticket.counted_tokens)
+        if entry.capped:
+            logger.warning(
+                "bill capped at the reservation admission made",
+                extra={
+                    "event": CAPPED_EVENT,
+                    "request_id": request_id,
+                    "key_id": entry.key_id,
+                    "model": entry.model,
+                    "billed_usd": str(entry.cost),
+                    "usage_usd": str(entry.usage_cost),
+                    "usage": entry.to_json()["usage"],
+                },
+            )
+        ticket.closed = entry
+        self._ledger.record(entry, deadline=deadline)
         ticket.headers["x-pennyworth-cost-usd"] = usd(entry.cost)
         return entry
 
-    def release(self, ticket: Ticket) -> None:
-        """Give back a reservation for a call that produced nothing billable.
+    def release(self, ticket: Ticket, *, deadline: float | None = None) -> None:
+        """Give back a reservation (and the tokens counted) for a call that produced nothing billable.
 
-        A failed release leaves the reservation in place: the budget is
-        under-used until the month ends, never overrun. It is logged.
+        One conditional ``PutItem`` of a release record; the aggregator applies
+        it. A release that cannot be stored is logged and leaves the
+        reservation in place: the budget is under-used, never overrun.
         """
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        releases = [
-            (f"KEY#{ticket.key.key_id}", ticket.reserved_key_usd),
-            (f"OWNER#{ticket.key.owner_sub}", ticket.reserved_owner_usd),
-        ]
-        for scope, amount in releases:
-            if not amount:
-                continue
-            try:
-                self._table.update_item(
-                    Key={"pk": f"AGG#{scope}", "sk": f"MONTH#{ticket.month}"},
-                    UpdateExpression="ADD committed :back",
-                    ExpressionAttributeValues={":back": dynamo_number(-amount)},
-                )
-            except (BotoCoreError, ClientError) as exc:
-                logger.warning(
-                    "reservation not released", extra={"scope": scope, "amount": str(amount), "reason": str(exc)}
-                )
-        if ticket.window is not None and ticket.counted_tokens and ticket.key.tpm_limit:
-            self._adjust_window(ticket, tokens=-ticket.counted_tokens)
-
-    def _adjust_window(self, ticket: Ticket, *, tokens: int) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        if not tokens:
+        if ticket.closed is not False:
             return
-        try:
-            self._table.update_item(
-                Key={"pk": f"RATE#{ticket.key.key_id}", "sk": str(ticket.window)},
-                UpdateExpression="ADD tokens :delta",
-                ExpressionAttributeValues={":delta": tokens},
-            )
-        except (BotoCoreError, ClientError) as exc:
-            # The window expires within a minute anyway; only the next requests' headroom is off.
-            logger.warning("rate window not adjusted", extra={"key_id": ticket.key.key_id, "reason": str(exc)})
+        ticket.closed = True
+        if not (ticket.reserved_key_usd or ticket.reserved_owner_usd or ticket.counted_tokens):
+            return
+        self._ledger.record_release(
+            Release(
+                ticket_id=ticket.ticket_id,
+                key_id=ticket.key.key_id,
+                owner_sub=ticket.key.owner_sub,
+                budget_month=ticket.month,
+                reserved_key_usd=ticket.reserved_key_usd,
+                reserved_owner_usd=ticket.reserved_owner_usd,
+                rate_window=ticket.window,
+                counted_tokens=ticket.counted_tokens,
+                timestamp=isoformat(self._clock()),
+            ),
+            deadline=deadline,
+        )
 
     # -- budgets and status ------------------------------------------------------------------
 
     def owner_budget(self, owner_sub: str, *, fresh: bool = False) -> Decimal | None:
         """The owner's monthly budget in USD, or None (cached for a few seconds per process)."""
         cached = self._owner_budgets.get(owner_sub)
-        if cached and not fresh and time.monotonic() - cached[0] < OWNER_BUDGET_CACHE_SECONDS:
+        if cached and not fresh and self._monotonic() - cached[0] < OWNER_BUDGET_CACHE_SECONDS:
             return cached[1]
-        item = self._table.get_item(Key={"pk": f"BUDGET#OWNER#{owner_sub}", "sk": "CONFIG"}).get("Item")
+        item = self._ledger.call(
+            lambda: self._table.get_item(Key={"pk": f"BUDGET#OWNER#{owner_sub}", "sk": "CONFIG"})
+        ).get("Item")
         budget = item.get("monthly_budget_usd") if item else None
-        self._owner_budgets[owner_sub] = (time.monotonic(), budget)
+        self._owner_budgets[owner_sub] = (self._monotonic(), budget)
         return budget
 
     def set_owner_budget(self, owner_sub: str, monthly_budget_usd: Decimal | None, *, actor: str) -> None:
@@ -293,7 +429,7 @@ class Meter:
             self._table.put_item(
                 Item={
                     **key,
-                    "monthly_budget_usd": monthly_budget_usd,
+                    "monthly_budget_usd": dynamo_number(monthly_budget_usd),
                     "updated_at": isoformat(self._clock()),
                     "updated_by": actor,
                 }
@@ -301,11 +437,18 @@ class Meter:
         self._owner_budgets.pop(owner_sub, None)
 
     def key_status(self, key: KeyRecord) -> dict[str, Any]:
-        """What a key holder may know about its own key: limits, this month's spend and budget left."""
+        """What a key holder may know about its own key: limits, this month's spend and budget left.
+
+        ``spent_usd`` and ``usage`` are the aggregates (they trail billing by the
+        aggregator's delay); ``reserved_usd`` is what is held beyond them: the
+        worst cases of requests in flight and of those billed but not yet
+        aggregated. ``remaining_usd`` is exactly what admission checks.
+        """
         month = self._clock().strftime("%Y-%m")
         totals = self._ledger.aggregate(f"KEY#{key.key_id}", f"MONTH#{month}")
         spent = Decimal(totals["cost"])
-        reserved = max(Decimal(0), Decimal(totals["committed"]) - spent)
+        committed = Decimal(totals["committed"])
+        reserved = max(Decimal(0), committed - spent)
         budget = key.monthly_budget_usd
         owner_budget = self.owner_budget(key.owner_sub)
         owner_spent = (
@@ -325,18 +468,29 @@ class Meter:
                 "monthly_usd": usd(budget),
                 "spent_usd": usd(spent),
                 "reserved_usd": usd(reserved),
-                "remaining_usd": usd(max(Decimal(0), budget - spent - reserved)) if budget is not None else None,
+                "remaining_usd": usd(max(Decimal(0), budget - max(committed, spent))) if budget is not None else None,
                 "owner_monthly_usd": usd(owner_budget),
                 "owner_spent_usd": usd(owner_spent),
             },
-            "usage": {
-                "period": month,
-                **{
-                    name: int(totals[name])
-                    for name in ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
-                },
-            },
+            "usage": {"period": month, **{name: int(totals[name]) for name in COUNTERS}},
         }
+
+
+def _unavailable(cause: BaseException) -> errors.AppError:
+    logger.warning("admission failed: DynamoDB unavailable", extra={"reason": str(cause)})
+    return errors.ServiceUnavailable(
+        "Usage accounting is unavailable right now; nothing was billed. Retry shortly.",
+        code="accounting_unavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
+class _Refused(Exception):
+    """A conditional update's condition failed; ``item`` is what was stored (may be empty)."""
+
+    def __init__(self, item: dict[str, Any]) -> None:
+        super().__init__("condition failed")
+        self.item = item
 
 
 #: Bedrock bills an image at most ~1,600 tokens (Claude: 1.15 MP / 750); reserve a little more.
@@ -366,7 +520,12 @@ def prompt_token_bound(messages: list[dict[str, Any]], options: dict[str, Any] |
 
 
 def worst_case_cost(model: ModelEntry, input_tokens: int, max_output_tokens: int | None) -> Decimal:
-    """The most a request can cost: every prompt token at the dearest input price, every output token."""
+    """The most a request can cost: every prompt token at the dearest input-side price, every output token.
+
+    "Dearest input-side price" is the highest of the input, cache-write and
+    cache-read prices, so a prompt written to the cache in full is covered.
+    Usage past this bound is capped at it when billed (``Meter.settle``).
+    """
     prices = model.prices
     output = max_output_tokens if max_output_tokens is not None else (model.max_output_tokens or 0)
     dearest_input = max(prices.input, prices.cache_write, prices.cache_read)

@@ -15,6 +15,19 @@ Idempotent: the first run for a day claims the day with a conditional write
 and records each delivery step as done; a second run for the same day sends
 nothing again. A run that died mid-way is resumed (only its missing steps)
 after a 10-minute lease.
+
+Corrections: an admin can re-run a reported day with ``force`` (``POST
+/admin/reports/daily {"day": …, "force": true}``, ``pennyworth report run
+--force``). That builds the report again as revision n+1, stores it, sends the
+notification again marked as a correction, and publishes to CloudWatch only
+the *difference* from what earlier revisions published, so the day's ``Sum``
+(what the cost alarm and the dashboard read) is the corrected value, never
+the two added up. A forced run is idempotent too: it resumes its own missing
+steps, and a plain run afterwards sends nothing.
+
+Budget alerts are about the month in progress when the report is generated
+(on the 1st, the new month: last month's budgets are over), from the day
+aggregates of that month so far.
 """
 
 from __future__ import annotations
@@ -28,7 +41,7 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import Ledger, query_all, usd
+from chalicelib.accounting.ledger import Ledger, usd
 from chalicelib.keys.store import isoformat, utcnow
 from chalicelib.observability import logger
 
@@ -119,7 +132,11 @@ class ReportService:
         }
         for row in by["OWNER"]:
             row["email"] = owners.get(row["id"])
-        alerts = self._spike_alerts(day, Decimal(total["cost"]), mean) + self._budget_alerts(day)
+        alerts = (
+            self._spike_alerts(day, Decimal(total["cost"]), mean)
+            + _capped_alerts(day, total)
+            + self._budget_alerts(self._clock().date())
+        )
         return {
             "day": day.isoformat(),
             "generated_at": isoformat(self._clock()),
@@ -132,13 +149,7 @@ class ReportService:
         }
 
     def _day_aggregates(self, day: date) -> dict[str, dict[str, Any]]:
-        items = query_all(
-            self._table,
-            IndexName="by-period",
-            KeyConditionExpression="gsi1pk = :period",
-            ExpressionAttributeValues={":period": f"DAY#{day}"},
-        )
-        return {item["gsi1sk"]: item for item in items if item.get("type") == "aggregate"}
+        return {item["gsi1sk"]: item for item in self._ledger.day_aggregates(day)}
 
     def _owner_emails(self, rows: dict[str, dict[str, Any]]) -> dict[str, str]:
         key_ids = [scope.split("#", 1)[1] for scope in rows if scope.startswith("KEY#")]
@@ -180,15 +191,15 @@ class ReportService:
             )
         return alerts
 
-    def _budget_alerts(self, day: date) -> list[dict[str, str]]:
-        month = day.strftime("%Y-%m")
-        items = query_all(
-            self._table,
-            IndexName="by-period",
-            KeyConditionExpression="gsi1pk = :period",
-            ExpressionAttributeValues={":period": f"MONTH#{month}"},
-        )
-        spend = {item["gsi1sk"]: Decimal(item.get("cost", 0)) for item in items if item.get("type") == "aggregate"}
+    def _budget_alerts(self, today: date) -> list[dict[str, str]]:
+        """Keys and owners at 80% or 100% of this month's budget (the month of ``today``, so far)."""
+        month = today.strftime("%Y-%m")
+        spend: dict[str, Decimal] = {}
+        for n in range(today.day):
+            for item in self._ledger.day_aggregates(today.replace(day=n + 1)):
+                scope = item["gsi1sk"]
+                if scope.startswith(("KEY#", "OWNER#")):
+                    spend[scope] = spend.get(scope, Decimal(0)) + Decimal(item.get("cost", 0))
         alerts = []
         key_ids = [scope.split("#", 1)[1] for scope in spend if scope.startswith("KEY#")]
         for key_id, record in sorted(self._key_records(key_ids).items()):
@@ -204,52 +215,63 @@ class ReportService:
 
     # -- publishing --------------------------------------------------------------------------
 
-    def run_day(self, day: str | None = None) -> dict[str, Any]:
+    def run_day(self, day: str | None = None, *, force: bool = False) -> dict[str, Any]:
         """``run`` for a ``YYYY-MM-DD`` string (default: yesterday, UTC), as routes and the schedule call it."""
-        return self.run(parse_day(day, today=self._clock().date()))
+        return self.run(parse_day(day, today=self._clock().date()), force=force)
 
-    def run(self, day: date) -> dict[str, Any]:
-        """Build, store and publish the report for ``day`` exactly once; returns what happened."""
+    def run(self, day: date, *, force: bool = False) -> dict[str, Any]:
+        """Build, store and publish the report for ``day`` once; ``force`` publishes a corrected revision.
+
+        Raises
+        ------
+        Conflict
+            A forced re-run while another run of that day holds its lease.
+        """
         from botocore.exceptions import ClientError
 
         now = self._clock()
         report = self.build(day)
         key = {"pk": f"REPORT#{day}", "sk": "DAILY"}
+        stored = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
+        claim = self._claim_first if not stored else self._claim_again if force else self._claim_resume
         try:
-            self._table.put_item(
-                Item={
-                    **key,
-                    "type": "report",
-                    "status": "running",
-                    "report": json.dumps(report),
-                    "lease_until": isoformat(now + LEASE),
-                    "steps": {},
-                },
-                ConditionExpression="attribute_not_exists(pk) OR (#status <> :done AND lease_until < :now)",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":done": "done", ":now": isoformat(now)},
-            )
+            claim(key, report, stored, now)
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
+            if force:
+                raise errors.Conflict(
+                    f"The report for {day} is being sent right now; retry in a few minutes.", code="report_running"
+                ) from None
             stored = self._table.get_item(Key=key, ConsistentRead=True)["Item"]
             return {
                 "day": day.isoformat(),
                 "status": "already " + stored["status"],
+                "revision": int(stored.get("revision", 1)),
                 "sent": [],
                 "report": json.loads(stored["report"]),
             }
-        previous = self._table.get_item(Key=key, ConsistentRead=True)["Item"].get("steps") or {}
+        current = self._table.get_item(Key=key, ConsistentRead=True)["Item"]
+        revision = int(current.get("revision", 1))
+        report = json.loads(current["report"])
+        previous = current.get("steps") or {}
+        published = {name: Decimal(value) for name, value in (current.get("published") or {}).items()}
         sent = []
         for step in STEPS:
             if step in previous:
                 continue
-            if self._deliver(step, day, report):
+            if self._deliver(step, day, report, revision=revision, published=published):
+                updates = {"#step": step}
+                expression = "SET steps.#step = :at"
+                values: dict[str, Any] = {":at": isoformat(self._clock())}
+                if step == "metrics":
+                    expression += ", published = :published"
+                    values[":published"] = {name: str(value) for name, value in metric_totals(report).items()}
                 self._table.update_item(
                     Key=key,
-                    UpdateExpression="SET steps.#step = :at",
-                    ExpressionAttributeNames={"#step": step},
-                    ExpressionAttributeValues={":at": isoformat(self._clock())},
+                    UpdateExpression=expression,
+                    ExpressionAttributeNames=updates,
+                    ExpressionAttributeValues=values,
                 )
                 sent.append(step)
         self._table.update_item(
@@ -258,8 +280,57 @@ class ReportService:
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues={":done": "done"},
         )
-        logger.info("daily report", extra={"day": day.isoformat(), "sent": sent, "alerts": len(report["alerts"])})
-        return {"day": day.isoformat(), "status": "sent", "sent": sent, "report": report}
+        logger.info(
+            "daily report",
+            extra={"day": day.isoformat(), "revision": revision, "sent": sent, "alerts": len(report["alerts"])},
+        )
+        return {"day": day.isoformat(), "status": "sent", "revision": revision, "sent": sent, "report": report}
+
+    def _claim_first(self, key: dict[str, str], report: dict[str, Any], stored: Any, now: datetime) -> None:
+        self._table.put_item(
+            Item={
+                **key,
+                "type": "report",
+                "status": "running",
+                "revision": 1,
+                "report": json.dumps(report),
+                "lease_until": isoformat(now + LEASE),
+                "steps": {},
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+    def _claim_resume(self, key: dict[str, str], report: dict[str, Any], stored: Any, now: datetime) -> None:
+        # A run that died mid-way: take over its revision (and its report) after the lease.
+        self._table.update_item(
+            Key=key,
+            UpdateExpression="SET lease_until = :lease",
+            ConditionExpression="#status <> :done AND lease_until < :now",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":done": "done", ":now": isoformat(now), ":lease": isoformat(now + LEASE)},
+        )
+
+    def _claim_again(self, key: dict[str, str], report: dict[str, Any], stored: Any, now: datetime) -> None:
+        # A correction: a new revision with a fresh report and no steps done, unless a run holds the lease.
+        revision = int(stored.get("revision", 1))
+        self._table.update_item(
+            Key=key,
+            UpdateExpression="SET #status = :running, revision = :next, report = :report, "
+            "lease_until = :lease, steps = :none",
+            ConditionExpression="(#status = :done OR lease_until < :now) AND "
+            "(revision = :revision OR attribute_not_exists(revision))",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":done": "done",
+                ":running": "running",
+                ":now": isoformat(now),
+                ":lease": isoformat(now + LEASE),
+                ":revision": revision,
+                ":next": revision + 1,
+                ":report": json.dumps(report),
+                ":none": {},
+            },
+        )
 
     def stored(self, day: date) -> dict[str, Any]:
         """A day's stored report.
@@ -275,64 +346,98 @@ class ReportService:
         return {
             "day": day.isoformat(),
             "status": item["status"],
+            "revision": int(item.get("revision", 1)),
             "steps": dict(item.get("steps") or {}),
             "report": json.loads(item["report"]),
         }
 
-    def _deliver(self, step: str, day: date, report: dict[str, Any]) -> bool:
+    def _deliver(
+        self, step: str, day: date, report: dict[str, Any], *, revision: int, published: dict[str, Decimal]
+    ) -> bool:
+        corrected = f" (corrected, revision {revision})" if revision > 1 else ""
         if step == "metrics":
-            self._cloudwatch.put_metric_data(Namespace=self._config.namespace, MetricData=metric_data(day, report))
+            data = metric_data(day, report, already=published)
+            for start in range(0, len(data), 1000):
+                self._cloudwatch.put_metric_data(
+                    Namespace=self._config.namespace, MetricData=data[start : start + 1000]
+                )
             return True
         if step == "sns":
             if not self._config.topic_arn:
                 return False
             self._sns.publish(
                 TopicArn=self._config.topic_arn,
-                Subject=f"pennyworth cost {day}: ${report['total']['cost_usd']}"[:100],
-                Message=render_text(report),
+                Subject=f"pennyworth cost {day}{corrected}: ${report['total']['cost_usd']}"[:100],
+                Message=render_text(report, revision=revision),
             )
             return True
         if not self._config.slack_parameter:
             return False
         try:
             url = self._ssm.get_parameter(Name=self._config.slack_parameter, WithDecryption=True)["Parameter"]["Value"]
-            self._post(url, json.dumps({"text": render_text(report)}).encode())
+            self._post(url, json.dumps({"text": render_text(report, revision=revision)}).encode())
         except Exception as exc:  # noqa: BLE001 - Slack is optional; the e-mail went out
             logger.warning("slack post failed; will retry on the next run", extra={"reason": str(exc)})
             return False
         return True
 
 
-def metric_data(day: date, report: dict[str, Any]) -> list[dict[str, Any]]:
-    """CloudWatch datums for the day: totals, and per model."""
+_METRICS = (
+    ("CostUSD", "cost_usd", "None"),
+    ("Requests", "requests", "Count"),
+    ("InputTokens", "input_tokens", "Count"),
+    ("OutputTokens", "output_tokens", "Count"),
+)
+
+
+def metric_totals(report: dict[str, Any]) -> dict[str, Decimal]:
+    """Every value the report publishes, by ``metric`` or ``metric|model``."""
+    totals: dict[str, Decimal] = {}
+    rows = [("", report["total"])] + [(m["id"], m) for m in report["by_model"]]
+    for model, row in rows:
+        for name, column, _ in _METRICS:
+            totals[f"{name}|{model}" if model else name] = Decimal(str(row[column]))
+    return totals
+
+
+def metric_data(
+    day: date, report: dict[str, Any], *, already: dict[str, Decimal] | None = None
+) -> list[dict[str, Any]]:
+    """CloudWatch datums for the day: totals, and per model.
+
+    With ``already`` (what earlier revisions published), only the differences:
+    CloudWatch adds datums of the same timestamp up, so the day's ``Sum`` becomes
+    the new value.
+    """
     stamp = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    rows = [([], report["total"])] + [([{"Name": "Model", "Value": m["id"]}], m) for m in report["by_model"]]
+    units = {name: unit for name, _, unit in _METRICS}
+    already = already or {}
+    totals = metric_totals(report)
     data = []
-    for dimensions, row in rows:
-        for name, field, unit in (
-            ("CostUSD", "cost_usd", "None"),
-            ("Requests", "requests", "Count"),
-            ("InputTokens", "input_tokens", "Count"),
-            ("OutputTokens", "output_tokens", "Count"),
-        ):
-            # CloudWatch stores doubles: the metric is for graphs and alarms; the bill is the ledger.
-            data.append(
-                {
-                    "MetricName": name,
-                    "Dimensions": dimensions,
-                    "Timestamp": stamp,
-                    "Value": float(row[field]),
-                    "Unit": unit,
-                }
-            )
+    for name in sorted(set(totals) | set(already)):
+        delta = totals.get(name, Decimal(0)) - already.get(name, Decimal(0))
+        if already and not delta:
+            continue
+        metric, _, model = name.partition("|")
+        # CloudWatch stores doubles: the metric is for graphs and alarms; the bill is the ledger.
+        data.append(
+            {
+                "MetricName": metric,
+                "Dimensions": [{"Name": "Model", "Value": model}] if model else [],
+                "Timestamp": stamp,
+                "Value": float(delta),
+                "Unit": units[metric],
+            }
+        )
     return data
 
 
-def render_text(report: dict[str, Any]) -> str:
+def render_text(report: dict[str, Any], *, revision: int = 1) -> str:
     """The notification: totals, alerts first, then the biggest owners, keys and models."""
     total = report["total"]
+    corrected = f" — corrected (revision {revision})" if revision > 1 else ""
     lines = [
-        f"pennyworth daily cost report for {report['day']} (UTC)",
+        f"pennyworth daily cost report for {report['day']} (UTC){corrected}",
         "",
         f"Total: ${total['cost_usd']} over {total['requests']} requests "
         f"({total['input_tokens']} input / {total['output_tokens']} output tokens)",
@@ -367,6 +472,20 @@ def _budget_alert(label: str, spent: Decimal, budget: Decimal | None, month: str
                 }
             ]
     return []
+
+
+def _capped_alerts(day: date, total: dict[str, Any]) -> list[dict[str, str]]:
+    count = int(total.get("capped_requests", 0))
+    if not count:
+        return []
+    return [
+        {
+            "kind": "capped",
+            "message": f"{day}: {count} request(s) used more than admission reserved for them; each was billed "
+            f"its reservation and ${usd(Decimal(total.get('capped_usd', 0)))} of usage was not charged "
+            "(log lines 'usage_capped' name them).",
+        }
+    ]
 
 
 def _zero() -> dict[str, Any]:

@@ -15,8 +15,9 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import USAGE_GROUPS, Ledger, parse_reconcile_lines, usd
+from chalicelib.accounting.ledger import USAGE_GROUPS, Ledger, usd
 from chalicelib.accounting.metering import Meter
+from chalicelib.accounting.reconcile import parse_lines
 from chalicelib.accounting.reports import ReportService, parse_day, render_text
 from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory
 from chalicelib.admin.keys import parse_money
@@ -113,23 +114,36 @@ class AccountingService:
         return HttpResult(self._budget_view(sub))
 
     def run_report(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
-        """``POST /admin/reports/daily`` ``{"day": "YYYY-MM-DD"}`` (admins): run it now, at most once per day."""
+        """``POST /admin/reports/daily`` ``{"day": "YYYY-MM-DD", "force": false}`` (admins): run it now.
+
+        A day is sent once; ``"force": true`` sends a corrected revision (see reports.py).
+        """
         self._require_admin(headers)
         body = parse_json_body(raw_body, max_bytes=self._max_body_bytes, required=False, exact_numbers=True)
-        _only(body, {"day"})
+        _only(body, {"day", "force"})
+        force = body.get("force", False)
+        if not isinstance(force, bool):
+            raise errors.InvalidRequest("'force' must be true or false.", param="force")
         reports = self._reports()
-        result = reports.run(parse_day(body.get("day"), today=self._clock().date()))
-        return HttpResult({**result, "notification": render_text(result["report"])})
+        result = reports.run(parse_day(body.get("day"), today=self._clock().date()), force=force)
+        return HttpResult({**result, "notification": render_text(result["report"], revision=result["revision"])})
 
     def get_report(self, headers: Mapping[str, str], day: str) -> HttpResult:
         """``GET /admin/reports/daily/{day}`` (admins): the stored report of a day."""
         self._require_admin(headers)
         parsed = _date(day, "day", default=None)
         stored = self._reports().stored(parsed)
-        return HttpResult({**stored, "notification": render_text(stored["report"])})
+        return HttpResult({**stored, "notification": render_text(stored["report"], revision=stored["revision"])})
 
     def reconcile(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
-        """``POST /admin/ledger/reconcile`` ``{"lines": [...]}`` (admins): replay usage that failed to persist."""
+        """``POST /admin/ledger/reconcile`` ``{"lines": [...]}`` (admins): replay usage that failed to persist.
+
+        Every ``usage_unrecorded`` line is validated (fields, ranges, timestamp,
+        money, and that the key exists and belongs to the entry's owner); bad
+        ones are listed in ``rejected`` with their line number (1-based, in this
+        request) and reason, and nothing of them is written. Other lines are
+        counted in ``skipped``.
+        """
         self._require_admin(headers)
         body = parse_json_body(raw_body, max_bytes=self._max_body_bytes, required=True, exact_numbers=True)
         _only(body, {"lines"})
@@ -138,7 +152,21 @@ class AccountingService:
             raise errors.InvalidRequest("'lines' must be an array of log lines (strings).", param="lines")
         if len(lines) > MAX_RECONCILE_LINES:
             raise errors.InvalidRequest(f"Send at most {MAX_RECONCILE_LINES} lines per call.", param="lines")
-        entries = parse_reconcile_lines(lines)
+        parsed = parse_lines(lines, now=self._clock())
+        owners: dict[str, str | None] = {}
+        entries = []
+        for number, entry in zip(parsed.numbers, parsed.entries, strict=True):
+            if entry.key_id not in owners:
+                record = self._keys.get(entry.key_id)
+                owners[entry.key_id] = record.owner_sub if record else None
+            if owners[entry.key_id] is None:
+                parsed.reject(number, f"unknown key '{entry.key_id}'", entry.request_id)
+            elif owners[entry.key_id] != entry.owner_sub:
+                parsed.reject(
+                    number, f"key '{entry.key_id}' does not belong to owner '{entry.owner_sub}'", entry.request_id
+                )
+            else:
+                entries.append(entry)
         failed = [entry.request_id for entry in entries if not self._ledger.record(entry)]
         return HttpResult(
             {
@@ -147,6 +175,8 @@ class AccountingService:
                 "entries": len(entries),
                 "recorded": len(entries) - len(failed),
                 "failed": failed,
+                "rejected": sorted(parsed.rejected, key=lambda r: r["line"]),
+                "skipped": parsed.skipped,
                 "cost_usd": usd(sum((e.cost for e in entries), Decimal(0))),
             }
         )

@@ -18,6 +18,7 @@ from chalicelib.catalog.catalog import load_catalog
 from chalicelib.settings import DEFAULT_CATALOG
 from tests.factories import usage_entry
 from tests.integration.test_cli_e2e import pw, pw_json
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -36,9 +37,12 @@ def test_a_newcomer_sees_cost_hits_a_budget_and_reads_the_report(project, dev_in
     key = pw_json("keys", "create", "--name", "usage-demo")
     spent = sum(call(dev_info, key["secret"], f"hello {n}") for n in range(3))
 
-    # WHEN they read their usage THEN the CLI shows exactly what the responses cost
-    report = pw_json("usage", "--group-by", "key")
-    row = next(r for r in report["data"] if r["group"] == key["key_id"])
+    # WHEN they read their usage THEN the CLI shows exactly what the responses cost (once aggregated)
+    def mine() -> dict[str, Any]:
+        rows = pw_json("usage", "--group-by", "key")["data"]
+        return next((r for r in rows if r["group"] == key["key_id"]), {"requests": 0})
+
+    row = eventually(mine, lambda r: r["requests"] >= 3)
     assert Decimal(row["cost_usd"]) == spent and row["requests"] == 3
     table = pw("usage", "--group-by", "key", "--chart").stdout
     assert "usage-demo" in table and "█" in table and f"${row['cost_usd']}" in table
@@ -79,10 +83,11 @@ def test_owner_budgets_and_reconcile_from_the_cli(project, dev_info, tmp_path) -
     assert pw_json("budget", "set", dev_info["admin_username"], "none")["monthly_budget_usd"] is None
     assert pw("budget", "set", dev_info["admin_username"], "lots", ok=False).exit_code == 1
 
+    key = pw_json("keys", "create", "--name", "reconcile-demo")
     entry = usage_entry(
         request_id="cli-reconcile-1",
-        key_id="zzzzzzzzzzzz",
-        owner_sub="someone",
+        key_id=key["key_id"],
+        owner_sub=pw_json("keys", "show", key["key_id"])["owner"]["sub"],
         usage=TokenUsage(1000, 1000),
         prices=load_catalog(DEFAULT_CATALOG, region="us-east-1").resolve("nova-micro").prices,
         at=datetime.now(UTC),

@@ -51,9 +51,13 @@ def test_connect_list_and_call_every_tool(dev_info) -> None:
             ("chat", {"prompt": "Hello over MCP", "max_tokens": 50}),
             ("embed", {"input": ["alpha beta gamma", "delta epsilon zeta eta"], "dimensions": 256}),
             ("count_tokens", {"text": "How many tokens is this?", "model": "nova-micro"}),
-            ("get_usage", {}),
         ]:
             out[name] = await session.call_tool(name, arguments)
+        for _ in range(100):  # usage trails billing by the aggregator's delay (a fraction of a second locally)
+            out["get_usage"] = await session.call_tool("get_usage", {})
+            if (out["get_usage"].structured_content or {}).get("usage", {}).get("requests", 0) >= 2:
+                break
+            await anyio.sleep(0.2)
         out["bad"] = await session.call_tool("chat", {"prompt": "x", "temperature": 5})
         out["throttled"] = await session.call_tool("chat", {"prompt": "x #emulator:throttle"})
         return out
