@@ -105,7 +105,7 @@ def daily_cost_report(event: Any) -> dict[str, Any]:
     batch_size=10_000,
     starting_position="TRIM_HORIZON",
     name="ledger_aggregator",
-    maximum_batching_window_in_seconds=2,
+    maximum_batching_window_in_seconds=4,
 )
 def ledger_aggregator(event: Any) -> dict[str, Any]:
     return wiring.aggregator().handle(event.to_dict(), remaining_ms=event.context.get_remaining_time_in_millis)

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -149,17 +150,22 @@ def report() -> None:
 
 @report.command("run")
 @click.option("--day", metavar="YYYY-MM-DD", help="The day to report (UTC) [default: yesterday].")
+@click.option("--force", is_flag=True, help="Send a corrected revision of a day already reported.")
 @output.json_option
 @click.pass_obj
-def report_run(state: Any, day: str | None, json_: bool) -> None:
-    """Run the daily report now: metrics, e-mail, Slack — at most once per day."""
-    result = state.client().post("/admin/reports/daily", {"day": day} if day else {})
+def report_run(state: Any, day: str | None, force: bool, json_: bool) -> None:
+    """Run the daily report now: metrics, e-mail, Slack — once per day, or again as a correction with --force."""
+    body: dict[str, Any] = {"day": day} if day else {}
+    if force:
+        body["force"] = True
+    result = state.client().post("/admin/reports/daily", body)
     if json_:
         output.emit_json(result)
         return
     click.echo(result["notification"], nl=False)
-    sent = ", ".join(result["sent"]) or "nothing new (this day was already reported)"
-    output.notice(f"Sent: {sent}.")
+    sent = ", ".join(result["sent"]) or "nothing new (this day was already reported; --force sends a correction)"
+    revision = f" (revision {result['revision']})" if result.get("revision", 1) > 1 else ""
+    output.notice(f"Sent{revision}: {sent}.")
 
 
 @report.command("show")
@@ -187,22 +193,43 @@ def ledger() -> None:
 def reconcile(state: Any, log_file: Any, json_: bool) -> None:
     """Replay usage that failed to persist, from log lines in LOG_FILE ("-" for stdin).
 
-    Lines without a "usage_unrecorded" event are skipped; replaying is idempotent.
+    Lines without a "usage_unrecorded" event are skipped; each entry is validated, and bad
+    lines are reported by line number (exit status 1). Replaying is idempotent.
     """
-    lines = [line.rstrip("\n") for line in log_file if line.strip()]
-    if not lines:
+    numbered = [(number, line.rstrip("\n")) for number, line in enumerate(log_file, start=1) if line.strip()]
+    if not numbered:
         raise CliError(f"{log_file.name} has no lines to replay.")
-    totals = {"lines": 0, "entries": 0, "recorded": 0, "failed": [], "cost_usd": Decimal(0)}
-    for start in range(0, len(lines), RECONCILE_BATCH):
-        result = state.client().post("/admin/ledger/reconcile", {"lines": lines[start : start + RECONCILE_BATCH]})
-        for name in ("lines", "entries", "recorded"):
-            totals[name] += result[name]
+    totals: dict[str, Any] = {
+        "lines": 0,
+        "entries": 0,
+        "recorded": 0,
+        "failed": [],
+        "rejected": [],
+        "skipped": 0,
+        "cost_usd": Decimal(0),
+    }
+    for start in range(0, len(numbered), RECONCILE_BATCH):
+        batch = numbered[start : start + RECONCILE_BATCH]
+        result = state.client().post("/admin/ledger/reconcile", {"lines": [line for _, line in batch]})
+        for name in ("lines", "entries", "recorded", "skipped"):
+            totals[name] += result.get(name, 0)
         totals["failed"] += result["failed"]
+        # The gateway numbers lines within one request; report them as lines of the file.
+        totals["rejected"] += [{**r, "line": batch[r["line"] - 1][0]} for r in result.get("rejected", [])]
         totals["cost_usd"] += Decimal(result["cost_usd"])
     totals["cost_usd"] = str(totals["cost_usd"])
     output.show(totals, json_, lambda t: output.table(
-        "Ledger reconcile", ("lines read", "usage entries", "recorded", "failed", "cost replayed"),
-        [(t["lines"], t["entries"], t["recorded"], len(t["failed"]), f"${t['cost_usd']}")],
+        "Ledger reconcile", ("lines read", "usage entries", "recorded", "failed", "rejected", "cost replayed"),
+        [(t["lines"], t["entries"], t["recorded"], len(t["failed"]), len(t["rejected"]), f"${t['cost_usd']}")],
     ))  # fmt: skip
+    if not json_:
+        for rejected in totals["rejected"]:
+            # The reason quotes the line: no terminal markup from it.
+            output.notice(escape(f"{log_file.name}:{rejected['line']}: {rejected['error']}"))
+    problems = []
+    if totals["rejected"]:
+        problems.append(f"{len(totals['rejected'])} lines were refused (nothing of them was written)")
     if totals["failed"]:
-        raise CliError(f"{len(totals['failed'])} entries could not be stored; run the same command again later.")
+        problems.append(f"{len(totals['failed'])} entries could not be stored; run the same command again later")
+    if problems:
+        raise CliError("; ".join(problems) + ".")

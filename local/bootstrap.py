@@ -23,8 +23,11 @@ def template_resources(kind: str, template: Path = TEMPLATE) -> dict[str, dict[s
     return {name: res for name, res in resources.items() if res["Type"] == kind}
 
 
-def create_tables(dynamodb_client: Any, table_names: dict[str, str]) -> None:
-    """Create every DynamoDB table of the template; ``table_names`` maps logical id → name."""
+def create_tables(dynamodb_client: Any, table_names: dict[str, str], *, streams: bool = True) -> None:
+    """Create every DynamoDB table of the template; ``table_names`` maps logical id → name.
+
+    ``streams=False`` leaves out the tables' streams (``bench/ledger_scale.py`` models its own).
+    """
     existing = set(dynamodb_client.list_tables().get("TableNames", []))
     for logical_id, resource in template_resources("AWS::DynamoDB::Table").items():
         name = table_names[logical_id]
@@ -39,7 +42,7 @@ def create_tables(dynamodb_client: Any, table_names: dict[str, str]) -> None:
         }
         if props.get("GlobalSecondaryIndexes"):
             params["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
-        if props.get("StreamSpecification"):
+        if streams and props.get("StreamSpecification"):
             # The usage table's stream feeds the aggregator (local/stream_aggregator.py locally).
             params["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
         dynamodb_client.create_table(**params)

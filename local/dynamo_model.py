@@ -169,6 +169,8 @@ class ContentionModel:
     tag
         Called on every request; its value labels the capacity it consumed
         (e.g. "request path" or "aggregator"), see ``Stats.units_by_tag``.
+    on_call
+        Called with the operation name of every call (a benchmark counts calls per request).
     """
 
     def __init__(
@@ -181,6 +183,7 @@ class ContentionModel:
         latency: dict[str, float] | None = None,
         shards: int = 4,
         tag: Callable[[], str] = lambda: "all",
+        on_call: Callable[[str], None] | None = None,
     ) -> None:
         self.sim = sim
         self.hold_seconds = hold_seconds
@@ -189,6 +192,7 @@ class ContentionModel:
         self.latency = {**DEFAULT_LATENCY, **(latency or {})}
         self.shards = shards
         self.tag = tag
+        self.on_call = on_call
         self.stats = Stats()
         self.stream: list[StreamRecord] = []
         self._held: dict[tuple[str, str], float] = {}  # item → virtual time its transaction releases it
@@ -197,7 +201,15 @@ class ContentionModel:
         self._sequence = 1_000_000_000_000_000_000_000
 
     def install(self, client: Any) -> Any:
-        """Put the model in front of ``client`` (a boto3 DynamoDB client, e.g. ``table.meta.client``)."""
+        """Put the model in front of ``client`` (a boto3 DynamoDB client, e.g. ``table.meta.client``).
+
+        botocore runs every ``before-send`` handler and keeps the first answer, so moto's
+        own handler is taken off this client: the model calls moto itself, only for the
+        requests it lets through.
+        """
+        from moto.core.models import botocore_stubber
+
+        client.meta.events.unregister("before-send", botocore_stubber)
         client.meta.events.register_first("before-send.dynamodb", self._handle)
         return client
 
@@ -210,6 +222,8 @@ class ContentionModel:
         body = json.loads(request.body or b"{}")
         now = self.sim.now()
         self.stats.calls[operation] += 1
+        if self.on_call is not None:
+            self.on_call(operation)
         error = self._refuse(operation, body, now)
         if error is None:
             before = self._images(operation, body)
@@ -402,6 +416,37 @@ class ContentionModel:
         if new is not None:
             event["dynamodb"]["NewImage"] = new
         self.stream.append(StreamRecord(shard, self._sequence, now, event))
+
+
+class virtual_botocore_sleeps:  # noqa: N801 - used as a context manager, like contextlib's
+    """Within: botocore's retry backoffs sleep in the simulation's virtual time (on simulated threads)."""
+
+    def __init__(self, sim: Sim) -> None:
+        self._sim = sim
+
+    def __enter__(self) -> virtual_botocore_sleeps:
+        import time as real_time
+
+        import botocore.endpoint
+
+        sim = self._sim
+
+        class _Time:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real_time, name)
+
+            @staticmethod
+            def sleep(seconds: float) -> None:
+                return sim.sleep(seconds) if sim.in_sim() else real_time.sleep(seconds)
+
+        self._saved = botocore.endpoint.time
+        botocore.endpoint.time = _Time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import botocore.endpoint
+
+        botocore.endpoint.time = self._saved
 
 
 def _partition(item_key: str) -> str:

@@ -41,10 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="moto server, one request at a time")
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=8001)
+    parser.add_argument(
+        "--no-patches", action="store_true", help="moto as released (bench/local_dynamodb.py's 'before')"
+    )
     args = parser.parse_args(argv)
-    from local import moto_patches
+    if not args.no_patches:
+        from local import moto_patches
 
-    moto_patches.apply()
+        moto_patches.apply()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(args.host, args.port, serialized(app), threaded=True, request_handler=MotoRequestHandler)

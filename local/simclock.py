@@ -24,6 +24,8 @@ from typing import Any
 @dataclass
 class _Task:
     name: str
+    fn: Callable[[], Any] | None = None  # not started yet: its thread is created when first due
+    report: bool = True  # an exception is a failure of the simulation (not a result handed back)
     resume: threading.Event = field(default_factory=threading.Event)
     done: bool = False
     error: BaseException | None = None
@@ -54,16 +56,22 @@ class Sim:
         return getattr(self._local, "task", None) is not None
 
     def sleep(self, seconds: float) -> None:
-        """Let ``seconds`` of virtual time pass for the calling simulated thread."""
-        task = self._local.task
+        """Let ``seconds`` of virtual time pass for the calling simulated thread (outside one: no time passes)."""
+        task = getattr(self._local, "task", None)
+        if task is None:
+            return
         self._push(self.time + max(0.0, seconds), task)
         self._block(task)
 
-    def spawn(self, fn: Callable[[], Any], *, at: float | None = None, name: str = "task") -> _Task:
-        """Run ``fn`` on a new simulated thread from virtual time ``at`` (default: now)."""
-        task = _Task(name)
-        thread = threading.Thread(target=self._body, args=(task, fn), name=name, daemon=True)
-        thread.start()
+    def spawn(
+        self, fn: Callable[[], Any], *, at: float | None = None, name: str = "task", report: bool = True
+    ) -> _Task:
+        """Run ``fn`` on a new simulated thread from virtual time ``at`` (default: now).
+
+        The thread is only created when ``at`` comes, so thousands of scheduled
+        activities cost queue entries, not threads.
+        """
+        task = _Task(name, fn=fn, report=report)
         self._push(self.time if at is None else max(at, self.time), task)
         return task
 
@@ -85,7 +93,7 @@ class Sim:
                 return [calls[0]()]
             except BaseException as exc:  # noqa: BLE001 - handed back like run_parallel does
                 return [exc]
-        return self.join([self.spawn(call, name="parallel") for call in calls])
+        return self.join([self.spawn(call, name="parallel", report=False) for call in calls])
 
     # -- the scheduler (main thread) --------------------------------------------------------
 
@@ -98,6 +106,9 @@ class Sim:
             heapq.heappop(self._queue)
             self.time = max(self.time, when)
             self._turn.clear()
+            if task.fn is not None:
+                fn, task.fn = task.fn, None
+                threading.Thread(target=self._body, args=(task, fn), name=task.name, daemon=True).start()
             task.resume.set()
             self._turn.wait()
         if until is not None:
@@ -121,7 +132,8 @@ class Sim:
             task.result = fn()
         except BaseException as exc:  # noqa: BLE001 - recorded; the scheduler must go on
             task.error = exc
-            self.errors.append((task.name, exc))
+            if task.report:
+                self.errors.append((task.name, exc))
         finally:
             task.done = True
             for waiter in task.waiters:

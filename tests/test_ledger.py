@@ -105,11 +105,11 @@ def test_aggregation_is_exactly_once_under_redelivered_reordered_and_overlapping
     assert ledger.aggregate("ALL", "MONTH#2026-11")["requests"] == 30
 
 
-def test_a_batch_that_failed_half_way_is_finished_by_its_redelivery(usage_table, monkeypatch) -> None:
+def test_a_batch_that_died_half_way_is_finished_by_its_redelivery(usage_table, monkeypatch) -> None:
     from chalicelib.accounting import aggregator as module
 
-    # GIVEN transactions small enough that one batch needs several, and the second one failing
-    monkeypatch.setattr(module, "MAX_TRANSACTION_ITEMS", 10)
+    # GIVEN transactions small enough that one batch's plan needs several, and the third call failing
+    monkeypatch.setattr(module, "MAX_ROWS_PER_TRANSACTION", 10)
     ledger = Ledger(usage_table)
     entries = [entry(f"r{i}", key_id=f"k{i}", input_tokens=i + 1) for i in range(6)]
     for e in entries:
@@ -120,23 +120,54 @@ def test_a_batch_that_failed_half_way_is_finished_by_its_redelivery(usage_table,
     failure = ClientError({"Error": {"Code": "ValidationException", "Message": "boom"}}, "TransactWriteItems")
     calls = []
 
-    def second_one_fails(**kwargs):
+    def third_one_fails(**kwargs):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 3:  # the claim, the first chunk, then this one: the Lambda dies here
             raise failure
         return real(**kwargs)
 
     with (
-        mock.patch.object(usage_table.meta.client, "transact_write_items", side_effect=second_one_fails),
+        mock.patch.object(usage_table.meta.client, "transact_write_items", side_effect=third_one_fails),
         pytest.raises(ClientError),
     ):
         aggregator.apply(shard, records)
-    partial = ledger.aggregate("ALL", "DAY#2026-11-26")["requests"]
-    assert 0 < partial < 6
-    # WHEN Lambda delivers the whole batch again THEN the rest is applied, nothing twice
+    written = [ledger.aggregate(f"KEY#k{i}", "DAY#2026-11-26")["requests"] for i in range(6)]
+    assert 0 < sum(written) < 6  # half applied
+    # WHEN Lambda delivers the batch again (or only its first record) THEN the plan is finished, nothing twice
+    aggregator.apply(shard, records[:1])
+    assert [ledger.aggregate(f"KEY#k{i}", "DAY#2026-11-26")["requests"] for i in range(6)] == [1] * 6
     aggregator.apply(shard, records)
     totals = ledger.aggregate("ALL", "DAY#2026-11-26")
     assert totals["requests"] == 6 and totals["cost"] == sum((e.cost for e in entries), Decimal(0))
+    marker = usage_table.get_item(Key={"pk": f"STREAM#{shard}", "sk": "MARK"})["Item"]
+    assert "plan" not in marker and int(marker["seq"]) == max(int(r["dynamodb"]["SequenceNumber"]) for r in records)
+
+
+def test_a_batch_too_big_for_one_plan_is_claimed_in_several(usage_table, monkeypatch) -> None:
+    from chalicelib.accounting import aggregator as module
+
+    monkeypatch.setattr(module, "MAX_PLAN_ROWS", 20)
+    ledger = Ledger(usage_table)
+    entries = [entry(f"r{i}", key_id=f"k{i}", input_tokens=i + 1) for i in range(12)]
+    for e in entries:
+        ledger.record(e)
+    shard, records = stream_records(usage_table)
+    result = module.Aggregator(usage_table).apply(shard, records)
+    assert result.plans > 1 and result.applied == 12
+    assert ledger.aggregate("ALL", "MONTH#2026-11")["requests"] == 12
+
+
+def test_a_busy_keys_aggregates_are_written_once_per_batch(usage_table) -> None:
+    from chalicelib.accounting.aggregator import Aggregator
+
+    # GIVEN 40 entries of one key in one batch
+    ledger = Ledger(usage_table)
+    for i in range(40):
+        ledger.record(entry(f"r{i}", input_tokens=i + 1))
+    shard, records = stream_records(usage_table)
+    result = Aggregator(usage_table).apply(shard, records)
+    # THEN one plan and one transaction: 8 aggregate items (key, owner, model, all × day, month), not 40 × 8
+    assert (result.plans, result.transactions, result.rows) == (1, 1, 8)
 
 
 def test_the_aggregator_ignores_what_it_does_not_sum(usage_table, drain) -> None:
@@ -270,3 +301,34 @@ def test_the_lambda_function_applies_a_stream_event(usage_table) -> None:
         result = client.lambda_.invoke("ledger_aggregator", event).payload
     assert result == {"state": {}, "batchItemFailures": []}
     assert ledger.aggregate("ALL", "DAY#2026-11-26")["requests"] == 1
+
+
+def test_a_transaction_whose_answer_was_lost_is_not_applied_twice(usage_table, monkeypatch) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    from chalicelib.accounting import aggregator as module
+
+    # GIVEN a plan of several chunks, and DynamoDB committing one but the answer never arriving
+    monkeypatch.setattr(module, "MAX_ROWS_PER_TRANSACTION", 10)
+    ledger = Ledger(usage_table)
+    entries = [entry(f"r{i}", key_id=f"k{i}", input_tokens=i + 1) for i in range(6)]
+    for e in entries:
+        ledger.record(e)
+    shard, records = stream_records(usage_table)
+    real = usage_table.meta.client.transact_write_items
+    lost: set[str] = set()
+
+    def lost_answer(**kwargs):
+        answer = real(**kwargs)
+        kind = "claim" if any("Put" in item for item in kwargs["TransactItems"]) else "chunk"
+        if kind not in lost:  # the first claim and the first chunk: committed, then the connection drops
+            lost.add(kind)
+            raise ReadTimeoutError(endpoint_url="dynamodb")
+        return answer
+
+    with mock.patch.object(usage_table.meta.client, "transact_write_items", side_effect=lost_answer):
+        module.Aggregator(usage_table).apply(shard, records)  # retried (a timeout is transient)
+    assert lost == {"claim", "chunk"}
+    # THEN every entry is counted once
+    assert [ledger.aggregate(f"KEY#k{i}", "DAY#2026-11-26")["requests"] for i in range(6)] == [1] * 6
+    assert ledger.aggregate("ALL", "DAY#2026-11-26")["cost"] == sum((e.cost for e in entries), Decimal(0))

@@ -82,10 +82,16 @@ def test_round_trips_on_the_request_path(meter, keys_table, usage_table) -> None
     # WHEN each is admitted and billed
     bill(meter, meter.admit(plain, NOVA, input_tokens=10, max_output_tokens=20), "plain")
     assert made == ["PutItem"]
+    bill(meter, meter.admit(limited, NOVA, input_tokens=10, max_output_tokens=20), "first")  # starts its window
     made.clear()
     bill(meter, meter.admit(limited, NOVA, input_tokens=10, max_output_tokens=20), "limited")
     # THEN the limited key took two updates (sent in parallel) and the one put
     assert sorted(made) == ["PutItem", "UpdateItem", "UpdateItem"] and made[-1] == "PutItem"
+    # AND a minute later the same process starts the new window, still in one update
+    meter._clock.now += timedelta(seconds=60)
+    made.clear()
+    meter.admit(limited, NOVA, input_tokens=10, max_output_tokens=20)
+    assert sorted(made) == ["UpdateItem", "UpdateItem"]
 
 
 def test_rpm_limit_refuses_the_extra_request_until_the_next_window(meter, keys_table, clock) -> None:

@@ -3,33 +3,43 @@
 Runs as its own Lambda function (``ledger_aggregator`` in app.py) on the usage
 table's DynamoDB stream, and locally over moto's stream
 (``local/stream_aggregator.py``). Each invocation gets a batch of new ledger
-entries and release records from one shard; it
+entries and release records from one shard. Per shard, a marker item
+(``pk=STREAM#<shard>``, ``sk=MARK``) says how far the shard has been taken:
+``seq``, the last record claimed, and while a plan is being applied, ``plan``
+and ``done`` (its chunks applied so far). For a batch, the aggregator
 
-1. reads the shard's marker (``pk=STREAM#<shard>``, ``sk=MARK``): the sequence
-   number of the last record already applied;
-2. drops the records at or below it (a redelivered or retried batch);
-3. sums the rest per aggregate item (key, owner, model, all × day and month;
-   ``committed`` of the key's and owner's reservation month) and applies one
-   ``ADD`` per item, in transactions of at most 100 items that each also move
-   the marker forward, conditional on the marker being where it was read.
+1. finishes the shard's pending plan, if a previous invocation died in it;
+2. drops the records at or below ``seq`` (a redelivered or retried batch), and
+   sorts the rest by sequence number (Lambda delivers a shard's records in
+   order the first time; a redelivery may be reordered);
+3. sums them per aggregate item (key, owner, model and all × day and month;
+   ``committed`` of the key's and owner's reservation month): one ``ADD`` per
+   item for the whole batch, whatever the number of records on it;
+4. stores that sum as a *plan* (``sk=PLAN#<seq>``, compressed, expiring after
+   a few days) in the same transaction that moves ``seq`` past the batch;
+5. applies the plan in chunks of at most 98 items, each chunk in a transaction
+   with the marker's ``done`` moving from j to j+1 (conditional on j).
 
-So a record is applied once however often it is delivered: a transaction that
-committed moved the marker past its records, one that did not changed nothing.
-Records of a shard are sorted by sequence number first (Lambda delivers a
-shard's records in order the first time; redeliveries may be reordered).
+So every record is claimed by exactly one plan (the transaction of step 4),
+and every chunk of a plan is applied exactly once (step 5's condition),
+however often Lambda delivers a batch, however the invocations die. Summing
+the whole batch before chunking is what makes it cheap: a busy key's or
+owner's aggregate is written once per batch, not once per request.
 
 The shard id comes from the event: the event source mapping has a tumbling
 window (``TumblingWindowInSeconds``), which makes Lambda include ``shardId``;
 the window's ``state`` is not used (returned empty).
 
 Rate-limit token corrections (the admission counted the worst case; the call
-used less) are applied after each transaction, best effort: at most once, and
+used less) are applied when a plan is complete, best effort: at most once, and
 only while the minute they were counted in is still the key's current window.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -42,8 +52,10 @@ from chalicelib.dynamodb import dynamo_number
 from chalicelib.keys.store import isoformat, utcnow
 from chalicelib.observability import logger
 
-#: DynamoDB's limit of items per transaction; one is the marker.
-MAX_TRANSACTION_ITEMS = 100
+#: Aggregate items per transaction: DynamoDB's limit is 100, one is the marker (and one spare).
+MAX_ROWS_PER_TRANSACTION = 98
+#: Aggregate items per plan: a plan item stays far below DynamoDB's 400 KB item limit.
+MAX_PLAN_ROWS = 3000
 #: A shard's marker outlives the stream's 24-hour retention, then DynamoDB's TTL removes it.
 MARKER_TTL_SECONDS = 3 * 24 * 3600
 #: Seconds kept back from the invocation's deadline to return cleanly.
@@ -84,8 +96,18 @@ class BatchResult:
     records: int = 0
     applied: int = 0
     duplicates: int = 0
+    plans: int = 0
     transactions: int = 0
     rows: int = 0
+
+
+@dataclass
+class Marker:
+    """Where a shard stands: the last record claimed, and the plan being applied, if any."""
+
+    seq: int | None = None
+    plan: str | None = None
+    done: int = 0
 
 
 def wanted(record: dict[str, Any]) -> bool:
@@ -192,7 +214,7 @@ class Aggregator:
         return {"state": {}, "batchItemFailures": []}
 
     def apply(self, shard: str, records: Iterable[dict[str, Any]], *, deadline: float | None = None) -> BatchResult:
-        """Apply the stream ``records`` of ``shard`` that are past its marker."""
+        """Apply the stream ``records`` of ``shard`` that are past its marker (and any plan left pending)."""
         from boto3.dynamodb.types import TypeDeserializer
 
         deserializer = TypeDeserializer()
@@ -208,53 +230,123 @@ class Aggregator:
         deadline = deadline if deadline is not None else self.attempts.timer() + 60
         while True:
             marker = self._marker(shard, deadline)
-            pending = [c for c in changes if marker is None or c.sequence > marker]
-            result.duplicates = len(changes) - len(pending)
+            if marker.plan is not None:
+                self._finish(shard, marker, None, deadline, result)
+                continue
+            pending = [c for c in changes if marker.seq is None or c.sequence > marker.seq]
+            # Records below the marker that this invocation did not claim itself: delivered before.
+            result.duplicates = len(changes) - len(pending) - result.applied
+            if not pending:
+                return result
+            claimed, plan = plan_for(pending)
+            plan_id = f"PLAN#{claimed[-1].sequence}"
             try:
-                for chunk in chunks(pending):
-                    self._commit(shard, chunk, marker, deadline)
-                    marker = chunk[-1].sequence
-                    result.applied += len(chunk)
-                    result.transactions += 1
-                    result.rows += len({key for change in chunk for key in change.rows})
-                    self._correct_rates(chunk)
+                self._claim(shard, marker, plan_id, plan, claimed, deadline)
             except MarkerMoved:
-                continue  # someone else moved the marker: read it again, apply what is left
-            return result
+                continue  # another invocation claimed records: read the marker again
+            result.plans += 1
+            result.applied += len(claimed)
+            self._finish(shard, Marker(claimed[-1].sequence, plan_id, 0), plan, deadline, result)
 
-    def _marker(self, shard: str, deadline: float) -> int | None:
+    def _marker(self, shard: str, deadline: float) -> Marker:
         item = self.attempts.call(
             lambda: self._table.get_item(Key={"pk": f"STREAM#{shard}", "sk": "MARK"}, ConsistentRead=True),
             deadline=deadline,
         ).get("Item")
-        return int(item["seq"]) if item and "seq" in item else None
+        if not item:
+            return Marker()
+        return Marker(
+            seq=int(item["seq"]) if "seq" in item else None,
+            plan=item.get("plan"),
+            done=int(item.get("done", 0)),
+        )
 
-    def _commit(self, shard: str, chunk: list[Change], previous: int | None, deadline: float) -> None:
-        rows: dict[RowKey, Row] = defaultdict(Row)
-        for change in chunk:
-            for key, row in change.rows.items():
-                merged = rows[key]
-                merged.sets.update(row.sets)
-                for name, amount in row.adds.items():
-                    merged.add(name, amount)
+    def _claim(
+        self, shard: str, marker: Marker, plan_id: str, plan: Plan, claimed: list[Change], deadline: float
+    ) -> None:
+        """Store the plan and move the marker past its records: one transaction."""
         now = self.attempts.timer()
-        marker = {
-            "Update": {
-                "TableName": self._table.name,
-                "Key": {"pk": f"STREAM#{shard}", "sk": "MARK"},
-                "UpdateExpression": "SET #seq = :seq, updated_at = :at, #ttl = :ttl",
-                "ConditionExpression": "attribute_not_exists(#seq)" if previous is None else "#seq = :previous",
-                "ExpressionAttributeNames": {"#seq": "seq", "#ttl": "ttl"},
-                "ExpressionAttributeValues": {
-                    ":seq": str(chunk[-1].sequence),
-                    ":at": isoformat(self._clock()),
-                    ":ttl": int(now) + MARKER_TTL_SECONDS,
-                    **({":previous": str(previous)} if previous is not None else {}),
-                },
-            }
+        condition = "attribute_not_exists(#plan) AND " + (
+            "attribute_not_exists(#seq)" if marker.seq is None else "#seq = :previous"
+        )
+        values: dict[str, Any] = {
+            ":seq": str(claimed[-1].sequence),
+            ":plan": plan_id,
+            ":zero": 0,
+            ":at": isoformat(self._clock()),
+            ":ttl": int(now) + MARKER_TTL_SECONDS,
         }
-        items = [marker] + [self._row_update(key, row) for key, row in rows.items() if row.adds]
+        if marker.seq is not None:
+            values[":previous"] = str(marker.seq)
+        items = [
+            {
+                "Update": {
+                    "TableName": self._table.name,
+                    "Key": {"pk": f"STREAM#{shard}", "sk": "MARK"},
+                    "UpdateExpression": "SET #seq = :seq, #plan = :plan, done = :zero, updated_at = :at, #ttl = :ttl",
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": {"#seq": "seq", "#plan": "plan", "#ttl": "ttl"},
+                    "ExpressionAttributeValues": values,
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table.name,
+                    "Item": {
+                        "pk": f"STREAM#{shard}",
+                        "sk": plan_id,
+                        "type": "plan",
+                        "chunks": len(plan.chunks),
+                        "body": plan.encode(),
+                        "ttl": int(now) + MARKER_TTL_SECONDS,
+                    },
+                }
+            },
+        ]
+        self._transact(items, deadline)
 
+    def _finish(self, shard: str, marker: Marker, plan: Plan | None, deadline: float, result: BatchResult) -> None:
+        """Apply the chunks of ``marker``'s plan from ``marker.done`` on; the last one clears the plan."""
+        assert marker.plan is not None
+        if plan is None:
+            item = self.attempts.call(
+                lambda: self._table.get_item(Key={"pk": f"STREAM#{shard}", "sk": marker.plan}, ConsistentRead=True),
+                deadline=deadline,
+            ).get("Item")
+            if item is None:
+                raise RuntimeError(f"plan {marker.plan} of shard {shard} is missing; its marker cannot advance")
+            plan = Plan.decode(bytes(item["body"].value if hasattr(item["body"], "value") else item["body"]))
+        for index in range(marker.done, len(plan.chunks)):
+            last = index == len(plan.chunks) - 1
+            names = {"#plan": "plan"}
+            values: dict[str, Any] = {":plan": marker.plan, ":done": index}
+            if last:
+                expression = "REMOVE #plan, done"
+            else:
+                expression = "SET done = :next"
+                values[":next"] = index + 1
+            items = [
+                {
+                    "Update": {
+                        "TableName": self._table.name,
+                        "Key": {"pk": f"STREAM#{shard}", "sk": "MARK"},
+                        "UpdateExpression": expression,
+                        "ConditionExpression": "#plan = :plan AND done = :done",
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": values,
+                    }
+                },
+                *(self._row_update(key, row) for key, row in plan.chunks[index]),
+            ]
+            try:
+                self._transact(items, deadline)
+            except MarkerMoved:
+                return  # another invocation is applying this plan: leave it to it
+            result.transactions += 1
+            result.rows += len(plan.chunks[index])
+        self._correct_rates(plan.rates)
+
+    def _transact(self, items: list[dict[str, Any]], deadline: float) -> None:
         def commit() -> None:
             self._client.transact_write_items(TransactItems=items)
 
@@ -289,15 +381,10 @@ class Aggregator:
             }
         }
 
-    def _correct_rates(self, chunk: list[Change]) -> None:
+    def _correct_rates(self, rates: dict[tuple[str, str, int], int]) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        deltas: dict[tuple[str, str, int], int] = defaultdict(int)
-        for change in chunk:
-            if change.rate:
-                key_id, month, window, tokens = change.rate
-                deltas[(key_id, month, window)] += tokens
-        for (key_id, month, window), tokens in deltas.items():
+        for (key_id, month, window), tokens in rates.items():
             if not tokens:
                 continue
             # A refusal means the window has passed (or DynamoDB failed): its count expires with it.
@@ -310,16 +397,51 @@ class Aggregator:
                 )
 
 
-def chunks(changes: list[Change]) -> Iterable[list[Change]]:
-    """``changes`` in order, cut so each chunk touches at most ``MAX_TRANSACTION_ITEMS - 1`` rows."""
-    chunk: list[Change] = []
-    keys: set[RowKey] = set()
-    for change in changes:
-        more = keys | change.rows.keys()
-        if chunk and len(more) > MAX_TRANSACTION_ITEMS - 1:
-            yield chunk
-            chunk, more = [], set(change.rows)
-        chunk.append(change)
-        keys = more
-    if chunk:
-        yield chunk
+@dataclass
+class Plan:
+    """A claimed batch's sums, cut into transactions: rows per chunk, and the rate corrections."""
+
+    chunks: list[list[tuple[RowKey, Row]]]
+    rates: dict[tuple[str, str, int], int]
+
+    def encode(self) -> bytes:
+        data = {
+            "chunks": [
+                [[key[0], key[1], {n: str(v) for n, v in row.adds.items()}, row.sets] for key, row in chunk]
+                for chunk in self.chunks
+            ],
+            "rates": [[k, m, w, t] for (k, m, w), t in self.rates.items()],
+        }
+        return zlib.compress(json.dumps(data, separators=(",", ":")).encode())
+
+    @classmethod
+    def decode(cls, body: bytes) -> Plan:
+        data = json.loads(zlib.decompress(body))
+        chunks = [
+            [((pk, sk), Row(adds=defaultdict(Decimal, {n: Decimal(v) for n, v in adds.items()}), sets=sets))
+             for pk, sk, adds, sets in chunk]
+            for chunk in data["chunks"]
+        ]  # fmt: skip
+        return cls(chunks, {(k, m, int(w)): int(t) for k, m, w, t in data["rates"]})
+
+
+def plan_for(pending: list[Change]) -> tuple[list[Change], Plan]:
+    """The longest prefix of ``pending`` whose sums fit one plan, and that plan."""
+    rows: dict[RowKey, Row] = defaultdict(Row)
+    rates: dict[tuple[str, str, int], int] = defaultdict(int)
+    claimed: list[Change] = []
+    for change in pending:
+        if claimed and len(rows.keys() | change.rows.keys()) > MAX_PLAN_ROWS:
+            break
+        claimed.append(change)
+        for key, row in change.rows.items():
+            merged = rows[key]
+            merged.sets.update(row.sets)
+            for name, amount in row.adds.items():
+                merged.add(name, amount)
+        if change.rate:
+            key_id, month, window, tokens = change.rate
+            rates[(key_id, month, window)] += tokens
+    ordered = sorted((key, row) for key, row in rows.items() if row.adds)
+    chunks = [ordered[n : n + MAX_ROWS_PER_TRANSACTION] for n in range(0, len(ordered), MAX_ROWS_PER_TRANSACTION)]
+    return claimed, Plan(chunks or [[]], dict(rates))

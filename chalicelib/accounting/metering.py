@@ -203,7 +203,11 @@ class Meter:
         key = ticket.key
         limited = bool(key.rpm_limit or key.tpm_limit)
         budget = key.monthly_budget_usd
-        new_window = limited and self._windows.get(key.key_id, 0) < window
+        # Guess which update applies: start the window if this process counted this key in an
+        # earlier minute, else join it (a busy key's window is usually started by someone already).
+        # A wrong guess costs a second call; the refusal returns the stored item to correct it.
+        seen = self._windows.get(key.key_id)
+        new_window = limited and seen is not None and seen < window
         for _ in range(_WINDOW_ATTEMPTS):
             adds, sets, conditions = [], [], []
             values: dict[str, Any] = {}

@@ -62,6 +62,8 @@ def test_a_newcomer_sees_cost_hits_a_budget_and_reads_the_report(project, dev_in
     assert f"daily cost report for {yesterday}" in first.stdout
     assert "Sent: nothing new" not in first.output
     assert "Sent: nothing new" in pw("report", "run", "--day", yesterday).output
+    corrected = pw("report", "run", "--day", yesterday, "--force")
+    assert "corrected (revision 2)" in corrected.stdout and "Sent (revision 2): metrics" in corrected.output
     assert f"report for {yesterday}" in pw("report", "show", yesterday).stdout
     sqs = boto3.client(
         "sqs",
@@ -97,3 +99,8 @@ def test_owner_budgets_and_reconcile_from_the_cli(project, dev_info, tmp_path) -
     result = pw_json("ledger", "reconcile", str(logs))
     assert result["entries"] == 1 and result["recorded"] == 1 and Decimal(result["cost_usd"]) == entry.cost
     assert pw_json("ledger", "reconcile", str(logs))["recorded"] == 1  # idempotent
+    # A bad line is refused by line number, the others still go in, and the exit status says so.
+    bad = {**entry.to_json(), "request_id": "cli-reconcile-2", "cost": "-1"}
+    logs.write_text(logs.read_text() + json.dumps({"event": UNRECORDED_EVENT, "entry": bad}) + "\n")
+    refused = pw("ledger", "reconcile", str(logs), ok=False)
+    assert refused.exit_code == 1 and f"{logs.name}:3: 'cost' must be from 0" in refused.stderr
