@@ -317,6 +317,8 @@ def test_codexs_requests_parse(tmp_path) -> None:
         ({"moderation": {"mode": "on"}}, "moderation"),
         ({"max_output_tokens": 15}, "max_output_tokens"),
         ({"max_output_tokens": 1.5}, "max_output_tokens"),
+        ({"max_output_tokens": 2**70}, "max_output_tokens"),
+        ({"max_tool_calls": 0}, "max_tool_calls"),
         ({"temperature": 1.5}, "temperature"),
         ({"top_p": True}, "top_p"),
         ({"stream": "yes"}, "stream"),

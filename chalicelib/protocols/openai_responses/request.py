@@ -22,6 +22,7 @@ from chalicelib.protocols.openai_responses.items import parse_input
 from chalicelib.protocols.openai_responses.tools import Toolset, parse_tool_choice
 from chalicelib.protocols.openai_validation import (
     IGNORED,
+    MAX_OUTPUT_TOKENS,
     PASSED,
     REFUSED_UNLESS_DEFAULT,
     _boolean,
@@ -155,7 +156,9 @@ def parse_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
         if narrowed is not None:
             tools = narrowed
     parallel = _boolean(present, "parallel_tool_calls", True) if "parallel_tool_calls" in present else None
-    max_tokens = _integer(present, "max_output_tokens", minimum=16) if "max_output_tokens" in present else None
+    max_tokens = None
+    if "max_output_tokens" in present:
+        max_tokens = _integer(present, "max_output_tokens", minimum=16, maximum=MAX_OUTPUT_TOKENS)
     sampling = {name: _number(present, name, 0.0, 1.0) for name in ("temperature", "top_p") if name in present}
     response_format, text_echo = _text(present.get("text"), messages)
     effort, summary, reasoning_echo = _reasoning(present.get("reasoning"))
