@@ -57,6 +57,8 @@ class _Open:
     item: dict[str, Any]
     text: str = ""
     signature: str | None = None
+    #: A redacted thinking block (it has no text, only Anthropic's encrypted data).
+    redacted: str | None = None
     tool_index: int | None = None
 
 
@@ -104,7 +106,7 @@ class ResponseWriter:
                 self._close(out)
                 self._open_reasoning(out)
                 assert self._open is not None
-                self._open.item["_block"] = {"type": "redacted_thinking", "data": redacted}
+                self._open.redacted = redacted
                 self._close(out)
             case ReasoningDelta(text=text, signature=signature):
                 if self._kind() != "reasoning":
@@ -250,8 +252,8 @@ class ResponseWriter:
             if final["input"]:
                 out.append(self._event("response.custom_tool_call_input.delta", **at, delta=final["input"]))
             out.append(self._event("response.custom_tool_call_input.done", **at, input=final["input"]))
-        out.append(self._event("response.output_item.done", **{"output_index": item.index}, item=_public(final)))
-        self.response["output"][item.index] = _public(final)
+        # ``final`` is the response's own output item, completed in place.
+        out.append(self._event("response.output_item.done", output_index=item.index, item=_public(final)))
 
     def _close_reasoning(self, out: list[dict[str, Any]], item: _Open) -> None:
         final, at = item.item, self._at(item)
@@ -265,8 +267,10 @@ class ResponseWriter:
             out.append(self._event("response.reasoning_text.done", **at, content_index=0, text=item.text))
             out.append(self._event("response.content_part.done", **at, content_index=0, part=part))
             final["content"] = [part]
-        block = final.pop("_block", None)
-        if block is None and item.signature:
+        block = None
+        if item.redacted is not None:
+            block = {"type": "redacted_thinking", "data": item.redacted}
+        elif item.signature:
             block = {"type": "thinking", "thinking": item.text, "signature": item.signature}
         if self._request.encrypted_reasoning and block is not None:
             final["encrypted_content"] = reasoning_token(self._model, block)
@@ -283,8 +287,8 @@ class ResponseWriter:
 
 
 def _public(item: dict[str, Any]) -> dict[str, Any]:
-    """An item as clients see it (without the writer's private notes)."""
-    return {k: copy.deepcopy(v) for k, v in item.items() if not k.startswith("_")}
+    """A copy of an item as it stands (later deltas must not change what an event already said)."""
+    return copy.deepcopy(item)
 
 
 def custom_input(arguments: str) -> str:
