@@ -383,3 +383,15 @@ def test_the_allowlist_applies(env, keys_table) -> None:
     _, plaintext = KeyStore(keys_table).create(owner_sub="o", allowed_models=["nova-micro"])
     response = post(plaintext, {"model": "claude-haiku-4-5", "input": "hi"})
     assert response.status_code == 403 and response.json_body["error"]["code"] == "model_not_allowed"
+
+
+def test_a_stalled_upstream_is_cut_at_the_deadline_and_nothing_is_billed(key) -> None:
+    # 5 s left for the whole answer: Bedrock gets what is left minus the billing margin, then a 504.
+    record, plaintext = key
+    raw = json.dumps({"model": "nova-micro", "input": "slow #emulator:sleep=4", "stream": True})
+    response = StreamClient(timeout_seconds=5).post(
+        "/v1/responses", headers={"Authorization": f"Bearer {plaintext}"}, body=raw
+    )
+    assert response.status_code == 504 and response.json_body["error"]["code"] == "upstream_timeout"
+    assert_valid("ErrorResponse", response.json_body)
+    assert ledger_entries(record.key_id) == []
