@@ -23,6 +23,7 @@ from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.mcp import McpServer
 from chalicelib.protocols.openai import OpenAIService
 from chalicelib.protocols.openai_chat import ChatCompletions
+from chalicelib.protocols.openai_responses import Responses
 from chalicelib.settings import get_settings
 
 
@@ -91,6 +92,12 @@ def openai_service() -> OpenAIService:
 def chat_adapter() -> ChatCompletions:
     """``POST /v1/chat/completions`` (streaming route)."""
     return ChatCompletions(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
+
+
+@functools.cache
+def responses_adapter() -> Responses:
+    """``POST /v1/responses`` (streaming route)."""
+    return Responses(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
 
 
 @functools.cache
