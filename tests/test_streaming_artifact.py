@@ -106,6 +106,53 @@ def error_message(request_id: str, error_type: str) -> str:
     return _public_message(error_type, request_id)
 
 
+def test_a_chat_completion_streams_through_the_built_entry_point(
+    artifact: Path, function: dict[str, Any], emulator_url: str
+) -> None:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from chalicelib.keys.store import KeyStore
+    from local import bootstrap
+
+    # GIVEN DynamoDB (a moto server), the Bedrock emulator, a key, and the artifact started as Lambda does
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    try:
+        aws_url = "http://{}:{}".format(*moto.get_host_and_port())
+        fake = {"aws_access_key_id": "artifact", "aws_secret_access_key": "artifact", "region_name": "us-east-1"}
+        tables = {
+            name: function["env"][f"PENNYWORTH_{name[:-5].upper()}_TABLE"]
+            for name in ("KeysTable", "UsageTable", "AuditTable")
+        }
+        bootstrap.create_tables(boto3.client("dynamodb", endpoint_url=aws_url, **fake), tables)
+        keys = boto3.resource("dynamodb", endpoint_url=aws_url, **fake).Table(tables["KeysTable"])
+        _, key = KeyStore(keys).create(owner_sub="artifact", owner_email="artifact@example.com", name="stream")
+        env = {
+            **function["env"],
+            "PENNYWORTH_AWS_ENDPOINT_URL": aws_url,
+            "PENNYWORTH_BEDROCK_ENDPOINT_URL": emulator_url,
+        }
+        with RuntimeAPI() as api:
+            api.start_function(artifact, handler=function["handler"], env=env, stderr=subprocess.PIPE)
+            # WHEN a streamed chat completion is asked for, the emulator pacing its deltas 0.2 s apart
+            prompt = "Count #emulator:tokens=18 #emulator:chunk_delay=0.2"
+            body = {"model": "nova-micro", "stream": True, "messages": [{"role": "user", "content": prompt}]}
+            headers = {"Authorization": f"Bearer {key}"}
+            invocation = api.invoke(proxy_event("POST", "/v1/chat/completions", body, headers))
+            arrivals = list(invocation.body_chunks(120))
+            result = invocation.result(10)
+    finally:
+        moto.stop()
+    # THEN an SSE answer whose deltas reached Lambda as they were generated, not all at the end
+    assert result.status == 200 and result.headers["Content-Type"].startswith("text/event-stream")
+    events = [event for event in result.body.split(b"\n\n") if event]
+    assert events[-1] == b"data: [DONE]" and not result.trailers
+    deltas = [at for at, data in arrivals if b'"content"' in data and b"[DONE]" not in data]
+    assert len(deltas) >= 4, arrivals
+    assert deltas[-1] - deltas[0] >= 0.5 * 0.2 * (len(deltas) - 1), [round(at - deltas[0], 3) for at in deltas]
+
+
 def test_a_handler_the_artifact_cannot_load_is_an_init_error(artifact: Path, function: dict[str, Any]) -> None:
     with RuntimeAPI() as api:
         process = api.start_function(
