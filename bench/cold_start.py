@@ -172,7 +172,7 @@ def stream_case(artifact: Path, env: dict[str, str], event: dict[str, Any]) -> d
     from local.lambda_runtime import RuntimeAPI
 
     with RuntimeAPI() as api:
-        process = api.start_function(artifact, env=env, stderr=subprocess.DEVNULL)
+        process = api.start_function(artifact, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started = api.started_at or time.monotonic()
         invocation = api.invoke(event)
         arrivals = [arrived for arrived, _ in invocation.body_chunks(timeout=120)]

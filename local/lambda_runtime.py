@@ -188,7 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
             "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
             "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
             "Lambda-Runtime-Invoked-Function-Arn": self.server.api.function_arn,
-            "Lambda-Runtime-Trace-Id": f"Root=1-00000000-{invocation.request_id[-24:]:0>24};Sampled=0",
+            "Lambda-Runtime-Trace-Id": f"Root=1-{int(time.time()):08x}-{invocation.request_id[-12:]:0>24};Sampled=0",
         }
         event = invocation.event if isinstance(invocation.event, bytes) else json.dumps(invocation.event).encode()
         self._answer(200, event, headers)
@@ -305,6 +305,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     api: RuntimeAPI
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A function process stopped while its poll was open: expected at shutdown, not worth a traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 class RuntimeAPI:
     """One function instance's Runtime API on loopback (a context manager)."""
@@ -341,6 +346,7 @@ class RuntimeAPI:
         handler: str = "chalicelib.streaming.handler.handle",
         interpreter: str | None = None,
         timeout_seconds: int = 300,
+        stdout: Any = None,
         stderr: Any = None,
     ) -> subprocess.Popen[bytes]:
         """Start ``task_root``'s exec wrapper as Lambda does: ``wrapper interpreter <runtime args>``.
@@ -372,7 +378,7 @@ class RuntimeAPI:
         self.started_at = time.monotonic()
         command = [str(wrapper), interpreter or bare_interpreter(), *MANAGED_RUNTIME_ARGS]
         self.process = subprocess.Popen(  # noqa: S603 - the artifact's own wrapper
-            command, env=environment, cwd="/", stdin=subprocess.DEVNULL, stderr=stderr
+            command, env=environment, cwd="/", stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr
         )
         return self.process
 
@@ -396,7 +402,7 @@ class RuntimeAPI:
             raise ProtocolError(f"the function exited with status {self.process.returncode}{detail}")
 
     def close(self) -> None:
-        self._pending.put(None)
+        """Stop the function (as Lambda does, without warning), then end any in-process loop's poll."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -404,6 +410,7 @@ class RuntimeAPI:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._pending.put(None)
         self._server.shutdown()
         self._server.server_close()
 
