@@ -235,6 +235,17 @@ def test_a_failing_close_is_logged_and_the_next_invocation_is_served(capsys: pyt
     )
 
 
+def test_the_handler_setting_names_a_function_in_a_module() -> None:
+    from chalicelib.streaming import handler
+
+    assert runtime.load_handler("chalicelib.streaming.handler.handle") is handler.handle
+    for name in ("handle", "json.no_such_function", "json.__doc__", ".handle"):
+        with pytest.raises(runtime.HandlerNotFound):
+            runtime.load_handler(name)
+    with pytest.raises(ModuleNotFoundError):
+        runtime.load_handler("no_such_package.handle")
+
+
 def test_the_emulator_refuses_what_api_gateway_would_refuse() -> None:
     # A prelude without the delimiter, or with the delimiter past 16 KB, or not JSON: API Gateway answers 500.
     with pytest.raises(ProtocolError, match="delimiter"):

@@ -289,14 +289,22 @@ def _trace(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
 
 
+class HandlerNotFound(LookupError):
+    """``_HANDLER`` names no callable (the module itself imported)."""
+
+
 def load_handler(name: str) -> Handler:
-    """``package.module.function`` → the function (the format of Lambda's ``Handler`` setting)."""
+    """``package.module.function`` → the function (the format of Lambda's ``Handler`` setting).
+
+    Raises HandlerNotFound for a bad name or a missing function; whatever importing the
+    module raises (ImportError, SyntaxError, an error at import time) propagates.
+    """
     module_name, _, attribute = name.rpartition(".")
     if not module_name or not attribute:
-        raise ValueError(f"handler {name!r} is not module.function")
-    handler = getattr(importlib.import_module(module_name), attribute)
+        raise HandlerNotFound(f"handler {name!r} is not module.function")
+    handler = getattr(importlib.import_module(module_name), attribute, None)
     if not callable(handler):
-        raise TypeError(f"handler {name!r} is not callable")
+        raise HandlerNotFound(f"{module_name} has no function {attribute!r}")
     return handler
 
 
@@ -319,7 +327,7 @@ def main() -> int:
     try:
         handler = load_handler(name)
     except Exception as exc:
-        error_type = "Runtime.ImportModuleError" if isinstance(exc, ImportError) else "Runtime.HandlerNotFound"
+        error_type = "Runtime.HandlerNotFound" if isinstance(exc, HandlerNotFound) else "Runtime.ImportModuleError"
         log("ERROR", "the handler cannot be loaded", handler=name, exception=_trace(exc))
         RuntimeClient(address).post_error("/runtime/init/error", error_type, f"Cannot load the handler {name!r}.")
         return 1
