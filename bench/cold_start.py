@@ -14,7 +14,9 @@ Gateway proxy event, timing from its first line to the response. Cases:
 * ``stream_chat``: the streaming function's real entry point (exec wrapper → our Runtime API
   loop → ``chalicelib.streaming.handler``) started cold under ``local/lambda_runtime.py``, one
   streamed chat completion; timed from process start (interpreter start-up included, unlike
-  the cases above) to the prelude (headers out), to the first body chunk, and to the end;
+  the cases above) to its first poll of the Runtime API (the end of Lambda's init phase: wrapper,
+  interpreter, our loop and the handler module imported), to the prelude (headers out), to the
+  first body chunk, and to the end;
 * ``bare_litellm_naive``: ``import litellm`` from ``chalice package``'s own output (no pruning, no bytecode);
 * ``bare_boto3_naive`` / ``bare_boto3_artifact``: ``import boto3`` from each.
 
@@ -185,6 +187,7 @@ def stream_case(artifact: Path, env: dict[str, str], event: dict[str, Any]) -> d
         raise SystemExit(f"the streaming function did not stream: {result.mode} {result.error}")
     return {
         "seconds": arrivals[-1] - started,
+        "init_seconds": (api.first_poll_at or started) - started,
         "first_byte_seconds": arrivals[0] - started,
         "first_body_chunk_seconds": (arrivals[1] if len(arrivals) > 1 else arrivals[0]) - started,
         "status": result.status,
@@ -293,7 +296,7 @@ def main() -> int:
         }
         if "status" in runs[0]:
             results[name]["status"] = runs[0]["status"]
-        for extra in ("import_app_seconds", "first_byte_seconds", "first_body_chunk_seconds"):
+        for extra in ("import_app_seconds", "init_seconds", "first_byte_seconds", "first_body_chunk_seconds"):
             if extra in runs[0]:
                 results[name][f"median_{extra}"] = round(statistics.median(r[extra] for r in runs), 3)
         if name == "stream_chat":

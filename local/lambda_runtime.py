@@ -178,7 +178,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path != f"{API_PREFIX}/invocation/next":
             return self._answer(404, b'{"errorMessage":"unknown path"}')
-        invocation = self.server.api._pending.get()
+        api = self.server.api
+        if api.first_poll_at is None:
+            api.first_poll_at = time.monotonic()  # Lambda's init phase ends here
+        invocation = api._pending.get()
         if invocation is None:  # closing: let every waiting runtime loop fail and end
             self.server.api._pending.put(None)
             self.close_connection = True
@@ -321,6 +324,8 @@ class RuntimeAPI:
         self.protocol_errors: list[str] = []
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at: float | None = None
+        #: time.monotonic() of the first /next: the end of the function's init phase.
+        self.first_poll_at: float | None = None
         self._timeout_ms = 300_000
         self._pending: queue.Queue[Invocation | None] = queue.Queue()
         self._current: dict[str, Invocation] = {}
