@@ -62,19 +62,23 @@ def test_the_built_template_streams_the_model_routes(artifact: Path, template: d
 
 
 def test_the_real_entry_point_streams_an_answer_byte_for_byte(artifact: Path, function: dict[str, Any]) -> None:
-    from chalicelib import errors
+    from chalicelib.streaming import handler
 
     # GIVEN the artifact started as Lambda starts it, with the template's Handler
+    event = proxy_event("POST", "/v1/no-such-route", {"model": "x"})
     with RuntimeAPI() as api:
         api.start_function(artifact, handler=function["handler"], env=function["env"], stderr=subprocess.PIPE)
         # WHEN API Gateway sends a request no streaming route serves
-        result = api.invoke(proxy_event("POST", "/v1/no-such-route", {"model": "x"})).result(60)
-    # THEN the real handler's JSON answer arrives framed exactly: prelude + 8 NULs, the body, the end chunk
-    body = json.dumps(errors.NotFound("Unknown request URL: POST /v1/no-such-route.").to_body(), separators=(",", ":"))
-    prelude = b'{"statusCode":404,"headers":{"Content-Type":"application/json"}}' + b"\0" * 8
-    assert result.raw == chunked(prelude, body.encode()) + b"0\r\n\r\n"
+        result = api.invoke(event).result(60)
+    # THEN the handler's answer (the same handler, called here) arrives framed exactly:
+    # the prelude and 8 NULs in the first chunk, the body, the last chunk
+    answer = handler.handle(event, deadline=0)
+    body = b"".join(answer.chunks)
+    metadata = {"statusCode": answer.status, "headers": answer.headers}
+    prelude = json.dumps(metadata, separators=(",", ":")).encode() + b"\0" * 8
+    assert result.raw == chunked(prelude, body) + b"0\r\n\r\n"
     assert result.request_headers["Lambda-Runtime-Function-Response-Mode"] == "streaming"
-    assert result.status == 404 and result.json()["error"]["code"] == "not_found"
+    assert result.status == 404 and result.json()["error"]["type"] == "invalid_request_error"
 
 
 def test_an_error_raised_mid_stream_ends_with_the_error_trailers(artifact: Path, function: dict[str, Any]) -> None:
