@@ -25,6 +25,7 @@ ENV: dict[str, str | None] = {
     "PENNYWORTH_BEDROCK_ENDPOINT_URL": None,
     "PENNYWORTH_BEDROCK_REGION": None,
     "PENNYWORTH_UPSTREAM_TIMEOUT_SECONDS": "25",
+    "PENNYWORTH_STREAM_TIMEOUT_SECONDS": "300",
     "PENNYWORTH_MAX_BODY_BYTES": "5000000",
     "PENNYWORTH_COGNITO_USER_POOL_ID": None,
     "PENNYWORTH_COGNITO_CLIENT_ID": None,
@@ -40,6 +41,8 @@ ENV: dict[str, str | None] = {
 }
 
 DEFAULT_CATALOG = Path(__file__).parent / "catalog" / "catalog.json"
+#: Lambda's longest function timeout, which is also API Gateway's longest streamed response (15 min).
+MAX_STREAM_TIMEOUT_SECONDS = 900
 
 
 class SettingsError(ValueError):
@@ -60,6 +63,7 @@ class Settings:
     bedrock_endpoint_url: str | None
     bedrock_region: str
     upstream_timeout_seconds: float
+    stream_timeout_seconds: float
     max_body_bytes: int
     cognito_user_pool_id: str | None
     cognito_client_id: str | None
@@ -92,6 +96,9 @@ class Settings:
             bedrock_endpoint_url=get("PENNYWORTH_BEDROCK_ENDPOINT_URL"),
             bedrock_region=get("PENNYWORTH_BEDROCK_REGION") or region,
             upstream_timeout_seconds=_number(get, "PENNYWORTH_UPSTREAM_TIMEOUT_SECONDS", float),
+            stream_timeout_seconds=_number(
+                get, "PENNYWORTH_STREAM_TIMEOUT_SECONDS", float, maximum=MAX_STREAM_TIMEOUT_SECONDS
+            ),
             max_body_bytes=_number(get, "PENNYWORTH_MAX_BODY_BYTES", int),
             cognito_user_pool_id=get("PENNYWORTH_COGNITO_USER_POOL_ID"),
             cognito_client_id=get("PENNYWORTH_COGNITO_CLIENT_ID"),
@@ -116,7 +123,7 @@ def _required(get, name: str) -> str:
     return value
 
 
-def _number(get, name: str, kind: type):
+def _number(get, name: str, kind: type, maximum: float | None = None):
     raw = get(name)
     try:
         value = kind(raw)
@@ -124,6 +131,9 @@ def _number(get, name: str, kind: type):
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {raw!r}")
+    # Written so that NaN and infinity (which parse as floats) fail it too.
+    if maximum is not None and not value <= maximum:
+        raise SettingsError(f"{name} must be at most {maximum}, got {raw!r}")
     return value
 
 
