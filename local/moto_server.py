@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from local import console_login
+
 _LOCK = threading.Lock()
 
 
@@ -41,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
-    run_simple(args.host, args.port, serialized(app), threaded=True, request_handler=MotoRequestHandler)
+    # /console-login: the local stand-in for Cognito's managed login (the web console's sign-in).
+    app = console_login.mount(serialized(app), f"http://{args.host}:{args.port}")
+    run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     return 0
 
 
