@@ -139,7 +139,12 @@
       async () => {
         csv.disabled = true;
         replace(results, ui.loading("Loading usage…"));
-        const data = await api.get("admin/usage", { from: from.value, to: to.value, group_by: groupBy.value, owner: owner.value.trim() }, { signal });
+        let data;
+        try {
+          data = await api.get("admin/usage", { from: from.value, to: to.value, group_by: groupBy.value, owner: owner.value.trim() }, { signal });
+        } finally {
+          replace(results); // the form shows the API's error, if any
+        }
         last = data;
         const rows = data.data.slice().sort((a, b) => (data.group_by === "day" ? a.group.localeCompare(b.group) : Number(b.cost_usd) - Number(a.cost_usd)));
         replace(
@@ -183,7 +188,7 @@
     const more = h("div", {});
     let rows = [];
     const columns = [
-      { label: "Time", cell: (e) => timeEl(e.at) },
+      { label: "Time (UTC)", cell: (e) => timeEl(e.at) },
       { label: "Action", cell: (e) => h("span", { class: `badge action-${e.action}` }, e.action) },
       { label: "Key", cell: (e) => h("code", {}, `pw-${e.key_id}`) },
       { label: "By", cell: (e) => e.actor.email || e.actor.sub || e.actor.kind },
@@ -213,7 +218,12 @@
     const f = ui.form([h("div", { class: "filters" }, ui.field("Day (UTC)", day))], async () => {
       replace(results, ui.loading("Loading the audit log…"));
       replace(more);
-      await page(null);
+      try {
+        await page(null);
+      } catch (error) {
+        replace(results); // the form shows the API's error
+        throw error;
+      }
     }, { submitLabel: "Show events" });
     f.classList.add("query-form");
     replace(root, ui.pageHeader("Audit log", "Every key change and every refused use of a revoked or expired key, oldest first."), f, results, more);

@@ -6,41 +6,43 @@
   const PW = (window.PW = window.PW || {});
   const { h, svg, money } = PW;
 
-  function niceMax(value) {
-    if (!(value > 0)) return 1;
-    const power = 10 ** Math.floor(Math.log10(value));
-    for (const step of [1, 2, 2.5, 5, 10]) {
-      if (step * power >= value) return step * power;
-    }
-    return 10 * power;
+  // A round top for the axis and a round step: 4 steps of 0.25/0.5/1/2/2.5 × a power of ten.
+  function niceScale(value) {
+    if (!(value > 0)) return { max: 1, step: 0.25, decimals: 2 };
+    const power = 10 ** Math.floor(Math.log10(value / 4));
+    const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s * 4 >= value);
+    const decimals = Number.isInteger(step) ? 0 : Math.max(2, Math.min(12, Math.ceil(-Math.log10(step)) + (Math.abs(step / power - 2.5) < 1e-9 ? 1 : 0)));
+    return { max: step * 4, step, decimals };
   }
 
-  function axisLabel(value) {
-    if (value === 0) return "$0";
-    if (value < 0.01) return `$${value.toPrecision(1)}`;
-    return `$${value.toLocaleString("en-US", { maximumFractionDigits: 2 })}`;
+  function axisLabel(value, decimals) {
+    return value === 0 ? "$0" : `$${value.toFixed(decimals)}`;
   }
 
   // Vertical bars: one per day. points: [{label: "2026-11-03", short: "3", value: Number, exact: "0.12"}]
   function columnChart(points, { title, description }) {
-    const width = 720;
-    const height = 240;
-    const pad = { top: 12, right: 8, bottom: 28, left: 56 };
-    const max = niceMax(Math.max(0, ...points.map((p) => p.value)));
+    // Drawn in fewer units on a narrow screen, so its text stays readable when scaled down.
+    const narrow = window.innerWidth < 760;
+    const width = narrow ? 380 : 720;
+    const height = narrow ? 220 : 240;
+    const pad = { top: 12, right: 8, bottom: 28, left: narrow ? 70 : 84 };
+    const scale = niceScale(Math.max(0, ...points.map((p) => p.value)));
+    const max = scale.max;
     const plotW = width - pad.left - pad.right;
     const plotH = height - pad.top - pad.bottom;
     const slot = plotW / Math.max(points.length, 1);
     const barW = Math.max(2, Math.min(28, slot * 0.7));
     const grid = [0, 0.25, 0.5, 0.75, 1].map((f) => {
+      const tick = scale.step * f * 4;
       const y = pad.top + plotH - f * plotH;
       return svg(
         "g",
         { class: "grid" },
         svg("line", { x1: pad.left, x2: width - pad.right, y1: y, y2: y }),
-        svg("text", { x: pad.left - 6, y: y + 4, "text-anchor": "end" }, axisLabel(max * f))
+        svg("text", { x: pad.left - 6, y: y + 4, "text-anchor": "end" }, axisLabel(tick, scale.decimals))
       );
     });
-    const labelEvery = points.length > 16 ? 5 : points.length > 8 ? 2 : 1;
+    const labelEvery = points.length > (narrow ? 8 : 16) ? 5 : points.length > 8 ? 2 : 1;
     const bars = points.map((p, i) => {
       const x = pad.left + i * slot + (slot - barW) / 2;
       const barH = max ? (p.value / max) * plotH : 0;
@@ -102,7 +104,7 @@
       used === null
         ? `${money(spent)} spent; no ${label} budget set`
         : `${money(spent)} of ${money(budget)} (${Math.floor(used * 100)}%)`;
-    return h("div", { class: "budget" }, meter, h("p", { class: "budget-text" }, text));
+    return h("div", { class: "budget" }, used === null ? null : meter, h("p", { class: "budget-text" }, text));
   }
 
   PW.charts = { columnChart, barList, budgetMeter };

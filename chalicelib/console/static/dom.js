@@ -79,7 +79,11 @@
     const n = Number(value);
     if (!Number.isFinite(n)) return String(value);
     if (exact) return `$${value}`;
-    if (n !== 0 && Math.abs(n) < 0.01) return n < 0 ? "-<$0.01" : "<$0.01";
+    if (n !== 0 && Math.abs(n) < 0.01) {
+      // Two significant digits, never exponent notation: $0.0000021.
+      const decimals = Math.min(12, Math.ceil(-Math.log10(Math.abs(n))) + 1);
+      return `${n < 0 ? "-" : ""}$${Math.abs(n).toFixed(decimals)}`;
+    }
     return `$${n.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
   }
 
@@ -95,12 +99,12 @@
     if (!text) return "—";
     const d = new Date(text);
     if (Number.isNaN(d.getTime())) return String(text);
-    return d.toISOString().replace("T", " ").replace(/:\d\d(\.\d+)?Z$/, " UTC");
+    return d.toISOString().replace("T", " ").replace(/:\d\d(\.\d+)?Z$/, "");
   }
 
   function timeEl(text) {
     if (!text) return h("span", { class: "muted" }, "—");
-    return h("time", { datetime: text }, dateTime(text));
+    return h("time", { datetime: text, title: `${dateTime(text)} UTC` }, dateTime(text));
   }
 
   function isoDay(date) {

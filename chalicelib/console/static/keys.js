@@ -185,14 +185,16 @@
 
   function keyColumns(refresh, spentByKey, { withOwner = false } = {}) {
     return [
-      { label: "Name", cell: (k) => h("span", { class: "key-name" }, k.name || h("span", { class: "muted" }, "(no name)")) },
-      { label: "Key", cell: (k) => h("code", {}, k.prefix) },
+      {
+        label: "Key",
+        cell: (k) => [h("span", { class: "key-name" }, k.name || h("span", { class: "muted" }, "(no name)")), h("code", { class: "key-prefix" }, k.prefix)],
+      },
       withOwner ? { label: "Owner", cell: (k) => k.owner.email || k.owner.sub } : null,
       { label: "Status", cell: (k) => ui.statusBadge(k.status) },
       { label: "This month / budget", cell: (k) => budgetCell(k, spentByKey[k.key_id]) },
       { label: "Models", cell: modelsText },
-      { label: "Expires", cell: (k) => timeEl(k.expires_at) },
-      { label: "Last used", cell: (k) => timeEl(k.last_used_at) },
+      { label: "Expires (UTC)", cell: (k) => timeEl(k.expires_at) },
+      { label: "Last used (UTC)", cell: (k) => timeEl(k.last_used_at) },
       { label: "Actions", cell: (k) => keyActions(k, refresh), class: "actions-cell" },
     ].filter(Boolean);
   }

@@ -6,6 +6,8 @@
   const PW = (window.PW = window.PW || {});
   const { h, replace, ui, api, charts, money, count } = PW;
 
+  const requests = (n) => `${count(n)} request${Number(n) === 1 ? "" : "s"}`;
+
   function currentMonth() {
     return PW.isoDay(new Date()).slice(0, 7);
   }
@@ -38,17 +40,17 @@
     const models = byModel.data
       .slice()
       .sort((a, b) => Number(b.cost_usd) - Number(a.cost_usd))
-      .map((row) => ({ label: row.group, value: Number(row.cost_usd), exact: row.cost_usd, note: `${count(row.requests)} requests` }));
+      .map((row) => ({ label: row.group, value: Number(row.cost_usd), exact: row.cost_usd, note: requests(row.requests) }));
     const keys = byKey.data
       .slice()
       .sort((a, b) => Number(b.cost_usd) - Number(a.cost_usd))
-      .map((row) => ({ label: row.name ? `${row.name} (${row.prefix})` : row.prefix || row.group, value: Number(row.cost_usd), exact: row.cost_usd, note: `${count(row.requests)} requests` }));
+      .map((row) => ({ label: row.name ? `${row.name} (${row.prefix})` : row.prefix || row.group, value: Number(row.cost_usd), exact: row.cost_usd, note: requests(row.requests) }));
     const busiest = days.reduce((best, d) => (d.value > best.value ? d : best), { value: 0, label: null });
 
     const stats = h(
       "div",
       { class: "stats" },
-      stat(`Spent in ${month}`, money(total.cost_usd), `${count(total.requests)} requests`),
+      stat(`Spent in ${month}`, money(total.cost_usd), requests(total.requests)),
       budget ? stat("Monthly budget", budget.monthly_budget_usd === null ? "none" : money(budget.monthly_budget_usd), "set by an admin, for all your keys") : null,
       budget ? stat("Remaining", budget.remaining_usd === null ? "no limit" : money(budget.remaining_usd), "this month") : null,
       stat("Tokens", `${count(total.input_tokens)} in`, `${count(total.output_tokens)} out`)

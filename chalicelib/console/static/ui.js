@@ -63,9 +63,10 @@
   // columns: [{label, cell: row => Node|string, class?}]
   function table(columns, rows, { caption, emptyText = "Nothing here yet." } = {}) {
     if (!rows.length) return empty(emptyText);
+    // The wrapper scrolls sideways on narrow screens, so it is focusable (keyboard scrolling).
     return h(
       "div",
-      { class: "table-wrap" },
+      { class: "table-wrap", tabindex: "0", role: "region", "aria-label": caption || "Table" },
       h(
         "table",
         { class: "data" },
@@ -190,10 +191,7 @@
         text.textContent = `${done.toLocaleString("en-US")} ${noun}${more ? " so far…" : ""}`;
       },
       finish(doneText) {
-        bar.max = 1;
-        bar.value = 1;
-        cancel.remove();
-        text.textContent = doneText;
+        replace(el, h("span", { class: "muted" }, doneText));
         announce(doneText);
       },
     };
