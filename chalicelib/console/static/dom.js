@@ -25,7 +25,9 @@
   function setAttrs(el, attrs) {
     for (const [name, value] of Object.entries(attrs || {})) {
       if (value === undefined || value === null || value === false) continue;
-      if (name.startsWith("on") && typeof value === "function") {
+      if (name.startsWith("on")) {
+        // Handlers are functions only: a string here would be markup-like code.
+        if (typeof value !== "function") throw new Error(`refusing a non-function ${name} handler`);
         el.addEventListener(name.slice(2), value);
       } else if (name === "dataset") {
         Object.assign(el.dataset, value);
