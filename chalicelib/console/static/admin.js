@@ -74,7 +74,7 @@
           (n) => bar.update(n, n < list.length, `of ${list.length} owners' budgets`),
           controller.signal
         );
-        bar.finish(`${list.length} owners.`);
+        bar.finish(`${list.length} owner${list.length === 1 ? "" : "s"}.`);
         list.forEach((o, i) => (o.budget = budgets[i]));
         replace(
           results,
@@ -92,7 +92,7 @@
               },
             ],
             list,
-            { caption: `${list.length} owners (users with at least one key)`, emptyText: "No user has a key yet." }
+            { caption: `${list.length} owner${list.length === 1 ? "" : "s"} (users with at least one key)`, emptyText: "No user has a key yet." }
           )
         );
       } catch (error) {

@@ -306,7 +306,7 @@
         ]);
         Object.assign(spent, usage);
         state.keys = listing.items;
-        bar.finish(`${listing.items.length.toLocaleString("en-US")} keys loaded${listing.truncated ? " (stopped at the listing limit)" : ""}.`);
+        bar.finish(`${listing.items.length.toLocaleString("en-US")} key${listing.items.length === 1 ? "" : "s"} loaded${listing.truncated ? " (stopped at the listing limit)" : ""}.`);
         const owners = new Map(state.keys.map((k) => [k.owner.sub, k.owner.email || k.owner.sub]));
         replace(owner, h("option", { value: "" }, "Every owner"), [...owners].sort((a, b) => a[1].localeCompare(b[1])).map(([sub, label]) => h("option", { value: sub }, label)));
         replace(model, h("option", { value: "" }, "Any model"), catalog.map((m) => h("option", { value: m.id }, m.id)));
