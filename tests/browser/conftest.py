@@ -6,7 +6,8 @@ chromium is installed the tests skip with the reason, except in CI (``CI`` or
 that silently skips its browser tests would hide a broken console.
 
 They run against their own real local stack (moto server, the Bedrock emulator,
-chalice local, the local sign-in), started once per session on free ports.
+chalice local, the local sign-in), started once for this package on free ports and
+stopped after it, as Playwright is.
 Screenshots for review land in ``build/console/``.
 """
 
@@ -64,7 +65,9 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in this thread
+# while it is started, and later tests that call asyncio.run (the MCP client's) would fail.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
@@ -74,14 +77,14 @@ def playwright() -> Iterator[Any]:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Iterator[DevStack]:
     logs = tmp_path_factory.mktemp("console-stack-logs")
     with DevStack(ports=Ports.free(), log_dir=logs) as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dev_info(stack: DevStack) -> dict[str, Any]:
     return stack.info
 
@@ -92,17 +95,17 @@ class Account:
     password: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def admin(dev_info: dict[str, Any]) -> Account:
     return Account(dev_info["admin_username"], dev_info["admin_password"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def user(dev_info: dict[str, Any]) -> Account:
     return Account(dev_info["user_username"], dev_info["user_password"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cognito(dev_info: dict[str, Any]) -> Any:
     import boto3
 
