@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -30,6 +31,8 @@ ENV: dict[str, str | None] = {
     "PENNYWORTH_COGNITO_USER_POOL_ID": None,
     "PENNYWORTH_COGNITO_CLIENT_ID": None,
     "PENNYWORTH_COGNITO_ENDPOINT_URL": None,
+    "PENNYWORTH_COGNITO_CONSOLE_CLIENT_ID": None,
+    "PENNYWORTH_CONSOLE_AUTH_URL": None,
     # A harmless placeholder: the deployed template's authorizer gets the real pool's ARN.
     "PENNYWORTH_COGNITO_USER_POOL_ARN": "arn:aws:cognito-idp:us-east-1:000000000000:userpool/us-east-1_placeholder",
     "PENNYWORTH_REPORT_TOPIC_ARN": None,
@@ -69,6 +72,8 @@ class Settings:
     cognito_client_id: str | None
     cognito_endpoint_url: str | None
     cognito_user_pool_arn: str
+    cognito_console_client_id: str | None
+    console_auth_url: str | None
     report_topic_arn: str | None
     slack_webhook_parameter: str | None
     spike_threshold_usd: Decimal | None
@@ -104,6 +109,8 @@ class Settings:
             cognito_client_id=get("PENNYWORTH_COGNITO_CLIENT_ID"),
             cognito_endpoint_url=get("PENNYWORTH_COGNITO_ENDPOINT_URL") or get("PENNYWORTH_AWS_ENDPOINT_URL"),
             cognito_user_pool_arn=_required(get, "PENNYWORTH_COGNITO_USER_POOL_ARN"),
+            cognito_console_client_id=get("PENNYWORTH_COGNITO_CONSOLE_CLIENT_ID"),
+            console_auth_url=_url(get, "PENNYWORTH_CONSOLE_AUTH_URL"),
             report_topic_arn=get("PENNYWORTH_REPORT_TOPIC_ARN"),
             slack_webhook_parameter=get("PENNYWORTH_SLACK_WEBHOOK_PARAMETER"),
             spike_threshold_usd=(
@@ -121,6 +128,15 @@ def _required(get, name: str) -> str:
     if not value:
         raise SettingsError(f"{name} must be set")
     return value
+
+
+def _url(get, name: str) -> str | None:
+    value = get(name)
+    if value is None:
+        return None
+    if not re.match(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$", value):
+        raise SettingsError(f"{name} must be an http(s) URL without query or fragment, got {value!r}")
+    return value.rstrip("/")
 
 
 def _number(get, name: str, kind: type, maximum: float | None = None):

@@ -16,6 +16,7 @@ from chalicelib.admin.accounting import AccountingService
 from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticator_for_pool
 from chalicelib.admin.keys import AdminService
 from chalicelib.catalog.catalog import Catalog, load_catalog
+from chalicelib.console import ConsoleConfig, ConsoleSite
 from chalicelib.core.service import ModelService
 from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
@@ -161,6 +162,7 @@ def admin_authenticator() -> AdminAuthenticator:
         region=settings.region,
         endpoint_url=settings.cognito_endpoint_url,
         directory=user_directory(),
+        console_client_id=settings.cognito_console_client_id,
     )
 
 
@@ -189,6 +191,18 @@ def accounting_service() -> AccountingService:
         directory=user_directory,
         max_body_bytes=get_settings().max_body_bytes,
     )
+
+
+@functools.cache
+def console_site() -> ConsoleSite:
+    """The web console's page and assets, configured for this stage's sign-in."""
+    settings = get_settings()
+    config = ConsoleConfig(
+        auth_url=settings.console_auth_url,
+        client_id=settings.cognito_console_client_id,
+        local=settings.stage == "local",
+    )
+    return ConsoleSite(config)
 
 
 def reset() -> None:

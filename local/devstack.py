@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from local import bootstrap
+from local import bootstrap, console_login
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = PROJECT_DIR / ".pennyworth"
 REGION = "us-east-1"
 ADMIN_EMAIL = "admin@pennyworth.local"
+#: A user without admin rights, to see the console (and the API) as most key holders do.
+USER_EMAIL = "user@pennyworth.local"
 STAGE = "local"
 TABLE_NAMES = {
     "KeysTable": "pennyworth-local-keys",
@@ -171,6 +173,14 @@ class DevStack:
         admin_sub = bootstrap.create_user(
             cognito, pool["user_pool_id"], ADMIN_EMAIL, password, groups=(bootstrap.ADMINS_GROUP,)
         )
+        user_password = f"Pw1!{secrets.token_urlsafe(12)}"
+        bootstrap.create_user(cognito, pool["user_pool_id"], USER_EMAIL, user_password)
+        # The web console signs in through the local stand-in for Cognito's managed login
+        # (local/console_login.py, on the moto server), with an app client of its own.
+        console_url = f"{self.api_url}/console"
+        console_client_id = bootstrap.create_console_client(
+            cognito, pool["user_pool_id"], [console_url, f"http://localhost:{self.ports.api}/console"]
+        )
         reports = bootstrap.create_report_topic(
             boto3.client("sns", **aws), boto3.client("sqs", **aws), "pennyworth-local-reports"
         )
@@ -187,6 +197,8 @@ class DevStack:
             "PENNYWORTH_AUDIT_TABLE": TABLE_NAMES["AuditTable"],
             "PENNYWORTH_COGNITO_USER_POOL_ID": pool["user_pool_id"],
             "PENNYWORTH_COGNITO_CLIENT_ID": pool["client_id"],
+            "PENNYWORTH_COGNITO_CONSOLE_CLIENT_ID": console_client_id,
+            "PENNYWORTH_CONSOLE_AUTH_URL": f"{self.aws_url}{console_login.PREFIX}",
             "PENNYWORTH_REPORT_TOPIC_ARN": reports["topic_arn"],
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             **self.extra_env,
@@ -204,11 +216,15 @@ class DevStack:
             "key_id": record.key_id,
             "admin_username": ADMIN_EMAIL,
             "admin_password": password,
+            "user_username": USER_EMAIL,
+            "user_password": user_password,
+            "console_url": console_url,
             "cognito": {
                 "endpoint_url": self.aws_url,
                 "region": REGION,
                 "user_pool_id": pool["user_pool_id"],
                 "client_id": pool["client_id"],
+                "console_client_id": console_client_id,
             },
             "aws_endpoint_url": self.aws_url,
             "bedrock_endpoint_url": self.bedrock_url,
@@ -319,7 +335,9 @@ def _banner(info: dict[str, Any]) -> str:
             "",
             f"  Base URL   {info['base_url']}",
             f"  API key    {info['api_key']}",
+            f"  Console    {info['console_url']}  (local sign-in)",
             f"  Admin      {info['admin_username']}  /  {info['admin_password']}",
+            f"  User       {info['user_username']}  /  {info['user_password']}",
             f"  MCP        {info['mcp_url']}",
             "  Details    .pennyworth/dev.json",
             "",

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from local import console_login
+
 _LOCK = threading.Lock()
 
 
@@ -46,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         # client's delayed ACK stall every request on a reused keep-alive connection by ~40 ms.
         disable_nagle_algorithm = True
 
-    run_simple(args.host, args.port, serialized(app), threaded=True, request_handler=NoDelayHandler)
+    # /console-login: the local stand-in for Cognito's managed login (the web console's sign-in).
+    app = console_login.mount(serialized(app), f"http://{args.host}:{args.port}")
+    run_simple(args.host, args.port, app, threaded=True, request_handler=NoDelayHandler)
     return 0
 
 
