@@ -145,9 +145,10 @@ def _number(get, name: str, kind: type, maximum: float | None = None):
         value = kind(raw)
     except (TypeError, ValueError, InvalidOperation):
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value != value or value in (float("inf"), Decimal("Infinity")):  # NaN is unequal to itself
+        raise SettingsError(f"{name} must be a finite number, got {raw!r}")
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {raw!r}")
-    # Written so that NaN and infinity (which parse as floats) fail it too.
     if maximum is not None and not value <= maximum:
         raise SettingsError(f"{name} must be at most {maximum}, got {raw!r}")
     return value

@@ -89,8 +89,6 @@ class DevStack:
     log_dir: Path = STATE_DIR / "logs"
     api_output: IO[Any] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
-    #: How long a streamed answer may take (the streaming function's timeout on AWS).
-    stream_timeout: float = 300.0
     info: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     _processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -148,7 +146,7 @@ class DevStack:
             command.append("--no-autoreload")
             self._spawn("chalice", command, output=self.api_output)
             front = [sys.executable, "-m", "local.front", "--host", self.host, "--port", str(self.ports.api)]
-            front += ["--upstream", f"http://{self.host}:{chalice_port}", "--timeout", str(self.stream_timeout)]
+            front += ["--upstream", f"http://{self.host}:{chalice_port}"]
             self._spawn("api", front, output=self.api_output)
             _wait_http(f"http://{self.host}:{chalice_port}/health", self._processes["chalice"], "chalice local", 60)
             _wait_http(f"{self.api_url}/health", self._processes["api"], "the local front", timeout=60)

@@ -39,7 +39,13 @@ def test_stream_timeout_defaults_to_five_minutes_and_stops_at_lambdas_fifteen() 
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("901", "at most 900"), ("nan", "at most 900"), ("inf", "at most 900"), ("0", "positive"), ("5m", "a number")],
+    [
+        ("901", "at most 900"),
+        ("nan", "a finite number"),
+        ("inf", "a finite number"),
+        ("0", "positive"),
+        ("5m", "a number"),
+    ],
 )
 def test_bad_stream_timeouts_are_refused_by_name(value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=f"PENNYWORTH_STREAM_TIMEOUT_SECONDS must be {message}"):
@@ -59,3 +65,12 @@ def test_code_reads_no_undeclared_pennyworth_variable() -> None:
     for path in [root / "app.py", *(root / "chalicelib").rglob("*.py")]:
         used |= set(re.findall(r"\"(PENNYWORTH_[A-Z0-9_]+)\"", path.read_text()))
     assert used <= set(ENV), used - set(ENV)
+
+
+@pytest.mark.parametrize(
+    "name", ["PENNYWORTH_UPSTREAM_TIMEOUT_SECONDS", "PENNYWORTH_SPIKE_FACTOR", "PENNYWORTH_MAX_BODY_BYTES"]
+)
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-Infinity"])
+def test_no_number_setting_takes_nan_or_infinity(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
