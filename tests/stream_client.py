@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,7 +65,7 @@ def event_for(method: str, path: str, headers: Mapping[str, str], body: bytes | 
         "headers": dict(headers),
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
         "queryStringParameters": None,
-        "requestContext": {"requestId": "test", "stage": "test", "path": path, "httpMethod": method},
+        "requestContext": {"requestId": str(uuid.uuid4()), "stage": "test", "path": path, "httpMethod": method},
         "body": raw.decode("utf-8", "surrogateescape") if raw is not None else None,
         "isBase64Encoded": False,
     }
