@@ -104,6 +104,8 @@ EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "m
 #: Anthropic's default effort for adaptive thinking.
 DEFAULT_EFFORT = "high"
 MIN_THINKING_BUDGET = 1024
+#: How Claude Code's system block for Anthropic's billing attribution starts.
+BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _CACHE_TTLS = ("5m", "1h")
 _TOOL_FIELDS = {"name", "description", "input_schema", "cache_control", "type", "strict", "defer_loading"}
@@ -210,7 +212,7 @@ def _conversation(
     annotations: dict[str, Any] = {"reasoning_param": "thinking"}
     if betas:
         annotations["anthropic_betas"] = ",".join(betas)
-    if effort_source:
+    if effort_source and effort_source != "default":
         annotations["effort_from"] = effort_source
     return Conversation(
         model=model,
@@ -243,6 +245,9 @@ class _Translator:
         if not isinstance(value, list):
             raise InvalidRequest("system: Input should be a string or a list of text blocks", param="system")
         parts = [self._text_block(block, f"system.{i}") for i, block in enumerate(value)]
+        # Claude Code's attribution line for Anthropic's billing is metadata, not an instruction (LiteLLM
+        # drops it for Bedrock too); dropping it also keeps the cached prefix the same across versions.
+        parts = [p for p in parts if not p["text"].startswith(BILLING_HEADER_PREFIX)]
         return {"role": "system", "content": parts} if parts else None
 
     def messages(self, value: Any) -> list[dict[str, Any]]:
