@@ -110,7 +110,11 @@ def render_message(completion: Completion, ids: Mapping[str, str]) -> dict[str, 
         "content": content,
         "stop_reason": stop_reason(finished),
         "stop_sequence": completion.stop_sequence,
-        "usage": usage_body(completion.usage, completion.reasoning_tokens, completion.entry),
+        "usage": usage_body(
+            completion.entry.usage if completion.entry else completion.usage,
+            completion.reasoning_tokens,
+            completion.entry,
+        ),
     }
 
 
