@@ -312,6 +312,15 @@ def test_bad_or_unsupported_requests_are_400s_naming_the_parameter(payload: dict
     refused(payload, param)
 
 
+def test_version_2026_10_21_has_no_sampling_parameters() -> None:
+    # The new SDKs send anthropic-version 2026-10-21, where Anthropic answers these with a 400 (even at defaults).
+    for name, value in (("temperature", 1), ("top_p", 0.9), ("top_k", 5)):
+        with pytest.raises(errors.InvalidRequest, match="2023-06-01") as caught:
+            parse_messages_request(body(**{name: value}), version="2026-10-21")
+        assert caught.value.param == name
+        parse_messages_request(body(**{name: value}), version="2023-06-01")  # Claude Code's version keeps them
+
+
 def test_unsigned_thinking_is_dropped_and_whitespace_text_skipped() -> None:
     messages = [
         {"role": "user", "content": "x"},

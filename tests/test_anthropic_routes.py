@@ -249,8 +249,13 @@ def test_versions_and_betas(key: tuple) -> None:
     unknown_betas = {**base, "anthropic-beta": "claude-code-20250219,some-future-beta-2030-01-01"}
     assert post(None, hello(), headers=unknown_betas).status_code == 200
     assert post(None, hello(), headers=base).status_code == 200  # no version header: 2023-06-01
-    bad = post(None, hello(), headers={**base, "anthropic-version": "2099-01-01"})
-    assert bad.status_code == 400 and "anthropic-version" in bad.json_body["error"]["message"]
+    newer = post(None, hello(), headers={**base, "anthropic-version": "2026-10-21"})
+    assert newer.status_code == 200  # what the new SDKs send
+    sampled = post(None, hello(temperature=0.5), headers={**base, "anthropic-version": "2026-10-21"})
+    assert sampled.status_code == 400 and "temperature" in sampled.json_body["error"]["message"]
+    for version in ("2099-01-01", "2023-01-01"):
+        bad = post(None, hello(), headers={**base, "anthropic-version": version})
+        assert bad.status_code == 400 and "anthropic-version" in bad.json_body["error"]["message"]
     junk = post(None, hello(), headers={**base, "anthropic-beta": "a b c"})
     assert junk.status_code == 400
 

@@ -25,6 +25,7 @@ from chalicelib.core.http import StreamingResult
 from chalicelib.core.service import ModelService
 from chalicelib.keys.store import KeyRecord, KeyStore
 from chalicelib.protocols.anthropic.parse import (
+    API_VERSIONS,
     MIN_THINKING_BUDGET,
     parse_count_tokens_request,
     parse_messages_request,
@@ -33,8 +34,6 @@ from chalicelib.protocols.anthropic.render import render_message, stream_events
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 JSON_HEADERS = {"Content-Type": "application/json"}
-#: The versions of the Messages API Anthropic has published; the wire format is 2023-06-01's.
-API_VERSIONS = ("2023-06-01", "2023-01-01")
 _BETA = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _MAX_BETAS = 64
 
@@ -60,8 +59,9 @@ class Messages:
         """
         try:
             key = self._keys.authenticate(headers, accept_x_api_key=True)
-            betas = _betas(headers)
-            request = parse_messages_request(parse_json_body(raw_body, max_bytes=self._max_body_bytes), betas=betas)
+            version, betas = _version(headers), _betas(headers)
+            body = parse_json_body(raw_body, max_bytes=self._max_body_bytes)
+            request = parse_messages_request(body, betas=betas, version=version)
             conversation = self._fitted(key, request.conversation)
             turn = self._models.converse(key, conversation, deadline=deadline, surface=self._surface)
             ids = {"id": f"msg_{turn.request_id}", "model": conversation.model}
@@ -90,6 +90,7 @@ class Messages:
         """
         try:
             key = self._keys.authenticate(headers, accept_x_api_key=True)
+            _version(headers)
             conversation = parse_count_tokens_request(
                 parse_json_body(raw_body, max_bytes=self._max_body_bytes), betas=_betas(headers)
             )
@@ -125,21 +126,33 @@ class Messages:
         return conversation
 
 
-def _betas(headers: Mapping[str, str]) -> tuple[str, ...]:
-    """The ``anthropic-beta`` values (comma-separated, repeatable); checks ``anthropic-version`` too.
+def _version(headers: Mapping[str, str]) -> str:
+    """The ``anthropic-version`` asked for (2023-06-01 when absent).
 
     Raises
     ------
     InvalidRequest
-        An ``anthropic-version`` Anthropic never published, or a malformed beta list.
+        A version this gateway does not speak (2023-01-01's streaming format, or one Anthropic never published).
     """
-    version = next((v for k, v in headers.items() if k.lower() == "anthropic-version"), None)
-    if version is not None and version.strip() not in API_VERSIONS:
+    version = next((v.strip() for k, v in headers.items() if k.lower() == "anthropic-version"), None)
+    if version is None:
+        return API_VERSIONS[0]
+    if version not in API_VERSIONS:
         raise errors.InvalidRequest(
-            f"anthropic-version: {version.strip()[:40]!r} is not a valid version; this gateway speaks "
-            f"{API_VERSIONS[0]}.",
+            f"anthropic-version: {version[:40]!r} is not supported; this gateway speaks {' and '.join(API_VERSIONS)}.",
             param="anthropic-version",
         )
+    return version
+
+
+def _betas(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The ``anthropic-beta`` values (comma-separated, repeatable).
+
+    Raises
+    ------
+    InvalidRequest
+        A malformed beta list.
+    """
     raw = ",".join(v for k, v in headers.items() if k.lower() == "anthropic-beta")
     betas = tuple(dict.fromkeys(b.strip() for b in raw.split(",") if b.strip()))
     if len(betas) > _MAX_BETAS or not all(_BETA.match(b) for b in betas):

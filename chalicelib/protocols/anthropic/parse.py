@@ -97,6 +97,10 @@ _WHY_REFUSED = {
     "billing_policy": "billing is per pennyworth key.",
     "thread": "server-side threads are not available; send the whole conversation.",
 }
+#: The Messages API versions spoken (``anthropic-version``); an absent header means the first.
+API_VERSIONS = ("2023-06-01", "2026-10-21")
+#: Sampling parameters that version 2026-10-21 removed (Anthropic answers a 400 even at their defaults).
+REMOVED_IN_2026_10_21 = ("temperature", "top_p", "top_k")
 #: Bedrock's image formats (Anthropic's media types).
 IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 #: Thinking efforts of ``output_config.effort``, and the reasoning effort each becomes (Bedrock's top is "high").
@@ -122,8 +126,10 @@ class MessagesRequest:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_messages_request(body: Mapping[str, Any], *, betas: tuple[str, ...] = ()) -> MessagesRequest:
-    """Validate a ``POST /v1/messages`` body and translate it into a ``Conversation``.
+def parse_messages_request(
+    body: Mapping[str, Any], *, betas: tuple[str, ...] = (), version: str = API_VERSIONS[0]
+) -> MessagesRequest:
+    """Validate a ``POST /v1/messages`` body (of API ``version``) and translate it into a ``Conversation``.
 
     Raises
     ------
@@ -131,6 +137,13 @@ def parse_messages_request(body: Mapping[str, Any], *, betas: tuple[str, ...] = 
         A parameter that is missing, malformed, out of range, unknown or refused; the message names it.
     """
     present = _checked(body, MESSAGES_PARAMETERS)
+    if version != API_VERSIONS[0]:
+        for name in REMOVED_IN_2026_10_21:
+            if name in body:
+                raise InvalidRequest(
+                    f"{name}: removed in anthropic-version {version}; send anthropic-version: 2023-06-01 to use it.",
+                    param=name,
+                )
     max_tokens = present.get("max_tokens")
     if max_tokens is None:
         raise InvalidRequest("max_tokens: Field required", param="max_tokens")
