@@ -46,6 +46,21 @@ def entries(stack, key_id: str) -> list[dict]:
     return Ledger(table(stack, "UsageTable")).entries_for_key(key_id)
 
 
+def sse_lines(stack, plaintext: str, prompt: str):
+    """The raw lines of a streamed chat completion, read off the wire as they arrive."""
+    body = {"model": "nova-micro", "messages": [{"role": "user", "content": prompt}], "stream": True}
+    with httpx.stream(
+        "POST",
+        f"{stack.api_url}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {plaintext}"},
+        timeout=60,
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        yield from response.iter_lines()
+
+
 def assert_paced(arrivals: list[float], total: float) -> None:
     """The first piece came well before the last: the answer was streamed, not buffered.
 
@@ -98,21 +113,11 @@ def test_langchain_streams_as_it_is_generated(stack) -> None:
 def test_raw_sse_bytes_leave_one_event_at_a_time(stack) -> None:
     # The wire itself, without an SDK's buffering: each SSE event is flushed on its own.
     _, plaintext = new_key(stack)
-    body = {"model": "nova-micro", "messages": [{"role": "user", "content": PACED}], "stream": True}
     started = time.monotonic()
     arrivals = []
-    with httpx.stream(
-        "POST",
-        f"{stack.api_url}/v1/chat/completions",
-        json=body,
-        headers={"Authorization": f"Bearer {plaintext}"},
-        timeout=60,
-    ) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
-            if line.startswith("data: {") and '"content":"' in line and '"content":""' not in line:
-                arrivals.append(time.monotonic() - started)
+    for line in sse_lines(stack, plaintext, PACED):
+        if line.startswith("data: {") and '"content":"' in line and '"content":""' not in line:
+            arrivals.append(time.monotonic() - started)
     assert_paced(arrivals, time.monotonic() - started)
 
 
@@ -153,22 +158,14 @@ def test_answers_longer_than_api_gateways_29_seconds_complete(stack) -> None:
 
 def test_a_client_that_hangs_up_is_billed_for_what_was_generated(stack) -> None:
     key_id, plaintext = new_key(stack)
-    prompt = "Tell me everything #emulator:tokens=60 #emulator:chunk_delay=0.5"
-    body = {"model": "nova-micro", "messages": [{"role": "user", "content": prompt}], "stream": True}
     received = []
-    with httpx.stream(
-        "POST",
-        f"{stack.api_url}/v1/chat/completions",
-        json=body,
-        headers={"Authorization": f"Bearer {plaintext}"},
-        timeout=60,
-    ) as response:
-        for line in response.iter_lines():
-            if line.startswith("data: {"):
-                delta = json.loads(line[6:])["choices"][0]["delta"]
-                received.append(delta.get("content") or "")
-            if len(received) >= 4:
-                break  # hang up after a few pieces; the rest would take ~8 s more
+    lines = sse_lines(stack, plaintext, "Tell me everything #emulator:tokens=60 #emulator:chunk_delay=0.5")
+    for line in lines:
+        if line.startswith("data: {"):
+            received.append(json.loads(line[6:])["choices"][0]["delta"].get("content") or "")
+        if len(received) >= 4:
+            break  # hang up after a few pieces; the rest would take ~8 s more
+    lines.close()  # closes the connection
     # The gateway notices at its next write, stops the upstream and bills the produced part.
     deadline = time.monotonic() + 15
     while not (billed := entries(stack, key_id)) and time.monotonic() < deadline:
