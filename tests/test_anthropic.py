@@ -289,6 +289,7 @@ def test_generation_settings_are_passed() -> None:
         (body(metadata={"user_id": "u", "tenant": "t"}), "metadata.tenant"),
         (body(stream="yes"), "stream"),
         (body(service_tier="priority"), "service_tier"),
+        (body(context_management={"edits": "all"}), "context_management"),
         (body(tools=[{"type": "web_search_20250305", "name": "web_search"}]), "tools.0"),
         (body(tools=[{"name": "bad name", "input_schema": {"type": "object"}}]), "tools.0.name"),
         (body(tools=[{"name": "t", "input_schema": {"type": "string"}}]), "tools.0.input_schema"),

@@ -168,6 +168,8 @@ def parse_messages_request(
         conversation = conversation.but(stop=_stop_sequences(present["stop_sequences"]))
     if "metadata" in present:
         conversation = conversation.but(user=_metadata_user(present["metadata"]))
+    if "context_management" in present:
+        _context_management(present["context_management"])
     if "service_tier" in present and present["service_tier"] not in ("auto", "standard_only"):
         raise InvalidRequest("service_tier: Input should be 'auto' or 'standard_only'", param="service_tier")
     return MessagesRequest(conversation, tool_names=tuple(t["function"]["name"] for t in conversation.tools or ()))
@@ -679,6 +681,14 @@ def _metadata_user(value: Any) -> str | None:
             "metadata.user_id: Input should be a string of at most 512 characters", param="metadata.user_id"
         )
     return user
+
+
+def _context_management(value: Any) -> None:
+    edits = value.get("edits", []) if isinstance(value, dict) else None
+    if not isinstance(edits, list) or not all(isinstance(e, dict) and isinstance(e.get("type"), str) for e in edits):
+        raise InvalidRequest(
+            'context_management: Input should be {"edits": [{"type": ...}, ...]}', param="context_management"
+        )
 
 
 def _block_type(block: Any, at: str) -> str:
