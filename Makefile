@@ -14,7 +14,7 @@ BUILD := build/$(STAGE)
 STACK ?= pennyworth-$(STAGE)
 # Unit + route tests that drive LiteLLM through the emulator: run against the built artifact.
 ARTIFACT_TESTS ?= tests/test_artifact.py tests/test_gateway.py tests/test_app.py tests/test_catalog.py \
-  tests/test_keys.py tests/test_ledger.py tests/test_metering.py tests/test_security.py
+  tests/test_keys.py tests/test_ledger.py tests/test_metering.py tests/test_security.py tests/test_anthropic_routes.py
 
 .PHONY: help dev test lint lock bench clean package test-artifact bench-cold validate deploy clients
 
