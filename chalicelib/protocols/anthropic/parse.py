@@ -7,18 +7,13 @@ docs/anthropic-compatibility.md): *passed* to the model, *ignored*
 parameters are refused, as Anthropic's API does ("Extra inputs are not
 permitted"). Content blocks and message fields get the same treatment.
 
-The messages become the chat-completions dialect ``Conversation`` documents:
-``tool_result`` blocks become ``tool`` messages, ``tool_use`` blocks
-``tool_calls``, ``thinking``/``redacted_thinking`` blocks ``thinking_blocks``
-(with their signatures, so Bedrock can verify them on the next turn), and
-``cache_control`` stays on the part it marks (a Bedrock cache point after it).
+The messages themselves are translated by ``messages.MessageTranslator``;
+this module handles the request around them: tools (with deferred loading),
+tool choice, thinking and effort, output format, sampling and limits.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +21,12 @@ from typing import Any
 
 from chalicelib.core.conversation import Conversation, Reasoning
 from chalicelib.errors import InvalidRequest
+from chalicelib.protocols.anthropic.messages import (
+    MessageTranslator,
+    cache_control,
+    effort_of,
+    only,
+)
 
 PASSED = "passed"
 IGNORED = "ignored"
@@ -101,17 +102,10 @@ _WHY_REFUSED = {
 API_VERSIONS = ("2023-06-01", "2026-10-21")
 #: Sampling parameters that version 2026-10-21 removed (Anthropic answers a 400 even at their defaults).
 REMOVED_IN_2026_10_21 = ("temperature", "top_p", "top_k")
-#: Bedrock's image formats (Anthropic's media types).
-IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
-#: Thinking efforts of ``output_config.effort``, and the reasoning effort each becomes (Bedrock's top is "high").
-EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 #: Anthropic's default effort for adaptive thinking.
 DEFAULT_EFFORT = "high"
 MIN_THINKING_BUDGET = 1024
-#: How Claude Code's system block for Anthropic's billing attribution starts.
-BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_CACHE_TTLS = ("5m", "1h")
 _TOOL_FIELDS = {"name", "description", "input_schema", "cache_control", "type", "strict", "defer_loading"}
 _TOOL_IGNORED_FIELDS = {"input_examples", "eager_input_streaming", "allowed_callers"}
 
@@ -210,7 +204,7 @@ def _conversation(
         raise InvalidRequest("model: Field required", param="model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("model: Input should be a non-empty string", param="model")
-    translator = _Translator()
+    translator = MessageTranslator()
     messages: list[dict[str, Any]] = []
     if "system" in present:
         system = translator.system(present["system"])
@@ -218,7 +212,7 @@ def _conversation(
             messages.append(system)
     messages += translator.messages(present.get("messages"))
     if "cache_control" in present:
-        _mark_last_block(messages, _cache_control(present["cache_control"], "cache_control"))
+        _mark_last_block(messages, cache_control(present["cache_control"], "cache_control"))
     tools = _tools(present["tools"], referenced=translator.referenced_tools) if "tools" in present else None
     tool_choice, parallel = _tool_choice(present["tool_choice"], tools) if "tool_choice" in present else (None, None)
     if not tools and tool_choice != "none":
@@ -242,253 +236,6 @@ def _conversation(
         has_images=translator.has_images,
         annotations=annotations,
     )
-
-
-class _Translator:
-    """Anthropic messages → chat-completions messages, gathering what the request as a whole needs."""
-
-    def __init__(self) -> None:
-        self.has_images = False
-        #: Tool names a ``tool_reference`` or an earlier ``tool_use`` has loaded (deferred loading).
-        self.referenced_tools: set[str] = set()
-        #: The effort a per-turn ``system`` message set last (``output_config.effort``), if any.
-        self.turn_effort: str | None = None
-
-    def system(self, value: Any) -> dict[str, Any] | None:
-        if isinstance(value, str):
-            return {"role": "system", "content": value} if value.strip() else None
-        if not isinstance(value, list):
-            raise InvalidRequest("system: Input should be a string or a list of text blocks", param="system")
-        parts = [self._text_block(block, f"system.{i}") for i, block in enumerate(value)]
-        # Claude Code's attribution line for Anthropic's billing is metadata, not an instruction (LiteLLM
-        # drops it for Bedrock too); dropping it also keeps the cached prefix the same across versions.
-        parts = [p for p in parts if not p["text"].startswith(BILLING_HEADER_PREFIX)]
-        return {"role": "system", "content": parts} if parts else None
-
-    def messages(self, value: Any) -> list[dict[str, Any]]:
-        if value is None:
-            raise InvalidRequest("messages: Field required", param="messages")
-        if not isinstance(value, list) or not value:
-            raise InvalidRequest("messages: at least one message is required", param="messages")
-        out: list[dict[str, Any]] = []
-        for i, message in enumerate(value):
-            where = f"messages.{i}"
-            if not isinstance(message, dict):
-                raise InvalidRequest(f"{where}: Input should be an object", param=where)
-            role = message.get("role")
-            allowed = {"role", "content", "output_config"} if role == "system" else {"role", "content"}
-            for name in message:
-                if name not in allowed:
-                    raise InvalidRequest(f"{where}.{name}: Extra inputs are not permitted", param=f"{where}.{name}")
-            content = message.get("content")
-            if isinstance(content, str):
-                content = [{"type": "text", "text": content}]
-            if not isinstance(content, list):
-                raise InvalidRequest(
-                    f"{where}.content: Input should be a string or a list of content blocks", param=f"{where}.content"
-                )
-            if role == "user":
-                out += self._user(content, where)
-            elif role == "assistant":
-                out += self._assistant(content, where)
-            elif role == "system":
-                out += self._turn_system(message, content, where)
-            else:
-                raise InvalidRequest(
-                    f"{where}.role: Input should be 'user', 'assistant' or 'system'", param=f"{where}.role"
-                )
-        if not any(m["role"] in ("user", "tool") for m in out):
-            raise InvalidRequest("messages: at least one user message is required", param="messages")
-        return out
-
-    # -- user turns: text, images, tool results ---------------------------------------------------
-
-    def _user(self, blocks: list[Any], where: str) -> list[dict[str, Any]]:
-        # Tool results become ``tool`` messages, in place; the text around them stays a user turn.
-        out: list[dict[str, Any]] = []
-        parts: list[dict[str, Any]] = []
-        for j, block in enumerate(blocks):
-            at = f"{where}.content.{j}"
-            kind = _block_type(block, at)
-            if kind == "tool_result":
-                if parts:
-                    out.append({"role": "user", "content": parts})
-                    parts = []
-                out.append(self._tool_result(block, at))
-            elif kind == "text":
-                parts.append(self._text_block(block, at))
-            elif kind == "image":
-                parts.append(self._image(block, at))
-            else:
-                raise _unsupported_block(kind, at, "user")
-        if parts:
-            out.append({"role": "user", "content": parts})
-        if not out:
-            raise InvalidRequest(
-                f"{where}.content: a message needs at least one content block", param=f"{where}.content"
-            )
-        return out
-
-    def _tool_result(self, block: Mapping[str, Any], at: str) -> dict[str, Any]:
-        _only(block, {"type", "tool_use_id", "content", "is_error", "cache_control"}, at)
-        call_id = block.get("tool_use_id")
-        if not isinstance(call_id, str) or not call_id:
-            raise InvalidRequest(f"{at}.tool_use_id: Field required", param=f"{at}.tool_use_id")
-        if not isinstance(block.get("is_error", False), bool):
-            raise InvalidRequest(f"{at}.is_error: Input should be a valid boolean", param=f"{at}.is_error")
-        content = block.get("content")
-        parts: list[dict[str, Any]] = []
-        if isinstance(content, str):
-            parts = [{"type": "text", "text": content}] if content else []
-        elif isinstance(content, list):
-            for k, inner in enumerate(content):
-                inner_at = f"{at}.content.{k}"
-                kind = _block_type(inner, inner_at)
-                if kind == "text":
-                    text = self._text_block(inner, inner_at)
-                    if text["text"] or "cache_control" in text:
-                        parts.append(text)
-                elif kind == "image":
-                    parts.append(self._image(inner, inner_at))
-                elif kind == "tool_reference":
-                    # Deferred tool loading: the named tool is offered to the model from now on.
-                    _only(inner, {"type", "tool_name"}, inner_at)
-                    name = inner.get("tool_name")
-                    if not isinstance(name, str) or not name:
-                        raise InvalidRequest(f"{inner_at}.tool_name: Field required", param=f"{inner_at}.tool_name")
-                    self.referenced_tools.add(name)
-                    parts.append({"type": "text", "text": f"Tool {name} loaded."})
-                else:
-                    raise _unsupported_block(kind, inner_at, "tool_result")
-        elif content is not None:
-            raise InvalidRequest(
-                f"{at}.content: Input should be a string or a list of content blocks", param=f"{at}.content"
-            )
-        message: dict[str, Any] = {"role": "tool", "tool_call_id": call_id, "content": parts}
-        if "cache_control" in block:
-            # On the message, so it holds for an empty result too: a cache point after the result.
-            message["cache_control"] = _cache_control(block["cache_control"], f"{at}.cache_control")
-        return message
-
-    def _image(self, block: Mapping[str, Any], at: str) -> dict[str, Any]:
-        _only(block, {"type", "source", "cache_control"}, at)
-        source = block.get("source")
-        kind = source.get("type") if isinstance(source, dict) else None
-        if kind in ("url", "file"):
-            raise InvalidRequest(
-                f"{at}.source: images of source type '{kind}' are not supported: the gateway never downloads. "
-                'Send the image inline: {"type": "base64", "media_type": "image/png", "data": "..."}.',
-                param=f"{at}.source",
-                code="unsupported_image_source",
-            )
-        if kind != "base64" or not isinstance(source, dict):
-            raise InvalidRequest(
-                f'{at}.source: Input should be {{"type": "base64", "media_type": ..., "data": ...}}',
-                param=f"{at}.source",
-            )
-        media_type, data = source.get("media_type"), source.get("data")
-        if media_type not in IMAGE_MEDIA_TYPES:
-            raise InvalidRequest(
-                f"{at}.source.media_type: Input should be one of {', '.join(IMAGE_MEDIA_TYPES)}",
-                param=f"{at}.source.media_type",
-            )
-        if not isinstance(data, str) or not data:
-            raise InvalidRequest(f"{at}.source.data: Field required", param=f"{at}.source.data")
-        try:
-            base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidRequest(
-                f"{at}.source.data: the image data is not valid base64", param=f"{at}.source.data"
-            ) from None
-        self.has_images = True
-        part: dict[str, Any] = {"type": "image_url", "image_url": {"url": f"data:{media_type};base64,{data}"}}
-        if "cache_control" in block:
-            part["cache_control"] = _cache_control(block["cache_control"], f"{at}.cache_control")
-        return part
-
-    def _text_block(self, block: Any, at: str) -> dict[str, Any]:
-        if not isinstance(block, dict) or block.get("type") != "text":
-            raise InvalidRequest(f'{at}: Input should be a text block {{"type": "text", "text": ...}}', param=at)
-        _only(block, {"type", "text", "cache_control", "citations"}, at)
-        text = block.get("text")
-        if not isinstance(text, str):
-            raise InvalidRequest(f"{at}.text: Input should be a valid string", param=f"{at}.text")
-        if block.get("citations"):
-            raise InvalidRequest(f"{at}.citations: citations are not supported", param=f"{at}.citations")
-        part: dict[str, Any] = {"type": "text", "text": text}
-        if "cache_control" in block:
-            part["cache_control"] = _cache_control(block["cache_control"], f"{at}.cache_control")
-        return part
-
-    # -- assistant turns: thinking, text, tool calls ----------------------------------------------
-
-    def _assistant(self, blocks: list[Any], where: str) -> list[dict[str, Any]]:
-        parts: list[dict[str, Any]] = []
-        calls: list[dict[str, Any]] = []
-        thinking: list[dict[str, Any]] = []
-        for j, block in enumerate(blocks):
-            at = f"{where}.content.{j}"
-            kind = _block_type(block, at)
-            if kind == "text":
-                part = self._text_block(block, at)
-                if part["text"] or "cache_control" in part:
-                    parts.append(part)
-            elif kind == "thinking":
-                _only(block, {"type", "thinking", "signature", "cache_control"}, at)
-                text, signature = block.get("thinking"), block.get("signature")
-                if not isinstance(text, str) or not isinstance(signature, str):
-                    raise InvalidRequest(f"{at}: a thinking block needs 'thinking' and 'signature' strings", param=at)
-                if signature:
-                    # An unsigned block cannot be verified by any model: it is dropped, as Anthropic would refuse it.
-                    thinking.append({"type": "thinking", "thinking": text, "signature": signature})
-            elif kind == "redacted_thinking":
-                _only(block, {"type", "data", "cache_control"}, at)
-                data = block.get("data")
-                if not isinstance(data, str) or not data:
-                    raise InvalidRequest(f"{at}.data: Field required", param=f"{at}.data")
-                thinking.append({"type": "redacted_thinking", "data": data})
-            elif kind == "tool_use":
-                calls.append(self._tool_use(block, at))
-            else:
-                raise _unsupported_block(kind, at, "assistant")
-        message: dict[str, Any] = {"role": "assistant", "content": parts or ("" if not calls else None)}
-        if calls:
-            message["tool_calls"] = calls
-        if thinking:
-            message["thinking_blocks"] = thinking
-        return [message]
-
-    def _tool_use(self, block: Mapping[str, Any], at: str) -> dict[str, Any]:
-        _only(block, {"type", "id", "name", "input", "cache_control", "caller"}, at)
-        call_id, name, arguments = block.get("id"), block.get("name"), block.get("input")
-        if not isinstance(call_id, str) or not call_id:
-            raise InvalidRequest(f"{at}.id: Field required", param=f"{at}.id")
-        if not isinstance(name, str) or not name:
-            raise InvalidRequest(f"{at}.name: Field required", param=f"{at}.name")
-        if not isinstance(arguments, dict):
-            raise InvalidRequest(f"{at}.input: Input should be an object", param=f"{at}.input")
-        self.referenced_tools.add(name)
-        return {
-            "id": call_id,
-            "type": "function",
-            "function": {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)},
-        }
-
-    # -- per-turn system messages (Claude Code's mid-conversation instructions) -------------------
-
-    def _turn_system(self, message: Mapping[str, Any], blocks: list[Any], where: str) -> list[dict[str, Any]]:
-        if "output_config" in message:
-            config = message["output_config"]
-            if not isinstance(config, dict) or set(config) - {"effort"}:
-                raise InvalidRequest(
-                    f"{where}.output_config: only 'effort' may be set per turn", param=f"{where}.output_config"
-                )
-            if config.get("effort") is not None:
-                self.turn_effort = _effort(config["effort"], f"{where}.output_config.effort")
-        parts = [self._text_block(block, f"{where}.content.{j}") for j, block in enumerate(blocks)]
-        parts = [p for p in parts if p["text"].strip() or "cache_control" in p]
-        # Sent where it stands; LiteLLM turns a mid-conversation system entry into a user turn in place.
-        return [{"role": "system", "content": parts}] if parts else []
 
 
 # -- tools --------------------------------------------------------------------------------------
@@ -542,7 +289,7 @@ def _tools(value: Any, *, referenced: set[str]) -> list[dict[str, Any]]:
             raise InvalidRequest(f"{at}.description: Input should be a valid string", param=f"{at}.description")
         entry: dict[str, Any] = {"type": "function", "function": function}
         if "cache_control" in tool:
-            entry["cache_control"] = _cache_control(tool["cache_control"], f"{at}.cache_control")
+            entry["cache_control"] = cache_control(tool["cache_control"], f"{at}.cache_control")
         tools.append(entry)
     return tools
 
@@ -552,7 +299,7 @@ def _tool_choice(value: Any, tools: list[dict[str, Any]] | None) -> tuple[Any, b
     if kind not in ("auto", "any", "tool", "none"):
         raise InvalidRequest("tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'", param="tool_choice")
     allowed = {"type", "disable_parallel_tool_use"} | ({"name"} if kind == "tool" else set())
-    _only(value, allowed, "tool_choice")
+    only(value, allowed, "tool_choice")
     disable = value.get("disable_parallel_tool_use", False)
     if not isinstance(disable, bool):
         raise InvalidRequest(
@@ -584,7 +331,9 @@ def _reasoning(
     config = present.get("output_config")
     if config is not None and (not isinstance(config, dict) or set(config) - {"effort", "format"}):
         raise InvalidRequest("output_config: only 'effort' and 'format' are supported", param="output_config")
-    effort = _effort(config["effort"], "output_config.effort") if config and config.get("effort") is not None else None
+    effort = (
+        effort_of(config["effort"], "output_config.effort") if config and config.get("effort") is not None else None
+    )
     source = "output_config" if effort else None
     if turn_effort is not None:
         effort, source = turn_effort, "system_message"
@@ -594,17 +343,17 @@ def _reasoning(
         raise InvalidRequest("thinking: Input should be an object", param="thinking")
     kind = thinking.get("type")
     if kind == "disabled":
-        _only(thinking, {"type"}, "thinking")
+        only(thinking, {"type"}, "thinking")
         return None, None
     if kind == "adaptive":
-        _only(thinking, {"type", "display"}, "thinking")
+        only(thinking, {"type", "display"}, "thinking")
         _display(thinking)
         return Reasoning(effort=effort or DEFAULT_EFFORT), source or "default"
     if kind != "enabled":
         raise InvalidRequest(
             "thinking.type: Input should be 'enabled', 'adaptive' or 'disabled'", param="thinking.type"
         )
-    _only(thinking, {"type", "budget_tokens", "display"}, "thinking")
+    only(thinking, {"type", "budget_tokens", "display"}, "thinking")
     _display(thinking)
     budget = _integer(thinking.get("budget_tokens"), "thinking.budget_tokens", minimum=MIN_THINKING_BUDGET)
     if max_tokens is not None and budget >= max_tokens:
@@ -620,12 +369,6 @@ def _display(thinking: Mapping[str, Any]) -> None:
         raise InvalidRequest("thinking.display: Input should be 'summarized' or 'omitted'", param="thinking.display")
 
 
-def _effort(value: Any, where: str) -> str:
-    if value not in EFFORTS:
-        raise InvalidRequest(f"{where}: Input should be one of {', '.join(EFFORTS)}", param=where)
-    return EFFORTS[value]
-
-
 def _response_format(config: Any) -> dict[str, Any] | None:
     fmt = config.get("format") if isinstance(config, dict) else None
     if fmt is None:
@@ -635,7 +378,7 @@ def _response_format(config: Any) -> dict[str, Any] | None:
             'output_config.format: Input should be {"type": "json_schema", "schema": {...}}',
             param="output_config.format",
         )
-    _only(fmt, {"type", "schema"}, "output_config.format")
+    only(fmt, {"type", "schema"}, "output_config.format")
     return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True}}
 
 
@@ -654,15 +397,6 @@ def _mark_last_block(messages: list[dict[str, Any]], control: dict[str, Any]) ->
         content[-1] = {**content[-1], "cache_control": control}
 
 
-def _cache_control(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict) or value.get("type") != "ephemeral":
-        raise InvalidRequest(f'{where}: Input should be {{"type": "ephemeral"}}', param=where)
-    _only(value, {"type", "ttl"}, where)
-    if value.get("ttl", "5m") not in _CACHE_TTLS:
-        raise InvalidRequest(f"{where}.ttl: Input should be '5m' or '1h'", param=f"{where}.ttl")
-    return {"type": "ephemeral", **({"ttl": value["ttl"]} if "ttl" in value else {})}
-
-
 def _stop_sequences(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(s, str) and s.strip() for s in value):
         raise InvalidRequest(
@@ -674,7 +408,7 @@ def _stop_sequences(value: Any) -> tuple[str, ...]:
 def _metadata_user(value: Any) -> str | None:
     if not isinstance(value, dict):
         raise InvalidRequest("metadata: Input should be an object", param="metadata")
-    _only(value, {"user_id"}, "metadata")
+    only(value, {"user_id"}, "metadata")
     user = value.get("user_id")
     if user is not None and (not isinstance(user, str) or len(user) > 512):
         raise InvalidRequest(
@@ -689,27 +423,6 @@ def _context_management(value: Any) -> None:
         raise InvalidRequest(
             'context_management: Input should be {"edits": [{"type": ...}, ...]}', param="context_management"
         )
-
-
-def _block_type(block: Any, at: str) -> str:
-    kind = block.get("type") if isinstance(block, dict) else None
-    if not isinstance(kind, str):
-        raise InvalidRequest(f"{at}: Input should be a content block with a 'type'", param=at)
-    return kind
-
-
-def _unsupported_block(kind: str, at: str, where: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"{at}: content blocks of type '{kind}' are not supported in a {where} message by this gateway.",
-        param=at,
-        code="unsupported_content",
-    )
-
-
-def _only(value: Mapping[str, Any], allowed: set[str], at: str) -> None:
-    for name in value:
-        if name not in allowed:
-            raise InvalidRequest(f"{at}.{name}: Extra inputs are not permitted", param=f"{at}.{name}")
 
 
 def _integer(value: Any, name: str, *, minimum: int) -> int:
