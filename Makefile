@@ -16,7 +16,7 @@ STACK ?= pennyworth-$(STAGE)
 ARTIFACT_TESTS ?= tests/test_artifact.py tests/test_gateway.py tests/test_app.py tests/test_catalog.py \
   tests/test_keys.py tests/test_ledger.py tests/test_metering.py tests/test_security.py tests/test_anthropic_routes.py
 
-.PHONY: help dev test lint lock bench clean package test-artifact bench-cold validate deploy clients
+.PHONY: help dev test lint lock bench clean package test-artifact bench-cold validate deploy
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -41,6 +41,7 @@ dev: $(VENV)/.installed ## Run the local stack (moto, Bedrock emulator, chalice 
 test: $(VENV)/.installed ## Run the whole test suite
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: clients
 clients: ## Install the pinned real clients the integration tests drive (Claude Code; needs npm)
 	npm ci --no-audit --no-fund --prefix tests/clients/claude-code
 
