@@ -288,3 +288,83 @@ def test_a_stream_cut_by_bedrock_ends_with_an_error_event_and_bills_what_was_mad
     assert ErrorResponse.model_validate(payload).error.type in ("api_error", "overloaded_error")
     [entry] = wiring.ledger().entries_for_key(record.key_id)
     assert entry["status"] == "partial"
+
+
+@pytest.fixture(scope="module")
+def recorder():
+    """A private emulator whose recorded requests show what reached Bedrock."""
+    from local.bedrock_emulator import start_emulator
+
+    server, url = start_emulator(host="127.0.0.1", port=0)
+    yield server, url
+    server.shutdown()
+
+
+def test_what_reaches_bedrock_for_a_claude_code_tool_turn(
+    recorder: Any, monkeypatch: pytest.MonkeyPatch, aws: Any, keys_table: Any
+) -> None:
+    # GIVEN Claude Code's second request of a tool turn (shapes as captured from 2.1.332)
+    server, url = recorder
+    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", url)
+    wiring.reset()
+    _, plaintext = KeyStore(keys_table).create(owner_sub="o")
+    from local.bedrock_emulator.content import signature_for
+
+    thought = "I will call Read to answer."
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    request = {
+        "model": "claude-haiku-4-5-20251001",
+        "max_tokens": 32000,
+        "stream": True,
+        "thinking": {"type": "enabled", "budget_tokens": 31999, "display": "omitted"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "system": [
+            {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.332.334;"},
+            {"type": "text", "text": "You are a Claude agent.", "cache_control": {"type": "ephemeral"}},
+        ],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "show me a.png"}]},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": thought, "signature": signature_for(thought)},
+                    {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"file_path": "a.png"}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_1",
+                        "content": [
+                            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}
+                        ],
+                        "cache_control": {"type": "ephemeral"},
+                    }
+                ],
+            },
+        ],
+        "tools": [
+            {"name": "Read", "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}}}},
+            {"name": "DeferredToolPlaceholder", "input_schema": {"type": "object"}, "defer_loading": True},
+        ],
+    }
+    # WHEN it goes through the gateway
+    response = post(plaintext, request)
+    assert response.status_code == 200, response.body
+    sent = server.requests[-1].json()
+    # THEN Bedrock got the signed thinking back, the image inside the tool result, every cache point,
+    # no billing-attribution line and no deferred placeholder
+    system = sent["system"]
+    assert system == [{"text": "You are a Claude agent."}, {"cachePoint": {"type": "default"}}]
+    assistant, results = sent["messages"][1:]
+    assert assistant["content"][0] == {
+        "reasoningContent": {"reasoningText": {"text": thought, "signature": signature_for(thought)}}
+    }
+    assert results["content"][0]["toolResult"]["content"][0]["image"]["format"] == "png"
+    assert results["content"][1] == {"cachePoint": {"type": "default"}}
+    assert [t["toolSpec"]["name"] for t in sent["toolConfig"]["tools"]] == ["Read"]
+    assert sent["additionalModelRequestFields"]["thinking"] == {"type": "enabled", "budget_tokens": 31999}
+    text = "".join(p["delta"].get("text", "") for n, p in events_of(response) if n == "content_block_delta")
+    assert "Tool Read returned: an image (png" in text
