@@ -24,6 +24,7 @@ from chalicelib.protocols.anthropic import Messages
 from chalicelib.protocols.mcp import McpServer
 from chalicelib.protocols.openai import OpenAIService
 from chalicelib.protocols.openai_chat import ChatCompletions
+from chalicelib.protocols.openai_responses import Responses
 from chalicelib.settings import get_settings
 
 
@@ -98,6 +99,12 @@ def chat_adapter() -> ChatCompletions:
 def messages_adapter() -> Messages:
     """``POST /v1/messages`` and ``/v1/messages/count_tokens`` (streaming routes, Anthropic's Messages API)."""
     return Messages(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
+
+
+@functools.cache
+def responses_adapter() -> Responses:
+    """``POST /v1/responses`` (streaming route)."""
+    return Responses(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
 
 
 @functools.cache

@@ -65,6 +65,13 @@ def routes() -> list[StreamRoute]:
             lambda headers, body, deadline: wiring.messages_adapter().count_tokens(headers, body, deadline),
             _anthropic_error,
         ),
+        StreamRoute(
+            "responses",
+            "POST",
+            "/v1/responses",
+            lambda headers, body, deadline: wiring.responses_adapter().handle(headers, body, deadline),
+            _openai_error,
+        ),
     ]
 
 

@@ -22,7 +22,13 @@ EXAMPLES = {
 
 
 def test_the_section_has_an_example_per_client() -> None:
-    assert set(EXAMPLES) == {"openai SDK", "anthropic SDK", "LangChain", "MCP (Python SDK)"}
+    assert set(EXAMPLES) == {
+        "openai SDK",
+        "openai SDK: the Responses API",
+        "anthropic SDK",
+        "LangChain",
+        "MCP (Python SDK)",
+    }
 
 
 @pytest.mark.parametrize(
@@ -36,6 +42,10 @@ def test_the_section_has_an_example_per_client() -> None:
                 'You said: "Stream, please"',
                 "input_tokens=",
             ],
+        ),
+        (
+            "openai SDK: the Responses API",
+            ['get_weather {"city":', "Tool get_weather returned: sunny", 'You said: "Stream, please"', "cost: 0.0"],
         ),
         (
             "LangChain",
