@@ -8,6 +8,7 @@ envelope without details (never a traceback).
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -35,14 +36,22 @@ def openai_errors(view: Callable[..., HttpResult]) -> Callable[..., Response]:
             # The one log line of a refused or failed request (never the key or the prompt).
             extra = {"route": view.__name__, "status": exc.status_code, "error_code": exc.code, **exc.context}
             logger.info("request failed", extra=extra)
-            return Response(body=exc.to_body(), status_code=exc.status_code, headers=exc.headers)
+            error = exc
         except Exception:
             logger.exception("unhandled error")
             error = InternalError("The gateway hit an internal error; it has been logged.")
-            return Response(body=error.to_body(), status_code=error.status_code)
-        return Response(body=result.body, status_code=result.status, headers=result.headers)
+        else:
+            return Response(body=result.body, status_code=result.status, headers=result.headers)
+        headers = {**error.headers, "x-request-id": error.headers.get("x-request-id") or _request_id()}
+        return Response(body=error.to_body(), status_code=error.status_code, headers=headers)
 
     return wrapper
+
+
+def _request_id() -> str:
+    # API Gateway's own id for the request (in its logs too); chalice local has none.
+    context = getattr(app.current_request, "context", None) or {}
+    return str(context.get("requestId") or uuid.uuid4().hex)
 
 
 @app.route("/health", methods=["GET"])
@@ -66,13 +75,6 @@ def get_model(model_id: str) -> HttpResult:
 @openai_errors
 def key_status() -> HttpResult:
     return wiring.openai_service().key_status(app.current_request.headers)
-
-
-@app.route("/v1/chat/completions", methods=["POST"], content_types=ANY_BODY)
-@openai_errors
-def chat_completions() -> HttpResult:
-    request = app.current_request
-    return wiring.openai_service().chat_completions(request.headers, request.raw_body)
 
 
 @app.route("/v1/embeddings", methods=["POST"], content_types=ANY_BODY)
@@ -133,6 +135,12 @@ def admin_create_key() -> HttpResult:
 @openai_errors
 def admin_list_keys() -> HttpResult:
     return wiring.admin_service().list_keys(app.current_request.headers, _query())
+
+
+@app.route("/admin/models", methods=["GET"], authorizer=ADMIN_AUTH)
+@openai_errors
+def admin_list_models() -> HttpResult:
+    return wiring.admin_service().list_models(app.current_request.headers)
 
 
 @app.route("/admin/keys/import", methods=["POST"], authorizer=ADMIN_AUTH, content_types=ANY_BODY)
@@ -227,3 +235,18 @@ def admin_get_report(day: str) -> HttpResult:
 def admin_reconcile() -> HttpResult:
     request = app.current_request
     return wiring.accounting_service().reconcile(request.headers, request.raw_body)
+
+
+# The web console: a static page and its assets, public (the JSON API above checks every call).
+
+
+@app.route("/console", methods=["GET"])
+@openai_errors
+def console_page() -> HttpResult:
+    return wiring.console_site().page(app.current_request.context.get("path"))
+
+
+@app.route("/console/{asset}", methods=["GET"])
+@openai_errors
+def console_asset(asset: str) -> HttpResult:
+    return wiring.console_site().asset(asset)

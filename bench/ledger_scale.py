@@ -179,7 +179,7 @@ def run(
     from chalicelib.accounting.aggregator import Aggregator, wanted
     from chalicelib.accounting.calls import Attempts
     from chalicelib.catalog.catalog import load_catalog
-    from chalicelib.dynamodb import resource as dynamodb_resource
+    from chalicelib.core.dynamodb import resource as dynamodb_resource
     from chalicelib.observability import logger
     from chalicelib.settings import DEFAULT_CATALOG
     from local import bootstrap, moto_patches

@@ -18,12 +18,17 @@ from chalicelib.admin.accounting import AccountingService
 from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticator_for_pool
 from chalicelib.admin.keys import AdminService
 from chalicelib.catalog.catalog import Catalog, load_catalog
-from chalicelib.core.service import OpenAIService
-from chalicelib.dynamodb import resource as dynamodb_resource
+from chalicelib.console import ConsoleConfig, ConsoleSite
+from chalicelib.core.dynamodb import resource as dynamodb_resource
+from chalicelib.core.service import ModelService
 from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
 from chalicelib.keys.store import KeyStore
+from chalicelib.protocols.anthropic import Messages
 from chalicelib.protocols.mcp import McpServer
+from chalicelib.protocols.openai import OpenAIService
+from chalicelib.protocols.openai_chat import ChatCompletions
+from chalicelib.protocols.openai_responses import Responses
 from chalicelib.settings import get_settings
 
 #: botocore attempts per call for tables without retry loops of their own (keys, audit, reports).
@@ -36,7 +41,7 @@ def dynamodb() -> Any:
 
     Bounded connect/read timeouts and a few botocore attempts, so a stalled
     DynamoDB fails a request in seconds rather than minutes; every number is
-    written in positional notation (``chalicelib/dynamodb.py``).
+    written in positional notation (``chalicelib/core/dynamodb.py``).
     """
     settings = get_settings()
     return dynamodb_resource(
@@ -120,21 +125,39 @@ def gateway() -> Gateway:
 
 
 @functools.cache
+def model_service() -> ModelService:
+    """The core: admission, the Bedrock call and billing, shared by every protocol adapter."""
+    return ModelService(catalog=catalog, gateway=gateway(), meter=meter())
+
+
+@functools.cache
 def openai_service() -> OpenAIService:
-    """The ``/v1`` service with its real dependencies."""
-    return OpenAIService(
-        keys=key_store(),
-        catalog=catalog,
-        gateway=gateway(),
-        meter=meter(),
-        max_body_bytes=get_settings().max_body_bytes,
-    )
+    """The buffered ``/v1`` routes (models, key status, embeddings)."""
+    return OpenAIService(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
+
+
+@functools.cache
+def chat_adapter() -> ChatCompletions:
+    """``POST /v1/chat/completions`` (streaming route)."""
+    return ChatCompletions(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
+
+
+@functools.cache
+def messages_adapter() -> Messages:
+    """``POST /v1/messages`` and ``/v1/messages/count_tokens`` (streaming routes, Anthropic's Messages API)."""
+    return Messages(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
+
+
+@functools.cache
+def responses_adapter() -> Responses:
+    """``POST /v1/responses`` (streaming route)."""
+    return Responses(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
 
 
 @functools.cache
 def mcp_server() -> McpServer:
-    """The ``/mcp`` endpoint over the same keys, service and meter as ``/v1``."""
-    return McpServer(keys=key_store(), service=openai_service(), max_body_bytes=get_settings().max_body_bytes)
+    """The ``/mcp`` endpoint over the same keys and model service as ``/v1``."""
+    return McpServer(keys=key_store(), service=model_service(), max_body_bytes=get_settings().max_body_bytes)
 
 
 @functools.cache
@@ -192,6 +215,7 @@ def admin_authenticator() -> AdminAuthenticator:
         region=settings.region,
         endpoint_url=settings.cognito_endpoint_url,
         directory=user_directory(),
+        console_client_id=settings.cognito_console_client_id,
     )
 
 
@@ -220,6 +244,18 @@ def accounting_service() -> AccountingService:
         directory=user_directory,
         max_body_bytes=get_settings().max_body_bytes,
     )
+
+
+@functools.cache
+def console_site() -> ConsoleSite:
+    """The web console's page and assets, configured for this stage's sign-in."""
+    settings = get_settings()
+    config = ConsoleConfig(
+        auth_url=settings.console_auth_url,
+        client_id=settings.cognito_console_client_id,
+        local=settings.stage == "local",
+    )
+    return ConsoleSite(config)
 
 
 def reset() -> None:

@@ -29,12 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from local import bootstrap
+from local import bootstrap, console_login
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = PROJECT_DIR / ".pennyworth"
 REGION = "us-east-1"
 ADMIN_EMAIL = "admin@pennyworth.local"
+#: A user without admin rights, to see the console (and the API) as most key holders do.
+USER_EMAIL = "user@pennyworth.local"
 STAGE = "local"
 TABLE_NAMES = {
     "KeysTable": "pennyworth-local-keys",
@@ -139,14 +141,21 @@ class DevStack:
             self._bootstrap()
             aggregator = [sys.executable, "-m", "local.stream_aggregator", "--endpoint", self.aws_url]
             self._spawn("aggregator", [*aggregator, "--table", TABLE_NAMES["UsageTable"], "--region", REGION])
+            # chalice local serves the buffered routes on a private port; the front (API Gateway's
+            # part) answers the streaming routes itself, as they stream on AWS, and proxies the rest.
+            chalice_port = _free_port(self.host)
             command = [sys.executable, "-m", "local.chalice_local", "local", "--stage", STAGE]
-            command += ["--host", self.host, "--port", str(self.ports.api)]
+            command += ["--host", self.host, "--port", str(chalice_port)]
             # No autoreload: chalice's watcher polls every file under the project
             # (.venv included) and restarts on any change, e.g. each line moto
             # logs, dropping requests mid-flight. Restart make dev after editing.
             command.append("--no-autoreload")
-            self._spawn("api", command, output=self.api_output)
-            _wait_http(f"{self.api_url}/health", self._processes["api"], "chalice local", timeout=60)
+            self._spawn("chalice", command, output=self.api_output)
+            front = [sys.executable, "-m", "local.front", "--host", self.host, "--port", str(self.ports.api)]
+            front += ["--upstream", f"http://{self.host}:{chalice_port}"]
+            self._spawn("api", front, output=self.api_output)
+            _wait_http(f"http://{self.host}:{chalice_port}/health", self._processes["chalice"], "chalice local", 60)
+            _wait_http(f"{self.api_url}/health", self._processes["api"], "the local front", timeout=60)
         except BaseException:
             self.stop()
             raise
@@ -168,6 +177,14 @@ class DevStack:
         admin_sub = bootstrap.create_user(
             cognito, pool["user_pool_id"], ADMIN_EMAIL, password, groups=(bootstrap.ADMINS_GROUP,)
         )
+        user_password = f"Pw1!{secrets.token_urlsafe(12)}"
+        bootstrap.create_user(cognito, pool["user_pool_id"], USER_EMAIL, user_password)
+        # The web console signs in through the local stand-in for Cognito's managed login
+        # (local/console_login.py, on the moto server), with an app client of its own.
+        console_url = f"{self.api_url}/console"
+        console_client_id = bootstrap.create_console_client(
+            cognito, pool["user_pool_id"], [console_url, f"http://localhost:{self.ports.api}/console"]
+        )
         reports = bootstrap.create_report_topic(
             boto3.client("sns", **aws), boto3.client("sqs", **aws), "pennyworth-local-reports"
         )
@@ -184,6 +201,8 @@ class DevStack:
             "PENNYWORTH_AUDIT_TABLE": TABLE_NAMES["AuditTable"],
             "PENNYWORTH_COGNITO_USER_POOL_ID": pool["user_pool_id"],
             "PENNYWORTH_COGNITO_CLIENT_ID": pool["client_id"],
+            "PENNYWORTH_COGNITO_CONSOLE_CLIENT_ID": console_client_id,
+            "PENNYWORTH_CONSOLE_AUTH_URL": f"{self.aws_url}{console_login.PREFIX}",
             "PENNYWORTH_REPORT_TOPIC_ARN": reports["topic_arn"],
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             # moto answers in tens of milliseconds and holds one lock for all requests (a 1,000-key
@@ -205,11 +224,15 @@ class DevStack:
             "key_id": record.key_id,
             "admin_username": ADMIN_EMAIL,
             "admin_password": password,
+            "user_username": USER_EMAIL,
+            "user_password": user_password,
+            "console_url": console_url,
             "cognito": {
                 "endpoint_url": self.aws_url,
                 "region": REGION,
                 "user_pool_id": pool["user_pool_id"],
                 "client_id": pool["client_id"],
+                "console_client_id": console_client_id,
             },
             "aws_endpoint_url": self.aws_url,
             "bedrock_endpoint_url": self.bedrock_url,
@@ -273,6 +296,12 @@ def examples(base_url: str, api_key: str) -> dict[str, str]:
     return {"curl": curl, "openai": python}
 
 
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def _ensure_free(host: str, port: int, variable: str) -> None:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -314,7 +343,9 @@ def _banner(info: dict[str, Any]) -> str:
             "",
             f"  Base URL   {info['base_url']}",
             f"  API key    {info['api_key']}",
+            f"  Console    {info['console_url']}  (local sign-in)",
             f"  Admin      {info['admin_username']}  /  {info['admin_password']}",
+            f"  User       {info['user_username']}  /  {info['user_password']}",
             f"  MCP        {info['mcp_url']}",
             "  Details    .pennyworth/dev.json",
             "",

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from local import console_login
+
 _LOCK = threading.Lock()
 
 
@@ -51,7 +53,15 @@ def main(argv: list[str] | None = None) -> int:
         moto_patches.apply()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
-    run_simple(args.host, args.port, serialized(app), threaded=True, request_handler=MotoRequestHandler)
+
+    class NoDelayHandler(MotoRequestHandler):
+        # Headers and body leave in separate writes: without TCP_NODELAY, Nagle plus the
+        # client's delayed ACK stall every request on a reused keep-alive connection by ~40 ms.
+        disable_nagle_algorithm = True
+
+    # /console-login: the local stand-in for Cognito's managed login (the web console's sign-in).
+    app = console_login.mount(serialized(app), f"http://{args.host}:{args.port}")
+    run_simple(args.host, args.port, app, threaded=True, request_handler=NoDelayHandler)
     return 0
 
 

@@ -27,7 +27,7 @@ import threading
 from typing import Any
 
 from chalicelib.accounting.aggregator import Aggregator
-from chalicelib.dynamodb import install_number_normalizer
+from chalicelib.core.dynamodb import install_number_normalizer
 
 BATCH = 1000
 

@@ -12,6 +12,7 @@ from chalicelib import wiring
 from chalicelib.accounting.ledger import TokenUsage, compute_cost
 from chalicelib.keys.store import KeyStore
 from tests.openai_schema import assert_valid
+from tests.stream_client import StreamClient
 
 
 @pytest.fixture
@@ -38,9 +39,10 @@ def auth(plaintext: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {plaintext}", "Content-Type": "application/json"}
 
 
-def post_chat(client: Client, plaintext: str | None, body, headers: dict[str, str] | None = None):
+def post_chat(client: Client, plaintext: str | None, body, headers: dict[str, str] | None = None, **options):
+    """Chat completions are a streaming route: called as API Gateway calls the streaming function."""
     raw = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    return client.http.post(
+    return StreamClient(**options).post(
         "/v1/chat/completions",
         headers=headers if headers is not None else auth(plaintext or ""),
         body=raw,
@@ -123,17 +125,19 @@ def test_errors_are_openai_envelopes_with_the_right_status(client: Client, key, 
     error = response.json_body
     assert_valid("ErrorResponse", error)
     assert code_or_type in (error["error"]["code"], error["error"]["type"])
+    assert len(response.headers["x-request-id"]) >= 16  # the id to quote when asking what happened
     if status == 429:
         assert int(response.headers["Retry-After"]) >= 1
 
 
-def test_upstream_timeout_is_a_504_before_api_gateways_29s(client: Client, key, monkeypatch) -> None:
-    monkeypatch.setenv("PENNYWORTH_UPSTREAM_TIMEOUT_SECONDS", "1")
-    wiring.reset()
-    _, plaintext = key
-    response = post_chat(client, plaintext, hello(text="slow #emulator:sleep=3"))
+def test_upstream_timeout_follows_the_deadline(client: Client, key, usage_table) -> None:
+    # 5 s left for the whole answer: the upstream gets what is left minus the billing margin.
+    record, plaintext = key
+    response = post_chat(client, plaintext, hello(text="slow #emulator:sleep=4"), timeout_seconds=5)
     assert response.status_code == 504
     assert response.json_body["error"]["code"] == "upstream_timeout"
+    assert response.headers["x-request-id"]
+    assert wiring.ledger().entries_for_key(record.key_id) == []  # nothing produced, nothing billed
 
 
 @pytest.mark.parametrize(
@@ -151,6 +155,7 @@ def test_missing_or_invalid_keys_are_401(client: Client, headers) -> None:
     assert_valid("ErrorResponse", response.json_body)
     models = client.http.get("/v1/models", headers=headers)
     assert models.status_code == 401
+    assert response.headers["x-request-id"] and models.headers["x-request-id"]
 
 
 def test_form_encoded_body_from_plain_curl_is_still_parsed(client: Client, key) -> None:
@@ -166,7 +171,7 @@ def test_unexpected_errors_are_a_500_envelope_without_details(client: Client, ke
     def explode(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(wiring.openai_service(), "chat_completions", explode)
+    monkeypatch.setattr(wiring.chat_adapter(), "handle", explode)
     response = post_chat(client, plaintext, hello())
     assert response.status_code == 500
     assert "secret internals" not in response.body.decode()
@@ -208,3 +213,14 @@ def test_rate_limited_key_gets_retry_after_and_openai_headers(client: Client, ke
     assert limited.json_body["error"]["code"] == "rate_limit_exceeded"
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
     assert limited.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+@pytest.mark.parametrize("max_tokens", [10**40, 2**31, 1_000_000])
+def test_absurd_max_tokens_is_a_400_before_any_limit_or_budget(client: Client, keys_table, max_tokens) -> None:
+    # A key with every limit: admission must never see a number the model cannot produce.
+    _, plaintext = KeyStore(keys_table).create(
+        owner_sub="o", monthly_budget_usd=Decimal("1"), rpm_limit=10, tpm_limit=100_000
+    )
+    response = post_chat(client, plaintext, hello(max_tokens=max_tokens))
+    assert response.status_code == 400, response.body
+    assert response.json_body["error"]["param"] == "max_tokens"

@@ -3,21 +3,56 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
+from chalicelib.protocols.anthropic import COUNT_TOKENS_PARAMETERS, MESSAGES_PARAMETERS
+from chalicelib.protocols.openai_responses import RESPONSES_PARAMETERS
 from chalicelib.protocols.openai_validation import CHAT_PARAMETERS
 
 ROOT = Path(__file__).resolve().parent.parent
+COMPATIBILITY = (ROOT / "docs" / "openai-compatibility.md").read_text()
+#: The Responses API's section of the compatibility doc; everything before it is about chat completions.
+RESPONSES_HEADING = "\n## The Responses API (`POST /v1/responses`)\n"
 
 
-def test_compatibility_table_covers_every_parameter_with_its_policy() -> None:
-    text = (ROOT / "docs" / "openai-compatibility.md").read_text()
+def documented_policies(text: str) -> dict[str, str]:
     rows = re.findall(r"^\| (.+?) \| (passed|ignored|refused) \|", text, flags=re.M)
     documented = {}
     for names, policy in rows:
         for name in re.findall(r"`([a-z_]+)`", names):
             documented[name] = policy
-    assert set(documented) == set(CHAT_PARAMETERS)
-    for name, policy in CHAT_PARAMETERS.items():
+    return documented
+
+
+@pytest.mark.parametrize(
+    ("section", "policies"),
+    [
+        (COMPATIBILITY.split(RESPONSES_HEADING, 1)[0], CHAT_PARAMETERS),
+        (COMPATIBILITY.split(RESPONSES_HEADING, 1)[1].split("\n## ", 1)[0], RESPONSES_PARAMETERS),
+    ],
+    ids=["chat completions", "responses"],
+)
+def test_compatibility_table_covers_every_parameter_with_its_policy(section: str, policies: dict) -> None:
+    documented = documented_policies(section)
+    assert set(documented) == set(policies)
+    for name, policy in policies.items():
         assert policy.startswith(documented[name]), name
+
+
+def test_anthropic_table_covers_every_messages_parameter_with_its_policy() -> None:
+    text = (ROOT / "docs" / "anthropic-compatibility.md").read_text()
+    parameters = text.split("\n## Parameters\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (.+?) \| (passed|ignored|refused) \|", parameters, flags=re.M)
+    documented = {}
+    for names, policy in rows:
+        for name in re.findall(r"`([a-z_]+)`", names):
+            documented[name] = policy
+    assert set(documented) == set(MESSAGES_PARAMETERS)
+    for name, policy in MESSAGES_PARAMETERS.items():
+        assert policy.startswith(documented[name]), name
+    # count_tokens takes a subset, each with the same policy, and the page names every one of them
+    counted = text.split("`POST /v1/messages/count_tokens` takes", 1)[1].split("\n\n", 1)[0]
+    assert set(re.findall(r"`([a-z_]+)`", counted)) == set(COUNT_TOKENS_PARAMETERS)
 
 
 def test_readme_names_the_two_commands() -> None:

@@ -48,7 +48,7 @@ from typing import Any
 
 from chalicelib.accounting.calls import Attempts, cancellation_reasons, error_code, is_transient
 from chalicelib.accounting.ledger import STREAM_AGGREGATION, UsageEntry, aggregate_scopes
-from chalicelib.dynamodb import dynamo_number
+from chalicelib.core.dynamodb import dynamo_number
 from chalicelib.keys.store import isoformat, utcnow
 from chalicelib.observability import logger
 

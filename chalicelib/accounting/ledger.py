@@ -37,7 +37,7 @@ from typing import Any
 
 from chalicelib.accounting.calls import Attempts, error_code
 from chalicelib.catalog.catalog import Prices
-from chalicelib.dynamodb import dynamo_number
+from chalicelib.core.dynamodb import dynamo_number
 from chalicelib.keys.store import isoformat
 from chalicelib.observability import logger
 

@@ -58,7 +58,7 @@ from chalicelib.accounting.ledger import (
     usd,
 )
 from chalicelib.catalog.catalog import ModelEntry
-from chalicelib.dynamodb import dynamo_number
+from chalicelib.core.dynamodb import dynamo_number
 from chalicelib.keys.store import KeyRecord, isoformat, utcnow
 from chalicelib.observability import logger
 
@@ -517,6 +517,9 @@ def prompt_token_bound(messages: list[dict[str, Any]], options: dict[str, Any] |
                 size += len(str(part.get("text", "")).encode())
         if message.get("tool_calls"):
             size += len(json.dumps(message["tool_calls"]).encode())
+        if message.get("thinking_blocks"):
+            # Earlier reasoning sent back (Claude's thinking blocks) is input Bedrock bills too.
+            size += len(json.dumps(message["thinking_blocks"]).encode())
     for name in ("tools", "response_format"):
         if (options or {}).get(name):
             size += len(json.dumps(options[name]).encode())

@@ -12,9 +12,16 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.core.conversation import (
+    REASONING_EFFORTS,
+    Conversation,
+    EmbeddingInput,
+    EmbeddingRequest,
+    Reasoning,
+)
 from chalicelib.errors import InvalidRequest
 
 PASSED = "passed"
@@ -87,23 +94,19 @@ _WHY_REFUSED = {
     "moderation": "OpenAI moderation is not available; use Bedrock Guardrails on the account instead.",
 }
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
-_REASONING_EFFORTS = {"none", "minimal", "low", "medium", "high"}
 _DATA_URL = re.compile(r"^data:image/(png|jpeg|jpg|gif|webp);base64,(.*)$", re.DOTALL)
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_STOP_SEQUENCES = 4
+#: Bound on any requested output length before the model's own limit is checked.
+MAX_OUTPUT_TOKENS = 2**31 - 1
 
 
 @dataclass(frozen=True)
-class ChatRequest:
-    """A validated chat completion request."""
+class ChatCompletionRequest:
+    """A validated chat completion request: the conversation, and how the client wants the stream."""
 
-    model: str
-    messages: list[dict[str, Any]]
-    stream: bool = False
+    conversation: Conversation
     include_usage: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
-    has_images: bool = False
-    user: str | None = None
 
 
 #: Policy per embeddings parameter (OpenAI's ``CreateEmbeddingRequest``); the compatibility doc mirrors it.
@@ -119,21 +122,7 @@ EMBEDDING_PARAMETERS: dict[str, str] = {
 MAX_EMBEDDING_INPUTS = 128
 ENCODING_FORMATS = ("float", "base64")
 
-EmbeddingInput = str | tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class EmbeddingRequest:
-    """A validated embeddings request; token-array inputs stay token ids until the gateway decodes them."""
-
-    model: str
-    inputs: tuple[EmbeddingInput, ...]
-    encoding_format: str = "float"
-    dimensions: int | None = None
-    user: str | None = None
-
-
-def parse_chat_request(body: Mapping[str, Any]) -> ChatRequest:
+def parse_chat_request(body: Mapping[str, Any]) -> ChatCompletionRequest:
     """Validate a chat completions body and normalise it for the gateway.
 
     Raises
@@ -196,9 +185,9 @@ def parse_chat_request(body: Mapping[str, Any]) -> ChatRequest:
             )
     if "reasoning_effort" in present:
         effort = present["reasoning_effort"]
-        if effort not in _REASONING_EFFORTS:
+        if effort not in REASONING_EFFORTS:
             raise InvalidRequest(
-                f"'reasoning_effort' must be one of {sorted(_REASONING_EFFORTS)}.",
+                f"'reasoning_effort' must be one of {sorted(REASONING_EFFORTS)}.",
                 param="reasoning_effort",
             )
         options["reasoning_effort"] = effort
@@ -210,15 +199,23 @@ def parse_chat_request(body: Mapping[str, Any]) -> ChatRequest:
         _integer(present, "seed", minimum=-(2**63))
     if "metadata" in present:
         _metadata(present["metadata"])
-    return ChatRequest(
+    conversation = Conversation(
         model=model,
         messages=messages,
         stream=stream,
-        include_usage=include_usage,
-        options=options,
-        has_images=has_images,
+        max_tokens=options.get("max_tokens"),
+        temperature=options.get("temperature"),
+        top_p=options.get("top_p"),
+        stop=tuple(options.get("stop") or ()),
+        tools=options.get("tools"),
+        tool_choice=options.get("tool_choice"),
+        parallel_tool_calls=options.get("parallel_tool_calls"),
+        response_format=options.get("response_format"),
+        reasoning=Reasoning(effort=options["reasoning_effort"]) if "reasoning_effort" in options else None,
         user=user,
+        has_images=has_images,
     )
+    return ChatCompletionRequest(conversation, include_usage=include_usage)
 
 
 def _messages(value: Any) -> tuple[list[dict[str, Any]], bool]:
@@ -439,7 +436,10 @@ def _response_format(value: Any) -> dict[str, Any] | None:
 
 def _max_tokens(present: Mapping[str, Any]) -> int | None:
     values = {
-        name: _integer(present, name, minimum=1) for name in ("max_completion_tokens", "max_tokens") if name in present
+        # No model writes anywhere near 2**31 tokens; the model's own limit is checked before admission.
+        name: _integer(present, name, minimum=1, maximum=MAX_OUTPUT_TOKENS)
+        for name in ("max_completion_tokens", "max_tokens")
+        if name in present
     }
     if len(values) == 2 and values["max_tokens"] != values["max_completion_tokens"]:
         raise InvalidRequest(
@@ -493,12 +493,14 @@ def _object(source: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return value
 
 
-def _integer(source: Mapping[str, Any], name: str, *, minimum: int) -> int:
+def _integer(source: Mapping[str, Any], name: str, *, minimum: int, maximum: int = 2**63 - 1) -> int:
     value = source[name]
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequest(f"'{name}' must be an integer.", param=name)
     if value < minimum:
         raise InvalidRequest(f"'{name}' must be at least {minimum}.", param=name)
+    if value > maximum:
+        raise InvalidRequest(f"'{name}' must be at most {maximum}.", param=name)
     return value
 
 
