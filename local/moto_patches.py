@@ -39,11 +39,9 @@ STREAM_RECORDS_KEPT = 20_000
 _APPLIED = False
 
 
-class _Untracked(list):
-    """A list that ignores ``append``: moto's instance tracking, switched off."""
-
-    def append(self, _item: Any) -> None:
-        return None
+def _untracked_new(cls: type, *args: Any, **kwargs: Any) -> Any:
+    """``BaseModel.__new__`` without the instance tracking (which keeps every instance forever)."""
+    return object.__new__(cls)
 
 
 def apply() -> None:
@@ -63,9 +61,11 @@ def _stop_tracking_dynamodb_models() -> None:
     import moto.dynamodbstreams.models  # noqa: F401
     from moto.core.base_backend import model_data
 
+    # Not the tracking lists themselves: moto replaces them with fresh ones on every reset.
     for service in ("dynamodb", "dynamodbstreams"):
         for model in model_data.get(service, {}).values():
-            model.instances_tracked = _Untracked()
+            model.__new__ = _untracked_new  # type: ignore[method-assign]
+            model.instances_tracked = []
 
 
 def _plain_number_arithmetic() -> None:

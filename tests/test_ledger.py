@@ -332,3 +332,40 @@ def test_a_transaction_whose_answer_was_lost_is_not_applied_twice(usage_table, m
     # THEN every entry is counted once
     assert [ledger.aggregate(f"KEY#k{i}", "DAY#2026-11-26")["requests"] for i in range(6)] == [1] * 6
     assert ledger.aggregate("ALL", "DAY#2026-11-26")["cost"] == sum((e.cost for e in entries), Decimal(0))
+
+
+def test_data_written_by_the_previous_design_is_read_as_it_is(usage_table, drain) -> None:
+    from bench import baseline_v1 as previous
+
+    # GIVEN three entries the previous design stored (each with its aggregates, in one transaction)
+    old = [previous.new_entry(**{**_fields(f"old{n}"), "prices": PRICES, "at": AT}) for n in range(3)]
+    for e in old:
+        assert previous.Ledger(usage_table).record(e)
+    # WHEN two more are billed by this design and the stream is applied
+    new = [entry(f"new{n}", input_tokens=5 + n, output_tokens=7) for n in range(2)]
+    ledger = Ledger(usage_table)
+    for e in new:
+        ledger.record(e)
+    drain(usage_table)
+    # THEN the aggregates hold all five, each once, and the readers see them all
+    total = sum((e.cost for e in [*old, *new]), Decimal(0))
+    for scope in ("KEY#k1", "OWNER#owner-1", "ALL"):
+        assert ledger.aggregate(scope, "MONTH#2026-11")["cost"] == total
+        assert ledger.aggregate(scope, "DAY#2026-11-26")["requests"] == 5
+    [row] = ledger.usage(date(2026, 11, 26), date(2026, 11, 26), "key")
+    assert row["cost"] == total and row["requests"] == 5
+    assert len(ledger.entries_for_key("k1")) == 5
+
+
+def _fields(request_id: str) -> dict:
+    return {
+        "request_id": request_id,
+        "key_id": "k1",
+        "owner_sub": "owner-1",
+        "model": "nova-micro",
+        "bedrock_model_id": "us.amazon.nova-micro-v1:0",
+        "operation": "chat",
+        "usage": TokenUsage(input_tokens=11, output_tokens=3),
+        "latency_ms": 5,
+        "status": "ok",
+    }
