@@ -165,9 +165,12 @@ def test_releasing_twice_or_settling_twice_counts_once(meter, keys_table, usage_
     billed = meter.admit(key, NOVA, input_tokens=10, max_output_tokens=10)
     assert bill(meter, billed, "once") is bill(meter, billed, "twice")
     meter.release(billed)  # after billing: nothing to give back
+    late = meter.admit(key, NOVA, input_tokens=10, max_output_tokens=10)
+    meter.release(late)
+    bill(meter, late, "after-release", output_tokens=5)  # a caller's mistake: billed, not given back twice
     drain(usage_table)
     month = Ledger(usage_table).aggregate(f"KEY#{key.key_id}", "MONTH#2026-11")
-    assert month["requests"] == 1 and month["committed"] == month["cost"] == billed.closed.cost
+    assert month["requests"] == 2 and month["committed"] == month["cost"] == billed.closed.cost + late.closed.cost
 
 
 def test_a_request_whose_worst_case_exceeds_the_whole_budget_is_refused_on_a_fresh_month(meter, keys_table) -> None:

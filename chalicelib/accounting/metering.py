@@ -346,6 +346,8 @@ class Meter:
         """
         if isinstance(ticket.closed, UsageEntry):
             return ticket.closed  # billed already: never twice
+        # Billed after a release (a caller's mistake): the reservation is already given back.
+        held = ticket.closed is not True
         entry = new_entry(
             request_id=request_id,
             key_id=ticket.key.key_id,
@@ -358,12 +360,12 @@ class Meter:
             latency_ms=latency_ms,
             status=status,
             at=self._clock(),
-            reserved_key_usd=ticket.reserved_key_usd,
-            reserved_owner_usd=ticket.reserved_owner_usd,
+            reserved_key_usd=ticket.reserved_key_usd if held else Decimal(0),
+            reserved_owner_usd=ticket.reserved_owner_usd if held else Decimal(0),
             budget_month=ticket.month,
-            rate_window=ticket.window,
-            counted_tokens=ticket.counted_tokens,
-            cap=ticket.reserved,
+            rate_window=ticket.window if held else None,
+            counted_tokens=ticket.counted_tokens if held else 0,
+            cap=ticket.reserved if held else None,
         )
         if entry.capped:
             logger.warning(
