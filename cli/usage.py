@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 from rich.console import Group
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -100,6 +99,11 @@ def to_csv(report: dict[str, Any]) -> str:
     for row in report["data"]:
         writer.writerow({**row, "name": row.get("name") or ""})
     return buffer.getvalue()
+
+
+def _printable(text: str) -> str:
+    """``text`` with control and other non-printable characters escaped (nothing for the terminal to run)."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode() for ch in text)
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -224,8 +228,9 @@ def reconcile(state: Any, log_file: Any, json_: bool) -> None:
     ))  # fmt: skip
     if not json_:
         for rejected in totals["rejected"]:
-            # The reason quotes the line: no terminal markup from it.
-            output.notice(escape(f"{log_file.name}:{rejected['line']}: {rejected['error']}"))
+            # One unwrapped FILE:LINE: reason line each, as compilers do (editors jump to them). The
+            # reason quotes the line with repr(), so no control character reaches the terminal.
+            click.echo(_printable(f"{log_file.name}:{rejected['line']}: {rejected['error']}"), err=True)
     problems = []
     if totals["rejected"]:
         problems.append(f"{len(totals['rejected'])} lines were refused (nothing of them was written)")

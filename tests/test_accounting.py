@@ -159,7 +159,7 @@ def test_reconcile_validates_every_line_and_reports_the_bad_ones(as_admin: Api, 
         line(request_id="future", timestamp="2999-01-01T00:00:00Z"),
         line(request_id="tokens", usage={"input_tokens": -5}),
         line(request_id="bool", latency_ms=True),
-        line(request_id="extra", admin=True),
+        line(request_id="extra", **{"admin\u001b[2J": True}),
         line(request_id="", key_id=key.key_id),
         line(request_id="status", status="free"),
         line(request_id="month", budget_month="2026-13"),
@@ -177,6 +177,7 @@ def test_reconcile_validates_every_line_and_reports_the_bad_ones(as_admin: Api, 
     reasons = {r["line"]: r["error"] for r in body["rejected"]}
     assert "non-empty object" in reasons[2] and "from 0 to" in reasons[4] and "unknown key" in reasons[7]
     assert "does not belong" in reasons[8] and "ISO 8601" in reasons[9] and "unknown field" in reasons[13]
+    assert "\x1b" not in reasons[13] and "\\x1b" in reasons[13]  # quoted, never raw
     drain(usage_table)
     assert Ledger(usage_table).aggregate("ALL", "MONTH#2026-11")["cost"] == good.cost
     assert [e["request_id"] for e in Ledger(usage_table).entries_for_key(key.key_id)] == ["good"]

@@ -111,7 +111,7 @@ def parse_entry(data: Any, *, now: datetime) -> UsageEntry:
         raise InvalidEntry("'entry' must be a non-empty object")
     unknown = sorted(set(data) - set(REQUIRED) - set(OPTIONAL))
     if unknown:
-        raise InvalidEntry(f"unknown field(s): {', '.join(unknown)}")
+        raise InvalidEntry(f"unknown field(s): {', '.join(repr(name)[:60] for name in unknown)}")
     missing = [name for name in REQUIRED if name not in data]
     if missing:
         raise InvalidEntry(f"missing field(s): {', '.join(missing)}")
@@ -189,7 +189,7 @@ def _usage(value: Any) -> TokenUsage:
         raise InvalidEntry("'usage' must be an object of token counts")
     unknown = sorted(set(value) - set(names))
     if unknown:
-        raise InvalidEntry(f"unknown usage field(s): {', '.join(unknown)}")
+        raise InvalidEntry(f"unknown usage field(s): {', '.join(repr(name)[:60] for name in unknown)}")
     counts = {}
     for name in names:
         count = value.get(name, 0)
