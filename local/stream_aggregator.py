@@ -10,7 +10,10 @@ event shape (``Records`` plus ``shardId``).
 * ``make dev`` runs it as a fourth process (``python -m local.stream_aggregator``),
   polling every ``--interval`` seconds (0.25 by default): usage reports trail
   billing by about that much.
-* Tests call ``drain(table)`` to apply everything written so far, in-process.
+* Tests call ``drain(table)`` to apply everything written so far. In-process
+  (moto's ``mock_aws``), the records are read from moto's shard directly, in
+  the shape ``GetRecords`` returns them: the Lambda artifact's pruned botocore,
+  which ``make test-artifact`` runs the tests with, has no Streams API.
 
 Where it starts reading does not matter: the aggregator's per-shard marker
 skips what was applied before, so a restart reads from the stream's start
@@ -37,12 +40,22 @@ class StreamDrain:
 
     def __init__(self, table: Any, *, streams_client: Any | None = None, aggregator: Aggregator | None = None) -> None:
         self._table = table
-        self._streams = streams_client or streams_client_for(table)
+        self._in_process = streams_client is None and in_process(table)
+        self._streams = None if self._in_process else streams_client or streams_client_for(table)
         self._aggregator = aggregator or Aggregator(table)
         self._after: dict[str, str] = {}  # shard id → last sequence number read
 
     def drain(self) -> int:
         """Apply every record in the stream now; returns how many records were read."""
+        if self._in_process:
+            shard_id, records = shard_records(self._table)
+            after = int(self._after.get(shard_id, 0))
+            records = [r for r in records if int(r["dynamodb"]["SequenceNumber"]) > after]
+            for start in range(0, len(records), BATCH):
+                page = records[start : start + BATCH]
+                self._aggregator.handle({"Records": page, "shardId": shard_id})
+                self._after[shard_id] = page[-1]["dynamodb"]["SequenceNumber"]
+            return len(records)
         arn = self._table.meta.client.describe_table(TableName=self._table.name)["Table"].get("LatestStreamArn")
         if not arn:
             return 0
@@ -74,6 +87,21 @@ class StreamDrain:
             except Exception as exc:  # noqa: BLE001 - keep the local stack alive; the next pass retries
                 print(f"stream aggregator: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             stop.wait(interval)
+
+
+def in_process(table: Any) -> bool:
+    """True when ``table`` is served by moto in this process (``mock_aws``), not by a server."""
+    return "amazonaws.com" in table.meta.client.meta.endpoint_url
+
+
+def shard_records(table: Any) -> tuple[str, list[dict[str, Any]]]:
+    """In-process moto: the table's shard id and its records, as ``GetRecords`` returns them."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    region = table.meta.client.meta.region_name
+    shard = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].get_table(table.name).stream_shard
+    return shard.id, [record.to_json() for record in shard.items]
 
 
 def streams_client_for(table: Any) -> Any:

@@ -44,7 +44,7 @@ def test_sizes_are_within_lambda_limits(stage_dir: Path) -> None:
 
 def test_every_function_is_wired_to_the_merged_resources(template: dict[str, Any]) -> None:
     found = functions(template)
-    assert {"APIHandler", "DailyCostReport"} <= set(found)
+    assert {"APIHandler", "DailyCostReport", "LedgerAggregator"} <= set(found)
     for name, function in found.items():
         props = function["Properties"]
         variables = props["Environment"]["Variables"]

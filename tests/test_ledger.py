@@ -73,14 +73,11 @@ def test_replaying_an_entry_does_not_double_count(usage_table, drain) -> None:
 
 
 def stream_records(usage_table) -> tuple[str, list[dict]]:
-    """Every record of the usage table's stream so far (moto's single shard)."""
-    from local.stream_aggregator import streams_client_for
+    """Every record of the usage table's stream so far (moto's single shard), as GetRecords returns them."""
+    from local.stream_aggregator import shard_records
 
-    streams = streams_client_for(usage_table)
-    arn = usage_table.meta.client.describe_table(TableName=usage_table.name)["Table"]["LatestStreamArn"]
-    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
-    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
-    return shard, streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+    shard, records = shard_records(usage_table)
+    return shard, [dict(record) for record in records]
 
 
 def test_aggregation_is_exactly_once_under_redelivered_reordered_and_overlapping_batches(usage_table) -> None:
