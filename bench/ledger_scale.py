@@ -49,6 +49,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+# bench/ first on sys.path would shadow libraries (bench/responses.py is not the `responses` moto imports).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 for _name, _value in {
@@ -588,7 +590,7 @@ def _scan(table: Any) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), action="append", help="default: all")
-    parser.add_argument("--seconds", type=float, default=10.0, help="virtual seconds of offered load")
+    parser.add_argument("--seconds", type=float, default=5.0, help="virtual seconds of offered load")
     parser.add_argument("--hold-ms", type=float, default=5.0, help="how long a transaction holds its items")
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument(
