@@ -173,9 +173,11 @@ class Meter:
                 headers=_limit_headers(key, None, None, reset),
             )
         worst = worst_case_cost(model, input_tokens, max_output_tokens)
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             owner_budget = self.owner_budget(key.owner_sub)
-        except Exception as exc:  # noqa: BLE001 - botocore errors: DynamoDB unavailable
+        except (BotoCoreError, ClientError) as exc:
             raise _unavailable(exc) from exc
         # A worst case above the whole budget would pass the conditional update on a month's first request.
         if key.monthly_budget_usd is not None and worst > key.monthly_budget_usd:
@@ -195,7 +197,10 @@ class Meter:
             refusal = next((f for f in failures if isinstance(f, errors.AppError)), None)
             if refusal is not None:
                 raise refusal
-            raise _unavailable(failures[0]) from failures[0]
+            unavailable = next((f for f in failures if isinstance(f, (BotoCoreError, ClientError))), None)
+            if unavailable is None:
+                raise failures[0]  # not DynamoDB: a bug, reported as one
+            raise _unavailable(unavailable) from unavailable
         return ticket
 
     def _admit_key(self, ticket: Ticket, window: int, reset: int, tokens: int, worst: Decimal, deadline: float) -> None:
