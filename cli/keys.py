@@ -332,6 +332,8 @@ def read_rows(path: Path, fmt: str) -> list[tuple[int, dict[str, Any]]]:
             data = json.loads(text)
         except ValueError as exc:
             raise CliError(f"{path} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise CliError(f"{path} is not usable JSON: it is nested too deeply.") from None
         if isinstance(data, dict) and isinstance(data.get("keys"), list):
             data = data["keys"]
         if not isinstance(data, list):

@@ -24,7 +24,7 @@ def tolerate_non_jwt_authorization() -> None:
     def lenient(self: Any, jwt: str) -> dict[str, Any]:
         try:
             claims = decode(self, jwt)
-        except (IndexError, ValueError, UnicodeDecodeError):
+        except (IndexError, ValueError, UnicodeDecodeError, RecursionError):
             return {}
         return claims if isinstance(claims, dict) else {}
 

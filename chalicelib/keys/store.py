@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from chalicelib.core.body import parse_json
 from chalicelib.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
 from chalicelib.observability import logger
 
@@ -260,8 +261,8 @@ def decode_cursor(cursor: str | None, fields: Mapping[str, str | None]) -> dict[
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        value = parse_json(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, InvalidRequest):
         value = None
     valid = (
         isinstance(value, dict)
