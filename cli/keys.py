@@ -427,6 +427,7 @@ def _key_panel(key: dict[str, Any]) -> Panel:
         ("revoked", key["revoked_at"]),
         ("old secret valid until", key.get("previous_secret_valid_until")),
         ("metadata", key["metadata"] or None),
+        ("limits set by an admin", sorted(key.get("admin_limits") or {}) or None),
     ]
     table = output.table(None, ["field", "value"], rows)
     table.show_header = False

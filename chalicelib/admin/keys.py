@@ -35,6 +35,8 @@ from chalicelib.keys.store import (
 
 #: Fields a key can be created with (``owner`` too, for admins) and updated.
 KEY_FIELDS = ("name", "allowed_models", "monthly_budget_usd", "rpm_limit", "tpm_limit", "expires_at", "metadata")
+#: The limits an admin sets and an owner may only tighten (``admin_limits`` records who set each).
+LIMIT_FIELDS = ("allowed_models", "monthly_budget_usd", "rpm_limit", "tpm_limit", "expires_at")
 #: Export-only fields an import row may carry (so an export file imports as is); they are ignored.
 EXPORT_ONLY_FIELDS = ("key_id", "prefix", "status", "created_at", "updated_at", "revoked_at", "last_used_at")
 MAX_IMPORT_ROWS = 1000
@@ -93,6 +95,7 @@ class AdminService:
         record, plaintext = self._keys.create(
             owner_sub=owner.sub,
             owner_email=owner.email,
+            admin_limits=admin_limits_after({}, fields, principal, self._clock()),
             attach=lambda new: [self._event_item(new.key_id, "created", actor, changes=diff(None, new))],
             **fields,
         )
@@ -125,8 +128,18 @@ class AdminService:
         _refuse_unknown(body, set(KEY_FIELDS))
         if not body:
             raise errors.InvalidRequest(f"Send at least one field to change: {', '.join(KEY_FIELDS)}.")
-        changes = parse_key_fields(body, catalog=self._catalog(), now=self._clock(), partial=True)
+        now = self._clock()
+        changes = parse_key_fields(body, catalog=self._catalog(), now=now, partial=True)
         current = self._owned(principal, key_id)
+        if principal.is_admin:
+            if any(name in changes for name in LIMIT_FIELDS):
+                changes["admin_limits"] = admin_limits_after(ceilings(current, raw=True), changes, principal, now)
+        else:
+            check_owner_change(current, changes, now)
+            if current.admin_limits is None and any(name in changes for name in LIMIT_FIELDS):
+                # A key from before limits were recorded: freeze today's limits as the admin's before
+                # the owner tightens one, so the owner may later go back up to them.
+                changes["admin_limits"] = ceilings(current, raw=True)
         actor = _actor(principal)
         record = self._keys.update(
             current,
@@ -313,9 +326,15 @@ class Importer:
             if refusal is not None:
                 results[index] = _row_error(index, {"id": import_id}, refusal)
                 continue
+            limits = admin_limits_after({}, fields, self._principal, self._now)
             prepared.append(
                 keys.prepare(
-                    key_id=derived[index], owner_sub=owner.sub, owner_email=owner.email, import_id=import_id, **fields
+                    key_id=derived[index],
+                    owner_sub=owner.sub,
+                    owner_email=owner.email,
+                    import_id=import_id,
+                    admin_limits=limits,
+                    **fields,
                 )
             )
             prepared_rows.append(index)
@@ -379,6 +398,98 @@ class Importer:
             error = errors.Conflict(f"Key id '{import_id}' belongs to another owner.", param="id", code="id_taken")
             return _row_error(index, {"id": import_id}, error)
         return {"row": index, "id": import_id, "status": "exists", "key": key_view(record, self._now)}
+
+
+# Limits an admin set: the owner may tighten them, never loosen them.
+
+
+def admin_limits_after(
+    current: Mapping[str, Any], changes: Mapping[str, Any], principal: Principal, now: datetime
+) -> dict[str, Any]:
+    """The ``admin_limits`` record after ``principal`` set ``changes`` (unchanged unless an admin).
+
+    A limit an admin sets becomes the ceiling for the owner; an admin's null
+    removes the ceiling (the owner may then set that limit freely).
+    """
+    limits = {name: dict(entry) for name, entry in current.items()}
+    if not principal.is_admin:
+        return limits
+    for name in LIMIT_FIELDS:
+        if name not in changes:
+            continue
+        if changes[name] is None:
+            limits.pop(name, None)
+        else:
+            value = changes[name]
+            stored = list(value) if isinstance(value, (list, tuple)) else value
+            limits[name] = {"value": stored, "set_by": principal.email or principal.sub, "set_at": isoformat(now)}
+    return limits
+
+
+def ceilings(record: KeyRecord, *, raw: bool = False) -> dict[str, Any]:
+    """The admin's limits on a key: ``{field: value}`` (``raw``: the stored entries).
+
+    A key from before ``admin_limits`` was recorded has unknown provenance: every
+    limit it has counts as an admin's, which errs on the side of the limit.
+    """
+    if record.admin_limits is None:
+        entries = {
+            name: {"value": _field_value(record, name), "set_by": None, "set_at": None}
+            for name in LIMIT_FIELDS
+            if _field_value(record, name) is not None
+        }
+    else:
+        entries = {name: dict(entry) for name, entry in record.admin_limits.items() if name in LIMIT_FIELDS}
+    return entries if raw else {name: entry["value"] for name, entry in entries.items()}
+
+
+def check_owner_change(record: KeyRecord, changes: Mapping[str, Any], now: datetime) -> None:
+    """Refuse a non-admin's change that loosens an admin's limit or revives an expired key.
+
+    Raises
+    ------
+    PermissionDenied
+        ``admin_limit``: the change would loosen or remove a limit an admin set;
+        ``key_expired``: the key has expired and only an admin may extend it.
+    """
+    if "expires_at" in changes and record.effective_status(now) == "expired":
+        raise errors.PermissionDenied(
+            "This key has expired; only an admin can extend it or remove its expiry. Create a new key instead.",
+            param="expires_at",
+            code="key_expired",
+        )
+    for name, ceiling in ceilings(record).items():
+        if name in changes and not _within(name, changes[name], ceiling):
+            raise errors.PermissionDenied(
+                f"An admin limited {name} to {_shown(name, ceiling)} on this key: you may tighten it, "
+                "not loosen or remove it. Ask an admin to change it.",
+                param=name,
+                code="admin_limit",
+            )
+
+
+def _field_value(record: KeyRecord, name: str) -> Any:
+    value = getattr(record, name)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _within(name: str, value: Any, ceiling: Any) -> bool:
+    """True when ``value`` is at least as strict as ``ceiling`` (None: no limit, the loosest)."""
+    if value is None:
+        return False
+    if name == "allowed_models":
+        return set(value) <= set(ceiling)
+    if name == "expires_at":
+        return parse_time(value) <= parse_time(ceiling)
+    return Decimal(value) <= Decimal(ceiling)
+
+
+def _shown(name: str, ceiling: Any) -> str:
+    if name == "allowed_models":
+        return ", ".join(ceiling)
+    if name == "monthly_budget_usd":
+        return f"${money(Decimal(ceiling))}"
+    return str(ceiling)
 
 
 # Request parsing: every bad input gets a 400 naming its field.
@@ -614,7 +725,16 @@ def key_view(record: KeyRecord, now: datetime) -> dict[str, Any]:
         "previous_secret_valid_until": record.previous_hash_expires_at if in_grace else None,
         "metadata": dict(record.metadata),
         "import_id": record.import_id,
+        "admin_limits": {name: _view_limit(name, value) for name, value in ceilings(record).items()},
     }
+
+
+def _view_limit(name: str, value: Any) -> Any:
+    if name == "monthly_budget_usd":
+        return money(Decimal(value))
+    if name in ("rpm_limit", "tpm_limit"):
+        return int(value)
+    return value
 
 
 def export_row(record: KeyRecord, now: datetime) -> dict[str, Any]:

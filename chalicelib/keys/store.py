@@ -137,6 +137,10 @@ class KeyRecord:
     last_used_at: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     import_id: str | None = None
+    #: The limits an admin set, ``{field: {"value", "set_by", "set_at"}}``: the owner may tighten
+    #: them, never loosen them (``chalicelib/admin/keys.py``). None: a key from before this was
+    #: recorded, whose limits count as an admin's.
+    admin_limits: dict[str, Any] | None = None
     version: int = 0  # bumped by every change; conditional writes compare it
 
     @property
@@ -168,6 +172,7 @@ class KeyRecord:
             last_used_at=item.get("last_used_at"),
             metadata=dict(item.get("metadata") or {}),
             import_id=item.get("import_id"),
+            admin_limits=dict(item["admin_limits"]) if item.get("admin_limits") is not None else None,
             version=int(item.get("version", 0)),
         )
 
@@ -196,6 +201,7 @@ class KeyRecord:
             "tpm_limit": self.tpm_limit,
             "last_used_at": self.last_used_at,
             "import_id": self.import_id,
+            "admin_limits": self.admin_limits,
         }
         item.update({k: v for k, v in optional.items() if v is not None})
         return item
@@ -217,8 +223,17 @@ def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-#: Fields an owner or admin may change after creation (``KeyStore.update``).
-UPDATABLE_FIELDS = ("name", "allowed_models", "monthly_budget_usd", "rpm_limit", "tpm_limit", "expires_at", "metadata")
+#: Fields an owner or admin may change after creation (``KeyStore.update``), and who set the limits.
+UPDATABLE_FIELDS = (
+    "name",
+    "allowed_models",
+    "monthly_budget_usd",
+    "rpm_limit",
+    "tpm_limit",
+    "expires_at",
+    "metadata",
+    "admin_limits",
+)
 #: Key states a listing can be narrowed to; ``expired`` is derived from ``expires_at``.
 STATUSES = ("active", "expired", "revoked")
 _BATCH_GET_ITEMS = 100  # DynamoDB's BatchGetItem limit
@@ -305,6 +320,7 @@ class KeyStore:
         tpm_limit: int | None = None,
         expires_at: str | None = None,
         metadata: dict[str, str] | None = None,
+        admin_limits: dict[str, Any] | None = None,
         key_id: str | None = None,
         attach: Attach | None = None,
     ) -> tuple[KeyRecord, str]:
@@ -320,6 +336,7 @@ class KeyStore:
             tpm_limit=tpm_limit,
             expires_at=expires_at,
             metadata=dict(metadata or {}),
+            admin_limits=admin_limits,
         )
         if attach is None:
             self._table.put_item(Item=record.to_item(), ConditionExpression="attribute_not_exists(key_id)")
