@@ -570,3 +570,45 @@ def test_keys_from_before_limits_were_recorded_count_every_limit_as_an_admins(
     # AND the limits it had are kept as the ceiling, so she may go back up to them
     assert as_alice.call("patch", path, {"monthly_budget_usd": "4"}).status_code == 200
     assert as_alice.call("get", path).json_body["admin_limits"] == {"monthly_budget_usd": "4", "rpm_limit": 3}
+
+
+def test_a_deleted_and_recreated_user_does_not_inherit_the_old_keys(
+    as_admin: Api, cognito: Any, pool: Pool, alice: User, admin_client: Client
+) -> None:
+    from tests.cognito_helpers import add_user, sign_in
+
+    # GIVEN a key an admin gave alice (by e-mail: bound to her sub)
+    old = as_admin.call("post", "/admin/keys", {"owner": alice.email, "name": "old"}).json_body
+    assert old["owner"]["sub"] == alice.sub
+    # WHEN alice is deleted and a new user is created with her e-mail
+    cognito.admin_delete_user(UserPoolId=pool.user_pool_id, Username=alice.email)
+    new_alice = add_user(cognito, pool, alice.email)
+    # THEN a key given to that e-mail now is the new user's
+    new = as_admin.call("post", "/admin/keys", {"owner": alice.email, "name": "new"}).json_body
+    assert new["owner"]["sub"] == new_alice.sub
+    # AND the new user sees only the new key, and cannot touch the old one
+    as_new = Api(admin_client, sign_in(cognito, pool, new_alice)["IdToken"])
+    assert [k["key_id"] for k in as_new.call("get", "/admin/keys").json_body["data"]] == [new["key_id"]]
+    assert_error(as_new.call("get", f"/admin/keys/{old['key_id']}"), 403, "not_key_owner")
+    # AND an admin still finds the old keys by the old sub, to revoke them
+    by_old_sub = as_admin.call("get", f"/admin/keys?owner={alice.sub}")
+    assert [k["key_id"] for k in by_old_sub.json_body["data"]] == [old["key_id"]]
+
+
+def test_an_import_asks_the_directory_once_per_owner(as_admin: Api, alice: User, monkeypatch) -> None:
+    from chalicelib.admin.auth import UserDirectory
+
+    asked: list[str] = []
+    original = UserDirectory._list_one
+
+    def counting(self: Any, attribute: str, value: str) -> Any:
+        asked.append(value)
+        return original(self, attribute, value)
+
+    monkeypatch.setattr(UserDirectory, "_list_one", counting)
+    rows = [{"id": f"bulk-{n}", "owner": alice.email} for n in range(30)]
+    rows += [{"id": f"ghost-{n}", "owner": "ghost@example.com"} for n in range(5)]
+    body = as_admin.call("post", "/admin/keys/import", {"keys": rows}).json_body
+    assert (body["created"], body["error"]) == (30, 5)
+    assert sorted(set(asked)) == ["alice@example.com", "ghost@example.com"]
+    assert asked.count("alice@example.com") == 1 and asked.count("ghost@example.com") == 1

@@ -18,7 +18,7 @@ from chalicelib import errors
 from chalicelib.accounting.ledger import USAGE_GROUPS, Ledger, parse_reconcile_lines, usd
 from chalicelib.accounting.metering import Meter
 from chalicelib.accounting.reports import ReportService, parse_day, render_text
-from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory
+from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
 from chalicelib.admin.keys import parse_money
 from chalicelib.core.body import parse_json_body
 from chalicelib.core.http import HttpResult
@@ -72,7 +72,7 @@ class AccountingService:
         if principal.is_admin and not owner:
             scope, key_ids = "all", None
         else:
-            owner_sub = self._resolve(owner).sub if owner and principal.is_admin else principal.sub
+            owner_sub = self._resolve(owner, reading=True) if owner and principal.is_admin else principal.sub
             scope, key_ids = owner_sub, self._key_ids_of(owner_sub)
         rows = self._ledger.usage(first, last, group_by, key_ids=key_ids)
         if group_by == "owner" and key_ids is not None:
@@ -162,18 +162,21 @@ class AccountingService:
             raise errors.PermissionDenied("Only admins can do this.", code="admin_only")
         return principal
 
-    def _resolve(self, who: str) -> Any:
+    def _resolve(self, who: str, *, reading: bool = False) -> str:
+        """The sub ``who`` names; when ``reading``, also a sub no user has any more (a deleted user's usage)."""
         directory = self._directory()
         user = directory.find(who) if directory else None
-        if user is None:
-            raise errors.NotFound(f"No user '{who}' in the user pool.", param="owner", code="unknown_user")
-        return user
+        if user is not None:
+            return user.sub
+        if reading and "@" not in who and is_sub(who):
+            return who
+        raise errors.NotFound(f"No user '{who}' in the user pool.", param="owner", code="unknown_user")
 
     def _owner_sub(self, principal: Principal, owner: str, *, write: bool) -> str:
         if owner in ("me", principal.sub, principal.email):
             sub = principal.sub
         elif principal.is_admin:
-            sub = self._resolve(owner).sub
+            sub = self._resolve(owner, reading=not write)
         else:
             raise errors.PermissionDenied("You can see only your own budget.", param="owner", code="admin_only")
         if write and not principal.is_admin:

@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory
+from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
 from chalicelib.catalog.catalog import Catalog
 from chalicelib.core.body import parse_json_body
 from chalicelib.core.http import HttpResult
@@ -267,13 +267,25 @@ class AdminService:
             owner_sub: str | None = principal.sub
         elif who is None:
             owner_sub = None  # an admin's listing of every key
-        elif principal.is_admin or who in (principal.sub, principal.email):
-            owner_sub = self._owner(principal, who).sub
+        elif who in (principal.sub, principal.email):
+            owner_sub = principal.sub
+        elif principal.is_admin:
+            owner_sub = self._listed_owner(who)
         else:
             raise errors.PermissionDenied("You can list only your own keys.", param="owner", code="not_key_owner")
         return self._keys.list_keys(
             owner_sub=owner_sub, status=query.get("status"), limit=_limit(query, kind), cursor=query.get("cursor")
         )
+
+    def _listed_owner(self, who: str) -> str:
+        """The sub whose keys an admin lists: a user of the pool, or any sub (a deleted user's keys)."""
+        directory = self._directory()
+        user = directory.find(who.strip()) if directory else None
+        if user is not None:
+            return user.sub
+        if "@" not in who and is_sub(who.strip()):
+            return who.strip()  # keys stay bound to the sub of a user who no longer exists
+        raise errors.InvalidRequest(f"No user '{who}' in the user pool.", param="owner", code="unknown_user")
 
     def _event_item(self, key_id: str, action: str, actor: Actor, **kwargs: Any) -> dict[str, Any]:
         return self._audit.put_item(self._audit.new_event(key_id, action, actor, **kwargs))
@@ -286,6 +298,8 @@ class Importer:
         self._service = service
         self._principal = principal
         self._now = service._clock()
+        # One directory lookup per distinct owner in the request (lookups are never cached across requests).
+        self._owners: dict[str, Owner | errors.AppError] = {}
 
     def run(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
         results: list[dict[str, Any] | None] = [None] * len(rows)
@@ -377,13 +391,26 @@ class Importer:
             raise errors.InvalidRequest(
                 f"id must be 1-{_MAX_IMPORT_ID} printable characters without spaces.", param="id"
             )
-        owner = self._service._owner(self._principal, row.get("owner") or None)
+        owner = self._owner(row.get("owner") or None)
         fields = {k: v for k, v in row.items() if k in KEY_FIELDS}
         return (
             import_id,
             owner,
             parse_key_fields(fields, catalog=self._service._catalog(), now=self._now, past_expiry=True),
         )
+
+    def _owner(self, who: Any) -> Owner:
+        if not isinstance(who, str):
+            return self._service._owner(self._principal, who)
+        if who not in self._owners:
+            try:
+                self._owners[who] = self._service._owner(self._principal, who)
+            except errors.AppError as exc:
+                self._owners[who] = exc
+        found = self._owners[who]
+        if isinstance(found, errors.AppError):
+            raise found
+        return found
 
     def _refusal(self, status: Any, fields: Mapping[str, Any]) -> errors.AppError | None:
         """Why a row that names no existing key must not become a new one, if it must not."""
