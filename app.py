@@ -68,13 +68,6 @@ def key_status() -> HttpResult:
     return wiring.openai_service().key_status(app.current_request.headers)
 
 
-@app.route("/v1/chat/completions", methods=["POST"], content_types=ANY_BODY)
-@openai_errors
-def chat_completions() -> HttpResult:
-    request = app.current_request
-    return wiring.openai_service().chat_completions(request.headers, request.raw_body)
-
-
 @app.route("/v1/embeddings", methods=["POST"], content_types=ANY_BODY)
 @openai_errors
 def embeddings() -> HttpResult:

@@ -16,11 +16,13 @@ from chalicelib.admin.accounting import AccountingService
 from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticator_for_pool
 from chalicelib.admin.keys import AdminService
 from chalicelib.catalog.catalog import Catalog, load_catalog
-from chalicelib.core.service import OpenAIService
+from chalicelib.core.service import ModelService
 from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
 from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.mcp import McpServer
+from chalicelib.protocols.openai import OpenAIService
+from chalicelib.protocols.openai_chat import ChatCompletions
 from chalicelib.settings import get_settings
 
 
@@ -74,21 +76,27 @@ def gateway() -> Gateway:
 
 
 @functools.cache
+def model_service() -> ModelService:
+    """The core: admission, the Bedrock call and billing, shared by every protocol adapter."""
+    return ModelService(catalog=catalog, gateway=gateway(), meter=meter())
+
+
+@functools.cache
 def openai_service() -> OpenAIService:
-    """The ``/v1`` service with its real dependencies."""
-    return OpenAIService(
-        keys=key_store(),
-        catalog=catalog,
-        gateway=gateway(),
-        meter=meter(),
-        max_body_bytes=get_settings().max_body_bytes,
-    )
+    """The buffered ``/v1`` routes (models, key status, embeddings)."""
+    return OpenAIService(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
+
+
+@functools.cache
+def chat_adapter() -> ChatCompletions:
+    """``POST /v1/chat/completions`` (streaming route)."""
+    return ChatCompletions(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
 
 
 @functools.cache
 def mcp_server() -> McpServer:
-    """The ``/mcp`` endpoint over the same keys, service and meter as ``/v1``."""
-    return McpServer(keys=key_store(), service=openai_service(), max_body_bytes=get_settings().max_body_bytes)
+    """The ``/mcp`` endpoint over the same keys and model service as ``/v1``."""
+    return McpServer(keys=key_store(), service=model_service(), max_body_bytes=get_settings().max_body_bytes)
 
 
 @functools.cache

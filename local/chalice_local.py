@@ -31,10 +31,19 @@ def tolerate_non_jwt_authorization() -> None:
     LocalGatewayAuthorizer._decode_jwt_payload = lenient  # type: ignore[method-assign]
 
 
+def answer_without_nagle() -> None:
+    """Send with TCP_NODELAY: chalice local writes headers and body separately, which Nagle plus the
+    client's delayed ACK would stall by ~40 ms on every reused keep-alive connection."""
+    from chalice.local import ChaliceRequestHandler
+
+    ChaliceRequestHandler.disable_nagle_algorithm = True
+
+
 def main() -> int:
     from chalice.cli import main as chalice_main
 
     tolerate_non_jwt_authorization()
+    answer_without_nagle()
     return chalice_main()
 
 

@@ -87,6 +87,8 @@ class DevStack:
     log_dir: Path = STATE_DIR / "logs"
     api_output: IO[Any] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: How long a streamed answer may take (the streaming function's timeout on AWS).
+    stream_timeout: float = 300.0
     info: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     _processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -133,14 +135,21 @@ class DevStack:
             _wait_http(f"{self.aws_url}/moto-api/", self._processes["aws"], "moto server")
             _wait_http(f"{self.bedrock_url}/ping", self._processes["bedrock"], "Bedrock emulator")
             self._bootstrap()
+            # chalice local serves the buffered routes on a private port; the front (API Gateway's
+            # part) answers the streaming routes itself, as they stream on AWS, and proxies the rest.
+            chalice_port = _free_port(self.host)
             command = [sys.executable, "-m", "local.chalice_local", "local", "--stage", STAGE]
-            command += ["--host", self.host, "--port", str(self.ports.api)]
+            command += ["--host", self.host, "--port", str(chalice_port)]
             # No autoreload: chalice's watcher polls every file under the project
             # (.venv included) and restarts on any change, e.g. each line moto
             # logs, dropping requests mid-flight. Restart make dev after editing.
             command.append("--no-autoreload")
-            self._spawn("api", command, output=self.api_output)
-            _wait_http(f"{self.api_url}/health", self._processes["api"], "chalice local", timeout=60)
+            self._spawn("chalice", command, output=self.api_output)
+            front = [sys.executable, "-m", "local.front", "--host", self.host, "--port", str(self.ports.api)]
+            front += ["--upstream", f"http://{self.host}:{chalice_port}", "--timeout", str(self.stream_timeout)]
+            self._spawn("api", front, output=self.api_output)
+            _wait_http(f"http://{self.host}:{chalice_port}/health", self._processes["chalice"], "chalice local", 60)
+            _wait_http(f"{self.api_url}/health", self._processes["api"], "the local front", timeout=60)
         except BaseException:
             self.stop()
             raise
@@ -261,6 +270,12 @@ def examples(base_url: str, api_key: str) -> dict[str, str]:
         'messages=[{"role": "user", "content": "Hello, pennyworth!"}]).choices[0].message.content)\''
     )
     return {"curl": curl, "openai": python}
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 def _ensure_free(host: str, port: int, variable: str) -> None:

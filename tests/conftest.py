@@ -106,6 +106,16 @@ def client(monkeypatch: pytest.MonkeyPatch, aws: Any, emulator_url: str) -> Iter
         yield test_client
 
 
+@pytest.fixture
+def stream_client(monkeypatch: pytest.MonkeyPatch, aws: Any, emulator_url: str) -> Any:
+    """The streaming routes (chat completions, …) as API Gateway calls them, over moto and the emulator."""
+    from tests.stream_client import StreamClient
+
+    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
+    wiring.reset()
+    return StreamClient()
+
+
 @pytest.fixture(scope="session")
 def emulator_url() -> Iterator[str]:
     """The Bedrock emulator, in-process on a free port, for the whole session."""

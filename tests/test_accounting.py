@@ -13,6 +13,7 @@ from chalicelib.accounting.ledger import UNRECORDED_EVENT, TokenUsage
 from chalicelib.keys.store import KeyStore
 from tests.admin_fixtures import Api
 from tests.factories import usage_entry
+from tests.stream_client import StreamClient
 
 TODAY = datetime.now(UTC).date().isoformat()
 
@@ -23,7 +24,7 @@ def client(admin_client):
 
 
 def chat(client, plaintext: str, text: str = "hello") -> dict:
-    response = client.http.post(
+    response = StreamClient().post(
         "/v1/chat/completions",
         headers={"Authorization": f"Bearer {plaintext}", "Content-Type": "application/json"},
         body=json.dumps({"model": "nova-micro", "messages": [{"role": "user", "content": text}]}),
@@ -83,7 +84,7 @@ def test_owner_budget_is_set_by_admins_and_enforced(
     assert as_alice.call("put", "/admin/owners/me/budget", {"monthly_budget_usd": "1"}).status_code == 403
     set_ = as_admin.call("put", f"/admin/owners/{alice.email}/budget", {"monthly_budget_usd": "0.000001"})
     assert set_.status_code == 200 and set_.json_body["monthly_budget_usd"] == "0.000001"
-    refused = client.http.post(
+    refused = StreamClient().post(
         "/v1/chat/completions",
         headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
         body=json.dumps({"model": "nova-micro", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}),

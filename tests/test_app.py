@@ -12,6 +12,7 @@ from chalicelib import wiring
 from chalicelib.accounting.ledger import TokenUsage, compute_cost
 from chalicelib.keys.store import KeyStore
 from tests.openai_schema import assert_valid
+from tests.stream_client import StreamClient
 
 
 @pytest.fixture
@@ -38,9 +39,10 @@ def auth(plaintext: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {plaintext}", "Content-Type": "application/json"}
 
 
-def post_chat(client: Client, plaintext: str | None, body, headers: dict[str, str] | None = None):
+def post_chat(client: Client, plaintext: str | None, body, headers: dict[str, str] | None = None, **options):
+    """Chat completions are a streaming route: called as API Gateway calls the streaming function."""
     raw = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    return client.http.post(
+    return StreamClient(**options).post(
         "/v1/chat/completions",
         headers=headers if headers is not None else auth(plaintext or ""),
         body=raw,
@@ -127,13 +129,14 @@ def test_errors_are_openai_envelopes_with_the_right_status(client: Client, key, 
         assert int(response.headers["Retry-After"]) >= 1
 
 
-def test_upstream_timeout_is_a_504_before_api_gateways_29s(client: Client, key, monkeypatch) -> None:
-    monkeypatch.setenv("PENNYWORTH_UPSTREAM_TIMEOUT_SECONDS", "1")
-    wiring.reset()
-    _, plaintext = key
-    response = post_chat(client, plaintext, hello(text="slow #emulator:sleep=3"))
+def test_upstream_timeout_follows_the_deadline(client: Client, key, usage_table) -> None:
+    # 5 s left for the whole answer: the upstream gets what is left minus the billing margin.
+    record, plaintext = key
+    response = post_chat(client, plaintext, hello(text="slow #emulator:sleep=4"), timeout_seconds=5)
     assert response.status_code == 504
     assert response.json_body["error"]["code"] == "upstream_timeout"
+    assert response.headers["x-request-id"]
+    assert wiring.ledger().entries_for_key(record.key_id) == []  # nothing produced, nothing billed
 
 
 @pytest.mark.parametrize(
@@ -166,7 +169,7 @@ def test_unexpected_errors_are_a_500_envelope_without_details(client: Client, ke
     def explode(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(wiring.openai_service(), "chat_completions", explode)
+    monkeypatch.setattr(wiring.chat_adapter(), "handle", explode)
     response = post_chat(client, plaintext, hello())
     assert response.status_code == 500
     assert "secret internals" not in response.body.decode()

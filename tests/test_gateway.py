@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from chalicelib import errors
+from chalicelib.accounting.ledger import Ledger, TokenUsage
+from chalicelib.accounting.metering import Meter
 from chalicelib.catalog.catalog import load_catalog
+from chalicelib.core.events import Completion
+from chalicelib.core.service import ModelService, Turn
 from chalicelib.gateway import Gateway, UpstreamConfig
+from chalicelib.keys.store import KeyStore
+from chalicelib.protocols.openai_chat import render_completion, stream_chunks
 from chalicelib.protocols.openai_validation import parse_chat_request
 from chalicelib.settings import DEFAULT_CATALOG
 from local.bedrock_emulator import count_tokens
@@ -30,11 +39,46 @@ def gateway(emulator_url: str) -> Gateway:
     return Gateway(UpstreamConfig(region="us-east-1", endpoint_url=emulator_url, timeout_seconds=5))
 
 
-def run(gateway: Gateway, **body):
+@dataclass
+class Outcome:
+    """What a client got (``body``: the completion, or the SSE text) and what was billed."""
+
+    body: Any
+    usage: TokenUsage
+    status: str
+
+
+_BILLING: dict[str, Any] = {}
+
+
+@pytest.fixture(autouse=True)
+def _billing(aws: Any) -> None:
+    """Each test bills to a fresh moto-backed ledger, through the real core and meter."""
+    from tests.conftest import TABLE_NAMES
+
+    _BILLING["meter"] = Meter(Ledger(aws.Table(TABLE_NAMES["UsageTable"])))
+    _BILLING["key"] = KeyStore(aws.Table(TABLE_NAMES["KeysTable"])).create(owner_sub="owner-1", name="gateway")[0]
+
+
+def run(gateway: Gateway, *, seconds_left: float = 60, **body) -> Outcome:
+    """One chat completion through the core (admit → Bedrock → bill) and the OpenAI renderer."""
     body.setdefault("model", "nova-micro")
     body.setdefault("messages", [{"role": "user", "content": "Hello there"}])
     request = parse_chat_request(body)
-    return gateway.chat(request, CATALOG.resolve(request.model), completion_id="chatcmpl-test", created=1_700_000_000)
+    service = ModelService(catalog=lambda: CATALOG, gateway=gateway, meter=_BILLING["meter"])
+    turn = service.converse(_BILLING["key"], request.conversation, deadline=time.time() + seconds_left, surface="test")
+    events = list(turn)
+    entry = events[-1].entry
+    ids = {"id": "chatcmpl-test", "created": 1_700_000_000, "model": request.conversation.model}
+    replay = Turn(turn.request_id, turn.model, turn.headers, iter(events), turn.started)
+    if request.conversation.stream:
+        rendered: Any = b"".join(stream_chunks(replay, request, ids)).decode()
+    else:
+        completion = Completion.of(events)
+        if completion.error is not None:
+            raise completion.error
+        rendered = render_completion(completion, ids)
+    return Outcome(rendered, entry.usage, entry.status)
 
 
 def sse_events(body: str) -> list[str]:
@@ -123,10 +167,10 @@ def test_upstream_failures_map_to_openai_statuses(gateway: Gateway, directive: s
         assert caught.value.headers["Retry-After"].isdigit()
 
 
-def test_slow_upstream_times_out_as_504(emulator_url: str) -> None:
-    gateway = Gateway(UpstreamConfig(region="us-east-1", endpoint_url=emulator_url, timeout_seconds=1))
+def test_slow_upstream_times_out_as_504(gateway: Gateway) -> None:
+    # The upstream gets the time left before the deadline, minus the margin kept to bill.
     with pytest.raises(errors.UpstreamTimeout):
-        run(gateway, messages=[{"role": "user", "content": "hi #emulator:sleep=3"}])
+        run(gateway, seconds_left=5, messages=[{"role": "user", "content": "hi #emulator:sleep=3"}])
 
 
 def test_stream_cut_midway_ends_with_an_error_event_and_is_billed(gateway: Gateway) -> None:
@@ -200,7 +244,7 @@ def sent(recorder, gateway_call) -> tuple[dict, object]:
     return server.requests[-1].json(), outcome
 
 
-def stream_chunks(outcome) -> list[dict]:
+def chunks_of(outcome) -> list[dict]:
     chunks = [json.loads(e) for e in sse_events(outcome.body)[:-1]]
     for chunk in chunks:
         assert_valid("CreateChatCompletionStreamResponse", chunk)
@@ -224,7 +268,7 @@ def test_tool_choice_none_offers_bedrock_no_tools(recorder, stream: bool) -> Non
     # THEN Bedrock saw no toolConfig and the answer is text without tool calls
     assert "toolConfig" not in body
     if stream:
-        chunks = stream_chunks(outcome)
+        chunks = chunks_of(outcome)
         assert not any("tool_calls" in c["choices"][0]["delta"] for c in chunks if c["choices"])
         assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     else:
@@ -296,7 +340,7 @@ def test_parallel_tool_calls_stream_with_dense_indexes_and_ids(gateway: Gateway)
         tools=[WEATHER_TOOL, TIME_TOOL],
         stream=True,
     )
-    calls = [call for c in stream_chunks(outcome) for call in c["choices"][0]["delta"].get("tool_calls", [])]
+    calls = [call for c in chunks_of(outcome) for call in c["choices"][0]["delta"].get("tool_calls", [])]
     assert sorted({call["index"] for call in calls}) == [0, 1]
     starts = [call for call in calls if "id" in call]
     assert [call["index"] for call in starts] == [0, 1]
@@ -323,7 +367,7 @@ def test_parallel_tool_calls_false_yields_one_call(gateway: Gateway, stream: boo
         stream=stream,
     )
     if stream:
-        calls = [call for c in stream_chunks(outcome) for call in c["choices"][0]["delta"].get("tool_calls", [])]
+        calls = [call for c in chunks_of(outcome) for call in c["choices"][0]["delta"].get("tool_calls", [])]
         assert {call["index"] for call in calls} == {0}
         assert [call["function"]["name"] for call in calls if "id" in call] == ["get_weather"]
     else:
@@ -347,7 +391,7 @@ def test_json_schema_output_parses_and_validates(gateway: Gateway, model: str, s
         stream=stream,
     )
     if stream:
-        chunks = stream_chunks(outcome)
+        chunks = chunks_of(outcome)
         text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
         finish = chunks[-1]["choices"][0]["finish_reason"]
     else:
@@ -375,7 +419,7 @@ def test_reasoning_content_on_message_and_deltas(gateway: Gateway) -> None:
     assert message["reasoning_content"] and message["content"] == 'You said: "Hello there"'
     assert plain["usage"]["completion_tokens_details"]["reasoning_tokens"] == count_tokens(message["reasoning_content"])
     assert_valid("CreateChatCompletionResponse", plain)
-    chunks = stream_chunks(
+    chunks = chunks_of(
         run(
             gateway,
             model="claude-haiku-4-5",
@@ -407,7 +451,7 @@ def test_finish_reason_length_and_stop_sequence(gateway: Gateway) -> None:
 
 
 def test_cached_tokens_in_the_stream_usage_chunk(gateway: Gateway) -> None:
-    chunks = stream_chunks(
+    chunks = chunks_of(
         run(
             gateway,
             messages=[{"role": "user", "content": "Hi #emulator:cache_read=40 #emulator:cache_write=8"}],

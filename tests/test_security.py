@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from chalicelib.keys.store import KeyStore
+from tests.stream_client import StreamClient
 
 
 def scan_everything(aws) -> str:
@@ -26,7 +27,7 @@ def test_no_plaintext_key_in_tables_logs_or_errors(client, aws, keys_table, serv
             {"model": "nope", "messages": [{"role": "user", "content": "hi"}]},
             {"model": "nova-micro", "messages": [{"role": "user", "content": "#emulator:throttle"}]},
         ):
-            response = client.http.post(
+            response = StreamClient().post(
                 "/v1/chat/completions",
                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
                 body=json.dumps(body),

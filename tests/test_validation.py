@@ -23,8 +23,9 @@ def chat(**extra):
 
 
 def test_minimal_request() -> None:
-    request = parse_chat_request(chat())
-    assert request.model == "nova-micro" and not request.stream and request.options == {}
+    request = parse_chat_request(chat()).conversation
+    assert request.model == "nova-micro" and not request.stream
+    assert request.max_tokens is None and request.tools is None and request.response_format is None
 
 
 @pytest.mark.parametrize(
@@ -111,7 +112,7 @@ def test_data_url_images_pass_and_are_flagged() -> None:
             ]
         )
     )
-    assert request.has_images
+    assert request.conversation.has_images
 
 
 def test_developer_becomes_system_and_harmless_defaults_pass() -> None:
@@ -130,8 +131,9 @@ def test_developer_becomes_system_and_harmless_defaults_pass() -> None:
             max_completion_tokens=50,
         )
     )
-    assert request.messages[0]["role"] == "system"
-    assert request.include_usage and request.options == {"max_tokens": 50}
+    assert request.conversation.messages[0]["role"] == "system"
+    assert request.include_usage and request.conversation.max_tokens == 50
+    assert request.conversation.temperature is None and request.conversation.tools is None
 
 
 def test_tools_and_formats_are_normalised() -> None:
@@ -146,8 +148,8 @@ def test_tools_and_formats_are_normalised() -> None:
             },
         )
     )
-    assert request.options["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
-    assert request.options["response_format"]["json_schema"]["strict"] is True
+    assert request.conversation.tool_choice == {"type": "function", "function": {"name": "get_weather"}}
+    assert request.conversation.response_format["json_schema"]["strict"] is True
     with pytest.raises(InvalidRequest, match="not in 'tools'"):
         parse_chat_request(chat(tools=[tool], tool_choice={"type": "function", "function": {"name": "nope"}}))
 
@@ -175,7 +177,7 @@ def test_json_object_is_accepted_when_the_messages_ask_for_json() -> None:
             response_format={"type": "json_object"},
         )
     )
-    assert request.options["response_format"] == {"type": "json_object"}
+    assert request.conversation.response_format == {"type": "json_object"}
 
 
 def test_assistant_tool_calls_and_tool_results_are_normalised() -> None:
@@ -192,7 +194,7 @@ def test_assistant_tool_calls_and_tool_results_are_normalised() -> None:
             ]
         )
     )
-    assistant, tool = request.messages[1], request.messages[2]
+    assistant, tool = request.conversation.messages[1], request.conversation.messages[2]
     assert assistant["content"] is None and assistant["tool_calls"][0]["function"]["arguments"] == "{}"
     assert tool == {"role": "tool", "content": [{"type": "text", "text": "sunny"}], "tool_call_id": "c1"}
 

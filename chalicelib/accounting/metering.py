@@ -359,6 +359,9 @@ def prompt_token_bound(messages: list[dict[str, Any]], options: dict[str, Any] |
                 size += len(str(part.get("text", "")).encode())
         if message.get("tool_calls"):
             size += len(json.dumps(message["tool_calls"]).encode())
+        if message.get("thinking_blocks"):
+            # Earlier reasoning sent back (Claude's thinking blocks) is input Bedrock bills too.
+            size += len(json.dumps(message["thinking_blocks"]).encode())
     for name in ("tools", "response_format"):
         if (options or {}).get(name):
             size += len(json.dumps(options[name]).encode())

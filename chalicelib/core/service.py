@@ -1,52 +1,66 @@
-"""The OpenAI surface: one function per route, each authenticate → validate → call → bill.
+"""The billed model call, once for every protocol: resolve → check → admit → call → bill.
 
-``app.py`` calls exactly one method here per route and turns the returned
-``HttpResult`` (or a raised ``AppError``) into a response. Dependencies are
-injected so tests can run the whole path against moto and the emulator.
+Every adapter (OpenAI chat, Responses, Anthropic Messages, the MCP tools)
+hands a ``Conversation`` to ``ModelService.converse`` and gets a ``Turn``:
+its events arrive as Bedrock produces them, and the call is billed exactly
+once however the turn ends: completed, cut by the upstream, out of time, or
+abandoned by a caller that stops reading (``Turn.close``). Embeddings go
+through ``ModelService.embed`` under the same admission and ledger.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import UsageEntry
-from chalicelib.accounting.metering import Meter, prompt_token_bound
+from chalicelib.accounting.ledger import TokenUsage, UsageEntry
+from chalicelib.accounting.metering import Meter, Ticket, prompt_token_bound
 from chalicelib.catalog.catalog import Catalog, ModelEntry
-from chalicelib.core.body import parse_json_body
-from chalicelib.core.http import HttpResult
-from chalicelib.gateway import (
-    ChatOutcome,
-    Gateway,
-    bedrock_prompt,
-    embedding_limits,
-    embedding_texts,
-    now_seconds,
+from chalicelib.core.conversation import Conversation, EmbeddingRequest
+from chalicelib.core.events import (
+    Billed,
+    Event,
+    Failed,
+    Finished,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    UsageReport,
 )
-from chalicelib.keys.store import KeyRecord, KeyStore
+from chalicelib.gateway import Gateway, bedrock_prompt, check_capabilities, embedding_limits, embedding_texts
+from chalicelib.keys.store import KeyRecord
 from chalicelib.observability import logger
-from chalicelib.protocols.openai_validation import (
-    ChatRequest,
-    EmbeddingRequest,
-    parse_chat_request,
-    parse_embedding_request,
-)
+
+#: Time kept back from a deadline to bill and close the answer after the upstream stops.
+BILLING_MARGIN_SECONDS = 3.0
 
 
 @dataclass
-class ChatRun:
-    """One billed chat completion: its answer, ledger entry and the headers to send."""
+class Turn:
+    """One admitted model call: its id, model, admission headers, and its events as they come.
+
+    ``events`` ends with ``Billed`` (a complete answer) or ``Failed`` (an answer that broke
+    off; what was generated is billed). Close the turn when you stop reading early.
+    """
 
     request_id: str
     model: ModelEntry
-    outcome: ChatOutcome
-    entry: UsageEntry
-    latency_ms: int
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str]
+    events: Iterator[Event]
+    started: float
+
+    def __iter__(self) -> Iterator[Event]:
+        return self.events
+
+    def close(self) -> None:
+        """Stop the upstream call and bill what it produced (idempotent)."""
+        close = getattr(self.events, "close", None)
+        if close is not None:
+            close()
 
 
 @dataclass
@@ -61,139 +75,185 @@ class EmbeddingRun:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class OpenAIService:
-    """Implements ``/v1/*`` over injected keys, catalog, gateway and ledger."""
+class ModelService:
+    """Admission, the Bedrock call and billing, below every protocol adapter."""
 
     def __init__(
         self,
         *,
-        keys: KeyStore,
         catalog: Callable[[], Catalog],
         gateway: Gateway,
         meter: Meter,
-        max_body_bytes: int,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self._keys = keys
         self._catalog = catalog
         self._gateway = gateway
         self._meter = meter
-        self._max_body_bytes = max_body_bytes
+        self._clock = clock
 
-    def list_models(self, headers: Mapping[str, str]) -> HttpResult:
-        """``GET /v1/models``: the catalog, narrowed to the key's allowlist."""
-        key = self._keys.authenticate(headers)
-        models = [m.to_openai() for m in self._catalog() if key.allows_model(m.id)]
-        return HttpResult({"object": "list", "data": models})
+    # -- chat ------------------------------------------------------------------------------------
 
-    def get_model(self, headers: Mapping[str, str], model_id: str) -> HttpResult:
-        """``GET /v1/models/{id}``: one catalog model the key may use."""
-        key = self._keys.authenticate(headers)
-        entry = self._catalog().resolve(model_id)
-        self._check_allowed(key, entry.id, model_id)
-        return HttpResult(entry.to_openai())
+    def converse(self, key: KeyRecord, conversation: Conversation, *, deadline: float, surface: str) -> Turn:
+        """Admit and start one model call for an authenticated key; its answer comes as the turn's events.
 
-    def key_status(self, headers: Mapping[str, str]) -> HttpResult:
-        """``GET /v1/key``: the calling key's limits, spend and remaining budget (no admin rights needed)."""
-        return HttpResult(self._meter.key_status(self._keys.authenticate(headers)))
-
-    def chat_completions(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
-        """``POST /v1/chat/completions``: validate, call Bedrock, bill, answer."""
-        started = time.perf_counter()
-        key = self._keys.authenticate(headers)
-        request = parse_chat_request(parse_json_body(raw_body, max_bytes=self._max_body_bytes))
-        run = self.run_chat(key, request, started=started)
-        headers_out = {"x-request-id": run.request_id, **run.headers}
-        if run.outcome.streamed:
-            headers_out.update({"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        return HttpResult(run.outcome.body, headers=headers_out)
-
-    def run_chat(
-        self,
-        key: KeyRecord,
-        request: ChatRequest,
-        *,
-        started: float | None = None,
-        timeout_seconds: float | None = None,
-        surface: str = "openai",
-    ) -> ChatRun:
-        """Admit, call Bedrock, bill: one chat completion for an authenticated key (routes and MCP tools).
+        ``deadline`` is the Unix time by which the whole answer must be out: the upstream
+        call gets what is left of it, minus a margin to bill. Bedrock is called here, so an
+        upstream failure before any output raises (with the admission headers) instead of
+        starting an answer that could only be an error.
 
         Raises
         ------
         AppError
-            Unknown or disallowed model, refused admission, or an upstream failure
-            (the reservation is released and the admission headers ride on the error).
+            Unknown or disallowed model, what the model cannot do, refused admission, or an
+            upstream failure before any output (the reservation is then released).
         """
-        started = time.perf_counter() if started is None else started
+        started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        entry = self._catalog().resolve(request.model, mode="chat")
-        self._check_allowed(key, entry.id, request.model)
-        log = {
-            "request_id": request_id,
-            "key_id": key.key_id,
-            "model": entry.id,
-            "stream": request.stream,
-            "surface": surface,
-        }
+        model = self.resolve_model(key, conversation.model, mode="chat")
+        check_capabilities(conversation, model)
+        log = {"request_id": request_id, "key_id": key.key_id, "model": model.id, "surface": surface}
+        log.update(stream=conversation.stream, **conversation.annotations)
         ticket = self._meter.admit(
             key,
-            entry,
-            input_tokens=prompt_token_bound(*bedrock_prompt(request)),
-            max_output_tokens=request.options.get("max_tokens"),
+            model,
+            input_tokens=prompt_token_bound(*bedrock_prompt(conversation)),
+            max_output_tokens=conversation.max_tokens,
         )
+        events = self._run(ticket, conversation, request_id, deadline, started, log)
         try:
-            outcome = self._gateway.chat(
-                request,
-                entry,
-                completion_id=f"chatcmpl-{request_id}",
-                created=now_seconds(),
-                timeout_seconds=timeout_seconds,
-            )
+            first = next(events)
         except errors.AppError as exc:
-            self._meter.release(ticket)
-            exc.headers.update(ticket.headers)
+            exc.headers.update({**ticket.headers, "x-request-id": request_id})
             exc.context.update(log, latency_ms=_ms(started))
             raise
+        headers = {**ticket.headers, "x-request-id": request_id}
+        return Turn(request_id, model, headers, _Resumed(first, events), started)
+
+    def _run(
+        self,
+        ticket: Ticket,
+        conversation: Conversation,
+        request_id: str,
+        deadline: float,
+        started: float,
+        log: dict[str, Any],
+    ) -> Iterator[Event]:
+        """The upstream's events, then exactly one ``Billed`` or ``Failed``; billed however it ends."""
+        produced: list[str] = []
+        report: UsageReport | None = None
+        finished: Finished | None = None
+        failure: errors.AppError | None = None
+        upstream: Iterator[Event] | None = None
+        try:
+            upstream = self._gateway.chat(
+                conversation, ticket.model, timeout_seconds=self._time_left(deadline, request_id)
+            )
+            for event in upstream:
+                if isinstance(event, UsageReport):
+                    report = event
+                    continue  # reported after billing, with the billed usage
+                if isinstance(event, Finished):
+                    finished = event
+                else:
+                    produced.append(_text_of(event))
+                yield event
+                if finished is None and self._clock() > deadline - BILLING_MARGIN_SECONDS:
+                    raise errors.UpstreamTimeout(
+                        "The answer was cut off at the gateway's time limit; ask for a shorter answer "
+                        "(max_tokens) or raise the function timeout.",
+                        code="answer_time_limit",
+                    )
+        except errors.AppError as exc:
+            if not produced:
+                self._meter.release(ticket)
+                raise
+            failure = exc
+        except Exception:
+            # A bug of ours mid-answer: the caller still gets a clean end, and the call is billed.
+            logger.exception("model call failed mid-answer", extra=log)
+            if not produced:
+                self._meter.release(ticket)
+                raise
+            failure = errors.InternalError("The gateway hit an internal error mid-answer; it has been logged.")
+        except GeneratorExit:
+            # The caller stopped reading (client gone): stop Bedrock, bill what it generated.
+            _close(upstream)
+            self._bill(ticket, conversation, request_id, started, log, produced, report, "abandoned")
+            raise
+        if failure is None and finished is None:
+            failure = errors.UpstreamError(
+                "The Bedrock stream ended before the model finished; the answer is incomplete.",
+                code="upstream_stream_cut",
+            )
+        _close(upstream)
+        outcome = "ok" if failure is None else "cut"
+        entry = self._bill(ticket, conversation, request_id, started, log, produced, report, outcome)
+        if failure is not None:
+            failure.headers.update({**ticket.headers, "x-request-id": request_id})
+            yield Failed(failure, entry)
+            return
+        yield UsageReport(entry.usage, reasoning_tokens=report.reasoning_tokens if report else 0)
+        yield Billed(entry)
+
+    def _bill(
+        self,
+        ticket: Ticket,
+        conversation: Conversation,
+        request_id: str,
+        started: float,
+        log: dict[str, Any],
+        produced: list[str],
+        report: UsageReport | None,
+        outcome: str,
+    ) -> UsageEntry:
+        if report is not None and (report.usage.input_tokens or report.usage.output_tokens):
+            usage = report.usage
+        else:
+            # Cut before Bedrock's usage report: bill the prompt and what was produced, counted
+            # with LiteLLM's tokenizer (an estimate; the entry is marked partial).
+            usage = self._gateway.estimate_usage(conversation, "".join(produced))
         latency_ms = _ms(started)
-        usage_entry = self._meter.settle(
+        entry = self._meter.settle(
             ticket,
             request_id=request_id,
             operation="chat",
-            usage=outcome.usage,
+            usage=usage,
             latency_ms=latency_ms,
-            status=outcome.status,
+            status="ok" if outcome == "ok" else "partial",
         )
         logger.info(
             "chat completion",
             extra={
                 **log,
                 "status": 200,
-                "outcome": outcome.status,
-                "finish_reason": outcome.finish_reason,
+                "outcome": outcome,
                 "latency_ms": latency_ms,
-                "input_tokens": outcome.usage.input_tokens,
-                "output_tokens": outcome.usage.output_tokens,
-                "cache_read_tokens": outcome.usage.cache_read_tokens,
-                "cache_write_tokens": outcome.usage.cache_write_tokens,
-                "cost_usd": str(usage_entry.cost),
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cache_read_tokens": usage.cache_read_tokens,
+                "cache_write_tokens": usage.cache_write_tokens,
+                "cost_usd": str(entry.cost),
             },
         )
-        return ChatRun(request_id, entry, outcome, usage_entry, latency_ms, headers=dict(ticket.headers))
+        return entry
 
-    def embeddings(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
-        """``POST /v1/embeddings``: validate, embed with Bedrock, bill, answer."""
-        started = time.perf_counter()
-        key = self._keys.authenticate(headers)
-        request = parse_embedding_request(parse_json_body(raw_body, max_bytes=self._max_body_bytes))
-        run = self.run_embeddings(key, request, started=started)
-        return HttpResult(run.body, headers={"x-request-id": run.request_id, **run.headers})
+    def _time_left(self, deadline: float, request_id: str) -> float:
+        left = deadline - self._clock() - BILLING_MARGIN_SECONDS
+        if left < 1:
+            raise errors.UpstreamTimeout(
+                "No time is left in this request for a model call.",
+                code="answer_time_limit",
+                headers={"x-request-id": request_id},
+            )
+        return left
 
-    def run_embeddings(
+    # -- embeddings ------------------------------------------------------------------------------
+
+    def embed(
         self,
         key: KeyRecord,
         request: EmbeddingRequest,
         *,
-        started: float | None = None,
         timeout_seconds: float | None = None,
         surface: str = "openai",
     ) -> EmbeddingRun:
@@ -205,19 +265,19 @@ class OpenAIService:
             Unknown or disallowed model, inputs over the model's limits, refused
             admission, or an upstream failure (what Bedrock did embed is still billed).
         """
-        started = time.perf_counter() if started is None else started
+        started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        entry = self._catalog().resolve(request.model, mode="embedding")
-        self._check_allowed(key, entry.id, request.model)
+        entry = self.resolve_model(key, request.model, mode="embedding")
         texts = embedding_texts(request, embedding_limits(entry))
         log = {"request_id": request_id, "key_id": key.key_id, "model": entry.id, "surface": surface}
         # A token is at least one UTF-8 byte (as in metering.prompt_token_bound), so bytes bound the tokens.
         ticket = self._meter.admit(key, entry, input_tokens=sum(len(t.encode()) for t in texts), max_output_tokens=0)
+        headers = {**ticket.headers, "x-request-id": request_id}
         try:
             outcome = self._gateway.embed(request, entry, texts=texts, timeout_seconds=timeout_seconds)
         except errors.AppError as exc:
             self._meter.release(ticket)
-            exc.headers.update(ticket.headers)
+            exc.headers.update(headers)
             raise
         latency_ms = _ms(started)
         if outcome.error is not None and not outcome.usage.input_tokens:
@@ -232,7 +292,7 @@ class OpenAIService:
                 status="ok" if outcome.error is None else "partial",
             )
         if outcome.error is not None:
-            outcome.error.headers.update(ticket.headers)
+            outcome.error.headers.update(headers)
             outcome.error.context.update(log, latency_ms=latency_ms)
             raise outcome.error
         logger.info(
@@ -247,6 +307,8 @@ class OpenAIService:
             },
         )
         return EmbeddingRun(request_id, entry, outcome.body, usage_entry, latency_ms, headers=dict(ticket.headers))
+
+    # -- the catalog, as a key sees it -----------------------------------------------------------
 
     def usable_models(self, key: KeyRecord, mode: str | None = None) -> list[ModelEntry]:
         """The catalog models ``key`` may call, in catalog order (optionally one mode)."""
@@ -263,10 +325,15 @@ class OpenAIService:
             The key may not use it.
         """
         entry = self._catalog().resolve(name, mode=mode)
-        self._check_allowed(key, entry.id, name)
+        if not key.allows_model(entry.id):
+            raise errors.PermissionDenied(
+                f"This API key is not allowed to use the model '{name}'.",
+                param="model",
+                code="model_not_allowed",
+            )
         return entry
 
-    def key_status_for(self, key: KeyRecord) -> dict[str, Any]:
+    def key_status(self, key: KeyRecord) -> dict[str, Any]:
         """The key's limits, spend and remaining budget (the ``Meter``'s view)."""
         return self._meter.key_status(key)
 
@@ -274,15 +341,47 @@ class OpenAIService:
         """A local estimate of a prompt's tokens for ``model`` (no Bedrock call, nothing billed)."""
         return self._gateway.count_tokens(model, messages=messages, text=text)
 
-    @staticmethod
-    def _check_allowed(key: KeyRecord, model_id: str, requested: str) -> None:
-        if not key.allows_model(model_id):
-            raise errors.PermissionDenied(
-                f"This API key is not allowed to use the model '{requested}'.",
-                param="model",
-                code="model_not_allowed",
-            )
+
+class _Resumed:
+    """``first``, then the rest of a started generator; closing it closes (and so bills) the rest."""
+
+    def __init__(self, first: Event, rest: Iterator[Event]) -> None:
+        self._first: list[Event] = [first]
+        self._rest = rest
+
+    def __iter__(self) -> _Resumed:
+        return self
+
+    def __next__(self) -> Event:
+        if self._first:
+            return self._first.pop()
+        return next(self._rest)
+
+    def close(self) -> None:
+        self._first.clear()
+        _close(self._rest)
+
+
+def _text_of(event: Event) -> str:
+    if isinstance(event, TextDelta):
+        return event.text
+    if isinstance(event, ReasoningDelta):
+        return event.text
+    if isinstance(event, ToolCallDelta):
+        return event.arguments
+    return ""
+
+
+def _close(upstream: Iterator[Event] | None) -> None:
+    close = getattr(upstream, "close", None)
+    if close is not None:
+        close()
 
 
 def _ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
+
+
+def usage_of(entry: UsageEntry | None) -> TokenUsage:
+    """The billed usage of an entry (zeros when nothing was billed)."""
+    return entry.usage if entry is not None else TokenUsage()

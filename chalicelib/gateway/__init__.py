@@ -4,21 +4,19 @@ LiteLLM is imported on first use, not at import time (it costs seconds and
 ~200 MB), with ``LITELLM_LOCAL_MODEL_COST_MAP`` forced so it never fetches
 prices from the network (``loader``). The completion and embedding functions
 are injectable so tests and the benchmark can swap them (``client``).
-Responses are rebuilt field by field into OpenAI's shapes rather than passed
-through (``shaping``), so what clients receive is what OpenAI's schema says,
-whatever LiteLLM's objects carry. ``prompts`` decides what reaches Bedrock,
-``embeddings`` the embedding specifics, ``upstream`` how failures map.
+Answers become the core's events (``events``), whatever LiteLLM's objects
+carry, so every protocol adapter renders the same facts. ``prompts`` decides
+what reaches Bedrock, ``embeddings`` the embedding specifics, ``upstream``
+how failures map.
 """
 
 from chalicelib.gateway.client import Gateway, UpstreamConfig
 from chalicelib.gateway.embeddings import EmbeddingOutcome, embedding_limits, embedding_texts
 from chalicelib.gateway.loader import load_litellm
 from chalicelib.gateway.prompts import bedrock_prompt, check_capabilities
-from chalicelib.gateway.shaping import ChatOutcome, now_seconds, usage_to_openai
 from chalicelib.gateway.upstream import map_upstream_error
 
 __all__ = [
-    "ChatOutcome",
     "EmbeddingOutcome",
     "Gateway",
     "UpstreamConfig",
@@ -28,6 +26,4 @@ __all__ = [
     "embedding_texts",
     "load_litellm",
     "map_upstream_error",
-    "now_seconds",
-    "usage_to_openai",
 ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from chalicelib import errors
 from chalicelib.accounting.ledger import TokenUsage
 from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.core.conversation import Conversation, EmbeddingRequest
+from chalicelib.core.events import Event
 from chalicelib.gateway.embeddings import (
     EmbeddingOutcome,
     embedding_dimensions,
@@ -17,11 +20,10 @@ from chalicelib.gateway.embeddings import (
     embedding_texts,
     encode_embedding,
 )
+from chalicelib.gateway.events import StreamTranslator, completion_events
 from chalicelib.gateway.loader import load_litellm
-from chalicelib.gateway.prompts import bedrock_prompt, check_capabilities
-from chalicelib.gateway.shaping import ChatOutcome, shape_completion, shape_stream
+from chalicelib.gateway.prompts import bedrock_prompt
 from chalicelib.gateway.upstream import map_upstream_error
-from chalicelib.protocols.openai_validation import ChatRequest, EmbeddingRequest
 
 CompletionFn = Callable[..., Any]
 EmbeddingFn = Callable[..., Any]
@@ -62,45 +64,53 @@ class Gateway:
         return self._embedding(**kwargs)
 
     def chat(
-        self,
-        request: ChatRequest,
-        model: ModelEntry,
-        *,
-        completion_id: str,
-        created: int,
-        timeout_seconds: float | None = None,
-    ) -> ChatOutcome:
-        """Run one chat completion (streamed or not) and shape the OpenAI answer.
+        self, conversation: Conversation, model: ModelEntry, *, timeout_seconds: float | None = None
+    ) -> Iterator[Event]:
+        """Call Bedrock for one conversation (streamed or not); its answer as events, as they arrive.
 
-        ``timeout_seconds`` shortens the upstream deadline (never lengthens it).
+        The call is made here, so a failure before any output raises at once; a stream that
+        fails later raises from the iterator. Closing the iterator closes the upstream stream
+        (Bedrock stops generating). ``timeout_seconds`` (default: the configured upstream timeout)
+        bounds the wait for the answer, and for a stream each wait for the next chunk.
 
         Raises
         ------
         AppError
-            Upstream failures before any output, mapped to OpenAI statuses.
+            Upstream failures, mapped to the caller-facing errors.
         """
-        check_capabilities(request, model)
-        kwargs = self._kwargs(request, model, timeout_seconds)
-        max_tool_calls = 1 if request.options.get("parallel_tool_calls") is False else None
+        kwargs = self._kwargs(conversation, model, timeout_seconds)
+        max_tool_calls = 1 if conversation.parallel_tool_calls is False else None
         try:
             response = self._complete(**kwargs)
-            if not request.stream:
-                return shape_completion(response, request.model, completion_id, created, max_tool_calls)
         except Exception as exc:  # noqa: BLE001 - every upstream failure is mapped
             raise map_upstream_error(exc) from exc
-        return shape_stream(response, request, completion_id, created, max_tool_calls)
+        if not conversation.stream:
+            return completion_events(response, max_tool_calls)
+        return _upstream_stream(response, StreamTranslator(max_tool_calls))
+
+    def estimate_usage(self, conversation: Conversation, produced: str) -> TokenUsage:
+        """Token counts for a stream cut before Bedrock reported usage: the prompt and what was produced.
+
+        Counted with LiteLLM's local tokenizer (an estimate; the ledger entry is marked partial).
+        """
+        litellm = load_litellm()
+        prompt = litellm.token_counter(model="", messages=bedrock_prompt(conversation)[0])
+        output = litellm.token_counter(model="", text=produced, count_response_tokens=True) if produced else 0
+        return TokenUsage(input_tokens=int(prompt), output_tokens=int(output))
 
     def _timeout(self, timeout_seconds: float | None) -> float:
+        # An explicit deadline (the streaming routes: the function's remaining time) wins; the
+        # configured timeout is for the buffered routes, which must answer inside API Gateway's 29 s.
         if timeout_seconds is None:
             return self._upstream.timeout_seconds
-        return max(0.1, min(self._upstream.timeout_seconds, timeout_seconds))
+        return max(0.1, timeout_seconds)
 
-    def _kwargs(self, request: ChatRequest, model: ModelEntry, timeout_seconds: float | None) -> dict[str, Any]:
-        messages, options = bedrock_prompt(request)
+    def _kwargs(self, conversation: Conversation, model: ModelEntry, timeout_seconds: float | None) -> dict[str, Any]:
+        messages, options = bedrock_prompt(conversation)
         kwargs: dict[str, Any] = {
             "model": model.litellm_model,
             "messages": messages,
-            "stream": request.stream,
+            "stream": conversation.stream,
             "timeout": self._timeout(timeout_seconds),
             "num_retries": 0,
             "aws_region_name": self._upstream.region,
@@ -108,7 +118,7 @@ class Gateway:
         }
         if self._upstream.endpoint_url:
             kwargs["aws_bedrock_runtime_endpoint"] = self._upstream.endpoint_url
-        if request.stream:
+        if conversation.stream:
             # Always ask for usage: billing needs it even when the client did not.
             kwargs["stream_options"] = {"include_usage": True}
         return kwargs
@@ -193,3 +203,16 @@ class Gateway:
         if messages is not None:
             return int(litellm.token_counter(model=model.litellm_model, messages=messages))
         return int(litellm.token_counter(model=model.litellm_model, text=text))
+
+
+def _upstream_stream(response: Any, translator: StreamTranslator) -> Iterator[Event]:
+    """The translated events of a LiteLLM stream; failures mapped; the stream closed however it ends."""
+    try:
+        yield from translator.events(response)
+    except Exception as exc:  # noqa: BLE001 - every upstream failure is mapped
+        raise map_upstream_error(exc) from exc
+    finally:
+        close = getattr(response, "close", None) or getattr(getattr(response, "completion_stream", None), "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()

@@ -11,8 +11,8 @@ from typing import Any
 from chalicelib import errors
 from chalicelib.accounting.ledger import TokenUsage
 from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.core.conversation import EmbeddingRequest
 from chalicelib.gateway.loader import load_litellm
-from chalicelib.protocols.openai_validation import EmbeddingRequest
 
 
 @dataclass

@@ -6,7 +6,7 @@ from typing import Any
 
 from chalicelib import errors
 from chalicelib.catalog.catalog import ModelEntry
-from chalicelib.protocols.openai_validation import ChatRequest
+from chalicelib.core.conversation import Conversation
 
 #: Bedrock has no JSON mode: ``json_object`` becomes this instruction (OpenAI also requires the
 #: prompt to ask for JSON). ``json_schema`` is enforced by Bedrock itself.
@@ -49,13 +49,13 @@ def _text_of(content: Any) -> str:
     return "".join(part.get("text", "") for part in content or [] if isinstance(part, dict))
 
 
-def bedrock_prompt(request: ChatRequest) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def bedrock_prompt(conversation: Conversation) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The messages and options handed to LiteLLM, after the gateway's own Bedrock adaptations.
 
     Admission bounds the prompt's tokens on these, since they are what Bedrock counts.
     """
-    options = dict(request.options)
-    messages = request.messages
+    options = litellm_options(conversation)
+    messages = conversation.messages
     if options.get("tool_choice") == "none":
         # Converse has no "none" (LiteLLM would refuse it, or with drop_params send "auto"):
         # a model that is offered no tools cannot call one.
@@ -72,41 +72,67 @@ def bedrock_prompt(request: ChatRequest) -> tuple[list[dict[str, Any]], dict[str
     return messages, options
 
 
-def check_capabilities(request: ChatRequest, model: ModelEntry) -> None:
-    """Refuse, before calling Bedrock, what the model cannot do."""
-    if request.has_images and "image" not in model.input_modalities:
+def litellm_options(conversation: Conversation) -> dict[str, Any]:
+    """The conversation's generation options as LiteLLM's keyword arguments."""
+    options: dict[str, Any] = {}
+    for name in ("max_tokens", "temperature", "top_p", "top_k", "tools", "tool_choice", "parallel_tool_calls"):
+        value = getattr(conversation, name)
+        if value is not None:
+            options[name] = value
+    if conversation.stop:
+        options["stop"] = list(conversation.stop)
+    if conversation.response_format is not None:
+        options["response_format"] = conversation.response_format
+    reasoning = conversation.reasoning
+    if reasoning is not None and reasoning.budget_tokens:
+        options["thinking"] = {"type": "enabled", "budget_tokens": reasoning.budget_tokens}
+    elif reasoning is not None and reasoning.enabled:
+        options["reasoning_effort"] = reasoning.effort
+    return options
+
+
+def check_capabilities(conversation: Conversation, model: ModelEntry) -> None:
+    """Refuse, before admission and before calling Bedrock, what the model cannot do.
+
+    Raises
+    ------
+    InvalidRequest
+        Images for a text-only model, reasoning or tools the model lacks, a tool forced while
+        reasoning on Claude, or more output tokens than the model can produce.
+    """
+    if conversation.has_images and "image" not in model.input_modalities:
         raise errors.InvalidRequest(
-            f"The model '{request.model}' does not accept image input.", param="messages", code="unsupported_input"
+            f"The model '{conversation.model}' does not accept image input.",
+            param="messages",
+            code="unsupported_input",
         )
-    if "reasoning_effort" in request.options and not model.supports_reasoning:
+    if conversation.reasoning is not None and not model.supports_reasoning:
+        name = conversation.annotations.get("reasoning_param", "reasoning_effort")
+        if conversation.thinks or conversation.reasoning.budget_tokens:
+            raise errors.InvalidRequest(
+                f"Unsupported parameter: '{name}' is not supported with the model '{conversation.model}'.",
+                param=name,
+                code="unsupported_parameter",
+            )
+    if conversation.tools and not model.supports_tools:
         raise errors.InvalidRequest(
-            f"Unsupported parameter: 'reasoning_effort' is not supported with the model '{request.model}'.",
-            param="reasoning_effort",
-            code="unsupported_parameter",
+            f"The model '{conversation.model}' does not support tools.", param="tools", code="unsupported_parameter"
         )
-    if request.options.get("tools") and not model.supports_tools:
-        raise errors.InvalidRequest(
-            f"The model '{request.model}' does not support tools.", param="tools", code="unsupported_parameter"
-        )
-    forced = request.options.get("tool_choice") == "required" or isinstance(request.options.get("tool_choice"), dict)
-    if forced and _thinks(request) and "anthropic." in model.bedrock_model_id:
+    if conversation.forces_tool and conversation.thinks and "anthropic." in model.bedrock_model_id:
         # LiteLLM would quietly downgrade to "auto"; the caller asked for a guaranteed call.
         raise errors.InvalidRequest(
-            f"The model '{request.model}' cannot be forced to call a tool while reasoning (a Bedrock rule): "
-            "use tool_choice 'auto' or drop reasoning_effort.",
+            f"The model '{conversation.model}' cannot be forced to call a tool while reasoning (a Bedrock rule): "
+            "let the model choose (tool_choice auto) or turn reasoning off.",
             param="tool_choice",
             code="unsupported_parameter",
         )
     limit = model.max_output_tokens
-    wanted = request.options.get("max_tokens")
+    wanted = conversation.max_tokens
     if limit and wanted and wanted > limit:
+        name = conversation.annotations.get("max_tokens_param", "max_tokens")
         raise errors.InvalidRequest(
-            f"max_tokens is too large: {wanted}. "
-            f"The model '{request.model}' supports at most {limit} completion tokens.",
-            param="max_tokens",
+            f"{name} is too large: {wanted}. "
+            f"The model '{conversation.model}' supports at most {limit} output tokens.",
+            param=name,
             code="invalid_value",
         )
-
-
-def _thinks(request: ChatRequest) -> bool:
-    return request.options.get("reasoning_effort") not in (None, "none")

@@ -19,8 +19,8 @@ Lambda behind API Gateway cannot hold a stream open or remember a session, so:
 
 Tool failures (bad arguments, throttling, an exhausted budget, …) are tool
 results with ``isError: true``, so the model calling the tool can read them.
-Billed tools go through ``OpenAIService.run_chat``/``run_embeddings``: the
-same ``Meter`` admission and ledger as ``/v1``.
+Billed tools go through ``ModelService.converse``/``embed``: the same
+admission, Bedrock call and ledger as ``/v1``.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ from chalicelib import errors
 from chalicelib.accounting.ledger import TokenUsage, compute_cost
 from chalicelib.catalog.catalog import ModelEntry
 from chalicelib.core.body import parse_json
+from chalicelib.core.events import Completion
 from chalicelib.core.http import HttpResult
-from chalicelib.core.service import OpenAIService
+from chalicelib.core.service import ModelService
 from chalicelib.keys.store import KeyRecord, KeyStore
 from chalicelib.observability import logger
 from chalicelib.protocols.openai_validation import parse_chat_request, parse_embedding_request
@@ -91,7 +92,7 @@ class McpServer:
         self,
         *,
         keys: KeyStore,
-        service: OpenAIService,
+        service: ModelService,
         max_body_bytes: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -269,21 +270,22 @@ class McpServer:
         for name in ("max_tokens", "temperature"):
             if name in args:
                 body[name] = args[name]
-        request = parse_chat_request(body)
-        timeout = min(CHAT_DEADLINE_SECONDS, self._time_left(call) - 1)
-        run = self._service.run_chat(call.key, request, timeout_seconds=timeout, surface="mcp")
-        completion = run.outcome.body
-        assert isinstance(completion, dict)  # never streamed here
-        choice = completion["choices"][0]
-        text = choice["message"].get("content") or ""
+        conversation = parse_chat_request(body).conversation
+        deadline = time.time() + min(CHAT_DEADLINE_SECONDS, self._time_left(call) - 1)
+        turn = self._service.converse(call.key, conversation, deadline=deadline, surface="mcp")
+        completion = Completion.of(turn)
+        if completion.error is not None:
+            raise completion.error  # what was generated is billed (partial)
+        assert completion.entry is not None
+        text = completion.text
         structured = {
-            "model": run.model.id,
+            "model": turn.model.id,
             "text": text,
-            "finish_reason": choice["finish_reason"],
-            "usage": _usage(run.outcome.usage),
-            "cost_usd": _money(run.entry.cost),
-            "latency_ms": run.latency_ms,
-            "request_id": run.request_id,
+            "finish_reason": completion.finish_reason or "stop",
+            "usage": _usage(completion.entry.usage),
+            "cost_usd": _money(completion.entry.cost),
+            "latency_ms": completion.entry.latency_ms,
+            "request_id": turn.request_id,
         }
         return text, structured
 
@@ -293,7 +295,7 @@ class McpServer:
         if "dimensions" in args:
             body["dimensions"] = args["dimensions"]
         request = parse_embedding_request(body)
-        run = self._service.run_embeddings(call.key, request, timeout_seconds=self._time_left(call) - 1, surface="mcp")
+        run = self._service.embed(call.key, request, timeout_seconds=self._time_left(call) - 1, surface="mcp")
         vectors = [item["embedding"] for item in run.body["data"]]
         structured = {
             "model": run.model.id,
@@ -313,7 +315,7 @@ class McpServer:
         return json.dumps(structured), structured
 
     def _get_usage(self, call: _Call, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        status = self._service.key_status_for(call.key)
+        status = self._service.key_status(call.key)
         budget, usage = status["budget"], status["usage"]
         remaining = budget.get("remaining_usd")
         text = (
@@ -329,7 +331,7 @@ class McpServer:
         if ("text" in args) == ("messages" in args):
             raise errors.InvalidRequest("Give either 'text' or 'messages' (not both, not neither).", param="text")
         if "messages" in args:
-            messages = parse_chat_request({"model": model.id, "messages": args["messages"]}).messages
+            messages = parse_chat_request({"model": model.id, "messages": args["messages"]}).conversation.messages
             tokens = self._service.count_tokens(model, messages=messages)
         else:
             tokens = self._service.count_tokens(model, text=args["text"])

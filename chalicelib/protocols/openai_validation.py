@@ -12,9 +12,16 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.core.conversation import (
+    REASONING_EFFORTS,
+    Conversation,
+    EmbeddingInput,
+    EmbeddingRequest,
+    Reasoning,
+)
 from chalicelib.errors import InvalidRequest
 
 PASSED = "passed"
@@ -87,23 +94,17 @@ _WHY_REFUSED = {
     "moderation": "OpenAI moderation is not available; use Bedrock Guardrails on the account instead.",
 }
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
-_REASONING_EFFORTS = {"none", "minimal", "low", "medium", "high"}
 _DATA_URL = re.compile(r"^data:image/(png|jpeg|jpg|gif|webp);base64,(.*)$", re.DOTALL)
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_STOP_SEQUENCES = 4
 
 
 @dataclass(frozen=True)
-class ChatRequest:
-    """A validated chat completion request."""
+class ChatCompletionRequest:
+    """A validated chat completion request: the conversation, and how the client wants the stream."""
 
-    model: str
-    messages: list[dict[str, Any]]
-    stream: bool = False
+    conversation: Conversation
     include_usage: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
-    has_images: bool = False
-    user: str | None = None
 
 
 #: Policy per embeddings parameter (OpenAI's ``CreateEmbeddingRequest``); the compatibility doc mirrors it.
@@ -119,21 +120,7 @@ EMBEDDING_PARAMETERS: dict[str, str] = {
 MAX_EMBEDDING_INPUTS = 128
 ENCODING_FORMATS = ("float", "base64")
 
-EmbeddingInput = str | tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class EmbeddingRequest:
-    """A validated embeddings request; token-array inputs stay token ids until the gateway decodes them."""
-
-    model: str
-    inputs: tuple[EmbeddingInput, ...]
-    encoding_format: str = "float"
-    dimensions: int | None = None
-    user: str | None = None
-
-
-def parse_chat_request(body: Mapping[str, Any]) -> ChatRequest:
+def parse_chat_request(body: Mapping[str, Any]) -> ChatCompletionRequest:
     """Validate a chat completions body and normalise it for the gateway.
 
     Raises
@@ -196,9 +183,9 @@ def parse_chat_request(body: Mapping[str, Any]) -> ChatRequest:
             )
     if "reasoning_effort" in present:
         effort = present["reasoning_effort"]
-        if effort not in _REASONING_EFFORTS:
+        if effort not in REASONING_EFFORTS:
             raise InvalidRequest(
-                f"'reasoning_effort' must be one of {sorted(_REASONING_EFFORTS)}.",
+                f"'reasoning_effort' must be one of {sorted(REASONING_EFFORTS)}.",
                 param="reasoning_effort",
             )
         options["reasoning_effort"] = effort
@@ -210,15 +197,23 @@ def parse_chat_request(body: Mapping[str, Any]) -> ChatRequest:
         _integer(present, "seed", minimum=-(2**63))
     if "metadata" in present:
         _metadata(present["metadata"])
-    return ChatRequest(
+    conversation = Conversation(
         model=model,
         messages=messages,
         stream=stream,
-        include_usage=include_usage,
-        options=options,
-        has_images=has_images,
+        max_tokens=options.get("max_tokens"),
+        temperature=options.get("temperature"),
+        top_p=options.get("top_p"),
+        stop=tuple(options.get("stop") or ()),
+        tools=options.get("tools"),
+        tool_choice=options.get("tool_choice"),
+        parallel_tool_calls=options.get("parallel_tool_calls"),
+        response_format=options.get("response_format"),
+        reasoning=Reasoning(effort=options["reasoning_effort"]) if "reasoning_effort" in options else None,
         user=user,
+        has_images=has_images,
     )
+    return ChatCompletionRequest(conversation, include_usage=include_usage)
 
 
 def _messages(value: Any) -> tuple[list[dict[str, Any]], bool]:

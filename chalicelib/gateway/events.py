@@ -1,0 +1,140 @@
+"""LiteLLM's answers (a whole response, or stream chunks) turned into the core's events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from chalicelib.accounting.ledger import TokenUsage
+from chalicelib.core.events import (
+    Event,
+    Finished,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    UsageReport,
+)
+
+_FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter"}
+
+
+def usage_from_litellm(usage: Any) -> TokenUsage:
+    """Bedrock's billable token counts from a LiteLLM ``Usage`` object."""
+    if usage is None:
+        return TokenUsage()
+    cache_read = int(getattr(usage, "cache_read_input_tokens", 0) or 0)
+    cache_write = int(getattr(usage, "cache_creation_input_tokens", 0) or 0)
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    return TokenUsage(
+        input_tokens=max(0, prompt - cache_read - cache_write),
+        output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+    )
+
+
+def usage_report(usage: Any) -> UsageReport:
+    details = getattr(usage, "completion_tokens_details", None)
+    reasoning = int(getattr(details, "reasoning_tokens", 0) or 0)
+    return UsageReport(usage_from_litellm(usage), reasoning_tokens=reasoning)
+
+
+def finish_reason(value: Any, has_tool_calls: bool) -> str:
+    """OpenAI's finish reason for what LiteLLM reported (a call made means ``tool_calls``)."""
+    if has_tool_calls:
+        return "tool_calls"
+    return value if value in _FINISH_REASONS else "stop"
+
+
+def completion_events(response: Any, max_tool_calls: int | None = None) -> Iterator[Event]:
+    """The events of a whole (non-streamed) LiteLLM ``ModelResponse``."""
+    message = response.choices[0].message
+    for block in getattr(message, "thinking_blocks", None) or []:
+        if block.get("type") == "redacted_thinking":
+            yield ReasoningDelta(redacted=block.get("data") or "")
+        else:
+            yield ReasoningDelta(text=block.get("thinking") or "", signature=block.get("signature") or None)
+    if not getattr(message, "thinking_blocks", None) and getattr(message, "reasoning_content", None):
+        yield ReasoningDelta(text=message.reasoning_content)
+    if message.content:
+        yield TextDelta(message.content)
+    # parallel_tool_calls=false: Bedrock cannot be told so for every model; the gateway keeps the first call.
+    calls = list(getattr(message, "tool_calls", None) or [])[:max_tool_calls]
+    for index, call in enumerate(calls):
+        function = getattr(call, "function", None)
+        yield ToolCallStart(index, getattr(call, "id", None) or f"call_{index}", getattr(function, "name", "") or "")
+        yield ToolCallDelta(index, getattr(function, "arguments", "") or "{}")
+    yield Finished(finish_reason(response.choices[0].finish_reason, bool(calls)))
+    yield usage_report(getattr(response, "usage", None))
+
+
+class StreamTranslator:
+    """Turns LiteLLM stream chunks into events, with dense 0-based tool-call indexes."""
+
+    def __init__(self, max_tool_calls: int | None = None) -> None:
+        self._max_tool_calls = max_tool_calls
+        self._tool_index: dict[Any, int] = {}
+        self._calls = 0
+        self._started: set[int] = set()
+        self._last_tool: int | None = None
+        self.finish_reason: str | None = None
+        self.usage: Any = None
+
+    def events(self, chunks: Iterable[Any]) -> Iterator[Event]:
+        """Content events as chunks arrive; then ``Finished`` and ``UsageReport`` once the stream is done.
+
+        A stream that ends without a finish reason yields neither: the caller decides it was cut.
+        """
+        for chunk in chunks:
+            yield from self.feed(chunk)
+        if self.finish_reason is not None:
+            yield Finished(finish_reason(self.finish_reason, bool(self._calls)))
+            if self.usage is not None:
+                yield usage_report(self.usage)
+
+    def feed(self, chunk: Any) -> Iterator[Event]:
+        if getattr(chunk, "usage", None) is not None:
+            self.usage = chunk.usage
+        for choice in getattr(chunk, "choices", None) or []:
+            delta = choice.delta
+            blocks = getattr(delta, "thinking_blocks", None) or []
+            for block in blocks:
+                if block.get("type") == "redacted_thinking":
+                    yield ReasoningDelta(redacted=block.get("data") or "")
+                elif block.get("signature"):
+                    yield ReasoningDelta(text=block.get("thinking") or "", signature=block["signature"])
+            reasoning = getattr(delta, "reasoning_content", None)
+            if reasoning and not any(b.get("signature") for b in blocks):
+                yield ReasoningDelta(text=reasoning)
+            if getattr(delta, "content", None):
+                yield TextDelta(delta.content)
+            for call in getattr(delta, "tool_calls", None) or []:
+                yield from self._tool_events(call)
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+
+    def _tool_events(self, call: Any) -> Iterator[Event]:
+        upstream_index = getattr(call, "index", None)
+        call_id = getattr(call, "id", None)
+        function = getattr(call, "function", None)
+        name = getattr(function, "name", None)
+        arguments = getattr(function, "arguments", None) or ""
+        if call_id and call_id not in self._tool_index:
+            # A new call: the next dense index, whatever LiteLLM numbered it.
+            index = self._calls
+            self._calls += 1
+            self._tool_index[call_id] = index
+            if upstream_index is not None:
+                self._tool_index[("upstream", upstream_index)] = index
+            self._last_tool = index
+            if self._max_tool_calls is None or index < self._max_tool_calls:
+                self._started.add(index)
+                yield ToolCallStart(index, call_id, name or "")
+        else:
+            index = self._tool_index.get(call_id) if call_id else self._tool_index.get(("upstream", upstream_index))
+            if index is None:
+                index = self._last_tool if self._last_tool is not None else 0
+            self._last_tool = index
+        if arguments and index in self._started:
+            yield ToolCallDelta(index, arguments)

@@ -1,0 +1,230 @@
+"""The local HTTP front of ``make dev``: API Gateway's part, on loopback.
+
+The streaming routes (``chalicelib.streaming.routes.STREAM_PATHS``: chat
+completions, Messages, Responses) are answered in this process by the same
+``chalicelib.streaming.handler.handle`` that our Lambda runtime loop calls, and
+their chunks leave the moment they are produced (chunked transfer encoding,
+``TCP_NODELAY``, headers and first chunk in one write). Every other route is
+proxied to ``chalice local``, as API Gateway sends them to the Chalice
+function. When a client goes away mid-stream, the answer is closed, which
+stops Bedrock and bills what was generated, as a cut stream.
+
+Usage: ``python -m local.front --port 8000 --upstream http://127.0.0.1:PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+#: Headers that describe one hop, never forwarded.
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "host"}
+)
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+
+
+class FrontServer(ThreadingHTTPServer):
+    """Serves the streaming routes in process and proxies the rest to ``chalice local``."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], *, upstream: str, timeout_seconds: float) -> None:
+        super().__init__(address, FrontHandler)
+        parts = urlsplit(upstream)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.timeout_seconds = timeout_seconds
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+class FrontHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and each chunk leave at once (no Nagle + delayed-ACK stall)
+    server: FrontServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        sys.stderr.write(f"front: {self.address_string()} {format % args}\n")
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_GET
+
+    def _dispatch(self) -> None:
+        from chalicelib.streaming.routes import STREAM_PATHS
+
+        try:
+            body = self._read_body()
+        except ValueError as exc:
+            self._send_plain(400, str(exc))
+            return
+        url = urlsplit(self.path)
+        path = url.path.rstrip("/") or "/"
+        if (self.command, path) in STREAM_PATHS:
+            self._stream(path, url.query, body)
+        else:
+            self._proxy(body)
+
+    def _read_body(self) -> bytes | None:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    break
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+                if sum(map(len, parts)) > MAX_BODY_BYTES:
+                    raise ValueError("request body too large")
+            return b"".join(parts)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            raise ValueError("request body too large")
+        return self.rfile.read(length) if length else None
+
+    # -- the streaming routes: in process, chunk by chunk ----------------------------------------
+
+    def _stream(self, path: str, query: str, body: bytes | None) -> None:
+        from chalicelib.streaming.handler import handle
+
+        event = api_gateway_event(self.command, path, query, dict(self.headers.items()), body)
+        result = handle(event, deadline=time.time() + self.server.timeout_seconds)
+        head = [f"HTTP/1.1 {result.status} {http.client.responses.get(result.status, '')}"]
+        head += [f"{name}: {value}" for name, value in result.headers.items() if name.lower() not in _HOP_BY_HOP]
+        head += ["Transfer-Encoding: chunked", "", ""]
+        pending = "\r\n".join(head).encode("latin-1", "replace")
+        try:
+            for chunk in result.chunks:
+                if not chunk:
+                    continue
+                if self._client_gone():
+                    break
+                self.wfile.write(pending + b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                pending = b""
+            else:
+                self.wfile.write(pending + b"0\r\n\r\n")
+                return
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            result.close()  # a client that left stops the upstream and is billed for what was made
+        self.close_connection = True
+
+    def _client_gone(self) -> bool:
+        """True when the client closed its end (readable at EOF) before we write more."""
+        sock = self.connection
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    # -- everything else: chalice local ----------------------------------------------------------
+
+    def _proxy(self, body: bytes | None) -> None:
+        connection = http.client.HTTPConnection(*self.server.upstream, timeout=120)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        if body is not None:
+            headers["Content-Length"] = str(len(body))
+        try:
+            connection.request(self.command, self.path, body=body, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+        except OSError as exc:
+            self._send_plain(502, f"chalice local did not answer: {exc}")
+            return
+        finally:
+            connection.close()
+        head = [f"HTTP/1.1 {response.status} {response.reason}"]
+        head += [f"{k}: {v}" for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP | {"content-length"}]
+        head += [f"Content-Length: {len(payload)}", "", ""]
+        data = "\r\n".join(head).encode("latin-1", "replace")
+        self.wfile.write(data if self.command == "HEAD" else data + payload)
+
+    def _send_plain(self, status: int, text: str) -> None:
+        data = text.encode()
+        head = f"HTTP/1.1 {status} {http.client.responses.get(status, '')}\r\nContent-Type: text/plain\r\n"
+        self.wfile.write(head.encode() + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        self.close_connection = True
+
+
+def api_gateway_event(
+    method: str, path: str, query: str, headers: dict[str, str], body: bytes | None
+) -> dict[str, Any]:
+    """The REST API proxy event (payload format 1.0) API Gateway would send for this request."""
+    params = dict(parse_qsl(query, keep_blank_values=True)) if query else None
+    text = None
+    base64_encoded = False
+    if body is not None:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            import base64
+
+            text, base64_encoded = base64.b64encode(body).decode("ascii"), True
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": params,
+        "requestContext": {"stage": "local", "path": path, "httpMethod": method, "requestTimeEpoch": int(time.time())},
+        "body": text,
+        "isBase64Encoded": base64_encoded,
+    }
+
+
+def warm_up() -> None:
+    """Import what the first model call needs (LiteLLM: seconds), so it does not wait on it."""
+    with contextlib.suppress(Exception):
+        from chalicelib import wiring
+        from chalicelib.gateway import load_litellm
+
+        wiring.chat_adapter()
+        load_litellm()
+
+
+def serve(host: str, port: int, upstream: str, timeout_seconds: float) -> FrontServer:
+    """Start the front in a background thread (tests); returns the running server."""
+    server = FrontServer((host, port), upstream=upstream, timeout_seconds=timeout_seconds)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="pennyworth's local front: streaming routes + chalice local")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--upstream", required=True, help="chalice local's base URL")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds a streamed answer may take")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server = FrontServer((args.host, args.port), upstream=args.upstream, timeout_seconds=args.timeout)
+    threading.Thread(target=warm_up, daemon=True).start()
+    try:
+        server.serve_forever(poll_interval=0.05)
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
