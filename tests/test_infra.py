@@ -235,3 +235,24 @@ def test_github_oidc_role_is_pinned_and_passes_only_our_roles() -> None:
         assert "*" not in json.dumps(statement["Resource"])
         assert set(statement["Condition"]["StringEquals"]) == {"iam:PassedToService"}
     assert all(s["Action"] != "*" for d in documents for s in d["Statement"])
+
+
+GATEWAY_RESPONSES = RESOURCES["RestAPI"]["Properties"]["GatewayResponses"]
+
+
+@pytest.mark.parametrize("kind", sorted(GATEWAY_RESPONSES))
+def test_gateway_responses_never_repeat_what_the_caller_sent(kind: str) -> None:
+    # API Gateway's messageString for an unknown route carries the whole Authorization header
+    # ("Authorization=Bearer pw-…"): no response may include it, nor any request value.
+    text = json.dumps(GATEWAY_RESPONSES[kind])
+    for leak in ("messageString", "$input", "$method.request", "$util"):
+        assert leak not in text, (kind, leak)
+    body = json.loads(GATEWAY_RESPONSES[kind]["ResponseTemplates"]["application/json"])
+    assert set(body["error"]) == {"message", "type", "param", "code"} and body["error"]["message"]
+
+
+def test_unknown_routes_on_aws_are_openai_404s() -> None:
+    missing = GATEWAY_RESPONSES["MISSING_AUTHENTICATION_TOKEN"]
+    assert missing["StatusCode"] == 404
+    body = json.loads(missing["ResponseTemplates"]["application/json"])
+    assert body["error"]["code"] == "unknown_url" and body["error"]["type"] == "invalid_request_error"
