@@ -612,3 +612,51 @@ def test_an_import_asks_the_directory_once_per_owner(as_admin: Api, alice: User,
     assert (body["created"], body["error"]) == (30, 5)
     assert sorted(set(asked)) == ["alice@example.com", "ghost@example.com"]
     assert asked.count("alice@example.com") == 1 and asked.count("ghost@example.com") == 1
+
+
+# Text that reaches admins' terminals: no control or bidi-override characters
+
+TERMINAL_TRICKS = [
+    "\x1b[2J\x1b[HAll keys are fine",  # clear screen, then a fake message
+    "\x1b]8;;https://evil.example\x07link\x1b]8;;\x07",  # an OSC hyperlink
+    "invoice\u202egnp.exe",  # right-to-left override
+    "a\u2066b\u2069",  # isolates
+    "two\nlines",
+    "nul\x00byte",
+    "line\u2028separator",
+    "c1\x9bcontrol",
+]
+
+
+@pytest.mark.parametrize("text", TERMINAL_TRICKS)
+@pytest.mark.parametrize(
+    ("method", "path", "make_body", "param"),
+    [
+        ("post", "/admin/keys", lambda t: {"name": t}, "name"),
+        ("post", "/admin/keys", lambda t: {"metadata": {"team": t}}, "metadata"),
+        ("post", "/admin/keys", lambda t: {"metadata": {t: "x"}}, "metadata"),
+        ("patch", "/admin/keys/{key_id}", lambda t: {"name": t}, "name"),
+        ("post", "/admin/keys/{key_id}/revoke", lambda t: {"reason": t}, "reason"),
+        ("post", "/admin/keys", lambda t: {"owner": f"x{t}@example.com"}, "owner"),
+    ],
+)
+def test_control_and_bidi_characters_are_refused(
+    as_admin: Api, method: str, path: str, make_body: Any, param: str, text: str
+) -> None:
+    key_id = as_admin.call("post", "/admin/keys", {"name": "target"}).json_body["key_id"]
+    error = assert_error(as_admin.call(method, path.format(key_id=key_id), make_body(text)), 400, param=param)
+    assert "\x1b" not in error["message"] and "\u202e" not in error["message"]
+    assert as_admin.call("get", f"/admin/keys/{key_id}").json_body["status"] == "active"
+
+
+def test_import_rows_with_control_characters_are_refused_row_by_row(as_admin: Api) -> None:
+    rows = [{"id": "ok", "name": "fine ✓ 名前 👩‍💻"}, {"id": "bad", "name": "\x1b[31mred"}]
+    results = as_admin.call("post", "/admin/keys/import", {"keys": rows}).json_body["results"]
+    assert [r["status"] for r in results] == ["created", "error"]
+    assert results[1]["error"]["param"] == "name"
+
+
+def test_ordinary_unicode_is_welcome(as_admin: Api) -> None:
+    text = "Café ✓ 名前 עברית 👩‍💻 tab-free"
+    key = as_admin.call("post", "/admin/keys", {"name": text, "metadata": {"équipe": text}}).json_body
+    assert key["name"] == text and key["metadata"] == {"équipe": text}

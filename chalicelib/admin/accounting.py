@@ -170,7 +170,7 @@ class AccountingService:
             return user.sub
         if reading and "@" not in who and is_sub(who):
             return who
-        raise errors.NotFound(f"No user '{who}' in the user pool.", param="owner", code="unknown_user")
+        raise errors.NotFound(f"No user {who!r} in the user pool.", param="owner", code="unknown_user")
 
     def _owner_sub(self, principal: Principal, owner: str, *, write: bool) -> str:
         if owner in ("me", principal.sub, principal.email):

@@ -256,7 +256,7 @@ class UserDirectory:
         elif _SUB_RE.match(who):
             attribute = "sub"
         else:
-            raise InvalidRequest(f"'{who}' is neither an email address nor a user id (sub).", param="owner")
+            raise InvalidRequest(f"{who!r} is neither an email address nor a user id (sub).", param="owner")
         user = self._list_one(attribute, who)
         if user is not None:
             self._remember(user)

@@ -20,6 +20,7 @@ from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, 
 from chalicelib.catalog.catalog import Catalog
 from chalicelib.core.body import parse_json_body
 from chalicelib.core.http import HttpResult
+from chalicelib.core.text import check_plain_text
 from chalicelib.keys.audit import Actor, AuditLog, diff
 from chalicelib.keys.store import (
     Clock,
@@ -248,6 +249,7 @@ class AdminService:
             return Owner(principal.sub, principal.email)
         if not isinstance(who, str) or not who.strip():
             raise errors.InvalidRequest("owner must be a user's email address or sub.", param=param)
+        check_plain_text(who, param)
         if not principal.is_admin:
             raise errors.PermissionDenied(
                 "Only admins can create keys for other users; leave 'owner' out to create your own.",
@@ -257,7 +259,7 @@ class AdminService:
         directory = self._directory()
         user = directory.find(who.strip()) if directory else None
         if user is None:
-            raise errors.InvalidRequest(f"No user '{who}' in the user pool.", param=param, code="unknown_user")
+            raise errors.InvalidRequest(f"No user {who!r} in the user pool.", param=param, code="unknown_user")
         return Owner(user.sub, user.email)
 
     def _page(self, principal: Principal, query: Mapping[str, str], kind: str) -> Page:
@@ -285,7 +287,7 @@ class AdminService:
             return user.sub
         if "@" not in who and is_sub(who.strip()):
             return who.strip()  # keys stay bound to the sub of a user who no longer exists
-        raise errors.InvalidRequest(f"No user '{who}' in the user pool.", param="owner", code="unknown_user")
+        raise errors.InvalidRequest(f"No user {who!r} in the user pool.", param="owner", code="unknown_user")
 
     def _event_item(self, key_id: str, action: str, actor: Actor, **kwargs: Any) -> dict[str, Any]:
         return self._audit.put_item(self._audit.new_event(key_id, action, actor, **kwargs))
@@ -422,7 +424,7 @@ class Importer:
 
     def _existing(self, index: int, import_id: str, owner: Owner, record: KeyRecord) -> dict[str, Any]:
         if record.owner_sub != owner.sub:
-            error = errors.Conflict(f"Key id '{import_id}' belongs to another owner.", param="id", code="id_taken")
+            error = errors.Conflict(f"Key id {import_id!r} belongs to another owner.", param="id", code="id_taken")
             return _row_error(index, {"id": import_id}, error)
         return {"row": index, "id": import_id, "status": "exists", "key": key_view(record, self._now)}
 
@@ -552,7 +554,7 @@ def _name(value: Any, **_: Any) -> str | None:
         return None
     if not isinstance(value, str) or len(value.strip()) > _MAX_NAME:
         raise errors.InvalidRequest(f"name must be a string of at most {_MAX_NAME} characters.", param="name")
-    return value.strip()
+    return check_plain_text(value.strip(), "name")
 
 
 def _allowed_models(value: Any, *, catalog: Catalog, **_: Any) -> list[str] | None:
@@ -655,6 +657,8 @@ def _metadata(value: Any, **_: Any) -> dict[str, str] | None:
             "values up to 512).",
             param="metadata",
         )
+    for text in (*value.keys(), *value.values()):
+        check_plain_text(text, "metadata")
     return dict(value)
 
 
@@ -679,7 +683,7 @@ def _optional_text(body: Mapping[str, Any], name: str, limit: int) -> str | None
         return None
     if not isinstance(value, str) or len(value) > limit:
         raise errors.InvalidRequest(f"{name} must be a string of at most {limit} characters.", param=name)
-    return value
+    return check_plain_text(value, name)
 
 
 def _refuse_unknown(source: Mapping[str, Any], allowed: set[str] | Sequence[str]) -> None:

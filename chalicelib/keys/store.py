@@ -492,7 +492,7 @@ class KeyStore:
         """
         record = self.get(key_id) if is_key_id(key_id) else None
         if record is None:
-            raise NotFound(f"No API key with id '{key_id}'.", param="key_id", code="key_not_found")
+            raise NotFound(f"No API key with id {key_id!r}.", param="key_id", code="key_not_found")
         return record
 
     def update(self, current: KeyRecord, changes: Mapping[str, Any], *, attach: Attach | None = None) -> KeyRecord:
