@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Group
-from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli import output
@@ -116,7 +114,7 @@ def create(state: Any, owner: str | None, json_: bool, **options: Any) -> None:
     if json_:
         output.emit_json(key)
         return
-    output.stdout().print(_key_panel(key))
+    output.print_table(_key_panel(key))
     click.echo(key["secret"])  # alone on the last stdout line: `| tail -1` captures it
     output.notice("[bold]Store this key now: it will not be shown again.[/bold]")
 
@@ -190,7 +188,7 @@ def revoke(state: Any, key_id: str, reason: str | None, yes: bool, json_: bool) 
     key = state.client().post(f"/admin/keys/{key_id}/revoke", {"reason": reason} if reason else None)
     output.show(key, json_, _key_panel)
     if not json_:
-        output.notice(f"Revoked {key['prefix']}.")
+        output.notice(f"Revoked {output.markup(key['prefix'])}.")
 
 
 @keys.command()
@@ -211,10 +209,12 @@ def rotate(state: Any, key_id: str, grace: int, json_: bool) -> None:
     if json_:
         output.emit_json(key)
         return
-    output.stdout().print(_key_panel(key))
+    output.print_table(_key_panel(key))
     click.echo(key["secret"])  # alone on the last stdout line: `| tail -1` captures it
     until = key.get("previous_secret_valid_until")
-    output.notice(f"The old secret works until {until}." if until else "The old secret stopped working now.")
+    output.notice(
+        f"The old secret works until {output.markup(until)}." if until else "The old secret stopped working now."
+    )
     output.notice("[bold]Store the new key now: it will not be shown again.[/bold]")
 
 
@@ -312,13 +312,13 @@ def export_keys(state: Any, fmt: str, out: Path | None, owner: str | None, statu
             progress.update(task, completed=len(rows))
     text = json.dumps(rows, indent=2) + "\n" if fmt == "json" or (json_ and out is None) else rows_to_csv(rows)
     if out is None:
-        click.echo(text, nl=False)
+        output.echo_text(text)
         return
     out.write_text(text)
     if json_:
         output.emit_json({"exported": len(rows), "file": str(out), "format": fmt})
     else:
-        output.notice(f"Exported {len(rows)} keys to {out}.")
+        output.notice(f"Exported {len(rows)} keys to {output.markup(out)}.")
 
 
 def read_rows(path: Path, fmt: str) -> list[tuple[int, dict[str, Any]]]:
@@ -411,7 +411,7 @@ def _progress() -> Progress:
 # Rendering
 
 
-def _key_panel(key: dict[str, Any]) -> Panel:
+def _key_panel(key: dict[str, Any]) -> output.TableData:
     rows = [
         ("key id", key["key_id"]),
         ("prefix", key["prefix"]),
@@ -429,9 +429,7 @@ def _key_panel(key: dict[str, Any]) -> Panel:
         ("metadata", key["metadata"] or None),
         ("limits set by an admin", sorted(key.get("admin_limits") or {}) or None),
     ]
-    table = output.table(None, ["field", "value"], rows)
-    table.show_header = False
-    return Panel(Group(table), title=key["prefix"], expand=False)
+    return output.table(key["prefix"], ["field", "value"], rows, panel=True)
 
 
 def _keys_table(data: list[dict[str, Any]]) -> Any:
@@ -476,11 +474,10 @@ def _audit_table(events: list[dict[str, Any]]) -> Any:
 
 
 def _print_import(report: dict[str, Any], secrets_out: Path | None) -> None:
-    console = output.stdout()
     created = [r for r in report["results"] if r["status"] == "created"]
     errors = [r for r in report["results"] if r["status"] == "error"]
     if created and secrets_out is None:
-        console.print(
+        output.print_table(
             output.table(
                 "New keys (secrets are shown once)",
                 ["row", "id", "key id", "secret"],
@@ -488,14 +485,16 @@ def _print_import(report: dict[str, Any], secrets_out: Path | None) -> None:
             )
         )
     if errors:
-        console.print(
+        # Piped, stdout holds only the new keys (one TSV table); the refused rows go to stderr.
+        output.print_table(
             output.table(
                 "Rows not imported",
                 ["row", "id", "field", "error"],
                 [(r["row"], r["id"], r["error"].get("param"), r["error"]["message"]) for r in errors],
-            )
+            ),
+            err=not output.is_terminal(),
         )
     output.notice(
         f"{report['created']} created, {report['exists']} already existed, {report['error']} failed."
-        + (f" Secrets written to {secrets_out}." if secrets_out and created else "")
+        + (f" Secrets written to {output.markup(secrets_out)}." if secrets_out and created else "")
     )

@@ -1,0 +1,147 @@
+"""What the CLI prints: escaped when it reaches a terminal, whole values when piped (TSV)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from cli import output
+from cli.errors import ApiError
+from cli.keys import _key_panel, _keys_table
+from cli.main import State, cli
+
+EVIL = "\x1b[2J\x1b[HAll good\u202eexe.png\x07[bold]x[/bold]"
+SECRET = "pw-abcdefghijkl-" + "S" * 40
+
+
+def key(name: str = EVIL, **extra: Any) -> dict[str, Any]:
+    return {
+        "object": "key", "key_id": "abcdefghijkl", "prefix": "pw-abcdefghijkl", "name": name, "status": "active",
+        "owner": {"sub": "sub-1", "email": "o@example.com"}, "allowed_models": None, "monthly_budget_usd": None,
+        "rpm_limit": None, "tpm_limit": None, "expires_at": None, "created_at": "2026-11-01T00:00:00Z",
+        "updated_at": "2026-11-01T00:00:00Z", "revoked_at": None, "last_used_at": None,
+        "previous_secret_valid_until": None, "metadata": {"team": EVIL}, "import_id": None, "admin_limits": {},
+        **extra,
+    }  # fmt: skip
+
+
+class FakeClient:
+    """The admin API as canned answers (what a hostile key name looks like on the wire)."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers = answers
+
+    def get(self, path: str, params: Any = None) -> Any:
+        return self._answer(path)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self._answer(path)
+
+    def pages(self, path: str, params: Any = None) -> Iterator[dict[str, Any]]:
+        yield self._answer(path)
+
+    def _answer(self, path: str) -> Any:
+        answer = self.answers[path]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+@pytest.fixture
+def gateway(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    answers: dict[str, Any] = {}
+    monkeypatch.setattr(State, "client", lambda self: FakeClient(answers))
+    return answers
+
+
+def terminal_run(monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
+    """Run the CLI as if stdout were a terminal; return everything it wrote."""
+    monkeypatch.setattr(output, "is_terminal", lambda: True)
+    buffer = io.StringIO()
+    monkeypatch.setattr(output, "stdout", lambda: Console(file=buffer, force_terminal=True, width=500))
+    monkeypatch.setattr(output, "stderr", lambda: Console(file=buffer, force_terminal=True, width=500))
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return buffer.getvalue() + result.output
+
+
+def assert_harmless(text: str, *, folded: bool = False) -> None:
+    for raw in ("\x1b[2J", "\x1b[H", "\u202e", "\x07"):
+        assert raw not in text, repr(raw)
+    if not folded:  # a folded cell splits the text across lines
+        assert "\\x1b[2J" in text and "\\u202e" in text and "[bold]x[/bold]" in text
+
+
+def test_safe_shows_what_would_drive_a_terminal() -> None:
+    assert output.safe("a\x1b[2Jb\u202ec\x00\x9b\u2028") == "a\\x1b[2Jb\\u202ec\\x00\\x9b\\u2028"
+    assert output.safe("Café ✓ 名前 👩‍💻") == "Café ✓ 名前 👩‍💻"
+
+
+@pytest.mark.parametrize(
+    ("args", "answers"),
+    [
+        (("keys", "list"), {"/admin/keys": {"object": "list", "data": [key()], "next_cursor": None}}),
+        (("keys", "show", "abcdefghijkl"), {"/admin/keys/abcdefghijkl": key()}),
+        (
+            ("keys", "audit", "abcdefghijkl"),
+            {"/admin/keys/abcdefghijkl/audit": {"data": [{
+                "at": "2026-11-01T00:00:00Z", "key_id": "abcdefghijkl", "action": "revoked", "id": "e1",
+                "actor": {"kind": "user", "email": EVIL, "sub": "s"}, "changes": {"name": {"from": None, "to": EVIL}},
+                "details": {"reason": EVIL},
+            }]}},
+        ),
+        (("report", "show", "2026-11-01"), {"/admin/reports/daily/2026-11-01": {"notification": f"Top key: {EVIL}\n"}}),
+        (
+            ("usage", "--csv"),
+            {"/admin/usage": {"data": [{"group": "k", "name": EVIL, "requests": 1, "input_tokens": 1,
+                                        "output_tokens": 1, "cache_read_tokens": 0, "cache_write_tokens": 0,
+                                        "cost_usd": "0"}]}},
+        ),
+        (("keys", "show", "abcdefghijkl"), {"/admin/keys/abcdefghijkl": ApiError(404, {"message": f"No key {EVIL}"})}),
+    ],
+)  # fmt: skip
+def test_every_output_escapes_untrusted_text_on_a_terminal(
+    gateway: dict[str, Any], monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], answers: dict[str, Any]
+) -> None:
+    gateway.update(answers)
+    assert_harmless(terminal_run(monkeypatch, *args))
+
+
+def test_a_table_on_a_terminal_folds_long_values_but_keeps_them_escaped() -> None:
+    console = Console(width=60, record=True, force_terminal=True)
+    console.print(_keys_table([key()]))
+    assert_harmless(console.export_text(styles=True), folded=True)
+
+
+def test_piped_tables_are_tsv_with_whole_values(gateway: dict[str, Any]) -> None:
+    long_name = "n" * 150
+    gateway["/admin/keys"] = {"object": "list", "data": [key(long_name), key(EVIL)], "next_cursor": None}
+    result = CliRunner().invoke(cli, ["keys", "list"], catch_exceptions=False)
+    lines = result.stdout.splitlines()
+    assert lines[0].split("\t")[:3] == ["key id", "name", "owner"]
+    assert lines[1].split("\t")[1] == long_name  # never wrapped at 80 columns
+    assert lines[2].split("\t")[1] == output.safe(EVIL)
+    assert all(line.count("\t") == 8 for line in lines)
+    assert "\x1b" not in result.stdout
+
+
+def test_a_piped_import_prints_each_secret_whole_on_its_row(gateway: dict[str, Any], tmp_path: Path) -> None:
+    rows = [{"id": f"row-{n}"} for n in range(3)]
+    (tmp_path / "k.json").write_text(json.dumps(rows))
+    results = [{"row": n, "id": f"row-{n}", "status": "created", "key": key("x"), "secret": SECRET} for n in range(3)]
+    gateway["/admin/keys/import"] = {"results": results}
+    result = CliRunner().invoke(cli, ["keys", "import", str(tmp_path / "k.json")], catch_exceptions=False)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "row\tid\tkey id\tsecret"
+    assert [line.split("\t")[3] for line in lines[1:]] == [SECRET] * 3
+
+
+def test_the_key_panel_is_field_value_rows_when_piped() -> None:
+    tsv = _key_panel(key("plain")).tsv()
+    assert "name\tplain\n" in tsv and "metadata\tteam=" + output.safe(EVIL) + "\n" in tsv
