@@ -252,7 +252,8 @@ def audit(state: Any, key_id: str | None, day: str | None, limit: int, json_: bo
 @click.option("--batch-size", type=click.IntRange(1, 1000), default=IMPORT_BATCH, show_default=True,
               help="Rows per request.")  # fmt: skip
 @click.option("--secrets-out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the new keys' secrets to this CSV (mode 0600) instead of printing them.")  # fmt: skip
+              help="Write the new keys' secrets to this new CSV file (mode 0600; never an existing one) "
+                   "instead of printing them.")  # fmt: skip
 @output.json_option
 @click.pass_obj
 def import_keys(
@@ -266,23 +267,39 @@ def import_keys(
     rows = read_rows(file, fmt or _format_of(file))
     if not rows:
         raise CliError(f"{file} has no rows to import.")
+    # The secrets file is created (exclusively: an existing file is never truncated) before any key
+    # is, and each batch's secrets reach the disk before the next batch is sent.
+    secrets = SecretsFile.create(secrets_out) if secrets_out is not None else None
     client = state.client()
     results: list[dict[str, Any]] = []
-    with _progress() as progress:
-        task = progress.add_task("Importing", total=len(rows))
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size]
-            answer = client.post("/admin/keys/import", {"keys": [row for _, row in batch]})
-            for result in answer["results"]:
-                results.append({**result, "row": batch[result["row"]][0]})
-            progress.advance(task, len(batch))
-    report = {
-        "object": "import_result",
-        **{status: sum(1 for r in results if r["status"] == status) for status in ("created", "exists", "error")},
-        "results": sorted(results, key=lambda r: r["row"]),
-    }
-    if secrets_out is not None:
-        _write_secrets(secrets_out, report["results"])
+    try:
+        with _progress() as progress:
+            task = progress.add_task("Importing", total=len(rows))
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                answer = client.post("/admin/keys/import", {"keys": [row for _, row in batch]})
+                batch_results = [{**result, "row": batch[result["row"]][0]} for result in answer["results"]]
+                if secrets is not None:
+                    secrets.write(batch_results)
+                results.extend(batch_results)
+                progress.advance(task, len(batch))
+    except CliError as exc:
+        created = sum(1 for r in results if r["status"] == "created")
+        if not created:
+            raise
+        # Keys were created before the failure: their secrets exist nowhere else, so show them now.
+        report = _import_report(results)
+        if secrets is None:
+            (output.emit_json if json_ else lambda r: _print_import(r, None))(report)
+        where = f"in {secrets_out}" if secrets_out else "above"
+        raise CliError(
+            f"{created} keys were created before the import stopped; their secrets are {where}. ({exc.message})",
+            "Import the same file again (into a new --secrets-out file): created rows are skipped as 'exists'.",
+        ) from None
+    finally:
+        if secrets is not None:
+            secrets.close()
+    report = _import_report(results)
     if json_:
         output.emit_json(report)
     else:
@@ -291,19 +308,32 @@ def import_keys(
         raise CliError(f"{report['error']} of {len(rows)} rows were not imported (see the report above).")
 
 
+def _import_report(results: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "object": "import_result",
+        **{status: sum(1 for r in results if r["status"] == status) for status in ("created", "exists", "error")},
+        "results": sorted(results, key=lambda r: r["row"]),
+    }
+
+
 @keys.command(name="export")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @click.option("--output", "-o", "out", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
 @click.option("--owner", help='Only this owner\'s keys (email, sub, or "me").')
 @click.option("--status", type=click.Choice(["active", "expired", "revoked"]), help="Only keys in this state.")
+@click.option("--force", is_flag=True, help="Overwrite the --output file if it exists.")
 @output.json_option
 @click.pass_obj
-def export_keys(state: Any, fmt: str, out: Path | None, owner: str | None, status: str | None, json_: bool) -> None:
+def export_keys(
+    state: Any, fmt: str, out: Path | None, owner: str | None, status: str | None, force: bool, json_: bool
+) -> None:
     """Write keys as import rows (no secrets): CSV or JSON, to a file or stdout.
 
     With --json, the rows go to stdout as JSON (or, with --output, the file
     gets the rows and stdout a JSON summary).
     """
+    if out is not None and out.exists() and not force:
+        raise CliError(f"{out} already exists.", "Add --force to overwrite it, or choose another file.")
     rows: list[dict[str, Any]] = []
     with _progress() as progress:
         task = progress.add_task("Exporting", total=None)
@@ -386,15 +416,44 @@ def _format_of(path: Path) -> str:
     raise click.UsageError(f"Cannot tell the format of {path.name}: use --format csv or --format json.")
 
 
-def _write_secrets(path: Path, results: list[dict[str, Any]]) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["id", "key_id", "secret"])
+class SecretsFile:
+    """The ``--secrets-out`` CSV: a new file (mode 0600), one flushed batch of secrets at a time."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self._writer = csv.writer(handle, lineterminator="\n")
+
+    @classmethod
+    def create(cls, path: Path) -> SecretsFile:
+        """Create ``path``; refuse if anything is there already (secrets are never overwritten).
+
+        Raises
+        ------
+        CliError
+            ``path`` exists, or cannot be created.
+        """
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise CliError(
+                f"{path} already exists; it may hold the secrets of an earlier import, so it is left alone.",
+                "Choose a new file for --secrets-out.",
+            ) from None
+        except OSError as exc:
+            raise CliError(f"Cannot create {path}: {exc.strerror}.") from None
+        secrets = cls(os.fdopen(fd, "w", newline=""))
+        secrets._writer.writerow(["id", "key_id", "secret"])
+        return secrets
+
+    def write(self, results: list[dict[str, Any]]) -> None:
         for result in results:
             if result.get("secret"):
-                writer.writerow([result["id"], result["key"]["key_id"], result["secret"]])
-    os.chmod(path, 0o600)
+                self._writer.writerow([result["id"], result["key"]["key_id"], result["secret"]])
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
 
 
 def _progress() -> Progress:

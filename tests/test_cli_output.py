@@ -145,3 +145,78 @@ def test_a_piped_import_prints_each_secret_whole_on_its_row(gateway: dict[str, A
 def test_the_key_panel_is_field_value_rows_when_piped() -> None:
     tsv = _key_panel(key("plain")).tsv()
     assert "name\tplain\n" in tsv and "metadata\tteam=" + output.safe(EVIL) + "\n" in tsv
+
+
+# keys import --secrets-out and keys export --output never destroy an existing file
+
+
+def import_answer(ids: list[str]) -> dict[str, Any]:
+    return {"results": [{"row": n, "id": i, "status": "created", "key": key("x"), "secret": SECRET + str(n)}
+                        for n, i in enumerate(ids)]}  # fmt: skip
+
+
+class CountingImport(FakeClient):
+    """Answers each import batch in turn; a batch answer that is an exception is raised."""
+
+    def __init__(self, batches: list[Any]) -> None:
+        super().__init__({})
+        self.batches = list(batches)
+        self.posts = 0
+
+    def post(self, path: str, body: Any = None) -> Any:
+        self.posts += 1
+        answer = self.batches.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return import_answer([row["id"] for row in body["keys"]])
+
+
+def test_secrets_out_never_overwrites_an_existing_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    client = CountingImport([None])
+    monkeypatch.setattr(State, "client", lambda self: client)
+    (tmp_path / "k.json").write_text(json.dumps([{"id": "a"}]))
+    secrets = tmp_path / "secrets.csv"
+    secrets.write_text("id,key_id,secret\nearlier,abcdefghijkl,pw-precious\n")
+    result = CliRunner().invoke(cli, ["keys", "import", str(tmp_path / "k.json"), "--secrets-out", str(secrets)])
+    assert result.exit_code == 1 and "already exists" in result.output
+    assert client.posts == 0  # refused before any key was created
+    assert "pw-precious" in secrets.read_text()
+
+
+def test_secrets_are_on_disk_batch_by_batch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # GIVEN an import whose second batch fails (the network, the gateway)
+    from cli.errors import NetworkError
+
+    client = CountingImport([None, NetworkError("gone")])
+    monkeypatch.setattr(State, "client", lambda self: client)
+    (tmp_path / "k.json").write_text(json.dumps([{"id": f"r{n}"} for n in range(4)]))
+    secrets = tmp_path / "secrets.csv"
+    args = ["keys", "import", str(tmp_path / "k.json"), "--batch-size", "2", "--secrets-out", str(secrets)]
+    result = CliRunner().invoke(cli, args)
+    # THEN the first batch's secrets were kept, and the error says so
+    assert result.exit_code == 1 and "2 keys were created" in result.output
+    lines = secrets.read_text().splitlines()
+    assert lines[0] == "id,key_id,secret" and [line.split(",")[0] for line in lines[1:]] == ["r0", "r1"]
+    assert oct(secrets.stat().st_mode & 0o777) == "0o600"
+
+
+def test_without_secrets_out_a_failed_import_still_prints_the_secrets_it_made(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from cli.errors import NetworkError
+
+    monkeypatch.setattr(State, "client", lambda self: CountingImport([None, NetworkError("gone")]))
+    (tmp_path / "k.json").write_text(json.dumps([{"id": f"r{n}"} for n in range(4)]))
+    result = CliRunner().invoke(cli, ["keys", "import", str(tmp_path / "k.json"), "--batch-size", "2"])
+    assert result.exit_code == 1
+    assert result.stdout.count(SECRET) == 2
+
+
+def test_export_output_refuses_to_overwrite_without_force(gateway: dict[str, Any], tmp_path: Path) -> None:
+    gateway["/admin/keys/export"] = {"data": [], "next_cursor": None}
+    target = tmp_path / "secrets.csv"
+    target.write_text("precious")
+    refused = CliRunner().invoke(cli, ["keys", "export", "-o", str(target)])
+    assert refused.exit_code == 1 and "--force" in refused.output and target.read_text() == "precious"
+    forced = CliRunner().invoke(cli, ["keys", "export", "-o", str(target), "--force"])
+    assert forced.exit_code == 0 and target.read_text().startswith("id,owner")
