@@ -271,12 +271,14 @@ def import_keys(
     # is, and each batch's secrets reach the disk before the next batch is sent.
     secrets = SecretsFile.create(secrets_out) if secrets_out is not None else None
     client = state.client()
-    results: list[dict[str, Any]] = []
+    # Repeated ids are found here, across the whole file and numbered by its rows (the gateway sees
+    # one batch at a time, and would number a repeat by its position in the request).
+    results, to_send = duplicate_rows(rows)
     try:
         with _progress() as progress:
-            task = progress.add_task("Importing", total=len(rows))
-            for start in range(0, len(rows), batch_size):
-                batch = rows[start : start + batch_size]
+            task = progress.add_task("Importing", total=len(to_send))
+            for start in range(0, len(to_send), batch_size):
+                batch = to_send[start : start + batch_size]
                 answer = client.post("/admin/keys/import", {"keys": [row for _, row in batch]})
                 batch_results = [{**result, "row": batch[result["row"]][0]} for result in answer["results"]]
                 if secrets is not None:
@@ -306,6 +308,27 @@ def import_keys(
         _print_import(report, secrets_out)
     if report["error"]:
         raise CliError(f"{report['error']} of {len(rows)} rows were not imported (see the report above).")
+
+
+def duplicate_rows(rows: list[tuple[int, Any]]) -> tuple[list[dict[str, Any]], list[tuple[int, Any]]]:
+    """Error results for rows repeating an earlier row's (owner, id), and the rows left to send."""
+    first: dict[tuple[str, str], int] = {}
+    errors: list[dict[str, Any]] = []
+    unique: list[tuple[int, Any]] = []
+    for number, row in rows:
+        row_id = row.get("id") if isinstance(row, dict) else None
+        if not isinstance(row_id, str) or not row_id.strip():
+            unique.append((number, row))  # the gateway explains what is wrong with it
+            continue
+        marker = (str(row.get("owner") or "").strip().lower(), row_id.strip())
+        if marker in first:
+            message = f"Duplicate id {row_id.strip()!r} (also in row {first[marker]})."
+            error = {"message": message, "type": "invalid_request_error", "param": "id", "code": "duplicate_id"}
+            errors.append({"row": number, "id": row_id, "status": "error", "error": error})
+        else:
+            first[marker] = number
+            unique.append((number, row))
+    return errors, unique
 
 
 def _import_report(results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -220,3 +220,17 @@ def test_export_output_refuses_to_overwrite_without_force(gateway: dict[str, Any
     assert refused.exit_code == 1 and "--force" in refused.output and target.read_text() == "precious"
     forced = CliRunner().invoke(cli, ["keys", "export", "-o", str(target), "--force"])
     assert forced.exit_code == 0 and target.read_text().startswith("id,owner")
+
+
+def test_duplicate_ids_are_reported_with_file_row_numbers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # GIVEN a CSV whose 2nd and 4th data rows (file lines 3 and 5) repeat the ids of lines 2 and 3
+    client = CountingImport([None, None, None])
+    monkeypatch.setattr(State, "client", lambda self: client)
+    (tmp_path / "k.csv").write_text("id,name\na,one\nb,two\nc,three\nb,again\na,again\n")
+    args = ["keys", "import", str(tmp_path / "k.csv"), "--batch-size", "2", "--json"]
+    report = json.loads(CliRunner().invoke(cli, args).stdout)
+    # THEN every row number, in results and in messages, is the file's line; duplicates are not sent
+    errors = {r["row"]: r["error"]["message"] for r in report["results"] if r["status"] == "error"}
+    assert errors == {5: "Duplicate id 'b' (also in row 3).", 6: "Duplicate id 'a' (also in row 2)."}
+    assert [r["row"] for r in report["results"] if r["status"] == "created"] == [2, 3, 4]
+    assert client.posts == 2

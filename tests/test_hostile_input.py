@@ -110,9 +110,17 @@ HOSTILE_VALUES = {
         ("/v1/embeddings", '{"model": "titan-embed-text-v2", "input": %s}'),
     ],
 )
-def test_v1_routes_answer_400_envelopes(client: Client, key: tuple, path: str, template: str, kind: str) -> None:
+def test_v1_routes_answer_400_envelopes(
+    client: Client, stream_client: Any, key: tuple, path: str, template: str, kind: str
+) -> None:
+    from chalicelib.streaming.routes import STREAM_PATHS
+
     _, plaintext = key
-    response = client.http.post(path, headers=_key_headers(plaintext), body=template % HOSTILE_VALUES[kind])
+    body = template % HOSTILE_VALUES[kind]
+    if ("POST", path) in STREAM_PATHS:  # served by the streaming function, not the Chalice app
+        response = stream_client.post(path, _key_headers(plaintext), body)
+    else:
+        response = client.http.post(path, headers=_key_headers(plaintext), body=body)
     assert response.status_code == 400, response.body
     assert response.json_body["error"]["type"] == "invalid_request_error"
 

@@ -317,7 +317,9 @@ class Importer:
             marker = (owner.sub, import_id)
             if marker in seen:
                 duplicate = errors.InvalidRequest(
-                    f"Duplicate id '{import_id}' (also in row {seen[marker]}).", param="id", code="duplicate_id"
+                    f"Duplicate id {import_id!r} (also in row {seen[marker]} of this request, counting from 0).",
+                    param="id",
+                    code="duplicate_id",
                 )
                 results[index] = _row_error(index, row, duplicate)
                 continue
