@@ -57,7 +57,7 @@ def usage(
 
 
 def usage_table(report: dict[str, Any]) -> output.TableData:
-    who = "everyone" if report["scope"] == "all" else report["scope"]
+    who = "everyone" if report["scope"] == "all" else report.get("scope_email") or report["scope"]
     rows = [
         (_label(row), row["requests"], row["input_tokens"], row["output_tokens"], row["cache_read_tokens"],
          f"${row['cost_usd']}")
@@ -96,14 +96,14 @@ def to_csv(report: dict[str, Any]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in report["data"]:
-        writer.writerow({**row, "name": row.get("name") or ""})
+        writer.writerow({**row, "name": row.get("name") or row.get("owner_email") or ""})
     return buffer.getvalue()
 
 
 def _label(row: dict[str, Any]) -> str:
     if row.get("prefix"):
         return f"{row['prefix']} ({row['name']})" if row.get("name") else row["prefix"]
-    return str(row["group"])
+    return str(row.get("owner_email") or row["group"])  # owners by e-mail, as people know them
 
 
 @click.group()
@@ -135,7 +135,7 @@ def budget_set(state: Any, owner: str, usd: str, json_: bool) -> None:
 def _budget_table(view: dict[str, Any]) -> output.TableData:
     money = lambda v: None if v is None else f"${v}"  # noqa: E731 - a two-use formatter
     return output.table(
-        f"Budget of {view['owner']} for {view['period']}",
+        f"Budget of {view.get('owner_email') or view['owner']} for {view['period']}",
         ("monthly budget", "spent", "remaining"),
         [(money(view["monthly_budget_usd"]), money(view["spent_usd"]), money(view["remaining_usd"]))],
     )

@@ -234,3 +234,24 @@ def test_duplicate_ids_are_reported_with_file_row_numbers(monkeypatch: pytest.Mo
     assert errors == {5: "Duplicate id 'b' (also in row 3).", 6: "Duplicate id 'a' (also in row 2)."}
     assert [r["row"] for r in report["results"] if r["status"] == "created"] == [2, 3, 4]
     assert client.posts == 2
+
+
+def test_owners_are_shown_by_email(gateway: dict[str, Any]) -> None:
+    gateway["/admin/owners/me/budget"] = {
+        "object": "owner_budget", "owner": "0f1e-sub", "owner_email": "alice@example.com", "period": "2026-11",
+        "monthly_budget_usd": "10", "spent_usd": "1", "remaining_usd": "9",
+    }  # fmt: skip
+    gateway["/admin/usage"] = {
+        "object": "usage", "from": "2026-11-01", "to": "2026-11-02", "group_by": "owner", "scope": "all",
+        "data": [{"group": "0f1e-sub", "owner_email": "alice@example.com", "requests": 1, "input_tokens": 1,
+                  "output_tokens": 1, "cache_read_tokens": 0, "cache_write_tokens": 0, "cost_usd": "1"}],
+        "total": {"requests": 1, "input_tokens": 1, "output_tokens": 1, "cache_read_tokens": 0,
+                  "cache_write_tokens": 0, "cost_usd": "1"},
+    }  # fmt: skip
+    from cli.usage import _budget_table
+
+    usage = CliRunner().invoke(cli, ["usage", "--group-by", "owner"], catch_exceptions=False).stdout
+    assert usage.splitlines()[1].startswith("alice@example.com\t") and "0f1e-sub" not in usage
+    assert CliRunner().invoke(cli, ["budget", "show"], catch_exceptions=False).exit_code == 0
+    title = _budget_table(gateway["/admin/owners/me/budget"]).title or ""
+    assert "alice@example.com" in title and "0f1e-sub" not in title
