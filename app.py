@@ -8,6 +8,7 @@ envelope without details (never a traceback).
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -35,14 +36,22 @@ def openai_errors(view: Callable[..., HttpResult]) -> Callable[..., Response]:
             # The one log line of a refused or failed request (never the key or the prompt).
             extra = {"route": view.__name__, "status": exc.status_code, "error_code": exc.code, **exc.context}
             logger.info("request failed", extra=extra)
-            return Response(body=exc.to_body(), status_code=exc.status_code, headers=exc.headers)
+            error = exc
         except Exception:
             logger.exception("unhandled error")
             error = InternalError("The gateway hit an internal error; it has been logged.")
-            return Response(body=error.to_body(), status_code=error.status_code)
-        return Response(body=result.body, status_code=result.status, headers=result.headers)
+        else:
+            return Response(body=result.body, status_code=result.status, headers=result.headers)
+        headers = {**error.headers, "x-request-id": error.headers.get("x-request-id") or _request_id()}
+        return Response(body=error.to_body(), status_code=error.status_code, headers=headers)
 
     return wrapper
+
+
+def _request_id() -> str:
+    # API Gateway's own id for the request (in its logs too); chalice local has none.
+    context = getattr(app.current_request, "context", None) or {}
+    return str(context.get("requestId") or uuid.uuid4().hex)
 
 
 @app.route("/health", methods=["GET"])

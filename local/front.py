@@ -24,6 +24,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -198,7 +199,13 @@ def api_gateway_event(
         "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
         "queryStringParameters": params,
-        "requestContext": {"stage": "local", "path": path, "httpMethod": method, "requestTimeEpoch": int(time.time())},
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "stage": "local",
+            "path": path,
+            "httpMethod": method,
+            "requestTimeEpoch": int(time.time()),
+        },
         "body": text,
         "isBase64Encoded": base64_encoded,
     }

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.streaming.handler import handle
+from local.front import api_gateway_event
 
 
 class Headers(dict):
@@ -54,22 +55,6 @@ class StreamResponse:
         return [event[len("data: ") :] for event in events]
 
 
-def event_for(method: str, path: str, headers: Mapping[str, str], body: bytes | str | None) -> dict[str, Any]:
-    """An API Gateway REST proxy event (payload format 1.0), as API Gateway builds it."""
-    raw = body.encode() if isinstance(body, str) else body
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": dict(headers),
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "requestContext": {"requestId": "test", "stage": "test", "path": path, "httpMethod": method},
-        "body": raw.decode("utf-8", "surrogateescape") if raw is not None else None,
-        "isBase64Encoded": False,
-    }
-
-
 class StreamClient:
     """``post(path, headers=…, body=…)`` against ``chalicelib.streaming.handler``."""
 
@@ -86,7 +71,9 @@ class StreamClient:
     ) -> StreamResponse:
         """Send one request; read the whole body, or only ``stop_after`` chunks and then hang up."""
         started = time.monotonic()
-        result = handle(event_for("POST", path, headers or {}, body), deadline=time.time() + self.timeout_seconds)
+        raw = body.encode() if isinstance(body, str) else body
+        event = api_gateway_event("POST", path, "", dict(headers or {}), raw)
+        result = handle(event, deadline=time.time() + self.timeout_seconds)
         response = StreamResponse(result.status, Headers({k.lower(): v for k, v in result.headers.items()}))
         try:
             for chunk in result.chunks:

@@ -125,6 +125,7 @@ def test_errors_are_openai_envelopes_with_the_right_status(client: Client, key, 
     error = response.json_body
     assert_valid("ErrorResponse", error)
     assert code_or_type in (error["error"]["code"], error["error"]["type"])
+    assert len(response.headers["x-request-id"]) >= 16  # the id to quote when asking what happened
     if status == 429:
         assert int(response.headers["Retry-After"]) >= 1
 
@@ -154,6 +155,7 @@ def test_missing_or_invalid_keys_are_401(client: Client, headers) -> None:
     assert_valid("ErrorResponse", response.json_body)
     models = client.http.get("/v1/models", headers=headers)
     assert models.status_code == 401
+    assert response.headers["x-request-id"] and models.headers["x-request-id"]
 
 
 def test_form_encoded_body_from_plain_curl_is_still_parsed(client: Client, key) -> None:
@@ -210,3 +212,14 @@ def test_rate_limited_key_gets_retry_after_and_openai_headers(client: Client, ke
     assert limited.json_body["error"]["code"] == "rate_limit_exceeded"
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
     assert limited.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+@pytest.mark.parametrize("max_tokens", [10**40, 2**31, 1_000_000])
+def test_absurd_max_tokens_is_a_400_before_any_limit_or_budget(client: Client, keys_table, max_tokens) -> None:
+    # A key with every limit: admission must never see a number the model cannot produce.
+    _, plaintext = KeyStore(keys_table).create(
+        owner_sub="o", monthly_budget_usd=Decimal("1"), rpm_limit=10, tpm_limit=100_000
+    )
+    response = post_chat(client, plaintext, hello(max_tokens=max_tokens))
+    assert response.status_code == 400, response.body
+    assert response.json_body["error"]["param"] == "max_tokens"

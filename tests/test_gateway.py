@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -179,6 +180,9 @@ def test_stream_cut_midway_ends_with_an_error_event_and_is_billed(gateway: Gatew
     assert events[-1] != "[DONE]"
     error = json.loads(events[-1])
     assert_valid("ErrorResponse", error)
+    # The message names the problem, not our dependencies' classes.
+    assert error["error"]["code"] == "upstream_connection_error"
+    assert not re.search(r"litellm|Error\b|Exception|Original exception", error["error"]["message"])
     assert outcome.status == "partial"
     assert outcome.usage.input_tokens > 0 and outcome.usage.output_tokens > 0
 
@@ -499,3 +503,30 @@ def test_multipart_user_content_and_images_reach_bedrock(recorder) -> None:
     assert body["system"] == [{"text": "Be brief."}]
     assert [list(block) for block in body["messages"][0]["content"]] == [["text"], ["image"]]
     assert "an image (png" in outcome.body["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (
+            "litellm.MidStreamFallbackError: litellm.APIConnectionError: BedrockException - peer closed connection "
+            "without sending complete message body (incomplete chunked read) Original exception: APIConnectionError",
+            "The connection to Bedrock broke off",
+        ),
+        (
+            "litellm.UnsupportedParamsError: Bedrock doesn't support tool_choice=none. To drop it from the call, "
+            "set `litellm.drop_params = True.",
+            "Bedrock doesn't support tool_choice=none",
+        ),
+        ('litellm.BadRequestError: BedrockException - {"message": "Input is too long."}', "Input is too long."),
+    ],
+)
+def test_upstream_error_messages_never_name_our_dependencies(raised: str, expected: str) -> None:
+    from chalicelib.gateway import map_upstream_error
+
+    class FakeLiteLLMError(Exception):
+        status_code = 400
+
+    error = map_upstream_error(FakeLiteLLMError(raised))
+    assert expected in error.message
+    assert not re.search(r"litellm|drop_params|Error\b|Exception", error.message), error.message

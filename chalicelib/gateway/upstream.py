@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 
 from chalicelib import errors
+from chalicelib.observability import logger
 
 _UPSTREAM_RETRY_AFTER_SECONDS = 2
 
@@ -20,7 +22,17 @@ def map_upstream_error(exc: Exception) -> errors.AppError:
         return exc
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
-    detail = _clean_message(exc)
+    bedrock_says = _bedrock_message(exc)
+    if bedrock_says is None:
+        # Not Bedrock's own words (a broken connection, a client-side failure): what LiteLLM
+        # says names its own classes and internals, which mean nothing to the caller. Log it.
+        logger.warning("upstream failure without a Bedrock message", extra={"error": name, "detail": str(exc)[:2000]})
+    if bedrock_says is None and _connection_broke(exc):
+        return errors.UpstreamError(
+            "The connection to Bedrock broke off before the answer was complete; retry the request.",
+            code="upstream_connection_error",
+        )
+    detail = bedrock_says or _without_internals(str(exc)) or (f"HTTP {status}" if status else "no details")
     if name in ("Timeout", "APITimeoutError") or isinstance(exc, TimeoutError) or status in (408, 504):
         return errors.UpstreamTimeout("Bedrock did not answer in time; retry the request.")
     if status == 429 or name == "RateLimitError":
@@ -45,14 +57,45 @@ def map_upstream_error(exc: Exception) -> errors.AppError:
     return errors.UpstreamError(f"Bedrock failed to answer: {detail}")
 
 
-def _clean_message(exc: Exception) -> str:
+def _bedrock_message(exc: Exception) -> str | None:
+    """Bedrock's own error message (the ``message`` of its JSON error body), if the exception carries it."""
     text = str(getattr(exc, "message", None) or exc)
-    for noise in ("litellm.", "BedrockException - ", "BedrockException: "):
-        text = text.replace(noise, "")
-    try:
-        inner = json.loads(text[text.index("{") :]) if "{" in text else None
-    except ValueError:
-        inner = None
-    if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-        text = inner["message"]
-    return text.strip()[:500]
+    start = text.find("{")
+    while start >= 0:
+        try:
+            inner, _ = json.JSONDecoder().raw_decode(text[start:])
+        except ValueError:
+            inner = None
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str) and inner["message"].strip():
+            return inner["message"].strip()[:500]
+        start = text.find("{", start + 1)
+    return None
+
+
+_INTERNALS = re.compile(
+    r"(?:\blitellm\.[\w.]+(?::\s*)?)"  # litellm.BadRequestError: / litellm.drop_params
+    r"|(?:\b\w*(?:Error|Exception)\b(?:\s*[-:]\s*)?)"  # class names: BedrockException - , APIConnectionError:
+    r"|(?:To drop it from the call.*$)"  # LiteLLM's own advice about its own settings
+    r"|(?:Original exception:.*$)",
+    re.DOTALL,
+)
+
+
+def _without_internals(text: str) -> str:
+    """A LiteLLM message without LiteLLM's (or Python's) names in it; empty if nothing else is left."""
+    cleaned = " ".join(_INTERNALS.sub(" ", text).split()).strip(" -:.")
+    return cleaned[:300]
+
+
+_CONNECTION_SIGNS = (
+    "APIConnectionError",
+    "peer closed",
+    "incomplete chunked read",
+    "Connection reset",
+    "RemoteProtocol",
+)
+
+
+def _connection_broke(exc: Exception) -> bool:
+    text = f"{type(exc).__name__} {exc}"
+    return any(sign in text for sign in _CONNECTION_SIGNS)

@@ -97,6 +97,8 @@ _ROLES = {"system", "developer", "user", "assistant", "tool"}
 _DATA_URL = re.compile(r"^data:image/(png|jpeg|jpg|gif|webp);base64,(.*)$", re.DOTALL)
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_STOP_SEQUENCES = 4
+#: Bound on any requested output length before the model's own limit is checked.
+MAX_OUTPUT_TOKENS = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -434,7 +436,10 @@ def _response_format(value: Any) -> dict[str, Any] | None:
 
 def _max_tokens(present: Mapping[str, Any]) -> int | None:
     values = {
-        name: _integer(present, name, minimum=1) for name in ("max_completion_tokens", "max_tokens") if name in present
+        # No model writes anywhere near 2**31 tokens; the model's own limit is checked before admission.
+        name: _integer(present, name, minimum=1, maximum=MAX_OUTPUT_TOKENS)
+        for name in ("max_completion_tokens", "max_tokens")
+        if name in present
     }
     if len(values) == 2 and values["max_tokens"] != values["max_completion_tokens"]:
         raise InvalidRequest(
@@ -488,12 +493,14 @@ def _object(source: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return value
 
 
-def _integer(source: Mapping[str, Any], name: str, *, minimum: int) -> int:
+def _integer(source: Mapping[str, Any], name: str, *, minimum: int, maximum: int = 2**63 - 1) -> int:
     value = source[name]
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequest(f"'{name}' must be an integer.", param=name)
     if value < minimum:
         raise InvalidRequest(f"'{name}' must be at least {minimum}.", param=name)
+    if value > maximum:
+        raise InvalidRequest(f"'{name}' must be at most {maximum}.", param=name)
     return value
 
 

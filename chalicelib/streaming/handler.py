@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,17 +30,28 @@ def handle(event: Mapping[str, Any], *, deadline: float) -> StreamingResult:
         body = base64.b64decode(body)
     route = find_route(method, path)
     if route is None:
-        return json_answer(errors.NotFound(f"Unknown request URL: {method} {path}.").to_body(), 404)
+        error: errors.AppError = errors.NotFound(f"Unknown request URL: {method} {path}.", code="unknown_url")
+        return json_answer(error.to_body(), 404, {"x-request-id": request_id_of(event, error)})
     try:
         return route.handler(headers, body, deadline)
     except errors.AppError as exc:
+        error = exc
         extra = {"route": route.name, "status": exc.status_code, "error_code": exc.code, **exc.context}
         logger.info("request failed", extra=extra)
-        return json_answer(route.error_body(exc), exc.status_code, exc.headers)
     except Exception:
         logger.exception("unhandled error", extra={"route": route.name})
         error = errors.InternalError("The gateway hit an internal error; it has been logged.")
-        return json_answer(route.error_body(error), error.status_code)
+    headers_out = {**error.headers, "x-request-id": request_id_of(event, error)}
+    return json_answer(route.error_body(error), error.status_code, headers_out)
+
+
+def request_id_of(event: Mapping[str, Any], error: errors.AppError) -> str:
+    """The id a caller quotes when asking about a failed request: the model call's, else API Gateway's."""
+    known = error.headers.get("x-request-id")
+    if known:
+        return known
+    context = event.get("requestContext") or {}
+    return str(context.get("requestId") or uuid.uuid4().hex)
 
 
 def json_answer(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> StreamingResult:
