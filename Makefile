@@ -35,8 +35,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
-dev: $(VENV)/.installed ## Run the local stack (moto, Bedrock emulator, chalice local) until Ctrl-C
-	@$(PY) -m local.devstack
+dev: $(VENV)/.installed ## Run the local stack until Ctrl-C; keeps its state across restarts (FRESH=1: start clean)
+	@$(PY) -m local.devstack $(if $(FRESH),--fresh)
 
 test: $(VENV)/.installed ## Run the whole test suite
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) -m pytest $(PYTEST_ARGS)
