@@ -56,5 +56,6 @@ def test_workflow_lint_offline_is_a_warning_locally(offline_tools: Path) -> None
 
 
 def test_workflow_lint_offline_fails_in_ci(offline_tools: Path) -> None:
-    result = make("lint-workflows", f"TOOLS_VENV={offline_tools}", env={"PATH": _path_without_actionlint(), "CI": "true"})
+    env = {"PATH": _path_without_actionlint(), "CI": "true"}
+    result = make("lint-workflows", f"TOOLS_VENV={offline_tools}", env=env)
     assert result.returncode != 0 and "actionlint" in result.stderr
