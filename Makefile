@@ -16,7 +16,7 @@ STACK ?= pennyworth-$(STAGE)
 ARTIFACT_TESTS ?= tests/test_artifact.py tests/test_gateway.py tests/test_app.py tests/test_catalog.py \
   tests/test_keys.py tests/test_ledger.py tests/test_metering.py tests/test_security.py
 
-.PHONY: help dev test lint lock bench clean package test-artifact bench-cold validate lint-workflows deploy
+.PHONY: help dev test lint lock bench clean package test-artifact bench-cold validate lint-workflows audit deploy
 
 # What make deploy needs is checked when the Makefile is read, before any prerequisite runs:
 # a missing bucket used to surface only after a 35 s build.
@@ -102,6 +102,9 @@ lint-workflows: $(TOOLS_VENV)/.installed ## actionlint on .github/workflows (a w
 	  echo "warning: actionlint could not be installed (it downloads its binary from GitHub; offline?):" \
 	    "the workflows were not linted here. CI lints them." >&2; \
 	fi
+
+audit: $(TOOLS_VENV)/.installed ## pip-audit of every hash-pinned requirements file (offline: a warning; CI: strict)
+	$(TOOLS_VENV)/bin/python -m tools.audit --pip-audit $(TOOLS_VENV)/bin/pip-audit
 
 deploy: package ## CloudFormation deploy of build/$(STAGE) (AWS credentials; ARTIFACT_BUCKET=…, PARAMETERS="K=V …")
 	@[ -n "$(ARTIFACT_BUCKET)" ] || { echo "error: set ARTIFACT_BUCKET (see docs/deployment.md)" >&2; exit 1; }
