@@ -214,3 +214,19 @@ def test_cli_import_of_a_deeply_nested_file_is_a_clean_error(tmp_path: Any) -> N
     path.write_text(DEEP)
     with pytest.raises(CliError, match="JSON"):
         read_rows(path, "json")
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        ('{"max_tokens": 1e400}', "max_tokens"),
+        ('{"max_tokens": ' + "1" * 41 + "}", "max_tokens"),
+        ('{"model": "m", "messages": [{"role": "user", "content": "\\ud800"}]}', "messages"),
+        ('{"tools": ' + "[" * 100 + "]" * 100 + "}", "tools"),
+        ('{"\\ud800": 1}', None),
+    ],
+)
+def test_a_refusal_names_the_top_level_field(raw: str, param: str | None) -> None:
+    with pytest.raises(errors.InvalidRequest) as refused:
+        body.parse_json(raw)
+    assert refused.value.param == param

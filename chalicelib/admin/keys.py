@@ -276,7 +276,10 @@ class AdminService:
         else:
             raise errors.PermissionDenied("You can list only your own keys.", param="owner", code="not_key_owner")
         return self._keys.list_keys(
-            owner_sub=owner_sub, status=query.get("status"), limit=_limit(query, kind), cursor=query.get("cursor")
+            owner_sub=owner_sub,
+            status=query.get("status") or None,  # an empty parameter is an absent one, as everywhere
+            limit=_limit(query, kind),
+            cursor=query.get("cursor"),
         )
 
     def _listed_owner(self, who: str) -> str:

@@ -91,66 +91,73 @@ def parse_json(raw: bytes | str, *, exact_numbers: bool = False) -> Any:
 
 
 def _check(value: Any, *, strings: bool) -> None:
-    """Depth, surrogates and number range, in one iterative walk (no recursion to exhaust)."""
+    """Depth, surrogates and number range, in one iterative walk (no recursion to exhaust).
+
+    A refusal names the top-level field it was found under (``param``), as validation would.
+    """
     if not isinstance(value, (dict, list)):
         value = [value]  # a bare value is checked like an array's item
-    pending: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
+    pending: list[tuple[dict[str, Any] | list[Any], int, str | None]] = [(value, 1, None)]
     while pending:
-        item, depth = pending.pop()
+        item, depth, param = pending.pop()
         if depth > MAX_DEPTH:
-            raise _too_deep()
+            raise _too_deep(param)
         if isinstance(item, dict):
             if strings:
                 for key in item:
-                    _check_text(key)
-            children: Any = item.values()
+                    _check_text(key, param)  # a bad top-level key names no field
+            children: Any = item.items()
         elif item and set(map(type, item)) == {int}:
             # A token-id array (up to 100,000 integers): checked at C speed, not one by one.
-            _check_int(min(item))
-            _check_int(max(item))
+            _check_int(min(item), param)
+            _check_int(max(item), param)
             continue
         else:
-            children = item
-        for child in children:
+            children = ((None, child) for child in item)
+        for key, child in children:
+            where = key if depth == 1 and isinstance(key, str) else param
             kind = type(child)
             if kind is dict or kind is list:
-                pending.append((child, depth + 1))
+                pending.append((child, depth + 1, where))
             elif kind is str:
                 if strings:
-                    _check_text(child)
+                    _check_text(child, where)
             elif kind is int:
-                _check_int(child)
+                _check_int(child, where)
             elif kind is float and not math.isfinite(child):
-                raise _refused("a number is out of range")
+                raise _refused("a number is out of range", where)
             elif kind is Decimal and not -_MAX_EXPONENT <= child.adjusted() <= _MAX_EXPONENT:
                 # 1e999999999 is a valid Decimal, and a gigabyte of digits when printed.
-                raise _refused("a number is out of range")
+                raise _refused("a number is out of range", where)
 
 
-def _check_text(text: str) -> None:
+def _check_text(text: str, param: str | None = None) -> None:
     if text.isascii():
         return
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise _refused("a string holds a lone UTF-16 surrogate (such as \\ud800), which is not text") from None
+        raise _refused("a string holds a lone UTF-16 surrogate (such as \\ud800), which is not text", param) from None
 
 
-def _check_int(number: int) -> None:
+def _check_int(number: int, param: str | None = None) -> None:
     if not -_INT_BOUND < number < _INT_BOUND:
-        raise _refused(f"an integer has more than {MAX_INT_DIGITS} digits")
+        raise _refused(f"an integer has more than {MAX_INT_DIGITS} digits", param)
 
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid JSON number")
 
 
-def _too_deep() -> InvalidRequest:
-    return InvalidRequest(f"The JSON body is nested more than {MAX_DEPTH} levels deep; send a flatter document.")
+def _too_deep(param: str | None = None) -> InvalidRequest:
+    return InvalidRequest(
+        f"The JSON body is nested more than {MAX_DEPTH} levels deep; send a flatter document.", param=param
+    )
 
 
-def _refused(reason: str) -> InvalidRequest:
+def _refused(reason: str, param: str | None = None) -> InvalidRequest:
     return InvalidRequest(
         f"We could not parse the JSON body of your request ({reason}). "
-        "Send valid JSON with 'Content-Type: application/json'."
+        "Send valid JSON with 'Content-Type: application/json'.",
+        param=param,
     )

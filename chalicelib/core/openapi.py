@@ -479,7 +479,8 @@ def _operation(route: Route) -> dict[str, Any]:
         {"name": name, "in": "path", "required": True, "schema": STRING} for name in re.findall(r"{(\w+)}", route.path)
     ]
     parameters += [
-        {"name": name, "in": "query", "required": False, "schema": schema} for name, schema in route.query.items()
+        {"name": name, "in": "query", "required": False, "schema": _or_empty(schema)}
+        for name, schema in route.query.items()
     ]
     if parameters:
         operation["parameters"] = parameters
@@ -505,6 +506,17 @@ def _operation(route: Route) -> dict[str, Any]:
         responses[str(status)] = response
     operation["responses"] = responses
     return operation
+
+
+def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema that also admits "" (on every route, ?limit= means no limit given)."""
+    if "enum" in schema:
+        return {**schema, "enum": [*schema["enum"], ""]}
+    if "pattern" in schema:
+        return {**schema, "pattern": f"^(?:{schema['pattern'].strip('^$')})?$"}
+    if schema.get("type") == "string":
+        return schema
+    return {"anyOf": [schema, {"const": ""}]}
 
 
 def _operation_id(route: Route) -> str:
