@@ -12,11 +12,13 @@ STAGE ?= dev
 TOOLS_VENV ?= .venv-tools
 BUILD := build/$(STAGE)
 STACK ?= pennyworth-$(STAGE)
-# Unit + route tests that drive LiteLLM through the emulator: run against the built artifact.
+# Unit + route tests that drive LiteLLM through the emulator, and the streaming entry point under the
+# local Lambda Runtime API: run against the built artifact.
 ARTIFACT_TESTS ?= tests/test_artifact.py tests/test_gateway.py tests/test_app.py tests/test_catalog.py \
-  tests/test_keys.py tests/test_ledger.py tests/test_metering.py tests/test_security.py
+  tests/test_keys.py tests/test_ledger.py tests/test_metering.py tests/test_security.py \
+  tests/test_responses_route.py tests/test_streaming_artifact.py tests/test_console.py
 
-.PHONY: help dev test lint lock bench clean package test-artifact bench-cold validate lint-workflows audit deploy
+.PHONY: help dev test lint lock bench clean package test-artifact bench-cold validate lint-workflows audit deploy clients
 
 # What make deploy needs is checked when the Makefile is read, before any prerequisite runs:
 # a missing bucket used to surface only after a 35 s build.
@@ -51,6 +53,13 @@ dev: $(VENV)/.installed ## Run the local stack until Ctrl-C; keeps its state acr
 
 test: $(VENV)/.installed ## Run the whole test suite
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) -m pytest $(PYTEST_ARGS)
+
+clients: ## Install the real clients the integration tests drive (tests/clients/*: npm ci from each lockfile)
+	@command -v npm >/dev/null || { echo "error: npm (Node.js) is needed for the pinned clients in tests/clients" >&2; exit 1; }
+	@for dir in tests/clients/*/; do \
+	  if [ "$${dir}node_modules/.package-lock.json" -nt "$${dir}package-lock.json" ]; then continue; fi; \
+	  echo "npm ci in $$dir"; npm ci --prefix "$$dir" --no-audit --no-fund --loglevel=error || exit 1; \
+	done
 
 lint: $(VENV)/.installed ## ruff over the project
 	$(VENV)/bin/ruff check .

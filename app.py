@@ -131,6 +131,12 @@ def admin_list_keys() -> HttpResult:
     return wiring.admin_service().list_keys(app.current_request.headers, _query())
 
 
+@app.route("/admin/models", methods=["GET"], authorizer=ADMIN_AUTH)
+@openai_errors
+def admin_list_models() -> HttpResult:
+    return wiring.admin_service().list_models(app.current_request.headers)
+
+
 @app.route("/admin/keys/import", methods=["POST"], authorizer=ADMIN_AUTH, content_types=ANY_BODY)
 @openai_errors
 def admin_import_keys() -> HttpResult:
@@ -223,3 +229,18 @@ def admin_get_report(day: str) -> HttpResult:
 def admin_reconcile() -> HttpResult:
     request = app.current_request
     return wiring.accounting_service().reconcile(request.headers, request.raw_body)
+
+
+# The web console: a static page and its assets, public (the JSON API above checks every call).
+
+
+@app.route("/console", methods=["GET"])
+@openai_errors
+def console_page() -> HttpResult:
+    return wiring.console_site().page(app.current_request.context.get("path"))
+
+
+@app.route("/console/{asset}", methods=["GET"])
+@openai_errors
+def console_asset(asset: str) -> HttpResult:
+    return wiring.console_site().asset(asset)

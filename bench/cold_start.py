@@ -3,12 +3,20 @@
 Each sample is a fresh interpreter (``python -S -B``: no site-packages, no
 bytecode written) whose only import path is an unzipped artifact, as on
 Lambda. It imports ``app`` and calls the real handler, ``app.app(event,
-context)``, with an API Gateway proxy event, timing from its first line to
-the response. Cases:
+context)`` (or the streaming handler for the model route), with an API
+Gateway proxy event, timing from its first line to the response. Cases:
 
 * ``models``: first ``GET /v1/models`` with a valid key (non-LLM route);
 * ``unauthorized``: first request with a wrong key (401);
-* ``chat``: first ``POST /v1/chat/completions`` (imports LiteLLM, calls the Bedrock emulator);
+* ``chat``: first ``POST /v1/chat/completions`` (imports LiteLLM, calls the Bedrock emulator), a
+  whole answer from the streaming route's handler, ``chalicelib.streaming.handler.handle``, called
+  in-process as the runtime loop calls it (the route left the Chalice app);
+* ``stream_chat``: the streaming function's real entry point (exec wrapper → our Runtime API
+  loop → ``chalicelib.streaming.handler``) started cold under ``local/lambda_runtime.py``, one
+  streamed chat completion; timed from process start (interpreter start-up included, unlike
+  the cases above) to its first poll of the Runtime API (the end of Lambda's init phase: wrapper,
+  interpreter, our loop and the handler module imported), to the prelude (headers out), to the
+  first body chunk, and to the end;
 * ``bare_litellm_naive``: ``import litellm`` from ``chalice package``'s own output (no pruning, no bytecode);
 * ``bare_boto3_naive`` / ``bare_boto3_artifact``: ``import boto3`` from each.
 
@@ -20,6 +28,7 @@ Usage: ``python bench/cold_start.py [--artifact build/dev/unzipped] [--runs 3]``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -50,6 +59,17 @@ result = {}
 if "module" in case:
     __import__(case["module"])
     result["seconds"] = time.perf_counter() - started
+elif case.get("streaming"):
+    # The streaming function's handler, in-process (what the runtime loop calls), the body drained.
+    from chalicelib.streaming import handler
+    imported = time.perf_counter()
+    answer = handler.handle(case["event"], deadline=time.time() + 300)
+    body = b"".join(answer.chunks)
+    answer.close()
+    result.update(
+        seconds=time.perf_counter() - started, import_app_seconds=imported - started, status=answer.status,
+        body=body[:200].decode("utf-8", "replace"),
+    )
 else:
     import app
     imported = time.perf_counter()
@@ -149,6 +169,33 @@ def run_child(root: Path, case: dict[str, Any], env: dict[str, str]) -> dict[str
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def stream_case(artifact: Path, env: dict[str, str], event: dict[str, Any]) -> dict[str, Any]:
+    """A cold streaming function: start its exec wrapper, send one event, time what comes back."""
+    from local.lambda_runtime import RuntimeAPI
+
+    with RuntimeAPI() as api:
+        process = api.start_function(artifact, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started = api.started_at or time.monotonic()
+        invocation = api.invoke(event)
+        arrivals = [arrived for arrived, _ in invocation.body_chunks(timeout=120)]
+        result = invocation.result(timeout=5)
+        peak_kb = 0
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            peak_kb = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+    if result.mode != "streaming" or len(arrivals) < 1:
+        raise SystemExit(f"the streaming function did not stream: {result.mode} {result.error}")
+    return {
+        "seconds": arrivals[-1] - started,
+        "init_seconds": (api.first_poll_at or started) - started,
+        "first_byte_seconds": arrivals[0] - started,
+        "first_body_chunk_seconds": (arrivals[1] if len(arrivals) > 1 else arrivals[0]) - started,
+        "status": result.status,
+        "body": result.body[:200].decode("utf-8", "replace"),
+        "peak_rss_mb": peak_kb / 1024,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifact", type=Path, default=ROOT / "build" / "dev" / "unzipped")
@@ -214,19 +261,26 @@ def main() -> int:
             "PENNYWORTH_AUDIT_TABLE": TABLES["AuditTable"],
         }
         chat = {"model": "nova-micro", "messages": [{"role": "user", "content": "Hello, cold start"}]}
+        stream_event = event("POST", "/v1/chat/completions", key, {**chat, "stream": True})
+        stream_env = {
+            k: v for k, v in env.items() if k not in ("PATH", "HOME", "PYTHONDONTWRITEBYTECODE", "AWS_REGION")
+        }
+        stream_env["PENNYWORTH_STREAM_TIMEOUT_SECONDS"] = "300"
         cases = {
             "models": (artifact, {"event": event("GET", "/v1/models", key)}),
             "unauthorized": (artifact, {"event": event("GET", "/v1/models", "pw-wrong")}),
-            "chat": (artifact, {"event": event("POST", "/v1/chat/completions", key, chat)}),
+            "chat": (artifact, {"event": event("POST", "/v1/chat/completions", key, chat), "streaming": True}),
             "bare_litellm_naive": (naive, {"module": "litellm"}),
             "bare_boto3_naive": (naive, {"module": "boto3"}),
             "bare_boto3_artifact": (artifact, {"module": "boto3"}),
         }
         before = {root: file_count(root) for root in (artifact, naive)}
         samples: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
+        samples["stream_chat"] = []
         for _ in range(args.runs):
             for name, (root, case) in cases.items():
                 samples[name].append(run_child(root, {"name": name, **case}, env))
+            samples["stream_chat"].append(stream_case(artifact, stream_env, stream_event))
         written = {str(root): file_count(root) - count for root, count in before.items()}
     finally:
         for process in processes:
@@ -242,10 +296,12 @@ def main() -> int:
         }
         if "status" in runs[0]:
             results[name]["status"] = runs[0]["status"]
-            results[name]["median_import_app_seconds"] = round(
-                statistics.median(r["import_app_seconds"] for r in runs), 3
-            )
-    expected = {"models": 200, "unauthorized": 401, "chat": 200}
+        for extra in ("import_app_seconds", "init_seconds", "first_byte_seconds", "first_body_chunk_seconds"):
+            if extra in runs[0]:
+                results[name][f"median_{extra}"] = round(statistics.median(r[extra] for r in runs), 3)
+        if name == "stream_chat":
+            results[name]["body"] = runs[0]["body"]
+    expected = {"models": 200, "unauthorized": 401, "chat": 200, "stream_chat": 200}
     wrong = {name: results[name]["status"] for name, status in expected.items() if results[name]["status"] != status}
     bare = results["bare_litellm_naive"]["median_seconds"]
     boto3_naive = results["bare_boto3_naive"]["median_seconds"]
@@ -255,6 +311,10 @@ def main() -> int:
         "chat_vs_bare_litellm": round(results["chat"]["median_seconds"] / bare, 3),
         "non_llm_vs_import_boto3": round(non_llm / boto3_naive, 3),
         "non_llm_vs_import_boto3_artifact": round(non_llm / results["bare_boto3_artifact"]["median_seconds"], 3),
+        # Informational: the streaming entry point's first body chunk against the buffered chat's whole answer.
+        "stream_first_chunk_vs_chat": round(
+            results["stream_chat"]["median_first_body_chunk_seconds"] / results["chat"]["median_seconds"], 3
+        ),
         "peak_rss_mb": peak,
     }
     report = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -25,10 +26,13 @@ ENV: dict[str, str | None] = {
     "PENNYWORTH_BEDROCK_ENDPOINT_URL": None,
     "PENNYWORTH_BEDROCK_REGION": None,
     "PENNYWORTH_UPSTREAM_TIMEOUT_SECONDS": "25",
+    "PENNYWORTH_STREAM_TIMEOUT_SECONDS": "300",
     "PENNYWORTH_MAX_BODY_BYTES": "5000000",
     "PENNYWORTH_COGNITO_USER_POOL_ID": None,
     "PENNYWORTH_COGNITO_CLIENT_ID": None,
     "PENNYWORTH_COGNITO_ENDPOINT_URL": None,
+    "PENNYWORTH_COGNITO_CONSOLE_CLIENT_ID": None,
+    "PENNYWORTH_CONSOLE_AUTH_URL": None,
     # A harmless placeholder: the deployed template's authorizer gets the real pool's ARN.
     "PENNYWORTH_COGNITO_USER_POOL_ARN": "arn:aws:cognito-idp:us-east-1:000000000000:userpool/us-east-1_placeholder",
     "PENNYWORTH_REPORT_TOPIC_ARN": None,
@@ -40,6 +44,8 @@ ENV: dict[str, str | None] = {
 }
 
 DEFAULT_CATALOG = Path(__file__).parent / "catalog" / "catalog.json"
+#: Lambda's longest function timeout, which is also API Gateway's longest streamed response (15 min).
+MAX_STREAM_TIMEOUT_SECONDS = 900
 
 
 class SettingsError(ValueError):
@@ -60,11 +66,14 @@ class Settings:
     bedrock_endpoint_url: str | None
     bedrock_region: str
     upstream_timeout_seconds: float
+    stream_timeout_seconds: float
     max_body_bytes: int
     cognito_user_pool_id: str | None
     cognito_client_id: str | None
     cognito_endpoint_url: str | None
     cognito_user_pool_arn: str
+    cognito_console_client_id: str | None
+    console_auth_url: str | None
     report_topic_arn: str | None
     slack_webhook_parameter: str | None
     spike_threshold_usd: Decimal | None
@@ -92,11 +101,16 @@ class Settings:
             bedrock_endpoint_url=get("PENNYWORTH_BEDROCK_ENDPOINT_URL"),
             bedrock_region=get("PENNYWORTH_BEDROCK_REGION") or region,
             upstream_timeout_seconds=_number(get, "PENNYWORTH_UPSTREAM_TIMEOUT_SECONDS", float),
+            stream_timeout_seconds=_number(
+                get, "PENNYWORTH_STREAM_TIMEOUT_SECONDS", float, maximum=MAX_STREAM_TIMEOUT_SECONDS
+            ),
             max_body_bytes=_number(get, "PENNYWORTH_MAX_BODY_BYTES", int),
             cognito_user_pool_id=get("PENNYWORTH_COGNITO_USER_POOL_ID"),
             cognito_client_id=get("PENNYWORTH_COGNITO_CLIENT_ID"),
             cognito_endpoint_url=get("PENNYWORTH_COGNITO_ENDPOINT_URL") or get("PENNYWORTH_AWS_ENDPOINT_URL"),
             cognito_user_pool_arn=_required(get, "PENNYWORTH_COGNITO_USER_POOL_ARN"),
+            cognito_console_client_id=get("PENNYWORTH_COGNITO_CONSOLE_CLIENT_ID"),
+            console_auth_url=_url(get, "PENNYWORTH_CONSOLE_AUTH_URL"),
             report_topic_arn=get("PENNYWORTH_REPORT_TOPIC_ARN"),
             slack_webhook_parameter=get("PENNYWORTH_SLACK_WEBHOOK_PARAMETER"),
             spike_threshold_usd=(
@@ -116,14 +130,27 @@ def _required(get, name: str) -> str:
     return value
 
 
-def _number(get, name: str, kind: type):
+def _url(get, name: str) -> str | None:
+    value = get(name)
+    if value is None:
+        return None
+    if not re.match(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$", value):
+        raise SettingsError(f"{name} must be an http(s) URL without query or fragment, got {value!r}")
+    return value.rstrip("/")
+
+
+def _number(get, name: str, kind: type, maximum: float | None = None):
     raw = get(name)
     try:
         value = kind(raw)
     except (TypeError, ValueError, InvalidOperation):
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value != value or value in (float("inf"), Decimal("Infinity")):  # NaN is unequal to itself
+        raise SettingsError(f"{name} must be a finite number, got {raw!r}")
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {raw!r}")
+    if maximum is not None and not value <= maximum:
+        raise SettingsError(f"{name} must be at most {maximum}, got {raw!r}")
     return value
 
 

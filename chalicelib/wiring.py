@@ -16,6 +16,7 @@ from chalicelib.admin.accounting import AccountingService
 from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticator_for_pool
 from chalicelib.admin.keys import AdminService
 from chalicelib.catalog.catalog import Catalog, load_catalog
+from chalicelib.console import ConsoleConfig, ConsoleSite
 from chalicelib.core.service import ModelService
 from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
@@ -23,6 +24,7 @@ from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.mcp import McpServer
 from chalicelib.protocols.openai import OpenAIService
 from chalicelib.protocols.openai_chat import ChatCompletions
+from chalicelib.protocols.openai_responses import Responses
 from chalicelib.settings import get_settings
 
 
@@ -94,6 +96,12 @@ def chat_adapter() -> ChatCompletions:
 
 
 @functools.cache
+def responses_adapter() -> Responses:
+    """``POST /v1/responses`` (streaming route)."""
+    return Responses(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
+
+
+@functools.cache
 def mcp_server() -> McpServer:
     """The ``/mcp`` endpoint over the same keys and model service as ``/v1``."""
     return McpServer(keys=key_store(), service=model_service(), max_body_bytes=get_settings().max_body_bytes)
@@ -154,6 +162,7 @@ def admin_authenticator() -> AdminAuthenticator:
         region=settings.region,
         endpoint_url=settings.cognito_endpoint_url,
         directory=user_directory(),
+        console_client_id=settings.cognito_console_client_id,
     )
 
 
@@ -182,6 +191,18 @@ def accounting_service() -> AccountingService:
         directory=user_directory,
         max_body_bytes=get_settings().max_body_bytes,
     )
+
+
+@functools.cache
+def console_site() -> ConsoleSite:
+    """The web console's page and assets, configured for this stage's sign-in."""
+    settings = get_settings()
+    config = ConsoleConfig(
+        auth_url=settings.console_auth_url,
+        client_id=settings.cognito_console_client_id,
+        local=settings.stage == "local",
+    )
+    return ConsoleSite(config)
 
 
 def reset() -> None:

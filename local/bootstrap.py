@@ -51,7 +51,7 @@ def create_tables(dynamodb_client: Any, table_names: dict[str, str]) -> None:
 def create_user_pool(cognito_client: Any, pool_name: str) -> dict[str, str]:
     """Create the user pool, CLI app client and admins group; return their ids."""
     pool = next(iter(template_resources("AWS::Cognito::UserPool").values()))["Properties"]
-    client = next(iter(template_resources("AWS::Cognito::UserPoolClient").values()))["Properties"]
+    client = template_resources("AWS::Cognito::UserPoolClient")["UserPoolCliClient"]["Properties"]
     params = {k: v for k, v in pool.items() if k not in ("UserPoolName", "EnabledMfas")}
     pool_id = cognito_client.create_user_pool(PoolName=pool_name, **params)["UserPool"]["Id"]
     client_params = {k: v for k, v in client.items() if k not in ("UserPoolId", "ClientName")}
@@ -64,6 +64,23 @@ def create_user_pool(cognito_client: Any, pool_name: str) -> dict[str, str]:
             UserPoolId=pool_id, GroupName=props["GroupName"], Description=props.get("Description", "")
         )
     return {"user_pool_id": pool_id, "client_id": client_id}
+
+
+def create_console_client(cognito_client: Any, pool_id: str, console_urls: list[str]) -> str:
+    """The web console's app client (``ConsoleClient``), sending users back to ``console_urls``; its id."""
+    client = template_resources("AWS::Cognito::UserPoolClient")["ConsoleClient"]["Properties"]
+    params = {k: v for k, v in client.items() if k not in ("UserPoolId", "CallbackURLs", "LogoutURLs")}
+    params.update(CallbackURLs=console_urls, LogoutURLs=console_urls)
+    created = cognito_client.create_user_pool_client(UserPoolId=pool_id, **params)
+    return created["UserPoolClient"]["ClientId"]
+
+
+def update_console_client(cognito_client: Any, pool_id: str, client_id: str, console_urls: list[str]) -> None:
+    """Point the console's app client at ``console_urls`` (a restarted stack may listen on another port)."""
+    client = template_resources("AWS::Cognito::UserPoolClient")["ConsoleClient"]["Properties"]
+    params = {k: v for k, v in client.items() if k not in ("UserPoolId", "ClientName", "CallbackURLs", "LogoutURLs")}
+    params.update(CallbackURLs=console_urls, LogoutURLs=console_urls, ClientName=client["ClientName"])
+    cognito_client.update_user_pool_client(UserPoolId=pool_id, ClientId=client_id, **params)
 
 
 def create_user(cognito_client: Any, pool_id: str, email: str, password: str, *, groups: tuple[str, ...] = ()) -> str:

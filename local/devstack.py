@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from local import bootstrap
+from local import bootstrap, console_login
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = PROJECT_DIR / ".pennyworth"
@@ -35,6 +35,8 @@ STATE_DIR = PROJECT_DIR / ".pennyworth"
 LOCAL_STATE_DIR = STATE_DIR / "state"
 REGION = "us-east-1"
 ADMIN_EMAIL = "admin@pennyworth.local"
+#: A user without admin rights, to see the console (and the API) as most key holders do.
+USER_EMAIL = "user@pennyworth.local"
 STAGE = "local"
 TABLE_NAMES = {
     "KeysTable": "pennyworth-local-keys",
@@ -94,8 +96,6 @@ class DevStack:
     log_dir: Path = STATE_DIR / "logs"
     api_output: IO[Any] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
-    #: How long a streamed answer may take (the streaming function's timeout on AWS).
-    stream_timeout: float = 300.0
     #: Where the AWS state (tables, users, ledger) and the stack's ids and secrets are kept across
     #: restarts; None: a throwaway stack (tests).
     state_dir: Path | None = None
@@ -160,7 +160,7 @@ class DevStack:
             command.append("--no-autoreload")
             self._spawn("chalice", command, output=self.api_output)
             front = [sys.executable, "-m", "local.front", "--host", self.host, "--port", str(self.ports.api)]
-            front += ["--upstream", f"http://{self.host}:{chalice_port}", "--timeout", str(self.stream_timeout)]
+            front += ["--upstream", f"http://{self.host}:{chalice_port}"]
             self._spawn("api", front, output=self.api_output)
             _wait_http(f"http://{self.host}:{chalice_port}/health", self._processes["chalice"], "chalice local", 60)
             _wait_http(f"{self.api_url}/health", self._processes["api"], "the local front", timeout=60)
@@ -198,6 +198,13 @@ class DevStack:
         }
         bootstrap.create_tables(boto3.client("dynamodb", **aws), TABLE_NAMES)
         stack = saved or self._first_start(aws)
+        console_url = f"{self.api_url}/console"
+        if saved is not None:
+            # The console client sends users back to this run's port, which may differ from the last.
+            cognito = boto3.client("cognito-idp", **aws)
+            bootstrap.update_console_client(
+                cognito, stack["user_pool_id"], stack["console_client_id"], self._console_urls()
+            )
         self.env = {
             **os.environ,
             "AWS_ACCESS_KEY_ID": "testing",
@@ -211,6 +218,8 @@ class DevStack:
             "PENNYWORTH_AUDIT_TABLE": TABLE_NAMES["AuditTable"],
             "PENNYWORTH_COGNITO_USER_POOL_ID": stack["user_pool_id"],
             "PENNYWORTH_COGNITO_CLIENT_ID": stack["client_id"],
+            "PENNYWORTH_COGNITO_CONSOLE_CLIENT_ID": stack["console_client_id"],
+            "PENNYWORTH_CONSOLE_AUTH_URL": f"{self.aws_url}{console_login.PREFIX}",
             "PENNYWORTH_REPORT_TOPIC_ARN": stack["report_topic_arn"],
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             **self.extra_env,
@@ -227,11 +236,15 @@ class DevStack:
             "key_id": stack["key_id"],
             "admin_username": ADMIN_EMAIL,
             "admin_password": stack["admin_password"],
+            "user_username": USER_EMAIL,
+            "user_password": stack["user_password"],
+            "console_url": console_url,
             "cognito": {
                 "endpoint_url": self.aws_url,
                 "region": REGION,
                 "user_pool_id": stack["user_pool_id"],
                 "client_id": stack["client_id"],
+                "console_client_id": stack["console_client_id"],
             },
             "aws_endpoint_url": self.aws_url,
             "bedrock_endpoint_url": self.bedrock_url,
@@ -242,6 +255,9 @@ class DevStack:
             "restored": saved is not None,
             "examples": examples(base_url, stack["api_key"]),
         }
+
+    def _console_urls(self) -> list[str]:
+        return [f"{self.api_url}/console", f"http://localhost:{self.ports.api}/console"]
 
     def _first_start(self, aws: dict[str, Any]) -> dict[str, Any]:
         """The user pool, its admin, the report topic and the bootstrap key; their ids and secrets."""
@@ -255,6 +271,11 @@ class DevStack:
         admin_sub = bootstrap.create_user(
             cognito, pool["user_pool_id"], ADMIN_EMAIL, password, groups=(bootstrap.ADMINS_GROUP,)
         )
+        user_password = f"Pw1!{secrets.token_urlsafe(12)}"
+        bootstrap.create_user(cognito, pool["user_pool_id"], USER_EMAIL, user_password)
+        # The web console signs in through the local stand-in for Cognito's managed login
+        # (local/console_login.py, on the moto server), with an app client of its own.
+        console_client_id = bootstrap.create_console_client(cognito, pool["user_pool_id"], self._console_urls())
         reports = bootstrap.create_report_topic(
             boto3.client("sns", **aws), boto3.client("sqs", **aws), "pennyworth-local-reports"
         )
@@ -266,6 +287,8 @@ class DevStack:
             "user_pool_id": pool["user_pool_id"],
             "client_id": pool["client_id"],
             "admin_password": password,
+            "user_password": user_password,
+            "console_client_id": console_client_id,
             "api_key": api_key,
             "key_id": record.key_id,
             "report_topic_arn": reports["topic_arn"],
@@ -384,7 +407,9 @@ def _banner(info: dict[str, Any]) -> str:
             "",
             f"  Base URL   {info['base_url']}",
             f"  API key    {info['api_key']}",
+            f"  Console    {info['console_url']}  (local sign-in)",
             f"  Admin      {info['admin_username']}  /  {info['admin_password']}",
+            f"  User       {info['user_username']}  /  {info['user_password']}",
             f"  MCP        {info['mcp_url']}",
             "  Details    .pennyworth/dev.json",
             "",

@@ -43,6 +43,8 @@ class FrontServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # Many clients at once (a team's agents, the concurrency tests): a short accept queue resets them.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], *, upstream: str, timeout_seconds: float) -> None:
         super().__init__(address, FrontHandler)
@@ -233,10 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--upstream", required=True, help="chalice local's base URL")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds a streamed answer may take")
+    parser.add_argument(
+        "--timeout", type=float, help="seconds an answer may take (default: PENNYWORTH_STREAM_TIMEOUT_SECONDS)"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    server = FrontServer((args.host, args.port), upstream=args.upstream, timeout_seconds=args.timeout)
+    from chalicelib.settings import get_settings
+
+    timeout = args.timeout or get_settings().stream_timeout_seconds  # the streaming function's timeout on AWS
+    server = FrontServer((args.host, args.port), upstream=args.upstream, timeout_seconds=timeout)
     threading.Thread(target=warm_up, daemon=True).start()
     try:
         server.serve_forever(poll_interval=0.05)

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from local import console_login
+
 _LOCK = threading.Lock()
 
 
@@ -69,9 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         # client's delayed ACK stall every request on a reused keep-alive connection by ~40 ms.
         disable_nagle_algorithm = True
 
+    # /console-login: the local stand-in for Cognito's managed login (the web console's sign-in).
+    after = saver.changed if saver else None
+    app = console_login.mount(serialized(app, after), f"http://{args.host}:{args.port}")
     try:
-        after = saver.changed if saver else None
-        run_simple(args.host, args.port, serialized(app, after), threaded=True, request_handler=NoDelayHandler)
+        run_simple(args.host, args.port, app, threaded=True, request_handler=NoDelayHandler)
     finally:
         if saver is not None:
             saver.stop()

@@ -74,3 +74,23 @@ def assert_valid(name: str, instance: Any) -> None:
         for error in validator(name).iter_errors(instance)
     ]
     assert not problems, f"not a valid {name}:\n" + "\n".join(problems)
+
+
+@functools.cache
+def stream_event_schemas() -> dict[str, str]:
+    """``ResponseStreamEvent``'s variants by event ``type`` (one schema per type: precise errors)."""
+    schemas = components()["schemas"]
+    variants = schemas["ResponseStreamEvent"].get("anyOf") or schemas["ResponseStreamEvent"]["oneOf"]
+    by_type: dict[str, str] = {}
+    for variant in variants:
+        name = variant["$ref"].rsplit("/", 1)[1]
+        for kind in schemas[name]["properties"]["type"].get("enum", []):
+            by_type[kind] = name
+    return by_type
+
+
+def assert_valid_stream_event(event: Any) -> None:
+    """Fail unless ``event`` is a valid Responses stream event of its declared ``type``."""
+    name = stream_event_schemas().get(event.get("type"))
+    assert name is not None, f"not a Responses stream event type: {event.get('type')!r}"
+    assert_valid(name, event)

@@ -3,20 +3,38 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
+from chalicelib.protocols.openai_responses import RESPONSES_PARAMETERS
 from chalicelib.protocols.openai_validation import CHAT_PARAMETERS
 
 ROOT = Path(__file__).resolve().parent.parent
+COMPATIBILITY = (ROOT / "docs" / "openai-compatibility.md").read_text()
+#: The Responses API's section of the compatibility doc; everything before it is about chat completions.
+RESPONSES_HEADING = "\n## The Responses API (`POST /v1/responses`)\n"
 
 
-def test_compatibility_table_covers_every_parameter_with_its_policy() -> None:
-    text = (ROOT / "docs" / "openai-compatibility.md").read_text()
+def documented_policies(text: str) -> dict[str, str]:
     rows = re.findall(r"^\| (.+?) \| (passed|ignored|refused) \|", text, flags=re.M)
     documented = {}
     for names, policy in rows:
         for name in re.findall(r"`([a-z_]+)`", names):
             documented[name] = policy
-    assert set(documented) == set(CHAT_PARAMETERS)
-    for name, policy in CHAT_PARAMETERS.items():
+    return documented
+
+
+@pytest.mark.parametrize(
+    ("section", "policies"),
+    [
+        (COMPATIBILITY.split(RESPONSES_HEADING, 1)[0], CHAT_PARAMETERS),
+        (COMPATIBILITY.split(RESPONSES_HEADING, 1)[1].split("\n## ", 1)[0], RESPONSES_PARAMETERS),
+    ],
+    ids=["chat completions", "responses"],
+)
+def test_compatibility_table_covers_every_parameter_with_its_policy(section: str, policies: dict) -> None:
+    documented = documented_policies(section)
+    assert set(documented) == set(policies)
+    for name, policy in policies.items():
         assert policy.startswith(documented[name]), name
 
 

@@ -54,8 +54,11 @@ def wildcards(statement: dict[str, Any]) -> list[tuple[str, str]]:
     return hits
 
 
+POLICY_NAMES = (*policies.POLICY_FILES.values(), policies.STREAM_POLICY_FILE)
+
+
 def policy_documents() -> dict[str, dict[str, Any]]:
-    return {name: json.loads((ROOT / ".chalice" / name).read_text()) for name in policies.POLICY_FILES.values()}
+    return {name: json.loads((ROOT / ".chalice" / name).read_text()) for name in POLICY_NAMES}
 
 
 def test_policy_files_are_what_tools_policies_renders() -> None:
@@ -63,7 +66,7 @@ def test_policy_files_are_what_tools_policies_renders() -> None:
     assert policy_documents() == policies.render(), "run: python -m tools.policies"
 
 
-@pytest.mark.parametrize("name", sorted(policies.POLICY_FILES.values()))
+@pytest.mark.parametrize("name", sorted(POLICY_NAMES))
 def test_policies_have_no_avoidable_wildcard(name: str) -> None:
     document = policy_documents()[name]
     hits = [hit for statement in walk_statements(document) for hit in wildcards(statement)]
@@ -73,6 +76,18 @@ def test_policies_have_no_avoidable_wildcard(name: str) -> None:
 def test_wildcard_check_catches_a_wildcard() -> None:
     statement = {"Sid": "Bad", "Effect": "Allow", "Action": ["dynamodb:*"], "Resource": {"Fn::Sub": "${T.Arn}/index/*"}}
     assert wildcards(statement) == [("Bad", "Action"), ("Bad", "Resource")]
+
+
+def test_the_streaming_role_calls_models_and_tables_and_nothing_admin() -> None:
+    statements = walk_statements(policies.stream_policy())
+    actions = {action for statement in statements for action in statement["Action"]}
+    assert {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"} <= actions
+    assert {a.split(":")[0] for a in actions} == {"logs", "bedrock", "dynamodb"}
+    assert statements[0]["Resource"] == {"Fn::GetAtt": ["StreamHandlerLogGroup", "Arn"]}
+    # The model routes run the same key, metering and ledger code as the API handler.
+    api = {s["Sid"]: s for s in walk_statements(policies.api_policy())}
+    for statement in statements[1:]:
+        assert statement == api[statement["Sid"]]
 
 
 def test_metrics_grant_is_limited_to_our_namespace() -> None:

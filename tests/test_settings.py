@@ -31,6 +31,27 @@ def test_bad_numbers_are_refused_by_name(value: str) -> None:
         Settings.from_env({"PENNYWORTH_UPSTREAM_TIMEOUT_SECONDS": value})
 
 
+def test_stream_timeout_defaults_to_five_minutes_and_stops_at_lambdas_fifteen() -> None:
+    assert Settings.from_env({}).stream_timeout_seconds == 300.0
+    assert Settings.from_env({"PENNYWORTH_STREAM_TIMEOUT_SECONDS": "900"}).stream_timeout_seconds == 900.0
+    assert Settings.from_env({"PENNYWORTH_STREAM_TIMEOUT_SECONDS": "0.5"}).stream_timeout_seconds == 0.5
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("901", "at most 900"),
+        ("nan", "a finite number"),
+        ("inf", "a finite number"),
+        ("0", "positive"),
+        ("5m", "a number"),
+    ],
+)
+def test_bad_stream_timeouts_are_refused_by_name(value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=f"PENNYWORTH_STREAM_TIMEOUT_SECONDS must be {message}"):
+        Settings.from_env({"PENNYWORTH_STREAM_TIMEOUT_SECONDS": value})
+
+
 def test_every_variable_is_documented_and_every_documented_one_exists() -> None:
     text = DOC.read_text()
     gateway_table = text.split("## Environment variables", 1)[1].split("Also set by", 1)[0]
@@ -44,3 +65,12 @@ def test_code_reads_no_undeclared_pennyworth_variable() -> None:
     for path in [root / "app.py", *(root / "chalicelib").rglob("*.py")]:
         used |= set(re.findall(r"\"(PENNYWORTH_[A-Z0-9_]+)\"", path.read_text()))
     assert used <= set(ENV), used - set(ENV)
+
+
+@pytest.mark.parametrize(
+    "name", ["PENNYWORTH_UPSTREAM_TIMEOUT_SECONDS", "PENNYWORTH_SPIKE_FACTOR", "PENNYWORTH_MAX_BODY_BYTES"]
+)
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-Infinity"])
+def test_no_number_setting_takes_nan_or_infinity(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})

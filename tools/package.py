@@ -23,6 +23,7 @@ artifact breaks a size limit.
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import os
@@ -34,6 +35,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from chalicelib.streaming.routes import STREAM_PATHS
+from tools.policies import STREAM_POLICY_FILE
 from tools.prune import prune
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +53,14 @@ PROJECT_FILES = ("app.py", "chalicelib")
 #: What stays in the function zip; every other dependency moves to the dependencies layer, so each
 #: upload stays under 50 MB with bytecode (LiteLLM alone is ~39 MB zipped, its Rust extension 17 MB).
 FUNCTION_KEEPS = ("litellm", "__pycache__", "chalice")
+#: The streaming function and its role (infra/template.json); ``wire_streaming`` completes them.
+STREAM_FUNCTION = "StreamHandler"
+STREAM_ROLE = "StreamHandlerRole"
+#: API Gateway streams a response for at most 15 minutes, and the integration timeout may go that far.
+#: The function's own timeout (StreamTimeoutSeconds, at most 900 s) ends an answer first.
+STREAM_INTEGRATION_TIMEOUT_MS = 900_000
+#: Taken from the API handler Chalice generates: both functions run the same code the same way.
+SHARED_FUNCTION_PROPERTIES = ("Runtime", "CodeUri", "MemorySize", "Architectures", "Tracing", "Layers")
 
 
 def log(message: str) -> None:
@@ -196,6 +207,91 @@ def chalice_package(project: Path, stage: str, out: Path) -> None:
     subprocess.run([*command, str(out)], cwd=project, env=env, check=True)  # noqa: S603 - the venv's chalice
 
 
+def streaming_integration() -> dict[str, Any]:
+    """A Lambda proxy integration that streams: InvokeWithResponseStream, ``responseTransferMode: STREAM``.
+
+    Set in the OpenAPI extension because CloudFormation takes the REST API from Chalice's Swagger
+    body; ``responseTransferMode`` and the ``2021-11-15/…/response-streaming-invocations`` URI are
+    from API Gateway's "Set up a Lambda proxy integration with payload response streaming".
+    """
+    uri = (
+        "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2021-11-15/functions/"
+        f"${{{STREAM_FUNCTION}.Arn}}/response-streaming-invocations"
+    )
+    return {
+        "type": "aws_proxy",
+        "httpMethod": "POST",
+        "uri": {"Fn::Sub": uri},
+        "responseTransferMode": "STREAM",
+        "timeoutInMillis": STREAM_INTEGRATION_TIMEOUT_MS,
+        "passthroughBehavior": "when_no_match",
+        # As Chalice sets it for the API handler: binary request bodies arrive base64-encoded.
+        "contentHandling": "CONVERT_TO_TEXT",
+        "responses": {"default": {"statusCode": "200"}},
+    }
+
+
+def permission_name(method: str, path: str) -> str:
+    """``POST /v1/chat/completions`` → ``StreamHandlerPermissionPostV1ChatCompletions``."""
+    words = [method, *path.replace("_", "/").replace("-", "/").split("/")]
+    return f"{STREAM_FUNCTION}Permission" + "".join(word.capitalize() for word in words if word)
+
+
+def wire_streaming(
+    template: dict[str, Any], policy: dict[str, Any], stream_paths: tuple[tuple[str, str], ...] = STREAM_PATHS
+) -> dict[str, Any]:
+    """Complete the streaming function from the API handler and point ``stream_paths`` at it.
+
+    ``infra/template.json`` declares StreamHandler (handler, timeout, exec wrapper, log group)
+    and its role; Chalice does not know it. From Chalice's output it gets the API handler's
+    code, layer, memory and environment (its own variables win), its role gets ``policy``
+    (``.chalice/policy-stream.json``), each streaming method's integration is replaced (or
+    created) with ``streaming_integration()``, and API Gateway may invoke the function for
+    exactly those methods on the deployed stage.
+    """
+    resources = template["Resources"]
+    api = resources["APIHandler"]["Properties"]
+    function = resources[STREAM_FUNCTION]["Properties"]
+    for name in SHARED_FUNCTION_PROPERTIES:
+        if name in api:
+            function[name] = copy.deepcopy(api[name])
+    own = function.get("Environment", {}).get("Variables", {})
+    function["Environment"] = {"Variables": {**copy.deepcopy(api["Environment"]["Variables"]), **own}}
+    resources[STREAM_ROLE]["Properties"]["Policies"] = [
+        {"PolicyName": f"{STREAM_ROLE}Policy", "PolicyDocument": copy.deepcopy(policy)}
+    ]
+    rest_api = resources["RestAPI"]["Properties"]
+    paths = rest_api["DefinitionBody"]["paths"]
+    for method, path in stream_paths:
+        operation = paths.setdefault(path, {}).setdefault(method.lower(), {})
+        operation.setdefault("consumes", ["*/*"])
+        operation.setdefault("produces", ["application/json"])
+        operation.setdefault("responses", {"200": {"description": "200 response"}})
+        operation["x-amazon-apigateway-integration"] = streaming_integration()
+        source = (
+            "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+            f"${{RestAPI}}/{rest_api['StageName']}/{method.upper()}{path}"
+        )
+        resources[permission_name(method, path)] = {
+            "Type": "AWS::Lambda::Permission",
+            "Properties": {
+                "FunctionName": {"Ref": STREAM_FUNCTION},
+                # InvokeWithResponseStream is authorised by lambda:InvokeFunction.
+                "Action": "lambda:InvokeFunction",
+                "Principal": "apigateway.amazonaws.com",
+                "SourceArn": {"Fn::Sub": source},
+            },
+        }
+    return template
+
+
+def finish_template(sam_json: Path, project: Path) -> None:
+    """Post-process Chalice's merged ``sam.json`` in place (``wire_streaming``)."""
+    template = json.loads(sam_json.read_text())
+    policy = json.loads((project / ".chalice" / STREAM_POLICY_FILE).read_text())
+    sam_json.write_text(json.dumps(wire_streaming(template, policy), indent=2) + "\n")
+
+
 def size_report(zips: dict[str, Path]) -> dict[str, Any]:
     """Zipped size of each upload, unzipped total, and the biggest top-level entries."""
     zipped: dict[str, int] = {}
@@ -224,7 +320,10 @@ def size_report(zips: dict[str, Path]) -> dict[str, Any]:
 
 
 def unzip(zips: list[Path], target: Path) -> None:
-    """Function and layer in one tree: what Lambda's sys.path (/var/task, /opt/python) resolves to."""
+    """Function and layer in one tree: what Lambda's sys.path (/var/task, /opt/python) resolves to.
+
+    Executable bits are kept, as Lambda keeps them: the exec wrapper must stay runnable.
+    """
     shutil.rmtree(target, ignore_errors=True)
     for path in zips:
         with zipfile.ZipFile(path) as archive:
@@ -235,6 +334,8 @@ def unzip(zips: list[Path], target: Path) -> None:
                     destination = target / name
                     destination.parent.mkdir(parents=True, exist_ok=True)
                     destination.write_bytes(archive.read(info))
+                    if (info.external_attr >> 16) & 0o111:
+                        destination.chmod(0o755)
 
 
 def build(stage: str, build_root: Path) -> dict[str, Any]:
@@ -251,6 +352,7 @@ def build(stage: str, build_root: Path) -> dict[str, Any]:
     split_layer(project, stage_dir / "layer")
     log(f"chalice package --stage {stage} --merge-template infra/template.json")
     chalice_package(project, stage, out)
+    finish_template(out / "sam.json", project)
     # sam.json's DependenciesLayer (infra/template.json) points at ./layer.zip next to it.
     zip_dir(stage_dir / "layer", out / "layer.zip")
     zips = {"deployment.zip": out / "deployment.zip", "layer.zip": out / "layer.zip"}

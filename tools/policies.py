@@ -20,6 +20,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = ROOT / "chalicelib" / "catalog" / "catalog.json"
 POLICY_FILES = {"api_handler": "policy-api.json", "daily_cost_report": "policy-report.json"}
+#: The streaming function is not a Chalice function: tools/package.py puts this document in its role.
+STREAM_POLICY_FILE = "policy-stream.json"
 
 #: Regions a cross-region inference profile may route a request to, by profile prefix. Bedrock
 #: authorises the profile ARN *and* the foundation model in the destination region, so each
@@ -83,35 +85,42 @@ def _table(sid: str, table: str, actions: list[str], indexes: tuple[str, ...] = 
     }
 
 
+def _models_and_tables(catalog_path: Path) -> list[Document]:
+    """Bedrock on catalog models and the three tables: what serving a model route needs."""
+    return [
+        {
+            "Sid": "InvokeCatalogModels",
+            "Effect": "Allow",
+            "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+            "Resource": bedrock_resources(catalog_path),
+        },
+        # Keys: verify (GetItem), admin CRUD with conditions, list by owner, export (Scan),
+        # bulk import (transactions of conditional puts), report/status lookups (BatchGetItem).
+        _table(
+            "KeysTable",
+            "KeysTable",
+            ["GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "Query", "Scan", "BatchGetItem"],
+            ("by-owner",),
+        ),
+        # Usage: ledger transactions, reservations, rate counters, aggregates, owner budgets.
+        _table(
+            "UsageTable",
+            "UsageTable",
+            ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query", "BatchGetItem"],
+            ("by-period",),
+        ),
+        # Audit: append-only events (single and batched), reads per key and per day.
+        _table("AuditTable", "AuditTable", ["PutItem", "BatchWriteItem", "Query"], ("by-day",)),
+    ]
+
+
 def api_policy(catalog_path: Path = CATALOG) -> Document:
     """The API handler: Bedrock on catalog models, its tables, user lookups, reports on demand."""
     return {
         "Version": "2012-10-17",
         "Statement": [
             _logs("APIHandlerLogGroup"),
-            {
-                "Sid": "InvokeCatalogModels",
-                "Effect": "Allow",
-                "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-                "Resource": bedrock_resources(catalog_path),
-            },
-            # Keys: verify (GetItem), admin CRUD with conditions, list by owner, export (Scan),
-            # bulk import (transactions of conditional puts), report/status lookups (BatchGetItem).
-            _table(
-                "KeysTable",
-                "KeysTable",
-                ["GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "Query", "Scan", "BatchGetItem"],
-                ("by-owner",),
-            ),
-            # Usage: ledger transactions, reservations, rate counters, aggregates, owner budgets.
-            _table(
-                "UsageTable",
-                "UsageTable",
-                ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query", "BatchGetItem"],
-                ("by-period",),
-            ),
-            # Audit: append-only events (single and batched), reads per key and per day.
-            _table("AuditTable", "AuditTable", ["PutItem", "BatchWriteItem", "Query"], ("by-day",)),
+            *_models_and_tables(catalog_path),
             {
                 "Sid": "FindUsers",
                 "Effect": "Allow",
@@ -155,6 +164,15 @@ def _publish_report() -> list[Document]:
     ]
 
 
+def stream_policy(catalog_path: Path = CATALOG) -> Document:
+    """The streaming function (model routes): the API handler's Bedrock and table grants, nothing else.
+
+    The same table grants as the API handler because the model routes run the same key, metering
+    and ledger code; no Cognito or report publishing (those are admin routes, which stay on Chalice).
+    """
+    return {"Version": "2012-10-17", "Statement": [_logs("StreamHandlerLogGroup"), *_models_and_tables(catalog_path)]}
+
+
 def report_policy() -> Document:
     """The daily report: read aggregates and keys, store the report, publish it."""
     return {
@@ -170,7 +188,11 @@ def report_policy() -> Document:
 
 def render() -> dict[str, Document]:
     """Policy file name → document."""
-    return {POLICY_FILES["api_handler"]: api_policy(), POLICY_FILES["daily_cost_report"]: report_policy()}
+    return {
+        POLICY_FILES["api_handler"]: api_policy(),
+        POLICY_FILES["daily_cost_report"]: report_policy(),
+        STREAM_POLICY_FILE: stream_policy(),
+    }
 
 
 def write(directory: Path = ROOT / ".chalice") -> None:

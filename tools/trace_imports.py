@@ -4,7 +4,8 @@ Usage: ``python -S -B tools/trace_imports.py BEDROCK_URL ROOT...``. With ``-S``
 only the given roots (the staged artifact) are importable. The script does what
 a cold Lambda does on each path (import the handler, build the AWS clients,
 load the catalog, a chat completion streamed and not, an embedding, a token
-count) against the Bedrock emulator, then prints every imported file under the
+count; the streaming function's runtime loop, handler and route table)
+against the Bedrock emulator, then prints every imported file under the
 roots, one per line. Those files get bytecode; a module imported later on a
 path not traced here still works, it just compiles in memory.
 """
@@ -19,6 +20,13 @@ def exercise(bedrock_url: str) -> None:
     import app  # noqa: F401 - the Lambda handler module, as Lambda imports it
     from chalicelib import wiring
     from chalicelib.gateway import load_litellm
+    from chalicelib.streaming import handler, routes
+    from chalicelib.streaming import runtime as _runtime  # noqa: F401 - the streaming function's entry point
+
+    # The streaming function's cold path: its route table (which builds the adapters) and an answer.
+    routes.routes()
+    answer = handler.handle({"httpMethod": "GET", "path": "/trace", "headers": {}}, deadline=0)
+    list(answer.chunks)
 
     wiring.dynamodb().Table("trace")
     wiring.catalog()

@@ -124,7 +124,12 @@ class Principal:
 
 
 class TokenVerifier:
-    """Checks a Cognito token's signature, issuer, app client, ``token_use`` and expiry."""
+    """Checks a Cognito token's signature, issuer, app client, ``token_use`` and expiry.
+
+    ``client_id`` is the app client tokens must be issued to; ``other_client_ids``
+    are further clients of the same pool whose tokens are equally accepted (the
+    web console's client: its users sign in through the managed login).
+    """
 
     def __init__(
         self,
@@ -132,11 +137,12 @@ class TokenVerifier:
         issuer: str,
         client_id: str,
         jwks: JwksCache,
+        other_client_ids: tuple[str, ...] = (),
         token_uses: tuple[str, ...] = TOKEN_USES,
         leeway_seconds: int = 0,
     ) -> None:
         self._issuer = issuer
-        self._client_id = client_id
+        self._client_ids = frozenset((client_id, *other_client_ids))
         self._jwks = jwks
         self._token_uses = token_uses
         self._leeway = leeway_seconds
@@ -191,9 +197,9 @@ class TokenVerifier:
             raise _invalid(f"A '{use}' token cannot be used here; send an ID or access token.")
         # ID tokens name their app client in ``aud``; access tokens in ``client_id`` and have no ``aud``.
         if use == "id":
-            if "client_id" in claims or claims.get("aud") != self._client_id:
+            if "client_id" in claims or claims.get("aud") not in self._client_ids:
                 raise _invalid("The token was issued to another app client.")
-        elif "aud" in claims or claims.get("client_id") != self._client_id:
+        elif "aud" in claims or claims.get("client_id") not in self._client_ids:
             raise _invalid("The token was issued to another app client.")
 
 
@@ -355,8 +361,9 @@ def authenticator_for_pool(
     region: str,
     endpoint_url: str | None,
     directory: UserDirectory | None,
+    console_client_id: str | None = None,
 ) -> AdminAuthenticator:
-    """The authenticator for one pool and app client.
+    """The authenticator for one pool and its app clients (the CLI's, and the console's when set).
 
     Raises
     ------
@@ -372,6 +379,7 @@ def authenticator_for_pool(
     verifier = TokenVerifier(
         issuer=cognito_issuer(user_pool_id, region),
         client_id=client_id,
+        other_client_ids=(console_client_id,) if console_client_id else (),
         jwks=JwksCache(jwks_url(user_pool_id, region=region, endpoint_url=endpoint_url)),
     )
     return AdminAuthenticator(verifier, directory)

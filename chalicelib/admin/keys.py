@@ -209,6 +209,12 @@ class AdminService:
         page = self._audit.for_day(day, limit=_limit(query, "audit"), cursor=query.get("cursor"))
         return HttpResult(_listing([e.to_dict() for e in page.items], page.cursor))
 
+    def list_models(self, headers: Mapping[str, str]) -> HttpResult:
+        """``GET /admin/models``: the catalog's models, for choosing a key's ``allowed_models``."""
+        self._principal(headers)
+        models = [{**m.to_openai(), "mode": m.mode} for m in self._catalog()]
+        return HttpResult({"object": "list", "data": models})
+
     def import_keys(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
         """``POST /admin/keys/import``: create keys idempotently per row ``id``; errors are reported per row."""
         principal = self._principal(headers)

@@ -19,7 +19,8 @@ only add a translation. What an adapter may put in ``messages``:
   "thinking_blocks": [{"type": "thinking", "thinking": str, "signature": str} |
   {"type": "redacted_thinking", "data": str}]}`` (``tool_calls`` and
   ``thinking_blocks`` optional);
-* ``{"role": "tool", "tool_call_id": str, "content": str | [text parts]}``.
+* ``{"role": "tool", "tool_call_id": str, "content": str | [text and image parts]}`` (an image a
+  tool returned reaches Bedrock inside the tool result; set ``has_images``).
 
 Any text part (and a tool definition) may carry
 ``"cache_control": {"type": "ephemeral"}``: a Bedrock cache point after it.

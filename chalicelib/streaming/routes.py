@@ -45,6 +45,13 @@ def routes() -> list[StreamRoute]:
             lambda headers, body, deadline: wiring.chat_adapter().handle(headers, body, deadline),
             _openai_error,
         ),
+        StreamRoute(
+            "responses",
+            "POST",
+            "/v1/responses",
+            lambda headers, body, deadline: wiring.responses_adapter().handle(headers, body, deadline),
+            _openai_error,
+        ),
     ]
 
 

@@ -22,13 +22,17 @@ EXAMPLES = {
 
 
 def test_the_section_has_an_example_per_client() -> None:
-    assert set(EXAMPLES) == {"openai SDK", "LangChain", "MCP (Python SDK)"}
+    assert set(EXAMPLES) == {"openai SDK", "openai SDK: the Responses API", "LangChain", "MCP (Python SDK)"}
 
 
 @pytest.mark.parametrize(
     ("heading", "expected"),
     [
         ("openai SDK", ["get_weather {'city':", "Tool get_weather returned: sunny", "2 256"]),
+        (
+            "openai SDK: the Responses API",
+            ['get_weather {"city":', "Tool get_weather returned: sunny", 'You said: "Stream, please"', "cost: 0.0"],
+        ),
         (
             "LangChain",
             ['You said: "Hello from LangChain"', 'You said: "Stream, please"', "'name': 'GetWeather'", "1024"],

@@ -1,0 +1,360 @@
+"""The web console in a real browser against the real local stack (see conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from local import bootstrap
+from tests.browser.conftest import Account, ConsolePage
+
+pytestmark = pytest.mark.integration
+
+XSS_NAME = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>"><b>bold</b>'
+
+
+def create_key_in_ui(console: ConsolePage, name: str, *, budget: str = "", models: tuple[str, ...] = ()) -> str:
+    """Create a key through the dialog; returns the secret the console shows once."""
+    page = console.page
+    page.get_by_role("button", name="Create key").click()
+    dialog = page.get_by_role("dialog", name="Create a key")
+    dialog.get_by_label("Name").fill(name)
+    if budget:
+        dialog.get_by_label("Monthly budget, USD (optional)").fill(budget)
+    if models:
+        dialog.get_by_label("Only these:").check()
+        for model in models:
+            dialog.get_by_label(model, exact=False).first.check()
+    dialog.get_by_role("button", name="Create key").click()
+    secret_dialog = page.get_by_role("dialog", name="Your new key")
+    secret_dialog.wait_for()
+    secret = secret_dialog.get_by_role("textbox").input_value()
+    assert re.fullmatch(r"pw-[a-z0-9]{12}-[A-Za-z0-9]{40}", secret), secret
+    return secret
+
+
+def close_secret(console: ConsolePage) -> None:
+    console.page.get_by_role("button", name="I have saved it").click()
+    console.page.locator("dialog[open]").wait_for(state="detached")
+    console.settle()
+
+
+def row(console: ConsolePage, text: str) -> Any:
+    return console.page.locator("table.data tbody tr").filter(has_text=text)
+
+
+def openai_client(dev_info: dict[str, Any], secret: str) -> Any:
+    from openai import OpenAI
+
+    return OpenAI(base_url=dev_info["base_url"], api_key=secret, max_retries=0, timeout=30)
+
+
+# --- Signing in and out ------------------------------------------------------------------------
+
+
+def test_sign_in_page_says_it_is_local_and_tokens_stay_out_of_storage(
+    console: ConsolePage, admin: Account
+) -> None:
+    page = console.page
+    page.goto(console.url)
+    expect(page.get_by_text("Local development stack.")).to_be_visible()
+    expect(page.locator("#local-badge")).to_be_visible()
+    console.screenshot("01-sign-in")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/console-login/oauth2/authorize**")
+    expect(page.get_by_text("Local development sign-in.")).to_be_visible()
+    # The authorization request is the code flow with PKCE, as on Cognito's managed login.
+    assert "code_challenge_method=S256" in page.url and "response_type=code" in page.url
+    console.screenshot("02-local-login")
+
+    # GIVEN a wrong password THEN the login page says so and issues nothing
+    page.get_by_label("Email address").fill(admin.username)
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Sign in").click()
+    assert page.get_by_role("alert").inner_text() == "Incorrect email address or password."
+
+    page.get_by_label("Password").fill(admin.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign out").wait_for()
+    console.settle()
+    # The code is gone from the address bar; no token in any web storage or cookie of the console.
+    assert "code=" not in page.url
+    storage = page.evaluate("() => JSON.stringify([{...localStorage}, {...sessionStorage}, document.cookie])")
+    assert "eyJ" not in storage, storage
+    assert page.evaluate("() => localStorage.length") == 0
+
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign in").wait_for()
+    expect(page.get_by_text("You are signed out.")).to_be_visible()
+    storage = page.evaluate("() => JSON.stringify([{...localStorage}, {...sessionStorage}, document.cookie])")
+    assert "eyJ" not in storage
+    # After sign-out the login's own session is gone as well: signing in asks for the password.
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("Password").wait_for()
+
+
+def test_reload_signs_in_again_silently_while_the_login_session_lasts(console: ConsolePage, user: Account) -> None:
+    console.sign_in(user)
+    console.page.reload()
+    console.page.get_by_role("button", name="Sign out").wait_for()
+    expect(console.page.get_by_text(user.username)).to_be_visible()
+
+
+# --- Keys: create, use, spend, rotate, revoke ---------------------------------------------------
+
+
+def test_create_a_key_use_it_with_the_openai_sdk_and_see_the_usage(
+    console: ConsolePage, admin: Account, dev_info: dict[str, Any]
+) -> None:
+    page = console.page
+    console.sign_in(admin)
+    console.settle()
+    secret = create_key_in_ui(console, "browser test key", budget="5.00", models=("nova-micro",))
+    dialog = page.get_by_role("dialog", name="Your new key")
+    assert "shown only once" in dialog.inner_text()
+    console.screenshot("03-secret-once", full_page=False)
+    # The copy button puts exactly the secret on the clipboard.
+    dialog.get_by_role("button", name="Copy key").click()
+    assert page.evaluate("() => navigator.clipboard.readText()") == secret
+    close_secret(console)
+    prefix = secret.rsplit("-", 1)[0]
+    expect(row(console, prefix).get_by_text("active")).to_be_visible()
+
+    reply = openai_client(dev_info, secret).chat.completions.create(
+        model="nova-micro", messages=[{"role": "user", "content": "Hello from the console test"}]
+    )
+    assert reply.choices[0].message.content
+
+    console.open("keys")
+    assert "of $5.00" in row(console, prefix).inner_text()
+    console.screenshot("04-my-keys")
+
+    console.open("spend")
+    per_model = page.get_by_role("list", name="Cost per model")
+    assert "nova-micro" in per_model.inner_text()
+    assert "1 request" in page.get_by_role("list", name="Cost per key").filter(has_text=prefix).inner_text()
+    expect(page.get_by_role("img", name=re.compile("Cost per day"))).to_be_visible()
+    console.screenshot("05-my-spend")
+
+    console.open("admin/usage")
+    page.get_by_label("Group by").select_option("model")
+    page.get_by_role("button", name="Show usage").click()
+    console.settle()
+    expect(row(console, "nova-micro")).to_be_visible()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    csv_text = Path(download.value.path()).read_text(encoding="utf-8")
+    assert csv_text.splitlines()[0].startswith('"Model","Requests"')
+    assert any(line.startswith('"nova-micro",') for line in csv_text.splitlines())
+    console.screenshot("06-admin-usage")
+
+
+def test_rotate_with_grace_then_revoke_with_confirmation(
+    console: ConsolePage, user: Account, dev_info: dict[str, Any]
+) -> None:
+    from openai import AuthenticationError
+
+    page = console.page
+    console.sign_in(user)
+    console.settle()
+    old_secret = create_key_in_ui(console, "rotate me")
+    close_secret(console)
+    prefix = old_secret.rsplit("-", 1)[0]
+
+    row(console, prefix).get_by_role("button", name="Rotate rotate me").click()
+    dialog = page.get_by_role("dialog", name="Rotate “rotate me”")
+    dialog.get_by_label("The current secret stops working").select_option("3600")
+    dialog.get_by_role("button", name="Rotate key").click()
+    secret_dialog = page.get_by_role("dialog", name="The key's new secret")
+    new_secret = secret_dialog.get_by_role("textbox").input_value()
+    assert new_secret != old_secret and new_secret.startswith(prefix)
+    assert "previous secret keeps working until" in secret_dialog.inner_text()
+    close_secret(console)
+    # During the grace period both secrets work.
+    for secret in (old_secret, new_secret):
+        assert openai_client(dev_info, secret).models.list().data
+
+    row(console, prefix).get_by_role("button", name="Revoke rotate me").click()
+    dialog = page.get_by_role("dialog", name="Revoke “rotate me”?")
+    # The safe choice has the focus; Escape-free cancel leaves the key alone.
+    assert page.evaluate("() => document.activeElement.textContent") == "Cancel"
+    console.screenshot("07-revoke-confirmation", full_page=False)
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(row(console, prefix).get_by_text("active")).to_be_visible()
+
+    row(console, prefix).get_by_role("button", name="Revoke rotate me").click()
+    dialog = page.get_by_role("dialog", name="Revoke “rotate me”?")
+    dialog.get_by_label("Reason (optional, kept in the audit log)").fill("test over")
+    dialog.get_by_role("button", name="Revoke key").click()
+    console.settle()
+    expect(row(console, prefix).get_by_text("revoked")).to_be_visible()
+    with pytest.raises(AuthenticationError, match="revoked"):
+        openai_client(dev_info, new_secret).models.list()
+    with pytest.raises(AuthenticationError):
+        openai_client(dev_info, old_secret).models.list()
+
+
+# --- Permissions live in the API -----------------------------------------------------------------
+
+
+def test_a_plain_user_cannot_see_or_change_another_users_keys(
+    console: ConsolePage, user: Account, dev_info: dict[str, Any]
+) -> None:
+    page = console.page
+    console.sign_in(user)
+    console.settle()
+    # No admin section for a plain user...
+    assert page.locator("#admin-nav").count() == 0
+    assert "make dev bootstrap key" not in page.locator("main").inner_text()
+
+    # ...and opening an admin page anyway shows only what the API gives a plain user.
+    console.open("admin/keys")
+    assert "make dev bootstrap key" not in page.locator("main").inner_text()
+    console.open("admin/audit")
+    assert "Only admins can read the whole audit log" in page.get_by_role("alert").inner_text()
+    console.screenshot("08-user-refused-admin-page")
+    console.open("admin/report")
+    assert "Only admins" in page.get_by_role("alert").inner_text()
+
+    # A hand-made request (no button needed) to change the admin's key is refused by the API.
+    admin_key = dev_info["key_id"]
+    for method, path, body in (
+        ("POST", f"admin/keys/{admin_key}/revoke", {}),
+        ("POST", f"admin/keys/{admin_key}/rotate", {}),
+        ("GET", f"admin/keys/{admin_key}", None),
+        ("PUT", f"admin/owners/{dev_info['admin_username']}/budget", {"monthly_budget_usd": "1"}),
+    ):
+        answer = console.call_api(method, path, body)
+        assert answer["ok"] is False and answer["status"] == 403, (path, answer)
+    # The admin's key still works.
+    assert openai_client(dev_info, dev_info["api_key"]).models.list().data
+
+
+# --- Untrusted text -------------------------------------------------------------------------------
+
+
+def test_xss_payloads_in_names_metadata_and_reasons_render_as_text(console: ConsolePage, admin: Account) -> None:
+    page = console.page
+    console.sign_in(admin)
+    console.settle()
+    secret = create_key_in_ui(console, XSS_NAME)
+    close_secret(console)
+    prefix = secret.rsplit("-", 1)[0]
+    name_cell = row(console, prefix).locator(".key-name")
+    assert name_cell.inner_text() == XSS_NAME
+    assert name_cell.locator("img, script, b").count() == 0
+
+    key_id = prefix.split("-", 1)[1]
+    payload = '<svg onload="window.__xss=3">'
+    assert console.call_api("POST", f"admin/keys/{key_id}/revoke", {"reason": payload})["ok"]
+    console.open("admin/audit")
+    audit = page.locator("main")
+    # Names appear in the change list as JSON values, reasons as they are.
+    assert json.dumps(XSS_NAME) in audit.inner_text() and payload in audit.inner_text()
+    assert audit.locator("img, script, svg[onload], b").count() == 0
+    console.open("admin/keys")
+    page.get_by_label("Search").fill("onerror")
+    assert row(console, prefix).locator(".key-name").inner_text() == XSS_NAME
+    assert page.evaluate("() => window.__xss") is None
+    console.screenshot("09-xss-as-text")
+
+
+# --- Accessibility, narrow screens --------------------------------------------------------------
+
+
+AXE_PAGES = ["keys", "spend", "connect", "admin/keys", "admin/owners", "admin/usage", "admin/audit", "admin/report"]
+
+
+def axe_violations(page: Any) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21aa"]}})
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+    ]
+
+
+def test_every_page_passes_the_axe_accessibility_check(console: ConsolePage, admin: Account) -> None:
+    page = console.page
+    page.goto(console.url)
+    found = {"sign-in": axe_violations(page)}
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("Password").wait_for()
+    found["local login"] = axe_violations(page)
+    page.get_by_label("Email address").fill(admin.username)
+    page.get_by_label("Password").fill(admin.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign out").wait_for()
+    for route in AXE_PAGES:
+        console.open(route)
+        found[route] = axe_violations(page)
+    console.open("keys")
+    page.get_by_role("button", name="Create key").click()
+    page.get_by_role("dialog", name="Create a key").wait_for()
+    found["create dialog"] = axe_violations(page)
+    assert {name: v for name, v in found.items() if v} == {}
+
+
+def test_keyboard_only_create_and_dismiss(console: ConsolePage, user: Account) -> None:
+    page = console.page
+    console.sign_in(user)
+    console.settle()
+    page.get_by_role("button", name="Create key").focus()
+    page.keyboard.press("Enter")
+    page.get_by_role("dialog", name="Create a key").wait_for()
+    # The dialog takes the focus on its first field.
+    assert page.evaluate("() => document.activeElement.name") == "name"
+    page.keyboard.type("keyboard key")
+    page.keyboard.press("Enter")
+    page.get_by_role("dialog", name="Your new key").wait_for()
+    page.keyboard.press("Escape")
+    page.locator("dialog[open]").wait_for(state="detached")
+    # Focus comes back into the page, not lost on <body>.
+    assert page.evaluate("() => document.activeElement !== document.body")
+    expect(row(console, "keyboard key")).to_be_visible()
+
+
+def test_narrow_screen_layout_has_no_sideways_scrolling(console: ConsolePage, user: Account) -> None:
+    page = console.page
+    page.set_viewport_size({"width": 390, "height": 844})
+    console.sign_in(user)
+    for route in ("keys", "spend", "connect"):
+        console.open(route)
+        overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{route} is {overflow}px wider than the screen"
+        console.screenshot(f"10-narrow-{route.replace('/', '-')}")
+
+
+def test_connect_panel_fills_in_the_users_key_prefix_and_base_urls(
+    console: ConsolePage, cognito: Any, dev_info: dict[str, Any]
+) -> None:
+    # GIVEN a brand-new user with one key
+    email = "connect@pennyworth.local"
+    password = "Pw1!connect-panel-test"
+    bootstrap.create_user(cognito, dev_info["cognito"]["user_pool_id"], email, password)
+    page = console.page
+    console.sign_in(Account(email, password))
+    console.settle()
+    expect(page.get_by_text("You have no keys yet")).to_be_visible()
+    secret = create_key_in_ui(console, "for my tools")
+    close_secret(console)
+    prefix = secret.rsplit("-", 1)[0]
+
+    console.open("connect")
+    text = page.locator("main").inner_text()
+    root = dev_info["base_url"].removesuffix("/v1")
+    assert f'export PENNYWORTH_API_KEY="{prefix}-…"' in text
+    assert secret not in text  # the secret itself is never shown again
+    assert f'base_url="{dev_info["base_url"]}"' in text  # the openai SDK
+    assert f"curl {dev_info['base_url']}/chat/completions" in text
+    assert f'export ANTHROPIC_BASE_URL="{root}"' in text  # Claude Code: the root, without /v1
+    assert 'export ANTHROPIC_AUTH_TOKEN="$PENNYWORTH_API_KEY"' in text
+    assert f'base_url = "{dev_info["base_url"]}"' in text and 'wire_api = "responses"' in text  # Codex
+    assert 'env_key = "PENNYWORTH_API_KEY"' in text
+    console.screenshot("11-connect")
