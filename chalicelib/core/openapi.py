@@ -128,6 +128,31 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "usage": OBJECT,
         },
     },
+    "ResponsesRequest": {
+        "type": "object",
+        "required": ["model", "input"],
+        "properties": {
+            "model": STRING,
+            "input": {"anyOf": [STRING, {"type": "array", "items": OBJECT, "minItems": 1}]},
+            "instructions": _nullable(STRING),
+            "max_output_tokens": {"type": "integer", "minimum": 1},
+            "stream": {"type": "boolean"},
+            "store": {"type": "boolean"},
+            "tools": {"type": "array", "items": OBJECT},
+        },
+    },
+    "Response": {
+        "type": "object",
+        "required": ["id", "object", "model", "output"],
+        "properties": {
+            "id": STRING,
+            "object": {"const": "response"},
+            "model": STRING,
+            "status": STRING,
+            "output": {"type": "array", "items": OBJECT},
+            "usage": _nullable(OBJECT),
+        },
+    },
     "EmbeddingRequest": {
         "type": "object",
         "required": ["model", "input"],
@@ -347,6 +372,7 @@ class Route:
     errors: tuple[int, ...] = ()
     query: dict[str, dict[str, Any]] = field(default_factory=dict)
     stream: bool = False  # also answers text/event-stream (stream: true)
+    media_types: tuple[str, ...] = ("application/json",)  # of the success body
     extra: dict[int, dict[str, Any]] = field(default_factory=dict)  # status → a full response object
 
 
@@ -373,6 +399,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/chat/completions", "OpenAI chat completions (streamed as generated with stream: true)",
           "openai", "api_key", body=_ref("ChatCompletionRequest"), response=_ref("ChatCompletion"),
           errors=V1_ERRORS, stream=True),
+    Route("POST", "/v1/responses", "OpenAI Responses (stateless: store is not kept; streamed with stream: true)",
+          "openai", "api_key", body=_ref("ResponsesRequest"), response=_ref("Response"), errors=V1_ERRORS,
+          stream=True),
     Route("POST", "/v1/embeddings", "OpenAI embeddings", "openai", "api_key", body=_ref("EmbeddingRequest"),
           response=_ref("EmbeddingList"), errors=V1_ERRORS),
     # MCP (API key; errors are JSON-RPC errors, see docs/mcp.md)
@@ -389,6 +418,8 @@ ROUTES: tuple[Route, ...] = (
           response=_ref("Listing"), errors=ADMIN_ERRORS, query=_page("keys", 100)),
     Route("POST", "/admin/keys/import", "Create keys idempotently per row id", "keys", "cognito",
           body=_ref("ImportRequest"), response=_ref("ImportResult"), errors=ADMIN_ERRORS),
+    Route("GET", "/admin/models", "The catalog's models, to choose a key's allowed_models from", "keys", "cognito",
+          response=_ref("ModelList"), errors=ADMIN_ERRORS),
     Route("GET", "/admin/keys/export", "Keys as import rows (no secrets)", "keys", "cognito",
           response=_ref("Listing"), errors=ADMIN_ERRORS, query=_page("keys", 1000)),
     Route("GET", "/admin/keys/{key_id}", "One key", "keys", "cognito", response=_ref("Key"), errors=ADMIN_ERRORS),
@@ -421,6 +452,11 @@ ROUTES: tuple[Route, ...] = (
           body_required=False, response=_ref("Report"), errors=ADMIN_ERRORS),
     Route("GET", "/admin/reports/daily/{day}", "A day's stored report (admins)", "accounting", "cognito",
           response=_ref("Report"), errors=ADMIN_ERRORS),
+    # The web console: a static page and its assets (the admin API above checks every call it makes)
+    Route("GET", "/console", "The web console's page", "console", response=STRING, media_types=("text/html",),
+          errors=(500,)),
+    Route("GET", "/console/{asset}", "A console asset (content-hashed names are cached a year)", "console",
+          response=STRING, media_types=("text/javascript", "text/css", "image/svg+xml"), errors=(404, 500)),
     Route("POST", "/admin/ledger/reconcile", "Replay usage that failed to persist (admins)", "accounting",
           "cognito", body={"type": "object", "required": ["lines"], "additionalProperties": False,
                            "properties": {"lines": {"type": "array", "items": STRING, "maxItems": 10000}}},
@@ -451,7 +487,7 @@ def document() -> dict[str, Any]:
             "license": {"name": "AGPL-3.0-only", "identifier": "AGPL-3.0-only"},
         },
         "servers": [{"url": ".", "description": "The gateway serving this document"}],
-        "tags": [{"name": name} for name in ("openai", "mcp", "keys", "audit", "accounting", "gateway")],
+        "tags": [{"name": name} for name in ("openai", "mcp", "keys", "audit", "accounting", "console", "gateway")],
         "paths": paths,
         "components": {
             "schemas": SCHEMAS,
@@ -491,7 +527,7 @@ def _operation(route: Route) -> dict[str, Any]:
         }
     success: dict[str, Any] = {"description": _STATUS_TEXT.get(route.status, "Answer")}
     if route.response is not None:
-        success["content"] = {"application/json": {"schema": route.response}}
+        success["content"] = {media_type: {"schema": route.response} for media_type in route.media_types}
         if route.stream:
             success["content"]["text/event-stream"] = {
                 "schema": {"type": "string", "description": "Server-sent events, as OpenAI sends them."}
