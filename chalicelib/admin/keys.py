@@ -708,7 +708,7 @@ def _refuse_unknown(source: Mapping[str, Any], allowed: set[str] | Sequence[str]
 def _limit(query: Mapping[str, str], kind: str) -> int:
     default, maximum = PAGE_LIMITS[kind]
     raw = query.get("limit")
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not raw.isdigit() or not 1 <= int(raw) <= maximum:
         raise errors.InvalidRequest(f"limit must be a whole number from 1 to {maximum}.", param="limit")

@@ -545,14 +545,13 @@ def _operation(route: Route) -> dict[str, Any]:
 
 
 def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
-    """A query parameter's schema that also admits "" (on every route, ?limit= means no limit given)."""
+    """A text query parameter's schema that also admits "": an empty value counts as not given
+    (?status=, ?from=). Numbers (?limit=) must be numbers."""
     if "enum" in schema:
         return {**schema, "enum": [*schema["enum"], ""]}
     if "pattern" in schema:
         return {**schema, "pattern": f"^(?:{schema['pattern'].strip('^$')})?$"}
-    if schema.get("type") == "string":
-        return schema
-    return {"anyOf": [schema, {"const": ""}]}
+    return schema
 
 
 def _operation_id(route: Route) -> str:
