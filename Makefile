@@ -16,7 +16,7 @@ STACK ?= pennyworth-$(STAGE)
 # local Lambda Runtime API: run against the built artifact.
 ARTIFACT_TESTS ?= tests/test_artifact.py tests/test_gateway.py tests/test_app.py tests/test_catalog.py \
   tests/test_keys.py tests/test_ledger.py tests/test_metering.py tests/test_security.py \
-  tests/test_responses_route.py tests/test_streaming_artifact.py tests/test_console.py
+  tests/test_responses_route.py tests/test_anthropic_routes.py tests/test_streaming_artifact.py tests/test_console.py
 
 .PHONY: help dev test lint lock bench clean package test-artifact bench-cold validate lint-workflows audit deploy clients
 

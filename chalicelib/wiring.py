@@ -21,6 +21,7 @@ from chalicelib.core.service import ModelService
 from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
 from chalicelib.keys.store import KeyStore
+from chalicelib.protocols.anthropic import Messages
 from chalicelib.protocols.mcp import McpServer
 from chalicelib.protocols.openai import OpenAIService
 from chalicelib.protocols.openai_chat import ChatCompletions
@@ -93,6 +94,12 @@ def openai_service() -> OpenAIService:
 def chat_adapter() -> ChatCompletions:
     """``POST /v1/chat/completions`` (streaming route)."""
     return ChatCompletions(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
+
+
+@functools.cache
+def messages_adapter() -> Messages:
+    """``POST /v1/messages`` and ``/v1/messages/count_tokens`` (streaming routes, Anthropic's Messages API)."""
+    return Messages(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
 
 
 @functools.cache

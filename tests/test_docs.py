@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.protocols.anthropic import COUNT_TOKENS_PARAMETERS, MESSAGES_PARAMETERS
 from chalicelib.protocols.openai_responses import RESPONSES_PARAMETERS
 from chalicelib.protocols.openai_validation import CHAT_PARAMETERS
 
@@ -36,6 +37,22 @@ def test_compatibility_table_covers_every_parameter_with_its_policy(section: str
     assert set(documented) == set(policies)
     for name, policy in policies.items():
         assert policy.startswith(documented[name]), name
+
+
+def test_anthropic_table_covers_every_messages_parameter_with_its_policy() -> None:
+    text = (ROOT / "docs" / "anthropic-compatibility.md").read_text()
+    parameters = text.split("\n## Parameters\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (.+?) \| (passed|ignored|refused) \|", parameters, flags=re.M)
+    documented = {}
+    for names, policy in rows:
+        for name in re.findall(r"`([a-z_]+)`", names):
+            documented[name] = policy
+    assert set(documented) == set(MESSAGES_PARAMETERS)
+    for name, policy in MESSAGES_PARAMETERS.items():
+        assert policy.startswith(documented[name]), name
+    # count_tokens takes a subset, each with the same policy, and the page names every one of them
+    counted = text.split("`POST /v1/messages/count_tokens` takes", 1)[1].split("\n\n", 1)[0]
+    assert set(re.findall(r"`([a-z_]+)`", counted)) == set(COUNT_TOKENS_PARAMETERS)
 
 
 def test_readme_names_the_two_commands() -> None:

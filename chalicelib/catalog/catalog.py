@@ -67,6 +67,8 @@ class ModelEntry:
     dimensions: tuple[int, ...]
     default_dimensions: int | None
     free: bool
+    #: Other names clients may send for this model (e.g. the Anthropic model ids Claude Code sends).
+    aliases: tuple[str, ...] = ()
 
     @property
     def litellm_model(self) -> str:
@@ -91,6 +93,7 @@ class Catalog:
     def __init__(self, entries: list[ModelEntry]) -> None:
         self._entries = {entry.id: entry for entry in entries}
         self._by_bedrock_id = {entry.bedrock_model_id: entry for entry in entries}
+        self._by_alias = {alias: entry for entry in entries for alias in entry.aliases}
 
     def __iter__(self) -> Iterator[ModelEntry]:
         return iter(self._entries.values())
@@ -99,8 +102,8 @@ class Catalog:
         return len(self._entries)
 
     def find(self, name: str) -> ModelEntry | None:
-        """The entry for an alias or a full Bedrock id, or None."""
-        return self._entries.get(name) or self._by_bedrock_id.get(name)
+        """The entry for its id, one of its aliases or its full Bedrock id, or None."""
+        return self._entries.get(name) or self._by_alias.get(name) or self._by_bedrock_id.get(name)
 
     def resolve(self, name: str, *, mode: str | None = None) -> ModelEntry:
         """Like ``find`` but raises ``NotFound`` (OpenAI's ``model_not_found``)."""
@@ -135,7 +138,7 @@ def load_catalog(path: Path, *, region: str, price_map: Mapping[str, Any] | None
     entries = [_entry(raw, region=region, price_map=prices) for raw in models]
     seen: set[str] = set()
     for entry in entries:
-        for name in (entry.id, entry.bedrock_model_id):
+        for name in (entry.id, entry.bedrock_model_id, *entry.aliases):
             if name in seen:
                 raise CatalogError(f"model catalog names '{name}' twice")
             seen.add(name)
@@ -162,6 +165,9 @@ def _entry(raw: Any, *, region: str, price_map: Mapping[str, Any]) -> ModelEntry
     free = bool(raw.get("free", False))
     modalities = raw.get("input_modalities") or (["text", "image"] if known.get("supports_vision") else ["text"])
     dimensions = tuple(int(d) for d in raw.get("dimensions", []))
+    aliases = raw.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) and a.strip() for a in aliases):
+        raise CatalogError(f"model '{alias}': 'aliases' must be a list of names")
     return ModelEntry(
         id=alias,
         bedrock_model_id=bedrock_id,
@@ -176,6 +182,7 @@ def _entry(raw: Any, *, region: str, price_map: Mapping[str, Any]) -> ModelEntry
         dimensions=dimensions,
         default_dimensions=raw.get("default_dimensions", dimensions[-1] if dimensions else None),
         free=free,
+        aliases=tuple(aliases),
     )
 
 

@@ -10,7 +10,9 @@ because that is what finally reaches Bedrock; a second internal dialect would
 only add a translation. What an adapter may put in ``messages``:
 
 * ``{"role": "system", "content": str | [text parts]}``, first (adapters merge
-  system prompts there; Bedrock has one system block list);
+  system prompts there; Bedrock has one system block list); one further on
+  (Claude Code's per-turn instructions) is sent where it stands, and LiteLLM
+  turns it into a user turn in place;
 * ``{"role": "user", "content": str | [parts]}`` with parts
   ``{"type": "text", "text": str}`` and
   ``{"type": "image_url", "image_url": {"url": "data:image/…;base64,…"}}``;
@@ -22,8 +24,8 @@ only add a translation. What an adapter may put in ``messages``:
 * ``{"role": "tool", "tool_call_id": str, "content": str | [text and image parts]}`` (an image a
   tool returned reaches Bedrock inside the tool result; set ``has_images``).
 
-Any text part (and a tool definition) may carry
-``"cache_control": {"type": "ephemeral"}``: a Bedrock cache point after it.
+Any content part (text or image), a tool message and a tool definition may
+carry ``"cache_control": {"type": "ephemeral"}``: a Bedrock cache point after it.
 """
 
 from __future__ import annotations

@@ -114,6 +114,34 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     return token.strip()
 
 
+def api_key_token(headers: Mapping[str, str], *, accept_x_api_key: bool = False) -> str | None:
+    """The API key a request carries: its bearer token, or (when accepted) its ``x-api-key`` header.
+
+    Anthropic's clients send ``x-api-key``; Claude Code sends both headers when both of its
+    variables are set. Two different keys are never guessed between, except that a value
+    that is not shaped like a pennyworth key (another provider's key) gives way to one that is.
+
+    Raises
+    ------
+    AuthenticationFailed
+        Both headers carry different pennyworth-shaped keys (or neither is one).
+    """
+    bearer = bearer_token(headers)
+    if not accept_x_api_key:
+        return bearer
+    value = next((v for k, v in headers.items() if k.lower() == "x-api-key"), None)
+    header_key = value.strip() if value and value.strip() else None
+    if bearer is None or header_key is None or bearer == header_key:
+        return bearer or header_key
+    ours = [token for token in (header_key, bearer) if key_id_of(token)]
+    if len(ours) == 1:
+        return ours[0]
+    raise AuthenticationFailed(
+        "The request carries two different API keys (x-api-key and Authorization: Bearer); send one.",
+        code="ambiguous_api_key",
+    )
+
+
 @dataclass(frozen=True)
 class KeyRecord:
     """A key as stored, minus nothing: the hash never leaves ``keys.py`` callers' hands."""
@@ -361,21 +389,23 @@ class KeyStore:
         item = self._table.get_item(Key={"key_id": key_id}, ConsistentRead=True).get("Item")
         return KeyRecord.from_item(item) if item else None
 
-    def authenticate(self, headers: Mapping[str, str]) -> KeyRecord:
-        """The active key named by the request's bearer token.
+    def authenticate(self, headers: Mapping[str, str], *, accept_x_api_key: bool = False) -> KeyRecord:
+        """The active key named by the request's bearer token (or ``x-api-key``, when accepted).
 
         Raises
         ------
         AuthenticationFailed
-            No bearer token, a malformed or unknown key, a wrong secret, or a
-            revoked or expired key. Messages never repeat the key.
+            No key, two different keys, a malformed or unknown key, a wrong secret, or
+            a revoked or expired key. Messages never repeat the key.
         """
-        token = bearer_token(headers)
+        token = api_key_token(headers, accept_x_api_key=accept_x_api_key)
         if token is None:
-            raise AuthenticationFailed(
-                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
-                code="missing_api_key",
+            how = (
+                "'x-api-key: <key>' or 'Authorization: Bearer <key>'"
+                if accept_x_api_key
+                else "'Authorization: Bearer <key>'"
             )
+            raise AuthenticationFailed(f"You didn't provide an API key. Send it as {how}.", code="missing_api_key")
         key_id = key_id_of(token)
         record = self.get(key_id) if key_id else None
         if record is None or not self._secret_matches(record, token):

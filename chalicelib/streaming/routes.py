@@ -33,6 +33,12 @@ def _openai_error(exc: errors.AppError) -> Any:
     return exc.to_body()
 
 
+def _anthropic_error(exc: errors.AppError) -> Any:
+    from chalicelib.protocols.anthropic import error_body
+
+    return error_body(exc)
+
+
 def routes() -> list[StreamRoute]:
     """Every streaming route (imported late: the adapters pull in the whole service)."""
     from chalicelib import wiring
@@ -44,6 +50,20 @@ def routes() -> list[StreamRoute]:
             "/v1/chat/completions",
             lambda headers, body, deadline: wiring.chat_adapter().handle(headers, body, deadline),
             _openai_error,
+        ),
+        StreamRoute(
+            "messages",
+            "POST",
+            "/v1/messages",
+            lambda headers, body, deadline: wiring.messages_adapter().create(headers, body, deadline),
+            _anthropic_error,
+        ),
+        StreamRoute(
+            "messages_count_tokens",
+            "POST",
+            "/v1/messages/count_tokens",
+            lambda headers, body, deadline: wiring.messages_adapter().count_tokens(headers, body, deadline),
+            _anthropic_error,
         ),
         StreamRoute(
             "responses",

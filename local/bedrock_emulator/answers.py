@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .content import LastTurn
+from .content import LastTurn, signature_for
 from .converse_request import ConverseRequest, ToolSpec
 from .directives import Directives, strip_directives
 from .errors import validation
@@ -110,11 +109,6 @@ def tool_use_id(*parts: object) -> str:
         number, rest = divmod(number, len(_ID_ALPHABET))
         chars.append(_ID_ALPHABET[rest])
     return "tooluse_" + "".join(chars)
-
-
-def signature_for(text: str) -> str:
-    """A deterministic opaque reasoning signature."""
-    return base64.b64encode(_digest("signature", text) * 3).decode("ascii")
 
 
 def filler_text(count: int) -> str:

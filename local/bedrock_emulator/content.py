@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,11 @@ _IMAGE_MAGIC: Mapping[str, tuple[bytes, ...]] = {
     "gif": (b"GIF87a", b"GIF89a"),
     "webp": (b"RIFF",),
 }
+
+
+def signature_for(text: str) -> str:
+    """The deterministic opaque signature of a reasoning text (what Bedrock checks on replay)."""
+    return base64.b64encode(hashlib.sha256(f"signature|{text}".encode()).digest() * 3).decode("ascii")
 
 
 @dataclass
@@ -143,6 +149,24 @@ class Walker:
             raise validation(f"The document at {where} needs source.bytes or source.text.")
         self.tokens += count_tokens(name) + document_tokens(str(fmt), data)
         return name, str(fmt), len(data)
+
+    def reasoning(self, value: object, where: str) -> None:
+        """An assistant reasoningContent block; Claude's must carry the signature it was sent with."""
+        reasoning = require_dict(value, where)
+        text_block = reasoning.get("reasoningText")
+        if not isinstance(text_block, Mapping) or not isinstance(text_block.get("text"), str):
+            return
+        text = str(text_block["text"])
+        self.tokens += count_tokens(text)
+        if self.model.reasoning != "anthropic":
+            return
+        signature = text_block.get("signature")
+        if not isinstance(signature, str) or not signature:
+            raise validation(f"The model returned the following errors: {where}.thinking.signature: Field required")
+        if signature != signature_for(text):
+            raise validation(
+                f"The model returned the following errors: {where}: Invalid `signature` in `thinking` block"
+            )
 
     def json_value(self, value: object) -> str:
         """Serialized JSON, counted as tokens."""
@@ -296,10 +320,7 @@ def walk_messages(walker: Walker, messages: list[Mapping[str, object]]) -> LastT
                 if is_last:
                     last.tool_results.append(result)
             elif kind == "reasoningContent":
-                reasoning = require_dict(value, where)
-                text_block = reasoning.get("reasoningText")
-                if isinstance(text_block, Mapping) and isinstance(text_block.get("text"), str):
-                    walker.tokens += count_tokens(str(text_block["text"]))
+                walker.reasoning(value, where)
     return last
 
 

@@ -62,8 +62,8 @@ def _nova(model_id: str, modalities: frozenset[str], context_window: int) -> Mod
     )
 
 
-def _claude(model_id: str) -> ModelSpec:
-    """A Claude 4.5 chat model (profile-only, thinking, native structured output)."""
+def _claude(model_id: str, max_output_tokens: int = 64_000) -> ModelSpec:
+    """A Claude 4.5 or 5.5 chat model (profile-only, thinking, native structured output)."""
     return ModelSpec(
         model_id=model_id,
         kind="chat",
@@ -73,7 +73,7 @@ def _claude(model_id: str) -> ModelSpec:
         forced_tool_choice=True,
         reasoning="anthropic",
         structured_output=True,
-        max_output_tokens=64_000,
+        max_output_tokens=max_output_tokens,
         context_window=200_000,
         profiles=_CLAUDE_PROFILES,
         profile_only=True,
@@ -112,6 +112,10 @@ MODELS: dict[str, ModelSpec] = {
         ),
         _claude("anthropic.claude-haiku-4-5-20251001-v1:0"),
         _claude("anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        # The Claude 5.5 family (the models Claude Code asks for by default): no version suffix.
+        _claude("anthropic.claude-haiku-5-5", max_output_tokens=128_000),
+        _claude("anthropic.claude-sonnet-5-5", max_output_tokens=128_000),
+        _claude("anthropic.claude-opus-5-5", max_output_tokens=128_000),
         ModelSpec(
             model_id="meta.llama3-3-70b-instruct-v1:0",
             kind="chat",

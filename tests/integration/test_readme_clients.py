@@ -22,13 +22,27 @@ EXAMPLES = {
 
 
 def test_the_section_has_an_example_per_client() -> None:
-    assert set(EXAMPLES) == {"openai SDK", "openai SDK: the Responses API", "LangChain", "MCP (Python SDK)"}
+    assert set(EXAMPLES) == {
+        "openai SDK",
+        "openai SDK: the Responses API",
+        "anthropic SDK",
+        "LangChain",
+        "MCP (Python SDK)",
+    }
 
 
 @pytest.mark.parametrize(
     ("heading", "expected"),
     [
         ("openai SDK", ["get_weather {'city':", "Tool get_weather returned: sunny", "2 256"]),
+        (
+            "anthropic SDK",
+            [
+                "['thinking', 'text'] You said: \"Hello from the anthropic SDK\"",
+                'You said: "Stream, please"',
+                "input_tokens=",
+            ],
+        ),
         (
             "openai SDK: the Responses API",
             ['get_weather {"city":', "Tool get_weather returned: sunny", 'You said: "Stream, please"', "cost: 0.0"],
