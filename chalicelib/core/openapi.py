@@ -58,6 +58,65 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             }
         },
     },
+    "AnthropicError": {
+        "type": "object",
+        "description": "Anthropic's error envelope: what the Messages routes answer errors with.",
+        "required": ["type", "error"],
+        "properties": {
+            "type": {"const": "error"},
+            "error": {
+                "type": "object",
+                "required": ["type", "message"],
+                "properties": {"type": STRING, "message": STRING},
+            },
+        },
+    },
+    "MessagesRequest": {
+        "type": "object",
+        "required": ["model", "max_tokens", "messages"],
+        "properties": {
+            "model": STRING,
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "messages": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["role", "content"],
+                    "properties": {
+                        "role": {"enum": ["user", "assistant"]},
+                        "content": {"anyOf": [STRING, {"type": "array", "items": OBJECT}]},
+                    },
+                },
+            },
+            "system": {"anyOf": [STRING, {"type": "array", "items": OBJECT}]},
+            "stream": {"type": "boolean"},
+            "tools": {"type": "array", "items": OBJECT},
+        },
+    },
+    "Message": {
+        "type": "object",
+        "required": ["id", "type", "role", "content", "model", "usage"],
+        "properties": {
+            "id": STRING,
+            "type": {"const": "message"},
+            "role": {"const": "assistant"},
+            "content": {"type": "array", "items": OBJECT},
+            "model": STRING,
+            "stop_reason": _nullable(STRING),
+            "usage": OBJECT,
+        },
+    },
+    "CountTokensRequest": {
+        "type": "object",
+        "required": ["model", "messages"],
+        "properties": {
+            "model": STRING,
+            "messages": {"type": "array", "items": OBJECT},
+            "system": {"anyOf": [STRING, {"type": "array", "items": OBJECT}]},
+            "tools": {"type": "array", "items": OBJECT},
+        },
+    },
+    "TokenCount": {"type": "object", "required": ["input_tokens"], "properties": {"input_tokens": INTEGER}},
     "Model": {
         "type": "object",
         "required": ["id", "object", "created", "owned_by"],
@@ -373,6 +432,7 @@ class Route:
     query: dict[str, dict[str, Any]] = field(default_factory=dict)
     stream: bool = False  # also answers text/event-stream (stream: true)
     media_types: tuple[str, ...] = ("application/json",)  # of the success body
+    error_schema: str = "Error"  # the envelope errors travel in (Anthropic's on the Messages routes)
     extra: dict[int, dict[str, Any]] = field(default_factory=dict)  # status → a full response object
 
 
@@ -404,6 +464,13 @@ ROUTES: tuple[Route, ...] = (
           stream=True),
     Route("POST", "/v1/embeddings", "OpenAI embeddings", "openai", "api_key", body=_ref("EmbeddingRequest"),
           response=_ref("EmbeddingList"), errors=V1_ERRORS),
+    # Anthropic-compatible (the same API key, as x-api-key or a bearer token)
+    Route("POST", "/v1/messages", "Anthropic Messages (streamed as generated with stream: true)", "anthropic",
+          "api_key", body=_ref("MessagesRequest"), response=_ref("Message"), errors=V1_ERRORS, stream=True,
+          error_schema="AnthropicError"),
+    Route("POST", "/v1/messages/count_tokens", "Anthropic token counting", "anthropic", "api_key",
+          body=_ref("CountTokensRequest"), response=_ref("TokenCount"), errors=V1_ERRORS,
+          error_schema="AnthropicError"),
     # MCP (API key; errors are JSON-RPC errors, see docs/mcp.md)
     Route("POST", "/mcp", "MCP over Streamable HTTP, stateless: one JSON-RPC message or batch", "mcp", "api_key",
           body=_ref("JsonRpcMessage"), response=_ref("JsonRpcAnswer"),
@@ -487,7 +554,10 @@ def document() -> dict[str, Any]:
             "license": {"name": "AGPL-3.0-only", "identifier": "AGPL-3.0-only"},
         },
         "servers": [{"url": ".", "description": "The gateway serving this document"}],
-        "tags": [{"name": name} for name in ("openai", "mcp", "keys", "audit", "accounting", "console", "gateway")],
+        "tags": [
+            {"name": name}
+            for name in ("openai", "anthropic", "mcp", "keys", "audit", "accounting", "console", "gateway")
+        ],
         "paths": paths,
         "components": {
             "schemas": SCHEMAS,
@@ -536,7 +606,7 @@ def _operation(route: Route) -> dict[str, Any]:
     for status in route.errors:
         responses[str(status)] = {
             "description": _STATUS_TEXT[status],
-            "content": {"application/json": {"schema": _ref("Error")}},
+            "content": {"application/json": {"schema": _ref(route.error_schema)}},
         }
     for status, response in route.extra.items():
         responses[str(status)] = response
