@@ -75,6 +75,16 @@ def create_console_client(cognito_client: Any, pool_id: str, console_urls: list[
     return created["UserPoolClient"]["ClientId"]
 
 
+def update_console_client(cognito_client: Any, pool_id: str, client_id: str, console_urls: list[str]) -> None:
+    """Point the console's app client at ``console_urls`` (a restarted stack may listen on another port)."""
+    client = template_resources("AWS::Cognito::UserPoolClient")["ConsoleClient"]["Properties"]
+    # GenerateSecret is fixed at creation: UpdateUserPoolClient does not take it.
+    skipped = ("UserPoolId", "ClientName", "CallbackURLs", "LogoutURLs", "GenerateSecret")
+    params = {k: v for k, v in client.items() if k not in skipped}
+    params.update(CallbackURLs=console_urls, LogoutURLs=console_urls, ClientName=client["ClientName"])
+    cognito_client.update_user_pool_client(UserPoolId=pool_id, ClientId=client_id, **params)
+
+
 def create_user(cognito_client: Any, pool_id: str, email: str, password: str, *, groups: tuple[str, ...] = ()) -> str:
     """A confirmed user with a permanent password; returns its ``sub``."""
     response = cognito_client.admin_create_user(

@@ -17,7 +17,6 @@ Table layout (``usage`` table, see ``infra/template.json``)::
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -26,6 +25,8 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.catalog.catalog import Prices
+from chalicelib.core.body import parse_json
+from chalicelib.errors import InvalidRequest
 from chalicelib.keys.store import isoformat
 from chalicelib.observability import logger
 
@@ -378,8 +379,8 @@ def parse_reconcile_lines(lines: list[str]) -> list[UsageEntry]:
     entries = []
     for line in lines:
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = parse_json(line)  # the caller's text: bounded like every request body
+        except InvalidRequest:
             continue
         if isinstance(record, dict) and record.get("event") == UNRECORDED_EVENT:
             entries.append(UsageEntry.from_json(record["entry"]))
