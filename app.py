@@ -59,6 +59,14 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@app.route("/openapi.json", methods=["GET"])
+def openapi_document() -> dict[str, Any]:
+    """This API as OpenAPI 3.1 (chalicelib/core/openapi.py; also docs/openapi.json)."""
+    from chalicelib.core import openapi  # only this route needs it
+
+    return openapi.document()
+
+
 @app.route("/v1/models", methods=["GET"])
 @openai_errors
 def list_models() -> HttpResult:

@@ -79,6 +79,12 @@ class NotFound(AppError):
     default_code = "not_found"
 
 
+class UnknownRoute(NotFound):
+    """No route has this path (API Gateway's and the local stack's answer, in our envelope)."""
+
+    default_code = "unknown_url"
+
+
 class MethodNotAllowed(AppError):
     """The route exists but not for this HTTP method."""
 

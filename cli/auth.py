@@ -212,7 +212,7 @@ def login(state: Any, username: str | None, password_stdin: bool, json_: bool) -
         password = sys.stdin.readline().rstrip("\n")
     elif profile.password and username == profile.username:
         password = profile.password  # the local stack's admin: dev.json holds the password
-        output.notice(f"Using the local stack's admin password from dev.json for {username}.")
+        output.notice(f"Using the local stack's admin password from dev.json for {output.markup(username)}.")
     else:
         password = click.prompt("Password", hide_input=True)
     tokens = Session(profile).login(username, password, prompt=not password_stdin)
@@ -224,7 +224,10 @@ def login(state: Any, username: str | None, password_stdin: bool, json_: bool) -
     if json_:
         output.emit_json(data)
     else:
-        output.notice(f"Logged in as {username} (profile '{profile.name}'); the session refreshes itself.")
+        output.notice(
+            f"Logged in as {output.markup(username)} (profile '{output.markup(profile.name)}'); "
+            "the session refreshes itself."
+        )
 
 
 @click.command()
@@ -237,4 +240,6 @@ def logout(state: Any, json_: bool) -> None:
     if json_:
         output.emit_json({"profile": profile.name, "logged_out": forgotten})
     else:
-        output.notice(f"Logged out of profile '{profile.name}'." if forgotten else "You were not logged in.")
+        output.notice(
+            f"Logged out of profile '{output.markup(profile.name)}'." if forgotten else "You were not logged in."
+        )

@@ -20,6 +20,7 @@ import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from cli.errors import ConfigError
 
@@ -88,7 +89,7 @@ def local_profile(start: Path | None = None) -> Profile:
         cognito = info["cognito"]
         return Profile(
             name=LOCAL_PROFILE,
-            base_url=_root_url(info["base_url"]),
+            base_url=gateway_root(info["base_url"]),
             user_pool_id=cognito["user_pool_id"],
             client_id=cognito["client_id"],
             region=cognito["region"],
@@ -102,9 +103,33 @@ def local_profile(start: Path | None = None) -> Profile:
         raise ConfigError(f"{path} is not a valid dev.json ({exc}).", "Restart the stack: make dev") from None
 
 
-def _root_url(url: str) -> str:
-    url = url.rstrip("/")
-    return url[: -len("/v1")] if url.endswith("/v1") else url
+def gateway_root(url: str) -> str:
+    """The gateway's root (where ``/admin`` and ``/mcp`` are) from any URL a user pastes.
+
+    The stack's ``OpenAIBaseURL`` output (``…/api/v1``), Chalice's ``EndpointURL``
+    (``…/api/``), a custom domain (``https://llm.example.com/v1``) and the local
+    stack's ``http://127.0.0.1:8000/v1`` all work. On an ``execute-api`` host the
+    first path segment is the API Gateway stage, so the root is the stage's URL
+    whatever follows (a stack deployed when the stage was ``v1`` included).
+
+    Raises
+    ------
+    ConfigError
+        ``url`` is not an http(s) URL with a host.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"{url!r} is not a gateway URL.",
+            "Use the stack's OpenAIBaseURL output (https://….execute-api.<region>.amazonaws.com/api/v1), "
+            "or your custom domain's https://<domain>/v1.",
+        )
+    segments = [segment for segment in parts.path.split("/") if segment]
+    if parts.hostname and ".execute-api." in parts.hostname:
+        segments = segments[:1]
+    elif segments[-1:] == ["v1"]:
+        segments = segments[:-1]
+    return urlunsplit((parts.scheme, parts.netloc, "/".join(["", *segments]) if segments else "", "", ""))
 
 
 def load_config(directory: Path | None = None) -> dict[str, Any]:
@@ -140,7 +165,7 @@ def resolve_profile(*, local: bool, name: str | None, endpoint: str | None) -> P
         profile = _profile_from_config(chosen, config)
     override = endpoint or os.environ.get("PENNYWORTH_ENDPOINT")
     if override:
-        profile = Profile(**{**asdict(profile), "base_url": _root_url(override)})
+        profile = Profile(**{**asdict(profile), "base_url": gateway_root(override)})
     return profile
 
 
@@ -161,7 +186,7 @@ def _profile_from_config(name: str, config: dict[str, Any]) -> Profile:
         raise ConfigError(f"Profile '{name}': auth_flow must be one of {', '.join(AUTH_FLOWS)}, not {flow!r}.")
     return Profile(
         name=name,
-        base_url=_root_url(section["base_url"]),
+        base_url=gateway_root(section["base_url"]),
         user_pool_id=section["user_pool_id"],
         client_id=section["client_id"],
         region=section.get("region") or section["user_pool_id"].split("_", 1)[0],

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Group
-from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli import output
@@ -116,7 +114,7 @@ def create(state: Any, owner: str | None, json_: bool, **options: Any) -> None:
     if json_:
         output.emit_json(key)
         return
-    output.stdout().print(_key_panel(key))
+    output.print_table(_key_panel(key))
     click.echo(key["secret"])  # alone on the last stdout line: `| tail -1` captures it
     output.notice("[bold]Store this key now: it will not be shown again.[/bold]")
 
@@ -190,7 +188,7 @@ def revoke(state: Any, key_id: str, reason: str | None, yes: bool, json_: bool) 
     key = state.client().post(f"/admin/keys/{key_id}/revoke", {"reason": reason} if reason else None)
     output.show(key, json_, _key_panel)
     if not json_:
-        output.notice(f"Revoked {key['prefix']}.")
+        output.notice(f"Revoked {output.markup(key['prefix'])}.")
 
 
 @keys.command()
@@ -211,10 +209,12 @@ def rotate(state: Any, key_id: str, grace: int, json_: bool) -> None:
     if json_:
         output.emit_json(key)
         return
-    output.stdout().print(_key_panel(key))
+    output.print_table(_key_panel(key))
     click.echo(key["secret"])  # alone on the last stdout line: `| tail -1` captures it
     until = key.get("previous_secret_valid_until")
-    output.notice(f"The old secret works until {until}." if until else "The old secret stopped working now.")
+    output.notice(
+        f"The old secret works until {output.markup(until)}." if until else "The old secret stopped working now."
+    )
     output.notice("[bold]Store the new key now: it will not be shown again.[/bold]")
 
 
@@ -252,7 +252,8 @@ def audit(state: Any, key_id: str | None, day: str | None, limit: int, json_: bo
 @click.option("--batch-size", type=click.IntRange(1, 1000), default=IMPORT_BATCH, show_default=True,
               help="Rows per request.")  # fmt: skip
 @click.option("--secrets-out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the new keys' secrets to this CSV (mode 0600) instead of printing them.")  # fmt: skip
+              help="Write the new keys' secrets to this new CSV file (mode 0600; never an existing one) "
+                   "instead of printing them.")  # fmt: skip
 @output.json_option
 @click.pass_obj
 def import_keys(
@@ -266,23 +267,41 @@ def import_keys(
     rows = read_rows(file, fmt or _format_of(file))
     if not rows:
         raise CliError(f"{file} has no rows to import.")
+    # The secrets file is created (exclusively: an existing file is never truncated) before any key
+    # is, and each batch's secrets reach the disk before the next batch is sent.
+    secrets = SecretsFile.create(secrets_out) if secrets_out is not None else None
     client = state.client()
-    results: list[dict[str, Any]] = []
-    with _progress() as progress:
-        task = progress.add_task("Importing", total=len(rows))
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size]
-            answer = client.post("/admin/keys/import", {"keys": [row for _, row in batch]})
-            for result in answer["results"]:
-                results.append({**result, "row": batch[result["row"]][0]})
-            progress.advance(task, len(batch))
-    report = {
-        "object": "import_result",
-        **{status: sum(1 for r in results if r["status"] == status) for status in ("created", "exists", "error")},
-        "results": sorted(results, key=lambda r: r["row"]),
-    }
-    if secrets_out is not None:
-        _write_secrets(secrets_out, report["results"])
+    # Repeated ids are found here, across the whole file and numbered by its rows (the gateway sees
+    # one batch at a time, and would number a repeat by its position in the request).
+    results, to_send = duplicate_rows(rows)
+    try:
+        with _progress() as progress:
+            task = progress.add_task("Importing", total=len(to_send))
+            for start in range(0, len(to_send), batch_size):
+                batch = to_send[start : start + batch_size]
+                answer = client.post("/admin/keys/import", {"keys": [row for _, row in batch]})
+                batch_results = [{**result, "row": batch[result["row"]][0]} for result in answer["results"]]
+                if secrets is not None:
+                    secrets.write(batch_results)
+                results.extend(batch_results)
+                progress.advance(task, len(batch))
+    except CliError as exc:
+        created = sum(1 for r in results if r["status"] == "created")
+        if not created:
+            raise
+        # Keys were created before the failure: their secrets exist nowhere else, so show them now.
+        report = _import_report(results)
+        if secrets is None:
+            (output.emit_json if json_ else lambda r: _print_import(r, None))(report)
+        where = f"in {secrets_out}" if secrets_out else "above"
+        raise CliError(
+            f"{created} keys were created before the import stopped; their secrets are {where}. ({exc.message})",
+            "Import the same file again (into a new --secrets-out file): created rows are skipped as 'exists'.",
+        ) from None
+    finally:
+        if secrets is not None:
+            secrets.close()
+    report = _import_report(results)
     if json_:
         output.emit_json(report)
     else:
@@ -291,19 +310,53 @@ def import_keys(
         raise CliError(f"{report['error']} of {len(rows)} rows were not imported (see the report above).")
 
 
+def duplicate_rows(rows: list[tuple[int, Any]]) -> tuple[list[dict[str, Any]], list[tuple[int, Any]]]:
+    """Error results for rows repeating an earlier row's (owner, id), and the rows left to send."""
+    first: dict[tuple[str, str], int] = {}
+    errors: list[dict[str, Any]] = []
+    unique: list[tuple[int, Any]] = []
+    for number, row in rows:
+        row_id = row.get("id") if isinstance(row, dict) else None
+        if not isinstance(row_id, str) or not row_id.strip():
+            unique.append((number, row))  # the gateway explains what is wrong with it
+            continue
+        marker = (str(row.get("owner") or "").strip().lower(), row_id.strip())
+        if marker in first:
+            message = f"Duplicate id {row_id.strip()!r} (also in row {first[marker]})."
+            error = {"message": message, "type": "invalid_request_error", "param": "id", "code": "duplicate_id"}
+            errors.append({"row": number, "id": row_id, "status": "error", "error": error})
+        else:
+            first[marker] = number
+            unique.append((number, row))
+    return errors, unique
+
+
+def _import_report(results: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "object": "import_result",
+        **{status: sum(1 for r in results if r["status"] == status) for status in ("created", "exists", "error")},
+        "results": sorted(results, key=lambda r: r["row"]),
+    }
+
+
 @keys.command(name="export")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @click.option("--output", "-o", "out", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
 @click.option("--owner", help='Only this owner\'s keys (email, sub, or "me").')
 @click.option("--status", type=click.Choice(["active", "expired", "revoked"]), help="Only keys in this state.")
+@click.option("--force", is_flag=True, help="Overwrite the --output file if it exists.")
 @output.json_option
 @click.pass_obj
-def export_keys(state: Any, fmt: str, out: Path | None, owner: str | None, status: str | None, json_: bool) -> None:
+def export_keys(
+    state: Any, fmt: str, out: Path | None, owner: str | None, status: str | None, force: bool, json_: bool
+) -> None:
     """Write keys as import rows (no secrets): CSV or JSON, to a file or stdout.
 
     With --json, the rows go to stdout as JSON (or, with --output, the file
     gets the rows and stdout a JSON summary).
     """
+    if out is not None and out.exists() and not force:
+        raise CliError(f"{out} already exists.", "Add --force to overwrite it, or choose another file.")
     rows: list[dict[str, Any]] = []
     with _progress() as progress:
         task = progress.add_task("Exporting", total=None)
@@ -312,13 +365,13 @@ def export_keys(state: Any, fmt: str, out: Path | None, owner: str | None, statu
             progress.update(task, completed=len(rows))
     text = json.dumps(rows, indent=2) + "\n" if fmt == "json" or (json_ and out is None) else rows_to_csv(rows)
     if out is None:
-        click.echo(text, nl=False)
+        output.echo_text(text)
         return
     out.write_text(text)
     if json_:
         output.emit_json({"exported": len(rows), "file": str(out), "format": fmt})
     else:
-        output.notice(f"Exported {len(rows)} keys to {out}.")
+        output.notice(f"Exported {len(rows)} keys to {output.markup(out)}.")
 
 
 def read_rows(path: Path, fmt: str) -> list[tuple[int, dict[str, Any]]]:
@@ -332,6 +385,8 @@ def read_rows(path: Path, fmt: str) -> list[tuple[int, dict[str, Any]]]:
             data = json.loads(text)
         except ValueError as exc:
             raise CliError(f"{path} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise CliError(f"{path} is not usable JSON: it is nested too deeply.") from None
         if isinstance(data, dict) and isinstance(data.get("keys"), list):
             data = data["keys"]
         if not isinstance(data, list):
@@ -384,15 +439,44 @@ def _format_of(path: Path) -> str:
     raise click.UsageError(f"Cannot tell the format of {path.name}: use --format csv or --format json.")
 
 
-def _write_secrets(path: Path, results: list[dict[str, Any]]) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["id", "key_id", "secret"])
+class SecretsFile:
+    """The ``--secrets-out`` CSV: a new file (mode 0600), one flushed batch of secrets at a time."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self._writer = csv.writer(handle, lineterminator="\n")
+
+    @classmethod
+    def create(cls, path: Path) -> SecretsFile:
+        """Create ``path``; refuse if anything is there already (secrets are never overwritten).
+
+        Raises
+        ------
+        CliError
+            ``path`` exists, or cannot be created.
+        """
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise CliError(
+                f"{path} already exists; it may hold the secrets of an earlier import, so it is left alone.",
+                "Choose a new file for --secrets-out.",
+            ) from None
+        except OSError as exc:
+            raise CliError(f"Cannot create {path}: {exc.strerror}.") from None
+        secrets = cls(os.fdopen(fd, "w", newline=""))
+        secrets._writer.writerow(["id", "key_id", "secret"])
+        return secrets
+
+    def write(self, results: list[dict[str, Any]]) -> None:
         for result in results:
             if result.get("secret"):
-                writer.writerow([result["id"], result["key"]["key_id"], result["secret"]])
-    os.chmod(path, 0o600)
+                self._writer.writerow([result["id"], result["key"]["key_id"], result["secret"]])
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
 
 
 def _progress() -> Progress:
@@ -409,7 +493,7 @@ def _progress() -> Progress:
 # Rendering
 
 
-def _key_panel(key: dict[str, Any]) -> Panel:
+def _key_panel(key: dict[str, Any]) -> output.TableData:
     rows = [
         ("key id", key["key_id"]),
         ("prefix", key["prefix"]),
@@ -425,10 +509,9 @@ def _key_panel(key: dict[str, Any]) -> Panel:
         ("revoked", key["revoked_at"]),
         ("old secret valid until", key.get("previous_secret_valid_until")),
         ("metadata", key["metadata"] or None),
+        ("limits set by an admin", sorted(key.get("admin_limits") or {}) or None),
     ]
-    table = output.table(None, ["field", "value"], rows)
-    table.show_header = False
-    return Panel(Group(table), title=key["prefix"], expand=False)
+    return output.table(key["prefix"], ["field", "value"], rows, panel=True)
 
 
 def _keys_table(data: list[dict[str, Any]]) -> Any:
@@ -473,11 +556,10 @@ def _audit_table(events: list[dict[str, Any]]) -> Any:
 
 
 def _print_import(report: dict[str, Any], secrets_out: Path | None) -> None:
-    console = output.stdout()
     created = [r for r in report["results"] if r["status"] == "created"]
     errors = [r for r in report["results"] if r["status"] == "error"]
     if created and secrets_out is None:
-        console.print(
+        output.print_table(
             output.table(
                 "New keys (secrets are shown once)",
                 ["row", "id", "key id", "secret"],
@@ -485,14 +567,16 @@ def _print_import(report: dict[str, Any], secrets_out: Path | None) -> None:
             )
         )
     if errors:
-        console.print(
+        # Piped, stdout holds only the new keys (one TSV table); the refused rows go to stderr.
+        output.print_table(
             output.table(
                 "Rows not imported",
                 ["row", "id", "field", "error"],
                 [(r["row"], r["id"], r["error"].get("param"), r["error"]["message"]) for r in errors],
-            )
+            ),
+            err=not output.is_terminal(),
         )
     output.notice(
         f"{report['created']} created, {report['exists']} already existed, {report['error']} failed."
-        + (f" Secrets written to {secrets_out}." if secrets_out and created else "")
+        + (f" Secrets written to {output.markup(secrets_out)}." if secrets_out and created else "")
     )

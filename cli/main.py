@@ -15,6 +15,7 @@ import click
 
 from cli.config import Profile, resolve_profile
 from cli.errors import CliError
+from cli.output import safe
 
 
 @dataclass
@@ -48,7 +49,8 @@ class PennyworthGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CliError as exc:
-            raise click.ClickException(str(exc)) from None
+            # Messages quote the gateway, which may quote what someone typed: never raw to a terminal.
+            raise click.ClickException("\n".join(safe(line) for line in str(exc).split("\n"))) from None
 
 
 @click.group(cls=PennyworthGroup)

@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
 from cli import output
@@ -48,17 +47,17 @@ def usage(
         raise click.UsageError("Use either --csv or --json, not both.")
     report = state.client().get("/admin/usage", {"from": first, "to": last, "group_by": group_by, "owner": owner})
     if csv_:
-        click.echo(to_csv(report), nl=False)
+        output.echo_text(to_csv(report))
     elif json_:
         output.emit_json(report)
     else:
-        output.stdout().print(usage_table(report))
+        output.print_table(usage_table(report))
         if chart:
             output.stdout().print(bar_chart(report))
 
 
-def usage_table(report: dict[str, Any]) -> Table:
-    who = "everyone" if report["scope"] == "all" else report["scope"]
+def usage_table(report: dict[str, Any]) -> output.TableData:
+    who = "everyone" if report["scope"] == "all" else report.get("scope_email") or report["scope"]
     rows = [
         (_label(row), row["requests"], row["input_tokens"], row["output_tokens"], row["cache_read_tokens"],
          f"${row['cost_usd']}")
@@ -80,12 +79,12 @@ def bar_chart(report: dict[str, Any]) -> Group:
     if not rows:
         return Group(Text("No usage in this range.", style="dim"))
     peak = max(Decimal(row["cost_usd"]) for row in rows) or Decimal(1)
-    width = max(len(_label(row)) for row in rows)
+    width = max(len(output.safe(_label(row))) for row in rows)
     lines = [Text(f"Cost by {report['group_by']}", style="bold")]
     for row in rows:
         cost = Decimal(row["cost_usd"])
         filled = int(round(cost / peak * _BAR)) if cost else 0
-        line = Text(f"{_label(row):<{width}} ")
+        line = Text(f"{output.safe(_label(row)):<{width}} ")
         line.append("█" * filled or "·", style="cyan")
         line.append(f" ${row['cost_usd']}")
         lines.append(line)
@@ -97,19 +96,14 @@ def to_csv(report: dict[str, Any]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in report["data"]:
-        writer.writerow({**row, "name": row.get("name") or ""})
+        writer.writerow({**row, "name": row.get("name") or row.get("owner_email") or ""})
     return buffer.getvalue()
-
-
-def _printable(text: str) -> str:
-    """``text`` with control and other non-printable characters escaped (nothing for the terminal to run)."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode() for ch in text)
 
 
 def _label(row: dict[str, Any]) -> str:
     if row.get("prefix"):
         return f"{row['prefix']} ({row['name']})" if row.get("name") else row["prefix"]
-    return str(row["group"])
+    return str(row.get("owner_email") or row["group"])  # owners by e-mail, as people know them
 
 
 @click.group()
@@ -138,10 +132,10 @@ def budget_set(state: Any, owner: str, usd: str, json_: bool) -> None:
                 _budget_table)  # fmt: skip
 
 
-def _budget_table(view: dict[str, Any]) -> Table:
+def _budget_table(view: dict[str, Any]) -> output.TableData:
     money = lambda v: None if v is None else f"${v}"  # noqa: E731 - a two-use formatter
     return output.table(
-        f"Budget of {view['owner']} for {view['period']}",
+        f"Budget of {view.get('owner_email') or view['owner']} for {view['period']}",
         ("monthly budget", "spent", "remaining"),
         [(money(view["monthly_budget_usd"]), money(view["spent_usd"]), money(view["remaining_usd"]))],
     )
@@ -166,10 +160,10 @@ def report_run(state: Any, day: str | None, force: bool, json_: bool) -> None:
     if json_:
         output.emit_json(result)
         return
-    click.echo(result["notification"], nl=False)
+    output.echo_text(result["notification"])
     sent = ", ".join(result["sent"]) or "nothing new (this day was already reported; --force sends a correction)"
     revision = f" (revision {result['revision']})" if result.get("revision", 1) > 1 else ""
-    output.notice(f"Sent{revision}: {sent}.")
+    output.notice(f"Sent{revision}: {output.markup(sent)}.")
 
 
 @report.command("show")
@@ -182,7 +176,7 @@ def report_show(state: Any, day: str, json_: bool) -> None:
     if json_:
         output.emit_json(result)
     else:
-        click.echo(result["notification"], nl=False)
+        output.echo_text(result["notification"])
 
 
 @click.group()
@@ -230,7 +224,7 @@ def reconcile(state: Any, log_file: Any, json_: bool) -> None:
         for rejected in totals["rejected"]:
             # One unwrapped FILE:LINE: reason line each, as compilers do (editors jump to them). The
             # reason quotes the line with repr(), so no control character reaches the terminal.
-            click.echo(_printable(f"{log_file.name}:{rejected['line']}: {rejected['error']}"), err=True)
+            click.echo(output.safe(f"{log_file.name}:{rejected['line']}: {rejected['error']}"), err=True)
     problems = []
     if totals["rejected"]:
         problems.append(f"{len(totals['rejected'])} lines were refused (nothing of them was written)")

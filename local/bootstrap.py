@@ -31,9 +31,11 @@ def create_tables(dynamodb_client: Any, table_names: dict[str, str], *, streams:
     existing = set(dynamodb_client.list_tables().get("TableNames", []))
     for logical_id, resource in template_resources("AWS::DynamoDB::Table").items():
         name = table_names[logical_id]
-        if name in existing:
-            continue
         props = resource["Properties"]
+        if name in existing:
+            if streams and props.get("StreamSpecification"):
+                _enable_stream(dynamodb_client, name, props["StreamSpecification"])
+            continue
         params: dict[str, Any] = {
             "TableName": name,
             "AttributeDefinitions": props["AttributeDefinitions"],
@@ -52,6 +54,13 @@ def create_tables(dynamodb_client: Any, table_names: dict[str, str], *, streams:
                 TableName=name,
                 TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
             )
+
+
+def _enable_stream(dynamodb_client: Any, name: str, specification: dict[str, Any]) -> None:
+    # Local state saved before the table had its stream (make dev keeps it across restarts).
+    if dynamodb_client.describe_table(TableName=name)["Table"].get("StreamSpecification", {}).get("StreamEnabled"):
+        return
+    dynamodb_client.update_table(TableName=name, StreamSpecification={"StreamEnabled": True, **specification})
 
 
 def create_user_pool(cognito_client: Any, pool_name: str) -> dict[str, str]:
@@ -79,6 +88,16 @@ def create_console_client(cognito_client: Any, pool_id: str, console_urls: list[
     params.update(CallbackURLs=console_urls, LogoutURLs=console_urls)
     created = cognito_client.create_user_pool_client(UserPoolId=pool_id, **params)
     return created["UserPoolClient"]["ClientId"]
+
+
+def update_console_client(cognito_client: Any, pool_id: str, client_id: str, console_urls: list[str]) -> None:
+    """Point the console's app client at ``console_urls`` (a restarted stack may listen on another port)."""
+    client = template_resources("AWS::Cognito::UserPoolClient")["ConsoleClient"]["Properties"]
+    # GenerateSecret is fixed at creation: UpdateUserPoolClient does not take it.
+    skipped = ("UserPoolId", "ClientName", "CallbackURLs", "LogoutURLs", "GenerateSecret")
+    params = {k: v for k, v in client.items() if k not in skipped}
+    params.update(CallbackURLs=console_urls, LogoutURLs=console_urls, ClientName=client["ClientName"])
+    cognito_client.update_user_pool_client(UserPoolId=pool_id, ClientId=client_id, **params)
 
 
 def create_user(cognito_client: Any, pool_id: str, email: str, password: str, *, groups: tuple[str, ...] = ()) -> str:

@@ -1,18 +1,27 @@
-"""``chalice`` for the local stack, tolerant of Authorization headers that are not JWTs.
+"""``chalice`` for the local stack, answering as our API Gateway does.
 
-chalice local imitates API Gateway's Cognito authorizer by base64-decoding
-the Authorization header as a JWT, and crashes (no response at all) when it
-is anything else, e.g. an API key sent to an /admin route. API Gateway would
-answer 401 there; here the header is passed on undecoded and the app's own
-token check (chalicelib/admin/auth.py) answers the same 401.
+* chalice local imitates API Gateway's Cognito authorizer by base64-decoding
+  the Authorization header as a JWT, and crashes (no response at all) when it
+  is anything else, e.g. an API key sent to an /admin route. API Gateway would
+  answer 401 there; here the header is passed on undecoded and the app's own
+  token check (chalicelib/admin/auth.py) answers the same 401.
+* An unknown route got chalice local's 403 whose message repeats the whole
+  Authorization header (the caller's API key), and a wrong method Chalice's
+  ``{"Code": "MethodNotAllowedError"}``. Both are OpenAI error envelopes here
+  (404 ``unknown_url``, 405 ``method_not_allowed`` with ``Allow``), as the
+  template's gateway responses make them on AWS; neither repeats a header.
 
 Usage: ``python -m local.chalice_local local --stage local --port 8000`` (any chalice command).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
+from urllib.parse import urlsplit
+
+from chalicelib.errors import AppError, MethodNotAllowed, UnknownRoute
 
 
 def tolerate_non_jwt_authorization() -> None:
@@ -24,7 +33,7 @@ def tolerate_non_jwt_authorization() -> None:
     def lenient(self: Any, jwt: str) -> dict[str, Any]:
         try:
             claims = decode(self, jwt)
-        except (IndexError, ValueError, UnicodeDecodeError):
+        except (IndexError, ValueError, UnicodeDecodeError, RecursionError):
             return {}
         return claims if isinstance(claims, dict) else {}
 
@@ -39,10 +48,45 @@ def answer_without_nagle() -> None:
     ChaliceRequestHandler.disable_nagle_algorithm = True
 
 
+def openai_routing_errors() -> None:
+    """Patch chalice local's gateway: unknown routes and wrong methods become OpenAI errors."""
+    from chalice.local import LocalGateway
+
+    handle = LocalGateway.handle_request
+
+    def handle_request(
+        self: Any, method: str, path: str, headers: dict[str, Any], body: bytes | None
+    ) -> dict[str, Any]:
+        route_path = urlsplit(path).path
+        try:
+            route = self.event_converter._route_matcher.match_route(path)
+        except ValueError:
+            error: AppError = UnknownRoute(f"Unknown request URL: {method} {route_path}. See GET /openapi.json.")
+            return _answer(error)
+        methods = self._app_object.routes[route.route]
+        if method != "OPTIONS" and method not in methods:
+            allowed = ", ".join(sorted(methods))
+            error = MethodNotAllowed(f"{route_path} does not accept {method}; use {allowed}.")
+            return _answer(error, {"Allow": allowed})
+        return handle(self, method, path, headers, body)
+
+    LocalGateway.handle_request = handle_request  # type: ignore[method-assign]
+
+
+def _answer(error: AppError, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": error.status_code,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "multiValueHeaders": {},
+        "body": json.dumps(error.to_body()),
+    }
+
+
 def main() -> int:
     from chalice.cli import main as chalice_main
 
     tolerate_non_jwt_authorization()
+    openai_routing_errors()
     answer_without_nagle()
     return chalice_main()
 

@@ -18,6 +18,7 @@ import ctypes
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,11 +29,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from local import bootstrap, console_login
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = PROJECT_DIR / ".pennyworth"
+#: What make dev keeps across restarts (make dev FRESH=1 deletes it).
+LOCAL_STATE_DIR = STATE_DIR / "state"
 REGION = "us-east-1"
 ADMIN_EMAIL = "admin@pennyworth.local"
 #: A user without admin rights, to see the console (and the API) as most key holders do.
@@ -43,6 +47,9 @@ TABLE_NAMES = {
     "UsageTable": "pennyworth-local-usage",
     "AuditTable": "pennyworth-local-audit",
 }
+#: Files in the state directory: moto's pickled AWS, and the stack's ids and secrets.
+AWS_STATE = "aws.pickle"
+STACK_STATE = "stack.json"
 PORT_ENV = {"api": "PENNYWORTH_PORT", "aws": "PENNYWORTH_AWS_PORT", "bedrock": "PENNYWORTH_BEDROCK_PORT"}
 DEFAULT_PORTS = {"api": 8000, "aws": 8001, "bedrock": 8002}
 
@@ -93,6 +100,9 @@ class DevStack:
     log_dir: Path = STATE_DIR / "logs"
     api_output: IO[Any] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Where the AWS state (tables, users, ledger) and the stack's ids and secrets are kept across
+    #: restarts; None: a throwaway stack (tests).
+    state_dir: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     _processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -123,7 +133,11 @@ class DevStack:
             _ensure_free(self.host, getattr(self.ports, name), PORT_ENV[name])
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self._spawn("aws", [sys.executable, "-m", "local.moto_server", "-H", self.host, "-p", str(self.ports.aws)])
+            moto = [sys.executable, "-m", "local.moto_server", "-H", self.host, "-p", str(self.ports.aws)]
+            saved = self._saved_stack()
+            if self.state_dir is not None:
+                moto += ["--state", str(self.state_dir / AWS_STATE)]
+            self._spawn("aws", moto)
             self._spawn(
                 "bedrock",
                 [
@@ -136,9 +150,9 @@ class DevStack:
                     str(self.ports.bedrock),
                 ],
             )
-            _wait_http(f"{self.aws_url}/moto-api/", self._processes["aws"], "moto server")
+            _wait_http(f"{self.aws_url}/moto-api/", self._processes["aws"], "moto server", log=self.log_dir / "aws.log")
             _wait_http(f"{self.bedrock_url}/ping", self._processes["bedrock"], "Bedrock emulator")
-            self._bootstrap()
+            self._bootstrap(saved)
             aggregator = [sys.executable, "-m", "local.stream_aggregator", "--endpoint", self.aws_url]
             self._spawn("aggregator", [*aggregator, "--table", TABLE_NAMES["UsageTable"], "--region", REGION])
             # chalice local serves the buffered routes on a private port; the front (API Gateway's
@@ -161,7 +175,25 @@ class DevStack:
             raise
         return self.info
 
-    def _bootstrap(self) -> None:
+    def _saved_stack(self) -> dict[str, Any] | None:
+        """The ids and secrets of the stack saved in ``state_dir``, or None for a first start."""
+        if self.state_dir is None:
+            return None
+        aws_state, stack_state = self.state_dir / AWS_STATE, self.state_dir / STACK_STATE
+        if not aws_state.exists() and not stack_state.exists():
+            return None
+        if not (aws_state.exists() and stack_state.exists()):
+            raise StackError(
+                f"The local state in {self.state_dir} is incomplete (one of {AWS_STATE}, {STACK_STATE} is missing). "
+                "Start clean with 'make dev FRESH=1'."
+            )
+        try:
+            return json.loads(stack_state.read_text())
+        except ValueError as exc:
+            raise StackError(f"{stack_state} is not valid JSON ({exc}). Start clean with 'make dev FRESH=1'.") from None
+
+    def _bootstrap(self, saved: dict[str, Any] | None) -> None:
+        """Create the tables (new ones too), and the pool, admin, report topic and key on a first start."""
         import boto3
 
         aws = {
@@ -171,23 +203,14 @@ class DevStack:
             "aws_secret_access_key": "testing",
         }
         bootstrap.create_tables(boto3.client("dynamodb", **aws), TABLE_NAMES)
-        cognito = boto3.client("cognito-idp", **aws)
-        pool = bootstrap.create_user_pool(cognito, "pennyworth-local-users")
-        password = f"Pw1!{secrets.token_urlsafe(12)}"
-        admin_sub = bootstrap.create_user(
-            cognito, pool["user_pool_id"], ADMIN_EMAIL, password, groups=(bootstrap.ADMINS_GROUP,)
-        )
-        user_password = f"Pw1!{secrets.token_urlsafe(12)}"
-        bootstrap.create_user(cognito, pool["user_pool_id"], USER_EMAIL, user_password)
-        # The web console signs in through the local stand-in for Cognito's managed login
-        # (local/console_login.py, on the moto server), with an app client of its own.
+        stack = saved or self._first_start(aws)
         console_url = f"{self.api_url}/console"
-        console_client_id = bootstrap.create_console_client(
-            cognito, pool["user_pool_id"], [console_url, f"http://localhost:{self.ports.api}/console"]
-        )
-        reports = bootstrap.create_report_topic(
-            boto3.client("sns", **aws), boto3.client("sqs", **aws), "pennyworth-local-reports"
-        )
+        if saved is not None:
+            # The console client sends users back to this run's port, which may differ from the last.
+            cognito = boto3.client("cognito-idp", **aws)
+            bootstrap.update_console_client(
+                cognito, stack["user_pool_id"], stack["console_client_id"], self._console_urls()
+            )
         self.env = {
             **os.environ,
             "AWS_ACCESS_KEY_ID": "testing",
@@ -199,11 +222,11 @@ class DevStack:
             "PENNYWORTH_KEYS_TABLE": TABLE_NAMES["KeysTable"],
             "PENNYWORTH_USAGE_TABLE": TABLE_NAMES["UsageTable"],
             "PENNYWORTH_AUDIT_TABLE": TABLE_NAMES["AuditTable"],
-            "PENNYWORTH_COGNITO_USER_POOL_ID": pool["user_pool_id"],
-            "PENNYWORTH_COGNITO_CLIENT_ID": pool["client_id"],
-            "PENNYWORTH_COGNITO_CONSOLE_CLIENT_ID": console_client_id,
+            "PENNYWORTH_COGNITO_USER_POOL_ID": stack["user_pool_id"],
+            "PENNYWORTH_COGNITO_CLIENT_ID": stack["client_id"],
+            "PENNYWORTH_COGNITO_CONSOLE_CLIENT_ID": stack["console_client_id"],
             "PENNYWORTH_CONSOLE_AUTH_URL": f"{self.aws_url}{console_login.PREFIX}",
-            "PENNYWORTH_REPORT_TOPIC_ARN": reports["topic_arn"],
+            "PENNYWORTH_REPORT_TOPIC_ARN": stack["report_topic_arn"],
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             # moto answers in tens of milliseconds and holds one lock for all requests (a 1,000-key
             # scan holds it for seconds): DynamoDB's timeouts would fire here for no fault of the code.
@@ -211,35 +234,75 @@ class DevStack:
             "PENNYWORTH_LEDGER_DEADLINE_SECONDS": os.environ.get("PENNYWORTH_LEDGER_DEADLINE_SECONDS", "20"),
             **self.extra_env,
         }
-        from chalicelib.keys.store import KeyStore
-
-        table = boto3.resource("dynamodb", **aws).Table(TABLE_NAMES["KeysTable"])
-        record, api_key = KeyStore(table).create(
-            owner_sub=admin_sub, owner_email=ADMIN_EMAIL, name="make dev bootstrap key"
-        )
+        if self.state_dir is not None and saved is None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            state = self.state_dir / STACK_STATE
+            state.write_text(json.dumps(stack, indent=2) + "\n")
+            state.chmod(0o600)  # the admin password and the bootstrap key
         base_url = f"{self.api_url}/v1"
         self.info = {
             "base_url": base_url,
-            "api_key": api_key,
-            "key_id": record.key_id,
+            "api_key": stack["api_key"],
+            "key_id": stack["key_id"],
             "admin_username": ADMIN_EMAIL,
-            "admin_password": password,
+            "admin_password": stack["admin_password"],
             "user_username": USER_EMAIL,
-            "user_password": user_password,
+            "user_password": stack["user_password"],
             "console_url": console_url,
             "cognito": {
                 "endpoint_url": self.aws_url,
                 "region": REGION,
-                "user_pool_id": pool["user_pool_id"],
-                "client_id": pool["client_id"],
-                "console_client_id": console_client_id,
+                "user_pool_id": stack["user_pool_id"],
+                "client_id": stack["client_id"],
+                "console_client_id": stack["console_client_id"],
             },
             "aws_endpoint_url": self.aws_url,
             "bedrock_endpoint_url": self.bedrock_url,
             "mcp_url": f"{self.api_url}/mcp",
+            "report_topic_arn": stack["report_topic_arn"],
+            # moto answers queue URLs on any of its hosts: point at this run's port.
+            "report_inbox_url": f"{self.aws_url}/{stack['report_inbox_path'].lstrip('/')}",
+            "restored": saved is not None,
+            "examples": examples(base_url, stack["api_key"]),
+        }
+
+    def _console_urls(self) -> list[str]:
+        return [f"{self.api_url}/console", f"http://localhost:{self.ports.api}/console"]
+
+    def _first_start(self, aws: dict[str, Any]) -> dict[str, Any]:
+        """The user pool, its admin, the report topic and the bootstrap key; their ids and secrets."""
+        import boto3
+
+        from chalicelib.keys.store import KeyStore
+
+        cognito = boto3.client("cognito-idp", **aws)
+        pool = bootstrap.create_user_pool(cognito, "pennyworth-local-users")
+        password = f"Pw1!{secrets.token_urlsafe(12)}"
+        admin_sub = bootstrap.create_user(
+            cognito, pool["user_pool_id"], ADMIN_EMAIL, password, groups=(bootstrap.ADMINS_GROUP,)
+        )
+        user_password = f"Pw1!{secrets.token_urlsafe(12)}"
+        bootstrap.create_user(cognito, pool["user_pool_id"], USER_EMAIL, user_password)
+        # The web console signs in through the local stand-in for Cognito's managed login
+        # (local/console_login.py, on the moto server), with an app client of its own.
+        console_client_id = bootstrap.create_console_client(cognito, pool["user_pool_id"], self._console_urls())
+        reports = bootstrap.create_report_topic(
+            boto3.client("sns", **aws), boto3.client("sqs", **aws), "pennyworth-local-reports"
+        )
+        table = boto3.resource("dynamodb", **aws).Table(TABLE_NAMES["KeysTable"])
+        record, api_key = KeyStore(table).create(
+            owner_sub=admin_sub, owner_email=ADMIN_EMAIL, name="make dev bootstrap key"
+        )
+        return {
+            "user_pool_id": pool["user_pool_id"],
+            "client_id": pool["client_id"],
+            "admin_password": password,
+            "user_password": user_password,
+            "console_client_id": console_client_id,
+            "api_key": api_key,
+            "key_id": record.key_id,
             "report_topic_arn": reports["topic_arn"],
-            "report_inbox_url": reports["inbox_url"],
-            "examples": examples(base_url, api_key),
+            "report_inbox_path": urlsplit(reports["inbox_url"]).path,
         }
 
     def _spawn(self, name: str, command: list[str], output: IO[Any] | None = None) -> None:
@@ -314,11 +377,14 @@ def _ensure_free(host: str, port: int, variable: str) -> None:
             ) from None
 
 
-def _wait_http(url: str, process: subprocess.Popen, what: str, timeout: float = 30) -> None:
+def _wait_http(url: str, process: subprocess.Popen, what: str, timeout: float = 30, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise StackError(f"{what} exited during start-up (code {process.returncode}); see .pennyworth/logs/.")
+            said = _last_error(log)
+            raise StackError(
+                f"{what} exited during start-up (code {process.returncode}); " + (said or "see .pennyworth/logs/.")
+            )
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -327,6 +393,14 @@ def _wait_http(url: str, process: subprocess.Popen, what: str, timeout: float = 
         except (urllib.error.URLError, OSError):
             time.sleep(0.1)
     raise StackError(f"{what} did not answer at {url} within {timeout:.0f}s; see .pennyworth/logs/.")
+
+
+def _last_error(log: Path | None) -> str | None:
+    """The last ``error:`` line a server wrote to its log, if any (what went wrong, in its words)."""
+    if log is None or not log.exists():
+        return None
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("error: ")]
+    return lines[-1].removeprefix("error: ") if lines else None
 
 
 def _die_with_parent() -> None:
@@ -349,6 +423,13 @@ def _banner(info: dict[str, Any]) -> str:
             f"  MCP        {info['mcp_url']}",
             "  Details    .pennyworth/dev.json",
             "",
+            "  State      "
+            + (
+                "restored: keys, users and the ledger of the last run (make dev FRESH=1 starts clean)"
+                if info.get("restored")
+                else "new; kept across restarts in .pennyworth/state/ (make dev FRESH=1 starts clean)"
+            ),
+            "",
             "Try it:",
             "",
             f"  {info['examples']['curl']}",
@@ -365,10 +446,19 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Ports: PENNYWORTH_PORT (API, 8000), PENNYWORTH_AWS_PORT (moto, 8001), "
         "PENNYWORTH_BEDROCK_PORT (emulator, 8002).",
     )
-    parser.parse_args(argv)
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help=f"delete the saved local state ({LOCAL_STATE_DIR.relative_to(PROJECT_DIR)}/) first: "
+        "every local key, user and ledger entry (make dev FRESH=1)",
+    )
+    args = parser.parse_args(argv)
+    if args.fresh and LOCAL_STATE_DIR.exists():
+        shutil.rmtree(LOCAL_STATE_DIR)
+        print(f"Deleted the saved local state ({LOCAL_STATE_DIR}).", file=sys.stderr)
     try:
         ports = Ports.from_env()
-        stack = DevStack(ports=ports, api_output=sys.stdout)
+        stack = DevStack(ports=ports, api_output=sys.stdout, state_dir=LOCAL_STATE_DIR)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         print("Starting moto server, the Bedrock emulator and chalice local…", file=sys.stderr, flush=True)
         info = stack.start()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import json
 import select
 import signal
 import socket
@@ -27,6 +28,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from chalicelib import errors
 
 #: Headers that describe one hop, never forwarded.
 _HOP_BY_HOP = frozenset(
@@ -74,12 +77,17 @@ class FrontHandler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
         except ValueError as exc:
-            self._send_plain(400, str(exc))
+            self._send_error(errors.PayloadTooLarge(f"The request body is too large ({exc})."))
             return
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
-        if (self.command, path) in STREAM_PATHS:
+        methods = sorted(method for method, stream_path in STREAM_PATHS if stream_path == path)
+        if self.command in methods:
             self._stream(path, url.query, body)
+        elif methods and self.command != "OPTIONS":
+            allowed = ", ".join(methods)
+            error = errors.MethodNotAllowed(f"{path} does not accept {self.command}; use {allowed}.")
+            self._send_error(error, {"Allow": allowed})
         else:
             self._proxy(body)
 
@@ -151,7 +159,7 @@ class FrontHandler(BaseHTTPRequestHandler):
             response = connection.getresponse()
             payload = response.read()
         except OSError as exc:
-            self._send_plain(502, f"chalice local did not answer: {exc}")
+            self._send_error(errors.UpstreamError(f"chalice local did not answer: {exc}"))
             return
         finally:
             connection.close()
@@ -161,10 +169,14 @@ class FrontHandler(BaseHTTPRequestHandler):
         data = "\r\n".join(head).encode("latin-1", "replace")
         self.wfile.write(data if self.command == "HEAD" else data + payload)
 
-    def _send_plain(self, status: int, text: str) -> None:
-        data = text.encode()
-        head = f"HTTP/1.1 {status} {http.client.responses.get(status, '')}\r\nContent-Type: text/plain\r\n"
-        self.wfile.write(head.encode() + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+    def _send_error(self, error: errors.AppError, headers: dict[str, str] | None = None) -> None:
+        """An OpenAI error envelope, as every other error of the gateway."""
+        data = json.dumps(error.to_body()).encode()
+        status = error.status_code
+        head = [f"HTTP/1.1 {status} {http.client.responses.get(status, '')}", "Content-Type: application/json"]
+        head += [f"{name}: {value}" for name, value in {**error.headers, **(headers or {})}.items()]
+        head += [f"Content-Length: {len(data)}", "", ""]
+        self.wfile.write("\r\n".join(head).encode("latin-1", "replace") + data)
         self.close_connection = True
 
 

@@ -34,8 +34,9 @@ import decimal
 import functools
 from typing import Any
 
-#: Stream records kept per table (the local aggregator drains far faster than this fills).
-STREAM_RECORDS_KEPT = 20_000
+#: Stream records kept per table: minutes of make dev traffic for the local aggregator (draining every
+#: 0.25 s) to catch up after a restart, and small enough for local/moto_state.py to save every second.
+STREAM_RECORDS_KEPT = 5_000
 _APPLIED = False
 
 

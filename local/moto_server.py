@@ -9,7 +9,10 @@ rate-limit checks depend on that. So every request is handled under one lock.
 ``local/moto_patches.py`` is applied first: without it the server's memory
 and time per request grow with every request (see that module).
 
-Usage: ``python -m local.moto_server -H 127.0.0.1 -p 8001``.
+With ``--state FILE`` it starts from the state saved there and saves every change back
+(``local/moto_state.py``), so ``make dev`` keeps keys, users and the ledger across restarts.
+
+Usage: ``python -m local.moto_server -H 127.0.0.1 -p 8001 [--state FILE]``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from local import console_login
@@ -26,12 +30,17 @@ from local import console_login
 _LOCK = threading.Lock()
 
 
-def serialized(app: Callable[..., Iterable[bytes]]) -> Callable[..., list[bytes]]:
-    """A WSGI app that runs ``app`` one request at a time (body included)."""
+def serialized(
+    app: Callable[..., Iterable[bytes]], after: Callable[[dict[str, Any]], None] | None = None
+) -> Callable[..., list[bytes]]:
+    """A WSGI app that runs ``app`` one request at a time (body included); ``after`` sees each request."""
 
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         with _LOCK:
-            return list(app(environ, start_response))
+            body = list(app(environ, start_response))
+        if after is not None:
+            after(environ)
+        return body
 
     return wsgi
 
@@ -43,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="moto server, one request at a time")
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=8001)
+    parser.add_argument("--state", type=Path, help="load this saved state, and keep saving to it")
     parser.add_argument(
         "--no-patches", action="store_true", help="moto as released (bench/local_dynamodb.py's 'before')"
     )
@@ -52,6 +62,18 @@ def main(argv: list[str] | None = None) -> int:
 
         moto_patches.apply()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    saver = None
+    if args.state is not None:
+        from local import moto_state
+
+        if args.state.exists():
+            try:
+                moto_state.load(args.state)
+            except moto_state.StateError as exc:
+                print(f"error: {exc}", file=sys.stderr, flush=True)
+                return 3
+        saver = moto_state.Saver(args.state, _LOCK)
+        saver.start()
     app = DomainDispatcherApplication(create_backend_app)
 
     class NoDelayHandler(MotoRequestHandler):
@@ -60,8 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         disable_nagle_algorithm = True
 
     # /console-login: the local stand-in for Cognito's managed login (the web console's sign-in).
-    app = console_login.mount(serialized(app), f"http://{args.host}:{args.port}")
-    run_simple(args.host, args.port, app, threaded=True, request_handler=NoDelayHandler)
+    after = saver.changed if saver else None
+    app = console_login.mount(serialized(app, after), f"http://{args.host}:{args.port}")
+    try:
+        run_simple(args.host, args.port, app, threaded=True, request_handler=NoDelayHandler)
+    finally:
+        if saver is not None:
+            saver.stop()
     return 0
 
 

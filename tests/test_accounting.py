@@ -54,6 +54,12 @@ def test_admins_see_everyone_and_users_only_themselves(
     }
     assert Decimal(everyone["total"]["cost_usd"]) == spent_alice + spent_bob
     assert everyone["total"]["requests"] == 4 and isinstance(everyone["total"]["requests"], int)
+    # owners are named by e-mail, as people know them (the sub stays the group)
+    emails = {row["group"]: row["owner_email"] for row in everyone["data"]}
+    assert emails == {alice.sub: alice.email, bob.sub: bob.email}
+    hers = as_admin.call("get", f"/admin/usage?owner={alice.email}&group_by=owner").json_body
+    assert (hers["scope"], hers["scope_email"]) == (alice.sub, alice.email)
+    assert hers["data"][0]["owner_email"] == alice.email
 
     mine = as_alice.call("get", "/admin/usage?group_by=key").json_body
     assert mine["scope"] == alice.sub
@@ -93,6 +99,8 @@ def test_owner_budget_is_set_by_admins_and_enforced(
     )
     assert refused.status_code == 429 and refused.json_body["error"]["type"] == "insufficient_quota"
     assert as_alice.call("get", "/admin/owners/me/budget").json_body["monthly_budget_usd"] == "0.000001"
+    shown = as_admin.call("get", f"/admin/owners/{alice.sub}/budget").json_body
+    assert (shown["owner"], shown["owner_email"]) == (alice.sub, alice.email)
     bad = as_admin.call("put", f"/admin/owners/{alice.email}/budget", {"monthly_budget_usd": "lots"})
     assert bad.status_code == 400 and bad.json_body["error"]["param"] == "monthly_budget_usd"
     cleared = as_admin.call("put", f"/admin/owners/{alice.sub}/budget", {"monthly_budget_usd": None})

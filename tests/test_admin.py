@@ -445,3 +445,218 @@ def test_budget_survives_the_table_exactly(keys_table: Any) -> None:
     assert store.get(record.key_id).monthly_budget_usd == Decimal("0.000001")
     later = datetime.now(UTC) + timedelta(days=1)
     assert store.get(record.key_id).effective_status(later) == "active"
+
+
+# Limits an admin set: the owner may tighten them, never loosen them
+
+
+LIMITS = {
+    "monthly_budget_usd": "10",
+    "allowed_models": ["nova-micro", "nova-lite"],
+    "rpm_limit": 5,
+    "tpm_limit": 1000,
+}
+
+
+def _in_days(days: int) -> str:
+    return (datetime.now(UTC) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize(
+    ("field", "looser"),
+    [
+        ("monthly_budget_usd", None),
+        ("monthly_budget_usd", "10.000001"),
+        ("allowed_models", None),
+        ("allowed_models", ["nova-micro", "claude-haiku-4-5"]),
+        ("rpm_limit", None),
+        ("rpm_limit", 6),
+        ("tpm_limit", None),
+        ("tpm_limit", 1001),
+        ("expires_at", None),
+        ("expires_at", "LATER"),
+    ],
+)
+def test_an_owner_cannot_loosen_a_limit_an_admin_set(
+    as_admin: Api, as_alice: Api, alice: User, field: str, looser: Any
+) -> None:
+    # GIVEN an admin gave alice a key with every limit set
+    key = as_admin.call("post", "/admin/keys", {"owner": alice.email, **LIMITS, "expires_at": _in_days(30)}).json_body
+    assert key["admin_limits"]["monthly_budget_usd"] == "10"
+    # WHEN alice loosens or removes one THEN 403, naming the field, and nothing changed
+    value = _in_days(60) if looser == "LATER" else looser
+    error = assert_error(as_alice.call("patch", f"/admin/keys/{key['key_id']}", {field: value}), 403, "admin_limit")
+    assert error["param"] == field
+    after = as_alice.call("get", f"/admin/keys/{key['key_id']}").json_body
+    assert after[field] == key[field]
+
+
+def test_an_owner_may_tighten_and_loosen_back_up_to_the_admins_limit(as_admin: Api, as_alice: Api, alice: User) -> None:
+    key = as_admin.call("post", "/admin/keys", {"owner": alice.email, **LIMITS, "expires_at": _in_days(30)}).json_body
+    path = f"/admin/keys/{key['key_id']}"
+    tighter = {
+        "monthly_budget_usd": "2.50",
+        "allowed_models": ["nova-micro"],
+        "rpm_limit": 1,
+        "tpm_limit": 10,
+        "expires_at": _in_days(1),
+    }
+    response = as_alice.call("patch", path, tighter)
+    assert response.status_code == 200, response.body
+    assert response.json_body["monthly_budget_usd"] == "2.5" and response.json_body["rpm_limit"] == 1
+    # The admin's limits stay the ceiling: alice may go back up to them, not past them.
+    back = as_alice.call("patch", path, {**LIMITS, "expires_at": key["expires_at"]})
+    assert back.status_code == 200, back.body
+    assert back.json_body["admin_limits"] == key["admin_limits"]
+    assert_error(as_alice.call("patch", path, {"rpm_limit": 6}), 403, "admin_limit", "rpm_limit")
+
+
+def test_an_admin_lifting_a_limit_hands_it_to_the_owner(as_admin: Api, as_alice: Api, alice: User) -> None:
+    key = as_admin.call("post", "/admin/keys", {"owner": alice.email, **LIMITS}).json_body
+    path = f"/admin/keys/{key['key_id']}"
+    assert as_admin.call("patch", path, {"monthly_budget_usd": None}).status_code == 200
+    raised = as_alice.call("patch", path, {"monthly_budget_usd": "100"})
+    assert raised.status_code == 200 and raised.json_body["monthly_budget_usd"] == "100"
+    assert "monthly_budget_usd" not in raised.json_body["admin_limits"]
+    # AND an admin raising a limit raises the ceiling
+    assert as_admin.call("patch", path, {"rpm_limit": 50}).json_body["admin_limits"]["rpm_limit"] == 50
+    assert as_alice.call("patch", path, {"rpm_limit": 50}).status_code == 200
+
+
+def test_owners_set_their_own_keys_limits_freely(as_alice: Api) -> None:
+    key = as_alice.call("post", "/admin/keys", LIMITS).json_body
+    assert key["admin_limits"] == {}
+    loosened = as_alice.call("patch", f"/admin/keys/{key['key_id']}", {field: None for field in LIMITS})
+    assert loosened.status_code == 200, loosened.body
+
+
+def test_an_expired_key_cannot_be_revived_by_its_owner(
+    as_admin: Api, as_alice: Api, alice: User, keys_table: Any, client: Client
+) -> None:
+    # GIVEN alice's own key, created by herself, that has since expired
+    key = as_alice.call("post", "/admin/keys", {"expires_at": _in_days(1)}).json_body
+    keys_table.update_item(
+        Key={"key_id": key["key_id"]},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": "2020-01-01T00:00:00Z"},
+    )
+    path = f"/admin/keys/{key['key_id']}"
+    assert as_alice.call("get", path).json_body["status"] == "expired"
+    # THEN she can neither remove nor move its expiry; an admin can
+    for value in (None, _in_days(10)):
+        assert_error(as_alice.call("patch", path, {"expires_at": value}), 403, "key_expired", "expires_at")
+    assert use_key(client, key["secret"]) == 401
+    revived = as_admin.call("patch", path, {"expires_at": _in_days(10)})
+    assert revived.status_code == 200 and revived.json_body["status"] == "active"
+    assert use_key(client, key["secret"]) == 200
+
+
+def test_imported_keys_carry_the_admins_limits(as_admin: Api, as_alice: Api, alice: User) -> None:
+    rows = [{"id": "limited", "owner": alice.email, "monthly_budget_usd": "3"}]
+    created = as_admin.call("post", "/admin/keys/import", {"keys": rows}).json_body["results"][0]["key"]
+    path = f"/admin/keys/{created['key_id']}"
+    assert_error(as_alice.call("patch", path, {"monthly_budget_usd": None}), 403, "admin_limit")
+
+
+def test_keys_from_before_limits_were_recorded_count_every_limit_as_an_admins(
+    keys_table: Any, as_alice: Api, alice: User
+) -> None:
+    # A key written before admin_limits existed: who set its budget is unknown, so it is a ceiling.
+    record, _ = KeyStore(keys_table).create(owner_sub=alice.sub, monthly_budget_usd=Decimal("4"), rpm_limit=3)
+    keys_table.update_item(Key={"key_id": record.key_id}, UpdateExpression="REMOVE admin_limits")
+    path = f"/admin/keys/{record.key_id}"
+    assert_error(as_alice.call("patch", path, {"monthly_budget_usd": "5"}), 403, "admin_limit")
+    assert as_alice.call("patch", path, {"monthly_budget_usd": "1", "tpm_limit": 99}).status_code == 200
+    # AND the limits it had are kept as the ceiling, so she may go back up to them
+    assert as_alice.call("patch", path, {"monthly_budget_usd": "4"}).status_code == 200
+    assert as_alice.call("get", path).json_body["admin_limits"] == {"monthly_budget_usd": "4", "rpm_limit": 3}
+
+
+def test_a_deleted_and_recreated_user_does_not_inherit_the_old_keys(
+    as_admin: Api, cognito: Any, pool: Pool, alice: User, admin_client: Client
+) -> None:
+    from tests.cognito_helpers import add_user, sign_in
+
+    # GIVEN a key an admin gave alice (by e-mail: bound to her sub)
+    old = as_admin.call("post", "/admin/keys", {"owner": alice.email, "name": "old"}).json_body
+    assert old["owner"]["sub"] == alice.sub
+    # WHEN alice is deleted and a new user is created with her e-mail
+    cognito.admin_delete_user(UserPoolId=pool.user_pool_id, Username=alice.email)
+    new_alice = add_user(cognito, pool, alice.email)
+    # THEN a key given to that e-mail now is the new user's
+    new = as_admin.call("post", "/admin/keys", {"owner": alice.email, "name": "new"}).json_body
+    assert new["owner"]["sub"] == new_alice.sub
+    # AND the new user sees only the new key, and cannot touch the old one
+    as_new = Api(admin_client, sign_in(cognito, pool, new_alice)["IdToken"])
+    assert [k["key_id"] for k in as_new.call("get", "/admin/keys").json_body["data"]] == [new["key_id"]]
+    assert_error(as_new.call("get", f"/admin/keys/{old['key_id']}"), 403, "not_key_owner")
+    # AND an admin still finds the old keys by the old sub, to revoke them
+    by_old_sub = as_admin.call("get", f"/admin/keys?owner={alice.sub}")
+    assert [k["key_id"] for k in by_old_sub.json_body["data"]] == [old["key_id"]]
+
+
+def test_an_import_asks_the_directory_once_per_owner(as_admin: Api, alice: User, monkeypatch) -> None:
+    from chalicelib.admin.auth import UserDirectory
+
+    asked: list[str] = []
+    original = UserDirectory._list_one
+
+    def counting(self: Any, attribute: str, value: str) -> Any:
+        asked.append(value)
+        return original(self, attribute, value)
+
+    monkeypatch.setattr(UserDirectory, "_list_one", counting)
+    rows = [{"id": f"bulk-{n}", "owner": alice.email} for n in range(30)]
+    rows += [{"id": f"ghost-{n}", "owner": "ghost@example.com"} for n in range(5)]
+    body = as_admin.call("post", "/admin/keys/import", {"keys": rows}).json_body
+    assert (body["created"], body["error"]) == (30, 5)
+    assert sorted(set(asked)) == ["alice@example.com", "ghost@example.com"]
+    assert asked.count("alice@example.com") == 1 and asked.count("ghost@example.com") == 1
+
+
+# Text that reaches admins' terminals: no control or bidi-override characters
+
+TERMINAL_TRICKS = [
+    "\x1b[2J\x1b[HAll keys are fine",  # clear screen, then a fake message
+    "\x1b]8;;https://evil.example\x07link\x1b]8;;\x07",  # an OSC hyperlink
+    "invoice\u202egnp.exe",  # right-to-left override
+    "a\u2066b\u2069",  # isolates
+    "two\nlines",
+    "nul\x00byte",
+    "line\u2028separator",
+    "c1\x9bcontrol",
+]
+
+
+@pytest.mark.parametrize("text", TERMINAL_TRICKS)
+@pytest.mark.parametrize(
+    ("method", "path", "make_body", "param"),
+    [
+        ("post", "/admin/keys", lambda t: {"name": t}, "name"),
+        ("post", "/admin/keys", lambda t: {"metadata": {"team": t}}, "metadata"),
+        ("post", "/admin/keys", lambda t: {"metadata": {t: "x"}}, "metadata"),
+        ("patch", "/admin/keys/{key_id}", lambda t: {"name": t}, "name"),
+        ("post", "/admin/keys/{key_id}/revoke", lambda t: {"reason": t}, "reason"),
+        ("post", "/admin/keys", lambda t: {"owner": f"x{t}@example.com"}, "owner"),
+    ],
+)
+def test_control_and_bidi_characters_are_refused(
+    as_admin: Api, method: str, path: str, make_body: Any, param: str, text: str
+) -> None:
+    key_id = as_admin.call("post", "/admin/keys", {"name": "target"}).json_body["key_id"]
+    error = assert_error(as_admin.call(method, path.format(key_id=key_id), make_body(text)), 400, param=param)
+    assert "\x1b" not in error["message"] and "\u202e" not in error["message"]
+    assert as_admin.call("get", f"/admin/keys/{key_id}").json_body["status"] == "active"
+
+
+def test_import_rows_with_control_characters_are_refused_row_by_row(as_admin: Api) -> None:
+    rows = [{"id": "ok", "name": "fine ✓ 名前 👩‍💻"}, {"id": "bad", "name": "\x1b[31mred"}]
+    results = as_admin.call("post", "/admin/keys/import", {"keys": rows}).json_body["results"]
+    assert [r["status"] for r in results] == ["created", "error"]
+    assert results[1]["error"]["param"] == "name"
+
+
+def test_ordinary_unicode_is_welcome(as_admin: Api) -> None:
+    text = "Café ✓ 名前 עברית 👩‍💻 tab-free"
+    key = as_admin.call("post", "/admin/keys", {"name": text, "metadata": {"équipe": text}}).json_body
+    assert key["name"] == text and key["metadata"] == {"équipe": text}

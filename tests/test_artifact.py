@@ -97,3 +97,27 @@ def test_litellm_tokenizes_natively_without_the_pruned_python_tokenizers() -> No
     messages = [{"role": "user", "content": "Hello, pennyworth!"}]
     assert litellm.token_counter(model="anthropic.claude-haiku-4-5-20251001-v1:0", messages=messages) > 0
     assert litellm.token_counter(model="", messages=messages) > 0
+
+
+def test_the_openai_base_url_output_names_the_generated_stage_and_routes(template: dict[str, Any]) -> None:
+    # The URL users paste is built in infra/template.json; the stage and the paths come from
+    # Chalice's generated half. Together they must give …/<stage>/v1 + an SDK path = a real route.
+    rest_api = template["Resources"]["RestAPI"]["Properties"]
+    stage = rest_api["StageName"]
+    assert stage != "v1"  # a v1 stage made every OpenAI URL …/v1/v1
+    endpoint = template["Outputs"]["EndpointURL"]["Value"]["Fn::Sub"]
+    _, with_domain, without = template["Outputs"]["OpenAIBaseURL"]["Value"]["Fn::If"]
+    assert without["Fn::Sub"] == endpoint.rstrip("/") + "/v1"
+    assert endpoint.endswith(f"/{stage}/")
+    assert with_domain["Fn::Sub"] == "https://${CustomDomainName}/v1"
+    paths = set(rest_api["DefinitionBody"]["paths"])
+    for sdk_path in ("/models", "/embeddings"):
+        assert f"/v1{sdk_path}" in paths, sdk_path
+    assert "/admin/keys" in paths and "/mcp" in paths
+
+
+def test_the_merged_api_keeps_our_gateway_responses(template: dict[str, Any]) -> None:
+    ours = json.loads((Path(__file__).resolve().parent.parent / "infra" / "template.json").read_text())
+    expected = ours["Resources"]["RestAPI"]["Properties"]["GatewayResponses"]
+    assert template["Resources"]["RestAPI"]["Properties"]["GatewayResponses"] == expected
+    assert "messageString" not in json.dumps(expected)

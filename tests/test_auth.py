@@ -203,3 +203,59 @@ def test_directory_finds_users_by_email_or_sub_and_refuses_filter_injection(
     assert directory.find("nobody@example.com") is None
     with pytest.raises(InvalidRequest):
         directory.find('x" or email ^= "')
+
+
+class CountingClient:
+    """A Cognito client that counts ListUsers calls (the directory's only call)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls = 0
+
+    def list_users(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self._client.list_users(**kwargs)
+
+
+def test_a_lookup_miss_is_never_cached(cognito: Any, pool: Pool) -> None:
+    # GIVEN a lookup of a user who does not exist yet
+    directory = UserDirectory(cognito, pool.user_pool_id)
+    assert directory.find("late@example.com") is None
+    # WHEN the user is created THEN the very next lookup finds them (no process restart needed)
+    late = add_user(cognito, pool, "late@example.com")
+    assert directory.find("late@example.com").sub == late.sub
+    assert directory.email_of(late.sub) == "late@example.com"
+
+
+def test_binding_lookups_are_fresh_and_display_lookups_brief(cognito: Any, pool: Pool, member: User) -> None:
+    now = [0.0]
+    counting = CountingClient(cognito)
+    directory = UserDirectory(counting, pool.user_pool_id, ttl_seconds=60, monotonic=lambda: now[0])
+    # find() binds keys and budgets to a sub: it asks Cognito every time
+    directory.find(member.email)
+    directory.find(member.email)
+    assert counting.calls == 2
+    # email_of() only shows a name: an answer (find's too) is reused for ttl_seconds, then asked again
+    assert directory.email_of(member.sub) == member.email
+    assert directory.email_of(member.sub) == member.email
+    assert counting.calls == 2
+    now[0] = 61.0
+    assert directory.email_of(member.sub) == member.email
+    assert counting.calls == 3
+    # and a miss is asked again every time
+    directory.email_of("00000000-0000-0000-0000-000000000000")
+    directory.email_of("00000000-0000-0000-0000-000000000000")
+    assert counting.calls == 5
+
+
+def test_a_recreated_user_is_a_new_owner(cognito: Any, pool: Pool, member: User) -> None:
+    directory = UserDirectory(cognito, pool.user_pool_id)
+    assert directory.find(member.email).sub == member.sub
+    assert directory.email_of(member.sub) == member.email
+    # WHEN the user is deleted and created again with the same e-mail
+    cognito.admin_delete_user(UserPoolId=pool.user_pool_id, Username=member.email)
+    again = add_user(cognito, pool, member.email)
+    assert again.sub != member.sub
+    # THEN the e-mail names the new sub at once
+    assert directory.find(member.email).sub == again.sub
+    assert directory.find(member.sub) is None

@@ -339,3 +339,48 @@ def test_docs_cover_every_command_and_option() -> None:
             walk(sub, (*path, name))
 
     walk(cli, ())
+
+
+@pytest.mark.parametrize(
+    ("pasted", "root"),
+    [
+        # The stack's OpenAIBaseURL output, and Chalice's EndpointURL: the same gateway
+        (
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/api/v1",
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/api",
+        ),
+        (
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/api/v1/",
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/api",
+        ),
+        (
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/api/",
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/api",
+        ),
+        # A stack deployed before the stage was renamed: the stage was "v1" and is the root
+        (
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/v1/",
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/v1",
+        ),
+        (
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/v1/v1",
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/v1",
+        ),
+        # A custom domain and the local stack have no stage
+        ("https://llm.example.com/v1", "https://llm.example.com"),
+        ("https://llm.example.com", "https://llm.example.com"),
+        ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000"),
+    ],
+)
+def test_a_pasted_base_url_finds_the_admin_api(config_home: Path, pasted: str, root: str) -> None:
+    write_config(config_home, f'[profiles.p]\nbase_url = "{pasted}"\nuser_pool_id = "eu-west-1_x"\nclient_id = "c"\n')
+    profile = resolve_profile(local=False, name="p", endpoint=None)
+    assert profile.base_url == root and profile.admin_url == f"{root}/admin"
+    assert resolve_profile(local=False, name="p", endpoint=pasted).base_url == root
+
+
+@pytest.mark.parametrize("pasted", ["abc123.execute-api.eu-west-1.amazonaws.com/api/v1", "ftp://x/v1", "https://"])
+def test_a_url_that_is_not_one_is_refused_clearly(config_home: Path, pasted: str) -> None:
+    write_config(config_home, f'[profiles.p]\nbase_url = "{pasted}"\nuser_pool_id = "eu-west-1_x"\nclient_id = "c"\n')
+    with pytest.raises(ConfigError, match="OpenAIBaseURL"):
+        resolve_profile(local=False, name="p", endpoint=None)

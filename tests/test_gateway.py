@@ -530,3 +530,49 @@ def test_upstream_error_messages_never_name_our_dependencies(raised: str, expect
     error = map_upstream_error(FakeLiteLLMError(raised))
     assert expected in error.message
     assert not re.search(r"litellm|drop_params|Error\b|Exception", error.message), error.message
+
+
+def test_a_stalled_read_is_a_timeout_whatever_its_class_is_called() -> None:
+    # httpx's ReadTimeout (the provider stream waiting for its next chunk) is a 504, not a 502.
+    import httpx
+
+    from chalicelib.gateway import map_upstream_error
+
+    assert isinstance(map_upstream_error(httpx.ReadTimeout("The read operation timed out")), errors.UpstreamTimeout)
+
+
+def test_an_answer_still_running_at_the_deadline_is_cut_with_an_error_event_and_billed(gateway: Gateway) -> None:
+    # 8 s left: the stream runs until 3 s (kept to bill) before the deadline, then stops cleanly.
+    started = time.monotonic()
+    outcome = run(
+        gateway,
+        seconds_left=8,
+        messages=[{"role": "user", "content": "hi #emulator:tokens=30 #emulator:chunk_delay=2"}],
+        stream=True,
+    )
+    assert time.monotonic() - started < 15  # the whole answer would take ~28 s
+    events = sse_events(outcome.body)
+    error = json.loads(events[-1])["error"]
+    assert error["code"] == "answer_time_limit" and "[DONE]" not in events
+    assert outcome.status == "partial" and 0 < outcome.usage.output_tokens < 30
+
+
+def test_a_stream_that_stalls_near_the_deadline_is_cut_at_the_deadline(gateway: Gateway) -> None:
+    # The first piece comes 5 s in, the next 5 s later. The cut-off is 3 s before the deadline (at
+    # 6.5 s): the answer must end there, not when the next piece (or a read timeout) wakes it up at
+    # 10 s, or on Lambda the function would die before it bills.
+    from chalicelib.gateway import load_litellm
+
+    load_litellm()  # its first import takes seconds; not part of what is timed
+    started = time.monotonic()
+    outcome = run(
+        gateway,
+        seconds_left=9.5,
+        messages=[{"role": "user", "content": "hi #emulator:tokens=9 #emulator:chunk_delay=5"}],
+        stream=True,
+    )
+    elapsed = time.monotonic() - started
+    error = json.loads(sse_events(outcome.body)[-1])["error"]
+    assert error["code"] == "answer_time_limit"
+    assert elapsed < 8.5, elapsed  # the cut-off, plus billing; not the second piece's 10 s
+    assert outcome.status == "partial" and outcome.usage.output_tokens > 0

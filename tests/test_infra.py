@@ -300,3 +300,67 @@ def test_github_oidc_role_is_pinned_and_passes_only_our_roles() -> None:
         assert "*" not in json.dumps(statement["Resource"])
         assert set(statement["Condition"]["StringEquals"]) == {"iam:PassedToService"}
     assert all(s["Action"] != "*" for d in documents for s in d["Statement"])
+
+
+GATEWAY_RESPONSES = RESOURCES["RestAPI"]["Properties"]["GatewayResponses"]
+
+
+@pytest.mark.parametrize("kind", sorted(GATEWAY_RESPONSES))
+def test_gateway_responses_never_repeat_what_the_caller_sent(kind: str) -> None:
+    # API Gateway's messageString for an unknown route carries the whole Authorization header
+    # ("Authorization=Bearer pw-…"): no response may include it, nor any request value.
+    text = json.dumps(GATEWAY_RESPONSES[kind])
+    for leak in ("messageString", "$input", "$method.request", "$util"):
+        assert leak not in text, (kind, leak)
+    body = json.loads(GATEWAY_RESPONSES[kind]["ResponseTemplates"]["application/json"])
+    assert set(body["error"]) == {"message", "type", "param", "code"} and body["error"]["message"]
+
+
+def test_unknown_routes_on_aws_are_openai_404s() -> None:
+    missing = GATEWAY_RESPONSES["MISSING_AUTHENTICATION_TOKEN"]
+    assert missing["StatusCode"] == 404
+    body = json.loads(missing["ResponseTemplates"]["application/json"])
+    assert body["error"]["code"] == "unknown_url" and body["error"]["type"] == "invalid_request_error"
+
+
+#: The stack's URLs with sample values for CloudFormation's substitutions.
+SAMPLE = {
+    "RestAPI": "abc123",
+    "AWS::Region": "eu-west-1",
+    "AWS::URLSuffix": "amazonaws.com",
+    "CustomDomainName": "llm.example.com",
+}
+
+
+def substitute(value: Any) -> str:
+    text = value["Fn::Sub"] if isinstance(value, dict) else value
+    return re.sub(r"\$\{([\w:]+)\}", lambda m: SAMPLE[m.group(1)], text)
+
+
+def test_one_stage_name_for_every_deployed_stage_and_it_is_not_v1() -> None:
+    # The stage is the first path segment of the execute-api URL; the routes start with /v1. A stage
+    # named v1 made the OpenAI base URL …/v1/v1. Alarms and the dashboard name the stage too.
+    stages = {CONFIG["stages"][stage]["api_gateway_stage"] for stage in DEPLOYED_STAGES}
+    assert stages == {"api"}
+    text = json.dumps(TEMPLATE)
+    named = set(re.findall(r'"Name": "Stage",\s*"Value": "(\w+)"', text))
+    named |= set(re.findall(r'\\"Stage\\", \\"(\w+)\\"', text))
+    assert named == stages
+
+
+@pytest.mark.parametrize("custom_domain", [False, True])
+def test_the_openai_base_url_output_is_what_an_sdk_and_the_cli_need(custom_domain: bool) -> None:
+    from app import app
+    from cli.config import gateway_root
+
+    output = TEMPLATE["Outputs"]["OpenAIBaseURL"]["Value"]
+    condition, with_domain, without = output["Fn::If"]
+    assert condition == "HasCustomDomain"
+    url = substitute(with_domain if custom_domain else without)
+    root = "https://llm.example.com" if custom_domain else "https://abc123.execute-api.eu-west-1.amazonaws.com/api"
+    assert url == f"{root}/v1"
+    # An OpenAI SDK appends its paths to the base URL: they must be routes the app has.
+    for sdk_path in ("/models", "/embeddings"):
+        assert f"/v1{sdk_path}" in app.routes
+    # The CLI finds the admin API from the same URL.
+    assert gateway_root(url) == root and "/admin/keys" in app.routes

@@ -146,3 +146,39 @@ def test_last_used_is_kept_to_within_five_minutes_with_few_writes(keys_table) ->
     clock.now += timedelta(minutes=2)
     store.authenticate(headers)
     assert store.get(record.key_id).last_used_at == isoformat(clock.now)
+
+
+def test_every_keys_listing_is_newest_first_across_pages(keys_table) -> None:
+    # GIVEN keys of several owners created a minute apart (DynamoDB's scan order is by hash)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    created = []
+    for minute in range(23):
+        store = KeyStore(keys_table, clock=lambda minute=minute: start + timedelta(minutes=minute))
+        record, _ = store.create(owner_sub=f"owner-{minute % 3}", name=f"k{minute}")
+        created.append(record.key_id)
+    store = KeyStore(keys_table, clock=lambda: start + timedelta(days=1))
+    # WHEN an admin lists every key, five at a time
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = store.list_keys(limit=5, cursor=cursor)
+        seen += [record.key_id for record in page.items]
+        cursor = page.cursor
+        if cursor is None:
+            break
+    # THEN the keys come newest first, each once
+    assert seen == created[::-1]
+
+
+def test_the_newest_first_listing_filters_by_status(keys_table) -> None:
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    store = KeyStore(keys_table, clock=lambda: start)
+    old, _ = store.create(owner_sub="a", name="old", expires_at="2026-11-01T00:00:01Z")
+    later = KeyStore(keys_table, clock=lambda: start + timedelta(hours=1))
+    revoked = later.revoke(later.create(owner_sub="b", name="gone")[0])
+    active, _ = KeyStore(keys_table, clock=lambda: start + timedelta(hours=2)).create(owner_sub="a", name="live")
+    now = KeyStore(keys_table, clock=lambda: start + timedelta(days=1))
+    assert [r.key_id for r in now.list_keys(status="active").items] == [active.key_id]
+    assert [r.key_id for r in now.list_keys(status="expired").items] == [old.key_id]
+    assert [r.key_id for r in now.list_keys(status="revoked").items] == [revoked.key_id]
+    assert [r.key_id for r in now.list_keys().items] == [active.key_id, revoked.key_id, old.key_id]

@@ -11,7 +11,6 @@ are counted as skipped.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from chalicelib.accounting.ledger import UNRECORDED_EVENT, TokenUsage, UsageEntry
+from chalicelib.core.body import parse_json
+from chalicelib.errors import InvalidRequest
 from chalicelib.keys.store import isoformat
 
 REQUIRED = (
@@ -81,8 +82,8 @@ def parse_lines(lines: list[str], *, now: datetime | None = None) -> ParsedLines
     parsed = ParsedLines()
     for number, line in enumerate(lines, start=1):
         try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, RecursionError, ValueError):
+            record = parse_json(line)  # the caller's text: bounded like every request body
+        except InvalidRequest:
             parsed.skipped += 1
             continue
         if not isinstance(record, dict) or record.get("event") != UNRECORDED_EVENT:

@@ -19,7 +19,7 @@ from chalicelib.accounting.ledger import USAGE_GROUPS, Ledger, usd
 from chalicelib.accounting.metering import Meter
 from chalicelib.accounting.reconcile import parse_lines
 from chalicelib.accounting.reports import ReportService, parse_day, render_text
-from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory
+from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
 from chalicelib.admin.keys import parse_money
 from chalicelib.core.body import parse_json_body
 from chalicelib.core.http import HttpResult
@@ -73,13 +73,13 @@ class AccountingService:
         if principal.is_admin and not owner:
             scope, key_ids = "all", None
         else:
-            owner_sub = self._resolve(owner).sub if owner and principal.is_admin else principal.sub
+            owner_sub = self._resolve(owner, reading=True) if owner and principal.is_admin else principal.sub
             scope, key_ids = owner_sub, self._key_ids_of(owner_sub)
         rows = self._ledger.usage(first, last, group_by, key_ids=key_ids)
         if group_by == "owner" and key_ids is not None:
             for row in rows:
                 row["group"] = scope
-        data = [self._describe(row, group_by) for row in rows]
+        data = [self._describe(row, group_by, principal) for row in rows]
         total = {name: int(sum(row[name] for row in rows)) for name in _COUNTERS}
         total["cost_usd"] = usd(sum((row["cost"] for row in rows), Decimal(0)))
         return HttpResult(
@@ -89,6 +89,7 @@ class AccountingService:
                 "to": last.isoformat(),
                 "group_by": group_by,
                 "scope": scope,
+                "scope_email": None if scope == "all" else self._email_of(scope, principal),
                 "data": data,
                 "total": total,
             }
@@ -98,7 +99,7 @@ class AccountingService:
         """``GET /admin/owners/{owner}/budget``: an owner's monthly budget and this month's spend."""
         principal = self._principal(headers)
         sub = self._owner_sub(principal, owner, write=False)
-        return HttpResult(self._budget_view(sub))
+        return HttpResult(self._budget_view(sub, principal))
 
     def set_owner_budget(self, headers: Mapping[str, str], owner: str, raw_body: bytes | str | None) -> HttpResult:
         """``PUT /admin/owners/{owner}/budget`` ``{"monthly_budget_usd": "25.00" | null}`` (admins)."""
@@ -111,7 +112,7 @@ class AccountingService:
                 'Send {"monthly_budget_usd": "25.00"}, or null to remove the budget.', param="monthly_budget_usd"
             )
         self._meter.set_owner_budget(sub, parse_money(body["monthly_budget_usd"]), actor=principal.sub)
-        return HttpResult(self._budget_view(sub))
+        return HttpResult(self._budget_view(sub, principal))
 
     def run_report(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
         """``POST /admin/reports/daily`` ``{"day": "YYYY-MM-DD", "force": false}`` (admins): run it now.
@@ -192,18 +193,21 @@ class AccountingService:
             raise errors.PermissionDenied("Only admins can do this.", code="admin_only")
         return principal
 
-    def _resolve(self, who: str) -> Any:
+    def _resolve(self, who: str, *, reading: bool = False) -> str:
+        """The sub ``who`` names; when ``reading``, also a sub no user has any more (a deleted user's usage)."""
         directory = self._directory()
         user = directory.find(who) if directory else None
-        if user is None:
-            raise errors.NotFound(f"No user '{who}' in the user pool.", param="owner", code="unknown_user")
-        return user
+        if user is not None:
+            return user.sub
+        if reading and "@" not in who and is_sub(who):
+            return who
+        raise errors.NotFound(f"No user {who!r} in the user pool.", param="owner", code="unknown_user")
 
     def _owner_sub(self, principal: Principal, owner: str, *, write: bool) -> str:
         if owner in ("me", principal.sub, principal.email):
             sub = principal.sub
         elif principal.is_admin:
-            sub = self._resolve(owner).sub
+            sub = self._resolve(owner, reading=not write)
         else:
             raise errors.PermissionDenied("You can see only your own budget.", param="owner", code="admin_only")
         if write and not principal.is_admin:
@@ -220,21 +224,36 @@ class AccountingService:
             if not cursor:
                 return key_ids
 
-    def _budget_view(self, sub: str) -> dict[str, Any]:
+    def _email_of(self, sub: str, principal: Principal) -> str | None:
+        """The owner's e-mail, for people reading a report (display only: a failed lookup shows none)."""
+        if sub == principal.sub and principal.email:
+            return principal.email
+        directory = self._directory()
+        if directory is None:
+            return None
+        try:
+            return directory.email_of(sub)
+        except errors.ServiceUnavailable:
+            return None
+
+    def _budget_view(self, sub: str, principal: Principal) -> dict[str, Any]:
         month = self._clock().strftime("%Y-%m")
         budget = self._meter.owner_budget(sub, fresh=True)
         totals = self._ledger.aggregate(f"OWNER#{sub}", f"MONTH#{month}")
         return {
             "object": "owner_budget",
             "owner": sub,
+            "owner_email": self._email_of(sub, principal),
             "period": month,
             "monthly_budget_usd": usd(budget),
             "spent_usd": usd(totals["cost"]),
             "remaining_usd": usd(max(Decimal(0), budget - totals["committed"])) if budget is not None else None,
         }
 
-    def _describe(self, row: dict[str, Any], group_by: str) -> dict[str, Any]:
+    def _describe(self, row: dict[str, Any], group_by: str, principal: Principal) -> dict[str, Any]:
         out = {"group": row["group"], **{name: int(row[name]) for name in _COUNTERS}, "cost_usd": usd(row["cost"])}
+        if group_by == "owner":
+            out["owner_email"] = self._email_of(row["group"], principal)
         if group_by == "key":
             record = self._keys.get(row["group"])
             if record is not None:

@@ -207,6 +207,11 @@ def _invalid(message: str) -> AuthenticationFailed:
     return AuthenticationFailed(message, code="invalid_token")
 
 
+def is_sub(text: str) -> bool:
+    """True for a string shaped like a Cognito ``sub`` (and safe inside a ListUsers filter)."""
+    return bool(_SUB_RE.match(text))
+
+
 @dataclass(frozen=True)
 class DirectoryUser:
     """A user of the pool, as key ownership needs it."""
@@ -216,16 +221,34 @@ class DirectoryUser:
 
 
 class UserDirectory:
-    """Looks users up in the pool (``ListUsers``), caching answers for the process's lifetime."""
+    """Looks users up in the pool (``ListUsers``).
 
-    def __init__(self, client: Any, user_pool_id: str, *, max_cached: int = 10_000) -> None:
+    Keys and budgets are bound to a user's ``sub``, so the lookups that bind
+    (``find``: an e-mail or sub named by a caller) always ask Cognito: a user
+    created a second ago is found, and a user deleted and created again with
+    the same e-mail is the new ``sub``, never the old one. Lookups that only
+    show a name (``email_of``) reuse an answer for ``ttl_seconds``. Misses are
+    never cached.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        user_pool_id: str,
+        *,
+        ttl_seconds: float = 60.0,
+        max_cached: int = 10_000,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._client = client
         self._pool_id = user_pool_id
+        self._ttl = ttl_seconds
         self._max_cached = max_cached
-        self._cache: dict[str, DirectoryUser | None] = {}
+        self._monotonic = monotonic
+        self._emails: dict[str, tuple[float, str | None]] = {}
 
     def find(self, who: str) -> DirectoryUser | None:
-        """The user with this email (when ``who`` has an ``@``) or this sub; None when there is none.
+        """The user with this email (when ``who`` has an ``@``) or this sub, asked now; None when there is none.
 
         Raises
         ------
@@ -234,19 +257,41 @@ class UserDirectory:
         ServiceUnavailable
             Cognito could not be asked.
         """
-        if who in self._cache:
-            return self._cache[who]
         if _EMAIL_RE.match(who):
             attribute = "email"
         elif _SUB_RE.match(who):
             attribute = "sub"
         else:
-            raise InvalidRequest(f"'{who}' is neither an email address nor a user id (sub).", param="owner")
+            raise InvalidRequest(f"{who!r} is neither an email address nor a user id (sub).", param="owner")
         user = self._list_one(attribute, who)
-        if len(self._cache) >= self._max_cached:
-            self._cache.clear()
-        self._cache[who] = user
+        if user is not None:
+            self._remember(user)
         return user
+
+    def email_of(self, sub: str) -> str | None:
+        """The e-mail of the user with this sub, for display (cached briefly); None when unknown.
+
+        Raises
+        ------
+        ServiceUnavailable
+            Cognito could not be asked.
+        """
+        cached = self._emails.get(sub)
+        if cached is not None and self._monotonic() - cached[0] < self._ttl:
+            return cached[1]
+        if not _SUB_RE.match(sub):
+            return None
+        user = self._list_one("sub", sub)
+        if user is None:
+            self._emails.pop(sub, None)
+            return None
+        self._remember(user)
+        return user.email
+
+    def _remember(self, user: DirectoryUser) -> None:
+        if len(self._emails) >= self._max_cached:
+            self._emails.clear()
+        self._emails[user.sub] = (self._monotonic(), user.email)
 
     def _list_one(self, attribute: str, value: str) -> DirectoryUser | None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -306,8 +351,7 @@ class AdminAuthenticator:
         # Access tokens carry no email (and moto's ID tokens carry the sub there): ask the directory.
         if self._directory is None:
             return None
-        user = self._directory.find(claims["sub"])
-        return user.email if user else None
+        return self._directory.email_of(claims["sub"])
 
 
 def authenticator_for_pool(

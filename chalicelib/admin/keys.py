@@ -16,10 +16,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory
+from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
 from chalicelib.catalog.catalog import Catalog
 from chalicelib.core.body import parse_json_body
 from chalicelib.core.http import HttpResult
+from chalicelib.core.text import check_plain_text
 from chalicelib.keys.audit import Actor, AuditLog, diff
 from chalicelib.keys.store import (
     Clock,
@@ -35,6 +36,8 @@ from chalicelib.keys.store import (
 
 #: Fields a key can be created with (``owner`` too, for admins) and updated.
 KEY_FIELDS = ("name", "allowed_models", "monthly_budget_usd", "rpm_limit", "tpm_limit", "expires_at", "metadata")
+#: The limits an admin sets and an owner may only tighten (``admin_limits`` records who set each).
+LIMIT_FIELDS = ("allowed_models", "monthly_budget_usd", "rpm_limit", "tpm_limit", "expires_at")
 #: Export-only fields an import row may carry (so an export file imports as is); they are ignored.
 EXPORT_ONLY_FIELDS = ("key_id", "prefix", "status", "created_at", "updated_at", "revoked_at", "last_used_at")
 MAX_IMPORT_ROWS = 1000
@@ -93,6 +96,7 @@ class AdminService:
         record, plaintext = self._keys.create(
             owner_sub=owner.sub,
             owner_email=owner.email,
+            admin_limits=admin_limits_after({}, fields, principal, self._clock()),
             attach=lambda new: [self._event_item(new.key_id, "created", actor, changes=diff(None, new))],
             **fields,
         )
@@ -125,8 +129,18 @@ class AdminService:
         _refuse_unknown(body, set(KEY_FIELDS))
         if not body:
             raise errors.InvalidRequest(f"Send at least one field to change: {', '.join(KEY_FIELDS)}.")
-        changes = parse_key_fields(body, catalog=self._catalog(), now=self._clock(), partial=True)
+        now = self._clock()
+        changes = parse_key_fields(body, catalog=self._catalog(), now=now, partial=True)
         current = self._owned(principal, key_id)
+        if principal.is_admin:
+            if any(name in changes for name in LIMIT_FIELDS):
+                changes["admin_limits"] = admin_limits_after(ceilings(current, raw=True), changes, principal, now)
+        else:
+            check_owner_change(current, changes, now)
+            if current.admin_limits is None and any(name in changes for name in LIMIT_FIELDS):
+                # A key from before limits were recorded: freeze today's limits as the admin's before
+                # the owner tightens one, so the owner may later go back up to them.
+                changes["admin_limits"] = ceilings(current, raw=True)
         actor = _actor(principal)
         record = self._keys.update(
             current,
@@ -241,6 +255,7 @@ class AdminService:
             return Owner(principal.sub, principal.email)
         if not isinstance(who, str) or not who.strip():
             raise errors.InvalidRequest("owner must be a user's email address or sub.", param=param)
+        check_plain_text(who, param)
         if not principal.is_admin:
             raise errors.PermissionDenied(
                 "Only admins can create keys for other users; leave 'owner' out to create your own.",
@@ -250,7 +265,7 @@ class AdminService:
         directory = self._directory()
         user = directory.find(who.strip()) if directory else None
         if user is None:
-            raise errors.InvalidRequest(f"No user '{who}' in the user pool.", param=param, code="unknown_user")
+            raise errors.InvalidRequest(f"No user {who!r} in the user pool.", param=param, code="unknown_user")
         return Owner(user.sub, user.email)
 
     def _page(self, principal: Principal, query: Mapping[str, str], kind: str) -> Page:
@@ -260,13 +275,28 @@ class AdminService:
             owner_sub: str | None = principal.sub
         elif who is None:
             owner_sub = None  # an admin's listing of every key
-        elif principal.is_admin or who in (principal.sub, principal.email):
-            owner_sub = self._owner(principal, who).sub
+        elif who in (principal.sub, principal.email):
+            owner_sub = principal.sub
+        elif principal.is_admin:
+            owner_sub = self._listed_owner(who)
         else:
             raise errors.PermissionDenied("You can list only your own keys.", param="owner", code="not_key_owner")
         return self._keys.list_keys(
-            owner_sub=owner_sub, status=query.get("status"), limit=_limit(query, kind), cursor=query.get("cursor")
+            owner_sub=owner_sub,
+            status=query.get("status") or None,  # an empty parameter is an absent one, as everywhere
+            limit=_limit(query, kind),
+            cursor=query.get("cursor"),
         )
+
+    def _listed_owner(self, who: str) -> str:
+        """The sub whose keys an admin lists: a user of the pool, or any sub (a deleted user's keys)."""
+        directory = self._directory()
+        user = directory.find(who.strip()) if directory else None
+        if user is not None:
+            return user.sub
+        if "@" not in who and is_sub(who.strip()):
+            return who.strip()  # keys stay bound to the sub of a user who no longer exists
+        raise errors.InvalidRequest(f"No user {who!r} in the user pool.", param="owner", code="unknown_user")
 
     def _event_item(self, key_id: str, action: str, actor: Actor, **kwargs: Any) -> dict[str, Any]:
         return self._audit.put_item(self._audit.new_event(key_id, action, actor, **kwargs))
@@ -279,6 +309,8 @@ class Importer:
         self._service = service
         self._principal = principal
         self._now = service._clock()
+        # One directory lookup per distinct owner in the request (lookups are never cached across requests).
+        self._owners: dict[str, Owner | errors.AppError] = {}
 
     def run(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
         results: list[dict[str, Any] | None] = [None] * len(rows)
@@ -294,7 +326,9 @@ class Importer:
             marker = (owner.sub, import_id)
             if marker in seen:
                 duplicate = errors.InvalidRequest(
-                    f"Duplicate id '{import_id}' (also in row {seen[marker]}).", param="id", code="duplicate_id"
+                    f"Duplicate id {import_id!r} (also in row {seen[marker]} of this request, counting from 0).",
+                    param="id",
+                    code="duplicate_id",
                 )
                 results[index] = _row_error(index, row, duplicate)
                 continue
@@ -319,9 +353,15 @@ class Importer:
             if refusal is not None:
                 results[index] = _row_error(index, {"id": import_id}, refusal)
                 continue
+            limits = admin_limits_after({}, fields, self._principal, self._now)
             prepared.append(
                 keys.prepare(
-                    key_id=derived[index], owner_sub=owner.sub, owner_email=owner.email, import_id=import_id, **fields
+                    key_id=derived[index],
+                    owner_sub=owner.sub,
+                    owner_email=owner.email,
+                    import_id=import_id,
+                    admin_limits=limits,
+                    **fields,
                 )
             )
             prepared_rows.append(index)
@@ -364,13 +404,26 @@ class Importer:
             raise errors.InvalidRequest(
                 f"id must be 1-{_MAX_IMPORT_ID} printable characters without spaces.", param="id"
             )
-        owner = self._service._owner(self._principal, row.get("owner") or None)
+        owner = self._owner(row.get("owner") or None)
         fields = {k: v for k, v in row.items() if k in KEY_FIELDS}
         return (
             import_id,
             owner,
             parse_key_fields(fields, catalog=self._service._catalog(), now=self._now, past_expiry=True),
         )
+
+    def _owner(self, who: Any) -> Owner:
+        if not isinstance(who, str):
+            return self._service._owner(self._principal, who)
+        if who not in self._owners:
+            try:
+                self._owners[who] = self._service._owner(self._principal, who)
+            except errors.AppError as exc:
+                self._owners[who] = exc
+        found = self._owners[who]
+        if isinstance(found, errors.AppError):
+            raise found
+        return found
 
     def _refusal(self, status: Any, fields: Mapping[str, Any]) -> errors.AppError | None:
         """Why a row that names no existing key must not become a new one, if it must not."""
@@ -382,9 +435,101 @@ class Importer:
 
     def _existing(self, index: int, import_id: str, owner: Owner, record: KeyRecord) -> dict[str, Any]:
         if record.owner_sub != owner.sub:
-            error = errors.Conflict(f"Key id '{import_id}' belongs to another owner.", param="id", code="id_taken")
+            error = errors.Conflict(f"Key id {import_id!r} belongs to another owner.", param="id", code="id_taken")
             return _row_error(index, {"id": import_id}, error)
         return {"row": index, "id": import_id, "status": "exists", "key": key_view(record, self._now)}
+
+
+# Limits an admin set: the owner may tighten them, never loosen them.
+
+
+def admin_limits_after(
+    current: Mapping[str, Any], changes: Mapping[str, Any], principal: Principal, now: datetime
+) -> dict[str, Any]:
+    """The ``admin_limits`` record after ``principal`` set ``changes`` (unchanged unless an admin).
+
+    A limit an admin sets becomes the ceiling for the owner; an admin's null
+    removes the ceiling (the owner may then set that limit freely).
+    """
+    limits = {name: dict(entry) for name, entry in current.items()}
+    if not principal.is_admin:
+        return limits
+    for name in LIMIT_FIELDS:
+        if name not in changes:
+            continue
+        if changes[name] is None:
+            limits.pop(name, None)
+        else:
+            value = changes[name]
+            stored = list(value) if isinstance(value, (list, tuple)) else value
+            limits[name] = {"value": stored, "set_by": principal.email or principal.sub, "set_at": isoformat(now)}
+    return limits
+
+
+def ceilings(record: KeyRecord, *, raw: bool = False) -> dict[str, Any]:
+    """The admin's limits on a key: ``{field: value}`` (``raw``: the stored entries).
+
+    A key from before ``admin_limits`` was recorded has unknown provenance: every
+    limit it has counts as an admin's, which errs on the side of the limit.
+    """
+    if record.admin_limits is None:
+        entries = {
+            name: {"value": _field_value(record, name), "set_by": None, "set_at": None}
+            for name in LIMIT_FIELDS
+            if _field_value(record, name) is not None
+        }
+    else:
+        entries = {name: dict(entry) for name, entry in record.admin_limits.items() if name in LIMIT_FIELDS}
+    return entries if raw else {name: entry["value"] for name, entry in entries.items()}
+
+
+def check_owner_change(record: KeyRecord, changes: Mapping[str, Any], now: datetime) -> None:
+    """Refuse a non-admin's change that loosens an admin's limit or revives an expired key.
+
+    Raises
+    ------
+    PermissionDenied
+        ``admin_limit``: the change would loosen or remove a limit an admin set;
+        ``key_expired``: the key has expired and only an admin may extend it.
+    """
+    if "expires_at" in changes and record.effective_status(now) == "expired":
+        raise errors.PermissionDenied(
+            "This key has expired; only an admin can extend it or remove its expiry. Create a new key instead.",
+            param="expires_at",
+            code="key_expired",
+        )
+    for name, ceiling in ceilings(record).items():
+        if name in changes and not _within(name, changes[name], ceiling):
+            raise errors.PermissionDenied(
+                f"An admin limited {name} to {_shown(name, ceiling)} on this key: you may tighten it, "
+                "not loosen or remove it. Ask an admin to change it.",
+                param=name,
+                code="admin_limit",
+            )
+
+
+def _field_value(record: KeyRecord, name: str) -> Any:
+    value = getattr(record, name)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _within(name: str, value: Any, ceiling: Any) -> bool:
+    """True when ``value`` is at least as strict as ``ceiling`` (None: no limit, the loosest)."""
+    if value is None:
+        return False
+    if name == "allowed_models":
+        return set(value) <= set(ceiling)
+    if name == "expires_at":
+        return parse_time(value) <= parse_time(ceiling)
+    return Decimal(value) <= Decimal(ceiling)
+
+
+def _shown(name: str, ceiling: Any) -> str:
+    if name == "allowed_models":
+        return ", ".join(ceiling)
+    if name == "monthly_budget_usd":
+        return f"${money(Decimal(ceiling))}"
+    return str(ceiling)
 
 
 # Request parsing: every bad input gets a 400 naming its field.
@@ -420,7 +565,7 @@ def _name(value: Any, **_: Any) -> str | None:
         return None
     if not isinstance(value, str) or len(value.strip()) > _MAX_NAME:
         raise errors.InvalidRequest(f"name must be a string of at most {_MAX_NAME} characters.", param="name")
-    return value.strip()
+    return check_plain_text(value.strip(), "name")
 
 
 def _allowed_models(value: Any, *, catalog: Catalog, **_: Any) -> list[str] | None:
@@ -523,6 +668,8 @@ def _metadata(value: Any, **_: Any) -> dict[str, str] | None:
             "values up to 512).",
             param="metadata",
         )
+    for text in (*value.keys(), *value.values()):
+        check_plain_text(text, "metadata")
     return dict(value)
 
 
@@ -547,7 +694,7 @@ def _optional_text(body: Mapping[str, Any], name: str, limit: int) -> str | None
         return None
     if not isinstance(value, str) or len(value) > limit:
         raise errors.InvalidRequest(f"{name} must be a string of at most {limit} characters.", param=name)
-    return value
+    return check_plain_text(value, name)
 
 
 def _refuse_unknown(source: Mapping[str, Any], allowed: set[str] | Sequence[str]) -> None:
@@ -561,7 +708,7 @@ def _refuse_unknown(source: Mapping[str, Any], allowed: set[str] | Sequence[str]
 def _limit(query: Mapping[str, str], kind: str) -> int:
     default, maximum = PAGE_LIMITS[kind]
     raw = query.get("limit")
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not raw.isdigit() or not 1 <= int(raw) <= maximum:
         raise errors.InvalidRequest(f"limit must be a whole number from 1 to {maximum}.", param="limit")
@@ -620,7 +767,16 @@ def key_view(record: KeyRecord, now: datetime) -> dict[str, Any]:
         "previous_secret_valid_until": record.previous_hash_expires_at if in_grace else None,
         "metadata": dict(record.metadata),
         "import_id": record.import_id,
+        "admin_limits": {name: _view_limit(name, value) for name, value in ceilings(record).items()},
     }
+
+
+def _view_limit(name: str, value: Any) -> Any:
+    if name == "monthly_budget_usd":
+        return money(Decimal(value))
+    if name in ("rpm_limit", "tpm_limit"):
+        return int(value)
+    return value
 
 
 def export_row(record: KeyRecord, now: datetime) -> dict[str, Any]:

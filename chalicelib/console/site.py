@@ -8,7 +8,7 @@ configuration (sign-in URL, app client, its own path) in a ``<meta>`` element,
 never in an inline script: the Content-Security-Policy allows scripts from this
 origin only, and Trusted Types forbid HTML-from-strings sinks altogether.
 
-A request's ``requestContext.path`` (``/v1/console`` behind API Gateway's
+A request's ``requestContext.path`` (``/api/console`` behind API Gateway's
 stage, ``/console`` behind a custom domain or locally) tells the page where it
 lives: asset URLs are absolute paths under it, and the JSON API is its parent.
 (Not a ``<base href>``: that would also move the ``#/keys`` links away from the
@@ -140,7 +140,7 @@ class ConsoleSite:
 
 
 def _base_path(request_path: str | None) -> str:
-    """``/v1/console/`` for ``/v1/console`` or ``/v1/console/``; ``/console/`` when the path is odd or unknown."""
+    """``/api/console/`` for ``/api/console`` or ``/api/console/``; ``/console/`` when the path is odd or unknown."""
     if request_path and _PATH_RE.match(request_path):
         return request_path.rstrip("/") + "/"
     return "/console/"

@@ -20,6 +20,7 @@ from chalicelib import errors
 from chalicelib.accounting.ledger import TokenUsage, UsageEntry
 from chalicelib.accounting.metering import Meter, Ticket, prompt_token_bound
 from chalicelib.catalog.catalog import Catalog, ModelEntry
+from chalicelib.core import deadline as deadline_guard
 from chalicelib.core.conversation import Conversation, EmbeddingRequest
 from chalicelib.core.events import (
     Billed,
@@ -148,6 +149,10 @@ class ModelService:
             upstream = self._gateway.chat(
                 conversation, ticket.model, timeout_seconds=self._time_left(deadline, request_id)
             )
+            if conversation.stream:
+                # Each read of a stream may wait as long as the whole answer had; a stall near the
+                # end must not hold the function past its deadline (it would die unbilled).
+                upstream = deadline_guard.until(upstream, deadline - BILLING_MARGIN_SECONDS, clock=self._clock)
             for event in upstream:
                 if isinstance(event, UsageReport):
                     report = event

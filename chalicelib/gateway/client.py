@@ -206,9 +206,16 @@ class Gateway:
 
 
 def _upstream_stream(response: Any, translator: StreamTranslator) -> Iterator[Event]:
-    """The translated events of a LiteLLM stream; failures mapped; the stream closed however it ends."""
+    """The translated events of a LiteLLM stream; failures mapped; the stream closed however it ends.
+
+    Read from the provider's own chunk iterator (``completion_stream``: LiteLLM's parsed
+    ConverseStream events) rather than the ``CustomStreamWrapper`` around it: the wrapper keeps
+    every chunk for its logging (~3.7 KB each, so memory grows with the answer) and spends ~3.5 ms
+    of CPU per chunk on callbacks, rules and loop detection the gateway does not use (measured
+    over 3,000 chunks: 11 s and 11 MB through the wrapper, 0.85 s and flat without it).
+    """
     try:
-        yield from translator.events(response)
+        yield from translator.events(getattr(response, "completion_stream", None) or response)
     except Exception as exc:  # noqa: BLE001 - every upstream failure is mapped
         raise map_upstream_error(exc) from exc
     finally:

@@ -94,6 +94,13 @@ class StreamTranslator:
                 yield usage_report(self.usage)
 
     def feed(self, chunk: Any) -> Iterator[Event]:
+        if isinstance(chunk, dict):
+            # LiteLLM's generic chunk (Bedrock's messageStart, or a provider it does not parse further).
+            if chunk.get("text"):
+                yield TextDelta(chunk["text"])
+            if chunk.get("finish_reason"):
+                self.finish_reason = chunk["finish_reason"]
+            return
         if getattr(chunk, "usage", None) is not None:
             self.usage = chunk.usage
         for choice in getattr(chunk, "choices", None) or []:

@@ -30,4 +30,6 @@ def load_litellm() -> Any:
 
     litellm.suppress_debug_info = True
     litellm.telemetry = False
+    # No per-chunk logging tasks on a thread pool: the gateway logs and bills each call itself.
+    litellm.disable_streaming_logging = True
     return litellm

@@ -33,7 +33,8 @@ def map_upstream_error(exc: Exception) -> errors.AppError:
             code="upstream_connection_error",
         )
     detail = bedrock_says or _without_internals(str(exc)) or (f"HTTP {status}" if status else "no details")
-    if name in ("Timeout", "APITimeoutError") or isinstance(exc, TimeoutError) or status in (408, 504):
+    timed_out = name.endswith(("Timeout", "TimeoutError", "TimeoutException")) or isinstance(exc, TimeoutError)
+    if timed_out or status in (408, 504):
         return errors.UpstreamTimeout("Bedrock did not answer in time; retry the request.")
     if status == 429 or name == "RateLimitError":
         return errors.RateLimited(

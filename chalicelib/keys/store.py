@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from chalicelib.core.body import parse_json
 from chalicelib.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
 from chalicelib.observability import logger
 
@@ -164,6 +165,10 @@ class KeyRecord:
     last_used_at: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     import_id: str | None = None
+    #: The limits an admin set, ``{field: {"value", "set_by", "set_at"}}``: the owner may tighten
+    #: them, never loosen them (``chalicelib/admin/keys.py``). None: a key from before this was
+    #: recorded, whose limits count as an admin's.
+    admin_limits: dict[str, Any] | None = None
     version: int = 0  # bumped by every change; conditional writes compare it
 
     @property
@@ -195,6 +200,7 @@ class KeyRecord:
             last_used_at=item.get("last_used_at"),
             metadata=dict(item.get("metadata") or {}),
             import_id=item.get("import_id"),
+            admin_limits=dict(item["admin_limits"]) if item.get("admin_limits") is not None else None,
             version=int(item.get("version", 0)),
         )
 
@@ -223,6 +229,7 @@ class KeyRecord:
             "tpm_limit": self.tpm_limit,
             "last_used_at": self.last_used_at,
             "import_id": self.import_id,
+            "admin_limits": self.admin_limits,
         }
         item.update({k: v for k, v in optional.items() if v is not None})
         return item
@@ -244,8 +251,17 @@ def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-#: Fields an owner or admin may change after creation (``KeyStore.update``).
-UPDATABLE_FIELDS = ("name", "allowed_models", "monthly_budget_usd", "rpm_limit", "tpm_limit", "expires_at", "metadata")
+#: Fields an owner or admin may change after creation (``KeyStore.update``), and who set the limits.
+UPDATABLE_FIELDS = (
+    "name",
+    "allowed_models",
+    "monthly_budget_usd",
+    "rpm_limit",
+    "tpm_limit",
+    "expires_at",
+    "metadata",
+    "admin_limits",
+)
 #: Key states a listing can be narrowed to; ``expired`` is derived from ``expires_at``.
 STATUSES = ("active", "expired", "revoked")
 _BATCH_GET_ITEMS = 100  # DynamoDB's BatchGetItem limit
@@ -288,8 +304,8 @@ def decode_cursor(cursor: str | None, fields: Mapping[str, str | None]) -> dict[
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        value = parse_json(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, InvalidRequest):
         value = None
     valid = (
         isinstance(value, dict)
@@ -332,6 +348,7 @@ class KeyStore:
         tpm_limit: int | None = None,
         expires_at: str | None = None,
         metadata: dict[str, str] | None = None,
+        admin_limits: dict[str, Any] | None = None,
         key_id: str | None = None,
         attach: Attach | None = None,
     ) -> tuple[KeyRecord, str]:
@@ -347,6 +364,7 @@ class KeyStore:
             tpm_limit=tpm_limit,
             expires_at=expires_at,
             metadata=dict(metadata or {}),
+            admin_limits=admin_limits,
         )
         if attach is None:
             self._table.put_item(Item=record.to_item(), ConditionExpression="attribute_not_exists(key_id)")
@@ -448,7 +466,7 @@ class KeyStore:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        """A page of keys, newest first for one owner (``by-owner`` index), table order for all.
+        """A page of keys, newest first: one owner's (``by-owner`` index) or everyone's.
 
         Raises
         ------
@@ -457,15 +475,14 @@ class KeyStore:
         """
         if status is not None and status not in STATUSES:
             raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}.", param="status")
+        if owner_sub is None:
+            return self._list_all(status=status, limit=limit, cursor=cursor)
         params: dict[str, Any] = {}
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
-        if owner_sub is not None:
-            params.update(IndexName="by-owner", KeyConditionExpression="owner_sub = :owner", ScanIndexForward=False)
-            values[":owner"] = owner_sub
-            start = decode_cursor(cursor, {"key_id": None, "owner_sub": owner_sub, "created_at": None})
-        else:
-            start = decode_cursor(cursor, {"key_id": None})
+        params.update(IndexName="by-owner", KeyConditionExpression="owner_sub = :owner", ScanIndexForward=False)
+        values[":owner"] = owner_sub
+        start = decode_cursor(cursor, {"key_id": None, "owner_sub": owner_sub, "created_at": None})
         if status is not None:
             names["#status"] = "status"
             values[":now"] = isoformat(self._clock())
@@ -481,18 +498,51 @@ class KeyStore:
             params["ExpressionAttributeNames"] = names
         if values:
             params["ExpressionAttributeValues"] = values
-        read = self._table.query if owner_sub is not None else self._table.scan
         items: list[KeyRecord] = []
         for _ in range(_MAX_PAGE_READS):
             if start:
                 params["ExclusiveStartKey"] = start
             # Never ask for more than the page still needs, so the cursor never skips an item.
-            response = read(Limit=limit - len(items), **params)
+            response = self._table.query(Limit=limit - len(items), **params)
             items.extend(KeyRecord.from_item(item) for item in response.get("Items", []))
             start = response.get("LastEvaluatedKey")
             if not start or len(items) >= limit:
                 break
         return Page(items=items, cursor=encode_cursor(start))
+
+    def _list_all(self, *, status: str | None, limit: int, cursor: str | None) -> Page:
+        """Every owner's keys, newest first (an admin's listing).
+
+        A scan returns keys in hash order, so the whole table's ids, creation
+        times and states are read (a few small attributes: ~40 bytes a key, one
+        1 MB scan page per ~25,000 keys), sorted, and only the page's keys are
+        then fetched whole. The cursor is the last key shown (created_at, key_id).
+        """
+        start = decode_cursor(cursor, {"key_id": None, "created_at": None})
+        now = self._clock()
+        params: dict[str, Any] = {
+            "ProjectionExpression": "key_id, created_at, #status, expires_at",
+            "ExpressionAttributeNames": {"#status": "status"},
+        }
+        entries: list[tuple[str, str]] = []
+        while True:
+            response = self._table.scan(**params)
+            for item in response.get("Items", []):
+                if status is None or _state(item, now) == status:
+                    entries.append((item["created_at"], item["key_id"]))
+            if not response.get("LastEvaluatedKey"):
+                break
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        entries.sort(reverse=True)
+        if start is not None:
+            after = (start["created_at"], start["key_id"])
+            entries = [entry for entry in entries if entry < after]
+        page = entries[:limit]
+        found = self.get_many(key_id for _, key_id in page)
+        items = [found[key_id] for _, key_id in page if key_id in found]
+        more = len(entries) > limit and page
+        next_cursor = encode_cursor({"created_at": page[-1][0], "key_id": page[-1][1]}) if more else None
+        return Page(items=items, cursor=next_cursor)
 
     def require(self, key_id: str) -> KeyRecord:
         """The key, or NotFound.
@@ -504,7 +554,7 @@ class KeyStore:
         """
         record = self.get(key_id) if is_key_id(key_id) else None
         if record is None:
-            raise NotFound(f"No API key with id '{key_id}'.", param="key_id", code="key_not_found")
+            raise NotFound(f"No API key with id {key_id!r}.", param="key_id", code="key_not_found")
         return record
 
     def update(self, current: KeyRecord, changes: Mapping[str, Any], *, attach: Attach | None = None) -> KeyRecord:
@@ -676,6 +726,14 @@ class KeyStore:
                 raise Conflict(f"Key id '{record.key_id}' could not be written; retry.", code="key_changed") from None
             return ImportOutcome(existing, None, False)
         return ImportOutcome(record, plaintext, True)
+
+
+def _state(item: Mapping[str, Any], now: datetime) -> str:
+    """``revoked``, ``expired`` or ``active`` from a key item's status and expiry (as ``effective_status``)."""
+    if item.get("status") == "revoked":
+        return "revoked"
+    expires = item.get("expires_at")
+    return "expired" if expires and parse_time(expires) <= now else "active"
 
 
 def _condition_failed(exc: Any, *, first_item_only: bool) -> bool:

@@ -35,6 +35,7 @@ from typing import Any
 from chalicelib import errors
 from chalicelib.accounting.ledger import TokenUsage, compute_cost
 from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.core.body import parse_json
 from chalicelib.core.events import Completion
 from chalicelib.core.http import HttpResult
 from chalicelib.core.service import ModelService
@@ -369,9 +370,9 @@ def _parse_body(raw: bytes | str | None, max_bytes: int) -> Any:
     if len(raw) > max_bytes:
         raise ProtocolError(INVALID_REQUEST, f"The request body is {len(raw)} bytes; the limit is {max_bytes}.")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(PARSE_ERROR, f"Parse error: the body is not JSON ({exc}).") from None
+        return parse_json(raw)
+    except errors.InvalidRequest as exc:
+        raise ProtocolError(PARSE_ERROR, f"Parse error: {exc.message}") from None
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

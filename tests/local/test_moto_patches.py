@@ -90,3 +90,26 @@ def test_stream_records_are_bounded(usage_table, monkeypatch) -> None:
     # The records kept are the newest, still numbered as they were.
     newest = shard.get(shard.starting_sequence_number, 100)
     assert newest[-1]["dynamodb"]["Keys"]["pk"] == {"S": "KEY#99"}
+
+
+def test_a_usage_table_saved_before_its_stream_gets_one_at_the_next_start(aws) -> None:
+    import boto3
+
+    from local import bootstrap
+    from local.stream_aggregator import drain
+    from tests.factories import usage_entry
+
+    # GIVEN local state from before the stream design: the usage table without a stream
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    names = {"KeysTable": "old-keys", "UsageTable": "old-usage", "AuditTable": "old-audit"}
+    bootstrap.create_tables(client, names, streams=False)
+    assert "StreamSpecification" not in client.describe_table(TableName="old-usage")["Table"]
+    # WHEN make dev starts again on that state THEN the table gets its stream, and billing aggregates
+    bootstrap.create_tables(client, names)
+    assert client.describe_table(TableName="old-usage")["Table"]["StreamSpecification"]["StreamEnabled"]
+    from chalicelib.accounting.ledger import Ledger
+
+    table = boto3.resource("dynamodb", region_name="us-east-1").Table("old-usage")
+    Ledger(table).record(usage_entry())
+    assert drain(table) >= 1
+    assert Ledger(table).aggregate("ALL", "MONTH#2026-11")["requests"] == 1

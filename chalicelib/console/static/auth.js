@@ -20,7 +20,7 @@
   let tokens = null; // {id, access, refresh, expiresAt}
   let refreshing = null;
 
-  // Where the console lives ("/v1/console/"), as the server saw the request; the API is its parent.
+  // Where the console lives ("/api/console/"), as the server saw the request; the API is its parent.
   const base = new URL(typeof config.base === "string" ? config.base : "/console/", location.href);
 
   // The console's own URL, exactly as registered as the app client's callback and sign-out URL.

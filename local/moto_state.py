@@ -1,0 +1,145 @@
+"""Saving and loading moto's in-memory AWS (tables, user pool, topics) so ``make dev`` can restart.
+
+moto keeps every service's state in Python objects (one backend per service,
+account and region). ``save`` pickles the backends of ``SERVICES``; ``load``
+puts them back into a fresh moto. Two things in them do not pickle as they
+are: Cognito's RSA signing key (kept as PEM, so tokens issued before a
+restart still verify) and the locks some backends hold (recreated unlocked).
+
+A file that cannot be loaded (another moto version, a truncated write) is an
+error, never a silent fresh start: the developer decides (``make dev FRESH=1``).
+"""
+
+from __future__ import annotations
+
+import copyreg
+import os
+import pickle
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+#: The services the local stack uses.
+SERVICES = ("dynamodb", "cognito-idp", "sns", "sqs", "ssm", "cloudwatch")
+_FORMAT = 1
+
+
+class StateError(RuntimeError):
+    """The saved state cannot be loaded; the message says what to do."""
+
+
+def load_key(pem: bytes) -> Any:
+    """An RSA private key back from PEM (pickle finds this function by name)."""
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.load_pem_private_key(pem, password=None)
+
+
+def _reduce_key(key: Any) -> tuple[Any, tuple[bytes]]:
+    from cryptography.hazmat.primitives import serialization
+
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return load_key, (pem,)
+
+
+def _register_reducers() -> None:
+    from cryptography.hazmat.bindings._rust import openssl
+
+    # copyreg looks up the exact type: the Rust class behind cryptography's RSAPrivateKey ABC.
+    copyreg.pickle(openssl.rsa.RSAPrivateKey, _reduce_key)
+    copyreg.pickle(type(threading.RLock()), lambda lock: (threading.RLock, ()))
+    copyreg.pickle(type(threading.Lock()), lambda lock: (threading.Lock, ()))
+
+
+def snapshot() -> bytes:
+    """Every backend of ``SERVICES`` as bytes (call with no request in flight)."""
+    from moto.backends import get_backend
+
+    _register_reducers()
+    backends = {}
+    for service in SERVICES:
+        for account, regions in dict.items(get_backend(service)):  # type: ignore[call-overload]
+            for region, backend in dict.items(regions):
+                backends[(service, account, region)] = backend
+    return pickle.dumps({"format": _FORMAT, "backends": backends}, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (a crash leaves the previous state whole)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def load(path: Path) -> int:
+    """Put the backends saved in ``path`` into this process's moto; returns how many.
+
+    Raises
+    ------
+    StateError
+        The file cannot be read or was written by an incompatible moto.
+    """
+    from moto.backends import get_backend
+
+    _register_reducers()
+    try:
+        saved = pickle.loads(path.read_bytes())  # noqa: S301 - our own file, written by save()
+        if saved.get("format") != _FORMAT:
+            raise ValueError(f"format {saved.get('format')!r}")
+        backends = saved["backends"]
+        for (service, account, region), loaded in backends.items():
+            fresh = get_backend(service)[account][region]
+            fresh.__dict__.update(loaded.__dict__)
+    except Exception as exc:  # anything: pickle, attribute and version errors alike
+        raise StateError(
+            f"The saved local state in {path} cannot be loaded ({type(exc).__name__}: {exc}). "
+            "Start clean with 'make dev FRESH=1' (this deletes every local key, user and ledger entry)."
+        ) from None
+    return len(backends)
+
+
+class Saver:
+    """Saves the state to ``path`` a moment after requests change it, and once more at exit.
+
+    ``lock`` is the lock every request holds (``local/moto_server.py``), so a
+    snapshot never sees half a request.
+    """
+
+    def __init__(self, path: Path, lock: Any, *, interval_seconds: float = 1.0) -> None:
+        self.path = path
+        self._lock = lock
+        self._interval = interval_seconds
+        self._dirty = threading.Event()
+        self._stopped = threading.Event()
+
+    def changed(self, environ: dict[str, Any]) -> None:
+        """Note a request; AWS API calls are POSTs (GETs read JWKS and moto's own pages)."""
+        if environ.get("REQUEST_METHOD") != "GET":
+            self._dirty.set()
+
+    def start(self) -> None:
+        threading.Thread(target=self._loop, name="moto-state-saver", daemon=True).start()
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                self.save_if_changed()
+            except Exception as exc:  # keep serving, keep trying; say so where make dev's logs are
+                print(f"moto state: could not save {self.path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def save_if_changed(self) -> None:
+        if not self._dirty.is_set():
+            return
+        with self._lock:
+            self._dirty.clear()
+            data = snapshot()
+        write(self.path, data)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.save_if_changed()

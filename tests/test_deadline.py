@@ -1,0 +1,74 @@
+"""core/deadline.py: a stream never outlives its deadline, and closing it closes the upstream."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from chalicelib import errors
+from chalicelib.core.deadline import until
+
+
+def paced(items: list[str], pause: float, closed: threading.Event):
+    try:
+        for item in items:
+            time.sleep(pause)
+            yield item
+    finally:
+        closed.set()
+
+
+def test_events_pass_through_in_order_and_the_source_is_closed_at_the_end() -> None:
+    closed = threading.Event()
+    assert list(until(paced(["a", "b", "c"], 0.01, closed), time.time() + 5)) == ["a", "b", "c"]
+    assert closed.wait(2)
+
+
+def test_a_stall_past_the_deadline_raises_at_the_deadline_not_when_the_source_wakes() -> None:
+    closed = threading.Event()
+    started = time.monotonic()
+    stream = until(paced(["a", "b"], 0.6, closed), time.time() + 1.0)
+    assert next(stream) == "a"
+    with pytest.raises(errors.UpstreamTimeout) as caught:
+        next(stream)
+    assert caught.value.code == "answer_time_limit"
+    assert time.monotonic() - started < 1.2  # "b" would only come at 1.2 s
+    assert closed.wait(2)  # the reader closes the source at its next chunk
+
+
+def test_closing_early_stops_the_reader_and_closes_the_source() -> None:
+    closed = threading.Event()
+    stream = until(paced(["a"] * 1000, 0.001, closed), time.time() + 30)
+    assert next(stream) == "a"
+    stream.close()
+    assert closed.wait(2)
+
+
+def test_upstream_errors_reach_the_reader_as_they_are() -> None:
+    def failing():
+        yield "a"
+        raise errors.UpstreamError("Bedrock broke off")
+
+    stream = until(failing(), time.time() + 5)
+    assert next(stream) == "a"
+    with pytest.raises(errors.UpstreamError, match="broke off"):
+        next(stream)
+
+
+def test_a_slow_reader_holds_the_source_back_instead_of_buffering_everything() -> None:
+    from chalicelib.core import deadline
+
+    produced = []
+
+    def fast():
+        for n in range(10_000):
+            produced.append(n)
+            yield n
+
+    stream = until(fast(), time.time() + 30)
+    next(stream)
+    time.sleep(0.3)
+    assert len(produced) <= deadline.READ_AHEAD + 3  # bounded read-ahead: back-pressure, not a pile
+    stream.close()

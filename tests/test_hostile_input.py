@@ -1,0 +1,232 @@
+"""Hostile JSON on every surface: deep nesting, lone surrogates, huge numbers. Each is a 400 (or a
+JSON-RPC error on /mcp), never a 500: the one parser (chalicelib/core/body.py) refuses them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+from chalicelib import errors
+from chalicelib.core import body
+from chalicelib.keys.store import KeyStore, encode_cursor
+from tests.admin_fixtures import Api
+
+DEEP = "[" * 2000 + "]" * 2000  # 4 KB: far under any size limit
+SURROGATE_ESCAPED = '"\\ud800"'  # the JSON text of a lone high surrogate
+HUGE_INT = "9" * 5000
+
+
+def nested(depth: int) -> str:
+    return '{"a": ' * (depth - 1) + "[]" + "}" * (depth - 1)
+
+
+# -- the parser ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ('{"x": ' + DEEP + "}", "nested"),
+        ("{" + '"a": {' * 200 + "}" * 201, "nested"),
+        ('{"x": ' + SURROGATE_ESCAPED + "}", "surrogate"),
+        ('{"x": ["ok", {"y": "\\udfff tail"}]}', "surrogate"),
+        ('{"\\ud800": 1}', "surrogate"),
+        ('{"x": "\xed\xa0\x80"}'.encode("latin-1"), "UTF-8"),  # a surrogate encoded as UTF-8 bytes
+        ('{"id": ' + HUGE_INT + "}", "digits"),
+        ('{"id": -' + "1" * 40 + "}", "digits"),
+        ('{"x": NaN}', "not a valid JSON number"),
+        ('{"x": -Infinity}', "not a valid JSON number"),
+        ('{"x": 1e400}', "out of range"),
+        ('{"x": 1e999999999}', "out of range"),  # a valid Decimal, a gigabyte of digits once printed
+    ],
+)
+def test_hostile_bodies_are_invalid_requests(raw: Any, fragment: str, exact: bool) -> None:
+    with pytest.raises(errors.InvalidRequest, match=fragment):
+        body.parse_json_body(raw, max_bytes=1_000_000, exact_numbers=exact)
+
+
+def test_what_real_requests_carry_still_parses() -> None:
+    raw = json.dumps(
+        {
+            "s": "héllo 👋 \u200d",  # non-ASCII, astral and joiner characters are fine
+            "n": [0, -1, 10**30, 1.5, 1e300],
+            "deep": json.loads(nested(body.MAX_DEPTH - 1)),
+        }
+    )
+    parsed = body.parse_json_body(raw, max_bytes=1_000_000)
+    assert parsed["s"] == "héllo 👋 \u200d" and parsed["n"][2] == 10**30
+
+
+def test_the_depth_limit_is_exact() -> None:
+    assert body.parse_json(nested(body.MAX_DEPTH))
+    with pytest.raises(errors.InvalidRequest, match="nested"):
+        body.parse_json(nested(body.MAX_DEPTH + 1))
+
+
+def test_a_bare_value_can_be_parsed_for_protocols_that_allow_it() -> None:
+    assert body.parse_json("[1, 2]") == [1, 2]
+
+
+def test_a_deep_cursor_is_a_400(keys_table: Any) -> None:
+    cursor = encode_cursor({"key_id": json.loads(nested(body.MAX_DEPTH + 5))})  # type: ignore[dict-item]
+    store = KeyStore(keys_table)
+    with pytest.raises(errors.InvalidRequest, match="cursor"):
+        store.list_keys(cursor=cursor)
+    import base64
+
+    deep = base64.urlsafe_b64encode(DEEP.encode()).decode()
+    with pytest.raises(errors.InvalidRequest, match="cursor"):
+        store.list_keys(cursor=deep)
+
+
+# -- every route --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def key(keys_table: Any) -> tuple:
+    return KeyStore(keys_table).create(owner_sub="owner-1", name="hostile")
+
+
+def _key_headers(plaintext: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {plaintext}", "Content-Type": "application/json"}
+
+
+HOSTILE_VALUES = {
+    "deep": DEEP,
+    "surrogate": SURROGATE_ESCAPED,
+    "huge_int": HUGE_INT,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_VALUES))
+@pytest.mark.parametrize(
+    ("path", "template"),
+    [
+        ("/v1/chat/completions", '{"model": "nova-micro", "messages": [{"role": "user", "content": %s}]}'),
+        ("/v1/embeddings", '{"model": "titan-embed-text-v2", "input": %s}'),
+    ],
+)
+def test_v1_routes_answer_400_envelopes(
+    client: Client, stream_client: Any, key: tuple, path: str, template: str, kind: str
+) -> None:
+    from chalicelib.streaming.routes import STREAM_PATHS
+
+    _, plaintext = key
+    body = template % HOSTILE_VALUES[kind]
+    if ("POST", path) in STREAM_PATHS:  # served by the streaming function, not the Chalice app
+        response = stream_client.post(path, _key_headers(plaintext), body)
+    else:
+        response = client.http.post(path, headers=_key_headers(plaintext), body=body)
+    assert response.status_code == 400, response.body
+    assert response.json_body["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_VALUES))
+@pytest.mark.parametrize(
+    ("method", "path", "template"),
+    [
+        ("post", "/admin/keys", '{"name": %s}'),
+        ("patch", "/admin/keys/{key_id}", '{"metadata": {"team": %s}}'),
+        ("post", "/admin/keys/{key_id}/revoke", '{"reason": %s}'),
+        ("post", "/admin/keys/import", '{"keys": [{"id": "a", "name": %s}]}'),
+        ("put", "/admin/owners/me/budget", '{"monthly_budget_usd": %s}'),
+        ("post", "/admin/ledger/reconcile", '{"lines": [%s]}'),
+    ],
+)
+def test_admin_routes_answer_400_envelopes(as_admin: Api, method: str, path: str, template: str, kind: str) -> None:
+    created = as_admin.call("post", "/admin/keys", {"name": "target"}).json_body
+    response = as_admin.call(method, path.format(key_id=created["key_id"]), template % HOSTILE_VALUES[kind])
+    assert response.status_code == 400, response.body
+    assert response.json_body["error"]["type"] == "invalid_request_error"
+    # Nothing was changed by the refused request.
+    after = as_admin.call("get", f"/admin/keys/{created['key_id']}").json_body
+    assert after["status"] == "active" and after["name"] == "target" and after["metadata"] == {}
+
+
+def _mcp(client: Client, plaintext: str, raw: str) -> Any:
+    headers = {**_key_headers(plaintext), "Accept": "application/json, text/event-stream"}
+    return client.http.post("/mcp", headers=headers, body=raw)
+
+
+CHAT_CALL = '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "chat", "arguments": VALUE}}'
+PING = '{"jsonrpc": "2.0", "id": VALUE, "method": "ping"}'
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        DEEP,
+        CHAT_CALL.replace("VALUE", DEEP),
+        PING.replace("VALUE", HUGE_INT),
+        CHAT_CALL.replace("VALUE", '{"prompt": ' + SURROGATE_ESCAPED + "}"),
+        PING.replace("VALUE", SURROGATE_ESCAPED),
+    ],
+)
+def test_mcp_answers_json_rpc_errors(client: Client, key: tuple, raw: str) -> None:
+    _, plaintext = key
+    response = _mcp(client, plaintext, raw)
+    assert response.status_code == 200, response.body
+    answer = response.json_body
+    assert answer["jsonrpc"] == "2.0" and answer["id"] is None
+    assert answer["error"]["code"] in (-32700, -32600)
+
+
+# -- the same class elsewhere: JSON in tokens, log lines and files --------------------------------
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def test_a_deeply_nested_token_header_is_a_401_not_a_500(as_admin: Api) -> None:
+    token = f"{_b64(DEEP)}.{_b64('{}')}.sig"
+    response = as_admin.client.http.get("/admin/keys", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401, response.body
+    assert response.json_body["error"]["code"] == "invalid_token"
+
+
+def test_a_deeply_nested_reconcile_line_is_not_a_500(as_admin: Api) -> None:
+    response = as_admin.call("post", "/admin/ledger/reconcile", {"lines": [DEEP, '{"event": ' + DEEP + "}"]})
+    assert response.status_code < 500, response.body
+
+
+def test_chalice_local_survives_a_deeply_nested_token() -> None:
+    from chalice.local import LocalGatewayAuthorizer
+
+    from local.chalice_local import tolerate_non_jwt_authorization
+
+    tolerate_non_jwt_authorization()
+    authorizer = LocalGatewayAuthorizer(app_object=None)  # type: ignore[arg-type]
+    assert authorizer._decode_jwt_payload(f"{_b64('{}')}.{_b64(DEEP)}.sig") == {}
+
+
+def test_cli_import_of_a_deeply_nested_file_is_a_clean_error(tmp_path: Any) -> None:
+    from cli.errors import CliError
+    from cli.keys import read_rows
+
+    path = tmp_path / "keys.json"
+    path.write_text(DEEP)
+    with pytest.raises(CliError, match="JSON"):
+        read_rows(path, "json")
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        ('{"max_tokens": 1e400}', "max_tokens"),
+        ('{"max_tokens": ' + "1" * 41 + "}", "max_tokens"),
+        ('{"model": "m", "messages": [{"role": "user", "content": "\\ud800"}]}', "messages"),
+        ('{"tools": ' + "[" * 100 + "]" * 100 + "}", "tools"),
+        ('{"\\ud800": 1}', None),
+    ],
+)
+def test_a_refusal_names_the_top_level_field(raw: str, param: str | None) -> None:
+    with pytest.raises(errors.InvalidRequest) as refused:
+        body.parse_json(raw)
+    assert refused.value.param == param
