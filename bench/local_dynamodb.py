@@ -14,7 +14,8 @@ Runs, one after the other (each on a fresh server):
   ``local/moto_patches.py``: the 7.5 MB/request growth of issue 12 (stopped
   at ``--before-requests``, or earlier if the server passes 3 GB);
 * ``patched moto, today's design`` — the same requests, moto patched;
-* ``patched moto, stream design`` — what ``make dev`` runs now, ``--requests`` long.
+* ``patched moto, stream design`` — the request path ``make dev`` runs now, ``--requests`` long;
+* the same with ``--state`` (``make dev``'s default: moto's state saved every second).
 
 Prints JSON: per run, the samples and the growth per 1,000 requests of memory
 (MB) and of time per request (ms), fitted over the second half of the run.
@@ -60,12 +61,15 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def start_server(patched: bool) -> tuple[subprocess.Popen, str]:
+def start_server(patched: bool, *, state: bool = False) -> tuple[subprocess.Popen, str]:
     from local.devstack import Ports, _wait_http
 
     port = Ports.free().aws
     command = [sys.executable, "-m", "local.moto_server", "-H", "127.0.0.1", "-p", str(port)]
-    log = open(Path(tempfile.mkdtemp(prefix="pennyworth-moto-")) / "moto.log", "wb")  # noqa: SIM115 - lives with the server
+    folder = Path(tempfile.mkdtemp(prefix="pennyworth-moto-"))
+    if state:  # make dev saves moto's state every second a request changed it (local/moto_state.py)
+        command += ["--state", str(folder / "moto-state.pickle")]
+    log = open(folder / "moto.log", "wb")  # noqa: SIM115 - lives with the server
     process = subprocess.Popen(
         [*command] + ([] if patched else ["--no-patches"]), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
     )
@@ -74,7 +78,7 @@ def start_server(patched: bool) -> tuple[subprocess.Popen, str]:
     return process, url
 
 
-def drive(label: str, *, patched: bool, design: str, requests: int, every: int) -> dict[str, Any]:
+def drive(label: str, *, patched: bool, design: str, requests: int, every: int, state: bool = False) -> dict[str, Any]:
     import boto3
 
     from chalicelib.accounting.ledger import TokenUsage
@@ -84,7 +88,7 @@ def drive(label: str, *, patched: bool, design: str, requests: int, every: int) 
     from chalicelib.settings import DEFAULT_CATALOG
     from local import bootstrap
 
-    process, url = start_server(patched)
+    process, url = start_server(patched, state=state)
     try:
         bootstrap.create_tables(boto3.client("dynamodb", region_name="us-east-1", endpoint_url=url), TABLES)
         resource = dynamodb_resource(region="us-east-1", endpoint_url=url, timeout_seconds=30, attempts=3)
