@@ -357,8 +357,8 @@ def _page(title: str, body: str, *, status: int = 200, form_targets: tuple[str, 
     document = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)} · pennyworth (local)</title><style nonce=\"{nonce}\">{_STYLE}</style></head>"
-        f"<body><main><p class=\"local\" role=\"note\"><strong>Local development sign-in.</strong> "
+        f'<title>{html.escape(title)} · pennyworth (local)</title><style nonce="{nonce}">{_STYLE}</style></head>'
+        f'<body><main><p class="local" role="note"><strong>Local development sign-in.</strong> '
         "This page exists only in <code>make dev</code>; on AWS, Cognito's managed login is here.</p>"
         f"<h1>{html.escape(title)}</h1>{body}</main></body></html>"
     )
@@ -386,7 +386,7 @@ def _login_form(oauth: dict[str, Any], *, error: str | None, username: str = "")
         f'value="{html.escape(username)}">'
         '<label for="password">Password</label>'
         '<input id="password" name="password" type="password" autocomplete="current-password" required>'
-        "<button type=\"submit\">Sign in</button></form>"
+        '<button type="submit">Sign in</button></form>'
     )
     target = urlsplit(str(oauth.get("redirect_uri") or ""))
     origin = (f"{target.scheme}://{target.netloc}",) if target.scheme in ("http", "https") and target.netloc else ()

@@ -131,8 +131,7 @@ def check_capabilities(conversation: Conversation, model: ModelEntry) -> None:
     if limit and wanted and wanted > limit:
         name = conversation.annotations.get("max_tokens_param", "max_tokens")
         raise errors.InvalidRequest(
-            f"{name} is too large: {wanted}. "
-            f"The model '{conversation.model}' supports at most {limit} output tokens.",
+            f"{name} is too large: {wanted}. The model '{conversation.model}' supports at most {limit} output tokens.",
             param=name,
             code="invalid_value",
         )

@@ -122,6 +122,7 @@ EMBEDDING_PARAMETERS: dict[str, str] = {
 MAX_EMBEDDING_INPUTS = 128
 ENCODING_FORMATS = ("float", "base64")
 
+
 def parse_chat_request(body: Mapping[str, Any]) -> ChatCompletionRequest:
     """Validate a chat completions body and normalise it for the gateway.
 

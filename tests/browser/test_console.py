@@ -57,9 +57,7 @@ def openai_client(dev_info: dict[str, Any], secret: str) -> Any:
 # --- Signing in and out ------------------------------------------------------------------------
 
 
-def test_sign_in_page_says_it_is_local_and_tokens_stay_out_of_storage(
-    console: ConsolePage, admin: Account
-) -> None:
+def test_sign_in_page_says_it_is_local_and_tokens_stay_out_of_storage(console: ConsolePage, admin: Account) -> None:
     page = console.page
     page.goto(console.url)
     expect(page.get_by_text("Local development stack.")).to_be_visible()

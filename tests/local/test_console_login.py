@@ -161,7 +161,9 @@ def test_session_signs_in_again_without_password_until_logout(
     again = browser.get(f"{PREFIX}/oauth2/authorize?{urlencode(authorize_query(console_client, challenge))}")
     assert exchange(browser, console_client, code_of(again), verifier).status_code == 200
     # Sign-out only to a registered URL; then the session is gone.
-    refused = browser.get(f"{PREFIX}/logout?{urlencode({'client_id': console_client, 'logout_uri': 'https://x.example'})}")
+    refused = browser.get(
+        f"{PREFIX}/logout?{urlencode({'client_id': console_client, 'logout_uri': 'https://x.example'})}"
+    )
     assert refused.status_code == 400
     out = browser.get(f"{PREFIX}/logout?{urlencode({'client_id': console_client, 'logout_uri': CONSOLE})}")
     assert out.status_code == 302 and out.headers["Location"] == CONSOLE
