@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 
 from local import bootstrap
 from tests.browser.conftest import Account, ConsolePage
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +47,11 @@ def close_secret(console: ConsolePage) -> None:
 
 def row(console: ConsolePage, text: str) -> Any:
     return console.page.locator("table.data tbody tr").filter(has_text=text)
+
+
+def key_view(dev_info: dict[str, Any], secret: str) -> dict[str, Any]:
+    """``GET /v1/key``: the key's own limits and this month's usage, as the key holder reads it."""
+    return openai_client(dev_info, secret).get("/key", cast_to=dict)
 
 
 def openai_client(dev_info: dict[str, Any], secret: str) -> Any:
@@ -127,6 +133,9 @@ def test_create_a_key_use_it_with_the_openai_sdk_and_see_the_usage(
         model="nova-micro", messages=[{"role": "user", "content": "Hello from the console test"}]
     )
     assert reply.choices[0].message.content
+    # Usage trails billing by the aggregator's delay (docs/accounting.md): wait for the key to count it.
+    mine = eventually(lambda: key_view(dev_info, secret), lambda view: view["usage"]["requests"] >= 1)
+    assert mine["usage"]["requests"] == 1
 
     console.open("keys")
     assert "of $5.00" in row(console, prefix).inner_text()
