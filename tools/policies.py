@@ -198,9 +198,10 @@ def aggregator_policy() -> Document:
         "Version": "2012-10-17",
         "Statement": [
             _logs("LedgerAggregatorLogGroup"),
-            # Markers are read with GetItem; aggregates and markers change in TransactWriteItems of
-            # Updates (authorised per item as UpdateItem), rate corrections are single UpdateItems.
-            _table("UsageTable", "UsageTable", ["GetItem", "UpdateItem"]),
+            # Markers and plans are read with GetItem. A transaction is authorised item by item as
+            # its own action: the claim Puts the batch's plan (PutItem) and Updates the marker;
+            # aggregates and the marker change in Updates (UpdateItem), as do rate corrections.
+            _table("UsageTable", "UsageTable", ["GetItem", "PutItem", "UpdateItem"]),
             {
                 # What the event source mapping reads, with the function's role: this table's stream only.
                 "Sid": "ReadUsageStream",

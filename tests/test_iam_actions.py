@@ -1,0 +1,179 @@
+"""Every DynamoDB action a function's code makes is one its IAM policy grants.
+
+moto checks no IAM, so a policy can look right and still be refused on AWS. DynamoDB authorises a
+``TransactWriteItems`` item by item, each as its own action (a ``Put`` needs ``dynamodb:PutItem``,
+a ``ConditionCheck`` ``dynamodb:ConditionCheckItem``), and a ``Query`` on an index needs the
+index's ARN. These tests record what the real code sends while it works on moto and hold it
+against the policy files the template uses.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from chalicelib import errors
+from chalicelib.accounting.aggregator import Aggregator
+from chalicelib.accounting.ledger import Ledger, TokenUsage
+from chalicelib.accounting.metering import Meter
+from chalicelib.accounting.reports import ReportConfig, ReportService
+from chalicelib.catalog.catalog import load_catalog
+from chalicelib.keys.store import KeyStore
+from chalicelib.settings import DEFAULT_CATALOG
+from local.stream_aggregator import shard_records
+from tests.conftest import TABLE_NAMES
+
+POLICIES = Path(__file__).resolve().parents[1] / ".chalice"
+NOVA = load_catalog(DEFAULT_CATALOG, region="us-east-1").resolve("nova-micro")
+#: What a transaction's item is authorised as.
+ITEM_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+LOGICAL = {name: logical for logical, name in TABLE_NAMES.items()}
+
+Need = tuple[str, str, str | None]  # action, table's logical id, index (None: the table itself)
+
+
+def record_actions(client: Any) -> set[Need]:
+    """The IAM actions ``client``'s DynamoDB calls need from now on (added as they are made)."""
+    needs: set[Need] = set()
+
+    def on_call(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "TransactWriteItems":
+            for item in params["TransactItems"]:
+                [(kind, body)] = item.items()
+                needs.add((ITEM_ACTIONS[kind], LOGICAL[body["TableName"]], None))
+        elif model.name in ("BatchGetItem", "BatchWriteItem"):
+            for table in params["RequestItems"]:
+                needs.add((model.name, LOGICAL[table], None))
+        else:
+            needs.add((model.name, LOGICAL[params["TableName"]], params.get("IndexName")))
+
+    client.meta.events.register("before-parameter-build.dynamodb", on_call)
+    return needs
+
+
+def granted(policy_file: str) -> set[Need]:
+    """What ``policy_file`` allows on the tables: (action, table, index) for each statement's resources."""
+    grants: set[Need] = set()
+    for statement in json.loads((POLICIES / policy_file).read_text())["Statement"]:
+        actions = statement.get("Action", [])
+        resources = statement.get("Resource", [])
+        for resource in resources if isinstance(resources, list) else [resources]:
+            if "Fn::GetAtt" in resource and resource["Fn::GetAtt"][1] == "Arn":
+                target: tuple[str, str | None] = (resource["Fn::GetAtt"][0], None)
+            elif "Fn::Sub" in resource and "/index/" in resource["Fn::Sub"]:
+                table, index = resource["Fn::Sub"].removeprefix("${").split(".Arn}/index/")
+                target = (table, index)
+            else:
+                continue
+            grants |= {
+                (action.removeprefix("dynamodb:"), *target) for action in actions if action.startswith("dynamodb:")
+            }
+    return grants
+
+
+def refused(needs: set[Need], policy_file: str) -> set[Need]:
+    return needs - granted(policy_file)
+
+
+@pytest.fixture
+def usage(usage_table, keys_table) -> dict[str, Any]:
+    """A key with every limit (rpm, tpm, its own budget, its owner's) and one without any."""
+    store = KeyStore(keys_table)
+    limited, _ = store.create(owner_sub="owner-1", rpm_limit=100, tpm_limit=100_000, monthly_budget_usd=Decimal("5"))
+    plain, _ = store.create(owner_sub="owner-2")
+    return {"limited": limited, "plain": plain}
+
+
+def test_the_request_path_needs_only_what_the_api_and_stream_functions_are_granted(
+    usage_table, keys_table, usage
+) -> None:
+    # GIVEN the meter of a function, with owner budgets set (an admin's route, on the API function too)
+    meter = Meter(Ledger(usage_table), clock=lambda: datetime(2026, 11, 26, 12, tzinfo=UTC))
+    needs = record_actions(usage_table.meta.client)
+    meter.set_owner_budget("owner-1", Decimal("50"), actor="admin")
+    meter.set_owner_budget("owner-2", Decimal("0.000001"), actor="admin")
+    # WHEN requests are admitted, billed, released, and refused half-way (the owner's budget)
+    for key in (usage["limited"], usage["plain"]):
+        try:
+            ticket = meter.admit(key, NOVA, input_tokens=10, max_output_tokens=20)
+        except errors.QuotaExceeded:
+            continue
+        meter.settle(
+            ticket, request_id=f"r-{key.key_id}", operation="chat", usage=TokenUsage(input_tokens=10, output_tokens=5),
+            latency_ms=5, status="ok",
+        )  # fmt: skip
+    meter.release(meter.admit(usage["limited"], NOVA, input_tokens=10, max_output_tokens=20))
+    meter.key_status(usage["limited"])
+    assert {need[0] for need in needs} >= {"UpdateItem", "PutItem", "GetItem"}
+    # THEN each function that serves model calls is allowed every one of those calls
+    for policy in ("policy-api.json", "policy-stream.json"):
+        assert refused(needs, policy) == set(), policy
+
+
+def test_the_aggregator_needs_only_what_its_policy_grants(usage_table, keys_table, usage, monkeypatch) -> None:
+    from chalicelib.accounting import aggregator as module
+
+    # GIVEN billed, released and rate-corrected requests on the stream, in a plan of several chunks
+    monkeypatch.setattr(module, "MAX_ROWS_PER_TRANSACTION", 5)
+    meter = Meter(Ledger(usage_table), clock=lambda: datetime(2026, 11, 26, 12, tzinfo=UTC))
+    meter.set_owner_budget("owner-1", Decimal("50"), actor="admin")
+    for n in range(3):
+        ticket = meter.admit(usage["limited"], NOVA, input_tokens=10, max_output_tokens=200)
+        meter.settle(
+            ticket, request_id=f"r{n}", operation="chat", usage=TokenUsage(input_tokens=10, output_tokens=5),
+            latency_ms=5, status="ok",
+        )  # fmt: skip
+    meter.release(meter.admit(usage["limited"], NOVA, input_tokens=10, max_output_tokens=20))
+    shard, records = shard_records(usage_table)
+    aggregator = Aggregator(usage_table)
+    needs = record_actions(usage_table.meta.client)
+    # WHEN the aggregator applies them
+    result = aggregator.apply(shard, [dict(record) for record in records])
+    assert result.applied == 4 and result.transactions > 1
+    # THEN its role may make every call it made (the plan's Put inside the claim's transaction too)
+    assert ("PutItem", "UsageTable", None) in needs
+    assert refused(needs, "policy-aggregator.json") == set()
+
+
+def test_the_daily_report_needs_only_what_its_policy_grants(usage_table, keys_table, usage, aws) -> None:
+    # GIVEN a day with usage
+    meter = Meter(Ledger(usage_table), clock=lambda: datetime(2026, 11, 25, 12, tzinfo=UTC))
+    ticket = meter.admit(usage["limited"], NOVA, input_tokens=10, max_output_tokens=20)
+    meter.settle(
+        ticket, request_id="r", operation="chat", usage=TokenUsage(input_tokens=10, output_tokens=5),
+        latency_ms=5, status="ok",
+    )  # fmt: skip
+    shard, records = shard_records(usage_table)
+    Aggregator(usage_table).apply(shard, [dict(record) for record in records])
+    topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="reports")["TopicArn"]
+    config = ReportConfig(
+        topic_arn=topic, slack_parameter=None, spike_threshold_usd=None, spike_factor=Decimal(3), namespace="Pennyworth"
+    )
+    reports = ReportService(
+        Ledger(usage_table),
+        keys_table,
+        config,
+        cloudwatch=boto3.client("cloudwatch", region_name="us-east-1"),
+        sns=boto3.client("sns", region_name="us-east-1"),
+        ssm=boto3.client("ssm", region_name="us-east-1"),
+        clock=lambda: datetime(2026, 11, 26, 6, tzinfo=UTC),
+    )
+    assert keys_table.meta.client is usage_table.meta.client  # one client: recording it records both
+    needs = record_actions(usage_table.meta.client)
+    # WHEN the report runs, then is forced to run again
+    reports.run(date(2026, 11, 25))
+    reports.run(date(2026, 11, 25), force=True)
+    # THEN its role may make every call it made
+    assert any(need[0] == "Query" for need in needs)
+    assert refused(needs, "policy-report.json") == set()
