@@ -154,6 +154,30 @@ def test_a_batch_too_big_for_one_plan_is_claimed_in_several(usage_table, monkeyp
     assert ledger.aggregate("ALL", "MONTH#2026-11")["requests"] == 12
 
 
+def test_a_backlog_over_many_rate_windows_still_fits_one_item_per_plan() -> None:
+    from chalicelib.accounting.aggregator import MAX_PLAN_ROWS, change_of, plan_for
+    from chalicelib.accounting.ledger import entry_item
+
+    # GIVEN a replayed backlog: 10,000 entries of 300 rate-limited keys over two hours of minutes,
+    # each key in many minutes (a correction per key and minute)
+    changes = []
+    for n in range(10_000):
+        billed = usage_entry(
+            request_id=f"r{n}", key_id=f"key{n % 300:05d}", owner_sub=f"owner-{n % 100}",
+            usage=TokenUsage(input_tokens=n % 997 + 1, output_tokens=n % 89 + 1),
+            reserved_key_usd=Decimal("0.352"), budget_month="2026-11",
+            rate_window=29_000_000 + n // 84, counted_tokens=5_000,
+        )  # fmt: skip
+        changes.append(change_of(n + 1, entry_item(billed)))
+    # WHEN they are cut into plans THEN each plan's rows and rate corrections stay within the bound
+    while changes:
+        claimed, plan = plan_for(changes)
+        assert sum(len(chunk) for chunk in plan.chunks) + len(plan.rates) <= MAX_PLAN_ROWS
+        # AND the stored plan stays far below DynamoDB's 400 KB item limit
+        assert len(plan.encode()) < 200_000
+        changes = changes[len(claimed) :]
+
+
 def test_a_busy_keys_aggregates_are_written_once_per_batch(usage_table) -> None:
     from chalicelib.accounting.aggregator import Aggregator
 

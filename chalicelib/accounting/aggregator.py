@@ -54,7 +54,8 @@ from chalicelib.observability import logger
 
 #: Aggregate items per transaction: DynamoDB's limit is 100, one is the marker (and one spare).
 MAX_ROWS_PER_TRANSACTION = 98
-#: Aggregate items per plan: a plan item stays far below DynamoDB's 400 KB item limit.
+#: Aggregate items plus rate corrections per plan: a plan item stays far below DynamoDB's 400 KB
+#: item limit (~110 KB measured at 3,000), even for a backlog spanning many rate windows.
 MAX_PLAN_ROWS = 3000
 #: A shard's marker outlives the stream's 24-hour retention, then DynamoDB's TTL removes it.
 MARKER_TTL_SECONDS = 3 * 24 * 3600
@@ -426,12 +427,17 @@ class Plan:
 
 
 def plan_for(pending: list[Change]) -> tuple[list[Change], Plan]:
-    """The longest prefix of ``pending`` whose sums fit one plan, and that plan."""
+    """The longest prefix of ``pending`` whose sums fit one plan, and that plan.
+
+    A plan holds at most ``MAX_PLAN_ROWS`` aggregate rows and rate corrections together: a batch
+    replayed after an outage spans many minutes, and each key's minute is a correction of its own.
+    """
     rows: dict[RowKey, Row] = defaultdict(Row)
     rates: dict[tuple[str, str, int], int] = defaultdict(int)
     claimed: list[Change] = []
     for change in pending:
-        if claimed and len(rows.keys() | change.rows.keys()) > MAX_PLAN_ROWS:
+        new_rate = change.rate is not None and change.rate[:3] not in rates
+        if claimed and len(rows.keys() | change.rows.keys()) + len(rates) + new_rate > MAX_PLAN_ROWS:
             break
         claimed.append(change)
         for key, row in change.rows.items():
