@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -364,3 +365,69 @@ def test_the_openai_base_url_output_is_what_an_sdk_and_the_cli_need(custom_domai
         assert f"/v1{sdk_path}" in app.routes
     # The CLI finds the admin API from the same URL.
     assert gateway_root(url) == root and "/admin/keys" in app.routes
+
+
+#: The log events an operator must see, by the metric the template counts them in.
+LEDGER_EVENTS = {
+    "UsageUnrecorded": "usage_unrecorded",
+    "ReservationUnreleased": "reservation_unreleased",
+    "UsageCapped": "usage_capped",
+}
+METRIC_FILTERS = [r["Properties"] for r in RESOURCES.values() if r["Type"] == "AWS::Logs::MetricFilter"]
+
+
+def filter_event(pattern: str) -> str:
+    """The event a ``{ $.event = "…" }`` metric filter pattern selects (the only shape we use)."""
+    match = re.fullmatch(r'\{ \$\.event = "([a-z_]+)" \}', pattern)
+    assert match, pattern
+    return match.group(1)
+
+
+def test_ledger_log_events_are_counted_from_every_function_that_bills_and_unrecorded_bills_alarm() -> None:
+    from chalicelib.accounting.ledger import CAPPED_EVENT, UNRECORDED_EVENT, UNRELEASED_EVENT
+
+    assert set(LEDGER_EVENTS.values()) == {UNRECORDED_EVENT, UNRELEASED_EVENT, CAPPED_EVENT}
+    counted = {
+        (f["LogGroupName"]["Ref"], filter_event(f["FilterPattern"]), t["MetricName"], t["MetricNamespace"])
+        for f in METRIC_FILTERS
+        for t in f["MetricTransformations"]
+    }
+    # Both functions that bill (buffered routes and streamed ones) count each event in its metric.
+    assert counted == {
+        (f"{function}LogGroup", event, metric, "Pennyworth")
+        for function in ("APIHandler", "StreamHandler")
+        for metric, event in LEDGER_EVENTS.items()
+    }
+    alarm = RESOURCES["UsageUnrecordedAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("Pennyworth", "UsageUnrecorded", "Sum")
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] and "reconcile" in alarm["AlarmDescription"]
+
+
+def test_the_metric_filters_match_the_log_lines_the_ledger_writes(usage_table, service_logs) -> None:
+    from unittest import mock
+
+    from botocore.exceptions import ClientError
+
+    from chalicelib.accounting.ledger import Ledger, Release
+    from tests.factories import usage_entry
+
+    # GIVEN DynamoDB refusing every write
+    ledger = Ledger(usage_table, backoff_seconds=0)
+    refusal = ClientError({"Error": {"Code": "ValidationException", "Message": "no"}}, "PutItem")
+    with mock.patch.object(usage_table, "put_item", side_effect=refusal):
+        # WHEN a bill and a release cannot be stored
+        assert ledger.record(usage_entry()) is False
+        release = Release(
+            ticket_id="t1", key_id="k1", owner_sub="owner-1", budget_month="2026-11", reserved_key_usd=Decimal("0.1"),
+            reserved_owner_usd=Decimal(0), rate_window=None, counted_tokens=0, timestamp="2026-11-26T10:00:00Z",
+        )  # fmt: skip
+        assert ledger.record_release(release) is False
+    # THEN the JSON lines CloudWatch gets are exactly what the template's filters select
+    events = [json.loads(line).get("event") for line in service_logs.lines()]
+    patterns = {
+        filter_event(r["Properties"]["FilterPattern"])
+        for r in RESOURCES.values()
+        if r["Type"] == "AWS::Logs::MetricFilter"
+    }
+    assert {"usage_unrecorded", "reservation_unreleased"} <= set(events) & patterns

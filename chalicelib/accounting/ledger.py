@@ -46,6 +46,8 @@ from chalicelib.observability import logger
 UNRECORDED_EVENT = "usage_unrecorded"
 #: Marker of the log line written when a bill is capped at what admission reserved.
 CAPPED_EVENT = "usage_capped"
+#: Marker of the log line written when a reservation cannot be given back.
+UNRELEASED_EVENT = "reservation_unreleased"
 #: Value of the ``aggregation`` attribute on items the aggregator sums (the stream filter matches it).
 STREAM_AGGREGATION = "stream"
 USAGE_GROUPS = ("key", "owner", "model", "day")
@@ -59,6 +61,7 @@ __all__ = [
     "COUNTERS",
     "STREAM_AGGREGATION",
     "UNRECORDED_EVENT",
+    "UNRELEASED_EVENT",
     "USAGE_GROUPS",
     "Ledger",
     "Release",
@@ -347,7 +350,7 @@ class Ledger:
         if stored is not True:
             logger.warning(
                 "reservation not released",
-                extra={"event": "reservation_unreleased", "ticket_id": release.ticket_id, "reason": stored},
+                extra={"event": UNRELEASED_EVENT, "ticket_id": release.ticket_id, "reason": stored},
             )
             return False
         return True
