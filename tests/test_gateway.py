@@ -541,8 +541,13 @@ def test_a_stalled_read_is_a_timeout_whatever_its_class_is_called() -> None:
     assert isinstance(map_upstream_error(httpx.ReadTimeout("The read operation timed out")), errors.UpstreamTimeout)
 
 
-def test_an_answer_still_running_at_the_deadline_is_cut_with_an_error_event_and_billed(gateway: Gateway) -> None:
+def test_an_answer_still_running_at_the_deadline_is_cut_with_an_error_event_and_billed(
+    gateway: Gateway, service_logs
+) -> None:
     # 8 s left: the stream runs until 3 s (kept to bill) before the deadline, then stops cleanly.
+    from chalicelib.gateway import load_litellm
+
+    load_litellm()  # its first import takes seconds: run alone, it would eat the 8 s before the call
     started = time.monotonic()
     outcome = run(
         gateway,
@@ -555,6 +560,9 @@ def test_an_answer_still_running_at_the_deadline_is_cut_with_an_error_event_and_
     error = json.loads(events[-1])["error"]
     assert error["code"] == "answer_time_limit" and "[DONE]" not in events
     assert outcome.status == "partial" and 0 < outcome.usage.output_tokens < 30
+    # AND the request's log line carries the failure the template counts (AnswersCutAtTimeLimit)
+    [line] = [json.loads(text) for text in service_logs.lines() if '"chat completion"' in text]
+    assert (line["outcome"], line["failure"]) == ("cut", "answer_time_limit")
 
 
 def test_a_stream_that_stalls_near_the_deadline_is_cut_at_the_deadline(gateway: Gateway) -> None:

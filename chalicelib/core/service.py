@@ -192,6 +192,8 @@ class ModelService:
             )
         _close(upstream)
         outcome = "ok" if failure is None else "cut"
+        if failure is not None:
+            log = {**log, "failure": failure.code}  # e.g. answer_time_limit: counted by the template
         entry = self._bill(ticket, conversation, request_id, started, log, produced, report, outcome)
         if failure is not None:
             failure.headers.update({**ticket.headers, "x-request-id": request_id})
