@@ -22,12 +22,12 @@ from chalicelib import errors
 from chalicelib.accounting.aggregator import Aggregator
 from chalicelib.accounting.ledger import Ledger, TokenUsage
 from chalicelib.accounting.metering import Meter
-from chalicelib.accounting.reports import ReportConfig, ReportService
 from chalicelib.catalog.catalog import load_catalog
 from chalicelib.keys.store import KeyStore
 from chalicelib.settings import DEFAULT_CATALOG
 from local.stream_aggregator import shard_records
 from tests.conftest import TABLE_NAMES
+from tests.test_reports import service as report_service
 
 POLICIES = Path(__file__).resolve().parents[1] / ".chalice"
 NOVA = load_catalog(DEFAULT_CATALOG, region="us-east-1").resolve("nova-micro")
@@ -86,6 +86,11 @@ def refused(needs: set[Need], policy_file: str) -> set[Need]:
     return needs - granted(policy_file)
 
 
+def bill(meter: Meter, ticket: Any, request_id: str) -> None:
+    usage = TokenUsage(input_tokens=10, output_tokens=5)
+    meter.settle(ticket, request_id=request_id, operation="chat", usage=usage, latency_ms=5, status="ok")
+
+
 @pytest.fixture
 def usage(usage_table, keys_table) -> dict[str, Any]:
     """A key with every limit (rpm, tpm, its own budget, its owner's) and one without any."""
@@ -109,10 +114,7 @@ def test_the_request_path_needs_only_what_the_api_and_stream_functions_are_grant
             ticket = meter.admit(key, NOVA, input_tokens=10, max_output_tokens=20)
         except errors.QuotaExceeded:
             continue
-        meter.settle(
-            ticket, request_id=f"r-{key.key_id}", operation="chat", usage=TokenUsage(input_tokens=10, output_tokens=5),
-            latency_ms=5, status="ok",
-        )  # fmt: skip
+        bill(meter, ticket, f"r-{key.key_id}")
     meter.release(meter.admit(usage["limited"], NOVA, input_tokens=10, max_output_tokens=20))
     meter.key_status(usage["limited"])
     assert {need[0] for need in needs} >= {"UpdateItem", "PutItem", "GetItem"}
@@ -130,10 +132,7 @@ def test_the_aggregator_needs_only_what_its_policy_grants(usage_table, keys_tabl
     meter.set_owner_budget("owner-1", Decimal("50"), actor="admin")
     for n in range(3):
         ticket = meter.admit(usage["limited"], NOVA, input_tokens=10, max_output_tokens=200)
-        meter.settle(
-            ticket, request_id=f"r{n}", operation="chat", usage=TokenUsage(input_tokens=10, output_tokens=5),
-            latency_ms=5, status="ok",
-        )  # fmt: skip
+        bill(meter, ticket, f"r{n}")
     meter.release(meter.admit(usage["limited"], NOVA, input_tokens=10, max_output_tokens=20))
     shard, records = shard_records(usage_table)
     aggregator = Aggregator(usage_table)
@@ -150,25 +149,11 @@ def test_the_daily_report_needs_only_what_its_policy_grants(usage_table, keys_ta
     # GIVEN a day with usage
     meter = Meter(Ledger(usage_table), clock=lambda: datetime(2026, 11, 25, 12, tzinfo=UTC))
     ticket = meter.admit(usage["limited"], NOVA, input_tokens=10, max_output_tokens=20)
-    meter.settle(
-        ticket, request_id="r", operation="chat", usage=TokenUsage(input_tokens=10, output_tokens=5),
-        latency_ms=5, status="ok",
-    )  # fmt: skip
+    bill(meter, ticket, "r")
     shard, records = shard_records(usage_table)
     Aggregator(usage_table).apply(shard, [dict(record) for record in records])
     topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="reports")["TopicArn"]
-    config = ReportConfig(
-        topic_arn=topic, slack_parameter=None, spike_threshold_usd=None, spike_factor=Decimal(3), namespace="Pennyworth"
-    )
-    reports = ReportService(
-        Ledger(usage_table),
-        keys_table,
-        config,
-        cloudwatch=boto3.client("cloudwatch", region_name="us-east-1"),
-        sns=boto3.client("sns", region_name="us-east-1"),
-        ssm=boto3.client("ssm", region_name="us-east-1"),
-        clock=lambda: datetime(2026, 11, 26, 6, tzinfo=UTC),
-    )
+    reports = report_service(usage_table, keys_table, topic)  # its clock: 2026-11-26 06:00 UTC
     assert keys_table.meta.client is usage_table.meta.client  # one client: recording it records both
     needs = record_actions(usage_table.meta.client)
     # WHEN the report runs, then is forced to run again
