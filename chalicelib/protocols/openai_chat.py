@@ -30,13 +30,10 @@ from chalicelib.core.events import (
     ToolCallStart,
     UsageReport,
 )
-from chalicelib.core.http import StreamingResult
+from chalicelib.core.http import JSON_HEADERS, SSE_HEADERS, StreamingResult
 from chalicelib.core.service import ModelService, Turn
 from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.openai_validation import ChatCompletionRequest, parse_chat_request
-
-SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class ChatCompletions:

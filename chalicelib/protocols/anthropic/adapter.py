@@ -21,7 +21,7 @@ from chalicelib.catalog.catalog import ModelEntry
 from chalicelib.core.body import parse_json_body
 from chalicelib.core.conversation import Conversation, Reasoning
 from chalicelib.core.events import Completion
-from chalicelib.core.http import StreamingResult
+from chalicelib.core.http import JSON_HEADERS, SSE_HEADERS, StreamingResult
 from chalicelib.core.service import ModelService
 from chalicelib.keys.store import KeyRecord, KeyStore
 from chalicelib.protocols.anthropic.parse import (
@@ -32,8 +32,6 @@ from chalicelib.protocols.anthropic.parse import (
 )
 from chalicelib.protocols.anthropic.render import render_message, stream_events
 
-SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-JSON_HEADERS = {"Content-Type": "application/json"}
 _BETA = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _MAX_BETAS = 64
 

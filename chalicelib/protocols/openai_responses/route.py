@@ -7,14 +7,11 @@ from collections.abc import Iterator, Mapping
 
 from chalicelib.accounting.ledger import usd
 from chalicelib.core.body import parse_json_body
-from chalicelib.core.http import StreamingResult
+from chalicelib.core.http import JSON_HEADERS, SSE_HEADERS, StreamingResult
 from chalicelib.core.service import ModelService, Turn
 from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.openai_responses.render import ResponseWriter, sse
 from chalicelib.protocols.openai_responses.request import parse_responses_request
-
-SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class Responses:
