@@ -96,29 +96,10 @@ print(json.dumps(result))
 
 
 def event(method: str, path: str, key: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """An API Gateway REST proxy event, as Lambda receives it."""
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Host": "bench.local"}
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": path,
-            "httpMethod": method,
-            "path": f"/v1{path}",
-            "stage": "v1",
-            "requestId": "bench",
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": json.dumps(body) if body is not None else None,
-        "isBase64Encoded": False,
-    }
+    """An API Gateway REST proxy event, as Lambda receives it (the one the Runtime API emulator builds)."""
+    from local.lambda_runtime import proxy_event
+
+    return proxy_event(method, path, body, headers={"Authorization": f"Bearer {key}", "Host": "bench.local"})
 
 
 def free_port() -> int:

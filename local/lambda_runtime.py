@@ -447,8 +447,8 @@ def proxy_event(method: str, path: str, body: Any = None, headers: dict[str, str
         "requestContext": {
             "resourcePath": path,
             "httpMethod": method,
-            "path": f"/v1{path}",
-            "stage": "v1",
+            "path": f"/api{path}",
+            "stage": "api",
             "requestId": "local",
             "identity": {"sourceIp": "127.0.0.1"},
         },
