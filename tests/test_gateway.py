@@ -440,6 +440,19 @@ def test_reasoning_content_on_message_and_deltas(gateway: Gateway) -> None:
     assert chunks[-1]["usage"]["completion_tokens_details"]["reasoning_tokens"] > 0
 
 
+def test_an_effort_whose_thinking_budget_would_not_fit_max_tokens_is_fitted_to_it(gateway: Gateway) -> None:
+    # "high" is a 4,096-token thinking budget on Claude 4.5; Bedrock refuses max_tokens at or under it.
+    fitted = run(gateway, model="claude-haiku-4-5", reasoning_effort="high", max_tokens=2000).body
+    assert fitted["choices"][0]["message"]["reasoning_content"]  # still thinks, within what was asked
+    # Below the smallest budget Bedrock takes (1,024), the answer comes without thinking rather than a 400.
+    plain = run(gateway, model="claude-haiku-4-5", reasoning_effort="low", max_tokens=500).body
+    assert plain["choices"][0]["message"].get("reasoning_content") is None
+    assert plain["choices"][0]["message"]["content"]
+    # An effort that fits is passed as it is.
+    roomy = run(gateway, model="claude-haiku-4-5", reasoning_effort="high", max_tokens=8000).body
+    assert roomy["choices"][0]["message"]["reasoning_content"]
+
+
 def test_forcing_a_tool_while_reasoning_is_a_clear_400(gateway: Gateway) -> None:
     with pytest.raises(errors.InvalidRequest, match="reasoning") as caught:
         run(gateway, model="claude-haiku-4-5", reasoning_effort="low", tools=[WEATHER_TOOL], tool_choice="required")

@@ -23,6 +23,7 @@ from chalicelib.gateway.embeddings import (
 from chalicelib.gateway.events import StreamTranslator, completion_events
 from chalicelib.gateway.loader import load_litellm
 from chalicelib.gateway.prompts import bedrock_prompt
+from chalicelib.gateway.thinking import fit_thinking
 from chalicelib.gateway.upstream import map_upstream_error
 
 CompletionFn = Callable[..., Any]
@@ -107,6 +108,7 @@ class Gateway:
 
     def _kwargs(self, conversation: Conversation, model: ModelEntry, timeout_seconds: float | None) -> dict[str, Any]:
         messages, options = bedrock_prompt(conversation)
+        options = fit_thinking(options, model)
         kwargs: dict[str, Any] = {
             "model": model.litellm_model,
             "messages": messages,
