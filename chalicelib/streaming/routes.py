@@ -85,6 +85,12 @@ STREAM_PATHS: tuple[tuple[str, str], ...] = (
 )
 
 
+def error_body_for(path: str) -> Callable[[errors.AppError], Any]:
+    """The error envelope of the protocol served at ``path``, whatever the method (OpenAI's elsewhere)."""
+    path = path.rstrip("/") or "/"
+    return next((r.error_body for r in routes() if r.path == path), _openai_error)
+
+
 def find_route(method: str, path: str) -> StreamRoute | None:
     """The route for ``method path`` (a trailing slash is tolerated), or None."""
     path = path.rstrip("/") or "/"
