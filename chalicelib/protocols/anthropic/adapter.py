@@ -64,7 +64,7 @@ class Messages:
         ids = {"id": f"msg_{turn.request_id}", "model": conversation.model}
         out_headers = {**turn.headers, "request-id": turn.request_id}
         if conversation.stream:
-            return StreamingResult(200, {**out_headers, **SSE_HEADERS}, stream_events(turn, ids))
+            return StreamingResult(200, {**out_headers, **SSE_HEADERS}, stream_events(turn, ids), on_close=turn.close)
         completion = Completion.of(turn)
         if completion.error is not None:
             raise completion.error  # billed already (partial); a whole answer cannot end in an error event
