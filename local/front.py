@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import http.client
 import json
+import re
 import select
 import signal
 import socket
@@ -36,6 +37,17 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "host"}
 )
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+# What HTTP/1.1 allows as a Content-Length and a chunk size (Python's int() also takes "+5", " 5", "5_0").
+_DECIMAL = re.compile(rb"[0-9]+")
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+#: What the stdlib's own refusals (before a request is parsed) say, instead of its HTML page.
+_HTTP_REFUSALS = {
+    400: "The request is not valid HTTP/1.1.",
+    414: "The request URL is too long.",
+    431: "The request's headers are too large.",
+    501: "This HTTP method is not supported.",
+    505: "This HTTP version is not supported; use HTTP/1.1.",
+}
 
 
 class FrontServer(ThreadingHTTPServer):
@@ -74,13 +86,13 @@ class FrontHandler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         from chalicelib.streaming.routes import STREAM_PATHS
 
-        try:
-            body = self._read_body()
-        except ValueError as exc:
-            self._send_error(errors.PayloadTooLarge(f"The request body is too large ({exc})."))
-            return
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
+        try:
+            body = self._read_body()
+        except errors.AppError as exc:
+            self._send_error(exc)  # the body was not read: the connection cannot go on
+            return
         methods = sorted(method for method, stream_path in STREAM_PATHS if stream_path == path)
         if self.command in methods:
             self._stream(path, url.query, body)
@@ -92,22 +104,30 @@ class FrontHandler(BaseHTTPRequestHandler):
             self._proxy(body)
 
     def _read_body(self) -> bytes | None:
+        """The request body, refused before it is read when its framing is malformed or over the limit.
+
+        Raises InvalidRequest (a length that is not a length) or PayloadTooLarge.
+        """
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            parts = []
+            parts, total = [], 0
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                size = _size(self.rfile.readline(65537).split(b";")[0].strip(), _HEX, 16, "chunk size")
                 if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     break
+                total += size
+                if total > MAX_BODY_BYTES:
+                    raise _too_large()
                 parts.append(self.rfile.read(size))
-                self.rfile.readline()
-                if sum(map(len, parts)) > MAX_BODY_BYTES:
-                    raise ValueError("request body too large")
+                self.rfile.readline(65537)
             return b"".join(parts)
-        length = int(self.headers.get("Content-Length") or 0)
+        lengths = set(self.headers.get_all("Content-Length") or ())
+        if len(lengths) > 1:
+            raise errors.InvalidRequest("The request has two different Content-Length headers; send one.")
+        length = _size(lengths.pop().strip().encode("latin-1"), _DECIMAL, 10, "Content-Length") if lengths else 0
         if length > MAX_BODY_BYTES:
-            raise ValueError("request body too large")
+            raise _too_large()
         return self.rfile.read(length) if length else None
 
     # -- the streaming routes: in process, chunk by chunk ----------------------------------------
@@ -169,15 +189,38 @@ class FrontHandler(BaseHTTPRequestHandler):
         data = "\r\n".join(head).encode("latin-1", "replace")
         self.wfile.write(data if self.command == "HEAD" else data + payload)
 
-    def _send_error(self, error: errors.AppError, headers: dict[str, str] | None = None) -> None:
-        """An OpenAI error envelope, as every other error of the gateway."""
-        data = json.dumps(error.to_body()).encode()
-        status = error.status_code
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's refusals of what it cannot parse, as an error envelope instead of an HTML page.
+
+        Its own message is not used: it repeats the request line, which may hold a key.
+        """
+        error = errors.InvalidRequest(_HTTP_REFUSALS.get(code, "The request could not be read."))
+        self._send_error(error, status=code)
+
+    def _send_error(
+        self, error: errors.AppError, headers: dict[str, str] | None = None, *, status: int | None = None
+    ) -> None:
+        """The error envelope of the protocol at the request's path (OpenAI's, or Anthropic's for /v1/messages)."""
+        from chalicelib.streaming.routes import error_body_for
+
+        path = urlsplit(getattr(self, "path", None) or "/").path  # None when the request line was unreadable
+        data = json.dumps(error_body_for(path)(error)).encode()
+        status = status or error.status_code
         head = [f"HTTP/1.1 {status} {http.client.responses.get(status, '')}", "Content-Type: application/json"]
         head += [f"{name}: {value}" for name, value in {**error.headers, **(headers or {})}.items()]
-        head += [f"Content-Length: {len(data)}", "", ""]
+        head += [f"Content-Length: {len(data)}", "Connection: close", "", ""]
         self.wfile.write("\r\n".join(head).encode("latin-1", "replace") + data)
         self.close_connection = True
+
+
+def _size(text: bytes, pattern: re.Pattern[bytes], base: int, what: str) -> int:
+    if not pattern.fullmatch(text) or len(text) > 20:
+        raise errors.InvalidRequest(f"The request's {what} is not a valid length.")
+    return int(text, base)
+
+
+def _too_large() -> errors.PayloadTooLarge:
+    return errors.PayloadTooLarge(f"The request body is over {MAX_BODY_BYTES} bytes, API Gateway's limit.")
 
 
 def api_gateway_event(

@@ -203,7 +203,8 @@ def test_errors_are_anthropic_envelopes(key: tuple, payload: Any, status: int, k
     response = post(plaintext, payload)
     assert response.status_code == status, response.body
     assert ErrorResponse.model_validate(response.json_body).error.type == kind
-    assert response.headers["x-request-id"]
+    # One id everywhere Anthropic's SDKs and a support request look, refused before the model call or not.
+    assert response.json_body["request_id"] == response.headers["request-id"] == response.headers["x-request-id"]
 
 
 def test_a_body_over_the_limit_is_request_too_large(key: tuple) -> None:
@@ -226,6 +227,7 @@ def test_missing_or_invalid_keys_are_401_authentication_errors(env: None, header
     response = post(None, hello(), headers=headers)
     assert response.status_code == 401
     assert ErrorResponse.model_validate(response.json_body).error.type == "authentication_error"
+    assert response.json_body["request_id"] == response.headers["request-id"] == response.headers["x-request-id"]
 
 
 def test_bearer_works_too_but_two_different_keys_do_not(key: tuple, keys_table: Any) -> None:

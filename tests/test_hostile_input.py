@@ -230,3 +230,182 @@ def test_a_refusal_names_the_top_level_field(raw: str, param: str | None) -> Non
     with pytest.raises(errors.InvalidRequest) as refused:
         body.parse_json(raw)
     assert refused.value.param == param
+
+
+# -- a value of the wrong JSON type anywhere in a model request ---------------------------------
+
+IMAGE = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+TOOL_SCHEMA = {"type": "object", "properties": {"q": {"type": "string"}}}
+#: One body per parser that uses every field it reads (each alone is a valid request).
+RICH_BODIES: dict[str, dict[str, Any]] = {
+    "messages": {
+        "model": "m",
+        "max_tokens": 4000,
+        "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "hi"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": IMAGE}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "hm", "signature": "sig"},
+                    {"type": "tool_use", "id": "t1", "name": "find", "input": {"q": "x"}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t1",
+                        "is_error": False,
+                        "content": [
+                            {"type": "text", "text": "found"},
+                            {"type": "tool_reference", "tool_name": "later"},
+                        ],
+                    }
+                ],
+            },
+            {"role": "system", "content": "now", "output_config": {"effort": "low"}},
+        ],
+        "tools": [
+            {"name": "find", "description": "d", "input_schema": TOOL_SCHEMA, "cache_control": {"type": "ephemeral"}},
+            {"name": "later", "input_schema": TOOL_SCHEMA, "defer_loading": True},
+        ],
+        "tool_choice": {"type": "tool", "name": "find", "disable_parallel_tool_use": True},
+        "thinking": {"type": "enabled", "budget_tokens": 2000, "display": "summarized"},
+        "output_config": {"effort": "high", "format": {"type": "json_schema", "schema": TOOL_SCHEMA}},
+        "metadata": {"user_id": "u"},
+        "stop_sequences": ["STOP"],
+        "top_k": 5,
+        "service_tier": "auto",
+        "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
+        "cache_control": {"type": "ephemeral"},
+    },
+    "responses": {
+        "model": "m",
+        "instructions": "be brief",
+        "input": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "hi"},
+                    {"type": "input_image", "image_url": (f"data:image/png;base64,{IMAGE}"), "detail": "auto"},
+                ],
+            },
+            {"type": "reasoning", "summary": [{"type": "summary_text", "text": "hm"}], "encrypted_content": None},
+            {"type": "function_call", "call_id": "c1", "name": "find", "arguments": '{"q": "x"}'},
+            {"type": "function_call_output", "call_id": "c1", "output": [{"type": "input_text", "text": "found"}]},
+            {"type": "custom_tool_call", "call_id": "c2", "name": "patch", "input": "x"},
+            {"type": "custom_tool_call_output", "call_id": "c2", "output": "ok"},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "ok"}]},
+        ],
+        "tools": [
+            {"type": "function", "name": "find", "description": "d", "parameters": TOOL_SCHEMA, "strict": False},
+            {"type": "custom", "name": "patch", "description": "d", "format": {"type": "text"}},
+            {
+                "type": "namespace",
+                "name": "ns",
+                "description": "d",
+                "tools": [{"type": "function", "name": "inner", "parameters": TOOL_SCHEMA}],
+            },
+        ],
+        "tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "find"}]},
+        "parallel_tool_calls": True,
+        "reasoning": {"effort": "low", "summary": "auto"},
+        "text": {"format": {"type": "json_schema", "name": "out", "schema": TOOL_SCHEMA}, "verbosity": "low"},
+        "include": ["reasoning.encrypted_content"],
+        "metadata": {"k": "v"},
+        "max_output_tokens": 100,
+        "stream": True,
+        "stream_options": {"include_obfuscation": False},
+        "truncation": "disabled",
+    },
+    "chat": {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "hi"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{IMAGE}", "detail": "low"}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "find", "arguments": "{}"}}],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "found"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "find", "description": "d", "parameters": TOOL_SCHEMA}}],
+        "tool_choice": {"type": "function", "function": {"name": "find"}},
+        "response_format": {"type": "json_schema", "json_schema": {"name": "out", "schema": TOOL_SCHEMA}},
+        "reasoning_effort": "low",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "stop": ["STOP"],
+        "metadata": {"k": "v"},
+        "max_completion_tokens": 100,
+        "user": "u",
+    },
+    "embeddings": {"model": "m", "input": ["a", "b"], "encoding_format": "float", "dimensions": 256, "user": "u"},
+}
+WRONG_TYPES = [[], {}, [1], None, 1.5, True, "x"]
+
+
+def _parsers() -> dict[str, Any]:
+    from chalicelib.protocols.anthropic.parse import parse_messages_request
+    from chalicelib.protocols.openai_responses.request import parse_responses_request
+    from chalicelib.protocols.openai_validation import parse_chat_request, parse_embedding_request
+
+    return {
+        "messages": parse_messages_request,
+        "responses": parse_responses_request,
+        "chat": parse_chat_request,
+        "embeddings": parse_embedding_request,
+    }
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The path of every value inside ``value`` (containers too: each may be replaced whole)."""
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    found = [path] if path else []
+    for key, child in children:
+        found += _leaves(child, (*path, key))
+    return found
+
+
+def _replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    copy = json.loads(json.dumps(value))
+    target = copy
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = new
+    return copy
+
+
+@pytest.mark.parametrize("surface", sorted(RICH_BODIES))
+def test_a_wrong_type_anywhere_in_a_model_request_is_a_400_not_a_crash(surface: str) -> None:
+    # GIVEN a valid request that uses every field its parser reads
+    parse, rich = _parsers()[surface], RICH_BODIES[surface]
+    parse(rich)
+    crashes = []
+    # WHEN any value in it is replaced by one of another JSON type (a list or an object where a
+    # name is looked up in a table: unhashable, the TypeError of `value in {...}`)
+    for path in _leaves(rich):
+        for wrong in WRONG_TYPES:
+            try:
+                parse(_replaced(rich, path, wrong))
+            except errors.InvalidRequest:
+                pass
+            except Exception as exc:  # noqa: BLE001 - any other exception is the defect under test
+                crashes.append(f"{'.'.join(map(str, path))} = {wrong!r}: {type(exc).__name__}: {exc}")
+    # THEN the parser accepts it or refuses it with a 400, and never raises anything else
+    assert crashes == []

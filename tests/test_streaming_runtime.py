@@ -312,3 +312,39 @@ def test_the_wrapper_is_executable_in_git() -> None:
         ["git", "ls-files", "-s", "chalicelib/streaming/exec-wrapper"], cwd=ROOT, capture_output=True, text=True
     ).stdout
     assert listed.startswith("100755 "), listed
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/v1/chat/completions",
+            {"model": "nova-micro", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+        ),
+        ("/v1/responses", {"model": "nova-micro", "stream": True, "input": "hi"}),
+        (
+            "/v1/messages",
+            {"model": "nova-micro", "stream": True, "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]},
+        ),
+    ],
+)
+def test_an_answer_closed_before_its_first_chunk_stops_bedrock_and_is_billed_at_once(
+    monkeypatch: pytest.MonkeyPatch, aws: Any, emulator_url: str, keys_table: Any, path: str, body: Any
+) -> None:
+    from chalicelib import wiring
+    from chalicelib.keys.store import KeyStore
+    from chalicelib.streaming.handler import handle
+    from local.front import api_gateway_event
+
+    # GIVEN a streamed answer whose model call has started (Bedrock has sent its first event)
+    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
+    wiring.reset()
+    record, plaintext = KeyStore(keys_table).create(owner_sub="owner-1")
+    headers = {"authorization": f"Bearer {plaintext}", "content-type": "application/json"}
+    event = api_gateway_event("POST", path, "", headers, json.dumps(body).encode())
+    result = handle(event, deadline=time.time() + 60)
+    assert result.status == 200
+    # WHEN whoever sends it closes it before asking for a chunk (the response stream could not be opened)
+    result.close()
+    # THEN the model call is stopped and billed now, not whenever the answer is garbage-collected
+    assert len(wiring.ledger().entries_for_key(record.key_id)) == 1

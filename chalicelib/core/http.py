@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,9 +33,17 @@ class StreamingResult:
     status: int
     headers: dict[str, str]
     chunks: Iterator[bytes]
+    #: What stops the upstream and bills (``Turn.close``). Closing a generator that has not started
+    #: runs none of its code, its ``finally`` included: without this, an answer closed before its first
+    #: chunk would be billed only when garbage-collected, or never if the process ends first.
+    on_close: Callable[[], None] | None = None
 
     def close(self) -> None:
         """Stop producing (idempotent); runs the producer's clean-up and billing."""
-        close = getattr(self.chunks, "close", None)
-        if close is not None:
-            close()
+        try:
+            close = getattr(self.chunks, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if self.on_close is not None:
+                self.on_close()

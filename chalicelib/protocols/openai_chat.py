@@ -58,7 +58,8 @@ class ChatCompletions:
         turn = self._models.converse(key, request.conversation, deadline=deadline, surface=self._surface)
         ids = {"id": f"chatcmpl-{turn.request_id}", "created": int(time.time()), "model": request.conversation.model}
         if request.conversation.stream:
-            return StreamingResult(200, {**turn.headers, **SSE_HEADERS}, stream_chunks(turn, request, ids))
+            chunks = stream_chunks(turn, request, ids)
+            return StreamingResult(200, {**turn.headers, **SSE_HEADERS}, chunks, on_close=turn.close)
         completion = Completion.of(turn)
         if completion.error is not None:
             raise completion.error  # billed already (partial); a whole answer cannot end in an error event

@@ -231,7 +231,7 @@ def _messages(value: Any) -> tuple[list[dict[str, Any]], bool]:
         if not isinstance(message, dict):
             raise InvalidRequest(f"{where} must be an object.", param=where)
         role = message.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:  # a list or object: unhashable, a TypeError in a set
             raise InvalidRequest(f"{where}.role must be one of {sorted(_ROLES)}, got {role!r}.", param=f"{where}.role")
         content, images = _content(message.get("content"), role, where, message)
         has_images = has_images or images
@@ -395,7 +395,7 @@ def _tool_choice(value: Any, tools: list[dict[str, Any]] | None) -> Any:
     function = value.get("function") if isinstance(value, dict) else None
     if isinstance(value, dict) and value.get("type") == "function" and isinstance(function, dict):
         names = {t["function"]["name"] for t in tools or []}
-        if function.get("name") not in names:
+        if not isinstance(function.get("name"), str) or function["name"] not in names:
             raise InvalidRequest(
                 f"tool_choice names the function {function.get('name')!r}, which is not in 'tools'.",
                 param="tool_choice",

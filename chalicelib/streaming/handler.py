@@ -41,8 +41,11 @@ def handle(event: Mapping[str, Any], *, deadline: float) -> StreamingResult:
     except Exception:
         logger.exception("unhandled error", extra={"route": route.name})
         error = errors.InternalError("The gateway hit an internal error; it has been logged.")
-    headers_out = {**error.headers, "x-request-id": request_id_of(event, error)}
-    return json_answer(route.error_body(error), error.status_code, headers_out)
+    # The id goes on the error before it is rendered: protocols whose envelope or headers repeat it
+    # (Anthropic's request_id) then name the same request as x-request-id, refused before the model call or not.
+    error.headers["x-request-id"] = request_id_of(event, error)
+    body = route.error_body(error)
+    return json_answer(body, error.status_code, error.headers)
 
 
 def request_id_of(event: Mapping[str, Any], error: errors.AppError) -> str:

@@ -26,6 +26,7 @@ class StreamRoute:
     method: str
     path: str
     handler: RouteHandler
+    #: The error envelope of the route's protocol; it may add the protocol's own headers to ``exc.headers``.
     error_body: Callable[[errors.AppError], Any]
 
 
@@ -34,9 +35,9 @@ def _openai_error(exc: errors.AppError) -> Any:
 
 
 def _anthropic_error(exc: errors.AppError) -> Any:
-    from chalicelib.protocols.anthropic import error_body
+    from chalicelib.protocols.anthropic import error_body, for_anthropic_clients
 
-    return error_body(exc)
+    return error_body(for_anthropic_clients(exc))
 
 
 def routes() -> list[StreamRoute]:
@@ -82,6 +83,12 @@ STREAM_PATHS: tuple[tuple[str, str], ...] = (
     ("POST", "/v1/messages"),
     ("POST", "/v1/messages/count_tokens"),
 )
+
+
+def error_body_for(path: str) -> Callable[[errors.AppError], Any]:
+    """The error envelope of the protocol served at ``path``, whatever the method (OpenAI's elsewhere)."""
+    path = path.rstrip("/") or "/"
+    return next((r.error_body for r in routes() if r.path == path), _openai_error)
 
 
 def find_route(method: str, path: str) -> StreamRoute | None:

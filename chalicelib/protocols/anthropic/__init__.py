@@ -7,8 +7,8 @@ Anthropic's ``message`` object, server-sent events and error envelope, and
 ``adapter`` is the route: authenticate, parse, converse, render.
 """
 
-from chalicelib.protocols.anthropic.adapter import Messages
+from chalicelib.protocols.anthropic.adapter import Messages, for_anthropic_clients
 from chalicelib.protocols.anthropic.parse import COUNT_TOKENS_PARAMETERS, MESSAGES_PARAMETERS
 from chalicelib.protocols.anthropic.render import error_body
 
-__all__ = ["COUNT_TOKENS_PARAMETERS", "MESSAGES_PARAMETERS", "Messages", "error_body"]
+__all__ = ["COUNT_TOKENS_PARAMETERS", "MESSAGES_PARAMETERS", "Messages", "error_body", "for_anthropic_clients"]

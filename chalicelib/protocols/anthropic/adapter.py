@@ -55,26 +55,23 @@ class Messages:
         AppError
             Before any byte is sent: a bad key, version or body, refused admission, an upstream failure.
         """
-        try:
-            key = self._keys.authenticate(headers, accept_x_api_key=True)
-            version, betas = _version(headers), _betas(headers)
-            body = parse_json_body(raw_body, max_bytes=self._max_body_bytes)
-            request = parse_messages_request(body, betas=betas, version=version)
-            conversation = self._fitted(key, request.conversation)
-            turn = self._models.converse(key, conversation, deadline=deadline, surface=self._surface)
-            ids = {"id": f"msg_{turn.request_id}", "model": conversation.model}
-            out_headers = {**turn.headers, "request-id": turn.request_id}
-            if conversation.stream:
-                return StreamingResult(200, {**out_headers, **SSE_HEADERS}, stream_events(turn, ids))
-            completion = Completion.of(turn)
-            if completion.error is not None:
-                raise completion.error  # billed already (partial); a whole answer cannot end in an error event
-            assert completion.entry is not None
-            out_headers.update(JSON_HEADERS)
-            out_headers["x-pennyworth-cost-usd"] = usd(completion.entry.cost) or "0"
-            return StreamingResult(200, out_headers, iter([_json(render_message(completion, ids))]))
-        except errors.AppError as exc:
-            raise _for_anthropic_clients(exc) from None
+        key = self._keys.authenticate(headers, accept_x_api_key=True)
+        version, betas = _version(headers), _betas(headers)
+        body = parse_json_body(raw_body, max_bytes=self._max_body_bytes)
+        request = parse_messages_request(body, betas=betas, version=version)
+        conversation = self._fitted(key, request.conversation)
+        turn = self._models.converse(key, conversation, deadline=deadline, surface=self._surface)
+        ids = {"id": f"msg_{turn.request_id}", "model": conversation.model}
+        out_headers = {**turn.headers, "request-id": turn.request_id}
+        if conversation.stream:
+            return StreamingResult(200, {**out_headers, **SSE_HEADERS}, stream_events(turn, ids), on_close=turn.close)
+        completion = Completion.of(turn)
+        if completion.error is not None:
+            raise completion.error  # billed already (partial); a whole answer cannot end in an error event
+        assert completion.entry is not None
+        out_headers.update(JSON_HEADERS)
+        out_headers["x-pennyworth-cost-usd"] = usd(completion.entry.cost) or "0"
+        return StreamingResult(200, out_headers, iter([_json(render_message(completion, ids))]))
 
     def count_tokens(
         self, headers: Mapping[str, str], raw_body: bytes | str | None, deadline: float
@@ -86,19 +83,16 @@ class Messages:
         AppError
             A bad key, version or body, or a model the key may not use.
         """
-        try:
-            key = self._keys.authenticate(headers, accept_x_api_key=True)
-            _version(headers)
-            conversation = parse_count_tokens_request(
-                parse_json_body(raw_body, max_bytes=self._max_body_bytes), betas=_betas(headers)
-            )
-            model = self._models.resolve_model(key, conversation.model, mode="chat")
-            tokens = self._models.count_tokens(model, messages=conversation.messages)
-            if conversation.tools:
-                tokens += self._models.count_tokens(model, text=json.dumps(conversation.tools, ensure_ascii=False))
-            return StreamingResult(200, dict(JSON_HEADERS), iter([_json({"input_tokens": tokens})]))
-        except errors.AppError as exc:
-            raise _for_anthropic_clients(exc) from None
+        key = self._keys.authenticate(headers, accept_x_api_key=True)
+        _version(headers)
+        conversation = parse_count_tokens_request(
+            parse_json_body(raw_body, max_bytes=self._max_body_bytes), betas=_betas(headers)
+        )
+        model = self._models.resolve_model(key, conversation.model, mode="chat")
+        tokens = self._models.count_tokens(model, messages=conversation.messages)
+        if conversation.tools:
+            tokens += self._models.count_tokens(model, text=json.dumps(conversation.tools, ensure_ascii=False))
+        return StreamingResult(200, dict(JSON_HEADERS), iter([_json({"input_tokens": tokens})]))
 
     def _fitted(self, key: KeyRecord, conversation: Conversation) -> Conversation:
         """The conversation fitted to the catalog model, the way Anthropic clients need it.
@@ -160,8 +154,12 @@ def _betas(headers: Mapping[str, str]) -> tuple[str, ...]:
     return betas
 
 
-def _for_anthropic_clients(exc: errors.AppError) -> errors.AppError:
-    """Headers Anthropic's SDKs act on: ``request-id``, and no retrying a spent budget."""
+def for_anthropic_clients(exc: errors.AppError) -> errors.AppError:
+    """Headers Anthropic's SDKs act on: ``request-id``, and no retrying a spent budget.
+
+    Applied by the route's error translation (``streaming.routes``) to every error, once its
+    ``x-request-id`` is known, including refusals from before the model call.
+    """
     if "x-request-id" in exc.headers:
         exc.headers.setdefault("request-id", exc.headers["x-request-id"])
     if isinstance(exc, errors.QuotaExceeded):

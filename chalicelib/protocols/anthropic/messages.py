@@ -274,7 +274,7 @@ class MessageTranslator:
 
 
 def effort_of(value: Any, where: str) -> str:
-    if value not in EFFORTS:
+    if not isinstance(value, str) or value not in EFFORTS:  # a list or object is unhashable: no dict lookup
         raise InvalidRequest(f"{where}: Input should be one of {', '.join(EFFORTS)}", param=where)
     return EFFORTS[value]
 

@@ -316,7 +316,7 @@ def _tool_choice(value: Any, tools: list[dict[str, Any]] | None) -> tuple[Any, b
     if kind == "any":
         return "required", parallel
     name = value.get("name")
-    if name not in {t["function"]["name"] for t in tools}:
+    if not isinstance(name, str) or name not in {t["function"]["name"] for t in tools}:
         raise InvalidRequest(f"tool_choice.name: the tool {name!r} is not in 'tools'", param="tool_choice.name")
     return {"type": "function", "function": {"name": name}}, parallel
 

@@ -115,7 +115,7 @@ class _Builder:
                 self.open_assistant().setdefault("thinking_blocks", []).append(block)
         elif kind == "additional_tools":
             self.toolset.add(item.get("tools"), f"{at}.tools")
-        elif kind in _REFUSED_ITEMS:
+        elif isinstance(kind, str) and kind in _REFUSED_ITEMS:  # a list or object is unhashable
             raise InvalidRequest(f"{at}: {_REFUSED_ITEMS[kind]}.", param=f"{at}.type", code="unsupported_item")
         elif isinstance(kind, str):
             raise InvalidRequest(

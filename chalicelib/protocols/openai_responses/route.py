@@ -38,7 +38,7 @@ class Responses:
         turn = self._models.converse(key, request.conversation, deadline=deadline, surface=self._surface)
         writer = ResponseWriter(request, f"resp_{turn.request_id}")
         if request.conversation.stream:
-            return StreamingResult(200, {**turn.headers, **SSE_HEADERS}, _stream(turn, writer))
+            return StreamingResult(200, {**turn.headers, **SSE_HEADERS}, _stream(turn, writer), on_close=turn.close)
         try:
             for event in turn:
                 writer.feed(event)

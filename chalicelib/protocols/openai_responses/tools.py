@@ -118,7 +118,7 @@ class Toolset:
                 raise InvalidRequest(f"{at}: the tool name '{flat}' is used twice.", param=f"{at}.name")
             self.refs[flat] = ref
             self.tools.append(_function_tool(tool, flat, at) if kind == "function" else _custom_tool(tool, flat, at))
-        elif kind in HOSTED_TOOLS:
+        elif isinstance(kind, str) and kind in HOSTED_TOOLS:  # a list or object is unhashable
             raise InvalidRequest(
                 f"{at}: tools of type '{kind}' are not supported: {HOSTED_TOOLS[kind]} runs on OpenAI's servers, "
                 "which this gateway does not call; Bedrock models can only call function, custom and namespace "
@@ -225,7 +225,7 @@ def parse_tool_choice(value: Any, toolset: Toolset) -> tuple[str | dict[str, Any
                 )
             names.add(_find(toolset, entry_kind, entry.get("name"), param=f"tool_choice.tools[{number}]"))
         return mode, [t for t in toolset.tools if t["function"]["name"] in names]
-    if kind in HOSTED_TOOLS or (isinstance(kind, str) and kind.startswith(("web_search", "file_search", "mcp"))):
+    if isinstance(kind, str) and (kind in HOSTED_TOOLS or kind.startswith(("web_search", "file_search", "mcp"))):
         raise InvalidRequest(
             f"tool_choice: '{kind}' is a tool OpenAI runs; Bedrock models can only call function and custom tools.",
             param="tool_choice",
