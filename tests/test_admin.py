@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from chalice.test import Client
@@ -158,6 +159,8 @@ def test_money_is_exact_from_strings_and_numbers(as_admin: Api) -> None:
         ({"monthly_budget_usd": "0.0000001"}, "monthly_budget_usd"),
         ({"monthly_budget_usd": True}, "monthly_budget_usd"),
         ({"monthly_budget_usd": "lots"}, "monthly_budget_usd"),
+        ({"monthly_budget_usd": "\u0665"}, "monthly_budget_usd"),  # ARABIC-INDIC DIGIT FIVE: Decimal reads it as 5
+        ({"monthly_budget_usd": "\uff11.5"}, "monthly_budget_usd"),  # FULLWIDTH DIGIT ONE
         ({"rpm_limit": 0}, "rpm_limit"),
         ({"rpm_limit": 1.5}, "rpm_limit"),
         ({"tpm_limit": "100"}, "tpm_limit"),
@@ -246,6 +249,14 @@ def test_rotation_with_grace_keeps_the_old_secret_until_the_grace_ends(as_alice:
     assert [e["action"] for e in events] == ["created", "rotated", "rotated"]
     assert events[1]["details"]["grace_seconds"] == 3600 and events[2]["details"]["grace_seconds"] == 0
     assert "secret" not in json.dumps(events).replace("previous_secret_valid_until", "")
+
+
+@pytest.mark.parametrize("limit", ["\u00b2", "\u0663", "\uff15", "1\u00b2", "+5", " 5", "0", "1001"])
+def test_a_page_size_is_ascii_digits_in_range_never_a_500(as_admin: Api, limit: str) -> None:
+    # "²".isdigit() is True and int("²") raises: every paged route must answer 400, not 500.
+    key_id = as_admin.call("post", "/admin/keys", {}).json_body["key_id"]
+    for path in ("/admin/keys", "/admin/keys/export", "/admin/audit", f"/admin/keys/{key_id}/audit"):
+        assert_error(as_admin.call("get", f"{path}?limit={quote(limit)}"), 400, param="limit")
 
 
 def test_listing_filters_by_status_and_pages_with_a_cursor(as_alice: Api) -> None:

@@ -53,7 +53,7 @@ EARLIEST = datetime(2020, 1, 1, tzinfo=UTC)
 CLOCK_SKEW = timedelta(minutes=5)
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,199}")
 _OPERATION = re.compile(r"[a-z][a-z_]{0,31}")
-_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # ASCII: "\d" matches "٢"
 
 
 class InvalidEntry(ValueError):
