@@ -78,6 +78,9 @@ def test_usage_query_errors_are_400s(as_admin: Api) -> None:
         ("from=yesterday", "from"),
         ("from=2026-11-02&to=2026-11-01", "to"),
         ("from=2024-01-01&to=2026-01-01", "from"),
+        ("from=20260101", "from"),
+        ("to=2026-W01-1", "to"),
+        ("from=0001-01-01&to=0001-01-02", "from"),
     ]:
         response = as_admin.call("get", f"/admin/usage?{query}")
         assert response.status_code == 400 and response.json_body["error"]["param"] == param
@@ -116,6 +119,9 @@ def test_reports_and_reconcile_are_for_admins(as_admin: Api, as_alice: Api, keys
     assert stored["report"]["day"] == "2026-01-15"
     assert as_admin.call("get", "/admin/reports/daily/2026-01-16").status_code == 404
     assert as_admin.call("post", "/admin/reports/daily", {"day": "tomorrow"}).status_code == 400
+    # Year 1 used to reach the trailing week's date arithmetic and overflow: a 500.
+    assert as_admin.call("post", "/admin/reports/daily", {"day": "0001-01-01"}).status_code == 400
+    assert as_admin.call("get", "/admin/reports/daily/20260115").status_code == 400
 
     alice_key, _ = KeyStore(keys_table).create(owner_sub="o1")
     entry = usage_entry(

@@ -42,6 +42,7 @@ from typing import Any
 
 from chalicelib import errors
 from chalicelib.accounting.ledger import Ledger, usd
+from chalicelib.core.dates import parse_day_text
 from chalicelib.keys.store import isoformat, utcnow
 from chalicelib.observability import logger
 
@@ -72,10 +73,7 @@ def parse_day(text: str | None, *, today: date) -> date:
     """
     if not text:
         return today - timedelta(days=1)
-    try:
-        day = date.fromisoformat(text)
-    except (TypeError, ValueError):
-        raise errors.InvalidRequest(f"'day' must be a date like 2026-11-25, got {text!r}.", param="day") from None
+    day = parse_day_text(text, "day")
     if day >= today:
         raise errors.InvalidRequest(f"{day} is not over yet (UTC); report a past day.", param="day")
     return day

@@ -22,6 +22,7 @@ from chalicelib.accounting.reports import ReportService, parse_day, render_text
 from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
 from chalicelib.admin.keys import parse_money
 from chalicelib.core.body import parse_json_body
+from chalicelib.core.dates import parse_day_text
 from chalicelib.core.http import HttpResult
 from chalicelib.keys.store import KeyStore, utcnow
 
@@ -269,10 +270,7 @@ def _date(text: str | None, param: str, *, default: date | None) -> date:
         if default is None:
             raise errors.InvalidRequest(f"'{param}' is required (YYYY-MM-DD).", param=param)
         return default
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise errors.InvalidRequest(f"'{param}' must be a date like 2026-11-25, got {text!r}.", param=param) from None
+    return parse_day_text(text, param)
 
 
 def _only(body: Mapping[str, Any], allowed: set[str]) -> None:

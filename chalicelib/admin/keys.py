@@ -19,6 +19,7 @@ from chalicelib import errors
 from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
 from chalicelib.catalog.catalog import Catalog
 from chalicelib.core.body import parse_json_body
+from chalicelib.core.dates import parse_day_text
 from chalicelib.core.http import HttpResult
 from chalicelib.core.text import check_plain_text
 from chalicelib.keys.audit import Actor, AuditLog, diff
@@ -719,10 +720,7 @@ def _limit(query: Mapping[str, str], kind: str) -> int:
 
 
 def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise errors.InvalidRequest(f"day must be a date such as 2026-11-26; got {text!r}.", param="day") from None
+    return parse_day_text(text, "day")
 
 
 def _actor(principal: Principal) -> Actor:
