@@ -195,3 +195,36 @@ def test_reconcile_validates_every_line_and_reports_the_bad_ones(as_admin: Api, 
     drain(usage_table)
     assert Ledger(usage_table).aggregate("ALL", "MONTH#2026-11")["cost"] == good.cost
     assert [e["request_id"] for e in Ledger(usage_table).entries_for_key(key.key_id)] == ["good"]
+
+
+def test_reconcile_gives_back_no_more_than_admission_still_holds(
+    as_admin: Api, keys_table, usage_table, drain
+) -> None:
+    # GIVEN a $1 key whose request reserved its worst case and then could not be billed (logged instead)
+    key, _ = KeyStore(keys_table).create(owner_sub="o1", monthly_budget_usd=Decimal("1"))
+    meter, ledger = wiring.meter(), wiring.ledger()
+    clock_before = datetime.now(UTC)
+    ticket = meter.admit(key, wiring.catalog().resolve("nova-micro"), input_tokens=100, max_output_tokens=100)
+    lost = usage_entry(
+        request_id="lost", key_id=key.key_id, owner_sub="o1", at=clock_before,
+        reserved_key_usd=ticket.reserved_key_usd, budget_month=ticket.month,
+    )  # fmt: skip
+
+    def line(entry_json: dict) -> str:
+        return json.dumps({"event": UNRECORDED_EVENT, "entry": entry_json})
+
+    # WHEN a hostile or corrupted line claims a far bigger reservation, or the same request again
+    # under another timestamp (a second entry, whose release would be given back twice)
+    inflated = {**lost.to_json(), "request_id": "inflated", "reserved_key_usd": "999999"}
+    body = as_admin.call("post", "/admin/ledger/reconcile", {"lines": [line(inflated), line(lost.to_json())]}).json_body
+    # THEN the inflated line is refused with its reason, and the true one recorded
+    assert [r["line"] for r in body["rejected"]] == [1] and "held" in body["rejected"][0]["error"]
+    assert body["recorded"] == 1
+    drain(usage_table)
+    again = {**lost.to_json(), "request_id": "lost", "timestamp": "2020-01-01T00:00:00Z"}
+    body = as_admin.call("post", "/admin/ledger/reconcile", {"lines": [line(again)]}).json_body
+    assert [r["line"] for r in body["rejected"]] == [1]
+    drain(usage_table)
+    # AND the month's committed is exactly the billed cost: never below it, so the budget still binds
+    month = ledger.aggregate(f"KEY#{key.key_id}", f"MONTH#{ticket.month}")
+    assert month["committed"] == lost.cost

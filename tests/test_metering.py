@@ -227,6 +227,26 @@ def test_a_request_admitted_in_one_month_and_billed_in_the_next_releases_the_mon
     assert meter.admit(key, HAIKU, input_tokens=10, max_output_tokens=int((Decimal(1) - cheap) / HAIKU.prices.output))
 
 
+def test_key_status_after_a_straddler_shows_what_admission_checks(meter, keys_table, usage_table, clock, drain) -> None:
+    # GIVEN a $1 key admitted at 23:59:59.999 on the last day of the year, billed a millisecond after midnight
+    key = make_key(keys_table, monthly_budget_usd=Decimal("1"))
+    clock.now = datetime(2026, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+    straddler = meter.admit(key, HAIKU, input_tokens=1000, max_output_tokens=1000)
+    clock.now = datetime(2027, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)
+    entry = bill(meter, straddler, "straddler", input_tokens=1000, output_tokens=1000)
+    drain(usage_table)
+    # WHEN January's first own request is in flight
+    ticket = meter.admit(key, HAIKU, input_tokens=10, max_output_tokens=10)
+    budget = meter.key_status(key)["budget"]
+    # THEN January's spend shows the straddler (billed in January) but its budget does not pay for it:
+    # what is held is this request's reservation, and what is left is exactly what admission checks.
+    assert (budget["period"], Decimal(budget["spent_usd"])) == ("2027-01", entry.cost)
+    assert Decimal(budget["reserved_usd"]) == ticket.reserved_key_usd
+    assert Decimal(budget["remaining_usd"]) == Decimal(1) - ticket.reserved_key_usd
+    # AND December's budget paid for it
+    assert Ledger(usage_table).aggregate(f"KEY#{key.key_id}", "MONTH#2026-12")["committed"] == entry.cost
+
+
 def test_a_release_across_the_month_edge_gives_back_the_reserving_month(
     meter, keys_table, usage_table, clock, drain
 ) -> None:
