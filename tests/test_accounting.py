@@ -179,6 +179,9 @@ def test_reconcile_validates_every_line_and_reports_the_bad_ones(as_admin: Api, 
         line(request_id="month", budget_month="2026-13"),
         line(request_id="\u001b[2J"),
         line(request_id="missing", cost="DROP"),
+        line(request_id="digits", budget_month="\u0662\u0660\u0662\u0666-11"),  # Arabic-Indic 2026
+        line(request_id="later", budget_month="2026-12"),  # billed in November for a December budget
+        line(request_id="stale", budget_month="2026-05"),  # admitted months before it was billed
         "[" * 5000,
         "not json",
     ]
@@ -187,11 +190,12 @@ def test_reconcile_validates_every_line_and_reports_the_bad_ones(as_admin: Api, 
     assert response.status_code == 200, response.body
     body = response.json_body
     assert body["recorded"] == 1 and body["entries"] == 1 and body["skipped"] == 2
-    assert [r["line"] for r in body["rejected"]] == list(range(2, 19))
+    assert [r["line"] for r in body["rejected"]] == list(range(2, 22))
     reasons = {r["line"]: r["error"] for r in body["rejected"]}
     assert "non-empty object" in reasons[2] and "from 0 to" in reasons[4] and "unknown key" in reasons[7]
     assert "does not belong" in reasons[8] and "ISO 8601" in reasons[9] and "unknown field" in reasons[13]
     assert "\x1b" not in reasons[13] and "\\x1b" in reasons[13]  # quoted, never raw
+    assert "budget_month" in reasons[19] and "budget_month" in reasons[20] and "budget_month" in reasons[21]
     drain(usage_table)
     assert Ledger(usage_table).aggregate("ALL", "MONTH#2026-11")["cost"] == good.cost
     assert [e["request_id"] for e in Ledger(usage_table).entries_for_key(key.key_id)] == ["good"]
@@ -228,3 +232,13 @@ def test_reconcile_gives_back_no_more_than_admission_still_holds(
     # AND the month's committed is exactly the billed cost: never below it, so the budget still binds
     month = ledger.aggregate(f"KEY#{key.key_id}", f"MONTH#{ticket.month}")
     assert month["committed"] == lost.cost
+
+
+def test_reconcile_accepts_a_request_admitted_last_year_and_billed_after_midnight() -> None:
+    from chalicelib.accounting.reconcile import InvalidEntry, parse_entry
+
+    now = datetime(2027, 1, 1, 0, 10, tzinfo=UTC)
+    entry = usage_entry(at=datetime(2027, 1, 1, 0, 0, 1, tzinfo=UTC), budget_month="2026-12").to_json()
+    assert parse_entry(entry, now=now).reservation_month == "2026-12"
+    with pytest.raises(InvalidEntry, match="budget_month"):
+        parse_entry({**entry, "budget_month": "2027-02"}, now=now)
