@@ -49,6 +49,8 @@ from chalicelib.observability import logger
 LEASE = timedelta(minutes=10)
 BUDGET_THRESHOLDS = (Decimal("1.0"), Decimal("0.8"))
 STEPS = ("metrics", "sns", "slack")
+#: How far back CloudWatch's PutMetricData accepts a datum (two weeks), less a margin for the call.
+METRICS_MAX_AGE = timedelta(days=14) - timedelta(hours=1)
 _TOP = 10
 
 
@@ -354,6 +356,11 @@ class ReportService:
     ) -> bool:
         corrected = f" (corrected, revision {revision})" if revision > 1 else ""
         if step == "metrics":
+            if datetime(day.year, day.month, day.day, tzinfo=UTC) < self._clock() - METRICS_MAX_AGE:
+                # CloudWatch refuses datums stamped more than two weeks back: a late correction of an
+                # older day is e-mailed, and its metrics stay as they were (the ledger is the bill).
+                logger.warning("report metrics too old for CloudWatch; not published", extra={"day": str(day)})
+                return False
             data = metric_data(day, report, already=published)
             for start in range(0, len(data), 1000):
                 self._cloudwatch.put_metric_data(
