@@ -81,6 +81,8 @@ def test_usage_query_errors_are_400s(as_admin: Api) -> None:
         ("from=20260101", "from"),
         ("to=2026-W01-1", "to"),
         ("from=0001-01-01&to=0001-01-02", "from"),
+        ("form=2026-11-01", "form"),  # a typo must not silently report the default range
+        ("key_id=abc", "key_id"),
     ]:
         response = as_admin.call("get", f"/admin/usage?{query}")
         assert response.status_code == 400 and response.json_body["error"]["param"] == param

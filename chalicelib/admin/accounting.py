@@ -58,6 +58,7 @@ class AccountingService:
         """``GET /admin/usage?from=&to=&group_by=key|owner|model|day[&owner=]``: admins all, users their own."""
         principal = self._principal(headers)
         query = query or {}
+        _only(query, {"from", "to", "group_by", "owner"})
         today = self._clock().date()
         first = _date(query.get("from"), "from", default=today.replace(day=1))
         last = _date(query.get("to"), "to", default=today)
