@@ -282,6 +282,20 @@ def test_the_bill_is_capped_at_the_reservation_flagged_logged_and_counted(
     assert stored["capped"] is True and stored["cost"] == worst
 
 
+@pytest.mark.parametrize("budget", [Decimal("0"), Decimal("0.000001")])
+def test_a_zero_reservation_under_a_budget_still_caps_the_bill(meter, keys_table, usage_table, drain, budget) -> None:
+    # GIVEN a budgeted key and a request whose worst case is $0 (nothing to bound it: no prompt, no output)
+    key = make_key(keys_table, monthly_budget_usd=budget)
+    meter.set_owner_budget("owner-1", budget, actor="admin")
+    ticket = meter.admit(key, NOVA, input_tokens=0, max_output_tokens=0)
+    # WHEN the model bills tokens anyway
+    entry = bill(meter, ticket, "free-lunch", input_tokens=1_000, output_tokens=1_000)
+    # THEN the bill is what was reserved ($0), flagged, and the budget is not overrun
+    assert entry.cost == 0 and entry.capped and entry.usage_cost > 0
+    drain(usage_table)
+    assert Ledger(usage_table).aggregate(f"KEY#{key.key_id}", "MONTH#2026-11")["committed"] <= budget
+
+
 def test_without_a_budget_nothing_is_capped(meter, keys_table) -> None:
     ticket = meter.admit(make_key(keys_table), HAIKU, input_tokens=100, max_output_tokens=100)
     entry = bill(meter, ticket, "big", input_tokens=100, output_tokens=100, cache_write_tokens=1_000_000)

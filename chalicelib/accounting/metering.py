@@ -104,11 +104,17 @@ class Ticket:
     headers: dict[str, str] = field(default_factory=dict)
     ticket_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     closed: UsageEntry | bool = False
+    #: A key or owner budget made a reservation (of the worst case, which may be $0).
+    budgeted: bool = False
 
     @property
     def reserved(self) -> Decimal | None:
-        """The worst case reserved against a budget (None when no budget reserved anything)."""
-        if self.reserved_key_usd or self.reserved_owner_usd:
+        """The worst case reserved against a budget (None when no budget reserved anything).
+
+        A reservation of $0 (nothing bounded the request's cost) still caps the bill at $0:
+        testing the amounts instead of ``budgeted`` let such a request bill in full past a budget.
+        """
+        if self.budgeted:
             return max(self.reserved_key_usd, self.reserved_owner_usd)
         return None
 
@@ -261,6 +267,7 @@ class Meter:
                 continue  # the item changed between the check and our read: try again
             if budget is not None:
                 ticket.reserved_key_usd = worst
+                ticket.budgeted = True
             if limited:
                 self._windows[key.key_id] = window
                 ticket.window = window
@@ -283,6 +290,7 @@ class Meter:
         except _Refused:
             raise self._quota_error("OWNER", budget, ticket, worst) from None
         ticket.reserved_owner_usd = worst
+        ticket.budgeted = True
 
     def _update(
         self, scope: str, month: str, expression: str, condition: str, values: dict[str, Any], deadline: float
