@@ -36,7 +36,7 @@ EXPORT_COLUMNS = (
     "revoked_at",
     "last_used_at",
 )
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_DURATION = re.compile(r"^([0-9]+)([smhd]?)$")  # ASCII: int("²") raises
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 NONE_WORDS = ("none", "null", "never", "unlimited")
 
@@ -97,7 +97,7 @@ def _pair(item: str) -> tuple[str, str]:
 
 def _int_or_text(value: str) -> int | str:
     # Non-numbers go to the gateway as they are, so its 400 names the field.
-    return int(value) if value.strip().isdigit() else value
+    return int(value) if re.fullmatch(r"[0-9]+", value.strip()) else value
 
 
 @keys.command()

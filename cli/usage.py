@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +17,10 @@ from cli.errors import CliError
 
 GROUPS = ("key", "owner", "model", "day")
 RECONCILE_BATCH = 1_000  # lines per request, far below the gateway's 10,000
+#: Bytes of JSON per request: well under the gateway's 5 MB body limit (PENNYWORTH_MAX_BODY_BYTES).
+RECONCILE_BATCH_BYTES = 1_000_000
+#: The longest line a CloudWatch Logs event can be (256 KB): anything longer was not exported from it.
+MAX_LOG_LINE_BYTES = 256 * 1024
 CSV_COLUMNS = (
     "group",
     "name",
@@ -179,6 +184,33 @@ def report_show(state: Any, day: str, json_: bool) -> None:
         output.echo_text(result["notification"])
 
 
+def reconcile_batches(
+    numbered: list[tuple[int, str]],
+) -> tuple[list[list[tuple[int, str]]], list[tuple[int, str]]]:
+    """``numbered`` lines cut into requests the gateway takes, and the lines too long to be log events.
+
+    A batch holds at most ``RECONCILE_BATCH`` lines and ``RECONCILE_BATCH_BYTES`` of JSON, so a
+    file of long lines never meets the gateway's body limit (a 413 half-way through the file).
+    """
+    batches: list[list[tuple[int, str]]] = []
+    too_long: list[tuple[int, str]] = []
+    batch: list[tuple[int, str]] = []
+    size = len('{"lines": []}')
+    for number, line in numbered:
+        encoded = len(json.dumps(line)) + 2  # the string and its ", " separator
+        if len(line.encode()) > MAX_LOG_LINE_BYTES:
+            too_long.append((number, line))
+            continue
+        if batch and (len(batch) >= RECONCILE_BATCH or size + encoded > RECONCILE_BATCH_BYTES):
+            batches.append(batch)
+            batch, size = [], len('{"lines": []}')
+        batch.append((number, line))
+        size += encoded
+    if batch:
+        batches.append(batch)
+    return batches, too_long
+
+
 @click.group()
 def ledger() -> None:
     """The usage ledger (admins)."""
@@ -206,8 +238,11 @@ def reconcile(state: Any, log_file: Any, json_: bool) -> None:
         "skipped": 0,
         "cost_usd": Decimal(0),
     }
-    for start in range(0, len(numbered), RECONCILE_BATCH):
-        batch = numbered[start : start + RECONCILE_BATCH]
+    batches, too_long = reconcile_batches(numbered)
+    totals["lines"] += len(too_long)
+    too_long_reason = f"longer than a CloudWatch log event ({MAX_LOG_LINE_BYTES} bytes)"
+    totals["rejected"] += [{"line": n, "request_id": None, "error": too_long_reason} for n, _ in too_long]
+    for batch in batches:
         result = state.client().post("/admin/ledger/reconcile", {"lines": [line for _, line in batch]})
         for name in ("lines", "entries", "recorded", "skipped"):
             totals[name] += result.get(name, 0)
@@ -216,6 +251,7 @@ def reconcile(state: Any, log_file: Any, json_: bool) -> None:
         totals["rejected"] += [{**r, "line": batch[r["line"] - 1][0]} for r in result.get("rejected", [])]
         totals["cost_usd"] += Decimal(result["cost_usd"])
     totals["cost_usd"] = str(totals["cost_usd"])
+    totals["rejected"].sort(key=lambda r: r["line"])
     output.show(totals, json_, lambda t: output.table(
         "Ledger reconcile", ("lines read", "usage entries", "recorded", "failed", "rejected", "cost replayed"),
         [(t["lines"], t["entries"], t["recorded"], len(t["failed"]), len(t["rejected"]), f"${t['cost_usd']}")],

@@ -78,6 +78,11 @@ def test_usage_query_errors_are_400s(as_admin: Api) -> None:
         ("from=yesterday", "from"),
         ("from=2026-11-02&to=2026-11-01", "to"),
         ("from=2024-01-01&to=2026-01-01", "from"),
+        ("from=20260101", "from"),
+        ("to=2026-W01-1", "to"),
+        ("from=0001-01-01&to=0001-01-02", "from"),
+        ("form=2026-11-01", "form"),  # a typo must not silently report the default range
+        ("key_id=abc", "key_id"),
     ]:
         response = as_admin.call("get", f"/admin/usage?{query}")
         assert response.status_code == 400 and response.json_body["error"]["param"] == param
@@ -116,6 +121,9 @@ def test_reports_and_reconcile_are_for_admins(as_admin: Api, as_alice: Api, keys
     assert stored["report"]["day"] == "2026-01-15"
     assert as_admin.call("get", "/admin/reports/daily/2026-01-16").status_code == 404
     assert as_admin.call("post", "/admin/reports/daily", {"day": "tomorrow"}).status_code == 400
+    # Year 1 used to reach the trailing week's date arithmetic and overflow: a 500.
+    assert as_admin.call("post", "/admin/reports/daily", {"day": "0001-01-01"}).status_code == 400
+    assert as_admin.call("get", "/admin/reports/daily/20260115").status_code == 400
 
     alice_key, _ = KeyStore(keys_table).create(owner_sub="o1")
     entry = usage_entry(
@@ -173,6 +181,9 @@ def test_reconcile_validates_every_line_and_reports_the_bad_ones(as_admin: Api, 
         line(request_id="month", budget_month="2026-13"),
         line(request_id="\u001b[2J"),
         line(request_id="missing", cost="DROP"),
+        line(request_id="digits", budget_month="\u0662\u0660\u0662\u0666-11"),  # Arabic-Indic 2026
+        line(request_id="later", budget_month="2026-12"),  # billed in November for a December budget
+        line(request_id="stale", budget_month="2026-05"),  # admitted months before it was billed
         "[" * 5000,
         "not json",
     ]
@@ -181,11 +192,55 @@ def test_reconcile_validates_every_line_and_reports_the_bad_ones(as_admin: Api, 
     assert response.status_code == 200, response.body
     body = response.json_body
     assert body["recorded"] == 1 and body["entries"] == 1 and body["skipped"] == 2
-    assert [r["line"] for r in body["rejected"]] == list(range(2, 19))
+    assert [r["line"] for r in body["rejected"]] == list(range(2, 22))
     reasons = {r["line"]: r["error"] for r in body["rejected"]}
     assert "non-empty object" in reasons[2] and "from 0 to" in reasons[4] and "unknown key" in reasons[7]
     assert "does not belong" in reasons[8] and "ISO 8601" in reasons[9] and "unknown field" in reasons[13]
     assert "\x1b" not in reasons[13] and "\\x1b" in reasons[13]  # quoted, never raw
+    assert "budget_month" in reasons[19] and "budget_month" in reasons[20] and "budget_month" in reasons[21]
     drain(usage_table)
     assert Ledger(usage_table).aggregate("ALL", "MONTH#2026-11")["cost"] == good.cost
     assert [e["request_id"] for e in Ledger(usage_table).entries_for_key(key.key_id)] == ["good"]
+
+
+def test_reconcile_gives_back_no_more_than_admission_still_holds(
+    as_admin: Api, keys_table, usage_table, drain
+) -> None:
+    # GIVEN a $1 key whose request reserved its worst case and then could not be billed (logged instead)
+    key, _ = KeyStore(keys_table).create(owner_sub="o1", monthly_budget_usd=Decimal("1"))
+    meter, ledger = wiring.meter(), wiring.ledger()
+    clock_before = datetime.now(UTC)
+    ticket = meter.admit(key, wiring.catalog().resolve("nova-micro"), input_tokens=100, max_output_tokens=100)
+    lost = usage_entry(
+        request_id="lost", key_id=key.key_id, owner_sub="o1", at=clock_before,
+        reserved_key_usd=ticket.reserved_key_usd, budget_month=ticket.month,
+    )  # fmt: skip
+
+    def line(entry_json: dict) -> str:
+        return json.dumps({"event": UNRECORDED_EVENT, "entry": entry_json})
+
+    # WHEN a hostile or corrupted line claims a far bigger reservation, or the same request again
+    # under another timestamp (a second entry, whose release would be given back twice)
+    inflated = {**lost.to_json(), "request_id": "inflated", "reserved_key_usd": "999999"}
+    body = as_admin.call("post", "/admin/ledger/reconcile", {"lines": [line(inflated), line(lost.to_json())]}).json_body
+    # THEN the inflated line is refused with its reason, and the true one recorded
+    assert [r["line"] for r in body["rejected"]] == [1] and "held" in body["rejected"][0]["error"]
+    assert body["recorded"] == 1
+    drain(usage_table)
+    again = {**lost.to_json(), "request_id": "lost", "timestamp": "2020-01-01T00:00:00Z"}
+    body = as_admin.call("post", "/admin/ledger/reconcile", {"lines": [line(again)]}).json_body
+    assert [r["line"] for r in body["rejected"]] == [1]
+    drain(usage_table)
+    # AND the month's committed is exactly the billed cost: never below it, so the budget still binds
+    month = ledger.aggregate(f"KEY#{key.key_id}", f"MONTH#{ticket.month}")
+    assert month["committed"] == lost.cost
+
+
+def test_reconcile_accepts_a_request_admitted_last_year_and_billed_after_midnight() -> None:
+    from chalicelib.accounting.reconcile import InvalidEntry, parse_entry
+
+    now = datetime(2027, 1, 1, 0, 10, tzinfo=UTC)
+    entry = usage_entry(at=datetime(2027, 1, 1, 0, 0, 1, tzinfo=UTC), budget_month="2026-12").to_json()
+    assert parse_entry(entry, now=now).reservation_month == "2026-12"
+    with pytest.raises(InvalidEntry, match="budget_month"):
+        parse_entry({**entry, "budget_month": "2027-02"}, now=now)

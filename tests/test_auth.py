@@ -259,3 +259,41 @@ def test_a_recreated_user_is_a_new_owner(cognito: Any, pool: Pool, member: User)
     # THEN the e-mail names the new sub at once
     assert directory.find(member.email).sub == again.sub
     assert directory.find(member.sub) is None
+
+
+@pytest.mark.parametrize("token_kind", ["IdToken", "AccessToken"])
+def test_a_deleted_or_disabled_users_tokens_stop_working_at_once(
+    authenticator: AdminAuthenticator, cognito: Any, pool: Pool, member: User, token_kind: str
+) -> None:
+    # GIVEN a signed-in user (tokens are valid for an hour, and the signature stays valid after that user is gone)
+    token = sign_in(cognito, pool, member)[token_kind]
+    assert authenticator.authenticate(bearer(token)).sub == member.sub
+    # WHEN an admin disables the user THEN the token no longer works, long before it expires
+    cognito.admin_disable_user(UserPoolId=pool.user_pool_id, Username=member.email)
+    assert refused(authenticator, token).code == "user_disabled"
+    # AND once enabled again it works again
+    cognito.admin_enable_user(UserPoolId=pool.user_pool_id, Username=member.email)
+    assert authenticator.authenticate(bearer(token)).sub == member.sub
+    # WHEN the user is deleted THEN the token is refused too (it could otherwise create keys for a ghost)
+    cognito.admin_delete_user(UserPoolId=pool.user_pool_id, Username=member.email)
+    assert refused(authenticator, token).code == "user_not_found"
+
+
+@pytest.mark.parametrize("token_kind", ["IdToken", "AccessToken"])
+def test_an_admin_removed_from_the_group_is_no_admin_with_the_old_token(
+    authenticator: AdminAuthenticator, cognito: Any, pool: Pool, admin: User, token_kind: str
+) -> None:
+    token = sign_in(cognito, pool, admin)[token_kind]  # its cognito:groups claim says admins
+    assert authenticator.authenticate(bearer(token)).is_admin
+    cognito.admin_remove_user_from_group(UserPoolId=pool.user_pool_id, Username=admin.email, GroupName="admins")
+    demoted = authenticator.authenticate(bearer(token))
+    assert (demoted.sub, demoted.is_admin) == (admin.sub, False)
+
+
+def test_a_user_added_to_a_group_after_signing_in_gets_no_rights_from_the_old_token(
+    authenticator: AdminAuthenticator, cognito: Any, pool: Pool, member: User
+) -> None:
+    # Rights come from the token, confirmed by the directory: never granted by the directory alone.
+    token = sign_in(cognito, pool, member)["IdToken"]
+    cognito.admin_add_user_to_group(UserPoolId=pool.user_pool_id, Username=member.email, GroupName="admins")
+    assert not authenticator.authenticate(bearer(token)).is_admin

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 from rich.console import Console
 
-from cli.usage import bar_chart, to_csv, usage_table
+from cli.usage import RECONCILE_BATCH, RECONCILE_BATCH_BYTES, bar_chart, reconcile_batches, to_csv, usage_table
 
 REPORT = {
     "from": "2026-11-01",
@@ -46,3 +47,17 @@ def test_chart_scales_bars_to_the_biggest_cost() -> None:
     lines = render(bar_chart(REPORT)).splitlines()
     assert lines[1].count("█") == 40 and "·" in lines[2]
     assert "No usage" in render(bar_chart({**REPORT, "data": []}))
+
+
+def test_reconcile_batches_stay_under_the_gateways_body_limit() -> None:
+    # 100,000 lines, some long enough that 1,000 of them would pass the gateway's 5 MB body limit (a 413
+    # half-way through the file), one longer than any CloudWatch log event can be.
+    lines = [(n, ("x" * 20_000 if n % 3 == 0 else "y" * 100)) for n in range(1, 100_001)]
+    lines[41] = (42, "z" * (300 * 1024))
+    batches, too_long = reconcile_batches(lines)
+    assert [number for number, _ in too_long] == [42]
+    sent = [line for batch in batches for line in batch]
+    assert len(sent) == 99_999 and sent[0] == (1, "y" * 100) and sent[-1][0] == 100_000  # every line once, in order
+    for batch in batches:
+        assert 1 <= len(batch) <= RECONCILE_BATCH
+        assert len(json.dumps({"lines": [line for _, line in batch]})) <= RECONCILE_BATCH_BYTES

@@ -227,6 +227,26 @@ def test_a_request_admitted_in_one_month_and_billed_in_the_next_releases_the_mon
     assert meter.admit(key, HAIKU, input_tokens=10, max_output_tokens=int((Decimal(1) - cheap) / HAIKU.prices.output))
 
 
+def test_key_status_after_a_straddler_shows_what_admission_checks(meter, keys_table, usage_table, clock, drain) -> None:
+    # GIVEN a $1 key admitted at 23:59:59.999 on the last day of the year, billed a millisecond after midnight
+    key = make_key(keys_table, monthly_budget_usd=Decimal("1"))
+    clock.now = datetime(2026, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+    straddler = meter.admit(key, HAIKU, input_tokens=1000, max_output_tokens=1000)
+    clock.now = datetime(2027, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)
+    entry = bill(meter, straddler, "straddler", input_tokens=1000, output_tokens=1000)
+    drain(usage_table)
+    # WHEN January's first own request is in flight
+    ticket = meter.admit(key, HAIKU, input_tokens=10, max_output_tokens=10)
+    budget = meter.key_status(key)["budget"]
+    # THEN January's spend shows the straddler (billed in January) but its budget does not pay for it:
+    # what is held is this request's reservation, and what is left is exactly what admission checks.
+    assert (budget["period"], Decimal(budget["spent_usd"])) == ("2027-01", entry.cost)
+    assert Decimal(budget["reserved_usd"]) == ticket.reserved_key_usd
+    assert Decimal(budget["remaining_usd"]) == Decimal(1) - ticket.reserved_key_usd
+    # AND December's budget paid for it
+    assert Ledger(usage_table).aggregate(f"KEY#{key.key_id}", "MONTH#2026-12")["committed"] == entry.cost
+
+
 def test_a_release_across_the_month_edge_gives_back_the_reserving_month(
     meter, keys_table, usage_table, clock, drain
 ) -> None:
@@ -260,6 +280,20 @@ def test_the_bill_is_capped_at_the_reservation_flagged_logged_and_counted(
     assert month["capped_requests"] == 1 and month["capped_usd"] == entry.usage_cost - worst
     stored = Ledger(usage_table).entries_for_key(key.key_id)[0]
     assert stored["capped"] is True and stored["cost"] == worst
+
+
+@pytest.mark.parametrize("budget", [Decimal("0"), Decimal("0.000001")])
+def test_a_zero_reservation_under_a_budget_still_caps_the_bill(meter, keys_table, usage_table, drain, budget) -> None:
+    # GIVEN a budgeted key and a request whose worst case is $0 (nothing to bound it: no prompt, no output)
+    key = make_key(keys_table, monthly_budget_usd=budget)
+    meter.set_owner_budget("owner-1", budget, actor="admin")
+    ticket = meter.admit(key, NOVA, input_tokens=0, max_output_tokens=0)
+    # WHEN the model bills tokens anyway
+    entry = bill(meter, ticket, "free-lunch", input_tokens=1_000, output_tokens=1_000)
+    # THEN the bill is what was reserved ($0), flagged, and the budget is not overrun
+    assert entry.cost == 0 and entry.capped and entry.usage_cost > 0
+    drain(usage_table)
+    assert Ledger(usage_table).aggregate(f"KEY#{key.key_id}", "MONTH#2026-11")["committed"] <= budget
 
 
 def test_without_a_budget_nothing_is_capped(meter, keys_table) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import boto3
@@ -231,7 +231,10 @@ def test_day_parsing() -> None:
     today = date(2026, 11, 26)
     assert parse_day(None, today=today) == DAY
     assert parse_day("2026-11-01", today=today) == date(2026, 11, 1)
-    for bad in ("yesterday", "2026-11-26", "2026-12-01"):
+    # 0001-01-01 once reached the trailing week's arithmetic and overflowed (a 500); the others are
+    # shapes date.fromisoformat reads but nobody means (basic format, ISO week, full-width digits).
+    for bad in ("yesterday", "2026-11-26", "2026-12-01", "0001-01-01", "2019-12-31", "20261101", "2026-W44-1",
+                "\uff12\uff10\uff12\uff16-11-01", "2026-02-30", 20261101):
         with pytest.raises(errors.InvalidRequest):
             parse_day(bad, today=today)
 
@@ -272,3 +275,44 @@ def test_the_scheduled_lambda_reports_yesterday(usage_table, keys_table, inbox, 
     assert result["day"] == yesterday.isoformat() and Decimal(result["report"]["total"]["cost_usd"]) == cost
     assert again["sent"] == []
     assert len(received(sqs, queue)) == 1
+
+
+class StrictCloudWatch:
+    """CloudWatch as AWS is: PutMetricData refuses datums stamped more than two weeks back (moto takes them)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.datums: list[dict] = []
+
+    def put_metric_data(self, *, Namespace: str, MetricData: list[dict]) -> dict:  # noqa: N803 - boto3's names
+        from botocore.exceptions import ClientError
+
+        for datum in MetricData:
+            if datum["Timestamp"] < self.now - timedelta(weeks=2):
+                raise ClientError(
+                    {"Error": {"Code": "InvalidParameterValue", "Message": "no more than two weeks in the past"}},
+                    "PutMetricData",
+                )
+        self.datums += MetricData
+        return {}
+
+
+def test_a_correction_older_than_cloudwatch_keeps_is_still_sent(usage_table, keys_table, inbox) -> None:
+    # GIVEN a day 30 days back whose usage was reconciled late, and CloudWatch's two-week limit
+    topic, sqs, queue = inbox
+    now = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
+    old_day = date(2026, 10, 27)
+    key, _ = KeyStore(keys_table).create(owner_sub="o1")
+    spend(usage_table, key, old_day, 2, 1000)
+    reports = service(usage_table, keys_table, topic, now=now)
+    cloudwatch = StrictCloudWatch(now)
+    reports._cloudwatch = cloudwatch
+    # WHEN an admin runs (then force-corrects) that day's report
+    first = reports.run(old_day)
+    again = reports.run(old_day, force=True)
+    # THEN the e-mail goes out each time; the metrics CloudWatch cannot take are skipped, not a 500
+    assert first["sent"] == ["sns"] and again["sent"] == ["sns"] and again["revision"] == 2
+    assert cloudwatch.datums == []
+    assert len(received(sqs, queue)) == 2
+    # AND a recent day still publishes its metrics
+    assert "metrics" in reports.run(date(2026, 11, 20))["sent"] and cloudwatch.datums

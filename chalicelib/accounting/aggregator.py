@@ -155,13 +155,16 @@ def change_of(sequence: int, item: dict[str, Any]) -> Change:
         for name, amount in counters.items():
             day.add(name, amount)
             month.add(name, amount)
-    # ``committed`` = cost + reservations outstanding, in the month admission reserved in.
+    # ``committed`` = cost + reservations outstanding, in the month admission reserved in; ``billed`` is
+    # that cost alone, so ``committed - billed`` is what is still reserved (the month's ``cost`` is
+    # counted by the day billed, and differs when a request straddles midnight at the month's end).
     reserved = entry.reservation_month
     held_by = ((f"KEY#{entry.key_id}", entry.reserved_key_usd), (f"OWNER#{entry.owner_sub}", entry.reserved_owner_usd))
     for scope, held in held_by:
         row = rows[(f"AGG#{scope}", f"MONTH#{reserved}")]
         row.sets["type"] = "aggregate"
         row.add("committed", entry.cost - held)
+        row.add("billed", entry.cost)
     rate = None
     if entry.rate_window is not None:
         used = entry.usage.prompt_tokens + entry.usage.output_tokens

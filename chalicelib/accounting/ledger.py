@@ -389,11 +389,27 @@ class Ledger:
         totals: dict[str, Any] = {name: 0 for name in COUNTERS}
         totals["cost"] = Decimal(0)
         totals["committed"] = Decimal(0)
+        totals["billed"] = Decimal(0)
         totals["capped_requests"] = 0
         totals["capped_usd"] = Decimal(0)
         if item:
             totals.update({k: item[k] for k in totals if k in item})
+            if "billed" not in item:
+                # Admission and the aggregator add ``billed`` to every month they reserve or bill in;
+                # a month without it was aggregated before ``billed`` was counted (its cost is what
+                # it billed), or reserved nothing (``committed`` is 0: nothing is held either way).
+                totals["billed"] = totals["cost"]
         return totals
+
+    def held(self, scope: str, month: str) -> Decimal:
+        """What admission still holds in reservations on ``scope``'s month: ``committed - billed``, at least 0.
+
+        ``billed`` is the cost charged to the month's budget (by the month admission reserved in).
+        Until the aggregator has caught up, this includes the worst cases of requests billed in
+        the last few seconds.
+        """
+        totals = self.aggregate(scope, f"MONTH#{month}")
+        return max(Decimal(0), Decimal(totals["committed"]) - Decimal(totals["billed"]))
 
     def usage(
         self,

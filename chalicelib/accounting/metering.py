@@ -104,11 +104,17 @@ class Ticket:
     headers: dict[str, str] = field(default_factory=dict)
     ticket_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     closed: UsageEntry | bool = False
+    #: A key or owner budget made a reservation (of the worst case, which may be $0).
+    budgeted: bool = False
 
     @property
     def reserved(self) -> Decimal | None:
-        """The worst case reserved against a budget (None when no budget reserved anything)."""
-        if self.reserved_key_usd or self.reserved_owner_usd:
+        """The worst case reserved against a budget (None when no budget reserved anything).
+
+        A reservation of $0 (nothing bounded the request's cost) still caps the bill at $0:
+        testing the amounts instead of ``budgeted`` let such a request bill in full past a budget.
+        """
+        if self.budgeted:
             return max(self.reserved_key_usd, self.reserved_owner_usd)
         return None
 
@@ -217,9 +223,10 @@ class Meter:
             adds, sets, conditions = [], [], []
             values: dict[str, Any] = {}
             if budget is not None:
-                adds.append("committed :worst")
+                # ``billed :zero`` marks the month as counting ``billed`` (see Ledger.aggregate).
+                adds.append("committed :worst, billed :zero")
                 conditions.append("(attribute_not_exists(committed) OR committed <= :room)")
-                values.update({":worst": dynamo_number(worst), ":room": dynamo_number(budget - worst)})
+                values.update({":worst": dynamo_number(worst), ":room": dynamo_number(budget - worst), ":zero": 0})
             if limited:
                 values.update({":w": window, ":one": 1, ":tokens": tokens})
                 if new_window:
@@ -260,6 +267,7 @@ class Meter:
                 continue  # the item changed between the check and our read: try again
             if budget is not None:
                 ticket.reserved_key_usd = worst
+                ticket.budgeted = True
             if limited:
                 self._windows[key.key_id] = window
                 ticket.window = window
@@ -274,14 +282,15 @@ class Meter:
             self._update(
                 f"OWNER#{ticket.key.owner_sub}",
                 ticket.month,
-                "ADD committed :worst",
+                "ADD committed :worst, billed :zero",
                 "attribute_not_exists(committed) OR committed <= :room",
-                {":worst": dynamo_number(worst), ":room": dynamo_number(budget - worst)},
+                {":worst": dynamo_number(worst), ":room": dynamo_number(budget - worst), ":zero": 0},
                 deadline,
             )
         except _Refused:
             raise self._quota_error("OWNER", budget, ticket, worst) from None
         ticket.reserved_owner_usd = worst
+        ticket.budgeted = True
 
     def _update(
         self, scope: str, month: str, expression: str, condition: str, values: dict[str, Any], deadline: float
@@ -451,15 +460,18 @@ class Meter:
         """What a key holder may know about its own key: limits, this month's spend and budget left.
 
         ``spent_usd`` and ``usage`` are the aggregates (they trail billing by the
-        aggregator's delay); ``reserved_usd`` is what is held beyond them: the
-        worst cases of requests in flight and of those billed but not yet
-        aggregated. ``remaining_usd`` is exactly what admission checks.
+        aggregator's delay; a request admitted last month and billed after
+        midnight counts here, though last month's budget paid for it);
+        ``reserved_usd`` is what is held beyond what this month's budget has
+        been billed: the worst cases of requests in flight and of those billed
+        but not yet aggregated. ``remaining_usd`` is exactly what admission
+        checks: the budget less ``committed``.
         """
         month = self._clock().strftime("%Y-%m")
         totals = self._ledger.aggregate(f"KEY#{key.key_id}", f"MONTH#{month}")
         spent = Decimal(totals["cost"])
         committed = Decimal(totals["committed"])
-        reserved = max(Decimal(0), committed - spent)
+        reserved = max(Decimal(0), committed - Decimal(totals["billed"]))
         budget = key.monthly_budget_usd
         owner_budget = self.owner_budget(key.owner_sub)
         owner_spent = (
@@ -479,7 +491,7 @@ class Meter:
                 "monthly_usd": usd(budget),
                 "spent_usd": usd(spent),
                 "reserved_usd": usd(reserved),
-                "remaining_usd": usd(max(Decimal(0), budget - max(committed, spent))) if budget is not None else None,
+                "remaining_usd": usd(max(Decimal(0), budget - committed)) if budget is not None else None,
                 "owner_monthly_usd": usd(owner_budget),
                 "owner_spent_usd": usd(owner_spent),
             },

@@ -53,7 +53,7 @@ EARLIEST = datetime(2020, 1, 1, tzinfo=UTC)
 CLOCK_SKEW = timedelta(minutes=5)
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,199}")
 _OPERATION = re.compile(r"[a-z][a-z_]{0,31}")
-_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # ASCII: "\d" matches "٢"
 
 
 class InvalidEntry(ValueError):
@@ -136,6 +136,13 @@ def parse_entry(data: Any, *, now: datetime) -> UsageEntry:
         month = data["budget_month"]
         if not isinstance(month, str) or not _MONTH.fullmatch(month):
             raise InvalidEntry("'budget_month' must look like 2026-11")
+        # Admission reserves in the month it runs; billing follows within the function's time limit
+        # (minutes). Any other month would charge (and give back) a budget the request never touched.
+        billed = values["timestamp"][:7]
+        if month not in (billed, _month_before(billed)):
+            raise InvalidEntry(
+                f"'budget_month' {month} must be the month of 'timestamp' ({billed}) or the one before"
+            )
         values["budget_month"] = month
     if data.get("rate_window") is not None:
         values["rate_window"] = _integer(data, "rate_window", 2**40)
@@ -153,6 +160,11 @@ def parse_entry(data: Any, *, now: datetime) -> UsageEntry:
     elif data.get("usage_cost") is not None:
         raise InvalidEntry("'usage_cost' is only for capped entries")
     return UsageEntry(**values)
+
+
+def _month_before(month: str) -> str:
+    year, number = int(month[:4]), int(month[5:7])
+    return f"{year - 1}-12" if number == 1 else f"{year}-{number - 1:02d}"
 
 
 def _identifier(data: dict[str, Any], name: str) -> str:

@@ -42,12 +42,15 @@ from typing import Any
 
 from chalicelib import errors
 from chalicelib.accounting.ledger import Ledger, usd
+from chalicelib.core.dates import parse_day_text
 from chalicelib.keys.store import isoformat, utcnow
 from chalicelib.observability import logger
 
 LEASE = timedelta(minutes=10)
 BUDGET_THRESHOLDS = (Decimal("1.0"), Decimal("0.8"))
 STEPS = ("metrics", "sns", "slack")
+#: How far back CloudWatch's PutMetricData accepts a datum (two weeks), less a margin for the call.
+METRICS_MAX_AGE = timedelta(days=14) - timedelta(hours=1)
 _TOP = 10
 
 
@@ -72,10 +75,7 @@ def parse_day(text: str | None, *, today: date) -> date:
     """
     if not text:
         return today - timedelta(days=1)
-    try:
-        day = date.fromisoformat(text)
-    except (TypeError, ValueError):
-        raise errors.InvalidRequest(f"'day' must be a date like 2026-11-25, got {text!r}.", param="day") from None
+    day = parse_day_text(text, "day")
     if day >= today:
         raise errors.InvalidRequest(f"{day} is not over yet (UTC); report a past day.", param="day")
     return day
@@ -356,6 +356,11 @@ class ReportService:
     ) -> bool:
         corrected = f" (corrected, revision {revision})" if revision > 1 else ""
         if step == "metrics":
+            if datetime(day.year, day.month, day.day, tzinfo=UTC) < self._clock() - METRICS_MAX_AGE:
+                # CloudWatch refuses datums stamped more than two weeks back: a late correction of an
+                # older day is e-mailed, and its metrics stay as they were (the ledger is the bill).
+                logger.warning("report metrics too old for CloudWatch; not published", extra={"day": str(day)})
+                return False
             data = metric_data(day, report, already=published)
             for start in range(0, len(data), 1000):
                 self._cloudwatch.put_metric_data(

@@ -15,13 +15,14 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import USAGE_GROUPS, Ledger, usd
+from chalicelib.accounting.ledger import USAGE_GROUPS, Ledger, UsageEntry, usd
 from chalicelib.accounting.metering import Meter
 from chalicelib.accounting.reconcile import parse_lines
 from chalicelib.accounting.reports import ReportService, parse_day, render_text
 from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
 from chalicelib.admin.keys import parse_money
 from chalicelib.core.body import parse_json_body
+from chalicelib.core.dates import parse_day_text
 from chalicelib.core.http import HttpResult
 from chalicelib.keys.store import KeyStore, utcnow
 
@@ -57,6 +58,7 @@ class AccountingService:
         """``GET /admin/usage?from=&to=&group_by=key|owner|model|day[&owner=]``: admins all, users their own."""
         principal = self._principal(headers)
         query = query or {}
+        _only(query, {"from", "to", "group_by", "owner"})
         today = self._clock().date()
         first = _date(query.get("from"), "from", default=today.replace(day=1))
         last = _date(query.get("to"), "to", default=today)
@@ -155,6 +157,7 @@ class AccountingService:
             raise errors.InvalidRequest(f"Send at most {MAX_RECONCILE_LINES} lines per call.", param="lines")
         parsed = parse_lines(lines, now=self._clock())
         owners: dict[str, str | None] = {}
+        held: dict[tuple[str, str], Decimal] = {}
         entries = []
         for number, entry in zip(parsed.numbers, parsed.entries, strict=True):
             if entry.key_id not in owners:
@@ -166,6 +169,8 @@ class AccountingService:
                 parsed.reject(
                     number, f"key '{entry.key_id}' does not belong to owner '{entry.owner_sub}'", entry.request_id
                 )
+            elif (refusal := self._overdrawn(entry, held)) is not None:
+                parsed.reject(number, refusal, entry.request_id)
             else:
                 entries.append(entry)
         failed = [entry.request_id for entry in entries if not self._ledger.record(entry)]
@@ -183,6 +188,34 @@ class AccountingService:
         )
 
     # Helpers
+
+    def _overdrawn(self, entry: UsageEntry, held: dict[tuple[str, str], Decimal]) -> str | None:
+        """Why ``entry`` would give back more than admission still holds for it, if it would.
+
+        An entry's reservation is given back when it is aggregated. A line claiming
+        more than is held (inflated, or the same request again under another
+        timestamp) would push ``committed`` below what was billed, and the budget
+        would stop binding. ``held`` carries what this request's earlier lines took.
+        """
+        claims = [
+            (f"KEY#{entry.key_id}", entry.reserved_key_usd),
+            (f"OWNER#{entry.owner_sub}", entry.reserved_owner_usd),
+        ]
+        month = entry.reservation_month
+        for scope, amount in claims:
+            if amount <= 0:
+                continue
+            if (scope, month) not in held:
+                held[(scope, month)] = self._ledger.held(scope, month)
+            if amount > held[(scope, month)]:
+                return (
+                    f"it gives back a reservation of ${usd(amount)} on {scope} in {month}, but only "
+                    f"${usd(held[(scope, month)])} is held there (replayed already, or not this request's)"
+                )
+        for scope, amount in claims:
+            if amount > 0:
+                held[(scope, month)] -= amount
+        return None
 
     def _principal(self, headers: Mapping[str, str]) -> Principal:
         return self._authenticator().authenticate(headers)
@@ -269,10 +302,7 @@ def _date(text: str | None, param: str, *, default: date | None) -> date:
         if default is None:
             raise errors.InvalidRequest(f"'{param}' is required (YYYY-MM-DD).", param=param)
         return default
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise errors.InvalidRequest(f"'{param}' must be a date like 2026-11-25, got {text!r}.", param=param) from None
+    return parse_day_text(text, param)
 
 
 def _only(body: Mapping[str, Any], allowed: set[str]) -> None:

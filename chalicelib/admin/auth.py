@@ -214,10 +214,12 @@ def is_sub(text: str) -> bool:
 
 @dataclass(frozen=True)
 class DirectoryUser:
-    """A user of the pool, as key ownership needs it."""
+    """A user of the pool, as key ownership (and sign-in standing) needs it."""
 
     sub: str
     email: str | None
+    username: str | None = None
+    enabled: bool = True
 
 
 class UserDirectory:
@@ -268,6 +270,47 @@ class UserDirectory:
             self._remember(user)
         return user
 
+    def standing(self, sub: str) -> DirectoryUser | None:
+        """The user with this sub as the pool has them now (never cached); None when there is none.
+
+        A token stays valid for its whole lifetime (an hour) after its user is
+        deleted or disabled: the admin API asks here on every call.
+
+        Raises
+        ------
+        ServiceUnavailable
+            Cognito could not be asked.
+        """
+        if not _SUB_RE.match(sub):
+            return None
+        user = self._list_one("sub", sub)
+        if user is not None:
+            self._remember(user)
+        return user
+
+    def in_group(self, user: DirectoryUser, group: str) -> bool:
+        """True when ``user`` is in ``group`` now (``AdminListGroupsForUser``, never cached).
+
+        Raises
+        ------
+        ServiceUnavailable
+            Cognito could not be asked.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        request: dict[str, Any] = {"UserPoolId": self._pool_id, "Username": user.username or user.sub, "Limit": 60}
+        try:
+            while True:
+                response = self._client.admin_list_groups_for_user(**request)
+                if any(g.get("GroupName") == group for g in response.get("Groups", [])):
+                    return True
+                if not response.get("NextToken"):
+                    return False
+                request["NextToken"] = response["NextToken"]
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("Cognito AdminListGroupsForUser failed", extra={"error": str(exc)})
+            raise ServiceUnavailable("The gateway could not reach the user directory; retry later.") from None
+
     def email_of(self, sub: str) -> str | None:
         """The e-mail of the user with this sub, for display (cached briefly); None when unknown.
 
@@ -306,7 +349,12 @@ class UserDirectory:
         if len(users) != 1:
             return None
         attributes = {a["Name"]: a["Value"] for a in users[0].get("Attributes", [])}
-        return DirectoryUser(sub=attributes["sub"], email=attributes.get("email"))
+        return DirectoryUser(
+            sub=attributes["sub"],
+            email=attributes.get("email"),
+            username=users[0].get("Username"),
+            enabled=users[0].get("Enabled", True) is not False,
+        )
 
 
 class AdminAuthenticator:
@@ -336,22 +384,46 @@ class AdminAuthenticator:
         if token.startswith(f"{KEY_PREFIX}-"):
             raise _invalid("API keys cannot manage keys; sign in with 'pennyworth login' and use its token.")
         claims = self._verifier.verify(token)
-        groups = claims.get("cognito:groups") or []
+        claimed = claims.get("cognito:groups") or []
+        groups = tuple(g for g in claimed if isinstance(g, str)) if isinstance(claimed, list) else ()
+        user = self._standing(claims["sub"])
+        directory = self._directory
+        # A user removed from the group after signing in: the token's claim is up to an hour old.
+        if user is not None and directory is not None and ADMINS_GROUP in groups:
+            groups = groups if directory.in_group(user, ADMINS_GROUP) else tuple(g for g in groups if g != ADMINS_GROUP)
         return Principal(
             sub=claims["sub"],
-            email=self._email(claims),
-            groups=tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else (),
+            email=self._email(claims, user),
+            groups=groups,
             token_use=claims["token_use"],
         )
 
-    def _email(self, claims: Mapping[str, Any]) -> str | None:
+    def _standing(self, sub: str) -> DirectoryUser | None:
+        """The token's user as the pool has them now; refuses a user deleted or disabled since signing in.
+
+        A Cognito token's signature stays valid until it expires (an hour), whatever
+        happened to its user; API Gateway's authorizer checks no more than that.
+        """
+        if self._directory is None:
+            return None
+        user = self._directory.standing(sub)
+        if user is None:
+            raise AuthenticationFailed(
+                "This user no longer exists in the user pool; its tokens are no longer accepted.",
+                code="user_not_found",
+            )
+        if not user.enabled:
+            raise AuthenticationFailed(
+                "This user has been disabled; ask an admin to enable it, then sign in again.", code="user_disabled"
+            )
+        return user
+
+    def _email(self, claims: Mapping[str, Any], user: DirectoryUser | None) -> str | None:
         email = claims.get("email")
         if isinstance(email, str) and _EMAIL_RE.match(email):
             return email
-        # Access tokens carry no email (and moto's ID tokens carry the sub there): ask the directory.
-        if self._directory is None:
-            return None
-        return self._directory.email_of(claims["sub"])
+        # Access tokens carry no email (and moto's ID tokens carry the sub there): the directory's.
+        return user.email if user is not None else None
 
 
 def authenticator_for_pool(

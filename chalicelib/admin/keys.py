@@ -19,6 +19,7 @@ from chalicelib import errors
 from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
 from chalicelib.catalog.catalog import Catalog
 from chalicelib.core.body import parse_json_body
+from chalicelib.core.dates import parse_day_text
 from chalicelib.core.http import HttpResult
 from chalicelib.core.text import check_plain_text
 from chalicelib.keys.audit import Actor, AuditLog, diff
@@ -49,7 +50,9 @@ _MAX_METADATA = 32
 _MAX_IMPORT_ID = 128
 _MAX_BUDGET = Decimal(1_000_000_000)
 _MAX_LIMIT = 1_000_000_000
-_BUDGET_RE = re.compile(r"^\d+(\.\d{1,6})?$")
+#: ASCII digits only: ``\d`` also matches "٥" or "１", which ``Decimal`` and ``int`` read as numbers.
+_BUDGET_RE = re.compile(r"[0-9]+(\.[0-9]{1,6})?")
+_PAGE_SIZE_RE = re.compile(r"[0-9]{1,6}")
 _IMPORT_ID_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: safe in files and logs
 
 
@@ -606,7 +609,7 @@ def parse_money(value: Any, param: str = "monthly_budget_usd") -> Decimal | None
         amount = Decimal(text)
     except InvalidOperation:
         amount = None
-    if amount is None or not _BUDGET_RE.match(text) or amount > _MAX_BUDGET:
+    if amount is None or not _BUDGET_RE.fullmatch(text) or amount > _MAX_BUDGET:
         raise errors.InvalidRequest(
             f'{param} must be a USD amount from 0 to 1000000000 with at most 6 decimals (e.g. "25.00"); got {value!r}.',
             param=param,
@@ -710,16 +713,14 @@ def _limit(query: Mapping[str, str], kind: str) -> int:
     raw = query.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    # ``str.isdigit`` is True for "²", which ``int`` refuses: accept ASCII digits only.
+    if not _PAGE_SIZE_RE.fullmatch(raw) or not 1 <= int(raw) <= maximum:
         raise errors.InvalidRequest(f"limit must be a whole number from 1 to {maximum}.", param="limit")
     return int(raw)
 
 
 def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise errors.InvalidRequest(f"day must be a date such as 2026-11-26; got {text!r}.", param="day") from None
+    return parse_day_text(text, "day")
 
 
 def _actor(principal: Principal) -> Actor:
