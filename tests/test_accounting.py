@@ -203,9 +203,7 @@ def test_reconcile_validates_every_line_and_reports_the_bad_ones(as_admin: Api, 
     assert [e["request_id"] for e in Ledger(usage_table).entries_for_key(key.key_id)] == ["good"]
 
 
-def test_reconcile_gives_back_no_more_than_admission_still_holds(
-    as_admin: Api, keys_table, usage_table, drain
-) -> None:
+def test_reconcile_gives_back_no_more_than_admission_still_holds(as_admin: Api, keys_table, usage_table, drain) -> None:
     # GIVEN a $1 key whose request reserved its worst case and then could not be billed (logged instead)
     key, _ = KeyStore(keys_table).create(owner_sub="o1", monthly_budget_usd=Decimal("1"))
     meter, ledger = wiring.meter(), wiring.ledger()

@@ -233,8 +233,18 @@ def test_day_parsing() -> None:
     assert parse_day("2026-11-01", today=today) == date(2026, 11, 1)
     # 0001-01-01 once reached the trailing week's arithmetic and overflowed (a 500); the others are
     # shapes date.fromisoformat reads but nobody means (basic format, ISO week, full-width digits).
-    for bad in ("yesterday", "2026-11-26", "2026-12-01", "0001-01-01", "2019-12-31", "20261101", "2026-W44-1",
-                "\uff12\uff10\uff12\uff16-11-01", "2026-02-30", 20261101):
+    for bad in (
+        "yesterday",
+        "2026-11-26",
+        "2026-12-01",
+        "0001-01-01",
+        "2019-12-31",
+        "20261101",
+        "2026-W44-1",
+        "\uff12\uff10\uff12\uff16-11-01",
+        "2026-02-30",
+        20261101,
+    ):
         with pytest.raises(errors.InvalidRequest):
             parse_day(bad, today=today)
 

@@ -140,9 +140,7 @@ def parse_entry(data: Any, *, now: datetime) -> UsageEntry:
         # (minutes). Any other month would charge (and give back) a budget the request never touched.
         billed = values["timestamp"][:7]
         if month not in (billed, _month_before(billed)):
-            raise InvalidEntry(
-                f"'budget_month' {month} must be the month of 'timestamp' ({billed}) or the one before"
-            )
+            raise InvalidEntry(f"'budget_month' {month} must be the month of 'timestamp' ({billed}) or the one before")
         values["budget_month"] = month
     if data.get("rate_window") is not None:
         values["rate_window"] = _integer(data, "rate_window", 2**40)
