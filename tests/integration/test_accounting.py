@@ -6,33 +6,17 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import boto3
 import openai
 import pytest
 
-from chalicelib.accounting.ledger import Ledger
-from chalicelib.keys.store import KeyStore
-from local.devstack import TABLE_NAMES
+from tests.integration import stack_data
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 
-def resource(stack):
-    return boto3.resource(
-        "dynamodb",
-        region_name="us-east-1",
-        endpoint_url=stack.aws_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 def new_key(stack, **limits) -> tuple[str, str]:
-    record, plaintext = KeyStore(resource(stack).Table(TABLE_NAMES["KeysTable"])).create(
-        owner_sub="acct-owner", **limits
-    )
-    return record.key_id, plaintext
+    return stack_data.new_key(stack, "acct-owner", **limits)
 
 
 def client_for(stack, plaintext: str) -> openai.OpenAI:
@@ -62,7 +46,7 @@ def test_200_concurrent_requests_bill_exactly(stack) -> None:
     with ThreadPoolExecutor(max_workers=16) as pool:
         costs = list(pool.map(call, range(200)))
     # THEN the ledger's entries, the aggregates and the responses agree to the last digit
-    ledger = Ledger(resource(stack).Table(TABLE_NAMES["UsageTable"]))
+    ledger = stack_data.ledger(stack)
     entries = ledger.entries_for_key(key_id)
     assert len(entries) == 200
     entry_sum = sum((e["cost"] for e in entries), Decimal(0))
@@ -100,7 +84,7 @@ def test_concurrent_requests_on_a_nearly_spent_key_never_overrun(stack) -> None:
         outcomes = list(pool.map(call, range(30)))
     # THEN spend stays within the budget, and refused callers got a clear 429
     month = f"MONTH#{datetime.now(UTC):%Y-%m}"
-    ledger = Ledger(resource(stack).Table(TABLE_NAMES["UsageTable"]))
+    ledger = stack_data.ledger(stack)
     billed = sum((e["cost"] for e in ledger.entries_for_key(key_id)), Decimal(0))
     totals = eventually(lambda: ledger.aggregate(f"KEY#{key_id}", month), lambda a: a["cost"] == billed)
     assert outcomes.count("ok") >= 5 and "refused" in outcomes

@@ -13,15 +13,13 @@ from decimal import Decimal
 from typing import Any
 
 import anthropic
-import boto3
 import pytest
 from anthropic.types import Message, RawMessageStreamEvent
 from anthropic.types.shared import ErrorResponse
 from pydantic import TypeAdapter
 
-from chalicelib.accounting.ledger import Ledger
-from chalicelib.keys.store import KeyStore
-from local.devstack import TABLE_NAMES
+from tests.integration import stack_data
+from tests.integration.stack_data import entries
 
 pytestmark = pytest.mark.integration
 
@@ -29,24 +27,8 @@ STREAM_EVENT = TypeAdapter(RawMessageStreamEvent)
 MODEL = "claude-haiku-4-5"
 
 
-def table(stack: Any, name: str) -> Any:
-    dynamodb = boto3.resource(
-        "dynamodb",
-        region_name="us-east-1",
-        endpoint_url=stack.aws_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    return dynamodb.Table(TABLE_NAMES[name])
-
-
 def new_key(stack: Any, **limits: Any) -> tuple[str, str]:
-    record, plaintext = KeyStore(table(stack, "KeysTable")).create(owner_sub="anthropic-sdk", name="sdk", **limits)
-    return record.key_id, plaintext
-
-
-def entries(stack: Any, key_id: str) -> list[dict[str, Any]]:
-    return Ledger(table(stack, "UsageTable")).entries_for_key(key_id)
+    return stack_data.new_key(stack, "anthropic-sdk", name="sdk", **limits)
 
 
 def sdk(stack: Any, plaintext: str) -> anthropic.Anthropic:

@@ -23,12 +23,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from chalicelib.accounting.ledger import Ledger
-from chalicelib.keys.store import KeyStore
-from local.devstack import TABLE_NAMES
+from tests.integration import stack_data
+from tests.integration.stack_data import table
 
 pytestmark = pytest.mark.integration
 
@@ -63,20 +62,8 @@ def claude() -> Path:
     return CLAUDE
 
 
-def table(stack: Any, name: str) -> Any:
-    dynamodb = boto3.resource(
-        "dynamodb",
-        region_name="us-east-1",
-        endpoint_url=stack.aws_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    return dynamodb.Table(TABLE_NAMES[name])
-
-
 def new_key(stack: Any, **limits: Any) -> tuple[str, str]:
-    record, plaintext = KeyStore(table(stack, "KeysTable")).create(owner_sub="claude-code", name="cc", **limits)
-    return record.key_id, plaintext
+    return stack_data.new_key(stack, "claude-code", name="cc", **limits)
 
 
 class _Refuser(socketserver.BaseRequestHandler):

@@ -26,12 +26,9 @@ from decimal import Decimal
 from pathlib import Path
 from struct import pack
 
-import boto3
 import pytest
 
-from chalicelib.accounting.ledger import Ledger
-from chalicelib.keys.store import KeyStore
-from local.devstack import TABLE_NAMES
+from tests.integration import stack_data
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -83,17 +80,6 @@ def refusing_proxy() -> Iterator[tuple[str, list[str]]]:
     server.server_close()
 
 
-def _tables(stack):
-    dynamodb = boto3.resource(
-        "dynamodb",
-        region_name="us-east-1",
-        endpoint_url=stack.aws_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    return dynamodb.Table(TABLE_NAMES["KeysTable"]), Ledger(dynamodb.Table(TABLE_NAMES["UsageTable"]))
-
-
 def _png() -> bytes:
     """A valid 1x1 PNG."""
 
@@ -112,8 +98,8 @@ def _png() -> bytes:
 @pytest.fixture
 def workspace(stack, tmp_path: Path, refusing_proxy):
     """A fresh key, a CODEX_HOME with the README's config (pointed at this stack), a project dir, an env."""
-    keys, ledger = _tables(stack)
-    record, plaintext = KeyStore(keys).create(owner_sub="codex-user", name="codex")
+    key_id, plaintext = stack_data.new_key(stack, "codex-user", name="codex")
+    ledger = stack_data.ledger(stack)
     [config] = re.findall(r"```toml\n(.*?)```", README_SECTION, flags=re.S)
     assert "http://127.0.0.1:8000/v1" in config
     codex_home = tmp_path / "codex-home"
@@ -138,7 +124,7 @@ def workspace(stack, tmp_path: Path, refusing_proxy):
     return {
         "env": env,
         "project": project,
-        "entries": lambda: ledger.entries_for_key(record.key_id),
+        "entries": lambda: ledger.entries_for_key(key_id),
         "attempts": attempts,
     }
 

@@ -6,13 +6,10 @@ import json
 import time
 from decimal import Decimal
 
-import boto3
 import openai
 import pytest
 
-from chalicelib.accounting.ledger import Ledger
-from chalicelib.keys.store import KeyStore
-from local.devstack import TABLE_NAMES
+from tests.integration import stack_data
 from tests.openai_schema import assert_valid, assert_valid_stream_event
 
 pytestmark = pytest.mark.integration
@@ -26,24 +23,12 @@ WEATHER = {
 }
 
 
-def tables(stack):
-    dynamodb = boto3.resource(
-        "dynamodb",
-        region_name="us-east-1",
-        endpoint_url=stack.aws_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    return dynamodb.Table(TABLE_NAMES["KeysTable"]), Ledger(dynamodb.Table(TABLE_NAMES["UsageTable"]))
-
-
 @pytest.fixture
 def fresh_key(stack):
     """A new key (so its ledger holds only this test's calls), its client and its ledger entries."""
-    keys, ledger = tables(stack)
-    record, plaintext = KeyStore(keys).create(owner_sub="responses-sdk")
+    key_id, plaintext = stack_data.new_key(stack, "responses-sdk")
     client = openai.OpenAI(base_url=f"{stack.api_url}/v1", api_key=plaintext, max_retries=0, timeout=60)
-    return client, lambda: ledger.entries_for_key(record.key_id)
+    return client, lambda: stack_data.entries(stack, key_id)
 
 
 def dumped(model) -> dict:

@@ -12,13 +12,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-import boto3
 import httpx
 import pytest
 
-from chalicelib.accounting.ledger import Ledger
-from chalicelib.keys.store import KeyStore
-from local.devstack import TABLE_NAMES
+from tests.integration import stack_data
+from tests.integration.stack_data import entries
 
 pytestmark = pytest.mark.integration
 
@@ -26,24 +24,8 @@ pytestmark = pytest.mark.integration
 PACED = "Tell me a story #emulator:tokens=30 #emulator:chunk_delay=0.4"
 
 
-def table(stack, name: str):
-    dynamodb = boto3.resource(
-        "dynamodb",
-        region_name="us-east-1",
-        endpoint_url=stack.aws_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    return dynamodb.Table(TABLE_NAMES[name])
-
-
 def new_key(stack) -> tuple[str, str]:
-    record, plaintext = KeyStore(table(stack, "KeysTable")).create(owner_sub="stream-owner", name="streaming")
-    return record.key_id, plaintext
-
-
-def entries(stack, key_id: str) -> list[dict]:
-    return Ledger(table(stack, "UsageTable")).entries_for_key(key_id)
+    return stack_data.new_key(stack, "stream-owner", name="streaming")
 
 
 def sse_lines(stack, plaintext: str, prompt: str):
