@@ -102,16 +102,24 @@ def test_aggregation_is_exactly_once_under_redelivered_reordered_and_overlapping
     assert ledger.aggregate("ALL", "MONTH#2026-11")["requests"] == 30
 
 
-def test_a_batch_that_died_half_way_is_finished_by_its_redelivery(usage_table, monkeypatch) -> None:
+def six_keys_in_small_transactions(usage_table, monkeypatch):
+    """Six keys' entries on the stream, with transactions small enough that their plan needs several."""
     from chalicelib.accounting import aggregator as module
 
-    # GIVEN transactions small enough that one batch's plan needs several, and the third call failing
     monkeypatch.setattr(module, "MAX_ROWS_PER_TRANSACTION", 10)
     ledger = Ledger(usage_table)
     entries = [entry(f"r{i}", key_id=f"k{i}", input_tokens=i + 1) for i in range(6)]
     for e in entries:
         ledger.record(e)
     shard, records = stream_records(usage_table)
+    return ledger, entries, shard, records
+
+
+def test_a_batch_that_died_half_way_is_finished_by_its_redelivery(usage_table, monkeypatch) -> None:
+    from chalicelib.accounting import aggregator as module
+
+    # GIVEN transactions small enough that one batch's plan needs several, and the third call failing
+    ledger, entries, shard, records = six_keys_in_small_transactions(usage_table, monkeypatch)
     aggregator = module.Aggregator(usage_table)
     real = usage_table.meta.client.transact_write_items
     failure = ClientError({"Error": {"Code": "ValidationException", "Message": "boom"}}, "TransactWriteItems")
@@ -330,12 +338,7 @@ def test_a_transaction_whose_answer_was_lost_is_not_applied_twice(usage_table, m
     from chalicelib.accounting import aggregator as module
 
     # GIVEN a plan of several chunks, and DynamoDB committing one but the answer never arriving
-    monkeypatch.setattr(module, "MAX_ROWS_PER_TRANSACTION", 10)
-    ledger = Ledger(usage_table)
-    entries = [entry(f"r{i}", key_id=f"k{i}", input_tokens=i + 1) for i in range(6)]
-    for e in entries:
-        ledger.record(e)
-    shard, records = stream_records(usage_table)
+    ledger, entries, shard, records = six_keys_in_small_transactions(usage_table, monkeypatch)
     real = usage_table.meta.client.transact_write_items
     lost: set[str] = set()
 
