@@ -14,6 +14,7 @@ import requests
 
 from local import bootstrap
 from local.devstack import AWS_STATE, DevStack, Ports, StackError
+from tests.waiting import eventually
 
 AWS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -93,7 +94,12 @@ def test_make_dev_keeps_keys_users_and_spend_across_a_restart(tmp_path: Path) ->
         chat = {"model": "nova-micro", "messages": [{"role": "user", "content": "remember me"}]}
         answer = requests.post(f"{info['base_url']}/chat/completions", headers=headers, json=chat, timeout=60)
         assert answer.status_code == 200, answer.text
-        spent = requests.get(f"{info['base_url']}/key", headers=headers, timeout=30).json()
+        # usage follows the bill by the aggregator's delay: read it once the call is counted
+        spent = eventually(
+            lambda: requests.get(f"{info['base_url']}/key", headers=headers, timeout=30).json(),
+            lambda view: view["usage"]["requests"] >= 1,
+        )
+        assert spent["usage"]["requests"] == 1 and spent["budget"]["spent_usd"] != "0"
         # the stack's secrets are kept beside the AWS state, readable by their owner only
         saved = json.loads((state_dir / "stack.json").read_text())
         assert saved["api_key"] == info["api_key"] and (state_dir / "stack.json").stat().st_mode & 0o077 == 0
