@@ -15,10 +15,10 @@ from typing import Any
 from chalice import Chalice, CognitoUserPoolAuthorizer, Cron, Response
 
 from chalicelib import wiring
-from chalicelib.core.http import HttpResult
 from chalicelib.errors import AppError, InternalError
 from chalicelib.observability import logger
 from chalicelib.settings import get_settings
+from chalicelib.shared.http import HttpResult
 
 app = Chalice(app_name="pennyworth")
 # Any body type reaches the view so a wrong Content-Type gets an OpenAI error, not Chalice's 415.

@@ -24,7 +24,8 @@ from typing import Any
 from chalicelib import errors
 from chalicelib.accounting.ledger import TokenUsage, compute_cost
 from chalicelib.catalog.catalog import ModelEntry, Prices
-from chalicelib.keys.store import KeyRecord, isoformat, utcnow
+from chalicelib.keys.store import KeyRecord
+from chalicelib.shared.dates import isoformat, utcnow
 from chalicelib.observability import logger
 
 #: The retry backoff's sleep (the benchmark makes it virtual).

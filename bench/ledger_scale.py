@@ -179,11 +179,11 @@ def run(
     from moto import mock_aws
 
     from chalicelib.accounting.aggregator import Aggregator, wanted
-    from chalicelib.accounting.calls import Attempts
     from chalicelib.catalog.catalog import load_catalog
-    from chalicelib.core.dynamodb import resource as dynamodb_resource
     from chalicelib.observability import logger
     from chalicelib.settings import DEFAULT_CATALOG
+    from chalicelib.shared.dynamodb import Attempts
+    from chalicelib.shared.dynamodb import resource as dynamodb_resource
     from local import bootstrap, moto_patches
     from local.dynamo_model import ContentionModel, virtual_botocore_sleeps
     from local.simclock import Sim

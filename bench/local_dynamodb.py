@@ -83,9 +83,9 @@ def drive(label: str, *, patched: bool, design: str, requests: int, every: int, 
 
     from chalicelib.accounting.ledger import TokenUsage
     from chalicelib.catalog.catalog import load_catalog
-    from chalicelib.core.dynamodb import resource as dynamodb_resource
     from chalicelib.keys.store import KeyStore
     from chalicelib.settings import DEFAULT_CATALOG
+    from chalicelib.shared.dynamodb import resource as dynamodb_resource
     from local import bootstrap
 
     process, url = start_server(patched, state=state)

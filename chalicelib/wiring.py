@@ -10,7 +10,6 @@ import functools
 from typing import Any
 
 from chalicelib.accounting.aggregator import Aggregator
-from chalicelib.accounting.calls import Attempts
 from chalicelib.accounting.ledger import Ledger
 from chalicelib.accounting.metering import Meter
 from chalicelib.accounting.reports import ReportConfig, ReportService
@@ -19,7 +18,6 @@ from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticat
 from chalicelib.admin.keys import AdminService
 from chalicelib.catalog.catalog import Catalog, load_catalog
 from chalicelib.console import ConsoleConfig, ConsoleSite
-from chalicelib.core.dynamodb import resource as dynamodb_resource
 from chalicelib.core.service import ModelService
 from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
@@ -30,6 +28,8 @@ from chalicelib.protocols.openai import OpenAIService
 from chalicelib.protocols.openai_chat import ChatCompletions
 from chalicelib.protocols.openai_responses import Responses
 from chalicelib.settings import get_settings
+from chalicelib.shared.dynamodb import Attempts
+from chalicelib.shared.dynamodb import resource as dynamodb_resource
 
 #: botocore attempts per call for tables without retry loops of their own (keys, audit, reports).
 GENERAL_ATTEMPTS = 3
@@ -41,7 +41,7 @@ def dynamodb() -> Any:
 
     Bounded connect/read timeouts and a few botocore attempts, so a stalled
     DynamoDB fails a request in seconds rather than minutes; every number is
-    written in positional notation (``chalicelib/core/dynamodb.py``).
+    written in positional notation (``chalicelib/shared/dynamodb.py``).
     """
     settings = get_settings()
     return dynamodb_resource(
@@ -56,7 +56,7 @@ def dynamodb() -> Any:
 def ledger_dynamodb() -> Any:
     """The resource the ledger, meter and aggregator use: one botocore attempt per call.
 
-    Their own retry loop (``chalicelib/accounting/calls.py``) retries within the
+    Their own retry loop (``chalicelib/shared/dynamodb.py: Attempts``) retries within the
     caller's deadline, which botocore's retries cannot know.
     """
     settings = get_settings()

@@ -1,5 +1,5 @@
 """Hostile JSON on every surface: deep nesting, lone surrogates, huge numbers. Each is a 400 (or a
-JSON-RPC error on /mcp), never a 500: the one parser (chalicelib/core/body.py) refuses them."""
+JSON-RPC error on /mcp), never a 500: the one parser (chalicelib/shared/body.py) refuses them."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from chalice.test import Client
 
 from chalicelib import errors
-from chalicelib.core import body
 from chalicelib.keys.store import KeyStore, encode_cursor
+from chalicelib.shared import body
 from tests.admin_fixtures import Api
 
 DEEP = "[" * 2000 + "]" * 2000  # 4 KB: far under any size limit

@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from chalicelib.core.body import parse_json_body
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
 from chalicelib.protocols.openai_validation import (
     CHAT_PARAMETERS,
@@ -14,6 +13,7 @@ from chalicelib.protocols.openai_validation import (
     parse_chat_request,
     parse_embedding_request,
 )
+from chalicelib.shared.body import parse_json_body
 
 PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
 

@@ -46,11 +46,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.accounting.calls import Attempts, cancellation_reasons, error_code, is_transient
 from chalicelib.accounting.ledger import STREAM_AGGREGATION, UsageEntry, aggregate_scopes
-from chalicelib.core.dynamodb import dynamo_number
-from chalicelib.keys.store import isoformat, utcnow
 from chalicelib.observability import logger
+from chalicelib.shared.dates import isoformat, utcnow
+from chalicelib.shared.dynamodb import Attempts, cancellation_reasons, dynamo_number, error_code, is_transient
 
 #: Aggregate items per transaction: DynamoDB's limit is 100, one is the marker (and one spare).
 MAX_ROWS_PER_TRANSACTION = 98

@@ -35,11 +35,10 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.accounting.calls import Attempts, error_code
 from chalicelib.catalog.catalog import Prices
-from chalicelib.core.dynamodb import dynamo_number
-from chalicelib.keys.store import isoformat
 from chalicelib.observability import logger
+from chalicelib.shared.dates import isoformat
+from chalicelib.shared.dynamodb import Attempts, dynamo_number, error_code
 
 #: Marker of the structured log line written when an entry cannot be stored;
 #: ``pennyworth ledger reconcile`` replays lines carrying it.
@@ -285,7 +284,7 @@ class Ledger:
     table
         The usage table (a boto3 ``Table`` resource).
     attempts
-        Retry policy and its clock (``chalicelib.accounting.calls.Attempts``).
+        Retry policy and its clock (``chalicelib.shared.dynamodb.Attempts``).
     deadline_seconds
         How long one write may take, retries included, when the caller gives no deadline.
     """

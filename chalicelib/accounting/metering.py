@@ -46,7 +46,6 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.calls import error_code
 from chalicelib.accounting.ledger import (
     CAPPED_EVENT,
     COUNTERS,
@@ -58,9 +57,10 @@ from chalicelib.accounting.ledger import (
     usd,
 )
 from chalicelib.catalog.catalog import ModelEntry
-from chalicelib.core.dynamodb import dynamo_number
-from chalicelib.keys.store import KeyRecord, isoformat, utcnow
+from chalicelib.keys.store import KeyRecord
 from chalicelib.observability import logger
+from chalicelib.shared.dates import isoformat, utcnow
+from chalicelib.shared.dynamodb import dynamo_number, error_code
 
 WINDOW_SECONDS = 60
 #: Owner budgets are read at most this often per warm Lambda (they change rarely).

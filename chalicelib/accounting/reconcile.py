@@ -18,9 +18,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from chalicelib.accounting.ledger import UNRECORDED_EVENT, TokenUsage, UsageEntry
-from chalicelib.core.body import parse_json
 from chalicelib.errors import InvalidRequest
-from chalicelib.keys.store import isoformat
+from chalicelib.shared.body import parse_json
+from chalicelib.shared.dates import isoformat
 
 REQUIRED = (
     "request_id",

@@ -21,10 +21,10 @@ from chalicelib.accounting.reconcile import parse_lines
 from chalicelib.accounting.reports import ReportService, parse_day, render_text
 from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
 from chalicelib.admin.keys import parse_money
-from chalicelib.core.body import parse_json_body
-from chalicelib.core.dates import parse_day_text
-from chalicelib.core.http import HttpResult
-from chalicelib.keys.store import KeyStore, utcnow
+from chalicelib.keys.store import KeyStore
+from chalicelib.shared.body import parse_json_body
+from chalicelib.shared.dates import parse_day_text, utcnow
+from chalicelib.shared.http import HttpResult
 
 MAX_RANGE_DAYS = 366
 MAX_RECONCILE_LINES = 10_000

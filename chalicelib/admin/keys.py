@@ -18,22 +18,12 @@ from typing import Any
 from chalicelib import errors
 from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
 from chalicelib.catalog.catalog import Catalog
-from chalicelib.core.body import parse_json_body
-from chalicelib.core.dates import parse_day_text
-from chalicelib.core.http import HttpResult
-from chalicelib.core.text import check_plain_text
 from chalicelib.keys.audit import Actor, AuditLog, diff
-from chalicelib.keys.store import (
-    Clock,
-    KeyRecord,
-    KeyStore,
-    Page,
-    derive_key_id,
-    is_key_id,
-    isoformat,
-    parse_time,
-    utcnow,
-)
+from chalicelib.keys.store import KeyRecord, KeyStore, Page, derive_key_id, is_key_id
+from chalicelib.shared.body import parse_json_body
+from chalicelib.shared.dates import Clock, isoformat, parse_day_text, parse_time, utcnow
+from chalicelib.shared.http import HttpResult
+from chalicelib.shared.text import check_plain_text
 
 #: Fields a key can be created with (``owner`` too, for admins) and updated.
 KEY_FIELDS = ("name", "allowed_models", "monthly_budget_usd", "rpm_limit", "tpm_limit", "expires_at", "metadata")

@@ -35,13 +35,13 @@ from typing import Any
 from chalicelib import errors
 from chalicelib.accounting.ledger import TokenUsage, compute_cost
 from chalicelib.catalog.catalog import ModelEntry
-from chalicelib.core.body import parse_json
 from chalicelib.core.events import Completion
-from chalicelib.core.http import HttpResult
 from chalicelib.core.service import ModelService
 from chalicelib.keys.store import KeyRecord, KeyStore
 from chalicelib.observability import logger
 from chalicelib.protocols.openai_validation import parse_chat_request, parse_embedding_request
+from chalicelib.shared.body import parse_json
+from chalicelib.shared.http import HttpResult
 
 #: Oldest to newest; ``initialize`` answers with the client's version when listed, else the newest.
 PROTOCOL_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")

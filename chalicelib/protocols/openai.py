@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from chalicelib.core.body import parse_json_body
-from chalicelib.core.http import HttpResult
 from chalicelib.core.service import ModelService
 from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.openai_validation import parse_embedding_request
+from chalicelib.shared.body import parse_json_body
+from chalicelib.shared.http import HttpResult
 
 
 class OpenAIService:

@@ -18,7 +18,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from chalicelib.accounting.ledger import TokenUsage, UsageEntry, usd
-from chalicelib.core.body import parse_json_body
 from chalicelib.core.events import (
     Billed,
     Completion,
@@ -30,10 +29,11 @@ from chalicelib.core.events import (
     ToolCallStart,
     UsageReport,
 )
-from chalicelib.core.http import JSON_HEADERS, SSE_HEADERS, StreamingResult
 from chalicelib.core.service import ModelService, Turn
 from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.openai_validation import ChatCompletionRequest, parse_chat_request
+from chalicelib.shared.body import parse_json_body
+from chalicelib.shared.http import JSON_HEADERS, SSE_HEADERS, StreamingResult
 
 
 class ChatCompletions:

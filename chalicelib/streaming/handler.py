@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.core.http import StreamingResult
 from chalicelib.observability import logger
+from chalicelib.shared.http import StreamingResult
 from chalicelib.streaming.routes import find_route
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.core.http import StreamingResult
+from chalicelib.shared.http import StreamingResult
 
 #: headers (lower-cased), raw body, deadline (Unix seconds) → the answer.
 RouteHandler = Callable[[Mapping[str, str], bytes | str | None, float], StreamingResult]

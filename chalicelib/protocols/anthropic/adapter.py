@@ -18,10 +18,8 @@ from typing import Any
 from chalicelib import errors
 from chalicelib.accounting.ledger import usd
 from chalicelib.catalog.catalog import ModelEntry
-from chalicelib.core.body import parse_json_body
 from chalicelib.core.conversation import Conversation, Reasoning
 from chalicelib.core.events import Completion
-from chalicelib.core.http import JSON_HEADERS, SSE_HEADERS, StreamingResult
 from chalicelib.core.service import ModelService
 from chalicelib.keys.store import KeyRecord, KeyStore
 from chalicelib.protocols.anthropic.parse import (
@@ -31,6 +29,8 @@ from chalicelib.protocols.anthropic.parse import (
     parse_messages_request,
 )
 from chalicelib.protocols.anthropic.render import render_message, stream_events
+from chalicelib.shared.body import parse_json_body
+from chalicelib.shared.http import JSON_HEADERS, SSE_HEADERS, StreamingResult
 
 _BETA = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _MAX_BETAS = 64
