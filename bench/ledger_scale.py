@@ -457,7 +457,7 @@ def _kind(key: Any, owner_budgets: dict[str, Decimal]) -> str:
 
 
 def _usage(bound: int, max_tokens: int, rng: random.Random) -> Any:
-    from chalicelib.accounting.ledger import TokenUsage
+    from chalicelib.shared.usage import TokenUsage
 
     return TokenUsage(
         input_tokens=int(bound * rng.uniform(0.5, 1.0)), output_tokens=int(max_tokens * rng.uniform(0.1, 1.0))

@@ -12,7 +12,6 @@ from anthropic.types.shared import ErrorResponse
 from pydantic import TypeAdapter
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import TokenUsage
 from chalicelib.core.conversation import Reasoning
 from chalicelib.core.events import (
     Billed,
@@ -33,6 +32,7 @@ from chalicelib.protocols.anthropic.parse import (
     parse_messages_request,
 )
 from chalicelib.protocols.anthropic.render import error_body, render_message, stream_events
+from chalicelib.shared.usage import TokenUsage
 from tests.factories import usage_entry
 
 STREAM_EVENT = TypeAdapter(RawMessageStreamEvent)

@@ -9,8 +9,9 @@ import pytest
 from chalice.test import Client
 
 from chalicelib import wiring
-from chalicelib.accounting.ledger import TokenUsage, compute_cost
 from chalicelib.keys.store import KeyStore
+from chalicelib.shared.money import compute_cost
+from chalicelib.shared.usage import TokenUsage
 from tests.openai_schema import assert_valid
 from tests.stream_client import StreamClient
 

@@ -20,11 +20,12 @@ import pytest
 
 from chalicelib import errors
 from chalicelib.accounting.aggregator import Aggregator
-from chalicelib.accounting.ledger import Ledger, TokenUsage
+from chalicelib.accounting.ledger import Ledger
 from chalicelib.accounting.metering import Meter
 from chalicelib.catalog.catalog import load_catalog
 from chalicelib.keys.store import KeyStore
 from chalicelib.settings import DEFAULT_CATALOG
+from chalicelib.shared.usage import TokenUsage
 from local.stream_aggregator import shard_records
 from tests.conftest import TABLE_NAMES
 from tests.test_reports import service as report_service

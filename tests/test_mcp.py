@@ -11,9 +11,10 @@ from chalice.test import Client
 from jsonschema import Draft202012Validator
 
 from chalicelib import wiring
-from chalicelib.accounting.ledger import TokenUsage, compute_cost
 from chalicelib.keys.store import KeyStore
 from chalicelib.protocols import mcp
+from chalicelib.shared.money import compute_cost
+from chalicelib.shared.usage import TokenUsage
 from local.bedrock_emulator import count_tokens
 
 INIT = {

@@ -13,11 +13,12 @@ from decimal import Decimal
 import pytest
 
 from chalicelib import errors, wiring
-from chalicelib.accounting.ledger import CAPPED_EVENT, UNRECORDED_EVENT, Ledger, TokenUsage
+from chalicelib.accounting.ledger import CAPPED_EVENT, UNRECORDED_EVENT, Ledger
 from chalicelib.accounting.metering import Meter, Ticket, worst_case_cost
 from chalicelib.catalog.catalog import load_catalog
 from chalicelib.keys.store import KeyStore
 from chalicelib.settings import DEFAULT_CATALOG
+from chalicelib.shared.usage import TokenUsage
 
 CATALOG = load_catalog(DEFAULT_CATALOG, region="us-east-1")
 NOVA = CATALOG.resolve("nova-micro")

@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.accounting.ledger import TokenUsage, usd
 from chalicelib.core.events import (
     Billed,
     Failed,
@@ -23,6 +22,8 @@ from chalicelib.protocols.openai_responses import parse_responses_request
 from chalicelib.protocols.openai_responses.items import parse_input
 from chalicelib.protocols.openai_responses.render import ResponseWriter, custom_input, sse
 from chalicelib.protocols.openai_responses.tools import Toolset
+from chalicelib.shared.money import usd
+from chalicelib.shared.usage import TokenUsage
 from tests.factories import usage_entry
 from tests.openai_schema import assert_valid, assert_valid_stream_event
 

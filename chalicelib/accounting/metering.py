@@ -46,21 +46,14 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import (
-    CAPPED_EVENT,
-    COUNTERS,
-    Ledger,
-    Release,
-    TokenUsage,
-    UsageEntry,
-    new_entry,
-    usd,
-)
+from chalicelib.accounting.ledger import CAPPED_EVENT, COUNTERS, Ledger, Release, new_entry
 from chalicelib.catalog.catalog import ModelEntry
 from chalicelib.keys.store import KeyRecord
 from chalicelib.observability import logger
 from chalicelib.shared.dates import isoformat, utcnow
 from chalicelib.shared.dynamodb import dynamo_number, error_code
+from chalicelib.shared.money import usd
+from chalicelib.shared.usage import TokenUsage, UsageEntry
 
 WINDOW_SECONDS = 60
 #: Owner budgets are read at most this often per warm Lambda (they change rarely).

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
@@ -22,7 +22,9 @@ from chalicelib.keys.audit import Actor, AuditLog, diff
 from chalicelib.keys.store import KeyRecord, KeyStore, Page, derive_key_id, is_key_id
 from chalicelib.shared.body import parse_json_body
 from chalicelib.shared.dates import Clock, isoformat, parse_day_text, parse_time, utcnow
+from chalicelib.shared.fields import refuse_unknown
 from chalicelib.shared.http import HttpResult
+from chalicelib.shared.money import parse_money, usd
 from chalicelib.shared.text import check_plain_text
 
 #: Fields a key can be created with (``owner`` too, for admins) and updated.
@@ -38,10 +40,8 @@ _MAX_NAME = 200
 _MAX_MODELS = 100
 _MAX_METADATA = 32
 _MAX_IMPORT_ID = 128
-_MAX_BUDGET = Decimal(1_000_000_000)
 _MAX_LIMIT = 1_000_000_000
-#: ASCII digits only: ``\d`` also matches "٥" or "１", which ``Decimal`` and ``int`` read as numbers.
-_BUDGET_RE = re.compile(r"[0-9]+(\.[0-9]{1,6})?")
+#: ASCII digits only: ``\d`` also matches "٥" or "１", which ``int`` reads as numbers.
 _PAGE_SIZE_RE = re.compile(r"[0-9]{1,6}")
 _IMPORT_ID_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: safe in files and logs
 
@@ -82,7 +82,7 @@ class AdminService:
         """``POST /admin/keys``: a new key; its secret is in this answer only."""
         principal = self._principal(headers)
         body = self._body(raw_body, required=False)
-        _refuse_unknown(body, {*KEY_FIELDS, "owner"})
+        refuse_unknown(body, {*KEY_FIELDS, "owner"})
         owner = self._owner(principal, body.get("owner"))
         fields = parse_key_fields(body, catalog=self._catalog(), now=self._clock())
         actor = _actor(principal)
@@ -119,7 +119,7 @@ class AdminService:
         """``PATCH /admin/keys/{key_id}``: change limits, models, budget, expiry, name or metadata."""
         principal = self._principal(headers)
         body = self._body(raw_body, required=True)
-        _refuse_unknown(body, set(KEY_FIELDS))
+        refuse_unknown(body, set(KEY_FIELDS))
         if not body:
             raise errors.InvalidRequest(f"Send at least one field to change: {', '.join(KEY_FIELDS)}.")
         now = self._clock()
@@ -146,7 +146,7 @@ class AdminService:
         """``POST /admin/keys/{key_id}/revoke``: refused from the very next request on."""
         principal = self._principal(headers)
         body = self._body(raw_body, required=False)
-        _refuse_unknown(body, {"reason"})
+        refuse_unknown(body, {"reason"})
         reason = _optional_text(body, "reason", 500)
         current = self._owned(principal, key_id)
         actor = _actor(principal)
@@ -163,7 +163,7 @@ class AdminService:
         """``POST /admin/keys/{key_id}/rotate``: a new secret; the old one works ``grace_seconds`` more (default 0)."""
         principal = self._principal(headers)
         body = self._body(raw_body, required=False)
-        _refuse_unknown(body, {"grace_seconds"})
+        refuse_unknown(body, {"grace_seconds"})
         grace = body.get("grace_seconds", 0)
         if not _is_int(grace) or not 0 <= grace <= MAX_GRACE_SECONDS:
             raise errors.InvalidRequest(
@@ -184,7 +184,7 @@ class AdminService:
         """``GET /admin/keys/{key_id}/audit``: the key's events, oldest first."""
         principal = self._principal(headers)
         query = query or {}
-        _refuse_unknown(query, {"limit", "cursor"})
+        refuse_unknown(query, {"limit", "cursor"})
         self._owned(principal, key_id)
         page = self._audit.for_key(key_id, limit=_limit(query, "audit"), cursor=query.get("cursor"))
         return HttpResult(_listing([e.to_dict() for e in page.items], page.cursor))
@@ -197,7 +197,7 @@ class AdminService:
                 "Only admins can read the whole audit log; use a key's audit for your own keys.", code="admin_only"
             )
         query = query or {}
-        _refuse_unknown(query, {"day", "limit", "cursor"})
+        refuse_unknown(query, {"day", "limit", "cursor"})
         day = _day(query.get("day")) if query.get("day") else self._clock().date()
         page = self._audit.for_day(day, limit=_limit(query, "audit"), cursor=query.get("cursor"))
         return HttpResult(_listing([e.to_dict() for e in page.items], page.cursor))
@@ -212,7 +212,7 @@ class AdminService:
         """``POST /admin/keys/import``: create keys idempotently per row ``id``; errors are reported per row."""
         principal = self._principal(headers)
         body = self._body(raw_body, required=True)
-        _refuse_unknown(body, {"keys"})
+        refuse_unknown(body, {"keys"})
         rows = body.get("keys")
         if not isinstance(rows, list) or not rows:
             raise errors.InvalidRequest("'keys' must be a non-empty list of key objects.", param="keys")
@@ -262,7 +262,7 @@ class AdminService:
         return Owner(user.sub, user.email)
 
     def _page(self, principal: Principal, query: Mapping[str, str], kind: str) -> Page:
-        _refuse_unknown(query, {"owner", "status", "limit", "cursor"})
+        refuse_unknown(query, {"owner", "status", "limit", "cursor"})
         who = query.get("owner") or None
         if who == "me" or (who is None and not principal.is_admin):
             owner_sub: str | None = principal.sub
@@ -386,7 +386,7 @@ class Importer:
     def _parse(self, row: Any) -> tuple[str, Owner, dict[str, Any]]:
         if not isinstance(row, dict):
             raise errors.InvalidRequest("Each key must be a JSON object.")
-        _refuse_unknown(row, {"id", "owner", *KEY_FIELDS, *EXPORT_ONLY_FIELDS})
+        refuse_unknown(row, {"id", "owner", *KEY_FIELDS, *EXPORT_ONLY_FIELDS})
         import_id = row.get("id")
         if not isinstance(import_id, str) or not import_id.strip():
             raise errors.InvalidRequest(
@@ -521,7 +521,7 @@ def _shown(name: str, ceiling: Any) -> str:
     if name == "allowed_models":
         return ", ".join(ceiling)
     if name == "monthly_budget_usd":
-        return f"${money(Decimal(ceiling))}"
+        return f"${usd(Decimal(ceiling))}"
     return str(ceiling)
 
 
@@ -580,31 +580,6 @@ def _allowed_models(value: Any, *, catalog: Catalog, **_: Any) -> list[str] | No
         if entry.id not in models:
             models.append(entry.id)
     return models
-
-
-def parse_money(value: Any, param: str = "monthly_budget_usd") -> Decimal | None:
-    """Exact USD from a JSON string or number (never through float).
-
-    Raises
-    ------
-    InvalidRequest
-        Not a non-negative amount with at most 6 decimal places, or over a billion.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
-        raise errors.InvalidRequest(f'{param} must be a USD amount such as "25.00", or null.', param=param)
-    text = str(value).strip() if not isinstance(value, Decimal) else format(value, "f")
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        amount = None
-    if amount is None or not _BUDGET_RE.fullmatch(text) or amount > _MAX_BUDGET:
-        raise errors.InvalidRequest(
-            f'{param} must be a USD amount from 0 to 1000000000 with at most 6 decimals (e.g. "25.00"); got {value!r}.',
-            param=param,
-        )
-    return amount
 
 
 def _budget(value: Any, **_: Any) -> Decimal | None:
@@ -690,14 +665,6 @@ def _optional_text(body: Mapping[str, Any], name: str, limit: int) -> str | None
     return check_plain_text(value, name)
 
 
-def _refuse_unknown(source: Mapping[str, Any], allowed: set[str] | Sequence[str]) -> None:
-    unknown = sorted(set(source) - set(allowed))
-    if unknown:
-        raise errors.InvalidRequest(
-            f"Unknown field '{unknown[0]}'. Allowed: {', '.join(sorted(allowed))}.", param=unknown[0]
-        )
-
-
 def _limit(query: Mapping[str, str], kind: str) -> int:
     default, maximum = PAGE_LIMITS[kind]
     raw = query.get("limit")
@@ -729,13 +696,6 @@ def _listing(data: list[dict[str, Any]], cursor: str | None) -> dict[str, Any]:
 # Views: what callers see of a key (never the hash).
 
 
-def money(value: Decimal | None) -> str | None:
-    """Exact USD as a plain decimal string (never a float, never exponent notation)."""
-    if value is None:
-        return None
-    return format(Decimal(value).normalize(), "f") if value else "0"
-
-
 def key_view(record: KeyRecord, now: datetime) -> dict[str, Any]:
     """A key's metadata as the admin API shows it."""
     in_grace = record.previous_hash_expires_at and parse_time(record.previous_hash_expires_at) > now
@@ -747,7 +707,7 @@ def key_view(record: KeyRecord, now: datetime) -> dict[str, Any]:
         "status": record.effective_status(now),
         "owner": {"sub": record.owner_sub, "email": record.owner_email},
         "allowed_models": list(record.allowed_models) if record.allowed_models is not None else None,
-        "monthly_budget_usd": money(record.monthly_budget_usd),
+        "monthly_budget_usd": usd(record.monthly_budget_usd),
         "rpm_limit": record.rpm_limit,
         "tpm_limit": record.tpm_limit,
         "expires_at": record.expires_at,
@@ -764,7 +724,7 @@ def key_view(record: KeyRecord, now: datetime) -> dict[str, Any]:
 
 def _view_limit(name: str, value: Any) -> Any:
     if name == "monthly_budget_usd":
-        return money(Decimal(value))
+        return usd(Decimal(value))
     if name in ("rpm_limit", "tpm_limit"):
         return int(value)
     return value
@@ -777,7 +737,7 @@ def export_row(record: KeyRecord, now: datetime) -> dict[str, Any]:
         "owner": record.owner_email or record.owner_sub,
         "name": record.name,
         "allowed_models": list(record.allowed_models) if record.allowed_models is not None else None,
-        "monthly_budget_usd": money(record.monthly_budget_usd),
+        "monthly_budget_usd": usd(record.monthly_budget_usd),
         "rpm_limit": record.rpm_limit,
         "tpm_limit": record.tpm_limit,
         "expires_at": record.expires_at,

@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.accounting.ledger import TokenUsage
+from chalicelib.shared.usage import TokenUsage
 
 if TYPE_CHECKING:
-    from chalicelib.accounting.ledger import UsageEntry
     from chalicelib.errors import AppError
+    from chalicelib.shared.usage import UsageEntry
 
 
 @dataclass(frozen=True)

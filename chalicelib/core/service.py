@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import TokenUsage, UsageEntry
 from chalicelib.accounting.metering import Meter, Ticket, prompt_token_bound
 from chalicelib.catalog.catalog import Catalog, ModelEntry
 from chalicelib.core import deadline as deadline_guard
@@ -35,6 +34,7 @@ from chalicelib.core.events import (
 from chalicelib.gateway import Gateway, bedrock_prompt, check_capabilities, embedding_limits, embedding_texts
 from chalicelib.keys.store import KeyRecord
 from chalicelib.observability import logger
+from chalicelib.shared.usage import TokenUsage, UsageEntry
 
 #: Time kept back from a deadline to bill and close the answer after the upstream stops.
 BILLING_MARGIN_SECONDS = 3.0

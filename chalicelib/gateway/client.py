@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import TokenUsage
 from chalicelib.catalog.catalog import ModelEntry
 from chalicelib.core.conversation import Conversation, EmbeddingRequest
 from chalicelib.core.events import Event
@@ -25,6 +24,7 @@ from chalicelib.gateway.loader import load_litellm
 from chalicelib.gateway.prompts import bedrock_prompt
 from chalicelib.gateway.thinking import fit_thinking
 from chalicelib.gateway.upstream import map_upstream_error
+from chalicelib.shared.usage import TokenUsage
 
 CompletionFn = Callable[..., Any]
 EmbeddingFn = Callable[..., Any]

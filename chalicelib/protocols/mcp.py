@@ -29,11 +29,9 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import TokenUsage, compute_cost
 from chalicelib.catalog.catalog import ModelEntry
 from chalicelib.core.events import Completion
 from chalicelib.core.service import ModelService
@@ -42,6 +40,8 @@ from chalicelib.observability import logger
 from chalicelib.protocols.openai_validation import parse_chat_request, parse_embedding_request
 from chalicelib.shared.body import parse_json
 from chalicelib.shared.http import HttpResult
+from chalicelib.shared.money import compute_cost, usd
+from chalicelib.shared.usage import TokenUsage
 
 #: Oldest to newest; ``initialize`` answers with the client's version when listed, else the newest.
 PROTOCOL_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
@@ -283,7 +283,7 @@ class McpServer:
             "text": text,
             "finish_reason": completion.finish_reason or "stop",
             "usage": _usage(completion.entry.usage),
-            "cost_usd": _money(completion.entry.cost),
+            "cost_usd": usd(completion.entry.cost),
             "latency_ms": completion.entry.latency_ms,
             "request_id": turn.request_id,
         }
@@ -302,7 +302,7 @@ class McpServer:
             "dimensions": len(vectors[0]),
             "embeddings": vectors,
             "usage": {"input_tokens": run.entry.usage.input_tokens},
-            "cost_usd": _money(run.entry.cost),
+            "cost_usd": usd(run.entry.cost),
             "latency_ms": run.latency_ms,
             "request_id": run.request_id,
         }
@@ -343,9 +343,9 @@ class McpServer:
             "input_tokens": tokens,
             "estimate": True,
             "cost_usd": {
-                "input": _money(input_cost),
-                "max_output": _money(output_cost),
-                "max_total": _money(input_cost + output_cost),
+                "input": usd(input_cost),
+                "max_output": usd(output_cost),
+                "max_total": usd(input_cost + output_cost),
             },
             "max_output_tokens": output,
             "prices_usd_per_million_tokens": model.prices.per_million(),
@@ -442,10 +442,6 @@ def _usage(usage: TokenUsage) -> dict[str, int]:
         "cache_read_tokens": usage.cache_read_tokens,
         "cache_write_tokens": usage.cache_write_tokens,
     }
-
-
-def _money(value: Decimal) -> str:
-    return format(Decimal(value).normalize(), "f") if value else "0"
 
 
 _MESSAGES_SCHEMA = {

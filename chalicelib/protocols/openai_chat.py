@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from chalicelib.accounting.ledger import TokenUsage, UsageEntry, usd
 from chalicelib.core.events import (
     Billed,
     Completion,
@@ -34,6 +33,8 @@ from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.openai_validation import ChatCompletionRequest, parse_chat_request
 from chalicelib.shared.body import parse_json_body
 from chalicelib.shared.http import JSON_HEADERS, SSE_HEADERS, StreamingResult
+from chalicelib.shared.money import usd
+from chalicelib.shared.usage import TokenUsage, UsageEntry
 
 
 class ChatCompletions:

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import usd
 from chalicelib.catalog.catalog import ModelEntry
 from chalicelib.core.conversation import Conversation, Reasoning
 from chalicelib.core.events import Completion
@@ -31,6 +30,7 @@ from chalicelib.protocols.anthropic.parse import (
 from chalicelib.protocols.anthropic.render import render_message, stream_events
 from chalicelib.shared.body import parse_json_body
 from chalicelib.shared.http import JSON_HEADERS, SSE_HEADERS, StreamingResult
+from chalicelib.shared.money import usd
 
 _BETA = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _MAX_BETAS = 64

@@ -22,7 +22,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import TokenUsage, UsageEntry, usd
 from chalicelib.core.events import (
     Billed,
     Completion,
@@ -35,6 +34,8 @@ from chalicelib.core.events import (
     UsageReport,
 )
 from chalicelib.core.service import Turn
+from chalicelib.shared.money import usd
+from chalicelib.shared.usage import TokenUsage, UsageEntry
 
 #: The core's finish reasons → Anthropic's ``stop_reason``.
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
