@@ -61,8 +61,8 @@ def health() -> dict[str, str]:
 
 @app.route("/openapi.json", methods=["GET"])
 def openapi_document() -> dict[str, Any]:
-    """This API as OpenAPI 3.1 (chalicelib/core/openapi.py; also docs/openapi.json)."""
-    from chalicelib.core import openapi  # only this route needs it
+    """This API as OpenAPI 3.1 (chalicelib/edge/openapi.py; also docs/openapi.json)."""
+    from chalicelib.edge import openapi  # only this route needs it
 
     return openapi.document()
 

@@ -18,7 +18,6 @@ from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticat
 from chalicelib.admin.keys import AdminService
 from chalicelib.catalog.catalog import Catalog, load_catalog
 from chalicelib.console import ConsoleConfig, ConsoleSite
-from chalicelib.core.service import ModelService
 from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
 from chalicelib.keys.store import KeyStore
@@ -27,6 +26,7 @@ from chalicelib.protocols.mcp import McpServer
 from chalicelib.protocols.openai import OpenAIService
 from chalicelib.protocols.openai_chat import ChatCompletions
 from chalicelib.protocols.openai_responses import Responses
+from chalicelib.service.service import ModelService
 from chalicelib.settings import get_settings
 from chalicelib.shared.dynamodb import Attempts
 from chalicelib.shared.dynamodb import resource as dynamodb_resource

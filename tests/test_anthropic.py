@@ -12,8 +12,7 @@ from anthropic.types.shared import ErrorResponse
 from pydantic import TypeAdapter
 
 from chalicelib import errors
-from chalicelib.core.conversation import Reasoning
-from chalicelib.core.events import (
+from chalicelib.conversation.events import (
     Billed,
     Completion,
     Failed,
@@ -24,6 +23,7 @@ from chalicelib.core.events import (
     ToolCallStart,
     UsageReport,
 )
+from chalicelib.conversation.request import Reasoning
 from chalicelib.keys.store import api_key_token
 from chalicelib.protocols.anthropic.parse import (
     COUNT_TOKENS_PARAMETERS,

@@ -10,7 +10,7 @@ from chalice.test import Client
 from jsonschema import Draft202012Validator
 
 from chalicelib import errors
-from chalicelib.core import openapi
+from chalicelib.edge import openapi
 from tools import openapi as openapi_tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,10 +32,10 @@ def documented_routes() -> set[tuple[str, str]]:
 
 def test_every_served_route_is_documented_and_nothing_else() -> None:
     missing = served_routes() - documented_routes()
-    hint = "add its entry to ROUTES in chalicelib/core/openapi.py, then run python -m tools.openapi"
+    hint = "add its entry to ROUTES in chalicelib/edge/openapi.py, then run python -m tools.openapi"
     assert not missing, f"served but not documented: {sorted(missing)}; {hint}"
     extra = documented_routes() - served_routes()
-    assert not extra, f"chalicelib/core/openapi.py documents routes nobody serves: {sorted(extra)}"
+    assert not extra, f"chalicelib/edge/openapi.py documents routes nobody serves: {sorted(extra)}"
 
 
 def test_the_document_is_valid_openapi_and_its_schemas_valid_json_schema() -> None:

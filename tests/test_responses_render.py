@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.core.events import (
+from chalicelib.conversation.events import (
     Billed,
     Failed,
     Finished,

@@ -1,4 +1,4 @@
-"""Write docs/openapi.json from chalicelib/core/openapi.py (tests/test_openapi.py checks it is current).
+"""Write docs/openapi.json from chalicelib/edge/openapi.py (tests/test_openapi.py checks it is current).
 
 Usage: ``python -m tools.openapi``.
 """
@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from chalicelib.core.openapi import document
+from chalicelib.edge.openapi import document
 
 TARGET = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
 

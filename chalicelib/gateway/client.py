@@ -10,8 +10,8 @@ from typing import Any
 
 from chalicelib import errors
 from chalicelib.catalog.catalog import ModelEntry
-from chalicelib.core.conversation import Conversation, EmbeddingRequest
-from chalicelib.core.events import Event
+from chalicelib.conversation.events import Event
+from chalicelib.conversation.request import Conversation, EmbeddingRequest
 from chalicelib.gateway.embeddings import (
     EmbeddingOutcome,
     embedding_dimensions,

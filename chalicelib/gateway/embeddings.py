@@ -10,7 +10,7 @@ from typing import Any
 
 from chalicelib import errors
 from chalicelib.catalog.catalog import ModelEntry
-from chalicelib.core.conversation import EmbeddingRequest
+from chalicelib.conversation.request import EmbeddingRequest
 from chalicelib.gateway.loader import load_litellm
 from chalicelib.shared.usage import TokenUsage
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from chalicelib.core.events import (
+from chalicelib.conversation.events import (
     Event,
     Finished,
     ReasoningDelta,

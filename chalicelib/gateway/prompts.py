@@ -6,7 +6,7 @@ from typing import Any
 
 from chalicelib import errors
 from chalicelib.catalog.catalog import ModelEntry
-from chalicelib.core.conversation import Conversation
+from chalicelib.conversation.request import Conversation
 
 #: Bedrock has no JSON mode: ``json_object`` becomes this instruction (OpenAI also requires the
 #: prompt to ask for JSON). ``json_schema`` is enforced by Bedrock itself.

@@ -33,11 +33,11 @@ from typing import Any
 
 from chalicelib import errors
 from chalicelib.catalog.catalog import ModelEntry
-from chalicelib.core.events import Completion
-from chalicelib.core.service import ModelService
+from chalicelib.conversation.events import Completion
 from chalicelib.keys.store import KeyRecord, KeyStore
 from chalicelib.observability import logger
 from chalicelib.protocols.openai_validation import parse_chat_request, parse_embedding_request
+from chalicelib.service.service import ModelService
 from chalicelib.shared.body import parse_json
 from chalicelib.shared.http import HttpResult
 from chalicelib.shared.money import compute_cost, usd

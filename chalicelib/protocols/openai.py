@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from chalicelib.core.service import ModelService
 from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.openai_validation import parse_embedding_request
+from chalicelib.service.service import ModelService
 from chalicelib.shared.body import parse_json_body
 from chalicelib.shared.http import HttpResult
 

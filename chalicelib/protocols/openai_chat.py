@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from chalicelib.core.events import (
+from chalicelib.conversation.events import (
     Billed,
     Completion,
     Failed,
@@ -28,9 +28,9 @@ from chalicelib.core.events import (
     ToolCallStart,
     UsageReport,
 )
-from chalicelib.core.service import ModelService, Turn
 from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.openai_validation import ChatCompletionRequest, parse_chat_request
+from chalicelib.service.service import ModelService, Turn
 from chalicelib.shared.body import parse_json_body
 from chalicelib.shared.http import JSON_HEADERS, SSE_HEADERS, StreamingResult
 from chalicelib.shared.money import usd

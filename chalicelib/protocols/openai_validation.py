@@ -15,13 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.core.conversation import (
-    REASONING_EFFORTS,
-    Conversation,
-    EmbeddingInput,
-    EmbeddingRequest,
-    Reasoning,
-)
+from chalicelib.conversation.request import REASONING_EFFORTS, Conversation, EmbeddingInput, EmbeddingRequest, Reasoning
 from chalicelib.errors import InvalidRequest
 
 PASSED = "passed"

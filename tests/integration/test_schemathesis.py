@@ -18,7 +18,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode, checks
 
-from chalicelib.core import openapi
+from chalicelib.edge import openapi
 from local.devstack import DevStack, Ports
 
 MAX_EXAMPLES = 12

@@ -17,9 +17,8 @@ from typing import Any
 
 from chalicelib import errors
 from chalicelib.catalog.catalog import ModelEntry
-from chalicelib.core.conversation import Conversation, Reasoning
-from chalicelib.core.events import Completion
-from chalicelib.core.service import ModelService
+from chalicelib.conversation.events import Completion
+from chalicelib.conversation.request import Conversation, Reasoning
 from chalicelib.keys.store import KeyRecord, KeyStore
 from chalicelib.protocols.anthropic.parse import (
     API_VERSIONS,
@@ -28,6 +27,7 @@ from chalicelib.protocols.anthropic.parse import (
     parse_messages_request,
 )
 from chalicelib.protocols.anthropic.render import render_message, stream_events
+from chalicelib.service.service import ModelService
 from chalicelib.shared.body import parse_json_body
 from chalicelib.shared.http import JSON_HEADERS, SSE_HEADERS, StreamingResult
 from chalicelib.shared.money import usd

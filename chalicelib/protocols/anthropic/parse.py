@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.core.conversation import Conversation, Reasoning
+from chalicelib.conversation.request import Conversation, Reasoning
 from chalicelib.errors import InvalidRequest
 from chalicelib.protocols.anthropic.messages import (
     MessageTranslator,

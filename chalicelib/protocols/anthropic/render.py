@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.core.events import (
+from chalicelib.conversation.events import (
     Billed,
     Completion,
     Failed,
@@ -33,7 +33,7 @@ from chalicelib.core.events import (
     ToolCallStart,
     UsageReport,
 )
-from chalicelib.core.service import Turn
+from chalicelib.service.service import Turn
 from chalicelib.shared.money import usd
 from chalicelib.shared.usage import TokenUsage, UsageEntry
 

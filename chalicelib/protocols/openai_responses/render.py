@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.core.events import (
+from chalicelib.conversation.events import (
     Billed,
     Event,
     Failed,

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.core.conversation import REASONING_EFFORTS, Conversation, Reasoning
+from chalicelib.conversation.request import REASONING_EFFORTS, Conversation, Reasoning
 from chalicelib.errors import InvalidRequest
 from chalicelib.protocols.openai_responses.items import parse_input
 from chalicelib.protocols.openai_responses.tools import Toolset, parse_tool_choice

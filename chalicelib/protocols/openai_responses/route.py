@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 
-from chalicelib.core.service import ModelService, Turn
 from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.openai_responses.render import ResponseWriter, sse
 from chalicelib.protocols.openai_responses.request import parse_responses_request
+from chalicelib.service.service import ModelService, Turn
 from chalicelib.shared.body import parse_json_body
 from chalicelib.shared.http import JSON_HEADERS, SSE_HEADERS, StreamingResult
 from chalicelib.shared.money import usd

@@ -19,9 +19,8 @@ from typing import Any
 from chalicelib import errors
 from chalicelib.accounting.metering import Meter, Ticket, prompt_token_bound
 from chalicelib.catalog.catalog import Catalog, ModelEntry
-from chalicelib.core import deadline as deadline_guard
-from chalicelib.core.conversation import Conversation, EmbeddingRequest
-from chalicelib.core.events import (
+from chalicelib.conversation import deadline as deadline_guard
+from chalicelib.conversation.events import (
     Billed,
     Event,
     Failed,
@@ -31,6 +30,7 @@ from chalicelib.core.events import (
     ToolCallDelta,
     UsageReport,
 )
+from chalicelib.conversation.request import Conversation, EmbeddingRequest
 from chalicelib.gateway import Gateway, bedrock_prompt, check_capabilities, embedding_limits, embedding_texts
 from chalicelib.keys.store import KeyRecord
 from chalicelib.observability import logger
