@@ -117,7 +117,7 @@ def test_the_request_path_needs_only_what_the_api_and_stream_functions_are_grant
             continue
         bill(meter, ticket, f"r-{key.key_id}")
     meter.release(meter.admit(usage["limited"], NOVA, input_tokens=10, max_output_tokens=20))
-    meter.key_status(usage["limited"])
+    meter.spend(usage["limited"])
     assert {need[0] for need in needs} >= {"UpdateItem", "PutItem", "GetItem"}
     # THEN each function that serves model calls is allowed every one of those calls
     for policy in ("policy-api.json", "policy-stream.json"):

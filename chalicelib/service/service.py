@@ -341,8 +341,18 @@ class ModelService:
         return entry
 
     def key_status(self, key: KeyRecord) -> dict[str, Any]:
-        """The key's limits, spend and remaining budget (the ``Meter``'s view)."""
-        return self._meter.key_status(key)
+        """What a key holder may know about its own key: its limits, this month's spend and budget left."""
+        return {
+            "object": "key",
+            "key_id": key.key_id,
+            "prefix": key.prefix,
+            "name": key.name,
+            "owner": {"sub": key.owner_sub, "email": key.owner_email},
+            "allowed_models": list(key.allowed_models) if key.allowed_models is not None else None,
+            "expires_at": key.expires_at,
+            "limits": {"rpm": key.rpm_limit, "tpm": key.tpm_limit},
+            **self._meter.spend(key),  # budget, usage
+        }
 
     def count_tokens(self, model: ModelEntry, *, messages: list[dict[str, Any]] | None = None, text: str = "") -> int:
         """A local estimate of a prompt's tokens for ``model`` (no Bedrock call, nothing billed)."""
