@@ -31,7 +31,14 @@ from chalicelib.conversation.events import (
     UsageReport,
 )
 from chalicelib.conversation.request import Conversation, EmbeddingRequest
-from chalicelib.gateway import Gateway, bedrock_prompt, check_capabilities, embedding_limits, embedding_texts
+from chalicelib.gateway import (
+    BedrockPrompt,
+    Gateway,
+    bedrock_prompt,
+    check_capabilities,
+    embedding_limits,
+    embedding_texts,
+)
 from chalicelib.keys.store import KeyRecord
 from chalicelib.observability import logger
 from chalicelib.shared.usage import TokenUsage, UsageEntry
@@ -94,13 +101,22 @@ class ModelService:
 
     # -- chat ------------------------------------------------------------------------------------
 
-    def converse(self, key: KeyRecord, conversation: Conversation, *, deadline: float, surface: str) -> Turn:
+    def converse(
+        self,
+        key: KeyRecord,
+        conversation: Conversation,
+        *,
+        deadline: float,
+        surface: str,
+        fit: Callable[[Conversation, ModelEntry], Conversation] | None = None,
+    ) -> Turn:
         """Admit and start one model call for an authenticated key; its answer comes as the turn's events.
 
         ``deadline`` is the Unix time by which the whole answer must be out: the upstream
         call gets what is left of it, minus a margin to bill. Bedrock is called here, so an
         upstream failure before any output raises (with the admission headers) instead of
-        starting an answer that could only be an error.
+        starting an answer that could only be an error. ``fit`` lets an adapter adjust the
+        conversation to the model it resolved to (once), before its capabilities are checked.
 
         Raises
         ------
@@ -111,16 +127,20 @@ class ModelService:
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
         model = self.resolve_model(key, conversation.model, mode="chat")
+        if fit is not None:
+            conversation = fit(conversation, model)
         check_capabilities(conversation, model)
         log = {"request_id": request_id, "key_id": key.key_id, "model": model.id, "surface": surface}
         log.update(stream=conversation.stream, **conversation.annotations)
+        # What reaches Bedrock, built once: admission bounds its tokens, the call sends it.
+        prompt = bedrock_prompt(conversation)
         ticket = self._meter.admit(
             key,
             model,
-            input_tokens=prompt_token_bound(*bedrock_prompt(conversation)),
+            input_tokens=prompt_token_bound(*prompt),
             max_output_tokens=conversation.max_tokens,
         )
-        events = self._run(ticket, conversation, request_id, deadline, started, log)
+        events = self._run(ticket, conversation, prompt, request_id, deadline, started, log)
         try:
             first = next(events)
         except errors.AppError as exc:
@@ -134,6 +154,7 @@ class ModelService:
         self,
         ticket: Ticket,
         conversation: Conversation,
+        prompt: BedrockPrompt,
         request_id: str,
         deadline: float,
         started: float,
@@ -147,7 +168,7 @@ class ModelService:
         upstream: Iterator[Event] | None = None
         try:
             upstream = self._gateway.chat(
-                conversation, ticket.model, timeout_seconds=self._time_left(deadline, request_id)
+                conversation, ticket.model, prompt, timeout_seconds=self._time_left(deadline, request_id)
             )
             if conversation.stream:
                 # Each read of a stream may wait as long as the whole answer had; a stall near the
@@ -183,7 +204,7 @@ class ModelService:
         except GeneratorExit:
             # The caller stopped reading (client gone): stop Bedrock, bill what it generated.
             _close(upstream)
-            self._bill(ticket, conversation, request_id, started, log, produced, report, "abandoned")
+            self._bill(ticket, prompt, request_id, started, log, produced, report, "abandoned")
             raise
         if failure is None and finished is None:
             failure = errors.UpstreamError(
@@ -194,7 +215,7 @@ class ModelService:
         outcome = "ok" if failure is None else "cut"
         if failure is not None:
             log = {**log, "failure": failure.code}  # e.g. answer_time_limit: counted by the template
-        entry = self._bill(ticket, conversation, request_id, started, log, produced, report, outcome)
+        entry = self._bill(ticket, prompt, request_id, started, log, produced, report, outcome)
         if failure is not None:
             failure.headers.update({**ticket.headers, "x-request-id": request_id})
             yield Failed(failure, entry)
@@ -205,7 +226,7 @@ class ModelService:
     def _bill(
         self,
         ticket: Ticket,
-        conversation: Conversation,
+        prompt: BedrockPrompt,
         request_id: str,
         started: float,
         log: dict[str, Any],
@@ -218,7 +239,7 @@ class ModelService:
         else:
             # Cut before Bedrock's usage report: bill the prompt and what was produced, counted
             # with LiteLLM's tokenizer (an estimate; the entry is marked partial).
-            usage = self._gateway.estimate_usage(conversation, "".join(produced))
+            usage = self._gateway.estimate_usage(prompt, "".join(produced))
         latency_ms = _ms(started)
         entry = self._meter.settle(
             ticket,

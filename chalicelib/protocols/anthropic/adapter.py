@@ -19,7 +19,7 @@ from chalicelib import errors
 from chalicelib.catalog.catalog import ModelEntry
 from chalicelib.conversation.events import Completion
 from chalicelib.conversation.request import Conversation, Reasoning
-from chalicelib.keys.store import KeyRecord, KeyStore
+from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.anthropic.parse import (
     API_VERSIONS,
     MIN_THINKING_BUDGET,
@@ -59,8 +59,8 @@ class Messages:
         version, betas = _version(headers), _betas(headers)
         body = parse_json_body(raw_body, max_bytes=self._max_body_bytes)
         request = parse_messages_request(body, betas=betas, version=version)
-        conversation = self._fitted(key, request.conversation)
-        turn = self._models.converse(key, conversation, deadline=deadline, surface=self._surface)
+        conversation = request.conversation
+        turn = self._models.converse(key, conversation, deadline=deadline, surface=self._surface, fit=fitted)
         ids = {"id": f"msg_{turn.request_id}", "model": conversation.model}
         out_headers = {**turn.headers, "request-id": turn.request_id}
         if conversation.stream:
@@ -94,28 +94,28 @@ class Messages:
             tokens += self._models.count_tokens(model, text=json.dumps(conversation.tools, ensure_ascii=False))
         return StreamingResult(200, dict(JSON_HEADERS), iter([_json({"input_tokens": tokens})]))
 
-    def _fitted(self, key: KeyRecord, conversation: Conversation) -> Conversation:
-        """The conversation fitted to the catalog model, the way Anthropic clients need it.
 
-        Claude Code asks for thinking and 32,000 output tokens whatever the model: a model
-        that cannot think answers without thinking, and ``max_tokens`` is lowered to the
-        model's maximum (a maximum, so nothing the model could produce is lost).
-        """
-        model: ModelEntry = self._models.resolve_model(key, conversation.model, mode="chat")
-        if conversation.reasoning is not None and not model.supports_reasoning:
-            conversation = conversation.but(reasoning=None)
-        limit = model.max_output_tokens
-        if limit and conversation.max_tokens and conversation.max_tokens > limit:
-            conversation = conversation.but(max_tokens=limit)
-            budget = conversation.reasoning.budget_tokens if conversation.reasoning else None
-            if budget and budget >= limit:
-                if limit - 1 < MIN_THINKING_BUDGET:
-                    raise errors.InvalidRequest(
-                        f"The model '{conversation.model}' produces at most {limit} tokens, too few for thinking.",
-                        param="thinking",
-                    )
-                conversation = conversation.but(reasoning=Reasoning(budget_tokens=limit - 1))
-        return conversation
+def fitted(conversation: Conversation, model: ModelEntry) -> Conversation:
+    """The conversation fitted to the catalog model, the way Anthropic clients need it.
+
+    Claude Code asks for thinking and 32,000 output tokens whatever the model: a model
+    that cannot think answers without thinking, and ``max_tokens`` is lowered to the
+    model's maximum (a maximum, so nothing the model could produce is lost).
+    """
+    if conversation.reasoning is not None and not model.supports_reasoning:
+        conversation = conversation.but(reasoning=None)
+    limit = model.max_output_tokens
+    if limit and conversation.max_tokens and conversation.max_tokens > limit:
+        conversation = conversation.but(max_tokens=limit)
+        budget = conversation.reasoning.budget_tokens if conversation.reasoning else None
+        if budget and budget >= limit:
+            if limit - 1 < MIN_THINKING_BUDGET:
+                raise errors.InvalidRequest(
+                    f"The model '{conversation.model}' produces at most {limit} tokens, too few for thinking.",
+                    param="thinking",
+                )
+            conversation = conversation.but(reasoning=Reasoning(budget_tokens=limit - 1))
+    return conversation
 
 
 def _version(headers: Mapping[str, str]) -> str:
