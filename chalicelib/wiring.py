@@ -21,11 +21,7 @@ from chalicelib.console import ConsoleConfig, ConsoleSite
 from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
 from chalicelib.keys.store import KeyStore
-from chalicelib.protocols.anthropic import Messages
-from chalicelib.protocols.mcp import McpServer
-from chalicelib.protocols.openai import OpenAIService
-from chalicelib.protocols.openai_chat import ChatCompletions
-from chalicelib.protocols.openai_responses import Responses
+from chalicelib.protocols.route import Route
 from chalicelib.service.service import ModelService
 from chalicelib.settings import get_settings
 from chalicelib.shared.dynamodb import Attempts
@@ -131,33 +127,13 @@ def model_service() -> ModelService:
 
 
 @functools.cache
-def openai_service() -> OpenAIService:
-    """The buffered ``/v1`` routes (models, key status, embeddings)."""
-    return OpenAIService(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
+def adapter[R: Route](cls: type[R]) -> R:
+    """The protocol adapter route ``cls`` (``ChatCompletions``, ``Messages``, ``McpServer``, …), built once.
 
-
-@functools.cache
-def chat_adapter() -> ChatCompletions:
-    """``POST /v1/chat/completions`` (streaming route)."""
-    return ChatCompletions(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
-
-
-@functools.cache
-def messages_adapter() -> Messages:
-    """``POST /v1/messages`` and ``/v1/messages/count_tokens`` (streaming routes, Anthropic's Messages API)."""
-    return Messages(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
-
-
-@functools.cache
-def responses_adapter() -> Responses:
-    """``POST /v1/responses`` (streaming route)."""
-    return Responses(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
-
-
-@functools.cache
-def mcp_server() -> McpServer:
-    """The ``/mcp`` endpoint over the same keys and model service as ``/v1``."""
-    return McpServer(keys=key_store(), service=model_service(), max_body_bytes=get_settings().max_body_bytes)
+    Every adapter route stands on the same three things: the key store, the model service and the
+    body size limit (``chalicelib/protocols/route.py``).
+    """
+    return cls(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
 
 
 @functools.cache

@@ -15,7 +15,7 @@ from chalicelib import errors, wiring
 from chalicelib.catalog.catalog import load_catalog
 from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys.store import KeyStore
-from chalicelib.protocols.openai_validation import EMBEDDING_PARAMETERS, parse_embedding_request
+from chalicelib.protocols.openai.parse import EMBEDDING_PARAMETERS, parse_embedding_request
 from chalicelib.settings import DEFAULT_CATALOG
 from chalicelib.shared.money import compute_cost
 from chalicelib.shared.usage import TokenUsage

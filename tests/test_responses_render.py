@@ -18,8 +18,8 @@ from chalicelib.conversation.events import (
     UsageReport,
 )
 from chalicelib.errors import RateLimited, UpstreamError
-from chalicelib.protocols.openai_responses import parse_responses_request
 from chalicelib.protocols.openai_responses.items import parse_input
+from chalicelib.protocols.openai_responses.parse import parse_responses_request
 from chalicelib.protocols.openai_responses.render import ResponseWriter, custom_input, sse
 from chalicelib.protocols.openai_responses.tools import Toolset
 from chalicelib.shared.money import usd

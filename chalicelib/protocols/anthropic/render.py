@@ -224,3 +224,17 @@ def _input(arguments: str) -> dict[str, Any]:
 
 def _sse(event: str, payload: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(payload, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
+
+
+def for_anthropic_clients(exc: errors.AppError) -> errors.AppError:
+    """Headers Anthropic's SDKs act on: ``request-id``, and no retrying a spent budget.
+
+    Applied by the edge's error translation (``chalicelib/edge/answers.py``) to every error, once its
+    ``x-request-id`` is known, including refusals from before the model call.
+    """
+    if "x-request-id" in exc.headers:
+        exc.headers.setdefault("request-id", exc.headers["x-request-id"])
+    if isinstance(exc, errors.QuotaExceeded):
+        # The Stainless SDKs (and so Claude Code) retry every 429 unless told not to.
+        exc.headers["x-should-retry"] = "false"
+    return exc

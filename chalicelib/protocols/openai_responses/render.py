@@ -41,7 +41,7 @@ from chalicelib.conversation.events import (
 )
 from chalicelib.errors import AppError, RateLimited
 from chalicelib.protocols.openai_responses.items import reasoning_token
-from chalicelib.protocols.openai_responses.request import ResponsesRequest
+from chalicelib.protocols.openai_responses.parse import ResponsesRequest
 from chalicelib.shared.money import usd
 from chalicelib.shared.usage import UsageEntry
 

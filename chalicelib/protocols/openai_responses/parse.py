@@ -18,18 +18,10 @@ from typing import Any
 
 from chalicelib.conversation.request import REASONING_EFFORTS, Conversation, Reasoning
 from chalicelib.errors import InvalidRequest
+from chalicelib.protocols import params
 from chalicelib.protocols.openai_responses.items import parse_input
 from chalicelib.protocols.openai_responses.tools import Toolset, parse_tool_choice
-from chalicelib.protocols.openai_validation import (
-    IGNORED,
-    MAX_OUTPUT_TOKENS,
-    PASSED,
-    REFUSED_UNLESS_DEFAULT,
-    _boolean,
-    _integer,
-    _metadata,
-    _number,
-)
+from chalicelib.protocols.params import IGNORED, MAX_OUTPUT_TOKENS, PASSED, REFUSED_UNLESS_DEFAULT
 
 #: Policy per ``CreateResponse`` parameter; the compatibility doc mirrors this table.
 RESPONSES_PARAMETERS: dict[str, str] = {
@@ -139,7 +131,7 @@ def parse_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
     if "tools" in present:
         toolset.add(present["tools"], "tools")
     messages, has_images = parse_input(present.get("input"), instructions, model=model, toolset=toolset)
-    stream = _boolean(present, "stream", False)
+    stream = params.boolean(present, "stream", False)
     if "stream_options" in present:
         if not isinstance(present["stream_options"], dict):
             raise InvalidRequest("'stream_options' must be an object.", param="stream_options")
@@ -147,7 +139,7 @@ def parse_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
             raise InvalidRequest(
                 "The 'stream_options' parameter is only allowed when 'stream' is true.", param="stream_options"
             )
-        _boolean(present["stream_options"], "include_obfuscation", True, prefix="stream_options.")
+        params.boolean(present["stream_options"], "include_obfuscation", True, prefix="stream_options.")
 
     tools = toolset.tools or None
     tool_choice: Any = None
@@ -155,11 +147,11 @@ def parse_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
         tool_choice, narrowed = parse_tool_choice(present["tool_choice"], toolset)
         if narrowed is not None:
             tools = narrowed
-    parallel = _boolean(present, "parallel_tool_calls", True) if "parallel_tool_calls" in present else None
+    parallel = params.boolean(present, "parallel_tool_calls", True) if "parallel_tool_calls" in present else None
     max_tokens = None
     if "max_output_tokens" in present:
-        max_tokens = _integer(present, "max_output_tokens", minimum=16, maximum=MAX_OUTPUT_TOKENS)
-    sampling = {name: _number(present, name, 0.0, 1.0) for name in ("temperature", "top_p") if name in present}
+        max_tokens = params.integer(present, "max_output_tokens", minimum=16, maximum=MAX_OUTPUT_TOKENS)
+    sampling = {name: params.number(present, name, 0.0, 1.0) for name in ("temperature", "top_p") if name in present}
     response_format, text_echo = _text(present.get("text"), messages)
     effort, summary, reasoning_echo = _reasoning(present.get("reasoning"))
     encrypted = _include(present.get("include"))
@@ -170,11 +162,11 @@ def parse_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
         if name in present and not isinstance(present[name], dict):
             raise InvalidRequest(f"'{name}' must be an object.", param=name)
     if "store" in present:
-        _boolean(present, "store", True)
+        params.boolean(present, "store", True)
     if "max_tool_calls" in present:
-        _integer(present, "max_tool_calls", minimum=1)
+        params.integer(present, "max_tool_calls", minimum=1)
     if "metadata" in present:
-        _metadata(present["metadata"])
+        params.metadata(present["metadata"])
 
     conversation = Conversation(
         model=model,
@@ -234,7 +226,7 @@ def _text(value: Any, messages: list[dict[str, Any]]) -> tuple[dict[str, Any] | 
     if kind == "text":
         return None, echo
     if kind == "json_object":
-        if not _mentions_json(messages):
+        if not params.mentions_json(messages):
             # OpenAI's own rule: JSON mode without asking for JSON makes models ramble.
             raise InvalidRequest(
                 "'input' must contain the word 'json' in some form, to use 'text.format' of type 'json_object'.",
@@ -255,15 +247,6 @@ def _text(value: Any, messages: list[dict[str, Any]]) -> tuple[dict[str, Any] | 
             spec["description"] = form["description"]
         return {"type": "json_schema", "json_schema": spec}, echo
     raise InvalidRequest("text.format.type must be 'text', 'json_object' or 'json_schema'.", param="text.format")
-
-
-def _mentions_json(messages: list[dict[str, Any]]) -> bool:
-    for message in messages:
-        content = message.get("content")
-        texts = [content] if isinstance(content, str) else [p.get("text", "") for p in content or []]
-        if any("json" in text.lower() for text in texts if isinstance(text, str)):
-            return True
-    return False
 
 
 def _reasoning(value: Any) -> tuple[str | None, str | None, dict[str, Any] | None]:
