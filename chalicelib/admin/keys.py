@@ -220,13 +220,21 @@ class AdminService:
             raise errors.InvalidRequest(
                 f"At most {MAX_IMPORT_ROWS} keys per request; got {len(rows)}. Split the file.", param="keys"
             )
-        results = Importer(self, principal).run(rows)
+        importer = Importer(
+            keys=self._keys,
+            audit=self._audit,
+            catalog=self._catalog(),
+            principal=principal,
+            owner_of=lambda who: self._owner(principal, who),
+            now=self._clock(),
+        )
+        results = importer.run(rows)
         summary = {
             status: sum(1 for r in results if r["status"] == status) for status in ("created", "exists", "error")
         }
         return HttpResult({"object": "import_result", **summary, "results": results})
 
-    # Helpers (also used by Importer)
+    # Helpers
 
     def _principal(self, headers: Mapping[str, str]) -> Principal:
         return self._authenticator().authenticate(headers)
@@ -298,10 +306,23 @@ class AdminService:
 class Importer:
     """One import request: validate every row, then create the new keys in transactions."""
 
-    def __init__(self, service: AdminService, principal: Principal) -> None:
-        self._service = service
+    def __init__(
+        self,
+        *,
+        keys: KeyStore,
+        audit: AuditLog,
+        catalog: Catalog,
+        principal: Principal,
+        owner_of: Callable[[Any], Owner],
+        now: datetime,
+    ) -> None:
+        self._keys = keys
+        self._audit = audit
+        self._catalog = catalog
         self._principal = principal
-        self._now = service._clock()
+        #: Who a row's ``owner`` names, as ``AdminService`` decides it for the principal (raises if not allowed).
+        self._owner_of = owner_of
+        self._now = now
         # One directory lookup per distinct owner in the request (lookups are never cached across requests).
         self._owners: dict[str, Owner | errors.AppError] = {}
 
@@ -329,7 +350,7 @@ class Importer:
             candidates[index] = (import_id, owner, fields)
             statuses[index] = row.get("status")
 
-        keys = self._service._keys
+        keys = self._keys
         # A row's id names its key: the key id derived from (owner, id), or the id itself when it
         # is an existing key's id (an exported key), so importing an export changes nothing.
         derived = {i: derive_key_id(owner.sub, import_id) for i, (import_id, owner, _) in candidates.items()}
@@ -361,7 +382,7 @@ class Importer:
 
         outcomes = keys.import_new(prepared)
         actor = _actor(self._principal)
-        audit = self._service._audit
+        audit = self._audit
         # Events follow their keys (one batch write per request): a crash in between would leave
         # keys without their "imported" event, never an event without its key.
         audit.record_many(
@@ -402,15 +423,15 @@ class Importer:
         return (
             import_id,
             owner,
-            parse_key_fields(fields, catalog=self._service._catalog(), now=self._now, past_expiry=True),
+            parse_key_fields(fields, catalog=self._catalog, now=self._now, past_expiry=True),
         )
 
     def _owner(self, who: Any) -> Owner:
         if not isinstance(who, str):
-            return self._service._owner(self._principal, who)
+            return self._owner_of(who)
         if who not in self._owners:
             try:
-                self._owners[who] = self._service._owner(self._principal, who)
+                self._owners[who] = self._owner_of(who)
             except errors.AppError as exc:
                 self._owners[who] = exc
         found = self._owners[who]
