@@ -122,7 +122,7 @@ def gateway() -> Gateway:
 
 @functools.cache
 def model_service() -> ModelService:
-    """The core: admission, the Bedrock call and billing, shared by every protocol adapter."""
+    """The model service: admission, the Bedrock call and billing, shared by every protocol adapter."""
     return ModelService(catalog=catalog, gateway=gateway(), meter=meter())
 
 
