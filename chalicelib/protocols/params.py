@@ -1,9 +1,9 @@
-"""What the OpenAI-shaped parsers share (chat completions, embeddings, Responses): parameter
-policies and typed readers that refuse a bad value with OpenAI's wording and the parameter's name.
+"""What the protocol parsers share: parameter policies, and (for the OpenAI-shaped ones: chat
+completions, embeddings, Responses) typed readers that refuse a bad value with OpenAI's wording.
 
-Every body parameter of an OpenAI-shaped route has a policy: *passed* to the model,
-*ignored* (accepted, documented, harmless), or *refused unless default* (a 400 naming it,
-unless it carries the value that asks for nothing).
+Every body parameter of a model route has a policy: *passed* to the model, *ignored*
+(accepted, documented, harmless), or *refused unless default* (a 400 naming it, unless it
+carries the value that asks for nothing). ``checked`` applies them, in each vendor's words.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from chalicelib.errors import InvalidRequest
@@ -19,6 +19,9 @@ from chalicelib.errors import InvalidRequest
 PASSED = "passed"
 IGNORED = "ignored"
 REFUSED_UNLESS_DEFAULT = "refused unless default"
+#: OpenAI's words for a parameter it does not know, and for one this gateway refuses (``checked``).
+OPENAI_UNKNOWN = "Unrecognized request argument supplied: {name}"
+OPENAI_REFUSED = "Unsupported parameter '{name}': {why}"
 
 #: Bound on any requested output length before the model's own limit is checked.
 MAX_OUTPUT_TOKENS = 2**31 - 1
@@ -64,8 +67,10 @@ def number(source: Mapping[str, Any], name: str, lower: float, upper: float) -> 
     return float(value)
 
 
-def metadata(value: Any) -> None:
-    if (
+def metadata(source: Mapping[str, Any]) -> None:
+    """Refuse a ``metadata`` that ``source`` sets and OpenAI would not take (ignored otherwise)."""
+    value = source.get("metadata")
+    if value is not None and (
         not isinstance(value, dict)
         or len(value) > 16
         or not all(
@@ -115,3 +120,41 @@ def mentions_json(messages: list[dict[str, Any]]) -> bool:
         if any("json" in text.lower() for text in texts if isinstance(text, str)):
             return True
     return False
+
+
+def checked(
+    body: Mapping[str, Any],
+    policies: Mapping[str, str],
+    *,
+    harmless: Mapping[str, tuple[Any, ...]],
+    why: Mapping[str, str],
+    unknown: str = OPENAI_UNKNOWN,
+    refused: str = OPENAI_REFUSED,
+    also: Collection[str] = (),
+) -> dict[str, Any]:
+    """The parameters ``body`` sets (null is not set), once each is checked against its policy.
+
+    ``unknown`` and ``refused`` are the vendor's messages (``{name}``, and ``{why}`` from ``why``);
+    ``also`` names parameters known without a policy (a client's extensions, ignored).
+
+    Raises
+    ------
+    InvalidRequest
+        A parameter with no policy, or a refused one not at a value of ``harmless`` (code
+        ``unsupported_parameter``).
+    """
+    for name in body:
+        if name not in policies and name not in also:
+            raise InvalidRequest(unknown.format(name=name), param=name)
+    present = {k: v for k, v in body.items() if v is not None}
+    for name, value in present.items():
+        if policies.get(name) == REFUSED_UNLESS_DEFAULT and value not in harmless.get(name, ()):
+            raise InvalidRequest(refused.format(name=name, why=why[name]), param=name, code="unsupported_parameter")
+    return present
+
+
+def strings(source: Mapping[str, Any], *names: str) -> None:
+    """Refuse any of ``names`` that ``source`` sets to something other than a string."""
+    for name in names:
+        if name in source and not isinstance(source[name], str):
+            raise InvalidRequest(f"'{name}' must be a string.", param=name)

@@ -22,6 +22,7 @@ from typing import Any
 from chalicelib.catalog.catalog import ModelEntry
 from chalicelib.conversation.request import Conversation, Reasoning
 from chalicelib.errors import InvalidRequest
+from chalicelib.protocols import params
 from chalicelib.protocols.anthropic.messages import translate
 from chalicelib.protocols.anthropic.values import cache_control, effort_of, only
 from chalicelib.protocols.params import IGNORED, PASSED, REFUSED_UNLESS_DEFAULT
@@ -178,18 +179,14 @@ def parse_count_tokens_request(body: Mapping[str, Any], *, betas: tuple[str, ...
 
 
 def _checked(body: Mapping[str, Any], policies: Mapping[str, str]) -> dict[str, Any]:
-    for name in body:
-        if name not in policies:
-            raise InvalidRequest(f"{name}: Extra inputs are not permitted", param=name)
-    present = {k: v for k, v in body.items() if v is not None}
-    for name, value in present.items():
-        if policies[name] == REFUSED_UNLESS_DEFAULT and value not in _HARMLESS_DEFAULTS.get(name, ()):
-            raise InvalidRequest(
-                f"{name}: not supported by this gateway: {_WHY_REFUSED[name]}",
-                param=name,
-                code="unsupported_parameter",
-            )
-    return present
+    return params.checked(
+        body,
+        policies,
+        harmless=_HARMLESS_DEFAULTS,
+        why=_WHY_REFUSED,
+        unknown="{name}: Extra inputs are not permitted",
+        refused="{name}: not supported by this gateway: {why}",
+    )
 
 
 def _conversation(

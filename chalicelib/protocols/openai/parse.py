@@ -32,10 +32,7 @@ def parse_embedding_request(body: Mapping[str, Any]) -> EmbeddingRequest:
     InvalidRequest
         A missing, unknown or malformed parameter; ``param`` names it.
     """
-    for name in body:
-        if name not in EMBEDDING_PARAMETERS:
-            raise InvalidRequest(f"Unrecognized request argument supplied: {name}", param=name)
-    present = {k: v for k, v in body.items() if v is not None}
+    present = params.checked(body, EMBEDDING_PARAMETERS, harmless={}, why={})
     model = present.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("You must provide a model parameter.", param="model")

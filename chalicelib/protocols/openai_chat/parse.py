@@ -105,17 +105,7 @@ def parse_chat_request(body: Mapping[str, Any]) -> ChatCompletionRequest:
         Any parameter that is missing, of the wrong type, out of range,
         unknown or unsupported; ``param`` names it.
     """
-    for name in body:
-        if name not in CHAT_PARAMETERS:
-            raise InvalidRequest(f"Unrecognized request argument supplied: {name}", param=name)
-    present = {k: v for k, v in body.items() if v is not None}
-    for name, value in present.items():
-        if CHAT_PARAMETERS[name] == REFUSED_UNLESS_DEFAULT and value not in _HARMLESS_DEFAULTS.get(name, ()):
-            raise InvalidRequest(
-                f"Unsupported parameter '{name}': {_WHY_REFUSED[name]}",
-                param=name,
-                code="unsupported_parameter",
-            )
+    present = params.checked(body, CHAT_PARAMETERS, harmless=_HARMLESS_DEFAULTS, why=_WHY_REFUSED)
 
     model = present.get("model")
     if not isinstance(model, str) or not model.strip():
@@ -166,13 +156,10 @@ def parse_chat_request(body: Mapping[str, Any]) -> ChatCompletionRequest:
             )
         options["reasoning_effort"] = effort
     user = present.get("user")
-    for name in ("user", "safety_identifier", "prompt_cache_key"):
-        if name in present and not isinstance(present[name], str):
-            raise InvalidRequest(f"'{name}' must be a string.", param=name)
+    params.strings(present, "user", "safety_identifier", "prompt_cache_key")
     if "seed" in present:
         params.integer(present, "seed", minimum=-(2**63))
-    if "metadata" in present:
-        params.metadata(present["metadata"])
+    params.metadata(present)
     conversation = Conversation(
         model=model,
         messages=messages,

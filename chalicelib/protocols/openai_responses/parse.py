@@ -111,15 +111,14 @@ def parse_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
     InvalidRequest
         Any parameter that is missing, malformed, out of range, unknown or unsupported; ``param`` names it.
     """
-    for name in body:
-        if name not in RESPONSES_PARAMETERS and name not in CLIENT_EXTENSIONS:
-            raise InvalidRequest(f"Unrecognized request argument supplied: {name}", param=name)
-    present = {k: v for k, v in body.items() if v is not None}
-    for name, value in present.items():
-        if RESPONSES_PARAMETERS.get(name) == REFUSED_UNLESS_DEFAULT and value not in _HARMLESS_DEFAULTS.get(name, ()):
-            raise InvalidRequest(
-                f"Unsupported parameter '{name}': {_WHY_REFUSED[name]}.", param=name, code="unsupported_parameter"
-            )
+    present = params.checked(
+        body,
+        RESPONSES_PARAMETERS,
+        harmless=_HARMLESS_DEFAULTS,
+        why=_WHY_REFUSED,
+        refused=params.OPENAI_REFUSED + ".",
+        also=CLIENT_EXTENSIONS,
+    )
 
     model = present.get("model")
     if not isinstance(model, str) or not model.strip():
@@ -155,9 +154,7 @@ def parse_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
     response_format, text_echo = _text(present.get("text"), messages)
     effort, summary, reasoning_echo = _reasoning(present.get("reasoning"))
     encrypted = _include(present.get("include"))
-    for name in ("user", "safety_identifier", "prompt_cache_key", "service_tier", "prompt_cache_retention"):
-        if name in present and not isinstance(present[name], str):
-            raise InvalidRequest(f"'{name}' must be a string.", param=name)
+    params.strings(present, "user", "safety_identifier", "prompt_cache_key", "service_tier", "prompt_cache_retention")
     for name in ("prompt_cache_options", "client_metadata"):
         if name in present and not isinstance(present[name], dict):
             raise InvalidRequest(f"'{name}' must be an object.", param=name)
@@ -165,8 +162,7 @@ def parse_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
         params.boolean(present, "store", True)
     if "max_tool_calls" in present:
         params.integer(present, "max_tool_calls", minimum=1)
-    if "metadata" in present:
-        params.metadata(present["metadata"])
+    params.metadata(present)
 
     conversation = Conversation(
         model=model,
