@@ -17,7 +17,9 @@ behave like AWS beyond that (it cannot say whether AWS would accept it).
   integration's ``responseTransferMode``, the methods' Cognito authorizer and
   the API's gateway responses (``x-amazon-apigateway-gateway-responses``).
 * **``AWS::ApiGateway::RestApi`` ``Body``** is imported (moto ignores it), and
-  an ``AWS::Lambda::Function``'s ``Layers`` are kept (moto drops them).
+  an ``AWS::Lambda::Function``'s ``Layers`` are kept (moto drops them), its environment values are strings (a
+  Number parameter stayed a number), and an ``AWS::IAM::Role``'s inline policies are stored as JSON (moto stores a repr),
+  without the statements ``AWS::NoValue`` removed (moto keeps them as nulls).
 * **``AWS::Cognito::UserPool``, ``UserPoolClient``, ``UserPoolGroup``,
   ``AWS::CloudWatch::Alarm`` and ``AWS::ApiGateway::Stage``** get
   CloudFormation models over moto's own backends.
@@ -52,6 +54,7 @@ def apply() -> None:
     _patch_sam_transform()
     _patch_rest_api_import()
     _patch_function_layers()
+    _patch_role_policies()
     _register_models()
     _APPLIED = True
 
@@ -247,13 +250,36 @@ def _patch_function_layers() -> None:
     def create_from_cloudformation_json(
         cls: Any, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str, **kw: Any
     ) -> Any:
+        variables = cloudformation_json["Properties"].get("Environment", {}).get("Variables")
+        if variables:
+            # CloudFormation passes every value as a string (a Number parameter too); Lambda takes only strings.
+            cloudformation_json["Properties"]["Environment"]["Variables"] = {k: str(v) for k, v in variables.items()}
         function = create(cls, resource_name, cloudformation_json, account_id, region_name, **kw)
         layers = cloudformation_json["Properties"].get("Layers")
         if layers:
-            function.layers = function._get_layers_data(layers)
+            # A Ref to a layer made in the same stack resolves to moto's LayerVersion, not to its ARN.
+            function.layers = function._get_layers_data([getattr(layer, "arn", layer) for layer in layers])
         return function
 
     models.LambdaFunction.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+
+
+def _patch_role_policies() -> None:
+    from moto.iam import models
+
+    put_policy = models.Role.put_policy
+
+    def put(self: Any, policy_name: str, policy_json: Any) -> None:
+        # An AWS::IAM::Role's inline policy arrives as a dict and was stored as its repr, not as JSON; and a
+        # statement that is Fn::If → AWS::NoValue stays in the list as a null, where CloudFormation drops it.
+        if isinstance(policy_json, dict):
+            statements = policy_json.get("Statement")
+            if isinstance(statements, list):
+                policy_json = {**policy_json, "Statement": [s for s in statements if s is not None]}
+            policy_json = json.dumps(policy_json)
+        put_policy(self, policy_name, policy_json)
+
+    models.Role.put_policy = put
 
 
 # -- CloudFormation models moto lacks ------------------------------------------------------------
@@ -438,7 +464,9 @@ def _register_models() -> None:
             backend = apigateway_backends[account_id][region_name]
             p = cloudformation_json["Properties"]
             api, name = p["RestApiId"], p["StageName"]
-            backend.create_stage(api, name, p["DeploymentId"], variables=p.get("Variables"))
+            # A Ref to a deployment in the same stack resolves to moto's Deployment, not to its id.
+            deployment = getattr(p["DeploymentId"], "id", p["DeploymentId"])
+            backend.create_stage(api, name, deployment, variables=p.get("Variables"))
             return cls(name, {}, lambda: backend.get_rest_api(api).stages.pop(name, None))
 
     # moto finds models as CloudFormationModel.__subclasses__(), which holds them only weakly.

@@ -199,6 +199,8 @@ def check_stack(target: Target, path: str) -> str:
             f"stack {target.stack} belongs to the {owner} path ({other}); one stage is deployed by one path. "
             f"Keep using {other}, or choose another stack name (STACK=…), or delete it first."
         )
+    if status == "REVIEW_IN_PROGRESS":
+        return "create"  # a first change set was made but never executed: CloudFormation takes another
     if status.endswith("_IN_PROGRESS"):
         raise DeployError(f"stack {target.stack} is {status}: wait for it to finish, then run again.")
     if status == "ROLLBACK_COMPLETE" or status.endswith("_FAILED"):
@@ -213,7 +215,7 @@ def check_stack(target: Target, path: str) -> str:
     return "update"
 
 
-def check_function_names(target: Target, names: list[str], owns: Callable[[dict[str, str]], bool]) -> None:
+def check_function_names(target: Target, names: list[str], owns: Callable[[dict[str, str], str], bool]) -> None:
     """A function we are about to create or update is either absent or already ours (by its tags)."""
     import botocore.exceptions
 
@@ -226,7 +228,7 @@ def check_function_names(target: Target, names: list[str], owns: Callable[[dict[
                 continue
             raise
         tags = client.list_tags(Resource=arn).get("Tags", {})
-        if not owns(tags):
+        if not owns(tags, name):
             raise DeployError(
                 f"a Lambda function named {name} already exists in {target.region} and is not this stage's: "
                 "deploying would overwrite it. Delete or rename it, or deploy another stage (STAGE=…)."
@@ -704,7 +706,7 @@ def deploy_chalice(options: Options, session: Any = None) -> dict[str, Any]:
     """The chalice path, end to end; returns what was deployed (for the rehearsal)."""
     target, template, mode = prepare(options, "chalice", session)
     names = [f.chalice_function_name(target.stage, target.stack) for f in stack.FUNCTIONS]
-    check_function_names(target, names, lambda tags: _chalice_owns(tags, target))
+    check_function_names(target, names, lambda tags, name: _chalice_owns(tags, target))
     stage_dir = build(options)
     zips = check_artifact(stage_dir)
     # Every check has passed: from here on, changes.
@@ -779,6 +781,11 @@ def delete_chalice(options: Options, session: Any = None) -> None:
         log(f"{target.stack}: deleted (tables and user pool retained)")
 
 
+def _stack_physical_ids(target: Target) -> set[str]:
+    pages = target.client("cloudformation").get_paginator("list_stack_resources").paginate(StackName=target.stack)
+    return {r.get("PhysicalResourceId", "") for page in pages for r in page["StackResourceSummaries"]}
+
+
 def _stack(target: Target) -> dict[str, Any]:
     import botocore.exceptions
 
@@ -815,7 +822,8 @@ def deploy_cloudformation(options: Options, session: Any = None) -> dict[str, An
         )
     target, template, mode = prepare(options, "cloudformation", session)
     names = [f"{target.stack}-{f.suffix}" for f in stack.FUNCTIONS]
-    check_function_names(target, names, lambda tags: tags.get("aws:cloudformation:stack-name") == target.stack)
+    ours = _stack_physical_ids(target) if mode == "update" else set()
+    check_function_names(target, names, lambda tags, name: name in ours)
     try:
         target.client("s3").head_bucket(Bucket=options.bucket)
     except botocore.exceptions.ClientError:
