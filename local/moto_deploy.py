@@ -16,10 +16,11 @@ behave like AWS beyond that (it cannot say whether AWS would accept it).
   The import is redone for both, and keeps what moto's drops: each
   integration's ``responseTransferMode``, the methods' Cognito authorizer and
   the API's gateway responses (``x-amazon-apigateway-gateway-responses``).
-* **``AWS::ApiGateway::RestApi`` ``Body``** is imported (moto ignores it), and
-  an ``AWS::Lambda::Function``'s ``Layers`` are kept (moto drops them), its environment values are strings (a
-  Number parameter stayed a number), and an ``AWS::IAM::Role``'s inline policies are stored as JSON (moto stores a repr),
-  without the statements ``AWS::NoValue`` removed (moto keeps them as nulls).
+* **``AWS::ApiGateway::RestApi`` ``Body``** is imported (moto ignores it).
+* **``AWS::Lambda::Function``**: its ``Layers`` are kept (moto drops them) and
+  its environment values are strings (a Number parameter stayed a number).
+* **``AWS::IAM::Role``** inline policies are stored as JSON (moto stored a
+  repr), without the statements ``AWS::NoValue`` removes (moto kept nulls).
 * **``AWS::Cognito::UserPool``, ``UserPoolClient``, ``UserPoolGroup``,
   ``AWS::CloudWatch::Alarm`` and ``AWS::ApiGateway::Stage``** get
   CloudFormation models over moto's own backends.
