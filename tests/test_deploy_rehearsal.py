@@ -552,10 +552,15 @@ def _model(model_id: str) -> dict[str, Any]:
 def _profile(profile_id: str) -> dict[str, Any]:
     now = "2026-01-01T00:00:00Z"
     return {
-        "inferenceProfileName": profile_id, "inferenceProfileArn": f"arn:aws:bedrock:us-east-1:1:inference-profile/{profile_id}",
-        "inferenceProfileId": profile_id, "models": [{"modelArn": "arn:aws:bedrock:us-east-1::foundation-model/x"}], "status": "ACTIVE", "type": "SYSTEM_DEFINED",
-        "createdAt": now, "updatedAt": now,
-    }  # fmt: skip
+        "inferenceProfileName": profile_id,
+        "inferenceProfileArn": f"arn:aws:bedrock:us-east-1:1:inference-profile/{profile_id}",
+        "inferenceProfileId": profile_id,
+        "models": [{"modelArn": "arn:aws:bedrock:us-east-1::foundation-model/x"}],
+        "status": "ACTIVE",
+        "type": "SYSTEM_DEFINED",
+        "createdAt": now,
+        "updatedAt": now,
+    }
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -705,8 +710,9 @@ def _cloudformation_types() -> dict[str, str]:
 
 
 def _moto_models() -> set[str]:
-    from local import moto_deploy
     from moto.cloudformation.parsing import get_model_map
+
+    from local import moto_deploy
 
     moto_deploy.apply()
     return set(get_model_map())
