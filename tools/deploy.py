@@ -96,6 +96,16 @@ class Target:
 # -- checks (nothing changes before every one has passed) ------------------------------------------
 
 
+def new_session() -> Any:
+    import boto3
+    import botocore.exceptions
+
+    try:
+        return boto3.Session()
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise DeployError(f"{exc}: check AWS_PROFILE (aws configure list-profiles).") from None
+
+
 def check_account(target: Target) -> None:
     """Credentials and region, before anything else."""
     import botocore.exceptions
@@ -680,9 +690,8 @@ class Options:
 
 def prepare(options: Options, path: str, session: Any = None) -> tuple[Target, dict[str, Any], str]:
     """The checks both paths share: account, region, catalog, parameters, the stack's state."""
-    import boto3
 
-    target = Target(options.stage, options.stack, session or boto3.Session())
+    target = Target(options.stage, options.stack, session or new_session())
     check_account(target)
     template = stack.load_template()
     check_parameters(template, options.parameters, path)
@@ -711,7 +720,8 @@ def deploy_chalice(options: Options, session: Any = None) -> dict[str, Any]:
     zips = check_artifact(stage_dir)
     # Every check has passed: from here on, changes.
     data = stack.data_stack(template, target.stage, target.stack)
-    outputs = apply_stack(target, mode, "chalice", data, stack_parameters(template, options.parameters, mode))
+    parameters = stack_parameters(template, options.parameters, mode)
+    outputs = apply_stack(target, mode, "chalice", data, parameters, role_arn=options.role_arn)
     layer = publish_layer(target, zips["layer"])
     project = stage_dir / "project"
     config = chalice_config(project, target, template, outputs, layer)
@@ -743,10 +753,9 @@ def _chalice_owns(tags: dict[str, str], target: Target) -> bool:
 
 def delete_chalice(options: Options, session: Any = None) -> None:
     """Remove what ``deploy_chalice`` created; tables and the user pool are retained, as on the other path."""
-    import boto3
     import botocore.exceptions
 
-    target = Target(options.stage, options.stack, session or boto3.Session())
+    target = Target(options.stage, options.stack, session or new_session())
     check_account(target)
     found = _stack(target)
     if found and {t["Key"]: t["Value"] for t in found.get("Tags", [])}.get(stack.PATH_TAG) != "chalice":
@@ -860,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-build", action="store_true", help="deploy build/<stage> as it is")
     parser.add_argument("--build-dir", type=Path, default=ROOT / "build")
     parser.add_argument("--bucket", help="artifact bucket (CloudFormation path)")
-    parser.add_argument("--role-arn", help="CloudFormation execution role (CloudFormation path)")
+    parser.add_argument("--role-arn", help="CloudFormation execution role for the stack (either path)")
     args = parser.parse_args(argv)
     try:
         options = Options(
