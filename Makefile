@@ -29,7 +29,8 @@ ifeq ($(strip $(ARTIFACT_BUCKET)),)
 $(error make deploy needs ARTIFACT_BUCKET=<bucket> (the ArtifactBucketName output of the pennyworth-cicd stack; see docs/deployment.md))
 endif
 endif
-DEPLOY_ARGS = --stage $(STAGE) --stack $(STACK) $(if $(CFN_ROLE_ARN),--role-arn $(CFN_ROLE_ARN)) --parameters $(PARAMETERS)
+DEPLOY_ARGS = --stage $(STAGE) --stack $(STACK) $(if $(CFN_ROLE_ARN),--role-arn $(CFN_ROLE_ARN)) $(if $(NO_BUILD),--no-build) \
+  --parameters $(PARAMETERS)
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
