@@ -520,8 +520,8 @@ def _retry_role(call: Callable[[], Any], attempts: int = 10) -> Any:
         try:
             return call()
         except botocore.exceptions.ClientError as exc:
-            text = str(exc)
-            if attempt == attempts - 1 or "cannot be assumed" not in text and "role" not in text.lower():
+            young_role = exc.response["Error"]["Code"] == "InvalidParameterValueException" and "role" in str(exc)
+            if attempt == attempts - 1 or not young_role:
                 raise
             time.sleep(min(2**attempt, 10))
     return None
@@ -541,8 +541,7 @@ def restore_chalice_state(target: Target, project: Path) -> None:
     except botocore.exceptions.ClientError as exc:
         if exc.response["Error"]["Code"] != "ParameterNotFound":
             raise
-        path.unlink(missing_ok=True)
-        return
+        return  # never deployed (or its record was not saved): Chalice goes by what the project has
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(zlib.decompress(base64.b64decode(value)))
 
