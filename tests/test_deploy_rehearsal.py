@@ -269,6 +269,13 @@ def test_both_paths_serve_the_same_routes_with_the_same_gateway_responses_and_au
 
 
 @pytest.mark.parametrize("path", PATHS)
+def test_the_admin_authorizer_trusts_this_stages_user_pool(rehearsal: dict[str, Any], path: str) -> None:
+    # app.py reads the pool's ARN when Chalice loads it: on the chalice path, from the deploy's environment
+    [authorizer] = client("apigateway").get_authorizers(restApiId=rehearsal[path]["api_id"])["items"]
+    assert authorizer["providerARNs"] == [rehearsal[path]["result"]["outputs"]["UserPoolArn"]]
+
+
+@pytest.mark.parametrize("path", PATHS)
 def test_api_gateway_may_call_the_streaming_function_for_exactly_its_methods(
     rehearsal: dict[str, Any], path: str
 ) -> None:
