@@ -29,7 +29,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.streaming.routes import STREAM_PATHS
+from chalicelib.edge.routes import STREAM_PATHS
 from tools import deploy, package, stack
 
 ROOT = Path(__file__).resolve().parent.parent

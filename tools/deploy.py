@@ -574,7 +574,7 @@ def save_chalice_state(target: Target, project: Path) -> dict[str, Any]:
 
 
 def api_extension(target: Target, template: dict[str, Any], stream_arn: str) -> dict[str, Any]:
-    from chalicelib.streaming.routes import STREAM_PATHS
+    from chalicelib.edge.routes import STREAM_PATHS
     from tools.package import stream_methods, streaming_uri
 
     uri = (
@@ -636,7 +636,7 @@ def put_stream_permissions(target: Target, function_name: str, api_id: str, api_
     """API Gateway may invoke the streaming function for exactly the streaming methods of this API."""
     import botocore.exceptions
 
-    from chalicelib.streaming.routes import STREAM_PATHS
+    from chalicelib.edge.routes import STREAM_PATHS
     from tools.package import permission_name
 
     client = target.client("lambda")

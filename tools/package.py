@@ -35,7 +35,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from chalicelib.streaming.routes import STREAM_PATHS
+from chalicelib.edge.routes import STREAM_PATHS
 from tools import stack
 from tools.policies import STREAM_POLICY_FILE
 from tools.prune import prune

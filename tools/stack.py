@@ -7,7 +7,7 @@ Where each part is defined, once:
   environment plus its own, as ``tools/package.py: wire_streaming`` does).
 * **IAM statements**: ``tools/policies.py`` (one function per role).
 * **The functions**: ``FUNCTIONS`` below (logical id, Chalice name, role, policy).
-* **The routes that stream**: ``chalicelib/streaming/routes.py: STREAM_PATHS``.
+* **The routes that stream**: ``chalicelib/edge/routes.py: STREAM_PATHS``.
 
 The CloudFormation path (``make deploy``) merges all of it into one stack
 (``tools/package.py``). The ``chalice deploy`` path (``make chalice-deploy``,
