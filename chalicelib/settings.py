@@ -42,6 +42,7 @@ ENV: dict[str, str | None] = {
     "PENNYWORTH_METRICS_NAMESPACE": "Pennyworth",
     "PENNYWORTH_DYNAMODB_TIMEOUT_SECONDS": "2",
     "PENNYWORTH_LEDGER_DEADLINE_SECONDS": "2.5",
+    "PENNYWORTH_ADMIN_READ_CACHE_SECONDS": "5",
     # A harmless placeholder: the deployed template points the aggregator at the usage table's stream.
     "PENNYWORTH_USAGE_STREAM_ARN": (
         "arn:aws:dynamodb:us-east-1:000000000000:table/pennyworth-local-usage/stream/2020-01-01T00:00:00.000"
@@ -52,6 +53,8 @@ ENV: dict[str, str | None] = {
 DEFAULT_CATALOG = Path(__file__).parent / "catalog" / "catalog.json"
 #: Lambda's longest function timeout, which is also API Gateway's longest streamed response (15 min).
 MAX_STREAM_TIMEOUT_SECONDS = 900
+#: The longest an admin API read may rely on an earlier answer about its caller (chalicelib/admin/auth.py).
+MAX_ADMIN_READ_CACHE_SECONDS = 60
 
 
 class SettingsError(ValueError):
@@ -88,6 +91,7 @@ class Settings:
     dynamodb_timeout_seconds: float
     ledger_deadline_seconds: float
     usage_stream_arn: str
+    admin_read_cache_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -132,6 +136,9 @@ class Settings:
             dynamodb_timeout_seconds=_number(get, "PENNYWORTH_DYNAMODB_TIMEOUT_SECONDS", float),
             ledger_deadline_seconds=_number(get, "PENNYWORTH_LEDGER_DEADLINE_SECONDS", float),
             usage_stream_arn=_required(get, "PENNYWORTH_USAGE_STREAM_ARN"),
+            admin_read_cache_seconds=_number(
+                get, "PENNYWORTH_ADMIN_READ_CACHE_SECONDS", float, maximum=MAX_ADMIN_READ_CACHE_SECONDS, zero=True
+            ),
         )
 
 
@@ -151,7 +158,7 @@ def _url(get, name: str) -> str | None:
     return value.rstrip("/")
 
 
-def _number(get, name: str, kind: type, maximum: float | None = None):
+def _number(get, name: str, kind: type, maximum: float | None = None, zero: bool = False):
     raw = get(name)
     try:
         value = kind(raw)
@@ -159,8 +166,8 @@ def _number(get, name: str, kind: type, maximum: float | None = None):
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
     if value != value or value in (float("inf"), Decimal("Infinity")):  # NaN is unequal to itself
         raise SettingsError(f"{name} must be a finite number, got {raw!r}")
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive, got {raw!r}")
+    if value < 0 or (value == 0 and not zero):
+        raise SettingsError(f"{name} must be {'0 or more' if zero else 'positive'}, got {raw!r}")
     if maximum is not None and not value <= maximum:
         raise SettingsError(f"{name} must be at most {maximum}, got {raw!r}")
     return value

@@ -103,6 +103,10 @@ class DevStack:
     #: Where the AWS state (tables, users, ledger) and the stack's ids and secrets are kept across
     #: restarts; None: a throwaway stack (tests).
     state_dir: Path | None = None
+    #: False: start from ``state_dir`` but save nothing back (a benchmark's seeded state).
+    persist: bool = True
+    #: Further options for the moto server (``--skip-patch NAME``: a benchmark's "before").
+    moto_args: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     _processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -136,7 +140,8 @@ class DevStack:
             moto = [sys.executable, "-m", "local.moto_server", "-H", self.host, "-p", str(self.ports.aws)]
             saved = self._saved_stack()
             if self.state_dir is not None:
-                moto += ["--state", str(self.state_dir / AWS_STATE)]
+                moto += ["--state" if self.persist else "--load", str(self.state_dir / AWS_STATE)]
+            moto += self.moto_args
             self._spawn("aws", moto)
             self._spawn(
                 "bedrock",

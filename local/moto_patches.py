@@ -54,8 +54,12 @@ def _untracked_new(cls: type, *args: Any, **kwargs: Any) -> Any:
     return object.__new__(cls)
 
 
-def apply() -> None:
-    """Install every patch once per process."""
+#: Patches that can be left out (``local/moto_server.py --skip-patch``): a benchmark's "before".
+OPTIONAL = ("queries",)
+
+
+def apply(*, skip: tuple[str, ...] = ()) -> None:
+    """Install every patch once per process (``skip``: names from ``OPTIONAL`` to leave out)."""
     global _APPLIED
     if _APPLIED:
         return
@@ -63,7 +67,8 @@ def apply() -> None:
     _plain_number_arithmetic()
     _transactions_copy_items_not_tables()
     _bounded_streams()
-    _queries_read_their_partition()
+    if "queries" not in skip:
+        _queries_read_their_partition()
     _APPLIED = True
 
 

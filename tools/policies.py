@@ -130,9 +130,9 @@ def api_policy(catalog_path: Path = CATALOG) -> Document:
             {
                 "Sid": "FindUsers",
                 "Effect": "Allow",
-                # ListUsers: owners by e-mail, and every admin call checks its user still exists and is
-                # enabled; AdminListGroupsForUser: that a token claiming "admins" is still in the group.
-                "Action": ["cognito-idp:ListUsers", "cognito-idp:AdminListGroupsForUser"],
+                # ListUsers: owners by e-mail; AdminGetUser: that an admin call's user still exists and
+                # is enabled; AdminListGroupsForUser: that a token claiming "admins" is still in the group.
+                "Action": ["cognito-idp:ListUsers", "cognito-idp:AdminGetUser", "cognito-idp:AdminListGroupsForUser"],
                 "Resource": getatt("UserPool"),
             },
             # Admins can run the daily report on demand (POST /admin/reports/daily).

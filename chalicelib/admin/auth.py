@@ -8,10 +8,20 @@ app client, ``token_use``, expiry). Local must not be an open door.
 The JWKS is fetched on first use (never at import) and cached per process; an
 unknown ``kid`` triggers at most one refetch per minute, so forged tokens
 cannot make the gateway hammer Cognito.
+
+A token's signature stays valid for its whole hour, whatever happens to its user, so
+each call also asks the pool whether the user still exists, is enabled and (for an
+``admins`` claim) is still an admin: ``AdminGetUser`` (Cognito's ``UserRead`` quota,
+120 requests/s per account) and ``AdminListGroupsForUser`` (``UserResourceRead``, 50/s).
+A call that changes something always asks; a read may reuse the answer this process got
+for the same token in the last ``read_cache_seconds`` (``PENNYWORTH_ADMIN_READ_CACHE_SECONDS``,
+5 by default), so a console page's burst of reads costs one answer, and a disabled,
+deleted or demoted user can read for at most that long, and change nothing at all.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
@@ -28,6 +38,8 @@ TOKEN_USES = ("id", "access")
 _JWKS_TIMEOUT_SECONDS = 5
 _EMAIL_RE = re.compile(r"^[^@\s\"\\]+@[^@\s\"\\]+$")
 _SUB_RE = re.compile(r"^[A-Za-z0-9-]{1,128}$")
+#: Cognito usernames: 1-128 characters without whitespace (a verified token's claim, sent as a value).
+_USERNAME_RE = re.compile(r"^\S{1,128}$")
 
 
 def cognito_issuer(user_pool_id: str, region: str | None = None) -> str:
@@ -270,11 +282,13 @@ class UserDirectory:
             self._remember(user)
         return user
 
-    def standing(self, sub: str) -> DirectoryUser | None:
+    def standing(self, sub: str, *, username: str | None = None) -> DirectoryUser | None:
         """The user with this sub as the pool has them now (never cached); None when there is none.
 
         A token stays valid for its whole lifetime (an hour) after its user is
-        deleted or disabled: the admin API asks here on every call.
+        deleted or disabled: the admin API asks here. With the token's ``username``
+        claim it is one ``AdminGetUser`` (a user deleted and created again under the
+        same name has another sub, and is not this one); without, ``ListUsers``.
 
         Raises
         ------
@@ -283,7 +297,12 @@ class UserDirectory:
         """
         if not _SUB_RE.match(sub):
             return None
-        user = self._list_one("sub", sub)
+        if username and _USERNAME_RE.match(username):
+            user = self._get_one(username)
+            if user is not None and user.sub != sub:
+                user = None
+        else:
+            user = self._list_one("sub", sub)
         if user is not None:
             self._remember(user)
         return user
@@ -336,6 +355,29 @@ class UserDirectory:
             self._emails.clear()
         self._emails[user.sub] = (self._monotonic(), user.email)
 
+    def _get_one(self, username: str) -> DirectoryUser | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self._client.admin_get_user(UserPoolId=self._pool_id, Username=username)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "UserNotFoundException":
+                return None
+            logger.warning("Cognito AdminGetUser failed", extra={"error": str(exc)})
+            raise ServiceUnavailable("The gateway could not reach the user directory; retry later.") from None
+        except BotoCoreError as exc:
+            logger.warning("Cognito AdminGetUser failed", extra={"error": str(exc)})
+            raise ServiceUnavailable("The gateway could not reach the user directory; retry later.") from None
+        attributes = {a["Name"]: a["Value"] for a in response.get("UserAttributes", [])}
+        if "sub" not in attributes:
+            return None
+        return DirectoryUser(
+            sub=attributes["sub"],
+            email=attributes.get("email"),
+            username=response.get("Username"),
+            enabled=response.get("Enabled", True) is not False,
+        )
+
     def _list_one(self, attribute: str, value: str) -> DirectoryUser | None:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -358,14 +400,36 @@ class UserDirectory:
 
 
 class AdminAuthenticator:
-    """Turns a request's bearer token into a ``Principal`` (email from the token or the directory)."""
+    """Turns a request's bearer token into a ``Principal`` (email from the token or the directory).
 
-    def __init__(self, verifier: TokenVerifier, directory: UserDirectory | None = None) -> None:
+    ``read_cache_seconds``: how long a read (``authenticate(..., read_only=True)``) may reuse
+    the directory's answer about the same token in this process (0: never). At most
+    ``max_cached`` tokens are remembered, by their SHA-256 digest, never in clear.
+    """
+
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        directory: UserDirectory | None = None,
+        *,
+        read_cache_seconds: float = 0.0,
+        max_cached: int = 1000,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._verifier = verifier
         self._directory = directory
+        self._read_cache_seconds = read_cache_seconds
+        self._max_cached = max_cached
+        self._monotonic = monotonic
+        self._answers: dict[bytes, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
 
-    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+    def authenticate(self, headers: Mapping[str, str], *, read_only: bool = False) -> Principal:
         """The verified caller.
+
+        The token itself (signature, issuer, client, use, expiry) is checked on every call;
+        a ``read_only`` call may reuse this process's answer from the directory about the same
+        token for ``read_cache_seconds``.
 
         Raises
         ------
@@ -384,9 +448,29 @@ class AdminAuthenticator:
         if token.startswith(f"{KEY_PREFIX}-"):
             raise _invalid("API keys cannot manage keys; sign in with 'pennyworth login' and use its token.")
         claims = self._verifier.verify(token)
+        digest = hashlib.sha256(token.encode()).digest()
+        if read_only and self._read_cache_seconds > 0:
+            with self._lock:
+                cached = self._answers.get(digest)
+            if cached is not None and self._monotonic() - cached[0] < self._read_cache_seconds:
+                return cached[1]
+        try:
+            principal = self._confirm(claims)
+        except AuthenticationFailed:
+            with self._lock:
+                self._answers.pop(digest, None)  # what the pool says now replaces any earlier answer
+            raise
+        if self._read_cache_seconds > 0:
+            self._remember(digest, principal)
+        return principal
+
+    def _confirm(self, claims: Mapping[str, Any]) -> Principal:
+        """The token's caller as the directory has them now (refused if deleted or disabled)."""
         claimed = claims.get("cognito:groups") or []
         groups = tuple(g for g in claimed if isinstance(g, str)) if isinstance(claimed, list) else ()
-        user = self._standing(claims["sub"])
+        # ID tokens name the user in ``cognito:username``, access tokens in ``username``.
+        username = claims.get("cognito:username", claims.get("username"))
+        user = self._standing(claims["sub"], username if isinstance(username, str) else None)
         directory = self._directory
         # A user removed from the group after signing in: the token's claim is up to an hour old.
         if user is not None and directory is not None and ADMINS_GROUP in groups:
@@ -398,7 +482,15 @@ class AdminAuthenticator:
             token_use=claims["token_use"],
         )
 
-    def _standing(self, sub: str) -> DirectoryUser | None:
+    def _remember(self, digest: bytes, principal: Principal) -> None:
+        now = self._monotonic()
+        with self._lock:
+            if len(self._answers) >= self._max_cached:
+                fresh = {k: v for k, v in self._answers.items() if now - v[0] < self._read_cache_seconds}
+                self._answers = fresh if len(fresh) < self._max_cached else {}
+            self._answers[digest] = (now, principal)
+
+    def _standing(self, sub: str, username: str | None = None) -> DirectoryUser | None:
         """The token's user as the pool has them now; refuses a user deleted or disabled since signing in.
 
         A Cognito token's signature stays valid until it expires (an hour), whatever
@@ -406,7 +498,7 @@ class AdminAuthenticator:
         """
         if self._directory is None:
             return None
-        user = self._directory.standing(sub)
+        user = self._directory.standing(sub, username=username)
         if user is None:
             raise AuthenticationFailed(
                 "This user no longer exists in the user pool; its tokens are no longer accepted.",
@@ -434,6 +526,7 @@ def authenticator_for_pool(
     endpoint_url: str | None,
     directory: UserDirectory | None,
     console_client_id: str | None = None,
+    read_cache_seconds: float = 0.0,
 ) -> AdminAuthenticator:
     """The authenticator for one pool and its app clients (the CLI's, and the console's when set).
 
@@ -454,4 +547,4 @@ def authenticator_for_pool(
         other_client_ids=(console_client_id,) if console_client_id else (),
         jwks=JwksCache(jwks_url(user_pool_id, region=region, endpoint_url=endpoint_url)),
     )
-    return AdminAuthenticator(verifier, directory)
+    return AdminAuthenticator(verifier, directory, read_cache_seconds=read_cache_seconds)
