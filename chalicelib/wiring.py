@@ -16,6 +16,7 @@ from chalicelib.accounting.reports import ReportConfig, ReportService
 from chalicelib.admin.accounting import AccountingService
 from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticator_for_pool
 from chalicelib.admin.keys import AdminService
+from chalicelib.admin.requests import RequestLog
 from chalicelib.catalog.catalog import Catalog, load_catalog
 from chalicelib.console import ConsoleConfig, ConsoleSite
 from chalicelib.gateway import Gateway, UpstreamConfig
@@ -221,6 +222,12 @@ def accounting_service() -> AccountingService:
         directory=user_directory,
         max_body_bytes=get_settings().max_body_bytes,
     )
+
+
+@functools.cache
+def request_log() -> RequestLog:
+    """The request log (``GET /admin/requests``): billed requests from the ledger, a page at a time."""
+    return RequestLog(authenticator=admin_authenticator, keys=key_store(), ledger=ledger(), directory=user_directory)
 
 
 @functools.cache

@@ -22,6 +22,11 @@ Table layout (``usage`` table, see ``infra/template.json``)::
     pk=AGG#OWNER#<sub> / AGG#MODEL#<alias> / AGG#ALL   sk=DAY#… or MONTH#…
     pk=STREAM#<shard_id>          sk=MARK                      the aggregator's position in a shard
 
+The ``by-period`` index holds the day aggregates (``gsi1pk=DAY#<day>``, ``gsi1sk=<scope>``) and
+the request log: every entry under ``gsi1pk=LOG#<month>#<n>`` (``n`` of ``LOG_SHARDS``, from its
+request id), ``gsi1sk=<time>#<request_id>``, so every request of a month reads newest first
+(``chalicelib/admin/requests.py``) and no index partition takes more than a quarter of the writes.
+
 Entries written before the stream design (no ``aggregation`` attribute) were
 aggregated when they were written; the aggregator ignores them, and every
 aggregate they produced is read as it is (no migration).
@@ -29,6 +34,7 @@ aggregate they produced is read as it is (no migration).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime, timedelta
@@ -54,6 +60,11 @@ USAGE_GROUPS = ("key", "owner", "model", "day")
 COUNTERS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 #: Release records are bookkeeping, not history: DynamoDB's TTL removes them after this.
 RELEASE_TTL_SECONDS = 40 * 24 * 3600
+#: Index partitions of a month's request log. An index partition takes about 1,000 writes a second
+#: (one write unit per entry up to 1 KB): four keep 1,000 requests a second (bench/ledger_scale.py)
+#: at a quarter of that, and cost a reader four queries per page.
+LOG_SHARDS = 4
+LOG_PREFIX = "LOG#"
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,7 @@ def new_entry(
     rate_window: int | None = None,
     counted_tokens: int = 0,
     cap: Decimal | None = None,
+    protocol: str = "",
 ) -> UsageEntry:
     """Build an entry, pricing it exactly; with ``cap``, the cost billed is at most ``cap`` (and flagged)."""
     cost = compute_cost(prices, usage)
@@ -113,6 +125,7 @@ def new_entry(
         counted_tokens=counted_tokens,
         capped=capped,
         usage_cost=cost if capped else None,
+        protocol=protocol,
     )
 
 
@@ -128,13 +141,22 @@ def entry_item(entry: UsageEntry) -> dict[str, Any]:
         data.pop("counted_tokens", None)
     if not entry.budget_month:
         data.pop("budget_month", None)
+    if not entry.protocol:
+        data.pop("protocol", None)
     return {
         "pk": f"KEY#{entry.key_id}",
         "sk": f"REQ#{entry.timestamp}#{entry.request_id}",
         "type": "entry",
         "aggregation": STREAM_AGGREGATION,
         **data,
+        **log_keys(entry.timestamp, entry.request_id),
     }
+
+
+def log_keys(timestamp: str, request_id: str) -> dict[str, str]:
+    """Where an entry sits in the request log (the ``by-period`` index): its month's shard, then time."""
+    shard = zlib.crc32(request_id.encode()) % LOG_SHARDS
+    return {"gsi1pk": f"{LOG_PREFIX}{timestamp[:7]}#{shard}", "gsi1sk": f"{timestamp}#{request_id}"}
 
 
 def entry_from_item(item: dict[str, Any]) -> UsageEntry:

@@ -366,6 +366,7 @@ class Meter:
         latency_ms: int,
         status: str,
         deadline: float | None = None,
+        protocol: str = "",
     ) -> UsageEntry:
         """Bill the actual usage (capped at the reservation, if one was made): one conditional ``PutItem``.
 
@@ -395,6 +396,7 @@ class Meter:
             rate_window=ticket.window if held else None,
             counted_tokens=ticket.counted_tokens if held else 0,
             cap=ticket.reserved if held else None,
+            protocol=protocol,
         )
         if entry.capped:
             logger.warning(

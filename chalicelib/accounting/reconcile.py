@@ -44,6 +44,7 @@ OPTIONAL = (
     "counted_tokens",
     "capped",
     "usage_cost",
+    "protocol",
 )
 STATUSES = ("ok", "partial")
 #: Sanity bounds: far above any real request, far below what would break a report.
@@ -124,6 +125,10 @@ def parse_entry(data: Any, *, now: datetime) -> UsageEntry:
     if not isinstance(operation, str) or not _OPERATION.fullmatch(operation):
         raise InvalidEntry("'operation' must be a lower-case word such as 'chat'")
     values["operation"] = operation
+    protocol = data.get("protocol", "")
+    if protocol != "" and (not isinstance(protocol, str) or not _OPERATION.fullmatch(protocol)):
+        raise InvalidEntry("'protocol' must be a lower-case word such as 'openai'")
+    values["protocol"] = protocol
     if data["status"] not in STATUSES:
         raise InvalidEntry(f"'status' must be one of {', '.join(STATUSES)}")
     values["status"] = data["status"]

@@ -163,6 +163,14 @@ ROUTES: tuple[Endpoint, ...] = (
              name="admin_get_report",
              serve=lambda r: wiring.accounting_service().get_report(r.headers, r.params["day"]),
              response=ref("Report"), errors=ADMIN_ERRORS),
+    # Admin API: the request log (members: their own requests; admins: everyone's)
+    Endpoint("GET", "/admin/requests", "Billed requests, newest first: time, key, person, team, model, protocol, "
+             "tokens, cost, latency, status, request id (no prompt or answer is stored)", "accounting", ADMIN,
+             name="admin_requests", serve=lambda r: wiring.request_log().list(r.headers, r.query),
+             response=ref("RequestPage"), errors=ADMIN_ERRORS,
+             query={"from": STRING, "to": STRING, "key": STRING, "owner": STRING, "team": STRING, "model": STRING,
+                    "status": {"enum": ["ok", "partial"]}, "limit": {"type": "integer", "minimum": 1, "maximum": 200},
+                    "cursor": STRING}),
     # The web console: a static page and its assets, public (the admin API above checks every call it makes)
     Endpoint("GET", "/console", "The web console's page", "console", name="console_page",
              serve=lambda r: wiring.console_site().page(r.path), response=STRING, media_types=("text/html",),

@@ -248,6 +248,7 @@ class ModelService:
             usage=usage,
             latency_ms=latency_ms,
             status="ok" if outcome == "ok" else "partial",
+            protocol=log["surface"],
         )
         logger.info(
             "chat completion",
@@ -318,6 +319,7 @@ class ModelService:
                 usage=outcome.usage,
                 latency_ms=latency_ms,
                 status="ok" if outcome.error is None else "partial",
+                protocol=surface,
             )
         if outcome.error is not None:
             outcome.error.headers.update(headers)

@@ -54,6 +54,9 @@ class UsageEntry:
     #: True when ``cost`` was capped at the reservation; ``usage_cost`` is then what the usage costs.
     capped: bool = False
     usage_cost: Decimal | None = None
+    #: The client protocol the request came in by (``openai``, ``responses``, ``anthropic``, ``mcp``);
+    #: empty on entries from before it was recorded.
+    protocol: str = ""
 
     @property
     def day(self) -> str:
