@@ -71,9 +71,10 @@ def cli(ctx: click.Context, local: bool, profile_name: str | None, endpoint: str
 def _register() -> None:
     from cli.auth import login, logout
     from cli.keys import keys
+    from cli.requests import requests
     from cli.usage import budget, ledger, report, usage
 
-    for command in (login, logout, keys, usage, budget, report, ledger):
+    for command in (login, logout, keys, usage, requests, budget, report, ledger):
         cli.add_command(command)
 
 
