@@ -98,13 +98,13 @@ def _models_and_tables(catalog_path: Path) -> list[Document]:
             "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
             "Resource": bedrock_resources(catalog_path),
         },
-        # Keys: verify (GetItem), admin CRUD with conditions, list by owner, export (Scan),
-        # bulk import (transactions of conditional puts), report/status lookups (BatchGetItem).
+        # Keys: verify (GetItem), admin CRUD with conditions, list by owner or by state (Query on
+        # the indexes), bulk import (transactions of conditional puts), lookups (BatchGetItem).
         _table(
             "KeysTable",
             "KeysTable",
-            ["GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "Query", "Scan", "BatchGetItem"],
-            ("by-owner",),
+            ["GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "Query", "BatchGetItem"],
+            ("by-owner", "by-status"),
         ),
         # Usage: ledger entries and release records (conditional puts), admission's conditional
         # updates, aggregates read, owner budgets, reports on demand. No transactions: the

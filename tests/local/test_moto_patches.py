@@ -223,3 +223,23 @@ def test_an_index_query_sees_every_kind_of_write_at_once(usage_table) -> None:
     with pytest.raises(ClientError, match="TransactionCanceled"):
         client.transact_write_items(TransactItems=[put, refused])
     assert logged() == []
+
+
+def test_local_state_saved_before_an_index_gets_it_at_the_next_start(aws) -> None:
+    import boto3
+
+    from chalicelib.keys.store import KeyStore
+    from local import bootstrap
+
+    # GIVEN make dev's keys table from before the by-status index, with a key in it
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    names = {"KeysTable": "old-keys", "UsageTable": "old-usage", "AuditTable": "old-audit"}
+    bootstrap.create_tables(client, names)
+    client.update_table(TableName="old-keys", GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": "by-status"}}])
+    table = boto3.resource("dynamodb", region_name="us-east-1").Table("old-keys")
+    record, _ = KeyStore(table).create(owner_sub="o", name="from before")
+    # WHEN make dev starts again on that state THEN the index is added, and the old key listed by it
+    bootstrap.create_tables(client, names)
+    indexes = {i["IndexName"] for i in client.describe_table(TableName="old-keys")["Table"]["GlobalSecondaryIndexes"]}
+    assert indexes == {"by-owner", "by-status"}
+    assert [r.key_id for r in KeyStore(table).list_keys().items] == [record.key_id]
