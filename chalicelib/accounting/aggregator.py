@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.accounting.ledger import STREAM_AGGREGATION, aggregate_scopes, entry_from_item
+from chalicelib.accounting.ledger import STREAM_AGGREGATION, aggregate_scopes, entry_from_item, owner_model_day
 from chalicelib.observability import logger
 from chalicelib.shared.dates import isoformat, utcnow
 from chalicelib.shared.dynamodb import Attempts, cancellation_reasons, dynamo_number, error_code, is_transient
@@ -150,10 +150,16 @@ def change_of(sequence: int, item: dict[str, Any]) -> Change:
         day = rows[(f"AGG#{scope}", f"DAY#{entry.day}")]
         day.sets.update({"gsi1pk": f"DAY#{entry.day}", "gsi1sk": scope, "type": "aggregate"})
         month = rows[(f"AGG#{scope}", f"MONTH#{entry.month}")]
-        month.sets["type"] = "aggregate"
+        # Months are in the by-period index too: a month's usage by key is one query, not one per day.
+        month.sets.update({"gsi1pk": f"MONTH#{entry.month}", "gsi1sk": scope, "type": "aggregate"})
         for name, amount in counters.items():
             day.add(name, amount)
             month.add(name, amount)
+    # An owner's spend by model, per day, beside the owner's aggregates ("My spend": one query a month).
+    by_model = rows[(f"AGG#OWNER#{entry.owner_sub}", owner_model_day(entry.day, entry.model))]
+    by_model.sets["type"] = "aggregate"
+    for name, amount in counters.items():
+        by_model.add(name, amount)
     # ``committed`` = cost + reservations outstanding, in the month admission reserved in; ``billed`` is
     # that cost alone, so ``committed - billed`` is what is still reserved (the month's ``cost`` is
     # counted by the day billed, and differs when a request straddles midnight at the month's end).

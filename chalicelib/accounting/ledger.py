@@ -19,7 +19,9 @@ Table layout (``usage`` table, see ``infra/template.json``)::
     pk=KEY#<key_id>               sk=REL#<ticket_id>           reservation given back
     pk=AGG#KEY#<key_id>           sk=DAY#2026-11-26            aggregate (+ GSI by-period: gsi1pk=DAY#…)
     pk=AGG#KEY#<key_id>           sk=MONTH#2026-11             aggregate, ``committed`` (budget), rate window
+                                                               (+ GSI by-period: gsi1pk=MONTH#…)
     pk=AGG#OWNER#<sub> / AGG#MODEL#<alias> / AGG#ALL   sk=DAY#… or MONTH#…
+    pk=AGG#OWNER#<sub>            sk=MODELDAY#2026-11-26#<model>   the owner's usage of one model that day
     pk=STREAM#<shard_id>          sk=MARK                      the aggregator's position in a shard
 
 The ``by-period`` index holds the day aggregates (``gsi1pk=DAY#<day>``, ``gsi1sk=<scope>``) and
@@ -335,21 +337,41 @@ class Ledger:
         group_by: str,
         *,
         key_ids: list[str] | None = None,
+        owner_sub: str | None = None,
+        today: date | None = None,
     ) -> list[dict[str, Any]]:
         """Usage totals for the days ``first``..``last`` (inclusive, UTC), one row per group.
 
-        ``group_by`` is ``key``, ``owner``, ``model`` or ``day``. With
-        ``key_ids`` (self-service), only those keys' usage is counted.
+        ``group_by`` is ``key``, ``owner``, ``model`` or ``day``. With ``key_ids``
+        (self-service), only those keys' usage is counted; when they are every key of
+        ``owner_sub``, the owner's own aggregates answer. ``today``: no entry is later, so a
+        month up to today is a whole month (its month aggregates answer, not its days).
         """
         if group_by not in USAGE_GROUPS:
             raise ValueError(f"group_by must be one of {USAGE_GROUPS}")
         rows: dict[str, dict[str, Any]] = {}
-        for group, item in self._usage_items(first, last, group_by, key_ids):
+        for group, item in self._usage_items(first, last, group_by, key_ids, owner_sub, today):
             row = rows.setdefault(group, {"group": group, **{name: 0 for name in COUNTERS}, "cost": Decimal(0)})
             for name in (*COUNTERS, "cost"):
                 row[name] += item.get(name, 0)
         ordered = sorted(rows.values(), key=lambda r: r["group"])
         return ordered if group_by == "day" else sorted(ordered, key=lambda r: r["cost"], reverse=True)
+
+    def month_costs(self, scopes: list[str], month: str) -> dict[str, Decimal]:
+        """Each scope's cost in ``month`` (e.g. ``KEY#abc``): one ``BatchGetItem`` per 100 scopes; absent: 0."""
+        costs = {scope: Decimal(0) for scope in scopes}
+        wanted = [{"pk": f"AGG#{scope}", "sk": f"MONTH#{month}"} for scope in dict.fromkeys(scopes)]
+        client, name = self._table.meta.client, self._table.name
+        for start in range(0, len(wanted), 100):
+            request: dict[str, Any] | None = {
+                name: {"Keys": wanted[start : start + 100], "ProjectionExpression": "pk, cost"}
+            }
+            while request:
+                page = self.call(lambda request=request: client.batch_get_item(RequestItems=request))
+                for item in page.get("Responses", {}).get(name, []):
+                    costs[item["pk"].removeprefix("AGG#")] = Decimal(item.get("cost", 0))
+                request = page.get("UnprocessedKeys") or None
+        return costs
 
     def day_aggregates(self, day: date, prefix: str = "") -> list[dict[str, Any]]:
         """Every aggregate of one day whose scope starts with ``prefix`` (one query on ``by-period``)."""
@@ -361,16 +383,26 @@ class Ledger:
         return [item for item in items if item.get("type") == "aggregate"]
 
     def _usage_items(
-        self, first: date, last: date, group_by: str, key_ids: list[str] | None
+        self,
+        first: date,
+        last: date,
+        group_by: str,
+        key_ids: list[str] | None,
+        owner_sub: str | None,
+        today: date | None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         if key_ids is None:
-            # Everyone: the day aggregates, one query per day on the by-period index.
-            prefix = {"key": "KEY#", "owner": "OWNER#", "model": "MODEL#", "day": "ALL"}[group_by]
-            for n in range((last - first).days + 1):
-                day = first + timedelta(days=n)
-                for item in self.day_aggregates(day, prefix):
-                    yield (day.isoformat() if group_by == "day" else item["gsi1sk"].split("#", 1)[1]), item
+            yield from self._everyones(first, last, group_by, today)
             return
+        if owner_sub is not None and group_by in ("day", "owner"):
+            for item in self._between(f"AGG#OWNER#{owner_sub}", f"DAY#{first}", f"DAY#{last}"):
+                yield (item["sk"].split("#", 1)[1] if group_by == "day" else "self"), item
+            return
+        if owner_sub is not None and group_by == "model":
+            by_model = self._owner_by_model(owner_sub, first, last)
+            if by_model is not None:
+                yield from by_model
+                return
         for key_id in key_ids:
             if group_by == "model":
                 # No per-key-per-model aggregate exists: sum the key's entries (exact, one query per key).
@@ -381,12 +413,66 @@ class Ledger:
                 group = {"key": key_id, "day": item["sk"].split("#", 1)[1], "owner": "self"}[group_by]
                 yield group, item
 
+    def _everyones(
+        self, first: date, last: date, group_by: str, today: date | None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Everyone's usage: month aggregates for whole months (one query each), day aggregates for the rest."""
+        prefix = {"key": "KEY#", "owner": "OWNER#", "model": "MODEL#", "day": "ALL"}[group_by]
+        day = first
+        while day <= last:
+            month_end = (day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+            whole = day.day == 1 and (last >= month_end or (today is not None and last >= today))
+            rows = self._month_rows(day.strftime("%Y-%m"), prefix) if whole and group_by != "day" else None
+            if rows is not None:
+                for item in rows:
+                    yield item["gsi1sk"].split("#", 1)[1], item
+                day = month_end + timedelta(days=1)
+                continue
+            for item in self.day_aggregates(day, prefix):
+                yield (day.isoformat() if group_by == "day" else item["gsi1sk"].split("#", 1)[1]), item
+            day += timedelta(days=1)
+
+    def _month_rows(self, month: str, prefix: str) -> list[dict[str, Any]] | None:
+        """A month's aggregates of one kind from the index, or None when the index does not hold them all.
+
+        Months are indexed since the aggregator started writing ``gsi1pk=MONTH#…``: a row it has
+        not touched since is missing, which the month's ``ALL`` row (every request) gives away.
+        """
+        items = query_all(
+            self._table,
+            IndexName="by-period",
+            KeyConditionExpression="gsi1pk = :period",
+            ExpressionAttributeValues={":period": f"MONTH#{month}"},
+        )
+        rows = [item for item in items if item.get("type") == "aggregate" and item["gsi1sk"].startswith(prefix)]
+        everything = self.aggregate("ALL", f"MONTH#{month}")
+        counted = sum(int(row.get("requests", 0)) for row in rows)
+        return rows if counted == int(everything["requests"]) else None
+
+    def _owner_by_model(self, owner_sub: str, first: date, last: date) -> list[tuple[str, dict[str, Any]]] | None:
+        """An owner's usage per model from their per-model day aggregates, or None if some days lack them.
+
+        Days aggregated before those aggregates existed have the owner's day totals only; the
+        totals give that away, and the caller then sums the entries as before.
+        """
+        pk = f"AGG#OWNER#{owner_sub}"
+        by_model = self._between(pk, owner_model_day(first.isoformat(), ""), owner_model_day(last.isoformat(), "~"))
+        totals = self._between(pk, f"DAY#{first}", f"DAY#{last}")
+        if sum(int(i.get("requests", 0)) for i in by_model) != sum(int(i.get("requests", 0)) for i in totals):
+            return None
+        return [(item["sk"].split("#", 2)[2], item) for item in by_model]
+
     def _between(self, pk: str, first: str, last: str) -> list[dict[str, Any]]:
         return query_all(
             self._table,
             KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
             ExpressionAttributeValues={":pk": pk, ":first": first, ":last": last},
         )
+
+
+def owner_model_day(day: str, model: str) -> str:
+    """The sort key of an owner's aggregate of one model on one day (beside the owner's ``DAY#`` rows)."""
+    return f"MODELDAY#{day}#{model}"
 
 
 def aggregate_scopes(entry: UsageEntry) -> list[str]:

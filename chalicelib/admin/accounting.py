@@ -74,16 +74,18 @@ class AccountingService:
         owner = query.get("owner")
         if owner and not principal.is_admin and owner not in (principal.sub, principal.email):
             raise errors.PermissionDenied("You can read only your own usage.", param="owner", code="admin_only")
+        owner_sub = None
         if principal.is_admin and not owner:
             scope, key_ids = "all", None
         else:
             owner_sub = self._resolve(owner, reading=True) if owner and principal.is_admin else principal.sub
             scope, key_ids = owner_sub, self._key_ids_of(owner_sub)
-        rows = self._ledger.usage(first, last, group_by, key_ids=key_ids)
+        rows = self._ledger.usage(first, last, group_by, key_ids=key_ids, owner_sub=owner_sub, today=today)
         if group_by == "owner" and key_ids is not None:
             for row in rows:
                 row["group"] = scope
-        data = [self._describe(row, group_by, principal) for row in rows]
+        records = self._keys.get_many(row["group"] for row in rows) if group_by == "key" else {}
+        data = [self._describe(row, group_by, principal, records) for row in rows]
         total = {name: int(sum(row[name] for row in rows)) for name in COUNTERS}
         total["cost_usd"] = usd(sum((row["cost"] for row in rows), Decimal(0)))
         return HttpResult(
@@ -286,12 +288,14 @@ class AccountingService:
             "remaining_usd": usd(max(Decimal(0), budget - totals["committed"])) if budget is not None else None,
         }
 
-    def _describe(self, row: dict[str, Any], group_by: str, principal: Principal) -> dict[str, Any]:
+    def _describe(
+        self, row: dict[str, Any], group_by: str, principal: Principal, records: Mapping[str, Any]
+    ) -> dict[str, Any]:
         out = {"group": row["group"], **{name: int(row[name]) for name in COUNTERS}, "cost_usd": usd(row["cost"])}
         if group_by == "owner":
             out["owner_email"] = self._email_of(row["group"], principal)
         if group_by == "key":
-            record = self._keys.get(row["group"])
+            record = records.get(row["group"])
             if record is not None:
                 out.update(prefix=record.prefix, name=record.name, owner_email=record.owner_email)
         return out
