@@ -207,6 +207,7 @@ def admin_service() -> AdminService:
         catalog=catalog,
         directory=user_directory,
         max_body_bytes=get_settings().max_body_bytes,
+        month_costs=ledger().month_costs,
     )
 
 

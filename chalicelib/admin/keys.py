@@ -19,6 +19,7 @@ from chalicelib import errors
 from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
 from chalicelib.catalog.catalog import Catalog
 from chalicelib.keys.audit import Actor, AuditLog, diff
+from chalicelib.keys.listing import validate_search
 from chalicelib.keys.store import KeyRecord, KeyStore, Page, derive_key_id, is_key_id
 from chalicelib.shared.body import parse_json_body
 from chalicelib.shared.dates import Clock, isoformat, parse_day_text, parse_time, utcnow
@@ -67,6 +68,7 @@ class AdminService:
         directory: Callable[[], UserDirectory | None],
         max_body_bytes: int,
         clock: Clock = utcnow,
+        month_costs: Callable[[list[str], str], Mapping[str, Decimal]] | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._keys = keys
@@ -75,6 +77,7 @@ class AdminService:
         self._directory = directory
         self._max_body_bytes = max_body_bytes
         self._clock = clock
+        self._month_costs = month_costs  # scopes ("KEY#<id>"), month → cost: a listing's "this month"
 
     # Routes
 
@@ -96,11 +99,22 @@ class AdminService:
         return HttpResult({**key_view(record, self._clock()), "secret": plaintext}, status=201)
 
     def list_keys(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
-        """``GET /admin/keys``: a page of keys (admins: any owner; others: their own)."""
+        """``GET /admin/keys``: a page of keys, each with this month's spend (admins: any owner; others: their own).
+
+        ``q`` searches name, key id, owner, import id and metadata; ``model`` keeps keys that may
+        use it. A page reads a bounded number of keys, so a rare search may answer a short page
+        with ``has_more`` (chalicelib/keys/listing.py).
+        """
         principal = self._principal(headers, read_only=True)
         page = self._page(principal, query or {}, "list")
         now = self._clock()
-        return HttpResult(_listing([key_view(r, now) for r in page.items], page.cursor))
+        views = [key_view(r, now) for r in page.items]
+        if self._month_costs is not None and views:
+            month = now.strftime("%Y-%m")
+            costs = self._month_costs([f"KEY#{view['key_id']}" for view in views], month)
+            for view in views:
+                view["month"] = {"period": month, "spent_usd": usd(costs.get(f"KEY#{view['key_id']}", Decimal(0)))}
+        return HttpResult(_listing(views, page.cursor))
 
     def export_keys(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
         """``GET /admin/keys/export``: a page of keys as import rows (no secrets, no hashes)."""
@@ -271,7 +285,7 @@ class AdminService:
         return Owner(user.sub, user.email)
 
     def _page(self, principal: Principal, query: Mapping[str, str], kind: str) -> Page:
-        refuse_unknown(query, {"owner", "status", "limit", "cursor"})
+        refuse_unknown(query, {"owner", "status", "limit", "cursor", "q", "model"})
         who = query.get("owner") or None
         if who == "me" or (who is None and not principal.is_admin):
             owner_sub: str | None = principal.sub
@@ -288,7 +302,19 @@ class AdminService:
             status=query.get("status") or None,  # an empty parameter is an absent one, as everywhere
             limit=_limit(query, kind),
             cursor=query.get("cursor"),
+            search=validate_search(query.get("q")),
+            model=self._model_filter(query.get("model") or None),
         )
+
+    def _model_filter(self, name: str | None) -> str | None:
+        """The catalog id of a model named in a listing's filter (an alias names its model)."""
+        if name is None:
+            return None
+        entry = self._catalog().find(name)
+        if entry is None:
+            known = ", ".join(m.id for m in self._catalog())
+            raise errors.InvalidRequest(f"model: unknown model {name!r}. Known models: {known}.", param="model")
+        return entry.id
 
     def _listed_owner(self, who: str) -> str:
         """The sub whose keys an admin lists: a user of the pool, or any sub (a deleted user's keys)."""

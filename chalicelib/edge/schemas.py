@@ -467,7 +467,16 @@ def page(kind: str, maximum: int) -> dict[str, dict[str, Any]]:
     return {
         "limit": {"type": "integer", "minimum": 1, "maximum": maximum},
         "cursor": STRING,
-        **({"owner": STRING, "status": {"enum": ["active", "expired", "revoked"]}} if kind == "keys" else {}),
+        **(
+            {
+                "owner": STRING,
+                "status": {"enum": ["active", "expired", "revoked"]},
+                "q": {"type": "string", "maxLength": 200, "description": "A piece of name, key, owner or metadata."},
+                "model": {"type": "string", "description": "Keys that may use this model."},
+            }
+            if kind == "keys"
+            else {}
+        ),
     }
 
 

@@ -24,7 +24,8 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
-from chalicelib.keys.listing import READ_BUDGET, KeyFilter, KeyListing
+from chalicelib.keys import listing
+from chalicelib.keys.listing import KeyFilter, KeyListing
 from chalicelib.observability import logger
 from chalicelib.shared.body import parse_json
 from chalicelib.shared.dates import Clock, isoformat, parse_time, utcnow
@@ -451,7 +452,7 @@ class KeyStore:
         cursor: str | None = None,
         search: str | None = None,
         model: str | None = None,
-        budget: int = READ_BUDGET,
+        budget: int | None = None,
     ) -> Page:
         """A page of keys, newest first: one owner's (``by-owner`` index) or everyone's (``by-status``).
 
@@ -473,7 +474,7 @@ class KeyStore:
             now=isoformat(self._clock()),
             limit=limit,
             cursor=cursor,
-            budget=budget,
+            budget=budget if budget is not None else listing.READ_BUDGET,
         )
         return Page(items=[KeyRecord.from_item(item) for item in page.items], cursor=page.cursor)
 
