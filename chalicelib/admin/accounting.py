@@ -9,8 +9,9 @@ budget.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +30,7 @@ from chalicelib.shared.money import parse_money, usd
 from chalicelib.shared.usage import UsageEntry
 
 MAX_RANGE_DAYS = 366
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 MAX_RECONCILE_LINES = 10_000
 
 
@@ -71,15 +73,66 @@ class AccountingService:
         group_by = query.get("group_by") or "key"
         if group_by not in USAGE_GROUPS:
             raise errors.InvalidRequest(f"group_by must be one of {', '.join(USAGE_GROUPS)}.", param="group_by")
-        owner = query.get("owner")
-        if owner and not principal.is_admin and owner not in (principal.sub, principal.email):
+        whose = self._whose(principal, query.get("owner"))
+        return HttpResult(self._report(principal, whose, first, last, group_by, today))
+
+    def spend(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
+        """``GET /admin/spend?month=YYYY-MM[&owner=]``: a month of one person's spend by day, model and key.
+
+        What "My spend" shows, in one call (one answer about the caller from Cognito, not four):
+        the three usage reports of ``/admin/usage`` for the month so far, and the owner's budget
+        when the month is the current one.
+        """
+        principal = self._principal(headers, read_only=True)
+        query = query or {}
+        refuse_unknown(query, {"month", "owner"})
+        today = self._clock().date()
+        month = query.get("month") or today.strftime("%Y-%m")
+        first = _date(f"{month}-01", "month", default=None) if _MONTH.fullmatch(month) else None
+        if first is None or first > today:
+            raise errors.InvalidRequest(f"month must be a month like {today:%Y-%m}, not in the future.", param="month")
+        last = min(today, (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1))
+        whose = self._whose(principal, query.get("owner") or "me")
+        reports = {
+            group: self._report(principal, whose, first, last, group, today) for group in ("day", "model", "key")
+        }
+        budget = self._budget_view(whose[1], principal) if month == today.strftime("%Y-%m") else None
+        return HttpResult(
+            {
+                "object": "spend",
+                "month": month,
+                "from": first.isoformat(),
+                "to": last.isoformat(),
+                "owner": whose[1],
+                "owner_email": reports["day"]["scope_email"],
+                "total": reports["day"]["total"],
+                "by_day": reports["day"]["data"],
+                "by_model": reports["model"]["data"],
+                "by_key": reports["key"]["data"],
+                "budget": budget,
+            }
+        )
+
+    def _whose(self, principal: Principal, owner: str | None) -> tuple[str, str | None, list[str] | None]:
+        """(scope, owner sub, key ids) of a report: everyone (admins), or one owner and their keys."""
+        mine = not owner or owner in ("me", principal.sub, principal.email)
+        if not mine and not principal.is_admin:
             raise errors.PermissionDenied("You can read only your own usage.", param="owner", code="admin_only")
-        owner_sub = None
         if principal.is_admin and not owner:
-            scope, key_ids = "all", None
-        else:
-            owner_sub = self._resolve(owner, reading=True) if owner and principal.is_admin else principal.sub
-            scope, key_ids = owner_sub, self._key_ids_of(owner_sub)
+            return "all", None, None
+        owner_sub = principal.sub if mine else self._resolve(owner, reading=True)  # only admins get here
+        return owner_sub, owner_sub, self._key_ids_of(owner_sub)
+
+    def _report(
+        self,
+        principal: Principal,
+        whose: tuple[str, str | None, list[str] | None],
+        first: date,
+        last: date,
+        group_by: str,
+        today: date,
+    ) -> dict[str, Any]:
+        scope, owner_sub, key_ids = whose
         rows = self._ledger.usage(first, last, group_by, key_ids=key_ids, owner_sub=owner_sub, today=today)
         if group_by == "owner" and key_ids is not None:
             for row in rows:
@@ -88,18 +141,16 @@ class AccountingService:
         data = [self._describe(row, group_by, principal, records) for row in rows]
         total = {name: int(sum(row[name] for row in rows)) for name in COUNTERS}
         total["cost_usd"] = usd(sum((row["cost"] for row in rows), Decimal(0)))
-        return HttpResult(
-            {
-                "object": "usage",
-                "from": first.isoformat(),
-                "to": last.isoformat(),
-                "group_by": group_by,
-                "scope": scope,
-                "scope_email": None if scope == "all" else self._email_of(scope, principal),
-                "data": data,
-                "total": total,
-            }
-        )
+        return {
+            "object": "usage",
+            "from": first.isoformat(),
+            "to": last.isoformat(),
+            "group_by": group_by,
+            "scope": scope,
+            "scope_email": None if scope == "all" else self._email_of(scope, principal),
+            "data": data,
+            "total": total,
+        }
 
     def owner_budget(self, headers: Mapping[str, str], owner: str) -> HttpResult:
         """``GET /admin/owners/{owner}/budget``: an owner's monthly budget and this month's spend."""

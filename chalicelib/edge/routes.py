@@ -142,6 +142,10 @@ ROUTES: tuple[Endpoint, ...] = (
              name="admin_usage", serve=lambda r: wiring.accounting_service().usage(r.headers, r.query),
              response=ref("Usage"), errors=ADMIN_ERRORS,
              query={"from": DATE, "to": DATE, "group_by": {"enum": ["key", "owner", "model", "day"]}, "owner": STRING}),
+    Endpoint("GET", "/admin/spend", "A month of one person's spend by day, model and key, and their budget "
+             "(yours; anyone's for admins)", "accounting", ADMIN, name="admin_spend",
+             serve=lambda r: wiring.accounting_service().spend(r.headers, r.query), response=ref("Spend"),
+             errors=ADMIN_ERRORS, query={"month": {"type": "string", "pattern": r"^\d{4}-\d{2}$"}, "owner": STRING}),
     Endpoint("GET", "/admin/owners/{owner}/budget", "An owner's monthly budget and spend ('me': yours)", "accounting",
              ADMIN, name="admin_owner_budget",
              serve=lambda r: wiring.accounting_service().owner_budget(r.headers, r.params["owner"]),

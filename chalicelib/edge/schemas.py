@@ -385,6 +385,23 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "capped": {"type": "boolean"},
         },
     },
+    "Spend": {
+        "type": "object",
+        "required": ["object", "month", "from", "to", "owner", "total", "by_day", "by_model", "by_key", "budget"],
+        "properties": {
+            "object": {"const": "spend"},
+            "month": STRING,
+            "from": DATE,
+            "to": DATE,
+            "owner": STRING,
+            "owner_email": nullable(STRING),
+            "total": OBJECT,
+            "by_day": {"type": "array", "items": OBJECT},
+            "by_model": {"type": "array", "items": OBJECT},
+            "by_key": {"type": "array", "items": OBJECT},
+            "budget": nullable(ref("OwnerBudget")),
+        },
+    },
     "OwnerBudget": {
         "type": "object",
         "required": ["object", "owner", "period", "monthly_budget_usd", "spent_usd", "remaining_usd"],
