@@ -244,3 +244,24 @@ def test_reconcile_replays_an_entry_with_its_protocol_and_refuses_a_bad_one() ->
     assert parse_entry({k: v for k, v in data.items() if k != "protocol"}, now=now).protocol == ""
     with pytest.raises(InvalidEntry, match="protocol"):
         parse_entry({**data, "protocol": "Open AI\u202e"}, now=now)
+
+
+def test_a_page_that_stops_at_a_months_end_goes_on_from_the_month_before(
+    usage_table: Any, keys: dict[str, Any], as_admin: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN requests this month and last, and pages that read so little they stop between the months
+    monkeypatch.setattr(request_log, "READ_BUDGET", 1)
+    month_start = NOW.replace(day=1, hour=0, minute=0, second=0)
+    bill(usage_table, keys["bob"], 6, at=NOW - timedelta(seconds=10))
+    bill(usage_table, keys["bob"], 5, at=month_start - timedelta(hours=1))
+    since = (month_start - timedelta(days=3)).date().isoformat()
+    cursors = []
+    rows, cursor = [], None
+    while True:
+        answer = page(as_admin, limit=3, **{"from": since}, **({"cursor": cursor} if cursor else {})).json_body
+        rows += answer["data"]
+        cursor = answer["next_cursor"]
+        if not cursor:
+            break
+        cursors.append(cursor)
+    assert len(rows) == 11 and len({r["request_id"] for r in rows}) == 11

@@ -72,6 +72,7 @@ COLUMNS = (
 )
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,199}$")
 _TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
+_MONTH = re.compile(r"^[0-9]{4}-[0-9]{2}$")
 _MONTH_ENDS = "~"  # sorts after every character a request id or timestamp holds
 
 
@@ -277,32 +278,26 @@ class RequestLog:
         ]
 
     def _key_source(self, key_id: str, scope: Scope, after: tuple[str, ...] | None) -> Source:
-        upper = f"REQ#{after[0]}#{after[1]}" if after else f"REQ#{scope.last}#{_MONTH_ENDS}"
+        upper = f"REQ#{_upper(after)}" if after else f"REQ#{scope.last}#{_MONTH_ENDS}"
+        values = {":pk": f"KEY#{key_id}", ":lo": f"REQ#{scope.first}", ":hi": upper}
         return Source(
             self._table,
-            {
-                "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
-                "ExpressionAttributeValues": {":pk": f"KEY#{key_id}", ":lo": f"REQ#{scope.first}", ":hi": upper},
-            },
+            _filtered({"KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi"}, values, scope, owner=False),
             _position,
-            page_size=MAX_LIMIT + 1,
+            page_size=500,
+            key_position=lambda key: tuple(key["sk"].removeprefix("REQ#").split("#", 1)),
         )
 
     def _log_source(self, month: str, shard: int, scope: Scope, after: tuple[str, ...] | None) -> Source:
-        upper = f"{after[0]}#{after[1]}" if after else f"{scope.last}#{_MONTH_ENDS}"
+        upper = _upper(after) if after else f"{scope.last}#{_MONTH_ENDS}"
+        values = {":pk": f"{LOG_PREFIX}{month}#{shard}", ":lo": scope.first, ":hi": upper}
+        params = {"IndexName": "by-period", "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk BETWEEN :lo AND :hi"}
         return Source(
             self._table,
-            {
-                "IndexName": "by-period",
-                "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk BETWEEN :lo AND :hi",
-                "ExpressionAttributeValues": {
-                    ":pk": f"{LOG_PREFIX}{month}#{shard}",
-                    ":lo": scope.first,
-                    ":hi": upper,
-                },
-            },
+            _filtered(params, values, scope, owner=True),
             _position,
             page_size=500,
+            key_position=lambda key: tuple(key["gsi1sk"].split("#", 1)),
         )
 
     def _key_ids(self, owner_sub: str) -> list[str] | None:
@@ -319,12 +314,42 @@ class RequestLog:
                 return key_ids
 
 
+def _filtered(params: dict[str, Any], values: dict[str, Any], scope: Scope, *, owner: bool) -> dict[str, Any]:
+    """``params`` with a ``FilterExpression`` for the scope's model, status and owner.
+
+    DynamoDB still reads (and charges for) what it drops, so the page's budget counts it; what
+    it saves is sending rows nobody asked for (``Scope.keeps`` checks them all again anyway).
+    """
+    conditions, names = [], {}
+    for name, value in (
+        ("model", scope.model),
+        ("status", scope.status),
+        ("owner_sub", scope.owner_sub if owner else None),
+    ):
+        if value is not None:
+            conditions.append(f"#{name} = :{name}")
+            names[f"#{name}"] = name
+            values = {**values, f":{name}": value}
+    result = {**params, "ExpressionAttributeValues": values}
+    if conditions:
+        result.update(FilterExpression=" AND ".join(conditions), ExpressionAttributeNames=names)
+    return result
+
+
 def _position(item: Mapping[str, Any]) -> tuple[str, str]:
     return (str(item["timestamp"]), str(item["request_id"]))
 
 
 def _is_position(position: tuple[str, ...]) -> bool:
+    """A request's (time, request id), or a month (a page that stopped at a month's end)."""
+    if len(position) == 1:
+        return bool(_MONTH.match(position[0]))
     return len(position) == 2 and bool(_TIME.match(position[0])) and bool(_IDENTIFIER.match(position[1]))
+
+
+def _upper(after: tuple[str, ...]) -> str:
+    """The sort key bound of a page that starts below ``after`` (inclusive: the merge drops ``after`` itself)."""
+    return "#".join(after)
 
 
 def _months(first: str, last: str) -> list[str]:

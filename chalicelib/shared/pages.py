@@ -40,9 +40,12 @@ class Source:
     params: Mapping[str, Any]
     position: Callable[[Mapping[str, Any]], Position]
     page_size: int = 100
+    #: The position of a ``LastEvaluatedKey`` (needed with a ``FilterExpression``: the last item
+    #: DynamoDB looked at may be one it did not return).
+    key_position: Callable[[Mapping[str, Any]], Position] | None = None
     buffer: list[dict[str, Any]] = field(default_factory=list)
     done: bool = False
-    #: The position of the last item read: every item above it has been read.
+    #: How far the partition has been looked at: every item above this position has been read.
     read_to: Position | None = None
     _start: dict[str, Any] | None = None
 
@@ -60,6 +63,8 @@ class Source:
                 self.buffer.append(item)
         self._start = response.get("LastEvaluatedKey")
         self.done = not self._start
+        if self._start and self.key_position is not None:
+            self.read_to = self.key_position(self._start)
         return max(1, int(response.get("ScannedCount", len(items))))
 
 
@@ -90,10 +95,11 @@ def newest_first(
 ) -> Page:
     """At most ``limit`` kept items, newest first, older than ``after``, reading about ``budget`` items.
 
-    Each partition of a tier is read until it yields an item or ends, whatever the budget, so
-    every page moves on; past the budget nothing more is read, and the page ends where the
-    merge is still sure of its order: ``Page.after`` is a position such that every item above
-    it, in every partition, has been looked at.
+    Each partition of a tier is read once (twice if its first item was the previous page's
+    last), whatever the budget, so every page moves on; past the budget nothing more is read,
+    and the page ends where the merge is still sure of its order: ``Page.after`` is a position
+    such that every item above it, in every partition, has been looked at. A partition may
+    filter (``FilterExpression``): what it looked at and did not return counts as read.
     """
     rows: list[dict[str, Any]] = []
     read = 0
@@ -102,19 +108,26 @@ def newest_first(
         if number and read >= budget and frontier != after:
             return Page(rows, frontier, read)  # the tiers before are done: the next page starts below them
         sources = list(tier.sources)
-        for source in sources:
-            while not source.buffer and not source.done:
-                read += source.read(limit + 1, after)
+        # A partition's share of the page to start with (the merge reads more where it runs out):
+        # reading limit + 1 from each would read, and send, four times what a page of four shows.
+        share = max(2, -(-limit // max(1, len(sources))) + 1)
+        for source in sources:  # each partition once, whatever the budget: every page moves on
+            read += source.read(share, after)
+            # The previous page's last item (the bounds include it) may be all that read returned.
+            while after is not None and not source.buffer and not source.done and (source.read_to or after) >= after:
+                read += source.read(share, after)
         while len(rows) < limit:
             for source in sources:
                 if not source.buffer and not source.done and read < budget:
-                    read += source.read(budget - read, after)
+                    # A partition that filters on DynamoDB's side returns a fraction of what it reads.
+                    wanted = max(share, limit - len(rows) + 1) * (10 if "FilterExpression" in source.params else 1)
+                    read += source.read(min(budget - read, wanted), after)
             stalled = [s for s in sources if not s.buffer and not s.done]
             heads = [s for s in sources if s.buffer]
             if not heads and not stalled:
                 break  # this tier is exhausted
             # A partition not read to its end may still hold items newer than another's head.
-            floor = max((s.read_to for s in stalled if s.read_to is not None), default=None)
+            floor = max((s.read_to or after or ("~",) for s in stalled), default=None)
             ready = [s for s in heads if floor is None or s.position(s.buffer[0]) > floor]
             if not ready:
                 return Page(rows, floor, read)
