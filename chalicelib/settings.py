@@ -42,7 +42,6 @@ ENV: dict[str, str | None] = {
     "PENNYWORTH_METRICS_NAMESPACE": "Pennyworth",
     "PENNYWORTH_DYNAMODB_TIMEOUT_SECONDS": "2",
     "PENNYWORTH_LEDGER_DEADLINE_SECONDS": "2.5",
-    "PENNYWORTH_ADMIN_READ_CACHE_SECONDS": "5",
     # A harmless placeholder: the deployed template points the aggregator at the usage table's stream.
     "PENNYWORTH_USAGE_STREAM_ARN": (
         "arn:aws:dynamodb:us-east-1:000000000000:table/pennyworth-local-usage/stream/2020-01-01T00:00:00.000"
@@ -53,8 +52,6 @@ ENV: dict[str, str | None] = {
 DEFAULT_CATALOG = Path(__file__).parent / "catalog" / "catalog.json"
 #: Lambda's longest function timeout, which is also API Gateway's longest streamed response (15 min).
 MAX_STREAM_TIMEOUT_SECONDS = 900
-#: The longest an admin API read may rely on an earlier answer about its caller (chalicelib/admin/auth.py).
-MAX_ADMIN_READ_CACHE_SECONDS = 60
 
 
 class SettingsError(ValueError):
@@ -91,7 +88,6 @@ class Settings:
     dynamodb_timeout_seconds: float
     ledger_deadline_seconds: float
     usage_stream_arn: str
-    admin_read_cache_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -136,9 +132,6 @@ class Settings:
             dynamodb_timeout_seconds=_number(get, "PENNYWORTH_DYNAMODB_TIMEOUT_SECONDS", float),
             ledger_deadline_seconds=_number(get, "PENNYWORTH_LEDGER_DEADLINE_SECONDS", float),
             usage_stream_arn=_required(get, "PENNYWORTH_USAGE_STREAM_ARN"),
-            admin_read_cache_seconds=_number(
-                get, "PENNYWORTH_ADMIN_READ_CACHE_SECONDS", float, maximum=MAX_ADMIN_READ_CACHE_SECONDS, zero=True
-            ),
         )
 
 

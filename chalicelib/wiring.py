@@ -193,7 +193,6 @@ def admin_authenticator() -> AdminAuthenticator:
         endpoint_url=settings.cognito_endpoint_url,
         directory=user_directory(),
         console_client_id=settings.cognito_console_client_id,
-        read_cache_seconds=settings.admin_read_cache_seconds,
     )
 
 

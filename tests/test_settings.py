@@ -74,11 +74,3 @@ def test_code_reads_no_undeclared_pennyworth_variable() -> None:
 def test_no_number_setting_takes_nan_or_infinity(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
-
-
-def test_the_admin_read_cache_is_five_seconds_may_be_off_and_is_bounded() -> None:
-    assert Settings.from_env({}).admin_read_cache_seconds == 5.0
-    assert Settings.from_env({"PENNYWORTH_ADMIN_READ_CACHE_SECONDS": "0"}).admin_read_cache_seconds == 0.0
-    for bad in ("-1", "61", "soon"):
-        with pytest.raises(SettingsError, match="PENNYWORTH_ADMIN_READ_CACHE_SECONDS"):
-            Settings.from_env({"PENNYWORTH_ADMIN_READ_CACHE_SECONDS": bad})

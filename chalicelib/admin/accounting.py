@@ -60,7 +60,7 @@ class AccountingService:
 
     def usage(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
         """``GET /admin/usage?from=&to=&group_by=key|owner|model|day[&owner=]``: admins all, users their own."""
-        principal = self._principal(headers, read_only=True)
+        principal = self._principal(headers)
         query = query or {}
         refuse_unknown(query, {"from", "to", "group_by", "owner"})
         today = self._clock().date()
@@ -83,7 +83,7 @@ class AccountingService:
         the three usage reports of ``/admin/usage`` for the month so far, and the owner's budget
         when the month is the current one.
         """
-        principal = self._principal(headers, read_only=True)
+        principal = self._principal(headers)
         query = query or {}
         refuse_unknown(query, {"month", "owner"})
         today = self._clock().date()
@@ -154,7 +154,7 @@ class AccountingService:
 
     def owner_budget(self, headers: Mapping[str, str], owner: str) -> HttpResult:
         """``GET /admin/owners/{owner}/budget``: an owner's monthly budget and this month's spend."""
-        principal = self._principal(headers, read_only=True)
+        principal = self._principal(headers)
         sub = self._owner_sub(principal, owner, write=False)
         return HttpResult(self._budget_view(sub, principal))
 
@@ -188,7 +188,7 @@ class AccountingService:
 
     def get_report(self, headers: Mapping[str, str], day: str) -> HttpResult:
         """``GET /admin/reports/daily/{day}`` (admins): the stored report of a day."""
-        self._require_admin(headers, read_only=True)
+        self._require_admin(headers)
         parsed = _date(day, "day", default=None)
         stored = self._reports().stored(parsed)
         return HttpResult({**stored, "notification": render_text(stored["report"], revision=stored["revision"])})
@@ -272,12 +272,12 @@ class AccountingService:
                 held[(scope, month)] -= amount
         return None
 
-    def _principal(self, headers: Mapping[str, str], *, read_only: bool = False) -> Principal:
+    def _principal(self, headers: Mapping[str, str]) -> Principal:
         # A read may rely on a few seconds' old answer about its caller; a change never does (auth.py).
-        return self._authenticator().authenticate(headers, read_only=read_only)
+        return self._authenticator().authenticate(headers)
 
-    def _require_admin(self, headers: Mapping[str, str], *, read_only: bool = False) -> Principal:
-        principal = self._principal(headers, read_only=read_only)
+    def _require_admin(self, headers: Mapping[str, str]) -> Principal:
+        principal = self._principal(headers)
         if not principal.is_admin:
             raise errors.PermissionDenied("Only admins can do this.", code="admin_only")
         return principal

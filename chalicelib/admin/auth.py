@@ -10,18 +10,15 @@ unknown ``kid`` triggers at most one refetch per minute, so forged tokens
 cannot make the gateway hammer Cognito.
 
 A token's signature stays valid for its whole hour, whatever happens to its user, so
-each call also asks the pool whether the user still exists, is enabled and (for an
-``admins`` claim) is still an admin: ``AdminGetUser`` (Cognito's ``UserRead`` quota,
-120 requests/s per account) and ``AdminListGroupsForUser`` (``UserResourceRead``, 50/s).
-A call that changes something always asks; a read may reuse the answer this process got
-for the same token in the last ``read_cache_seconds`` (``PENNYWORTH_ADMIN_READ_CACHE_SECONDS``,
-5 by default), so a console page's burst of reads costs one answer, and a disabled,
-deleted or demoted user can read for at most that long, and change nothing at all.
+every call, a read as much as a change, also asks the pool whether the user still exists,
+is enabled and (for an ``admins`` claim) is still an admin: ``AdminGetUser`` (Cognito's
+``UserRead`` quota, 120 requests/s per account) and ``AdminListGroupsForUser``
+(``UserResourceRead``, 50/s). Nothing about a caller is remembered between calls: a person
+disabled, deleted or demoted is refused from their very next call (docs/security.md).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 import time
@@ -400,36 +397,14 @@ class UserDirectory:
 
 
 class AdminAuthenticator:
-    """Turns a request's bearer token into a ``Principal`` (email from the token or the directory).
+    """Turns a request's bearer token into a ``Principal`` (email from the token or the directory)."""
 
-    ``read_cache_seconds``: how long a read (``authenticate(..., read_only=True)``) may reuse
-    the directory's answer about the same token in this process (0: never). At most
-    ``max_cached`` tokens are remembered, by their SHA-256 digest, never in clear.
-    """
-
-    def __init__(
-        self,
-        verifier: TokenVerifier,
-        directory: UserDirectory | None = None,
-        *,
-        read_cache_seconds: float = 0.0,
-        max_cached: int = 1000,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, verifier: TokenVerifier, directory: UserDirectory | None = None) -> None:
         self._verifier = verifier
         self._directory = directory
-        self._read_cache_seconds = read_cache_seconds
-        self._max_cached = max_cached
-        self._monotonic = monotonic
-        self._answers: dict[bytes, tuple[float, Principal]] = {}
-        self._lock = threading.Lock()
 
-    def authenticate(self, headers: Mapping[str, str], *, read_only: bool = False) -> Principal:
-        """The verified caller.
-
-        The token itself (signature, issuer, client, use, expiry) is checked on every call;
-        a ``read_only`` call may reuse this process's answer from the directory about the same
-        token for ``read_cache_seconds``.
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        """The verified caller, as the token says and the directory confirms now.
 
         Raises
         ------
@@ -448,24 +423,6 @@ class AdminAuthenticator:
         if token.startswith(f"{KEY_PREFIX}-"):
             raise _invalid("API keys cannot manage keys; sign in with 'pennyworth login' and use its token.")
         claims = self._verifier.verify(token)
-        digest = hashlib.sha256(token.encode()).digest()
-        if read_only and self._read_cache_seconds > 0:
-            with self._lock:
-                cached = self._answers.get(digest)
-            if cached is not None and self._monotonic() - cached[0] < self._read_cache_seconds:
-                return cached[1]
-        try:
-            principal = self._confirm(claims)
-        except AuthenticationFailed:
-            with self._lock:
-                self._answers.pop(digest, None)  # what the pool says now replaces any earlier answer
-            raise
-        if self._read_cache_seconds > 0:
-            self._remember(digest, principal)
-        return principal
-
-    def _confirm(self, claims: Mapping[str, Any]) -> Principal:
-        """The token's caller as the directory has them now (refused if deleted or disabled)."""
         claimed = claims.get("cognito:groups") or []
         groups = tuple(g for g in claimed if isinstance(g, str)) if isinstance(claimed, list) else ()
         # ID tokens name the user in ``cognito:username``, access tokens in ``username``.
@@ -481,14 +438,6 @@ class AdminAuthenticator:
             groups=groups,
             token_use=claims["token_use"],
         )
-
-    def _remember(self, digest: bytes, principal: Principal) -> None:
-        now = self._monotonic()
-        with self._lock:
-            if len(self._answers) >= self._max_cached:
-                fresh = {k: v for k, v in self._answers.items() if now - v[0] < self._read_cache_seconds}
-                self._answers = fresh if len(fresh) < self._max_cached else {}
-            self._answers[digest] = (now, principal)
 
     def _standing(self, sub: str, username: str | None = None) -> DirectoryUser | None:
         """The token's user as the pool has them now; refuses a user deleted or disabled since signing in.
@@ -526,7 +475,6 @@ def authenticator_for_pool(
     endpoint_url: str | None,
     directory: UserDirectory | None,
     console_client_id: str | None = None,
-    read_cache_seconds: float = 0.0,
 ) -> AdminAuthenticator:
     """The authenticator for one pool and its app clients (the CLI's, and the console's when set).
 
@@ -547,4 +495,4 @@ def authenticator_for_pool(
         other_client_ids=(console_client_id,) if console_client_id else (),
         jwks=JwksCache(jwks_url(user_pool_id, region=region, endpoint_url=endpoint_url)),
     )
-    return AdminAuthenticator(verifier, directory, read_cache_seconds=read_cache_seconds)
+    return AdminAuthenticator(verifier, directory)

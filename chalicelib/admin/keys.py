@@ -105,7 +105,7 @@ class AdminService:
         use it. A page reads a bounded number of keys, so a rare search may answer a short page
         with ``has_more`` (chalicelib/keys/listing.py).
         """
-        principal = self._principal(headers, read_only=True)
+        principal = self._principal(headers)
         page = self._page(principal, query or {}, "list")
         now = self._clock()
         views = [key_view(r, now) for r in page.items]
@@ -118,14 +118,14 @@ class AdminService:
 
     def export_keys(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
         """``GET /admin/keys/export``: a page of keys as import rows (no secrets, no hashes)."""
-        principal = self._principal(headers, read_only=True)
+        principal = self._principal(headers)
         page = self._page(principal, query or {}, "export")
         now = self._clock()
         return HttpResult(_listing([export_row(r, now) for r in page.items], page.cursor))
 
     def get_key(self, headers: Mapping[str, str], key_id: str) -> HttpResult:
         """``GET /admin/keys/{key_id}``."""
-        principal = self._principal(headers, read_only=True)
+        principal = self._principal(headers)
         record = self._owned(principal, key_id)
         return HttpResult(key_view(record, self._clock()))
 
@@ -196,7 +196,7 @@ class AdminService:
 
     def key_audit(self, headers: Mapping[str, str], key_id: str, query: Mapping[str, str] | None) -> HttpResult:
         """``GET /admin/keys/{key_id}/audit``: the key's events, oldest first."""
-        principal = self._principal(headers, read_only=True)
+        principal = self._principal(headers)
         query = query or {}
         refuse_unknown(query, {"limit", "cursor"})
         self._owned(principal, key_id)
@@ -205,7 +205,7 @@ class AdminService:
 
     def audit(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
         """``GET /admin/audit``: every key's events of one UTC day (admins only)."""
-        principal = self._principal(headers, read_only=True)
+        principal = self._principal(headers)
         if not principal.is_admin:
             raise errors.PermissionDenied(
                 "Only admins can read the whole audit log; use a key's audit for your own keys.", code="admin_only"
@@ -218,7 +218,7 @@ class AdminService:
 
     def list_models(self, headers: Mapping[str, str]) -> HttpResult:
         """``GET /admin/models``: the catalog's models, for choosing a key's ``allowed_models``."""
-        self._principal(headers, read_only=True)
+        self._principal(headers)
         models = [{**m.to_openai(), "mode": m.mode} for m in self._catalog()]
         return HttpResult({"object": "list", "data": models})
 
@@ -250,9 +250,9 @@ class AdminService:
 
     # Helpers
 
-    def _principal(self, headers: Mapping[str, str], *, read_only: bool = False) -> Principal:
+    def _principal(self, headers: Mapping[str, str]) -> Principal:
         # A read may rely on a few seconds' old answer about its caller; a change never does (auth.py).
-        return self._authenticator().authenticate(headers, read_only=read_only)
+        return self._authenticator().authenticate(headers)
 
     def _body(self, raw: bytes | str | None, *, required: bool) -> dict[str, Any]:
         return parse_json_body(raw, max_bytes=self._max_body_bytes, required=required, exact_numbers=True)

@@ -168,7 +168,7 @@ class RequestLog:
 
     def list(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
         """``GET /admin/requests``: a page of billed requests, newest first."""
-        principal = self._authenticator().authenticate(headers, read_only=True)
+        principal = self._authenticator().authenticate(headers)
         query = query or {}
         refuse_unknown(query, QUERY_FIELDS)
         scope = self._scope(principal, query)
