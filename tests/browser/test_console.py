@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -274,7 +276,10 @@ def test_xss_payloads_in_names_metadata_and_reasons_render_as_text(console: Cons
 # --- Accessibility, narrow screens --------------------------------------------------------------
 
 
-AXE_PAGES = ["keys", "spend", "connect", "admin/keys", "admin/owners", "admin/usage", "admin/audit", "admin/report"]
+AXE_PAGES = [
+    *("keys", "spend", "connect"),
+    *("admin/keys", "admin/owners", "admin/usage", "admin/audit", "admin/report"),
+]
 
 
 def axe_violations(page: Any) -> list[str]:
@@ -305,6 +310,11 @@ def test_every_page_passes_the_axe_accessibility_check(console: ConsolePage, adm
     page.get_by_role("button", name="Create key").click()
     page.get_by_role("dialog", name="Create a key").wait_for()
     found["create dialog"] = axe_violations(page)
+    page.keyboard.press("Escape")
+    page.locator("dialog[open]").wait_for(state="detached")
+    page.get_by_role("button", name=re.compile("^Edit ")).first.click()
+    page.get_by_role("dialog", name=re.compile("^Edit ")).wait_for()
+    found["edit dialog"] = axe_violations(page)
     assert {name: v for name, v in found.items() if v} == {}
 
 
@@ -365,3 +375,112 @@ def test_connect_panel_fills_in_the_users_key_prefix_and_base_urls(
     assert f'base_url = "{dev_info["base_url"]}"' in text and 'wire_api = "responses"' in text  # Codex
     assert 'env_key = "PENNYWORTH_API_KEY"' in text
     console.screenshot("11-connect")
+
+
+# --- Editing a key ---------------------------------------------------------------------------------
+
+
+def admin_api(dev_info: dict[str, Any], method: str, path: str, body: Any = None) -> Any:
+    """The admin API as the dev admin calls it with the CLI's token (not through the page)."""
+    import boto3
+    import requests
+
+    cognito = boto3.client("cognito-idp", region_name="us-east-1", endpoint_url=dev_info["aws_endpoint_url"])
+    token = cognito.initiate_auth(
+        ClientId=dev_info["cognito"]["client_id"],
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": dev_info["admin_username"], "PASSWORD": dev_info["admin_password"]},
+    )["AuthenticationResult"]["IdToken"]
+    root = dev_info["base_url"].removesuffix("/v1")
+    answer = requests.request(
+        method, f"{root}/{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    assert answer.status_code < 300, answer.text
+    return answer.json()
+
+
+def edit_dialog(console: ConsolePage, prefix: str, name: str) -> Any:
+    row(console, prefix).get_by_role("button", name=f"Edit {name}").click()
+    dialog = console.page.get_by_role("dialog", name=f"Edit “{name}”")
+    dialog.wait_for()
+    return dialog
+
+
+def test_edit_a_keys_name_budget_models_expiry_and_limits_and_the_gateway_applies_them(
+    console: ConsolePage, user: Account, dev_info: dict[str, Any]
+) -> None:
+    from openai import PermissionDeniedError
+
+    page = console.page
+    console.sign_in(user)
+    console.settle()
+    secret = create_key_in_ui(console, "edit me")
+    close_secret(console)
+    prefix = secret.rsplit("-", 1)[0]
+    expires = (datetime.now(UTC) + timedelta(days=10)).date().isoformat()
+
+    # WHEN the owner changes every field in the dialog
+    dialog = edit_dialog(console, prefix, "edit me")
+    dialog.get_by_label("Name").fill("edited key")
+    dialog.get_by_label("Monthly budget, USD").fill("2.50")
+    dialog.get_by_label("Only these:").check()
+    dialog.get_by_label("nova-micro", exact=True).check()
+    dialog.get_by_label("Expires on").fill(expires)
+    dialog.get_by_label("Requests per minute").fill("7")
+    dialog.get_by_label("Tokens per minute").fill("9000")
+    console.screenshot("12-edit-key", full_page=False)
+    dialog.get_by_role("button", name="Save changes").click()
+    page.locator("dialog[open]").wait_for(state="detached")
+    console.settle()
+
+    # THEN the list shows it, and the gateway applies it to the very next request
+    text = row(console, prefix).inner_text()
+    assert "edited key" in text and "of $2.50" in text and "nova-micro" in text, text
+    view = key_view(dev_info, secret)
+    assert view["name"] == "edited key"
+    assert view["allowed_models"] == ["nova-micro"]
+    assert view["expires_at"].startswith(expires)
+    assert view["limits"] == {"rpm": 7, "tpm": 9000}
+    assert Decimal(view["budget"]["monthly_usd"]) == Decimal("2.50"), view["budget"]
+    with pytest.raises(PermissionDeniedError, match="not allowed to use the model"):
+        openai_client(dev_info, secret).chat.completions.create(
+            model="nova-lite", messages=[{"role": "user", "content": "not this one"}]
+        )
+
+    # WHEN the owner empties the budget and goes back to every model THEN only that changes
+    dialog = edit_dialog(console, prefix, "edited key")
+    assert Decimal(dialog.get_by_label("Monthly budget, USD").input_value()) == Decimal("2.50")
+    assert dialog.get_by_label("nova-micro", exact=True).is_checked()
+    dialog.get_by_label("Monthly budget, USD").fill("")
+    dialog.get_by_label("Every model in the catalog").check()
+    dialog.get_by_role("button", name="Save changes").click()
+    page.locator("dialog[open]").wait_for(state="detached")
+    console.settle()
+    view = key_view(dev_info, secret)
+    assert view["allowed_models"] is None and view["limits"] == {"rpm": 7, "tpm": 9000}
+    assert view["budget"]["monthly_usd"] is None, view["budget"]
+    assert (
+        openai_client(dev_info, secret)
+        .chat.completions.create(model="nova-lite", messages=[{"role": "user", "content": "any model now"}])
+        .choices
+    )
+
+    # WHEN an admin sets a budget on the key THEN the owner sees why, and cannot loosen it
+    mine = console.call_api("GET", "admin/keys?owner=me")["data"]["data"]
+    key_id = next(k["key_id"] for k in mine if k["prefix"] == prefix)
+    admin_api(dev_info, "PATCH", f"admin/keys/{key_id}", {"monthly_budget_usd": "1.00"})
+    console.open("spend")
+    console.open("keys")  # the list again, as the API has it now
+    dialog = edit_dialog(console, prefix, "edited key")
+    assert "An admin limited this to $1.00" in dialog.inner_text()
+    dialog.get_by_label("Monthly budget, USD").fill("5")
+    dialog.get_by_role("button", name="Save changes").click()
+    alert = dialog.get_by_role("alert")
+    expect(alert).to_contain_text("An admin limited monthly_budget_usd")
+    console.screenshot("13-edit-refused", full_page=False)
+    # ...but may tighten it
+    dialog.get_by_label("Monthly budget, USD").fill("0.75")
+    dialog.get_by_role("button", name="Save changes").click()
+    page.locator("dialog[open]").wait_for(state="detached")
+    console.settle()
+    assert Decimal(key_view(dev_info, secret)["budget"]["monthly_usd"]) == Decimal("0.75")
