@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -277,7 +278,7 @@ def test_xss_payloads_in_names_metadata_and_reasons_render_as_text(console: Cons
 
 
 AXE_PAGES = [
-    *("keys", "spend", "connect"),
+    *("keys", "spend", "requests", "connect"),
     *("admin/keys", "admin/owners", "admin/usage", "admin/audit", "admin/report"),
 ]
 
@@ -341,7 +342,7 @@ def test_narrow_screen_layout_has_no_sideways_scrolling(console: ConsolePage, us
     page = console.page
     page.set_viewport_size({"width": 390, "height": 844})
     console.sign_in(user)
-    for route in ("keys", "spend", "connect"):
+    for route in ("keys", "spend", "requests", "connect"):
         console.open(route)
         overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{route} is {overflow}px wider than the screen"
@@ -484,3 +485,66 @@ def test_edit_a_keys_name_budget_models_expiry_and_limits_and_the_gateway_applie
     page.locator("dialog[open]").wait_for(state="detached")
     console.settle()
     assert Decimal(key_view(dev_info, secret)["budget"]["monthly_usd"]) == Decimal("0.75")
+
+
+# --- The request log -------------------------------------------------------------------------------
+
+
+def test_the_request_log_shows_each_billed_request_filters_and_exports_what_usage_says(
+    console: ConsolePage, cognito: Any, dev_info: dict[str, Any]
+) -> None:
+    # GIVEN a new person whose key (named like a spreadsheet formula) made two requests
+    email = "requests@pennyworth.local"
+    password = "Pw1!request-log-test"
+    bootstrap.create_user(cognito, dev_info["cognito"]["user_pool_id"], email, password)
+    page = console.page
+    console.sign_in(Account(email, password))
+    console.settle()
+    secret = create_key_in_ui(console, "=HYPERLINK(1)")
+    close_secret(console)
+    prefix = secret.rsplit("-", 1)[0]
+    client = openai_client(dev_info, secret)
+    ids = set()
+    for text in ("first", "second"):
+        reply = client.chat.completions.with_raw_response.create(
+            model="nova-micro", messages=[{"role": "user", "content": f"the {text} secret prompt"}]
+        )
+        ids.add(reply.headers["x-request-id"])
+    billed = eventually(lambda: key_view(dev_info, secret), lambda view: view["usage"]["requests"] >= 2)["budget"]
+
+    # WHEN they open the request log THEN both requests are there, and nothing of what they said
+    console.open("requests")
+    expect(page.get_by_role("note")).to_contain_text("No prompt or answer text is stored")
+    rows = page.locator("table.data tbody tr")
+    expect(rows).to_have_count(2)
+    shown = page.locator("table.data").inner_text()
+    assert prefix in shown and "nova-micro" in shown and "secret prompt" not in shown
+    assert {rows.nth(n).locator("code.request-id").inner_text() for n in range(2)} == ids
+    assert page.locator("table.data thead").get_by_text("Person").count() == 0  # a member sees their own only
+    console.screenshot("14-request-log")
+
+    # WHEN they filter on another model THEN nothing matches; on theirs, both again
+    page.get_by_label("Model").select_option("nova-lite")
+    page.get_by_role("button", name="Show requests").click()
+    console.settle()
+    expect(page.get_by_text("No request matches these filters in this range.")).to_be_visible()
+    page.get_by_label("Model").select_option("nova-micro")
+    page.get_by_role("button", name="Show requests").click()
+    console.settle()
+    expect(rows).to_have_count(2)
+
+    # WHEN they download the CSV THEN it holds both requests, the costs add up to the usage to
+    # the last digit, and the formula-like key name is defused
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    header = [cell.strip('"') for cell in lines[0].split(",")]
+    assert header[:4] == ["time", "request_id", "key_prefix", "key_name"]
+    data = list(csv.DictReader(lines))
+    assert {r["request_id"] for r in data} == ids
+    assert {r["key_name"] for r in data} == {"'=HYPERLINK(1)"}
+    assert sum(Decimal(r["cost_usd"]) for r in data) == Decimal(billed["spent_usd"]) > 0
+
+    # AND another person's requests are the API's to refuse, whatever the page offers
+    answer = console.call_api("GET", f"admin/requests?owner={dev_info['admin_username']}")
+    assert answer["ok"] is False and answer["status"] == 403, answer

@@ -8,6 +8,7 @@
   const ROUTES = {
     "/keys": { title: "My keys", view: (root, signal) => PW.keys.myKeys(root, signal) },
     "/spend": { title: "My spend", view: (root, signal) => PW.spend.mySpend(root, signal) },
+    "/requests": { title: "Requests", view: (root, signal) => PW.requests.requestsPage(root, signal) },
     "/connect": { title: "Connect a client", view: (root, signal) => PW.connect.connect(root, signal) },
     "/admin/keys": { title: "All keys", admin: true, view: (root, signal) => PW.keys.allKeys(root, signal) },
     "/admin/owners": { title: "Owners and budgets", admin: true, view: (root, signal) => PW.admin.owners(root, signal) },
@@ -43,7 +44,7 @@
     // Admin pages are listed for admins only; a user who opens one anyway gets the API's refusal.
     replace(
       nav,
-      h("ul", {}, ["/keys", "/spend", "/connect"].map(navLink)),
+      h("ul", {}, ["/keys", "/spend", "/requests", "/connect"].map(navLink)),
       user.isAdmin ? [h("p", { class: "nav-heading", id: "admin-nav" }, "Admin"), h("ul", { "aria-labelledby": "admin-nav" }, ["/admin/keys", "/admin/owners", "/admin/usage", "/admin/audit", "/admin/report"].map(navLink))] : null
     );
   }
