@@ -367,7 +367,7 @@ def _numbers(value) -> list[str]:
 
 
 def test_prompt_bound_counts_bytes_images_tools_and_overhead() -> None:
-    from chalicelib.accounting.metering import IMAGE_TOKEN_BOUND, MESSAGE_OVERHEAD_TOKENS, prompt_token_bound
+    from chalicelib.gateway.prompts import IMAGE_TOKEN_BOUND, MESSAGE_OVERHEAD_TOKENS, prompt_input
 
     # GIVEN text whose characters are several bytes each (a CJK character is 3 UTF-8 bytes)
     messages = [
@@ -375,7 +375,7 @@ def test_prompt_bound_counts_bytes_images_tools_and_overhead() -> None:
         {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {}}]},
     ]
     tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
-    bound = prompt_token_bound(messages, {"tools": tools})
+    bound = prompt_input((messages, {"tools": tools})).token_bound
     assert bound == 6 + 2 + IMAGE_TOKEN_BOUND + len(json.dumps(tools)) + 2 * MESSAGE_OVERHEAD_TOKENS
 
 

@@ -386,8 +386,9 @@ def test_the_allowlist_applies(env, keys_table) -> None:
     assert response.status_code == 403 and response.json_body["error"]["code"] == "model_not_allowed"
 
 
-def test_a_stalled_upstream_is_cut_at_the_deadline_and_nothing_is_billed(key) -> None:
+def test_a_stalled_upstream_is_cut_at_the_deadline_and_billed_its_prompt(key) -> None:
     # 5 s left for the whole answer: Bedrock gets what is left minus the billing margin, then a 504.
+    # Bedrock had the prompt and read it: the gateway gave up, so the prompt is billed (partial).
     record, plaintext = key
     raw = json.dumps({"model": "nova-micro", "input": "slow #emulator:sleep=4", "stream": True})
     response = StreamClient(timeout_seconds=5).post(
@@ -395,4 +396,6 @@ def test_a_stalled_upstream_is_cut_at_the_deadline_and_nothing_is_billed(key) ->
     )
     assert response.status_code == 504 and response.json_body["error"]["code"] == "upstream_timeout"
     assert_valid("ErrorResponse", response.json_body)
-    assert ledger_entries(record.key_id) == []
+    [entry] = ledger_entries(record.key_id)
+    assert entry["status"] == "partial" and entry["input_tokens"] > 0 and entry["output_tokens"] == 0
+    assert Decimal(response.headers["x-pennyworth-cost-usd"]) == entry["cost"]

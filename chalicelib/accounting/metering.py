@@ -35,7 +35,6 @@ See docs/accounting.md.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -521,35 +520,6 @@ class _Refused(Exception):
     def __init__(self, item: dict[str, Any]) -> None:
         super().__init__("condition failed")
         self.item = item
-
-
-#: Bedrock bills an image at most ~1,600 tokens (Claude: 1.15 MP / 750); reserve a little more.
-IMAGE_TOKEN_BOUND = 2_000
-#: Role markers and separators a model's chat template adds around each message.
-MESSAGE_OVERHEAD_TOKENS = 8
-
-
-def prompt_token_bound(messages: list[dict[str, Any]], options: dict[str, Any] | None = None) -> int:
-    """An upper bound of a prompt's tokens: UTF-8 bytes (a byte-level BPE token is at least one byte)."""
-    images = 0
-    size = 0
-    for message in messages:
-        content = message.get("content")
-        parts = content if isinstance(content, list) else [{"text": content or ""}]
-        for part in parts:
-            if part.get("type") == "image_url":
-                images += 1
-            else:
-                size += len(str(part.get("text", "")).encode())
-        if message.get("tool_calls"):
-            size += len(json.dumps(message["tool_calls"]).encode())
-        if message.get("thinking_blocks"):
-            # Earlier reasoning sent back (Claude's thinking blocks) is input Bedrock bills too.
-            size += len(json.dumps(message["thinking_blocks"]).encode())
-    for name in ("tools", "response_format"):
-        if (options or {}).get(name):
-            size += len(json.dumps(options[name]).encode())
-    return size + images * IMAGE_TOKEN_BOUND + MESSAGE_OVERHEAD_TOKENS * len(messages)
 
 
 def worst_case_cost(model: ModelEntry, input_tokens: int, max_output_tokens: int | None) -> Decimal:
