@@ -228,3 +228,27 @@ def test_absurd_max_tokens_is_a_400_before_any_limit_or_budget(client: Client, k
     response = post_chat(client, plaintext, hello(max_tokens=max_tokens))
     assert response.status_code == 400, response.body
     assert response.json_body["error"]["param"] == "max_tokens"
+
+
+def test_a_cut_stream_error_carries_its_bill_to_the_openai_sdk(env, key) -> None:
+    # GIVEN the official SDK reading a stream that Bedrock cuts mid-answer
+    import httpx
+    import openai
+
+    from tests.stream_client import in_process_transport
+
+    record, plaintext = key
+    client = openai.OpenAI(
+        base_url="http://gateway.test/v1",
+        api_key=plaintext,
+        max_retries=0,
+        http_client=httpx.Client(transport=in_process_transport(httpx)),
+    )
+    # WHEN the stream ends with the error event THEN the SDK's error carries what was billed
+    with pytest.raises(openai.APIError) as caught:
+        for _ in client.chat.completions.create(**hello(text="Tell me more #emulator:cut"), stream=True):
+            pass
+    [entry] = wiring.ledger().entries_for_key(record.key_id)
+    usage = caught.value.body["usage"]
+    assert entry["status"] == "partial" and Decimal(usage["cost_usd"]) == entry["cost"] > 0
+    assert (usage["prompt_tokens"], usage["completion_tokens"]) == (entry["input_tokens"], entry["output_tokens"])
