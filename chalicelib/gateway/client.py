@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,32 @@ class UpstreamConfig:
     region: str
     endpoint_url: str | None
     timeout_seconds: float
+
+
+@dataclass
+class _Batch:
+    """One embeddings call: its texts and what came of it."""
+
+    texts: list[str]
+    vectors: list[list[float]] | None = None
+    tokens: int = 0
+    error: errors.AppError | None = None
+    #: False when the deadline passed before the call was made (nothing reached Bedrock).
+    sent: bool = True
+
+    @property
+    def timed_out(self) -> bool:
+        return isinstance(self.error, errors.UpstreamTimeout)
+
+
+def _tokens(text: str) -> int:
+    """Tokens of ``text`` with LiteLLM's local tokenizer (cl100k_base): an estimate of Bedrock's count."""
+    if not text:
+        return 0
+    load_litellm()
+    from litellm.litellm_core_utils.default_encoding import encoding
+
+    return len(encoding.encode(text, disallowed_special=()))
 
 
 class Gateway:
@@ -120,17 +147,11 @@ class Gateway:
         the output schema, images), its text with LiteLLM's local tokenizer and its images by
         their size. An estimate: the ledger entry is marked partial.
         """
-        load_litellm()
-        from litellm.litellm_core_utils.default_encoding import encoding
-
-        def tokens(text: str) -> int:
-            return len(encoding.encode(text, disallowed_special=())) if text else 0
-
         content = prompt_input(prompt)
-        input_tokens = sum(tokens(text) for text in content.texts)
+        input_tokens = sum(_tokens(text) for text in content.texts)
         input_tokens += sum(image_tokens(url) for url in content.images)
         input_tokens += _ESTIMATE_MESSAGE_TOKENS * content.messages
-        return TokenUsage(input_tokens=input_tokens, output_tokens=tokens(produced))
+        return TokenUsage(input_tokens=input_tokens, output_tokens=_tokens(produced))
 
     def _timeout(self, timeout_seconds: float | None) -> float:
         # An explicit deadline (the streaming routes: the function's remaining time) wins; the
@@ -163,14 +184,17 @@ class Gateway:
         model: ModelEntry,
         *,
         texts: list[str] | None = None,
-        timeout_seconds: float | None = None,
+        stop_at: float | None = None,
     ) -> EmbeddingOutcome:
         """Embed every input with a Bedrock embedding model and shape OpenAI's ``list`` answer.
 
         ``texts`` are the inputs already checked by ``embedding_texts`` (computed when
-        not given). Inputs are sent in the model's batch size (Titan: one per call, concurrently;
-        Cohere: up to 96). When a batch fails after others succeeded, the outcome
-        carries the error and the usage of what Bedrock did embed, so it is billed.
+        not given). Inputs are sent in the model's batch size (Titan: one per call, 8 at once;
+        Cohere: up to 96). ``stop_at`` (Unix time) is when the whole request must be done: no call
+        starts after it, none waits past it, and each gets at most what is left (else each gets the
+        configured upstream timeout). When a batch fails, or time runs out, the outcome carries the
+        error and the usage to bill: what Bedrock embedded, and an estimate of the calls it was
+        still running (it bills them; calls never sent are not billed).
 
         Raises
         ------
@@ -181,7 +205,6 @@ class Gateway:
         texts = embedding_texts(request, limits) if texts is None else texts
         kwargs: dict[str, Any] = {
             "model": model.litellm_model,
-            "timeout": self._timeout(timeout_seconds),
             "num_retries": 0,
             "aws_region_name": self._upstream.region,
         }
@@ -193,26 +216,45 @@ class Gateway:
             kwargs["dimensions"] = dimensions
         batches = [texts[i : i + limits.batch_size] for i in range(0, len(texts), limits.batch_size)]
 
-        def run(batch: list[str]) -> tuple[list[list[float]], int] | Exception:
+        def run(batch: list[str]) -> _Batch:
+            timeout = self._upstream.timeout_seconds
+            if stop_at is not None:
+                timeout = min(timeout, stop_at - time.time())
+                if timeout <= 0:
+                    return _Batch(batch, sent=False)
             try:
-                response = self._embed(input=batch, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - mapped by the caller
-                return exc
+                response = self._embed(input=batch, timeout=max(0.1, timeout), **kwargs)
+            except Exception as exc:  # noqa: BLE001 - mapped below
+                return _Batch(batch, error=map_upstream_error(exc))
             vectors = [list(item["embedding"]) for item in sorted(response.data, key=lambda d: d["index"])]
             tokens = int(getattr(getattr(response, "usage", None), "prompt_tokens", 0) or 0)
-            return vectors, tokens
+            return _Batch(batch, vectors=vectors, tokens=tokens)
 
-        if len(batches) == 1:
-            results = [run(batches[0])]
-        else:
-            with ThreadPoolExecutor(max_workers=min(_EMBEDDING_CONCURRENCY, len(batches))) as pool:
-                results = list(pool.map(run, batches))
-        failures = [r for r in results if isinstance(r, Exception)]
-        tokens = sum(r[1] for r in results if not isinstance(r, Exception))
+        pool = ThreadPoolExecutor(max_workers=min(_EMBEDDING_CONCURRENCY, len(batches)))
+        futures = [pool.submit(run, batch) for batch in batches]
+        wait(futures, timeout=None if stop_at is None else max(0.0, stop_at - time.time()))
+        # Calls not started yet are cancelled; calls in flight are left to end on their own timeout.
+        pool.shutdown(wait=False, cancel_futures=True)
+        results = [
+            f.result() if f.done() and not f.cancelled() else _Batch(batch, sent=not f.cancelled())
+            for f, batch in zip(futures, batches, strict=True)
+        ]
+        # A call in flight, or one that timed out, reached Bedrock, which embeds and bills it: estimated.
+        tokens = sum(r.tokens if r.vectors is not None else self._text_tokens(r) for r in results)
         usage = TokenUsage(input_tokens=tokens)
-        if failures:
-            return EmbeddingOutcome(body={}, usage=usage, error=map_upstream_error(failures[0]))
-        vectors = [vector for r in results if not isinstance(r, Exception) for vector in r[0]]
+        unfinished = [r for r in results if r.vectors is None and (r.error is None or r.timed_out)]
+        if unfinished:
+            embedded = sum(len(r.texts) for r in results if r.vectors is not None)
+            error: errors.AppError = errors.UpstreamTimeout(
+                f"The embeddings ran out of this request's time: {embedded} of {len(texts)} inputs were "
+                "embedded (and billed); send fewer inputs per request.",
+                code="embedding_time_limit",
+            )
+            return EmbeddingOutcome(body={}, usage=usage, error=error)
+        failure = next((r.error for r in results if r.error is not None), None)
+        if failure is not None:
+            return EmbeddingOutcome(body={}, usage=usage, error=failure)
+        vectors = [vector for r in results for vector in r.vectors or []]
         if len(vectors) != len(texts):
             return EmbeddingOutcome(
                 body={},
@@ -230,6 +272,13 @@ class Gateway:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
         return EmbeddingOutcome(body=body, usage=usage, extra={"dimensions": len(vectors[0]) if vectors else 0})
+
+    @staticmethod
+    def _text_tokens(batch: _Batch) -> int:
+        """Tokens Bedrock bills for a batch whose count it never reported: estimated if it reached Bedrock."""
+        if not batch.sent or (batch.error is not None and not batch.timed_out):
+            return 0
+        return sum(_tokens(text) for text in batch.texts)
 
     def count_tokens(self, model: ModelEntry, *, messages: list[dict[str, Any]] | None = None, text: str = "") -> int:
         """LiteLLM's local estimate of a prompt's tokens for ``model`` (no Bedrock call)."""

@@ -297,30 +297,33 @@ class ModelService:
         key: KeyRecord,
         request: EmbeddingRequest,
         *,
-        timeout_seconds: float | None = None,
+        deadline: float | None = None,
         surface: str = "openai",
     ) -> EmbeddingRun:
         """Admit, embed, bill: one embeddings call for an authenticated key (routes and MCP tools).
 
+        ``deadline`` is the Unix time by which the whole request must be answered: the Bedrock
+        calls end a margin before it (to bill), and what was embedded by then is billed.
+
         Raises
         ------
         AppError
-            Unknown or disallowed model, inputs over the model's limits, refused
-            admission, or an upstream failure (what Bedrock did embed is still billed).
+            Unknown or disallowed model, inputs over the model's limits, refused admission,
+            an upstream failure, or no time left (what Bedrock did embed is still billed).
         """
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
         entry = self.resolve_model(key, request.model, mode="embedding")
         texts = embedding_texts(request, embedding_limits(entry))
         log = {"request_id": request_id, "key_id": key.key_id, "model": entry.id, "surface": surface}
-        # A token is at least one UTF-8 byte (as in metering.prompt_token_bound), so bytes bound the tokens.
+        # A token is at least one UTF-8 byte (as in PromptInput.token_bound), so bytes bound the tokens.
         ticket = self._meter.admit(key, entry, input_tokens=sum(len(t.encode()) for t in texts), max_output_tokens=0)
-        headers = {**ticket.headers, "x-request-id": request_id}
+        stop_at = None if deadline is None else deadline - BILLING_MARGIN_SECONDS
         try:
-            outcome = self._gateway.embed(request, entry, texts=texts, timeout_seconds=timeout_seconds)
+            outcome = self._gateway.embed(request, entry, texts=texts, stop_at=stop_at)
         except errors.AppError as exc:
             self._meter.release(ticket)
-            exc.headers.update(headers)
+            exc.headers.update({**ticket.headers, "x-request-id": request_id})
             raise
         latency_ms = _ms(started)
         if outcome.error is not None and not outcome.usage.input_tokens:
@@ -335,8 +338,8 @@ class ModelService:
                 status="ok" if outcome.error is None else "partial",
             )
         if outcome.error is not None:
-            outcome.error.headers.update(headers)
-            outcome.error.context.update(log, latency_ms=latency_ms)
+            outcome.error.headers.update({**ticket.headers, "x-request-id": request_id})  # the cost, if billed
+            outcome.error.context.update(log, latency_ms=latency_ms, input_tokens=outcome.usage.input_tokens)
             raise outcome.error
         logger.info(
             "embeddings",
@@ -349,7 +352,8 @@ class ModelService:
                 "cost_usd": str(usage_entry.cost),
             },
         )
-        return EmbeddingRun(request_id, entry, outcome.body, usage_entry, latency_ms, headers=dict(ticket.headers))
+        headers = {**ticket.headers, "x-request-id": request_id}
+        return EmbeddingRun(request_id, entry, outcome.body, usage_entry, latency_ms, headers=headers)
 
     # -- the catalog, as a key sees it -----------------------------------------------------------
 

@@ -126,7 +126,10 @@ class McpServer(Route):
                 {"supported": list(PROTOCOL_VERSIONS), "requested": version},
             )
             return HttpResult(error_response(None, error), status=400, headers=_JSON)
-        call = _Call(key=key, deadline=self._clock() + REQUEST_BUDGET_SECONDS, version=version)
+        budget = REQUEST_BUDGET_SECONDS
+        if request.deadline is not None:
+            budget = min(budget, request.deadline - time.time())
+        call = _Call(key=key, deadline=self._clock() + budget, version=version)
         try:
             message = parse_body(request.body, self._max_body_bytes)
         except ProtocolError as exc:
@@ -283,7 +286,8 @@ class McpServer(Route):
         if "dimensions" in args:
             body["dimensions"] = args["dimensions"]
         request = parse_embedding_request(body)
-        run = self._models.embed(call.key, request, timeout_seconds=self._time_left(call) - 1, surface="mcp")
+        deadline = time.time() + self._time_left(call) - 1
+        run = self._models.embed(call.key, request, deadline=deadline, surface="mcp")
         vectors = [item["embedding"] for item in run.body["data"]]
         structured = {
             "model": run.model.id,

@@ -40,5 +40,5 @@ class Embeddings(Route):
 
     def handle(self, request: HttpRequest) -> HttpResult:
         key = self.key(request)
-        run = self._models.embed(key, parse_embedding_request(self.body(request)))
-        return HttpResult(run.body, headers={"x-request-id": run.request_id, **run.headers})
+        run = self._models.embed(key, parse_embedding_request(self.body(request)), deadline=request.deadline)
+        return HttpResult(run.body, headers=run.headers)
