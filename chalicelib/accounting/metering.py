@@ -11,10 +11,11 @@ streaming adapters), goes ``admit`` → call Bedrock → ``settle`` (or
   ``rate_requests``, ``rate_tokens``) and ``committed`` (cost billed plus
   reservations outstanding). Admission is one conditional ``UpdateItem`` of
   that item: it counts the request and the prompt's upper bound plus
-  ``max_tokens`` in the window and reserves the request's worst-case cost,
-  all or nothing. The **owner's budget** is the same reservation on the
-  owner's month item; when a key has both, the two updates go out in parallel
-  and a refusal of either gives back what the other took (a release record).
+  ``max_tokens`` (the model's maximum output when it is left out) in the
+  window and reserves the request's worst-case cost, all or nothing. The
+  **owner's budget** is the same reservation on the owner's month item;
+  when a key has both, the two updates go out in parallel and a refusal of
+  either gives back what the other took (a release record).
 * **Billing** is one conditional ``PutItem`` of the ledger entry. The
   aggregator (aggregator.py) later swaps the entry's reservation for its
   cost in ``committed`` of the month it was reserved in, and corrects the
@@ -182,13 +183,22 @@ class Meter:
         now = self._clock()
         deadline = self._ledger.deadline(deadline)
         ticket = Ticket(key=key, model=model, month=now.strftime("%Y-%m"))
-        tokens = input_tokens + (max_output_tokens or 0)
+        # The output it may produce counts as the budget reservation counts it: without max_tokens,
+        # the model's default maximum (settled to the actual once billed).
+        output = output_bound(model, max_output_tokens)
+        tokens = input_tokens + output
         window = int(now.timestamp()) // WINDOW_SECONDS * WINDOW_SECONDS
         reset = max(1, window + WINDOW_SECONDS - int(now.timestamp()))
         if key.tpm_limit and tokens > key.tpm_limit:
+            advice = (
+                "Send fewer tokens or a smaller max_tokens."
+                if max_output_tokens is not None
+                else f"Without max_tokens, a request counts the model's maximum output ({output} tokens): "
+                "set max_tokens to what the answer needs."
+            )
             raise errors.RateLimited(
                 f"Request too large: it may use up to {tokens} tokens, and this key is limited to "
-                f"{key.tpm_limit} tokens per minute. Send fewer tokens or a smaller max_tokens.",
+                f"{key.tpm_limit} tokens per minute. {advice}",
                 code="tokens_exceeded",
                 headers=_limit_headers(key, None, None, reset),
             )
@@ -522,6 +532,11 @@ class _Refused(Exception):
         self.item = item
 
 
+def output_bound(model: ModelEntry, max_output_tokens: int | None) -> int:
+    """The most output a request may produce: its ``max_tokens``, else the model's default maximum."""
+    return max_output_tokens if max_output_tokens is not None else (model.max_output_tokens or 0)
+
+
 def worst_case_cost(model: ModelEntry, input_tokens: int, max_output_tokens: int | None) -> Decimal:
     """The most a request can cost: every prompt token at the dearest input-side price, every output token.
 
@@ -530,7 +545,7 @@ def worst_case_cost(model: ModelEntry, input_tokens: int, max_output_tokens: int
     Usage past this bound is capped at it when billed (``Meter.settle``).
     """
     prices = model.prices
-    output = max_output_tokens if max_output_tokens is not None else (model.max_output_tokens or 0)
+    output = output_bound(model, max_output_tokens)
     dearest_input = max(prices.input, prices.cache_write, prices.cache_read)
     return dearest_input * input_tokens + prices.output * output
 
