@@ -414,3 +414,16 @@ def test_a_cut_message_bills_its_tool_definitions(key: tuple) -> None:
     assert post(plaintext, hello(text="Go on #emulator:cut", tools=tools, stream=True)).status_code == 200
     [cut] = [e for e in wiring.ledger().entries_for_key(record.key_id) if e["status"] == "partial"]
     assert 0.7 * whole <= cut["input_tokens"] <= 1.4 * whole, (cut["input_tokens"], whole)
+
+
+def test_count_tokens_counts_against_the_keys_request_limit_and_stays_free(env: None, keys_table: Any) -> None:
+    # GIVEN a key limited to 2 requests a minute
+    record, plaintext = KeyStore(keys_table).create(owner_sub="o", rpm_limit=2)
+    body = {"model": HAIKU, "messages": [{"role": "user", "content": "foo"}]}
+    answers = [post(plaintext, body, path="/v1/messages/count_tokens") for _ in range(3)]
+    # THEN the third call in the minute is refused like any request, and none of them is billed
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[1].headers["x-ratelimit-remaining-requests"] == "0"
+    assert answers[2].json_body["error"]["type"] == "rate_limit_error" and answers[2].headers["Retry-After"]
+    assert post(plaintext, hello()).status_code == 429  # the minute is spent for messages too
+    assert wiring.ledger().entries_for_key(record.key_id) == []

@@ -369,6 +369,14 @@ def test_get_usage_reports_this_keys_spend(client: Client, keys_table, usage_tab
     assert "$5" in after["content"][0]["text"]
 
 
+def test_count_tokens_counts_against_the_keys_request_limit(client: Client, keys_table) -> None:
+    record, plaintext = KeyStore(keys_table).create(owner_sub="o", rpm_limit=2)
+    results = [call_tool(client, plaintext, "count_tokens", {"text": "hello"}) for _ in range(3)]
+    assert [r["isError"] for r in results] == [False, False, True]
+    assert "429" in failed(results[2]) and "Retry after" in failed(results[2])
+    assert wiring.ledger().entries_for_key(record.key_id) == []
+
+
 def test_count_tokens_estimates_cost_from_catalog_prices(client: Client, key) -> None:
     record, plaintext = key
     result = ok(

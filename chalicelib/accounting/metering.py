@@ -233,11 +233,49 @@ class Meter:
             raise _unavailable(unavailable) from unavailable
         return ticket
 
-    def _admit_key(self, ticket: Ticket, window: int, reset: int, tokens: int, worst: Decimal, deadline: float) -> None:
-        """One conditional update of the key's month item: rate window and key budget together."""
+    def admit_free(self, key: Payer, model: ModelEntry, *, deadline: float | None = None) -> Ticket:
+        """Count one free call (``count_tokens``) against the key's requests per minute; nothing is reserved.
+
+        Raises
+        ------
+        RateLimited
+            The key's requests per minute would be exceeded.
+        ServiceUnavailable
+            DynamoDB did not answer in time.
+        """
+        now = self._clock()
+        ticket = Ticket(key=key, model=model, month=now.strftime("%Y-%m"))
+        if not key.rpm_limit:
+            return ticket
+        window = int(now.timestamp()) // WINDOW_SECONDS * WINDOW_SECONDS
+        reset = max(1, window + WINDOW_SECONDS - int(now.timestamp()))
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._admit_key(ticket, window, reset, 0, Decimal(0), self._ledger.deadline(deadline), free=True)
+        except (BotoCoreError, ClientError) as exc:
+            raise _unavailable(exc) from exc
+        return ticket
+
+    def _admit_key(
+        self,
+        ticket: Ticket,
+        window: int,
+        reset: int,
+        tokens: int,
+        worst: Decimal,
+        deadline: float,
+        *,
+        free: bool = False,
+    ) -> None:
+        """One conditional update of the key's month item: rate window and key budget together.
+
+        A ``free`` call counts as a request only: no tokens, no budget.
+        """
         key = ticket.key
-        limited = bool(key.rpm_limit or key.tpm_limit)
-        budget = key.monthly_budget_usd
+        tpm_limit = None if free else key.tpm_limit
+        limited = bool(key.rpm_limit or tpm_limit)
+        budget = None if free else key.monthly_budget_usd
         # Guess which update applies: start the window if this process counted this key in an
         # earlier minute, else join it (a busy key's window is usually started by someone already).
         # A wrong guess costs a second call; the refusal returns the stored item to correct it.
@@ -262,9 +300,9 @@ class Meter:
                     if key.rpm_limit:
                         conditions.append("rate_requests < :rpm")
                         values[":rpm"] = key.rpm_limit
-                    if key.tpm_limit:
+                    if tpm_limit:
                         conditions.append("rate_tokens <= :troom")
-                        values[":troom"] = key.tpm_limit - tokens
+                        values[":troom"] = tpm_limit - tokens
             parts = [("ADD " + ", ".join(adds)) if adds else "", ("SET " + ", ".join(sets)) if sets else ""]
             expression = " ".join(part for part in parts if part)
             try:
@@ -284,7 +322,7 @@ class Meter:
                         continue
                     if not new_window and key.rpm_limit and int(old.get("rate_requests", 0)) >= key.rpm_limit:
                         raise self._rate_error(key, reset) from None
-                    if not new_window and key.tpm_limit and int(old.get("rate_tokens", 0)) > key.tpm_limit - tokens:
+                    if not new_window and tpm_limit and int(old.get("rate_tokens", 0)) > tpm_limit - tokens:
                         raise self._rate_error(key, reset) from None
                 if budget is not None and Decimal(old.get("committed", 0)) > budget - worst:
                     raise self._quota_error("KEY", budget, ticket, worst) from None

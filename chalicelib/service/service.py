@@ -394,6 +394,16 @@ class ModelService:
             **self._meter.spend(key),  # budget, usage
         }
 
+    def admit_count(self, key: KeyRecord, model: ModelEntry) -> dict[str, str]:
+        """Admit a token count: free, but a request against the key's requests per minute; its headers.
+
+        Raises
+        ------
+        RateLimited
+            The key's requests per minute are spent.
+        """
+        return self._meter.admit_free(key, model).headers
+
     def count_tokens(self, model: ModelEntry, *, messages: list[dict[str, Any]] | None = None, text: str = "") -> int:
         """A local estimate of a prompt's tokens for ``model`` (no Bedrock call, nothing billed)."""
         return self._gateway.count_tokens(model, messages=messages, text=text)

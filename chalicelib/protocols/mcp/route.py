@@ -322,6 +322,7 @@ class McpServer(Route):
         model = self._models.resolve_model(call.key, args.get("model") or self._default_model(call.key, "chat"))
         if ("text" in args) == ("messages" in args):
             raise errors.InvalidRequest("Give either 'text' or 'messages' (not both, not neither).", param="text")
+        self._models.admit_count(call.key, model)  # free, but a request against the key's limit
         if "messages" in args:
             messages = parse_chat_request({"model": model.id, "messages": args["messages"]}).conversation.messages
             tokens = self._models.count_tokens(model, messages=messages)
