@@ -11,17 +11,28 @@
   (404 ``unknown_url``, 405 ``method_not_allowed`` with ``Allow``), as the
   template's gateway responses make them on AWS; neither repeats a header.
 
+* Stopped (SIGTERM), chalice local's handler threads (daemons) died with it, and with them any
+  request in flight, unbilled (an MCP ``chat``, embeddings). Here the process takes no new
+  request and waits for those in flight to answer (``DRAIN_SECONDS`` at most) before it exits.
+
 Usage: ``python -m local.chalice_local local --stage local --port 8000`` (any chalice command).
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from typing import Any
 from urllib.parse import urlsplit
 
 from chalicelib.errors import AppError, MethodNotAllowed, UnknownRoute
+
+#: How long a stopped chalice local waits for the requests in flight (the buffered routes end in 25 s).
+DRAIN_SECONDS = 30.0
+_in_flight = 0
+_idle = threading.Condition()
 
 
 def tolerate_non_jwt_authorization() -> None:
@@ -68,9 +79,39 @@ def openai_routing_errors() -> None:
             allowed = ", ".join(sorted(methods))
             error = MethodNotAllowed(f"{route_path} does not accept {method}; use {allowed}.")
             return _answer(error, {"Allow": allowed})
-        return handle(self, method, path, headers, body)
+        return _counted(lambda: handle(self, method, path, headers, body))
 
     LocalGateway.handle_request = handle_request  # type: ignore[method-assign]
+
+
+def _counted(call: Any) -> Any:
+    """Run one request's handling, counted as in flight (what a stop waits for)."""
+    global _in_flight
+    with _idle:
+        _in_flight += 1
+    try:
+        return call()
+    finally:
+        with _idle:
+            _in_flight -= 1
+            _idle.notify_all()
+
+
+def drain_on_sigterm() -> None:
+    """On SIGTERM, stop taking requests and let those in flight answer (and bill) before exiting.
+
+    The handler runs on the main thread, which serves the accept loop: while it waits, nothing new
+    is accepted; the requests already accepted go on in their threads.
+    """
+
+    def stop(*_: Any) -> None:
+        with _idle:
+            done = _idle.wait_for(lambda: _in_flight == 0, timeout=DRAIN_SECONDS)
+        if not done:
+            print(f"chalice local: stopped with {_in_flight} request(s) still running", file=sys.stderr)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _answer(error: AppError, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -87,6 +128,7 @@ def main() -> int:
 
     tolerate_non_jwt_authorization()
     openai_routing_errors()
+    drain_on_sigterm()
     answer_without_nagle()
     return chalice_main()
 

@@ -6,8 +6,13 @@ completions, Messages, Responses) are answered in this process by the same
 their chunks leave the moment they are produced (chunked transfer encoding,
 ``TCP_NODELAY``, headers and first chunk in one write). Every other route is
 proxied to ``chalice local``, as API Gateway sends them to the Chalice
-function. When a client goes away mid-stream, the answer is closed, which
-stops Bedrock and bills what was generated, as a cut stream.
+function. When a client goes away mid-stream (a write fails), the answer is
+closed, which stops Bedrock and bills what was generated, as a cut stream. A
+client that only shuts its write side (end of request) still gets its answer.
+Stopped (SIGTERM, as ``make dev`` stops it), the front takes no new request,
+ends each stream at its next chunk, billed, and waits for the answers in flight
+(``DRAIN_SECONDS`` at most) before it exits: its handler threads are daemons,
+and an answer cut by the process dying would be neither billed nor released.
 
 Usage: ``python -m local.front --port 8000 --upstream http://127.0.0.1:PORT``.
 """
@@ -19,13 +24,12 @@ import contextlib
 import http.client
 import json
 import re
-import select
 import signal
-import socket
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -37,6 +41,8 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "host"}
 )
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+#: How long a stopped front waits for the answers in flight to end (and bill) before it exits.
+DRAIN_SECONDS = 15.0
 # What HTTP/1.1 allows as a Content-Length and a chunk size (Python's int() also takes "+5", " 5", "5_0").
 _DECIMAL = re.compile(rb"[0-9]+")
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
@@ -63,6 +69,35 @@ class FrontServer(ThreadingHTTPServer):
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.timeout_seconds = timeout_seconds
+        #: Set when the front stops: each stream ends at its next chunk (and bills).
+        self.stopping = threading.Event()
+        self._in_flight = 0
+        self._idle = threading.Condition()
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Count one request in flight while it is answered (``drain`` waits for them)."""
+        with self._idle:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def drain(self, seconds: float = DRAIN_SECONDS) -> int:
+        """Stop the streams in flight at their next chunk and wait (at most ``seconds``) for every answer.
+
+        Returns how many answers were still running when the wait ended (logged; 0 normally).
+        """
+        self.stopping.set()
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=seconds)
+            left = self._in_flight
+        if left:
+            sys.stderr.write(f"front: stopped with {left} answer(s) still running (unbilled)\n")
+        return left
 
     @property
     def base_url(self) -> str:
@@ -79,7 +114,8 @@ class FrontHandler(BaseHTTPRequestHandler):
         sys.stderr.write(f"front: {self.address_string()} {format % args}\n")
 
     def do_GET(self) -> None:
-        self._dispatch()
+        with self.server.answering():
+            self._dispatch()
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_GET
 
@@ -145,27 +181,21 @@ class FrontHandler(BaseHTTPRequestHandler):
             for chunk in result.chunks:
                 if not chunk:
                     continue
-                if self._client_gone():
-                    break
+                if self.server.stopping.is_set():
+                    break  # the front is stopping: end here, billed, rather than die mid-answer
+                # A client that went away makes this write fail (at the latest the one after, once its
+                # RST is back). End of input alone is not going away: a client may shut its write
+                # side once its request is sent, and still read the answer.
                 self.wfile.write(pending + b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 pending = b""
             else:
                 self.wfile.write(pending + b"0\r\n\r\n")
                 return
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except OSError:
+            pass  # the client is gone (broken pipe, reset)
         finally:
             result.close()  # a client that left stops the upstream and is billed for what was made
         self.close_connection = True
-
-    def _client_gone(self) -> bool:
-        """True when the client closed its end (readable at EOF) before we write more."""
-        sock = self.connection
-        try:
-            readable, _, _ = select.select([sock], [], [], 0)
-            return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
-        except OSError:
-            return True
 
     # -- everything else: chalice local ----------------------------------------------------------
 
@@ -284,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, help="seconds an answer may take (default: PENNYWORTH_STREAM_TIMEOUT_SECONDS)"
     )
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leaves serve_forever: no new request
     from chalicelib.settings import get_settings
 
     timeout = args.timeout or get_settings().stream_timeout_seconds  # the streaming function's timeout on AWS
@@ -293,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.serve_forever(poll_interval=0.05)
     finally:
+        server.drain()  # the answers in flight end and bill before the process does
         server.server_close()
     return 0
 
