@@ -11,6 +11,8 @@
   (404 ``unknown_url``, 405 ``method_not_allowed`` with ``Allow``), as the
   template's gateway responses make them on AWS; neither repeats a header.
 
+* A repeated header reached the app with its first value only; API Gateway hands Lambda all of
+  them. Here the app gets them joined, as on AWS (two keys in one request are refused).
 * Stopped (SIGTERM), chalice local's handler threads (daemons) died with it, and with them any
   request in flight, unbilled (an MCP ``chat``, embeddings). Here the process takes no new
   request and waits for those in flight to answer (``DRAIN_SECONDS`` at most) before it exits.
@@ -27,7 +29,8 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-from chalicelib.errors import AppError, MethodNotAllowed, UnknownRoute
+from chalicelib.edge.routes import unknown_route
+from chalicelib.errors import AppError, MethodNotAllowed
 
 #: How long a stopped chalice local waits for the requests in flight (the buffered routes end in 25 s).
 DRAIN_SECONDS = 30.0
@@ -51,6 +54,25 @@ def tolerate_non_jwt_authorization() -> None:
     LocalGatewayAuthorizer._decode_jwt_payload = lenient  # type: ignore[method-assign]
 
 
+def combine_repeated_headers() -> None:
+    """Hand the app every value of a repeated header, joined with ``, ``, as it gets them on AWS.
+
+    chalice local kept a repeated header's first value; API Gateway gives Lambda all of them
+    (``multiValueHeaders``), which the app joins (``combined_headers``). So a request carrying two
+    keys in two ``Authorization`` headers is refused here as it is there, not answered for one.
+    """
+    from chalice.local import ChaliceRequestHandler
+
+    parse = ChaliceRequestHandler._parse_payload
+
+    def parse_payload(self: Any) -> tuple[dict[str, str], bytes | None]:
+        _, body = parse(self)
+        names = dict.fromkeys(name.lower() for name in self.headers)
+        return {name: ", ".join(self.headers.get_all(name) or []) for name in names}, body
+
+    ChaliceRequestHandler._parse_payload = parse_payload  # type: ignore[method-assign]
+
+
 def answer_without_nagle() -> None:
     """Send with TCP_NODELAY: chalice local writes headers and body separately, which Nagle plus the
     client's delayed ACK would stall by ~40 ms on every reused keep-alive connection."""
@@ -72,7 +94,7 @@ def openai_routing_errors() -> None:
         try:
             route = self.event_converter._route_matcher.match_route(path)
         except ValueError:
-            error: AppError = UnknownRoute(f"Unknown request URL: {method} {route_path}. See GET /openapi.json.")
+            error: AppError = unknown_route(method, route_path)
             return _answer(error)
         methods = self._app_object.routes[route.route]
         if method != "OPTIONS" and method not in methods:
@@ -128,6 +150,7 @@ def main() -> int:
 
     tolerate_non_jwt_authorization()
     openai_routing_errors()
+    combine_repeated_headers()
     drain_on_sigterm()
     answer_without_nagle()
     return chalice_main()

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -171,7 +171,7 @@ class FrontHandler(BaseHTTPRequestHandler):
     def _stream(self, path: str, query: str, body: bytes | None) -> None:
         from chalicelib.streaming.handler import handle
 
-        event = api_gateway_event(self.command, path, query, dict(self.headers.items()), body)
+        event = api_gateway_event(self.command, path, query, self.headers.items(), body)
         result = handle(event, deadline=time.time() + self.server.timeout_seconds)
         head = [f"HTTP/1.1 {result.status} {http.client.responses.get(result.status, '')}"]
         head += [f"{name}: {value}" for name, value in result.headers.items() if name.lower() not in _HOP_BY_HOP]
@@ -201,7 +201,10 @@ class FrontHandler(BaseHTTPRequestHandler):
 
     def _proxy(self, body: bytes | None) -> None:
         connection = http.client.HTTPConnection(*self.server.upstream, timeout=120)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            if name.lower() not in _HOP_BY_HOP:  # a repeated header goes on as one, its values joined
+                headers[name.lower()] = f"{headers[name.lower()]}, {value}" if name.lower() in headers else value
         if body is not None:
             headers["Content-Length"] = str(len(body))
         try:
@@ -255,9 +258,17 @@ def _too_large() -> errors.PayloadTooLarge:
 
 
 def api_gateway_event(
-    method: str, path: str, query: str, headers: dict[str, str], body: bytes | None
+    method: str, path: str, query: str, headers: Mapping[str, str] | Iterable[tuple[str, str]], body: bytes | None
 ) -> dict[str, Any]:
-    """The REST API proxy event (payload format 1.0) API Gateway would send for this request."""
+    """The REST API proxy event (payload format 1.0) API Gateway would send for this request.
+
+    ``headers`` as name/value pairs keep a repeated header: like API Gateway, the event's
+    ``headers`` hold its last value and ``multiValueHeaders`` all of them.
+    """
+    pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
+    multi: dict[str, list[str]] = {}
+    for name, value in pairs:
+        multi.setdefault(name, []).append(value)
     params = dict(parse_qsl(query, keep_blank_values=True)) if query else None
     text = None
     base64_encoded = False
@@ -272,8 +283,8 @@ def api_gateway_event(
         "resource": path,
         "path": path,
         "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "headers": {name: values[-1] for name, values in multi.items()},
+        "multiValueHeaders": multi,
         "queryStringParameters": params,
         "requestContext": {
             "requestId": str(uuid.uuid4()),

@@ -45,8 +45,15 @@ from chalicelib.gateway import (
 )
 from chalicelib.keys.store import KeyRecord
 from chalicelib.observability import logger
+from chalicelib.shared.text import nearest
 from chalicelib.shared.usage import TokenUsage, UsageEntry
 
+#: How each kind of model is named and called, for a request that sent one to the other's route.
+_MODE_NAMES = {"chat": "a chat model", "embedding": "an embedding model"}
+_MODE_USE = {
+    "chat": "call it with POST /v1/chat/completions, /v1/responses or /v1/messages (MCP: the chat tool).",
+    "embedding": "call it with POST /v1/embeddings (MCP: the embed tool).",
+}
 #: Time kept back from a deadline to bill and close the answer after the upstream stops.
 BILLING_MARGIN_SECONDS = 3.0
 
@@ -361,22 +368,45 @@ class ModelService:
         """The catalog models ``key`` may call, in catalog order (optionally one mode)."""
         return [m for m in self._catalog() if key.allows_model(m.id) and (mode is None or m.mode == mode)]
 
-    def resolve_model(self, key: KeyRecord, name: str, *, mode: str | None = None) -> ModelEntry:
+    def resolve_model(self, key: KeyRecord, name: str, *, mode: str | None = None, hidden: bool = False) -> ModelEntry:
         """The catalog entry for ``name`` if ``key`` may use it.
+
+        ``hidden``: a model outside the key's allowlist is not found, as if it did not exist
+        (OpenAI's answer to ``GET /v1/models/{id}``: it tells nothing of the catalog). Hints in the
+        messages name only models the key may use.
 
         Raises
         ------
         NotFound
-            No such model (of that mode).
+            No such model, a model of the other kind (an embedding model for chat), or (``hidden``) one
+            the key may not use.
         PermissionDenied
-            The key may not use it.
+            The key may not use it (unless ``hidden``).
         """
-        entry = self._catalog().resolve(name, mode=mode)
-        if not key.allows_model(entry.id):
-            raise errors.PermissionDenied(
-                f"This API key is not allowed to use the model '{name}'.",
+        entry = self._catalog().find(name)
+        if entry is not None and not key.allows_model(entry.id):
+            if not hidden:
+                raise errors.PermissionDenied(
+                    f"This API key is not allowed to use the model '{name}'.",
+                    param="model",
+                    code="model_not_allowed",
+                )
+            entry = None
+        if entry is None:
+            usable = [n for model in self.usable_models(key, mode) for n in (model.id, *model.aliases)]
+            guess = nearest(name, usable)
+            raise errors.NotFound(
+                f"The model '{name}' does not exist or you do not have access to it."
+                + (f" Did you mean '{guess}'?" if guess else "")
+                + " GET /v1/models lists the models this key may use.",
                 param="model",
-                code="model_not_allowed",
+                code="model_not_found",
+            )
+        if mode is not None and entry.mode != mode:
+            raise errors.NotFound(
+                f"The model '{name}' is {_MODE_NAMES[entry.mode]}, not {_MODE_NAMES[mode]}: {_MODE_USE[entry.mode]}",
+                param="model",
+                code="model_not_found",
             )
         return entry
 

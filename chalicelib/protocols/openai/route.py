@@ -25,7 +25,8 @@ class GetModel(Route):
 
     def handle(self, request: HttpRequest) -> HttpResult:
         key = self.key(request)
-        return HttpResult(model_object(self._models.resolve_model(key, request.params["model_id"])))
+        # A model outside the key's allowlist is not found (OpenAI's 404), not forbidden: no catalog leak.
+        return HttpResult(model_object(self._models.resolve_model(key, request.params["model_id"], hidden=True)))
 
 
 class KeyStatus(Route):
