@@ -593,14 +593,9 @@ class KeyStore:
             The key is already revoked, or changed since ``current`` was read.
         """
         now = isoformat(self._clock())
-        changes = {
-            "status": "revoked",
-            "revoked_at": now,
-            "updated_at": now,
-            "version": current.version + 1,
-            "previous_hash": None,
-            "previous_hash_expires_at": None,
-        }
+        # A rotated-out secret still in its grace period is kept: presented after the revoke, it is
+        # recognised and refused as revoked (and its use audited), not taken for a wrong key.
+        changes = {"status": "revoked", "revoked_at": now, "updated_at": now, "version": current.version + 1}
         record = replace(current, **changes)
         self._conditional_update(current, changes, record, attach)
         return record
