@@ -47,7 +47,7 @@ class Messages(ModelRoute[MessagesRequest]):
     def fit(self, conversation: Conversation, model: ModelEntry) -> Conversation:
         return fit_to_model(conversation, model)
 
-    def answer_headers(self, turn: Turn) -> dict[str, str]:
+    def answer_headers(self, turn: Turn, request: MessagesRequest) -> dict[str, str]:
         return {"request-id": turn.request_id}
 
     def stream(self, turn: Turn, request: MessagesRequest) -> Iterator[bytes]:
