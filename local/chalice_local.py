@@ -5,6 +5,8 @@
   is anything else, e.g. an API key sent to an /admin route. API Gateway would
   answer 401 there; here the header is passed on undecoded and the app's own
   token check (chalicelib/admin/auth.py) answers the same 401.
+* Its server's accept queue held 5 connections, so a burst of clients through the front had
+  connections dropped; it holds 128 here, as the front's and moto's do.
 * An unknown route got chalice local's 403 whose message repeats the whole
   Authorization header (the caller's API key), and a wrong method Chalice's
   ``{"Code": "MethodNotAllowedError"}``. Both are OpenAI error envelopes here
@@ -48,6 +50,13 @@ def answer_without_nagle() -> None:
     ChaliceRequestHandler.disable_nagle_algorithm = True
 
 
+def accept_bursts() -> None:
+    """A listen backlog of 128, not socketserver's 5: the front sends a burst of 64 clients at once."""
+    from chalice.local import ThreadedHTTPServer
+
+    ThreadedHTTPServer.request_queue_size = 128
+
+
 def openai_routing_errors() -> None:
     """Patch chalice local's gateway: unknown routes and wrong methods become OpenAI errors."""
     from chalice.local import LocalGateway
@@ -88,6 +97,7 @@ def main() -> int:
     tolerate_non_jwt_authorization()
     openai_routing_errors()
     answer_without_nagle()
+    accept_bursts()
     return chalice_main()
 
 

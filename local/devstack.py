@@ -105,6 +105,8 @@ class DevStack:
     state_dir: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    #: chalice local's private port (the front proxies the buffered routes to it); set by start().
+    chalice_port: int | None = None
     _processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _logs: list[IO[Any]] = field(default_factory=list)
 
@@ -157,7 +159,7 @@ class DevStack:
             self._spawn("aggregator", [*aggregator, "--table", TABLE_NAMES["UsageTable"], "--region", REGION])
             # chalice local serves the buffered routes on a private port; the front (API Gateway's
             # part) answers the streaming routes itself, as they stream on AWS, and proxies the rest.
-            chalice_port = _free_port(self.host)
+            chalice_port = self.chalice_port = _free_port(self.host)
             command = [sys.executable, "-m", "local.chalice_local", "local", "--stage", STAGE]
             command += ["--host", self.host, "--port", str(chalice_port)]
             # No autoreload: chalice's watcher polls every file under the project
