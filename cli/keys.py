@@ -106,7 +106,10 @@ def _int_or_text(value: str) -> int | str:
 @output.json_option
 @click.pass_obj
 def create(state: Any, owner: str | None, json_: bool, **options: Any) -> None:
-    """Create a key; its secret is shown once, now."""
+    """Create a key (--name is required); its secret is shown once, now."""
+    if not (options["name"] or "").strip():
+        # As in the console: a key nobody can tell from the next is one nobody dares revoke.
+        raise click.UsageError('A key needs a name: --name TEXT, what it is for (e.g. "laptop"); admins see it.')
     body = _fields(**options)
     if owner:
         body["owner"] = owner
