@@ -13,6 +13,10 @@
   (404 ``unknown_url``, 405 ``method_not_allowed`` with ``Allow``), as the
   template's gateway responses make them on AWS; neither repeats a header.
 
+* Behind the local front (``--behind-front``, as ``make dev`` runs it) it listens on a private
+  port and does not print chalice's "Serving on http://127.0.0.1:<that port>": the front prints
+  the address to use.
+
 Usage: ``python -m local.chalice_local local --stage local --port 8000`` (any chalice command).
 """
 
@@ -24,6 +28,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from chalicelib.errors import AppError, MethodNotAllowed, UnknownRoute
+
+BEHIND_FRONT = "--behind-front"
 
 
 def tolerate_non_jwt_authorization() -> None:
@@ -91,9 +97,22 @@ def _answer(error: AppError, headers: dict[str, str] | None = None) -> dict[str,
     }
 
 
+def quiet_private_address() -> None:
+    """Behind the local front, say nothing of the private port: "Serving on" it would send people there."""
+    from chalice.local import LocalDevServer
+
+    def serve_forever(self: Any) -> None:
+        self.server.serve_forever()
+
+    LocalDevServer.serve_forever = serve_forever  # type: ignore[method-assign]
+
+
 def main() -> int:
     from chalice.cli import main as chalice_main
 
+    if BEHIND_FRONT in sys.argv:
+        sys.argv.remove(BEHIND_FRONT)
+        quiet_private_address()
     tolerate_non_jwt_authorization()
     openai_routing_errors()
     answer_without_nagle()
