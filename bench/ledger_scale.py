@@ -179,11 +179,11 @@ def run(
     from moto import mock_aws
 
     from chalicelib.accounting.aggregator import Aggregator, wanted
-    from chalicelib.accounting.calls import Attempts
     from chalicelib.catalog.catalog import load_catalog
-    from chalicelib.core.dynamodb import resource as dynamodb_resource
     from chalicelib.observability import logger
     from chalicelib.settings import DEFAULT_CATALOG
+    from chalicelib.shared.dynamodb import Attempts
+    from chalicelib.shared.dynamodb import resource as dynamodb_resource
     from local import bootstrap, moto_patches
     from local.dynamo_model import ContentionModel, virtual_botocore_sleeps
     from local.simclock import Sim
@@ -457,7 +457,7 @@ def _kind(key: Any, owner_budgets: dict[str, Decimal]) -> str:
 
 
 def _usage(bound: int, max_tokens: int, rng: random.Random) -> Any:
-    from chalicelib.accounting.ledger import TokenUsage
+    from chalicelib.shared.usage import TokenUsage
 
     return TokenUsage(
         input_tokens=int(bound * rng.uniform(0.5, 1.0)), output_tokens=int(max_tokens * rng.uniform(0.1, 1.0))

@@ -29,7 +29,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from chalicelib.core.text import visible
+from chalicelib.shared.text import visible
 
 #: TSV's own escapes (tab, newline, backslash) on top of the unsafe characters.
 _TSV_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}

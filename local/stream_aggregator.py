@@ -31,7 +31,7 @@ import threading
 from typing import Any
 
 from chalicelib.accounting.aggregator import Aggregator
-from chalicelib.core.dynamodb import install_number_normalizer
+from chalicelib.shared.dynamodb import install_number_normalizer
 
 BATCH = 1000
 

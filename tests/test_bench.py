@@ -60,22 +60,9 @@ def _refuse(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
 
-#: Known broken, with the issue that fixes it: strict, so the test fails (and this goes) once it runs.
-BROKEN = {
-    "overhead.py": "issue 17: bench/overhead.py posts /v1/chat/completions to the Chalice app, which no longer "
-    "serves it (403), and hooks only one of the two DynamoDB clients",
-}
-
-
 @pytest.mark.integration
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize(
-    "script",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=BROKEN[name])) if name in BROKEN else name
-        for name in sorted(TINY)
-    ],
-)
+@pytest.mark.parametrize("script", sorted(TINY))
 def test_the_benchmark_runs_and_prints_its_json(script: str, tmp_path: Path) -> None:
     options, keys = TINY[script]
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "TMPDIR": str(tmp_path)}

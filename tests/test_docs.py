@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.protocols.anthropic import COUNT_TOKENS_PARAMETERS, MESSAGES_PARAMETERS
-from chalicelib.protocols.openai_responses import RESPONSES_PARAMETERS
-from chalicelib.protocols.openai_validation import CHAT_PARAMETERS
+from chalicelib.protocols.anthropic.parse import COUNT_TOKENS_PARAMETERS, MESSAGES_PARAMETERS
+from chalicelib.protocols.openai_chat.parse import CHAT_PARAMETERS
+from chalicelib.protocols.openai_responses.parse import RESPONSES_PARAMETERS
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPATIBILITY = (ROOT / "docs" / "openai-compatibility.md").read_text()

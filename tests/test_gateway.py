@@ -11,16 +11,17 @@ from typing import Any
 import pytest
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import Ledger, TokenUsage
+from chalicelib.accounting.ledger import Ledger
 from chalicelib.accounting.metering import Meter
 from chalicelib.catalog.catalog import load_catalog
-from chalicelib.core.events import Completion
-from chalicelib.core.service import ModelService, Turn
+from chalicelib.conversation.events import Completion
 from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys.store import KeyStore
-from chalicelib.protocols.openai_chat import render_completion, stream_chunks
-from chalicelib.protocols.openai_validation import parse_chat_request
+from chalicelib.protocols.openai_chat.parse import parse_chat_request
+from chalicelib.protocols.openai_chat.render import render_completion, stream_chunks
+from chalicelib.service.service import ModelService, Turn
 from chalicelib.settings import DEFAULT_CATALOG
+from chalicelib.shared.usage import TokenUsage
 from local.bedrock_emulator import count_tokens
 from local.bedrock_emulator.directives import DIRECTIVES, FAULTS
 from tests.openai_schema import assert_valid

@@ -10,11 +10,12 @@ import boto3
 import pytest
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import Ledger, TokenUsage, new_entry
+from chalicelib.accounting.ledger import Ledger, new_entry
 from chalicelib.accounting.metering import Meter
 from chalicelib.accounting.reports import ReportConfig, ReportService, parse_day, render_text
-from chalicelib.catalog.catalog import Prices
 from chalicelib.keys.store import KeyStore
+from chalicelib.shared.money import Prices
+from chalicelib.shared.usage import TokenUsage
 from local.stream_aggregator import drain
 
 PRICES = Prices(input=Decimal("0.000001"), output=Decimal("0.000002"), cache_read=Decimal(0), cache_write=Decimal(0))

@@ -42,11 +42,11 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import Ledger, usd
-from chalicelib.core.dates import parse_day_text
-from chalicelib.core.text import visible
-from chalicelib.keys.store import isoformat, utcnow
+from chalicelib.accounting.ledger import Ledger
 from chalicelib.observability import logger
+from chalicelib.shared.dates import isoformat, parse_day_text, utcnow
+from chalicelib.shared.money import usd
+from chalicelib.shared.text import visible
 
 LEASE = timedelta(minutes=10)
 BUDGET_THRESHOLDS = (Decimal("1.0"), Decimal("0.8"))

@@ -17,12 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import TokenUsage, UsageEntry
 from chalicelib.accounting.metering import Meter, Ticket, prompt_token_bound
 from chalicelib.catalog.catalog import Catalog, ModelEntry
-from chalicelib.core import deadline as deadline_guard
-from chalicelib.core.conversation import Conversation, EmbeddingRequest
-from chalicelib.core.events import (
+from chalicelib.conversation import deadline as deadline_guard
+from chalicelib.conversation.events import (
     Billed,
     Event,
     Failed,
@@ -32,9 +30,18 @@ from chalicelib.core.events import (
     ToolCallDelta,
     UsageReport,
 )
-from chalicelib.gateway import Gateway, bedrock_prompt, check_capabilities, embedding_limits, embedding_texts
+from chalicelib.conversation.request import Conversation, EmbeddingRequest
+from chalicelib.gateway import (
+    BedrockPrompt,
+    Gateway,
+    bedrock_prompt,
+    check_capabilities,
+    embedding_limits,
+    embedding_texts,
+)
 from chalicelib.keys.store import KeyRecord
 from chalicelib.observability import logger
+from chalicelib.shared.usage import TokenUsage, UsageEntry
 
 #: Time kept back from a deadline to bill and close the answer after the upstream stops.
 BILLING_MARGIN_SECONDS = 3.0
@@ -94,13 +101,22 @@ class ModelService:
 
     # -- chat ------------------------------------------------------------------------------------
 
-    def converse(self, key: KeyRecord, conversation: Conversation, *, deadline: float, surface: str) -> Turn:
+    def converse(
+        self,
+        key: KeyRecord,
+        conversation: Conversation,
+        *,
+        deadline: float,
+        surface: str,
+        fit: Callable[[Conversation, ModelEntry], Conversation] | None = None,
+    ) -> Turn:
         """Admit and start one model call for an authenticated key; its answer comes as the turn's events.
 
         ``deadline`` is the Unix time by which the whole answer must be out: the upstream
         call gets what is left of it, minus a margin to bill. Bedrock is called here, so an
         upstream failure before any output raises (with the admission headers) instead of
-        starting an answer that could only be an error.
+        starting an answer that could only be an error. ``fit`` lets an adapter adjust the
+        conversation to the model it resolved to (once), before its capabilities are checked.
 
         Raises
         ------
@@ -111,16 +127,20 @@ class ModelService:
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
         model = self.resolve_model(key, conversation.model, mode="chat")
+        if fit is not None:
+            conversation = fit(conversation, model)
         check_capabilities(conversation, model)
         log = {"request_id": request_id, "key_id": key.key_id, "model": model.id, "surface": surface}
         log.update(stream=conversation.stream, **conversation.annotations)
+        # What reaches Bedrock, built once: admission bounds its tokens, the call sends it.
+        prompt = bedrock_prompt(conversation)
         ticket = self._meter.admit(
             key,
             model,
-            input_tokens=prompt_token_bound(*bedrock_prompt(conversation)),
+            input_tokens=prompt_token_bound(*prompt),
             max_output_tokens=conversation.max_tokens,
         )
-        events = self._run(ticket, conversation, request_id, deadline, started, log)
+        events = self._run(ticket, conversation, prompt, request_id, deadline, started, log)
         try:
             first = next(events)
         except errors.AppError as exc:
@@ -134,6 +154,7 @@ class ModelService:
         self,
         ticket: Ticket,
         conversation: Conversation,
+        prompt: BedrockPrompt,
         request_id: str,
         deadline: float,
         started: float,
@@ -147,7 +168,7 @@ class ModelService:
         upstream: Iterator[Event] | None = None
         try:
             upstream = self._gateway.chat(
-                conversation, ticket.model, timeout_seconds=self._time_left(deadline, request_id)
+                conversation, ticket.model, prompt, timeout_seconds=self._time_left(deadline, request_id)
             )
             if conversation.stream:
                 # Each read of a stream may wait as long as the whole answer had; a stall near the
@@ -183,7 +204,7 @@ class ModelService:
         except GeneratorExit:
             # The caller stopped reading (client gone): stop Bedrock, bill what it generated.
             _close(upstream)
-            self._bill(ticket, conversation, request_id, started, log, produced, report, "abandoned")
+            self._bill(ticket, prompt, request_id, started, log, produced, report, "abandoned")
             raise
         if failure is None and finished is None:
             failure = errors.UpstreamError(
@@ -194,7 +215,7 @@ class ModelService:
         outcome = "ok" if failure is None else "cut"
         if failure is not None:
             log = {**log, "failure": failure.code}  # e.g. answer_time_limit: counted by the template
-        entry = self._bill(ticket, conversation, request_id, started, log, produced, report, outcome)
+        entry = self._bill(ticket, prompt, request_id, started, log, produced, report, outcome)
         if failure is not None:
             failure.headers.update({**ticket.headers, "x-request-id": request_id})
             yield Failed(failure, entry)
@@ -205,7 +226,7 @@ class ModelService:
     def _bill(
         self,
         ticket: Ticket,
-        conversation: Conversation,
+        prompt: BedrockPrompt,
         request_id: str,
         started: float,
         log: dict[str, Any],
@@ -218,7 +239,7 @@ class ModelService:
         else:
             # Cut before Bedrock's usage report: bill the prompt and what was produced, counted
             # with LiteLLM's tokenizer (an estimate; the entry is marked partial).
-            usage = self._gateway.estimate_usage(conversation, "".join(produced))
+            usage = self._gateway.estimate_usage(prompt, "".join(produced))
         latency_ms = _ms(started)
         entry = self._meter.settle(
             ticket,
@@ -341,8 +362,18 @@ class ModelService:
         return entry
 
     def key_status(self, key: KeyRecord) -> dict[str, Any]:
-        """The key's limits, spend and remaining budget (the ``Meter``'s view)."""
-        return self._meter.key_status(key)
+        """What a key holder may know about its own key: its limits, this month's spend and budget left."""
+        return {
+            "object": "key",
+            "key_id": key.key_id,
+            "prefix": key.prefix,
+            "name": key.name,
+            "owner": {"sub": key.owner_sub, "email": key.owner_email},
+            "allowed_models": list(key.allowed_models) if key.allowed_models is not None else None,
+            "expires_at": key.expires_at,
+            "limits": {"rpm": key.rpm_limit, "tpm": key.tpm_limit},
+            **self._meter.spend(key),  # budget, usage
+        }
 
     def count_tokens(self, model: ModelEntry, *, messages: list[dict[str, Any]] | None = None, text: str = "") -> int:
         """A local estimate of a prompt's tokens for ``model`` (no Bedrock call, nothing billed)."""

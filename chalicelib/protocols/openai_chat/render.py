@@ -1,10 +1,9 @@
-"""``POST /v1/chat/completions``: OpenAI's chat completions over the core, streamed as generated.
+"""The turn's events → OpenAI's chat completions: a ``chat.completion``, or its chunks as they arrive.
 
-Parsing is ``openai_validation.parse_chat_request`` (every parameter has a
-policy); this module renders the core's events back: a ``chat.completion``
-object, or ``chat.completion.chunk`` server-sent events written the moment
-each event arrives, ending with ``data: [DONE]`` (or an error event when the
-answer broke off). Since headers leave before the cost is known, a streamed
+A whole answer is a ``chat.completion`` object; a streamed one is
+``chat.completion.chunk`` server-sent events written the moment each event
+arrives, ending with ``data: [DONE]`` (or an error event when the answer
+broke off). Since headers leave before the cost is known, a streamed
 answer carries its exact cost in the usage chunk (``usage.cost_usd``, a
 decimal string; sent when the client asks for ``stream_options.include_usage``),
 as does a whole answer (plus the ``x-pennyworth-cost-usd`` header).
@@ -13,13 +12,10 @@ as does a whole answer (plus the ``x-pennyworth-cost-usd`` header).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from chalicelib.accounting.ledger import TokenUsage, UsageEntry, usd
-from chalicelib.core.body import parse_json_body
-from chalicelib.core.events import (
+from chalicelib.conversation.events import (
     Billed,
     Completion,
     Failed,
@@ -30,43 +26,10 @@ from chalicelib.core.events import (
     ToolCallStart,
     UsageReport,
 )
-from chalicelib.core.http import JSON_HEADERS, SSE_HEADERS, StreamingResult
-from chalicelib.core.service import ModelService, Turn
-from chalicelib.keys.store import KeyStore
-from chalicelib.protocols.openai_validation import ChatCompletionRequest, parse_chat_request
-
-
-class ChatCompletions:
-    """The chat completions route: authenticate, parse, converse, render."""
-
-    def __init__(self, *, keys: KeyStore, models: ModelService, max_body_bytes: int, surface: str = "openai") -> None:
-        self._keys = keys
-        self._models = models
-        self._max_body_bytes = max_body_bytes
-        self._surface = surface
-
-    def handle(self, headers: Mapping[str, str], raw_body: bytes | str | None, deadline: float) -> StreamingResult:
-        """Answer one request: SSE chunks as they are generated, or one JSON completion.
-
-        Raises
-        ------
-        AppError
-            Before any byte is sent: a bad key or body, refused admission, an upstream failure.
-        """
-        key = self._keys.authenticate(headers)
-        request = parse_chat_request(parse_json_body(raw_body, max_bytes=self._max_body_bytes))
-        turn = self._models.converse(key, request.conversation, deadline=deadline, surface=self._surface)
-        ids = {"id": f"chatcmpl-{turn.request_id}", "created": int(time.time()), "model": request.conversation.model}
-        if request.conversation.stream:
-            chunks = stream_chunks(turn, request, ids)
-            return StreamingResult(200, {**turn.headers, **SSE_HEADERS}, chunks, on_close=turn.close)
-        completion = Completion.of(turn)
-        if completion.error is not None:
-            raise completion.error  # billed already (partial); a whole answer cannot end in an error event
-        assert completion.entry is not None
-        body = render_completion(completion, ids)
-        headers_out = {**turn.headers, **JSON_HEADERS, "x-pennyworth-cost-usd": usd(completion.entry.cost) or "0"}
-        return StreamingResult(200, headers_out, iter([_json(body)]))
+from chalicelib.protocols.openai_chat.parse import ChatCompletionRequest
+from chalicelib.service.service import Turn
+from chalicelib.shared.money import usd
+from chalicelib.shared.usage import TokenUsage, UsageEntry
 
 
 def render_completion(completion: Completion, ids: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,7 +116,3 @@ def usage_to_openai(usage: TokenUsage, reasoning_tokens: int = 0, entry: UsageEn
 
 def _sse(payload: Any) -> bytes:
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
-
-
-def _json(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()

@@ -1,14 +1,34 @@
-"""Framework-neutral HTTP answers: what services return and the edge turns into responses."""
+"""Framework-neutral HTTP: the requests the edge hands routes, the answers routes give back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 #: Headers of a streamed answer (server-sent events) and of a whole JSON one, for every protocol.
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One HTTP request, as every entry point (the Chalice app, the streaming function) hands it to a route."""
+
+    method: str
+    #: As the entry point has them: Chalice's case-insensitive mapping, or lower-cased names.
+    headers: Mapping[str, str]
+    body: bytes | str | None = None
+    query: Mapping[str, str] = field(default_factory=dict)
+    #: The path's parameters (``{"model_id": …}`` for ``/v1/models/{model_id}``).
+    params: Mapping[str, str] = field(default_factory=dict)
+    #: The path the caller sent, stage included (API Gateway's ``requestContext.path``), when known.
+    path: str | None = None
+    #: API Gateway's own id for the request (in its logs too), when there is one.
+    gateway_request_id: str | None = None
+    #: Unix time by which the whole answer must be out; set by the streaming function, whose routes
+    #: may run for minutes (the buffered ones end inside API Gateway's 29 s).
+    deadline: float | None = None
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """The one internal request every protocol adapter translates into: a ``Conversation``.
 
 OpenAI chat completions, the OpenAI Responses API, Anthropic's Messages API and
-the MCP ``chat`` tool each parse their own wire format into this shape; the core
-admits, calls, bills and streams it once, and the adapter renders the answer
-back. Adding a protocol means adding one adapter module, nothing below it.
+the MCP ``chat`` tool each parse their own wire format into this shape; the model
+service admits, calls, bills and streams it once, and the adapter renders the
+answer back. Adding a protocol means adding one adapter package, nothing below it.
 
 Messages are kept in the chat-completions dialect that LiteLLM takes as input,
 because that is what finally reaches Bedrock; a second internal dialect would

@@ -1,4 +1,4 @@
-"""Parse and validate OpenAI request bodies before anything is called or billed.
+"""OpenAI chat completions request bodies → the internal ``Conversation``, before anything is called or billed.
 
 Every parameter OpenAI defines for chat completions has an explicit policy
 here (see ``CHAT_PARAMETERS`` and docs/openai-compatibility.md): *passed* to
@@ -8,25 +8,15 @@ the model, *accepted and ignored* (documented, harmless), or *refused* with a
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.core.conversation import (
-    REASONING_EFFORTS,
-    Conversation,
-    EmbeddingInput,
-    EmbeddingRequest,
-    Reasoning,
-)
+from chalicelib.conversation.request import REASONING_EFFORTS, Conversation, Reasoning
 from chalicelib.errors import InvalidRequest
-
-PASSED = "passed"
-IGNORED = "ignored"
-REFUSED_UNLESS_DEFAULT = "refused unless default"
+from chalicelib.protocols import params
+from chalicelib.protocols.params import IGNORED, MAX_OUTPUT_TOKENS, PASSED, REFUSED_UNLESS_DEFAULT
 
 #: Policy per chat-completions parameter; the compatibility doc mirrors this table.
 CHAT_PARAMETERS: dict[str, str] = {
@@ -94,11 +84,8 @@ _WHY_REFUSED = {
     "moderation": "OpenAI moderation is not available; use Bedrock Guardrails on the account instead.",
 }
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
-_DATA_URL = re.compile(r"^data:image/(png|jpeg|jpg|gif|webp);base64,(.*)$", re.DOTALL)
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_STOP_SEQUENCES = 4
-#: Bound on any requested output length before the model's own limit is checked.
-MAX_OUTPUT_TOKENS = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -107,20 +94,6 @@ class ChatCompletionRequest:
 
     conversation: Conversation
     include_usage: bool = False
-
-
-#: Policy per embeddings parameter (OpenAI's ``CreateEmbeddingRequest``); the compatibility doc mirrors it.
-EMBEDDING_PARAMETERS: dict[str, str] = {
-    "model": PASSED,
-    "input": PASSED,
-    "dimensions": PASSED,
-    "encoding_format": PASSED,
-    "user": IGNORED,
-}
-#: Inputs per embeddings request. OpenAI allows 2048, but Titan embeds one text per Bedrock call,
-#: so the gateway's bound keeps a full request well inside API Gateway's 29 s.
-MAX_EMBEDDING_INPUTS = 128
-ENCODING_FORMATS = ("float", "base64")
 
 
 def parse_chat_request(body: Mapping[str, Any]) -> ChatCompletionRequest:
@@ -132,32 +105,22 @@ def parse_chat_request(body: Mapping[str, Any]) -> ChatCompletionRequest:
         Any parameter that is missing, of the wrong type, out of range,
         unknown or unsupported; ``param`` names it.
     """
-    for name in body:
-        if name not in CHAT_PARAMETERS:
-            raise InvalidRequest(f"Unrecognized request argument supplied: {name}", param=name)
-    present = {k: v for k, v in body.items() if v is not None}
-    for name, value in present.items():
-        if CHAT_PARAMETERS[name] == REFUSED_UNLESS_DEFAULT and value not in _HARMLESS_DEFAULTS.get(name, ()):
-            raise InvalidRequest(
-                f"Unsupported parameter '{name}': {_WHY_REFUSED[name]}",
-                param=name,
-                code="unsupported_parameter",
-            )
+    present = params.checked(body, CHAT_PARAMETERS, harmless=_HARMLESS_DEFAULTS, why=_WHY_REFUSED)
 
     model = present.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("You must provide a model parameter.", param="model")
     messages, has_images = _messages(present.get("messages"))
-    stream = _boolean(present, "stream", False)
+    stream = params.boolean(present, "stream", False)
     include_usage = False
     if "stream_options" in present:
-        stream_options = _object(present, "stream_options")
+        stream_options = params.an_object(present, "stream_options")
         if not stream:
             raise InvalidRequest(
                 "The 'stream_options' parameter is only allowed when 'stream' is true.",
                 param="stream_options",
             )
-        include_usage = _boolean(stream_options, "include_usage", False, prefix="stream_options.")
+        include_usage = params.boolean(stream_options, "include_usage", False, prefix="stream_options.")
 
     options: dict[str, Any] = {}
     max_tokens = _max_tokens(present)
@@ -165,7 +128,7 @@ def parse_chat_request(body: Mapping[str, Any]) -> ChatCompletionRequest:
         options["max_tokens"] = max_tokens
     for name, upper in (("temperature", 1.0), ("top_p", 1.0)):
         if name in present:
-            options[name] = _number(present, name, 0.0, upper)
+            options[name] = params.number(present, name, 0.0, upper)
     if "stop" in present:
         options["stop"] = _stop(present["stop"])
     if "tools" in present:
@@ -173,12 +136,12 @@ def parse_chat_request(body: Mapping[str, Any]) -> ChatCompletionRequest:
     if "tool_choice" in present:
         options["tool_choice"] = _tool_choice(present["tool_choice"], options.get("tools"))
     if "parallel_tool_calls" in present:
-        options["parallel_tool_calls"] = _boolean(present, "parallel_tool_calls", True)
+        options["parallel_tool_calls"] = params.boolean(present, "parallel_tool_calls", True)
     if "response_format" in present:
         response_format = _response_format(present["response_format"])
         if response_format is not None:
             options["response_format"] = response_format
-        if response_format == {"type": "json_object"} and not _mentions_json(messages):
+        if response_format == {"type": "json_object"} and not params.mentions_json(messages):
             # OpenAI's own rule: JSON mode without asking for JSON makes models ramble.
             raise InvalidRequest(
                 "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
@@ -193,13 +156,10 @@ def parse_chat_request(body: Mapping[str, Any]) -> ChatCompletionRequest:
             )
         options["reasoning_effort"] = effort
     user = present.get("user")
-    for name in ("user", "safety_identifier", "prompt_cache_key"):
-        if name in present and not isinstance(present[name], str):
-            raise InvalidRequest(f"'{name}' must be a string.", param=name)
+    params.strings(present, "user", "safety_identifier", "prompt_cache_key")
     if "seed" in present:
-        _integer(present, "seed", minimum=-(2**63))
-    if "metadata" in present:
-        _metadata(present["metadata"])
+        params.integer(present, "seed", minimum=-(2**63))
+    params.metadata(present)
     conversation = Conversation(
         model=model,
         messages=messages,
@@ -255,15 +215,6 @@ def _messages(value: Any) -> tuple[list[dict[str, Any]], bool]:
     return normalised, has_images
 
 
-def _mentions_json(messages: list[dict[str, Any]]) -> bool:
-    for message in messages:
-        content = message.get("content")
-        texts = [content] if isinstance(content, str) else [p.get("text", "") for p in content or []]
-        if any("json" in text.lower() for text in texts if isinstance(text, str)):
-            return True
-    return False
-
-
 def _content(value: Any, role: str, where: str, message: Mapping[str, Any]) -> tuple[Any, bool]:
     if value is None:
         if role == "assistant" and message.get("tool_calls"):
@@ -284,7 +235,7 @@ def _content(value: Any, role: str, where: str, message: Mapping[str, Any]) -> t
         if kind == "text" and isinstance(part.get("text"), str):
             parts.append({"type": "text", "text": part["text"]})
         elif kind == "image_url" and role == "user":
-            parts.append({"type": "image_url", "image_url": _image_url(part.get("image_url"), at)})
+            parts.append({"type": "image_url", "image_url": params.image_url(part.get("image_url"), at)})
             has_images = True
         elif kind in ("image_url", "input_audio", "file", "refusal"):
             raise InvalidRequest(
@@ -297,36 +248,6 @@ def _content(value: Any, role: str, where: str, message: Mapping[str, Any]) -> t
                 param=at,
             )
     return parts, has_images
-
-
-def _image_url(value: Any, at: str) -> dict[str, Any]:
-    url = value.get("url") if isinstance(value, dict) else value
-    if not isinstance(url, str):
-        raise InvalidRequest(f"{at}.image_url.url must be a string.", param=f"{at}.image_url")
-    if url.startswith(("http://", "https://")):
-        raise InvalidRequest(
-            f"{at}: image URLs are not fetched by this gateway (no server-side downloads). "
-            "Send the image inline as a data URL: data:image/png;base64,<...>.",
-            param=f"{at}.image_url",
-            code="image_url_not_supported",
-        )
-    match = _DATA_URL.match(url)
-    if not match:
-        raise InvalidRequest(
-            f"{at}: the image must be a base64 data URL of type png, jpeg, gif or webp.",
-            param=f"{at}.image_url",
-            code="invalid_image_url",
-        )
-    try:
-        base64.b64decode(match.group(2), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest(
-            f"{at}: the image data is not valid base64.", param=f"{at}.image_url", code="invalid_image_url"
-        ) from None
-    out = {"url": url}
-    if isinstance(value, dict) and value.get("detail") in ("auto", "low", "high"):
-        out["detail"] = value["detail"]
-    return out
 
 
 def _assistant_tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
@@ -438,7 +359,7 @@ def _response_format(value: Any) -> dict[str, Any] | None:
 def _max_tokens(present: Mapping[str, Any]) -> int | None:
     values = {
         # No model writes anywhere near 2**31 tokens; the model's own limit is checked before admission.
-        name: _integer(present, name, minimum=1, maximum=MAX_OUTPUT_TOKENS)
+        name: params.integer(present, name, minimum=1, maximum=MAX_OUTPUT_TOKENS)
         for name in ("max_completion_tokens", "max_tokens")
         if name in present
     }
@@ -462,124 +383,3 @@ def _stop(value: Any) -> list[str]:
             param="stop",
         )
     return stops
-
-
-def _metadata(value: Any) -> None:
-    if (
-        not isinstance(value, dict)
-        or len(value) > 16
-        or not all(
-            isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 512 for k, v in value.items()
-        )
-    ):
-        raise InvalidRequest(
-            "'metadata' must be an object of at most 16 string keys (≤64 chars) and string values (≤512 chars).",
-            param="metadata",
-        )
-
-
-def _boolean(source: Mapping[str, Any], name: str, default: bool, *, prefix: str = "") -> bool:
-    value = source.get(name, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise InvalidRequest(f"'{prefix}{name}' must be a boolean.", param=f"{prefix}{name}")
-    return value
-
-
-def _object(source: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    value = source[name]
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"'{name}' must be an object.", param=name)
-    return value
-
-
-def _integer(source: Mapping[str, Any], name: str, *, minimum: int, maximum: int = 2**63 - 1) -> int:
-    value = source[name]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"'{name}' must be an integer.", param=name)
-    if value < minimum:
-        raise InvalidRequest(f"'{name}' must be at least {minimum}.", param=name)
-    if value > maximum:
-        raise InvalidRequest(f"'{name}' must be at most {maximum}.", param=name)
-    return value
-
-
-def _number(source: Mapping[str, Any], name: str, lower: float, upper: float) -> float:
-    value = source[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequest(f"'{name}' must be a number.", param=name)
-    if not lower <= value <= upper:
-        raise InvalidRequest(
-            f"'{name}' must be between {lower:g} and {upper:g} for Bedrock models (got {value}).",
-            param=name,
-        )
-    return float(value)
-
-
-def parse_embedding_request(body: Mapping[str, Any]) -> EmbeddingRequest:
-    """Validate an embeddings body (shape only; per-model limits are the gateway's).
-
-    Raises
-    ------
-    InvalidRequest
-        A missing, unknown or malformed parameter; ``param`` names it.
-    """
-    for name in body:
-        if name not in EMBEDDING_PARAMETERS:
-            raise InvalidRequest(f"Unrecognized request argument supplied: {name}", param=name)
-    present = {k: v for k, v in body.items() if v is not None}
-    model = present.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidRequest("You must provide a model parameter.", param="model")
-    inputs = _embedding_inputs(present.get("input"))
-    encoding_format = present.get("encoding_format", "float")
-    if encoding_format not in ENCODING_FORMATS:
-        raise InvalidRequest(
-            f"'encoding_format' must be 'float' or 'base64', got {encoding_format!r}.",
-            param="encoding_format",
-        )
-    dimensions = _integer(present, "dimensions", minimum=1) if "dimensions" in present else None
-    user = present.get("user")
-    if user is not None and not isinstance(user, str):
-        raise InvalidRequest("'user' must be a string.", param="user")
-    return EmbeddingRequest(
-        model=model, inputs=inputs, encoding_format=encoding_format, dimensions=dimensions, user=user
-    )
-
-
-def _embedding_inputs(value: Any) -> tuple[EmbeddingInput, ...]:
-    if value is None:
-        raise InvalidRequest("Missing required parameter: 'input'.", param="input")
-    if isinstance(value, str):
-        value = [value]
-    elif isinstance(value, list) and value and all(_is_token(v) for v in value):
-        value = [value]  # one token array, not many one-token inputs
-    if not isinstance(value, list) or not value:
-        raise InvalidRequest(
-            "'input' must be a non-empty string, an array of strings, or an array of token arrays.", param="input"
-        )
-    if len(value) > MAX_EMBEDDING_INPUTS:
-        raise InvalidRequest(
-            f"'input' has {len(value)} items; this gateway embeds at most {MAX_EMBEDDING_INPUTS} per request.",
-            param="input",
-            code="too_many_inputs",
-        )
-    inputs: list[EmbeddingInput] = []
-    for index, item in enumerate(value):
-        at = f"input[{index}]"
-        if isinstance(item, str):
-            if not item.strip():
-                raise InvalidRequest(f"{at} is empty; every input must contain text.", param=at)
-            inputs.append(item)
-        elif isinstance(item, list) and item and all(_is_token(v) for v in item):
-            inputs.append(tuple(item))
-        else:
-            raise InvalidRequest(
-                f"{at} must be a non-empty string or a non-empty array of token ids (integers >= 0).", param=at
-            )
-    return tuple(inputs)
-
-
-def _is_token(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -16,20 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.core.conversation import REASONING_EFFORTS, Conversation, Reasoning
+from chalicelib.conversation.request import REASONING_EFFORTS, Conversation, Reasoning
 from chalicelib.errors import InvalidRequest
+from chalicelib.protocols import params
 from chalicelib.protocols.openai_responses.items import parse_input
 from chalicelib.protocols.openai_responses.tools import Toolset, parse_tool_choice
-from chalicelib.protocols.openai_validation import (
-    IGNORED,
-    MAX_OUTPUT_TOKENS,
-    PASSED,
-    REFUSED_UNLESS_DEFAULT,
-    _boolean,
-    _integer,
-    _metadata,
-    _number,
-)
+from chalicelib.protocols.params import IGNORED, MAX_OUTPUT_TOKENS, PASSED, REFUSED_UNLESS_DEFAULT
 
 #: Policy per ``CreateResponse`` parameter; the compatibility doc mirrors this table.
 RESPONSES_PARAMETERS: dict[str, str] = {
@@ -119,15 +111,14 @@ def parse_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
     InvalidRequest
         Any parameter that is missing, malformed, out of range, unknown or unsupported; ``param`` names it.
     """
-    for name in body:
-        if name not in RESPONSES_PARAMETERS and name not in CLIENT_EXTENSIONS:
-            raise InvalidRequest(f"Unrecognized request argument supplied: {name}", param=name)
-    present = {k: v for k, v in body.items() if v is not None}
-    for name, value in present.items():
-        if RESPONSES_PARAMETERS.get(name) == REFUSED_UNLESS_DEFAULT and value not in _HARMLESS_DEFAULTS.get(name, ()):
-            raise InvalidRequest(
-                f"Unsupported parameter '{name}': {_WHY_REFUSED[name]}.", param=name, code="unsupported_parameter"
-            )
+    present = params.checked(
+        body,
+        RESPONSES_PARAMETERS,
+        harmless=_HARMLESS_DEFAULTS,
+        why=_WHY_REFUSED,
+        refused=params.OPENAI_REFUSED + ".",
+        also=CLIENT_EXTENSIONS,
+    )
 
     model = present.get("model")
     if not isinstance(model, str) or not model.strip():
@@ -139,7 +130,7 @@ def parse_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
     if "tools" in present:
         toolset.add(present["tools"], "tools")
     messages, has_images = parse_input(present.get("input"), instructions, model=model, toolset=toolset)
-    stream = _boolean(present, "stream", False)
+    stream = params.boolean(present, "stream", False)
     if "stream_options" in present:
         if not isinstance(present["stream_options"], dict):
             raise InvalidRequest("'stream_options' must be an object.", param="stream_options")
@@ -147,7 +138,7 @@ def parse_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
             raise InvalidRequest(
                 "The 'stream_options' parameter is only allowed when 'stream' is true.", param="stream_options"
             )
-        _boolean(present["stream_options"], "include_obfuscation", True, prefix="stream_options.")
+        params.boolean(present["stream_options"], "include_obfuscation", True, prefix="stream_options.")
 
     tools = toolset.tools or None
     tool_choice: Any = None
@@ -155,26 +146,23 @@ def parse_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
         tool_choice, narrowed = parse_tool_choice(present["tool_choice"], toolset)
         if narrowed is not None:
             tools = narrowed
-    parallel = _boolean(present, "parallel_tool_calls", True) if "parallel_tool_calls" in present else None
+    parallel = params.boolean(present, "parallel_tool_calls", True) if "parallel_tool_calls" in present else None
     max_tokens = None
     if "max_output_tokens" in present:
-        max_tokens = _integer(present, "max_output_tokens", minimum=16, maximum=MAX_OUTPUT_TOKENS)
-    sampling = {name: _number(present, name, 0.0, 1.0) for name in ("temperature", "top_p") if name in present}
+        max_tokens = params.integer(present, "max_output_tokens", minimum=16, maximum=MAX_OUTPUT_TOKENS)
+    sampling = {name: params.number(present, name, 0.0, 1.0) for name in ("temperature", "top_p") if name in present}
     response_format, text_echo = _text(present.get("text"), messages)
     effort, summary, reasoning_echo = _reasoning(present.get("reasoning"))
     encrypted = _include(present.get("include"))
-    for name in ("user", "safety_identifier", "prompt_cache_key", "service_tier", "prompt_cache_retention"):
-        if name in present and not isinstance(present[name], str):
-            raise InvalidRequest(f"'{name}' must be a string.", param=name)
+    params.strings(present, "user", "safety_identifier", "prompt_cache_key", "service_tier", "prompt_cache_retention")
     for name in ("prompt_cache_options", "client_metadata"):
         if name in present and not isinstance(present[name], dict):
             raise InvalidRequest(f"'{name}' must be an object.", param=name)
     if "store" in present:
-        _boolean(present, "store", True)
+        params.boolean(present, "store", True)
     if "max_tool_calls" in present:
-        _integer(present, "max_tool_calls", minimum=1)
-    if "metadata" in present:
-        _metadata(present["metadata"])
+        params.integer(present, "max_tool_calls", minimum=1)
+    params.metadata(present)
 
     conversation = Conversation(
         model=model,
@@ -234,7 +222,7 @@ def _text(value: Any, messages: list[dict[str, Any]]) -> tuple[dict[str, Any] | 
     if kind == "text":
         return None, echo
     if kind == "json_object":
-        if not _mentions_json(messages):
+        if not params.mentions_json(messages):
             # OpenAI's own rule: JSON mode without asking for JSON makes models ramble.
             raise InvalidRequest(
                 "'input' must contain the word 'json' in some form, to use 'text.format' of type 'json_object'.",
@@ -255,15 +243,6 @@ def _text(value: Any, messages: list[dict[str, Any]]) -> tuple[dict[str, Any] | 
             spec["description"] = form["description"]
         return {"type": "json_schema", "json_schema": spec}, echo
     raise InvalidRequest("text.format.type must be 'text', 'json_object' or 'json_schema'.", param="text.format")
-
-
-def _mentions_json(messages: list[dict[str, Any]]) -> bool:
-    for message in messages:
-        content = message.get("content")
-        texts = [content] if isinstance(content, str) else [p.get("text", "") for p in content or []]
-        if any("json" in text.lower() for text in texts if isinstance(text, str)):
-            return True
-    return False
 
 
 def _reasoning(value: Any) -> tuple[str | None, str | None, dict[str, Any] | None]:

@@ -1,7 +1,7 @@
 """The one internal stream of events a model answer is made of, and its accumulation.
 
 The gateway turns Bedrock's answer (streamed or not) into these events; the
-core adds exactly one closing event (``Billed`` or ``Failed``) once the call is
+model service adds exactly one closing event (``Billed`` or ``Failed``) once the call is
 billed; each protocol adapter renders them in its own wire format, chunk by
 chunk, or accumulates them with ``Completion`` for a non-streamed answer.
 
@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.accounting.ledger import TokenUsage
+from chalicelib.shared.usage import TokenUsage
 
 if TYPE_CHECKING:
-    from chalicelib.accounting.ledger import UsageEntry
     from chalicelib.errors import AppError
+    from chalicelib.shared.usage import UsageEntry
 
 
 @dataclass(frozen=True)
