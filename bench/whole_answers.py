@@ -5,7 +5,7 @@ that giving up at a deadline closes the stream and bills what was generated (iss
 measures what that costs, both paths in the same run, alternating, against the same Bedrock
 emulator (a separate process, so its CPU is not ours):
 
-* **converse**  – ``litellm.completion(stream=False)`` and the whole answer's events (the old path);
+* **converse**  – ``litellm.completion(stream=False)`` and the whole answer's text and usage (the old path);
 * **stream**    – ``Gateway.chat`` (ConverseStream, read on the deadline guard's worker thread),
   accumulated into the same ``Completion``: what every chat call now does.
 
@@ -64,10 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from chalicelib.catalog.catalog import load_catalog
     from chalicelib.conversation import deadline
-    from chalicelib.conversation.events import Completion
+    from chalicelib.conversation.events import Completion, Finished, TextDelta
     from chalicelib.conversation.request import Conversation
     from chalicelib.gateway import Gateway, UpstreamConfig, bedrock_prompt, load_litellm
-    from chalicelib.gateway.events import completion_events
+    from chalicelib.gateway.events import usage_report
     from chalicelib.settings import DEFAULT_CATALOG
 
     litellm = load_litellm()
@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
             aws_bedrock_runtime_endpoint=url,
             **options,
         )
-        return Completion.of(completion_events(response))
+        # What the gateway made of a whole Converse answer before it always streamed: its text and usage.
+        message = response.choices[0].message
+        return Completion.of([TextDelta(message.content or ""), Finished("stop"), usage_report(response.usage)])
 
     def stream(conversation: Conversation) -> Completion:
         conversation = conversation.but(stream=True)  # a no-op once the gateway always streams

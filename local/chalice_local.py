@@ -5,6 +5,8 @@
   is anything else, e.g. an API key sent to an /admin route. API Gateway would
   answer 401 there; here the header is passed on undecoded and the app's own
   token check (chalicelib/admin/auth.py) answers the same 401.
+* Its server's accept queue held 5 connections, so a burst of clients through the front had
+  connections dropped; it holds 128 here, as the front's and moto's do.
 * An unknown route got chalice local's 403 whose message repeats the whole
   Authorization header (the caller's API key), and a wrong method Chalice's
   ``{"Code": "MethodNotAllowedError"}``. Both are OpenAI error envelopes here
@@ -16,6 +18,9 @@
 * Stopped (SIGTERM), chalice local's handler threads (daemons) died with it, and with them any
   request in flight, unbilled (an MCP ``chat``, embeddings). Here the process takes no new
   request and waits for those in flight to answer (``DRAIN_SECONDS`` at most) before it exits.
+* Behind the local front (``--behind-front``, as ``make dev`` runs it) it listens on a private
+  port and does not print chalice's "Serving on http://127.0.0.1:<that port>": the front prints
+  the address to use.
 
 Usage: ``python -m local.chalice_local local --stage local --port 8000`` (any chalice command).
 """
@@ -36,6 +41,8 @@ from chalicelib.errors import AppError, MethodNotAllowed
 DRAIN_SECONDS = 30.0
 _in_flight = 0
 _idle = threading.Condition()
+
+BEHIND_FRONT = "--behind-front"
 
 
 def tolerate_non_jwt_authorization() -> None:
@@ -79,6 +86,13 @@ def answer_without_nagle() -> None:
     from chalice.local import ChaliceRequestHandler
 
     ChaliceRequestHandler.disable_nagle_algorithm = True
+
+
+def accept_bursts() -> None:
+    """A listen backlog of 128, not socketserver's 5: the front sends a burst of 64 clients at once."""
+    from chalice.local import ThreadedHTTPServer
+
+    ThreadedHTTPServer.request_queue_size = 128
 
 
 def openai_routing_errors() -> None:
@@ -145,14 +159,28 @@ def _answer(error: AppError, headers: dict[str, str] | None = None) -> dict[str,
     }
 
 
+def quiet_private_address() -> None:
+    """Behind the local front, say nothing of the private port: "Serving on" it would send people there."""
+    from chalice.local import LocalDevServer
+
+    def serve_forever(self: Any) -> None:
+        self.server.serve_forever()
+
+    LocalDevServer.serve_forever = serve_forever  # type: ignore[method-assign]
+
+
 def main() -> int:
     from chalice.cli import main as chalice_main
 
+    if BEHIND_FRONT in sys.argv:
+        sys.argv.remove(BEHIND_FRONT)
+        quiet_private_address()
     tolerate_non_jwt_authorization()
     openai_routing_errors()
     combine_repeated_headers()
     drain_on_sigterm()
     answer_without_nagle()
+    accept_bursts()
     return chalice_main()
 
 
