@@ -226,7 +226,7 @@ class ModelService:
                 # LiteLLM reads this answer whole: Bedrock goes on generating it for nobody, and bills
                 # it. Bill the most it may generate (the reservation caps it, as always).
                 answer.assumed_output = conversation.max_tokens or ticket.model.max_output_tokens or 0
-            if not answer.produced and not gave_up:
+            if not answer.produced and not answer.yielded and not gave_up:
                 # Refused or broken off before any output: Bedrock bills nothing.
                 self._meter.release(ticket)
                 failure.headers.update(ticket.headers)
