@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.streaming.routes import STREAM_PATHS
+from tools.lazy_imports import RUNTIME_MODULE, rewrite_packages
 from tools.policies import STREAM_POLICY_FILE
 from tools.prune import prune
 
@@ -52,7 +53,7 @@ TASK_ROOT = "/var/task"
 PROJECT_FILES = ("app.py", "chalicelib")
 #: What stays in the function zip; every other dependency moves to the dependencies layer, so each
 #: upload stays under 50 MB with bytecode (LiteLLM alone is ~39 MB zipped, its Rust extension 17 MB).
-FUNCTION_KEEPS = ("litellm", "__pycache__", "chalice")
+FUNCTION_KEEPS = ("litellm", "__pycache__", "chalice", f"{RUNTIME_MODULE}.py")
 #: The streaming function and its role (infra/template.json); ``wire_streaming`` completes them.
 STREAM_FUNCTION = "StreamHandler"
 STREAM_ROLE = "StreamHandlerRole"
@@ -346,6 +347,8 @@ def build(stage: str, build_root: Path) -> dict[str, Any]:
     deps = build_root / ".deps"
     install_dependencies(ROOT / "requirements.txt", deps)
     project, removed = stage_project(stage_dir, deps)
+    log("deferred imports: rewriting LiteLLM and the OpenAI SDK (tools/lazy_imports.py)")
+    lazy = rewrite_packages(project / "vendor", cache=build_root / ".lazy-imports")
     log("bytecode: tracing cold-start imports, compiling them (unchecked-hash, no debug ranges)")
     compiled = compile_bytecode(project)
     out = stage_dir / "package"
@@ -364,6 +367,7 @@ def build(stage: str, build_root: Path) -> dict[str, Any]:
         **size_report(zips),
         "bytecode_files": compiled,
         "pruned": removed,
+        "lazy_imports": lazy,
         "build_seconds": round(time.monotonic() - started, 1),
     }
     (stage_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")

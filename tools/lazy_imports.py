@@ -1,0 +1,604 @@
+"""Deferred imports in the artifact: LiteLLM's and the OpenAI SDK's imports run when first used.
+
+``import litellm`` executed ~3,000 modules (2.2 s, most of a cold start) because
+every module imports, at its top, everything any of its functions might use:
+the proxy's types, every provider, the OpenAI SDK's evals, graders and beta
+assistants. The gateway calls a few of those functions. This rule rewrites the
+modules of ``LAZY_PACKAGES`` in the staged artifact so that a top-level import
+whose names nothing at module level uses is deferred: the module no longer
+runs it, and the first function (or outside caller) that asks for one of its
+names imports it then (``tools/lazy_runtime.py``, shipped as
+``_pennyworth_lazy.py``). What a module needs while it is being imported (a
+base class, a decorator, a class-body annotation pydantic evaluates, a
+module-level call) still loads eagerly: nothing is stubbed or dropped, and a
+name resolves to the very object the eager import would have bound.
+
+The analysis, per module:
+
+* A top-level ``import``/``from … import`` is deferred when none of its names is
+  read by code that runs at import time (module level, class bodies, decorators,
+  default values) and none is bound twice. Function bodies run later.
+* Function signatures and module-level variable annotations become strings
+  (PEP 563, as ``from __future__ import annotations`` makes them, but class
+  bodies are left alone so pydantic, dataclasses and TypedDict see what they
+  always saw). ``typing.get_type_hints`` and pydantic evaluate such strings
+  with the module's globals, which resolve deferred names.
+* ``from x import *`` is deferred when x's public names are known statically
+  (its ``__all__`` literal, or what it binds), none is read at import time, and
+  the names that replace an earlier, different binding are unbound at that
+  point (the star import's value wins, as it would have).
+* A module that calls ``globals()`` (or ``locals()``/``vars()`` at module level)
+  is left as it is: its namespace is read directly.
+
+A module is rewritten by exact edits of its source text at the AST's positions
+(its comments and layout stay); the result must compile, or the build fails. ``tests/test_lazy_imports.py`` holds
+the semantics; ``make test-artifact`` runs every LiteLLM path the gateway uses
+against the rewritten artifact, and fails when the cold path loads a module a
+rule was meant to keep out (a LiteLLM upgrade that defeats a rule is a failing
+test, not a silent slow start).
+"""
+
+from __future__ import annotations
+
+import ast
+import collections
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: Where the runtime half lands in the artifact (importable from /var/task).
+RUNTIME_MODULE = "_pennyworth_lazy"
+RUNTIME_SOURCE = Path(__file__).with_name("lazy_runtime.py")
+
+
+@dataclass(frozen=True)
+class LazyPackage:
+    """A package whose modules' imports are deferred, why that is worth it, and the modules that must be."""
+
+    name: str
+    reason: str
+    #: Modules whose rewrite is the point: the build fails when one can no longer be rewritten.
+    required: tuple[str, ...]
+
+
+LAZY_PACKAGES: tuple[LazyPackage, ...] = (
+    LazyPackage(
+        "litellm",
+        "its __init__ and core modules import every provider, the proxy's types and the logging "
+        "integrations at their top; the gateway calls completion, embedding and token counting",
+        ("litellm", "litellm.main", "litellm.utils", "litellm.litellm_core_utils.litellm_logging"),
+    ),
+    LazyPackage(
+        "openai",
+        "LiteLLM's types import the SDK, whose package __init__s import every type it has "
+        "(evals, graders, beta assistants: ~0.5 s); LiteLLM reads a few of them",
+        ("openai.types", "openai.types.beta", "openai.types.responses", "openai.types.chat"),
+    ),
+)
+
+#: Names whose use means a module reads its own namespace as a dict.
+_NAMESPACE_READERS = frozenset({"globals"})
+_MODULE_LEVEL_NAMESPACE_READERS = frozenset({"globals", "locals", "vars"})
+
+Spec = tuple[str, Any, str]
+
+
+class RewriteError(RuntimeError):
+    """A rewritten module would not mean what the original meant; the build stops."""
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _is_star(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.ImportFrom) and any(alias.name == "*" for alias in stmt.names)
+
+
+def _is_future(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__"
+
+
+class _ImportTime(ast.NodeVisitor):
+    """Names read and bound while a module body runs (function and lambda bodies excluded).
+
+    Function annotations and module-level variable annotations are not read: they are
+    strings in every rewritten module (see ``_signature_annotations``).
+    """
+
+    def __init__(self) -> None:
+        self.loads: set[str] = set()
+        self.binds: collections.Counter[str] = collections.Counter()
+        self.bind_lines: dict[str, list[int]] = collections.defaultdict(list)
+
+    def bind(self, name: str, line: int) -> None:
+        self.binds[name] += 1
+        self.bind_lines[name].append(line)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
+            self.loads.add(node.id)
+        else:
+            self.bind(node.id, node.lineno)
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self.bind(node.name, node.lineno)
+        for expr in [*node.decorator_list, *node.args.defaults, *node.args.kw_defaults]:
+            if expr is not None:
+                self.visit(expr)
+        for param in getattr(node, "type_params", []):
+            self.visit(param)
+
+    visit_FunctionDef = visit_AsyncFunctionDef = _function
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        for expr in [*node.args.defaults, *node.args.kw_defaults]:
+            if expr is not None:
+                self.visit(expr)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.bind(node.name, node.lineno)
+        for expr in [*node.decorator_list, *node.bases, *node.keywords, *getattr(node, "type_params", [])]:
+            self.visit(expr)
+        body = _ImportTime()  # names a class body binds are class attributes, not module globals
+        for stmt in node.body:
+            if isinstance(stmt, ast.AnnAssign):
+                # pydantic, dataclasses and TypedDict evaluate these while the class is built
+                body.annotation(stmt.annotation)
+                if stmt.value is not None:
+                    body.visit(stmt.value)
+            else:
+                body.visit(stmt)
+        self.loads |= body.loads
+
+    def annotation(self, node: ast.expr) -> None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            try:
+                node = ast.parse(node.value, mode="eval").body
+            except SyntaxError:
+                return
+        self.visit(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        # A module-level variable annotation is a string once rewritten: never evaluated.
+        if node.value is not None:
+            self.visit(node.value)
+        self.visit(node.target)
+
+    def visit_If(self, node: ast.If) -> None:
+        self.visit(node.test)
+        for stmt in node.orelse if _is_type_checking(node.test) else [*node.body, *node.orelse]:
+            self.visit(stmt)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self.bind(alias.asname or alias.name.split(".")[0], node.lineno)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        for alias in node.names:
+            if alias.name != "*":
+                self.bind(alias.asname or alias.name, node.lineno)
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.name:
+            self.bind(node.name, node.lineno)
+        self.generic_visit(node)
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.name:
+            self.bind(node.name, node.lineno)
+        self.generic_visit(node)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        if node.name:
+            self.bind(node.name, node.lineno)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        if node.rest:
+            self.bind(node.rest, node.lineno)
+        self.generic_visit(node)
+
+
+def _has_future_annotations(tree: ast.Module) -> bool:
+    return any(_is_future(stmt) and any(a.name == "annotations" for a in stmt.names) for stmt in tree.body)
+
+
+def _reads_namespace(source: bytes, tree: ast.Module, module_level: _ImportTime) -> bool:
+    if module_level.loads & _MODULE_LEVEL_NAMESPACE_READERS:
+        return True
+    if not any(name.encode() in source for name in _NAMESPACE_READERS):
+        return False
+    return any(isinstance(node, ast.Name) and node.id in _NAMESPACE_READERS for node in ast.walk(tree))
+
+
+def _assigned(stmt: ast.stmt) -> set[str]:
+    """Names an assignment statement binds directly (``__all__ = [...]``, ``__all__ += [...]``)."""
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]
+    return {t.id for t in targets if isinstance(t, ast.Name)}
+
+
+def _bound_names(stmt: ast.Import | ast.ImportFrom) -> list[str]:
+    if isinstance(stmt, ast.Import):
+        return [alias.asname or alias.name.split(".")[0] for alias in stmt.names]
+    return [alias.asname or alias.name for alias in stmt.names]
+
+
+@dataclass
+class _Module:
+    name: str
+    path: Path
+    is_package: bool
+    tree: ast.Module
+    future: bool
+    import_time: _ImportTime
+    rewritable: bool | None = None
+
+    def absolute(self, stmt: ast.ImportFrom) -> str:
+        if not stmt.level:
+            return str(stmt.module)
+        parts = self.name.split(".") if self.is_package else self.name.split(".")[:-1]
+        parts = parts[: len(parts) - (stmt.level - 1)]
+        return ".".join([*parts, stmt.module] if stmt.module else parts)
+
+
+@dataclass
+class Plan:
+    """What a module's rewrite does: the statements it defers and the names it resolves late."""
+
+    deferred: list[ast.stmt]
+    lazy_stars: dict[ast.stmt, list[str]]  # statement → earlier bindings it replaces (unbound there)
+    eager_stars: list[ast.stmt]
+    table: dict[str, Spec]
+
+
+class Project:
+    """The modules of some packages under ``site``, analysed together (star imports cross modules)."""
+
+    def __init__(self, site: Path, packages: tuple[str, ...]) -> None:
+        self.site = site
+        self.paths: dict[str, tuple[Path, bool]] = {}
+        for package in packages:
+            root = site / package
+            if not (root / "__init__.py").is_file():
+                raise RewriteError(f"{package} is not a package under {site}")
+            for path in sorted(root.rglob("*.py")):
+                relative = path.relative_to(site).with_suffix("")
+                is_package = relative.name == "__init__"
+                name = ".".join(relative.parts[:-1] if is_package else relative.parts)
+                self.paths[name] = (path, is_package)
+        self._modules: dict[str, _Module] = {}
+        self._exports: dict[str, dict[str, Spec] | None] = {}
+        self._bindings: dict[str, dict[str, list[tuple[int, tuple[Any, ...]]]]] = {}
+
+    def module(self, name: str) -> _Module:
+        if name not in self._modules:
+            path, is_package = self.paths[name]
+            tree = ast.parse(path.read_bytes(), filename=str(path))
+            import_time = _ImportTime()
+            for stmt in tree.body:
+                if not _is_future(stmt) and not _is_star(stmt):
+                    import_time.visit(stmt)
+            self._modules[name] = _Module(name, path, is_package, tree, _has_future_annotations(tree), import_time)
+        return self._modules[name]
+
+    def rewritable(self, name: str) -> bool:
+        module = self.module(name)
+        if module.rewritable is None:
+            module.rewritable = not _reads_namespace(module.path.read_bytes(), module.tree, module.import_time)
+        return module.rewritable
+
+    # --- what a binding is bound to -------------------------------------------------------------
+
+    def bindings(self, name: str) -> dict[str, list[tuple[int, tuple[Any, ...]]]]:
+        """Each module-level name → [(line, origin)]; an import's origin is what it imports."""
+        if name in self._bindings:
+            return self._bindings[name]
+        module = self.module(name)
+        found: dict[str, list[tuple[int, tuple[Any, ...]]]] = collections.defaultdict(list)
+
+        def walk(stmts: list[ast.stmt]) -> None:
+            for stmt in stmts:
+                if isinstance(stmt, ast.ImportFrom) and not _is_star(stmt) and not _is_future(stmt):
+                    for alias in stmt.names:
+                        origin = ("from", module.absolute(stmt), alias.name)
+                        found[alias.asname or alias.name].append((stmt.lineno, origin))
+                elif isinstance(stmt, ast.Import):
+                    for alias in stmt.names:
+                        top = alias.name if alias.asname else alias.name.split(".")[0]
+                        found[alias.asname or top].append((stmt.lineno, ("module", top)))
+                elif isinstance(stmt, ast.If) and _is_type_checking(stmt.test):
+                    walk(stmt.orelse)
+                elif isinstance(stmt, (ast.If, ast.Try, ast.With)):
+                    for field in ("body", "orelse", "finalbody"):
+                        walk(getattr(stmt, field, []))
+                    for handler in getattr(stmt, "handlers", []):
+                        walk(handler.body)
+
+        walk(module.tree.body)
+        for bound, lines in module.import_time.bind_lines.items():
+            imported = {line for line, _ in found.get(bound, [])}
+            for line in lines:
+                if line not in imported:
+                    found[bound].append((line, ("def", name, bound, line)))
+        for entries in found.values():
+            entries.sort()
+        self._bindings[name] = found
+        return found
+
+    def origin(self, spec: tuple[Any, ...], depth: int = 0) -> tuple[Any, ...]:
+        """Where a value comes from, following ``from x import a`` through modules that import ``a``."""
+        if spec[0] in ("from", "star") and spec[1] in self.paths and depth < 32:
+            entries = self.bindings(spec[1]).get(spec[2], [])
+            if len(entries) == 1:
+                only = entries[0][1]
+                return self.origin(only, depth + 1) if only[0] in ("from", "module") else only
+        if spec[0] == "star":
+            return ("from", spec[1], spec[2])
+        return spec
+
+    def exports(self, name: str, active: tuple[str, ...] = ()) -> dict[str, Spec] | None:
+        """What ``from name import *`` binds, or None when that cannot be known from the source."""
+        if name not in self.paths or name in active:
+            return None
+        if name not in self._exports:
+            self._exports[name] = self._compute_exports(name, (*active, name))
+        return self._exports[name]
+
+    def _compute_exports(self, name: str, active: tuple[str, ...]) -> dict[str, Spec] | None:
+        module = self.module(name)
+        if not self.rewritable(name):
+            return None
+        if "__all__" in module.import_time.binds:
+            listed: list[str] = []
+            statements = [stmt for stmt in module.tree.body if "__all__" in _assigned(stmt)]
+            if len(statements) != module.import_time.binds["__all__"]:
+                return None  # bound somewhere this scan does not read (a branch, a loop)
+            for stmt in statements:
+                value = getattr(stmt, "value", None)
+                if not isinstance(value, (ast.List, ast.Tuple)) or not all(
+                    isinstance(e, ast.Constant) and isinstance(e.value, str) for e in value.elts
+                ):
+                    return None
+                strings = [e.value for e in value.elts if isinstance(e, ast.Constant)]
+                listed = listed + strings if isinstance(stmt, ast.AugAssign) else strings
+            return {n: ("from", name, n) for n in listed}
+        result: dict[str, Spec] = {}
+        for stmt in module.tree.body:
+            if _is_star(stmt):
+                target = module.absolute(stmt)  # type: ignore[arg-type]
+                if target == name:
+                    continue  # ``from . import *`` in a package's own __init__ binds nothing new
+                inner = self.exports(target, active)
+                if inner is None:
+                    return None
+                result.update(inner)
+        for bound in module.import_time.binds:
+            if not bound.startswith("_"):
+                result[bound] = ("star", name, bound)
+        return result
+
+    # --- the plan ---------------------------------------------------------------------------------
+
+    def _replaces(self, name: str, bound: str, spec: Spec, line: int) -> bool:
+        """Does a star import at ``line`` rebind ``bound`` to a different value than it had?"""
+        earlier = [entry for entry in self.bindings(name).get(bound, []) if entry[0] < line]
+        if not earlier:
+            return False
+        theirs = self.origin(spec)
+        return theirs != ("from", name, bound) and theirs != self.origin(earlier[-1][1])
+
+    def _already(self, name: str, bound: str, spec: Spec, line: int) -> bool:
+        """Is ``bound`` already bound, before ``line``, to the value the star import would give it?"""
+        earlier = [entry for entry in self.bindings(name).get(bound, []) if entry[0] < line]
+        return bool(earlier) and not self._replaces(name, bound, spec, line)
+
+    def plan(self, name: str) -> Plan | None:
+        if not self.rewritable(name):
+            return None
+        module = self.module(name)
+        import_time = module.import_time
+        plan = Plan([], {}, [], {})
+        by_top: dict[str, list[str]] = collections.defaultdict(list)
+        for stmt in module.tree.body:
+            if _is_future(stmt):
+                continue
+            if _is_star(stmt):
+                assert isinstance(stmt, ast.ImportFrom)
+                target = module.absolute(stmt)
+                if target == name:
+                    continue
+                names = self.exports(target)
+                if names is None or any(
+                    n in import_time.loads and not self._already(name, n, spec, stmt.lineno)
+                    for n, spec in names.items()
+                ):
+                    plan.eager_stars.append(stmt)
+                    continue
+                plan.lazy_stars[stmt] = sorted(n for n, s in names.items() if self._replaces(name, n, s, stmt.lineno))
+                for n, spec in names.items():
+                    if self.origin(spec) == ("from", name, n) or self._already(name, n, spec, stmt.lineno):
+                        continue  # its own name re-exported, or already bound to the same object
+                    plan.table[n] = spec
+                continue
+            if not isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                continue
+            if any(n in import_time.loads or import_time.binds[n] > 1 for n in _bound_names(stmt)):
+                continue
+            plan.deferred.append(stmt)
+            if isinstance(stmt, ast.ImportFrom):
+                target = module.absolute(stmt)
+                for alias in stmt.names:
+                    plan.table[alias.asname or alias.name] = ("from", target, alias.name)
+            else:
+                for alias in stmt.names:
+                    if alias.asname:
+                        plan.table[alias.asname] = ("import_as", alias.name, alias.asname)
+                    else:
+                        by_top[alias.name.split(".")[0]].append(alias.name)
+        for top, dotted in by_top.items():
+            plan.table[top] = ("import", tuple(dotted), top)
+        return plan
+
+    # --- the rewrite ------------------------------------------------------------------------------
+
+    def rewrite(self, name: str, plan: Plan) -> str | None:
+        """The module's new source, or None when it stays as it is.
+
+        Exact text edits on the original source (its formatting and comments stay): a
+        deferred import becomes ``pass``, a star import a call into the runtime, a
+        function annotation its string, and the runtime is installed right after the
+        docstring and ``__future__`` imports.
+        """
+        if not (plan.deferred or plan.lazy_stars or plan.eager_stars):
+            return None
+        module = self.module(name)
+        edits: list[tuple[ast.AST, str, bool]] = [(stmt, "pass", True) for stmt in plan.deferred]
+        for stmt, names in plan.lazy_stars.items():
+            edits.append((stmt, _runtime_call("unbind", tuple(names)) if names else "pass", True))
+        for stmt in plan.eager_stars:
+            edits.append((stmt, _runtime_call("star", module.absolute(stmt)), True))  # type: ignore[arg-type]
+        if not module.future:
+            edits += [(node, repr(ast.unparse(node)), False) for node in _signature_annotations(module.tree)]
+        lines = module.path.read_bytes().splitlines(keepends=True)
+        for node, text, keep_lines in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
+            _replace(lines, node, text, keep_lines)
+        head = [stmt for stmt in module.tree.body[:1] if _is_docstring(stmt)]
+        head += [stmt for stmt in module.tree.body if _is_future(stmt)]
+        at = max(stmt.end_lineno or stmt.lineno for stmt in head) if head else module.tree.body[0].lineno - 1
+        install = f"__builtins__ = __import__({RUNTIME_MODULE!r}).install(globals(), {plan.table!r})\n"
+        lines.insert(at, install.encode())
+        source = b"".join(lines).decode()
+        try:
+            compile(source, str(module.path), "exec", dont_inherit=True)
+        except SyntaxError as exc:
+            raise RewriteError(f"{name}: the rewrite is not valid Python ({exc})") from exc
+        return source
+
+    def rewrite_all(self) -> dict[str, tuple[Plan | None, str | None]]:
+        """Every module's plan and new source (None: unchanged)."""
+        plans = {name: self.plan(name) for name in self.paths}
+        return {name: (plan, self.rewrite(name, plan) if plan else None) for name, plan in plans.items()}
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
+
+
+def _signature_annotations(tree: ast.Module) -> list[ast.expr]:
+    """Annotations that become strings: function signatures (not in function bodies), module-level variables.
+
+    A class body's own annotations are left as they are (pydantic, dataclasses and
+    TypedDict read them while the class is built); so are a nested function's, which
+    may name its enclosing function's locals.
+    """
+    found: list[ast.expr] = []
+
+    def walk(stmts: list[ast.stmt], in_class: bool) -> None:
+        for stmt in stmts:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = stmt.args
+                for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+                    if arg is not None and arg.annotation is not None:
+                        found.append(arg.annotation)
+                if stmt.returns is not None:
+                    found.append(stmt.returns)
+            elif isinstance(stmt, ast.ClassDef):
+                walk(stmt.body, True)
+            elif isinstance(stmt, ast.AnnAssign) and not in_class:
+                found.append(stmt.annotation)
+            elif isinstance(stmt, (ast.If, ast.Try, ast.With, ast.For, ast.While)):
+                for field in ("body", "orelse", "finalbody"):
+                    walk(getattr(stmt, field, []), in_class)
+                for handler in getattr(stmt, "handlers", []):
+                    walk(handler.body, in_class)
+
+    walk(tree.body, False)
+    return [node for node in found if not (isinstance(node, ast.Constant) and isinstance(node.value, str))]
+
+
+def _replace(lines: list[bytes], node: ast.AST, text: str, keep_lines: bool) -> None:
+    """Replace ``node``'s exact source span (UTF-8 byte offsets) with ``text``.
+
+    ``keep_lines`` pads a statement's replacement with the newlines it spanned, so the
+    lines after it keep their numbers (unless something follows it on its last line).
+    """
+    first, last = node.lineno - 1, (node.end_lineno or node.lineno) - 1
+    start, end = node.col_offset, node.end_col_offset or 0
+    before, after = lines[first][:start], lines[last][end:]
+    padding = b"\n" * (last - first) if keep_lines and not after.strip(b" \t\r\n;") else b""
+    if padding and after.endswith(b"\n"):
+        after = after.rstrip(b"\r\n") + b"\n"
+    lines[first : last + 1] = [before + text.encode() + (padding if padding else b"") + after]
+
+
+def _runtime_call(function: str, argument: object) -> str:
+    return f"__import__({RUNTIME_MODULE!r}).{function}(globals(), {argument!r})"
+
+
+def rewrite_packages(
+    site: Path, packages: tuple[LazyPackage, ...] = LAZY_PACKAGES, cache: Path | None = None
+) -> dict[str, Any]:
+    """Rewrite ``packages`` under ``site`` in place and install the runtime; returns a report.
+
+    Parsing LiteLLM and the SDK (~50 MB of source) takes half a minute, so the result is
+    kept in ``cache``, keyed by the sources read and by this tool's own code.
+    """
+    key = _cache_key(site, packages)
+    stored = cache / key if cache is not None else None
+    cached = stored is not None and (stored / "report.json").is_file()
+    if cached:
+        assert stored is not None
+        report = json.loads((stored / "report.json").read_text())
+        for relative in report["files"]:
+            shutil.copyfile(stored / "files" / relative, site / relative)
+    else:
+        report = _rewrite(site, packages)
+        if stored is not None and cache is not None:
+            shutil.rmtree(cache, ignore_errors=True)
+            for relative in report["files"]:
+                (stored / "files" / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(site / relative, stored / "files" / relative)
+            (stored / "report.json").write_text(json.dumps(report))
+    (site / f"{RUNTIME_MODULE}.py").write_text(RUNTIME_SOURCE.read_text())
+    return {"cached": cached, **{name: value for name, value in report.items() if name != "files"}}
+
+
+def _rewrite(site: Path, packages: tuple[LazyPackage, ...]) -> dict[str, Any]:
+    project = Project(site, tuple(p.name for p in packages))
+    results = project.rewrite_all()
+    for package in packages:
+        for required in package.required:
+            if results.get(required, (None, None))[1] is None:
+                raise RewriteError(f"{required} can no longer be rewritten: update tools/lazy_imports.py")
+    files: list[str] = []
+    deferred = 0
+    for name, (plan, source) in results.items():
+        if plan is None or source is None:
+            continue
+        path = project.paths[name][0]
+        path.write_text(source)
+        files.append(str(path.relative_to(site)))
+        deferred += len(plan.table)
+    return {
+        "packages": {p.name: p.reason for p in packages},
+        "modules_rewritten": len(files),
+        "names_deferred": deferred,
+        "modules_left_as_they_are": sorted(name for name, (plan, _) in results.items() if plan is None),
+        "files": files,
+    }
+
+
+def _cache_key(site: Path, packages: tuple[LazyPackage, ...]) -> str:
+    digest = hashlib.sha256()
+    for tool in (Path(__file__), RUNTIME_SOURCE):
+        digest.update(tool.read_bytes())
+    for package in packages:
+        digest.update(repr(package).encode())
+        for path in sorted((site / package.name).rglob("*.py")):
+            digest.update(str(path.relative_to(site)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:32]
