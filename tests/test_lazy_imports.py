@@ -324,3 +324,42 @@ def test_star_exports_follow_all_and_nested_star_imports(tmp_path: Path) -> None
     assert set(project.exports("pkg.api") or {}) == {"call", "limit"}
     assert {"name", "make", "Heavy", "extra"} <= set(project.exports("pkg.again") or {})
     assert "_private" not in (project.exports("pkg.again") or {})
+
+
+def test_a_module_level_value_only_functions_read_is_computed_once_on_first_use(tmp_path: Path) -> None:
+    # GIVEN `name = <call>` (a pydantic TypeAdapter, a config instance) that only functions read
+    user = """
+        from pkg.heavy import Heavy
+        INSTANCE = Heavy()
+        LABEL = str(INSTANCE.__class__.__name__)
+        def get():
+            return INSTANCE, LABEL
+    """
+    site = site_with(tmp_path, {**HEAVY, "pkg/user.py": user})
+    rewrite(site, "pkg")
+    code = """
+        import threading
+        import pkg.user as user
+        before = "pkg.heavy" in sys.modules
+        seen = []
+        threads = [threading.Thread(target=lambda: seen.append(user.get()[0])) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        result = {"before": before, "label": user.get()[1], "one_instance": len({id(i) for i in seen}) == 1,
+                  "attribute": user.INSTANCE is seen[0]}
+    """
+    # THEN it is computed when first asked for, once, whatever thread asks (and from outside too)
+    assert run(site, code) == {"before": False, "label": "Heavy", "one_instance": True, "attribute": True}
+
+
+def test_a_value_read_at_import_time_is_computed_at_import_time(tmp_path: Path) -> None:
+    user = """
+        from pkg.heavy import helper
+        FIRST = helper()
+        SECOND = FIRST + "!"
+    """
+    site = site_with(tmp_path, {**HEAVY, "pkg/user.py": user})
+    rewrite(site, "pkg")
+    assert run(site, loaded_code("user.SECOND")) == {"before": True, "after": True, "value": "'helped!'"}

@@ -236,7 +236,12 @@ class _Module:
     tree: ast.Module
     future: bool
     import_time: _ImportTime
+    #: What each top-level statement reads while it runs (same order as ``tree.body``).
+    statement_loads: list[set[str]]
     rewritable: bool | None = None
+    #: Names read at import time once the deferred values are left out (see ``Project.deferred_values``).
+    loads: set[str] | None = None
+    values: list[ast.stmt] | None = None
 
     def absolute(self, stmt: ast.ImportFrom) -> str:
         if not stmt.level:
@@ -254,6 +259,7 @@ class Plan:
     lazy_stars: dict[ast.stmt, list[str]]  # statement → earlier bindings it replaces (unbound there)
     eager_stars: list[ast.stmt]
     table: dict[str, Spec]
+    values: list[ast.stmt]  # assignments evaluated on first use
 
 
 class Project:
@@ -280,10 +286,16 @@ class Project:
             path, is_package = self.paths[name]
             tree = ast.parse(path.read_bytes(), filename=str(path))
             import_time = _ImportTime()
+            statement_loads = []
             for stmt in tree.body:
+                before = set(import_time.loads)
+                import_time.loads = set()
                 if not _is_future(stmt) and not _is_star(stmt):
                     import_time.visit(stmt)
-            self._modules[name] = _Module(name, path, is_package, tree, _has_future_annotations(tree), import_time)
+                statement_loads.append(import_time.loads)
+                import_time.loads = before | import_time.loads
+            future = _has_future_annotations(tree)
+            self._modules[name] = _Module(name, path, is_package, tree, future, import_time, statement_loads)
         return self._modules[name]
 
     def rewritable(self, name: str) -> bool:
@@ -384,6 +396,33 @@ class Project:
 
     # --- the plan ---------------------------------------------------------------------------------
 
+    def deferred_values(self, name: str) -> tuple[list[ast.stmt], set[str]]:
+        """Module-level assignments computed on first use, and what the rest reads at import time.
+
+        ``name = <expression with a call>``, bound once and read only by functions (or by other
+        deferred values), becomes a lambda evaluated the first time the name is looked up: a
+        pydantic ``TypeAdapter``, a provider's config instance, a check of an optional
+        dependency's signature no longer cost anything (nor import anything) until they are used.
+        """
+        module = self.module(name)
+        if module.values is not None and module.loads is not None:
+            return module.values, module.loads
+        candidates = {
+            index: target
+            for index, stmt in enumerate(module.tree.body)
+            if (target := _value_target(stmt)) is not None and module.import_time.binds[target] == 1
+        }
+        deferred = set(candidates)
+        while True:
+            loads = set().union(*(reads for i, reads in enumerate(module.statement_loads) if i not in deferred))
+            keep = {i for i in deferred if candidates[i] not in loads}
+            if keep == deferred:
+                break
+            deferred = keep
+        module.values = [module.tree.body[i] for i in sorted(deferred)]
+        module.loads = loads
+        return module.values, loads
+
     def _replaces(self, name: str, bound: str, spec: Spec, line: int) -> bool:
         """Does a star import at ``line`` rebind ``bound`` to a different value than it had?"""
         earlier = [entry for entry in self.bindings(name).get(bound, []) if entry[0] < line]
@@ -402,7 +441,12 @@ class Project:
             return None
         module = self.module(name)
         import_time = module.import_time
-        plan = Plan([], {}, [], {})
+        values, loads = self.deferred_values(name)
+        plan = Plan([], {}, [], {}, values)
+        for stmt in values:
+            target = _value_target(stmt)
+            assert target is not None
+            plan.table[target] = ("value", _value_function(target), target)
         by_top: dict[str, list[str]] = collections.defaultdict(list)
         for stmt in module.tree.body:
             if _is_future(stmt):
@@ -414,8 +458,7 @@ class Project:
                     continue
                 names = self.exports(target)
                 if names is None or any(
-                    n in import_time.loads and not self._already(name, n, spec, stmt.lineno)
-                    for n, spec in names.items()
+                    n in loads and not self._already(name, n, spec, stmt.lineno) for n, spec in names.items()
                 ):
                     plan.eager_stars.append(stmt)
                     continue
@@ -427,7 +470,7 @@ class Project:
                 continue
             if not isinstance(stmt, (ast.Import, ast.ImportFrom)):
                 continue
-            if any(n in import_time.loads or import_time.binds[n] > 1 for n in _bound_names(stmt)):
+            if any(n in loads or import_time.binds[n] > 1 for n in _bound_names(stmt)):
                 continue
             plan.deferred.append(stmt)
             if isinstance(stmt, ast.ImportFrom):
@@ -454,17 +497,27 @@ class Project:
         function annotation its string, and the runtime is installed right after the
         docstring and ``__future__`` imports.
         """
-        if not (plan.deferred or plan.lazy_stars or plan.eager_stars):
+        if not (plan.deferred or plan.lazy_stars or plan.eager_stars or plan.values):
             return None
         module = self.module(name)
+        original = module.path.read_bytes().splitlines(keepends=True)
         edits: list[tuple[ast.AST, str, bool]] = [(stmt, "pass", True) for stmt in plan.deferred]
+        for stmt in plan.values:
+            target = _value_target(stmt)
+            value = getattr(stmt, "value", None)
+            assert target is not None and value is not None
+            # A lambda: a simple statement (valid after a `;`), its lines those of the expression.
+            edits.append((stmt, f"{_value_function(target)} = lambda: ({_segment(original, value)})", False))
         for stmt, names in plan.lazy_stars.items():
             edits.append((stmt, _runtime_call("unbind", tuple(names)) if names else "pass", True))
         for stmt in plan.eager_stars:
             edits.append((stmt, _runtime_call("star", module.absolute(stmt)), True))  # type: ignore[arg-type]
         if not module.future:
-            edits += [(node, repr(ast.unparse(node)), False) for node in _signature_annotations(module.tree)]
-        lines = module.path.read_bytes().splitlines(keepends=True)
+            replaced = {id(stmt) for stmt in plan.values}
+            edits += [
+                (node, repr(ast.unparse(node)), False) for node in _signature_annotations(module.tree, skip=replaced)
+            ]
+        lines = list(original)
         for node, text, keep_lines in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
             _replace(lines, node, text, keep_lines)
         head = [stmt for stmt in module.tree.body[:1] if _is_docstring(stmt)]
@@ -485,21 +538,54 @@ class Project:
         return {name: (plan, self.rewrite(name, plan) if plan else None) for name, plan in plans.items()}
 
 
+def _value_target(stmt: ast.stmt) -> str | None:
+    """The name of ``name = <expression with a call>`` (or annotated), when it can be computed later."""
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+        target, value = stmt.targets[0], stmt.value
+    elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None and stmt.simple:
+        target, value = stmt.target, stmt.value
+    else:
+        return None
+    if not isinstance(target, ast.Name) or target.id.startswith("__"):
+        return None
+    nodes = list(ast.walk(value))
+    if not any(isinstance(node, ast.Call) for node in nodes):
+        return None  # nothing to save
+    if any(isinstance(node, (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)) for node in nodes):
+        return None  # would mean something else inside a lambda
+    return target.id
+
+
+def _value_function(name: str) -> str:
+    return f"_pennyworth_value_{name}"
+
+
+def _segment(lines: list[bytes], node: ast.AST) -> str:
+    """``node``'s exact source text (positions are UTF-8 byte offsets)."""
+    first, last = node.lineno - 1, (node.end_lineno or node.lineno) - 1
+    if first == last:
+        return lines[first][node.col_offset : node.end_col_offset].decode()
+    chunks = [lines[first][node.col_offset :], *lines[first + 1 : last], lines[last][: node.end_col_offset]]
+    return b"".join(chunks).decode()
+
+
 def _is_docstring(stmt: ast.stmt) -> bool:
     return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
 
 
-def _signature_annotations(tree: ast.Module) -> list[ast.expr]:
+def _signature_annotations(tree: ast.Module, skip: set[int]) -> list[ast.expr]:
     """Annotations that become strings: function signatures (not in function bodies), module-level variables.
 
     A class body's own annotations are left as they are (pydantic, dataclasses and
     TypedDict read them while the class is built); so are a nested function's, which
-    may name its enclosing function's locals.
+    may name its enclosing function's locals. Statements in ``skip`` (ids) are replaced whole.
     """
     found: list[ast.expr] = []
 
     def walk(stmts: list[ast.stmt], in_class: bool) -> None:
         for stmt in stmts:
+            if id(stmt) in skip:
+                continue
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 args = stmt.args
                 for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:

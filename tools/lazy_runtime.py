@@ -15,6 +15,8 @@ dict, so the second lookup is an ordinary one. Attribute access from outside
 module's class, switched to ``_Module``, whose ``__getattr__`` resolves the
 same names. ``eval`` with the module's globals (how pydantic and
 ``typing.get_type_hints`` resolve string annotations) finds them the same way.
+A deferred module-level value (``name = <expression>``) is kept as a lambda
+and computed, once, the first time ``name`` is looked up.
 
 This file must stay importable with nothing but the standard library: it is
 imported by the first rewritten module, before anything else.
@@ -23,10 +25,13 @@ imported by the first rewritten module, before anything else.
 import builtins as _builtins
 import importlib as _importlib
 import sys as _sys
+import threading as _threading
 import types as _types
 
-#: module name → (its builtins, its deferred names); one entry per rewritten module that ran.
+#: module name → its builtins (which hold its deferred names); one entry per rewritten module that ran.
 _MODULES = {}
+#: A deferred value is computed once, whichever thread asks first (re-entrant: values may use values).
+_VALUES = _threading.RLock()
 
 
 def _resolve(spec):
@@ -59,6 +64,11 @@ class _Names(dict):
         spec = self.table.get(name)
         if spec is None:
             raise KeyError(name)
+        if spec[0] == "value":  # ``name = <expression>``, kept as a lambda named spec[1]
+            with _VALUES:
+                if name not in self.module_globals:
+                    self.module_globals[name] = self.module_globals[spec[1]]()
+                return self.module_globals[name]
         value = _resolve(spec)
         self.module_globals[name] = value
         return value
