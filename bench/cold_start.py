@@ -26,7 +26,8 @@ Two clocks: *in process* (from the child's first line to its answer: ``api_chat`
 the floor's ``seconds``) and *from spawn* (from starting the process, interpreter start-up
 included: the streaming function's cases, the floor's ``spawn_seconds``). Each answer is divided
 by the floor timed the same way; the goal is ≤ 5 for every one (issue 23), with peak RSS ≤ 200 MB.
-Usage: ``python bench/cold_start.py [--artifact build/dev/unzipped] [--runs 5]``; prints JSON.
+Usage: ``python bench/cold_start.py [--artifact build/dev/unzipped] [--runs 5] [--profile DIR]``; prints
+JSON (``--profile`` adds one untimed, cProfiled pass of each in-process case: where a cold start goes).
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ import json, os, resource, sys, time
 started = time.perf_counter()
 sys.path[:0] = [sys.argv[1]]
 case = json.loads(sys.argv[2])
+if case.get("profile"):
+    import cProfile
+    profiler = cProfile.Profile()
+    profiler.enable()
 result = {}
 if "module" in case:
     __import__(case["module"])
@@ -112,6 +117,9 @@ else:
     result.update(
         seconds=done - started, import_app_seconds=imported - started, status=status, body=response["body"][:200],
     )
+if case.get("profile"):
+    profiler.disable()
+    profiler.dump_stats(case["profile"])
 result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 result["answered_at"] = time.time()
 print(json.dumps(result))
@@ -210,6 +218,9 @@ def main() -> int:
     parser.add_argument("--artifact", type=Path, default=ROOT / "build" / "dev" / "unzipped")
     parser.add_argument("--naive", type=Path, help="unzipped naive Chalice package (built if omitted)")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--profile", type=Path, help="after the timed runs, profile each in-process case once into DIR/<case>.pstats"
+    )
     args = parser.parse_args()
     artifact = args.artifact.resolve()
     if not (artifact / "app.py").is_file():
@@ -305,6 +316,10 @@ def main() -> int:
             for name, stream_event in stream_cases.items():
                 samples[name].append(stream_case(artifact, stream_env, stream_event))
         written = {str(root): file_count(root) - count for root, count in before.items()}
+        if args.profile:  # an extra, untimed pass: cProfile slows every call down
+            args.profile.mkdir(parents=True, exist_ok=True)
+            for name, (root, case) in cases.items():
+                run_child(root, {"name": name, **case, "profile": str(args.profile.resolve() / f"{name}.pstats")}, env)
     finally:
         for process in processes:
             process.terminate()

@@ -39,11 +39,13 @@ test, not a silent slow start).
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
 import collections
 import hashlib
 import json
+import marshal
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,11 @@ from typing import Any
 
 #: Where the runtime half lands in the artifact (importable from /var/task).
 RUNTIME_MODULE = "_pennyworth_lazy"
+#: A rewritten module's own ``__getattr__`` is renamed so its deferred names come first.
+MODULE_GETATTR = "_pennyworth_module_getattr"
+#: Beside a module's bytecode (``x.cpython-312.pyc`` → ``x.cpython-312.pennyworth-classes``): its
+#: deferred classes, compiled, which the runtime runs instead of compiling their commented lines.
+CLASSES_SUFFIX = ".pennyworth-classes"
 RUNTIME_SOURCE = Path(__file__).with_name("lazy_runtime.py")
 
 
@@ -301,7 +308,10 @@ class Project:
     def rewritable(self, name: str) -> bool:
         module = self.module(name)
         if module.rewritable is None:
-            module.rewritable = not _reads_namespace(module.path.read_bytes(), module.tree, module.import_time)
+            getattr_defs = [s for s in module.tree.body if isinstance(s, ast.FunctionDef) and s.name == "__getattr__"]
+            module.rewritable = not _reads_namespace(module.path.read_bytes(), module.tree, module.import_time) and (
+                module.import_time.binds["__getattr__"] == len(getattr_defs) <= 1
+            )
         return module.rewritable
 
     # --- what a binding is bound to -------------------------------------------------------------
@@ -397,20 +407,24 @@ class Project:
     # --- the plan ---------------------------------------------------------------------------------
 
     def deferred_values(self, name: str) -> tuple[list[ast.stmt], set[str]]:
-        """Module-level assignments computed on first use, and what the rest reads at import time.
+        """Module-level definitions made on first use, and what the rest reads at import time.
 
-        ``name = <expression with a call>``, bound once and read only by functions (or by other
-        deferred values), becomes a lambda evaluated the first time the name is looked up: a
-        pydantic ``TypeAdapter``, a provider's config instance, a check of an optional
-        dependency's signature no longer cost anything (nor import anything) until they are used.
+        ``name = <expression>`` and ``class name: ...``, bound once and read only by functions
+        (or by other deferred definitions), are made the first time the name is looked up: a
+        pydantic ``TypeAdapter``, a provider's config instance, a type alias, a TypedDict or a
+        model the gateway never builds no longer cost anything (nor import anything) until
+        used. What such a definition reads must be bound once, so it sees what it would have.
         """
         module = self.module(name)
         if module.values is not None and module.loads is not None:
             return module.values, module.loads
+        binds = module.import_time.binds
         candidates = {
             index: target
             for index, stmt in enumerate(module.tree.body)
-            if (target := _value_target(stmt)) is not None and module.import_time.binds[target] == 1
+            if (target := _definition_target(stmt)) is not None
+            and binds[target] == 1
+            and all(binds[read] <= 1 for read in module.statement_loads[index])
         }
         deferred = set(candidates)
         while True:
@@ -436,17 +450,46 @@ class Project:
         earlier = [entry for entry in self.bindings(name).get(bound, []) if entry[0] < line]
         return bool(earlier) and not self._replaces(name, bound, spec, line)
 
+    def _deferrable_imports(self, module: _Module, loads: set[str]) -> set[ast.stmt]:
+        """Top-level imports none of whose names is read at import time or bound by anything else.
+
+        A name several top-level imports bind (``ChatModel`` from two modules) resolves to the
+        last one's, as it would have, as long as all of them are deferred.
+        """
+        imports = [s for s in module.tree.body if isinstance(s, (ast.Import, ast.ImportFrom)) and not _is_star(s)]
+        imports = [s for s in imports if not _is_future(s)]
+        by_name: dict[str, list[ast.stmt]] = collections.defaultdict(list)
+        for stmt in imports:
+            for bound in _bound_names(stmt):  # type: ignore[arg-type]
+                by_name[bound].append(stmt)
+        binds = module.import_time.binds
+        deferrable = {
+            stmt
+            for stmt in imports
+            if not any(n in loads or binds[n] != len(by_name[n]) for n in _bound_names(stmt))  # type: ignore[arg-type]
+        }
+        while True:  # a name bound by an eager import must not resolve to a deferred one's value
+            keep = {s for s in deferrable if all(set(by_name[n]) <= deferrable for n in _bound_names(s))}  # type: ignore[arg-type]
+            if keep == deferrable:
+                return deferrable
+            deferrable = keep
+
     def plan(self, name: str) -> Plan | None:
         if not self.rewritable(name):
             return None
         module = self.module(name)
-        import_time = module.import_time
         values, loads = self.deferred_values(name)
         plan = Plan([], {}, [], {}, values)
+        deferrable = self._deferrable_imports(module, loads)
         for stmt in values:
-            target = _value_target(stmt)
+            target = _definition_target(stmt)
             assert target is not None
-            plan.table[target] = ("value", _value_function(target), target)
+            if isinstance(stmt, ast.ClassDef):
+                first = min([stmt.lineno, *(d.lineno for d in stmt.decorator_list)])
+                flags = __future__.annotations.compiler_flag if module.future else 0
+                plan.table[target] = ("class", (first, stmt.end_lineno, flags), target)
+            else:
+                plan.table[target] = ("value", _value_function(target), target)
         by_top: dict[str, list[str]] = collections.defaultdict(list)
         for stmt in module.tree.body:
             if _is_future(stmt):
@@ -470,7 +513,7 @@ class Project:
                 continue
             if not isinstance(stmt, (ast.Import, ast.ImportFrom)):
                 continue
-            if any(n in loads or import_time.binds[n] > 1 for n in _bound_names(stmt)):
+            if stmt not in deferrable:
                 continue
             plan.deferred.append(stmt)
             if isinstance(stmt, ast.ImportFrom):
@@ -492,39 +535,66 @@ class Project:
     def rewrite(self, name: str, plan: Plan) -> str | None:
         """The module's new source, or None when it stays as it is.
 
-        Exact text edits on the original source (its formatting and comments stay): a
-        deferred import becomes ``pass``, a star import a call into the runtime, a
-        function annotation its string, and the runtime is installed right after the
-        docstring and ``__future__`` imports.
+        Exact text edits on the original source, each keeping its lines (its formatting and
+        comments stay, and every line keeps its number but for the one the runtime's install
+        adds after the docstring and ``__future__`` imports): a deferred import becomes
+        ``pass``, a star import a call into the runtime, a deferred value a lambda, a
+        deferred class comments, a signature annotation its string.
         """
         if not (plan.deferred or plan.lazy_stars or plan.eager_stars or plan.values):
             return None
         module = self.module(name)
         original = module.path.read_bytes().splitlines(keepends=True)
-        edits: list[tuple[ast.AST, str, bool]] = [(stmt, "pass", True) for stmt in plan.deferred]
+        edits: list[tuple[ast.AST, str, str]] = [(stmt, "pass", "statement") for stmt in plan.deferred]
+        classes: dict[str, tuple[int, int, int]] = {}
         for stmt in plan.values:
-            target = _value_target(stmt)
+            target = _definition_target(stmt)
+            assert target is not None
+            if isinstance(stmt, ast.ClassDef):
+                classes[target] = plan.table[target][1]
+                continue
             value = getattr(stmt, "value", None)
-            assert target is not None and value is not None
-            # A lambda: a simple statement (valid after a `;`), its lines those of the expression.
-            edits.append((stmt, f"{_value_function(target)} = lambda: ({_segment(original, value)})", False))
+            assert value is not None
+            # A lambda: a simple statement (valid after a `;`), on the lines of the assignment.
+            text = f"{_value_function(target)} = lambda: " + " \\\n" * (value.lineno - stmt.lineno)
+            edits.append((stmt, text + f"({_segment(original, value)})", "inline"))
         for stmt, names in plan.lazy_stars.items():
-            edits.append((stmt, _runtime_call("unbind", tuple(names)) if names else "pass", True))
+            edits.append((stmt, _runtime_call("unbind", tuple(names)) if names else "pass", "statement"))
+        for stmt in module.tree.body:
+            if isinstance(stmt, ast.FunctionDef) and stmt.name == "__getattr__":
+                # The module's own __getattr__ runs after its deferred names, as it did when they
+                # were in its dict (tools/lazy_runtime.py, _Module): renamed, as an edit of its name.
+                edits.append((_name_of(stmt, original), MODULE_GETATTR, "inline"))
         for stmt in plan.eager_stars:
-            edits.append((stmt, _runtime_call("star", module.absolute(stmt)), True))  # type: ignore[arg-type]
+            # What this module reads at import time must be bound now, deferred over there or not.
+            target = module.absolute(stmt)  # type: ignore[arg-type]
+            needed = tuple(sorted(module.loads or ()))
+            call = f"__import__({RUNTIME_MODULE!r}).star(globals(), {target!r}, {needed!r})"
+            edits.append((stmt, call, "statement"))
         if not module.future:
-            replaced = {id(stmt) for stmt in plan.values}
-            edits += [
-                (node, repr(ast.unparse(node)), False) for node in _signature_annotations(module.tree, skip=replaced)
-            ]
+            lambdas = {id(stmt) for stmt in plan.values if not isinstance(stmt, ast.ClassDef)}
+            for node in _signature_annotations(module.tree, skip=lambdas):
+                edits.append((node, repr(ast.unparse(node)), "inline"))
         lines = list(original)
-        for node, text, keep_lines in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
-            _replace(lines, node, text, keep_lines)
+        for node, text, mode in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
+            _replace(lines, node, text, mode)
+        lines = b"".join(lines).splitlines(keepends=True)
+        if len(lines) != len(original):
+            raise RewriteError(f"{name}: an edit changed the number of lines")
         head = [stmt for stmt in module.tree.body[:1] if _is_docstring(stmt)]
         head += [stmt for stmt in module.tree.body if _is_future(stmt)]
         at = max(stmt.end_lineno or stmt.lineno for stmt in head) if head else module.tree.body[0].lineno - 1
-        install = f"__builtins__ = __import__({RUNTIME_MODULE!r}).install(globals(), {plan.table!r})\n"
-        lines.insert(at, install.encode())
+        table = dict(plan.table)
+        for target, (first, last, flags) in classes.items():
+            # A deferred class stays in the file as comments (tracebacks show it); the runtime runs
+            # its compiled code, or compiles these lines less their "#", when it is first needed.
+            for index in range(first - 1, last):
+                lines[index] = b"#" + lines[index]
+            table[target] = ("class", (first + 1, last + 1, flags), target)  # +1: the install line
+        lines.insert(at, f"__builtins__ = __import__({RUNTIME_MODULE!r}).install(globals(), {table!r})\n".encode())
+        if lines and not lines[-1].endswith(b"\n"):
+            lines[-1] += b"\n"
+        lines.append(f"__import__({RUNTIME_MODULE!r}).ready(globals())\n".encode())
         source = b"".join(lines).decode()
         try:
             compile(source, str(module.path), "exec", dont_inherit=True)
@@ -538,8 +608,14 @@ class Project:
         return {name: (plan, self.rewrite(name, plan) if plan else None) for name, plan in plans.items()}
 
 
-def _value_target(stmt: ast.stmt) -> str | None:
-    """The name of ``name = <expression with a call>`` (or annotated), when it can be computed later."""
+def _definition_target(stmt: ast.stmt) -> str | None:
+    """The name a top-level ``class`` or ``name = <expression>`` binds, when it can be made later.
+
+    An expression of constants has nothing to save; one with a walrus, ``yield`` or
+    ``await`` would mean something else inside a lambda.
+    """
+    if isinstance(stmt, ast.ClassDef):
+        return None if stmt.name.startswith("__") else stmt.name
     if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
         target, value = stmt.targets[0], stmt.value
     elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None and stmt.simple:
@@ -549,10 +625,10 @@ def _value_target(stmt: ast.stmt) -> str | None:
     if not isinstance(target, ast.Name) or target.id.startswith("__"):
         return None
     nodes = list(ast.walk(value))
-    if not any(isinstance(node, ast.Call) for node in nodes):
-        return None  # nothing to save
+    if not any(isinstance(node, (ast.Call, ast.Name)) for node in nodes):
+        return None
     if any(isinstance(node, (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)) for node in nodes):
-        return None  # would mean something else inside a lambda
+        return None
     return target.id
 
 
@@ -567,6 +643,20 @@ def _segment(lines: list[bytes], node: ast.AST) -> str:
         return lines[first][node.col_offset : node.end_col_offset].decode()
     chunks = [lines[first][node.col_offset :], *lines[first + 1 : last], lines[last][: node.end_col_offset]]
     return b"".join(chunks).decode()
+
+
+def _name_of(function: ast.FunctionDef, lines: list[bytes]) -> ast.AST:
+    """A node spanning exactly the name of ``def name(``, for an edit that renames it."""
+    line = lines[function.lineno - 1]
+    start = line.find(b"def ", function.col_offset) + len(b"def ")
+    while line[start : start + 1] in (b" ", b"\t"):
+        start += 1
+    if line[start : start + len(function.name)] != function.name.encode():
+        raise RewriteError(f"cannot find the name of {function.name} on line {function.lineno}")
+    node = ast.Name(function.name)
+    node.lineno = node.end_lineno = function.lineno
+    node.col_offset, node.end_col_offset = start, start + len(function.name)
+    return node
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:
@@ -607,19 +697,24 @@ def _signature_annotations(tree: ast.Module, skip: set[int]) -> list[ast.expr]:
     return [node for node in found if not (isinstance(node, ast.Constant) and isinstance(node.value, str))]
 
 
-def _replace(lines: list[bytes], node: ast.AST, text: str, keep_lines: bool) -> None:
-    """Replace ``node``'s exact source span (UTF-8 byte offsets) with ``text``.
+def _replace(lines: list[bytes], node: ast.AST, text: str, mode: str) -> None:
+    """Replace ``node``'s exact source span (UTF-8 byte offsets) with ``text``, keeping its lines.
 
-    ``keep_lines`` pads a statement's replacement with the newlines it spanned, so the
-    lines after it keep their numbers (unless something follows it on its last line).
+    ``text`` that spans fewer lines than the node is padded: with newlines after a statement
+    that ends its line, else with backslash continuations (inside a signature, an annotated
+    assignment, after a lambda, before what follows a statement on its last line).
     """
     first, last = node.lineno - 1, (node.end_lineno or node.lineno) - 1
     start, end = node.col_offset, node.end_col_offset or 0
     before, after = lines[first][:start], lines[last][end:]
-    padding = b"\n" * (last - first) if keep_lines and not after.strip(b" \t\r\n;") else b""
-    if padding and after.endswith(b"\n"):
-        after = after.rstrip(b"\r\n") + b"\n"
-    lines[first : last + 1] = [before + text.encode() + (padding if padding else b"") + after]
+    missing = last - first - text.count("\n")
+    if missing <= 0:
+        padding = ""
+    elif mode == "statement" and not after.strip(b" \t\r\n"):
+        padding, after = "\n" * missing, b"\n"
+    else:
+        padding = " \\\n" * missing
+    lines[first : last + 1] = [before + text.encode() + padding.encode() + after]
 
 
 def _runtime_call(function: str, argument: object) -> str:
@@ -688,3 +783,34 @@ def _cache_key(site: Path, packages: tuple[LazyPackage, ...]) -> str:
         for path in sorted((site / package.name).rglob("*.py")):
             digest.update(str(path.relative_to(site)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:32]
+
+
+def compile_deferred_classes(source: str, cfile: str, dfile: str, hot: tuple[str, ...] = ()) -> int:
+    """Compile a rewritten module's deferred classes beside its bytecode ``cfile``; returns how many.
+
+    Run by the bytecode step (``tools/package.py``), under the same interpreter flags, for the
+    modules a cold path imports, with ``hot``: the deferred names the build's trace resolved in
+    that module, which its ``ready()`` resolves at import (``tools/lazy_runtime.py``). A class
+    a cold path needs then costs what it cost before, when it did (no compiling at run time,
+    nothing left for after Bedrock has answered), and one no path needs costs nothing. Code
+    objects carry ``dfile``, so tracebacks name the file where Lambda has it.
+    """
+    lines = Path(source).read_bytes().splitlines(keepends=True)
+    prefix = f"__builtins__ = __import__({RUNTIME_MODULE!r}).install(globals(), ".encode()
+    install = next((line for line in lines if line.startswith(prefix)), None)
+    if install is None:
+        return 0
+    call = ast.parse(install).body[0].value  # type: ignore[attr-defined]
+    table: dict[str, Spec] = ast.literal_eval(call.args[1])
+    classes = {}
+    for name, (kind, where, _) in table.items():
+        if kind == "class":
+            first, last, flags = where
+            text = b"".join(line[1:] for line in lines[first - 1 : last]).decode()
+            code = compile("\n" * (first - 1) + text, dfile, "exec", flags=flags, dont_inherit=True)
+            classes[name] = (first, last, code)
+    hot = tuple(name for name in hot if name in table)
+    if classes or hot:
+        compiled = {"classes": classes, "hot": hot}
+        Path(cfile[: -len(".pyc")] + CLASSES_SUFFIX).write_bytes(marshal.dumps(compiled))
+    return len(classes)

@@ -113,14 +113,17 @@ def stage_project(stage_dir: Path, deps: Path) -> tuple[Path, list[dict[str, obj
 
 _COMPILE = """
 import json, py_compile, sys
-for source, cfile, dfile in json.load(open(sys.argv[1])):
+sys.path.insert(0, sys.argv[2])
+from tools.lazy_imports import compile_deferred_classes
+for source, cfile, dfile, hot in json.load(open(sys.argv[1])):
     py_compile.compile(source, cfile=cfile, dfile=dfile, doraise=True,
                        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    compile_deferred_classes(source, cfile, dfile, tuple(filter(None, hot.split(","))))
 """
 
 
-def traced_files(project: Path, runtime: Path) -> list[Path]:
-    """The .py files a cold Lambda imports on its main paths (see tools/trace_imports.py)."""
+def traced_files(project: Path, runtime: Path) -> list[list[str]]:
+    """The .py files a cold Lambda imports on its main paths, each with its hot names (tools/trace_imports.py)."""
     from local.bedrock_emulator import start_emulator
 
     server, url = start_emulator(host="127.0.0.1", port=0)
@@ -136,7 +139,8 @@ def traced_files(project: Path, runtime: Path) -> list[Path]:
         server.shutdown()
     if result.returncode != 0:
         raise SystemExit(f"import trace failed (the artifact cannot serve a request):\n{result.stderr[-4000:]}")
-    return [Path(line) for line in result.stdout.splitlines() if line]
+    # Each line: a file, then (after a tab) the deferred names the paths resolved in it.
+    return [line.split("\t") for line in result.stdout.splitlines() if line]
 
 
 def compile_bytecode(project: Path) -> int:
@@ -159,7 +163,8 @@ def compile_bytecode(project: Path) -> int:
     for name in ("app.py", "__init__.py"):
         shutil.copy2(Path(chalice.__file__).parent / name, runtime / "chalice" / name)
     jobs = []
-    for source in traced_files(project, runtime):
+    for traced in traced_files(project, runtime):
+        source, hot = Path(traced[0]), traced[1:]
         if source.is_relative_to(runtime):
             relative = source.relative_to(runtime)
         elif source.is_relative_to(vendor):
@@ -169,10 +174,11 @@ def compile_bytecode(project: Path) -> int:
         # chalicelib/ is zipped from the project; everything else reaches the zip through vendor/.
         in_zip = (project if relative.parts[0] == "chalicelib" else vendor) / relative
         cfile = in_zip.parent / "__pycache__" / f"{in_zip.stem}.cpython-312.pyc"
-        jobs.append((str(source), str(cfile), f"{TASK_ROOT}/{relative}"))
+        jobs.append((str(source), str(cfile), f"{TASK_ROOT}/{relative}", ",".join(hot)))
     listing = project.parent / "bytecode-jobs.json"
     listing.write_text(json.dumps(jobs))
-    subprocess.run([sys.executable, "-X", "no_debug_ranges", "-c", _COMPILE, str(listing)], check=True)  # noqa: S603
+    command = [sys.executable, "-X", "no_debug_ranges", "-c", _COMPILE, str(listing), str(ROOT)]
+    subprocess.run(command, check=True)  # noqa: S603
     shutil.rmtree(runtime)
     return len(jobs)
 
