@@ -575,3 +575,45 @@ def test_the_names_a_traced_path_resolved_are_resolved_at_import(tmp_path: Path)
     # THEN they are bound when the module has been imported, the rest stays deferred, and a hot
     # name that cannot be resolved (pkg.gone is missing) leaves the import working: its use fails
     assert run(site, code) == {"heavy": True, "Sub": True, "Other": False, "gone": "pkg.gone"}
+
+
+def test_a_block_that_only_binds_names_runs_when_one_of_them_is_first_used(tmp_path: Path) -> None:
+    # GIVEN blocks that only bind names (an optional import with its fallback, a data file read
+    # into a value) and a block that calls something for its effect
+    user = """
+        import json, sys
+        try:
+            from pkg.heavy import helper
+        except ImportError:
+            helper = None
+        try:
+            import pkg.missing as missing
+        except ImportError:
+            missing = "fallback"
+        with open(__file__.replace("user.py", "data.json")) as f:
+            data = json.load(f)
+        TEXT = json.dumps(data)
+        try:
+            sys.modules.setdefault("effects", type(sys)("effects"))
+        except Exception:
+            pass
+        def use():
+            return helper(), missing, TEXT
+    """
+    files = {**HEAVY, "pkg/user.py": user, "pkg/data.json": '{"a": 1}'}
+    site = site_with(tmp_path, files)
+    rewrite(site, "pkg")
+    code = """
+        import pkg.user as user
+        before = ["pkg.heavy" in sys.modules, "data" in vars(user), "effects" in sys.modules]
+        result = {"before": before, "use": list(user.use())}
+    """
+    # THEN the binding blocks wait for their names (the fallback still applies), the other runs
+    assert run(site, code) == {"before": [False, False, True], "use": ["helped", "fallback", '{"a": 1}']}
+
+
+def test_an_annotated_value_is_deferred_whole(tmp_path: Path) -> None:
+    user = "from typing import Final\nfrom pkg.heavy import helper\nLABEL: Final[str] = helper()\n"
+    site = site_with(tmp_path, {**HEAVY, "pkg/user.py": user})
+    rewrite(site, "pkg")
+    assert run(site, loaded_code("user.LABEL")) == {"before": False, "after": True, "value": "'helped'"}

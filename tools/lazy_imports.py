@@ -243,12 +243,14 @@ class _Module:
     tree: ast.Module
     future: bool
     import_time: _ImportTime
-    #: What each top-level statement reads while it runs (same order as ``tree.body``).
+    #: What each top-level statement reads while it runs, and binds (same order as ``tree.body``).
     statement_loads: list[set[str]]
+    statement_binds: list[set[str]]
     rewritable: bool | None = None
     #: Names read at import time once the deferred values are left out (see ``Project.deferred_values``).
     loads: set[str] | None = None
     values: list[ast.stmt] | None = None
+    blocks: dict[int, set[str]] | None = None  # id(statement) → the names a deferred definition binds
 
     def absolute(self, stmt: ast.ImportFrom) -> str:
         if not stmt.level:
@@ -293,16 +295,22 @@ class Project:
             path, is_package = self.paths[name]
             tree = ast.parse(path.read_bytes(), filename=str(path))
             import_time = _ImportTime()
-            statement_loads = []
+            statement_loads: list[set[str]] = []
+            statement_binds: list[set[str]] = []
             for stmt in tree.body:
-                before = set(import_time.loads)
-                import_time.loads = set()
+                visitor = _ImportTime()
                 if not _is_future(stmt) and not _is_star(stmt):
-                    import_time.visit(stmt)
-                statement_loads.append(import_time.loads)
-                import_time.loads = before | import_time.loads
+                    visitor.visit(stmt)
+                statement_loads.append(visitor.loads)
+                statement_binds.append(set(visitor.binds))
+                import_time.loads |= visitor.loads
+                import_time.binds.update(visitor.binds)
+                for bound, lines in visitor.bind_lines.items():
+                    import_time.bind_lines[bound].extend(lines)
             future = _has_future_annotations(tree)
-            self._modules[name] = _Module(name, path, is_package, tree, future, import_time, statement_loads)
+            self._modules[name] = _Module(
+                name, path, is_package, tree, future, import_time, statement_loads, statement_binds
+            )
         return self._modules[name]
 
     def rewritable(self, name: str) -> bool:
@@ -409,32 +417,40 @@ class Project:
     def deferred_values(self, name: str) -> tuple[list[ast.stmt], set[str]]:
         """Module-level definitions made on first use, and what the rest reads at import time.
 
-        ``name = <expression>`` and ``class name: ...``, bound once and read only by functions
-        (or by other deferred definitions), are made the first time the name is looked up: a
-        pydantic ``TypeAdapter``, a provider's config instance, a type alias, a TypedDict or a
-        model the gateway never builds no longer cost anything (nor import anything) until
-        used. What such a definition reads must be bound once, so it sees what it would have.
+        ``name = <expression>``, ``class name: ...`` and a block that only binds names
+        (``try: import x / except ImportError: x = None``, ``if sys.version_info …: from …
+        import …``, ``with open(…) as f: data = json.load(f)``), whose names nothing at
+        import time reads but other deferred definitions, are made the first time one of
+        their names is looked up: a pydantic ``TypeAdapter``, a provider's config instance,
+        a type alias, a TypedDict or a model the gateway never builds, a JSON file only a
+        tokenizer reads, no longer cost anything (nor import anything) until used. What such
+        a definition reads must be bound by one statement, so it sees what it would have.
         """
         module = self.module(name)
         if module.values is not None and module.loads is not None:
             return module.values, module.loads
-        binds = module.import_time.binds
-        candidates = {
-            index: target
-            for index, stmt in enumerate(module.tree.body)
-            if (target := _definition_target(stmt)) is not None
-            and binds[target] == 1
-            and all(binds[read] <= 1 for read in module.statement_loads[index])
-        }
+        owners: dict[str, set[int]] = collections.defaultdict(set)
+        for index, bound in enumerate(module.statement_binds):
+            for each in bound:
+                owners[each].add(index)
+        candidates: dict[int, set[str]] = {}
+        for index, stmt in enumerate(module.tree.body):
+            target = _definition_target(stmt)
+            targets = {target} if target is not None else _block_targets(stmt, module.statement_binds[index])
+            if not targets or any(owners[t] != {index} for t in targets):
+                continue
+            if all(len(owners[read]) <= 1 for read in module.statement_loads[index]):
+                candidates[index] = targets
         deferred = set(candidates)
         while True:
             loads = set().union(*(reads for i, reads in enumerate(module.statement_loads) if i not in deferred))
-            keep = {i for i in deferred if candidates[i] not in loads}
+            keep = {i for i in deferred if not candidates[i] & loads}
             if keep == deferred:
                 break
             deferred = keep
         module.values = [module.tree.body[i] for i in sorted(deferred)]
         module.loads = loads
+        module.blocks = {id(module.tree.body[i]): candidates[i] for i in deferred}
         return module.values, loads
 
     def _replaces(self, name: str, bound: str, spec: Spec, line: int) -> bool:
@@ -481,15 +497,15 @@ class Project:
         values, loads = self.deferred_values(name)
         plan = Plan([], {}, [], {}, values)
         deferrable = self._deferrable_imports(module, loads)
+        flags = __future__.annotations.compiler_flag if module.future else 0
         for stmt in values:
             target = _definition_target(stmt)
-            assert target is not None
-            if isinstance(stmt, ast.ClassDef):
-                first = min([stmt.lineno, *(d.lineno for d in stmt.decorator_list)])
-                flags = __future__.annotations.compiler_flag if module.future else 0
-                plan.table[target] = ("class", (first, stmt.end_lineno, flags), target)
-            else:
+            if target is not None and not isinstance(stmt, ast.ClassDef):
                 plan.table[target] = ("value", _value_function(target), target)
+                continue
+            first = min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", ()))])
+            for bound in sorted((module.blocks or {})[id(stmt)]):
+                plan.table[bound] = ("block", (first, stmt.end_lineno, flags), bound)
         by_top: dict[str, list[str]] = collections.defaultdict(list)
         for stmt in module.tree.body:
             if _is_future(stmt):
@@ -546,12 +562,11 @@ class Project:
         module = self.module(name)
         original = module.path.read_bytes().splitlines(keepends=True)
         edits: list[tuple[ast.AST, str, str]] = [(stmt, "pass", "statement") for stmt in plan.deferred]
-        classes: dict[str, tuple[int, int, int]] = {}
+        blocks: set[tuple[int, int, int]] = set()
         for stmt in plan.values:
             target = _definition_target(stmt)
-            assert target is not None
-            if isinstance(stmt, ast.ClassDef):
-                classes[target] = plan.table[target][1]
+            if target is None or isinstance(stmt, ast.ClassDef):
+                blocks.add(plan.table[sorted((module.blocks or {})[id(stmt)])[0]][1])
                 continue
             value = getattr(stmt, "value", None)
             assert value is not None
@@ -572,7 +587,11 @@ class Project:
             call = f"__import__({RUNTIME_MODULE!r}).star(globals(), {target!r}, {needed!r})"
             edits.append((stmt, call, "statement"))
         if not module.future:
-            lambdas = {id(stmt) for stmt in plan.values if not isinstance(stmt, ast.ClassDef)}
+            lambdas = {
+                id(stmt)
+                for stmt in plan.values
+                if _definition_target(stmt) is not None and not isinstance(stmt, ast.ClassDef)
+            }
             for node in _signature_annotations(module.tree, skip=lambdas):
                 edits.append((node, repr(ast.unparse(node)), "inline"))
         lines = list(original)
@@ -584,13 +603,15 @@ class Project:
         head = [stmt for stmt in module.tree.body[:1] if _is_docstring(stmt)]
         head += [stmt for stmt in module.tree.body if _is_future(stmt)]
         at = max(stmt.end_lineno or stmt.lineno for stmt in head) if head else module.tree.body[0].lineno - 1
-        table = dict(plan.table)
-        for target, (first, last, flags) in classes.items():
-            # A deferred class stays in the file as comments (tracebacks show it); the runtime runs
-            # its compiled code, or compiles these lines less their "#", when it is first needed.
+        for first, last, _ in blocks:
+            # A deferred class or block stays in the file as comments (tracebacks show it); the runtime
+            # runs its compiled code, or compiles these lines less their "#", when it is first needed.
             for index in range(first - 1, last):
                 lines[index] = b"#" + lines[index]
-            table[target] = ("class", (first + 1, last + 1, flags), target)  # +1: the install line
+        table = {  # +1: the install line
+            bound: ("block", (spec[1][0] + 1, spec[1][1] + 1, spec[1][2]), bound) if spec[0] == "block" else spec
+            for bound, spec in plan.table.items()
+        }
         lines.insert(at, f"__builtins__ = __import__({RUNTIME_MODULE!r}).install(globals(), {table!r})\n".encode())
         if lines and not lines[-1].endswith(b"\n"):
             lines[-1] += b"\n"
@@ -630,6 +651,41 @@ def _definition_target(stmt: ast.stmt) -> str | None:
     if any(isinstance(node, (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)) for node in nodes):
         return None
     return target.id
+
+
+def _block_targets(stmt: ast.stmt, bound: set[str]) -> set[str]:
+    """The names a top-level ``try``/``if``/``with`` binds, when all it does is bind names.
+
+    Only imports, assignments to names, ``pass`` and nested blocks of those: a call made for
+    its effect (``uvloop.install()``) would not happen if nothing read what the block binds.
+    """
+    if not isinstance(stmt, (ast.Try, ast.If, ast.With)) or (isinstance(stmt, ast.If) and _is_type_checking(stmt.test)):
+        return set()
+    return {name for name in bound if not name.startswith("__")} if _only_binds(stmt) else set()
+
+
+def _only_binds(stmt: ast.stmt) -> bool:
+    if isinstance(stmt, (ast.Import, ast.Pass)):
+        return True
+    if isinstance(stmt, ast.ImportFrom):
+        return not _is_star(stmt)
+    if isinstance(stmt, ast.Assign):
+        return all(
+            isinstance(t, ast.Name) or (isinstance(t, ast.Tuple) and all(isinstance(e, ast.Name) for e in t.elts))
+            for t in stmt.targets
+        )
+    if isinstance(stmt, ast.AnnAssign):
+        return isinstance(stmt.target, ast.Name)
+    if isinstance(stmt, ast.Expr):
+        return isinstance(stmt.value, ast.Constant)
+    if isinstance(stmt, ast.If):
+        return all(_only_binds(s) for s in [*stmt.body, *stmt.orelse])
+    if isinstance(stmt, ast.With):
+        return all(_only_binds(s) for s in stmt.body)
+    if isinstance(stmt, ast.Try):
+        handlers = [s for handler in stmt.handlers for s in handler.body]
+        return all(_only_binds(s) for s in [*stmt.body, *handlers, *stmt.orelse, *stmt.finalbody])
+    return False
 
 
 def _value_function(name: str) -> str:
@@ -786,7 +842,7 @@ def _cache_key(site: Path, packages: tuple[LazyPackage, ...]) -> str:
 
 
 def compile_deferred_classes(source: str, cfile: str, dfile: str, hot: tuple[str, ...] = ()) -> int:
-    """Compile a rewritten module's deferred classes beside its bytecode ``cfile``; returns how many.
+    """Compile a rewritten module's deferred classes and blocks beside its bytecode ``cfile``; returns how many.
 
     Run by the bytecode step (``tools/package.py``), under the same interpreter flags, for the
     modules a cold path imports, with ``hot``: the deferred names the build's trace resolved in
@@ -802,15 +858,15 @@ def compile_deferred_classes(source: str, cfile: str, dfile: str, hot: tuple[str
         return 0
     call = ast.parse(install).body[0].value  # type: ignore[attr-defined]
     table: dict[str, Spec] = ast.literal_eval(call.args[1])
-    classes = {}
-    for name, (kind, where, _) in table.items():
-        if kind == "class":
+    blocks = {}
+    for kind, where, _ in table.values():
+        if kind == "block" and where[0] not in blocks:
             first, last, flags = where
             text = b"".join(line[1:] for line in lines[first - 1 : last]).decode()
             code = compile("\n" * (first - 1) + text, dfile, "exec", flags=flags, dont_inherit=True)
-            classes[name] = (first, last, code)
+            blocks[first] = (last, code)
     hot = tuple(name for name in hot if name in table)
-    if classes or hot:
-        compiled = {"classes": classes, "hot": hot}
+    if blocks or hot:
+        compiled = {"blocks": blocks, "hot": hot}
         Path(cfile[: -len(".pyc")] + CLASSES_SUFFIX).write_bytes(marshal.dumps(compiled))
-    return len(classes)
+    return len(blocks)

@@ -16,9 +16,10 @@ module's class, switched to ``_Module``, whose ``__getattr__`` resolves the
 same names. ``eval`` with the module's globals (how pydantic and
 ``typing.get_type_hints`` resolve string annotations) finds them the same way.
 A deferred module-level value (``name = <expression>``) is kept as a lambda
-and computed, once, the first time ``name`` is looked up; a deferred class
-stays in the file as comments, and its lines are compiled and run in the
-module's namespace, once, the first time it is looked up.
+and computed, once, the first time ``name`` is looked up; a deferred class (or
+block of imports and assignments) stays in the file as comments, and its lines
+are run in the module's namespace, once, the first time one of its names is
+looked up (compiled at build time beside the module's bytecode, or now).
 
 What the build's trace (``tools/trace_imports.py``) resolved is *hot*: the
 bytecode step lists it beside the module's bytecode, with the module's deferred
@@ -86,19 +87,29 @@ class _Names(dict):
                 if name not in self.module_globals:
                     self.module_globals[name] = self.module_globals[spec[1]]()
                 return self.module_globals[name]
-        if spec[0] == "class":  # ``class name``, kept as comments on lines spec[1][0:2]
+        if spec[0] == "block":  # a class or a block binding names, kept as comments on lines spec[1][0:2]
             with _VALUES:
                 if name not in self.module_globals:
-                    self._define_class(name, *spec[1])
+                    first, last, flags = spec[1]
+                    done = self.__dict__.setdefault("blocks_run", set())
+                    if first not in done:
+                        done.add(first)
+                        try:
+                            self._run_block(first, last, flags)
+                        except BaseException:
+                            done.discard(first)  # as an import that failed: tried again next time
+                            raise
+                    if name not in self.module_globals:  # the block ran without binding it
+                        raise KeyError(name)
                 return self.module_globals[name]
         value = _resolve(spec)
         self.module_globals[name] = value
         return value
 
-    def _define_class(self, name, first, last, flags):
-        compiled = self.compiled()["classes"].get(name)
-        if compiled is not None and compiled[:2] == (first, last):
-            code = compiled[2]
+    def _run_block(self, first, last, flags):
+        compiled = self.compiled()["blocks"].get(first)
+        if compiled is not None and compiled[0] == last:
+            code = compiled[1]
         else:  # not compiled at build time (a module no traced path imports): compile its lines now
             path = self.module_globals["__file__"]
             with open(path, "rb") as file:
@@ -107,11 +118,9 @@ class _Names(dict):
             # Padded to its own lines, so its tracebacks point at them; with the module's __future__ flags.
             code = compile("\n" * (first - 1) + text, path, "exec", flags=flags, dont_inherit=True)
         exec(code, self.module_globals)  # noqa: S102 - the module's own code, as its import would have run it
-        if name not in self.module_globals:
-            raise ImportError(f"deferred class {name!r} of {self.module_globals['__name__']!r} was not defined")
 
     def compiled(self):
-        """What the build left beside the module's bytecode: ``classes`` (compiled) and ``hot`` (names)."""
+        """What the build left beside the module's bytecode: ``blocks`` (compiled) and ``hot`` (names)."""
         found = getattr(self, "_compiled", None)
         if found is None:
             found = self._compiled = _read_compiled(self.module_globals.get("__cached__"))
@@ -119,7 +128,7 @@ class _Names(dict):
 
 
 def _read_compiled(cached):
-    empty = {"classes": {}, "hot": ()}
+    empty = {"blocks": {}, "hot": ()}
     if not cached or not cached.endswith(".pyc"):
         return empty
     try:
