@@ -20,21 +20,22 @@ ARTIFACT_TESTS ?= tests/test_artifact.py tests/test_gateway.py tests/test_app.py
   tests/test_responses_route.py tests/test_anthropic_routes.py tests/test_streaming_artifact.py tests/test_console.py \
   tests/test_embeddings.py tests/test_mcp.py tests/test_anthropic.py
 
-.PHONY: help dev test lint lock bench clean package test-artifact bench-cold validate lint-workflows audit deploy clients
+.PHONY: help dev test lint lock bench clean package test-artifact bench-cold validate lint-workflows audit deploy \
+  chalice-deploy chalice-delete clients
 
 # What make deploy needs is checked when the Makefile is read, before any prerequisite runs:
-# a missing bucket used to surface only after a 35 s build.
+# a missing bucket used to surface only after a 35 s build. tools/deploy.py then checks the
+# credentials, region, catalog and stack before it builds or changes anything.
 ifneq ($(filter deploy,$(MAKECMDGOALS)),)
 ifeq ($(strip $(ARTIFACT_BUCKET)),)
 $(error make deploy needs ARTIFACT_BUCKET=<bucket> (the ArtifactBucketName output of the pennyworth-cicd stack; see docs/deployment.md))
 endif
-ifeq ($(shell command -v aws 2>/dev/null),)
-$(error make deploy needs the AWS CLI (aws) on PATH; see docs/deployment.md)
 endif
-endif
+DEPLOY_ARGS = --stage $(STAGE) --stack $(STACK) $(if $(CFN_ROLE_ARN),--role-arn $(CFN_ROLE_ARN)) $(if $(NO_BUILD),--no-build) \
+  --parameters $(PARAMETERS)
 
 help: ## List the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@if [ ! -x "$(PY)" ]; then \
@@ -117,13 +118,14 @@ lint-workflows: $(TOOLS_VENV)/.installed ## actionlint on .github/workflows (a w
 audit: $(TOOLS_VENV)/.installed ## pip-audit of every hash-pinned requirements file (offline: a warning; CI: strict)
 	$(TOOLS_VENV)/bin/python -m tools.audit --pip-audit $(TOOLS_VENV)/bin/pip-audit
 
-deploy: package ## CloudFormation deploy of build/$(STAGE) (AWS credentials; ARTIFACT_BUCKET=…, PARAMETERS="K=V …")
-	@[ -n "$(ARTIFACT_BUCKET)" ] || { echo "error: set ARTIFACT_BUCKET (see docs/deployment.md)" >&2; exit 1; }
-	aws cloudformation package --template-file $(BUILD)/package/sam.json --s3-bucket $(ARTIFACT_BUCKET) \
-	  --s3-prefix $(STACK) --output-template-file $(BUILD)/packaged.yaml
-	aws cloudformation deploy --template-file $(BUILD)/packaged.yaml --stack-name $(STACK) \
-	  --capabilities CAPABILITY_NAMED_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
-	  $(if $(CFN_ROLE_ARN),--role-arn $(CFN_ROLE_ARN)) $(if $(PARAMETERS),--parameter-overrides $(PARAMETERS))
+deploy: $(VENV)/.installed ## CloudFormation deploy of STAGE (ARTIFACT_BUCKET=…, PARAMETERS="K=V …", CFN_ROLE_ARN=…)
+	$(PY) -m tools.deploy cloudformation --bucket $(ARTIFACT_BUCKET) $(DEPLOY_ARGS)
+
+chalice-deploy: $(VENV)/.installed ## chalice deploy of STAGE in one command, streaming included; prints the URLs
+	$(PY) -m tools.deploy chalice $(DEPLOY_ARGS)
+
+chalice-delete: $(VENV)/.installed ## Remove what chalice-deploy made (tables and user pool are kept)
+	$(PY) -m tools.deploy chalice-delete --stage $(STAGE) --stack $(STACK)
 
 clean: ## Remove the venv, caches and build output
 	rm -rf $(VENV) $(TOOLS_VENV) build .pytest_cache .ruff_cache

@@ -22,9 +22,12 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import TokenUsage, compute_cost
-from chalicelib.catalog.catalog import ModelEntry, Prices
-from chalicelib.keys.store import KeyRecord, isoformat, utcnow
+from chalicelib.shared.usage import TokenUsage
+from chalicelib.shared.money import compute_cost
+from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.shared.money import Prices
+from chalicelib.keys.store import KeyRecord
+from chalicelib.shared.dates import isoformat, utcnow
 from chalicelib.observability import logger
 
 #: The retry backoff's sleep (the benchmark makes it virtual).

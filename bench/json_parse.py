@@ -1,6 +1,6 @@
 """What the one bounded JSON parser costs over a bare ``json.loads``, on request bodies of four shapes.
 
-``chalicelib/core/body.py: parse_json`` decodes, then walks the value once (depth, surrogates,
+``chalicelib/shared/body.py: parse_json`` decodes, then walks the value once (depth, surrogates,
 number range). Both are timed in the same run, alternating, on the same bytes.
 
 Usage: ``python bench/json_parse.py [--rounds N]``; prints JSON (milliseconds, median).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chalicelib.core.body import parse_json  # noqa: E402
+from chalicelib.shared.body import parse_json  # noqa: E402
 
 BODIES = {
     "typical chat (9 KB)": {

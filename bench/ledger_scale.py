@@ -179,11 +179,11 @@ def run(
     from moto import mock_aws
 
     from chalicelib.accounting.aggregator import Aggregator, wanted
-    from chalicelib.accounting.calls import Attempts
     from chalicelib.catalog.catalog import load_catalog
-    from chalicelib.core.dynamodb import resource as dynamodb_resource
     from chalicelib.observability import logger
     from chalicelib.settings import DEFAULT_CATALOG
+    from chalicelib.shared.dynamodb import Attempts
+    from chalicelib.shared.dynamodb import resource as dynamodb_resource
     from local import bootstrap, moto_patches
     from local.dynamo_model import ContentionModel, virtual_botocore_sleeps
     from local.simclock import Sim
@@ -457,7 +457,7 @@ def _kind(key: Any, owner_budgets: dict[str, Decimal]) -> str:
 
 
 def _usage(bound: int, max_tokens: int, rng: random.Random) -> Any:
-    from chalicelib.accounting.ledger import TokenUsage
+    from chalicelib.shared.usage import TokenUsage
 
     return TokenUsage(
         input_tokens=int(bound * rng.uniform(0.5, 1.0)), output_tokens=int(max_tokens * rng.uniform(0.1, 1.0))
@@ -590,7 +590,7 @@ def _scan(table: Any) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), action="append", help="default: all")
-    parser.add_argument("--seconds", type=float, default=5.0, help="virtual seconds of offered load")
+    parser.add_argument("--seconds", type=float, help="virtual seconds of offered load (default 5; with --short, 2)")
     parser.add_argument("--hold-ms", type=float, default=5.0, help="how long a transaction holds its items")
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument(
@@ -598,10 +598,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         type=float,
         help=f"the event source's batching window (default {BATCH_WINDOW_SECONDS} s, the template's)",
     )
-    parser.add_argument("--short", action="store_true", help="a quick run (make test): a fifth of the load for 2 s")
+    parser.add_argument("--short", action="store_true", help="a quick run: a fifth of the load (and keys), for 2 s")
     parser.add_argument("--design", choices=("today", "stream"), action="append", help="default: both")
     args = parser.parse_args(argv)
-    seconds = 2.0 if args.short else args.seconds
+    seconds = args.seconds if args.seconds is not None else 2.0 if args.short else 5.0
     report: dict[str, Any] = {
         "model": {"hold_ms": args.hold_ms, "item_wcu_per_second": 1000, "seconds": seconds},
         "runs": [],

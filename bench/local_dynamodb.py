@@ -81,11 +81,11 @@ def start_server(patched: bool, *, state: bool = False) -> tuple[subprocess.Pope
 def drive(label: str, *, patched: bool, design: str, requests: int, every: int, state: bool = False) -> dict[str, Any]:
     import boto3
 
-    from chalicelib.accounting.ledger import TokenUsage
     from chalicelib.catalog.catalog import load_catalog
-    from chalicelib.core.dynamodb import resource as dynamodb_resource
     from chalicelib.keys.store import KeyStore
     from chalicelib.settings import DEFAULT_CATALOG
+    from chalicelib.shared.dynamodb import resource as dynamodb_resource
+    from chalicelib.shared.usage import TokenUsage
     from local import bootstrap
 
     process, url = start_server(patched, state=state)

@@ -4,16 +4,15 @@ Both paths call the same Bedrock emulator (a separate process) in the same
 run, alternating A/B so machine drift hits both alike:
 
 * **direct**  – ``litellm.completion`` to the emulator, as a bare LiteLLM user would.
-* **gateway** – the real Lambda handler (``app(event, context)`` through
-  Chalice's test client, no HTTP server in between) with an API Gateway
-  event: key lookup and ledger transaction against moto server, LiteLLM call,
-  OpenAI shaping, JSON logging.
+* **gateway** – the streaming function's handler (``chalicelib.streaming.handler.handle``,
+  what our Lambda runtime loop calls for ``POST /v1/chat/completions``; no HTTP
+  server in between) with an API Gateway event: key lookup, admission and the
+  ledger entry against moto server, LiteLLM call, OpenAI shaping, JSON logging.
 
 The difference is what pennyworth adds. moto server stands in for DynamoDB,
-and its latency is not AWS's (its TransactWriteItems copies the table for
-rollback, so it is slow and grows with the table). So the time spent inside
-DynamoDB calls is measured separately (botocore's before-call/after-call
-events) and the overhead is reported with and without it.
+and its latency is not AWS's. So the time spent inside DynamoDB calls (on both
+clients: the keys' and the ledger's) is measured separately (botocore's
+before-call/after-call events) and the overhead is reported with and without it.
 
 Usage: ``python bench/overhead.py [--requests N] [--stream]``; prints JSON.
 """
@@ -26,6 +25,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -59,11 +59,11 @@ def main() -> int:
     with DevStack(ports=Ports.free(), log_dir=Path(tempfile.mkdtemp(prefix="pennyworth-bench-"))) as stack:
         os.environ.update(stack.env)
         import litellm
-        from chalice.test import Client
 
-        from app import app
         from chalicelib import wiring
         from chalicelib.observability import logger
+        from chalicelib.streaming.handler import handle
+        from local.front import api_gateway_event
 
         wiring.reset()
         litellm.suppress_debug_info = True
@@ -71,7 +71,7 @@ def main() -> int:
         for handler in logger.handlers:
             handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
         messages = [{"role": "user", "content": "Benchmark me, please."}]
-        body = json.dumps({"model": "nova-micro", "messages": messages, "stream": args.stream})
+        body = json.dumps({"model": "nova-micro", "messages": messages, "stream": args.stream}).encode()
         headers = {"Authorization": f"Bearer {stack.info['api_key']}", "Content-Type": "application/json"}
         bedrock_id = wiring.catalog().resolve("nova-micro").bedrock_model_id
 
@@ -89,34 +89,42 @@ def main() -> int:
                     pass
 
         storage_ms = [0.0]
-        started_at: list[float] = []
-        events = wiring.dynamodb().meta.client.meta.events
-        events.register("before-call.dynamodb.*", lambda **_: started_at.append(time.perf_counter()))
-        events.register(
-            "after-call.dynamodb.*",
-            lambda **_: storage_ms.__setitem__(0, storage_ms[0] + (time.perf_counter() - started_at.pop()) * 1000),
-        )
+        calls = threading.local()  # admission may call DynamoDB from worker threads
 
-        with Client(app, stage_name="local") as client:
+        def before(**_: object) -> None:
+            calls.__dict__.setdefault("started", []).append(time.perf_counter())
 
-            def gateway() -> None:
-                response = client.http.post("/v1/chat/completions", headers=headers, body=body)
-                if response.status_code != 200:
-                    raise RuntimeError(f"gateway answered {response.status_code}: {response.body[:300]!r}")
+        def after(**_: object) -> None:
+            storage_ms[0] += (time.perf_counter() - calls.started.pop()) * 1000
 
-            for _ in range(args.warmup):
-                direct()
-                gateway()
-            timings: dict[str, list[float]] = {"direct": [], "gateway": [], "gateway_minus_dynamodb": []}
-            for _ in range(args.requests):
-                for name, call in (("direct", direct), ("gateway", gateway)):
-                    storage_ms[0] = 0.0
-                    started = time.perf_counter()
-                    call()
-                    elapsed = (time.perf_counter() - started) * 1000
-                    timings[name].append(elapsed)
-                    if name == "gateway":
-                        timings["gateway_minus_dynamodb"].append(elapsed - storage_ms[0])
+        # Both clients: the keys table's, and the ledger's (entries, admission), which has its own.
+        for resource in (wiring.dynamodb(), wiring.ledger_dynamodb()):
+            resource.meta.client.meta.events.register("before-call.dynamodb.*", before)
+            resource.meta.client.meta.events.register("after-call.dynamodb.*", after)
+
+        def gateway() -> None:
+            event = api_gateway_event("POST", "/v1/chat/completions", "", headers, body)
+            result = handle(event, deadline=time.time() + 60)
+            try:
+                payload = b"".join(result.chunks)
+            finally:
+                result.close()
+            if result.status != 200:
+                raise RuntimeError(f"gateway answered {result.status}: {payload[:300]!r}")
+
+        for _ in range(args.warmup):
+            direct()
+            gateway()
+        timings: dict[str, list[float]] = {"direct": [], "gateway": [], "gateway_minus_dynamodb": []}
+        for _ in range(args.requests):
+            for name, call in (("direct", direct), ("gateway", gateway)):
+                storage_ms[0] = 0.0
+                started = time.perf_counter()
+                call()
+                elapsed = (time.perf_counter() - started) * 1000
+                timings[name].append(elapsed)
+                if name == "gateway":
+                    timings["gateway_minus_dynamodb"].append(elapsed - storage_ms[0])
         direct_s, gateway_s = summary(timings["direct"]), summary(timings["gateway"])
         own_s = summary(timings["gateway_minus_dynamodb"])
         pairs = [g - d for g, d in zip(timings["gateway"], timings["direct"], strict=True)]

@@ -10,7 +10,6 @@ import functools
 from typing import Any
 
 from chalicelib.accounting.aggregator import Aggregator
-from chalicelib.accounting.calls import Attempts
 from chalicelib.accounting.ledger import Ledger
 from chalicelib.accounting.metering import Meter
 from chalicelib.accounting.reports import ReportConfig, ReportService
@@ -19,17 +18,14 @@ from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticat
 from chalicelib.admin.keys import AdminService
 from chalicelib.catalog.catalog import Catalog, load_catalog
 from chalicelib.console import ConsoleConfig, ConsoleSite
-from chalicelib.core.dynamodb import resource as dynamodb_resource
-from chalicelib.core.service import ModelService
 from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
 from chalicelib.keys.store import KeyStore
-from chalicelib.protocols.anthropic import Messages
-from chalicelib.protocols.mcp import McpServer
-from chalicelib.protocols.openai import OpenAIService
-from chalicelib.protocols.openai_chat import ChatCompletions
-from chalicelib.protocols.openai_responses import Responses
+from chalicelib.protocols.route import Route
+from chalicelib.service.service import ModelService
 from chalicelib.settings import get_settings
+from chalicelib.shared.dynamodb import Attempts
+from chalicelib.shared.dynamodb import resource as dynamodb_resource
 
 #: botocore attempts per call for tables without retry loops of their own (keys, audit, reports).
 GENERAL_ATTEMPTS = 3
@@ -41,7 +37,7 @@ def dynamodb() -> Any:
 
     Bounded connect/read timeouts and a few botocore attempts, so a stalled
     DynamoDB fails a request in seconds rather than minutes; every number is
-    written in positional notation (``chalicelib/core/dynamodb.py``).
+    written in positional notation (``chalicelib/shared/dynamodb.py``).
     """
     settings = get_settings()
     return dynamodb_resource(
@@ -56,7 +52,7 @@ def dynamodb() -> Any:
 def ledger_dynamodb() -> Any:
     """The resource the ledger, meter and aggregator use: one botocore attempt per call.
 
-    Their own retry loop (``chalicelib/accounting/calls.py``) retries within the
+    Their own retry loop (``chalicelib/shared/dynamodb.py: Attempts``) retries within the
     caller's deadline, which botocore's retries cannot know.
     """
     settings = get_settings()
@@ -126,38 +122,18 @@ def gateway() -> Gateway:
 
 @functools.cache
 def model_service() -> ModelService:
-    """The core: admission, the Bedrock call and billing, shared by every protocol adapter."""
+    """The model service: admission, the Bedrock call and billing, shared by every protocol adapter."""
     return ModelService(catalog=catalog, gateway=gateway(), meter=meter())
 
 
 @functools.cache
-def openai_service() -> OpenAIService:
-    """The buffered ``/v1`` routes (models, key status, embeddings)."""
-    return OpenAIService(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
+def adapter[R: Route](cls: type[R]) -> R:
+    """The protocol adapter route ``cls`` (``ChatCompletions``, ``Messages``, ``McpServer``, …), built once.
 
-
-@functools.cache
-def chat_adapter() -> ChatCompletions:
-    """``POST /v1/chat/completions`` (streaming route)."""
-    return ChatCompletions(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
-
-
-@functools.cache
-def messages_adapter() -> Messages:
-    """``POST /v1/messages`` and ``/v1/messages/count_tokens`` (streaming routes, Anthropic's Messages API)."""
-    return Messages(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
-
-
-@functools.cache
-def responses_adapter() -> Responses:
-    """``POST /v1/responses`` (streaming route)."""
-    return Responses(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
-
-
-@functools.cache
-def mcp_server() -> McpServer:
-    """The ``/mcp`` endpoint over the same keys and model service as ``/v1``."""
-    return McpServer(keys=key_store(), service=model_service(), max_body_bytes=get_settings().max_body_bytes)
+    Every adapter route stands on the same three things: the key store, the model service and the
+    body size limit (``chalicelib/protocols/route.py``).
+    """
+    return cls(keys=key_store(), models=model_service(), max_body_bytes=get_settings().max_body_bytes)
 
 
 @functools.cache

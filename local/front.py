@@ -1,6 +1,6 @@
 """The local HTTP front of ``make dev``: API Gateway's part, on loopback.
 
-The streaming routes (``chalicelib.streaming.routes.STREAM_PATHS``: chat
+The streaming routes (``chalicelib.edge.routes.STREAM_PATHS``: chat
 completions, Messages, Responses) are answered in this process by the same
 ``chalicelib.streaming.handler.handle`` that our Lambda runtime loop calls, and
 their chunks leave the moment they are produced (chunked transfer encoding,
@@ -84,7 +84,7 @@ class FrontHandler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_GET
 
     def _dispatch(self) -> None:
-        from chalicelib.streaming.routes import STREAM_PATHS
+        from chalicelib.edge.routes import STREAM_PATHS
 
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
@@ -201,10 +201,11 @@ class FrontHandler(BaseHTTPRequestHandler):
         self, error: errors.AppError, headers: dict[str, str] | None = None, *, status: int | None = None
     ) -> None:
         """The error envelope of the protocol at the request's path (OpenAI's, or Anthropic's for /v1/messages)."""
-        from chalicelib.streaming.routes import error_body_for
+        from chalicelib.edge.answers import error_body
+        from chalicelib.edge.routes import envelope_at
 
         path = urlsplit(getattr(self, "path", None) or "/").path  # None when the request line was unreadable
-        data = json.dumps(error_body_for(path)(error)).encode()
+        data = json.dumps(error_body(error, envelope_at(path))).encode()
         status = status or error.status_code
         head = [f"HTTP/1.1 {status} {http.client.responses.get(status, '')}", "Content-Type: application/json"]
         head += [f"{name}: {value}" for name, value in {**error.headers, **(headers or {})}.items()]
@@ -261,8 +262,9 @@ def warm_up() -> None:
     with contextlib.suppress(Exception):
         from chalicelib import wiring
         from chalicelib.gateway import load_litellm
+        from chalicelib.protocols.openai_chat.route import ChatCompletions
 
-        wiring.chat_adapter()
+        wiring.adapter(ChatCompletions)
         load_litellm()
 
 
@@ -288,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     timeout = args.timeout or get_settings().stream_timeout_seconds  # the streaming function's timeout on AWS
     server = FrontServer((args.host, args.port), upstream=args.upstream, timeout_seconds=timeout)
     threading.Thread(target=warm_up, daemon=True).start()
+    print(f"Serving on {server.base_url} (chalice local behind it, on a private port)", flush=True)
     try:
         server.serve_forever(poll_interval=0.05)
     finally:

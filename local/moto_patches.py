@@ -72,7 +72,7 @@ def _stop_tracking_dynamodb_models() -> None:
 def _plain_number_arithmetic() -> None:
     from moto.dynamodb.models.dynamo_type import DDBType, DynamoType
 
-    from chalicelib.core.dynamodb import plain_number
+    from chalicelib.shared.dynamodb import plain_number
 
     context = decimal.Context(prec=38)
     original_add, original_sub = DynamoType.__add__, DynamoType.__sub__

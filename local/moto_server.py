@@ -12,7 +12,7 @@ and time per request grow with every request (see that module).
 With ``--state FILE`` it starts from the state saved there and saves every change back
 (``local/moto_state.py``), so ``make dev`` keeps keys, users and the ledger across restarts.
 
-Usage: ``python -m local.moto_server -H 127.0.0.1 -p 8001 [--state FILE]``.
+Usage: ``python -m local.moto_server -H 127.0.0.1 -p 8001 [--state FILE] [--deploy]``.
 """
 
 from __future__ import annotations
@@ -56,7 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-patches", action="store_true", help="moto as released (bench/local_dynamodb.py's 'before')"
     )
+    parser.add_argument(
+        "--deploy", action="store_true", help="also what rehearsing a deploy needs (local/moto_deploy.py)"
+    )
     args = parser.parse_args(argv)
+    if args.deploy:
+        from local import moto_deploy
+
+        moto_deploy.apply()
     if not args.no_patches:
         from local import moto_patches
 

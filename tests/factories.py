@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.accounting.ledger import TokenUsage, UsageEntry, new_entry
-from chalicelib.catalog.catalog import Prices
+from chalicelib.accounting.ledger import new_entry
+from chalicelib.shared.money import Prices
+from chalicelib.shared.usage import TokenUsage, UsageEntry
 
 #: Nova Micro's us. profile prices, per token.
 NOVA_PRICES = Prices(

@@ -2,7 +2,7 @@
 
 They run inside the function process that ``local/lambda_runtime.py`` starts
 (``PYTHONPATH`` names this directory), so they import only the standard
-library and ``chalicelib.core.http``: whatever ``chalicelib`` the process
+library and ``chalicelib.shared.http``: whatever ``chalicelib`` the process
 finds is the one under test (the source tree, or the built artifact).
 The event's JSON body is the script: ``status``, ``headers``, ``chunks``
 (strings), ``raise_after`` (raise once that many chunks are out),
@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import chalicelib
-from chalicelib.core.http import StreamingResult
+from chalicelib.shared.http import StreamingResult
 
 
 def scripted(event: Mapping[str, Any], *, deadline: float) -> StreamingResult:

@@ -13,8 +13,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from chalicelib.edge.routes import STREAM_PATHS
 from chalicelib.settings import ENV, MAX_STREAM_TIMEOUT_SECONDS
-from chalicelib.streaming.routes import STREAM_PATHS
 from tools import policies
 
 WRAPPER = "chalicelib/streaming/exec-wrapper"

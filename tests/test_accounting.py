@@ -9,8 +9,9 @@ from decimal import Decimal
 import pytest
 
 from chalicelib import wiring
-from chalicelib.accounting.ledger import UNRECORDED_EVENT, Ledger, TokenUsage
+from chalicelib.accounting.ledger import UNRECORDED_EVENT, Ledger
 from chalicelib.keys.store import KeyStore
+from chalicelib.shared.usage import TokenUsage
 from tests.admin_fixtures import Api
 from tests.factories import usage_entry
 from tests.stream_client import StreamClient

@@ -12,9 +12,7 @@ from anthropic.types.shared import ErrorResponse
 from pydantic import TypeAdapter
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import TokenUsage
-from chalicelib.core.conversation import Reasoning
-from chalicelib.core.events import (
+from chalicelib.conversation.events import (
     Billed,
     Completion,
     Failed,
@@ -25,6 +23,7 @@ from chalicelib.core.events import (
     ToolCallStart,
     UsageReport,
 )
+from chalicelib.conversation.request import Reasoning
 from chalicelib.keys.store import api_key_token
 from chalicelib.protocols.anthropic.parse import (
     COUNT_TOKENS_PARAMETERS,
@@ -33,6 +32,7 @@ from chalicelib.protocols.anthropic.parse import (
     parse_messages_request,
 )
 from chalicelib.protocols.anthropic.render import error_body, render_message, stream_events
+from chalicelib.shared.usage import TokenUsage
 from tests.factories import usage_entry
 
 STREAM_EVENT = TypeAdapter(RawMessageStreamEvent)

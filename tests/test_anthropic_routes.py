@@ -12,8 +12,9 @@ from anthropic.types.shared import ErrorResponse
 from pydantic import TypeAdapter
 
 from chalicelib import wiring
-from chalicelib.accounting.ledger import TokenUsage, compute_cost
 from chalicelib.keys.store import KeyStore
+from chalicelib.shared.money import compute_cost
+from chalicelib.shared.usage import TokenUsage
 from tests.stream_client import StreamClient, StreamResponse
 
 STREAM_EVENT = TypeAdapter(RawMessageStreamEvent)

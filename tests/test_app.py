@@ -9,8 +9,10 @@ import pytest
 from chalice.test import Client
 
 from chalicelib import wiring
-from chalicelib.accounting.ledger import TokenUsage, compute_cost
 from chalicelib.keys.store import KeyStore
+from chalicelib.protocols.openai_chat.route import ChatCompletions
+from chalicelib.shared.money import compute_cost
+from chalicelib.shared.usage import TokenUsage
 from tests.openai_schema import assert_valid
 from tests.stream_client import StreamClient
 
@@ -171,7 +173,7 @@ def test_unexpected_errors_are_a_500_envelope_without_details(client: Client, ke
     def explode(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(wiring.chat_adapter(), "handle", explode)
+    monkeypatch.setattr(wiring.adapter(ChatCompletions), "handle", explode)
     response = post_chat(client, plaintext, hello())
     assert response.status_code == 500
     assert "secret internals" not in response.body.decode()

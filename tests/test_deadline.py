@@ -1,4 +1,4 @@
-"""core/deadline.py: a stream never outlives its deadline, and closing it closes the upstream."""
+"""conversation/deadline.py: a stream never outlives its deadline, and closing it closes the upstream."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import pytest
 
 from chalicelib import errors
-from chalicelib.core.deadline import until
+from chalicelib.conversation.deadline import until
 
 
 def paced(items: list[str], pause: float, closed: threading.Event):
@@ -58,7 +58,7 @@ def test_upstream_errors_reach_the_reader_as_they_are() -> None:
 
 
 def test_a_slow_reader_holds_the_source_back_instead_of_buffering_everything() -> None:
-    from chalicelib.core import deadline
+    from chalicelib.conversation import deadline
 
     produced = []
 

@@ -12,12 +12,13 @@ import pytest
 from chalice.test import Client
 
 from chalicelib import errors, wiring
-from chalicelib.accounting.ledger import TokenUsage, compute_cost
 from chalicelib.catalog.catalog import load_catalog
 from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys.store import KeyStore
-from chalicelib.protocols.openai_validation import EMBEDDING_PARAMETERS, parse_embedding_request
+from chalicelib.protocols.openai.parse import EMBEDDING_PARAMETERS, parse_embedding_request
 from chalicelib.settings import DEFAULT_CATALOG
+from chalicelib.shared.money import compute_cost
+from chalicelib.shared.usage import TokenUsage
 from local.bedrock_emulator import count_tokens
 from tests.openai_schema import assert_valid
 

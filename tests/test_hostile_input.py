@@ -1,5 +1,5 @@
 """Hostile JSON on every surface: deep nesting, lone surrogates, huge numbers. Each is a 400 (or a
-JSON-RPC error on /mcp), never a 500: the one parser (chalicelib/core/body.py) refuses them."""
+JSON-RPC error on /mcp), never a 500: the one parser (chalicelib/shared/body.py) refuses them."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from chalice.test import Client
 
 from chalicelib import errors
-from chalicelib.core import body
 from chalicelib.keys.store import KeyStore, encode_cursor
+from chalicelib.shared import body
 from tests.admin_fixtures import Api
 
 DEEP = "[" * 2000 + "]" * 2000  # 4 KB: far under any size limit
@@ -113,7 +113,7 @@ HOSTILE_VALUES = {
 def test_v1_routes_answer_400_envelopes(
     client: Client, stream_client: Any, key: tuple, path: str, template: str, kind: str
 ) -> None:
-    from chalicelib.streaming.routes import STREAM_PATHS
+    from chalicelib.edge.routes import STREAM_PATHS
 
     _, plaintext = key
     body = template % HOSTILE_VALUES[kind]
@@ -362,8 +362,9 @@ WRONG_TYPES = [[], {}, [1], None, 1.5, True, "x"]
 
 def _parsers() -> dict[str, Any]:
     from chalicelib.protocols.anthropic.parse import parse_messages_request
-    from chalicelib.protocols.openai_responses.request import parse_responses_request
-    from chalicelib.protocols.openai_validation import parse_chat_request, parse_embedding_request
+    from chalicelib.protocols.openai.parse import parse_embedding_request
+    from chalicelib.protocols.openai_chat.parse import parse_chat_request
+    from chalicelib.protocols.openai_responses.parse import parse_responses_request
 
     return {
         "messages": parse_messages_request,

@@ -20,11 +20,12 @@ import pytest
 
 from chalicelib import errors
 from chalicelib.accounting.aggregator import Aggregator
-from chalicelib.accounting.ledger import Ledger, TokenUsage
+from chalicelib.accounting.ledger import Ledger
 from chalicelib.accounting.metering import Meter
 from chalicelib.catalog.catalog import load_catalog
 from chalicelib.keys.store import KeyStore
 from chalicelib.settings import DEFAULT_CATALOG
+from chalicelib.shared.usage import TokenUsage
 from local.stream_aggregator import shard_records
 from tests.conftest import TABLE_NAMES
 from tests.test_reports import service as report_service
@@ -116,7 +117,7 @@ def test_the_request_path_needs_only_what_the_api_and_stream_functions_are_grant
             continue
         bill(meter, ticket, f"r-{key.key_id}")
     meter.release(meter.admit(usage["limited"], NOVA, input_tokens=10, max_output_tokens=20))
-    meter.key_status(usage["limited"])
+    meter.spend(usage["limited"])
     assert {need[0] for need in needs} >= {"UpdateItem", "PutItem", "GetItem"}
     # THEN each function that serves model calls is allowed every one of those calls
     for policy in ("policy-api.json", "policy-stream.json"):

@@ -291,11 +291,13 @@ def test_github_oidc_role_is_pinned_and_passes_only_our_roles() -> None:
     assert conditions["StringEquals"]["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
     subjects = json.dumps(conditions["StringEquals"]["token.actions.githubusercontent.com:sub"])
     assert "*" not in subjects and "repo:" in subjects
-    documents = [role["Resources"]["DeployPolicy"]["Properties"]["PolicyDocument"]]
+    documents = [
+        role["Resources"][name]["Properties"]["PolicyDocument"] for name in ("DeployPolicy", "ChaliceDeployPolicy")
+    ]
     execution = role["Resources"]["CloudFormationExecutionRole"]["Properties"]
     documents += [policy["PolicyDocument"] for policy in execution["Policies"]]
     pass_role = [s for d in documents for s in d["Statement"] if "iam:PassRole" in json.dumps(s["Action"])]
-    assert len(pass_role) == 2
+    assert len(pass_role) == 3  # the execution role, and the function roles (by CloudFormation and by chalice deploy)
     for statement in pass_role:
         # Exact role ARNs only, each limited to the one service it is handed to.
         assert "*" not in json.dumps(statement["Resource"])

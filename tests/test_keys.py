@@ -5,15 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from chalicelib.errors import AuthenticationFailed
-from chalicelib.keys.store import (
-    KeyStore,
-    bearer_token,
-    generate_key,
-    hash_key,
-    isoformat,
-    key_id_of,
-    new_secret_for,
-)
+from chalicelib.keys.store import KeyStore, bearer_token, generate_key, hash_key, key_id_of, new_secret_for
+from chalicelib.shared.dates import isoformat
 
 
 class FakeClock:

@@ -10,15 +10,10 @@ from unittest import mock
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.accounting.ledger import (
-    UNRECORDED_EVENT,
-    Ledger,
-    TokenUsage,
-    compute_cost,
-    new_entry,
-    parse_reconcile_lines,
-)
-from chalicelib.catalog.catalog import Prices
+from chalicelib.accounting.ledger import UNRECORDED_EVENT, Ledger, new_entry
+from chalicelib.accounting.reconcile import parse_lines
+from chalicelib.shared.money import Prices, compute_cost
+from chalicelib.shared.usage import TokenUsage
 from tests.factories import NOVA_PRICES, usage_entry
 
 PRICES = NOVA_PRICES
@@ -230,7 +225,7 @@ def test_persistent_failure_is_logged_for_reconcile_then_replayed(usage_table, s
     lines = service_logs.lines()
     logged = [json.loads(line) for line in lines if UNRECORDED_EVENT in line]
     assert logged and logged[0]["level"] == "ERROR"
-    replayed = parse_reconcile_lines(lines)
+    replayed = parse_lines(lines).entries
     assert replayed == [e]
     assert ledger.record(replayed[0])
     drain(usage_table)

@@ -59,3 +59,18 @@ def test_workflow_lint_offline_fails_in_ci(offline_tools: Path) -> None:
     env = {"PATH": _path_without_actionlint(), "CI": "true"}
     result = make("lint-workflows", f"TOOLS_VENV={offline_tools}", env=env)
     assert result.returncode != 0 and "actionlint" in result.stderr
+
+
+@pytest.mark.parametrize("target", ["chalice-deploy", "chalice-delete"])
+def test_chalice_deploy_without_credentials_fails_before_building(target: str) -> None:
+    # GIVEN no AWS credentials anywhere WHEN the one command runs THEN it stops at once, saying what to do
+    env = {
+        "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_EC2_METADATA_DISABLED": "true", "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    }  # fmt: skip
+    started = time.monotonic()
+    result = make(target, env=env)
+    assert result.returncode != 0
+    assert "error: no AWS credentials" in result.stderr, result.stderr
+    assert time.monotonic() - started < 30 and "chalice package" not in result.stdout + result.stderr

@@ -11,9 +11,13 @@ from chalice.test import Client
 from jsonschema import Draft202012Validator
 
 from chalicelib import wiring
-from chalicelib.accounting.ledger import TokenUsage, compute_cost
 from chalicelib.keys.store import KeyStore
-from chalicelib.protocols import mcp
+from chalicelib.protocols.mcp import parse as mcp_parse
+from chalicelib.protocols.mcp import render as mcp_render
+from chalicelib.protocols.mcp import route as mcp_route
+from chalicelib.shared.http import HttpRequest
+from chalicelib.shared.money import compute_cost
+from chalicelib.shared.usage import TokenUsage
 from local.bedrock_emulator import count_tokens
 
 INIT = {
@@ -57,7 +61,7 @@ def call_tool(client: Client, plaintext: str, name: str, arguments: dict | None 
 
 
 def output_schema(name: str) -> dict:
-    return next(tool["outputSchema"] for tool in mcp.TOOLS if tool["name"] == name)
+    return next(tool["outputSchema"] for tool in mcp_render.TOOLS if tool["name"] == name)
 
 
 def ok(result: dict, tool: str) -> dict:
@@ -75,7 +79,7 @@ def failed(result: dict) -> str:
 # -- transport ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", mcp.PROTOCOL_VERSIONS)
+@pytest.mark.parametrize("version", mcp_parse.PROTOCOL_VERSIONS)
 def test_initialize_negotiates_each_supported_version_without_a_session(client: Client, key, version: str) -> None:
     _, plaintext = key
     payload = {**INIT, "params": {**INIT["params"], "protocolVersion": version}}
@@ -91,7 +95,7 @@ def test_initialize_negotiates_each_supported_version_without_a_session(client: 
 def test_an_unknown_client_version_gets_the_latest(client: Client, key) -> None:
     _, plaintext = key
     result = rpc(client, plaintext, "initialize", {**INIT["params"], "protocolVersion": "2099-01-01"})["result"]
-    assert result["protocolVersion"] == mcp.LATEST_PROTOCOL_VERSION == "2025-11-25"
+    assert result["protocolVersion"] == mcp_parse.LATEST_PROTOCOL_VERSION == "2025-11-25"
 
 
 @pytest.mark.parametrize(
@@ -139,15 +143,15 @@ def test_missing_or_invalid_keys_are_401_with_www_authenticate(client: Client, a
 @pytest.mark.parametrize(
     ("payload", "code"),
     [
-        (b"{not json", mcp.PARSE_ERROR),
-        (b"", mcp.INVALID_REQUEST),
-        ({"id": 1, "method": "ping"}, mcp.INVALID_REQUEST),
-        ({"jsonrpc": "2.0", "id": 1.5, "method": "ping"}, mcp.INVALID_REQUEST),
-        ({"jsonrpc": "2.0", "id": 1, "method": 3}, mcp.INVALID_REQUEST),
-        ({"jsonrpc": "2.0", "id": 1, "method": "resources/list"}, mcp.METHOD_NOT_FOUND),
-        ({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": []}, mcp.INVALID_PARAMS),
-        ({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "rm_rf"}}, mcp.INVALID_PARAMS),
-        ({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}, mcp.INVALID_PARAMS),
+        (b"{not json", mcp_parse.PARSE_ERROR),
+        (b"", mcp_parse.INVALID_REQUEST),
+        ({"id": 1, "method": "ping"}, mcp_parse.INVALID_REQUEST),
+        ({"jsonrpc": "2.0", "id": 1.5, "method": "ping"}, mcp_parse.INVALID_REQUEST),
+        ({"jsonrpc": "2.0", "id": 1, "method": 3}, mcp_parse.INVALID_REQUEST),
+        ({"jsonrpc": "2.0", "id": 1, "method": "resources/list"}, mcp_parse.METHOD_NOT_FOUND),
+        ({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": []}, mcp_parse.INVALID_PARAMS),
+        ({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "rm_rf"}}, mcp_parse.INVALID_PARAMS),
+        ({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}, mcp_parse.INVALID_PARAMS),
     ],
 )
 def test_protocol_errors_are_json_rpc_errors_with_http_200(client: Client, key, payload, code: int) -> None:
@@ -164,7 +168,7 @@ def test_an_unsupported_protocol_version_header_is_a_400(client: Client, key) ->
         client, plaintext, {"jsonrpc": "2.0", "id": 1, "method": "ping"}, {"MCP-Protocol-Version": "1999-01-01"}
     )
     assert response.status_code == 400
-    assert response.json_body["error"]["data"]["supported"] == list(mcp.PROTOCOL_VERSIONS)
+    assert response.json_body["error"]["data"]["supported"] == list(mcp_parse.PROTOCOL_VERSIONS)
 
 
 @pytest.mark.parametrize("header", [{}, {"MCP-Protocol-Version": "2025-03-26"}])
@@ -182,12 +186,12 @@ def test_batches_where_the_version_has_them(client: Client, key, header: dict) -
     answers = {answer["id"]: answer for answer in response.json_body}
     assert set(answers) == {"a", "b", "c", "d"}  # nothing for the notification
     assert answers["a"]["result"] == {} and len(answers["b"]["result"]["tools"]) == 5
-    assert answers["c"]["error"]["code"] == mcp.METHOD_NOT_FOUND
-    assert answers["d"]["error"]["code"] == mcp.INVALID_REQUEST  # initialize may not be batched
+    assert answers["c"]["error"]["code"] == mcp_parse.METHOD_NOT_FOUND
+    assert answers["d"]["error"]["code"] == mcp_parse.INVALID_REQUEST  # initialize may not be batched
     only_notifications = post(client, plaintext, [{"jsonrpc": "2.0", "method": "notifications/initialized"}], header)
     assert only_notifications.status_code == 202
     empty = post(client, plaintext, [], header)
-    assert empty.json_body["error"]["code"] == mcp.INVALID_REQUEST
+    assert empty.json_body["error"]["code"] == mcp_parse.INVALID_REQUEST
 
 
 @pytest.mark.parametrize("version", ["2025-06-18", "2025-11-25"])
@@ -198,7 +202,8 @@ def test_batches_are_refused_where_the_version_removed_them(client: Client, key,
     )
     assert response.status_code == 200
     assert (
-        response.json_body["error"]["code"] == mcp.INVALID_REQUEST and "batch" in response.json_body["error"]["message"]
+        response.json_body["error"]["code"] == mcp_parse.INVALID_REQUEST
+        and "batch" in response.json_body["error"]["message"]
     )
 
 
@@ -281,7 +286,7 @@ def test_a_spent_budget_is_an_is_error_result(client: Client, keys_table) -> Non
 
 def test_a_slow_model_hits_the_deadline_as_an_is_error_result(client: Client, key, monkeypatch) -> None:
     # A chat tool call gets CHAT_DEADLINE_SECONDS, less the margin the core keeps to bill.
-    monkeypatch.setattr(mcp, "CHAT_DEADLINE_SECONDS", 5.0)
+    monkeypatch.setattr(mcp_route, "CHAT_DEADLINE_SECONDS", 5.0)
     _, plaintext = key
     assert "504" in failed(call_tool(client, plaintext, "chat", {"prompt": "slow #emulator:sleep=3"}))
 
@@ -290,9 +295,9 @@ def test_no_model_call_starts_once_the_request_budget_is_spent(aws, emulator_url
     monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
     wiring.reset()
     _, plaintext = key
-    now = iter([0.0, mcp.REQUEST_BUDGET_SECONDS - 1.0])  # the POST starts, then the tool call comes late
-    server = mcp.McpServer(
-        keys=wiring.key_store(), service=wiring.model_service(), max_body_bytes=10_000, clock=lambda: next(now)
+    now = iter([0.0, mcp_route.REQUEST_BUDGET_SECONDS - 1.0])  # the POST starts, then the tool call comes late
+    server = mcp_route.McpServer(
+        keys=wiring.key_store(), models=wiring.model_service(), max_body_bytes=10_000, clock=lambda: next(now)
     )
     message = {
         "jsonrpc": "2.0",
@@ -300,7 +305,9 @@ def test_no_model_call_starts_once_the_request_budget_is_spent(aws, emulator_url
         "method": "tools/call",
         "params": {"name": "chat", "arguments": {"prompt": "x"}},
     }
-    result = server.handle("POST", {"Authorization": f"Bearer {plaintext}"}, json.dumps(message)).body["result"]
+    result = server.handle(HttpRequest("POST", {"Authorization": f"Bearer {plaintext}"}, json.dumps(message))).body[
+        "result"
+    ]
     assert "own request" in failed(result)
 
 
@@ -392,8 +399,8 @@ def _keywords(schema: dict) -> set[str]:
 
 def test_every_keyword_the_tools_input_schemas_use_is_checked() -> None:
     # Adding a keyword (a "pattern", a "maxLength") to a tool's schema must come with its check.
-    for name, schema in mcp._SCHEMAS.items():
-        assert _keywords(schema) <= mcp.SCHEMA_KEYWORDS, name
+    for name, schema in mcp_parse.INPUT_SCHEMAS.items():
+        assert _keywords(schema) <= mcp_parse.SCHEMA_KEYWORDS, name
 
 
 HOSTILE_ARGUMENTS = [
@@ -440,10 +447,10 @@ HOSTILE_ARGUMENTS = [
 ]
 
 
-@pytest.mark.parametrize("tool", sorted(mcp._SCHEMAS))
+@pytest.mark.parametrize("tool", sorted(mcp_parse.INPUT_SCHEMAS))
 def test_argument_checks_agree_with_json_schema_itself(tool: str) -> None:
     # jsonschema is the reference; the gateway no longer imports it.
-    reference = Draft202012Validator(mcp._SCHEMAS[tool])
+    reference = Draft202012Validator(mcp_parse.INPUT_SCHEMAS[tool])
     for arguments in HOSTILE_ARGUMENTS:
-        ours = next(mcp._schema_problems(mcp._SCHEMAS[tool], arguments, ()), None)
+        ours = next(mcp_parse.schema_problems(mcp_parse.INPUT_SCHEMAS[tool], arguments, ()), None)
         assert (ours is None) == reference.is_valid(arguments), (tool, arguments, ours)

@@ -13,11 +13,12 @@ from decimal import Decimal
 import pytest
 
 from chalicelib import errors, wiring
-from chalicelib.accounting.ledger import CAPPED_EVENT, UNRECORDED_EVENT, Ledger, TokenUsage
+from chalicelib.accounting.ledger import CAPPED_EVENT, UNRECORDED_EVENT, Ledger
 from chalicelib.accounting.metering import Meter, Ticket, worst_case_cost
 from chalicelib.catalog.catalog import load_catalog
 from chalicelib.keys.store import KeyStore
 from chalicelib.settings import DEFAULT_CATALOG
+from chalicelib.shared.usage import TokenUsage
 
 CATALOG = load_catalog(DEFAULT_CATALOG, region="us-east-1")
 NOVA = CATALOG.resolve("nova-micro")
@@ -150,7 +151,7 @@ def test_key_budget_reserves_the_worst_case_and_bills_the_real_cost(meter, keys_
         meter.admit(key, NOVA, input_tokens=100, max_output_tokens=100)
     drain(usage_table)
     assert meter.admit(key, NOVA, input_tokens=100, max_output_tokens=100)
-    status = meter.key_status(key)
+    status = meter.spend(key)
     assert Decimal(status["budget"]["spent_usd"]) == entry.cost
     assert Decimal(status["budget"]["reserved_usd"]) == worst * 2
     assert Decimal(status["budget"]["remaining_usd"]) == worst * 3 - entry.cost - worst * 2
@@ -237,7 +238,7 @@ def test_key_status_after_a_straddler_shows_what_admission_checks(meter, keys_ta
     drain(usage_table)
     # WHEN January's first own request is in flight
     ticket = meter.admit(key, HAIKU, input_tokens=10, max_output_tokens=10)
-    budget = meter.key_status(key)["budget"]
+    budget = meter.spend(key)["budget"]
     # THEN January's spend shows the straddler (billed in January) but its budget does not pay for it:
     # what is held is this request's reservation, and what is left is exactly what admission checks.
     assert (budget["period"], Decimal(budget["spent_usd"])) == ("2027-01", entry.cost)

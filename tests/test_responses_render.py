@@ -7,8 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.accounting.ledger import TokenUsage, usd
-from chalicelib.core.events import (
+from chalicelib.conversation.events import (
     Billed,
     Failed,
     Finished,
@@ -19,10 +18,12 @@ from chalicelib.core.events import (
     UsageReport,
 )
 from chalicelib.errors import RateLimited, UpstreamError
-from chalicelib.protocols.openai_responses import parse_responses_request
 from chalicelib.protocols.openai_responses.items import parse_input
+from chalicelib.protocols.openai_responses.parse import parse_responses_request
 from chalicelib.protocols.openai_responses.render import ResponseWriter, custom_input, sse
 from chalicelib.protocols.openai_responses.tools import Toolset
+from chalicelib.shared.money import usd
+from chalicelib.shared.usage import TokenUsage
 from tests.factories import usage_entry
 from tests.openai_schema import assert_valid, assert_valid_stream_event
 

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from chalicelib.errors import InvalidRequest
-from chalicelib.protocols.openai_responses import CLIENT_EXTENSIONS, RESPONSES_PARAMETERS, parse_responses_request
 from chalicelib.protocols.openai_responses.items import TOKEN_PREFIX, reasoning_token
+from chalicelib.protocols.openai_responses.parse import CLIENT_EXTENSIONS, RESPONSES_PARAMETERS, parse_responses_request
 from chalicelib.protocols.openai_responses.tools import CUSTOM_INPUT_SCHEMA
 from tests.openai_schema import assert_valid, components
 

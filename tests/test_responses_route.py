@@ -13,8 +13,9 @@ from decimal import Decimal
 import pytest
 
 from chalicelib import wiring
-from chalicelib.accounting.ledger import TokenUsage, compute_cost
 from chalicelib.keys.store import KeyStore
+from chalicelib.shared.money import compute_cost
+from chalicelib.shared.usage import TokenUsage
 from tests.openai_schema import assert_valid, assert_valid_stream_event
 from tests.stream_client import StreamClient, StreamResponse
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.streaming.routes import STREAM_PATHS
+from chalicelib.edge.routes import STREAM_PATHS
 from tests.streaming_checks import check_streaming_template
 from tools import package
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.core.http import StreamingResult
+from chalicelib.shared.http import StreamingResult
 from chalicelib.streaming import runtime
 from local.lambda_runtime import DELIMITER, ProtocolError, Result, RuntimeAPI, proxy_event
 

@@ -5,15 +5,10 @@ import json
 
 import pytest
 
-from chalicelib.core.body import parse_json_body
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
-from chalicelib.protocols.openai_validation import (
-    CHAT_PARAMETERS,
-    EMBEDDING_PARAMETERS,
-    MAX_EMBEDDING_INPUTS,
-    parse_chat_request,
-    parse_embedding_request,
-)
+from chalicelib.protocols.openai.parse import EMBEDDING_PARAMETERS, MAX_EMBEDDING_INPUTS, parse_embedding_request
+from chalicelib.protocols.openai_chat.parse import CHAT_PARAMETERS, parse_chat_request
+from chalicelib.shared.body import parse_json_body
 
 PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
 

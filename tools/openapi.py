@@ -1,4 +1,4 @@
-"""Write docs/openapi.json from chalicelib/core/openapi.py (tests/test_openapi.py checks it is current).
+"""Write docs/openapi.json from the route table (chalicelib/edge/routes.py; tests/test_openapi.py checks it).
 
 Usage: ``python -m tools.openapi``.
 """
@@ -9,13 +9,13 @@ import json
 import sys
 from pathlib import Path
 
-from chalicelib.core.openapi import document
+from chalicelib.edge.routes import openapi_document
 
 TARGET = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
 
 
 def render() -> str:
-    return json.dumps(document(), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(openapi_document(), indent=2, ensure_ascii=False) + "\n"
 
 
 def main() -> int:

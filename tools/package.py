@@ -35,7 +35,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from chalicelib.streaming.routes import STREAM_PATHS
+from chalicelib.edge.routes import STREAM_PATHS
+from tools import stack
 from tools.lazy_imports import RUNTIME_MODULE, rewrite_packages
 from tools.policies import STREAM_POLICY_FILE
 from tools.prune import prune
@@ -90,7 +91,7 @@ def install_dependencies(requirements: Path, target: Path) -> None:
     stamp.write_text(digest)
 
 
-def stage_project(stage_dir: Path, deps: Path) -> tuple[Path, list[dict[str, object]]]:
+def stage_project(stage_dir: Path, deps: Path, pruned: bool = True) -> tuple[Path, list[dict[str, object]]]:
     """A Chalice project dir: our code, .chalice config + policies, vendor/ = pruned deps."""
     project = stage_dir / "project"
     shutil.rmtree(project, ignore_errors=True)
@@ -107,7 +108,7 @@ def stage_project(stage_dir: Path, deps: Path) -> tuple[Path, list[dict[str, obj
     (project / "requirements.txt").write_text("")
     vendor = project / "vendor"
     shutil.copytree(deps, vendor, ignore=shutil.ignore_patterns(".requirements.sha256", "__pycache__"))
-    removed = prune(vendor)
+    removed = prune(vendor) if pruned else []
     return project, removed
 
 
@@ -214,21 +215,25 @@ def chalice_package(project: Path, stage: str, out: Path) -> None:
     subprocess.run([*command, str(out)], cwd=project, env=env, check=True)  # noqa: S603 - the venv's chalice
 
 
-def streaming_integration() -> dict[str, Any]:
+def streaming_uri(function_arn: str) -> str:
+    """The integration URI that makes API Gateway call InvokeWithResponseStream on ``function_arn``."""
+    prefix = "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2021-11-15/functions/"
+    return f"{prefix}{function_arn}/response-streaming-invocations"
+
+
+def streaming_integration(uri: Any = None) -> dict[str, Any]:
     """A Lambda proxy integration that streams: InvokeWithResponseStream, ``responseTransferMode: STREAM``.
 
     Set in the OpenAPI extension because CloudFormation takes the REST API from Chalice's Swagger
     body; ``responseTransferMode`` and the ``2021-11-15/…/response-streaming-invocations`` URI are
     from API Gateway's "Set up a Lambda proxy integration with payload response streaming".
+    ``uri``: the streaming function's, resolved (the chalice path); by default the merged
+    template's ``Fn::Sub``.
     """
-    uri = (
-        "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2021-11-15/functions/"
-        f"${{{STREAM_FUNCTION}.Arn}}/response-streaming-invocations"
-    )
     return {
         "type": "aws_proxy",
         "httpMethod": "POST",
-        "uri": {"Fn::Sub": uri},
+        "uri": uri if uri is not None else {"Fn::Sub": streaming_uri(f"${{{STREAM_FUNCTION}.Arn}}")},
         "responseTransferMode": "STREAM",
         "timeoutInMillis": STREAM_INTEGRATION_TIMEOUT_MS,
         "passthroughBehavior": "when_no_match",
@@ -236,6 +241,18 @@ def streaming_integration() -> dict[str, Any]:
         "contentHandling": "CONVERT_TO_TEXT",
         "responses": {"default": {"statusCode": "200"}},
     }
+
+
+def stream_methods(
+    paths: dict[str, Any], uri: Any = None, stream_paths: tuple[tuple[str, str], ...] = STREAM_PATHS
+) -> None:
+    """Point each of ``stream_paths`` at the streaming function in a Swagger ``paths`` (both deploy paths)."""
+    for method, path in stream_paths:
+        operation = paths.setdefault(path, {}).setdefault(method.lower(), {})
+        operation.setdefault("consumes", ["*/*"])
+        operation.setdefault("produces", ["application/json"])
+        operation.setdefault("responses", {"200": {"description": "200 response"}})
+        operation["x-amazon-apigateway-integration"] = streaming_integration(uri)
 
 
 def permission_name(method: str, path: str) -> str:
@@ -268,13 +285,8 @@ def wire_streaming(
         {"PolicyName": f"{STREAM_ROLE}Policy", "PolicyDocument": copy.deepcopy(policy)}
     ]
     rest_api = resources["RestAPI"]["Properties"]
-    paths = rest_api["DefinitionBody"]["paths"]
+    stream_methods(rest_api["DefinitionBody"]["paths"], stream_paths=stream_paths)
     for method, path in stream_paths:
-        operation = paths.setdefault(path, {}).setdefault(method.lower(), {})
-        operation.setdefault("consumes", ["*/*"])
-        operation.setdefault("produces", ["application/json"])
-        operation.setdefault("responses", {"200": {"description": "200 response"}})
-        operation["x-amazon-apigateway-integration"] = streaming_integration()
         source = (
             "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
             f"${{RestAPI}}/{rest_api['StageName']}/{method.upper()}{path}"
@@ -293,10 +305,18 @@ def wire_streaming(
 
 
 def finish_template(sam_json: Path, project: Path) -> None:
-    """Post-process Chalice's merged ``sam.json`` in place (``wire_streaming``)."""
+    """Post-process Chalice's merged ``sam.json`` in place: ``wire_streaming``, then every role.
+
+    Each role is replaced by ``tools/stack.py: role_resource``, the one the chalice path's stack
+    also gets, so the two paths cannot grant different things (Chalice's own roles carry the same
+    policy files; this also names them).
+    """
     template = json.loads(sam_json.read_text())
     policy = json.loads((project / ".chalice" / STREAM_POLICY_FILE).read_text())
-    sam_json.write_text(json.dumps(wire_streaming(template, policy), indent=2) + "\n")
+    template = wire_streaming(template, policy)
+    for function in stack.FUNCTIONS:
+        template["Resources"][function.role] = stack.role_resource(function)
+    sam_json.write_text(json.dumps(template, indent=2) + "\n")
 
 
 def size_report(zips: dict[str, Path]) -> dict[str, Any]:
@@ -345,18 +365,31 @@ def unzip(zips: list[Path], target: Path) -> None:
                         destination.chmod(0o755)
 
 
-def build(stage: str, build_root: Path) -> dict[str, Any]:
-    """Run every step for ``stage``; return the report (also written to report.json)."""
+def build(stage: str, build_root: Path, dependencies: bool = True) -> dict[str, Any]:
+    """Run every step for ``stage``; return the report (also written to report.json).
+
+    ``dependencies=False``: our code only, no dependencies and no bytecode (seconds, not minutes): an
+    artifact that cannot serve a request but has every file, function and route the deploy wires
+    (the deploy rehearsal, ``tests/test_deploy_rehearsal.py``).
+    """
     started = time.monotonic()
     stage_dir = build_root / stage
     stage_dir.mkdir(parents=True, exist_ok=True)
-    deps = build_root / ".deps"
-    install_dependencies(ROOT / "requirements.txt", deps)
-    project, removed = stage_project(stage_dir, deps)
-    log("deferred imports: rewriting LiteLLM and the OpenAI SDK (tools/lazy_imports.py)")
-    lazy = rewrite_packages(project / "vendor", cache=build_root / ".lazy-imports")
-    log("bytecode: tracing cold-start imports, compiling them (unchecked-hash, no debug ranges)")
-    compiled = compile_bytecode(project)
+    if dependencies:
+        deps = build_root / ".deps"
+        install_dependencies(ROOT / "requirements.txt", deps)
+    else:
+        deps = stage_dir / "no-dependencies"
+        shutil.rmtree(deps, ignore_errors=True)
+        deps.mkdir()
+    project, removed = stage_project(stage_dir, deps, pruned=dependencies)
+    compiled = 0
+    lazy: dict[str, Any] = {}
+    if dependencies:
+        log("deferred imports: rewriting LiteLLM and the OpenAI SDK (tools/lazy_imports.py)")
+        lazy = rewrite_packages(project / "vendor", cache=build_root / ".lazy-imports")
+        log("bytecode: tracing cold-start imports, compiling them (unchecked-hash, no debug ranges)")
+        compiled = compile_bytecode(project)
     out = stage_dir / "package"
     split_layer(project, stage_dir / "layer")
     log(f"chalice package --stage {stage} --merge-template infra/template.json")
@@ -368,8 +401,8 @@ def build(stage: str, build_root: Path) -> dict[str, Any]:
     unzip(list(zips.values()), stage_dir / "unzipped")
     report = {
         "stage": stage,
-        "artifacts": {name: str(path.relative_to(ROOT)) for name, path in zips.items()},
-        "template": str((out / "sam.json").relative_to(ROOT)),
+        "artifacts": {name: os.path.relpath(path, ROOT) for name, path in zips.items()},
+        "template": os.path.relpath(out / "sam.json", ROOT),
         **size_report(zips),
         "bytecode_files": compiled,
         "pruned": removed,
@@ -384,8 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", default="dev")
     parser.add_argument("--build-dir", type=Path, default=ROOT / "build")
+    parser.add_argument("--no-dependencies", action="store_true", help="our code only (wiring checks; cannot serve)")
     args = parser.parse_args(argv)
-    report = build(args.stage, args.build_dir.resolve())
+    report = build(args.stage, args.build_dir.resolve(), dependencies=not args.no_dependencies)
     mb = 1_000_000
     for name, size in report["zipped_bytes"].items():
         log(f"\n{name}: {size / mb:.1f} MB zipped (limit {MAX_ZIPPED / mb:.0f} per upload)")

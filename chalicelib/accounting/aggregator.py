@@ -46,11 +46,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.accounting.calls import Attempts, cancellation_reasons, error_code, is_transient
-from chalicelib.accounting.ledger import STREAM_AGGREGATION, UsageEntry, aggregate_scopes
-from chalicelib.core.dynamodb import dynamo_number
-from chalicelib.keys.store import isoformat, utcnow
+from chalicelib.accounting.ledger import STREAM_AGGREGATION, aggregate_scopes, entry_from_item
 from chalicelib.observability import logger
+from chalicelib.shared.dates import isoformat, utcnow
+from chalicelib.shared.dynamodb import Attempts, cancellation_reasons, dynamo_number, error_code, is_transient
 
 #: Aggregate items per transaction: DynamoDB's limit is 100, one is the marker (and one spare).
 MAX_ROWS_PER_TRANSACTION = 98
@@ -135,7 +134,7 @@ def change_of(sequence: int, item: dict[str, Any]) -> Change:
         if item.get("rate_window") is not None and int(item.get("counted_tokens", 0)):
             rate = (str(item["key_id"]), month, int(item["rate_window"]), -int(item["counted_tokens"]))
         return Change(sequence, _nonempty(rows), rate)
-    entry = UsageEntry.from_item(item)
+    entry = entry_from_item(item)
     counters: dict[str, Decimal | int] = {
         "requests": 1,
         "input_tokens": entry.usage.input_tokens,

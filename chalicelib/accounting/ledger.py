@@ -35,11 +35,11 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.accounting.calls import Attempts, error_code
-from chalicelib.catalog.catalog import Prices
-from chalicelib.core.dynamodb import dynamo_number
-from chalicelib.keys.store import isoformat
 from chalicelib.observability import logger
+from chalicelib.shared.dates import isoformat
+from chalicelib.shared.dynamodb import Attempts, dynamo_number, error_code
+from chalicelib.shared.money import Prices, compute_cost
+from chalicelib.shared.usage import TokenUsage, UsageEntry
 
 #: Marker of the structured log line written when an entry cannot be stored;
 #: ``pennyworth ledger reconcile`` replays lines carrying it.
@@ -52,126 +52,8 @@ UNRELEASED_EVENT = "reservation_unreleased"
 STREAM_AGGREGATION = "stream"
 USAGE_GROUPS = ("key", "owner", "model", "day")
 COUNTERS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
-_COUNTERS = COUNTERS  # compatibility: older imports
 #: Release records are bookkeeping, not history: DynamoDB's TTL removes them after this.
 RELEASE_TTL_SECONDS = 40 * 24 * 3600
-
-__all__ = [
-    "CAPPED_EVENT",
-    "COUNTERS",
-    "STREAM_AGGREGATION",
-    "UNRECORDED_EVENT",
-    "UNRELEASED_EVENT",
-    "USAGE_GROUPS",
-    "Ledger",
-    "Release",
-    "TokenUsage",
-    "UsageEntry",
-    "aggregate_scopes",
-    "compute_cost",
-    "dynamo_number",
-    "new_entry",
-    "query_all",
-    "usd",
-]
-
-
-@dataclass(frozen=True)
-class TokenUsage:
-    """Tokens as Bedrock bills them: ``input_tokens`` excludes cache reads and writes."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-
-    @property
-    def prompt_tokens(self) -> int:
-        """OpenAI's ``prompt_tokens``: every input token, cached or not."""
-        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
-
-
-def compute_cost(prices: Prices, usage: TokenUsage) -> Decimal:
-    """Exact USD cost of ``usage`` at ``prices``."""
-    return (
-        prices.input * usage.input_tokens
-        + prices.output * usage.output_tokens
-        + prices.cache_read * usage.cache_read_tokens
-        + prices.cache_write * usage.cache_write_tokens
-    )
-
-
-@dataclass(frozen=True)
-class UsageEntry:
-    """One billed request, as the ledger stores it."""
-
-    request_id: str
-    key_id: str
-    owner_sub: str
-    model: str
-    bedrock_model_id: str
-    operation: str
-    usage: TokenUsage
-    cost: Decimal
-    latency_ms: int
-    status: str
-    timestamp: str
-    #: What admission reserved on the key's and owner's month (released as this entry is aggregated).
-    reserved_key_usd: Decimal = Decimal(0)
-    reserved_owner_usd: Decimal = Decimal(0)
-    #: The month admission reserved in (``YYYY-MM``): its reservation is given back there, whenever
-    #: the entry is billed. Empty: the entry's own month (entries from before this field existed).
-    budget_month: str = ""
-    #: The rate-limit window admission counted ``counted_tokens`` in (epoch seconds), if any.
-    rate_window: int | None = None
-    counted_tokens: int = 0
-    #: True when ``cost`` was capped at the reservation; ``usage_cost`` is then what the usage costs.
-    capped: bool = False
-    usage_cost: Decimal | None = None
-
-    @property
-    def day(self) -> str:
-        return self.timestamp[:10]
-
-    @property
-    def month(self) -> str:
-        return self.timestamp[:7]
-
-    @property
-    def reservation_month(self) -> str:
-        """The month whose ``committed`` this entry's reservation and cost belong to."""
-        return self.budget_month or self.month
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-safe dict (money as strings, never a float): the reconcile format."""
-        data = asdict(self)
-        for name in ("cost", "reserved_key_usd", "reserved_owner_usd", "usage_cost"):
-            if data[name] is not None:
-                data[name] = str(data[name])
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> UsageEntry:
-        """Inverse of ``to_json`` (trusting its input: ``reconcile.parse_line`` validates first)."""
-        values = dict(data)
-        values["usage"] = TokenUsage(**values["usage"])
-        for name in ("cost", "reserved_key_usd", "reserved_owner_usd", "usage_cost"):
-            if values.get(name) is not None:
-                values[name] = Decimal(str(values[name]))
-        return cls(**values)
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> UsageEntry:
-        """An entry from its stored item (boto3 resource form)."""
-        names = {f.name for f in fields(cls)} - {"usage"}
-        values: dict[str, Any] = {name: item[name] for name in names if name in item}
-        values["usage"] = TokenUsage(**{name: int(item.get(name, 0)) for name in COUNTERS if name != "requests"})
-        for name in ("latency_ms", "counted_tokens"):
-            if name in values:
-                values[name] = int(values[name])
-        if values.get("rate_window") is not None:
-            values["rate_window"] = int(values["rate_window"])
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -255,6 +137,19 @@ def entry_item(entry: UsageEntry) -> dict[str, Any]:
     }
 
 
+def entry_from_item(item: dict[str, Any]) -> UsageEntry:
+    """An entry from its stored item (boto3 resource form): the inverse of ``entry_item``."""
+    names = {f.name for f in fields(UsageEntry)} - {"usage"}
+    values: dict[str, Any] = {name: item[name] for name in names if name in item}
+    values["usage"] = TokenUsage(**{name: int(item.get(name, 0)) for name in COUNTERS if name != "requests"})
+    for name in ("latency_ms", "counted_tokens"):
+        if name in values:
+            values[name] = int(values[name])
+    if values.get("rate_window") is not None:
+        values["rate_window"] = int(values["rate_window"])
+    return UsageEntry(**values)
+
+
 def release_item(release: Release, *, now: float) -> dict[str, Any]:
     """The stored item of a release record (expires ``RELEASE_TTL_SECONDS`` after ``now``)."""
     item: dict[str, Any] = {
@@ -285,7 +180,7 @@ class Ledger:
     table
         The usage table (a boto3 ``Table`` resource).
     attempts
-        Retry policy and its clock (``chalicelib.accounting.calls.Attempts``).
+        Retry policy and its clock (``chalicelib.shared.dynamodb.Attempts``).
     deadline_seconds
         How long one write may take, retries included, when the caller gives no deadline.
     """
@@ -472,13 +367,6 @@ class Ledger:
         )
 
 
-def usd(value: Decimal | int | None) -> str | None:
-    """Exact USD as a plain decimal string (never a float, never exponent notation)."""
-    if value is None:
-        return None
-    return format(Decimal(value).normalize(), "f") if value else "0"
-
-
 def aggregate_scopes(entry: UsageEntry) -> list[str]:
     """The aggregate rows an entry adds to."""
     return [f"KEY#{entry.key_id}", f"OWNER#{entry.owner_sub}", f"MODEL#{entry.model}", "ALL"]
@@ -493,13 +381,3 @@ def query_all(table: Any, **kwargs: Any) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in page:
             return items
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def parse_reconcile_lines(lines: list[str]) -> list[UsageEntry]:
-    """The valid entries in structured log lines marked ``UNRECORDED_EVENT`` (everything else dropped).
-
-    ``chalicelib.accounting.reconcile.parse_lines`` says why each line was refused.
-    """
-    from chalicelib.accounting.reconcile import parse_lines
-
-    return list(parse_lines(lines).entries)

@@ -43,24 +43,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib import errors
-from chalicelib.accounting.calls import error_code
-from chalicelib.accounting.ledger import (
-    CAPPED_EVENT,
-    COUNTERS,
-    Ledger,
-    Release,
-    TokenUsage,
-    UsageEntry,
-    new_entry,
-    usd,
-)
+from chalicelib.accounting.ledger import CAPPED_EVENT, COUNTERS, Ledger, Release, new_entry
 from chalicelib.catalog.catalog import ModelEntry
-from chalicelib.core.dynamodb import dynamo_number
-from chalicelib.keys.store import KeyRecord, isoformat, utcnow
 from chalicelib.observability import logger
+from chalicelib.shared.dates import isoformat, utcnow
+from chalicelib.shared.dynamodb import dynamo_number, error_code
+from chalicelib.shared.money import usd
+from chalicelib.shared.usage import TokenUsage, UsageEntry
 
 WINDOW_SECONDS = 60
 #: Owner budgets are read at most this often per warm Lambda (they change rarely).
@@ -89,11 +81,34 @@ def _capture[T](call: Callable[[], T]) -> T | BaseException:
         return exc
 
 
+class Payer(Protocol):
+    """Who a call is billed to, as admission sees it: an API key's id, owner and limits.
+
+    ``chalicelib.keys.store.Payer`` is one; accounting reads only these fields and
+    never imports the key store.
+    """
+
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def owner_sub(self) -> str: ...
+
+    @property
+    def monthly_budget_usd(self) -> Decimal | None: ...
+
+    @property
+    def rpm_limit(self) -> int | None: ...
+
+    @property
+    def tpm_limit(self) -> int | None: ...
+
+
 @dataclass
 class Ticket:
     """An admitted request: what was reserved for it, and the headers to send back."""
 
-    key: KeyRecord
+    key: Payer
     model: ModelEntry
     reserved_key_usd: Decimal = Decimal(0)
     reserved_owner_usd: Decimal = Decimal(0)
@@ -147,7 +162,7 @@ class Meter:
 
     def admit(
         self,
-        key: KeyRecord,
+        key: Payer,
         model: ModelEntry,
         *,
         input_tokens: int,
@@ -316,7 +331,7 @@ class Meter:
             typed = exc.response.get("Item") or {}
             raise _Refused(TypeDeserializer().deserialize({"M": typed}) if typed else {}) from None
 
-    def _rate_error(self, key: KeyRecord, reset: int) -> errors.AppError:
+    def _rate_error(self, key: Payer, reset: int) -> errors.AppError:
         return errors.RateLimited(
             f"Rate limit reached for this key ({_describe_limits(key)}). Retry in {reset} s.",
             retry_after=reset,
@@ -456,8 +471,8 @@ class Meter:
             )
         self._owner_budgets.pop(owner_sub, None)
 
-    def key_status(self, key: KeyRecord) -> dict[str, Any]:
-        """What a key holder may know about its own key: limits, this month's spend and budget left.
+    def spend(self, key: Payer) -> dict[str, Any]:
+        """A key's month so far: its budget, spend and what is left (``budget``), its counters (``usage``).
 
         ``spent_usd`` and ``usage`` are the aggregates (they trail billing by the
         aggregator's delay; a request admitted last month and billed after
@@ -478,14 +493,6 @@ class Meter:
             self._ledger.aggregate(f"OWNER#{key.owner_sub}", f"MONTH#{month}")["cost"] if owner_budget else None
         )
         return {
-            "object": "key",
-            "key_id": key.key_id,
-            "prefix": key.prefix,
-            "name": key.name,
-            "owner": {"sub": key.owner_sub, "email": key.owner_email},
-            "allowed_models": list(key.allowed_models) if key.allowed_models is not None else None,
-            "expires_at": key.expires_at,
-            "limits": {"rpm": key.rpm_limit, "tpm": key.tpm_limit},
             "budget": {
                 "period": month,
                 "monthly_usd": usd(budget),
@@ -558,7 +565,7 @@ def worst_case_cost(model: ModelEntry, input_tokens: int, max_output_tokens: int
     return dearest_input * input_tokens + prices.output * output
 
 
-def _describe_limits(key: KeyRecord) -> str:
+def _describe_limits(key: Payer) -> str:
     parts = []
     if key.rpm_limit:
         parts.append(f"{key.rpm_limit} requests/min")
@@ -567,7 +574,7 @@ def _describe_limits(key: KeyRecord) -> str:
     return ", ".join(parts)
 
 
-def _limit_headers(key: KeyRecord, requests: int | None, tokens: int | None, reset: int) -> dict[str, str]:
+def _limit_headers(key: Payer, requests: int | None, tokens: int | None, reset: int) -> dict[str, str]:
     """OpenAI's rate-limit headers for the limits the key has."""
     headers: dict[str, str] = {}
     if key.rpm_limit:

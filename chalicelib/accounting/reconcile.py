@@ -17,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from chalicelib.accounting.ledger import UNRECORDED_EVENT, TokenUsage, UsageEntry
-from chalicelib.core.body import parse_json
+from chalicelib.accounting.ledger import UNRECORDED_EVENT
 from chalicelib.errors import InvalidRequest
-from chalicelib.keys.store import isoformat
+from chalicelib.shared.body import parse_json
+from chalicelib.shared.dates import isoformat
+from chalicelib.shared.usage import TokenUsage, UsageEntry
 
 REQUIRED = (
     "request_id",

@@ -15,16 +15,18 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import USAGE_GROUPS, Ledger, UsageEntry, usd
+from chalicelib.accounting.ledger import COUNTERS, USAGE_GROUPS, Ledger
 from chalicelib.accounting.metering import Meter
 from chalicelib.accounting.reconcile import parse_lines
 from chalicelib.accounting.reports import ReportService, parse_day, render_text
 from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
-from chalicelib.admin.keys import parse_money
-from chalicelib.core.body import parse_json_body
-from chalicelib.core.dates import parse_day_text
-from chalicelib.core.http import HttpResult
-from chalicelib.keys.store import KeyStore, utcnow
+from chalicelib.keys.store import KeyStore
+from chalicelib.shared.body import parse_json_body
+from chalicelib.shared.dates import parse_day_text, utcnow
+from chalicelib.shared.fields import refuse_unknown
+from chalicelib.shared.http import HttpResult
+from chalicelib.shared.money import parse_money, usd
+from chalicelib.shared.usage import UsageEntry
 
 MAX_RANGE_DAYS = 366
 MAX_RECONCILE_LINES = 10_000
@@ -58,7 +60,7 @@ class AccountingService:
         """``GET /admin/usage?from=&to=&group_by=key|owner|model|day[&owner=]``: admins all, users their own."""
         principal = self._principal(headers)
         query = query or {}
-        _only(query, {"from", "to", "group_by", "owner"})
+        refuse_unknown(query, {"from", "to", "group_by", "owner"})
         today = self._clock().date()
         first = _date(query.get("from"), "from", default=today.replace(day=1))
         last = _date(query.get("to"), "to", default=today)
@@ -82,7 +84,7 @@ class AccountingService:
             for row in rows:
                 row["group"] = scope
         data = [self._describe(row, group_by, principal) for row in rows]
-        total = {name: int(sum(row[name] for row in rows)) for name in _COUNTERS}
+        total = {name: int(sum(row[name] for row in rows)) for name in COUNTERS}
         total["cost_usd"] = usd(sum((row["cost"] for row in rows), Decimal(0)))
         return HttpResult(
             {
@@ -108,7 +110,7 @@ class AccountingService:
         principal = self._principal(headers)
         sub = self._owner_sub(principal, owner, write=True)
         body = parse_json_body(raw_body, max_bytes=self._max_body_bytes, required=True, exact_numbers=True)
-        _only(body, {"monthly_budget_usd"})
+        refuse_unknown(body, {"monthly_budget_usd"})
         if "monthly_budget_usd" not in body:
             raise errors.InvalidRequest(
                 'Send {"monthly_budget_usd": "25.00"}, or null to remove the budget.', param="monthly_budget_usd"
@@ -123,7 +125,7 @@ class AccountingService:
         """
         self._require_admin(headers)
         body = parse_json_body(raw_body, max_bytes=self._max_body_bytes, required=False, exact_numbers=True)
-        _only(body, {"day", "force"})
+        refuse_unknown(body, {"day", "force"})
         force = body.get("force", False)
         if not isinstance(force, bool):
             raise errors.InvalidRequest("'force' must be true or false.", param="force")
@@ -149,7 +151,7 @@ class AccountingService:
         """
         self._require_admin(headers)
         body = parse_json_body(raw_body, max_bytes=self._max_body_bytes, required=True, exact_numbers=True)
-        _only(body, {"lines"})
+        refuse_unknown(body, {"lines"})
         lines = body.get("lines")
         if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
             raise errors.InvalidRequest("'lines' must be an array of log lines (strings).", param="lines")
@@ -284,7 +286,7 @@ class AccountingService:
         }
 
     def _describe(self, row: dict[str, Any], group_by: str, principal: Principal) -> dict[str, Any]:
-        out = {"group": row["group"], **{name: int(row[name]) for name in _COUNTERS}, "cost_usd": usd(row["cost"])}
+        out = {"group": row["group"], **{name: int(row[name]) for name in COUNTERS}, "cost_usd": usd(row["cost"])}
         if group_by == "owner":
             out["owner_email"] = self._email_of(row["group"], principal)
         if group_by == "key":
@@ -294,18 +296,9 @@ class AccountingService:
         return out
 
 
-_COUNTERS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
-
-
 def _date(text: str | None, param: str, *, default: date | None) -> date:
     if not text:
         if default is None:
             raise errors.InvalidRequest(f"'{param}' is required (YYYY-MM-DD).", param=param)
         return default
     return parse_day_text(text, param)
-
-
-def _only(body: Mapping[str, Any], allowed: set[str]) -> None:
-    for name in body:
-        if name not in allowed:
-            raise errors.InvalidRequest(f"Unrecognized field: {name}", param=name)

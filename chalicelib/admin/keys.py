@@ -12,28 +12,20 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
 from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
 from chalicelib.catalog.catalog import Catalog
-from chalicelib.core.body import parse_json_body
-from chalicelib.core.dates import parse_day_text
-from chalicelib.core.http import HttpResult
-from chalicelib.core.text import check_plain_text
 from chalicelib.keys.audit import Actor, AuditLog, diff
-from chalicelib.keys.store import (
-    Clock,
-    KeyRecord,
-    KeyStore,
-    Page,
-    derive_key_id,
-    is_key_id,
-    isoformat,
-    parse_time,
-    utcnow,
-)
+from chalicelib.keys.store import KeyRecord, KeyStore, Page, derive_key_id, is_key_id
+from chalicelib.shared.body import parse_json_body
+from chalicelib.shared.dates import Clock, isoformat, parse_day_text, parse_time, utcnow
+from chalicelib.shared.fields import refuse_unknown
+from chalicelib.shared.http import HttpResult
+from chalicelib.shared.money import parse_money, usd
+from chalicelib.shared.text import check_plain_text
 
 #: Fields a key can be created with (``owner`` too, for admins) and updated.
 KEY_FIELDS = ("name", "allowed_models", "monthly_budget_usd", "rpm_limit", "tpm_limit", "expires_at", "metadata")
@@ -48,10 +40,8 @@ _MAX_NAME = 200
 _MAX_MODELS = 100
 _MAX_METADATA = 32
 _MAX_IMPORT_ID = 128
-_MAX_BUDGET = Decimal(1_000_000_000)
 _MAX_LIMIT = 1_000_000_000
-#: ASCII digits only: ``\d`` also matches "٥" or "１", which ``Decimal`` and ``int`` read as numbers.
-_BUDGET_RE = re.compile(r"[0-9]+(\.[0-9]{1,6})?")
+#: ASCII digits only: ``\d`` also matches "٥" or "１", which ``int`` reads as numbers.
 _PAGE_SIZE_RE = re.compile(r"[0-9]{1,6}")
 _IMPORT_ID_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: safe in files and logs
 
@@ -92,7 +82,7 @@ class AdminService:
         """``POST /admin/keys``: a new key; its secret is in this answer only."""
         principal = self._principal(headers)
         body = self._body(raw_body, required=False)
-        _refuse_unknown(body, {*KEY_FIELDS, "owner"})
+        refuse_unknown(body, {*KEY_FIELDS, "owner"})
         owner = self._owner(principal, body.get("owner"))
         fields = parse_key_fields(body, catalog=self._catalog(), now=self._clock())
         actor = _actor(principal)
@@ -129,7 +119,7 @@ class AdminService:
         """``PATCH /admin/keys/{key_id}``: change limits, models, budget, expiry, name or metadata."""
         principal = self._principal(headers)
         body = self._body(raw_body, required=True)
-        _refuse_unknown(body, set(KEY_FIELDS))
+        refuse_unknown(body, set(KEY_FIELDS))
         if not body:
             raise errors.InvalidRequest(f"Send at least one field to change: {', '.join(KEY_FIELDS)}.")
         now = self._clock()
@@ -156,7 +146,7 @@ class AdminService:
         """``POST /admin/keys/{key_id}/revoke``: refused from the very next request on."""
         principal = self._principal(headers)
         body = self._body(raw_body, required=False)
-        _refuse_unknown(body, {"reason"})
+        refuse_unknown(body, {"reason"})
         reason = _optional_text(body, "reason", 500)
         current = self._owned(principal, key_id)
         actor = _actor(principal)
@@ -173,7 +163,7 @@ class AdminService:
         """``POST /admin/keys/{key_id}/rotate``: a new secret; the old one works ``grace_seconds`` more (default 0)."""
         principal = self._principal(headers)
         body = self._body(raw_body, required=False)
-        _refuse_unknown(body, {"grace_seconds"})
+        refuse_unknown(body, {"grace_seconds"})
         grace = body.get("grace_seconds", 0)
         if not _is_int(grace) or not 0 <= grace <= MAX_GRACE_SECONDS:
             raise errors.InvalidRequest(
@@ -194,7 +184,7 @@ class AdminService:
         """``GET /admin/keys/{key_id}/audit``: the key's events, oldest first."""
         principal = self._principal(headers)
         query = query or {}
-        _refuse_unknown(query, {"limit", "cursor"})
+        refuse_unknown(query, {"limit", "cursor"})
         self._owned(principal, key_id)
         page = self._audit.for_key(key_id, limit=_limit(query, "audit"), cursor=query.get("cursor"))
         return HttpResult(_listing([e.to_dict() for e in page.items], page.cursor))
@@ -207,7 +197,7 @@ class AdminService:
                 "Only admins can read the whole audit log; use a key's audit for your own keys.", code="admin_only"
             )
         query = query or {}
-        _refuse_unknown(query, {"day", "limit", "cursor"})
+        refuse_unknown(query, {"day", "limit", "cursor"})
         day = _day(query.get("day")) if query.get("day") else self._clock().date()
         page = self._audit.for_day(day, limit=_limit(query, "audit"), cursor=query.get("cursor"))
         return HttpResult(_listing([e.to_dict() for e in page.items], page.cursor))
@@ -222,7 +212,7 @@ class AdminService:
         """``POST /admin/keys/import``: create keys idempotently per row ``id``; errors are reported per row."""
         principal = self._principal(headers)
         body = self._body(raw_body, required=True)
-        _refuse_unknown(body, {"keys"})
+        refuse_unknown(body, {"keys"})
         rows = body.get("keys")
         if not isinstance(rows, list) or not rows:
             raise errors.InvalidRequest("'keys' must be a non-empty list of key objects.", param="keys")
@@ -230,13 +220,21 @@ class AdminService:
             raise errors.InvalidRequest(
                 f"At most {MAX_IMPORT_ROWS} keys per request; got {len(rows)}. Split the file.", param="keys"
             )
-        results = Importer(self, principal).run(rows)
+        importer = Importer(
+            keys=self._keys,
+            audit=self._audit,
+            catalog=self._catalog(),
+            principal=principal,
+            owner_of=lambda who: self._owner(principal, who),
+            now=self._clock(),
+        )
+        results = importer.run(rows)
         summary = {
             status: sum(1 for r in results if r["status"] == status) for status in ("created", "exists", "error")
         }
         return HttpResult({"object": "import_result", **summary, "results": results})
 
-    # Helpers (also used by Importer)
+    # Helpers
 
     def _principal(self, headers: Mapping[str, str]) -> Principal:
         return self._authenticator().authenticate(headers)
@@ -272,7 +270,7 @@ class AdminService:
         return Owner(user.sub, user.email)
 
     def _page(self, principal: Principal, query: Mapping[str, str], kind: str) -> Page:
-        _refuse_unknown(query, {"owner", "status", "limit", "cursor"})
+        refuse_unknown(query, {"owner", "status", "limit", "cursor"})
         who = query.get("owner") or None
         if who == "me" or (who is None and not principal.is_admin):
             owner_sub: str | None = principal.sub
@@ -308,10 +306,23 @@ class AdminService:
 class Importer:
     """One import request: validate every row, then create the new keys in transactions."""
 
-    def __init__(self, service: AdminService, principal: Principal) -> None:
-        self._service = service
+    def __init__(
+        self,
+        *,
+        keys: KeyStore,
+        audit: AuditLog,
+        catalog: Catalog,
+        principal: Principal,
+        owner_of: Callable[[Any], Owner],
+        now: datetime,
+    ) -> None:
+        self._keys = keys
+        self._audit = audit
+        self._catalog = catalog
         self._principal = principal
-        self._now = service._clock()
+        #: Who a row's ``owner`` names, as ``AdminService`` decides it for the principal (raises if not allowed).
+        self._owner_of = owner_of
+        self._now = now
         # One directory lookup per distinct owner in the request (lookups are never cached across requests).
         self._owners: dict[str, Owner | errors.AppError] = {}
 
@@ -339,7 +350,7 @@ class Importer:
             candidates[index] = (import_id, owner, fields)
             statuses[index] = row.get("status")
 
-        keys = self._service._keys
+        keys = self._keys
         # A row's id names its key: the key id derived from (owner, id), or the id itself when it
         # is an existing key's id (an exported key), so importing an export changes nothing.
         derived = {i: derive_key_id(owner.sub, import_id) for i, (import_id, owner, _) in candidates.items()}
@@ -371,7 +382,7 @@ class Importer:
 
         outcomes = keys.import_new(prepared)
         actor = _actor(self._principal)
-        audit = self._service._audit
+        audit = self._audit
         # Events follow their keys (one batch write per request): a crash in between would leave
         # keys without their "imported" event, never an event without its key.
         audit.record_many(
@@ -396,7 +407,7 @@ class Importer:
     def _parse(self, row: Any) -> tuple[str, Owner, dict[str, Any]]:
         if not isinstance(row, dict):
             raise errors.InvalidRequest("Each key must be a JSON object.")
-        _refuse_unknown(row, {"id", "owner", *KEY_FIELDS, *EXPORT_ONLY_FIELDS})
+        refuse_unknown(row, {"id", "owner", *KEY_FIELDS, *EXPORT_ONLY_FIELDS})
         import_id = row.get("id")
         if not isinstance(import_id, str) or not import_id.strip():
             raise errors.InvalidRequest(
@@ -412,15 +423,15 @@ class Importer:
         return (
             import_id,
             owner,
-            parse_key_fields(fields, catalog=self._service._catalog(), now=self._now, past_expiry=True),
+            parse_key_fields(fields, catalog=self._catalog, now=self._now, past_expiry=True),
         )
 
     def _owner(self, who: Any) -> Owner:
         if not isinstance(who, str):
-            return self._service._owner(self._principal, who)
+            return self._owner_of(who)
         if who not in self._owners:
             try:
-                self._owners[who] = self._service._owner(self._principal, who)
+                self._owners[who] = self._owner_of(who)
             except errors.AppError as exc:
                 self._owners[who] = exc
         found = self._owners[who]
@@ -531,7 +542,7 @@ def _shown(name: str, ceiling: Any) -> str:
     if name == "allowed_models":
         return ", ".join(ceiling)
     if name == "monthly_budget_usd":
-        return f"${money(Decimal(ceiling))}"
+        return f"${usd(Decimal(ceiling))}"
     return str(ceiling)
 
 
@@ -590,31 +601,6 @@ def _allowed_models(value: Any, *, catalog: Catalog, **_: Any) -> list[str] | No
         if entry.id not in models:
             models.append(entry.id)
     return models
-
-
-def parse_money(value: Any, param: str = "monthly_budget_usd") -> Decimal | None:
-    """Exact USD from a JSON string or number (never through float).
-
-    Raises
-    ------
-    InvalidRequest
-        Not a non-negative amount with at most 6 decimal places, or over a billion.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
-        raise errors.InvalidRequest(f'{param} must be a USD amount such as "25.00", or null.', param=param)
-    text = str(value).strip() if not isinstance(value, Decimal) else format(value, "f")
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        amount = None
-    if amount is None or not _BUDGET_RE.fullmatch(text) or amount > _MAX_BUDGET:
-        raise errors.InvalidRequest(
-            f'{param} must be a USD amount from 0 to 1000000000 with at most 6 decimals (e.g. "25.00"); got {value!r}.',
-            param=param,
-        )
-    return amount
 
 
 def _budget(value: Any, **_: Any) -> Decimal | None:
@@ -700,14 +686,6 @@ def _optional_text(body: Mapping[str, Any], name: str, limit: int) -> str | None
     return check_plain_text(value, name)
 
 
-def _refuse_unknown(source: Mapping[str, Any], allowed: set[str] | Sequence[str]) -> None:
-    unknown = sorted(set(source) - set(allowed))
-    if unknown:
-        raise errors.InvalidRequest(
-            f"Unknown field '{unknown[0]}'. Allowed: {', '.join(sorted(allowed))}.", param=unknown[0]
-        )
-
-
 def _limit(query: Mapping[str, str], kind: str) -> int:
     default, maximum = PAGE_LIMITS[kind]
     raw = query.get("limit")
@@ -739,13 +717,6 @@ def _listing(data: list[dict[str, Any]], cursor: str | None) -> dict[str, Any]:
 # Views: what callers see of a key (never the hash).
 
 
-def money(value: Decimal | None) -> str | None:
-    """Exact USD as a plain decimal string (never a float, never exponent notation)."""
-    if value is None:
-        return None
-    return format(Decimal(value).normalize(), "f") if value else "0"
-
-
 def key_view(record: KeyRecord, now: datetime) -> dict[str, Any]:
     """A key's metadata as the admin API shows it."""
     in_grace = record.previous_hash_expires_at and parse_time(record.previous_hash_expires_at) > now
@@ -757,7 +728,7 @@ def key_view(record: KeyRecord, now: datetime) -> dict[str, Any]:
         "status": record.effective_status(now),
         "owner": {"sub": record.owner_sub, "email": record.owner_email},
         "allowed_models": list(record.allowed_models) if record.allowed_models is not None else None,
-        "monthly_budget_usd": money(record.monthly_budget_usd),
+        "monthly_budget_usd": usd(record.monthly_budget_usd),
         "rpm_limit": record.rpm_limit,
         "tpm_limit": record.tpm_limit,
         "expires_at": record.expires_at,
@@ -774,7 +745,7 @@ def key_view(record: KeyRecord, now: datetime) -> dict[str, Any]:
 
 def _view_limit(name: str, value: Any) -> Any:
     if name == "monthly_budget_usd":
-        return money(Decimal(value))
+        return usd(Decimal(value))
     if name in ("rpm_limit", "tpm_limit"):
         return int(value)
     return value
@@ -787,7 +758,7 @@ def export_row(record: KeyRecord, now: datetime) -> dict[str, Any]:
         "owner": record.owner_email or record.owner_sub,
         "name": record.name,
         "allowed_models": list(record.allowed_models) if record.allowed_models is not None else None,
-        "monthly_budget_usd": money(record.monthly_budget_usd),
+        "monthly_budget_usd": usd(record.monthly_budget_usd),
         "rpm_limit": record.rpm_limit,
         "tpm_limit": record.tpm_limit,
         "expires_at": record.expires_at,

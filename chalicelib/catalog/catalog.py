@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.errors import NotFound
+from chalicelib.shared.money import Prices
 
 _MILLION = Decimal(1_000_000)
 _PRICE_FIELDS = {
@@ -31,23 +32,6 @@ _PRICE_FIELDS = {
 
 class CatalogError(ValueError):
     """The catalog file is unusable; raised when it loads, never mid-request."""
-
-
-@dataclass(frozen=True)
-class Prices:
-    """USD per token, exact. Cache prices fall back to the input price when unknown."""
-
-    input: Decimal
-    output: Decimal
-    cache_read: Decimal
-    cache_write: Decimal
-
-    def per_million(self) -> dict[str, str]:
-        """The prices as strings of USD per million tokens, for humans and JSON."""
-        return {
-            name: format((getattr(self, name) * _MILLION).normalize(), "f")
-            for name in ("input", "output", "cache_read", "cache_write")
-        }
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from chalicelib.core.http import HttpResult
 from chalicelib.errors import NotFound
+from chalicelib.shared.http import HttpResult
 
 STATIC_DIR = Path(__file__).parent / "static"
 PAGE = "index.html"

@@ -13,10 +13,11 @@ how failures map.
 from chalicelib.gateway.client import Gateway, UpstreamConfig
 from chalicelib.gateway.embeddings import EmbeddingOutcome, embedding_limits, embedding_texts
 from chalicelib.gateway.loader import load_litellm
-from chalicelib.gateway.prompts import bedrock_prompt, check_capabilities
+from chalicelib.gateway.prompts import BedrockPrompt, bedrock_prompt, check_capabilities
 from chalicelib.gateway.upstream import map_upstream_error
 
 __all__ = [
+    "BedrockPrompt",
     "EmbeddingOutcome",
     "Gateway",
     "UpstreamConfig",

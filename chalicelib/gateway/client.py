@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import TokenUsage
 from chalicelib.catalog.catalog import ModelEntry
-from chalicelib.core.conversation import Conversation, EmbeddingRequest
-from chalicelib.core.events import Event
+from chalicelib.conversation.events import Event
+from chalicelib.conversation.request import Conversation, EmbeddingRequest
 from chalicelib.gateway.embeddings import (
     EmbeddingOutcome,
     embedding_dimensions,
@@ -22,9 +21,10 @@ from chalicelib.gateway.embeddings import (
 )
 from chalicelib.gateway.events import StreamTranslator, completion_events
 from chalicelib.gateway.loader import load_litellm
-from chalicelib.gateway.prompts import bedrock_prompt
+from chalicelib.gateway.prompts import BedrockPrompt
 from chalicelib.gateway.thinking import fit_thinking
 from chalicelib.gateway.upstream import map_upstream_error
+from chalicelib.shared.usage import TokenUsage
 
 CompletionFn = Callable[..., Any]
 EmbeddingFn = Callable[..., Any]
@@ -65,9 +65,16 @@ class Gateway:
         return self._embedding(**kwargs)
 
     def chat(
-        self, conversation: Conversation, model: ModelEntry, *, timeout_seconds: float | None = None
+        self,
+        conversation: Conversation,
+        model: ModelEntry,
+        prompt: BedrockPrompt,
+        *,
+        timeout_seconds: float | None = None,
     ) -> Iterator[Event]:
         """Call Bedrock for one conversation (streamed or not); its answer as events, as they arrive.
+
+        ``prompt`` is the conversation's ``bedrock_prompt``, built once by the caller.
 
         The call is made here, so a failure before any output raises at once; a stream that
         fails later raises from the iterator. Closing the iterator closes the upstream stream
@@ -79,7 +86,7 @@ class Gateway:
         AppError
             Upstream failures, mapped to the caller-facing errors.
         """
-        kwargs = self._kwargs(conversation, model, timeout_seconds)
+        kwargs = self._kwargs(conversation, model, prompt, timeout_seconds)
         max_tool_calls = 1 if conversation.parallel_tool_calls is False else None
         try:
             response = self._complete(**kwargs)
@@ -89,15 +96,15 @@ class Gateway:
             return completion_events(response, max_tool_calls)
         return _upstream_stream(response, StreamTranslator(max_tool_calls))
 
-    def estimate_usage(self, conversation: Conversation, produced: str) -> TokenUsage:
+    def estimate_usage(self, prompt: BedrockPrompt, produced: str) -> TokenUsage:
         """Token counts for a stream cut before Bedrock reported usage: the prompt and what was produced.
 
         Counted with LiteLLM's local tokenizer (an estimate; the ledger entry is marked partial).
         """
         litellm = load_litellm()
-        prompt = litellm.token_counter(model="", messages=bedrock_prompt(conversation)[0])
+        tokens = litellm.token_counter(model="", messages=prompt[0])
         output = litellm.token_counter(model="", text=produced, count_response_tokens=True) if produced else 0
-        return TokenUsage(input_tokens=int(prompt), output_tokens=int(output))
+        return TokenUsage(input_tokens=int(tokens), output_tokens=int(output))
 
     def _timeout(self, timeout_seconds: float | None) -> float:
         # An explicit deadline (the streaming routes: the function's remaining time) wins; the
@@ -106,8 +113,10 @@ class Gateway:
             return self._upstream.timeout_seconds
         return max(0.1, timeout_seconds)
 
-    def _kwargs(self, conversation: Conversation, model: ModelEntry, timeout_seconds: float | None) -> dict[str, Any]:
-        messages, options = bedrock_prompt(conversation)
+    def _kwargs(
+        self, conversation: Conversation, model: ModelEntry, prompt: BedrockPrompt, timeout_seconds: float | None
+    ) -> dict[str, Any]:
+        messages, options = prompt
         options = fit_thinking(options, model)
         kwargs: dict[str, Any] = {
             "model": model.litellm_model,

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import TokenUsage
 from chalicelib.catalog.catalog import ModelEntry
-from chalicelib.core.conversation import EmbeddingRequest
+from chalicelib.conversation.request import EmbeddingRequest
 from chalicelib.gateway.loader import load_litellm
+from chalicelib.shared.usage import TokenUsage
 
 
 @dataclass

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from chalicelib.accounting.ledger import TokenUsage
-from chalicelib.core.events import (
+from chalicelib.conversation.events import (
     Event,
     Finished,
     ReasoningDelta,
@@ -15,6 +14,7 @@ from chalicelib.core.events import (
     ToolCallStart,
     UsageReport,
 )
+from chalicelib.shared.usage import TokenUsage
 
 _FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter"}
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from chalicelib import errors
 from chalicelib.catalog.catalog import ModelEntry
-from chalicelib.core.conversation import Conversation
+from chalicelib.conversation.request import Conversation
 
 #: Bedrock has no JSON mode: ``json_object`` becomes this instruction (OpenAI also requires the
 #: prompt to ask for JSON). ``json_schema`` is enforced by Bedrock itself.
@@ -49,10 +49,15 @@ def _text_of(content: Any) -> str:
     return "".join(part.get("text", "") for part in content or [] if isinstance(part, dict))
 
 
-def bedrock_prompt(conversation: Conversation) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+#: The messages and options LiteLLM is handed for one conversation (``bedrock_prompt``).
+BedrockPrompt = tuple[list[dict[str, Any]], dict[str, Any]]
+
+
+def bedrock_prompt(conversation: Conversation) -> BedrockPrompt:
     """The messages and options handed to LiteLLM, after the gateway's own Bedrock adaptations.
 
-    Admission bounds the prompt's tokens on these, since they are what Bedrock counts.
+    Built once per call (``ModelService.converse``): admission bounds the prompt's tokens on
+    these, since they are what Bedrock counts, and ``Gateway.chat`` sends them.
     """
     options = litellm_options(conversation)
     messages = conversation.messages

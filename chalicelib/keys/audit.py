@@ -21,7 +21,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.keys.store import Clock, KeyRecord, Page, decode_cursor, encode_cursor, utcnow
+from chalicelib.keys.store import KeyRecord, Page, decode_cursor, encode_cursor
+from chalicelib.shared.dates import Clock, utcnow
 
 #: Actions an event can record.
 ACTIONS = ("created", "imported", "updated", "rotated", "revoked", "revoked_use", "expired_use")

@@ -19,13 +19,14 @@ import secrets
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.core.body import parse_json
 from chalicelib.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
 from chalicelib.observability import logger
+from chalicelib.shared.body import parse_json
+from chalicelib.shared.dates import Clock, isoformat, parse_time, utcnow
 
 KEY_PREFIX = "pw"
 #: How fresh ``last_used_at`` is kept (each refresh is one write).
@@ -37,26 +38,9 @@ _SECRET_LENGTH = 40
 _KEY_ID_RE = re.compile(rf"^[a-z0-9]{{{_ID_LENGTH}}}$")
 _KEY_RE = re.compile(rf"^{KEY_PREFIX}-([a-z0-9]{{{_ID_LENGTH}}})-([A-Za-z0-9]{{{_SECRET_LENGTH}}})$")
 
-Clock = Callable[[], datetime]
 #: Given a key as a write will leave it, extra DynamoDB transaction items to commit atomically
 #: with that write (the audit log's event), so an event exists exactly when its change does.
 Attach = Callable[["KeyRecord"], Sequence[Mapping[str, Any]]]
-
-
-def utcnow() -> datetime:
-    """Now, timezone-aware UTC (the default clock)."""
-    return datetime.now(UTC)
-
-
-def isoformat(moment: datetime) -> str:
-    """ISO 8601 UTC with a ``Z`` suffix, second precision: the stored time format."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str) -> datetime:
-    """Inverse of ``isoformat`` (also accepts any ISO 8601 string with an offset)."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def new_key_id() -> str:

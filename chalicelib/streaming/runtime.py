@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from chalicelib.core.http import StreamingResult
+    from chalicelib.shared.http import StreamingResult
 
     Handler = Callable[..., StreamingResult]
 

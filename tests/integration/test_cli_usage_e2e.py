@@ -13,9 +13,10 @@ import boto3
 import openai
 import pytest
 
-from chalicelib.accounting.ledger import UNRECORDED_EVENT, TokenUsage
+from chalicelib.accounting.ledger import UNRECORDED_EVENT
 from chalicelib.catalog.catalog import load_catalog
 from chalicelib.settings import DEFAULT_CATALOG
+from chalicelib.shared.usage import TokenUsage
 from tests.factories import usage_entry
 from tests.integration.test_cli_e2e import pw, pw_json
 from tests.waiting import eventually

@@ -1,4 +1,4 @@
-"""Anthropic messages and content blocks → the chat-completions messages of ``Conversation``.
+"""Anthropic messages and content blocks → the chat-completions messages of ``Conversation``, in one call.
 
 ``tool_result`` blocks become ``tool`` messages where they stand, ``tool_use``
 blocks ``tool_calls``, ``thinking``/``redacted_thinking`` blocks
@@ -13,20 +13,49 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.errors import InvalidRequest
+from chalicelib.protocols.anthropic.values import cache_control, effort_of, only
 
 #: Bedrock's image formats (Anthropic's media types).
 IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
-#: Thinking efforts of ``output_config.effort``, and the reasoning effort each becomes (Bedrock's top is "high").
-EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 #: How Claude Code's system block for Anthropic's billing attribution starts.
 BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
-_CACHE_TTLS = ("5m", "1h")
 
 
-class MessageTranslator:
+@dataclass(frozen=True)
+class Translated:
+    """A request's ``system`` and ``messages`` as chat-completions messages, and what they tell the request."""
+
+    messages: list[dict[str, Any]]
+    has_images: bool
+    #: Tool names a ``tool_reference`` or an earlier ``tool_use`` has loaded (deferred loading).
+    referenced_tools: frozenset[str]
+    #: The effort a per-turn ``system`` message set last (``output_config.effort``), if any.
+    turn_effort: str | None
+
+
+def translate(present: Mapping[str, Any]) -> Translated:
+    """The ``system`` prompt and ``messages`` of a request body, translated.
+
+    Raises
+    ------
+    InvalidRequest
+        A message or content block that is missing, malformed or unsupported; the message names its path.
+    """
+    translator = _Translator()
+    messages: list[dict[str, Any]] = []
+    if "system" in present:
+        system = translator.system(present["system"])
+        if system is not None:
+            messages.append(system)
+    messages += translator.messages(present.get("messages"))
+    return Translated(messages, translator.has_images, frozenset(translator.referenced_tools), translator.turn_effort)
+
+
+class _Translator:
     """Anthropic messages → chat-completions messages, gathering what the request as a whole needs."""
 
     def __init__(self) -> None:
@@ -273,21 +302,6 @@ class MessageTranslator:
         return [{"role": "system", "content": parts}] if parts else []
 
 
-def effort_of(value: Any, where: str) -> str:
-    if not isinstance(value, str) or value not in EFFORTS:  # a list or object is unhashable: no dict lookup
-        raise InvalidRequest(f"{where}: Input should be one of {', '.join(EFFORTS)}", param=where)
-    return EFFORTS[value]
-
-
-def cache_control(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict) or value.get("type") != "ephemeral":
-        raise InvalidRequest(f'{where}: Input should be {{"type": "ephemeral"}}', param=where)
-    only(value, {"type", "ttl"}, where)
-    if value.get("ttl", "5m") not in _CACHE_TTLS:
-        raise InvalidRequest(f"{where}.ttl: Input should be '5m' or '1h'", param=f"{where}.ttl")
-    return {"type": "ephemeral", **({"ttl": value["ttl"]} if "ttl" in value else {})}
-
-
 def block_type(block: Any, at: str) -> str:
     kind = block.get("type") if isinstance(block, dict) else None
     if not isinstance(kind, str):
@@ -301,9 +315,3 @@ def unsupported_block(kind: str, at: str, where: str) -> InvalidRequest:
         param=at,
         code="unsupported_content",
     )
-
-
-def only(value: Mapping[str, Any], allowed: set[str], at: str) -> None:
-    for name in value:
-        if name not in allowed:
-            raise InvalidRequest(f"{at}.{name}: Extra inputs are not permitted", param=f"{at}.{name}")

@@ -7,8 +7,8 @@ docs/anthropic-compatibility.md): *passed* to the model, *ignored*
 parameters are refused, as Anthropic's API does ("Extra inputs are not
 permitted"). Content blocks and message fields get the same treatment.
 
-The messages themselves are translated by ``messages.MessageTranslator``;
-this module handles the request around them: tools (with deferred loading),
+The messages themselves are translated by ``messages.translate``, in one
+call; this module handles the request around them: tools (with deferred loading),
 tool choice, thinking and effort, output format, sampling and limits.
 """
 
@@ -19,18 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.core.conversation import Conversation, Reasoning
+from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.conversation.request import Conversation, Reasoning
 from chalicelib.errors import InvalidRequest
-from chalicelib.protocols.anthropic.messages import (
-    MessageTranslator,
-    cache_control,
-    effort_of,
-    only,
-)
-
-PASSED = "passed"
-IGNORED = "ignored"
-REFUSED_UNLESS_DEFAULT = "refused unless default"
+from chalicelib.protocols import params
+from chalicelib.protocols.anthropic.messages import translate
+from chalicelib.protocols.anthropic.values import cache_control, effort_of, only
+from chalicelib.protocols.params import IGNORED, PASSED, REFUSED_UNLESS_DEFAULT
 
 #: Policy per ``POST /v1/messages`` body parameter; docs/anthropic-compatibility.md mirrors it.
 MESSAGES_PARAMETERS: dict[str, str] = {
@@ -106,6 +101,8 @@ REMOVED_IN_2026_10_21 = ("temperature", "top_p", "top_k")
 DEFAULT_EFFORT = "high"
 MIN_THINKING_BUDGET = 1024
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_BETA = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_MAX_BETAS = 64
 _TOOL_FIELDS = {"name", "description", "input_schema", "cache_control", "type", "strict", "defer_loading"}
 _TOOL_IGNORED_FIELDS = {"input_examples", "eager_input_streaming", "allowed_callers"}
 
@@ -182,18 +179,14 @@ def parse_count_tokens_request(body: Mapping[str, Any], *, betas: tuple[str, ...
 
 
 def _checked(body: Mapping[str, Any], policies: Mapping[str, str]) -> dict[str, Any]:
-    for name in body:
-        if name not in policies:
-            raise InvalidRequest(f"{name}: Extra inputs are not permitted", param=name)
-    present = {k: v for k, v in body.items() if v is not None}
-    for name, value in present.items():
-        if policies[name] == REFUSED_UNLESS_DEFAULT and value not in _HARMLESS_DEFAULTS.get(name, ()):
-            raise InvalidRequest(
-                f"{name}: not supported by this gateway: {_WHY_REFUSED[name]}",
-                param=name,
-                code="unsupported_parameter",
-            )
-    return present
+    return params.checked(
+        body,
+        policies,
+        harmless=_HARMLESS_DEFAULTS,
+        why=_WHY_REFUSED,
+        unknown="{name}: Extra inputs are not permitted",
+        refused="{name}: not supported by this gateway: {why}",
+    )
 
 
 def _conversation(
@@ -204,20 +197,15 @@ def _conversation(
         raise InvalidRequest("model: Field required", param="model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("model: Input should be a non-empty string", param="model")
-    translator = MessageTranslator()
-    messages: list[dict[str, Any]] = []
-    if "system" in present:
-        system = translator.system(present["system"])
-        if system is not None:
-            messages.append(system)
-    messages += translator.messages(present.get("messages"))
+    translated = translate(present)
+    messages = translated.messages
     if "cache_control" in present:
         _mark_last_block(messages, cache_control(present["cache_control"], "cache_control"))
-    tools = _tools(present["tools"], referenced=translator.referenced_tools) if "tools" in present else None
+    tools = _tools(present["tools"], referenced=translated.referenced_tools) if "tools" in present else None
     tool_choice, parallel = _tool_choice(present["tool_choice"], tools) if "tool_choice" in present else (None, None)
     if not tools and tool_choice != "none":
         tool_choice, parallel = None, None
-    reasoning, effort_source = _reasoning(present, max_tokens, translator.turn_effort)
+    reasoning, effort_source = _reasoning(present, max_tokens, translated.turn_effort)
     annotations: dict[str, Any] = {"reasoning_param": "thinking"}
     if betas:
         annotations["anthropic_betas"] = ",".join(betas)
@@ -233,15 +221,75 @@ def _conversation(
         parallel_tool_calls=parallel,
         response_format=_response_format(present.get("output_config")),
         reasoning=reasoning,
-        has_images=translator.has_images,
+        has_images=translated.has_images,
         annotations=annotations,
     )
+
+
+# -- headers, and the model's limits ---------------------------------------------------------
+
+
+def api_version(headers: Mapping[str, str]) -> str:
+    """The ``anthropic-version`` asked for (2023-06-01 when absent).
+
+    Raises
+    ------
+    InvalidRequest
+        A version this gateway does not speak (2023-01-01's streaming format, or one Anthropic never published).
+    """
+    version = next((v.strip() for k, v in headers.items() if k.lower() == "anthropic-version"), None)
+    if version is None:
+        return API_VERSIONS[0]
+    if version not in API_VERSIONS:
+        raise InvalidRequest(
+            f"anthropic-version: {version[:40]!r} is not supported; this gateway speaks {' and '.join(API_VERSIONS)}.",
+            param="anthropic-version",
+        )
+    return version
+
+
+def beta_names(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The ``anthropic-beta`` values (comma-separated, repeatable).
+
+    Raises
+    ------
+    InvalidRequest
+        A malformed beta list.
+    """
+    raw = ",".join(v for k, v in headers.items() if k.lower() == "anthropic-beta")
+    betas = tuple(dict.fromkeys(b.strip() for b in raw.split(",") if b.strip()))
+    if len(betas) > _MAX_BETAS or not all(_BETA.match(b) for b in betas):
+        raise InvalidRequest("anthropic-beta: expected a comma-separated list of beta names.", param="anthropic-beta")
+    return betas
+
+
+def fit_to_model(conversation: Conversation, model: ModelEntry) -> Conversation:
+    """The conversation fitted to the catalog model, the way Anthropic clients need it.
+
+    Claude Code asks for thinking and 32,000 output tokens whatever the model: a model
+    that cannot think answers without thinking, and ``max_tokens`` is lowered to the
+    model's maximum (a maximum, so nothing the model could produce is lost).
+    """
+    if conversation.reasoning is not None and not model.supports_reasoning:
+        conversation = conversation.but(reasoning=None)
+    limit = model.max_output_tokens
+    if limit and conversation.max_tokens and conversation.max_tokens > limit:
+        conversation = conversation.but(max_tokens=limit)
+        budget = conversation.reasoning.budget_tokens if conversation.reasoning else None
+        if budget and budget >= limit:
+            if limit - 1 < MIN_THINKING_BUDGET:
+                raise InvalidRequest(
+                    f"The model '{conversation.model}' produces at most {limit} tokens, too few for thinking.",
+                    param="thinking",
+                )
+            conversation = conversation.but(reasoning=Reasoning(budget_tokens=limit - 1))
+    return conversation
 
 
 # -- tools --------------------------------------------------------------------------------------
 
 
-def _tools(value: Any, *, referenced: set[str]) -> list[dict[str, Any]]:
+def _tools(value: Any, *, referenced: frozenset[str]) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         raise InvalidRequest("tools: Input should be a valid list", param="tools")
     tools: list[dict[str, Any]] = []

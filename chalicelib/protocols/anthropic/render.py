@@ -22,8 +22,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import TokenUsage, UsageEntry, usd
-from chalicelib.core.events import (
+from chalicelib.conversation.events import (
     Billed,
     Completion,
     Failed,
@@ -34,7 +33,9 @@ from chalicelib.core.events import (
     ToolCallStart,
     UsageReport,
 )
-from chalicelib.core.service import Turn
+from chalicelib.service.service import Turn
+from chalicelib.shared.money import usd
+from chalicelib.shared.usage import TokenUsage, UsageEntry
 
 #: The core's finish reasons → Anthropic's ``stop_reason``.
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
@@ -223,3 +224,17 @@ def _input(arguments: str) -> dict[str, Any]:
 
 def _sse(event: str, payload: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(payload, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
+
+
+def for_anthropic_clients(exc: errors.AppError) -> errors.AppError:
+    """Headers Anthropic's SDKs act on: ``request-id``, and no retrying a spent budget.
+
+    Applied by the edge's error translation (``chalicelib/edge/answers.py``) to every error, once its
+    ``x-request-id`` is known, including refusals from before the model call.
+    """
+    if "x-request-id" in exc.headers:
+        exc.headers.setdefault("request-id", exc.headers["x-request-id"])
+    if isinstance(exc, errors.QuotaExceeded):
+        # The Stainless SDKs (and so Claude Code) retry every 429 unless told not to.
+        exc.headers["x-should-retry"] = "false"
+    return exc

@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.errors import InvalidRequest
+from chalicelib.protocols import params
 from chalicelib.protocols.openai_responses.tools import Toolset, bedrock_name
-from chalicelib.protocols.openai_validation import _image_url
 
 #: Marks (and versions) the ``encrypted_content`` tokens this gateway writes.
 TOKEN_PREFIX = "pw1."  # noqa: S105 - a format marker, not a secret
@@ -213,7 +213,7 @@ class _Builder:
                 f"{where}: images by file_id need OpenAI's file storage; send a data URL in image_url.",
                 param=f"{where}.file_id",
             )
-        url = _image_url(part.get("image_url"), where)
+        url = params.image_url(part.get("image_url"), where)
         if part.get("detail") in ("auto", "low", "high"):
             url["detail"] = part["detail"]
         self.has_images = True

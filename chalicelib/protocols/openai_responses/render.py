@@ -28,8 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.accounting.ledger import UsageEntry, usd
-from chalicelib.core.events import (
+from chalicelib.conversation.events import (
     Billed,
     Event,
     Failed,
@@ -42,7 +41,9 @@ from chalicelib.core.events import (
 )
 from chalicelib.errors import AppError, RateLimited
 from chalicelib.protocols.openai_responses.items import reasoning_token
-from chalicelib.protocols.openai_responses.request import ResponsesRequest
+from chalicelib.protocols.openai_responses.parse import ResponsesRequest
+from chalicelib.shared.money import usd
+from chalicelib.shared.usage import UsageEntry
 
 _ID_PREFIX = {"message": "msg", "reasoning": "rs", "function_call": "fc", "custom_tool_call": "ctc"}
 #: Why a response is ``incomplete``, by the core's finish reason.

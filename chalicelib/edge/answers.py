@@ -1,0 +1,59 @@
+"""A request's answer, and the one error translation every entry point uses.
+
+``answer`` calls the route; whatever it raises becomes the route protocol's error
+envelope with the error's status: an ``AppError`` is the request's one log line
+("request failed", never the key or the prompt); anything else is logged with its
+traceback and becomes a 500 ``InternalError`` without details (never a traceback).
+The Chalice app turns the ``HttpResult`` into its ``Response``; the streaming function
+sends it as a one-chunk JSON body.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from chalicelib import errors
+from chalicelib.edge.endpoint import Endpoint
+from chalicelib.observability import logger
+from chalicelib.protocols.anthropic.render import error_body as anthropic_error_body
+from chalicelib.protocols.anthropic.render import for_anthropic_clients
+from chalicelib.shared.http import HttpRequest, HttpResult, StreamingResult
+
+
+def answer(route: Endpoint, request: HttpRequest) -> HttpResult | StreamingResult:
+    """The route's answer to ``request``, or its error envelope; never raises."""
+    assert route.serve is not None, route.name
+    try:
+        return route.serve(request)
+    except errors.AppError as exc:
+        # The one log line of a refused or failed request (never the key or the prompt).
+        extra = {"route": route.name, "status": exc.status_code, "error_code": exc.code, **exc.context}
+        logger.info("request failed", extra=extra)
+        error = exc
+    except Exception:
+        logger.exception("unhandled error", extra={"route": route.name})
+        error = errors.InternalError("The gateway hit an internal error; it has been logged.")
+    return failure(error, route.envelope, request.gateway_request_id)
+
+
+def failure(error: errors.AppError, envelope: str, gateway_request_id: str | None) -> HttpResult:
+    """``error`` as the ``envelope`` protocol's error answer, naming the request it failed.
+
+    The id goes on the error before it is rendered: protocols whose envelope or headers
+    repeat it (Anthropic's ``request_id``) then name the same request as ``x-request-id``,
+    refused before the model call or not. It is the model call's id when there was one,
+    else API Gateway's (in its logs too), else a new one.
+    """
+    error.headers["x-request-id"] = error.headers.get("x-request-id") or gateway_request_id or uuid.uuid4().hex
+    return HttpResult(error_body(error, envelope), status=error.status_code, headers=error.headers)
+
+
+def error_body(error: errors.AppError, envelope: str) -> Any:
+    """The error envelope of a protocol: OpenAI's (``errors.AppError.to_body``) or Anthropic's.
+
+    Anthropic's also sets the headers Anthropic's SDKs act on (``request-id``, no retrying a spent budget).
+    """
+    if envelope == "anthropic":
+        return anthropic_error_body(for_anthropic_clients(error))
+    return error.to_body()

@@ -1,0 +1,203 @@
+"""The one table of routes: every entry point reads it.
+
+``app.py`` registers each buffered route (``streamed=False``) on the Chalice app, the
+streaming function (``chalicelib/streaming/handler.py``, and ``make dev``'s local front) serves
+the streamed ones, ``tools/package.py`` points those API Gateway methods at the streaming
+function (``STREAM_PATHS``), and the OpenAPI document describes them all
+(``openapi_document``). Adding a route is adding its row: what serves it, who may call it,
+how it is described. Each row's ``serve`` parses nothing itself: it hands the request to one
+chalicelib object, built once by ``chalicelib/wiring.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from chalicelib import wiring
+from chalicelib.edge import openapi
+from chalicelib.edge.endpoint import Endpoint, Serve
+from chalicelib.edge.schemas import (
+    ADMIN_ERRORS,
+    DATE,
+    MCP_ERROR,
+    MONEY,
+    STATUS_TEXT,
+    STRING,
+    V1_ERRORS,
+    nullable,
+    page,
+    ref,
+)
+from chalicelib.protocols.anthropic.route import CountTokens, Messages
+from chalicelib.protocols.mcp.route import McpServer
+from chalicelib.protocols.openai.route import Embeddings, GetModel, KeyStatus, ListModels
+from chalicelib.protocols.openai_chat.route import ChatCompletions
+from chalicelib.protocols.openai_responses.route import Responses
+from chalicelib.protocols.route import Route
+from chalicelib.shared.http import HttpResult
+
+
+def _adapter(cls: type[Route]) -> Serve:
+    """A protocol adapter's route, built once (``wiring.adapter``), answering with ``handle``."""
+    return lambda request: wiring.adapter(cls).handle(request)
+
+
+def _health(request: Any) -> HttpResult:
+    return HttpResult({"status": "ok"})
+
+
+def _openapi(request: Any) -> HttpResult:
+    return HttpResult(openapi_document())
+
+
+ADMIN = "cognito"
+KEY = "api_key"
+
+ROUTES: tuple[Endpoint, ...] = (
+    Endpoint("GET", "/health", "Liveness; no key needed", "gateway", name="health", serve=_health,
+             response={"type": "object"}),
+    Endpoint("GET", "/openapi.json", "This document", "gateway", name="openapi_document", serve=_openapi,
+             response={"type": "object"}),
+    # OpenAI-compatible (API key)
+    Endpoint("GET", "/v1/models", "The catalog, narrowed to the key's models", "openai", KEY,
+             name="list_models", serve=_adapter(ListModels), response=ref("ModelList"), errors=V1_ERRORS),
+    Endpoint("GET", "/v1/models/{model_id}", "One model the key may use", "openai", KEY,
+             name="get_model", serve=_adapter(GetModel), response=ref("Model"), errors=V1_ERRORS),
+    Endpoint("GET", "/v1/key", "The calling key's limits, spend and budget left", "openai", KEY,
+             name="key_status", serve=_adapter(KeyStatus), response=ref("KeyStatus"), errors=V1_ERRORS),
+    Endpoint("POST", "/v1/chat/completions", "OpenAI chat completions (streamed as generated with stream: true)",
+             "openai", KEY, name="chat_completions", serve=_adapter(ChatCompletions), streamed=True,
+             body=ref("ChatCompletionRequest"), response=ref("ChatCompletion"), errors=V1_ERRORS, stream=True),
+    Endpoint("POST", "/v1/responses", "OpenAI Responses (stateless: store is not kept; streamed with stream: true)",
+             "openai", KEY, name="responses", serve=_adapter(Responses), streamed=True,
+             body=ref("ResponsesRequest"), response=ref("Response"), errors=V1_ERRORS, stream=True),
+    Endpoint("POST", "/v1/embeddings", "OpenAI embeddings", "openai", KEY, name="embeddings",
+             serve=_adapter(Embeddings), any_content_type=True, body=ref("EmbeddingRequest"),
+             response=ref("EmbeddingList"), errors=V1_ERRORS),
+    # Anthropic-compatible (the same API key, as x-api-key or a bearer token)
+    Endpoint("POST", "/v1/messages", "Anthropic Messages (streamed as generated with stream: true)", "anthropic",
+             KEY, name="messages", serve=_adapter(Messages), streamed=True, envelope="anthropic",
+             body=ref("MessagesRequest"), response=ref("Message"), errors=V1_ERRORS, stream=True),
+    Endpoint("POST", "/v1/messages/count_tokens", "Anthropic token counting", "anthropic", KEY,
+             name="messages_count_tokens", serve=_adapter(CountTokens), streamed=True, envelope="anthropic",
+             body=ref("CountTokensRequest"), response=ref("TokenCount"), errors=V1_ERRORS),
+    # MCP (API key; errors are JSON-RPC errors, see docs/mcp.md). GET and DELETE are served so they get
+    # the endpoint's 405 rather than API Gateway's 403.
+    Endpoint("POST", "/mcp", "MCP over Streamable HTTP, stateless: one JSON-RPC message or batch", "mcp", KEY,
+             name="mcp", serve=_adapter(McpServer), any_content_type=True, body=ref("JsonRpcMessage"),
+             response=ref("JsonRpcAnswer"),
+             extra={202: {"description": STATUS_TEXT[202]}, 400: MCP_ERROR, 401: MCP_ERROR}),
+    Endpoint("GET", "/mcp", "No SSE stream in the stateless server: always 405", "mcp", name="mcp",
+             serve=_adapter(McpServer), any_content_type=True, status=405, response=ref("JsonRpcAnswer")),
+    Endpoint("DELETE", "/mcp", "No sessions to end: always 405", "mcp", name="mcp", serve=_adapter(McpServer),
+             any_content_type=True, status=405, response=ref("JsonRpcAnswer")),
+    # Admin API (Cognito token): keys. API Gateway checks the token in AWS; the app checks it again
+    # (chalicelib/admin/auth.py) because chalice local and the test client skip authorizers.
+    Endpoint("POST", "/admin/keys", "Create a key (its secret is in this answer only)", "keys", ADMIN,
+             name="admin_create_key", serve=lambda r: wiring.admin_service().create_key(r.headers, r.body),
+             any_content_type=True, body=ref("NewKey"), body_required=False, response=ref("Key"), status=201,
+             errors=ADMIN_ERRORS),
+    Endpoint("GET", "/admin/keys", "List keys, newest first (admins: any owner)", "keys", ADMIN,
+             name="admin_list_keys", serve=lambda r: wiring.admin_service().list_keys(r.headers, r.query),
+             response=ref("Listing"), errors=ADMIN_ERRORS, query=page("keys", 100)),
+    Endpoint("POST", "/admin/keys/import", "Create keys idempotently per row id", "keys", ADMIN,
+             name="admin_import_keys", serve=lambda r: wiring.admin_service().import_keys(r.headers, r.body),
+             any_content_type=True, body=ref("ImportRequest"), response=ref("ImportResult"), errors=ADMIN_ERRORS),
+    Endpoint("GET", "/admin/models", "The catalog's models, to choose a key's allowed_models from", "keys", ADMIN,
+             name="admin_list_models", serve=lambda r: wiring.admin_service().list_models(r.headers),
+             response=ref("ModelList"), errors=ADMIN_ERRORS),
+    Endpoint("GET", "/admin/keys/export", "Keys as import rows (no secrets)", "keys", ADMIN,
+             name="admin_export_keys", serve=lambda r: wiring.admin_service().export_keys(r.headers, r.query),
+             response=ref("Listing"), errors=ADMIN_ERRORS, query=page("keys", 1000)),
+    Endpoint("GET", "/admin/keys/{key_id}", "One key", "keys", ADMIN, name="admin_get_key",
+             serve=lambda r: wiring.admin_service().get_key(r.headers, r.params["key_id"]),
+             response=ref("Key"), errors=ADMIN_ERRORS),
+    Endpoint("PATCH", "/admin/keys/{key_id}", "Change a key (null clears; owners cannot loosen an admin's limits)",
+             "keys", ADMIN, name="admin_update_key",
+             serve=lambda r: wiring.admin_service().update_key(r.headers, r.params["key_id"], r.body),
+             any_content_type=True, body=ref("KeyFields"), response=ref("Key"), errors=ADMIN_ERRORS),
+    Endpoint("POST", "/admin/keys/{key_id}/revoke", "Revoke a key from the next request on", "keys", ADMIN,
+             name="admin_revoke_key",
+             serve=lambda r: wiring.admin_service().revoke_key(r.headers, r.params["key_id"], r.body),
+             any_content_type=True,
+             body={"type": "object", "additionalProperties": False, "properties": {"reason": nullable(STRING)}},
+             body_required=False, response=ref("Key"), errors=ADMIN_ERRORS),
+    Endpoint("POST", "/admin/keys/{key_id}/rotate", "A new secret; the old one works grace_seconds more", "keys",
+             ADMIN, name="admin_rotate_key",
+             serve=lambda r: wiring.admin_service().rotate_key(r.headers, r.params["key_id"], r.body),
+             any_content_type=True,
+             body={"type": "object", "additionalProperties": False,
+                   "properties": {"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 604800}}},
+             body_required=False, response=ref("Key"), errors=ADMIN_ERRORS),
+    Endpoint("GET", "/admin/keys/{key_id}/audit", "A key's audit events, oldest first", "audit", ADMIN,
+             name="admin_key_audit",
+             serve=lambda r: wiring.admin_service().key_audit(r.headers, r.params["key_id"], r.query),
+             response=ref("Listing"), errors=ADMIN_ERRORS, query=page("audit", 500)),
+    Endpoint("GET", "/admin/audit", "Every key's events of one UTC day (admins)", "audit", ADMIN,
+             name="admin_audit", serve=lambda r: wiring.admin_service().audit(r.headers, r.query),
+             response=ref("Listing"), errors=ADMIN_ERRORS, query={"day": DATE, **page("audit", 500)}),
+    # Admin API: accounting (usage reports, owner budgets, the daily report on demand, reconcile)
+    Endpoint("GET", "/admin/usage", "Tokens, requests and exact cost over a date range", "accounting", ADMIN,
+             name="admin_usage", serve=lambda r: wiring.accounting_service().usage(r.headers, r.query),
+             response=ref("Usage"), errors=ADMIN_ERRORS,
+             query={"from": DATE, "to": DATE, "group_by": {"enum": ["key", "owner", "model", "day"]}, "owner": STRING}),
+    Endpoint("GET", "/admin/owners/{owner}/budget", "An owner's monthly budget and spend ('me': yours)", "accounting",
+             ADMIN, name="admin_owner_budget",
+             serve=lambda r: wiring.accounting_service().owner_budget(r.headers, r.params["owner"]),
+             response=ref("OwnerBudget"), errors=ADMIN_ERRORS),
+    Endpoint("PUT", "/admin/owners/{owner}/budget", "Set or remove an owner's monthly budget (admins)", "accounting",
+             ADMIN, name="admin_set_owner_budget",
+             serve=lambda r: wiring.accounting_service().set_owner_budget(r.headers, r.params["owner"], r.body),
+             any_content_type=True,
+             body={"type": "object", "required": ["monthly_budget_usd"], "additionalProperties": False,
+                   "properties": {"monthly_budget_usd": nullable(MONEY)}},
+             response=ref("OwnerBudget"), errors=ADMIN_ERRORS),
+    Endpoint("POST", "/admin/reports/daily", "Run a day's cost report now, once per day; force: a corrected "
+             "revision (admins)", "accounting", ADMIN, name="admin_run_report",
+             serve=lambda r: wiring.accounting_service().run_report(r.headers, r.body), any_content_type=True,
+             body={"type": "object", "additionalProperties": False,
+                   "properties": {"day": nullable(DATE), "force": {"type": "boolean"}}},
+             body_required=False, response=ref("Report"), errors=ADMIN_ERRORS),
+    Endpoint("GET", "/admin/reports/daily/{day}", "A day's stored report (admins)", "accounting", ADMIN,
+             name="admin_get_report",
+             serve=lambda r: wiring.accounting_service().get_report(r.headers, r.params["day"]),
+             response=ref("Report"), errors=ADMIN_ERRORS),
+    # The web console: a static page and its assets, public (the admin API above checks every call it makes)
+    Endpoint("GET", "/console", "The web console's page", "console", name="console_page",
+             serve=lambda r: wiring.console_site().page(r.path), response=STRING, media_types=("text/html",),
+             errors=(500,)),
+    Endpoint("GET", "/console/{asset}", "A console asset (content-hashed names are cached a year)", "console",
+             name="console_asset", serve=lambda r: wiring.console_site().asset(r.params["asset"]),
+             response=STRING, media_types=("text/javascript", "text/css", "image/svg+xml"), errors=(404, 500)),
+    Endpoint("POST", "/admin/ledger/reconcile", "Replay usage that failed to persist (admins)", "accounting",
+             ADMIN, name="admin_reconcile",
+             serve=lambda r: wiring.accounting_service().reconcile(r.headers, r.body), any_content_type=True,
+             body={"type": "object", "required": ["lines"], "additionalProperties": False,
+                   "properties": {"lines": {"type": "array", "items": STRING, "maxItems": 10000}}},
+             response=ref("Reconcile"), errors=ADMIN_ERRORS),
+)  # fmt: skip
+
+#: (method, path) of every streamed route (packaging and the local front).
+STREAM_PATHS: tuple[tuple[str, str], ...] = tuple((r.method, r.path) for r in ROUTES if r.streamed)
+
+
+def find(method: str, path: str, *, streamed: bool) -> Endpoint | None:
+    """The route for ``method path`` served by the streaming function (or by the Chalice app), or None.
+
+    A trailing slash is tolerated.
+    """
+    path = path.rstrip("/") or "/"
+    return next((r for r in ROUTES if (r.method, r.path, r.streamed) == (method, path, streamed)), None)
+
+
+def envelope_at(path: str) -> str:
+    """The error envelope of the protocol served at ``path``, whatever the method (OpenAI's elsewhere)."""
+    path = path.rstrip("/") or "/"
+    return next((r.envelope for r in ROUTES if r.path == path), "openai")
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """This API as an OpenAPI 3.1 document (also ``docs/openapi.json``)."""
+    return openapi.document(ROUTES)

@@ -1,0 +1,425 @@
+"""The billed model call, once for every protocol: resolve → check → admit → call → bill.
+
+Every adapter (OpenAI chat, Responses, Anthropic Messages, the MCP tools)
+hands a ``Conversation`` to ``ModelService.converse`` and gets a ``Turn``:
+its events arrive as Bedrock produces them, and the call is billed exactly
+once however the turn ends: completed, cut by the upstream, out of time, or
+abandoned by a caller that stops reading (``Turn.close``). Embeddings go
+through ``ModelService.embed`` under the same admission and ledger.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib import errors
+from chalicelib.accounting.metering import Meter, Ticket, prompt_token_bound
+from chalicelib.catalog.catalog import Catalog, ModelEntry
+from chalicelib.conversation import deadline as deadline_guard
+from chalicelib.conversation.events import (
+    Billed,
+    Event,
+    Failed,
+    Finished,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    UsageReport,
+)
+from chalicelib.conversation.request import Conversation, EmbeddingRequest
+from chalicelib.gateway import (
+    BedrockPrompt,
+    Gateway,
+    bedrock_prompt,
+    check_capabilities,
+    embedding_limits,
+    embedding_texts,
+)
+from chalicelib.keys.store import KeyRecord
+from chalicelib.observability import logger
+from chalicelib.shared.usage import TokenUsage, UsageEntry
+
+#: Time kept back from a deadline to bill and close the answer after the upstream stops.
+BILLING_MARGIN_SECONDS = 3.0
+
+
+@dataclass
+class Turn:
+    """One admitted model call: its id, model, admission headers, and its events as they come.
+
+    ``events`` ends with ``Billed`` (a complete answer) or ``Failed`` (an answer that broke
+    off; what was generated is billed). Close the turn when you stop reading early.
+    """
+
+    request_id: str
+    model: ModelEntry
+    headers: dict[str, str]
+    events: Iterator[Event]
+    started: float
+
+    def __iter__(self) -> Iterator[Event]:
+        return self.events
+
+    def close(self) -> None:
+        """Stop the upstream call and bill what it produced (idempotent)."""
+        close = getattr(self.events, "close", None)
+        if close is not None:
+            close()
+
+
+@dataclass
+class EmbeddingRun:
+    """One billed embeddings call."""
+
+    request_id: str
+    model: ModelEntry
+    body: dict[str, Any]
+    entry: UsageEntry
+    latency_ms: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ModelService:
+    """Admission, the Bedrock call and billing, below every protocol adapter."""
+
+    def __init__(
+        self,
+        *,
+        catalog: Callable[[], Catalog],
+        gateway: Gateway,
+        meter: Meter,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._catalog = catalog
+        self._gateway = gateway
+        self._meter = meter
+        self._clock = clock
+
+    # -- chat ------------------------------------------------------------------------------------
+
+    def converse(
+        self,
+        key: KeyRecord,
+        conversation: Conversation,
+        *,
+        deadline: float,
+        surface: str,
+        fit: Callable[[Conversation, ModelEntry], Conversation] | None = None,
+    ) -> Turn:
+        """Admit and start one model call for an authenticated key; its answer comes as the turn's events.
+
+        ``deadline`` is the Unix time by which the whole answer must be out: the upstream
+        call gets what is left of it, minus a margin to bill. Bedrock is called here, so an
+        upstream failure before any output raises (with the admission headers) instead of
+        starting an answer that could only be an error. ``fit`` lets an adapter adjust the
+        conversation to the model it resolved to (once), before its capabilities are checked.
+
+        Raises
+        ------
+        AppError
+            Unknown or disallowed model, what the model cannot do, refused admission, or an
+            upstream failure before any output (the reservation is then released).
+        """
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        model = self.resolve_model(key, conversation.model, mode="chat")
+        if fit is not None:
+            conversation = fit(conversation, model)
+        check_capabilities(conversation, model)
+        log = {"request_id": request_id, "key_id": key.key_id, "model": model.id, "surface": surface}
+        log.update(stream=conversation.stream, **conversation.annotations)
+        # What reaches Bedrock, built once: admission bounds its tokens, the call sends it.
+        prompt = bedrock_prompt(conversation)
+        ticket = self._meter.admit(
+            key,
+            model,
+            input_tokens=prompt_token_bound(*prompt),
+            max_output_tokens=conversation.max_tokens,
+        )
+        events = self._run(ticket, conversation, prompt, request_id, deadline, started, log)
+        try:
+            first = next(events)
+        except errors.AppError as exc:
+            exc.headers.update({**ticket.headers, "x-request-id": request_id})
+            exc.context.update(log, latency_ms=_ms(started))
+            raise
+        headers = {**ticket.headers, "x-request-id": request_id}
+        return Turn(request_id, model, headers, _Resumed(first, events), started)
+
+    def _run(
+        self,
+        ticket: Ticket,
+        conversation: Conversation,
+        prompt: BedrockPrompt,
+        request_id: str,
+        deadline: float,
+        started: float,
+        log: dict[str, Any],
+    ) -> Iterator[Event]:
+        """The upstream's events, then exactly one ``Billed`` or ``Failed``; billed however it ends."""
+        produced: list[str] = []
+        report: UsageReport | None = None
+        finished: Finished | None = None
+        failure: errors.AppError | None = None
+        upstream: Iterator[Event] | None = None
+        try:
+            upstream = self._gateway.chat(
+                conversation, ticket.model, prompt, timeout_seconds=self._time_left(deadline, request_id)
+            )
+            if conversation.stream:
+                # Each read of a stream may wait as long as the whole answer had; a stall near the
+                # end must not hold the function past its deadline (it would die unbilled).
+                upstream = deadline_guard.until(upstream, deadline - BILLING_MARGIN_SECONDS, clock=self._clock)
+            for event in upstream:
+                if isinstance(event, UsageReport):
+                    report = event
+                    continue  # reported after billing, with the billed usage
+                if isinstance(event, Finished):
+                    finished = event
+                else:
+                    produced.append(_text_of(event))
+                yield event
+                if finished is None and self._clock() > deadline - BILLING_MARGIN_SECONDS:
+                    raise errors.UpstreamTimeout(
+                        "The answer was cut off at the gateway's time limit; ask for a shorter answer "
+                        "(max_tokens) or raise the function timeout.",
+                        code="answer_time_limit",
+                    )
+        except errors.AppError as exc:
+            if not produced:
+                self._meter.release(ticket)
+                raise
+            failure = exc
+        except Exception:
+            # A bug of ours mid-answer: the caller still gets a clean end, and the call is billed.
+            logger.exception("model call failed mid-answer", extra=log)
+            if not produced:
+                self._meter.release(ticket)
+                raise
+            failure = errors.InternalError("The gateway hit an internal error mid-answer; it has been logged.")
+        except GeneratorExit:
+            # The caller stopped reading (client gone): stop Bedrock, bill what it generated.
+            _close(upstream)
+            self._bill(ticket, prompt, request_id, started, log, produced, report, "abandoned")
+            raise
+        if failure is None and finished is None:
+            failure = errors.UpstreamError(
+                "The Bedrock stream ended before the model finished; the answer is incomplete.",
+                code="upstream_stream_cut",
+            )
+        _close(upstream)
+        outcome = "ok" if failure is None else "cut"
+        if failure is not None:
+            log = {**log, "failure": failure.code}  # e.g. answer_time_limit: counted by the template
+        entry = self._bill(ticket, prompt, request_id, started, log, produced, report, outcome)
+        if failure is not None:
+            failure.headers.update({**ticket.headers, "x-request-id": request_id})
+            yield Failed(failure, entry)
+            return
+        yield UsageReport(entry.usage, reasoning_tokens=report.reasoning_tokens if report else 0)
+        yield Billed(entry)
+
+    def _bill(
+        self,
+        ticket: Ticket,
+        prompt: BedrockPrompt,
+        request_id: str,
+        started: float,
+        log: dict[str, Any],
+        produced: list[str],
+        report: UsageReport | None,
+        outcome: str,
+    ) -> UsageEntry:
+        if report is not None and (report.usage.input_tokens or report.usage.output_tokens):
+            usage = report.usage
+        else:
+            # Cut before Bedrock's usage report: bill the prompt and what was produced, counted
+            # with LiteLLM's tokenizer (an estimate; the entry is marked partial).
+            usage = self._gateway.estimate_usage(prompt, "".join(produced))
+        latency_ms = _ms(started)
+        entry = self._meter.settle(
+            ticket,
+            request_id=request_id,
+            operation="chat",
+            usage=usage,
+            latency_ms=latency_ms,
+            status="ok" if outcome == "ok" else "partial",
+        )
+        logger.info(
+            "chat completion",
+            extra={
+                **log,
+                "status": 200,
+                "outcome": outcome,
+                "latency_ms": latency_ms,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cache_read_tokens": usage.cache_read_tokens,
+                "cache_write_tokens": usage.cache_write_tokens,
+                "cost_usd": str(entry.cost),
+            },
+        )
+        return entry
+
+    def _time_left(self, deadline: float, request_id: str) -> float:
+        left = deadline - self._clock() - BILLING_MARGIN_SECONDS
+        if left < 1:
+            raise errors.UpstreamTimeout(
+                "No time is left in this request for a model call.",
+                code="answer_time_limit",
+                headers={"x-request-id": request_id},
+            )
+        return left
+
+    # -- embeddings ------------------------------------------------------------------------------
+
+    def embed(
+        self,
+        key: KeyRecord,
+        request: EmbeddingRequest,
+        *,
+        timeout_seconds: float | None = None,
+        surface: str = "openai",
+    ) -> EmbeddingRun:
+        """Admit, embed, bill: one embeddings call for an authenticated key (routes and MCP tools).
+
+        Raises
+        ------
+        AppError
+            Unknown or disallowed model, inputs over the model's limits, refused
+            admission, or an upstream failure (what Bedrock did embed is still billed).
+        """
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        entry = self.resolve_model(key, request.model, mode="embedding")
+        texts = embedding_texts(request, embedding_limits(entry))
+        log = {"request_id": request_id, "key_id": key.key_id, "model": entry.id, "surface": surface}
+        # A token is at least one UTF-8 byte (as in metering.prompt_token_bound), so bytes bound the tokens.
+        ticket = self._meter.admit(key, entry, input_tokens=sum(len(t.encode()) for t in texts), max_output_tokens=0)
+        headers = {**ticket.headers, "x-request-id": request_id}
+        try:
+            outcome = self._gateway.embed(request, entry, texts=texts, timeout_seconds=timeout_seconds)
+        except errors.AppError as exc:
+            self._meter.release(ticket)
+            exc.headers.update(headers)
+            raise
+        latency_ms = _ms(started)
+        if outcome.error is not None and not outcome.usage.input_tokens:
+            self._meter.release(ticket)
+        else:
+            usage_entry = self._meter.settle(
+                ticket,
+                request_id=request_id,
+                operation="embedding",
+                usage=outcome.usage,
+                latency_ms=latency_ms,
+                status="ok" if outcome.error is None else "partial",
+            )
+        if outcome.error is not None:
+            outcome.error.headers.update(headers)
+            outcome.error.context.update(log, latency_ms=latency_ms)
+            raise outcome.error
+        logger.info(
+            "embeddings",
+            extra={
+                **log,
+                "status": 200,
+                "inputs": len(texts),
+                "latency_ms": latency_ms,
+                "input_tokens": outcome.usage.input_tokens,
+                "cost_usd": str(usage_entry.cost),
+            },
+        )
+        return EmbeddingRun(request_id, entry, outcome.body, usage_entry, latency_ms, headers=dict(ticket.headers))
+
+    # -- the catalog, as a key sees it -----------------------------------------------------------
+
+    def usable_models(self, key: KeyRecord, mode: str | None = None) -> list[ModelEntry]:
+        """The catalog models ``key`` may call, in catalog order (optionally one mode)."""
+        return [m for m in self._catalog() if key.allows_model(m.id) and (mode is None or m.mode == mode)]
+
+    def resolve_model(self, key: KeyRecord, name: str, *, mode: str | None = None) -> ModelEntry:
+        """The catalog entry for ``name`` if ``key`` may use it.
+
+        Raises
+        ------
+        NotFound
+            No such model (of that mode).
+        PermissionDenied
+            The key may not use it.
+        """
+        entry = self._catalog().resolve(name, mode=mode)
+        if not key.allows_model(entry.id):
+            raise errors.PermissionDenied(
+                f"This API key is not allowed to use the model '{name}'.",
+                param="model",
+                code="model_not_allowed",
+            )
+        return entry
+
+    def key_status(self, key: KeyRecord) -> dict[str, Any]:
+        """What a key holder may know about its own key: its limits, this month's spend and budget left."""
+        return {
+            "object": "key",
+            "key_id": key.key_id,
+            "prefix": key.prefix,
+            "name": key.name,
+            "owner": {"sub": key.owner_sub, "email": key.owner_email},
+            "allowed_models": list(key.allowed_models) if key.allowed_models is not None else None,
+            "expires_at": key.expires_at,
+            "limits": {"rpm": key.rpm_limit, "tpm": key.tpm_limit},
+            **self._meter.spend(key),  # budget, usage
+        }
+
+    def count_tokens(self, model: ModelEntry, *, messages: list[dict[str, Any]] | None = None, text: str = "") -> int:
+        """A local estimate of a prompt's tokens for ``model`` (no Bedrock call, nothing billed)."""
+        return self._gateway.count_tokens(model, messages=messages, text=text)
+
+
+class _Resumed:
+    """``first``, then the rest of a started generator; closing it closes (and so bills) the rest."""
+
+    def __init__(self, first: Event, rest: Iterator[Event]) -> None:
+        self._first: list[Event] = [first]
+        self._rest = rest
+
+    def __iter__(self) -> _Resumed:
+        return self
+
+    def __next__(self) -> Event:
+        if self._first:
+            return self._first.pop()
+        return next(self._rest)
+
+    def close(self) -> None:
+        self._first.clear()
+        _close(self._rest)
+
+
+def _text_of(event: Event) -> str:
+    if isinstance(event, TextDelta):
+        return event.text
+    if isinstance(event, ReasoningDelta):
+        return event.text
+    if isinstance(event, ToolCallDelta):
+        return event.arguments
+    return ""
+
+
+def _close(upstream: Iterator[Event] | None) -> None:
+    close = getattr(upstream, "close", None)
+    if close is not None:
+        close()
+
+
+def _ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def usage_of(entry: UsageEntry | None) -> TokenUsage:
+    """The billed usage of an entry (zeros when nothing was billed)."""
+    return entry.usage if entry is not None else TokenUsage()

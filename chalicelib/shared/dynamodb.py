@@ -1,0 +1,186 @@
+"""DynamoDB: clients whose timeouts fit a Lambda invocation, numbers every implementation parses,
+and calls retried within a deadline.
+
+* **Numbers.** ``Decimal`` arithmetic produces exponent forms (``0E-9`` for a
+  zero left by ``cost - reserved``, ``2E-8`` for one token of Titan). DynamoDB
+  accepts them, but not every implementation does: moto (our local DynamoDB)
+  reads a number without a ``.`` as an integer and then fails on that item
+  forever. ``normalize_numbers`` rewrites every number a client sends to plain
+  positional notation (``0``, ``0.00000002``), at the one place all our writes
+  pass through: it is registered on each client ``resource``/``client`` build,
+  so no caller can forget it.
+* **Timeouts.** botocore waits 60 s to read by default and retries on top: a
+  stalled endpoint (accepts, never answers) would hold a request for minutes
+  and Lambda would kill it after Bedrock answered, with nothing logged.
+  ``client_config`` bounds each attempt; callers bound the whole operation
+  with a deadline (``Attempts``).
+* **Calls with a deadline.** botocore's own retries know nothing of the Lambda
+  invocation's remaining time, and it does not retry
+  ``TransactionConflictException`` at all. Every ledger and meter call goes
+  through ``Attempts.call``: transient failures (a conflicting transaction,
+  throttling, a timeout, a 5xx) are retried with jittered exponential backoff
+  while the next attempt can still finish before ``deadline``; anything else,
+  or running out of time, raises the last error.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+
+def plain_number(text: str) -> str:
+    """``text`` (a DynamoDB number) in positional notation, exactly.
+
+    ``"0E-9"`` → ``"0"``, ``"2E-8"`` → ``"0.00000002"``, ``"1.5E+3"`` → ``"1500"``.
+    """
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return text  # not a number: let DynamoDB refuse it with its own message
+    if not value.is_finite():
+        return text
+    if not value:
+        return "0"
+    return format(value.normalize(), "f")
+
+
+def dynamo_number(value: Decimal | int) -> Decimal:
+    """``value`` as a ``Decimal`` that serialises in positional notation (``Decimal("0E-9")`` → ``Decimal("0")``)."""
+    return Decimal(plain_number(str(value)))
+
+
+def _normalize(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1:
+            ((kind, inner),) = value.items()
+            if kind == "N" and isinstance(inner, str):
+                return {"N": plain_number(inner)}
+            if kind == "NS" and isinstance(inner, list):
+                return {"NS": [plain_number(v) if isinstance(v, str) else v for v in inner]}
+        return {k: _normalize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalize(v) for v in value]
+    return value
+
+
+def normalize_numbers(params: dict[str, Any], **_: Any) -> None:
+    """botocore ``before-parameter-build`` handler: every ``{"N": …}`` in the request in positional notation."""
+    for name, value in list(params.items()):
+        params[name] = _normalize(value)
+
+
+def install_number_normalizer(client: Any) -> Any:
+    """Register ``normalize_numbers`` on a boto3 DynamoDB client (after boto3's own serialisation)."""
+    client.meta.events.register_last("before-parameter-build.dynamodb", normalize_numbers)
+    return client
+
+
+def client_config(*, timeout_seconds: float, attempts: int) -> Any:
+    """botocore ``Config``: connect/read timeouts of ``timeout_seconds`` and at most ``attempts`` tries per call."""
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=timeout_seconds,
+        read_timeout=timeout_seconds,
+        retries={"mode": "standard", "total_max_attempts": attempts},
+        # The ledger counts its own write units in tests and benchmarks; nothing here needs more pools.
+        max_pool_connections=16,
+    )
+
+
+def resource(*, region: str, endpoint_url: str | None, timeout_seconds: float, attempts: int) -> Any:
+    """A boto3 DynamoDB resource with ``client_config`` and the number normalizer installed."""
+    import boto3
+
+    built = boto3.resource(
+        "dynamodb",
+        region_name=region,
+        endpoint_url=endpoint_url,
+        config=client_config(timeout_seconds=timeout_seconds, attempts=attempts),
+    )
+    install_number_normalizer(built.meta.client)
+    return built
+
+
+# -- calls with a deadline ----------------------------------------------------------------------
+
+#: Error codes worth another attempt. ``TransactionConflictException`` is a plain write
+#: on an item a transaction holds; ``TransactionCanceledException`` is checked separately
+#: (only its ``TransactionConflict``/throttling reasons are transient).
+TRANSIENT_CODES = frozenset(
+    {
+        "TransactionConflictException",
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionInProgressException",
+    }
+)
+TRANSIENT_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The DynamoDB error code of a botocore ``ClientError`` (None for other errors)."""
+    response = getattr(exc, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+
+
+def cancellation_reasons(exc: BaseException) -> list[str]:
+    """The per-item reason codes of a cancelled transaction (``"None"`` for items that were fine)."""
+    response = getattr(exc, "response", None) or {}
+    return [str(reason.get("Code")) for reason in response.get("CancellationReasons") or []]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures another attempt may not meet: conflicts, throttling, timeouts, 5xx."""
+    from botocore.exceptions import BotoCoreError
+
+    if isinstance(exc, BotoCoreError):
+        return True  # connect/read timeouts, dropped connections
+    code = error_code(exc)
+    if code == "TransactionCanceledException":
+        reasons = set(cancellation_reasons(exc)) - {"None"}
+        return bool(reasons) and reasons <= TRANSIENT_REASONS
+    return code in TRANSIENT_CODES
+
+
+@dataclass
+class Attempts:
+    """Retry policy and counters. ``timer``/``sleep``/``rng`` are injected by tests and the simulator."""
+
+    timer: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    backoff_seconds: float = 0.025
+    max_backoff_seconds: float = 0.4
+    #: The longest one attempt can take (botocore's connect + read timeouts): no attempt starts without it.
+    attempt_seconds: float = 0.0
+    rng: random.Random = field(default_factory=random.Random)
+    retries: int = 0
+
+    def call[T](
+        self, fn: Callable[[], T], *, deadline: float, transient: Callable[[BaseException], bool] = is_transient
+    ) -> T:
+        """``fn()``, retried while it fails transiently and time remains before ``deadline``."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except (ClientError, BotoCoreError) as exc:
+                if not transient(exc):
+                    raise
+                delay = min(self.max_backoff_seconds, self.backoff_seconds * 2**attempt)
+                delay *= 0.5 + self.rng.random() / 2
+                if self.timer() + delay + self.attempt_seconds > deadline:
+                    raise
+                attempt += 1
+                self.retries += 1
+                self.sleep(delay)

@@ -1,0 +1,69 @@
+"""Framework-neutral HTTP: the requests the edge hands routes, the answers routes give back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Headers of a streamed answer (server-sent events) and of a whole JSON one, for every protocol.
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One HTTP request, as every entry point (the Chalice app, the streaming function) hands it to a route."""
+
+    method: str
+    #: As the entry point has them: Chalice's case-insensitive mapping, or lower-cased names.
+    headers: Mapping[str, str]
+    body: bytes | str | None = None
+    query: Mapping[str, str] = field(default_factory=dict)
+    #: The path's parameters (``{"model_id": …}`` for ``/v1/models/{model_id}``).
+    params: Mapping[str, str] = field(default_factory=dict)
+    #: The path the caller sent, stage included (API Gateway's ``requestContext.path``), when known.
+    path: str | None = None
+    #: API Gateway's own id for the request (in its logs too), when there is one.
+    gateway_request_id: str | None = None
+    #: Unix time by which the whole answer must be out; set by the streaming function, whose routes
+    #: may run for minutes (the buffered ones end inside API Gateway's 29 s).
+    deadline: float | None = None
+
+
+@dataclass
+class HttpResult:
+    """A framework-neutral HTTP answer."""
+
+    body: dict[str, Any] | str
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StreamingResult:
+    """An HTTP answer whose body leaves chunk by chunk, as it is produced.
+
+    ``status`` and ``headers`` are final before the first chunk is asked for.
+    Whoever sends the body must call ``close()`` when it stops early (the client
+    went away, the function is out of time): the producer then stops the
+    upstream call and bills what was generated.
+    """
+
+    status: int
+    headers: dict[str, str]
+    chunks: Iterator[bytes]
+    #: What stops the upstream and bills (``Turn.close``). Closing a generator that has not started
+    #: runs none of its code, its ``finally`` included: without this, an answer closed before its first
+    #: chunk would be billed only when garbage-collected, or never if the process ends first.
+    on_close: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        """Stop producing (idempotent); runs the producer's clean-up and billing."""
+        try:
+            close = getattr(self.chunks, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if self.on_close is not None:
+                self.on_close()

@@ -1,0 +1,87 @@
+"""Usage: the tokens a call used and the bill it produced, as every layer passes them on.
+
+``TokenUsage`` counts tokens the way Bedrock bills them; ``UsageEntry`` is one
+billed call: what the ledger stores (``chalicelib/accounting/ledger.py``), what
+a turn's last event carries, what every protocol renders its cost from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """Tokens as Bedrock bills them: ``input_tokens`` excludes cache reads and writes."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        """OpenAI's ``prompt_tokens``: every input token, cached or not."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+
+@dataclass(frozen=True)
+class UsageEntry:
+    """One billed request, as the ledger stores it."""
+
+    request_id: str
+    key_id: str
+    owner_sub: str
+    model: str
+    bedrock_model_id: str
+    operation: str
+    usage: TokenUsage
+    cost: Decimal
+    latency_ms: int
+    status: str
+    timestamp: str
+    #: What admission reserved on the key's and owner's month (released as this entry is aggregated).
+    reserved_key_usd: Decimal = Decimal(0)
+    reserved_owner_usd: Decimal = Decimal(0)
+    #: The month admission reserved in (``YYYY-MM``): its reservation is given back there, whenever
+    #: the entry is billed. Empty: the entry's own month (entries from before this field existed).
+    budget_month: str = ""
+    #: The rate-limit window admission counted ``counted_tokens`` in (epoch seconds), if any.
+    rate_window: int | None = None
+    counted_tokens: int = 0
+    #: True when ``cost`` was capped at the reservation; ``usage_cost`` is then what the usage costs.
+    capped: bool = False
+    usage_cost: Decimal | None = None
+
+    @property
+    def day(self) -> str:
+        return self.timestamp[:10]
+
+    @property
+    def month(self) -> str:
+        return self.timestamp[:7]
+
+    @property
+    def reservation_month(self) -> str:
+        """The month whose ``committed`` this entry's reservation and cost belong to."""
+        return self.budget_month or self.month
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict (money as strings, never a float): the reconcile format."""
+        data = asdict(self)
+        for name in ("cost", "reserved_key_usd", "reserved_owner_usd", "usage_cost"):
+            if data[name] is not None:
+                data[name] = str(data[name])
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> UsageEntry:
+        """Inverse of ``to_json`` (trusting its input: ``reconcile.parse_line`` validates first)."""
+        values = dict(data)
+        values["usage"] = TokenUsage(**values["usage"])
+        for name in ("cost", "reserved_key_usd", "reserved_owner_usd", "usage_cost"):
+            if values.get(name) is not None:
+                values[name] = Decimal(str(values[name]))
+        return cls(**values)
