@@ -1,41 +1,47 @@
-"""Deferred imports in the artifact: LiteLLM's and the OpenAI SDK's imports run when first used.
+"""Deferred imports in the artifact: LiteLLM and the OpenAI SDK load what they use when they use it.
 
 ``import litellm`` executed ~3,000 modules (2.2 s, most of a cold start) because
 every module imports, at its top, everything any of its functions might use:
-the proxy's types, every provider, the OpenAI SDK's evals, graders and beta
-assistants. The gateway calls a few of those functions. This rule rewrites the
-modules of ``LAZY_PACKAGES`` in the staged artifact so that a top-level import
-whose names nothing at module level uses is deferred: the module no longer
-runs it, and the first function (or outside caller) that asks for one of its
-names imports it then (``tools/lazy_runtime.py``, shipped as
-``_pennyworth_lazy.py``). What a module needs while it is being imported (a
-base class, a decorator, a class-body annotation pydantic evaluates, a
-module-level call) still loads eagerly: nothing is stubbed or dropped, and a
-name resolves to the very object the eager import would have bound.
+every provider, the proxy's types, the logging integrations, the OpenAI SDK's
+evals, graders and beta assistants. The gateway calls a few of those functions.
+This rule rewrites the modules of ``LAZY_PACKAGES`` in the staged artifact so that
+what nothing reads while a module is being imported is made the first time one of
+its names is looked up (``tools/lazy_runtime.py``, shipped as
+``_pennyworth_lazy.py``, resolves the names through the module's builtins and its
+module class). Nothing is stubbed or dropped: a name resolves to the very object
+the eager module would have bound, or raises the same error where it is used.
 
-The analysis, per module:
+What is deferred, per module (``Project.plan``):
 
-* A top-level ``import``/``from … import`` is deferred when none of its names is
-  read by code that runs at import time (module level, class bodies, decorators,
-  default values) and none is bound twice. Function bodies run later.
-* Function signatures and module-level variable annotations become strings
-  (PEP 563, as ``from __future__ import annotations`` makes them, but class
-  bodies are left alone so pydantic, dataclasses and TypedDict see what they
-  always saw). ``typing.get_type_hints`` and pydantic evaluate such strings
-  with the module's globals, which resolve deferred names.
-* ``from x import *`` is deferred when x's public names are known statically
-  (its ``__all__`` literal, or what it binds), none is read at import time, and
-  the names that replace an earlier, different binding are unbound at that
-  point (the star import's value wins, as it would have).
-* A module that calls ``globals()`` (or ``locals()``/``vars()`` at module level)
-  is left as it is: its namespace is read directly.
+* a top-level ``import``/``from … import`` none of whose names is read at import
+  time (module level, class bodies, decorators, default values) or bound by
+  anything else; a name several such imports bind resolves to the last one's;
+* a top-level ``name = <expression>`` (kept as a lambda), ``class`` or block made
+  only of imports and assignments (``try: import x / except ImportError: x =
+  None``), kept as comments, whose names only functions or other deferred
+  definitions read, and whose reads are each bound by one statement;
+* ``from x import *`` when x's public names are known statically (its
+  ``__all__`` literal, or what it binds) and none is read at import time; the
+  earlier bindings it replaces by other values are unbound at that point.
 
-A module is rewritten by exact edits of its source text at the AST's positions
-(its comments and layout stay); the result must compile, or the build fails. ``tests/test_lazy_imports.py`` holds
-the semantics; ``make test-artifact`` runs every LiteLLM path the gateway uses
-against the rewritten artifact, and fails when the cold path loads a module a
-rule was meant to keep out (a LiteLLM upgrade that defeats a rule is a failing
-test, not a silent slow start).
+Signature and module-level variable annotations become strings (PEP 563, which
+``from __future__ import annotations`` gives; class bodies keep theirs, as
+pydantic, dataclasses and TypedDict read them while a class is built):
+``typing.get_type_hints`` and pydantic evaluate them with the module's globals,
+which resolve deferred names. A module that calls ``globals()`` (or ``locals()``
+or ``vars()`` at module level) is left as it is: it reads its namespace directly.
+
+A module is rewritten by exact edits of its source at the AST's positions (its
+comments stay, its lines keep their numbers but for the install line); the result
+must compile, or the build stops. The bytecode step (``compile_deferred_classes``)
+compiles each imported module's deferred classes and blocks beside its bytecode,
+with the names the build's trace resolved in it (hot: resolved as its import ends,
+so a cold path's own work is not left for after Bedrock has answered).
+
+``tests/test_lazy_imports.py`` holds the semantics; ``make test-artifact`` runs
+every LiteLLM path the gateway uses against the rewritten artifact and fails when a
+cold chat loads a module a rule keeps out (``tests/test_artifact.py``): a LiteLLM
+upgrade that defeats a rule is a failing test, not a silent slow start.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ RUNTIME_MODULE = "_pennyworth_lazy"
 #: A rewritten module's own ``__getattr__`` is renamed so its deferred names come first.
 MODULE_GETATTR = "_pennyworth_module_getattr"
 #: Beside a module's bytecode (``x.cpython-312.pyc`` → ``x.cpython-312.pennyworth-classes``): its
-#: deferred classes, compiled, which the runtime runs instead of compiling their commented lines.
+#: deferred classes and blocks, compiled (run instead of compiling their commented lines), and its hot names.
 CLASSES_SUFFIX = ".pennyworth-classes"
 RUNTIME_SOURCE = Path(__file__).with_name("lazy_runtime.py")
 
