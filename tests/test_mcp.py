@@ -400,3 +400,79 @@ def test_count_tokens_estimates_cost_from_catalog_prices(client: Client, key) ->
     assert messages["model"] == "nova-micro" and messages["input_tokens"] >= tokens
     assert "not both" in failed(call_tool(client, plaintext, "count_tokens", {}))
     assert wiring.ledger().entries_for_key(record.key_id) == []  # nothing called, nothing billed
+
+
+# -- argument validation (no jsonschema at run time) ----------------------------------------
+
+
+def _keywords(schema: dict) -> set[str]:
+    found = set(schema)
+    for key, value in schema.items():
+        if key == "properties":
+            for each in value.values():
+                found |= _keywords(each)
+        elif key == "items":
+            found |= _keywords(value)
+        elif key == "oneOf":
+            for each in value:
+                found |= _keywords(each)
+    return found
+
+
+def test_every_keyword_the_tools_input_schemas_use_is_checked() -> None:
+    # Adding a keyword (a "pattern", a "maxLength") to a tool's schema must come with its check.
+    for name, schema in mcp_parse.INPUT_SCHEMAS.items():
+        assert _keywords(schema) <= mcp_parse.SCHEMA_KEYWORDS, name
+
+
+HOSTILE_ARGUMENTS = [
+    {},
+    {"prompt": "hi"},
+    {"prompt": ""},
+    {"prompt": 3},
+    {"prompt": None},
+    {"prompt": "hi", "max_tokens": 0},
+    {"prompt": "hi", "max_tokens": 1},
+    {"prompt": "hi", "max_tokens": 1.0},
+    {"prompt": "hi", "max_tokens": 1.5},
+    {"prompt": "hi", "max_tokens": True},
+    {"prompt": "hi", "temperature": 1},
+    {"prompt": "hi", "temperature": 1.01},
+    {"prompt": "hi", "temperature": -0.0},
+    {"prompt": "hi", "temperature": "0.5"},
+    {"prompt": "hi", "colour": "red"},
+    {"messages": []},
+    {"messages": [{"role": "user", "content": "x"}]},
+    {"messages": [{"role": "robot", "content": "x"}]},
+    {"messages": [{"role": "user"}]},
+    {"messages": [{"role": "user", "content": ["x"]}]},
+    {"messages": [{"role": "user", "content": "x", "name": "n"}]},
+    {"messages": ["user"]},
+    {"messages": {"role": "user"}},
+    {"mode": "chat"},
+    {"mode": "embeddings"},
+    {"mode": None},
+    {"input": "x"},
+    {"input": ""},
+    {"input": []},
+    {"input": ["x", ""]},
+    {"input": ["x", "y"]},
+    {"input": [1]},
+    {"input": 1},
+    {"input": "x", "dimensions": 256},
+    {"input": "x", "dimensions": "256"},
+    {"text": "x", "max_output_tokens": 0},
+    {"text": "x", "max_output_tokens": -1},
+    {"text": 1},
+    {"model": 1},
+    {"model": "nova-micro", "prompt": "x", "system": "be brief"},
+]
+
+
+@pytest.mark.parametrize("tool", sorted(mcp_parse.INPUT_SCHEMAS))
+def test_argument_checks_agree_with_json_schema_itself(tool: str) -> None:
+    # jsonschema is the reference; the gateway no longer imports it.
+    reference = Draft202012Validator(mcp_parse.INPUT_SCHEMAS[tool])
+    for arguments in HOSTILE_ARGUMENTS:
+        ours = next(mcp_parse.schema_problems(mcp_parse.INPUT_SCHEMAS[tool], arguments, ()), None)
+        assert (ours is None) == reference.is_valid(arguments), (tool, arguments, ours)
