@@ -46,7 +46,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-TABLES = {"KeysTable": "bench-keys", "UsageTable": "bench-usage", "AuditTable": "bench-audit"}
+TABLES = {
+    "KeysTable": "bench-keys",
+    "UsageTable": "bench-usage",
+    "AuditTable": "bench-audit",
+    "CatalogTable": "bench-catalog",
+}
 GOALS = {"chat_vs_bare_litellm": 0.5, "non_llm_vs_import_boto3": 2.0, "peak_rss_mb": 300}
 
 # Runs in the fresh interpreter: everything it imports comes from sys.argv[1].
@@ -240,6 +245,7 @@ def main() -> int:
             "PENNYWORTH_KEYS_TABLE": TABLES["KeysTable"],
             "PENNYWORTH_USAGE_TABLE": TABLES["UsageTable"],
             "PENNYWORTH_AUDIT_TABLE": TABLES["AuditTable"],
+            "PENNYWORTH_CATALOG_TABLE": TABLES["CatalogTable"],
         }
         chat = {"model": "nova-micro", "messages": [{"role": "user", "content": "Hello, cold start"}]}
         stream_event = event("POST", "/v1/chat/completions", key, {**chat, "stream": True})

@@ -46,6 +46,7 @@ TABLE_NAMES = {
     "KeysTable": "pennyworth-local-keys",
     "UsageTable": "pennyworth-local-usage",
     "AuditTable": "pennyworth-local-audit",
+    "CatalogTable": "pennyworth-local-catalog",
 }
 #: Files in the state directory: moto's pickled AWS, and the stack's ids and secrets.
 AWS_STATE = "aws.pickle"
@@ -222,6 +223,7 @@ class DevStack:
             "PENNYWORTH_KEYS_TABLE": TABLE_NAMES["KeysTable"],
             "PENNYWORTH_USAGE_TABLE": TABLE_NAMES["UsageTable"],
             "PENNYWORTH_AUDIT_TABLE": TABLE_NAMES["AuditTable"],
+            "PENNYWORTH_CATALOG_TABLE": TABLE_NAMES["CatalogTable"],
             "PENNYWORTH_COGNITO_USER_POOL_ID": stack["user_pool_id"],
             "PENNYWORTH_COGNITO_CLIENT_ID": stack["client_id"],
             "PENNYWORTH_COGNITO_CONSOLE_CLIENT_ID": stack["console_client_id"],

@@ -22,7 +22,7 @@ from chalicelib import errors
 from chalicelib.accounting.aggregator import Aggregator
 from chalicelib.accounting.ledger import Ledger
 from chalicelib.accounting.metering import Meter
-from chalicelib.catalog.catalog import load_catalog
+from chalicelib.catalog import load_catalog
 from chalicelib.keys.store import KeyStore
 from chalicelib.settings import DEFAULT_CATALOG
 from chalicelib.shared.usage import TokenUsage

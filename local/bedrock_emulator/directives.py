@@ -30,7 +30,7 @@ FAULTS: dict[str, tuple[str, str]] = {
 
 _FLAGS = frozenset({"cut", "cut_clean", "stream_error", "parallel"})
 _NUMBERS = frozenset({"sleep", "chunk_delay"})
-_COUNTS = frozenset({"cache_read", "cache_write", "tokens"})
+_COUNTS = frozenset({"cache_read", "cache_write", "cache_write_1h", "tokens"})
 KNOWN = frozenset(FAULTS) | _FLAGS | _NUMBERS | _COUNTS | {"tool"}
 
 
@@ -49,6 +49,7 @@ class Directives:
     tool_name: str | None = None
     cache_read: int | None = None
     cache_write: int | None = None
+    cache_write_1h: int | None = None
     tokens: int | None = None
 
 

@@ -46,7 +46,7 @@ def test_the_moto_server_saves_and_restores_tables_users_and_signing_keys(tmp_pa
     server = _moto(port, state, log)
     try:
         bootstrap.create_tables(boto3.client("dynamodb", endpoint_url=url, **AWS), {
-            "KeysTable": "k", "UsageTable": "u", "AuditTable": "a"})  # fmt: skip
+            "KeysTable": "k", "UsageTable": "u", "AuditTable": "a", "CatalogTable": "c"})  # fmt: skip
         boto3.resource("dynamodb", endpoint_url=url, **AWS).Table("k").put_item(Item={"key_id": "kept"})
         cognito = boto3.client("cognito-idp", endpoint_url=url, **AWS)
         pool = bootstrap.create_user_pool(cognito, "p")
