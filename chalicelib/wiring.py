@@ -157,7 +157,8 @@ def provider_secrets() -> ParameterSecrets:
 @functools.cache
 def model_service() -> ModelService:
     """The model service: admission, the Bedrock call and billing, shared by every protocol adapter."""
-    return ModelService(catalog=catalog, gateway=gateway(), meter=meter(), prefetch=live_catalog().prefetch)
+    live = live_catalog()
+    return ModelService(catalog=catalog, gateway=gateway(), meter=meter(), prefetch=live.prefetch, recheck=live.recheck)
 
 
 @functools.cache

@@ -208,3 +208,20 @@ def test_a_cold_function_without_a_snapshot_fails_loudly(live: LiveCatalog, tabl
     table.fail = True
     with pytest.raises(TimeoutError):
         live()
+
+
+def test_a_name_the_snapshot_does_not_know_is_checked_against_the_table_at_most_once_a_second(
+    live: LiveCatalog, table, clock
+) -> None:
+    # GIVEN a fresh snapshot, and a model added since by another function
+    live()
+    table.version = 2
+    clock[0] += 1.5
+    # WHEN a caller names it THEN the table is read, and the new catalog answers
+    assert live.recheck().version == 2
+    # AND a stream of unknown names costs at most one read a second
+    reads = table.version_reads
+    for _ in range(100):
+        clock[0] += 0.001
+        live.recheck()
+    assert table.version_reads == reads

@@ -302,3 +302,24 @@ def test_an_unreadable_item_takes_only_its_model_out_of_service(
     assert any(line.get("event") == "catalog_item_unreadable" and line["model"] == "nova-lite" for line in lines)
     listed = {m["id"]: m for m in as_admin.call("get", "/admin/models").json_body["data"]}
     assert listed["nova-lite"]["status"] == "unreadable"
+
+
+def test_a_model_added_on_another_function_is_served_on_its_first_request(
+    client: Client, admin_key: tuple[Any, str], aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.catalog import Rules, live
+    from chalicelib.catalog.entry import new_document
+
+    monkeypatch.setattr(live, "MISS_RECHECK_SECONDS", 0.0)  # the snapshot below is a second old, not a moment
+    # GIVEN this function's snapshot, just read (it would not look at the table again for 10 s)
+    _, secret = admin_key
+    assert chat(secret, "nova-micro").status_code == 200
+    # WHEN another function's admin adds a model (straight into the table: this snapshot is not told)
+    store = wiring.catalog_store()
+    stored = store.read()
+    document = new_document({"alias": "nova-pro", "provider": "bedrock", "model_id": NOVA_PRO},
+                            rules=Rules(region="us-east-1"), price_map=bundled_price_map, now="2026-12-01T00:00:00Z",
+                            actor="elsewhere")  # fmt: skip
+    store.put({**document, "position": 99}, read_version=stored.version, previous=None)
+    # THEN the first request naming it is answered, not refused
+    assert chat(secret, "nova-pro").status_code == 200

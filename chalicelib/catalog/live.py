@@ -15,7 +15,9 @@ one ``MAX_AGE_SECONDS`` old, so a change committed at time T is seen by every re
 T + ``MAX_AGE_SECONDS`` on every function. If DynamoDB cannot be read in time, the request
 is served from the snapshot it has (logged): an unreachable catalog table never takes the
 gateway down. The admin API reads the table itself and refreshes its own function's snapshot
-after each change (``refresh``), so the admin who made a change sees it at once.
+after each change (``refresh``), so the admin who made a change sees it at once; and a name the
+snapshot does not know is checked against the table before it is refused (``recheck``, at most
+once a second), so a model just added is served at once everywhere, on its first request.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from chalicelib.observability import logger
 
 REFRESH_AFTER_SECONDS = 10.0
 MAX_AGE_SECONDS = 30.0
+#: A name the snapshot does not know is checked against the table at most this often per function.
+MISS_RECHECK_SECONDS = 1.0
 
 
 class LiveCatalog:
@@ -102,6 +106,22 @@ class LiveCatalog:
             age = now - self._read_at
         if age >= self._refresh_after:
             self._start(now, not_before=now - self._max_age if age >= self._max_age else None)
+
+    def recheck(self) -> Catalog:
+        """The catalog after a name was not found in it: read the version now, unless it was just read.
+
+        A model added a moment ago on another function is then served at once, on its first
+        request; a caller naming unknown models costs at most one ``GetItem`` a second.
+        """
+        now = self._monotonic()
+        with self._lock:
+            snapshot, age = self._snapshot, now - self._read_at
+        if snapshot is not None and age < MISS_RECHECK_SECONDS:
+            return snapshot
+        try:
+            return self._start(now, not_before=now).result(timeout=self._wait)
+        except Exception:  # noqa: BLE001 - the snapshot answers (a 404), as it would have
+            return snapshot if snapshot is not None else self()
 
     def refresh(self) -> Catalog:
         """Read the catalog now and serve it from here on (after an admin's change on this function).

@@ -95,12 +95,15 @@ class ModelService:
         meter: Meter,
         clock: Callable[[], float] = time.time,
         prefetch: Callable[[], None] | None = None,
+        recheck: Callable[[], Catalog] | None = None,
     ) -> None:
         self._catalog = catalog
         self._gateway = gateway
         self._meter = meter
         self._clock = clock
         self._prefetch = prefetch
+        #: The catalog read again after a name was not found (a model added on another function).
+        self._recheck = recheck
 
     def prefetch(self) -> None:
         """Start refreshing the catalog snapshot if this request will need it (never waits).
@@ -373,7 +376,12 @@ class ModelService:
         PermissionDenied
             The key may not use it.
         """
-        entry = (catalog or self._catalog()).resolve(name, mode=mode)
+        try:
+            entry = (catalog or self._catalog()).resolve(name, mode=mode)
+        except errors.NotFound:
+            if catalog is not None or self._recheck is None:
+                raise
+            entry = self._recheck().resolve(name, mode=mode)
         if not key.allows_model(entry.id):
             raise errors.PermissionDenied(
                 f"This API key is not allowed to use the model '{name}'.",
