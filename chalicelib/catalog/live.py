@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from chalicelib.catalog.catalog import Catalog
 from chalicelib.observability import logger
@@ -70,6 +70,8 @@ class LiveCatalog:
         self._read_at = float("-inf")  # when the read behind the snapshot began
         self._running: Future[Catalog] | None = None
         self._running_since = float("-inf")
+        #: One worker, started on first use and kept: a refresh costs no thread start.
+        self._worker: ThreadPoolExecutor | None = None
 
     def __call__(self) -> Catalog:
         """The catalog to serve this request from (waits only when the snapshot is too old or absent).
@@ -141,7 +143,9 @@ class LiveCatalog:
                 return running
             future: Future[Catalog] = Future()
             self._running, self._running_since = future, now
-        threading.Thread(target=self._refresh, args=(future, now), name="catalog-refresh", daemon=True).start()
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(max_workers=2, thread_name_prefix="catalog-refresh")
+        self._worker.submit(self._refresh, future, now)
         return future
 
     def _refresh(self, future: Future[Catalog], began: float) -> None:
