@@ -97,13 +97,14 @@ def test_a_price_change_is_a_new_version_and_usage_explains_both(
     assert [v["version"] for v in changed.json_body["price_versions"]] == [1, 2]
     assert chat(secret, "nova-pro").status_code == 200
     # THEN each bill names the version that priced it, and costs exactly that version's prices
-    first, second = entries(usage_table, record.key_id)
+    # (entries of one second sort by request id, not by time: take them by version)
+    by_version = {int(e["price_version"]): e for e in entries(usage_table, record.key_id)}
+    first, second = by_version[1], by_version[2]
     for entry, (inp, out) in ((first, ("0.50", "1.50")), (second, ("2", "3"))):
         expected = Decimal(inp) / 1_000_000 * int(entry["input_tokens"]) + Decimal(out) / 1_000_000 * int(
             entry["output_tokens"]
         )
         assert Decimal(entry["cost"]) == expected
-    assert (int(first["price_version"]), int(second["price_version"])) == (1, 2)
     # AND usage by price shows both versions, each with its prices and what it billed
     drain(usage_table)
     report = as_admin.call("get", "/admin/usage?group_by=price").json_body
@@ -302,6 +303,13 @@ def test_an_unreadable_item_takes_only_its_model_out_of_service(
     assert any(line.get("event") == "catalog_item_unreadable" and line["model"] == "nova-lite" for line in lines)
     listed = {m["id"]: m for m in as_admin.call("get", "/admin/models").json_body["data"]}
     assert listed["nova-lite"]["status"] == "unreadable"
+    # WHEN an admin fixes it THEN a change without prices is refused with the reason, one with prices serves it
+    refused = error_of(as_admin.call("patch", "/admin/models/nova-lite", {"note": "fixed"}), 400)
+    assert refused["param"] == "prices" and "cannot be read" in refused["message"]
+    fixed = as_admin.call("patch", "/admin/models/nova-lite", {"prices": {"input": "0.06", "output": "0.24"}})
+    assert fixed.status_code == 200, fixed.body
+    assert [v["version"] for v in fixed.json_body["price_versions"]] == [2]  # never reusing an old number
+    assert chat(secret, "nova-lite").status_code == 200
 
 
 def test_a_model_added_on_another_function_is_served_on_its_first_request(

@@ -288,6 +288,7 @@ def new_document(
     document["price_versions"] = [
         PriceVersion(1, BEGINNING, first[0], first[1], set_by=actor, set_at=now).to_document()
     ]
+    check_document(document)
     return document
 
 
@@ -340,7 +341,7 @@ def updated_document(
     fields = _checked(merged, partial=False)
     _check_rules(fields, rules)
     _check_capability_limits(fields["capabilities"])
-    versions = list(current.get("price_versions") or [])
+    versions, unreadable = _stored_versions(current.get("price_versions"))
     new_prices: tuple[Prices, str] | None = None
     if "prices" in body or body.get("free") is True or body.get("prices_from_map"):
         known = _map_prices_entry(fields, rules, price_map) if body.get("prices_from_map") else {}
@@ -348,17 +349,61 @@ def updated_document(
         merged["free"] = bool(body.get("free", False))
     elif body.get("free") is False and current.get("free"):
         raise InvalidRequest("A free model needs prices to stop being free: send prices too.", param="prices")
+    if new_prices is None and unreadable is not None:
+        raise InvalidRequest(
+            f"This model's stored prices cannot be read ({unreadable}): send prices, which replace them.",
+            param="prices",
+        )
     if new_prices is not None:
         effective = _effective_from(body.get("effective_from"), now, versions)
+        # Numbers keep rising past unreadable versions, so no ledger entry's version is reused.
+        # (Every model had a version 1: an unreadable list is taken to have held at least that.)
+        floor = max(unreadable_count(current), 1) if unreadable is not None else 0
+        number = max([int(v.get("version", 0)) for v in versions] + [floor]) + 1
+        if unreadable is not None:
+            effective = BEGINNING if not versions else effective
         versions.append(
-            PriceVersion(
-                len(versions) + 1, effective, new_prices[0], new_prices[1], set_by=actor, set_at=now
-            ).to_document()
+            PriceVersion(number, effective, new_prices[0], new_prices[1], set_by=actor, set_at=now).to_document()
         )
     elif "effective_from" in body:
         raise InvalidRequest("effective_from goes with new prices: send prices too.", param="effective_from")
     merged["price_versions"] = versions
+    check_document(merged)
     return merged
+
+
+def _stored_versions(raw: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """A stored model's price versions, re-read; none and the reason when they cannot be read."""
+    try:
+        return [v.to_document() for v in price_versions_from_document(raw)], None
+    except InvalidRequest as exc:
+        return [], exc.message
+
+
+def unreadable_count(document: Mapping[str, Any]) -> int:
+    """How many versions a stored list held, readable or not (so new numbers never repeat old ones)."""
+    raw = document.get("price_versions")
+    return len(raw) if isinstance(raw, list) else 0
+
+
+def check_document(document: Mapping[str, Any]) -> ModelEntry:
+    """The entry a document to be stored describes, every field checked.
+
+    Raises
+    ------
+    InvalidRequest
+        What ``entry_from_document`` would find wrong, naming the field.
+    """
+    try:
+        return entry_from_document(document)
+    except CatalogError as exc:
+        message = str(exc)
+        raise InvalidRequest(message.split(": ", 1)[-1], param=_param_in(message)) from None
+
+
+def _param_in(message: str) -> str | None:
+    found = re.search(r"\b(price_versions\[[0-9]+\][\w.\[\]]*|[a-z_]+(?:\.[a-z_0-9]+)*)\b", message.split(": ", 1)[-1])
+    return found.group(1) if found else None
 
 
 def _effective_from(raw: Any, now: str, versions: Sequence[Mapping[str, Any]]) -> str:

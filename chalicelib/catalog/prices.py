@@ -280,7 +280,7 @@ def price_versions_from_document(raw: Any) -> tuple[PriceVersion, ...]:
     """
     if not isinstance(raw, list) or not raw:
         raise InvalidRequest("price_versions must be a non-empty list.", param="price_versions")
-    versions = []
+    versions: list[PriceVersion] = []
     for index, item in enumerate(raw):
         at = f"price_versions[{index}]"
         if not isinstance(item, Mapping):
@@ -288,8 +288,9 @@ def price_versions_from_document(raw: Any) -> tuple[PriceVersion, ...]:
         number = item.get("version")
         if isinstance(number, Decimal) and number == number.to_integral_value():
             number = int(number)
-        if isinstance(number, bool) or not isinstance(number, int) or number != index + 1:
-            raise InvalidRequest(f"{at}.version must be {index + 1}.", param=f"{at}.version")
+        previous = versions[-1].version if versions else 0
+        if isinstance(number, bool) or not isinstance(number, int) or number <= previous:
+            raise InvalidRequest(f"{at}.version must be a whole number above {previous}.", param=f"{at}.version")
         effective = item.get("effective_from")
         if not isinstance(effective, str) or not effective.endswith("Z"):
             raise InvalidRequest(f"{at}.effective_from must be an ISO 8601 UTC time.", param=f"{at}.effective_from")
