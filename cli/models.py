@@ -331,11 +331,16 @@ def _model_panel(model: dict[str, Any]) -> output.TableData:
             f"write 5m ${p['cache_write']}, write 1h ${p['cache_write_1h']}",
         ),  # fmt: skip
         ("tiers", _tiers_text(p)),
-        ("price version", f"{p['version']} (from {p['effective_from']}, {p['source']})"),
+        ("price version", f"{p['version']} (from {_since(p['effective_from'])}, {p['source']})"),
         ("note", model.get("note") or None),
         ("updated", f"{model.get('updated_at')} by {model.get('updated_by')}" if model.get("updated_at") else None),
     ]
     return output.table(model["id"], ["field", "value"], rows, panel=True)
+
+
+def _since(moment: str) -> str:
+    """A version's start: its time, or "the start" for a model's first prices (in force from the beginning)."""
+    return "the start" if moment.startswith("1970-") else moment
 
 
 def _versions_table(versions: list[dict[str, Any]]) -> output.TableData:
@@ -343,7 +348,7 @@ def _versions_table(versions: list[dict[str, Any]]) -> output.TableData:
         "Price versions (USD per million tokens)",
         ["version", "from", "input", "output", "cache read", "write 5m", "write 1h", "tiers", "source", "by"],
         [
-            (v["version"], v["effective_from"], money(v["input"]), money(v["output"]), money(v["cache_read"]),
+            (v["version"], _since(v["effective_from"]), money(v["input"]), money(v["output"]), money(v["cache_read"]),
              money(v["cache_write"]), money(v["cache_write_1h"]), _tiers_text(v), v["source"], v.get("set_by"))
             for v in versions
         ],

@@ -431,14 +431,14 @@ def _check_names(stored: Stored, document: Mapping[str, Any]) -> None:
         for name in names:
             if name in taken:
                 raise errors.InvalidRequest(
-                    f"{param}: '{name}' is already a name of the model '{taken[name]}'; every alias, extra alias "
+                    f"'{name}' is already a name of the model '{taken[name]}'; every alias, extra alias "
                     "and Bedrock model id names one model.",
                     param=param,
                     code="name_taken",
                 )
     if candidate.bedrock_model_id and candidate.bedrock_model_id in taken:
         raise errors.InvalidRequest(
-            f"model_id: the model '{taken[candidate.bedrock_model_id]}' already serves the Bedrock model "
+            f"The model '{taken[candidate.bedrock_model_id]}' already serves the Bedrock model "
             f"'{candidate.bedrock_model_id}' (callers may name it by that id); give that model another alias instead.",
             param="model_id",
             code="name_taken",

@@ -512,7 +512,7 @@ def _check_rules(fields: Mapping[str, Any], rules: Rules) -> None:
                 )
         if not rules.allows_bedrock(fields["model_id"]):
             raise InvalidRequest(
-                f"model_id: the Bedrock model '{bedrock_base_id(fields['model_id'])}' is outside the models this "
+                f"The Bedrock model '{bedrock_base_id(fields['model_id'])}' is outside the models this "
                 f"stack may invoke (AllowedBedrockModels: {', '.join(rules.allowed_bedrock_models)}). Its IAM "
                 "role would be refused by Bedrock: deploy the stack with a wider AllowedBedrockModels parameter "
                 "to add it.",
