@@ -64,6 +64,7 @@ TABLES = {
     "KeysTable": "pennyworth-local-keys",
     "UsageTable": "pennyworth-local-usage",
     "AuditTable": "pennyworth-local-audit",
+    "CatalogTable": "pennyworth-local-catalog",
 }
 START = datetime(2026, 11, 10, 12, 0, 0, tzinfo=UTC)  # mid-month: no month edge in the run
 #: The aggregator's event source as infra/template.json configures it (batching window, batch size).
@@ -179,7 +180,7 @@ def run(
     from moto import mock_aws
 
     from chalicelib.accounting.aggregator import Aggregator, wanted
-    from chalicelib.catalog.catalog import load_catalog
+    from chalicelib.catalog import load_catalog
     from chalicelib.observability import logger
     from chalicelib.settings import DEFAULT_CATALOG
     from chalicelib.shared.dynamodb import Attempts

@@ -21,7 +21,11 @@ ENV: dict[str, str | None] = {
     "PENNYWORTH_KEYS_TABLE": "pennyworth-local-keys",
     "PENNYWORTH_USAGE_TABLE": "pennyworth-local-usage",
     "PENNYWORTH_AUDIT_TABLE": "pennyworth-local-audit",
+    "PENNYWORTH_CATALOG_TABLE": "pennyworth-local-catalog",
     "PENNYWORTH_CATALOG_PATH": None,
+    # The template's AllowedBedrockModels (what the functions' role may invoke), comma-separated.
+    "PENNYWORTH_ALLOWED_BEDROCK_MODELS": "anthropic.*,amazon.nova-*,amazon.titan-*,cohere.embed-*,meta.*,mistral.*",
+    "PENNYWORTH_PROVIDER_KEY_PREFIX": "/pennyworth/local/",
     "PENNYWORTH_AWS_ENDPOINT_URL": None,
     "PENNYWORTH_BEDROCK_ENDPOINT_URL": None,
     "PENNYWORTH_BEDROCK_REGION": None,
@@ -67,7 +71,10 @@ class Settings:
     keys_table: str
     usage_table: str
     audit_table: str
+    catalog_table: str
     catalog_path: Path
+    allowed_bedrock_models: tuple[str, ...]
+    provider_key_prefix: str
     aws_endpoint_url: str | None
     bedrock_endpoint_url: str | None
     bedrock_region: str
@@ -105,7 +112,10 @@ class Settings:
             keys_table=_required(get, "PENNYWORTH_KEYS_TABLE"),
             usage_table=_required(get, "PENNYWORTH_USAGE_TABLE"),
             audit_table=_required(get, "PENNYWORTH_AUDIT_TABLE"),
+            catalog_table=_required(get, "PENNYWORTH_CATALOG_TABLE"),
             catalog_path=Path(get("PENNYWORTH_CATALOG_PATH") or DEFAULT_CATALOG),
+            allowed_bedrock_models=_patterns(get, "PENNYWORTH_ALLOWED_BEDROCK_MODELS"),
+            provider_key_prefix=_parameter_prefix(get, "PENNYWORTH_PROVIDER_KEY_PREFIX"),
             aws_endpoint_url=get("PENNYWORTH_AWS_ENDPOINT_URL"),
             bedrock_endpoint_url=get("PENNYWORTH_BEDROCK_ENDPOINT_URL"),
             bedrock_region=get("PENNYWORTH_BEDROCK_REGION") or region,
@@ -139,6 +149,20 @@ def _required(get, name: str) -> str:
     value = get(name)
     if not value:
         raise SettingsError(f"{name} must be set")
+    return value
+
+
+def _patterns(get, name: str) -> tuple[str, ...]:
+    patterns = tuple(part.strip() for part in (_required(get, name)).split(",") if part.strip())
+    if not patterns or not all(re.fullmatch(r"[A-Za-z0-9.:*?-]+", p) for p in patterns):
+        raise SettingsError(f"{name} must be comma-separated model id patterns such as anthropic.*, got {get(name)!r}")
+    return patterns
+
+
+def _parameter_prefix(get, name: str) -> str:
+    value = _required(get, name)
+    if not re.fullmatch(r"(/[A-Za-z0-9_.-]+)*/", value):
+        raise SettingsError(f"{name} must be an SSM path starting and ending with /, got {value!r}")
     return value
 
 

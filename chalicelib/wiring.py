@@ -16,9 +16,12 @@ from chalicelib.accounting.reports import ReportConfig, ReportService
 from chalicelib.admin.accounting import AccountingService
 from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticator_for_pool
 from chalicelib.admin.keys import AdminService
-from chalicelib.catalog.catalog import Catalog, load_catalog
+from chalicelib.admin.models import ModelAdmin
+from chalicelib.catalog import Catalog, CatalogStore, LiveCatalog, Rules, seed_documents
+from chalicelib.catalog.prices import bundled_price_map
 from chalicelib.console import ConsoleConfig, ConsoleSite
 from chalicelib.gateway import Gateway, UpstreamConfig
+from chalicelib.gateway.secrets import ParameterSecrets
 from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
 from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.route import Route
@@ -69,11 +72,35 @@ def _attempts() -> Attempts:
     return Attempts(attempt_seconds=2 * get_settings().dynamodb_timeout_seconds)
 
 
-@functools.cache
-def catalog() -> Catalog:
-    """The model catalog, loaded and priced on first use."""
+def catalog_rules() -> Rules:
+    """What admins may add to this stack's catalog (its template parameters, as settings)."""
     settings = get_settings()
-    return load_catalog(settings.catalog_path, region=settings.bedrock_region)
+    return Rules(
+        region=settings.bedrock_region,
+        allowed_bedrock_models=settings.allowed_bedrock_models,
+        provider_key_prefix=settings.provider_key_prefix,
+    )
+
+
+@functools.cache
+def catalog_store() -> CatalogStore:
+    """The catalog table; a new stack's catalog is seeded from the packaged file on first read."""
+    settings = get_settings()
+    # The seed is what the stack was deployed with (the deploy checks it against AllowedBedrockModels).
+    seed = lambda: seed_documents(settings.catalog_path, rules=Rules(region=settings.bedrock_region))  # noqa: E731
+    return CatalogStore(dynamodb().Table(settings.catalog_table), seed=seed)
+
+
+@functools.cache
+def live_catalog() -> LiveCatalog:
+    """This function's catalog snapshot, fresh within 30 s (``chalicelib/catalog/live.py``)."""
+    store = catalog_store()
+    return LiveCatalog(version=store.version, load=store.load, wait_seconds=2 * get_settings().dynamodb_timeout_seconds)
+
+
+def catalog() -> Catalog:
+    """The model catalog as this request sees it (a snapshot in memory; see ``live_catalog``)."""
+    return live_catalog()()
 
 
 @functools.cache
@@ -116,14 +143,22 @@ def gateway() -> Gateway:
             region=settings.bedrock_region,
             endpoint_url=settings.bedrock_endpoint_url,
             timeout_seconds=settings.upstream_timeout_seconds,
-        )
+        ),
+        secret=provider_secrets(),
     )
+
+
+@functools.cache
+def provider_secrets() -> ParameterSecrets:
+    """Provider API keys from SSM (SecureStrings under the stack's prefix), read when first needed."""
+    return ParameterSecrets(lambda: aws_client("ssm"), prefix=get_settings().provider_key_prefix)
 
 
 @functools.cache
 def model_service() -> ModelService:
     """The model service: admission, the Bedrock call and billing, shared by every protocol adapter."""
-    return ModelService(catalog=catalog, gateway=gateway(), meter=meter())
+    live = live_catalog()
+    return ModelService(catalog=catalog, gateway=gateway(), meter=meter(), prefetch=live.prefetch, recheck=live.recheck)
 
 
 @functools.cache
@@ -202,9 +237,37 @@ def admin_service() -> AdminService:
         authenticator=admin_authenticator,
         keys=key_store(),
         audit=audit_log(),
-        catalog=catalog,
+        # An admin's view of the catalog is never older than the table (a key may name a model just added).
+        catalog=lambda: live_catalog().refresh(),
         directory=user_directory,
         max_body_bytes=get_settings().max_body_bytes,
+    )
+
+
+@functools.cache
+def price_map() -> dict[str, Any]:
+    """LiteLLM's pinned price map, read once per process when an admin adds or reprices a model."""
+    return bundled_price_map()
+
+
+@functools.cache
+def model_admin() -> ModelAdmin:
+    """``/admin/models``: the catalog's admin API over its table, this function's snapshot, keys and audit."""
+    settings = get_settings()
+    service = model_service()
+    return ModelAdmin(
+        authenticator=admin_authenticator,
+        store=catalog_store(),
+        live=live_catalog(),
+        keys=key_store(),
+        audit=audit_log(),
+        rules=catalog_rules,
+        price_map=price_map,
+        check_key=provider_secrets().check,
+        probe=lambda key, model, deadline: service.probe(key, model, deadline=deadline),
+        max_body_bytes=settings.max_body_bytes,
+        # The test answers on the buffered API function: inside API Gateway's 29 s.
+        test_seconds=min(20.0, settings.upstream_timeout_seconds),
     )
 
 
@@ -219,6 +282,9 @@ def accounting_service() -> AccountingService:
         reports=report_service,
         directory=user_directory,
         max_body_bytes=get_settings().max_body_bytes,
+        price_versions=lambda: {
+            alias: list(doc.get("price_versions") or []) for alias, doc in catalog_store().read().documents.items()
+        },
     )
 
 

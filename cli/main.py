@@ -62,7 +62,7 @@ class PennyworthGroup(click.Group):
 @click.option("--endpoint", metavar="URL", help="Gateway URL, overriding the profile's [env: PENNYWORTH_ENDPOINT].")
 @click.pass_context
 def cli(ctx: click.Context, local: bool, profile_name: str | None, endpoint: str | None) -> None:
-    """Manage API keys and usage of a pennyworth gateway."""
+    """Manage API keys, models and usage of a pennyworth gateway."""
     if local and profile_name:
         raise click.UsageError("Use either --local or --profile, not both.")
     ctx.obj = State(local=local, profile_name=profile_name, endpoint=endpoint)
@@ -71,9 +71,10 @@ def cli(ctx: click.Context, local: bool, profile_name: str | None, endpoint: str
 def _register() -> None:
     from cli.auth import login, logout
     from cli.keys import keys
+    from cli.models import models
     from cli.usage import budget, ledger, report, usage
 
-    for command in (login, logout, keys, usage, budget, report, ledger):
+    for command in (login, logout, keys, models, usage, budget, report, ledger):
         cli.add_command(command)
 
 

@@ -13,7 +13,7 @@ from rich.text import Text
 from cli import csvfile, output
 from cli.errors import CliError
 
-GROUPS = ("key", "owner", "model", "day")
+GROUPS = ("key", "owner", "model", "day", "price")
 RECONCILE_BATCH = 1_000  # lines per request, far below the gateway's 10,000
 #: Bytes of JSON per request: well under the gateway's 5 MB body limit (PENNYWORTH_MAX_BODY_BYTES).
 RECONCILE_BATCH_BYTES = 1_000_000
@@ -35,7 +35,13 @@ _BAR = 40
 @click.command()
 @click.option("--from", "first", metavar="YYYY-MM-DD", help="First day (UTC) [default: the 1st of this month].")
 @click.option("--to", "last", metavar="YYYY-MM-DD", help="Last day (UTC), inclusive [default: today].")
-@click.option("--group-by", type=click.Choice(GROUPS), default="key", show_default=True, help="One row per …")
+@click.option(
+    "--group-by",
+    type=click.Choice(GROUPS),
+    default="key",
+    show_default=True,
+    help="One row per … (price: per model price version, with the rates it billed at).",
+)
 @click.option("--owner", metavar="EMAIL|SUB", help="Admins: one owner's usage (others always see their own).")
 @click.option("--csv", "csv_", is_flag=True, help="Print CSV on stdout.")
 @click.option("--chart", is_flag=True, help="Draw cost per row as a bar chart in the terminal.")
@@ -100,6 +106,11 @@ def to_csv(report: dict[str, Any]) -> str:
 
 
 def _label(row: dict[str, Any]) -> str:
+    if "price_version" in row:
+        # A model's price version with the rates it billed at: a bill explained after prices change.
+        prices = row.get("prices") or {}
+        rates = f" (${prices['input']} in / ${prices['output']} out per M)" if prices else ""
+        return f"{row['model']} v{row['price_version']}{rates}"
     if row.get("prefix"):
         return f"{row['prefix']} ({row['name']})" if row.get("name") else row["prefix"]
     return str(row.get("owner_email") or row["group"])  # owners by e-mail, as people know them

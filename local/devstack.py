@@ -47,7 +47,10 @@ TABLE_NAMES = {
     "KeysTable": "pennyworth-local-keys",
     "UsageTable": "pennyworth-local-usage",
     "AuditTable": "pennyworth-local-audit",
+    "CatalogTable": "pennyworth-local-catalog",
 }
+#: The SSM parameter holding the local OpenAI-compatible upstream's API key (the emulator's /openai/v1).
+LOCAL_PROVIDER_PARAMETER = "/pennyworth/local/providers/local-openai"
 #: Files in the state directory: moto's pickled AWS, and the stack's ids and secrets.
 AWS_STATE = "aws.pickle"
 STACK_STATE = "stack.json"
@@ -162,6 +165,7 @@ class DevStack:
     #: chalice local's private port (the front proxies the buffered routes to it); set by start().
     chalice_port: int | None = None
     _processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _provider_key: str = field(default="", repr=False)
     _logs: list[IO[Any]] = field(default_factory=list)
     _lock: StateLock | None = None
 
@@ -213,6 +217,10 @@ class DevStack:
             if self.state_dir is not None:
                 moto += ["--state", str(self.state_dir / AWS_STATE)]
             self._spawn("aws", moto)
+            # The emulator also serves an OpenAI-compatible upstream (/openai/v1) wanting this stack's key,
+            # which the stack keeps in SSM (moto) as a deployed stack keeps a provider's key.
+            provider_key = (saved or {}).get("provider_key") or f"sk-local-{secrets.token_hex(16)}"
+            self._provider_key = provider_key
             self._spawn(
                 "bedrock",
                 [
@@ -223,6 +231,8 @@ class DevStack:
                     self.host,
                     "--port",
                     str(self.ports.bedrock),
+                    "--openai-key",
+                    provider_key,
                 ],
             )
             _wait_http(f"{self.aws_url}/moto-api/", self._processes["aws"], "moto server", log=self.log_dir / "aws.log")
@@ -279,6 +289,10 @@ class DevStack:
         }
         bootstrap.create_tables(boto3.client("dynamodb", **aws), TABLE_NAMES)
         stack = saved or self._first_start(aws)
+        stack["provider_key"] = self._provider_key
+        boto3.client("ssm", **aws).put_parameter(
+            Name=LOCAL_PROVIDER_PARAMETER, Value=self._provider_key, Type="SecureString", Overwrite=True
+        )
         console_url = f"{self.api_url}/console"
         if saved is not None:
             # The console client sends users back to this run's port, which may differ from the last.
@@ -297,6 +311,7 @@ class DevStack:
             "PENNYWORTH_KEYS_TABLE": TABLE_NAMES["KeysTable"],
             "PENNYWORTH_USAGE_TABLE": TABLE_NAMES["UsageTable"],
             "PENNYWORTH_AUDIT_TABLE": TABLE_NAMES["AuditTable"],
+            "PENNYWORTH_CATALOG_TABLE": TABLE_NAMES["CatalogTable"],
             "PENNYWORTH_COGNITO_USER_POOL_ID": stack["user_pool_id"],
             "PENNYWORTH_COGNITO_CLIENT_ID": stack["client_id"],
             "PENNYWORTH_COGNITO_CONSOLE_CLIENT_ID": stack["console_client_id"],
@@ -334,6 +349,11 @@ class DevStack:
             "aws_endpoint_url": self.aws_url,
             "bedrock_endpoint_url": self.bedrock_url,
             "mcp_url": f"{self.api_url}/mcp",
+            # A local OpenAI-compatible upstream to add models from (pennyworth models add --provider openai).
+            "openai_upstream": {
+                "base_url": f"{self.bedrock_url}/openai/v1",
+                "api_key_parameter": LOCAL_PROVIDER_PARAMETER,
+            },
             "report_topic_arn": stack["report_topic_arn"],
             # moto answers queue URLs on any of its hosts: point at this run's port.
             "report_inbox_url": f"{self.aws_url}/{stack['report_inbox_path'].lstrip('/')}",
@@ -441,7 +461,11 @@ def examples(base_url: str, api_key: str) -> dict[str, str]:
         'print(client.chat.completions.create(model="nova-micro", '
         'messages=[{"role": "user", "content": "Hello, pennyworth!"}]).choices[0].message.content)\''
     )
-    return {"curl": curl, "openai": python}
+    add_model = (
+        ".venv/bin/pennyworth --local login && .venv/bin/pennyworth --local models add nova-pro "
+        "--provider bedrock --model-id us.amazon.nova-pro-v1:0"
+    )
+    return {"curl": curl, "openai": python, "add_model": add_model}
 
 
 def _free_port(host: str) -> int:
@@ -506,6 +530,8 @@ def _banner(info: dict[str, Any]) -> str:
             f"  Admin      {info['admin_username']}  /  {info['admin_password']}",
             f"  User       {info['user_username']}  /  {info['user_password']}",
             f"  MCP        {info['mcp_url']}",
+            f"  Upstream   {info['openai_upstream']['base_url']}  (OpenAI-compatible; key in SSM "
+            f"{info['openai_upstream']['api_key_parameter']})",
             "  Details    .pennyworth/dev.json",
             "",
             "  State      "
@@ -520,6 +546,10 @@ def _banner(info: dict[str, Any]) -> str:
             f"  {info['examples']['curl']}",
             "",
             f"  {info['examples']['openai']}",
+            "",
+            "Add a model without touching code (docs/models.md):",
+            "",
+            f"  {info['examples']['add_model']}",
             "",
         ]
     )

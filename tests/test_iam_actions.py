@@ -22,7 +22,7 @@ from chalicelib import errors
 from chalicelib.accounting.aggregator import Aggregator
 from chalicelib.accounting.ledger import Ledger
 from chalicelib.accounting.metering import Meter
-from chalicelib.catalog.catalog import load_catalog
+from chalicelib.catalog import load_catalog
 from chalicelib.keys.store import KeyStore
 from chalicelib.settings import DEFAULT_CATALOG
 from chalicelib.shared.usage import TokenUsage
@@ -163,3 +163,61 @@ def test_the_daily_report_needs_only_what_its_policy_grants(usage_table, keys_ta
     # THEN its role may make every call it made
     assert any(need[0] == "Query" for need in needs)
     assert refused(needs, "policy-report.json") == set()
+
+
+def test_the_catalog_is_read_seeded_and_changed_with_only_what_both_model_functions_are_granted(aws: Any) -> None:
+    from chalicelib.catalog import CatalogStore, Rules, seed_documents
+    from chalicelib.catalog.entry import new_document
+    from chalicelib.catalog.prices import bundled_price_map
+    from chalicelib.keys.audit import Actor, AuditLog
+
+    # GIVEN a new stack's empty catalog table, and its audit log
+    catalog = aws.Table(TABLE_NAMES["CatalogTable"])
+    audit = AuditLog(aws.Table(TABLE_NAMES["AuditTable"]))
+    store = CatalogStore(catalog, seed=lambda: seed_documents(DEFAULT_CATALOG, rules=Rules(region="us-east-1")))
+    needs = record_actions(catalog.meta.client)
+    # WHEN a function reads it first (seeding it), checks its version, and an admin adds a model (audited)
+    store.load()
+    store.version()
+    stored = store.read()
+    document = new_document({"alias": "nova-pro", "provider": "bedrock", "model_id": "us.amazon.nova-pro-v1:0"},
+                            rules=Rules(region="us-east-1"), price_map=bundled_price_map, now="2026-12-01T00:00:00Z",
+                            actor="admin")  # fmt: skip
+    event = audit.put_item(audit.new_event("nova-pro", "added", Actor(sub="a"), subject="model"))
+    store.put(document, read_version=stored.version, previous=None, attach=[event])
+    assert {need[0] for need in needs} >= {"GetItem", "Query", "PutItem", "UpdateItem"}
+    # THEN both functions that serve models may make every one of those calls (the admin API runs on the first)
+    for policy in ("policy-api.json", "policy-stream.json"):
+        assert refused(needs, policy) == set(), policy
+
+
+def test_provider_keys_are_read_with_exactly_the_granted_action_under_the_granted_prefix(aws: Any) -> None:
+    import boto3
+
+    from chalicelib.gateway.secrets import ParameterSecrets
+    from chalicelib.settings import ENV
+
+    # GIVEN a provider key under the stack's prefix
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    name = f"{ENV['PENNYWORTH_PROVIDER_KEY_PREFIX']}providers/openai"
+    ssm.put_parameter(Name=name, Value="sk-test", Type="SecureString")
+    calls: list[tuple[str, dict[str, Any]]] = []
+    ssm.meta.events.register(
+        "before-parameter-build.ssm.*", lambda model, params, **_: calls.append((model.name, dict(params)))
+    )
+    # WHEN the gateway reads it (twice: the second from its cache)
+    secrets = ParameterSecrets(lambda: ssm, prefix=ENV["PENNYWORTH_PROVIDER_KEY_PREFIX"])
+    assert secrets(name) == secrets(name) == "sk-test"
+    # THEN it made one GetParameter, decrypted, of a name the grant's pattern covers
+    assert [(action, params["Name"], params["WithDecryption"]) for action, params in calls] == [
+        ("GetParameter", name, True)
+    ]
+    statement = next(s for s in json.loads((POLICIES / "policy-stream.json").read_text())["Statement"]
+                     if s.get("Sid") == "ReadProviderKeys")  # fmt: skip
+    assert statement["Action"] == ["ssm:GetParameter"]
+    pattern = statement["Resource"]["Fn::Sub"][0]
+    assert pattern.endswith(":parameter${Prefix}*") and name.startswith("/pennyworth/")
+    # AND a name outside the prefix is never asked for
+    with pytest.raises(errors.UpstreamError):
+        secrets("/other-team/openai")
+    assert len(calls) == 1

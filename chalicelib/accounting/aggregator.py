@@ -141,6 +141,7 @@ def change_of(sequence: int, item: dict[str, Any]) -> Change:
         "output_tokens": entry.usage.output_tokens,
         "cache_read_tokens": entry.usage.cache_read_tokens,
         "cache_write_tokens": entry.usage.cache_write_tokens,
+        "cache_write_1h_tokens": entry.usage.cache_write_1h_tokens,
         "cost": entry.cost,
     }
     if entry.capped and entry.usage_cost is not None:

@@ -20,6 +20,7 @@ Table layout (``usage`` table, see ``infra/template.json``)::
     pk=AGG#KEY#<key_id>           sk=DAY#2026-11-26            aggregate (+ GSI by-period: gsi1pk=DAY#…)
     pk=AGG#KEY#<key_id>           sk=MONTH#2026-11             aggregate, ``committed`` (budget), rate window
     pk=AGG#OWNER#<sub> / AGG#MODEL#<alias> / AGG#ALL   sk=DAY#… or MONTH#…
+    pk=AGG#PRICE#<alias>#<version>  sk=DAY#… or MONTH#…   what one price version of a model billed
     pk=STREAM#<shard_id>          sk=MARK                      the aggregator's position in a shard
 
 Entries written before the stream design (no ``aggregation`` attribute) were
@@ -50,8 +51,15 @@ CAPPED_EVENT = "usage_capped"
 UNRELEASED_EVENT = "reservation_unreleased"
 #: Value of the ``aggregation`` attribute on items the aggregator sums (the stream filter matches it).
 STREAM_AGGREGATION = "stream"
-USAGE_GROUPS = ("key", "owner", "model", "day")
-COUNTERS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+USAGE_GROUPS = ("key", "owner", "model", "day", "price")
+COUNTERS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+)
 #: Release records are bookkeeping, not history: DynamoDB's TTL removes them after this.
 RELEASE_TTL_SECONDS = 40 * 24 * 3600
 
@@ -90,8 +98,14 @@ def new_entry(
     rate_window: int | None = None,
     counted_tokens: int = 0,
     cap: Decimal | None = None,
+    price_version: int = 0,
+    served_by: str = "",
 ) -> UsageEntry:
-    """Build an entry, pricing it exactly; with ``cap``, the cost billed is at most ``cap`` (and flagged)."""
+    """Build an entry, pricing it exactly; with ``cap``, the cost billed is at most ``cap`` (and flagged).
+
+    ``price_version`` names the version of the model's prices ``prices`` is (the one in force when
+    the call was admitted), so the bill can be explained after the prices change.
+    """
     cost = compute_cost(prices, usage)
     capped = cap is not None and cost > cap
     return UsageEntry(
@@ -113,6 +127,8 @@ def new_entry(
         counted_tokens=counted_tokens,
         capped=capped,
         usage_cost=cost if capped else None,
+        price_version=price_version,
+        served_by=served_by,
     )
 
 
@@ -120,7 +136,7 @@ def entry_item(entry: UsageEntry) -> dict[str, Any]:
     """The stored item of an entry (boto3 resource form)."""
     data: dict[str, Any] = {}
     for name, value in asdict(entry).items():
-        if name == "usage" or value is None or (name in ("capped",) and not value):
+        if name == "usage" or value is None or (name in ("capped", "price_version", "served_by") and not value):
             continue
         data[name] = dynamo_number(value) if isinstance(value, Decimal) else value
     data.update(asdict(entry.usage))
@@ -142,7 +158,7 @@ def entry_from_item(item: dict[str, Any]) -> UsageEntry:
     names = {f.name for f in fields(UsageEntry)} - {"usage"}
     values: dict[str, Any] = {name: item[name] for name in names if name in item}
     values["usage"] = TokenUsage(**{name: int(item.get(name, 0)) for name in COUNTERS if name != "requests"})
-    for name in ("latency_ms", "counted_tokens"):
+    for name in ("latency_ms", "counted_tokens", "price_version"):
         if name in values:
             values[name] = int(values[name])
     if values.get("rate_window") is not None:
@@ -343,17 +359,19 @@ class Ledger:
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         if key_ids is None:
             # Everyone: the day aggregates, one query per day on the by-period index.
-            prefix = {"key": "KEY#", "owner": "OWNER#", "model": "MODEL#", "day": "ALL"}[group_by]
+            prefix = {"key": "KEY#", "owner": "OWNER#", "model": "MODEL#", "day": "ALL", "price": "PRICE#"}[group_by]
             for n in range((last - first).days + 1):
                 day = first + timedelta(days=n)
                 for item in self.day_aggregates(day, prefix):
                     yield (day.isoformat() if group_by == "day" else item["gsi1sk"].split("#", 1)[1]), item
             return
         for key_id in key_ids:
-            if group_by == "model":
+            if group_by in ("model", "price"):
                 # No per-key-per-model aggregate exists: sum the key's entries (exact, one query per key).
                 for entry in self._between(f"KEY#{key_id}", f"REQ#{first}", f"REQ#{last}T99"):
-                    yield entry["model"], {**entry, "requests": 1}
+                    version = int(entry.get("price_version", 0))
+                    group = entry["model"] if group_by == "model" else f"{entry['model']}#{version}"
+                    yield group, {**entry, "requests": 1}
                 continue
             for item in self._between(f"AGG#KEY#{key_id}", f"DAY#{first}", f"DAY#{last}"):
                 group = {"key": key_id, "day": item["sk"].split("#", 1)[1], "owner": "self"}[group_by]
@@ -369,7 +387,18 @@ class Ledger:
 
 def aggregate_scopes(entry: UsageEntry) -> list[str]:
     """The aggregate rows an entry adds to."""
-    return [f"KEY#{entry.key_id}", f"OWNER#{entry.owner_sub}", f"MODEL#{entry.model}", "ALL"]
+    return [
+        f"KEY#{entry.key_id}",
+        f"OWNER#{entry.owner_sub}",
+        f"MODEL#{entry.model}",
+        "ALL",
+        price_scope(entry.model, entry.price_version),
+    ]
+
+
+def price_scope(model: str, version: int) -> str:
+    """The aggregate scope of what one price version of a model billed (``usage --group-by price``)."""
+    return f"PRICE#{model}#{version}"
 
 
 def query_all(table: Any, **kwargs: Any) -> list[dict[str, Any]]:

@@ -47,11 +47,11 @@ from typing import Any, Protocol
 
 from chalicelib import errors
 from chalicelib.accounting.ledger import CAPPED_EVENT, COUNTERS, Ledger, Release, new_entry
-from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.catalog import ModelEntry, PriceVersion
 from chalicelib.observability import logger
 from chalicelib.shared.dates import isoformat, utcnow
 from chalicelib.shared.dynamodb import dynamo_number, error_code
-from chalicelib.shared.money import usd
+from chalicelib.shared.money import Prices, usd
 from chalicelib.shared.usage import TokenUsage, UsageEntry
 
 WINDOW_SECONDS = 60
@@ -110,6 +110,8 @@ class Ticket:
 
     key: Payer
     model: ModelEntry
+    #: The model's prices in force when the call was admitted: the worst case and the bill use them.
+    prices: PriceVersion | None = None
     reserved_key_usd: Decimal = Decimal(0)
     reserved_owner_usd: Decimal = Decimal(0)
     counted_tokens: int = 0
@@ -168,8 +170,13 @@ class Meter:
         input_tokens: int,
         max_output_tokens: int | None,
         deadline: float | None = None,
+        long_cache: bool = False,
     ) -> Ticket:
         """Check rate limits and reserve the worst-case cost against the budgets.
+
+        The call is priced at the model's prices in force now (its ticket keeps them, so the bill
+        uses the same version however long the answer takes). ``long_cache``: the prompt asks
+        for 1-hour cache writes, whose price bounds the worst case.
 
         Raises
         ------
@@ -182,7 +189,8 @@ class Meter:
         """
         now = self._clock()
         deadline = self._ledger.deadline(deadline)
-        ticket = Ticket(key=key, model=model, month=now.strftime("%Y-%m"))
+        prices = model.price_at(isoformat(now))
+        ticket = Ticket(key=key, model=model, prices=prices, month=now.strftime("%Y-%m"))
         # The output it may produce counts as the budget reservation counts it: without max_tokens,
         # the model's default maximum (settled to the actual once billed).
         output = output_bound(model, max_output_tokens)
@@ -202,7 +210,7 @@ class Meter:
                 code="tokens_exceeded",
                 headers=_limit_headers(key, None, None, reset),
             )
-        worst = worst_case_cost(model, input_tokens, max_output_tokens)
+        worst = worst_case_cost(model, input_tokens, max_output_tokens, prices=prices.prices, long_cache=long_cache)
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -413,8 +421,13 @@ class Meter:
         latency_ms: int,
         status: str,
         deadline: float | None = None,
+        served_by: str | None = None,
     ) -> UsageEntry:
         """Bill the actual usage (capped at the reservation, if one was made): one conditional ``PutItem``.
+
+        The usage is priced at the version admission chose (the tier its prompt falls in, each
+        cache write at the TTL Bedrock reported); ``served_by`` names the upstream that served it
+        (default: the model's own).
 
         The returned entry's ``cost`` is exactly what the ledger stores. If
         DynamoDB cannot take it before ``deadline``, the entry is logged for
@@ -424,6 +437,7 @@ class Meter:
             return ticket.closed  # billed already: never twice
         # Billed after a release (a caller's mistake): the reservation is already given back.
         held = ticket.closed is not True
+        version = ticket.prices or ticket.model.price_at(isoformat(self._clock()))
         entry = new_entry(
             request_id=request_id,
             key_id=ticket.key.key_id,
@@ -432,7 +446,9 @@ class Meter:
             bedrock_model_id=ticket.model.bedrock_model_id,
             operation=operation,
             usage=usage,
-            prices=ticket.model.prices,
+            prices=version.prices,
+            price_version=version.version,
+            served_by=served_by or ticket.model.litellm_model,
             latency_ms=latency_ms,
             status=status,
             at=self._clock(),
@@ -575,17 +591,46 @@ def output_bound(model: ModelEntry, max_output_tokens: int | None) -> int:
     return max_output_tokens if max_output_tokens is not None else (model.max_output_tokens or 0)
 
 
-def worst_case_cost(model: ModelEntry, input_tokens: int, max_output_tokens: int | None) -> Decimal:
+def asks_long_cache(messages: list[dict[str, Any]], options: dict[str, Any] | None = None) -> bool:
+    """True when the prompt marks a cache point kept an hour (``cache_control: {"ttl": "1h"}``)."""
+
+    def walk(value: Any) -> bool:
+        if isinstance(value, dict):
+            control = value.get("cache_control")
+            if isinstance(control, dict) and control.get("ttl") == "1h":
+                return True
+            return any(walk(v) for v in value.values() if isinstance(v, (dict, list)))
+        if isinstance(value, list):
+            return any(walk(v) for v in value)
+        return False
+
+    return walk(messages) or walk((options or {}).get("tools") or [])
+
+
+def worst_case_cost(
+    model: ModelEntry,
+    input_tokens: int,
+    max_output_tokens: int | None,
+    *,
+    prices: Prices | None = None,
+    long_cache: bool = False,
+) -> Decimal:
     """The most a request can cost: every prompt token at the dearest input-side price, every output token.
 
-    "Dearest input-side price" is the highest of the input, cache-write and
-    cache-read prices, so a prompt written to the cache in full is covered.
-    Usage past this bound is capped at it when billed (``Meter.settle``).
+    ``input_tokens`` bounds the prompt, so its tokens fall in the tier of that bound or a lower
+    one: the dearest of those tiers' rates is taken. "Dearest input-side price" is the highest of
+    the input, cache-read and cache-write prices (the 1-hour write's when ``long_cache``: the
+    prompt asks for it), so a prompt written to the cache in full is covered. Usage past this
+    bound is capped at it when billed (``Meter.settle``).
     """
-    prices = model.prices
+    prices = prices if prices is not None else model.prices
     output = output_bound(model, max_output_tokens)
-    dearest_input = max(prices.input, prices.cache_write, prices.cache_read)
-    return dearest_input * input_tokens + prices.output * output
+    worst = Decimal(0)
+    for rates in prices.candidates(input_tokens):
+        writes = (rates.cache_write, rates.write_1h) if long_cache else (rates.cache_write,)
+        dearest_input = max(rates.input, rates.cache_read, *writes)
+        worst = max(worst, dearest_input * input_tokens + rates.output * output)
+    return worst
 
 
 def _describe_limits(key: Payer) -> str:

@@ -44,6 +44,8 @@ OPTIONAL = (
     "counted_tokens",
     "capped",
     "usage_cost",
+    "price_version",
+    "served_by",
 )
 STATUSES = ("ok", "partial")
 #: Sanity bounds: far above any real request, far below what would break a report.
@@ -158,6 +160,10 @@ def parse_entry(data: Any, *, now: datetime) -> UsageEntry:
         values["capped"] = True
     elif data.get("usage_cost") is not None:
         raise InvalidEntry("'usage_cost' is only for capped entries")
+    if "price_version" in data:
+        values["price_version"] = _integer(data, "price_version", 1_000_000)
+    if data.get("served_by") not in (None, ""):
+        values["served_by"] = _identifier(data, "served_by")
     return UsageEntry(**values)
 
 
@@ -196,7 +202,7 @@ def _money(data: dict[str, Any], name: str) -> Decimal:
 
 
 def _usage(value: Any) -> TokenUsage:
-    names = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+    names = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
     if not isinstance(value, dict):
         raise InvalidEntry("'usage' must be an object of token counts")
     unknown = sorted(set(value) - set(names))
@@ -208,6 +214,8 @@ def _usage(value: Any) -> TokenUsage:
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_TOKENS:
             raise InvalidEntry(f"'usage.{name}' must be a whole number from 0 to {MAX_TOKENS}")
         counts[name] = count
+    if counts["cache_write_1h_tokens"] > counts["cache_write_tokens"]:
+        raise InvalidEntry("'usage.cache_write_1h_tokens' cannot be more than 'usage.cache_write_tokens'")
     return TokenUsage(**counts)
 
 

@@ -46,7 +46,10 @@ class AccountingService:
         directory: Callable[[], UserDirectory | None],
         max_body_bytes: int,
         clock: Callable[[], datetime] = utcnow,
+        price_versions: Callable[[], Mapping[str, list[dict[str, Any]]]] | None = None,
     ) -> None:
+        #: Every model's price versions (removed models' too): what explains a bill by price version.
+        self._price_versions = price_versions or dict
         self._authenticator = authenticator
         self._keys = keys
         self._ledger = ledger
@@ -83,8 +86,9 @@ class AccountingService:
         if group_by == "owner" and key_ids is not None:
             for row in rows:
                 row["group"] = scope
-        data = [self._describe(row, group_by, principal) for row in rows]
-        total = {name: int(sum(row[name] for row in rows)) for name in COUNTERS}
+        versions = self._price_versions() if group_by == "price" else {}
+        data = [self._describe(row, group_by, principal, versions) for row in rows]
+        total = {name: int(sum(row.get(name, 0) for row in rows)) for name in COUNTERS}
         total["cost_usd"] = usd(sum((row["cost"] for row in rows), Decimal(0)))
         return HttpResult(
             {
@@ -285,8 +289,22 @@ class AccountingService:
             "remaining_usd": usd(max(Decimal(0), budget - totals["committed"])) if budget is not None else None,
         }
 
-    def _describe(self, row: dict[str, Any], group_by: str, principal: Principal) -> dict[str, Any]:
-        out = {"group": row["group"], **{name: int(row[name]) for name in COUNTERS}, "cost_usd": usd(row["cost"])}
+    def _describe(
+        self,
+        row: dict[str, Any],
+        group_by: str,
+        principal: Principal,
+        versions: Mapping[str, list[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        counts = {name: int(row.get(name, 0)) for name in COUNTERS}
+        out = {"group": row["group"], **counts, "cost_usd": usd(row["cost"])}
+        if group_by == "price":
+            # "alias#version": the prices that version billed at (exact, as stored), so a bill can be
+            # explained after the model's prices changed.
+            model, _, number = str(row["group"]).rpartition("#")
+            version = int(number) if number.isdigit() else 0
+            known = next((v for v in versions.get(model, []) if v.get("version") == version), None)
+            out.update(model=model, price_version=version, prices=known)
         if group_by == "owner":
             out["owner_email"] = self._email_of(row["group"], principal)
         if group_by == "key":

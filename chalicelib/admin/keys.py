@@ -17,7 +17,7 @@ from typing import Any
 
 from chalicelib import errors
 from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
-from chalicelib.catalog.catalog import Catalog
+from chalicelib.catalog import Catalog
 from chalicelib.keys.audit import Actor, AuditLog, diff
 from chalicelib.keys.store import KeyRecord, KeyStore, Page, derive_key_id, is_key_id
 from chalicelib.shared.body import parse_json_body
@@ -201,12 +201,6 @@ class AdminService:
         day = _day(query.get("day")) if query.get("day") else self._clock().date()
         page = self._audit.for_day(day, limit=_limit(query, "audit"), cursor=query.get("cursor"))
         return HttpResult(_listing([e.to_dict() for e in page.items], page.cursor))
-
-    def list_models(self, headers: Mapping[str, str]) -> HttpResult:
-        """``GET /admin/models``: the catalog's models, for choosing a key's ``allowed_models``."""
-        self._principal(headers)
-        models = [{**m.to_openai(), "mode": m.mode} for m in self._catalog()]
-        return HttpResult({"object": "list", "data": models})
 
     def import_keys(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
         """``POST /admin/keys/import``: create keys idempotently per row ``id``; errors are reported per row."""

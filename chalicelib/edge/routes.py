@@ -55,6 +55,7 @@ def _openapi(request: Any) -> HttpResult:
 
 ADMIN = "cognito"
 KEY = "api_key"
+OBJECT_RESPONSE = {"type": "object"}
 
 ROUTES: tuple[Endpoint, ...] = (
     Endpoint("GET", "/health", "Liveness; no key needed", "gateway", name="health", serve=_health,
@@ -106,9 +107,6 @@ ROUTES: tuple[Endpoint, ...] = (
     Endpoint("POST", "/admin/keys/import", "Create keys idempotently per row id", "keys", ADMIN,
              name="admin_import_keys", serve=lambda r: wiring.admin_service().import_keys(r.headers, r.body),
              any_content_type=True, body=ref("ImportRequest"), response=ref("ImportResult"), errors=ADMIN_ERRORS),
-    Endpoint("GET", "/admin/models", "The catalog's models, to choose a key's allowed_models from", "keys", ADMIN,
-             name="admin_list_models", serve=lambda r: wiring.admin_service().list_models(r.headers),
-             response=ref("ModelList"), errors=ADMIN_ERRORS),
     Endpoint("GET", "/admin/keys/export", "Keys as import rows (no secrets)", "keys", ADMIN,
              name="admin_export_keys", serve=lambda r: wiring.admin_service().export_keys(r.headers, r.query),
              response=ref("Listing"), errors=ADMIN_ERRORS, query=page("keys", 1000)),
@@ -139,11 +137,41 @@ ROUTES: tuple[Endpoint, ...] = (
     Endpoint("GET", "/admin/audit", "Every key's events of one UTC day (admins)", "audit", ADMIN,
              name="admin_audit", serve=lambda r: wiring.admin_service().audit(r.headers, r.query),
              response=ref("Listing"), errors=ADMIN_ERRORS, query={"day": DATE, **page("audit", 500)}),
+    # Admin API: the model catalog (admins; anyone signed in may list it, to choose a key's models)
+    Endpoint("GET", "/admin/models", "The catalog's models with their prices (admins: all of each, disabled too)",
+             "models", ADMIN, name="admin_list_models", serve=lambda r: wiring.model_admin().list_models(r.headers),
+             response=ref("CatalogModelList"), errors=ADMIN_ERRORS),
+    Endpoint("POST", "/admin/models", "Add a model (priced from LiteLLM's map unless prices are given; admins)",
+             "models", ADMIN, name="admin_add_model",
+             serve=lambda r: wiring.model_admin().add_model(r.headers, r.body), any_content_type=True,
+             body=ref("ModelFields"), response=ref("CatalogModel"), status=201, errors=ADMIN_ERRORS),
+    Endpoint("GET", "/admin/models/{alias}", "One model", "models", ADMIN, name="admin_get_model",
+             serve=lambda r: wiring.model_admin().get_model(r.headers, r.params["alias"]),
+             response=ref("CatalogModel"), errors=ADMIN_ERRORS),
+    Endpoint("PATCH", "/admin/models/{alias}", "Change a model; new prices are a new version from effective_from "
+             "(admins)", "models", ADMIN, name="admin_update_model",
+             serve=lambda r: wiring.model_admin().update_model(r.headers, r.params["alias"], r.body),
+             any_content_type=True, body=ref("ModelFields"), response=ref("CatalogModel"), errors=ADMIN_ERRORS),
+    Endpoint("DELETE", "/admin/models/{alias}", "Remove a model (force: also from the keys that allow it; admins)",
+             "models", ADMIN, name="admin_remove_model",
+             serve=lambda r: wiring.model_admin().remove_model(r.headers, r.params["alias"], r.query),
+             response=OBJECT_RESPONSE, errors=ADMIN_ERRORS, query={"force": {"type": "boolean"}}),
+    Endpoint("POST", "/admin/models/{alias}/test", "Call the model once through the whole path, billed to a key; "
+             "status, latency, tokens, exact cost (admins)", "models", ADMIN, name="admin_test_model",
+             serve=lambda r: wiring.model_admin().test_model(r.headers, r.params["alias"], r.body),
+             any_content_type=True,
+             body={"type": "object", "additionalProperties": False, "properties": {"key_id": STRING}},
+             body_required=False, response=ref("ModelTest"), errors=ADMIN_ERRORS),
+    Endpoint("GET", "/admin/models/{alias}/audit", "A model's audit events, oldest first (admins)", "audit", ADMIN,
+             name="admin_model_audit",
+             serve=lambda r: wiring.model_admin().model_audit(r.headers, r.params["alias"], r.query),
+             response=ref("Listing"), errors=ADMIN_ERRORS, query=page("audit", 500)),
     # Admin API: accounting (usage reports, owner budgets, the daily report on demand, reconcile)
     Endpoint("GET", "/admin/usage", "Tokens, requests and exact cost over a date range", "accounting", ADMIN,
              name="admin_usage", serve=lambda r: wiring.accounting_service().usage(r.headers, r.query),
              response=ref("Usage"), errors=ADMIN_ERRORS,
-             query={"from": DATE, "to": DATE, "group_by": {"enum": ["key", "owner", "model", "day"]}, "owner": STRING}),
+             query={"from": DATE, "to": DATE, "group_by": {"enum": ["key", "owner", "model", "day", "price"]},
+                    "owner": STRING}),
     Endpoint("GET", "/admin/owners/{owner}/budget", "An owner's monthly budget and spend ('me': yours)", "accounting",
              ADMIN, name="admin_owner_budget",
              serve=lambda r: wiring.accounting_service().owner_budget(r.headers, r.params["owner"]),

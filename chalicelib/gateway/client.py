@@ -1,4 +1,9 @@
-"""``Gateway``: calls Bedrock through LiteLLM for chat, embeddings and token counts."""
+"""``Gateway``: calls a model's upstream (Bedrock, or an OpenAI-compatible API) through LiteLLM.
+
+Every call goes through one seam: the model's ``Target`` and its provider adapter
+(``chalicelib/gateway/providers.py``) give LiteLLM the model string, where to call and how to
+sign in; chat, embeddings and token counts are the same for every provider.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.catalog import ModelEntry
 from chalicelib.conversation.events import Event
 from chalicelib.conversation.request import Conversation, EmbeddingRequest
 from chalicelib.gateway.embeddings import (
@@ -24,6 +29,7 @@ from chalicelib.gateway.embeddings import (
 from chalicelib.gateway.events import StreamTranslator
 from chalicelib.gateway.loader import load_litellm
 from chalicelib.gateway.prompts import IMAGE_TOKEN_BOUND, BedrockPrompt, prompt_input
+from chalicelib.gateway.providers import Bedrock, OpenAICompatible, Provider, Target, target_of
 from chalicelib.gateway.thinking import fit_thinking
 from chalicelib.gateway.upstream import map_upstream_error
 from chalicelib.shared.usage import TokenUsage
@@ -38,7 +44,7 @@ _EMBEDDING_CONCURRENCY = 8
 
 @dataclass(frozen=True)
 class UpstreamConfig:
-    """Where and how to reach Bedrock."""
+    """Where and how to reach Bedrock (the stack's region), and how long a buffered call may take."""
 
     region: str
     endpoint_url: str | None
@@ -71,18 +77,45 @@ def _tokens(text: str) -> int:
     return len(encoding.encode(text, disallowed_special=()))
 
 
+def _no_secrets(name: str) -> str:
+    raise errors.UpstreamError(f"No provider keys are configured (needed: {name}).", code="provider_key_unavailable")
+
+
 class Gateway:
-    """Calls Bedrock through LiteLLM and speaks OpenAI back."""
+    """Calls a model's upstream through LiteLLM and speaks OpenAI back.
+
+    ``secret`` reads a provider key by its SSM parameter name (``secrets.ParameterSecrets``).
+    """
 
     def __init__(
         self,
         upstream: UpstreamConfig,
         completion: CompletionFn | None = None,
         embedding: EmbeddingFn | None = None,
+        *,
+        secret: Callable[[str], str] = _no_secrets,
     ) -> None:
         self._upstream = upstream
         self._completion = completion
         self._embedding = embedding
+        self._providers: dict[str, Provider] = {
+            "bedrock": Bedrock(region=upstream.region, endpoint_url=upstream.endpoint_url),
+            "openai": OpenAICompatible(secret=secret),
+        }
+
+    def target(self, model: ModelEntry) -> Target:
+        """The upstream ``model`` is served by."""
+        return target_of(model)
+
+    def prompt(self, conversation: Conversation, model: ModelEntry) -> BedrockPrompt:
+        """What ``model``'s provider is sent for ``conversation``: built once per call, bounded by admission."""
+        return self._provider(model).prompt(conversation)
+
+    def _provider(self, model: ModelEntry) -> Provider:
+        provider = self._providers.get(model.provider)
+        if provider is None:
+            raise errors.InternalError(f"No provider adapter for '{model.provider}'.")
+        return provider
 
     def _complete(self, **kwargs: Any) -> Any:
         if self._completion is None:
@@ -124,11 +157,12 @@ class Gateway:
         """
         kwargs = self._kwargs(model, prompt, timeout_seconds)
         max_tool_calls = 1 if conversation.parallel_tool_calls is False else None
+        label, hide = self._provider(model).label, kwargs.get("api_key")
         try:
             response = self._complete(**kwargs)
         except Exception as exc:  # noqa: BLE001 - every upstream failure is mapped
-            raise map_upstream_error(exc) from exc
-        return _upstream_stream(response, StreamTranslator(max_tool_calls))
+            raise map_upstream_error(exc, label, hide=hide) from None
+        return _upstream_stream(response, StreamTranslator(max_tool_calls), label, hide)
 
     def reads_whole(self, prompt: BedrockPrompt) -> bool:
         """Whether LiteLLM reads this answer whole before handing over any of it, so closing cannot stop Bedrock.
@@ -163,19 +197,18 @@ class Gateway:
     def _kwargs(self, model: ModelEntry, prompt: BedrockPrompt, timeout_seconds: float | None) -> dict[str, Any]:
         messages, options = prompt
         options = fit_thinking(options, model)
+        target = self.target(model)
         kwargs: dict[str, Any] = {
-            "model": model.litellm_model,
+            "model": target.model,
             "messages": messages,
             "stream": True,
             # Billing needs the usage report whether or not the client asked for it.
             "stream_options": {"include_usage": True},
             "timeout": self._timeout(timeout_seconds),
             "num_retries": 0,
-            "aws_region_name": self._upstream.region,
+            **self._provider(model).options(target),
             **options,
         }
-        if self._upstream.endpoint_url:
-            kwargs["aws_bedrock_runtime_endpoint"] = self._upstream.endpoint_url
         return kwargs
 
     def embed(
@@ -203,15 +236,15 @@ class Gateway:
         """
         limits = embedding_limits(model)
         texts = embedding_texts(request, limits) if texts is None else texts
+        target = self.target(model)
+        provider = self._provider(model)
         kwargs: dict[str, Any] = {
-            "model": model.litellm_model,
+            "model": target.model,
             "num_retries": 0,
-            "aws_region_name": self._upstream.region,
+            **provider.options(target),
         }
-        if self._upstream.endpoint_url:
-            kwargs["aws_bedrock_runtime_endpoint"] = self._upstream.endpoint_url
         dimensions = embedding_dimensions(request, model)
-        if dimensions is not None and len(model.dimensions) > 1:
+        if dimensions is not None and (len(model.dimensions) > 1 or model.provider != "bedrock"):
             # Only a model with a choice takes the parameter (Cohere v3 refuses it).
             kwargs["dimensions"] = dimensions
         batches = [texts[i : i + limits.batch_size] for i in range(0, len(texts), limits.batch_size)]
@@ -225,7 +258,7 @@ class Gateway:
             try:
                 response = self._embed(input=batch, timeout=max(0.1, timeout), **kwargs)
             except Exception as exc:  # noqa: BLE001 - mapped below
-                return _Batch(batch, error=map_upstream_error(exc))
+                return _Batch(batch, error=map_upstream_error(exc, provider.label, hide=kwargs.get("api_key")))
             vectors = [list(item["embedding"]) for item in sorted(response.data, key=lambda d: d["index"])]
             tokens = int(getattr(getattr(response, "usage", None), "prompt_tokens", 0) or 0)
             return _Batch(batch, vectors=vectors, tokens=tokens)
@@ -259,7 +292,9 @@ class Gateway:
             return EmbeddingOutcome(
                 body={},
                 usage=usage,
-                error=errors.UpstreamError(f"Bedrock returned {len(vectors)} embeddings for {len(texts)} inputs."),
+                error=errors.UpstreamError(
+                    f"{provider.label} returned {len(vectors)} embeddings for {len(texts)} inputs."
+                ),
             )
         data = [
             {"object": "embedding", "index": index, "embedding": encode_embedding(vector, request.encoding_format)}
@@ -311,7 +346,9 @@ def image_tokens(url: str) -> int:
     return max(1, math.ceil(width * height * scale * scale / _PIXELS_PER_TOKEN))
 
 
-def _upstream_stream(response: Any, translator: StreamTranslator) -> Iterator[Event]:
+def _upstream_stream(
+    response: Any, translator: StreamTranslator, label: str = "Bedrock", hide: str | None = None
+) -> Iterator[Event]:
     """The translated events of a LiteLLM stream; failures mapped; the stream closed however it ends.
 
     Read from the provider's own chunk iterator (``completion_stream``: LiteLLM's parsed
@@ -323,7 +360,7 @@ def _upstream_stream(response: Any, translator: StreamTranslator) -> Iterator[Ev
     try:
         yield from translator.events(getattr(response, "completion_stream", None) or response)
     except Exception as exc:  # noqa: BLE001 - every upstream failure is mapped
-        raise map_upstream_error(exc) from exc
+        raise map_upstream_error(exc, label, hide=hide) from None
     finally:
         close = getattr(response, "close", None) or getattr(getattr(response, "completion_stream", None), "close", None)
         if close is not None:

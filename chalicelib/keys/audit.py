@@ -1,8 +1,10 @@
-"""The key audit log: append-only events (who did what to which key, when, what changed).
+"""The audit log: append-only events (who did what to which subject, when, what changed).
 
-Table layout (``audit`` table, see ``infra/template.json``)::
+A subject is anything an admin changes: a key, a catalog model (``SUBJECTS`` lists the kinds
+and their actions; a new kind is one line there). Table layout (``audit`` table, see
+``infra/template.json``)::
 
-    pk=KEY#<key_id>        sk=<time>#<event_id>      one event
+    pk=<KIND>#<id>         sk=<time>#<event_id>      one event (KEY#<key_id>, MODEL#<alias>, …)
     GSI ``by-day``: gsi1pk=DAY#<yyyy-mm-dd>, gsi1sk=<time>#<event_id>
 
 Times have microsecond precision so events of one key sort in the order they
@@ -24,8 +26,13 @@ from typing import Any
 from chalicelib.keys.store import KeyRecord, Page, decode_cursor, encode_cursor
 from chalicelib.shared.dates import Clock, utcnow
 
-#: Actions an event can record.
-ACTIONS = ("created", "imported", "updated", "rotated", "revoked", "revoked_use", "expired_use")
+#: The kinds of subject an event can be about, and the actions each records.
+SUBJECTS: dict[str, tuple[str, ...]] = {
+    "key": ("created", "imported", "updated", "rotated", "revoked", "revoked_use", "expired_use"),
+    "model": ("added", "updated", "removed", "tested"),
+}
+#: Actions a key's event can record.
+ACTIONS = SUBJECTS["key"]
 #: Fields an event's ``changes`` may mention (never ``secret_hash`` or ``previous_hash``).
 AUDITED_FIELDS = (
     "owner_sub",
@@ -57,7 +64,11 @@ class Actor:
 
 @dataclass(frozen=True)
 class AuditEvent:
-    """One audit event, as stored and as the admin API shows it."""
+    """One audit event, as stored and as the admin API shows it.
+
+    ``key_id`` is the subject's id (its name from when keys were the only subject); ``subject``
+    says what kind of thing it is.
+    """
 
     event_id: str
     key_id: str
@@ -66,10 +77,18 @@ class AuditEvent:
     actor: Actor
     changes: dict[str, dict[str, Any]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    subject: str = "key"
+
+    @property
+    def subject_id(self) -> str:
+        return self.key_id
 
     def _fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"subject": self.subject, "subject_id": self.key_id}
+        if self.subject == "key":
+            fields["key_id"] = self.key_id
         return {
-            "key_id": self.key_id,
+            **fields,
             "action": self.action,
             "at": self.at,
             "actor": self.actor.to_dict(),
@@ -80,7 +99,7 @@ class AuditEvent:
     def to_item(self) -> dict[str, Any]:
         sort_key = f"{self.at}#{self.event_id}"
         return {
-            "pk": f"KEY#{self.key_id}",
+            "pk": subject_key(self.subject, self.key_id),
             "sk": sort_key,
             "gsi1pk": f"DAY#{self.at[:10]}",
             "gsi1sk": sort_key,
@@ -93,7 +112,9 @@ class AuditEvent:
         actor = item.get("actor") or {}
         return cls(
             event_id=item["event_id"],
-            key_id=item["key_id"],
+            # Events from before subjects were kinds are all keys' (``key_id`` only).
+            key_id=item.get("subject_id") or item["key_id"],
+            subject=item.get("subject") or "key",
             action=item["action"],
             at=item["at"],
             actor=Actor(sub=actor.get("sub"), email=actor.get("email"), kind=actor.get("kind", "user")),
@@ -104,6 +125,11 @@ class AuditEvent:
     def to_dict(self) -> dict[str, Any]:
         """The API form: plain JSON values."""
         return {"object": "audit_event", "id": self.event_id, **self._fields()}
+
+
+def subject_key(kind: str, subject_id: str) -> str:
+    """The partition of a subject's events: ``KEY#<key_id>``, ``MODEL#<alias>``, …"""
+    return f"{kind.upper()}#{subject_id}"
 
 
 def audit_time(moment: datetime) -> str:
@@ -117,6 +143,19 @@ def diff(before: KeyRecord | None, after: KeyRecord) -> dict[str, dict[str, Any]
     for name in AUDITED_FIELDS:
         old = _value(before, name) if before is not None else None
         new = _value(after, name)
+        if old != new:
+            changes[name] = {"from": old, "to": new}
+    return changes
+
+
+def changes_between(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any] | None, fields: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """``{field: {"from": old, "to": new}}`` for each of ``fields`` that differs between two documents."""
+    changes: dict[str, dict[str, Any]] = {}
+    for name in fields:
+        old = _plain((before or {}).get(name))
+        new = _plain((after or {}).get(name))
         if old != new:
             changes[name] = {"from": old, "to": new}
     return changes
@@ -166,16 +205,18 @@ class AuditLog:
         *,
         changes: Mapping[str, Mapping[str, Any]] | None = None,
         details: Mapping[str, Any] | None = None,
+        subject: str = "key",
     ) -> AuditEvent:
-        """An event stamped now, with a fresh id (not yet stored)."""
-        if action not in ACTIONS:
-            raise ValueError(f"unknown audit action {action!r}")
+        """An event about ``subject`` ``key_id`` (a key's id, a model's alias, …) stamped now, not yet stored."""
+        if action not in SUBJECTS.get(subject, ()):
+            raise ValueError(f"unknown audit action {action!r} for a {subject}")
         leaked = {"secret_hash", "previous_hash", "secret"} & (set(changes or {}) | set(details or {}))
         if leaked:
             raise ValueError(f"audit events never carry secrets: {sorted(leaked)}")
         return AuditEvent(
             event_id=uuid.uuid4().hex,
             key_id=key_id,
+            subject=subject,
             action=action,
             at=audit_time(self._clock()),
             actor=actor,
@@ -209,24 +250,29 @@ class AuditLog:
                 batch.put_item(Item=event.to_item())
 
     def for_key(self, key_id: str, *, limit: int = 100, cursor: str | None = None) -> Page:
-        """A page of one key's events, oldest first.
+        """A page of one key's events, oldest first (see ``for_subject``)."""
+        return self.for_subject("key", key_id, limit=limit, cursor=cursor)
+
+    def for_subject(self, kind: str, subject_id: str, *, limit: int = 100, cursor: str | None = None) -> Page:
+        """A page of one subject's events, oldest first.
 
         Raises
         ------
         InvalidRequest
             A cursor from another listing.
         """
-        start = decode_cursor(cursor, {"pk": f"KEY#{key_id}", "sk": None})
+        partition = subject_key(kind, subject_id)
+        start = decode_cursor(cursor, {"pk": partition, "sk": None})
         params: dict[str, Any] = {
             "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": f"KEY#{key_id}"},
+            "ExpressionAttributeValues": {":pk": partition},
             "Limit": limit,
             "ConsistentRead": True,
         }
         return self._page(params, start)
 
     def for_day(self, day: date, *, limit: int = 100, cursor: str | None = None) -> Page:
-        """A page of every key's events of one UTC day, oldest first.
+        """A page of every subject's events of one UTC day, oldest first.
 
         Raises
         ------

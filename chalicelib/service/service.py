@@ -14,16 +14,17 @@ import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.metering import Meter, Ticket
-from chalicelib.catalog.catalog import Catalog, ModelEntry
+from chalicelib.accounting.metering import Meter, Ticket, asks_long_cache
+from chalicelib.catalog import Catalog, ModelEntry
 from chalicelib.conversation import deadline as deadline_guard
 from chalicelib.conversation.deadline import Guarded
 from chalicelib.conversation.events import (
     Billed,
+    Completion,
     Event,
     Failed,
     Finished,
@@ -37,7 +38,6 @@ from chalicelib.conversation.request import Conversation, EmbeddingRequest
 from chalicelib.gateway import (
     BedrockPrompt,
     Gateway,
-    bedrock_prompt,
     check_capabilities,
     embedding_limits,
     embedding_texts,
@@ -45,6 +45,7 @@ from chalicelib.gateway import (
 )
 from chalicelib.keys.store import KeyRecord
 from chalicelib.observability import logger
+from chalicelib.shared.money import usd
 from chalicelib.shared.text import nearest
 from chalicelib.shared.usage import TokenUsage, UsageEntry
 
@@ -104,11 +105,25 @@ class ModelService:
         gateway: Gateway,
         meter: Meter,
         clock: Callable[[], float] = time.time,
+        prefetch: Callable[[], None] | None = None,
+        recheck: Callable[[], Catalog] | None = None,
     ) -> None:
         self._catalog = catalog
         self._gateway = gateway
         self._meter = meter
         self._clock = clock
+        self._prefetch = prefetch
+        #: The catalog read again after a name was not found (a model added on another function).
+        self._recheck = recheck
+
+    def prefetch(self) -> None:
+        """Start refreshing the catalog snapshot if this request will need it (never waits).
+
+        Called as a request arrives, before its API key is looked up, so a refresh after an idle
+        spell runs beside that lookup instead of after it (``chalicelib/catalog/live.py``).
+        """
+        if self._prefetch is not None:
+            self._prefetch()
 
     # -- chat ------------------------------------------------------------------------------------
 
@@ -120,6 +135,7 @@ class ModelService:
         deadline: float,
         surface: str,
         fit: Callable[[Conversation, ModelEntry], Conversation] | None = None,
+        catalog: Catalog | None = None,
     ) -> Turn:
         """Admit and start one model call for an authenticated key; its answer comes as the turn's events.
 
@@ -128,6 +144,8 @@ class ModelService:
         upstream failure before any output raises (with the admission headers) instead of
         starting an answer that could only be an error. ``fit`` lets an adapter adjust the
         conversation to the model it resolved to (once), before its capabilities are checked.
+        ``catalog`` resolves the model in that catalog instead of this function's snapshot (the
+        model test reads a fresh one).
 
         Raises
         ------
@@ -137,19 +155,20 @@ class ModelService:
         """
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        model = self.resolve_model(key, conversation.model, mode="chat")
+        model = self.resolve_model(key, conversation.model, mode="chat", catalog=catalog)
         if fit is not None:
             conversation = fit(conversation, model)
         check_capabilities(conversation, model)
         log = {"request_id": request_id, "key_id": key.key_id, "model": model.id, "surface": surface}
         log.update(stream=conversation.stream, **conversation.annotations)
-        # What reaches Bedrock, built once: admission bounds its tokens, the call sends it.
-        prompt = bedrock_prompt(conversation)
+        # What reaches the upstream, built once: admission bounds its tokens, the call sends it.
+        prompt = self._gateway.prompt(conversation, model)
         ticket = self._meter.admit(
             key,
             model,
             input_tokens=prompt_input(prompt).token_bound,
             max_output_tokens=conversation.max_tokens,
+            long_cache=asks_long_cache(*prompt),
         )
         events = self._run(ticket, conversation, prompt, request_id, deadline, started, log)
         try:
@@ -270,6 +289,7 @@ class ModelService:
             usage=usage,
             latency_ms=latency_ms,
             status="ok" if outcome == "ok" else "partial",
+            served_by=self._gateway.target(ticket.model).served_by,
         )
         logger.info(
             "chat completion",
@@ -306,6 +326,7 @@ class ModelService:
         *,
         deadline: float | None = None,
         surface: str = "openai",
+        catalog: Catalog | None = None,
     ) -> EmbeddingRun:
         """Admit, embed, bill: one embeddings call for an authenticated key (routes and MCP tools).
 
@@ -320,7 +341,7 @@ class ModelService:
         """
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        entry = self.resolve_model(key, request.model, mode="embedding")
+        entry = self.resolve_model(key, request.model, mode="embedding", catalog=catalog)
         texts = embedding_texts(request, embedding_limits(entry))
         log = {"request_id": request_id, "key_id": key.key_id, "model": entry.id, "surface": surface}
         # A token is at least one UTF-8 byte (as in PromptInput.token_bound), so bytes bound the tokens.
@@ -343,6 +364,7 @@ class ModelService:
                 usage=outcome.usage,
                 latency_ms=latency_ms,
                 status="ok" if outcome.error is None else "partial",
+                served_by=self._gateway.target(entry).served_by,
             )
         if outcome.error is not None:
             outcome.error.headers.update({**ticket.headers, "x-request-id": request_id})  # the cost, if billed
@@ -368,8 +390,33 @@ class ModelService:
         """The catalog models ``key`` may call, in catalog order (optionally one mode)."""
         return [m for m in self._catalog() if key.allows_model(m.id) and (mode is None or m.mode == mode)]
 
-    def resolve_model(self, key: KeyRecord, name: str, *, mode: str | None = None, hidden: bool = False) -> ModelEntry:
-        """The catalog entry for ``name`` if ``key`` may use it.
+    def _find(self, name: str, catalog: Catalog | None) -> ModelEntry | None:
+        """The served entry named ``name``; a miss in this function's catalog rereads the table once.
+
+        Raises
+        ------
+        ServiceUnavailable
+            The model's stored entry cannot be read (``Catalog.resolve``).
+        """
+        source = catalog or self._catalog()
+        entry = source.find(name)
+        if entry is None and catalog is None and self._recheck is not None:
+            source = self._recheck()
+            entry = source.find(name)
+        if entry is None and name in source.broken:
+            source.resolve(name)  # raises: the model is out of service until an admin fixes it
+        return entry
+
+    def resolve_model(
+        self,
+        key: KeyRecord,
+        name: str,
+        *,
+        mode: str | None = None,
+        hidden: bool = False,
+        catalog: Catalog | None = None,
+    ) -> ModelEntry:
+        """The catalog entry for ``name`` if ``key`` may use it (in ``catalog``, default this function's).
 
         ``hidden``: a model outside the key's allowlist is not found, as if it did not exist
         (OpenAI's answer to ``GET /v1/models/{id}``: it tells nothing of the catalog). Hints in the
@@ -383,7 +430,7 @@ class ModelService:
         PermissionDenied
             The key may not use it (unless ``hidden``).
         """
-        entry = self._catalog().find(name)
+        entry = self._find(name, catalog)
         if entry is not None and not key.allows_model(entry.id):
             if not hidden:
                 raise errors.PermissionDenied(
@@ -437,6 +484,66 @@ class ModelService:
     def count_tokens(self, model: ModelEntry, *, messages: list[dict[str, Any]] | None = None, text: str = "") -> int:
         """A local estimate of a prompt's tokens for ``model`` (no Bedrock call, nothing billed)."""
         return self._gateway.count_tokens(model, messages=messages, text=text)
+
+    # -- the model test ----------------------------------------------------------------------------
+
+    def probe(self, key: KeyRecord, model: ModelEntry, *, deadline: float) -> dict[str, Any]:
+        """One minimal call to ``model`` through the whole path, billed to ``key``: what ``models test`` reports.
+
+        The model is called as a caller would call it (admission, the upstream, the bill), even when
+        it is disabled, so an admin can try a model before turning it on. The outcome is data: an
+        upstream refusal is reported (``ok`` false, the error), not raised.
+        """
+        started = time.perf_counter()
+        catalog = Catalog([replace(model, enabled=True)])
+        result: dict[str, Any] = {"object": "model_test", "model": model.id, "key_id": key.key_id}
+        try:
+            if model.mode == "embedding":
+                run = self.embed(
+                    key,
+                    EmbeddingRequest(model=model.id, inputs=(PROBE_TEXT,)),
+                    deadline=deadline,
+                    surface="model_test",
+                    catalog=catalog,
+                )
+                entry, request_id = run.entry, run.request_id
+                answer = f"{len(run.body['data'][0]['embedding'])} dimensions"
+            else:
+                conversation = Conversation(
+                    model=model.id, messages=[{"role": "user", "content": PROBE_TEXT}], max_tokens=PROBE_MAX_TOKENS
+                )
+                turn = self.converse(key, conversation, deadline=deadline, surface="model_test", catalog=catalog)
+                try:
+                    completion = Completion.of(turn)
+                finally:
+                    turn.close()
+                if completion.error is not None:
+                    raise completion.error
+                entry, request_id = completion.entry, turn.request_id
+                answer = "".join(b.text for b in completion.blocks if b.kind == "text")[:200]
+        except errors.AppError as exc:
+            result.update(ok=False, status=exc.status_code, latency_ms=_ms(started), error=exc.to_body()["error"])
+            result["request_id"] = exc.headers.get("x-request-id")
+            return result
+        assert entry is not None
+        result.update(
+            ok=True,
+            status=200,
+            latency_ms=_ms(started),
+            request_id=request_id,
+            answer=answer,
+            usage={name: getattr(entry.usage, name) for name in TOKEN_FIELDS},
+            cost_usd=usd(entry.cost) or "0",
+            price_version=entry.price_version,
+            served_by=entry.served_by,
+        )
+        return result
+
+
+#: What the model test sends: short, answerable by any chat model, cheap on every price list.
+PROBE_TEXT = "Reply with the single word OK."
+PROBE_MAX_TOKENS = 16
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
 
 
 @dataclass

@@ -14,12 +14,17 @@ from typing import Any
 
 @dataclass(frozen=True)
 class TokenUsage:
-    """Tokens as Bedrock bills them: ``input_tokens`` excludes cache reads and writes."""
+    """Tokens as Bedrock bills them: ``input_tokens`` excludes cache reads and writes.
+
+    ``cache_write_tokens`` counts every prompt-cache write; ``cache_write_1h_tokens`` is the part
+    of them written with a 1-hour TTL (Bedrock's ``cacheDetails``), billed at its own price.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @property
     def prompt_tokens(self) -> int:
@@ -54,6 +59,11 @@ class UsageEntry:
     #: True when ``cost`` was capped at the reservation; ``usage_cost`` is then what the usage costs.
     capped: bool = False
     usage_cost: Decimal | None = None
+    #: Which of the model's price versions billed it (0: an entry from before prices were versioned).
+    price_version: int = 0
+    #: What served the call: the LiteLLM model string of the upstream target (``bedrock/converse/…``,
+    #: ``openai/…``). Empty: an entry from before it was recorded (``bedrock_model_id`` says it).
+    served_by: str = ""
 
     @property
     def day(self) -> str:

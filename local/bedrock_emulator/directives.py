@@ -65,7 +65,13 @@ DIRECTIVES: dict[str, Directive] = {
     ),
     "parallel": Directive("#emulator:parallel", "In the last user message: call two tools at once"),
     "cache_read": Directive("#emulator:cache_read=N", "Report N more input tokens, read from the prompt cache"),
-    "cache_write": Directive("#emulator:cache_write=N", "Report N more input tokens, written to the prompt cache"),
+    "cache_write": Directive(
+        "#emulator:cache_write=N",
+        "Report N more input tokens, written to the prompt cache (at the request's cache-point TTL: 1h if one asks)",
+    ),
+    "cache_write_1h": Directive(
+        "#emulator:cache_write_1h=N", "Report N more input tokens, written to the prompt cache for an hour"
+    ),
     "throttle": Directive("#emulator:throttle", "Fail: ThrottlingException (the gateway answers 429)"),
     "error": Directive("#emulator:error", "Fail: ModelErrorException (the gateway answers 502)"),
     "error500": Directive("#emulator:error500", "Fail: InternalServerException (the gateway answers 503)"),
@@ -78,7 +84,7 @@ DIRECTIVES: dict[str, Directive] = {
 
 _FLAGS = frozenset({"cut", "cut_clean", "stream_error", "parallel", "help"})
 _NUMBERS = frozenset({"sleep", "chunk_delay"})
-_COUNTS = frozenset({"cache_read", "cache_write", "tokens"})
+_COUNTS = frozenset({"cache_read", "cache_write", "cache_write_1h", "tokens"})
 KNOWN = frozenset(DIRECTIVES)
 
 
@@ -105,6 +111,7 @@ class Directives:
     tool_name: str | None = None
     cache_read: int | None = None
     cache_write: int | None = None
+    cache_write_1h: int | None = None
     tokens: int | None = None
 
 

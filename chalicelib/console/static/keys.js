@@ -6,15 +6,23 @@
   const PW = (window.PW = window.PW || {});
   const { h, replace, announce, timeEl, moneyEl, ui, api } = PW;
 
+  // The live catalog's served models (an admin's listing also has disabled and unreadable ones).
   let modelsCache = null;
   async function models() {
-    if (!modelsCache) modelsCache = api.get("admin/models").then((page) => page.data || []);
+    if (!modelsCache) {
+      modelsCache = api.get("admin/models").then((page) => (page.data || []).filter((m) => m.enabled !== false && m.status !== "unreadable"));
+    }
     try {
       return await modelsCache;
     } catch (error) {
       modelsCache = null;
       throw error;
     }
+  }
+
+  // After the Models page changed the catalog: the next picker reads it again.
+  function forgetModels() {
+    modelsCache = null;
   }
 
   function modelsText(key) {
@@ -340,5 +348,5 @@
     load();
   }
 
-  PW.keys = { myKeys, allKeys, models, createDialog };
+  PW.keys = { myKeys, allKeys, models, forgetModels, createDialog };
 })();
