@@ -263,10 +263,19 @@ def run(
             for owner, budget in owner_budgets.items():
                 meters[0].set_owner_budget(owner, budget, actor="bench")
             # Warm instances: each has read the owners' budgets (the issue counted round trips so).
-            # Both meters cache them in ``_owner_budgets`` as (when read, budget); never stale here.
-            fresh = sim.now() if design == "stream" else time.monotonic() + 1e9
+            # Both meters cache them as (when read, budget); never stale here.
             for meter in meters:
-                meter._owner_budgets.update({key.owner_sub: (fresh, owner_budgets.get(key.owner_sub)) for key in keys})
+                if design == "stream":
+                    from chalicelib.shared import scopes
+
+                    meter._budgets.update(
+                        {scopes.owner(key.owner_sub): (sim.now(), owner_budgets.get(key.owner_sub)) for key in keys}
+                    )
+                else:
+                    fresh = time.monotonic() + 1e9
+                    meter._owner_budgets.update(
+                        {key.owner_sub: (fresh, owner_budgets.get(key.owner_sub)) for key in keys}
+                    )
             model.install(resource.meta.client)
             outcomes: list[Outcome] = []
 

@@ -428,8 +428,8 @@ def test_the_metric_filters_match_the_log_lines_the_ledger_writes(usage_table, s
         # WHEN a bill and a release cannot be stored
         assert ledger.record(usage_entry()) is False
         release = Release(
-            ticket_id="t1", key_id="k1", owner_sub="owner-1", budget_month="2026-11", reserved_key_usd=Decimal("0.1"),
-            reserved_owner_usd=Decimal(0), rate_window=None, counted_tokens=0, timestamp="2026-11-26T10:00:00Z",
+            ticket_id="t1", key_id="k1", owner_sub="owner-1", budget_month="2026-11",
+            reserved={"KEY#k1": Decimal("0.1")}, rate_window=None, counted_tokens=0, timestamp="2026-11-26T10:00:00Z",
         )  # fmt: skip
         assert ledger.record_release(release) is False
     # THEN the JSON lines CloudWatch gets are exactly what the template's filters select

@@ -21,6 +21,7 @@ from chalicelib.accounting.reconcile import parse_lines
 from chalicelib.accounting.reports import ReportService, parse_day, render_text
 from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
 from chalicelib.keys.store import KeyStore
+from chalicelib.shared import scopes
 from chalicelib.shared.body import parse_json_body
 from chalicelib.shared.dates import parse_day_text, utcnow
 from chalicelib.shared.fields import refuse_unknown
@@ -199,10 +200,7 @@ class AccountingService:
         timestamp) would push ``committed`` below what was billed, and the budget
         would stop binding. ``held`` carries what this request's earlier lines took.
         """
-        claims = [
-            (f"KEY#{entry.key_id}", entry.reserved_key_usd),
-            (f"OWNER#{entry.owner_sub}", entry.reserved_owner_usd),
-        ]
+        claims = [(scopes.Scope.parse(name), amount) for name, amount in entry.reserved.items()]
         month = entry.reservation_month
         for scope, amount in claims:
             if amount <= 0:
@@ -274,7 +272,7 @@ class AccountingService:
     def _budget_view(self, sub: str, principal: Principal) -> dict[str, Any]:
         month = self._clock().strftime("%Y-%m")
         budget = self._meter.owner_budget(sub, fresh=True)
-        totals = self._ledger.aggregate(f"OWNER#{sub}", f"MONTH#{month}")
+        totals = self._ledger.aggregate(scopes.owner(sub), scopes.month_period(month))
         return {
             "object": "owner_budget",
             "owner": sub,
