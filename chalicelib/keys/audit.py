@@ -55,6 +55,7 @@ AUDITED_FIELDS = (
     "revoked_at",
     "metadata",
     "import_id",
+    "team_id",
 )
 
 

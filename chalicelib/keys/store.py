@@ -256,6 +256,7 @@ UPDATABLE_FIELDS = (
     "expires_at",
     "metadata",
     "admin_limits",
+    "team_id",
 )
 #: Key states a listing can be narrowed to; ``expired`` is derived from ``expires_at``, ``disabled``
 #: from the owner's (``owner_disabled``).
@@ -630,6 +631,26 @@ class KeyStore:
         record = replace(current, **changes)
         self._conditional_update(current, changes, record, attach)
         return record, plaintext
+
+    def set_owner_disabled(self, record: KeyRecord, disabled: bool, *, attach: Attach | None = None) -> KeyRecord:
+        """Refuse the key while its owner is disabled (``disabled``), or stop refusing it.
+
+        Only the mark changes: a key revoked or expired meanwhile stays so, and an edit based on the
+        key as read before is not refused for it (the version is unchanged).
+        """
+        changed = replace(record, owner_disabled=disabled)
+        update: dict[str, Any] = {
+            "Key": {"key_id": record.key_id},
+            "UpdateExpression": "SET owner_disabled = :true" if disabled else "REMOVE owner_disabled",
+            "ConditionExpression": "attribute_exists(key_id)",
+        }
+        if disabled:
+            update["ExpressionAttributeValues"] = {":true": True}
+        if attach is None:
+            self._table.update_item(**update)
+        else:
+            self._transact([{"Update": {"TableName": self._table.name, **update}}, *attach(changed)])
+        return changed
 
     def _conditional_update(
         self, current: KeyRecord, changes: Mapping[str, Any], record: KeyRecord, attach: Attach | None

@@ -21,7 +21,7 @@ Storage keys, usage table::
     DIRECTORY             TEAM#<team_id>            a team (name, budget, keys)
     DIRECTORY             MEMBER#<team_id>#<sub>    a membership, seen from the team (role)
     DIRECTORY             TEAMOF#<sub>#<team_id>    the same membership, seen from the person
-    DIRECTORY             SETTINGS                  deployment-wide settings (the default budget of new people)
+    DIRECTORY             TEAMNAME#<name>           a team's name, claimed (names are unique, case aside)
 
 Audit table: ``<subject>`` / ``<time>#<event_id>``, the subject being a scope (``KEY#…``,
 ``TEAM#…``) or a person (``PERSON#<sub>``).
@@ -247,7 +247,10 @@ def membership_key(sub: str, team_id: str) -> dict[str, str]:
     return {"pk": DIRECTORY, "sk": f"TEAMOF#{sub}#{team_id}"}
 
 
-SETTINGS_KEY = {"pk": DIRECTORY, "sk": "SETTINGS"}
+def team_name_key(name: str) -> dict[str, str]:
+    return {"pk": DIRECTORY, "sk": f"TEAMNAME#{name.casefold()}"}
+
+
 PEOPLE_PREFIX = "PERSON#"
 TEAMS_PREFIX = "TEAM#"
 
