@@ -153,9 +153,7 @@ def test_team_keys_and_members_keys_share_the_team_budget_until_it_refuses(
     assert_error(as_bob.call("get", "/admin/keys?team=red"), 403, "team_admin_only")
 
 
-def test_a_budget_set_below_this_months_spend_is_allowed_and_says_so(
-    as_admin: Api, meter_budget_scope: Any
-) -> None:
+def test_a_budget_set_below_this_months_spend_is_allowed_and_says_so(as_admin: Api, meter_budget_scope: Any) -> None:
     team = as_admin.call("post", "/admin/teams", {"name": "Red", "monthly_budget_usd": "10"}).json_body
     meter_budget_scope(team["id"], Decimal("3"))
     lowered = as_admin.call("patch", "/admin/teams/red", {"monthly_budget_usd": "2"})
