@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli import output
+from cli import csvfile, output
 from cli.errors import CliError
 
 IMPORT_BATCH = 200  # rows per request: keeps each call far below the gateway's 1,000 and 29 s limits
@@ -106,7 +106,10 @@ def _int_or_text(value: str) -> int | str:
 @output.json_option
 @click.pass_obj
 def create(state: Any, owner: str | None, json_: bool, **options: Any) -> None:
-    """Create a key; its secret is shown once, now."""
+    """Create a key (--name is required); its secret is shown once, now."""
+    if not (options["name"] or "").strip():
+        # As in the console: a key nobody can tell from the next is one nobody dares revoke.
+        raise click.UsageError('A key needs a name: --name TEXT, what it is for (e.g. "laptop"); admins see it.')
     body = _fields(**options)
     if owner:
         body["owner"] = owner
@@ -403,7 +406,7 @@ def _from_csv(row: dict[str | None, Any]) -> dict[str, Any]:
     for name, value in row.items():
         if name is None or value is None or value.strip() == "":
             continue  # extra cells and empty cells: the field is simply absent
-        value = value.strip()
+        value = csvfile.read_cell(value.strip())
         if name == "allowed_models":
             result[name] = [m.strip() for m in re.split(r"[;,]", value) if m.strip()]
         elif name in ("rpm_limit", "tpm_limit"):
@@ -420,16 +423,15 @@ def _from_csv(row: dict[str | None, Any]) -> dict[str, Any]:
 
 def rows_to_csv(rows: Iterable[dict[str, Any]]) -> str:
     """Export rows as CSV in the format ``read_rows`` reads back."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
+
+    def cells(row: dict[str, Any]) -> dict[str, Any]:
         cells = dict(row)
         if cells.get("allowed_models") is not None:
             cells["allowed_models"] = ";".join(cells["allowed_models"])
         cells["metadata"] = json.dumps(cells["metadata"]) if cells.get("metadata") else ""
-        writer.writerow({k: "" if v is None else v for k, v in cells.items()})
-    return buffer.getvalue()
+        return cells
+
+    return csvfile.rows_text(EXPORT_COLUMNS, (cells(row) for row in rows))
 
 
 def _format_of(path: Path) -> str:
@@ -444,7 +446,7 @@ class SecretsFile:
 
     def __init__(self, handle: Any) -> None:
         self._handle = handle
-        self._writer = csv.writer(handle, lineterminator="\n")
+        self._writer = csvfile.Writer(handle)
 
     @classmethod
     def create(cls, path: Path) -> SecretsFile:
@@ -465,13 +467,13 @@ class SecretsFile:
         except OSError as exc:
             raise CliError(f"Cannot create {path}: {exc.strerror}.") from None
         secrets = cls(os.fdopen(fd, "w", newline=""))
-        secrets._writer.writerow(["id", "key_id", "secret"])
+        secrets._writer.row(["id", "key_id", "secret"])
         return secrets
 
     def write(self, results: list[dict[str, Any]]) -> None:
         for result in results:
             if result.get("secret"):
-                self._writer.writerow([result["id"], result["key"]["key_id"], result["secret"]])
+                self._writer.row([result["id"], result["key"]["key_id"], result["secret"]])
         self._handle.flush()
         os.fsync(self._handle.fileno())
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from decimal import Decimal
 from typing import Any
@@ -12,7 +10,7 @@ import click
 from rich.console import Group
 from rich.text import Text
 
-from cli import output
+from cli import csvfile, output
 from cli.errors import CliError
 
 GROUPS = ("key", "owner", "model", "day")
@@ -97,12 +95,8 @@ def bar_chart(report: dict[str, Any]) -> Group:
 
 
 def to_csv(report: dict[str, Any]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in report["data"]:
-        writer.writerow({**row, "name": row.get("name") or row.get("owner_email") or ""})
-    return buffer.getvalue()
+    rows = ({**row, "name": row.get("name") or row.get("owner_email") or ""} for row in report["data"])
+    return csvfile.rows_text(CSV_COLUMNS, rows)
 
 
 def _label(row: dict[str, Any]) -> str:

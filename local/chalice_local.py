@@ -5,11 +5,17 @@
   is anything else, e.g. an API key sent to an /admin route. API Gateway would
   answer 401 there; here the header is passed on undecoded and the app's own
   token check (chalicelib/admin/auth.py) answers the same 401.
+* Its server's accept queue held 5 connections, so a burst of clients through the front had
+  connections dropped; it holds 128 here, as the front's and moto's do.
 * An unknown route got chalice local's 403 whose message repeats the whole
   Authorization header (the caller's API key), and a wrong method Chalice's
   ``{"Code": "MethodNotAllowedError"}``. Both are OpenAI error envelopes here
   (404 ``unknown_url``, 405 ``method_not_allowed`` with ``Allow``), as the
   template's gateway responses make them on AWS; neither repeats a header.
+
+* Behind the local front (``--behind-front``, as ``make dev`` runs it) it listens on a private
+  port and does not print chalice's "Serving on http://127.0.0.1:<that port>": the front prints
+  the address to use.
 
 Usage: ``python -m local.chalice_local local --stage local --port 8000`` (any chalice command).
 """
@@ -22,6 +28,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from chalicelib.errors import AppError, MethodNotAllowed, UnknownRoute
+
+BEHIND_FRONT = "--behind-front"
 
 
 def tolerate_non_jwt_authorization() -> None:
@@ -46,6 +54,13 @@ def answer_without_nagle() -> None:
     from chalice.local import ChaliceRequestHandler
 
     ChaliceRequestHandler.disable_nagle_algorithm = True
+
+
+def accept_bursts() -> None:
+    """A listen backlog of 128, not socketserver's 5: the front sends a burst of 64 clients at once."""
+    from chalice.local import ThreadedHTTPServer
+
+    ThreadedHTTPServer.request_queue_size = 128
 
 
 def openai_routing_errors() -> None:
@@ -82,12 +97,26 @@ def _answer(error: AppError, headers: dict[str, str] | None = None) -> dict[str,
     }
 
 
+def quiet_private_address() -> None:
+    """Behind the local front, say nothing of the private port: "Serving on" it would send people there."""
+    from chalice.local import LocalDevServer
+
+    def serve_forever(self: Any) -> None:
+        self.server.serve_forever()
+
+    LocalDevServer.serve_forever = serve_forever  # type: ignore[method-assign]
+
+
 def main() -> int:
     from chalice.cli import main as chalice_main
 
+    if BEHIND_FRONT in sys.argv:
+        sys.argv.remove(BEHIND_FRONT)
+        quiet_private_address()
     tolerate_non_jwt_authorization()
     openai_routing_errors()
     answer_without_nagle()
+    accept_bursts()
     return chalice_main()
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import secrets
@@ -56,6 +57,56 @@ DEFAULT_PORTS = {"api": 8000, "aws": 8001, "bedrock": 8002}
 
 class StackError(RuntimeError):
     """The stack could not start; the message says what to do."""
+
+
+class StateLock:
+    """One stack at a time on a state directory: an exclusive lock on ``<dir>.lock`` beside it.
+
+    Two ``make dev`` of one checkout (on other ports) would each load the state and then
+    overwrite each other's saves. The lock is the kernel's (``flock``): it goes with the
+    process that holds it, so a crashed stack leaves nothing to clean up. The file lives
+    beside the directory, not in it, so ``make dev FRESH=1`` can delete the state while
+    holding it.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir.parent / f"{state_dir.name}.lock"
+        self._handle: IO[str] | None = None
+
+    def acquire(self, holder: str) -> None:
+        """Take the lock, recording ``holder`` (who, and where its API is) in the file.
+
+        Raises
+        ------
+        StackError
+            Another stack holds it; the message names that stack.
+        """
+        if self._handle is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            other = handle.read().strip() or "another process"
+            handle.close()
+            raise StackError(
+                f"Another 'make dev' is using {self.state_dir} ({other}): two stacks cannot share one "
+                "saved state. Stop that one first (Ctrl-C in its terminal), or run a second stack from "
+                "another checkout."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(holder)
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing drops the flock
+            self._handle = None
 
 
 @dataclass(frozen=True)
@@ -105,8 +156,11 @@ class DevStack:
     state_dir: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    #: chalice local's private port (the front proxies the buffered routes to it); set by start().
+    chalice_port: int | None = None
     _processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _logs: list[IO[Any]] = field(default_factory=list)
+    _lock: StateLock | None = None
 
     @property
     def aws_url(self) -> str:
@@ -127,10 +181,28 @@ class DevStack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def lock_state(self) -> None:
+        """Claim ``state_dir`` for this stack (``start`` does it too; ``make dev FRESH=1`` first).
+
+        Raises
+        ------
+        StackError
+            Another stack is using it.
+        """
+        if self.state_dir is not None and self._lock is None:
+            lock = StateLock(self.state_dir)
+            lock.acquire(f"pid {os.getpid()}, API at {self.api_url}")
+            self._lock = lock
+
     def start(self) -> dict[str, Any]:
         """Start everything; return the connection details also written to dev.json."""
-        for name in ("api", "aws", "bedrock"):
-            _ensure_free(self.host, getattr(self.ports, name), PORT_ENV[name])
+        self.lock_state()
+        try:
+            for name in ("api", "aws", "bedrock"):
+                _ensure_free(self.host, getattr(self.ports, name), PORT_ENV[name])
+        except StackError:
+            self._release()
+            raise
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             moto = [sys.executable, "-m", "local.moto_server", "-H", self.host, "-p", str(self.ports.aws)]
@@ -157,8 +229,8 @@ class DevStack:
             self._spawn("aggregator", [*aggregator, "--table", TABLE_NAMES["UsageTable"], "--region", REGION])
             # chalice local serves the buffered routes on a private port; the front (API Gateway's
             # part) answers the streaming routes itself, as they stream on AWS, and proxies the rest.
-            chalice_port = _free_port(self.host)
-            command = [sys.executable, "-m", "local.chalice_local", "local", "--stage", STAGE]
+            chalice_port = self.chalice_port = _free_port(self.host)
+            command = [sys.executable, "-m", "local.chalice_local", "--behind-front", "local", "--stage", STAGE]
             command += ["--host", self.host, "--port", str(chalice_port)]
             # No autoreload: chalice's watcher polls every file under the project
             # (.venv included) and restarts on any change, e.g. each line moto
@@ -341,6 +413,12 @@ class DevStack:
         for log in self._logs:
             log.close()
         self._logs.clear()
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 def examples(base_url: str, api_key: str) -> dict[str, str]:
@@ -453,12 +531,13 @@ def main(argv: list[str] | None = None) -> int:
         "every local key, user and ledger entry (make dev FRESH=1)",
     )
     args = parser.parse_args(argv)
-    if args.fresh and LOCAL_STATE_DIR.exists():
-        shutil.rmtree(LOCAL_STATE_DIR)
-        print(f"Deleted the saved local state ({LOCAL_STATE_DIR}).", file=sys.stderr)
     try:
         ports = Ports.from_env()
         stack = DevStack(ports=ports, api_output=sys.stdout, state_dir=LOCAL_STATE_DIR)
+        stack.lock_state()  # before FRESH deletes anything: never the state of a running stack
+        if args.fresh and LOCAL_STATE_DIR.exists():
+            shutil.rmtree(LOCAL_STATE_DIR)
+            print(f"Deleted the saved local state ({LOCAL_STATE_DIR}).", file=sys.stderr)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         print("Starting moto server, the Bedrock emulator and chalice local…", file=sys.stderr, flush=True)
         info = stack.start()

@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     timeout = args.timeout or get_settings().stream_timeout_seconds  # the streaming function's timeout on AWS
     server = FrontServer((args.host, args.port), upstream=args.upstream, timeout_seconds=timeout)
     threading.Thread(target=warm_up, daemon=True).start()
+    print(f"Serving on {server.base_url} (chalice local behind it, on a private port)", flush=True)
     try:
         server.serve_forever(poll_interval=0.05)
     finally:

@@ -13,8 +13,10 @@ error, never a silent fresh start: the developer decides (``make dev FRESH=1``).
 from __future__ import annotations
 
 import copyreg
+import hashlib
 import os
 import pickle
+import re
 import sys
 import threading
 from pathlib import Path
@@ -103,11 +105,32 @@ def load(path: Path) -> int:
     return len(backends)
 
 
+#: Operations that only read (``X-Amz-Target``'s operation name): they never dirty the state.
+READ_ONLY = re.compile(r"^(?:(?:Get|Describe|List|BatchGet)[A-Z]\w*|Query|Scan)$")
+#: Services whose state is not saved (not in ``SERVICES``): the stream aggregator's polling.
+UNSAVED_TARGETS = ("DynamoDBStreams_",)
+
+
+def may_change(environ: dict[str, Any]) -> bool:
+    """Whether a request may change the saved state: not a GET, nor an operation known to only read.
+
+    Anything unknown counts as a change (SNS's and CloudWatch's operations are in their bodies).
+    """
+    if environ.get("REQUEST_METHOD") == "GET":  # JWKS, moto's own pages, the console's login pages
+        return False
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target.startswith(UNSAVED_TARGETS):
+        return False
+    return not (target and READ_ONLY.match(target.rpartition(".")[2]))
+
+
 class Saver:
     """Saves the state to ``path`` a moment after requests change it, and once more at exit.
 
     ``lock`` is the lock every request holds (``local/moto_server.py``), so a
-    snapshot never sees half a request.
+    snapshot never sees half a request. Idle means idle: requests that only read
+    (the stream aggregator polls four times a second) take no snapshot, and a
+    snapshot equal to what was last written is not written again.
     """
 
     def __init__(self, path: Path, lock: Any, *, interval_seconds: float = 1.0) -> None:
@@ -116,10 +139,13 @@ class Saver:
         self._interval = interval_seconds
         self._dirty = threading.Event()
         self._stopped = threading.Event()
+        self._written: bytes | None = hashlib.sha256(path.read_bytes()).digest() if path.exists() else None
+        #: How many times the file was written (tests, and what make dev's idleness costs).
+        self.writes = 0
 
     def changed(self, environ: dict[str, Any]) -> None:
-        """Note a request; AWS API calls are POSTs (GETs read JWKS and moto's own pages)."""
-        if environ.get("REQUEST_METHOD") != "GET":
+        """Note a request that may have changed the state."""
+        if may_change(environ):
             self._dirty.set()
 
     def start(self) -> None:
@@ -138,7 +164,12 @@ class Saver:
         with self._lock:
             self._dirty.clear()
             data = snapshot()
+        digest = hashlib.sha256(data).digest()
+        if digest == self._written:
+            return
         write(self.path, data)
+        self._written = digest
+        self.writes += 1
 
     def stop(self) -> None:
         self._stopped.set()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from cli import output
+from cli import csvfile, output
 from cli.errors import ApiError
-from cli.keys import _key_panel, _keys_table
+from cli.keys import _key_panel, _keys_table, read_rows
 from cli.main import State, cli
 
 EVIL = "\x1b[2J\x1b[HAll good\u202eexe.png\x07[bold]x[/bold]"
@@ -255,3 +257,69 @@ def test_owners_are_shown_by_email(gateway: dict[str, Any]) -> None:
     assert CliRunner().invoke(cli, ["budget", "show"], catch_exceptions=False).exit_code == 0
     title = _budget_table(gateway["/admin/owners/me/budget"]).title or ""
     assert "alice@example.com" in title and "0f1e-sub" not in title
+
+
+# Every CSV the CLI writes defuses what a spreadsheet would run (one writer: cli/csvfile.py)
+
+FORMULAS = ['=HYPERLINK("https://evil.example","Click")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx",
+            "'=already quoted"]  # fmt: skip
+
+
+def spreadsheet_cells(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text)))
+
+
+def assert_no_cell_runs(rows: list[list[str]]) -> None:
+    for row in rows:
+        for cell in row:
+            assert not re.match(r"[=+@\t\r]", cell) and not re.match(r"-(?!\d+(\.\d+)?$)", cell), cell
+
+
+@pytest.mark.parametrize("name", FORMULAS)
+def test_usage_csv_defuses_formulas(gateway: dict[str, Any], name: str) -> None:
+    gateway["/admin/usage"] = {"data": [{"group": "k", "name": name, "requests": 1, "input_tokens": 1,
+                                         "output_tokens": -1, "cache_read_tokens": 0, "cache_write_tokens": 0,
+                                         "cost_usd": "-0.25"}]}  # fmt: skip
+    result = CliRunner().invoke(cli, ["usage", "--csv"], catch_exceptions=False)
+    [header, row] = spreadsheet_cells(result.stdout)
+    assert_no_cell_runs([header, row])
+    assert row[1] == "'" + name
+    assert row[4] == "-1" and row[7] == "-0.25"  # numbers stay numbers
+
+
+def test_keys_export_defuses_formulas_and_imports_back_as_the_same_names(
+    gateway: dict[str, Any], tmp_path: Path
+) -> None:
+    rows = [{"id": name, "owner": "@owner", "name": name, "metadata": {"note": name}} for name in FORMULAS]
+    gateway["/admin/keys/export"] = {"data": rows, "next_cursor": None}
+    target = tmp_path / "keys.csv"
+    assert CliRunner().invoke(cli, ["keys", "export", "-o", str(target)]).exit_code == 0
+    cells = spreadsheet_cells(target.read_text())
+    assert_no_cell_runs(cells)
+    assert [row[2] for row in cells[1:]] == ["'" + name for name in FORMULAS]
+    assert [row for _, row in read_rows(target, "csv")] == rows
+
+
+def test_secrets_out_defuses_formulas(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(State, "client", lambda self: CountingImport([None]))
+    (tmp_path / "k.json").write_text(json.dumps([{"id": FORMULAS[0]}]))
+    secrets = tmp_path / "secrets.csv"
+    CliRunner().invoke(cli, ["keys", "import", str(tmp_path / "k.json"), "--secrets-out", str(secrets)])
+    cells = spreadsheet_cells(secrets.read_text())
+    assert_no_cell_runs(cells)
+    assert cells[1][0] == "'" + FORMULAS[0]
+
+
+def test_the_csv_rule_is_the_consoles() -> None:
+    # The console's download (dom.js: toCsv) and cli/csvfile.py defuse the same cells the same way.
+    dom = (Path(__file__).resolve().parent.parent / "chalicelib" / "console" / "static" / "dom.js").read_text()
+    assert f"/{csvfile.FORMULA.pattern}/.test(text) && !/{csvfile.NUMBER.pattern}/.test(text)" in dom
+    assert "text = `'${text}`" in dom
+
+
+@pytest.mark.parametrize("name", [None, "", "   "])
+def test_keys_create_needs_a_name_as_in_the_console(gateway: dict[str, Any], name: str | None) -> None:
+    gateway["/admin/keys"] = {**key("x"), "secret": SECRET}  # what the gateway would answer
+    args = ["keys", "create", "--budget", "1"] + ([] if name is None else ["--name", name])
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "--name" in result.output and SECRET not in result.output

@@ -221,6 +221,36 @@ def test_slack_post_uses_the_ssm_webhook(usage_table, keys_table, inbox) -> None
     assert posts[0][0] == "https://hooks.slack.example/T/B/x" and "daily cost report" in posts[0][1]["text"]
 
 
+HOSTILE_NAME = "<!channel> <https://evil.example|session expired> & more"
+
+
+def test_slack_and_email_show_names_as_text(usage_table, keys_table, inbox) -> None:
+    # GIVEN a key named with Slack markup, over its budget, whose owner's e-mail (stored before
+    # names were checked) forges a line of the report and carries a terminal escape
+    topic, sqs, queue = inbox
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name="/pennyworth/slack", Value="https://hooks.slack.example/T/B/x", Type="SecureString"
+    )
+    forged = "mallory@example.com\nTotal: $0 over 0 requests\x1b[2J"
+    key, _ = KeyStore(keys_table).create(
+        owner_sub="mallory", owner_email=forged, name=HOSTILE_NAME, monthly_budget_usd=Decimal("0.001")
+    )
+    spend(usage_table, key, DAY, 2, 1000)
+    posts: list = []
+    service(usage_table, keys_table, topic, slack="/pennyworth/slack", posts=posts).run(DAY)
+    # THEN Slack gets no control sequence, no link and no mention: the name shows as written
+    slack = posts[0][1]
+    assert "<" not in slack["text"] and ">" not in slack["text"]
+    assert f"({HOSTILE_NAME.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')})" in slack["text"]
+    assert slack["mrkdwn"] is False
+    # AND the e-mail (and Slack) show the forged line and the escape as escapes, on the owner's line
+    [email] = received(sqs, queue)
+    for text in (email, slack["text"]):
+        assert "\x1b" not in text and "\nTotal: $0 over 0 requests" not in text
+        assert "mallory@example.com\\x0aTotal: $0 over 0 requests\\x1b[2J" in text
+    assert f"({HOSTILE_NAME})" in email  # plain text: nothing to escape
+
+
 def test_an_empty_day_still_reports_zero(usage_table, keys_table, inbox) -> None:
     topic, sqs, queue = inbox
     result = service(usage_table, keys_table, topic).run(DAY)

@@ -10,7 +10,8 @@ ledger keeps exact, then publishes:
   dimensions would be one each per person, so they are left to the stored
   report);
 * the report itself, stored in the usage table (``REPORT#<day>``);
-* one SNS notification (e-mail subscribers) and, optionally, a Slack post.
+* one SNS notification (e-mail subscribers) and, optionally, a Slack post (plain text: Slack's
+  ``&``, ``<``, ``>`` escaped, its formatting off).
 
 Idempotent: the first run for a day claims the day with a conditional write
 and records each delivery step as done; a second run for the same day sends
@@ -48,6 +49,7 @@ from chalicelib.shared import scopes
 from chalicelib.shared.dates import isoformat, parse_day_text, utcnow
 from chalicelib.shared.money import usd
 from chalicelib.shared.scopes import Scope
+from chalicelib.shared.text import visible
 
 LEASE = timedelta(minutes=10)
 BUDGET_THRESHOLDS = (Decimal("1.0"), Decimal("0.8"))
@@ -416,7 +418,8 @@ class ReportService:
             return False
         try:
             url = self._ssm.get_parameter(Name=self._config.slack_parameter, WithDecryption=True)["Parameter"]["Value"]
-            self._post(url, json.dumps({"text": render_text(report, revision=revision)}).encode())
+            text = slack_text(render_text(report, revision=revision))
+            self._post(url, json.dumps({"text": text, "mrkdwn": False}).encode())
         except Exception as exc:  # noqa: BLE001 - Slack is optional; the e-mail went out
             logger.warning("slack post failed; will retry on the next run", extra={"reason": str(exc)})
             return False
@@ -486,7 +489,12 @@ def metric_data(
 
 
 def render_text(report: dict[str, Any], *, revision: int = 1) -> str:
-    """The notification: totals, alerts first, then the biggest owners, keys and models."""
+    """The notification: totals, alerts first, then the biggest owners, keys and models.
+
+    Key names and e-mail addresses are whoever chose them: a control character in one (a newline
+    that forges a line of the report, an escape sequence for the terminal ``pennyworth report``
+    prints to) is shown as an escape, so each line of the text is one line of ours.
+    """
     total = report["total"]
     corrected = f" — corrected (revision {revision})" if revision > 1 else ""
     lines = [
@@ -509,7 +517,16 @@ def render_text(report: dict[str, Any], *, revision: int = 1) -> str:
             lines.append(f"{title}:")
             lines += [f"  {label(r)}  ${r['cost_usd']}  ({r['requests']} requests)" for r in rows[:_TOP]]
             lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
+    return "\n".join(visible(line) for line in lines).rstrip() + "\n"
+
+
+def slack_text(text: str) -> str:
+    """``text`` for a Slack message, shown as it is: ``&``, ``<`` and ``>`` as Slack's escapes.
+
+    Slack reads ``<…>`` as a control sequence: a key named ``<!channel>`` would notify the whole
+    channel, and ``<https://evil.example|session expired>`` would show a link under other words.
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _budget_alert(label: str, spent: Decimal, budget: Decimal | None, month: str) -> list[dict[str, str]]:

@@ -20,6 +20,16 @@ BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2
 UNSAFE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{BIDI_CONTROLS}\\u2028\\u2029]")
 
 
+def visible(text: str) -> str:
+    """``text`` with each control or bidi-override character shown as an escape (``\\x1b``, ``\\u202e``)."""
+    return UNSAFE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def first_unsafe(text: str) -> str | None:
     """The first control or bidi-override character in ``text``, or None."""
     match = UNSAFE.search(text)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .content import LastTurn, signature_for
 from .converse_request import ConverseRequest, ToolSpec
-from .directives import Directives, strip_directives
+from .directives import Directives, help_text, strip_directives
 from .errors import validation
 from .schema_values import example_value
 from .tokens import count_tokens, end_of_token, truncate_to_tokens
@@ -173,6 +173,8 @@ def _tool_summary(last: LastTurn) -> str:
 
 def _main_text(req: ConverseRequest, found: Directives, prompt: str, tools: Sequence[ToolSpec]) -> str | None:
     """The text block of the reply, or None when the reply has no text."""
+    if found.help:
+        return help_text()
     if found.tokens is not None:
         return filler_text(found.tokens)
     if tools:
@@ -238,7 +240,7 @@ def compose(req: ConverseRequest, found: Directives) -> Answer:
     raw_last = " ".join(req.last_user.texts)
     prompt = strip_directives(raw_last)
     string_source = prompt or strip_directives(" ".join(req.user_texts))
-    tools = _choose_tools(req, found, raw_last)
+    tools = [] if found.help else _choose_tools(req, found, raw_last)
     planned: list[Block] = []
     if req.thinking:
         planned.append(ReasoningBlock(_reasoning_text(prompt, tools), ""))

@@ -51,6 +51,9 @@ class EmulatorServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # The gateway's calls arrive in bursts (64 clients at once): socketserver's default accept queue
+    # of 5 dropped the rest of a burst, seen as connections that stalled for seconds or broke off.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], *, strict_profiles: bool = False, verbose: bool = False) -> None:
         super().__init__(address, BedrockHandler)

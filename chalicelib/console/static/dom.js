@@ -161,11 +161,12 @@
     window.setTimeout(() => URL.revokeObjectURL(url), 1000);
   }
 
-  // CSV with every field quoted; a leading = + - @ is defused so spreadsheets do not run it.
+  // CSV with every field quoted; a leading = + - @ tab CR (after any ') gets a ' so spreadsheets do not run
+  // it; numbers stay. The CLI's exports (cli/csvfile.py) follow the same rule.
   function toCsv(rows, columns) {
     const quote = (value) => {
       let text = value === null || value === undefined ? "" : String(value);
-      if (/^[=+\-@\t\r]/.test(text) && !/^-?\d+(\.\d+)?$/.test(text)) text = `'${text}`;
+      if (/^'*[=+\-@\t\r]/.test(text) && !/^-?\d+(\.\d+)?$/.test(text)) text = `'${text}`;
       return `"${text.replace(/"/g, '""')}"`;
     };
     const lines = [columns.map((c) => quote(c.label)).join(",")];
