@@ -1,4 +1,4 @@
-"""``pennyworth``: manage keys and read usage of a pennyworth gateway.
+"""``pennyworth``: manage keys, teams and people, and read usage of a pennyworth gateway.
 
 The root group holds the global options (which gateway, which profile) and
 turns every ``cli.errors.CliError`` into a ``click.ClickException`` (exit 1;
@@ -71,9 +71,11 @@ def cli(ctx: click.Context, local: bool, profile_name: str | None, endpoint: str
 def _register() -> None:
     from cli.auth import login, logout
     from cli.keys import keys
+    from cli.teams import teams
     from cli.usage import budget, ledger, report, usage
+    from cli.users import users
 
-    for command in (login, logout, keys, usage, budget, report, ledger):
+    for command in (login, logout, keys, teams, users, usage, budget, report, ledger):
         cli.add_command(command)
 
 

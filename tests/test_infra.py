@@ -26,6 +26,7 @@ FUNCTIONS = {
     "api_handler": "APIHandler",
     "daily_cost_report": "DailyCostReport",
     "ledger_aggregator": "LedgerAggregator",
+    "people_sweep": "PeopleSweep",
 }
 DEPLOYED_STAGES = ("dev", "prod")
 
@@ -164,6 +165,10 @@ def test_functions_get_their_resources_wired_by_reference(function: str, resourc
     assert variables["PENNYWORTH_COGNITO_USER_POOL_ID"] == {"Ref": "UserPool"}
     assert variables["PENNYWORTH_COGNITO_CLIENT_ID"] == {"Ref": "UserPoolCliClient"}
     assert variables["PENNYWORTH_COGNITO_USER_POOL_ARN"] == {"Fn::GetAtt": ["UserPool", "Arn"]}
+    if function == "people_sweep":
+        # The sweep enters people (with the default budget) and off-boards them: no report to publish.
+        assert variables["PENNYWORTH_DEFAULT_PERSON_BUDGET_USD"] == {"Ref": "DefaultPersonBudgetUSD"}
+        return
     assert variables["PENNYWORTH_REPORT_TOPIC_ARN"] == {"Ref": "ReportTopic"}
 
 
