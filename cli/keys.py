@@ -107,14 +107,20 @@ def _int_or_text(value: str) -> int | str:
 @_key_options
 @output.json_option
 @click.pass_obj
-def create(state: Any, owner: str | None, json_: bool, **options: Any) -> None:
+def create(state: Any, owner: str | None, team: str | None, team_key: bool, json_: bool, **options: Any) -> None:
     """Create a key (--name is required); its secret is shown once, now."""
     if not (options["name"] or "").strip():
         # As in the console: a key nobody can tell from the next is one nobody dares revoke.
         raise click.UsageError('A key needs a name: --name TEXT, what it is for (e.g. "laptop"); admins see it.')
+    if team_key and not team:
+        raise click.UsageError("--team-key needs --team: the team that owns the key.")
     body = _fields(**options)
     if owner:
         body["owner"] = owner
+    if team:
+        body["team"] = team
+    if team_key:
+        body["team_owned"] = True
     key = state.client().post("/admin/keys", body)
     if json_:
         output.emit_json(key)

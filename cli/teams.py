@@ -13,7 +13,7 @@ from cli.keys import NONE_WORDS, audit_table, owner_label
 
 def path(team: str, *rest: str) -> str:
     """``/admin/teams/<team>/…`` with each segment quoted (a team name may hold spaces or slashes)."""
-    return "/".join(["/admin/teams", quote(team, safe=""), *(quote(part, safe="") for part in rest)])
+    return "/".join(["/admin/teams", quote(team, safe="@"), *(quote(part, safe="@") for part in rest)])
 
 
 def _amount(text: str | None) -> str | None:

@@ -12,7 +12,7 @@ from cli.keys import NONE_WORDS, audit_table
 
 
 def path(person: str, *rest: str) -> str:
-    return "/".join(["/admin/people", quote(person, safe=""), *rest])
+    return "/".join(["/admin/people", quote(person, safe="@"), *rest])
 
 
 @click.group()

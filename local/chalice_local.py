@@ -13,6 +13,10 @@
   (404 ``unknown_url``, 405 ``method_not_allowed`` with ``Allow``), as the
   template's gateway responses make them on AWS; neither repeats a header.
 
+* Path parameters reach the app URL-decoded, as API Gateway passes them (``pathParameters``):
+  chalice local passed ``/admin/people/a%40example.com`` on as ``a%40example.com``, and a team
+  named "Platform Eng" as ``Platform%20Eng``.
+
 * Behind the local front (``--behind-front``, as ``make dev`` runs it) it listens on a private
   port and does not print chalice's "Serving on http://127.0.0.1:<that port>": the front prints
   the address to use.
@@ -46,6 +50,23 @@ def tolerate_non_jwt_authorization() -> None:
         return claims if isinstance(claims, dict) else {}
 
     LocalGatewayAuthorizer._decode_jwt_payload = lenient  # type: ignore[method-assign]
+
+
+def decoded_path_parameters() -> None:
+    """Patch chalice local's event: path parameters URL-decoded, as API Gateway's are."""
+    from urllib.parse import unquote
+
+    from chalice.local import LambdaEventConverter
+
+    create = LambdaEventConverter.create_lambda_event
+
+    def create_lambda_event(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        event = create(self, *args, **kwargs)
+        if event.get("pathParameters"):
+            event["pathParameters"] = {name: unquote(value) for name, value in event["pathParameters"].items()}
+        return event
+
+    LambdaEventConverter.create_lambda_event = create_lambda_event  # type: ignore[method-assign]
 
 
 def answer_without_nagle() -> None:
@@ -115,6 +136,7 @@ def main() -> int:
         quiet_private_address()
     tolerate_non_jwt_authorization()
     openai_routing_errors()
+    decoded_path_parameters()
     answer_without_nagle()
     accept_bursts()
     return chalice_main()

@@ -50,3 +50,15 @@ def test_a_wrong_method_is_an_openai_405_with_allow(gateway: LocalGateway) -> No
 def test_known_routes_still_reach_the_app(gateway: LocalGateway) -> None:
     response = gateway.handle_request("GET", "/health", {}, None)
     assert response["statusCode"] == 200
+
+
+def test_path_parameters_reach_the_app_decoded_as_api_gateway_passes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalice.local import LambdaEventConverter, RouteMatcher
+
+    from local.chalice_local import decoded_path_parameters
+
+    monkeypatch.setattr(LambdaEventConverter, "create_lambda_event", LambdaEventConverter.create_lambda_event)
+    decoded_path_parameters()
+    converter = LambdaEventConverter(RouteMatcher(["/admin/teams/{team}/members/{person}"]))
+    event = converter.create_lambda_event("DELETE", "/admin/teams/Platform%20Eng/members/a%40example.com", {})
+    assert event["pathParameters"] == {"team": "Platform Eng", "person": "a@example.com"}
