@@ -284,8 +284,7 @@ class TeamsService:
                 "object": "team",
                 "id": team.team_id,
                 "name": team.name,
-                "your_role": "admin" if caller.is_admin and caller.role_in(team.team_id) is None
-                else caller.role_in(team.team_id),
+                "your_role": caller.role_in(team.team_id),
                 "created_at": team.created_at,
                 "created_by": team.created_by,
                 "monthly_budget_usd": usd(budget),

@@ -107,7 +107,7 @@
 
   // --- Usage with CSV ------------------------------------------------------------------------
 
-  const GROUP_LABELS = { key: "Key", owner: "Owner", model: "Model", day: "Day" };
+  const GROUP_LABELS = { key: "Key", owner: "Owner", team: "Team", model: "Model", day: "Day" };
 
   function usage(root, signal) {
     const month = PW.monthRange(today().slice(0, 7));
@@ -121,6 +121,7 @@
     const columnsFor = (group) => [
       { label: GROUP_LABELS[group], value: (r) => r.group },
       ...(group === "key" ? [{ label: "Prefix", value: (r) => r.prefix || "" }, { label: "Name", value: (r) => r.name || "" }, { label: "Owner email", value: (r) => r.owner_email || "" }] : []),
+      ...(group === "team" ? [{ label: "Name", value: (r) => r.name || "" }] : []),
       { label: "Requests", value: (r) => r.requests },
       { label: "Input tokens", value: (r) => r.input_tokens },
       { label: "Output tokens", value: (r) => r.output_tokens },
@@ -152,7 +153,7 @@
           h("p", { class: "totals" }, `Total ${money(data.total.cost_usd)} over ${count(data.total.requests)} requests, ${data.from} to ${data.to} (UTC).`),
           ui.table(
             [
-              { label: GROUP_LABELS[data.group_by], cell: (r) => (data.group_by === "key" && r.prefix ? h("span", {}, r.name || "(no name)", " ", h("code", {}, r.prefix)) : r.group) },
+              { label: GROUP_LABELS[data.group_by], cell: (r) => (data.group_by === "key" && r.prefix ? h("span", {}, r.name || "(no name)", " ", h("code", {}, r.prefix)) : data.group_by === "team" ? r.name || r.group : r.group) },
               data.group_by === "key" ? { label: "Owner", cell: (r) => r.owner_email || "—" } : null,
               { label: "Requests", cell: (r) => count(r.requests), class: "num" },
               { label: "Input tokens", cell: (r) => count(r.input_tokens), class: "num" },
