@@ -305,6 +305,7 @@ def test_day_parsing() -> None:
     # 0001-01-01 once reached the trailing week's arithmetic and overflowed (a 500); the others are
     # shapes date.fromisoformat reads but nobody means (basic format, ISO week, full-width digits).
     for bad in (
+        "",  # an empty day is no day (absent or null is yesterday)
         "yesterday",
         "2026-11-26",
         "2026-12-01",

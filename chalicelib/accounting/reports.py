@@ -83,14 +83,14 @@ class ReportConfig:
 
 
 def parse_day(text: str | None, *, today: date) -> date:
-    """A report day from ``YYYY-MM-DD`` (default: yesterday, UTC).
+    """A report day from ``YYYY-MM-DD`` (absent or null: yesterday, UTC).
 
     Raises
     ------
     InvalidRequest
-        Not a date, or not a finished day.
+        Not a date (an empty string is none), or not a finished day.
     """
-    if not text:
+    if text is None:
         return today - timedelta(days=1)
     day = parse_day_text(text, "day")
     if day >= today:
