@@ -35,7 +35,7 @@ write units per billed request (request path, aggregator, index); the busiest it
 in one second; DynamoDB calls on the request path per request (a key without limits, a key
 with every limit) and their virtual time; how far the aggregates trailed the entries.
 
-Usage: ``python bench/ledger_scale.py [--short] [--seconds N] [--hold-ms 5] [--scenario NAME]``
+Usage: ``python bench/ledger_scale.py [--short] [--seconds N] [--hold-ms 5] [--scenario NAME] [--rate N]``
 prints JSON. ``--short`` is the quick mode ``tests/test_ledger_scale.py`` runs in ``make test``.
 """
 
@@ -703,6 +703,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--short", action="store_true", help="a quick run: a fifth of the load (and keys), for 2 s")
     parser.add_argument("--design", choices=("today", "stream"), action="append", help="default: both")
+    parser.add_argument("--rate", type=float, help="offered requests per second, for every scenario run")
     args = parser.parse_args(argv)
     seconds = args.seconds if args.seconds is not None else 2.0 if args.short else 5.0
     report: dict[str, Any] = {
@@ -713,6 +714,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         scenario = SCENARIOS[name]
         if args.short:
             scenario = Scenario(**{**asdict(scenario), "rate": scenario.rate / 5, "keys": max(1, scenario.keys // 5)})
+        if args.rate:
+            scenario = Scenario(**{**asdict(scenario), "rate": args.rate})
         for design in args.design or scenario.designs:
             if design not in scenario.designs:
                 continue

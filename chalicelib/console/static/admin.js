@@ -61,6 +61,7 @@
         const { items } = await api.listAll("admin/keys", {}, { signal: controller.signal, onProgress: (n, more) => bar.update(n, more, "keys") });
         const byOwner = new Map();
         for (const k of items) {
+          if (k.team_owned) continue; // a team's own key: its budget is the team's (the Teams page)
           const entry = byOwner.get(k.owner.sub) || { sub: k.owner.sub, label: k.owner.email || k.owner.sub, keys: 0, active: 0 };
           entry.keys += 1;
           entry.active += k.status === "active" ? 1 : 0;
