@@ -137,7 +137,7 @@ def test_team_keys_and_members_keys_share_the_team_budget_until_it_refuses(
     statuses = [a.status_code for a in answers]
     assert statuses[0] == 200 and 429 in statuses, statuses
     refusal = json.loads(answers[statuses.index(429)].body)["error"]
-    assert refusal["type"] == "insufficient_quota" and "team" in refusal["message"]
+    assert refusal["type"] == "insufficient_quota" and "team Red, which this key is charged to" in refusal["message"]
     drain(usage_table)
     team = as_alice.call("get", "/admin/teams/red").json_body
     billed = sum((Decimal(a.headers["x-pennyworth-cost-usd"]) for a in answers if a.status_code == 200), Decimal(0))

@@ -182,6 +182,8 @@ class Meter:
         self._monotonic = monotonic
         #: Owner and team budgets as last read: scope → (when, budget).
         self._budgets: dict[Scope, tuple[float, Decimal | None]] = {}
+        #: What people call a scope whose budget item names it (a team's name), for refusals.
+        self._labels: dict[Scope, str] = {}
         #: The rate window this process last saw per key: the first request of a new minute starts it.
         self._windows: dict[str, int] = {}
 
@@ -386,7 +388,10 @@ class Meter:
         whose, who = {
             scopes.KEY: ("This API key's", "an admin"),
             scopes.OWNER: ("Your (the key owner's)", "an admin"),
-            scopes.TEAM: (f"The monthly budget of team {scope.id}, which this key is charged to, is", "a team admin"),
+            scopes.TEAM: (
+                f"The monthly budget of team {self._labels.get(scope) or scope.id}, which this key is charged to, is",
+                "a team admin",
+            ),
         }[scope.kind]
         if scope.kind == scopes.TEAM:
             head = f"{whose} ${usd(budget)} for {ticket.month}; it cannot cover this request"
@@ -517,9 +522,13 @@ class Meter:
         while request:
             response = self._ledger.call(lambda pending=request: client.batch_get_item(RequestItems=pending))
             for item in response.get("Responses", {}).get(name, []):
+                scope = by_key[item["pk"]["S"] if isinstance(item["pk"], dict) else item["pk"]]
                 budget = item.get("monthly_budget_usd")
                 if budget is not None:
-                    budgets[by_key[item["pk"]["S"] if isinstance(item["pk"], dict) else item["pk"]]] = _number(budget)
+                    budgets[scope] = _number(budget)
+                label = item.get("label")
+                if label is not None:
+                    self._labels[scope] = label["S"] if isinstance(label, dict) else str(label)
             request = response.get("UnprocessedKeys") or None
         return budgets
 
@@ -531,20 +540,40 @@ class Meter:
         """The owner's monthly budget in USD, or None (cached for a few seconds per process)."""
         return self.budget(scopes.owner(owner_sub), fresh=fresh)
 
-    def set_budget(self, scope: Scope, monthly_budget_usd: Decimal | None, *, actor: str) -> None:
-        """Set (or clear, with None) the monthly budget of an owner or a team."""
+    def set_budget(
+        self, scope: Scope, monthly_budget_usd: Decimal | None, *, actor: str, label: str | None = None
+    ) -> None:
+        """Set (or clear, with None) the monthly budget of an owner or a team (``label``: its name, for refusals)."""
         if monthly_budget_usd is None:
             self._table.delete_item(Key=scope.budget_item)
         else:
-            self._table.put_item(
-                Item={
-                    **scope.budget_item,
-                    "monthly_budget_usd": dynamo_number(monthly_budget_usd),
-                    "updated_at": isoformat(self._clock()),
-                    "updated_by": actor,
-                }
-            )
+            item = {
+                **scope.budget_item,
+                "monthly_budget_usd": dynamo_number(monthly_budget_usd),
+                "updated_at": isoformat(self._clock()),
+                "updated_by": actor,
+            }
+            if label is not None:
+                item["label"] = label
+            self._table.put_item(Item=item)
         self._budgets.pop(scope, None)
+
+    def relabel(self, scope: Scope, label: str) -> None:
+        """Rename a scope whose budget item names it (a renamed team); nothing when it has no budget."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._table.update_item(
+                Key=scope.budget_item,
+                UpdateExpression="SET #label = :label",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#label": "label"},
+                ExpressionAttributeValues={":label": label},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+        self._labels[scope] = label
 
     def set_budget_if_unset(self, scope: Scope, monthly_budget_usd: Decimal, *, actor: str) -> bool:
         """Give a scope a budget unless it has one (a default applied once); True when this set it."""

@@ -89,7 +89,7 @@ class TeamsService:
         default = parse_money(body.get("default_member_budget_usd"), "default_member_budget_usd")
         team = self._directory.create_team(name, actor=caller.label, default_member_budget_usd=default)
         if budget is not None:
-            self._meter.set_budget(scopes.team(team.team_id), budget, actor=caller.label)
+            self._meter.set_budget(scopes.team(team.team_id), budget, actor=caller.label, label=team.name)
         details = {"name": name, "monthly_budget_usd": usd(budget), "default_member_budget_usd": usd(default)}
         self._event(team, "created", caller, details=details)
         return HttpResult(self._views(caller, [team], detail=True)[0], status=201)
@@ -128,13 +128,15 @@ class TeamsService:
         notice = None
         if "monthly_budget_usd" in body:
             budget = parse_money(body["monthly_budget_usd"])
-            self._meter.set_budget(scope, budget, actor=caller.label)
+            self._meter.set_budget(scope, budget, actor=caller.label, label=changed.name)
             self._event(team, "budget_set", caller,
                         changes={"monthly_budget_usd": {"from": usd(budget_before), "to": usd(budget)}})  # fmt: skip
             notice = self._below_spend(team, budget)
         changes = {}
         if changed.name != team.name:
             changes["name"] = {"from": team.name, "to": changed.name}
+            if "monthly_budget_usd" not in body:
+                self._meter.relabel(scope, changed.name)
         if changed.default_member_budget_usd != team.default_member_budget_usd:
             changes["default_member_budget_usd"] = {
                 "from": usd(team.default_member_budget_usd),

@@ -419,7 +419,7 @@ class KeyStore:
         if status == "disabled":
             self._report_denied(record, status)
             raise AuthenticationFailed(
-                "This API key's owner is disabled: the key's owner must be enabled again by an admin.",
+                "This API key's owner is disabled; an admin can enable them again (the key works again then).",
                 code="owner_disabled",
             )
         self._touch(record)
