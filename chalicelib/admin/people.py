@@ -210,19 +210,26 @@ class PeopleService:
         AuthenticationFailed
             The directory has the person as disabled or removed (whatever Cognito says).
         """
+        from botocore.exceptions import BotoCoreError, ClientError
+
         now = self._monotonic()
         last = self._seen.get(principal.sub)
         if last is not None and now - last < SEEN_INTERVAL_SECONDS:
             return
-        person = self._directory.person(principal.sub)
-        if person is None:
-            self.first_seen(principal.sub, principal.email, actor=_SYSTEM, action="appeared")
-        elif person.status != "active":
+        try:
+            person = self._directory.person(principal.sub)
+            if person is None:
+                self.first_seen(principal.sub, principal.email, actor=_SYSTEM, action="appeared")
+            elif person.status == "active":
+                self._directory.seen(principal.sub, isoformat(self._clock()))
+        except (BotoCoreError, ClientError) as exc:
+            # The pool vouched for the caller (existing, enabled): the directory is asked again next call.
+            logger.warning("could not record an admin caller in the directory", extra={"reason": str(exc)})
+            return
+        if person is not None and person.status != "active":
             raise errors.AuthenticationFailed(
                 f"This user is {person.status}; ask an admin to enable it, then sign in again.", code="user_disabled"
             )
-        else:
-            self._directory.seen(principal.sub, isoformat(self._clock()))
         if len(self._seen) > 10_000:
             self._seen.clear()
         self._seen[principal.sub] = now
