@@ -46,6 +46,8 @@ ENV: dict[str, str | None] = {
     "PENNYWORTH_METRICS_NAMESPACE": "Pennyworth",
     "PENNYWORTH_DYNAMODB_TIMEOUT_SECONDS": "2",
     "PENNYWORTH_LEDGER_DEADLINE_SECONDS": "2.5",
+    # The monthly budget a person starts with when they first appear ("none": no bound unless an admin sets one).
+    "PENNYWORTH_DEFAULT_PERSON_BUDGET_USD": "10",
     # A harmless placeholder: the deployed template points the aggregator at the usage table's stream.
     "PENNYWORTH_USAGE_STREAM_ARN": (
         "arn:aws:dynamodb:us-east-1:000000000000:table/pennyworth-local-usage/stream/2020-01-01T00:00:00.000"
@@ -95,6 +97,7 @@ class Settings:
     dynamodb_timeout_seconds: float
     ledger_deadline_seconds: float
     usage_stream_arn: str
+    default_person_budget_usd: Decimal | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -142,6 +145,7 @@ class Settings:
             dynamodb_timeout_seconds=_number(get, "PENNYWORTH_DYNAMODB_TIMEOUT_SECONDS", float),
             ledger_deadline_seconds=_number(get, "PENNYWORTH_LEDGER_DEADLINE_SECONDS", float),
             usage_stream_arn=_required(get, "PENNYWORTH_USAGE_STREAM_ARN"),
+            default_person_budget_usd=_budget(get, "PENNYWORTH_DEFAULT_PERSON_BUDGET_USD"),
         )
 
 
@@ -173,6 +177,16 @@ def _url(get, name: str) -> str | None:
     if not re.match(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$", value):
         raise SettingsError(f"{name} must be an http(s) URL without query or fragment, got {value!r}")
     return value.rstrip("/")
+
+
+def _budget(get, name: str) -> Decimal | None:
+    """A USD amount of at least 0 with at most 6 decimals, or None for "none"."""
+    raw = get(name)
+    if raw is None or raw.strip().lower() in ("none", "unlimited"):
+        return None
+    if not re.fullmatch(r"[0-9]{1,10}(\.[0-9]{1,6})?", raw.strip()):
+        raise SettingsError(f'{name} must be a USD amount such as "10.00", or "none", got {raw!r}')
+    return Decimal(raw.strip())
 
 
 def _number(get, name: str, kind: type, maximum: float | None = None):

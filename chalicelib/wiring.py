@@ -12,11 +12,14 @@ from typing import Any
 from chalicelib.accounting.aggregator import Aggregator
 from chalicelib.accounting.ledger import Ledger
 from chalicelib.accounting.metering import Meter
-from chalicelib.accounting.reports import ReportConfig, ReportService
+from chalicelib.accounting.reports import ReportConfig, ReportService, TeamInfo
 from chalicelib.admin.accounting import AccountingService
 from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticator_for_pool
+from chalicelib.admin.directory import Directory
 from chalicelib.admin.keys import AdminService
 from chalicelib.admin.models import ModelAdmin
+from chalicelib.admin.people import PeopleConfig, PeopleService, UserPool
+from chalicelib.admin.teams import TeamsService
 from chalicelib.catalog import Catalog, CatalogStore, LiveCatalog, Rules, seed_documents
 from chalicelib.catalog.prices import bundled_price_map
 from chalicelib.console import ConsoleConfig, ConsoleSite
@@ -198,7 +201,20 @@ def report_service() -> ReportService:
         cloudwatch=aws_client("cloudwatch"),
         sns=aws_client("sns"),
         ssm=aws_client("ssm"),
+        describe_teams=describe_teams,
     )
+
+
+def describe_teams(team_ids: list[str]) -> dict[str, TeamInfo]:
+    """Each team's name and its admins' e-mail addresses (the daily report names them in budget alerts)."""
+    found = directory().teams_by_id(team_ids)
+    return {
+        team_id: TeamInfo(
+            team.name,
+            tuple(sorted(m.email or m.sub for m in directory().members(team_id) if m.role == "admin")),
+        )
+        for team_id, team in found.items()
+    }
 
 
 @functools.cache
@@ -227,6 +243,51 @@ def admin_authenticator() -> AdminAuthenticator:
         endpoint_url=settings.cognito_endpoint_url,
         directory=user_directory(),
         console_client_id=settings.cognito_console_client_id,
+        on_authenticated=lambda principal: people_service().appear(principal),
+    )
+
+
+@functools.cache
+def directory() -> Directory:
+    """People, teams and memberships (in the usage table)."""
+    return Directory(dynamodb().Table(get_settings().usage_table))
+
+
+@functools.cache
+def user_pool() -> UserPool | None:
+    pool_id = get_settings().cognito_user_pool_id
+    return UserPool(cognito(), pool_id) if pool_id else None
+
+
+@functools.cache
+def people_service() -> PeopleService:
+    """``/admin/people``: invitations, off-boarding, the sweep, and the first appearance of every caller."""
+    settings = get_settings()
+    return PeopleService(
+        authenticator=admin_authenticator,
+        directory=directory(),
+        keys=key_store(),
+        audit=audit_log(),
+        meter=meter(),
+        pool=user_pool,
+        users=user_directory,
+        config=PeopleConfig(default_budget_usd=settings.default_person_budget_usd, local=settings.stage == "local"),
+        max_body_bytes=settings.max_body_bytes,
+    )
+
+
+@functools.cache
+def teams_service() -> TeamsService:
+    """``/admin/teams``: teams, their budgets and members."""
+    return TeamsService(
+        authenticator=admin_authenticator,
+        directory=directory(),
+        people=people_service(),
+        keys=key_store(),
+        audit=audit_log(),
+        meter=meter(),
+        ledger=ledger(),
+        max_body_bytes=get_settings().max_body_bytes,
     )
 
 
@@ -241,6 +302,9 @@ def admin_service() -> AdminService:
         catalog=lambda: live_catalog().refresh(),
         directory=user_directory,
         max_body_bytes=get_settings().max_body_bytes,
+        people=people_service(),
+        teams=directory(),
+        meter=meter(),
     )
 
 
@@ -285,6 +349,9 @@ def accounting_service() -> AccountingService:
         price_versions=lambda: {
             alias: list(doc.get("price_versions") or []) for alias, doc in catalog_store().read().documents.items()
         },
+        teams=directory(),
+        people=people_service(),
+        audit=audit_log(),
     )
 
 

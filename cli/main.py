@@ -1,4 +1,4 @@
-"""``pennyworth``: manage keys and read usage of a pennyworth gateway.
+"""``pennyworth``: manage keys, teams and people, and read usage of a pennyworth gateway.
 
 The root group holds the global options (which gateway, which profile) and
 turns every ``cli.errors.CliError`` into a ``click.ClickException`` (exit 1;
@@ -72,9 +72,11 @@ def _register() -> None:
     from cli.auth import login, logout
     from cli.keys import keys
     from cli.models import models
+    from cli.teams import teams
     from cli.usage import budget, ledger, report, usage
+    from cli.users import users
 
-    for command in (login, logout, keys, models, usage, budget, report, ledger):
+    for command in (login, logout, keys, models, teams, users, usage, budget, report, ledger):
         cli.add_command(command)
 
 

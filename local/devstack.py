@@ -2,7 +2,8 @@
 
 A fourth process, ``local/stream_aggregator.py``, stands in for the aggregator
 Lambda: it applies the usage table's stream to the usage aggregates every
-quarter second, so ``pennyworth usage`` trails billing by about that much.
+quarter second, so ``pennyworth usage`` trails billing by about that much. A
+fifth, ``local/people_sweep.py``, stands in for the people sweep's schedule.
 
 ``make dev`` runs ``python -m local.devstack`` in the foreground; the
 integration tests use ``DevStack`` as a context manager on free ports.
@@ -240,6 +241,8 @@ class DevStack:
             self._bootstrap(saved)
             aggregator = [sys.executable, "-m", "local.stream_aggregator", "--endpoint", self.aws_url]
             self._spawn("aggregator", [*aggregator, "--table", TABLE_NAMES["UsageTable"], "--region", REGION])
+            # The people sweep (a 5-minute schedule on AWS): users disabled with aws cognito-idp are noticed.
+            self._spawn("sweep", [sys.executable, "-m", "local.people_sweep", "--interval", "30"])
             # chalice local serves the buffered routes on a private port; the front (API Gateway's
             # part) answers the streaming routes itself, as they stream on AWS, and proxies the rest.
             chalice_port = self.chalice_port = _free_port(self.host)

@@ -192,6 +192,7 @@ def test_functions_have_the_configured_handler_layer_memory_timeout_and_role(
         "APIHandler": "app.app",
         "DailyCostReport": "app.daily_cost_report",
         "LedgerAggregator": "app.ledger_aggregator",
+        "PeopleSweep": "app.people_sweep",
         "StreamHandler": template["Resources"]["StreamHandler"]["Properties"]["Handler"],
     }
     timeouts = {
@@ -200,7 +201,7 @@ def test_functions_have_the_configured_handler_layer_memory_timeout_and_role(
         **{
             f.logical_id: config["lambda_functions"][f.chalice_name]["lambda_timeout"]
             for f in stack.FUNCTIONS
-            if f.chalice_name in ("daily_cost_report", "ledger_aggregator")
+            if f.chalice_name in ("daily_cost_report", "ledger_aggregator", "people_sweep")
         },
     }
     layer_arns = {layer["LatestMatchingVersion"]["LayerVersionArn"] for layer in rehearsal[path]["first"]["layers"]}
@@ -317,6 +318,16 @@ def test_the_aggregator_reads_the_usage_stream_and_the_report_is_scheduled(
         )
     ]
     assert [rule["ScheduleExpression"] for rule in scheduled] == ["cron(0 6 * * ? *)"]
+    sweep = names["PeopleSweep"]
+    swept = [
+        rule
+        for rule in deployed["rules"]
+        if any(
+            t["Arn"].endswith(f":function:{sweep}")
+            for t in client("events").list_targets_by_rule(Rule=rule["Name"])["Targets"]
+        )
+    ]
+    assert [rule["ScheduleExpression"] for rule in swept] == ["rate(5 minutes)"]
 
 
 def _role_documents(role_arn: str) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ FUNCTIONS = {
     "api_handler": "APIHandler",
     "daily_cost_report": "DailyCostReport",
     "ledger_aggregator": "LedgerAggregator",
+    "people_sweep": "PeopleSweep",
 }
 DEPLOYED_STAGES = ("dev", "prod")
 
@@ -224,6 +225,10 @@ def test_functions_get_their_resources_wired_by_reference(function: str, resourc
     assert variables["PENNYWORTH_COGNITO_USER_POOL_ID"] == {"Ref": "UserPool"}
     assert variables["PENNYWORTH_COGNITO_CLIENT_ID"] == {"Ref": "UserPoolCliClient"}
     assert variables["PENNYWORTH_COGNITO_USER_POOL_ARN"] == {"Fn::GetAtt": ["UserPool", "Arn"]}
+    if function == "people_sweep":
+        # The sweep enters people (with the default budget) and off-boards them: no report to publish.
+        assert variables["PENNYWORTH_DEFAULT_PERSON_BUDGET_USD"] == {"Ref": "DefaultPersonBudgetUSD"}
+        return
     assert variables["PENNYWORTH_REPORT_TOPIC_ARN"] == {"Ref": "ReportTopic"}
 
 
@@ -510,8 +515,8 @@ def test_the_metric_filters_match_the_log_lines_the_ledger_writes(usage_table, s
         # WHEN a bill and a release cannot be stored
         assert ledger.record(usage_entry()) is False
         release = Release(
-            ticket_id="t1", key_id="k1", owner_sub="owner-1", budget_month="2026-11", reserved_key_usd=Decimal("0.1"),
-            reserved_owner_usd=Decimal(0), rate_window=None, counted_tokens=0, timestamp="2026-11-26T10:00:00Z",
+            ticket_id="t1", key_id="k1", owner_sub="owner-1", budget_month="2026-11",
+            reserved={"KEY#k1": Decimal("0.1")}, rate_window=None, counted_tokens=0, timestamp="2026-11-26T10:00:00Z",
         )  # fmt: skip
         assert ledger.record_release(release) is False
     # THEN the JSON lines CloudWatch gets are exactly what the template's filters select

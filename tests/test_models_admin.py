@@ -223,7 +223,10 @@ def test_removing_a_model_keys_name_is_refused_with_the_keys_unless_forced(
     key_events = as_admin.call("get", f"/admin/keys/{both.key_id}/audit").json_body["data"]
     assert key_events[-1]["changes"]["allowed_models"] == {"from": ["nova-micro", "nova-lite"], "to": ["nova-micro"]}
     model_events = as_admin.call("get", "/admin/models/nova-lite/audit").json_body["data"]
-    assert model_events[-1]["action"] == "removed" and model_events[-1]["subject"] == "model"
+    assert model_events[-1]["action"] == "removed" and model_events[-1]["subject"] == {
+        "kind": "model",
+        "id": "nova-lite",
+    }
     assert model_events[-1]["changes"]["enabled"] == {"from": True, "to": False}
 
 
@@ -240,7 +243,7 @@ def test_every_change_is_audited_with_before_and_after(as_admin: Api) -> None:
     assert events[1]["actor"]["email"] == "admin@example.com"
     # The day's audit log has them too, beside the keys' events.
     day = as_admin.call("get", "/admin/audit").json_body["data"]
-    assert {("model", "nova-pro")} <= {(e["subject"], e["subject_id"]) for e in day}
+    assert {("model", "nova-pro")} <= {(e["subject"]["kind"], e["subject"]["id"]) for e in day}
 
 
 def test_a_removed_alias_added_again_keeps_its_price_history(as_admin: Api) -> None:

@@ -27,6 +27,7 @@ POLICY_FILES = {
     "api_handler": "policy-api.json",
     "daily_cost_report": "policy-report.json",
     "ledger_aggregator": "policy-aggregator.json",
+    "people_sweep": "policy-people-sweep.json",
 }
 #: The streaming function is not a Chalice function: tools/package.py puts this document in its role.
 STREAM_POLICY_FILE = "policy-stream.json"
@@ -150,12 +151,13 @@ def _models_and_tables() -> list[Document]:
             ("by-owner",),
         ),
         # Usage: ledger entries and release records (conditional puts), admission's conditional
-        # updates, aggregates read, owner budgets, reports on demand. No transactions: the
-        # aggregates are written by the ledger aggregator.
+        # updates, aggregates read, owner and team budgets, reports on demand; the directory of
+        # people and teams (its memberships and key records change in transactions, with a
+        # ConditionCheck on a membership). The aggregates are written by the ledger aggregator.
         _table(
             "UsageTable",
             "UsageTable",
-            ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchGetItem"],
+            ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query", "BatchGetItem"],
             ("by-period",),
         ),
         # Audit: append-only events (single and batched), reads per key and per day.
@@ -179,7 +181,28 @@ def api_policy() -> Document:
                 "Effect": "Allow",
                 # ListUsers: owners by e-mail, and every admin call checks its user still exists and is
                 # enabled; AdminListGroupsForUser: that a token claiming "admins" is still in the group.
-                "Action": ["cognito-idp:ListUsers", "cognito-idp:AdminListGroupsForUser"],
+                # ListUsersInGroup: who the admins are (people listings; never leaving none).
+                "Action": [
+                    "cognito-idp:ListUsers",
+                    "cognito-idp:AdminListGroupsForUser",
+                    "cognito-idp:ListUsersInGroup",
+                ],
+                "Resource": getatt("UserPool"),
+            },
+            {
+                "Sid": "ManagePeople",
+                "Effect": "Allow",
+                # Admins invite (Cognito mails the temporary password), disable, enable and remove
+                # people, end their sessions, and grant or take away the admins group.
+                "Action": [
+                    "cognito-idp:AdminCreateUser",
+                    "cognito-idp:AdminDisableUser",
+                    "cognito-idp:AdminEnableUser",
+                    "cognito-idp:AdminDeleteUser",
+                    "cognito-idp:AdminUserGlobalSignOut",
+                    "cognito-idp:AdminAddUserToGroup",
+                    "cognito-idp:AdminRemoveUserFromGroup",
+                ],
                 "Resource": getatt("UserPool"),
             },
             # Admins can run the daily report on demand (POST /admin/reports/daily).
@@ -234,9 +257,36 @@ def report_policy() -> Document:
         "Version": "2012-10-17",
         "Statement": [
             _logs("DailyCostReportLogGroup"),
-            _table("UsageTable", "UsageTable", ["GetItem", "PutItem", "UpdateItem", "Query"], ("by-period",)),
+            # BatchGetItem and Query on the table itself: the teams' names and admins, for the report.
+            _table(
+                "UsageTable",
+                "UsageTable",
+                ["GetItem", "PutItem", "UpdateItem", "Query", "BatchGetItem"],
+                ("by-period",),
+            ),
             _table("KeysTable", "KeysTable", ["BatchGetItem"]),
             *_publish_report(),
+        ],
+    }
+
+
+def people_sweep_policy() -> Document:
+    """The people sweep: list the pool; enter new people, off-board those disabled or deleted in Cognito."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            _logs("PeopleSweepLogGroup"),
+            {
+                "Sid": "ListPool",
+                "Effect": "Allow",
+                "Action": ["cognito-idp:ListUsers"],
+                "Resource": getatt("UserPool"),
+            },
+            # The directory and budgets (people entered, statuses changed, default budgets set).
+            _table("UsageTable", "UsageTable", ["GetItem", "PutItem", "UpdateItem", "Query", "BatchGetItem"]),
+            # A person's keys: by owner (the index), read, and marked refused (with each key's event).
+            _table("KeysTable", "KeysTable", ["Query", "BatchGetItem", "UpdateItem"], ("by-owner",)),
+            _table("AuditTable", "AuditTable", ["PutItem"]),
         ],
     }
 
@@ -280,6 +330,7 @@ def render() -> dict[str, Document]:
         POLICY_FILES["api_handler"]: api_policy(),
         POLICY_FILES["daily_cost_report"]: report_policy(),
         POLICY_FILES["ledger_aggregator"]: aggregator_policy(),
+        POLICY_FILES["people_sweep"]: people_sweep_policy(),
         STREAM_POLICY_FILE: stream_policy(),
     }
 

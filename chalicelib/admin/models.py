@@ -20,7 +20,7 @@ from chalicelib.catalog import Catalog, CatalogStore, LiveCatalog, ModelEntry, R
 from chalicelib.catalog.entry import FIELDS, entry_from_document, new_document, updated_document
 from chalicelib.catalog.prices import PriceVersion
 from chalicelib.catalog.store import Stored, next_position
-from chalicelib.keys.audit import Actor, AuditLog, changes_between
+from chalicelib.keys.audit import Actor, AuditLog, Subject, changes_between
 from chalicelib.keys.store import KeyRecord, KeyStore
 from chalicelib.shared.body import parse_json_body
 from chalicelib.shared.dates import Clock, isoformat, utcnow
@@ -111,7 +111,7 @@ class ModelAdmin:
         limit = query.get("limit") or "100"
         if not limit.isascii() or not limit.isdigit() or not 1 <= int(limit) <= 500:
             raise errors.InvalidRequest("limit must be a whole number from 1 to 500.", param="limit")
-        page = self._audit.for_subject("model", alias, limit=int(limit), cursor=query.get("cursor"))
+        page = self._audit.for_subject(Subject("model", alias), limit=int(limit), cursor=query.get("cursor"))
         data = [e.to_dict() for e in page.items]
         return HttpResult(
             {"object": "list", "data": data, "has_more": page.cursor is not None, "next_cursor": page.cursor}
@@ -232,7 +232,7 @@ class ModelAdmin:
         }
         self._audit.record(
             self._audit.new_event(
-                alias, "tested", _actor(principal), details={**details, "key_id": key.key_id}, subject="model"
+                Subject("model", alias), "tested", _actor(principal), details={**details, "key_id": key.key_id}
             )
         )
         return HttpResult(result)
@@ -273,12 +273,11 @@ class ModelAdmin:
         details: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         event = self._audit.new_event(
-            alias,
+            Subject("model", alias),
             action,
             _actor(principal),
             changes=changes_between(before, after, AUDITED),
             details=details,
-            subject="model",
         )
         return self._audit.put_item(event)
 

@@ -7,7 +7,7 @@ a turn's last event carries, what every protocol renders its cost from.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -47,9 +47,11 @@ class UsageEntry:
     latency_ms: int
     status: str
     timestamp: str
-    #: What admission reserved on the key's and owner's month (released as this entry is aggregated).
-    reserved_key_usd: Decimal = Decimal(0)
-    reserved_owner_usd: Decimal = Decimal(0)
+    #: The team the request was admitted under (its key was charged to it then), if any.
+    team_id: str | None = None
+    #: What admission reserved, by budget scope name (``KEY#…``, ``OWNER#…``, ``TEAM#…``; see
+    #: ``chalicelib/shared/scopes.py``): given back there as this entry is aggregated.
+    reserved: dict[str, Decimal] = field(default_factory=dict)
     #: The month admission reserved in (``YYYY-MM``): its reservation is given back there, whenever
     #: the entry is billed. Empty: the entry's own month (entries from before this field existed).
     budget_month: str = ""
@@ -78,12 +80,23 @@ class UsageEntry:
         """The month whose ``committed`` this entry's reservation and cost belong to."""
         return self.budget_month or self.month
 
+    def reserved_on(self, scope: str) -> Decimal:
+        """What admission reserved on one scope (by name) for this request; 0 when nothing."""
+        return self.reserved.get(scope, Decimal(0))
+
+    @property
+    def most_reserved(self) -> Decimal:
+        return max(self.reserved.values(), default=Decimal(0))
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (money as strings, never a float): the reconcile format."""
         data = asdict(self)
-        for name in ("cost", "reserved_key_usd", "reserved_owner_usd", "usage_cost"):
+        for name in ("cost", "usage_cost"):
             if data[name] is not None:
                 data[name] = str(data[name])
+        data["reserved"] = {scope: str(amount) for scope, amount in self.reserved.items()}
+        if data["team_id"] is None:
+            del data["team_id"]
         return data
 
     @classmethod
@@ -91,7 +104,8 @@ class UsageEntry:
         """Inverse of ``to_json`` (trusting its input: ``reconcile.parse_line`` validates first)."""
         values = dict(data)
         values["usage"] = TokenUsage(**values["usage"])
-        for name in ("cost", "reserved_key_usd", "reserved_owner_usd", "usage_cost"):
+        for name in ("cost", "usage_cost"):
             if values.get(name) is not None:
                 values[name] = Decimal(str(values[name]))
+        values["reserved"] = {scope: Decimal(str(amount)) for scope, amount in (values.get("reserved") or {}).items()}
         return cls(**values)
