@@ -41,7 +41,7 @@ class Session:
 
     def __init__(self, profile: Profile, cache: TokenCache | None = None) -> None:
         self.profile = profile
-        self.cache = cache or TokenCache()
+        self.cache = cache or TokenCache(profile.session_dir)
 
     def id_token(self) -> str:
         """A currently valid ID token.

@@ -8,7 +8,9 @@ profile's gateway URL.
 
 Files live in ``PENNYWORTH_CONFIG_DIR``, else ``$XDG_CONFIG_HOME/pennyworth``,
 else ``~/.config/pennyworth``: ``config.toml`` (written by you) and
-``tokens.json`` (written by ``pennyworth login``, mode 0600).
+``tokens.json`` (written by ``pennyworth login``, mode 0600). The local stack's
+session is kept beside its dev.json instead (``.pennyworth/tokens.json``): two
+checkouts, two stacks, two sessions.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ class Profile:
     auth_flow: str = "srp"
     username: str | None = None
     password: str | None = None  # only for the local stack, whose dev.json holds the admin password
+    #: Where this profile's session is cached; None: the config directory. The local stack keeps
+    #: its session beside its dev.json, so each checkout's stack has its own.
+    session_dir: Path | None = None
 
     @property
     def admin_url(self) -> str:
@@ -98,6 +103,7 @@ def local_profile(start: Path | None = None) -> Profile:
             auth_flow="password",
             username=info.get("admin_username"),
             password=info.get("admin_password"),
+            session_dir=path.parent,
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path} is not a valid dev.json ({exc}).", "Restart the stack: make dev") from None

@@ -29,7 +29,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from chalicelib.shared.text import UNSAFE
+from chalicelib.shared.text import visible
 
 #: TSV's own escapes (tab, newline, backslash) on top of the unsafe characters.
 _TSV_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -59,12 +59,7 @@ def is_terminal() -> bool:
 
 def safe(value: Any) -> str:
     """``value`` as text a terminal shows as it is: control and bidi characters become escapes."""
-    return UNSAFE.sub(_escape_char, str(value))
-
-
-def _escape_char(match: Any) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return visible(str(value))
 
 
 def markup(value: Any) -> str:

@@ -2,7 +2,8 @@
 
 A fourth process, ``local/stream_aggregator.py``, stands in for the aggregator
 Lambda: it applies the usage table's stream to the usage aggregates every
-quarter second, so ``pennyworth usage`` trails billing by about that much.
+quarter second, so ``pennyworth usage`` trails billing by about that much. A
+fifth, ``local/people_sweep.py``, stands in for the people sweep's schedule.
 
 ``make dev`` runs ``python -m local.devstack`` in the foreground; the
 integration tests use ``DevStack`` as a context manager on free ports.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import secrets
@@ -46,16 +48,72 @@ TABLE_NAMES = {
     "KeysTable": "pennyworth-local-keys",
     "UsageTable": "pennyworth-local-usage",
     "AuditTable": "pennyworth-local-audit",
+    "CatalogTable": "pennyworth-local-catalog",
 }
+#: The SSM parameter holding the local OpenAI-compatible upstream's API key (the emulator's /openai/v1).
+LOCAL_PROVIDER_PARAMETER = "/pennyworth/local/providers/local-openai"
 #: Files in the state directory: moto's pickled AWS, and the stack's ids and secrets.
 AWS_STATE = "aws.pickle"
 STACK_STATE = "stack.json"
+#: Seconds each server gets to stop before SIGKILL: the front and chalice local wait for the
+#: answers in flight (their DRAIN_SECONDS), so they are billed; the others stop at once.
+STOP_SECONDS = {"api": 20, "chalice": 35}
 PORT_ENV = {"api": "PENNYWORTH_PORT", "aws": "PENNYWORTH_AWS_PORT", "bedrock": "PENNYWORTH_BEDROCK_PORT"}
 DEFAULT_PORTS = {"api": 8000, "aws": 8001, "bedrock": 8002}
 
 
 class StackError(RuntimeError):
     """The stack could not start; the message says what to do."""
+
+
+class StateLock:
+    """One stack at a time on a state directory: an exclusive lock on ``<dir>.lock`` beside it.
+
+    Two ``make dev`` of one checkout (on other ports) would each load the state and then
+    overwrite each other's saves. The lock is the kernel's (``flock``): it goes with the
+    process that holds it, so a crashed stack leaves nothing to clean up. The file lives
+    beside the directory, not in it, so ``make dev FRESH=1`` can delete the state while
+    holding it.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir.parent / f"{state_dir.name}.lock"
+        self._handle: IO[str] | None = None
+
+    def acquire(self, holder: str) -> None:
+        """Take the lock, recording ``holder`` (who, and where its API is) in the file.
+
+        Raises
+        ------
+        StackError
+            Another stack holds it; the message names that stack.
+        """
+        if self._handle is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            other = handle.read().strip() or "another process"
+            handle.close()
+            raise StackError(
+                f"Another 'make dev' is using {self.state_dir} ({other}): two stacks cannot share one "
+                "saved state. Stop that one first (Ctrl-C in its terminal), or run a second stack from "
+                "another checkout."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(holder)
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing drops the flock
+            self._handle = None
 
 
 @dataclass(frozen=True)
@@ -109,8 +167,12 @@ class DevStack:
     moto_args: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    #: chalice local's private port (the front proxies the buffered routes to it); set by start().
+    chalice_port: int | None = None
     _processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _provider_key: str = field(default="", repr=False)
     _logs: list[IO[Any]] = field(default_factory=list)
+    _lock: StateLock | None = None
 
     @property
     def aws_url(self) -> str:
@@ -131,10 +193,28 @@ class DevStack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def lock_state(self) -> None:
+        """Claim ``state_dir`` for this stack (``start`` does it too; ``make dev FRESH=1`` first).
+
+        Raises
+        ------
+        StackError
+            Another stack is using it.
+        """
+        if self.state_dir is not None and self._lock is None:
+            lock = StateLock(self.state_dir)
+            lock.acquire(f"pid {os.getpid()}, API at {self.api_url}")
+            self._lock = lock
+
     def start(self) -> dict[str, Any]:
         """Start everything; return the connection details also written to dev.json."""
-        for name in ("api", "aws", "bedrock"):
-            _ensure_free(self.host, getattr(self.ports, name), PORT_ENV[name])
+        self.lock_state()
+        try:
+            for name in ("api", "aws", "bedrock"):
+                _ensure_free(self.host, getattr(self.ports, name), PORT_ENV[name])
+        except StackError:
+            self._release()
+            raise
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             moto = [sys.executable, "-m", "local.moto_server", "-H", self.host, "-p", str(self.ports.aws)]
@@ -143,6 +223,10 @@ class DevStack:
                 moto += ["--state" if self.persist else "--load", str(self.state_dir / AWS_STATE)]
             moto += self.moto_args
             self._spawn("aws", moto)
+            # The emulator also serves an OpenAI-compatible upstream (/openai/v1) wanting this stack's key,
+            # which the stack keeps in SSM (moto) as a deployed stack keeps a provider's key.
+            provider_key = (saved or {}).get("provider_key") or f"sk-local-{secrets.token_hex(16)}"
+            self._provider_key = provider_key
             self._spawn(
                 "bedrock",
                 [
@@ -153,6 +237,8 @@ class DevStack:
                     self.host,
                     "--port",
                     str(self.ports.bedrock),
+                    "--openai-key",
+                    provider_key,
                 ],
             )
             _wait_http(f"{self.aws_url}/moto-api/", self._processes["aws"], "moto server", log=self.log_dir / "aws.log")
@@ -160,10 +246,12 @@ class DevStack:
             self._bootstrap(saved)
             aggregator = [sys.executable, "-m", "local.stream_aggregator", "--endpoint", self.aws_url]
             self._spawn("aggregator", [*aggregator, "--table", TABLE_NAMES["UsageTable"], "--region", REGION])
+            # The people sweep (a 5-minute schedule on AWS): users disabled with aws cognito-idp are noticed.
+            self._spawn("sweep", [sys.executable, "-m", "local.people_sweep", "--interval", "30"])
             # chalice local serves the buffered routes on a private port; the front (API Gateway's
             # part) answers the streaming routes itself, as they stream on AWS, and proxies the rest.
-            chalice_port = _free_port(self.host)
-            command = [sys.executable, "-m", "local.chalice_local", "local", "--stage", STAGE]
+            chalice_port = self.chalice_port = _free_port(self.host)
+            command = [sys.executable, "-m", "local.chalice_local", "--behind-front", "local", "--stage", STAGE]
             command += ["--host", self.host, "--port", str(chalice_port)]
             # No autoreload: chalice's watcher polls every file under the project
             # (.venv included) and restarts on any change, e.g. each line moto
@@ -209,6 +297,10 @@ class DevStack:
         }
         bootstrap.create_tables(boto3.client("dynamodb", **aws), TABLE_NAMES)
         stack = saved or self._first_start(aws)
+        stack["provider_key"] = self._provider_key
+        boto3.client("ssm", **aws).put_parameter(
+            Name=LOCAL_PROVIDER_PARAMETER, Value=self._provider_key, Type="SecureString", Overwrite=True
+        )
         console_url = f"{self.api_url}/console"
         if saved is not None:
             # The console client sends users back to this run's port, which may differ from the last.
@@ -227,6 +319,7 @@ class DevStack:
             "PENNYWORTH_KEYS_TABLE": TABLE_NAMES["KeysTable"],
             "PENNYWORTH_USAGE_TABLE": TABLE_NAMES["UsageTable"],
             "PENNYWORTH_AUDIT_TABLE": TABLE_NAMES["AuditTable"],
+            "PENNYWORTH_CATALOG_TABLE": TABLE_NAMES["CatalogTable"],
             "PENNYWORTH_COGNITO_USER_POOL_ID": stack["user_pool_id"],
             "PENNYWORTH_COGNITO_CLIENT_ID": stack["client_id"],
             "PENNYWORTH_COGNITO_CONSOLE_CLIENT_ID": stack["console_client_id"],
@@ -264,6 +357,11 @@ class DevStack:
             "aws_endpoint_url": self.aws_url,
             "bedrock_endpoint_url": self.bedrock_url,
             "mcp_url": f"{self.api_url}/mcp",
+            # A local OpenAI-compatible upstream to add models from (pennyworth models add --provider openai).
+            "openai_upstream": {
+                "base_url": f"{self.bedrock_url}/openai/v1",
+                "api_key_parameter": LOCAL_PROVIDER_PARAMETER,
+            },
             "report_topic_arn": stack["report_topic_arn"],
             # moto answers queue URLs on any of its hosts: point at this run's port.
             "report_inbox_url": f"{self.aws_url}/{stack['report_inbox_path'].lstrip('/')}",
@@ -330,14 +428,18 @@ class DevStack:
         return next((name for name, proc in self._processes.items() if proc.poll() is not None), None)
 
     def stop(self) -> None:
-        """Stop every server (SIGTERM to its process group, then SIGKILL)."""
-        for proc in self._processes.values():
+        """Stop every server, the last started first (SIGTERM to its process group, then SIGKILL).
+
+        The API (the front, then chalice local) stops first and ends the answers in flight,
+        billed, while DynamoDB is still up; then the aggregator, which applies those bills and
+        releases their reservations in a last pass; moto, which saves the state, stops last.
+        """
+        for name in reversed(list(self._processes)):
+            proc = self._processes[name]
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for proc in self._processes.values():
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                proc.wait(timeout=STOP_SECONDS.get(name, 5))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -346,6 +448,12 @@ class DevStack:
         for log in self._logs:
             log.close()
         self._logs.clear()
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 def examples(base_url: str, api_key: str) -> dict[str, str]:
@@ -361,7 +469,11 @@ def examples(base_url: str, api_key: str) -> dict[str, str]:
         'print(client.chat.completions.create(model="nova-micro", '
         'messages=[{"role": "user", "content": "Hello, pennyworth!"}]).choices[0].message.content)\''
     )
-    return {"curl": curl, "openai": python}
+    add_model = (
+        ".venv/bin/pennyworth --local login && .venv/bin/pennyworth --local models add nova-pro "
+        "--provider bedrock --model-id us.amazon.nova-pro-v1:0"
+    )
+    return {"curl": curl, "openai": python, "add_model": add_model}
 
 
 def _free_port(host: str) -> int:
@@ -426,6 +538,8 @@ def _banner(info: dict[str, Any]) -> str:
             f"  Admin      {info['admin_username']}  /  {info['admin_password']}",
             f"  User       {info['user_username']}  /  {info['user_password']}",
             f"  MCP        {info['mcp_url']}",
+            f"  Upstream   {info['openai_upstream']['base_url']}  (OpenAI-compatible; key in SSM "
+            f"{info['openai_upstream']['api_key_parameter']})",
             "  Details    .pennyworth/dev.json",
             "",
             "  State      "
@@ -440,6 +554,10 @@ def _banner(info: dict[str, Any]) -> str:
             f"  {info['examples']['curl']}",
             "",
             f"  {info['examples']['openai']}",
+            "",
+            "Add a model without touching code (docs/models.md):",
+            "",
+            f"  {info['examples']['add_model']}",
             "",
         ]
     )
@@ -458,12 +576,13 @@ def main(argv: list[str] | None = None) -> int:
         "every local key, user and ledger entry (make dev FRESH=1)",
     )
     args = parser.parse_args(argv)
-    if args.fresh and LOCAL_STATE_DIR.exists():
-        shutil.rmtree(LOCAL_STATE_DIR)
-        print(f"Deleted the saved local state ({LOCAL_STATE_DIR}).", file=sys.stderr)
     try:
         ports = Ports.from_env()
         stack = DevStack(ports=ports, api_output=sys.stdout, state_dir=LOCAL_STATE_DIR)
+        stack.lock_state()  # before FRESH deletes anything: never the state of a running stack
+        if args.fresh and LOCAL_STATE_DIR.exists():
+            shutil.rmtree(LOCAL_STATE_DIR)
+            print(f"Deleted the saved local state ({LOCAL_STATE_DIR}).", file=sys.stderr)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         print("Starting moto server, the Bedrock emulator and chalice local…", file=sys.stderr, flush=True)
         info = stack.start()

@@ -9,7 +9,8 @@ event shape (``Records`` plus ``shardId``).
 
 * ``make dev`` runs it as a fourth process (``python -m local.stream_aggregator``),
   polling every ``--interval`` seconds (0.25 by default): usage reports trail
-  billing by about that much.
+  billing by about that much. An idle poll is one ``GetRecords`` (read on from the
+  last one's ``NextShardIterator``), which moto's state saver knows to be a read.
 * Tests call ``drain(table)`` to apply everything written so far. In-process
   (moto's ``mock_aws``), the records are read from moto's shard directly, in
   the shape ``GetRecords`` returns them: the Lambda artifact's pruned botocore,
@@ -44,6 +45,11 @@ class StreamDrain:
         self._streams = None if self._in_process else streams_client or streams_client_for(table)
         self._aggregator = aggregator or Aggregator(table)
         self._after: dict[str, str] = {}  # shard id → last sequence number read
+        # What an idle poll needs no call for: the stream, its shards, and where each shard's next
+        # read starts (GetRecords's NextShardIterator). One GetRecords per shard per poll, then.
+        self._arn: str | None = None
+        self._shards: list[str] = []
+        self._next: dict[str, str] = {}  # shard id → iterator to read on from
 
     def drain(self) -> int:
         """Apply every record in the stream now; returns how many records were read."""
@@ -56,36 +62,59 @@ class StreamDrain:
                 self._aggregator.handle({"Records": page, "shardId": shard_id})
                 self._after[shard_id] = page[-1]["dynamodb"]["SequenceNumber"]
             return len(records)
-        arn = self._table.meta.client.describe_table(TableName=self._table.name)["Table"].get("LatestStreamArn")
-        if not arn:
-            return 0
+        try:
+            return self._drain_stream()
+        except Exception:
+            # Look the stream up again next time, and read on from the last record applied.
+            self._arn, self._shards = None, []
+            self._next.clear()
+            raise
+
+    def _drain_stream(self) -> int:
+        if self._arn is None:
+            table = self._table.meta.client.describe_table(TableName=self._table.name)["Table"]
+            self._arn = table.get("LatestStreamArn")
+            if not self._arn:
+                return 0
+            description = self._streams.describe_stream(StreamArn=self._arn)["StreamDescription"]
+            self._shards = [shard["ShardId"] for shard in description.get("Shards", [])]
+        arn = self._arn
         read = 0
-        shards = self._streams.describe_stream(StreamArn=arn)["StreamDescription"].get("Shards", [])
-        for shard in shards:
-            shard_id = shard["ShardId"]
-            if shard_id in self._after:
-                start = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._after[shard_id]}
-            else:
-                start = {"ShardIteratorType": "TRIM_HORIZON"}
-            iterator = self._streams.get_shard_iterator(StreamArn=arn, ShardId=shard_id, **start)["ShardIterator"]
+        for shard_id in self._shards:
+            iterator = self._next.pop(shard_id, None)
+            if iterator is None:
+                if shard_id in self._after:
+                    start = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._after[shard_id]}
+                else:
+                    start = {"ShardIteratorType": "TRIM_HORIZON"}
+                iterator = self._streams.get_shard_iterator(StreamArn=arn, ShardId=shard_id, **start)["ShardIterator"]
             while iterator:
                 page = self._streams.get_records(ShardIterator=iterator, Limit=BATCH)
                 records = page.get("Records", [])
+                iterator = page.get("NextShardIterator")
                 if not records:
+                    if iterator:
+                        self._next[shard_id] = iterator
                     break
                 self._aggregator.handle({"Records": records, "shardId": shard_id, "eventSourceARN": arn})
                 self._after[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
                 read += len(records)
-                iterator = page.get("NextShardIterator")
         return read
 
     def run(self, interval: float, stop: threading.Event) -> None:
-        """Drain every ``interval`` seconds until ``stop`` is set; failures are logged and retried."""
-        while not stop.is_set():
+        """Drain every ``interval`` seconds until ``stop`` is set, then once more; failures are logged and retried.
+
+        The last pass applies what was billed while the stack stopped (``make dev`` stops the API
+        first, then this, then moto), so no reservation is left held in the saved state.
+        """
+        while True:
+            stopping = stop.is_set()
             try:
                 self.drain()
             except Exception as exc:  # noqa: BLE001 - keep the local stack alive; the next pass retries
                 print(f"stream aggregator: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            if stopping:
+                return
             stop.wait(interval)
 
 

@@ -19,7 +19,7 @@ from cli.config import Profile, TokenCache, Tokens, find_dev_json, resolve_profi
 from cli.errors import ApiError, ConfigError, NotLoggedIn, SessionExpired
 from cli.keys import parse_duration, read_rows, rows_to_csv
 from cli.main import cli
-from tests.cognito_helpers import Pool, User, add_user
+from tests.cognito_helpers import Pool, User, add_user, make_pool
 
 DEV_JSON = {
     "base_url": "http://127.0.0.1:9/v1",
@@ -156,6 +156,32 @@ def test_not_logged_in_and_restarted_local_stack_are_reported(config_home: Path)
     TokenCache().put("local", Tokens("i", "a", "r", time.time() + 3600, "u", "us-east-1_old"))
     with pytest.raises(NotLoggedIn):
         Session(profile).id_token()  # a token of the previous stack's pool is no session at all
+
+
+def test_each_local_stack_keeps_its_own_session(
+    config_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cognito: Any
+) -> None:
+    # GIVEN two checkouts, each running its own make dev stack (its own user pool and admin)
+    checkouts = []
+    for name in ("one", "two"):
+        pool = make_pool(cognito, f"stack-{name}")
+        admin = add_user(cognito, pool, "admin@pennyworth.local", admin=True)
+        (tmp_path / name / ".pennyworth").mkdir(parents=True)
+        info = {**DEV_JSON, "admin_password": admin.password,
+                "cognito": {**DEV_JSON["cognito"], "endpoint_url": None, **pool.__dict__}}  # fmt: skip
+        (tmp_path / name / ".pennyworth" / "dev.json").write_text(json.dumps(info))
+        checkouts.append((tmp_path / name, pool))
+    # WHEN the admin logs in to one stack, then to the other
+    for checkout, _ in checkouts:
+        monkeypatch.chdir(checkout)
+        assert run("--local", "login").exit_code == 0
+    # THEN both sessions hold: each is kept beside its stack's dev.json, none in the user's config
+    for checkout, pool in checkouts:
+        monkeypatch.chdir(checkout)
+        profile = resolve_profile(local=True, name=None, endpoint=None)
+        assert Session(profile).id_token()
+        assert TokenCache(checkout / ".pennyworth").get("local").user_pool_id == pool.user_pool_id
+    assert TokenCache().get("local") is None
 
 
 @pytest.fixture

@@ -315,3 +315,11 @@ def test_the_csv_rule_is_the_consoles() -> None:
     dom = (Path(__file__).resolve().parent.parent / "chalicelib" / "console" / "static" / "dom.js").read_text()
     assert f"/{csvfile.FORMULA.pattern}/.test(text) && !/{csvfile.NUMBER.pattern}/.test(text)" in dom
     assert "text = `'${text}`" in dom
+
+
+@pytest.mark.parametrize("name", [None, "", "   "])
+def test_keys_create_needs_a_name_as_in_the_console(gateway: dict[str, Any], name: str | None) -> None:
+    gateway["/admin/keys"] = {**key("x"), "secret": SECRET}  # what the gateway would answer
+    args = ["keys", "create", "--budget", "1"] + ([] if name is None else ["--name", name])
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "--name" in result.output and SECRET not in result.output

@@ -58,3 +58,17 @@ def test_anthropic_table_covers_every_messages_parameter_with_its_policy() -> No
 def test_readme_names_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make dev" in readme and "make test" in readme
+
+
+@pytest.mark.parametrize("client", sorted(p.name for p in (ROOT / "tests" / "clients").iterdir() if p.is_dir()))
+def test_readme_states_the_node_version_each_pinned_client_needs(client: str) -> None:
+    import json
+
+    directory = ROOT / "tests" / "clients" / client
+    [(package, version)] = json.loads((directory / "package.json").read_text())["dependencies"].items()
+    lock = json.loads((directory / "package-lock.json").read_text())
+    engine = lock["packages"][f"node_modules/{package}"]["engines"]["node"]
+    minimum = re.fullmatch(r">=\s*(\d+(?:\.\d+)*)", engine).group(1)  # type: ignore[union-attr]
+    while minimum.endswith(".0"):
+        minimum = minimum.removesuffix(".0")
+    assert f" {version} Node.js {minimum} or newer" in (ROOT / "README.md").read_text().replace("\n", " ")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.accounting.ledger import Ledger, entry_item
+from chalicelib.accounting.ledger import Ledger
 from chalicelib.admin import requests as request_log
 from chalicelib.keys.store import KeyStore
 from chalicelib.shared.money import usd
@@ -86,9 +86,11 @@ def test_members_see_their_own_requests_and_admins_everyones(
         keys["alice2"]["key_id"],
     }
     assert len(every_row(as_admin, key=keys["bob"]["prefix"])) == 4
-    # AND a member cannot read anyone else's: not by person, not by key, not by team
+    # AND a member cannot read anyone else's: not by person, not by key, not by a team they do not run
+    assert as_admin.call("post", "/admin/teams", {"name": "Search"}).status_code == 201
+    as_admin.call("post", "/admin/teams/search/members", {"person": alice.email})
     for query, code in (({"owner": "bob@example.com"}, "admin_only"), ({"key": keys["bob"]["key_id"]}, "not_key_owner"),
-                        ({"team": "search"}, "not_team_admin")):  # fmt: skip
+                        ({"team": "search"}, "team_admin_only")):  # fmt: skip
         refused = page(as_alice, **query)
         assert refused.status_code == 403 and refused.json_body["error"]["code"] == code, query
     assert len(every_row(as_bob, owner="me")) == 4
@@ -112,6 +114,7 @@ def test_a_row_carries_what_was_billed_and_nothing_of_the_prompt(
         "owner_sub": keys["alice"]["owner"]["sub"],
         "owner_email": "alice@example.com",
         "team": None,
+        "team_id": None,
         "model": "nova-micro",
         "protocol": "anthropic",
         "operation": "chat",
@@ -131,11 +134,13 @@ def test_filters_by_model_status_time_and_team(usage_table: Any, keys: dict[str,
     bill(usage_table, keys["alice"], 5, at=NOW - timedelta(hours=1), model="nova-micro")
     bill(usage_table, keys["bob"], 3, at=NOW - timedelta(hours=2), model="claude-haiku-4-5", status="partial")
     bill(usage_table, keys["bob"], 2, at=NOW - timedelta(days=3), model="claude-haiku-4-5")
-    # A team, as entries will record it once teams exist: in the scopes they were admitted under
-    item = entry_item(usage_entry(request_id="teamed", key_id=keys["admin"]["key_id"],
-                                  owner_sub=keys["admin"]["owner"]["sub"], at=NOW - timedelta(minutes=1)))  # fmt: skip
-    usage_table.put_item(Item={**item, "scopes": [f"KEY#{keys['admin']['key_id']}", "TEAM#search"]})
-    assert {r["request_id"] for r in every_row(as_admin, team="search")} == {"teamed"}
+    # A request admitted under a team: the entry records the team, and the row names it
+    team = as_admin.call("post", "/admin/teams", {"name": "Search"}).json_body
+    bill(usage_table, keys["admin"], 1, at=NOW - timedelta(minutes=1), team_id=team["id"])
+    for ref in ("Search", "search", team["id"]):
+        [row] = every_row(as_admin, team=ref)
+        assert (row["key_id"], row["team"], row["team_id"]) == (keys["admin"]["key_id"], "Search", team["id"])
+    assert page(as_admin, team="nobody").json_body["error"]["code"] == "team_not_found"
     assert len(every_row(as_admin, model="claude-haiku-4-5")) == 5
     assert len(every_row(as_admin, model="claude-haiku-4-5", status="partial")) == 3
     day = (NOW - timedelta(days=3)).date().isoformat()
@@ -265,3 +270,24 @@ def test_a_page_that_stops_at_a_months_end_goes_on_from_the_month_before(
             break
         cursors.append(cursor)
     assert len(rows) == 11 and len({r["request_id"] for r in rows}) == 11
+
+
+def test_a_team_admin_reads_the_teams_requests_and_a_member_only_their_own(
+    usage_table: Any, keys: dict[str, Any], as_admin: Api, as_alice: Api, as_bob: Api, alice: User, bob: User
+) -> None:
+    # GIVEN a team run by bob, with alice a member whose key is charged to it
+    team = as_admin.call("post", "/admin/teams", {"name": "Search"}).json_body
+    as_admin.call("post", "/admin/teams/search/members", {"person": bob.email, "role": "admin"})
+    as_admin.call("post", "/admin/teams/search/members", {"person": alice.email})
+    charged = as_alice.call("post", "/admin/keys", {"name": "charged", "team": team["id"]}).json_body
+    bill(usage_table, charged, 3, at=NOW - timedelta(minutes=2), team_id=team["id"])
+    bill(usage_table, keys["alice"], 2, at=NOW - timedelta(minutes=1))  # alice's own, charged to no team
+    # THEN bob, the team's admin, reads the team's three (and only with team=), with the team named
+    rows = every_row(as_bob, team="Search")
+    assert [r["team"] for r in rows] == ["Search"] * 3 and {r["owner_email"] for r in rows} == {alice.email}
+    assert every_row(as_bob, team="Search", key=charged["prefix"]) == rows
+    assert every_row(as_bob) == []  # his own: none
+    assert page(as_bob, key=keys["alice"]["prefix"]).json_body["error"]["code"] == "not_key_owner"
+    # AND alice, a member, reads her own five, not the team's as such
+    assert len(every_row(as_alice)) == 5
+    assert page(as_alice, team="Search").json_body["error"]["code"] == "team_admin_only"

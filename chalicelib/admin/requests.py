@@ -5,16 +5,16 @@ model, protocol, tokens, cost, latency, status and request id. Nothing of a prom
 is stored anywhere, so nothing of it is here either. Who sees what:
 
 * a member: the requests of their own keys;
-* an admin: everyone's, filtered by key, person, team, model, status and time as they choose;
-* a team's admins: that team's (``teams_administered``: no teams exist yet, so none).
+* a team's admins: that team's (what was charged to it: the entries say which team admitted them);
+* an admin: everyone's, filtered by key, person, team, model, status and time as they choose.
 
 Where a page comes from (``chalicelib/shared/pages.py`` merges and bounds it):
 
-* one key: that key's partition of the usage table (``pk=KEY#<id>``, ``sk=REQ#<time>#<id>``);
+* one key: that key's partition of the usage table (``scopes.entry_key``);
 * one person: each of their keys' partitions, merged (at most ``MAX_KEYS_MERGED`` keys; beyond
   that, the month log below, filtered);
-* anything else: the month log, the ``by-period`` index's ``LOG#<month>#<shard>`` partitions
-  (``chalicelib/accounting/ledger.py: log_keys``), a month at a time, newest month first.
+* anything else (a team, everyone): the month log, the ``by-period`` index's partitions
+  (``scopes.log_key``), a month at a time, newest month first.
 
 A page reads at most about ``READ_BUDGET`` entries: a filter that matches little (a rare model
 over a busy month) answers short pages, each with a cursor to go on from, never one read of
@@ -31,9 +31,12 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import LOG_PREFIX, LOG_SHARDS, Ledger
+from chalicelib.accounting.ledger import LOG_SHARDS, Ledger
 from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
+from chalicelib.admin.directory import Directory, Team
+from chalicelib.admin.roles import Caller
 from chalicelib.keys.store import KEY_PREFIX, KeyRecord, KeyStore, is_key_id
+from chalicelib.shared import scopes
 from chalicelib.shared.dates import isoformat, parse_day_text, parse_time, utcnow
 from chalicelib.shared.fields import refuse_unknown
 from chalicelib.shared.http import HttpResult
@@ -84,7 +87,7 @@ class Scope:
     last: str  # the latest time, inclusive
     key: KeyRecord | None = None
     owner_sub: str | None = None
-    team: str | None = None
+    team: str | None = None  # a team id
     model: str | None = None
     status: str | None = None
 
@@ -102,26 +105,19 @@ class Scope:
 
 
 def team_of(item: Mapping[str, Any]) -> str | None:
-    """The team an entry was admitted under, from the scopes it records (None: no team, or from before teams).
+    """The id of the team an entry was admitted under (None: no team, or an entry from before teams)."""
+    team_id = item.get("team_id")
+    return team_id if isinstance(team_id, str) and team_id else None
 
-    Reads ``team``/``team_id`` or a team scope in ``scopes`` (``"TEAM#<id>"``, or an object of
-    kind ``team``), so the log shows teams as soon as entries carry them.
+
+def row_of(item: Mapping[str, Any], key: KeyRecord | None, teams: Mapping[str, Team]) -> dict[str, Any]:
+    """One request as the log shows it: a flat row (CSV writes its ``COLUMNS``).
+
+    ``team`` is the name of the team the request was charged to (its id if the team is gone),
+    ``team_id`` its id; a team's own key has the team as its owner (``owner_sub`` ``team:<id>``).
     """
-    for name in ("team", "team_id"):
-        if isinstance(item.get(name), str) and item[name]:
-            return item[name]
-    for scope in item.get("scopes") or ():
-        if isinstance(scope, str) and scope.startswith("TEAM#") and len(scope) > 5:
-            return scope[5:]
-        if isinstance(scope, Mapping) and str(scope.get("kind") or scope.get("type") or "").lower() == "team":
-            value = scope.get("id") or scope.get("name")
-            if isinstance(value, str) and value:
-                return value
-    return None
-
-
-def row_of(item: Mapping[str, Any], key: KeyRecord | None) -> dict[str, Any]:
-    """One request as the log shows it: a flat row (CSV writes its ``COLUMNS``)."""
+    team_id = team_of(item)
+    team = teams.get(team_id) if team_id else None
     return {
         "object": "request",
         "time": item["timestamp"],
@@ -131,7 +127,8 @@ def row_of(item: Mapping[str, Any], key: KeyRecord | None) -> dict[str, Any]:
         "key_name": key.name if key is not None and key.name else None,
         "owner_sub": item.get("owner_sub"),
         "owner_email": key.owner_email if key is not None else None,
-        "team": team_of(item),
+        "team": team.name if team is not None else team_id,
+        "team_id": team_id,
         "model": item.get("model"),
         "protocol": item.get("protocol") or None,
         "operation": item.get("operation"),
@@ -156,30 +153,31 @@ class RequestLog:
         keys: KeyStore,
         ledger: Ledger,
         directory: Callable[[], UserDirectory | None],
-        teams_administered: Callable[[Principal], frozenset[str]] = lambda principal: frozenset(),
+        teams: Directory,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._authenticator = authenticator
         self._keys = keys
         self._table = ledger.table
         self._directory = directory
-        self._teams_administered = teams_administered
+        self._teams = teams
         self._clock = clock
 
     def list(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
         """``GET /admin/requests``: a page of billed requests, newest first."""
-        principal = self._authenticator().authenticate(headers)
+        caller = Caller(self._authenticator().authenticate(headers), self._teams)
         query = query or {}
         refuse_unknown(query, QUERY_FIELDS)
-        scope = self._scope(principal, query)
+        scope = self._scope(caller, query)
         limit = _limit(query.get("limit"))
         after = decode_position(query.get("cursor"), _is_position)
         page = newest_first(self._tiers(scope, after), limit=limit, budget=READ_BUDGET, keep=scope.keeps, after=after)
         keys = self._keys.get_many({item["key_id"] for item in page.rows})
+        teams = self._teams.teams_by_id({team_of(item) for item in page.rows} - {None})
         return HttpResult(
             {
                 "object": "list",
-                "data": [row_of(item, keys.get(item["key_id"])) for item in page.rows],
+                "data": [row_of(item, keys.get(item["key_id"]), teams) for item in page.rows],
                 "has_more": page.after is not None,
                 "next_cursor": encode_position(page.after) if page.after is not None else None,
                 "from": scope.first,
@@ -191,25 +189,25 @@ class RequestLog:
 
     # Who may read what
 
-    def _scope(self, principal: Principal, query: Mapping[str, str]) -> Scope:
+    def _scope(self, caller: Caller, query: Mapping[str, str]) -> Scope:
+        principal = caller.principal
         first, last = self._range(query.get("from"), query.get("to"))
         key = self._key(principal, query.get("key"))
-        team = _identifier(query.get("team"), "team")
+        team = self._team(query.get("team"))
         owner = query.get("owner") or None
         mine = owner in (None, "me", principal.sub, principal.email)
+        if team is not None:
+            caller.require_team_admin(team, "read the team's requests")
         if principal.is_admin:
             owner_sub = None if owner is None else principal.sub if owner == "me" else self._owner_sub(owner)
-        elif team is not None and team in self._teams_administered(principal) and owner is None:
-            owner_sub = None  # a team admin reading their team's requests
-        elif team is not None and owner is None:
-            raise errors.PermissionDenied(
-                "Only admins, and a team's admins, can read a team's requests.", param="team", code="not_team_admin"
-            )
+        elif team is not None:
+            # A team admin: the team's requests, or one member's among them.
+            owner_sub = None if owner is None else principal.sub if mine else self._owner_sub(owner)
         elif not mine:
             raise errors.PermissionDenied("You can read only your own requests.", param="owner", code="admin_only")
         else:
             owner_sub = principal.sub
-        if key is not None and not principal.is_admin and key.owner_sub != principal.sub:
+        if key is not None and not caller.manages_key(key) and (team is None or key.team_id != team):
             raise errors.PermissionDenied(
                 "You can read the requests of your own keys only; this key belongs to someone else.",
                 param="key",
@@ -252,6 +250,17 @@ class RequestLog:
             )
         return self._keys.require(key_id)
 
+    def _team(self, ref: str | None) -> str | None:
+        """The id of the team named (by id or name), or None."""
+        if not ref:
+            return None
+        if len(ref) > 200 or not ref.isprintable():
+            raise errors.InvalidRequest("team must be a team's id or name.", param="team")
+        team = self._teams.find_team(ref.strip())
+        if team is None:
+            raise errors.NotFound(f"No team {ref!r}.", param="team", code="team_not_found")
+        return team.team_id
+
     def _owner_sub(self, who: str) -> str:
         directory = self._directory()
         user = directory.find(who.strip()) if directory else None
@@ -267,7 +276,7 @@ class RequestLog:
         top = scope.last if after is None else min(scope.last, after[0])
         if scope.key is not None:
             return [Tier([self._key_source(scope.key.key_id, scope, after)])]
-        if scope.owner_sub is not None:
+        if scope.owner_sub is not None and scope.team is None:
             key_ids = self._key_ids(scope.owner_sub)
             if key_ids is not None:
                 return [Tier([self._key_source(key_id, scope, after) for key_id in key_ids])]
@@ -278,19 +287,20 @@ class RequestLog:
         ]
 
     def _key_source(self, key_id: str, scope: Scope, after: tuple[str, ...] | None) -> Source:
-        upper = f"REQ#{_upper(after)}" if after else f"REQ#{scope.last}#{_MONTH_ENDS}"
-        values = {":pk": f"KEY#{key_id}", ":lo": f"REQ#{scope.first}", ":hi": upper}
+        entry = scopes.ENTRY_PREFIX
+        upper = f"{entry}{_upper(after)}" if after else f"{entry}{scope.last}#{_MONTH_ENDS}"
+        values = {":pk": scopes.entries_pk(key_id), ":lo": f"{entry}{scope.first}", ":hi": upper}
         return Source(
             self._table,
             _filtered({"KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi"}, values, scope, owner=False),
             _position,
             page_size=500,
-            key_position=lambda key: tuple(key["sk"].removeprefix("REQ#").split("#", 1)),
+            key_position=lambda key: scopes.entry_position(key["sk"]),
         )
 
     def _log_source(self, month: str, shard: int, scope: Scope, after: tuple[str, ...] | None) -> Source:
         upper = _upper(after) if after else f"{scope.last}#{_MONTH_ENDS}"
-        values = {":pk": f"{LOG_PREFIX}{month}#{shard}", ":lo": scope.first, ":hi": upper}
+        values = {":pk": scopes.log_partition(month, shard), ":lo": scope.first, ":hi": upper}
         params = {"IndexName": "by-period", "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk BETWEEN :lo AND :hi"}
         return Source(
             self._table,
@@ -325,6 +335,7 @@ def _filtered(params: dict[str, Any], values: dict[str, Any], scope: Scope, *, o
         ("model", scope.model),
         ("status", scope.status),
         ("owner_sub", scope.owner_sub if owner else None),
+        ("team_id", scope.team),
     ):
         if value is not None:
             conditions.append(f"#{name} = :{name}")

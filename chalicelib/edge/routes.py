@@ -12,9 +12,10 @@ chalicelib object, built once by ``chalicelib/wiring.py``.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
-from chalicelib import wiring
+from chalicelib import errors, wiring
 from chalicelib.edge import openapi
 from chalicelib.edge.endpoint import Endpoint, Serve
 from chalicelib.edge.schemas import (
@@ -36,6 +37,7 @@ from chalicelib.protocols.openai_chat.route import ChatCompletions
 from chalicelib.protocols.openai_responses.route import Responses
 from chalicelib.protocols.route import Route
 from chalicelib.shared.http import HttpResult
+from chalicelib.shared.text import nearest
 
 
 def _adapter(cls: type[Route]) -> Serve:
@@ -53,6 +55,7 @@ def _openapi(request: Any) -> HttpResult:
 
 ADMIN = "cognito"
 KEY = "api_key"
+OBJECT_RESPONSE = {"type": "object"}
 
 ROUTES: tuple[Endpoint, ...] = (
     Endpoint("GET", "/health", "Liveness; no key needed", "gateway", name="health", serve=_health,
@@ -104,9 +107,6 @@ ROUTES: tuple[Endpoint, ...] = (
     Endpoint("POST", "/admin/keys/import", "Create keys idempotently per row id", "keys", ADMIN,
              name="admin_import_keys", serve=lambda r: wiring.admin_service().import_keys(r.headers, r.body),
              any_content_type=True, body=ref("ImportRequest"), response=ref("ImportResult"), errors=ADMIN_ERRORS),
-    Endpoint("GET", "/admin/models", "The catalog's models, to choose a key's allowed_models from", "keys", ADMIN,
-             name="admin_list_models", serve=lambda r: wiring.admin_service().list_models(r.headers),
-             response=ref("ModelList"), errors=ADMIN_ERRORS),
     Endpoint("GET", "/admin/keys/export", "Keys as import rows (no secrets)", "keys", ADMIN,
              name="admin_export_keys", serve=lambda r: wiring.admin_service().export_keys(r.headers, r.query),
              response=ref("Listing"), errors=ADMIN_ERRORS, query=page("keys", 1000)),
@@ -137,11 +137,41 @@ ROUTES: tuple[Endpoint, ...] = (
     Endpoint("GET", "/admin/audit", "Every key's events of one UTC day (admins)", "audit", ADMIN,
              name="admin_audit", serve=lambda r: wiring.admin_service().audit(r.headers, r.query),
              response=ref("Listing"), errors=ADMIN_ERRORS, query={"day": DATE, **page("audit", 500)}),
+    # Admin API: the model catalog (admins; anyone signed in may list it, to choose a key's models)
+    Endpoint("GET", "/admin/models", "The catalog's models with their prices (admins: all of each, disabled too)",
+             "models", ADMIN, name="admin_list_models", serve=lambda r: wiring.model_admin().list_models(r.headers),
+             response=ref("CatalogModelList"), errors=ADMIN_ERRORS),
+    Endpoint("POST", "/admin/models", "Add a model (priced from LiteLLM's map unless prices are given; admins)",
+             "models", ADMIN, name="admin_add_model",
+             serve=lambda r: wiring.model_admin().add_model(r.headers, r.body), any_content_type=True,
+             body=ref("ModelFields"), response=ref("CatalogModel"), status=201, errors=ADMIN_ERRORS),
+    Endpoint("GET", "/admin/models/{alias}", "One model", "models", ADMIN, name="admin_get_model",
+             serve=lambda r: wiring.model_admin().get_model(r.headers, r.params["alias"]),
+             response=ref("CatalogModel"), errors=ADMIN_ERRORS),
+    Endpoint("PATCH", "/admin/models/{alias}", "Change a model; new prices are a new version from effective_from "
+             "(admins)", "models", ADMIN, name="admin_update_model",
+             serve=lambda r: wiring.model_admin().update_model(r.headers, r.params["alias"], r.body),
+             any_content_type=True, body=ref("ModelFields"), response=ref("CatalogModel"), errors=ADMIN_ERRORS),
+    Endpoint("DELETE", "/admin/models/{alias}", "Remove a model (force: also from the keys that allow it; admins)",
+             "models", ADMIN, name="admin_remove_model",
+             serve=lambda r: wiring.model_admin().remove_model(r.headers, r.params["alias"], r.query),
+             response=OBJECT_RESPONSE, errors=ADMIN_ERRORS, query={"force": {"type": "boolean"}}),
+    Endpoint("POST", "/admin/models/{alias}/test", "Call the model once through the whole path, billed to a key; "
+             "status, latency, tokens, exact cost (admins)", "models", ADMIN, name="admin_test_model",
+             serve=lambda r: wiring.model_admin().test_model(r.headers, r.params["alias"], r.body),
+             any_content_type=True,
+             body={"type": "object", "additionalProperties": False, "properties": {"key_id": STRING}},
+             body_required=False, response=ref("ModelTest"), errors=ADMIN_ERRORS),
+    Endpoint("GET", "/admin/models/{alias}/audit", "A model's audit events, oldest first (admins)", "audit", ADMIN,
+             name="admin_model_audit",
+             serve=lambda r: wiring.model_admin().model_audit(r.headers, r.params["alias"], r.query),
+             response=ref("Listing"), errors=ADMIN_ERRORS, query=page("audit", 500)),
     # Admin API: accounting (usage reports, owner budgets, the daily report on demand, reconcile)
     Endpoint("GET", "/admin/usage", "Tokens, requests and exact cost over a date range", "accounting", ADMIN,
              name="admin_usage", serve=lambda r: wiring.accounting_service().usage(r.headers, r.query),
              response=ref("Usage"), errors=ADMIN_ERRORS,
-             query={"from": DATE, "to": DATE, "group_by": {"enum": ["key", "owner", "model", "day"]}, "owner": STRING}),
+             query={"from": DATE, "to": DATE, "group_by": {"enum": ["key", "owner", "team", "model", "day", "price"]},
+                    "owner": STRING, "team": STRING}),
     Endpoint("GET", "/admin/spend", "A month of one person's spend by day, model and key, and their budget "
              "(yours; anyone's for admins)", "accounting", ADMIN, name="admin_spend",
              serve=lambda r: wiring.accounting_service().spend(r.headers, r.query), response=ref("Spend"),
@@ -175,6 +205,89 @@ ROUTES: tuple[Endpoint, ...] = (
              query={"from": STRING, "to": STRING, "key": STRING, "owner": STRING, "team": STRING, "model": STRING,
                     "status": {"enum": ["ok", "partial"]}, "limit": {"type": "integer", "minimum": 1, "maximum": 200},
                     "cursor": STRING}),
+    # Admin API: teams (a shared budget, members and team admins, the team's own keys)
+    Endpoint("GET", "/admin/teams", "Teams: every team (admins), or yours", "teams", ADMIN, name="admin_list_teams",
+             serve=lambda r: wiring.teams_service().list_teams(r.headers, r.query), response=ref("Listing"),
+             errors=ADMIN_ERRORS, query=page("teams", 100)),
+    Endpoint("POST", "/admin/teams", "Create a team with a monthly budget (admins)", "teams", ADMIN,
+             name="admin_create_team", serve=lambda r: wiring.teams_service().create_team(r.headers, r.body),
+             any_content_type=True, body={"allOf": [ref("TeamFields")], "required": ["name"]}, response=ref("Team"),
+             status=201, errors=ADMIN_ERRORS),
+    Endpoint("GET", "/admin/teams/{team}", "A team (id or name): this month's spend; members for its admins",
+             "teams", ADMIN, name="admin_get_team",
+             serve=lambda r: wiring.teams_service().get_team(r.headers, r.params["team"]), response=ref("Team"),
+             errors=ADMIN_ERRORS),
+    Endpoint("PATCH", "/admin/teams/{team}", "Rename a team or set its budgets (null clears)", "teams", ADMIN,
+             name="admin_update_team",
+             serve=lambda r: wiring.teams_service().update_team(r.headers, r.params["team"], r.body),
+             any_content_type=True, body=ref("TeamFields"), response=ref("Team"), errors=ADMIN_ERRORS),
+    Endpoint("DELETE", "/admin/teams/{team}", "Delete a team; refused while keys are charged to it unless "
+             "force=true revokes them (admins)", "teams", ADMIN, name="admin_delete_team",
+             serve=lambda r: wiring.teams_service().delete_team(r.headers, r.params["team"], r.query),
+             response={"type": "object"}, errors=ADMIN_ERRORS, query={"force": {"enum": ["true", "false"]}}),
+    Endpoint("POST", "/admin/teams/{team}/members", "Put a person on a team, as member or team admin", "teams",
+             ADMIN, name="admin_add_member",
+             serve=lambda r: wiring.teams_service().add_member(r.headers, r.params["team"], r.body),
+             any_content_type=True,
+             body={"type": "object", "required": ["person"], "additionalProperties": False,
+                   "properties": {"person": STRING, "role": {"enum": ["member", "admin"]}}},
+             response=ref("Member"), status=201, errors=ADMIN_ERRORS),
+    Endpoint("PATCH", "/admin/teams/{team}/members/{person}", "Change a member's role (never your own)", "teams",
+             ADMIN, name="admin_update_member",
+             serve=lambda r: wiring.teams_service().update_member(r.headers, r.params["team"], r.params["person"],
+                                                                  r.body),
+             any_content_type=True,
+             body={"type": "object", "required": ["role"], "additionalProperties": False,
+                   "properties": {"role": {"enum": ["member", "admin"]}}},
+             response=ref("Member"), errors=ADMIN_ERRORS),
+    Endpoint("DELETE", "/admin/teams/{team}/members/{person}", "Take a person off a team (their keys charged to "
+             "it are charged to them alone)", "teams", ADMIN, name="admin_remove_member",
+             serve=lambda r: wiring.teams_service().remove_member(r.headers, r.params["team"], r.params["person"]),
+             response=ref("Member"), errors=ADMIN_ERRORS),
+    Endpoint("GET", "/admin/teams/{team}/audit", "A team's audit events, oldest first", "audit", ADMIN,
+             name="admin_team_audit",
+             serve=lambda r: wiring.teams_service().team_audit(r.headers, r.params["team"], r.query),
+             response=ref("Listing"), errors=ADMIN_ERRORS, query=page("audit", 100)),
+    # Admin API: people (invite, off-board; the sweep notices people disabled in Cognito directly)
+    Endpoint("GET", "/admin/people", "Everyone, with teams and last activity (admins)", "people", ADMIN,
+             name="admin_list_people", serve=lambda r: wiring.people_service().list_people(r.headers, r.query),
+             response=ref("Listing"), errors=ADMIN_ERRORS, query=page("people", 100)),
+    Endpoint("POST", "/admin/people", "Invite a person: Cognito e-mails a temporary password (admins)", "people",
+             ADMIN, name="admin_invite_person", serve=lambda r: wiring.people_service().invite(r.headers, r.body),
+             any_content_type=True, body=ref("NewPerson"), response=ref("Person"), status=201, errors=ADMIN_ERRORS),
+    Endpoint("POST", "/admin/people/sweep", "Compare the directory with the user pool now (admins)", "people",
+             ADMIN, name="admin_people_sweep", serve=lambda r: wiring.people_service().run_sweep(r.headers),
+             any_content_type=True, body_required=False, response={"type": "object"}, errors=ADMIN_ERRORS),
+    Endpoint("GET", "/admin/people/{person}", "A person (e-mail or sub)", "people", ADMIN, name="admin_get_person",
+             serve=lambda r: wiring.people_service().get_person(r.headers, r.params["person"]),
+             response=ref("Person"), errors=ADMIN_ERRORS),
+    Endpoint("PATCH", "/admin/people/{person}", "Grant or take away admin rights (admins)", "people", ADMIN,
+             name="admin_update_person",
+             serve=lambda r: wiring.people_service().update_person(r.headers, r.params["person"], r.body),
+             any_content_type=True,
+             body={"type": "object", "required": ["admin"], "additionalProperties": False,
+                   "properties": {"admin": {"type": "boolean"}}},
+             response=ref("Person"), errors=ADMIN_ERRORS),
+    Endpoint("DELETE", "/admin/people/{person}", "Remove a person from the pool and every team; their keys stay "
+             "refused (admins)", "people", ADMIN, name="admin_remove_person",
+             serve=lambda r: wiring.people_service().remove(r.headers, r.params["person"], r.body),
+             any_content_type=True, body_required=False,
+             body={"type": "object", "additionalProperties": False, "properties": {"reason": nullable(STRING)}},
+             response=ref("Person"), errors=ADMIN_ERRORS),
+    Endpoint("POST", "/admin/people/{person}/disable", "Disable a person: their personal keys stop at once (admins)",
+             "people", ADMIN, name="admin_disable_person",
+             serve=lambda r: wiring.people_service().disable(r.headers, r.params["person"], r.body),
+             any_content_type=True, body_required=False,
+             body={"type": "object", "additionalProperties": False, "properties": {"reason": nullable(STRING)}},
+             response=ref("Person"), errors=ADMIN_ERRORS),
+    Endpoint("POST", "/admin/people/{person}/enable", "Enable a person: the keys that were active work again "
+             "(admins)", "people", ADMIN, name="admin_enable_person",
+             serve=lambda r: wiring.people_service().enable(r.headers, r.params["person"]), any_content_type=True,
+             body_required=False, response=ref("Person"), errors=ADMIN_ERRORS),
+    Endpoint("GET", "/admin/people/{person}/audit", "A person's audit events, oldest first", "audit", ADMIN,
+             name="admin_person_audit",
+             serve=lambda r: wiring.people_service().person_audit(r.headers, r.params["person"], r.query),
+             response=ref("Listing"), errors=ADMIN_ERRORS, query=page("audit", 100)),
     # The web console: a static page and its assets, public (the admin API above checks every call it makes)
     Endpoint("GET", "/console", "The web console's page", "console", name="console_page",
              serve=lambda r: wiring.console_site().page(r.path), response=STRING, media_types=("text/html",),
@@ -201,6 +314,27 @@ def find(method: str, path: str, *, streamed: bool) -> Endpoint | None:
     """
     path = path.rstrip("/") or "/"
     return next((r for r in ROUTES if (r.method, r.path, r.streamed) == (method, path, streamed)), None)
+
+
+def unknown_route(method: str, path: str) -> errors.UnknownRoute:
+    """The 404 for a request no route answers, naming the route it most likely meant.
+
+    Most are a base URL set one ``/v1`` short or long, or a path one letter off
+    (``/v1/chat/completion``).
+    """
+    path = path.rstrip("/") or "/"
+    literal = [r for r in ROUTES if "{" not in r.path]
+    paths = [r.path for r in literal]
+    tried = [path, f"/v1{path}", re.sub(r"^(/v1)+", "/v1", path)]
+    meant = next((p for p in tried[1:] if p in paths and p != path), None) or nearest(path, paths, cutoff=0.85)
+    hint = ""
+    if meant is not None:
+        methods = [r.method for r in literal if r.path == meant]
+        shown = method if method in methods else methods[0]
+        hint = f" Did you mean {shown} {meant}?"
+    return errors.UnknownRoute(
+        f"Unknown request URL: {method} {path}.{hint} The routes are listed at GET /openapi.json."
+    )
 
 
 def envelope_at(path: str) -> str:

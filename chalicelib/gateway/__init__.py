@@ -13,13 +13,14 @@ how failures map.
 from chalicelib.gateway.client import Gateway, UpstreamConfig
 from chalicelib.gateway.embeddings import EmbeddingOutcome, embedding_limits, embedding_texts
 from chalicelib.gateway.loader import load_litellm
-from chalicelib.gateway.prompts import BedrockPrompt, bedrock_prompt, check_capabilities
+from chalicelib.gateway.prompts import BedrockPrompt, PromptInput, bedrock_prompt, check_capabilities, prompt_input
 from chalicelib.gateway.upstream import map_upstream_error
 
 __all__ = [
     "BedrockPrompt",
     "EmbeddingOutcome",
     "Gateway",
+    "PromptInput",
     "UpstreamConfig",
     "bedrock_prompt",
     "check_capabilities",
@@ -27,4 +28,5 @@ __all__ = [
     "embedding_texts",
     "load_litellm",
     "map_upstream_error",
+    "prompt_input",
 ]

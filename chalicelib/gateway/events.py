@@ -1,4 +1,4 @@
-"""LiteLLM's answers (a whole response, or stream chunks) turned into the core's events."""
+"""LiteLLM's stream chunks (ConverseStream, parsed) turned into the core's events."""
 
 from __future__ import annotations
 
@@ -31,7 +31,18 @@ def usage_from_litellm(usage: Any) -> TokenUsage:
         output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
+        cache_write_1h_tokens=min(cache_write, long_cache_writes(usage)),
     )
+
+
+def long_cache_writes(usage: Any) -> int:
+    """Cache writes Bedrock reported with a 1-hour TTL (its ``cacheDetails``, as LiteLLM splits them).
+
+    LiteLLM gives the split only when it accounts for every write; without one (a model or
+    response without ``cacheDetails``) every write is a 5-minute one, Bedrock's default TTL.
+    """
+    details = getattr(getattr(usage, "prompt_tokens_details", None), "cache_creation_token_details", None)
+    return int(getattr(details, "ephemeral_1h_input_tokens", 0) or 0)
 
 
 def usage_report(usage: Any) -> UsageReport:
@@ -45,28 +56,6 @@ def finish_reason(value: Any, has_tool_calls: bool) -> str:
     if has_tool_calls:
         return "tool_calls"
     return value if value in _FINISH_REASONS else "stop"
-
-
-def completion_events(response: Any, max_tool_calls: int | None = None) -> Iterator[Event]:
-    """The events of a whole (non-streamed) LiteLLM ``ModelResponse``."""
-    message = response.choices[0].message
-    for block in getattr(message, "thinking_blocks", None) or []:
-        if block.get("type") == "redacted_thinking":
-            yield ReasoningDelta(redacted=block.get("data") or "")
-        else:
-            yield ReasoningDelta(text=block.get("thinking") or "", signature=block.get("signature") or None)
-    if not getattr(message, "thinking_blocks", None) and getattr(message, "reasoning_content", None):
-        yield ReasoningDelta(text=message.reasoning_content)
-    if message.content:
-        yield TextDelta(message.content)
-    # parallel_tool_calls=false: Bedrock cannot be told so for every model; the gateway keeps the first call.
-    calls = list(getattr(message, "tool_calls", None) or [])[:max_tool_calls]
-    for index, call in enumerate(calls):
-        function = getattr(call, "function", None)
-        yield ToolCallStart(index, getattr(call, "id", None) or f"call_{index}", getattr(function, "name", "") or "")
-        yield ToolCallDelta(index, getattr(function, "arguments", "") or "{}")
-    yield Finished(finish_reason(response.choices[0].finish_reason, bool(calls)))
-    yield usage_report(getattr(response, "usage", None))
 
 
 class StreamTranslator:

@@ -26,7 +26,13 @@ from chalicelib.errors import InvalidRequest
 #: Keys one page may read (a key item is well under 1 KB): a bound on every page, whatever the search.
 READ_BUDGET = 1000
 #: The partitions of the ``by-status`` index a listing of each state reads.
-STATE_PARTITIONS = {None: ("active", "revoked"), "active": ("active",), "expired": ("active",), "revoked": ("revoked",)}
+STATE_PARTITIONS = {
+    None: ("active", "revoked"),
+    "active": ("active",),
+    "expired": ("active",),
+    "disabled": ("active",),
+    "revoked": ("revoked",),
+}
 MAX_SEARCH = 200
 
 
@@ -48,11 +54,14 @@ class KeyFilter:
 
 
 def state_of(item: Mapping[str, Any], now: str) -> str:
-    """``revoked``, ``expired`` or ``active`` of a stored key (``now`` in the stored time form)."""
+    """``revoked``, ``expired``, ``disabled`` (its owner is) or ``active`` of a stored key, as
+    ``KeyRecord.effective_status`` says (``now`` in the stored time form)."""
     if item.get("status") == "revoked":
         return "revoked"
     expires = item.get("expires_at")
-    return "expired" if expires and str(expires) <= now else "active"
+    if expires and str(expires) <= now:
+        return "expired"
+    return "disabled" if item.get("owner_disabled") else "active"
 
 
 def search_text(item: Mapping[str, Any]) -> str:

@@ -89,15 +89,39 @@ def key_id_of(plaintext: str) -> str | None:
     return match.group(1) if match else None
 
 
+def header_values(headers: Mapping[str, str], name: str) -> list[str]:
+    """Every value of header ``name`` (case-insensitive): repeated headers, and values joined with commas.
+
+    The edges join a repeated header's values (``chalicelib/shared/http.py: combined_headers``), as
+    HTTP allows; neither a bearer token nor a key holds a comma.
+    """
+    return [part.strip() for k, v in headers.items() if k.lower() == name for part in v.split(",") if part.strip()]
+
+
+def _one(values: list[str], what: str) -> str | None:
+    """The one credential among ``values`` (repeats of it are one); two different ones are refused."""
+    distinct = list(dict.fromkeys(values))
+    if len(distinct) > 1:
+        raise AuthenticationFailed(
+            f"The request carries two different credentials in {what}; send one.", code="ambiguous_api_key"
+        )
+    return distinct[0] if distinct else None
+
+
 def bearer_token(headers: Mapping[str, str]) -> str | None:
-    """The token of an ``Authorization: Bearer …`` header (case-insensitive), if any."""
-    value = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
-    if not value:
-        return None
-    scheme, _, token = value.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
+    """The token of an ``Authorization: Bearer …`` header (case-insensitive), if any.
+
+    Raises
+    ------
+    AuthenticationFailed
+        Two different bearer tokens (repeated ``Authorization`` headers): ambiguous, never guessed.
+    """
+    tokens = []
+    for value in header_values(headers, "authorization"):
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            tokens.append(token.strip())
+    return _one(tokens, "Authorization")
 
 
 def api_key_token(headers: Mapping[str, str], *, accept_x_api_key: bool = False) -> str | None:
@@ -110,13 +134,13 @@ def api_key_token(headers: Mapping[str, str], *, accept_x_api_key: bool = False)
     Raises
     ------
     AuthenticationFailed
-        Both headers carry different pennyworth-shaped keys (or neither is one).
+        Both headers carry different pennyworth-shaped keys (or neither is one), or one header
+        name is repeated with two different keys.
     """
     bearer = bearer_token(headers)
     if not accept_x_api_key:
         return bearer
-    value = next((v for k, v in headers.items() if k.lower() == "x-api-key"), None)
-    header_key = value.strip() if value and value.strip() else None
+    header_key = _one(header_values(headers, "x-api-key"), "x-api-key")
     if bearer is None or header_key is None or bearer == header_key:
         return bearer or header_key
     ours = [token for token in (header_key, bearer) if key_id_of(token)]
@@ -156,6 +180,11 @@ class KeyRecord:
     #: recorded, whose limits count as an admin's.
     admin_limits: dict[str, Any] | None = None
     version: int = 0  # bumped by every change; conditional writes compare it
+    #: The team the key is charged to (its own team, for a team's key): its budget binds the key too.
+    team_id: str | None = None
+    #: Set while the key's owner is disabled or removed: the key is refused, and comes back when
+    #: the owner is enabled again (unless revoked or expired meanwhile).
+    owner_disabled: bool = False
 
     @property
     def prefix(self) -> str:
@@ -188,6 +217,8 @@ class KeyRecord:
             import_id=item.get("import_id"),
             admin_limits=dict(item["admin_limits"]) if item.get("admin_limits") is not None else None,
             version=int(item.get("version", 0)),
+            team_id=item.get("team_id"),
+            owner_disabled=bool(item.get("owner_disabled", False)),
         )
 
     def to_item(self) -> dict[str, Any]:
@@ -216,6 +247,8 @@ class KeyRecord:
             "last_used_at": self.last_used_at,
             "import_id": self.import_id,
             "admin_limits": self.admin_limits,
+            "team_id": self.team_id,
+            "owner_disabled": True if self.owner_disabled else None,
         }
         item.update({k: v for k, v in optional.items() if v is not None})
         return item
@@ -225,11 +258,13 @@ class KeyRecord:
         return self.allowed_models is None or model_id in self.allowed_models
 
     def effective_status(self, now: datetime) -> str:
-        """``revoked``, ``expired`` or ``active``: what ``authenticate`` would decide."""
+        """``revoked``, ``expired``, ``disabled`` (its owner is) or ``active``: what ``authenticate`` would decide."""
         if self.status == "revoked":
             return "revoked"
         if self.expires_at and parse_time(self.expires_at) <= now:
             return "expired"
+        if self.owner_disabled:
+            return "disabled"
         return "active"
 
 
@@ -247,9 +282,11 @@ UPDATABLE_FIELDS = (
     "expires_at",
     "metadata",
     "admin_limits",
+    "team_id",
 )
-#: Key states a listing can be narrowed to; ``expired`` is derived from ``expires_at``.
-STATUSES = ("active", "expired", "revoked")
+#: Key states a listing can be narrowed to; ``expired`` is derived from ``expires_at``, ``disabled``
+#: from the owner's (``owner_disabled``).
+STATUSES = ("active", "expired", "revoked", "disabled")
 _BATCH_GET_ITEMS = 100  # DynamoDB's BatchGetItem limit
 
 
@@ -334,6 +371,7 @@ class KeyStore:
         expires_at: str | None = None,
         metadata: dict[str, str] | None = None,
         admin_limits: dict[str, Any] | None = None,
+        team_id: str | None = None,
         key_id: str | None = None,
         attach: Attach | None = None,
     ) -> tuple[KeyRecord, str]:
@@ -350,6 +388,7 @@ class KeyStore:
             expires_at=expires_at,
             metadata=dict(metadata or {}),
             admin_limits=admin_limits,
+            team_id=team_id,
         )
         if attach is None:
             self._table.put_item(Item=record.to_item(), ConditionExpression="attribute_not_exists(key_id)")
@@ -402,6 +441,12 @@ class KeyStore:
         if status == "expired":
             self._report_denied(record, status)
             raise AuthenticationFailed("This API key has expired.", code="expired_api_key")
+        if status == "disabled":
+            self._report_denied(record, status)
+            raise AuthenticationFailed(
+                "This API key's owner is disabled; an admin can enable them again (the key works again then).",
+                code="owner_disabled",
+            )
         self._touch(record)
         return record
 
@@ -519,14 +564,9 @@ class KeyStore:
             The key is already revoked, or changed since ``current`` was read.
         """
         now = isoformat(self._clock())
-        changes = {
-            "status": "revoked",
-            "revoked_at": now,
-            "updated_at": now,
-            "version": current.version + 1,
-            "previous_hash": None,
-            "previous_hash_expires_at": None,
-        }
+        # A rotated-out secret still in its grace period is kept: presented after the revoke, it is
+        # recognised and refused as revoked (and its use audited), not taken for a wrong key.
+        changes = {"status": "revoked", "revoked_at": now, "updated_at": now, "version": current.version + 1}
         record = replace(current, **changes)
         self._conditional_update(current, changes, record, attach)
         return record
@@ -557,6 +597,26 @@ class KeyStore:
         record = replace(current, **changes)
         self._conditional_update(current, changes, record, attach)
         return record, plaintext
+
+    def set_owner_disabled(self, record: KeyRecord, disabled: bool, *, attach: Attach | None = None) -> KeyRecord:
+        """Refuse the key while its owner is disabled (``disabled``), or stop refusing it.
+
+        Only the mark changes: a key revoked or expired meanwhile stays so, and an edit based on the
+        key as read before is not refused for it (the version is unchanged).
+        """
+        changed = replace(record, owner_disabled=disabled)
+        update: dict[str, Any] = {
+            "Key": {"key_id": record.key_id},
+            "UpdateExpression": "SET owner_disabled = :true" if disabled else "REMOVE owner_disabled",
+            "ConditionExpression": "attribute_exists(key_id)",
+        }
+        if disabled:
+            update["ExpressionAttributeValues"] = {":true": True}
+        if attach is None:
+            self._table.update_item(**update)
+        else:
+            self._transact([{"Update": {"TableName": self._table.name, **update}}, *attach(changed)])
+        return changed
 
     def _conditional_update(
         self, current: KeyRecord, changes: Mapping[str, Any], record: KeyRecord, attach: Attach | None

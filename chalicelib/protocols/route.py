@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Protocol
 
-from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.catalog import ModelEntry
 from chalicelib.conversation.events import Completion
 from chalicelib.conversation.request import Conversation
 from chalicelib.keys.store import KeyRecord, KeyStore
@@ -56,7 +56,12 @@ class Route:
         raise NotImplementedError
 
     def key(self, request: HttpRequest) -> KeyRecord:
-        """The authenticated API key of the request (raises ``AuthenticationFailed``)."""
+        """The authenticated API key of the request (raises ``AuthenticationFailed``).
+
+        The catalog's refresh, when the request will need one, starts first: it runs beside the
+        key's lookup, so a fresh catalog adds no round trip to the request.
+        """
+        self._models.prefetch()
         return self._keys.authenticate(request.headers, accept_x_api_key=self.accepts_x_api_key)
 
     def body(self, request: HttpRequest) -> dict[str, Any]:
@@ -86,7 +91,7 @@ class ModelRoute[Request: Parsed](Route):
         turn = self._models.converse(
             key, parsed.conversation, deadline=request.deadline, surface=self.surface, fit=self.fit
         )
-        headers = {**turn.headers, **self.answer_headers(turn)}
+        headers = {**turn.headers, **self.answer_headers(turn, parsed)}
         if parsed.conversation.stream:
             return StreamingResult(200, {**headers, **SSE_HEADERS}, self.stream(turn, parsed), on_close=turn.close)
         try:
@@ -112,8 +117,8 @@ class ModelRoute[Request: Parsed](Route):
         """The conversation adjusted to the model it resolved to, before its capabilities are checked."""
         return conversation
 
-    def answer_headers(self, turn: Turn) -> dict[str, str]:
-        """Headers every answer of this protocol carries, besides admission's and ``x-request-id``."""
+    def answer_headers(self, turn: Turn, request: Request) -> dict[str, str]:
+        """Headers the protocol's answer carries, besides admission's and ``x-request-id``."""
         return {}
 
     def stream(self, turn: Turn, request: Request) -> Iterator[bytes]:

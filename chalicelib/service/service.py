@@ -10,39 +10,51 @@ through ``ModelService.embed`` under the same admission and ledger.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.metering import Meter, Ticket, prompt_token_bound
-from chalicelib.catalog.catalog import Catalog, ModelEntry
+from chalicelib.accounting.metering import Meter, Ticket, asks_long_cache
+from chalicelib.catalog import Catalog, ModelEntry
 from chalicelib.conversation import deadline as deadline_guard
+from chalicelib.conversation.deadline import Guarded
 from chalicelib.conversation.events import (
     Billed,
+    Completion,
     Event,
     Failed,
     Finished,
     ReasoningDelta,
     TextDelta,
     ToolCallDelta,
+    ToolCallStart,
     UsageReport,
 )
 from chalicelib.conversation.request import Conversation, EmbeddingRequest
 from chalicelib.gateway import (
     BedrockPrompt,
     Gateway,
-    bedrock_prompt,
     check_capabilities,
     embedding_limits,
     embedding_texts,
+    prompt_input,
 )
 from chalicelib.keys.store import KeyRecord
 from chalicelib.observability import logger
+from chalicelib.shared.money import usd
+from chalicelib.shared.text import nearest
 from chalicelib.shared.usage import TokenUsage, UsageEntry
 
+#: How each kind of model is named and called, for a request that sent one to the other's route.
+_MODE_NAMES = {"chat": "a chat model", "embedding": "an embedding model"}
+_MODE_USE = {
+    "chat": "call it with POST /v1/chat/completions, /v1/responses or /v1/messages (MCP: the chat tool).",
+    "embedding": "call it with POST /v1/embeddings (MCP: the embed tool).",
+}
 #: Time kept back from a deadline to bill and close the answer after the upstream stops.
 BILLING_MARGIN_SECONDS = 3.0
 
@@ -93,11 +105,25 @@ class ModelService:
         gateway: Gateway,
         meter: Meter,
         clock: Callable[[], float] = time.time,
+        prefetch: Callable[[], None] | None = None,
+        recheck: Callable[[], Catalog] | None = None,
     ) -> None:
         self._catalog = catalog
         self._gateway = gateway
         self._meter = meter
         self._clock = clock
+        self._prefetch = prefetch
+        #: The catalog read again after a name was not found (a model added on another function).
+        self._recheck = recheck
+
+    def prefetch(self) -> None:
+        """Start refreshing the catalog snapshot if this request will need it (never waits).
+
+        Called as a request arrives, before its API key is looked up, so a refresh after an idle
+        spell runs beside that lookup instead of after it (``chalicelib/catalog/live.py``).
+        """
+        if self._prefetch is not None:
+            self._prefetch()
 
     # -- chat ------------------------------------------------------------------------------------
 
@@ -109,6 +135,7 @@ class ModelService:
         deadline: float,
         surface: str,
         fit: Callable[[Conversation, ModelEntry], Conversation] | None = None,
+        catalog: Catalog | None = None,
     ) -> Turn:
         """Admit and start one model call for an authenticated key; its answer comes as the turn's events.
 
@@ -117,6 +144,8 @@ class ModelService:
         upstream failure before any output raises (with the admission headers) instead of
         starting an answer that could only be an error. ``fit`` lets an adapter adjust the
         conversation to the model it resolved to (once), before its capabilities are checked.
+        ``catalog`` resolves the model in that catalog instead of this function's snapshot (the
+        model test reads a fresh one).
 
         Raises
         ------
@@ -126,19 +155,20 @@ class ModelService:
         """
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        model = self.resolve_model(key, conversation.model, mode="chat")
+        model = self.resolve_model(key, conversation.model, mode="chat", catalog=catalog)
         if fit is not None:
             conversation = fit(conversation, model)
         check_capabilities(conversation, model)
         log = {"request_id": request_id, "key_id": key.key_id, "model": model.id, "surface": surface}
         log.update(stream=conversation.stream, **conversation.annotations)
-        # What reaches Bedrock, built once: admission bounds its tokens, the call sends it.
-        prompt = bedrock_prompt(conversation)
+        # What reaches the upstream, built once: admission bounds its tokens, the call sends it.
+        prompt = self._gateway.prompt(conversation, model)
         ticket = self._meter.admit(
             key,
             model,
-            input_tokens=prompt_token_bound(*prompt),
+            input_tokens=prompt_input(prompt).token_bound,
             max_output_tokens=conversation.max_tokens,
+            long_cache=asks_long_cache(*prompt),
         )
         events = self._run(ticket, conversation, prompt, request_id, deadline, started, log)
         try:
@@ -160,66 +190,75 @@ class ModelService:
         started: float,
         log: dict[str, Any],
     ) -> Iterator[Event]:
-        """The upstream's events, then exactly one ``Billed`` or ``Failed``; billed however it ends."""
-        produced: list[str] = []
-        report: UsageReport | None = None
-        finished: Finished | None = None
+        """The upstream's events, then exactly one ``Billed`` or ``Failed``; billed however it ends.
+
+        Before any event is yielded, a failure is raised instead (the caller still has an HTTP
+        status to give): released when Bedrock produced nothing billable, billed (partial) when
+        the gateway gave up on a call Bedrock had received (a timeout: Bedrock read the prompt,
+        and may have generated) or when output had been read ahead.
+        """
+        answer = _Answer()
         failure: errors.AppError | None = None
-        upstream: Iterator[Event] | None = None
+        upstream: Guarded | None = None
+        called = opened = False
         try:
-            upstream = self._gateway.chat(
-                conversation, ticket.model, prompt, timeout_seconds=self._time_left(deadline, request_id)
-            )
-            if conversation.stream:
-                # Each read of a stream may wait as long as the whole answer had; a stall near the
-                # end must not hold the function past its deadline (it would die unbilled).
-                upstream = deadline_guard.until(upstream, deadline - BILLING_MARGIN_SECONDS, clock=self._clock)
+            timeout = self._time_left(deadline, request_id)
+            called = True
+            stream = self._gateway.chat(conversation, ticket.model, prompt, timeout_seconds=timeout)
+            opened = True
+            # Each read of a stream may wait as long as the whole answer had; a stall near the end
+            # must not hold the function past its deadline (it would die unbilled).
+            upstream = deadline_guard.until(stream, deadline - BILLING_MARGIN_SECONDS, clock=self._clock)
             for event in upstream:
-                if isinstance(event, UsageReport):
-                    report = event
-                    continue  # reported after billing, with the billed usage
-                if isinstance(event, Finished):
-                    finished = event
-                else:
-                    produced.append(_text_of(event))
+                if not answer.take(event):
+                    continue  # the usage report: reported after billing, with the billed usage
+                answer.yielded = True
                 yield event
-                if finished is None and self._clock() > deadline - BILLING_MARGIN_SECONDS:
+                if answer.finished is None and self._clock() > deadline - BILLING_MARGIN_SECONDS:
                     raise errors.UpstreamTimeout(
                         "The answer was cut off at the gateway's time limit; ask for a shorter answer "
                         "(max_tokens) or raise the function timeout.",
                         code="answer_time_limit",
                     )
         except errors.AppError as exc:
-            if not produced:
-                self._meter.release(ticket)
-                raise
             failure = exc
-        except Exception:
-            # A bug of ours mid-answer: the caller still gets a clean end, and the call is billed.
-            logger.exception("model call failed mid-answer", extra=log)
-            if not produced:
-                self._meter.release(ticket)
-                raise
-            failure = errors.InternalError("The gateway hit an internal error mid-answer; it has been logged.")
         except GeneratorExit:
-            # The caller stopped reading (client gone): stop Bedrock, bill what it generated.
-            _close(upstream)
-            self._bill(ticket, prompt, request_id, started, log, produced, report, "abandoned")
+            # The caller stopped reading (client gone): stop Bedrock, bill what it generated,
+            # including what was read ahead and never sent.
+            answer.take_unread(upstream)
+            self._bill(ticket, prompt, request_id, started, log, answer, "abandoned")
             raise
-        if failure is None and finished is None:
+        except Exception:
+            # A bug of ours: the caller still gets a clean end, and the call is billed.
+            logger.exception("model call failed", extra=log)
+            failure = errors.InternalError("The gateway hit an internal error mid-answer; it has been logged.")
+        answer.take_unread(upstream)
+        if failure is None and answer.finished is None:
             failure = errors.UpstreamError(
                 "The Bedrock stream ended before the model finished; the answer is incomplete.",
                 code="upstream_stream_cut",
             )
-        _close(upstream)
-        outcome = "ok" if failure is None else "cut"
         if failure is not None:
+            failure.headers.update({"x-request-id": request_id})
+            gave_up = called and isinstance(failure, errors.UpstreamTimeout)
+            if gave_up and not opened and self._gateway.reads_whole(prompt):
+                # LiteLLM reads this answer whole: Bedrock goes on generating it for nobody, and bills
+                # it. Bill the most it may generate (the reservation caps it, as always).
+                answer.assumed_output = conversation.max_tokens or ticket.model.max_output_tokens or 0
+            if not answer.produced and not answer.yielded and not gave_up:
+                # Refused or broken off before any output: Bedrock bills nothing.
+                self._meter.release(ticket)
+                failure.headers.update(ticket.headers)
+                raise failure
             log = {**log, "failure": failure.code}  # e.g. answer_time_limit: counted by the template
-        entry = self._bill(ticket, prompt, request_id, started, log, produced, report, outcome)
+        entry = self._bill(ticket, prompt, request_id, started, log, answer, "ok" if failure is None else "cut")
         if failure is not None:
-            failure.headers.update({**ticket.headers, "x-request-id": request_id})
+            failure.headers.update(ticket.headers)
+            if not answer.yielded:
+                raise failure  # nothing sent yet: the caller answers with the error's status (billed)
             yield Failed(failure, entry)
             return
+        report = answer.report
         yield UsageReport(entry.usage, reasoning_tokens=report.reasoning_tokens if report else 0)
         yield Billed(entry)
 
@@ -230,16 +269,18 @@ class ModelService:
         request_id: str,
         started: float,
         log: dict[str, Any],
-        produced: list[str],
-        report: UsageReport | None,
+        answer: _Answer,
         outcome: str,
     ) -> UsageEntry:
+        report = answer.report
         if report is not None and (report.usage.input_tokens or report.usage.output_tokens):
             usage = report.usage
         else:
-            # Cut before Bedrock's usage report: bill the prompt and what was produced, counted
-            # with LiteLLM's tokenizer (an estimate; the entry is marked partial).
-            usage = self._gateway.estimate_usage(prompt, "".join(produced))
+            # Cut before Bedrock's usage report: bill the whole prompt as Bedrock counts it, and
+            # what was produced, counted with a local tokenizer (an estimate; the entry is partial).
+            usage = self._gateway.estimate_usage(prompt, "".join(answer.produced))
+            if answer.assumed_output > usage.output_tokens:
+                usage = dataclasses.replace(usage, output_tokens=answer.assumed_output)
         latency_ms = _ms(started)
         entry = self._meter.settle(
             ticket,
@@ -249,6 +290,7 @@ class ModelService:
             latency_ms=latency_ms,
             status="ok" if outcome == "ok" else "partial",
             protocol=log["surface"],
+            served_by=self._gateway.target(ticket.model).served_by,
         )
         logger.info(
             "chat completion",
@@ -283,30 +325,34 @@ class ModelService:
         key: KeyRecord,
         request: EmbeddingRequest,
         *,
-        timeout_seconds: float | None = None,
+        deadline: float | None = None,
         surface: str = "openai",
+        catalog: Catalog | None = None,
     ) -> EmbeddingRun:
         """Admit, embed, bill: one embeddings call for an authenticated key (routes and MCP tools).
+
+        ``deadline`` is the Unix time by which the whole request must be answered: the Bedrock
+        calls end a margin before it (to bill), and what was embedded by then is billed.
 
         Raises
         ------
         AppError
-            Unknown or disallowed model, inputs over the model's limits, refused
-            admission, or an upstream failure (what Bedrock did embed is still billed).
+            Unknown or disallowed model, inputs over the model's limits, refused admission,
+            an upstream failure, or no time left (what Bedrock did embed is still billed).
         """
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        entry = self.resolve_model(key, request.model, mode="embedding")
+        entry = self.resolve_model(key, request.model, mode="embedding", catalog=catalog)
         texts = embedding_texts(request, embedding_limits(entry))
         log = {"request_id": request_id, "key_id": key.key_id, "model": entry.id, "surface": surface}
-        # A token is at least one UTF-8 byte (as in metering.prompt_token_bound), so bytes bound the tokens.
+        # A token is at least one UTF-8 byte (as in PromptInput.token_bound), so bytes bound the tokens.
         ticket = self._meter.admit(key, entry, input_tokens=sum(len(t.encode()) for t in texts), max_output_tokens=0)
-        headers = {**ticket.headers, "x-request-id": request_id}
+        stop_at = None if deadline is None else deadline - BILLING_MARGIN_SECONDS
         try:
-            outcome = self._gateway.embed(request, entry, texts=texts, timeout_seconds=timeout_seconds)
+            outcome = self._gateway.embed(request, entry, texts=texts, stop_at=stop_at)
         except errors.AppError as exc:
             self._meter.release(ticket)
-            exc.headers.update(headers)
+            exc.headers.update({**ticket.headers, "x-request-id": request_id})
             raise
         latency_ms = _ms(started)
         if outcome.error is not None and not outcome.usage.input_tokens:
@@ -320,10 +366,11 @@ class ModelService:
                 latency_ms=latency_ms,
                 status="ok" if outcome.error is None else "partial",
                 protocol=surface,
+                served_by=self._gateway.target(entry).served_by,
             )
         if outcome.error is not None:
-            outcome.error.headers.update(headers)
-            outcome.error.context.update(log, latency_ms=latency_ms)
+            outcome.error.headers.update({**ticket.headers, "x-request-id": request_id})  # the cost, if billed
+            outcome.error.context.update(log, latency_ms=latency_ms, input_tokens=outcome.usage.input_tokens)
             raise outcome.error
         logger.info(
             "embeddings",
@@ -336,7 +383,8 @@ class ModelService:
                 "cost_usd": str(usage_entry.cost),
             },
         )
-        return EmbeddingRun(request_id, entry, outcome.body, usage_entry, latency_ms, headers=dict(ticket.headers))
+        headers = {**ticket.headers, "x-request-id": request_id}
+        return EmbeddingRun(request_id, entry, outcome.body, usage_entry, latency_ms, headers=headers)
 
     # -- the catalog, as a key sees it -----------------------------------------------------------
 
@@ -344,22 +392,70 @@ class ModelService:
         """The catalog models ``key`` may call, in catalog order (optionally one mode)."""
         return [m for m in self._catalog() if key.allows_model(m.id) and (mode is None or m.mode == mode)]
 
-    def resolve_model(self, key: KeyRecord, name: str, *, mode: str | None = None) -> ModelEntry:
-        """The catalog entry for ``name`` if ``key`` may use it.
+    def _find(self, name: str, catalog: Catalog | None) -> ModelEntry | None:
+        """The served entry named ``name``; a miss in this function's catalog rereads the table once.
+
+        Raises
+        ------
+        ServiceUnavailable
+            The model's stored entry cannot be read (``Catalog.resolve``).
+        """
+        source = catalog or self._catalog()
+        entry = source.find(name)
+        if entry is None and catalog is None and self._recheck is not None:
+            source = self._recheck()
+            entry = source.find(name)
+        if entry is None and name in source.broken:
+            source.resolve(name)  # raises: the model is out of service until an admin fixes it
+        return entry
+
+    def resolve_model(
+        self,
+        key: KeyRecord,
+        name: str,
+        *,
+        mode: str | None = None,
+        hidden: bool = False,
+        catalog: Catalog | None = None,
+    ) -> ModelEntry:
+        """The catalog entry for ``name`` if ``key`` may use it (in ``catalog``, default this function's).
+
+        ``hidden``: a model outside the key's allowlist is not found, as if it did not exist
+        (OpenAI's answer to ``GET /v1/models/{id}``: it tells nothing of the catalog). Hints in the
+        messages name only models the key may use.
 
         Raises
         ------
         NotFound
-            No such model (of that mode).
+            No such model, a model of the other kind (an embedding model for chat), or (``hidden``) one
+            the key may not use.
         PermissionDenied
-            The key may not use it.
+            The key may not use it (unless ``hidden``).
         """
-        entry = self._catalog().resolve(name, mode=mode)
-        if not key.allows_model(entry.id):
-            raise errors.PermissionDenied(
-                f"This API key is not allowed to use the model '{name}'.",
+        entry = self._find(name, catalog)
+        if entry is not None and not key.allows_model(entry.id):
+            if not hidden:
+                raise errors.PermissionDenied(
+                    f"This API key is not allowed to use the model '{name}'.",
+                    param="model",
+                    code="model_not_allowed",
+                )
+            entry = None
+        if entry is None:
+            usable = [n for model in self.usable_models(key, mode) for n in (model.id, *model.aliases)]
+            guess = nearest(name, usable)
+            raise errors.NotFound(
+                f"The model '{name}' does not exist or you do not have access to it."
+                + (f" Did you mean '{guess}'?" if guess else "")
+                + " GET /v1/models lists the models this key may use.",
                 param="model",
-                code="model_not_allowed",
+                code="model_not_found",
+            )
+        if mode is not None and entry.mode != mode:
+            raise errors.NotFound(
+                f"The model '{name}' is {_MODE_NAMES[entry.mode]}, not {_MODE_NAMES[mode]}: {_MODE_USE[entry.mode]}",
+                param="model",
+                code="model_not_found",
             )
         return entry
 
@@ -377,9 +473,109 @@ class ModelService:
             **self._meter.spend(key),  # budget, usage
         }
 
+    def admit_count(self, key: KeyRecord, model: ModelEntry) -> dict[str, str]:
+        """Admit a token count: free, but a request against the key's requests per minute; its headers.
+
+        Raises
+        ------
+        RateLimited
+            The key's requests per minute are spent.
+        """
+        return self._meter.admit_free(key, model).headers
+
     def count_tokens(self, model: ModelEntry, *, messages: list[dict[str, Any]] | None = None, text: str = "") -> int:
         """A local estimate of a prompt's tokens for ``model`` (no Bedrock call, nothing billed)."""
         return self._gateway.count_tokens(model, messages=messages, text=text)
+
+    # -- the model test ----------------------------------------------------------------------------
+
+    def probe(self, key: KeyRecord, model: ModelEntry, *, deadline: float) -> dict[str, Any]:
+        """One minimal call to ``model`` through the whole path, billed to ``key``: what ``models test`` reports.
+
+        The model is called as a caller would call it (admission, the upstream, the bill), even when
+        it is disabled, so an admin can try a model before turning it on. The outcome is data: an
+        upstream refusal is reported (``ok`` false, the error), not raised.
+        """
+        started = time.perf_counter()
+        catalog = Catalog([replace(model, enabled=True)])
+        result: dict[str, Any] = {"object": "model_test", "model": model.id, "key_id": key.key_id}
+        try:
+            if model.mode == "embedding":
+                run = self.embed(
+                    key,
+                    EmbeddingRequest(model=model.id, inputs=(PROBE_TEXT,)),
+                    deadline=deadline,
+                    surface="model_test",
+                    catalog=catalog,
+                )
+                entry, request_id = run.entry, run.request_id
+                answer = f"{len(run.body['data'][0]['embedding'])} dimensions"
+            else:
+                conversation = Conversation(
+                    model=model.id, messages=[{"role": "user", "content": PROBE_TEXT}], max_tokens=PROBE_MAX_TOKENS
+                )
+                turn = self.converse(key, conversation, deadline=deadline, surface="model_test", catalog=catalog)
+                try:
+                    completion = Completion.of(turn)
+                finally:
+                    turn.close()
+                if completion.error is not None:
+                    raise completion.error
+                entry, request_id = completion.entry, turn.request_id
+                answer = "".join(b.text for b in completion.blocks if b.kind == "text")[:200]
+        except errors.AppError as exc:
+            result.update(ok=False, status=exc.status_code, latency_ms=_ms(started), error=exc.to_body()["error"])
+            result["request_id"] = exc.headers.get("x-request-id")
+            return result
+        assert entry is not None
+        result.update(
+            ok=True,
+            status=200,
+            latency_ms=_ms(started),
+            request_id=request_id,
+            answer=answer,
+            usage={name: getattr(entry.usage, name) for name in TOKEN_FIELDS},
+            cost_usd=usd(entry.cost) or "0",
+            price_version=entry.price_version,
+            served_by=entry.served_by,
+        )
+        return result
+
+
+#: What the model test sends: short, answerable by any chat model, cheap on every price list.
+PROBE_TEXT = "Reply with the single word OK."
+PROBE_MAX_TOKENS = 16
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
+
+
+@dataclass
+class _Answer:
+    """What a call has produced so far, as billing needs it."""
+
+    produced: list[str] = field(default_factory=list)
+    report: UsageReport | None = None
+    finished: Finished | None = None
+    #: Whether any event reached the caller (after that, a failure is an event, not an exception).
+    yielded: bool = False
+    #: Output tokens Bedrock is assumed to generate though nobody reads them (``Gateway.reads_whole``).
+    assumed_output: int = 0
+
+    def take(self, event: Event) -> bool:
+        """Fold in one upstream event; whether the caller gets it (the usage report waits for the bill)."""
+        if isinstance(event, UsageReport):
+            self.report = event
+            return False
+        if isinstance(event, Finished):
+            self.finished = event
+        else:
+            self.produced.append(_text_of(event))
+        return True
+
+    def take_unread(self, upstream: Guarded | None) -> None:
+        """Stop the upstream and fold in what it had read ahead that the caller never took."""
+        if upstream is not None:
+            for event in upstream.close():
+                self.take(event)
 
 
 class _Resumed:
@@ -409,6 +605,8 @@ def _text_of(event: Event) -> str:
         return event.text
     if isinstance(event, ToolCallDelta):
         return event.arguments
+    if isinstance(event, ToolCallStart):
+        return event.name
     return ""
 
 

@@ -7,19 +7,24 @@ a turn's last event carries, what every protocol renders its cost from.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
 
 @dataclass(frozen=True)
 class TokenUsage:
-    """Tokens as Bedrock bills them: ``input_tokens`` excludes cache reads and writes."""
+    """Tokens as Bedrock bills them: ``input_tokens`` excludes cache reads and writes.
+
+    ``cache_write_tokens`` counts every prompt-cache write; ``cache_write_1h_tokens`` is the part
+    of them written with a 1-hour TTL (Bedrock's ``cacheDetails``), billed at its own price.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @property
     def prompt_tokens(self) -> int:
@@ -42,9 +47,11 @@ class UsageEntry:
     latency_ms: int
     status: str
     timestamp: str
-    #: What admission reserved on the key's and owner's month (released as this entry is aggregated).
-    reserved_key_usd: Decimal = Decimal(0)
-    reserved_owner_usd: Decimal = Decimal(0)
+    #: The team the request was admitted under (its key was charged to it then), if any.
+    team_id: str | None = None
+    #: What admission reserved, by budget scope name (``KEY#…``, ``OWNER#…``, ``TEAM#…``; see
+    #: ``chalicelib/shared/scopes.py``): given back there as this entry is aggregated.
+    reserved: dict[str, Decimal] = field(default_factory=dict)
     #: The month admission reserved in (``YYYY-MM``): its reservation is given back there, whenever
     #: the entry is billed. Empty: the entry's own month (entries from before this field existed).
     budget_month: str = ""
@@ -57,6 +64,11 @@ class UsageEntry:
     #: The client protocol the request came in by (``openai``, ``responses``, ``anthropic``, ``mcp``);
     #: empty on entries from before it was recorded.
     protocol: str = ""
+    #: Which of the model's price versions billed it (0: an entry from before prices were versioned).
+    price_version: int = 0
+    #: What served the call: the LiteLLM model string of the upstream target (``bedrock/converse/…``,
+    #: ``openai/…``). Empty: an entry from before it was recorded (``bedrock_model_id`` says it).
+    served_by: str = ""
 
     @property
     def day(self) -> str:
@@ -71,12 +83,23 @@ class UsageEntry:
         """The month whose ``committed`` this entry's reservation and cost belong to."""
         return self.budget_month or self.month
 
+    def reserved_on(self, scope: str) -> Decimal:
+        """What admission reserved on one scope (by name) for this request; 0 when nothing."""
+        return self.reserved.get(scope, Decimal(0))
+
+    @property
+    def most_reserved(self) -> Decimal:
+        return max(self.reserved.values(), default=Decimal(0))
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (money as strings, never a float): the reconcile format."""
         data = asdict(self)
-        for name in ("cost", "reserved_key_usd", "reserved_owner_usd", "usage_cost"):
+        for name in ("cost", "usage_cost"):
             if data[name] is not None:
                 data[name] = str(data[name])
+        data["reserved"] = {scope: str(amount) for scope, amount in self.reserved.items()}
+        if data["team_id"] is None:
+            del data["team_id"]
         return data
 
     @classmethod
@@ -84,7 +107,8 @@ class UsageEntry:
         """Inverse of ``to_json`` (trusting its input: ``reconcile.parse_line`` validates first)."""
         values = dict(data)
         values["usage"] = TokenUsage(**values["usage"])
-        for name in ("cost", "reserved_key_usd", "reserved_owner_usd", "usage_cost"):
+        for name in ("cost", "usage_cost"):
             if values.get(name) is not None:
                 values[name] = Decimal(str(values[name]))
+        values["reserved"] = {scope: Decimal(str(amount)) for scope, amount in (values.get("reserved") or {}).items()}
         return cls(**values)

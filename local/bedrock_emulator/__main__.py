@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from types import FrameType
@@ -21,6 +22,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="reject profile-only base ids and profile prefixes a model has no real profile for",
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="log every request to stderr")
+    parser.add_argument(
+        "--openai-key",
+        default=None,
+        help="the API key the OpenAI-compatible mode (/openai/v1) requires (default: $EMULATOR_OPENAI_KEY, else any)",
+    )
     return parser.parse_args(argv)
 
 
@@ -32,7 +38,10 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Bind, announce readiness on stderr, serve until interrupted."""
     args = _parse_args(argv)
-    server = EmulatorServer((args.host, args.port), strict_profiles=args.strict_profiles, verbose=args.verbose)
+    key = args.openai_key or os.environ.get("EMULATOR_OPENAI_KEY") or None
+    server = EmulatorServer(
+        (args.host, args.port), strict_profiles=args.strict_profiles, verbose=args.verbose, openai_key=key
+    )
     signal.signal(signal.SIGTERM, _stop)
     print(f"bedrock emulator listening on {server.base_url}", file=sys.stderr, flush=True)
     try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .content import LastTurn, signature_for
 from .converse_request import ConverseRequest, ToolSpec
-from .directives import Directives, strip_directives
+from .directives import Directives, help_text, strip_directives
 from .errors import validation
 from .schema_values import example_value
 from .tokens import count_tokens, end_of_token, truncate_to_tokens
@@ -60,6 +60,8 @@ class Answer:
     cache_write: int | None
     latency_ms: int
     additional_fields: Mapping[str, object] | None
+    #: How the cache writes split by TTL (Bedrock's ``cacheDetails``): (ttl, tokens) pairs.
+    cache_details: tuple[tuple[str, int], ...] = ()
 
     def usage(self) -> dict[str, int]:
         """TokenUsage; totalTokens also counts cache reads and writes, as Bedrock does."""
@@ -72,6 +74,8 @@ class Answer:
             usage["cacheWriteInputTokens"] = self.cache_write
             total += self.cache_write
         usage["totalTokens"] = total
+        if self.cache_details:
+            usage["cacheDetails"] = [{"ttl": ttl, "inputTokens": tokens} for ttl, tokens in self.cache_details]
         return usage
 
     def converse_body(self) -> dict[str, object]:
@@ -173,6 +177,8 @@ def _tool_summary(last: LastTurn) -> str:
 
 def _main_text(req: ConverseRequest, found: Directives, prompt: str, tools: Sequence[ToolSpec]) -> str | None:
     """The text block of the reply, or None when the reply has no text."""
+    if found.help:
+        return help_text()
     if found.tokens is not None:
         return filler_text(found.tokens)
     if tools:
@@ -238,7 +244,7 @@ def compose(req: ConverseRequest, found: Directives) -> Answer:
     raw_last = " ".join(req.last_user.texts)
     prompt = strip_directives(raw_last)
     string_source = prompt or strip_directives(" ".join(req.user_texts))
-    tools = _choose_tools(req, found, raw_last)
+    tools = [] if found.help else _choose_tools(req, found, raw_last)
     planned: list[Block] = []
     if req.thinking:
         planned.append(ReasoningBlock(_reasoning_text(prompt, tools), ""))
@@ -302,7 +308,28 @@ def compose(req: ConverseRequest, found: Directives) -> Answer:
         output_tokens=output_tokens,
         reasoning_tokens=reasoning_tokens,
         cache_read=found.cache_read,
-        cache_write=found.cache_write,
+        cache_write=_cache_writes(found),
         latency_ms=40 + 3 * output_tokens + int(found.sleep * 1000),
         additional_fields=additional,
+        cache_details=_cache_details(req, found),
     )
+
+
+def _cache_writes(found: Directives) -> int | None:
+    if found.cache_write is None and found.cache_write_1h is None:
+        return None
+    return (found.cache_write or 0) + (found.cache_write_1h or 0)
+
+
+def _cache_details(req: ConverseRequest, found: Directives) -> tuple[tuple[str, int], ...]:
+    """The writes by TTL: ``cache_write`` at the request's cache-point TTL ("1h" if a point asks for it),
+    ``cache_write_1h`` at an hour; none without writes or cache points (what Bedrock omits too)."""
+    if _cache_writes(found) is None or not (req.cache_ttls or found.cache_write_1h):
+        return ()
+    details: dict[str, int] = {}
+    if found.cache_write:
+        ttl = "1h" if "1h" in req.cache_ttls else "5m"
+        details[ttl] = found.cache_write
+    if found.cache_write_1h:
+        details["1h"] = details.get("1h", 0) + found.cache_write_1h
+    return tuple(details.items())

@@ -1,4 +1,9 @@
-"""Parsing of the `#emulator:` fault-injection and behaviour directives found in prompts."""
+"""The `#emulator:` directives a prompt may carry: faults, timing, streams, tools, caching, help.
+
+``DIRECTIVES`` is the one list: the parser knows these names, ``#emulator:help``
+answers with them, and the README's table (checked by
+``tests/local/test_bedrock_emulator.py``) documents them.
+"""
 
 from __future__ import annotations
 
@@ -28,10 +33,66 @@ FAULTS: dict[str, tuple[str, str]] = {
     "too_long": ("ValidationException", "Input is too long for requested model."),
 }
 
-_FLAGS = frozenset({"cut", "cut_clean", "stream_error", "parallel"})
+
+@dataclass(frozen=True)
+class Directive:
+    """One directive: how it is written, and what it does."""
+
+    usage: str
+    does: str
+
+
+#: Every directive, in the order the help lists them. A fault's text names the HTTP status the
+#: gateway answers its callers with (``chalicelib/gateway/upstream.py``), not Bedrock's own.
+DIRECTIVES: dict[str, Directive] = {
+    "help": Directive("#emulator:help", "Answer with this list instead of quoting the prompt"),
+    "tokens": Directive("#emulator:tokens=N", "Answer with exactly N tokens of filler text"),
+    "chunk_delay": Directive(
+        "#emulator:chunk_delay=S",
+        f"Streams: wait S seconds between chunks (at most {MAX_CHUNK_DELAY_SECONDS:g}), to watch an answer arrive",
+    ),
+    "sleep": Directive(
+        "#emulator:sleep=S", f"Wait S seconds before answering (at most {MAX_SLEEP_SECONDS:g}): a slow model"
+    ),
+    "cut": Directive("#emulator:cut", "Streams: the connection drops half-way through the answer"),
+    "cut_clean": Directive("#emulator:cut_clean", "Streams: the stream ends half-way, without its final events"),
+    "stream_error": Directive(
+        "#emulator:stream_error", "Streams: Bedrock's modelStreamErrorException half-way through the answer"
+    ),
+    "tool": Directive(
+        "#emulator:tool[=NAME]",
+        "In the last user message: call the first tool the request offers (or NAME) instead of answering",
+    ),
+    "parallel": Directive("#emulator:parallel", "In the last user message: call two tools at once"),
+    "cache_read": Directive("#emulator:cache_read=N", "Report N more input tokens, read from the prompt cache"),
+    "cache_write": Directive(
+        "#emulator:cache_write=N",
+        "Report N more input tokens, written to the prompt cache (at the request's cache-point TTL: 1h if one asks)",
+    ),
+    "cache_write_1h": Directive(
+        "#emulator:cache_write_1h=N", "Report N more input tokens, written to the prompt cache for an hour"
+    ),
+    "throttle": Directive("#emulator:throttle", "Fail: ThrottlingException (the gateway answers 429)"),
+    "error": Directive("#emulator:error", "Fail: ModelErrorException (the gateway answers 502)"),
+    "error500": Directive("#emulator:error500", "Fail: InternalServerException (the gateway answers 503)"),
+    "unavailable": Directive("#emulator:unavailable", "Fail: ServiceUnavailableException (the gateway answers 503)"),
+    "timeout": Directive("#emulator:timeout", "Fail: ModelTimeoutException (the gateway answers 504)"),
+    "denied": Directive("#emulator:denied", "Fail: AccessDeniedException (the gateway answers 502)"),
+    "not_ready": Directive("#emulator:not_ready", "Fail: ModelNotReadyException (the gateway answers 429)"),
+    "too_long": Directive("#emulator:too_long", "Fail: ValidationException, input too long (the gateway answers 400)"),
+}
+
+_FLAGS = frozenset({"cut", "cut_clean", "stream_error", "parallel", "help"})
 _NUMBERS = frozenset({"sleep", "chunk_delay"})
-_COUNTS = frozenset({"cache_read", "cache_write", "tokens"})
-KNOWN = frozenset(FAULTS) | _FLAGS | _NUMBERS | _COUNTS | {"tool"}
+_COUNTS = frozenset({"cache_read", "cache_write", "cache_write_1h", "tokens"})
+KNOWN = frozenset(DIRECTIVES)
+
+
+def help_text() -> str:
+    """The answer to ``#emulator:help``: every directive, one per line."""
+    lines = ["The Bedrock emulator's directives (put them in a user message):"]
+    lines += [f"{d.usage}: {d.does}." for d in DIRECTIVES.values()]
+    return "\n".join(lines)
 
 
 @dataclass
@@ -45,10 +106,12 @@ class Directives:
     cut_clean: bool = False
     stream_error: bool = False
     parallel: bool = False
+    help: bool = False
     tool: bool = False
     tool_name: str | None = None
     cache_read: int | None = None
     cache_write: int | None = None
+    cache_write_1h: int | None = None
     tokens: int | None = None
 
 
@@ -99,7 +162,10 @@ def parse_directives(fault_texts: Iterable[str], last_user_texts: Iterable[str])
         for match in DIRECTIVE_PATTERN.finditer(text):
             name, raw = match.group(1), match.group(2)
             if name not in KNOWN:
-                raise validation(f"Unknown emulator directive #emulator:{name}; known: {', '.join(sorted(KNOWN))}.")
+                raise validation(
+                    f"Unknown emulator directive #emulator:{name}; known: {', '.join(sorted(KNOWN))} "
+                    "(#emulator:help answers with what each does)."
+                )
             if name not in {"tool", "parallel"}:
                 _apply(found, name, raw)
     for text in last_user_texts:

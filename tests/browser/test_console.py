@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -264,8 +263,8 @@ def test_xss_payloads_in_names_metadata_and_reasons_render_as_text(console: Cons
     assert console.call_api("POST", f"admin/keys/{key_id}/revoke", {"reason": payload})["ok"]
     console.open("admin/audit")
     audit = page.locator("main")
-    # Names appear in the change list as JSON values, reasons as they are.
-    assert json.dumps(XSS_NAME) in audit.inner_text() and payload in audit.inner_text()
+    # Names and reasons appear in the change list as the text they are.
+    assert f"Name: {XSS_NAME}" in audit.inner_text() and f"Reason: {payload}" in audit.inner_text()
     assert audit.locator("img, script, svg[onload], b").count() == 0
     console.open("admin/keys")
     page.get_by_label("Search").fill("onerror")
@@ -278,8 +277,16 @@ def test_xss_payloads_in_names_metadata_and_reasons_render_as_text(console: Cons
 
 
 AXE_PAGES = [
-    *("keys", "spend", "requests", "connect"),
-    *("admin/keys", "admin/owners", "admin/usage", "admin/audit", "admin/report"),
+    "keys",
+    "spend",
+    "requests",
+    "connect",
+    "admin/keys",
+    "admin/models",
+    "admin/owners",
+    "admin/usage",
+    "admin/audit",
+    "admin/report",
 ]
 
 
@@ -375,6 +382,16 @@ def test_connect_panel_fills_in_the_users_key_prefix_and_base_urls(
     assert 'export ANTHROPIC_AUTH_TOKEN="$PENNYWORTH_API_KEY"' in text
     assert f'base_url = "{dev_info["base_url"]}"' in text and 'wire_api = "responses"' in text  # Codex
     assert 'env_key = "PENNYWORTH_API_KEY"' in text
+    # AND the Codex snippet is the README's tested configuration (tests/integration/test_codex.py runs it)
+    import tomllib
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## Use with Codex\n", 1)[1].split("\n## ", 1)[0]
+    [tested] = re.findall(r"```toml\n(.*?)```", section, flags=re.S)
+    expected = tomllib.loads(tested.replace("http://127.0.0.1:8000/v1", dev_info["base_url"]))
+    codex = page.locator(".card", has_text="Codex (~/.codex/config.toml)").locator("pre").inner_text()
+    shown = tomllib.loads(codex)
+    assert {**shown, "model": expected["model"]} == expected, shown  # the model is the one chosen above
     console.screenshot("11-connect")
 
 
@@ -548,3 +565,120 @@ def test_the_request_log_shows_each_billed_request_filters_and_exports_what_usag
     # AND another person's requests are the API's to refuse, whatever the page offers
     answer = console.call_api("GET", f"admin/requests?owner={dev_info['admin_username']}")
     assert answer["ok"] is False and answer["status"] == 403, answer
+
+
+# --- Readable audit, the create dialog, narrow screens (issue 20) ---------------------------------
+
+
+def test_the_audit_log_reads_as_sentences_and_nothing_is_cut_off(
+    console: ConsolePage, admin: Account, dev_info: dict[str, Any]
+) -> None:
+    # GIVEN a key created, changed, rotated with a grace period and revoked with a reason
+    page = console.page
+    console.sign_in(admin)
+    console.settle()
+    created = console.call_api("POST", "admin/keys", {"name": "audit me", "monthly_budget_usd": "5.00"})["data"]
+    key_id = created["key_id"]
+    change = {"monthly_budget_usd": "12.50", "allowed_models": ["nova-micro"], "rpm_limit": 60,
+              "metadata": {"ticket": "OPS-1234"}}  # fmt: skip
+    patch = "([path, body]) => PW.api.patch(path, body).then(() => true)"
+    assert page.evaluate(patch, [f"admin/keys/{key_id}", change])
+    assert console.call_api("POST", f"admin/keys/{key_id}/rotate", {"grace_seconds": 600})["ok"]
+    reason = "The laptop was lost on a train; a new key replaces it, see ticket OPS-1235 for every detail."
+    assert console.call_api("POST", f"admin/keys/{key_id}/revoke", {"reason": reason})["ok"]
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        console.open("admin/audit")
+        events = row(console, f"pw-{key_id}")
+        # THEN each change reads as what it means, not as JSON
+        joined = "\n".join(events.all_inner_texts())
+        for shown in ("Budget: $5.00 → $12.50", "Models: every model → nova-micro", "Requests/min: no limit → 60",
+                      "Metadata: none → ticket: OPS-1234", "Old secret kept for: 10 min", f"Reason: {reason}",
+                      "Status: active → revoked"):  # fmt: skip
+            assert shown in joined.replace("\n", " "), (shown, joined)
+        assert "null" not in joined and '"' not in joined and "owner_sub" not in joined
+        # AND no column is cut off: the table fits its box, the page fits the screen
+        region = page.get_by_role("region", name=re.compile("events on"))
+        assert region.evaluate("e => e.scrollWidth - e.clientWidth") <= 0, width
+        assert page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth") <= 0, width
+        console.screenshot(f"12-audit-{width}")
+
+
+def test_the_create_dialog_shows_model_choices_only_for_only_these(console: ConsolePage, user: Account) -> None:
+    page = console.page
+    console.sign_in(user)
+    console.settle()
+    page.get_by_role("button", name="Create key").click()
+    dialog = page.get_by_role("dialog", name="Create a key")
+    dialog.wait_for()
+    boxes = dialog.locator("input[type=checkbox]")  # by role, hidden ones would not be found at all
+    assert boxes.count() > 1
+    # "Every model" is chosen: no model checkbox is shown
+    expect(dialog.get_by_label("Every model in the catalog")).to_be_checked()
+    for index in range(boxes.count()):
+        expect(boxes.nth(index)).to_be_hidden()
+    dialog.get_by_label("Only these:").check()
+    expect(dialog.get_by_label("nova-micro", exact=False).first).to_be_visible()
+    console.screenshot("13-create-only-these", full_page=False)
+    dialog.get_by_label("Every model in the catalog").check()
+    expect(boxes.first).to_be_hidden()
+
+
+#: Pieces of a table cell that start left of its value column (in the narrow card layout), as text.
+ORPHANS = """() => {
+  const stray = [];
+  for (const cell of document.querySelectorAll("table.data tbody th, table.data tbody td")) {
+    const style = getComputedStyle(cell);
+    if (style.display !== "grid") continue;
+    const first = parseFloat(style.gridTemplateColumns.split(" ")[0]);
+    const valueLeft = cell.getBoundingClientRect().left + parseFloat(style.paddingLeft) + first;
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (!node.textContent.trim()) continue;
+      const range = document.createRange();
+      range.selectNodeContents(node);
+      for (const box of range.getClientRects()) {
+        if (box.left < valueLeft - 1) stray.push(`${cell.dataset.label}: ${node.textContent.trim()}`);
+      }
+    }
+  }
+  return stray;
+}"""
+
+
+def test_at_390_px_every_tab_is_in_sight_and_no_word_strays_from_its_value(
+    console: ConsolePage, admin: Account
+) -> None:
+    page = console.page
+    page.set_viewport_size({"width": 390, "height": 844})
+    console.sign_in(admin)
+    console.settle()
+    assert console.call_api("POST", "admin/keys", {"name": "narrow budget", "monthly_budget_usd": "5.00"})["ok"]
+    for route in ("keys", "spend", "requests", "connect", *AXE_PAGES[4:]):
+        console.open(route)
+        # Every tab of the navigation is on the screen (none scrolled away past its edge)
+        links = page.locator("#nav a")
+        for index in range(links.count()):
+            box = links.nth(index).bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (route, links.nth(index).inner_text())
+        assert page.locator("#nav").evaluate("e => e.scrollWidth - e.clientWidth") <= 0
+        # and each table value (e.g. "$0.00 of $5.00") stays together beside its label
+        assert page.evaluate(ORPHANS) == [], route
+        assert page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth") <= 0, route
+        console.screenshot(f"14-narrow-{route.replace('/', '-')}")
+
+
+def test_the_consoles_csv_defuses_exactly_as_the_clis(console: ConsolePage, user: Account) -> None:
+    import csv
+    import io
+
+    from cli import csvfile
+
+    cells = ['=HYPERLINK("https://evil.example","x")', "+1", "-1", "-0.5", "-x", "@SUM(A1)", "\tx", "\rx",
+             "'=quoted", "''+twice", "'-5", "plain", "", "5", "a,b", 'say "hi"']  # fmt: skip
+    console.sign_in(user)
+    text = console.page.evaluate(
+        "cells => PW.toCsv(cells.map((v) => ({v})), [{label: 'Value', value: (r) => r.v}])", cells
+    )
+    [_, *rows] = list(csv.reader(io.StringIO(text)))
+    assert [r[0] for r in rows] == [csvfile.defuse(c) for c in cells]

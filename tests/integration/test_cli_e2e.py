@@ -51,8 +51,9 @@ def test_login_create_use_rotate_revoke_and_audit(project: Path, dev_info: dict[
     base_url = dev_info["base_url"]
     # log in as the stack's admin (dev.json supplies the password)
     pw("login")
-    tokens = project / "config" / "tokens.json"
+    tokens = project / ".pennyworth" / "tokens.json"  # the local stack's session, beside its dev.json
     assert stat.S_IMODE(os.stat(tokens).st_mode) == 0o600
+    assert not (project / "config" / "tokens.json").exists()
     # create a key and use it with the openai SDK
     key = pw_json("keys", "create", "--name", "e2e", "--budget", "25.00", "--rpm", "60", "--model", "nova-micro")
     assert key["monthly_budget_usd"] == "25" and key["allowed_models"] == ["nova-micro"]

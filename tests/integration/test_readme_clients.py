@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,28 @@ def test_readme_example_runs(dev_info, tmp_path: Path, heading: str, expected: l
     assert result.returncode == 0, result.stderr[-3000:]
     for fragment in expected:
         assert fragment in result.stdout, result.stdout
+
+
+QUICKSTART = README.read_text().split("\n## Quickstart", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_quickstart_stream_is_seen_arriving_piece_by_piece(dev_info, tmp_path: Path) -> None:
+    # GIVEN the Quickstart's openai example, with this stack's address and key
+    [code] = re.findall(r"```python\n(.*?)```", QUICKSTART, flags=re.S)
+    assert '"pw-…"' in code and "#emulator:chunk_delay=" in code
+    script = tmp_path / "quickstart.py"
+    script.write_text(code.replace("http://127.0.0.1:8000", dev_info["base_url"].removesuffix("/v1")).replace(
+        '"pw-…"', repr(dev_info["api_key"])
+    ))  # fmt: skip
+    # WHEN it runs, its output read as it comes
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    arrivals: list[tuple[float, bytes]] = []
+    while piece := os.read(process.stdout.fileno(), 4096):  # type: ignore[union-attr]
+        arrivals.append((time.monotonic(), piece))
+    assert process.wait(timeout=60) == 0, process.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
+    # THEN the streamed answer came in pieces, the emulator's pauses between them
+    text = b"".join(piece for _, piece in arrivals).decode()
+    assert text.endswith('You said: "Count with me: one two three four five six seven eight"\n'), text
+    streamed = [(at, piece) for at, piece in arrivals if b"Hello, pennyworth!" not in piece]
+    assert len(streamed) >= 4, arrivals
+    assert streamed[-1][0] - streamed[0][0] >= 0.2 * (len(streamed) - 2)

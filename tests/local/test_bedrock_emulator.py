@@ -6,6 +6,7 @@ import base64
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from botocore.eventstream import EventStreamBuffer  # noqa: E402
 from botocore.exceptions import EventStreamError  # noqa: E402
 
 from local.bedrock_emulator import IMAGE_TOKENS, count_tokens, start_emulator  # noqa: E402
+from local.bedrock_emulator.directives import DIRECTIVES, help_text, parse_directives  # noqa: E402
 from local.bedrock_emulator.eventstream import encode_event  # noqa: E402
 from local.bedrock_emulator.server import EmulatorServer  # noqa: E402
 
@@ -705,3 +707,35 @@ def test_litellm_cut_stream_raises_after_partial_text(llm: dict[str, str], direc
     # LiteLLM wraps the failure in MidStreamFallbackError (a ServiceUnavailableError, HTTP 503).
     assert type(info.value).__name__ == "MidStreamFallbackError"
     assert "".join(received).startswith("You said:")
+
+
+# --- the directives: one list, answered by #emulator:help and documented in the README ----------
+
+
+def test_help_answers_with_every_directive(client: Any) -> None:
+    # WHEN a prompt asks for help, with tools on offer that would otherwise be called
+    tools = {"tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json": {"type": "object"}}}}]}
+    messages = [user("get_weather? #emulator:help")]
+    whole = client.converse(modelId=NOVA_MICRO, messages=messages, toolConfig=tools)
+    streamed = collect_stream(client.converse_stream(modelId=NOVA_MICRO, messages=messages, toolConfig=tools))
+    # THEN the answer is the list, whole and streamed, naming every directive
+    text = whole["output"]["message"]["content"][0]["text"]
+    assert text == help_text() and whole["stopReason"] == "end_turn"
+    assert "".join(p["delta"].get("text", "") for name, p in streamed if name == "contentBlockDelta") == text
+    for name, directive in DIRECTIVES.items():
+        assert f"\n{directive.usage}: " in text, name
+
+
+def test_an_unknown_directive_points_at_help(client: Any) -> None:
+    with pytest.raises(client.exceptions.ValidationException, match="#emulator:help answers with what each does"):
+        client.converse(modelId=NOVA_MICRO, messages=[user("hi #emulator:throtle")])
+
+
+def test_every_directive_parses_and_the_readme_documents_each() -> None:
+    for name, directive in DIRECTIVES.items():
+        written = directive.usage.split("[", 1)[0].replace("=N", "=3").replace("=S", "=0.5")
+        parse_directives([written], [written])  # no "unknown directive"
+        assert written.removeprefix("#emulator:").split("=", 1)[0] == name
+    readme = (REPO_ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `(#emulator:[^`]+)` \| (.+) \|$", readme, flags=re.M)
+    assert rows == [(d.usage, f"{d.does}.") for d in DIRECTIVES.values()]

@@ -61,6 +61,7 @@
         const { items } = await api.listAll("admin/keys", {}, { signal: controller.signal, onProgress: (n, more) => bar.update(n, more, "keys") });
         const byOwner = new Map();
         for (const k of items) {
+          if (k.team_owned) continue; // a team's own key: its budget is the team's (the Teams page)
           const entry = byOwner.get(k.owner.sub) || { sub: k.owner.sub, label: k.owner.email || k.owner.sub, keys: 0, active: 0 };
           entry.keys += 1;
           entry.active += k.status === "active" ? 1 : 0;
@@ -107,7 +108,13 @@
 
   // --- Usage with CSV ------------------------------------------------------------------------
 
-  const GROUP_LABELS = { key: "Key", owner: "Owner", model: "Model", day: "Day" };
+  const GROUP_LABELS = { key: "Key", owner: "Owner", team: "Team", model: "Model", day: "Day", price: "Price version" };
+
+  // A price version's row: the model, the version, and the rates it billed at (a bill explained).
+  function priceLabel(r) {
+    const p = r.prices;
+    return `${r.model} v${r.price_version}${p ? ` ($${p.input} in / $${p.output} out per M)` : ""}`;
+  }
 
   function usage(root, signal) {
     const month = PW.monthRange(today().slice(0, 7));
@@ -119,8 +126,9 @@
     let last = null;
     const csv = h("button", { type: "button", class: "secondary", disabled: true }, "Download CSV");
     const columnsFor = (group) => [
-      { label: GROUP_LABELS[group], value: (r) => r.group },
+      { label: GROUP_LABELS[group], value: (r) => (group === "price" ? priceLabel(r) : r.group) },
       ...(group === "key" ? [{ label: "Prefix", value: (r) => r.prefix || "" }, { label: "Name", value: (r) => r.name || "" }, { label: "Owner email", value: (r) => r.owner_email || "" }] : []),
+      ...(group === "team" ? [{ label: "Name", value: (r) => r.name || "" }] : []),
       { label: "Requests", value: (r) => r.requests },
       { label: "Input tokens", value: (r) => r.input_tokens },
       { label: "Output tokens", value: (r) => r.output_tokens },
@@ -152,7 +160,7 @@
           h("p", { class: "totals" }, `Total ${money(data.total.cost_usd)} over ${count(data.total.requests)} requests, ${data.from} to ${data.to} (UTC).`),
           ui.table(
             [
-              { label: GROUP_LABELS[data.group_by], cell: (r) => (data.group_by === "key" && r.prefix ? h("span", {}, r.name || "(no name)", " ", h("code", {}, r.prefix)) : r.group) },
+              { label: GROUP_LABELS[data.group_by], cell: (r) => (data.group_by === "key" && r.prefix ? h("span", {}, r.name || "(no name)", " ", h("code", {}, r.prefix)) : data.group_by === "price" ? priceLabel(r) : data.group_by === "team" ? r.name || r.group : r.group) },
               data.group_by === "key" ? { label: "Owner", cell: (r) => r.owner_email || "—" } : null,
               { label: "Requests", cell: (r) => count(r.requests), class: "num" },
               { label: "Input tokens", cell: (r) => count(r.input_tokens), class: "num" },
@@ -174,12 +182,70 @@
 
   // --- Audit log -----------------------------------------------------------------------------
 
-  function changesText(changes) {
-    return Object.entries(changes || {}).map(([name, c]) => h("div", {}, h("code", {}, name), ": ", JSON.stringify(c.from), " → ", JSON.stringify(c.to)));
+  // What an event's fields are called here, and what an empty value means for each.
+  const AUDIT_LABELS = {
+    owner_email: "Owner",
+    owner_sub: "Owner (sub)",
+    name: "Name",
+    status: "Status",
+    allowed_models: "Models",
+    monthly_budget_usd: "Budget",
+    rpm_limit: "Requests/min",
+    tpm_limit: "Tokens/min",
+    expires_at: "Expires",
+    revoked_at: "Revoked",
+    metadata: "Metadata",
+    import_id: "Import id",
+    reason: "Reason",
+    grace_seconds: "Old secret kept for",
+    previous_secret_valid_until: "Old secret works until",
+  };
+  const AUDIT_EMPTY = {
+    allowed_models: "every model",
+    monthly_budget_usd: "no budget",
+    rpm_limit: "no limit",
+    tpm_limit: "no limit",
+    expires_at: "never",
+    previous_secret_valid_until: "no longer",
+    grace_seconds: "no time",
+  };
+
+  function seconds(value) {
+    const n = Number(value);
+    if (n >= 86400 && n % 86400 === 0) return `${n / 86400} d`;
+    if (n >= 3600 && n % 3600 === 0) return `${n / 3600} h`;
+    if (n >= 60 && n % 60 === 0) return `${n / 60} min`;
+    return `${n} s`;
+  }
+
+  // One value as people read it: money, times, lists, durations; empty as what it means.
+  function auditValue(name, value) {
+    if (value === null || value === undefined || value === "" || (typeof value === "object" && !Object.keys(value).length)) {
+      return h("span", { class: "muted" }, AUDIT_EMPTY[name] || "none");
+    }
+    if (name === "grace_seconds") return value ? seconds(value) : h("span", { class: "muted" }, AUDIT_EMPTY[name]);
+    if (name === "monthly_budget_usd") return moneyEl(value);
+    if (/(_at|_until)$/.test(name)) return [timeEl(value), " UTC"];
+    if (Array.isArray(value)) return value.join(", ");
+    if (typeof value === "object") return Object.entries(value).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`).join(", ");
+    return String(value);
+  }
+
+  function auditLine(name, ...value) {
+    return h("div", { class: "audit-line" }, h("span", { class: "muted" }, `${AUDIT_LABELS[name] || name}: `), ...value);
+  }
+
+  // A created key lists what it was created with; any other event, what changed from what to what.
+  function changesText(event) {
+    const changes = Object.entries(event.changes || {}).filter(([name]) => !(name === "owner_sub" && (event.changes.owner_email || {}).to));
+    if (event.action === "created" || event.action === "imported") {
+      return changes.filter(([, c]) => c.to !== null && c.to !== undefined).map(([name, c]) => auditLine(name, auditValue(name, c.to)));
+    }
+    return changes.map(([name, c]) => auditLine(name, auditValue(name, c.from), " → ", auditValue(name, c.to)));
   }
 
   function detailsText(details) {
-    return Object.entries(details || {}).map(([name, value]) => h("div", {}, h("span", { class: "muted" }, `${name}: `), typeof value === "string" ? value : JSON.stringify(value)));
+    return Object.entries(details || {}).map(([name, value]) => auditLine(name, auditValue(name, value)));
   }
 
   function audit(root, signal) {
@@ -192,8 +258,8 @@
       { label: "Action", cell: (e) => h("span", { class: `badge action-${e.action}` }, e.action) },
       { label: "Key", cell: (e) => h("code", {}, `pw-${e.key_id}`) },
       { label: "By", cell: (e) => e.actor.email || e.actor.sub || e.actor.kind },
-      { label: "Changes", cell: (e) => changesText(e.changes) },
-      { label: "Details", cell: (e) => detailsText(e.details) },
+      // One column for what changed and the event's details (a reason, a grace period), as the CLI shows them.
+      { label: "What changed", cell: (e) => [...changesText(e), ...detailsText(e.details)], class: "audit-cell" },
     ];
     async function page(cursor) {
       const data = await api.get("admin/audit", { day: day.value, limit: 100, cursor }, { signal });

@@ -80,7 +80,9 @@
               "tr",
               {},
               columns.map((c, i) => {
-                const content = c.cell(row);
+                // One box per cell: on narrow screens a cell is a labelled grid row, and loose
+                // pieces ("$1.00", " of ", "$5.00") would each take a row of their own.
+                const content = h("div", { class: "cell" }, c.cell(row));
                 const attrs = { class: c.class, "data-label": c.label };
                 return i === 0 ? h("th", { ...attrs, scope: "row" }, content) : h("td", attrs, content);
               })

@@ -81,6 +81,13 @@ def usage_body(usage: TokenUsage, reasoning_tokens: int = 0, entry: UsageEntry |
         "cache_read_input_tokens": usage.cache_read_tokens,
         "output_tokens": usage.output_tokens,
     }
+    if usage.cache_write_tokens:
+        # The writes by TTL, as Anthropic reports them (each TTL has its own price).
+        long = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
+        out["cache_creation"] = {
+            "ephemeral_5m_input_tokens": usage.cache_write_tokens - long,
+            "ephemeral_1h_input_tokens": long,
+        }
     if reasoning_tokens:
         out["output_tokens_details"] = {"thinking_tokens": min(reasoning_tokens, usage.output_tokens)}
     if entry is not None:
@@ -173,8 +180,13 @@ def stream_events(turn: Turn, ids: Mapping[str, str]) -> Iterator[bytes]:
                     usage = usage_body(entry.usage, reasoning_tokens, entry)
                     yield _sse("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
                     yield _sse("message_stop", {"type": "message_stop"})
-                case Failed(error=error):
-                    yield _sse("error", error_body(error))
+                case Failed(error=error, entry=entry):
+                    body = error_body(error)
+                    if entry is not None:
+                        # What was billed, as message_delta would have said it (the SDKs hand the whole
+                        # event to the caller: ``APIError.body``).
+                        body["usage"] = usage_body(entry.usage, reasoning_tokens, entry)
+                    yield _sse("error", body)
     finally:
         turn.close()
 

@@ -114,7 +114,7 @@ class McpServer(Route):
                 headers={**_JSON, "Allow": "POST"},
             )
         try:
-            key = self._keys.authenticate(headers)
+            key = self.key(request)
         except errors.AuthenticationFailed as exc:
             body = error_response(None, ProtocolError(UNAUTHORIZED, exc.message))
             return HttpResult(body, status=401, headers={**_JSON, **exc.headers})
@@ -126,7 +126,10 @@ class McpServer(Route):
                 {"supported": list(PROTOCOL_VERSIONS), "requested": version},
             )
             return HttpResult(error_response(None, error), status=400, headers=_JSON)
-        call = _Call(key=key, deadline=self._clock() + REQUEST_BUDGET_SECONDS, version=version)
+        budget = REQUEST_BUDGET_SECONDS
+        if request.deadline is not None:
+            budget = min(budget, request.deadline - time.time())
+        call = _Call(key=key, deadline=self._clock() + budget, version=version)
         try:
             message = parse_body(request.body, self._max_body_bytes)
         except ProtocolError as exc:
@@ -283,7 +286,8 @@ class McpServer(Route):
         if "dimensions" in args:
             body["dimensions"] = args["dimensions"]
         request = parse_embedding_request(body)
-        run = self._models.embed(call.key, request, timeout_seconds=self._time_left(call) - 1, surface="mcp")
+        deadline = time.time() + self._time_left(call) - 1
+        run = self._models.embed(call.key, request, deadline=deadline, surface="mcp")
         vectors = [item["embedding"] for item in run.body["data"]]
         structured = {
             "model": run.model.id,
@@ -318,14 +322,16 @@ class McpServer(Route):
         model = self._models.resolve_model(call.key, args.get("model") or self._default_model(call.key, "chat"))
         if ("text" in args) == ("messages" in args):
             raise errors.InvalidRequest("Give either 'text' or 'messages' (not both, not neither).", param="text")
+        self._models.admit_count(call.key, model)  # free, but a request against the key's limit
         if "messages" in args:
             messages = parse_chat_request({"model": model.id, "messages": args["messages"]}).conversation.messages
             tokens = self._models.count_tokens(model, messages=messages)
         else:
             tokens = self._models.count_tokens(model, text=args["text"])
         output = args.get("max_output_tokens", 0 if model.mode == "embedding" else model.max_output_tokens or 0)
+        # Both at the tier the prompt falls in: a long prompt makes its output dearer too.
         input_cost = compute_cost(model.prices, TokenUsage(input_tokens=tokens))
-        output_cost = compute_cost(model.prices, TokenUsage(output_tokens=output))
+        output_cost = compute_cost(model.prices, TokenUsage(input_tokens=tokens, output_tokens=output)) - input_cost
         structured = {
             "model": model.id,
             "input_tokens": tokens,
