@@ -462,7 +462,7 @@ def test_edit_a_keys_name_budget_models_expiry_and_limits_and_the_gateway_applie
     assert Decimal(view["budget"]["monthly_usd"]) == Decimal("2.50"), view["budget"]
     with pytest.raises(PermissionDeniedError, match="not allowed to use the model"):
         openai_client(dev_info, secret).chat.completions.create(
-            model="nova-lite", messages=[{"role": "user", "content": "not this one"}]
+            model="nova-lite", messages=[{"role": "user", "content": "not this one"}], max_tokens=16
         )
 
     # WHEN the owner empties the budget and goes back to every model THEN only that changes
@@ -479,7 +479,9 @@ def test_edit_a_keys_name_budget_models_expiry_and_limits_and_the_gateway_applie
     assert view["budget"]["monthly_usd"] is None, view["budget"]
     assert (
         openai_client(dev_info, secret)
-        .chat.completions.create(model="nova-lite", messages=[{"role": "user", "content": "any model now"}])
+        .chat.completions.create(
+            model="nova-lite", messages=[{"role": "user", "content": "any model now"}], max_tokens=16
+        )
         .choices
     )
 
@@ -502,6 +504,16 @@ def test_edit_a_keys_name_budget_models_expiry_and_limits_and_the_gateway_applie
     page.locator("dialog[open]").wait_for(state="detached")
     console.settle()
     assert Decimal(key_view(dev_info, secret)["budget"]["monthly_usd"]) == Decimal("0.75")
+
+    # WHEN the owner is put on a team THEN they may charge the key to it from the dialog
+    team = admin_api(dev_info, "POST", "admin/teams", {"name": "Edit Dialog Team"})
+    admin_api(dev_info, "POST", f"admin/teams/{team['id']}/members", {"person": dev_info["user_username"]})
+    dialog = edit_dialog(console, prefix, "edited key")
+    dialog.get_by_label("Charge to team").select_option(label="Edit Dialog Team")
+    dialog.get_by_role("button", name="Save changes").click()
+    page.locator("dialog[open]").wait_for(state="detached")
+    console.settle()
+    assert console.call_api("GET", f"admin/keys/{key_id}")["data"]["team"] == team["id"]
 
 
 # --- The request log -------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 // pennyworth console: editing a key (PATCH /admin/keys/{id}). The dialog offers what the API lets
-// anyone change: name, monthly budget, models, expiry and rate limits, and sends only what changed.
+// anyone change: name, monthly budget, models, expiry, rate limits and the team a person's key is
+// charged to, and sends only what changed.
 // Who may loosen what is the API's rule (an owner may tighten a limit an admin set, never loosen
 // it; only an admin extends an expired key): the dialog says where an admin's limit applies, and a
 // refusal is shown as the API gave it, next to its field.
@@ -29,10 +30,18 @@
   }
 
   async function open(key, { onDone } = {}) {
-    const isAdmin = PW.auth.user().isAdmin;
+    const me = PW.auth.user();
+    const isAdmin = me.isAdmin;
+    // A person's key may move between its owner's teams (the owner or an admin moves it); a
+    // team's own key stays with its team.
+    const mayMove = !key.team_owned && (isAdmin || (key.owner && key.owner.sub === me.sub));
     let catalog = [];
+    let teams = [];
     try {
-      catalog = await PW.keys.models();
+      [catalog, teams] = await Promise.all([
+        PW.keys.models(),
+        mayMove ? api.listAll("admin/teams", {}).then((r) => r.items).catch(() => []) : [],
+      ]);
     } catch (error) {
       if (error instanceof PW.auth.SessionExpired) return PW.app.sessionExpired();
       ui.toast(`Could not load the model list: ${error.message}`);
@@ -55,6 +64,11 @@
       allModels.addEventListener("change", toggle);
       someModels.addEventListener("change", toggle);
       const modelsHint = limitHint(key, "allowed_models", isAdmin);
+      const choices = key.team && !teams.some((t) => t.id === key.team) ? [...teams, { id: key.team, name: key.team }] : teams;
+      const charge = mayMove && choices.length
+        ? h("select", { name: "team" }, h("option", { value: "" }, "No team: charged to its owner alone"), choices.map((t) => h("option", { value: t.id }, t.name)))
+        : null;
+      if (charge) charge.value = key.team || "";
       const modelsField = h(
         "fieldset",
         { class: "field", "aria-describedby": modelsHint ? `${boxes.length ? boxes[0].id : "models"}-limit` : null },
@@ -69,6 +83,7 @@
       function changes() {
         const body = {};
         if (name.value.trim() !== (key.name || "")) body.name = name.value.trim();
+        if (charge && charge.value !== (key.team || "")) body.team = charge.value || null;
         const amount = budget.value.trim();
         if (amount !== (key.monthly_budget_usd || "")) body.monthly_budget_usd = amount === "" ? null : amount;
         if (expires.value !== dayOf(key.expires_at)) body.expires_at = expires.value ? `${expires.value}T23:59:59Z` : null;
@@ -90,6 +105,7 @@
         [
           h("p", { class: "muted" }, "Key ", h("code", {}, key.prefix), key.owner && (key.owner.email || key.owner.sub) ? [" of ", key.owner.email || key.owner.sub] : null, ". Empty a field to remove its limit."),
           ui.field("Name", name),
+          charge ? ui.field("Charge to team", charge, "Requests from now on count against that team's budget as well; the key's owner must be on it.") : null,
           ui.field("Monthly budget, USD", budget, hintText("Requests are refused once this month's spend reaches it; empty: no key budget.", limitHint(key, "monthly_budget_usd", isAdmin))),
           modelsField,
           ui.field(
