@@ -241,7 +241,11 @@ class DevStack:
                     provider_key,
                 ],
             )
-            _wait_http(f"{self.aws_url}/moto-api/", self._processes["aws"], "moto server", log=self.log_dir / "aws.log")
+            # A saved state loads before moto answers: a large one (100,000 ledger entries) takes tens
+            # of seconds on a busy machine.
+            _wait_http(
+                f"{self.aws_url}/moto-api/", self._processes["aws"], "moto server", 120, log=self.log_dir / "aws.log"
+            )
             _wait_http(f"{self.bedrock_url}/ping", self._processes["bedrock"], "Bedrock emulator")
             self._bootstrap(saved)
             aggregator = [sys.executable, "-m", "local.stream_aggregator", "--endpoint", self.aws_url]
