@@ -577,6 +577,27 @@ def test_the_request_log_shows_each_billed_request_filters_and_exports_what_usag
     # AND another person's requests are the API's to refuse, whatever the page offers
     answer = console.call_api("GET", f"admin/requests?owner={dev_info['admin_username']}")
     assert answer["ok"] is False and answer["status"] == 403, answer
+    expect(page.get_by_label("Team")).to_be_hidden()  # on no team: nothing to choose
+
+    # WHEN they become a team's admin and their key is charged to it THEN they pick the team and
+    # read its requests, each naming the team and the person
+    team = admin_api(dev_info, "POST", "admin/teams", {"name": "Log Team"})
+    admin_api(dev_info, "POST", f"admin/teams/{team['id']}/members", {"person": email, "role": "admin"})
+    mine = console.call_api("GET", "admin/keys?owner=me")["data"]["data"]
+    key_id = next(k["key_id"] for k in mine if k["prefix"] == prefix)
+    admin_api(dev_info, "PATCH", f"admin/keys/{key_id}", {"team": team["id"]})
+    client.chat.completions.create(model="nova-micro", messages=[{"role": "user", "content": "charged"}], max_tokens=8)
+    eventually(
+        lambda: console.call_api("GET", f"admin/requests?team={team['id']}")["data"]["data"],
+        lambda found: len(found) == 1,
+    )
+    console.open("spend")
+    console.open("requests")
+    page.get_by_label("Team").select_option(label="Log Team")
+    page.get_by_role("button", name="Show requests").click()
+    console.settle()
+    expect(rows).to_have_count(1)
+    assert "Log Team" in rows.first.inner_text() and email in rows.first.inner_text()
 
 
 # --- Readable audit, the create dialog, narrow screens (issue 20) ---------------------------------

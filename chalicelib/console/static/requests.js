@@ -1,6 +1,7 @@
 // pennyworth console: the request log. Every billed request, newest first, a page at a time from
 // the server (GET /admin/requests): filters run there, so the page never loads the whole ledger.
-// Members see their own requests; admins everyone's. Nothing of a prompt or an answer is stored.
+// Members see their own requests; a team's admins their team's; admins everyone's. Nothing of a
+// prompt or an answer is stored.
 "use strict";
 
 (function () {
@@ -19,11 +20,14 @@
 
   const daysAgo = (n) => PW.isoDay(new Date(Date.now() - n * 86400000));
 
+  // A team's own key has the team as its owner (owner_sub "team:<id>"), no person.
+  const isTeamKey = (r) => typeof r.owner_sub === "string" && r.owner_sub.startsWith("team:");
+
   function columns(admin) {
     return [
       { label: "Time (UTC)", cell: (r) => timeEl(r.time) },
       { label: "Key", cell: (r) => [h("span", { class: "key-name" }, r.key_name || h("span", { class: "muted" }, "(no name)")), h("code", { class: "key-prefix" }, r.key_prefix)] },
-      admin ? { label: "Person", cell: (r) => r.owner_email || r.owner_sub || "—" } : null,
+      admin ? { label: "Person", cell: (r) => (isTeamKey(r) ? h("span", { class: "muted" }, "(the team's own key)") : r.owner_email || r.owner_sub || "—") } : null,
       { label: "Team", cell: (r) => r.team || h("span", { class: "muted" }, "—") },
       { label: "Model", cell: (r) => r.model },
       { label: "Protocol", cell: (r) => r.protocol || h("span", { class: "muted" }, "—") },
@@ -41,7 +45,10 @@
     const to = h("input", { type: "date", name: "to", value: daysAgo(0), max: daysAgo(0), required: true });
     const key = h("input", { type: "text", name: "key", placeholder: "pw-… (optional)", autocomplete: "off", spellcheck: "false" });
     const owner = admin ? h("input", { type: "text", name: "owner", placeholder: "email or sub (optional)", autocomplete: "off", spellcheck: "false" }) : null;
-    const team = admin ? h("input", { type: "text", name: "team", placeholder: "optional", autocomplete: "off", spellcheck: "false" }) : null;
+    // Admins pick any team; a team's admins theirs (the field appears once the teams are known).
+    const team = h("select", { name: "team" }, h("option", { value: "" }, admin ? "Every team" : "My own requests"));
+    const teamField = ui.field("Team", team);
+    teamField.hidden = true;
     const model = h("select", { name: "model" }, h("option", { value: "" }, "Any model"));
     const status = h("select", { name: "status" }, h("option", { value: "" }, "Any status"), h("option", { value: "ok" }, "ok (complete)"), h("option", { value: "partial" }, "partial (cut short)"));
     const results = h("div", {});
@@ -50,6 +57,14 @@
     let rows = [];
     let shown = null; // the query the table shows
 
+    api
+      .listAll("admin/teams", {}, { signal })
+      .then(({ items }) => {
+        const mine = items.filter((t) => admin || t.your_role === "admin");
+        for (const t of mine) team.appendChild(h("option", { value: t.id }, t.name));
+        teamField.hidden = !mine.length;
+      })
+      .catch(() => {});
     PW.keys.models().then((catalog) => {
       for (const m of catalog) model.appendChild(h("option", { value: m.id }, m.id));
     }).catch(() => {});
@@ -59,7 +74,7 @@
       to: to.value,
       key: key.value.trim(),
       owner: owner ? owner.value.trim() : undefined,
-      team: team ? team.value.trim() : undefined,
+      team: team.value || undefined,
       model: model.value,
       status: status.value,
     });
@@ -68,7 +83,7 @@
       replace(
         results,
         rows.length
-          ? ui.table(columns(admin), rows, { caption: `${count(rows.length)} request${rows.length === 1 ? "" : "s"}, newest first` })
+          ? ui.table(columns(admin || Boolean(shown && shown.team)), rows, { caption: `${count(rows.length)} request${rows.length === 1 ? "" : "s"}, newest first` })
           : ui.empty(page.has_more ? "No matching request yet in the part of the range searched so far." : "No request matches these filters in this range.")
       );
       csv.disabled = !rows.length && !page.has_more;
@@ -135,7 +150,7 @@
           ui.field("To (UTC)", to),
           ui.field("Key", key),
           owner ? ui.field("Person", owner) : null,
-          team ? ui.field("Team", team) : null,
+          teamField,
           ui.field("Model", model),
           ui.field("Status", status)
         ),
