@@ -151,7 +151,13 @@ class AccountingService:
     def _report(self, principal: Principal, whose: _Whose, first: date, last: date, group_by: str) -> dict[str, Any]:
         team = whose.team
         rows = self._ledger.usage(
-            first, last, group_by, key_ids=whose.key_ids, team_id=team.team_id if team is not None else None
+            first,
+            last,
+            group_by,
+            key_ids=whose.key_ids,
+            team_id=team.team_id if team is not None else None,
+            owner_sub=whose.owner_sub,
+            today=self._clock().date(),
         )
         if group_by == "owner" and whose.owner_sub is not None:
             for row in rows:

@@ -15,7 +15,8 @@ Storage keys, usage table::
                           gsi1sk=<time>#<request_id>)
     AGG#<scope>           DAY#<yyyy-mm-dd>          a day's aggregate (by-period: gsi1pk=DAY#…, gsi1sk=<scope>)
     AGG#<scope>           MONTH#<yyyy-mm>           a month's aggregate: ``committed``/``billed`` of a budget,
-                                                    a key's rate window
+                                                    a key's rate window (by-period: gsi1pk=MONTH#…)
+    AGG#OWNER#<sub>       MODELDAY#<day>#<model>    a person's usage of one model that day
     BUDGET#<scope>        CONFIG                    a budget (owner, team)
     STREAM#<shard>        MARK | PLAN#<seq>         the aggregator's position in a shard, its pending plan
     REPORT#<day>          DAILY                     a daily report
@@ -135,6 +136,11 @@ def price(model_id: str, version: int) -> Scope:
 EVERYTHING = Scope(ALL)
 
 
+def kind_prefix(kind: str) -> str:
+    """What the names of every scope of one kind start with (``KEY#``, ``TEAM#``, …)."""
+    return f"{_PREFIX[kind]}#"
+
+
 # -- who pays -------------------------------------------------------------------------------------
 
 
@@ -191,6 +197,16 @@ def day_period(day: date | str) -> str:
 
 def month_period(month: str) -> str:
     return f"MONTH#{month}"
+
+
+def model_day_period(day: date | str, model_id: str) -> str:
+    """The sort key of a person's usage of one model on one day, beside their ``DAY#`` rows ("My spend"
+    by model: one query a month, not every entry of every key)."""
+    return f"MODELDAY#{day.isoformat() if isinstance(day, date) else day}#{model_id}"
+
+
+def model_of_model_day(period: str) -> str:
+    return period.split("#", 2)[2]
 
 
 def period_value(period: str) -> str:
