@@ -138,13 +138,17 @@ def main() -> int:
         # Calls in flight at once (admission's reservations run in parallel) overlap: the time
         # DynamoDB took is the union of their intervals, not their sum.
         storage: list[tuple[float, float]] = []
+        # And the CPU the DynamoDB client spent in them (signing, sending, parsing), on each thread.
+        storage_cpu = [0.0]
         calls = threading.local()  # admission may call DynamoDB from worker threads
 
         def before(**_: object) -> None:
-            calls.__dict__.setdefault("started", []).append(time.perf_counter())
+            calls.__dict__.setdefault("started", []).append((time.perf_counter(), time.thread_time()))
 
         def after(**_: object) -> None:
-            storage.append((calls.started.pop(), time.perf_counter()))
+            started, cpu = calls.started.pop()
+            storage.append((started, time.perf_counter()))
+            storage_cpu[0] += time.thread_time() - cpu
 
         # Both clients: the keys table's, and the ledger's (entries, admission), which has its own.
         for resource in (wiring.dynamodb(), wiring.ledger_dynamodb()):
@@ -178,12 +182,16 @@ def main() -> int:
         timings: dict[str, list[float]] = {name: [] for name, _ in paths}
         for name in ("gateway", "front"):
             timings[f"{name}_minus_dynamodb"] = []
+        cpu: dict[str, list[float]] = {name: [] for name, _ in paths}
         for _ in range(args.requests):
             for name, call in paths:
                 storage.clear()
-                started = time.perf_counter()
+                storage_cpu[0] = 0.0
+                started, started_cpu = time.perf_counter(), time.process_time()
                 call()
                 elapsed = (time.perf_counter() - started) * 1000
+                # CPU of every thread of this process (the front's, admission's): robust to a busy machine.
+                cpu[name].append((time.process_time() - started_cpu - storage_cpu[0]) * 1000)
                 timings[name].append(elapsed)
                 if name != "direct":
                     timings[f"{name}_minus_dynamodb"].append(elapsed - covered_ms(storage))
@@ -193,8 +201,8 @@ def main() -> int:
         direct_s, gateway_s, front_s = (summary(timings[name]) for name in ("direct", "gateway", "front"))
         own_s, own_front_s = summary(timings["gateway_minus_dynamodb"]), summary(timings["front_minus_dynamodb"])
 
-        def paired(name: str) -> float:
-            return round(statistics.median(g - d for g, d in zip(timings[name], timings["direct"], strict=True)), 3)
+        def paired(name: str, samples: dict[str, list[float]] = timings) -> float:
+            return round(statistics.median(g - d for g, d in zip(samples[name], samples["direct"], strict=True)), 3)
 
         result = {
             "benchmark": "gateway_overhead",
@@ -215,6 +223,11 @@ def main() -> int:
             "front_excluding_dynamodb": own_front_s,
             "front_added_excluding_dynamodb_p50_ms": round(own_front_s["p50_ms"] - direct_s["p50_ms"], 3),
             "front_paired_added_excluding_dynamodb_median_ms": paired("front_minus_dynamodb"),
+            # The same, counted in CPU time (the DynamoDB client's excluded): what the paths cost the
+            # machine whatever else it runs; wall-clock figures move with the load, these much less.
+            "cpu_direct_median_ms": round(statistics.median(cpu["direct"]), 3),
+            "cpu_paired_added_excluding_dynamodb_median_ms": paired("gateway", cpu),
+            "front_cpu_paired_added_excluding_dynamodb_median_ms": paired("front", cpu),
             "goal_added_ms": GOAL_ADDED_MS,
             "goal_added_front_ms": GOAL_ADDED_FRONT_MS,
             "goals_met": {
