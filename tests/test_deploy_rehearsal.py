@@ -548,13 +548,11 @@ def test_a_region_whose_bedrock_lacks_a_catalog_model_is_refused() -> None:
     # GIVEN Bedrock in us-east-1 offering every profile but no Cohere embedding model
     target = deploy.Target("dev", "pennyworth-dev", boto3.Session(region_name="us-east-1"), region="us-east-1")
     bedrock = boto3.client("bedrock", region_name="us-east-1")
-    catalog = json.loads(deploy.policies.CATALOG.read_text())["models"]
-    profiles = [
-        m["bedrock_model_id"]
-        for m in catalog
-        if "." in m["bedrock_model_id"] and m["bedrock_model_id"].startswith("us.")
-    ]
-    offered = [m["bedrock_model_id"] for m in catalog if not m["bedrock_model_id"].startswith(("us.", "cohere."))]
+    seed = json.loads(deploy.policies.CATALOG.read_text())["models"]
+    catalog = [m["model_id"] for m in seed if m["provider"] == "bedrock"]
+    profiles = [m for m in catalog if m.startswith("us.")]
+    offered = [m for m in catalog if not m.startswith(("us.", "cohere."))]
+    assert profiles and offered and len(profiles) + len(offered) < len(catalog)
     with Stubber(bedrock) as stub:
         stub.add_response("list_foundation_models", {"modelSummaries": [_model(m) for m in offered]})
         stub.add_response("list_inference_profiles", {"inferenceProfileSummaries": [_profile(p) for p in profiles]})
