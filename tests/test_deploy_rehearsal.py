@@ -402,6 +402,9 @@ def _physical_names(path: str, rehearsal: dict[str, Any]) -> dict[str, str]:
     names |= {physical.rsplit("/", 1)[1]: logical for physical, logical in names.items() if "://" in physical}
     names |= {name: logical for logical, name in rehearsal[path]["names"].items()}
     names[f"{stack_name}-"] = "STACK-"
+    # The stack's name as a path segment (the provider keys' default prefix, /pennyworth/<stack>/): alone,
+    # it is also a resource's name, the dashboard's on one path and Chalice's API handler's on the other.
+    names[f"/{stack_name}/"] = "/STACK/"
     return names
 
 
