@@ -839,6 +839,10 @@ def test_chalice_delete_removes_what_it_created_and_keeps_the_tables_and_pool(
     assert not client("lambda").list_layer_versions(LayerName=f"{CHALICE_STACK}-dependencies")["LayerVersions"]
     assert CHALICE_STACK not in {s["StackName"] for s in client("cloudformation").list_stacks(
         StackStatusFilter=["CREATE_COMPLETE", "UPDATE_COMPLETE"])["StackSummaries"]}  # fmt: skip
-    # Retained, as on the CloudFormation path (DeletionPolicy: Retain).
-    assert len(ours) == 3 and set(ours) <= set(client("dynamodb").list_tables()["TableNames"])
+    # Retained, as on the CloudFormation path (DeletionPolicy: Retain): every table the template declares.
+    retained = {t.removeprefix(f"{CHALICE_STACK}-").rsplit("-", 1)[0] for t in ours}
+    assert retained == {"KeysTable", "UsageTable", "AuditTable", "CatalogTable"}
+    declared = {k: r for k, r in stack.load_template()["Resources"].items() if r["Type"] == "AWS::DynamoDB::Table"}
+    assert set(declared) == retained and all(r["DeletionPolicy"] == "Retain" for r in declared.values())
+    assert set(ours) <= set(client("dynamodb").list_tables()["TableNames"])
     assert client("cognito-idp").list_user_pools(MaxResults=60)["UserPools"] == pools
