@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from chalicelib.settings import ENV
-from tools import policies
+from tools import policies, stack
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = json.loads((ROOT / "infra" / "template.json").read_text())
@@ -374,6 +374,16 @@ def test_github_oidc_role_is_pinned_and_passes_only_our_roles() -> None:
         # Exact role ARNs only, each limited to the one service it is handed to.
         assert "*" not in json.dumps(statement["Resource"])
         assert set(statement["Condition"]["StringEquals"]) == {"iam:PassedToService"}
+    # Each function's role in each deployed stage, once: a function added to the stack is passed by both paths.
+    function_roles = [
+        {"Sub": f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/${{AppName}}-{stage}-{function.suffix}"}
+        for stage in DEPLOYED_STAGES
+        for function in stack.FUNCTIONS
+    ]
+    to_lambda = [
+        s for s in pass_role if s["Condition"]["StringEquals"]["iam:PassedToService"] == "lambda.amazonaws.com"
+    ]
+    assert len(to_lambda) == 2 and all(s["Resource"] == function_roles for s in to_lambda)
     assert all(s["Action"] != "*" for d in documents for s in d["Statement"])
 
 
