@@ -44,7 +44,7 @@ TINY: dict[str, tuple[list[str], set[str]]] = {
     ),
     "overhead.py": (
         ["--requests", "2", "--warmup", "1"],
-        {"benchmark", "requests_per_path", "direct_litellm", "gateway_handler", "added_p50_ms"},
+        {"benchmark", "requests_per_path", "direct_litellm", "gateway_handler", "added_p50_ms", "front", "goals_met"},
     ),
     "responses.py": (
         ["--requests", "1", "--warmup", "0", "--pieces", "4", "--codex-runs", "1"],
