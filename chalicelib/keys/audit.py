@@ -40,6 +40,8 @@ AUDITED_FIELDS = (
     "revoked_at",
     "metadata",
     "import_id",
+    "guardrail",
+    "model_fallback",
 )
 
 
