@@ -15,10 +15,11 @@ from chalicelib.accounting.metering import Meter
 from chalicelib.accounting.reports import ReportConfig, ReportService
 from chalicelib.admin.accounting import AccountingService
 from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticator_for_pool
+from chalicelib.admin.guardrails import GuardrailCheck
 from chalicelib.admin.keys import AdminService
 from chalicelib.catalog.catalog import Catalog, load_catalog
 from chalicelib.console import ConsoleConfig, ConsoleSite
-from chalicelib.gateway import Gateway, UpstreamConfig
+from chalicelib.gateway import Gateway, Resilience, UpstreamConfig
 from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
 from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.route import Route
@@ -73,7 +74,7 @@ def _attempts() -> Attempts:
 def catalog() -> Catalog:
     """The model catalog, loaded and priced on first use."""
     settings = get_settings()
-    return load_catalog(settings.catalog_path, region=settings.bedrock_region)
+    return load_catalog(settings.catalog_path, region=settings.bedrock_region, guardrails=settings.guardrails)
 
 
 @functools.cache
@@ -116,7 +117,9 @@ def gateway() -> Gateway:
             region=settings.bedrock_region,
             endpoint_url=settings.bedrock_endpoint_url,
             timeout_seconds=settings.upstream_timeout_seconds,
-        )
+        ),
+        # Cooldowns and the retry quota: per warm function (docs/resilience.md says why not shared).
+        resilience=Resilience(default_cooldown=settings.throttle_cooldown_seconds),
     )
 
 
@@ -196,6 +199,16 @@ def admin_authenticator() -> AdminAuthenticator:
 
 
 @functools.cache
+def guardrail_check() -> GuardrailCheck:
+    """Checks a guardrail an admin configures: in the stack's list, and known to Bedrock's control plane."""
+    import boto3
+
+    settings = get_settings()
+    bedrock = boto3.client("bedrock", region_name=settings.bedrock_region, endpoint_url=settings.bedrock_endpoint_url)
+    return GuardrailCheck(settings.guardrails, bedrock, settings.bedrock_region)
+
+
+@functools.cache
 def admin_service() -> AdminService:
     """The ``/admin`` service with its real dependencies."""
     return AdminService(
@@ -205,6 +218,7 @@ def admin_service() -> AdminService:
         catalog=catalog,
         directory=user_directory,
         max_body_bytes=get_settings().max_body_bytes,
+        guardrails=lambda guardrail: guardrail_check()(guardrail),
     )
 
 

@@ -90,9 +90,17 @@ def new_entry(
     rate_window: int | None = None,
     counted_tokens: int = 0,
     cap: Decimal | None = None,
+    requested_model: str = "",
+    served_by: str = "",
+    guardrail_units: dict[str, int] | None = None,
+    guardrail_usd: Decimal = Decimal(0),
 ) -> UsageEntry:
-    """Build an entry, pricing it exactly; with ``cap``, the cost billed is at most ``cap`` (and flagged)."""
-    cost = compute_cost(prices, usage)
+    """Build an entry, pricing it exactly; with ``cap``, the cost billed is at most ``cap`` (and flagged).
+
+    ``prices`` are the serving model's; ``guardrail_usd`` (what a guardrail's text units cost) is
+    part of the cost.
+    """
+    cost = compute_cost(prices, usage) + guardrail_usd
     capped = cap is not None and cost > cap
     return UsageEntry(
         request_id=request_id,
@@ -113,14 +121,22 @@ def new_entry(
         counted_tokens=counted_tokens,
         capped=capped,
         usage_cost=cost if capped else None,
+        requested_model=requested_model if requested_model != model else "",
+        served_by=served_by,
+        guardrail_units=dict(guardrail_units or {}),
+        guardrail_usd=guardrail_usd,
     )
+
+
+#: Entry fields left out of the stored item when empty (older entries have none of them).
+_OMITTED_WHEN_EMPTY = ("capped", "requested_model", "served_by", "guardrail_units", "guardrail_usd")
 
 
 def entry_item(entry: UsageEntry) -> dict[str, Any]:
     """The stored item of an entry (boto3 resource form)."""
     data: dict[str, Any] = {}
     for name, value in asdict(entry).items():
-        if name == "usage" or value is None or (name in ("capped",) and not value):
+        if name == "usage" or value is None or (name in _OMITTED_WHEN_EMPTY and not value):
             continue
         data[name] = dynamo_number(value) if isinstance(value, Decimal) else value
     data.update(asdict(entry.usage))
@@ -145,6 +161,8 @@ def entry_from_item(item: dict[str, Any]) -> UsageEntry:
     for name in ("latency_ms", "counted_tokens"):
         if name in values:
             values[name] = int(values[name])
+    if "guardrail_units" in values:
+        values["guardrail_units"] = {str(k): int(v) for k, v in values["guardrail_units"].items()}
     if values.get("rate_window") is not None:
         values["rate_window"] = int(values["rate_window"])
     return UsageEntry(**values)

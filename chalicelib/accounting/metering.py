@@ -168,8 +168,14 @@ class Meter:
         input_tokens: int,
         max_output_tokens: int | None,
         deadline: float | None = None,
+        alternatives: tuple[ModelEntry, ...] = (),
+        surcharge: Decimal = Decimal(0),
     ) -> Ticket:
         """Check rate limits and reserve the worst-case cost against the budgets.
+
+        ``alternatives`` are the other models that may serve the call (its fallbacks): the worst
+        case is the dearest of them all. ``surcharge`` is what else the call may cost at most
+        (its guardrail's text units), added to the worst case.
 
         Raises
         ------
@@ -193,7 +199,9 @@ class Meter:
                 code="tokens_exceeded",
                 headers=_limit_headers(key, None, None, reset),
             )
-        worst = worst_case_cost(model, input_tokens, max_output_tokens)
+        worst = surcharge + max(
+            worst_case_cost(candidate, input_tokens, max_output_tokens) for candidate in (model, *alternatives)
+        )
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -366,8 +374,17 @@ class Meter:
         latency_ms: int,
         status: str,
         deadline: float | None = None,
+        served: ModelEntry | None = None,
+        served_by: str = "",
+        guardrail_units: dict[str, int] | None = None,
+        guardrail_usd: Decimal = Decimal(0),
     ) -> UsageEntry:
         """Bill the actual usage (capped at the reservation, if one was made): one conditional ``PutItem``.
+
+        ``served`` is the model that answered (a fallback, or the one admitted: the default); the
+        usage is priced at its prices, and the entry names it, the upstream that served
+        (``served_by``) and the model asked for. ``guardrail_usd`` (the guardrail's text units,
+        ``guardrail_units``) is added to the cost.
 
         The returned entry's ``cost`` is exactly what the ledger stores. If
         DynamoDB cannot take it before ``deadline``, the entry is logged for
@@ -377,15 +394,20 @@ class Meter:
             return ticket.closed  # billed already: never twice
         # Billed after a release (a caller's mistake): the reservation is already given back.
         held = ticket.closed is not True
+        model = served or ticket.model
         entry = new_entry(
             request_id=request_id,
             key_id=ticket.key.key_id,
             owner_sub=ticket.key.owner_sub,
-            model=ticket.model.id,
-            bedrock_model_id=ticket.model.bedrock_model_id,
+            model=model.id,
+            bedrock_model_id=model.bedrock_model_id,
+            requested_model=ticket.model.id,
+            served_by=served_by,
+            guardrail_units=guardrail_units,
+            guardrail_usd=guardrail_usd,
             operation=operation,
             usage=usage,
-            prices=ticket.model.prices,
+            prices=model.prices,
             latency_ms=latency_ms,
             status=status,
             at=self._clock(),

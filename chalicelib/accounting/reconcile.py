@@ -44,6 +44,10 @@ OPTIONAL = (
     "counted_tokens",
     "capped",
     "usage_cost",
+    "requested_model",
+    "served_by",
+    "guardrail_units",
+    "guardrail_usd",
 )
 STATUSES = ("ok", "partial")
 #: Sanity bounds: far above any real request, far below what would break a report.
@@ -55,6 +59,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,199}")
 _OPERATION = re.compile(r"[a-z][a-z_]{0,31}")
 _MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # ASCII: "\d" matches "٢"
+_COUNTER = re.compile(r"[a-zA-Z]{1,64}Units")
 
 
 class InvalidEntry(ValueError):
@@ -158,6 +163,23 @@ def parse_entry(data: Any, *, now: datetime) -> UsageEntry:
         values["capped"] = True
     elif data.get("usage_cost") is not None:
         raise InvalidEntry("'usage_cost' is only for capped entries")
+    for name in ("requested_model", "served_by"):
+        if data.get(name) not in (None, ""):
+            values[name] = _identifier(data, name)
+    units = data.get("guardrail_units") or {}
+    if not isinstance(units, dict) or not all(
+        isinstance(k, str)
+        and _COUNTER.fullmatch(k)
+        and isinstance(v, int)
+        and not isinstance(v, bool)
+        and 0 <= v <= MAX_TOKENS
+        for k, v in units.items()
+    ):
+        raise InvalidEntry("'guardrail_units' must map usage counters (e.g. contentPolicyUnits) to whole numbers")
+    values["guardrail_units"] = dict(units)
+    values["guardrail_usd"] = _money(data, "guardrail_usd") if "guardrail_usd" in data else Decimal(0)
+    if values["guardrail_usd"] > (values.get("usage_cost") or values["cost"]):
+        raise InvalidEntry("'guardrail_usd' is part of the cost: it cannot be above it")
     return UsageEntry(**values)
 
 

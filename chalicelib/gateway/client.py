@@ -1,4 +1,10 @@
-"""``Gateway``: calls Bedrock through LiteLLM for chat, embeddings and token counts."""
+"""``Gateway``: calls Bedrock through LiteLLM for chat, embeddings and token counts.
+
+A chat call goes through one seam: the core hands ``Gateway.chat`` the conversation and a
+``CallPolicy`` (its ordered targets, their guardrails, the retry rules); ``Resilience`` walks
+it (retries, fallbacks, cooldowns) and the answer comes back as ``Served``: the target that
+answered and its events. The bill follows that target.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +27,9 @@ from chalicelib.gateway.embeddings import (
 )
 from chalicelib.gateway.events import StreamTranslator, completion_events
 from chalicelib.gateway.loader import load_litellm
+from chalicelib.gateway.policy import CallPolicy, Target
 from chalicelib.gateway.prompts import BedrockPrompt
+from chalicelib.gateway.resilience import Resilience, Served
 from chalicelib.gateway.thinking import fit_thinking
 from chalicelib.gateway.upstream import map_upstream_error
 from chalicelib.shared.usage import TokenUsage
@@ -49,10 +57,19 @@ class Gateway:
         upstream: UpstreamConfig,
         completion: CompletionFn | None = None,
         embedding: EmbeddingFn | None = None,
+        *,
+        resilience: Resilience | None = None,
     ) -> None:
         self._upstream = upstream
         self._completion = completion
         self._embedding = embedding
+        #: Cooldowns and the retry quota live as long as this gateway: one warm function.
+        self.resilience = resilience or Resilience()
+
+    @property
+    def region(self) -> str:
+        """The stack's Bedrock region: where a model without its own region is called."""
+        return self._upstream.region
 
     def _complete(self, **kwargs: Any) -> Any:
         if self._completion is None:
@@ -67,34 +84,45 @@ class Gateway:
     def chat(
         self,
         conversation: Conversation,
-        model: ModelEntry,
+        policy: CallPolicy,
         prompt: BedrockPrompt,
         *,
-        timeout_seconds: float | None = None,
-    ) -> Iterator[Event]:
-        """Call Bedrock for one conversation (streamed or not); its answer as events, as they arrive.
+        stop_at: float,
+    ) -> Served:
+        """Call the policy's targets for one conversation (streamed or not) until one starts answering.
 
-        ``prompt`` is the conversation's ``bedrock_prompt``, built once by the caller.
+        ``prompt`` is the conversation's ``bedrock_prompt``, built once by the caller; ``stop_at``
+        (a ``time.time()``) is when the upstream call must be over: each attempt waits at most
+        until then, and no retry starts that could not finish by then.
 
-        The call is made here, so a failure before any output raises at once; a stream that
-        fails later raises from the iterator. Closing the iterator closes the upstream stream
-        (Bedrock stops generating). ``timeout_seconds`` (default: the configured upstream timeout)
-        bounds the wait for the answer, and for a stream each wait for the next chunk.
+        The first event of the answer is read here, so a failure before any output raises at
+        once (after the retries and fallbacks the policy allows); a stream that fails later
+        raises from the events. Closing the events closes the upstream stream (Bedrock stops
+        generating).
 
         Raises
         ------
         AppError
             Upstream failures, mapped to the caller-facing errors.
         """
-        kwargs = self._kwargs(conversation, model, prompt, timeout_seconds)
         max_tool_calls = 1 if conversation.parallel_tool_calls is False else None
-        try:
-            response = self._complete(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - every upstream failure is mapped
-            raise map_upstream_error(exc) from exc
-        if not conversation.stream:
-            return completion_events(response, max_tool_calls)
-        return _upstream_stream(response, StreamTranslator(max_tool_calls))
+
+        def start(target: Target, timeout: float) -> Iterator[Event]:
+            response = self._complete(**self._kwargs(conversation, target, prompt, timeout))
+            if not conversation.stream:
+                return completion_events(response, max_tool_calls)
+            raw = StreamTranslator(max_tool_calls).events(getattr(response, "completion_stream", None) or response)
+            try:
+                first = next(raw)
+            except StopIteration:
+                _close_response(response)
+                return iter(())
+            except BaseException:
+                _close_response(response)
+                raise
+            return _upstream_stream(first, raw, response)
+
+        return self.resilience.run(policy, stop_at, start)
 
     def estimate_usage(self, prompt: BedrockPrompt, produced: str) -> TokenUsage:
         """Token counts for a stream cut before Bedrock reported usage: the prompt and what was produced.
@@ -114,19 +142,22 @@ class Gateway:
         return max(0.1, timeout_seconds)
 
     def _kwargs(
-        self, conversation: Conversation, model: ModelEntry, prompt: BedrockPrompt, timeout_seconds: float | None
+        self, conversation: Conversation, target: Target, prompt: BedrockPrompt, timeout_seconds: float | None
     ) -> dict[str, Any]:
         messages, options = prompt
-        options = fit_thinking(options, model)
+        options = fit_thinking(options, target.model)
         kwargs: dict[str, Any] = {
-            "model": model.litellm_model,
+            "model": target.model.litellm_model,
             "messages": messages,
             "stream": conversation.stream,
             "timeout": self._timeout(timeout_seconds),
+            # Retries are the policy's (resilience.py), within the request's deadline.
             "num_retries": 0,
-            "aws_region_name": self._upstream.region,
+            "aws_region_name": target.region,
             **options,
         }
+        if target.guardrail is not None:
+            kwargs["guardrailConfig"] = target.guardrail.config()
         if self._upstream.endpoint_url:
             kwargs["aws_bedrock_runtime_endpoint"] = self._upstream.endpoint_url
         if conversation.stream:
@@ -216,8 +247,8 @@ class Gateway:
         return int(litellm.token_counter(model=model.litellm_model, text=text))
 
 
-def _upstream_stream(response: Any, translator: StreamTranslator) -> Iterator[Event]:
-    """The translated events of a LiteLLM stream; failures mapped; the stream closed however it ends.
+def _upstream_stream(first: Event, rest: Iterator[Event], response: Any) -> Iterator[Event]:
+    """A started LiteLLM stream's translated events (``first`` already read); failures mapped; closed however it ends.
 
     Read from the provider's own chunk iterator (``completion_stream``: LiteLLM's parsed
     ConverseStream events) rather than the ``CustomStreamWrapper`` around it: the wrapper keeps
@@ -226,11 +257,16 @@ def _upstream_stream(response: Any, translator: StreamTranslator) -> Iterator[Ev
     over 3,000 chunks: 11 s and 11 MB through the wrapper, 0.85 s and flat without it).
     """
     try:
-        yield from translator.events(getattr(response, "completion_stream", None) or response)
+        yield first
+        yield from rest
     except Exception as exc:  # noqa: BLE001 - every upstream failure is mapped
         raise map_upstream_error(exc) from exc
     finally:
-        close = getattr(response, "close", None) or getattr(getattr(response, "completion_stream", None), "close", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                close()
+        _close_response(response)
+
+
+def _close_response(response: Any) -> None:
+    close = getattr(response, "close", None) or getattr(getattr(response, "completion_stream", None), "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            close()

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
@@ -33,7 +34,9 @@ from chalicelib.conversation.events import (
 from chalicelib.conversation.request import Conversation, EmbeddingRequest
 from chalicelib.gateway import (
     BedrockPrompt,
+    CallPolicy,
     Gateway,
+    Target,
     bedrock_prompt,
     check_capabilities,
     embedding_limits,
@@ -41,6 +44,8 @@ from chalicelib.gateway import (
 )
 from chalicelib.keys.store import KeyRecord
 from chalicelib.observability import logger
+from chalicelib.service.policy import call_policy, guardrail_worst_case
+from chalicelib.shared.guardrails import guardrail_cost, text_units
 from chalicelib.shared.usage import TokenUsage, UsageEntry
 
 #: Time kept back from a deadline to bill and close the answer after the upstream stops.
@@ -60,6 +65,8 @@ class Turn:
     headers: dict[str, str]
     events: Iterator[Event]
     started: float
+    #: The upstream target answering (the model asked for, or one of its fallbacks).
+    served: Target | None = None
 
     def __iter__(self) -> Iterator[Event]:
         return self.events
@@ -132,15 +139,24 @@ class ModelService:
         check_capabilities(conversation, model)
         log = {"request_id": request_id, "key_id": key.key_id, "model": model.id, "surface": surface}
         log.update(stream=conversation.stream, **conversation.annotations)
+        catalog = self._catalog()
+        # Who may serve the call: the model asked for, then the fallbacks this key may use.
+        policy = call_policy(key, model, catalog, conversation, region=self._gateway.region)
         # What reaches Bedrock, built once: admission bounds its tokens, the call sends it.
         prompt = bedrock_prompt(conversation)
+        bound = prompt_token_bound(*prompt)
         ticket = self._meter.admit(
             key,
             model,
-            input_tokens=prompt_token_bound(*prompt),
+            input_tokens=bound,
             max_output_tokens=conversation.max_tokens,
+            alternatives=tuple(target.model for target in policy.targets[1:]),
+            surcharge=guardrail_worst_case(
+                policy, catalog.guardrail_prices, prompt_bytes=bound, max_output_tokens=conversation.max_tokens
+            ),
         )
-        events = self._run(ticket, conversation, prompt, request_id, deadline, started, log)
+        call = _Call(ticket, conversation, prompt, policy, request_id, deadline, started, log)
+        events = self._run(call)
         try:
             first = next(events)
         except errors.AppError as exc:
@@ -148,28 +164,25 @@ class ModelService:
             exc.context.update(log, latency_ms=_ms(started))
             raise
         headers = {**ticket.headers, "x-request-id": request_id}
-        return Turn(request_id, model, headers, _Resumed(first, events), started)
+        if call.served is not None:
+            headers["x-pennyworth-served-by"] = call.served.describe()
+        return Turn(request_id, model, headers, _Resumed(first, events), started, served=call.served)
 
-    def _run(
-        self,
-        ticket: Ticket,
-        conversation: Conversation,
-        prompt: BedrockPrompt,
-        request_id: str,
-        deadline: float,
-        started: float,
-        log: dict[str, Any],
-    ) -> Iterator[Event]:
+    def _run(self, call: _Call) -> Iterator[Event]:
         """The upstream's events, then exactly one ``Billed`` or ``Failed``; billed however it ends."""
+        ticket, conversation, deadline, log = call.ticket, call.conversation, call.deadline, call.log
         produced: list[str] = []
         report: UsageReport | None = None
         finished: Finished | None = None
         failure: errors.AppError | None = None
         upstream: Iterator[Event] | None = None
         try:
-            upstream = self._gateway.chat(
-                conversation, ticket.model, prompt, timeout_seconds=self._time_left(deadline, request_id)
+            self._time_left(deadline, call.request_id)
+            served = self._gateway.chat(
+                conversation, call.policy, call.prompt, stop_at=deadline - BILLING_MARGIN_SECONDS
             )
+            call.served = served.target
+            upstream = served.events
             if conversation.stream:
                 # Each read of a stream may wait as long as the whole answer had; a stall near the
                 # end must not hold the function past its deadline (it would die unbilled).
@@ -204,7 +217,7 @@ class ModelService:
         except GeneratorExit:
             # The caller stopped reading (client gone): stop Bedrock, bill what it generated.
             _close(upstream)
-            self._bill(ticket, prompt, request_id, started, log, produced, report, "abandoned")
+            self._bill(call, produced, report, "abandoned")
             raise
         if failure is None and finished is None:
             failure = errors.UpstreamError(
@@ -214,40 +227,46 @@ class ModelService:
         _close(upstream)
         outcome = "ok" if failure is None else "cut"
         if failure is not None:
-            log = {**log, "failure": failure.code}  # e.g. answer_time_limit: counted by the template
-        entry = self._bill(ticket, prompt, request_id, started, log, produced, report, outcome)
+            call.log = {**log, "failure": failure.code}  # e.g. answer_time_limit: counted by the template
+        entry = self._bill(call, produced, report, outcome)
         if failure is not None:
-            failure.headers.update({**ticket.headers, "x-request-id": request_id})
+            failure.headers.update({**ticket.headers, "x-request-id": call.request_id})
             yield Failed(failure, entry)
             return
-        yield UsageReport(entry.usage, reasoning_tokens=report.reasoning_tokens if report else 0)
+        yield UsageReport(
+            entry.usage,
+            reasoning_tokens=report.reasoning_tokens if report else 0,
+            guardrail_units=dict(entry.guardrail_units),
+        )
         yield Billed(entry)
 
-    def _bill(
-        self,
-        ticket: Ticket,
-        prompt: BedrockPrompt,
-        request_id: str,
-        started: float,
-        log: dict[str, Any],
-        produced: list[str],
-        report: UsageReport | None,
-        outcome: str,
-    ) -> UsageEntry:
-        if report is not None and (report.usage.input_tokens or report.usage.output_tokens):
+    def _bill(self, call: _Call, produced: list[str], report: UsageReport | None, outcome: str) -> UsageEntry:
+        ticket, prompt, log = call.ticket, call.prompt, call.log
+        served = call.served or call.policy.primary
+        reported = report is not None and bool(
+            report.usage.input_tokens or report.usage.output_tokens or report.guardrail_units
+        )
+        if report is not None and reported:
             usage = report.usage
+            units = dict(report.guardrail_units)
         else:
             # Cut before Bedrock's usage report: bill the prompt and what was produced, counted
             # with LiteLLM's tokenizer (an estimate; the entry is marked partial).
             usage = self._gateway.estimate_usage(prompt, "".join(produced))
-        latency_ms = _ms(started)
+            units = self._estimated_guardrail_units(served, prompt, produced)
+        guardrail_usd = guardrail_cost(self._catalog().guardrail_prices, units) if units else Decimal(0)
+        latency_ms = _ms(call.started)
         entry = self._meter.settle(
             ticket,
-            request_id=request_id,
+            request_id=call.request_id,
             operation="chat",
             usage=usage,
             latency_ms=latency_ms,
             status="ok" if outcome == "ok" else "partial",
+            served=served.model,
+            served_by=served.served_by,
+            guardrail_units=units,
+            guardrail_usd=guardrail_usd,
         )
         logger.info(
             "chat completion",
@@ -256,14 +275,25 @@ class ModelService:
                 "status": 200,
                 "outcome": outcome,
                 "latency_ms": latency_ms,
+                "served_by": served.served_by,
+                "served_model": served.model.id,
                 "input_tokens": usage.input_tokens,
                 "output_tokens": usage.output_tokens,
                 "cache_read_tokens": usage.cache_read_tokens,
                 "cache_write_tokens": usage.cache_write_tokens,
+                "guardrail_units": sum(units.values()),
                 "cost_usd": str(entry.cost),
             },
         )
         return entry
+
+    def _estimated_guardrail_units(self, served: Target, prompt: BedrockPrompt, produced: list[str]) -> dict[str, int]:
+        """The text units a guardrail may have used when Bedrock's report was cut off: every priced policy."""
+        if served.guardrail is None:
+            return {}
+        characters = prompt_token_bound(*prompt)
+        units = text_units(characters) + text_units(sum(len(text) for text in produced))
+        return {counter: units for counter, price in self._catalog().guardrail_prices.per_unit.items() if price > 0}
 
     def _time_left(self, deadline: float, request_id: str) -> float:
         left = deadline - self._clock() - BILLING_MARGIN_SECONDS
@@ -378,6 +408,22 @@ class ModelService:
     def count_tokens(self, model: ModelEntry, *, messages: list[dict[str, Any]] | None = None, text: str = "") -> int:
         """A local estimate of a prompt's tokens for ``model`` (no Bedrock call, nothing billed)."""
         return self._gateway.count_tokens(model, messages=messages, text=text)
+
+
+@dataclass
+class _Call:
+    """One admitted chat call, as its run and its bill need it."""
+
+    ticket: Ticket
+    conversation: Conversation
+    prompt: BedrockPrompt
+    policy: CallPolicy
+    request_id: str
+    deadline: float
+    started: float
+    log: dict[str, Any]
+    #: The target answering, once one started to.
+    served: Target | None = None
 
 
 class _Resumed:

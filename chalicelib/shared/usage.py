@@ -7,7 +7,7 @@ a turn's last event carries, what every protocol renders its cost from.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -54,6 +54,13 @@ class UsageEntry:
     #: True when ``cost`` was capped at the reservation; ``usage_cost`` is then what the usage costs.
     capped: bool = False
     usage_cost: Decimal | None = None
+    #: The model the caller asked for, when another one served (a fallback); ``model`` is the one that served.
+    requested_model: str = ""
+    #: The upstream that served: ``<Bedrock model id>@<region>`` ("" for entries from before fallbacks).
+    served_by: str = ""
+    #: Guardrail text units Bedrock reported, by usage counter, and what they cost (part of ``cost``).
+    guardrail_units: dict[str, int] = field(default_factory=dict)
+    guardrail_usd: Decimal = Decimal(0)
 
     @property
     def day(self) -> str:
@@ -71,7 +78,7 @@ class UsageEntry:
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (money as strings, never a float): the reconcile format."""
         data = asdict(self)
-        for name in ("cost", "reserved_key_usd", "reserved_owner_usd", "usage_cost"):
+        for name in MONEY_FIELDS:
             if data[name] is not None:
                 data[name] = str(data[name])
         return data
@@ -81,7 +88,31 @@ class UsageEntry:
         """Inverse of ``to_json`` (trusting its input: ``reconcile.parse_line`` validates first)."""
         values = dict(data)
         values["usage"] = TokenUsage(**values["usage"])
-        for name in ("cost", "reserved_key_usd", "reserved_owner_usd", "usage_cost"):
+        for name in MONEY_FIELDS:
             if values.get(name) is not None:
                 values[name] = Decimal(str(values[name]))
         return cls(**values)
+
+    @property
+    def fell_back(self) -> bool:
+        """True when another model than the one asked for served."""
+        return bool(self.requested_model) and self.requested_model != self.model
+
+    def served_fields(self) -> dict[str, Any]:
+        """What an answer's final usage says besides the cost: who served it, and a guardrail's charge.
+
+        ``served_model`` is the catalog model that answered (a fallback, when it says another name
+        than the one asked for) and ``served_by`` the upstream (``<model id>@<region>``);
+        ``guardrail_text_units`` and ``guardrail_cost_usd`` only when a guardrail assessed the call.
+        """
+        out: dict[str, Any] = {"served_model": self.model}
+        if self.served_by:
+            out["served_by"] = self.served_by
+        if self.guardrail_units:
+            out["guardrail_text_units"] = sum(self.guardrail_units.values())
+            out["guardrail_cost_usd"] = format(self.guardrail_usd.normalize(), "f") if self.guardrail_usd else "0"
+        return out
+
+
+#: The money fields of ``UsageEntry`` (written as strings in JSON, never floats).
+MONEY_FIELDS = ("cost", "reserved_key_usd", "reserved_owner_usd", "usage_cost", "guardrail_usd")
