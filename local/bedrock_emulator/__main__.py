@@ -7,6 +7,7 @@ import signal
 import sys
 from types import FrameType
 
+from .guardrails import add_guardrail
 from .server import EmulatorServer
 
 
@@ -21,6 +22,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="reject profile-only base ids and profile prefixes a model has no real profile for",
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="log every request to stderr")
+    parser.add_argument(
+        "--guardrail",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="a guardrail id the emulator knows besides 'pennyworthdemo' (versions DRAFT and 1); repeatable",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed the draws of #emulator:rate (repeatable runs)")
     return parser.parse_args(argv)
 
 
@@ -32,7 +41,11 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Bind, announce readiness on stderr, serve until interrupted."""
     args = _parse_args(argv)
-    server = EmulatorServer((args.host, args.port), strict_profiles=args.strict_profiles, verbose=args.verbose)
+    for guardrail_id in args.guardrail:
+        add_guardrail(guardrail_id)
+    server = EmulatorServer(
+        (args.host, args.port), strict_profiles=args.strict_profiles, verbose=args.verbose, seed=args.seed
+    )
     signal.signal(signal.SIGTERM, _stop)
     print(f"bedrock emulator listening on {server.base_url}", file=sys.stderr, flush=True)
     try:
