@@ -33,6 +33,14 @@ DEPLOYED_STAGES = ("dev", "prod")
 ALLOWED_WILDCARDS = {
     # PutMetricData supports no resource-level permissions; the statement is narrowed by namespace.
     ("PublishPennyworthMetrics", "Resource"),
+    # A global inference profile sends a request to any commercial region: its foundation model is
+    # granted in every region (Bedrock authorises the destination region's foundation-model ARN).
+    ("InvokeCatalogModels", "Resource"),
+    # The GuardrailIds parameter's ids, in any region (a model may be called in a region of its own)
+    # and any account in the ARN, pinned to this account by the aws:ResourceAccount condition:
+    # CloudFormation cannot join a list with a delimiter holding ${AWS::AccountId}.
+    ("ApplyConfiguredGuardrails", "Resource"),
+    ("CheckConfiguredGuardrails", "Resource"),
 }
 
 
@@ -110,6 +118,10 @@ def test_bedrock_grants_cover_every_catalog_model_and_profile_destination() -> N
             assert any(r.endswith(f":inference-profile/{model_id}") for r in resources)
             for region in ("us-east-1", "us-east-2", "us-west-2"):
                 assert f"arn:${{AWS::Partition}}:bedrock:{region}::foundation-model/{base}" in resources
+        elif prefix == "global":
+            # A global profile may send the request to any region: its model is granted in all.
+            assert any(r.endswith(f":inference-profile/{model_id}") for r in resources)
+            assert f"arn:${{AWS::Partition}}:bedrock:*::foundation-model/{base}" in resources
         else:
             assert f"arn:${{AWS::Partition}}:bedrock:${{AWS::Region}}::foundation-model/{model_id}" in resources
 

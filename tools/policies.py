@@ -36,6 +36,10 @@ PROFILE_REGIONS = {
     "apac": ("ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1", "ap-southeast-1", "ap-southeast-2"),
 }
 
+#: A global inference profile is called from any commercial region and sends the request to any of
+#: them: its foundation model is granted in every region ("*", which also matches the region-less ARN).
+GLOBAL_PROFILE = "global"
+
 Document = dict[str, Any]
 
 
@@ -52,20 +56,54 @@ def bedrock_resources(catalog_path: Path = CATALOG) -> list[Any]:
     resources: list[Any] = []
     for model in json.loads(catalog_path.read_text())["models"]:
         model_id = model["bedrock_model_id"]
+        # A model called in a region of its own (a fallback to another region) is granted there.
+        source = model.get("region") or "${AWS::Region}"
         prefix, _, base = model_id.partition(".")
-        if prefix in PROFILE_REGIONS:
+        if prefix in PROFILE_REGIONS or prefix == GLOBAL_PROFILE:
             resources.append(
-                sub(
-                    f"arn:${{AWS::Partition}}:bedrock:${{AWS::Region}}:${{AWS::AccountId}}:inference-profile/{model_id}"
-                )
+                sub(f"arn:${{AWS::Partition}}:bedrock:{source}:${{AWS::AccountId}}:inference-profile/{model_id}")
             )
             resources += [
                 sub(f"arn:${{AWS::Partition}}:bedrock:{region}::foundation-model/{base}")
-                for region in PROFILE_REGIONS[prefix]
+                for region in PROFILE_REGIONS.get(prefix, ("*",))
             ]
         else:
-            resources.append(sub(f"arn:${{AWS::Partition}}:bedrock:${{AWS::Region}}::foundation-model/{model_id}"))
-    return resources
+            resources.append(sub(f"arn:${{AWS::Partition}}:bedrock:{source}::foundation-model/{model_id}"))
+    return list({json.dumps(r, sort_keys=True): r for r in resources}.values())
+
+
+#: CloudFormation's Fn::Join takes only a literal delimiter, so each partition's guardrail ARNs are
+#: spelt out in a branch of their own, picked by the template's InGovCloud condition.
+GUARDRAIL_PARTITIONS = ("aws-us-gov", "aws")
+
+
+def _guardrail_arns(partition: str) -> Document:
+    """``arn:<partition>:bedrock:*:*:guardrail/<id>`` for each id of the ``GuardrailIds`` parameter.
+
+    Any region: a model may be called in a region of its own, and a guardrail is used in the
+    region of the call. The account is pinned by the statement's ``aws:ResourceAccount`` condition.
+    """
+    prefix = f"arn:{partition}:bedrock:*:*:guardrail/"
+    joined = {"Fn::Join": ["", [prefix, {"Fn::Join": [f",{prefix}", {"Ref": "GuardrailIds"}]}]]}
+    return {"Fn::Split": [",", joined]}
+
+
+def guardrail_statement(sid: str, actions: list[str]) -> Document:
+    """``actions`` on the stack's configured guardrails (``GuardrailIds``) in this account; nothing when none is."""
+    special, default = GUARDRAIL_PARTITIONS
+    return {
+        "Fn::If": [
+            "HasGuardrails",
+            {
+                "Sid": sid,
+                "Effect": "Allow",
+                "Action": actions,
+                "Resource": {"Fn::If": ["InGovCloud", _guardrail_arns(special), _guardrail_arns(default)]},
+                "Condition": {"StringEquals": {"aws:ResourceAccount": sub("${AWS::AccountId}")}},
+            },
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
 
 
 def _logs(log_group: str) -> Document:
@@ -98,6 +136,8 @@ def _models_and_tables(catalog_path: Path) -> list[Document]:
             "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
             "Resource": bedrock_resources(catalog_path),
         },
+        # A call with a guardrail (Converse's guardrailConfig) is authorised as ApplyGuardrail on it.
+        guardrail_statement("ApplyConfiguredGuardrails", ["bedrock:ApplyGuardrail"]),
         # Keys: verify (GetItem), admin CRUD with conditions, list by owner, export (Scan),
         # bulk import (transactions of conditional puts), report/status lookups (BatchGetItem).
         _table(
@@ -135,6 +175,8 @@ def api_policy(catalog_path: Path = CATALOG) -> Document:
                 "Action": ["cognito-idp:ListUsers", "cognito-idp:AdminListGroupsForUser"],
                 "Resource": getatt("UserPool"),
             },
+            # An admin setting a key's guardrail: the admin API checks it exists (GetGuardrail, control plane).
+            guardrail_statement("CheckConfiguredGuardrails", ["bedrock:GetGuardrail"]),
             # Admins can run the daily report on demand (POST /admin/reports/daily).
             *_publish_report(),
         ],
