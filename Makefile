@@ -12,11 +12,13 @@ STAGE ?= dev
 TOOLS_VENV ?= .venv-tools
 BUILD := build/$(STAGE)
 STACK ?= pennyworth-$(STAGE)
-# Unit + route tests that drive LiteLLM through the emulator, and the streaming entry point under the
-# local Lambda Runtime API: run against the built artifact.
+# Unit + route tests that drive LiteLLM through the emulator (chat, streams, reasoning, token counts,
+# Titan and Cohere embeddings, MCP tools), and the streaming entry point under the local Lambda Runtime
+# API: run against the built artifact, whose LiteLLM loads its imports late (tools/lazy_imports.py).
 ARTIFACT_TESTS ?= tests/test_artifact.py tests/test_gateway.py tests/test_app.py tests/test_catalog.py \
   tests/test_keys.py tests/test_ledger.py tests/test_metering.py tests/test_security.py \
-  tests/test_responses_route.py tests/test_anthropic_routes.py tests/test_streaming_artifact.py tests/test_console.py
+  tests/test_responses_route.py tests/test_anthropic_routes.py tests/test_streaming_artifact.py tests/test_console.py \
+  tests/test_embeddings.py tests/test_mcp.py tests/test_anthropic.py
 
 .PHONY: help dev test lint lock bench clean package test-artifact bench-cold validate lint-workflows audit deploy \
   chalice-deploy chalice-delete clients

@@ -20,7 +20,7 @@ from chalicelib.edge.answers import answer
 from chalicelib.edge.endpoint import Endpoint
 from chalicelib.edge.routes import ROUTES
 from chalicelib.settings import get_settings
-from chalicelib.shared.http import HttpRequest
+from chalicelib.shared.http import HttpRequest, combined_headers
 
 app = Chalice(app_name="pennyworth")
 # API Gateway checks the Cognito token of /admin routes in AWS; the app checks it again
@@ -40,7 +40,7 @@ def view(route: Endpoint) -> Callable[..., Response]:
         context = current.context or {}
         request = HttpRequest(
             method=current.method,
-            headers=current.headers,
+            headers=combined_headers(current.headers, current.to_original_event().get("multiValueHeaders")),
             body=current.raw_body,
             query=dict(current.query_params or {}),
             params=params,

@@ -37,7 +37,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 CODEX = ROOT / "tests" / "clients" / "codex" / "node_modules" / ".bin" / "codex"
 CODEX_CONFIG = """model = "claude-haiku-4-5"
 model_provider = "pennyworth"
-web_search = "disabled"
 check_for_update_on_startup = false
 include_environment_context = false
 [model_providers.pennyworth]

@@ -13,6 +13,11 @@
   (404 ``unknown_url``, 405 ``method_not_allowed`` with ``Allow``), as the
   template's gateway responses make them on AWS; neither repeats a header.
 
+* A repeated header reached the app with its first value only; API Gateway hands Lambda all of
+  them. Here the app gets them joined, as on AWS (two keys in one request are refused).
+* Stopped (SIGTERM), chalice local's handler threads (daemons) died with it, and with them any
+  request in flight, unbilled (an MCP ``chat``, embeddings). Here the process takes no new
+  request and waits for those in flight to answer (``DRAIN_SECONDS`` at most) before it exits.
 * Behind the local front (``--behind-front``, as ``make dev`` runs it) it listens on a private
   port and does not print chalice's "Serving on http://127.0.0.1:<that port>": the front prints
   the address to use.
@@ -23,11 +28,19 @@ Usage: ``python -m local.chalice_local local --stage local --port 8000`` (any ch
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-from chalicelib.errors import AppError, MethodNotAllowed, UnknownRoute
+from chalicelib.edge.routes import unknown_route
+from chalicelib.errors import AppError, MethodNotAllowed
+
+#: How long a stopped chalice local waits for the requests in flight (the buffered routes end in 25 s).
+DRAIN_SECONDS = 30.0
+_in_flight = 0
+_idle = threading.Condition()
 
 BEHIND_FRONT = "--behind-front"
 
@@ -46,6 +59,25 @@ def tolerate_non_jwt_authorization() -> None:
         return claims if isinstance(claims, dict) else {}
 
     LocalGatewayAuthorizer._decode_jwt_payload = lenient  # type: ignore[method-assign]
+
+
+def combine_repeated_headers() -> None:
+    """Hand the app every value of a repeated header, joined with ``, ``, as it gets them on AWS.
+
+    chalice local kept a repeated header's first value; API Gateway gives Lambda all of them
+    (``multiValueHeaders``), which the app joins (``combined_headers``). So a request carrying two
+    keys in two ``Authorization`` headers is refused here as it is there, not answered for one.
+    """
+    from chalice.local import ChaliceRequestHandler
+
+    parse = ChaliceRequestHandler._parse_payload
+
+    def parse_payload(self: Any) -> tuple[dict[str, str], bytes | None]:
+        _, body = parse(self)
+        names = dict.fromkeys(name.lower() for name in self.headers)
+        return {name: ", ".join(self.headers.get_all(name) or []) for name in names}, body
+
+    ChaliceRequestHandler._parse_payload = parse_payload  # type: ignore[method-assign]
 
 
 def answer_without_nagle() -> None:
@@ -76,16 +108,46 @@ def openai_routing_errors() -> None:
         try:
             route = self.event_converter._route_matcher.match_route(path)
         except ValueError:
-            error: AppError = UnknownRoute(f"Unknown request URL: {method} {route_path}. See GET /openapi.json.")
+            error: AppError = unknown_route(method, route_path)
             return _answer(error)
         methods = self._app_object.routes[route.route]
         if method != "OPTIONS" and method not in methods:
             allowed = ", ".join(sorted(methods))
             error = MethodNotAllowed(f"{route_path} does not accept {method}; use {allowed}.")
             return _answer(error, {"Allow": allowed})
-        return handle(self, method, path, headers, body)
+        return _counted(lambda: handle(self, method, path, headers, body))
 
     LocalGateway.handle_request = handle_request  # type: ignore[method-assign]
+
+
+def _counted(call: Any) -> Any:
+    """Run one request's handling, counted as in flight (what a stop waits for)."""
+    global _in_flight
+    with _idle:
+        _in_flight += 1
+    try:
+        return call()
+    finally:
+        with _idle:
+            _in_flight -= 1
+            _idle.notify_all()
+
+
+def drain_on_sigterm() -> None:
+    """On SIGTERM, stop taking requests and let those in flight answer (and bill) before exiting.
+
+    The handler runs on the main thread, which serves the accept loop: while it waits, nothing new
+    is accepted; the requests already accepted go on in their threads.
+    """
+
+    def stop(*_: Any) -> None:
+        with _idle:
+            done = _idle.wait_for(lambda: _in_flight == 0, timeout=DRAIN_SECONDS)
+        if not done:
+            print(f"chalice local: stopped with {_in_flight} request(s) still running", file=sys.stderr)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _answer(error: AppError, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -115,6 +177,8 @@ def main() -> int:
         quiet_private_address()
     tolerate_non_jwt_authorization()
     openai_routing_errors()
+    combine_repeated_headers()
+    drain_on_sigterm()
     answer_without_nagle()
     accept_bursts()
     return chalice_main()

@@ -52,6 +52,9 @@ TABLE_NAMES = {
 #: Files in the state directory: moto's pickled AWS, and the stack's ids and secrets.
 AWS_STATE = "aws.pickle"
 STACK_STATE = "stack.json"
+#: Seconds each server gets to stop before SIGKILL: the front and chalice local wait for the
+#: answers in flight (their DRAIN_SECONDS), so they are billed; the others stop at once.
+STOP_SECONDS = {"api": 20, "chalice": 35}
 PORT_ENV = {"api": "PENNYWORTH_PORT", "aws": "PENNYWORTH_AWS_PORT", "bedrock": "PENNYWORTH_BEDROCK_PORT"}
 DEFAULT_PORTS = {"api": 8000, "aws": 8001, "bedrock": 8002}
 
@@ -400,14 +403,18 @@ class DevStack:
         return next((name for name, proc in self._processes.items() if proc.poll() is not None), None)
 
     def stop(self) -> None:
-        """Stop every server (SIGTERM to its process group, then SIGKILL)."""
-        for proc in self._processes.values():
+        """Stop every server, the last started first (SIGTERM to its process group, then SIGKILL).
+
+        The API (the front, then chalice local) stops first and ends the answers in flight,
+        billed, while DynamoDB is still up; then the aggregator, which applies those bills and
+        releases their reservations in a last pass; moto, which saves the state, stops last.
+        """
+        for name in reversed(list(self._processes)):
+            proc = self._processes[name]
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for proc in self._processes.values():
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                proc.wait(timeout=STOP_SECONDS.get(name, 5))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)

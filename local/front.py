@@ -6,8 +6,13 @@ completions, Messages, Responses) are answered in this process by the same
 their chunks leave the moment they are produced (chunked transfer encoding,
 ``TCP_NODELAY``, headers and first chunk in one write). Every other route is
 proxied to ``chalice local``, as API Gateway sends them to the Chalice
-function. When a client goes away mid-stream, the answer is closed, which
-stops Bedrock and bills what was generated, as a cut stream.
+function. When a client goes away mid-stream (a write fails), the answer is
+closed, which stops Bedrock and bills what was generated, as a cut stream. A
+client that only shuts its write side (end of request) still gets its answer.
+Stopped (SIGTERM, as ``make dev`` stops it), the front takes no new request,
+ends each stream at its next chunk, billed, and waits for the answers in flight
+(``DRAIN_SECONDS`` at most) before it exits: its handler threads are daemons,
+and an answer cut by the process dying would be neither billed nor released.
 
 Usage: ``python -m local.front --port 8000 --upstream http://127.0.0.1:PORT``.
 """
@@ -19,13 +24,12 @@ import contextlib
 import http.client
 import json
 import re
-import select
 import signal
-import socket
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -37,6 +41,8 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "host"}
 )
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+#: How long a stopped front waits for the answers in flight to end (and bill) before it exits.
+DRAIN_SECONDS = 15.0
 # What HTTP/1.1 allows as a Content-Length and a chunk size (Python's int() also takes "+5", " 5", "5_0").
 _DECIMAL = re.compile(rb"[0-9]+")
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
@@ -63,6 +69,35 @@ class FrontServer(ThreadingHTTPServer):
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.timeout_seconds = timeout_seconds
+        #: Set when the front stops: each stream ends at its next chunk (and bills).
+        self.stopping = threading.Event()
+        self._in_flight = 0
+        self._idle = threading.Condition()
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Count one request in flight while it is answered (``drain`` waits for them)."""
+        with self._idle:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def drain(self, seconds: float = DRAIN_SECONDS) -> int:
+        """Stop the streams in flight at their next chunk and wait (at most ``seconds``) for every answer.
+
+        Returns how many answers were still running when the wait ended (logged; 0 normally).
+        """
+        self.stopping.set()
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=seconds)
+            left = self._in_flight
+        if left:
+            sys.stderr.write(f"front: stopped with {left} answer(s) still running (unbilled)\n")
+        return left
 
     @property
     def base_url(self) -> str:
@@ -79,7 +114,8 @@ class FrontHandler(BaseHTTPRequestHandler):
         sys.stderr.write(f"front: {self.address_string()} {format % args}\n")
 
     def do_GET(self) -> None:
-        self._dispatch()
+        with self.server.answering():
+            self._dispatch()
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_GET
 
@@ -135,7 +171,7 @@ class FrontHandler(BaseHTTPRequestHandler):
     def _stream(self, path: str, query: str, body: bytes | None) -> None:
         from chalicelib.streaming.handler import handle
 
-        event = api_gateway_event(self.command, path, query, dict(self.headers.items()), body)
+        event = api_gateway_event(self.command, path, query, self.headers.items(), body)
         result = handle(event, deadline=time.time() + self.server.timeout_seconds)
         head = [f"HTTP/1.1 {result.status} {http.client.responses.get(result.status, '')}"]
         head += [f"{name}: {value}" for name, value in result.headers.items() if name.lower() not in _HOP_BY_HOP]
@@ -145,33 +181,30 @@ class FrontHandler(BaseHTTPRequestHandler):
             for chunk in result.chunks:
                 if not chunk:
                     continue
-                if self._client_gone():
-                    break
+                if self.server.stopping.is_set():
+                    break  # the front is stopping: end here, billed, rather than die mid-answer
+                # A client that went away makes this write fail (at the latest the one after, once its
+                # RST is back). End of input alone is not going away: a client may shut its write
+                # side once its request is sent, and still read the answer.
                 self.wfile.write(pending + b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 pending = b""
             else:
                 self.wfile.write(pending + b"0\r\n\r\n")
                 return
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except OSError:
+            pass  # the client is gone (broken pipe, reset)
         finally:
             result.close()  # a client that left stops the upstream and is billed for what was made
         self.close_connection = True
-
-    def _client_gone(self) -> bool:
-        """True when the client closed its end (readable at EOF) before we write more."""
-        sock = self.connection
-        try:
-            readable, _, _ = select.select([sock], [], [], 0)
-            return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
-        except OSError:
-            return True
 
     # -- everything else: chalice local ----------------------------------------------------------
 
     def _proxy(self, body: bytes | None) -> None:
         connection = http.client.HTTPConnection(*self.server.upstream, timeout=120)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            if name.lower() not in _HOP_BY_HOP:  # a repeated header goes on as one, its values joined
+                headers[name.lower()] = f"{headers[name.lower()]}, {value}" if name.lower() in headers else value
         if body is not None:
             headers["Content-Length"] = str(len(body))
         try:
@@ -225,9 +258,17 @@ def _too_large() -> errors.PayloadTooLarge:
 
 
 def api_gateway_event(
-    method: str, path: str, query: str, headers: dict[str, str], body: bytes | None
+    method: str, path: str, query: str, headers: Mapping[str, str] | Iterable[tuple[str, str]], body: bytes | None
 ) -> dict[str, Any]:
-    """The REST API proxy event (payload format 1.0) API Gateway would send for this request."""
+    """The REST API proxy event (payload format 1.0) API Gateway would send for this request.
+
+    ``headers`` as name/value pairs keep a repeated header: like API Gateway, the event's
+    ``headers`` hold its last value and ``multiValueHeaders`` all of them.
+    """
+    pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
+    multi: dict[str, list[str]] = {}
+    for name, value in pairs:
+        multi.setdefault(name, []).append(value)
     params = dict(parse_qsl(query, keep_blank_values=True)) if query else None
     text = None
     base64_encoded = False
@@ -242,8 +283,8 @@ def api_gateway_event(
         "resource": path,
         "path": path,
         "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "headers": {name: values[-1] for name, values in multi.items()},
+        "multiValueHeaders": multi,
         "queryStringParameters": params,
         "requestContext": {
             "requestId": str(uuid.uuid4()),
@@ -284,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, help="seconds an answer may take (default: PENNYWORTH_STREAM_TIMEOUT_SECONDS)"
     )
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leaves serve_forever: no new request
     from chalicelib.settings import get_settings
 
     timeout = args.timeout or get_settings().stream_timeout_seconds  # the streaming function's timeout on AWS
@@ -294,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.serve_forever(poll_interval=0.05)
     finally:
+        server.drain()  # the answers in flight end and bill before the process does
         server.server_close()
     return 0
 

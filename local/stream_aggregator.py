@@ -102,12 +102,19 @@ class StreamDrain:
         return read
 
     def run(self, interval: float, stop: threading.Event) -> None:
-        """Drain every ``interval`` seconds until ``stop`` is set; failures are logged and retried."""
-        while not stop.is_set():
+        """Drain every ``interval`` seconds until ``stop`` is set, then once more; failures are logged and retried.
+
+        The last pass applies what was billed while the stack stopped (``make dev`` stops the API
+        first, then this, then moto), so no reservation is left held in the saved state.
+        """
+        while True:
+            stopping = stop.is_set()
             try:
                 self.drain()
             except Exception as exc:  # noqa: BLE001 - keep the local stack alive; the next pass retries
                 print(f"stream aggregator: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            if stopping:
+                return
             stop.wait(interval)
 
 

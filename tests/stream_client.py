@@ -84,3 +84,25 @@ class StreamClient:
         finally:
             result.close()
         return response
+
+
+def in_process_transport(httpx: Any, timeout_seconds: float = 300) -> Any:
+    """A transport of the ``httpx`` module given that answers the streaming routes in process, for the SDKs.
+
+    ``OpenAI(base_url="http://gateway.test/v1", http_client=httpx.Client(transport=in_process_transport(httpx)))``
+    runs the SDK's own parsing (its error events included) over what the handler streams. (The
+    anthropic SDK brings its own fork of the module, ``httpx2``.)
+    """
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        event = api_gateway_event(
+            request.method, request.url.path, request.url.query.decode(), dict(request.headers), request.content
+        )
+        result = handle(event, deadline=time.time() + timeout_seconds)
+        try:
+            body = b"".join(result.chunks)
+        finally:
+            result.close()
+        return httpx.Response(result.status, headers=result.headers, content=body)
+
+    return httpx.MockTransport(serve)

@@ -373,6 +373,24 @@ def test_audit_event_and_change_commit_together(keys_table: Any, aws: Any) -> No
     assert store.get(record.key_id).name == ""
 
 
+def test_a_rotated_out_secret_in_its_grace_period_is_revoked_with_its_key_and_its_use_audited(
+    as_alice: Api, client: Client
+) -> None:
+    # GIVEN a key rotated with an hour's grace: both secrets work
+    key = as_alice.call("post", "/admin/keys", {"name": "rotated"}).json_body
+    rotated = as_alice.call("post", f"/admin/keys/{key['key_id']}/rotate", {"grace_seconds": 3600}).json_body
+    assert use_key(client, key["secret"]) == use_key(client, rotated["secret"]) == 200
+    # WHEN the key is revoked
+    as_alice.call("post", f"/admin/keys/{key['key_id']}/revoke", {"reason": "leaked"})
+    # THEN the old secret, still in its grace period, is told the key is revoked (not that it is wrong)
+    for secret in (key["secret"], rotated["secret"]):
+        response = client.http.get("/v1/models", headers={"Authorization": f"Bearer {secret}"})
+        assert_error(response, 401, "revoked_api_key")
+    # AND its use is in the audit log, as the new secret's is
+    events = as_alice.call("get", f"/admin/keys/{key['key_id']}/audit").json_body["data"]
+    assert [e["action"] for e in events] == ["created", "rotated", "revoked", "revoked_use"]
+
+
 def test_audit_refuses_secrets_and_unknown_actions(aws: Any) -> None:
     audit = AuditLog(aws.Table(AUDIT_TABLE))
     with pytest.raises(ValueError, match="never carry secrets"):

@@ -371,3 +371,59 @@ def test_what_reaches_bedrock_for_a_claude_code_tool_turn(
     assert sent["additionalModelRequestFields"]["thinking"] == {"type": "enabled", "budget_tokens": 31999}
     text = "".join(p["delta"].get("text", "") for n, p in events_of(response) if n == "content_block_delta")
     assert "Tool Read returned: an image (png" in text
+
+
+def test_a_cut_stream_error_carries_its_bill_to_the_anthropic_sdk(key: tuple) -> None:
+    import anthropic
+    import httpx2
+
+    from tests.stream_client import in_process_transport
+
+    record, plaintext = key
+    client = anthropic.Anthropic(
+        base_url="http://gateway.test",
+        api_key=plaintext,
+        max_retries=0,
+        http_client=httpx2.Client(transport=in_process_transport(httpx2)),
+    )
+    with pytest.raises(anthropic.APIError) as caught:
+        for _ in client.messages.create(**hello(text="Tell me more #emulator:cut"), stream=True):
+            pass
+    [entry] = wiring.ledger().entries_for_key(record.key_id)
+    usage = caught.value.body["usage"]
+    assert entry["status"] == "partial" and Decimal(usage["cost_usd"]) == entry["cost"] > 0
+    assert (usage["input_tokens"], usage["output_tokens"]) == (entry["input_tokens"], entry["output_tokens"])
+
+
+def test_a_cut_message_bills_its_tool_definitions(key: tuple) -> None:
+    # Claude Code sends ~20k tokens of tools a request: a cut answer is billed for them too.
+    record, plaintext = key
+    tools = [
+        {
+            "name": f"workspace_tool_{n}",
+            "description": "Reads, searches or edits files in the user's workspace and reports what it did. " * 12,
+            "input_schema": {
+                "type": "object",
+                "properties": {f"argument_{m}": {"type": "string", "description": "An input."} for m in range(12)},
+            },
+        }
+        for n in range(8)
+    ]
+    assert post(plaintext, hello(text="Go on", tools=tools)).status_code == 200
+    whole = int(wiring.ledger().entries_for_key(record.key_id)[0]["input_tokens"])
+    assert post(plaintext, hello(text="Go on #emulator:cut", tools=tools, stream=True)).status_code == 200
+    [cut] = [e for e in wiring.ledger().entries_for_key(record.key_id) if e["status"] == "partial"]
+    assert 0.7 * whole <= cut["input_tokens"] <= 1.4 * whole, (cut["input_tokens"], whole)
+
+
+def test_count_tokens_counts_against_the_keys_request_limit_and_stays_free(env: None, keys_table: Any) -> None:
+    # GIVEN a key limited to 2 requests a minute
+    record, plaintext = KeyStore(keys_table).create(owner_sub="o", rpm_limit=2)
+    body = {"model": HAIKU, "messages": [{"role": "user", "content": "foo"}]}
+    answers = [post(plaintext, body, path="/v1/messages/count_tokens") for _ in range(3)]
+    # THEN the third call in the minute is refused like any request, and none of them is billed
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[1].headers["x-ratelimit-remaining-requests"] == "0"
+    assert answers[2].json_body["error"]["type"] == "rate_limit_error" and answers[2].headers["Retry-After"]
+    assert post(plaintext, hello()).status_code == 429  # the minute is spent for messages too
+    assert wiring.ledger().entries_for_key(record.key_id) == []

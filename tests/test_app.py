@@ -73,6 +73,19 @@ def test_models_list_and_get(client: Client, key) -> None:
     assert missing.status_code == 404 and missing.json_body["error"]["code"] == "model_not_found"
 
 
+def test_a_model_outside_the_allowlist_is_not_found_like_one_that_does_not_exist(client: Client, keys_table) -> None:
+    # OpenAI's answer (404, "does not exist or you do not have access") tells a key nothing of the catalog
+    _, plaintext = KeyStore(keys_table).create(owner_sub="o", allowed_models=["nova-micro"])
+    hidden = client.http.get("/v1/models/claude-haiku-4-5", headers=auth(plaintext))
+    absent = client.http.get("/v1/models/no-such-model", headers=auth(plaintext))
+    for response, name in ((hidden, "claude-haiku-4-5"), (absent, "no-such-model")):
+        assert response.status_code == 404, response.json_body
+        error = response.json_body["error"]
+        assert error["code"] == "model_not_found" and error["param"] == "model"
+        assert f"The model '{name}' does not exist or you do not have access to it." in error["message"]
+    assert "claude" not in absent.json_body["error"]["message"].replace("no-such-model", "")
+
+
 def test_allowlist_narrows_models_and_refuses_others(client: Client, keys_table) -> None:
     _, plaintext = KeyStore(keys_table).create(owner_sub="o", allowed_models=["nova-micro"])
     listing = client.http.get("/v1/models", headers=auth(plaintext)).json_body
@@ -138,8 +151,10 @@ def test_upstream_timeout_follows_the_deadline(client: Client, key, usage_table)
     response = post_chat(client, plaintext, hello(text="slow #emulator:sleep=4"), timeout_seconds=5)
     assert response.status_code == 504
     assert response.json_body["error"]["code"] == "upstream_timeout"
-    assert response.headers["x-request-id"]
-    assert wiring.ledger().entries_for_key(record.key_id) == []  # nothing produced, nothing billed
+    # Bedrock had the prompt: the call the gateway gave up on is billed its prompt (partial)
+    [entry] = wiring.ledger().entries_for_key(record.key_id)
+    assert response.headers["x-request-id"] == entry["request_id"]
+    assert (entry["status"], entry["output_tokens"]) == ("partial", 0) and entry["input_tokens"] > 0
 
 
 @pytest.mark.parametrize(
@@ -226,3 +241,62 @@ def test_absurd_max_tokens_is_a_400_before_any_limit_or_budget(client: Client, k
     response = post_chat(client, plaintext, hello(max_tokens=max_tokens))
     assert response.status_code == 400, response.body
     assert response.json_body["error"]["param"] == "max_tokens"
+
+
+def test_a_cut_stream_error_carries_its_bill_to_the_openai_sdk(env, key) -> None:
+    # GIVEN the official SDK reading a stream that Bedrock cuts mid-answer
+    import httpx
+    import openai
+
+    from tests.stream_client import in_process_transport
+
+    record, plaintext = key
+    client = openai.OpenAI(
+        base_url="http://gateway.test/v1",
+        api_key=plaintext,
+        max_retries=0,
+        http_client=httpx.Client(transport=in_process_transport(httpx)),
+    )
+    # WHEN the stream ends with the error event THEN the SDK's error carries what was billed
+    with pytest.raises(openai.APIError) as caught:
+        for _ in client.chat.completions.create(**hello(text="Tell me more #emulator:cut"), stream=True):
+            pass
+    [entry] = wiring.ledger().entries_for_key(record.key_id)
+    usage = caught.value.body["usage"]
+    assert entry["status"] == "partial" and Decimal(usage["cost_usd"]) == entry["cost"] > 0
+    assert (usage["prompt_tokens"], usage["completion_tokens"]) == (entry["input_tokens"], entry["output_tokens"])
+
+
+def test_an_unknown_streamed_route_names_the_nearest_one(env, key) -> None:
+    _, plaintext = key
+    response = StreamClient().post("/v1/chat/completion", headers=auth(plaintext), body=json.dumps(hello()))
+    error = response.json_body["error"]
+    assert response.status_code == 404 and error["code"] == "unknown_url"
+    assert "Did you mean POST /v1/chat/completions?" in error["message"]
+
+
+def test_an_unknown_model_names_the_nearest_alias_and_where_models_are_listed(client: Client, key) -> None:
+    _, plaintext = key
+    error = post_chat(client, plaintext, hello("claude-haiku-4.5")).json_body["error"]
+    assert error["code"] == "model_not_found" and error["param"] == "model"
+    assert "Did you mean 'claude-haiku-4-5'?" in error["message"] and "GET /v1/models" in error["message"]
+    far = post_chat(client, plaintext, hello("gpt-4o")).json_body["error"]["message"]
+    assert "Did you mean" not in far and "GET /v1/models" in far
+
+
+def test_a_model_of_the_other_kind_says_what_it_is(client: Client, key) -> None:
+    _, plaintext = key
+    chat = post_chat(client, plaintext, hello("titan-embed-text-v2"))
+    assert chat.status_code == 404
+    assert "is an embedding model" in chat.json_body["error"]["message"]
+    assert "POST /v1/embeddings" in chat.json_body["error"]["message"]
+    embedding = client.http.post(
+        "/v1/embeddings", headers=auth(plaintext), body=json.dumps({"model": "nova-micro", "input": "x"})
+    )
+    assert embedding.status_code == 404 and "is a chat model" in embedding.json_body["error"]["message"]
+
+
+def test_hints_never_name_a_model_outside_the_keys_allowlist(client: Client, keys_table) -> None:
+    _, plaintext = KeyStore(keys_table).create(owner_sub="o", allowed_models=["nova-micro"])
+    error = post_chat(client, plaintext, hello("claude-haiku-4.5")).json_body["error"]
+    assert "claude-haiku-4-5" not in error["message"].replace("claude-haiku-4.5", "")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -121,3 +123,70 @@ def test_the_merged_api_keeps_our_gateway_responses(template: dict[str, Any]) ->
     expected = ours["Resources"]["RestAPI"]["Properties"]["GatewayResponses"]
     assert template["Resources"]["RestAPI"]["Properties"]["GatewayResponses"] == expected
     assert "messageString" not in json.dumps(expected)
+
+
+#: What a cold chat completion must not load, and why (tools/lazy_imports.py defers it; the
+#: unrewritten LiteLLM loads every one of them). A LiteLLM or SDK upgrade that makes one eager
+#: again fails here instead of slowing every cold start down.
+UNUSED_ON_A_COLD_CHAT = {
+    "aiohttp": "LiteLLM's async transport: the gateway calls LiteLLM synchronously",
+    "litellm.router": "LiteLLM's router: the gateway picks the deployment itself",
+    "litellm.proxy._types": "the LiteLLM proxy's types: the proxy never runs here",
+    "litellm.types.integrations.datadog": "a logging integration never configured",
+    "litellm.integrations.opentelemetry": "a logging integration never configured",
+    "litellm.assistants.main": "an API the gateway does not call",
+    "litellm.fine_tuning.main": "an API the gateway does not call",
+    "litellm.realtime_api.main": "an API the gateway does not call",
+    "litellm.llms.vertex_ai.vertex_embeddings.transformation": "another provider",
+    "openai.types.beta.assistant": "the OpenAI SDK's types for an API LiteLLM does not call here",
+    "openai.types.graders": "the OpenAI SDK's types for an API LiteLLM does not call here",
+}
+#: Modules loaded by a cold chat then a cold stream (1,078 at the time of writing; 3,349 before the
+#: imports were deferred). Over this, something a rule kept out is back.
+COLD_MODULES_BUDGET = 1_400
+
+_COLD_CHAT = r"""
+import json, os, sys
+sys.path[:0] = [sys.argv[1]]
+os.environ.update({"AWS_ACCESS_KEY_ID": "cold", "AWS_SECRET_ACCESS_KEY": "cold"})
+from chalicelib.gateway import load_litellm
+from chalicelib.gateway.loader import DeferredEncoding
+litellm = load_litellm()
+common = {"aws_bedrock_runtime_endpoint": sys.argv[2], "aws_region_name": "us-east-1", "num_retries": 0}
+messages = [{"role": "user", "content": "Hello"}]
+answer = litellm.completion(model="bedrock/converse/us.amazon.nova-micro-v1:0", messages=messages, **common)
+after_chat = sorted(sys.modules)
+encoding = litellm.main._encoding_cache
+deferred = isinstance(encoding, DeferredEncoding) and not encoding.loaded
+chunks = list(litellm.completion(
+    model="bedrock/converse/us.amazon.nova-micro-v1:0", messages=messages, stream=True, **common
+))
+print(json.dumps({
+    "text": answer.choices[0].message.content, "chunks": len(chunks), "after_chat": after_chat,
+    "after_stream": len(sys.modules), "encoding_deferred": deferred,
+    "rewritten": type(sys.modules["litellm"]).__name__, "tokens": litellm.token_counter(model="", text="a b c"),
+}))
+"""
+
+
+def test_a_cold_chat_leaves_unloaded_what_it_does_not_use(emulator_url: str) -> None:
+    # GIVEN a fresh interpreter over the artifact alone (as Lambda has it)
+    artifact = str(Path(str(ARTIFACT)).resolve())
+    done = subprocess.run(
+        [sys.executable, "-S", "-B", "-c", _COLD_CHAT, artifact, emulator_url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": os.environ.get("PATH", ""), "AWS_REGION": "us-east-1", "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # WHEN it answers a chat completion and then a stream
+    cold = json.loads(done.stdout.strip().splitlines()[-1])
+    assert cold["text"] and cold["chunks"] > 1 and cold["tokens"] == 3
+    # THEN LiteLLM was rewritten, and what the chat does not use stayed out
+    assert cold["rewritten"] == "_Module"
+    loaded = {name: why for name, why in UNUSED_ON_A_COLD_CHAT.items() if name in cold["after_chat"]}
+    assert not loaded, f"a cold chat loaded what tools/lazy_imports.py keeps out: {loaded}"
+    # tiktoken's BPE ranks are loaded by whatever tokenizes, not by a Converse call (loader.py)
+    assert cold["encoding_deferred"], "LiteLLM no longer caches its default encoding in litellm.main"
+    assert cold["after_stream"] <= COLD_MODULES_BUDGET, cold["after_stream"]

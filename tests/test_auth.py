@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from chalicelib.admin.auth import (
     jwks_url,
 )
 from chalicelib.errors import AuthenticationFailed, InvalidRequest, ServiceUnavailable
+from chalicelib.keys.store import KeyStore
 from tests.cognito_helpers import Pool, User, add_user, bearer, make_pool, mint, other_key, sign_in
 
 
@@ -297,3 +299,76 @@ def test_a_user_added_to_a_group_after_signing_in_gets_no_rights_from_the_old_to
     token = sign_in(cognito, pool, member)["IdToken"]
     cognito.admin_add_user_to_group(UserPoolId=pool.user_pool_id, Username=member.email, GroupName="admins")
     assert not authenticator.authenticate(bearer(token)).is_admin
+
+
+# -- two keys in one request: refused as ambiguous, however the duplicates arrive (issue 20) -----
+
+
+def _api_gateway_event(method: str, path: str, pairs: list[tuple[str, str]], resource: str | None = None) -> dict:
+    """A REST API proxy event as API Gateway sends it: ``headers`` keeps a repeated header's last
+    value, ``multiValueHeaders`` all of them."""
+    multi: dict[str, list[str]] = {}
+    for name, value in pairs:
+        multi.setdefault(name, []).append(value)
+    return {
+        "resource": resource or path,
+        "path": path,
+        "httpMethod": method,
+        "headers": {name: values[-1] for name, values in multi.items()},
+        "multiValueHeaders": multi,
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {"httpMethod": method, "resourcePath": resource or path, "path": path, "requestId": "r1"},
+        "body": None,
+        "isBase64Encoded": False,
+    }
+
+
+@pytest.fixture
+def two_keys(monkeypatch: pytest.MonkeyPatch, aws, keys_table, emulator_url: str) -> tuple[str, str]:
+    from chalicelib import wiring
+
+    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
+    wiring.reset()
+    store = KeyStore(keys_table)
+    return store.create(owner_sub="alice", name="a")[1], store.create(owner_sub="bob", name="b")[1]
+
+
+@pytest.mark.parametrize("header", ["Authorization", "x-api-key"])
+def test_two_different_keys_in_one_header_name_are_refused_on_a_streamed_route(two_keys, header: str) -> None:
+    import json
+
+    from chalicelib.streaming.handler import handle
+
+    first, second = two_keys
+    value = "Bearer {}" if header == "Authorization" else "{}"
+    event = _api_gateway_event(
+        "POST",
+        "/v1/messages",
+        [(header, value.format(first)), (header, value.format(second)), ("anthropic-version", "2023-06-01")],
+    )
+    event["body"] = json.dumps(
+        {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    )
+    result = handle(event, deadline=time.time() + 30)
+    body = json.loads(b"".join(result.chunks))
+    assert result.status == 401 and "two different" in body["error"]["message"], body
+
+
+def test_two_different_keys_are_refused_on_a_buffered_route_as_lambda_gets_them(two_keys) -> None:
+    import json
+
+    from chalice.local import LambdaContext
+
+    from app import app
+
+    first, second = two_keys
+    pairs = [("Authorization", f"Bearer {first}"), ("Authorization", f"Bearer {second}")]
+    answer = app(_api_gateway_event("GET", "/v1/models", pairs), LambdaContext("f", 128))
+    error = json.loads(answer["body"])["error"]
+    assert answer["statusCode"] == 401 and error["code"] == "ambiguous_api_key", error
+    # the same key twice is one key
+    same = [("Authorization", f"Bearer {first}"), ("Authorization", f"Bearer {first}")]
+    assert app(_api_gateway_event("GET", "/v1/models", same), LambdaContext("f", 128))["statusCode"] == 200

@@ -46,6 +46,7 @@ TINY: dict[str, tuple[list[str], set[str]]] = {
         ["--requests", "1", "--warmup", "0", "--pieces", "4", "--delay", "0.01", "--long-pieces", "40"],
         {"benchmark", "requests_per_path", "direct", "gateway", "added_first_piece_ms", "long_stream"},
     ),
+    "whole_answers.py": (["--rounds", "1", "--sizes", "30"], {"benchmark", "rounds", "sizes"}),
 }
 #: Modules in bench/ that are not benchmarks themselves.
 NOT_BENCHMARKS = {"baseline_v1.py"}  # the previous ledger design, run by ledger_scale.py

@@ -72,3 +72,24 @@ def test_a_slow_reader_holds_the_source_back_instead_of_buffering_everything() -
     time.sleep(0.3)
     assert len(produced) <= deadline.READ_AHEAD + 3  # bounded read-ahead: back-pressure, not a pile
     stream.close()
+
+
+def test_closing_hands_back_what_was_read_ahead_but_never_taken() -> None:
+    # GIVEN a reader that took one event while the worker read the rest ahead
+    closed = threading.Event()
+    stream = until(paced(["a", "b", "c", "d"], 0.0, closed), time.time() + 30)
+    assert next(stream) == "a"
+    time.sleep(0.2)
+    # WHEN the reader stops; THEN the events generated but not taken come back, in order, once
+    assert stream.close() == ["b", "c", "d"]
+    assert stream.close() == []
+    assert closed.wait(2)
+
+
+def test_after_a_timeout_closing_hands_back_what_arrived_since() -> None:
+    closed = threading.Event()
+    stream = until(paced(["a", "b"], 0.3, closed), time.time() + 0.1)
+    with pytest.raises(errors.UpstreamTimeout):
+        next(stream)
+    time.sleep(0.4)  # "a" arrives after the reader gave up waiting
+    assert stream.close() == ["a"]

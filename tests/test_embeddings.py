@@ -6,6 +6,7 @@ import base64
 import json
 import re
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from chalice.test import Client
 
 from chalicelib import errors, wiring
 from chalicelib.catalog.catalog import load_catalog
-from chalicelib.gateway import Gateway, UpstreamConfig
+from chalicelib.gateway import Gateway, UpstreamConfig, load_litellm
 from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.openai.parse import EMBEDDING_PARAMETERS, parse_embedding_request
 from chalicelib.settings import DEFAULT_CATALOG
@@ -207,3 +208,57 @@ def test_route_admission_uses_the_same_budget_as_chat(client: Client, keys_table
     response = post(client, plaintext, {"model": "titan-embed-text-v2", "input": "more than five tokens of text here"})
     assert response.status_code == 429 and response.json_body["error"]["code"] == "insufficient_quota"
     assert wiring.ledger().entries_for_key(record.key_id) == []
+
+
+# -- one deadline for the whole request (issue 20) -----------------------------------------------
+
+
+def slow_inputs(count: int) -> list[str]:
+    """Titan embeds one text per call: ``count`` calls of a second each, 8 at a time."""
+    return [f"text number {n} #emulator:sleep=1" for n in range(count)]
+
+
+def test_the_route_answers_at_its_deadline_and_bills_what_bedrock_embedded(
+    monkeypatch: pytest.MonkeyPatch, client: Client, keys_table, usage_table, drain
+) -> None:
+    # GIVEN a budgeted key, 128 Titan inputs (16 rounds of a second) and a 6 s deadline for the request
+    from decimal import Decimal
+
+    monkeypatch.setenv("PENNYWORTH_UPSTREAM_TIMEOUT_SECONDS", "6")
+    wiring.reset()
+    record, plaintext = KeyStore(keys_table).create(owner_sub="o", monthly_budget_usd=Decimal("5"))
+    load_litellm()  # its first import takes seconds; not part of what is timed
+    started = time.monotonic()
+    response = post(client, plaintext, {"model": "titan-embed-text-v2", "input": slow_inputs(128)})
+    elapsed = time.monotonic() - started
+    # THEN the caller gets a 504 inside the deadline, not after every round
+    assert response.status_code == 504, response.body
+    assert response.json_body["error"]["code"] == "embedding_time_limit" and elapsed < 6.5, elapsed
+    # AND what Bedrock embedded (or was embedding) by then is billed, the rest not, and nothing stays reserved
+    [entry] = wiring.ledger().entries_for_key(record.key_id)
+    per_input = count_tokens(slow_inputs(1)[0])
+    assert entry["status"] == "partial" and per_input * 8 <= entry["input_tokens"] < per_input * 128
+    assert Decimal(response.headers["x-pennyworth-cost-usd"]) == entry["cost"]
+    drain(usage_table)
+    assert Decimal(wiring.meter().spend(record)["budget"]["reserved_usd"]) == 0
+
+
+def test_mcp_embed_answers_inside_its_request_budget(monkeypatch: pytest.MonkeyPatch, client: Client, key) -> None:
+    from chalicelib.protocols.mcp import route as mcp_route
+
+    monkeypatch.setattr(mcp_route, "REQUEST_BUDGET_SECONDS", 6.0)
+    record, plaintext = key
+    load_litellm()
+    message = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "embed", "arguments": {"model": "titan-embed-text-v2", "input": slow_inputs(128)}},
+    }
+    headers = {"Authorization": f"Bearer {plaintext}", "Content-Type": "application/json"}
+    started = time.monotonic()
+    result = client.http.post("/mcp", headers=headers, body=json.dumps(message)).json_body["result"]
+    assert result["isError"] is True and "504" in result["content"][0]["text"]
+    assert time.monotonic() - started < 6.5
+    [entry] = wiring.ledger().entries_for_key(record.key_id)
+    assert entry["status"] == "partial" and entry["input_tokens"] > 0

@@ -6,6 +6,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -594,3 +595,192 @@ def test_a_stream_that_stalls_near_the_deadline_is_cut_at_the_deadline(gateway: 
     assert error["code"] == "answer_time_limit"
     assert elapsed < 8.5, elapsed  # the cut-off, plus billing; not the second piece's 10 s
     assert outcome.status == "partial" and outcome.usage.output_tokens > 0
+
+
+# -- what a call the gateway did not see to its end is billed (issue 20) -------------------------
+
+
+def png_of(width: int, height: int) -> str:
+    """A ``data:`` URL of a PNG whose header says ``width`` × ``height`` (what a size estimate reads)."""
+    import base64 as b64
+    import struct
+    import zlib
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    ihdr = struct.pack(">I", len(header)) + b"IHDR" + header + struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    return "data:image/png;base64," + b64.b64encode(b"\x89PNG\r\n\x1a\n" + ihdr + iend).decode()
+
+
+#: Tools of the size coding agents send (Claude Code: ~20k tokens of them each request).
+BIG_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": f"workspace_tool_{n}",
+            "description": "Reads, searches or edits files in the user's workspace and reports what it did. " * 12,
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    f"argument_{m}": {"type": "string", "description": f"The {m}th input, as the user wrote it."}
+                    for m in range(12)
+                },
+                "required": ["argument_0"],
+            },
+        },
+    }
+    for n in range(8)
+]
+REPORT_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "report",
+        "schema": {
+            "type": "object",
+            "properties": {
+                f"finding_{m}": {"type": "string", "description": "One finding of the review, in a sentence or two."}
+                for m in range(60)
+            },
+            "required": ["finding_0"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def carrying(what: str, text: str) -> dict[str, Any]:
+    """A Claude request whose prompt is mostly ``what``: tool definitions, an output schema or an image."""
+    if what == "tools":
+        return {"model": "claude-haiku-4-5", "tools": BIG_TOOLS, "messages": [{"role": "user", "content": text}]}
+    if what == "response_format":
+        return {
+            "model": "claude-haiku-4-5",
+            "response_format": REPORT_SCHEMA,
+            "messages": [{"role": "user", "content": text}],
+        }
+    # 1000 × 750 px: 1,000 tokens by Claude's rule (one per 750 px), what the emulator bills an image
+    image = {"type": "image_url", "image_url": {"url": png_of(1000, 750)}}
+    content = [{"type": "text", "text": text}, image]
+    return {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": content}]}
+
+
+def entries() -> list[dict[str, Any]]:
+    return _BILLING["meter"]._ledger.entries_for_key(_BILLING["key"].key_id)
+
+
+def last_entry(seen: int) -> dict[str, Any]:
+    """The entry billed after the ``seen`` first ones (entries of one second are in no given order)."""
+    now = entries()
+    assert len(now) == seen + 1, now
+    return next(e for e in now if e["request_id"] not in {n["request_id"] for n in now if n["status"] == "ok"})
+
+
+def converse(gateway: Gateway, *, seconds_left: float = 60, **body: Any) -> Turn:
+    service = ModelService(catalog=lambda: CATALOG, gateway=gateway, meter=_BILLING["meter"])
+    conversation = parse_chat_request({"model": "nova-micro", **body}).conversation
+    return service.converse(_BILLING["key"], conversation, deadline=time.time() + seconds_left, surface="test")
+
+
+@pytest.mark.parametrize("what", ["tools", "image"])
+def test_a_cut_stream_bills_the_whole_prompt_bedrock_counts(gateway: Gateway, what: str) -> None:
+    # GIVEN what the same prompt is billed when the answer completes
+    whole = run(gateway, **carrying(what, "Tell me more")).usage.input_tokens
+    assert whole > 900
+    # WHEN the stream is cut before Bedrock's usage report THEN the estimate counts the whole prompt
+    cut = run(gateway, stream=True, **carrying(what, "Tell me more #emulator:cut"))
+    assert cut.status == "partial"
+    assert 0.7 * whole <= cut.usage.input_tokens <= 1.4 * whole, (cut.usage, whole)
+
+
+def hang_up_after_one_event(gateway: Gateway, **body: Any) -> None:
+    turn = converse(gateway, **body)
+    next(iter(turn))
+    turn.close()
+
+
+@pytest.mark.parametrize("ending", ["cut", "stream_error", "answer_time_limit", "hang_up"])
+def test_every_way_an_answer_breaks_off_bills_the_tool_definitions(gateway: Gateway, ending: str) -> None:
+    whole = run(gateway, **carrying("tools", "Go on")).usage.input_tokens
+    if ending == "hang_up":
+        hang_up_after_one_event(gateway, stream=True, **carrying("tools", "Go on #emulator:tokens=60"))
+    elif ending == "answer_time_limit":
+        from chalicelib.gateway import load_litellm
+
+        load_litellm()
+        body = carrying("tools", "Go on #emulator:tokens=60 #emulator:chunk_delay=1")
+        run(gateway, seconds_left=5, stream=True, **body)
+    else:
+        run(gateway, stream=True, **carrying("tools", f"Go on #emulator:{ending}"))
+    billed = last_entry(1)
+    assert billed["status"] == "partial"
+    assert 0.7 * whole <= billed["input_tokens"] <= 1.4 * whole, (billed["input_tokens"], whole)
+
+
+def test_a_caller_that_hangs_up_is_billed_for_what_was_read_ahead_of_it(gateway: Gateway) -> None:
+    # GIVEN Bedrock sends a whole 120-token answer at once, while the caller has taken one piece
+    turn = converse(gateway, stream=True, messages=[{"role": "user", "content": "Go #emulator:tokens=120"}])
+    next(iter(turn))
+    time.sleep(0.5)  # the reader has read the rest ahead, Bedrock's usage report included
+    # WHEN the caller hangs up THEN the bill is Bedrock's own count, not the piece the caller took
+    turn.close()
+    [billed] = entries()
+    assert billed["output_tokens"] == 120
+
+
+def test_a_whole_answer_outliving_its_deadline_is_billed_for_what_was_generated(gateway: Gateway) -> None:
+    # GIVEN a non-streamed request whose answer takes ~30 s, with 6 s left (the cut-off is 3 s before)
+    from chalicelib.gateway import load_litellm
+
+    load_litellm()
+    started = time.monotonic()
+    with pytest.raises(errors.UpstreamTimeout) as caught:
+        run(
+            gateway,
+            seconds_left=6,
+            messages=[{"role": "user", "content": "hi #emulator:tokens=30 #emulator:chunk_delay=1"}],
+        )
+    # THEN the caller gets a 504 at the deadline, and what Bedrock generated until then is billed
+    assert time.monotonic() - started < 6
+    [billed] = entries()
+    assert billed["status"] == "partial" and 0 < billed["output_tokens"] < 30
+    assert Decimal(caught.value.headers["x-pennyworth-cost-usd"]) == billed["cost"] > 0
+    assert caught.value.headers["x-request-id"] == billed["request_id"]
+
+
+def test_a_call_given_up_before_its_first_token_is_billed_its_prompt(gateway: Gateway) -> None:
+    # Bedrock received the prompt and read it; the gateway stopped waiting before any output came.
+    with pytest.raises(errors.UpstreamTimeout):
+        run(gateway, seconds_left=5, messages=[{"role": "user", "content": "hi #emulator:sleep=3"}])
+    [billed] = entries()
+    assert billed["status"] == "partial" and billed["input_tokens"] > 0
+    assert billed["output_tokens"] == 0
+
+
+def test_a_call_bedrock_refuses_is_not_billed(gateway: Gateway) -> None:
+    with pytest.raises(errors.RateLimited):
+        run(gateway, messages=[{"role": "user", "content": "hi #emulator:throttle"}])
+    assert entries() == []
+
+
+def test_litellm_reads_a_json_schema_answer_whole_so_closing_it_cannot_stop_bedrock(recorder) -> None:
+    # What Gateway.reads_whole rests on: LiteLLM sends a json_schema request as Converse (not
+    # ConverseStream) and fakes the stream, on every model, reasoning or not.
+    server, gateway = recorder
+    for model in ("nova-micro", "claude-haiku-4-5"):
+        run(gateway, stream=True, max_tokens=2000, **{**carrying("response_format", "Report"), "model": model})
+        assert server.requests[-1].operation == "converse", server.requests[-1].operation
+    run(gateway, stream=True, max_tokens=2000, **carrying("tools", "Report"))
+    assert server.requests[-1].operation == "converse-stream"
+
+
+def test_a_json_schema_answer_given_up_on_bills_its_schema_and_the_most_bedrock_may_generate(gateway: Gateway) -> None:
+    # GIVEN what the prompt is billed whole
+    whole = run(gateway, max_tokens=700, **carrying("response_format", "Report")).usage.input_tokens
+    assert whole > 900
+    # WHEN the gateway gives up before the answer (read whole by LiteLLM) arrives
+    with pytest.raises(errors.UpstreamTimeout):
+        run(gateway, seconds_left=5, max_tokens=700, **carrying("response_format", "Report #emulator:sleep=3"))
+    # THEN Bedrock, which goes on generating for nobody, is assumed to charge the whole answer it may make
+    billed = last_entry(1)
+    assert billed["status"] == "partial" and billed["output_tokens"] == 700
+    assert 0.7 * whole <= billed["input_tokens"] <= 1.4 * whole, (billed["input_tokens"], whole)

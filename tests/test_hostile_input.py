@@ -410,3 +410,94 @@ def test_a_wrong_type_anywhere_in_a_model_request_is_a_400_not_a_crash(surface: 
                 crashes.append(f"{'.'.join(map(str, path))} = {wrong!r}: {type(exc).__name__}: {exc}")
     # THEN the parser accepts it or refuses it with a 400, and never raises anything else
     assert crashes == []
+
+
+# -- true/false where a number goes, and numbers where a boolean goes (bool == int in Python) ----
+
+CHAT_BASE = {"model": "nova-micro", "messages": [{"role": "user", "content": "hi"}]}
+RESPONSES_BASE = {"model": "nova-micro", "input": "hi"}
+MESSAGES_BASE = {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _protocol_parsers() -> dict[str, Any]:
+    from chalicelib.protocols.anthropic.parse import parse_messages_request
+    from chalicelib.protocols.openai.parse import parse_embedding_request
+    from chalicelib.protocols.openai_chat.parse import parse_chat_request
+    from chalicelib.protocols.openai_responses.parse import parse_responses_request
+
+    return {
+        "chat": (parse_chat_request, CHAT_BASE),
+        "responses": (parse_responses_request, RESPONSES_BASE),
+        "messages": (lambda body: parse_messages_request(body, betas=(), version="2023-06-01"), MESSAGES_BASE),
+        "embeddings": (parse_embedding_request, {"model": "titan-embed-text-v2", "input": "hi"}),
+    }
+
+
+#: Every numeric parameter each parser reads (a number, including the harmless defaults 0 and 1).
+NUMBERS = {
+    "chat": [
+        "n", "max_tokens", "max_completion_tokens", "temperature", "top_p", "presence_penalty",
+        "frequency_penalty", "seed", "top_logprobs",
+    ],
+    "responses": ["max_output_tokens", "temperature", "top_p", "top_logprobs", "max_tool_calls"],
+    "messages": ["max_tokens", "temperature", "top_p", "top_k"],
+    "embeddings": ["dimensions"],
+}  # fmt: skip
+#: Every boolean parameter each parser reads.
+BOOLEANS = {
+    "chat": ["stream", "logprobs", "parallel_tool_calls", "store"],
+    "responses": ["stream", "background", "parallel_tool_calls", "store"],
+    "messages": ["stream"],
+    "embeddings": [],
+}
+
+
+@pytest.mark.parametrize(
+    ("protocol", "name", "value"),
+    [(p, n, v) for p, names in NUMBERS.items() for n in names for v in (True, False)]
+    + [(p, n, v) for p, names in BOOLEANS.items() for n in names for v in (0, 1)],
+)
+def test_a_boolean_is_no_number_and_a_number_no_boolean(protocol: str, name: str, value: Any) -> None:
+    parse, base = _protocol_parsers()[protocol]
+    with pytest.raises(errors.InvalidRequest) as caught:
+        parse({**base, name: value})
+    assert caught.value.param == name, caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/admin/keys", {"name": "n", "rpm_limit": True}, "rpm_limit"),
+        ("/admin/keys", {"name": "n", "tpm_limit": False}, "tpm_limit"),
+        ("/admin/keys", {"name": "n", "monthly_budget_usd": True}, "monthly_budget_usd"),
+        ("/admin/keys/{key_id}/rotate", {"grace_seconds": True}, "grace_seconds"),
+        ("/admin/reports/daily", {"force": 1}, "force"),
+    ],
+)
+def test_admin_bodies_refuse_booleans_as_numbers(as_admin: Api, path: str, body: dict, param: str) -> None:
+    created = as_admin.call("post", "/admin/keys", {"name": "target"}).json_body
+    response = as_admin.call("post", path.format(key_id=created["key_id"]), body)
+    assert response.status_code == 400, response.json_body
+    assert response.json_body["error"]["param"] == param
+
+
+def test_an_owner_budget_refuses_a_boolean(as_admin: Api) -> None:
+    response = as_admin.call("put", "/admin/owners/me/budget", {"monthly_budget_usd": True})
+    assert response.status_code == 400 and response.json_body["error"]["param"] == "monthly_budget_usd"
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "param"),
+    [
+        ("chat", {"prompt": "x", "max_tokens": True}, "max_tokens"),
+        ("chat", {"prompt": "x", "temperature": False}, "temperature"),
+        ("embed", {"input": "x", "dimensions": True}, "dimensions"),
+        ("count_tokens", {"text": "x", "max_output_tokens": True}, "max_output_tokens"),
+    ],
+)
+def test_mcp_tool_arguments_refuse_booleans_as_numbers(tool: str, arguments: dict, param: str) -> None:
+    from chalicelib.protocols.mcp.parse import check_arguments
+
+    with pytest.raises(errors.InvalidRequest) as caught:
+        check_arguments(tool, arguments)
+    assert caught.value.param == param

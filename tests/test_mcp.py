@@ -16,7 +16,7 @@ from chalicelib.protocols.mcp import parse as mcp_parse
 from chalicelib.protocols.mcp import render as mcp_render
 from chalicelib.protocols.mcp import route as mcp_route
 from chalicelib.shared.http import HttpRequest
-from chalicelib.shared.money import compute_cost
+from chalicelib.shared.money import compute_cost, usd
 from chalicelib.shared.usage import TokenUsage
 from local.bedrock_emulator import count_tokens
 
@@ -291,6 +291,20 @@ def test_a_slow_model_hits_the_deadline_as_an_is_error_result(client: Client, ke
     assert "504" in failed(call_tool(client, plaintext, "chat", {"prompt": "slow #emulator:sleep=3"}))
 
 
+def test_a_chat_answer_outliving_its_deadline_is_billed_for_what_bedrock_generated(
+    client: Client, key, monkeypatch
+) -> None:
+    # GIVEN a chat tool call with 6 s (3 of them kept to bill) and an answer that takes ~30 s
+    monkeypatch.setattr(mcp_route, "CHAT_DEADLINE_SECONDS", 6.0)
+    record, plaintext = key
+    prompt = "long #emulator:tokens=30 #emulator:chunk_delay=1"
+    # WHEN the gateway gives up THEN what Bedrock generated until then is billed, and the tool says so
+    text = failed(call_tool(client, plaintext, "chat", {"prompt": prompt}))
+    [entry] = wiring.ledger().entries_for_key(record.key_id)
+    assert "504" in text and entry["status"] == "partial" and 0 < entry["output_tokens"] < 30
+    assert f"${usd(entry['cost'])}" in text and entry["request_id"] in text
+
+
 def test_no_model_call_starts_once_the_request_budget_is_spent(aws, emulator_url, monkeypatch, key) -> None:
     monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
     wiring.reset()
@@ -355,6 +369,14 @@ def test_get_usage_reports_this_keys_spend(client: Client, keys_table, usage_tab
     assert "$5" in after["content"][0]["text"]
 
 
+def test_count_tokens_counts_against_the_keys_request_limit(client: Client, keys_table) -> None:
+    record, plaintext = KeyStore(keys_table).create(owner_sub="o", rpm_limit=2)
+    results = [call_tool(client, plaintext, "count_tokens", {"text": "hello"}) for _ in range(3)]
+    assert [r["isError"] for r in results] == [False, False, True]
+    assert "429" in failed(results[2]) and "Retry after" in failed(results[2])
+    assert wiring.ledger().entries_for_key(record.key_id) == []
+
+
 def test_count_tokens_estimates_cost_from_catalog_prices(client: Client, key) -> None:
     record, plaintext = key
     result = ok(
@@ -378,3 +400,79 @@ def test_count_tokens_estimates_cost_from_catalog_prices(client: Client, key) ->
     assert messages["model"] == "nova-micro" and messages["input_tokens"] >= tokens
     assert "not both" in failed(call_tool(client, plaintext, "count_tokens", {}))
     assert wiring.ledger().entries_for_key(record.key_id) == []  # nothing called, nothing billed
+
+
+# -- argument validation (no jsonschema at run time) ----------------------------------------
+
+
+def _keywords(schema: dict) -> set[str]:
+    found = set(schema)
+    for key, value in schema.items():
+        if key == "properties":
+            for each in value.values():
+                found |= _keywords(each)
+        elif key == "items":
+            found |= _keywords(value)
+        elif key == "oneOf":
+            for each in value:
+                found |= _keywords(each)
+    return found
+
+
+def test_every_keyword_the_tools_input_schemas_use_is_checked() -> None:
+    # Adding a keyword (a "pattern", a "maxLength") to a tool's schema must come with its check.
+    for name, schema in mcp_parse.INPUT_SCHEMAS.items():
+        assert _keywords(schema) <= mcp_parse.SCHEMA_KEYWORDS, name
+
+
+HOSTILE_ARGUMENTS = [
+    {},
+    {"prompt": "hi"},
+    {"prompt": ""},
+    {"prompt": 3},
+    {"prompt": None},
+    {"prompt": "hi", "max_tokens": 0},
+    {"prompt": "hi", "max_tokens": 1},
+    {"prompt": "hi", "max_tokens": 1.0},
+    {"prompt": "hi", "max_tokens": 1.5},
+    {"prompt": "hi", "max_tokens": True},
+    {"prompt": "hi", "temperature": 1},
+    {"prompt": "hi", "temperature": 1.01},
+    {"prompt": "hi", "temperature": -0.0},
+    {"prompt": "hi", "temperature": "0.5"},
+    {"prompt": "hi", "colour": "red"},
+    {"messages": []},
+    {"messages": [{"role": "user", "content": "x"}]},
+    {"messages": [{"role": "robot", "content": "x"}]},
+    {"messages": [{"role": "user"}]},
+    {"messages": [{"role": "user", "content": ["x"]}]},
+    {"messages": [{"role": "user", "content": "x", "name": "n"}]},
+    {"messages": ["user"]},
+    {"messages": {"role": "user"}},
+    {"mode": "chat"},
+    {"mode": "embeddings"},
+    {"mode": None},
+    {"input": "x"},
+    {"input": ""},
+    {"input": []},
+    {"input": ["x", ""]},
+    {"input": ["x", "y"]},
+    {"input": [1]},
+    {"input": 1},
+    {"input": "x", "dimensions": 256},
+    {"input": "x", "dimensions": "256"},
+    {"text": "x", "max_output_tokens": 0},
+    {"text": "x", "max_output_tokens": -1},
+    {"text": 1},
+    {"model": 1},
+    {"model": "nova-micro", "prompt": "x", "system": "be brief"},
+]
+
+
+@pytest.mark.parametrize("tool", sorted(mcp_parse.INPUT_SCHEMAS))
+def test_argument_checks_agree_with_json_schema_itself(tool: str) -> None:
+    # jsonschema is the reference; the gateway no longer imports it.
+    reference = Draft202012Validator(mcp_parse.INPUT_SCHEMAS[tool])
+    for arguments in HOSTILE_ARGUMENTS:
+        ours = next(mcp_parse.schema_problems(mcp_parse.INPUT_SCHEMAS[tool], arguments, ()), None)
+        assert (ours is None) == reference.is_valid(arguments), (tool, arguments, ours)

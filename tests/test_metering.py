@@ -136,6 +136,29 @@ def test_tpm_counts_the_estimate_then_the_real_tokens(meter, keys_table, usage_t
         meter.admit(key, NOVA, input_tokens=1, max_output_tokens=None)
 
 
+def test_tpm_counts_the_models_default_maximum_when_max_tokens_is_left_out(
+    meter, keys_table, usage_table, drain
+) -> None:
+    # GIVEN a key whose minute holds one answer of the model's full length, and a request without max_tokens
+    key = make_key(keys_table, tpm_limit=NOVA.max_output_tokens + 100)
+    ticket = meter.admit(key, NOVA, input_tokens=10, max_output_tokens=None)
+    # THEN it counts the output it may produce, as the budget reservation does: a second one waits
+    assert ticket.counted_tokens == 10 + NOVA.max_output_tokens
+    with pytest.raises(errors.RateLimited):
+        meter.admit(key, NOVA, input_tokens=10, max_output_tokens=None)
+    # AND once billed, the window holds what it really used
+    bill(meter, ticket, "r1", input_tokens=10, output_tokens=20)
+    drain(usage_table)
+    assert meter.admit(key, NOVA, input_tokens=10, max_output_tokens=None).counted_tokens == ticket.counted_tokens
+
+
+def test_a_request_whose_default_maximum_exceeds_the_tpm_limit_is_told_to_set_max_tokens(meter, keys_table) -> None:
+    key = make_key(keys_table, tpm_limit=1000)
+    with pytest.raises(errors.RateLimited, match="max_tokens") as caught:
+        meter.admit(key, NOVA, input_tokens=10, max_output_tokens=None)
+    assert caught.value.code == "tokens_exceeded" and str(NOVA.max_output_tokens) in caught.value.message
+
+
 def test_key_budget_reserves_the_worst_case_and_bills_the_real_cost(meter, keys_table, usage_table, drain) -> None:
     worst = worst_case_cost(NOVA, 100, 100)
     key = make_key(keys_table, monthly_budget_usd=worst * 3)
@@ -367,7 +390,7 @@ def _numbers(value) -> list[str]:
 
 
 def test_prompt_bound_counts_bytes_images_tools_and_overhead() -> None:
-    from chalicelib.accounting.metering import IMAGE_TOKEN_BOUND, MESSAGE_OVERHEAD_TOKENS, prompt_token_bound
+    from chalicelib.gateway.prompts import IMAGE_TOKEN_BOUND, MESSAGE_OVERHEAD_TOKENS, prompt_input
 
     # GIVEN text whose characters are several bytes each (a CJK character is 3 UTF-8 bytes)
     messages = [
@@ -375,7 +398,7 @@ def test_prompt_bound_counts_bytes_images_tools_and_overhead() -> None:
         {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {}}]},
     ]
     tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
-    bound = prompt_token_bound(messages, {"tools": tools})
+    bound = prompt_input((messages, {"tools": tools})).token_bound
     assert bound == 6 + 2 + IMAGE_TOKEN_BOUND + len(json.dumps(tools)) + 2 * MESSAGE_OVERHEAD_TOKENS
 
 

@@ -278,9 +278,9 @@ def test_codexs_requests_parse(tmp_path) -> None:
             "input[0].encrypted_content",
         ),
         ({"input": [42]}, "input[0]"),
-        ({"tools": [{"type": "web_search", "external_web_access": False}]}, "tools[0].type"),
-        ({"tools": [{"type": "file_search", "vector_store_ids": []}]}, "tools[0].type"),
-        ({"tools": [{"type": "local_shell"}]}, "tools[0].type"),
+        ({"tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}}, "tool_choice"),
+        ({"tools": [{"type": "web_search"}], "tool_choice": "required"}, "tool_choice"),
+        ({"tools": [{"type": "namespace", "name": "n", "tools": [{"type": "web_search"}]}]}, "tools[0].tools[0].type"),
         ({"tools": [{"type": "function", "name": "bad name!"}]}, "tools[0].name"),
         ({"tools": [WEATHER, WEATHER]}, "tools[1].name"),
         (
@@ -352,9 +352,30 @@ def test_refusals_explain_themselves() -> None:
     with pytest.raises(InvalidRequest, match="stateless") as raised:
         parse(previous_response_id="resp_1")
     assert raised.value.code == "unsupported_parameter"
-    with pytest.raises(InvalidRequest, match='web_search = "disabled"') as raised:
-        parse(tools=[{"type": "web_search"}])
+    with pytest.raises(InvalidRequest, match="a tool OpenAI runs") as raised:
+        parse(tools=[{"type": "web_search"}], tool_choice={"type": "web_search"})
     assert raised.value.code == "unsupported_tool"
+
+
+@pytest.mark.parametrize(
+    "hosted",
+    [
+        {"type": "web_search"},
+        {"type": "web_search", "external_web_access": False},
+        {"type": "web_search_preview"},
+        {"type": "file_search", "vector_store_ids": []},
+        {"type": "local_shell"},
+        {"type": "image_generation"},
+    ],
+)
+def test_hosted_tools_a_client_only_offers_are_dropped_and_named(hosted: dict) -> None:
+    # Codex offers web search by default: Bedrock cannot run it, and the model simply goes without
+    request = parse(tools=[WEATHER, hosted])
+    assert [t["function"]["name"] for t in request.conversation.tools] == ["get_weather"]
+    assert request.dropped_tools == (hosted["type"],)
+    assert request.conversation.annotations["dropped_tools"] == [hosted["type"]]
+    only_hosted = parse(tools=[hosted], tool_choice="auto")
+    assert only_hosted.conversation.tools is None and only_hosted.dropped_tools == (hosted["type"],)
 
 
 def test_harmless_defaults_of_refused_parameters_are_accepted() -> None:

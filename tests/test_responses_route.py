@@ -338,7 +338,16 @@ def test_a_client_that_hangs_up_is_billed_for_what_was_generated(key) -> None:
         ({"model": "titan-embed-text-v2", "input": "hi"}, 404, "model_not_found"),
         ({"model": "nova-micro", "input": "x" * 300_000}, 413, "request_too_large"),
         ({"model": "nova-micro", "input": "hi", "previous_response_id": "resp_1"}, 400, "unsupported_parameter"),
-        ({"model": "nova-micro", "input": "hi", "tools": [{"type": "web_search"}]}, 400, "unsupported_tool"),
+        (
+            {
+                "model": "nova-micro",
+                "input": "hi",
+                "tools": [{"type": "web_search"}],
+                "tool_choice": {"type": "web_search"},
+            },
+            400,
+            "unsupported_tool",
+        ),
         ({"model": "nova-micro", "input": "hi", "reasoning": {"effort": "high"}}, 400, "unsupported_parameter"),
         ({"model": "nova-micro", "input": "hi", "max_output_tokens": 1_000_000}, 400, "invalid_value"),
         ({"model": "nova-micro", "input": "please #emulator:throttle"}, 429, "upstream_throttled"),
@@ -386,8 +395,9 @@ def test_the_allowlist_applies(env, keys_table) -> None:
     assert response.status_code == 403 and response.json_body["error"]["code"] == "model_not_allowed"
 
 
-def test_a_stalled_upstream_is_cut_at_the_deadline_and_nothing_is_billed(key) -> None:
+def test_a_stalled_upstream_is_cut_at_the_deadline_and_billed_its_prompt(key) -> None:
     # 5 s left for the whole answer: Bedrock gets what is left minus the billing margin, then a 504.
+    # Bedrock had the prompt and read it: the gateway gave up, so the prompt is billed (partial).
     record, plaintext = key
     raw = json.dumps({"model": "nova-micro", "input": "slow #emulator:sleep=4", "stream": True})
     response = StreamClient(timeout_seconds=5).post(
@@ -395,4 +405,17 @@ def test_a_stalled_upstream_is_cut_at_the_deadline_and_nothing_is_billed(key) ->
     )
     assert response.status_code == 504 and response.json_body["error"]["code"] == "upstream_timeout"
     assert_valid("ErrorResponse", response.json_body)
-    assert ledger_entries(record.key_id) == []
+    [entry] = ledger_entries(record.key_id)
+    assert entry["status"] == "partial" and entry["input_tokens"] > 0 and entry["output_tokens"] == 0
+    assert Decimal(response.headers["x-pennyworth-cost-usd"]) == entry["cost"]
+
+
+def test_hosted_tools_offered_are_dropped_and_named_in_a_header(key) -> None:
+    record, plaintext = key
+    body = {"model": "nova-micro", "input": "hi", "tools": [{"type": "web_search"}, {"type": "file_search"}]}
+    for stream in (False, True):
+        response = post(plaintext, {**body, "stream": stream})
+        assert response.status_code == 200, response.body
+        assert response.headers["x-pennyworth-dropped-tools"] == "web_search, file_search"
+    plain = post(plaintext, {"model": "nova-micro", "input": "hi"})
+    assert "x-pennyworth-dropped-tools" not in plain.headers

@@ -37,6 +37,7 @@ from typing import Any
 
 from chalicelib.edge.routes import STREAM_PATHS
 from tools import stack
+from tools.lazy_imports import RUNTIME_MODULE, rewrite_packages
 from tools.policies import STREAM_POLICY_FILE
 from tools.prune import prune
 
@@ -53,7 +54,7 @@ TASK_ROOT = "/var/task"
 PROJECT_FILES = ("app.py", "chalicelib")
 #: What stays in the function zip; every other dependency moves to the dependencies layer, so each
 #: upload stays under 50 MB with bytecode (LiteLLM alone is ~39 MB zipped, its Rust extension 17 MB).
-FUNCTION_KEEPS = ("litellm", "__pycache__", "chalice")
+FUNCTION_KEEPS = ("litellm", "__pycache__", "chalice", f"{RUNTIME_MODULE}.py")
 #: The streaming function and its role (infra/template.json); ``wire_streaming`` completes them.
 STREAM_FUNCTION = "StreamHandler"
 STREAM_ROLE = "StreamHandlerRole"
@@ -113,14 +114,17 @@ def stage_project(stage_dir: Path, deps: Path, pruned: bool = True) -> tuple[Pat
 
 _COMPILE = """
 import json, py_compile, sys
-for source, cfile, dfile in json.load(open(sys.argv[1])):
+sys.path.insert(0, sys.argv[2])
+from tools.lazy_imports import compile_deferred_classes
+for source, cfile, dfile, hot in json.load(open(sys.argv[1])):
     py_compile.compile(source, cfile=cfile, dfile=dfile, doraise=True,
                        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    compile_deferred_classes(source, cfile, dfile, tuple(filter(None, hot.split(","))))
 """
 
 
-def traced_files(project: Path, runtime: Path) -> list[Path]:
-    """The .py files a cold Lambda imports on its main paths (see tools/trace_imports.py)."""
+def traced_files(project: Path, runtime: Path) -> list[list[str]]:
+    """The .py files a cold Lambda imports on its main paths, each with its hot names (tools/trace_imports.py)."""
     from local.bedrock_emulator import start_emulator
 
     server, url = start_emulator(host="127.0.0.1", port=0)
@@ -136,7 +140,8 @@ def traced_files(project: Path, runtime: Path) -> list[Path]:
         server.shutdown()
     if result.returncode != 0:
         raise SystemExit(f"import trace failed (the artifact cannot serve a request):\n{result.stderr[-4000:]}")
-    return [Path(line) for line in result.stdout.splitlines() if line]
+    # Each line: a file, then (after a tab) the deferred names the paths resolved in it.
+    return [line.split("\t") for line in result.stdout.splitlines() if line]
 
 
 def compile_bytecode(project: Path) -> int:
@@ -159,7 +164,8 @@ def compile_bytecode(project: Path) -> int:
     for name in ("app.py", "__init__.py"):
         shutil.copy2(Path(chalice.__file__).parent / name, runtime / "chalice" / name)
     jobs = []
-    for source in traced_files(project, runtime):
+    for traced in traced_files(project, runtime):
+        source, hot = Path(traced[0]), traced[1:]
         if source.is_relative_to(runtime):
             relative = source.relative_to(runtime)
         elif source.is_relative_to(vendor):
@@ -169,10 +175,11 @@ def compile_bytecode(project: Path) -> int:
         # chalicelib/ is zipped from the project; everything else reaches the zip through vendor/.
         in_zip = (project if relative.parts[0] == "chalicelib" else vendor) / relative
         cfile = in_zip.parent / "__pycache__" / f"{in_zip.stem}.cpython-312.pyc"
-        jobs.append((str(source), str(cfile), f"{TASK_ROOT}/{relative}"))
+        jobs.append((str(source), str(cfile), f"{TASK_ROOT}/{relative}", ",".join(hot)))
     listing = project.parent / "bytecode-jobs.json"
     listing.write_text(json.dumps(jobs))
-    subprocess.run([sys.executable, "-X", "no_debug_ranges", "-c", _COMPILE, str(listing)], check=True)  # noqa: S603
+    command = [sys.executable, "-X", "no_debug_ranges", "-c", _COMPILE, str(listing), str(ROOT)]
+    subprocess.run(command, check=True)  # noqa: S603
     shutil.rmtree(runtime)
     return len(jobs)
 
@@ -377,7 +384,10 @@ def build(stage: str, build_root: Path, dependencies: bool = True) -> dict[str, 
         deps.mkdir()
     project, removed = stage_project(stage_dir, deps, pruned=dependencies)
     compiled = 0
+    lazy: dict[str, Any] = {}
     if dependencies:
+        log("deferred imports: rewriting LiteLLM and the OpenAI SDK (tools/lazy_imports.py)")
+        lazy = rewrite_packages(project / "vendor", cache=build_root / ".lazy-imports")
         log("bytecode: tracing cold-start imports, compiling them (unchecked-hash, no debug ranges)")
         compiled = compile_bytecode(project)
     out = stage_dir / "package"
@@ -396,6 +406,7 @@ def build(stage: str, build_root: Path, dependencies: bool = True) -> dict[str, 
         **size_report(zips),
         "bytecode_files": compiled,
         "pruned": removed,
+        "lazy_imports": lazy,
         "build_seconds": round(time.monotonic() - started, 1),
     }
     (stage_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")

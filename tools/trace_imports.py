@@ -7,7 +7,9 @@ load the catalog, a chat completion streamed and not, an embedding, a token
 count; the streaming function's runtime loop, handler and route table)
 against the Bedrock emulator, then prints every imported file under the
 roots, one per line. Those files get bytecode; a module imported later on a
-path not traced here still works, it just compiles in memory.
+path not traced here still works, it just compiles in memory. A file whose
+deferred names (``tools/lazy_imports.py``) the paths resolved is followed, after
+a tab, by those names (comma-separated): they are resolved at import.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def main() -> int:
     sys.path[:0] = roots
     os.environ.update(
         {
+            "PENNYWORTH_LAZY_RECORD": "1",
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             "AWS_ACCESS_KEY_ID": "trace",
             "AWS_SECRET_ACCESS_KEY": "trace",
@@ -63,10 +66,16 @@ def main() -> int:
         }
     )
     exercise(bedrock_url)
-    files = {getattr(module, "__file__", None) for module in list(sys.modules.values())}
-    for path in sorted(f for f in files if f and f.endswith(".py")):
+    lazy = sys.modules.get("_pennyworth_lazy")
+    hot = lazy.resolved() if lazy is not None else {}
+    files = {
+        module.__file__: hot.get(name, ())
+        for name, module in list(sys.modules.items())
+        if getattr(module, "__file__", None)
+    }
+    for path in sorted(f for f in files if f.endswith(".py")):
         if any(path.startswith(root + os.sep) for root in roots):
-            print(path)
+            print(f"{path}\t{','.join(files[path])}" if files[path] else path)
     return 0
 
 

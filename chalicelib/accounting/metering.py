@@ -11,10 +11,11 @@ streaming adapters), goes ``admit`` → call Bedrock → ``settle`` (or
   ``rate_requests``, ``rate_tokens``) and ``committed`` (cost billed plus
   reservations outstanding). Admission is one conditional ``UpdateItem`` of
   that item: it counts the request and the prompt's upper bound plus
-  ``max_tokens`` in the window and reserves the request's worst-case cost,
-  all or nothing. The **owner's budget** is the same reservation on the
-  owner's month item; when a key has both, the two updates go out in parallel
-  and a refusal of either gives back what the other took (a release record).
+  ``max_tokens`` (the model's maximum output when it is left out) in the
+  window and reserves the request's worst-case cost, all or nothing. The
+  **owner's budget** is the same reservation on the owner's month item;
+  when a key has both, the two updates go out in parallel and a refusal of
+  either gives back what the other took (a release record).
 * **Billing** is one conditional ``PutItem`` of the ledger entry. The
   aggregator (aggregator.py) later swaps the entry's reservation for its
   cost in ``committed`` of the month it was reserved in, and corrects the
@@ -35,7 +36,6 @@ See docs/accounting.md.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -189,13 +189,22 @@ class Meter:
         now = self._clock()
         deadline = self._ledger.deadline(deadline)
         ticket = Ticket(key=key, model=model, month=now.strftime("%Y-%m"))
-        tokens = input_tokens + (max_output_tokens or 0)
+        # The output it may produce counts as the budget reservation counts it: without max_tokens,
+        # the model's default maximum (settled to the actual once billed).
+        output = output_bound(model, max_output_tokens)
+        tokens = input_tokens + output
         window = int(now.timestamp()) // WINDOW_SECONDS * WINDOW_SECONDS
         reset = max(1, window + WINDOW_SECONDS - int(now.timestamp()))
         if key.tpm_limit and tokens > key.tpm_limit:
+            advice = (
+                "Send fewer tokens or a smaller max_tokens."
+                if max_output_tokens is not None
+                else f"Without max_tokens, a request counts the model's maximum output ({output} tokens): "
+                "set max_tokens to what the answer needs."
+            )
             raise errors.RateLimited(
                 f"Request too large: it may use up to {tokens} tokens, and this key is limited to "
-                f"{key.tpm_limit} tokens per minute. Send fewer tokens or a smaller max_tokens.",
+                f"{key.tpm_limit} tokens per minute. {advice}",
                 code="tokens_exceeded",
                 headers=_limit_headers(key, None, None, reset),
             )
@@ -232,11 +241,49 @@ class Meter:
             raise _unavailable(unavailable) from unavailable
         return ticket
 
-    def _admit_key(self, ticket: Ticket, window: int, reset: int, tokens: int, worst: Decimal, deadline: float) -> None:
-        """One conditional update of the key's month item: rate window and key budget together."""
+    def admit_free(self, key: Payer, model: ModelEntry, *, deadline: float | None = None) -> Ticket:
+        """Count one free call (``count_tokens``) against the key's requests per minute; nothing is reserved.
+
+        Raises
+        ------
+        RateLimited
+            The key's requests per minute would be exceeded.
+        ServiceUnavailable
+            DynamoDB did not answer in time.
+        """
+        now = self._clock()
+        ticket = Ticket(key=key, model=model, month=now.strftime("%Y-%m"))
+        if not key.rpm_limit:
+            return ticket
+        window = int(now.timestamp()) // WINDOW_SECONDS * WINDOW_SECONDS
+        reset = max(1, window + WINDOW_SECONDS - int(now.timestamp()))
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._admit_key(ticket, window, reset, 0, Decimal(0), self._ledger.deadline(deadline), free=True)
+        except (BotoCoreError, ClientError) as exc:
+            raise _unavailable(exc) from exc
+        return ticket
+
+    def _admit_key(
+        self,
+        ticket: Ticket,
+        window: int,
+        reset: int,
+        tokens: int,
+        worst: Decimal,
+        deadline: float,
+        *,
+        free: bool = False,
+    ) -> None:
+        """One conditional update of the key's month item: rate window and key budget together.
+
+        A ``free`` call counts as a request only: no tokens, no budget.
+        """
         key = ticket.key
-        limited = bool(key.rpm_limit or key.tpm_limit)
-        budget = key.monthly_budget_usd
+        tpm_limit = None if free else key.tpm_limit
+        limited = bool(key.rpm_limit or tpm_limit)
+        budget = None if free else key.monthly_budget_usd
         # Guess which update applies: start the window if this process counted this key in an
         # earlier minute, else join it (a busy key's window is usually started by someone already).
         # A wrong guess costs a second call; the refusal returns the stored item to correct it.
@@ -261,9 +308,9 @@ class Meter:
                     if key.rpm_limit:
                         conditions.append("rate_requests < :rpm")
                         values[":rpm"] = key.rpm_limit
-                    if key.tpm_limit:
+                    if tpm_limit:
                         conditions.append("rate_tokens <= :troom")
-                        values[":troom"] = key.tpm_limit - tokens
+                        values[":troom"] = tpm_limit - tokens
             parts = [("ADD " + ", ".join(adds)) if adds else "", ("SET " + ", ".join(sets)) if sets else ""]
             expression = " ".join(part for part in parts if part)
             try:
@@ -283,7 +330,7 @@ class Meter:
                         continue
                     if not new_window and key.rpm_limit and int(old.get("rate_requests", 0)) >= key.rpm_limit:
                         raise self._rate_error(key, reset) from None
-                    if not new_window and key.tpm_limit and int(old.get("rate_tokens", 0)) > key.tpm_limit - tokens:
+                    if not new_window and tpm_limit and int(old.get("rate_tokens", 0)) > tpm_limit - tokens:
                         raise self._rate_error(key, reset) from None
                 if budget is not None and Decimal(old.get("committed", 0)) > budget - worst:
                     raise self._quota_error("KEY", budget, ticket, worst) from None
@@ -545,33 +592,9 @@ class _Refused(Exception):
         self.item = item
 
 
-#: Bedrock bills an image at most ~1,600 tokens (Claude: 1.15 MP / 750); reserve a little more.
-IMAGE_TOKEN_BOUND = 2_000
-#: Role markers and separators a model's chat template adds around each message.
-MESSAGE_OVERHEAD_TOKENS = 8
-
-
-def prompt_token_bound(messages: list[dict[str, Any]], options: dict[str, Any] | None = None) -> int:
-    """An upper bound of a prompt's tokens: UTF-8 bytes (a byte-level BPE token is at least one byte)."""
-    images = 0
-    size = 0
-    for message in messages:
-        content = message.get("content")
-        parts = content if isinstance(content, list) else [{"text": content or ""}]
-        for part in parts:
-            if part.get("type") == "image_url":
-                images += 1
-            else:
-                size += len(str(part.get("text", "")).encode())
-        if message.get("tool_calls"):
-            size += len(json.dumps(message["tool_calls"]).encode())
-        if message.get("thinking_blocks"):
-            # Earlier reasoning sent back (Claude's thinking blocks) is input Bedrock bills too.
-            size += len(json.dumps(message["thinking_blocks"]).encode())
-    for name in ("tools", "response_format"):
-        if (options or {}).get(name):
-            size += len(json.dumps(options[name]).encode())
-    return size + images * IMAGE_TOKEN_BOUND + MESSAGE_OVERHEAD_TOKENS * len(messages)
+def output_bound(model: ModelEntry, max_output_tokens: int | None) -> int:
+    """The most output a request may produce: its ``max_tokens``, else the model's default maximum."""
+    return max_output_tokens if max_output_tokens is not None else (model.max_output_tokens or 0)
 
 
 def worst_case_cost(model: ModelEntry, input_tokens: int, max_output_tokens: int | None) -> Decimal:
@@ -582,7 +605,7 @@ def worst_case_cost(model: ModelEntry, input_tokens: int, max_output_tokens: int
     Usage past this bound is capped at it when billed (``Meter.settle``).
     """
     prices = model.prices
-    output = max_output_tokens if max_output_tokens is not None else (model.max_output_tokens or 0)
+    output = output_bound(model, max_output_tokens)
     dearest_input = max(prices.input, prices.cache_write, prices.cache_read)
     return dearest_input * input_tokens + prices.output * output
 

@@ -8,6 +8,9 @@ worker thread, into a small queue, and the caller waits on the queue only
 until the deadline: past it, the caller gets a timeout (and bills), whatever
 the worker is still waiting for. The queue is bounded, so a slow client slows
 the reading (TCP's back-pressure reaches Bedrock) instead of piling up chunks.
+
+What the worker read ahead but the caller never took was generated all the same:
+``Guarded.close`` hands those events back, so the bill counts them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from chalicelib import errors
 
 #: Chunks read ahead of a slow client at most.
 READ_AHEAD = 64
+#: How long ``close`` waits for a worker that is handing over one last event.
+_HANDOVER_SECONDS = 0.1
 _END = object()
 
 
@@ -31,51 +36,98 @@ class _Failure:
         self.error = error
 
 
-def until(events: Iterator[Any], stop_at: float, *, clock: Callable[[], float] = time.time) -> Iterator[Any]:
-    """``events``, read on a worker thread; raises ``UpstreamTimeout`` when ``stop_at`` (a ``clock`` time) passes.
+class Guarded:
+    """``events``, read on a worker thread; ``next`` raises ``UpstreamTimeout`` once ``stop_at`` passes.
 
-    Closing the returned generator (or its timing out) tells the worker to stop; the worker then
-    closes ``events`` at its next chunk, which ends the upstream call.
+    ``stop_at`` is a ``clock`` time. Closing tells the worker to stop (it then closes ``events``
+    at its next chunk, which ends the upstream call) and returns what it had read ahead.
     """
-    buffer: queue.Queue[Any] = queue.Queue(maxsize=READ_AHEAD)
-    stopped = threading.Event()
 
-    def read() -> None:
+    def __init__(self, events: Iterator[Any], stop_at: float, *, clock: Callable[[], float] = time.time) -> None:
+        self._events = events
+        self._stop_at = stop_at
+        self._clock = clock
+        self._buffer: queue.Queue[Any] = queue.Queue(maxsize=READ_AHEAD)
+        self._stopped = threading.Event()
+        #: An event the worker had read when told to stop, before it could queue it.
+        self._held: list[Any] = []
+        self._finished = False
+        self._closed = False
+        self._worker = threading.Thread(target=self._read, name="upstream-reader", daemon=True)
+        self._worker.start()
+
+    def __iter__(self) -> Guarded:
+        return self
+
+    def __next__(self) -> Any:
+        if self._finished:
+            raise StopIteration
         try:
-            for event in events:
-                while not stopped.is_set():
-                    try:
-                        buffer.put(event, timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-                if stopped.is_set():
+            item = self._buffer.get(timeout=max(0.0, self._stop_at - self._clock()))
+        except queue.Empty:
+            self._stopped.set()
+            raise errors.UpstreamTimeout(
+                "The answer was cut off at the gateway's time limit; ask for a shorter answer "
+                "(max_tokens) or raise the function timeout.",
+                code="answer_time_limit",
+            ) from None
+        if item is _END:
+            self._finished = True
+            raise StopIteration
+        if isinstance(item, _Failure):
+            self._finished = True
+            raise item.error
+        return item
+
+    def close(self) -> list[Any]:
+        """Stop reading (idempotent); the events read ahead that were never taken, in order."""
+        if self._closed:
+            return []
+        self._closed = True
+        self._finished = True
+        self._stopped.set()
+        unread = self._drain()
+        # Draining made room: a worker waiting to queue one more event does so and stops.
+        self._worker.join(_HANDOVER_SECONDS)
+        unread += self._drain() + self._held
+        return [item for item in unread if item is not _END and not isinstance(item, _Failure)]
+
+    def __del__(self) -> None:
+        self._stopped.set()
+
+    def _drain(self) -> list[Any]:
+        items = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                items.append(self._buffer.get_nowait())
+        return items
+
+    def _offer(self, item: Any) -> bool:
+        """Queue ``item`` unless told to stop; whether to go on reading."""
+        while not self._stopped.is_set():
+            try:
+                self._buffer.put(item, timeout=0.5)
+            except queue.Full:
+                continue
+            return not self._stopped.is_set()
+        self._held.append(item)
+        return False
+
+    def _read(self) -> None:
+        try:
+            for event in self._events:
+                if not self._offer(event):
                     return
-            buffer.put(_END)
+            self._offer(_END)
         except BaseException as exc:  # noqa: BLE001 - handed to the reader, which raises it
-            buffer.put(_Failure(exc))
+            self._offer(_Failure(exc))
         finally:
-            close = getattr(events, "close", None)
+            close = getattr(self._events, "close", None)
             if close is not None:
                 with contextlib.suppress(Exception):  # the upstream is abandoned either way
                     close()
 
-    worker = threading.Thread(target=read, name="upstream-reader", daemon=True)
-    worker.start()
-    try:
-        while True:
-            try:
-                item = buffer.get(timeout=max(0.0, stop_at - clock()))
-            except queue.Empty:
-                raise errors.UpstreamTimeout(
-                    "The answer was cut off at the gateway's time limit; ask for a shorter answer "
-                    "(max_tokens) or raise the function timeout.",
-                    code="answer_time_limit",
-                ) from None
-            if item is _END:
-                return
-            if isinstance(item, _Failure):
-                raise item.error
-            yield item
-    finally:
-        stopped.set()
+
+def until(events: Iterator[Any], stop_at: float, *, clock: Callable[[], float] = time.time) -> Guarded:
+    """``events`` guarded by ``stop_at`` (see ``Guarded``)."""
+    return Guarded(events, stop_at, clock=clock)

@@ -10,6 +10,8 @@ sends it as a one-chunk JSON body.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 import uuid
 from typing import Any
 
@@ -18,12 +20,19 @@ from chalicelib.edge.endpoint import Endpoint
 from chalicelib.observability import logger
 from chalicelib.protocols.anthropic.render import error_body as anthropic_error_body
 from chalicelib.protocols.anthropic.render import for_anthropic_clients
+from chalicelib.settings import get_settings
 from chalicelib.shared.http import HttpRequest, HttpResult, StreamingResult
 
 
 def answer(route: Endpoint, request: HttpRequest) -> HttpResult | StreamingResult:
-    """The route's answer to ``request``, or its error envelope; never raises."""
+    """The route's answer to ``request``, or its error envelope; never raises.
+
+    Every request has one deadline: the streaming function's comes from Lambda; a buffered
+    route's is ``PENNYWORTH_UPSTREAM_TIMEOUT_SECONDS`` from now, inside API Gateway's 29 s.
+    """
     assert route.serve is not None, route.name
+    if request.deadline is None:
+        request = dataclasses.replace(request, deadline=time.time() + get_settings().upstream_timeout_seconds)
     try:
         return route.serve(request)
     except errors.AppError as exc:

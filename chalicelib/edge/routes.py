@@ -12,9 +12,10 @@ chalicelib object, built once by ``chalicelib/wiring.py``.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
-from chalicelib import wiring
+from chalicelib import errors, wiring
 from chalicelib.edge import openapi
 from chalicelib.edge.endpoint import Endpoint, Serve
 from chalicelib.edge.schemas import (
@@ -36,6 +37,7 @@ from chalicelib.protocols.openai_chat.route import ChatCompletions
 from chalicelib.protocols.openai_responses.route import Responses
 from chalicelib.protocols.route import Route
 from chalicelib.shared.http import HttpResult
+from chalicelib.shared.text import nearest
 
 
 def _adapter(cls: type[Route]) -> Serve:
@@ -189,6 +191,27 @@ def find(method: str, path: str, *, streamed: bool) -> Endpoint | None:
     """
     path = path.rstrip("/") or "/"
     return next((r for r in ROUTES if (r.method, r.path, r.streamed) == (method, path, streamed)), None)
+
+
+def unknown_route(method: str, path: str) -> errors.UnknownRoute:
+    """The 404 for a request no route answers, naming the route it most likely meant.
+
+    Most are a base URL set one ``/v1`` short or long, or a path one letter off
+    (``/v1/chat/completion``).
+    """
+    path = path.rstrip("/") or "/"
+    literal = [r for r in ROUTES if "{" not in r.path]
+    paths = [r.path for r in literal]
+    tried = [path, f"/v1{path}", re.sub(r"^(/v1)+", "/v1", path)]
+    meant = next((p for p in tried[1:] if p in paths and p != path), None) or nearest(path, paths, cutoff=0.85)
+    hint = ""
+    if meant is not None:
+        methods = [r.method for r in literal if r.path == meant]
+        shown = method if method in methods else methods[0]
+        hint = f" Did you mean {shown} {meant}?"
+    return errors.UnknownRoute(
+        f"Unknown request URL: {method} {path}.{hint} The routes are listed at GET /openapi.json."
+    )
 
 
 def envelope_at(path: str) -> str:

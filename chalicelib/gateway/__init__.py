@@ -15,11 +15,12 @@ from chalicelib.gateway.client import Gateway, UpstreamConfig
 from chalicelib.gateway.embeddings import EmbeddingOutcome, embedding_limits, embedding_texts
 from chalicelib.gateway.loader import load_litellm
 from chalicelib.gateway.policy import CallPolicy, RetryRules, Target
-from chalicelib.gateway.prompts import BedrockPrompt, bedrock_prompt, check_capabilities
-from chalicelib.gateway.resilience import Resilience, Served
+from chalicelib.gateway.prompts import BedrockPrompt, PromptInput, bedrock_prompt, check_capabilities, prompt_input
+from chalicelib.gateway.resilience import Attempt, Resilience, Served
 from chalicelib.gateway.upstream import map_upstream_error
 
 __all__ = [
+    "Attempt",
     "BedrockPrompt",
     "CallPolicy",
     "Resilience",
@@ -28,6 +29,7 @@ __all__ = [
     "Target",
     "EmbeddingOutcome",
     "Gateway",
+    "PromptInput",
     "UpstreamConfig",
     "bedrock_prompt",
     "check_capabilities",
@@ -35,4 +37,5 @@ __all__ = [
     "embedding_texts",
     "load_litellm",
     "map_upstream_error",
+    "prompt_input",
 ]

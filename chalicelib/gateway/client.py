@@ -9,8 +9,10 @@ answered and its events. The bill follows that target.
 from __future__ import annotations
 
 import contextlib
+import math
+import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,17 +27,19 @@ from chalicelib.gateway.embeddings import (
     embedding_texts,
     encode_embedding,
 )
-from chalicelib.gateway.events import StreamTranslator, completion_events
+from chalicelib.gateway.events import StreamTranslator
 from chalicelib.gateway.loader import load_litellm
 from chalicelib.gateway.policy import CallPolicy, Target
-from chalicelib.gateway.prompts import BedrockPrompt
-from chalicelib.gateway.resilience import Resilience, Served
+from chalicelib.gateway.prompts import IMAGE_TOKEN_BOUND, BedrockPrompt, prompt_input
+from chalicelib.gateway.resilience import Attempt, Resilience, Served
 from chalicelib.gateway.thinking import fit_thinking
 from chalicelib.gateway.upstream import map_upstream_error
 from chalicelib.shared.usage import TokenUsage
 
 CompletionFn = Callable[..., Any]
 EmbeddingFn = Callable[..., Any]
+#: What a chat template adds around each message, in the estimate of a cut call's prompt.
+_ESTIMATE_MESSAGE_TOKENS = 3
 #: Titan embeds one text per InvokeModel call; this many run at once.
 _EMBEDDING_CONCURRENCY = 8
 
@@ -47,6 +51,32 @@ class UpstreamConfig:
     region: str
     endpoint_url: str | None
     timeout_seconds: float
+
+
+@dataclass
+class _Batch:
+    """One embeddings call: its texts and what came of it."""
+
+    texts: list[str]
+    vectors: list[list[float]] | None = None
+    tokens: int = 0
+    error: errors.AppError | None = None
+    #: False when the deadline passed before the call was made (nothing reached Bedrock).
+    sent: bool = True
+
+    @property
+    def timed_out(self) -> bool:
+        return isinstance(self.error, errors.UpstreamTimeout)
+
+
+def _tokens(text: str) -> int:
+    """Tokens of ``text`` with LiteLLM's local tokenizer (cl100k_base): an estimate of Bedrock's count."""
+    if not text:
+        return 0
+    load_litellm()
+    from litellm.litellm_core_utils.default_encoding import encoding
+
+    return len(encoding.encode(text, disallowed_special=()))
 
 
 class Gateway:
@@ -88,17 +118,26 @@ class Gateway:
         prompt: BedrockPrompt,
         *,
         stop_at: float,
+        attempts: list[Attempt] | None = None,
     ) -> Served:
-        """Call the policy's targets for one conversation (streamed or not) until one starts answering.
+        """Call the policy's targets for one conversation until one starts answering; who answered, and its events.
 
         ``prompt`` is the conversation's ``bedrock_prompt``, built once by the caller; ``stop_at``
         (a ``time.time()``) is when the upstream call must be over: each attempt waits at most
-        until then, and no retry starts that could not finish by then.
+        until then (to start, and for each next chunk), and no retry starts that could not finish
+        by then. ``attempts``, when given, receives each attempt as it ends (so a caller can bill
+        the target a failed call was last sent to).
+
+        Bedrock is always called with ConverseStream, even when the client asked for one whole
+        answer: a call the gateway gives up on (a deadline, a client gone) is then closed, which
+        stops Bedrock, and the bill counts what was generated up to then. With Converse, Bedrock
+        would go on generating, and billing, an answer nobody waits for (``bench/whole_answers.py``
+        measures the price: ~0.03 ms of CPU per token read, overlapping the generation).
 
         The first event of the answer is read here, so a failure before any output raises at
         once (after the retries and fallbacks the policy allows); a stream that fails later
-        raises from the events. Closing the events closes the upstream stream (Bedrock stops
-        generating).
+        raises from the events, and is never retried. Closing the events closes the upstream
+        stream.
 
         Raises
         ------
@@ -108,9 +147,7 @@ class Gateway:
         max_tool_calls = 1 if conversation.parallel_tool_calls is False else None
 
         def start(target: Target, timeout: float) -> Iterator[Event]:
-            response = self._complete(**self._kwargs(conversation, target, prompt, timeout))
-            if not conversation.stream:
-                return completion_events(response, max_tool_calls)
+            response = self._complete(**self._kwargs(target, prompt, timeout))
             raw = StreamTranslator(max_tool_calls).events(getattr(response, "completion_stream", None) or response)
             try:
                 first = next(raw)
@@ -122,17 +159,30 @@ class Gateway:
                 raise
             return _upstream_stream(first, raw, response)
 
-        return self.resilience.run(policy, stop_at, start)
+        return self.resilience.run(policy, stop_at, start, attempts)
+
+    def reads_whole(self, prompt: BedrockPrompt) -> bool:
+        """Whether LiteLLM reads this answer whole before handing over any of it, so closing cannot stop Bedrock.
+
+        LiteLLM sends a request with a ``json_schema`` ``response_format`` as Converse and fakes the
+        stream from the whole answer (every model of the catalog, reasoning or not; a test checks it):
+        a call given up on before that answer came goes on generating on Bedrock, unseen.
+        """
+        response_format = prompt[1].get("response_format")
+        return isinstance(response_format, dict) and response_format.get("type") == "json_schema"
 
     def estimate_usage(self, prompt: BedrockPrompt, produced: str) -> TokenUsage:
-        """Token counts for a stream cut before Bedrock reported usage: the prompt and what was produced.
+        """Token counts for a call cut before Bedrock reported usage: the whole prompt and what was produced.
 
-        Counted with LiteLLM's local tokenizer (an estimate; the ledger entry is marked partial).
+        The prompt is counted as Bedrock counts it (``prompt_input``: messages, tool definitions,
+        the output schema, images), its text with LiteLLM's local tokenizer and its images by
+        their size. An estimate: the ledger entry is marked partial.
         """
-        litellm = load_litellm()
-        tokens = litellm.token_counter(model="", messages=prompt[0])
-        output = litellm.token_counter(model="", text=produced, count_response_tokens=True) if produced else 0
-        return TokenUsage(input_tokens=int(tokens), output_tokens=int(output))
+        content = prompt_input(prompt)
+        input_tokens = sum(_tokens(text) for text in content.texts)
+        input_tokens += sum(image_tokens(url) for url in content.images)
+        input_tokens += _ESTIMATE_MESSAGE_TOKENS * content.messages
+        return TokenUsage(input_tokens=input_tokens, output_tokens=_tokens(produced))
 
     def _timeout(self, timeout_seconds: float | None) -> float:
         # An explicit deadline (the streaming routes: the function's remaining time) wins; the
@@ -141,15 +191,15 @@ class Gateway:
             return self._upstream.timeout_seconds
         return max(0.1, timeout_seconds)
 
-    def _kwargs(
-        self, conversation: Conversation, target: Target, prompt: BedrockPrompt, timeout_seconds: float | None
-    ) -> dict[str, Any]:
+    def _kwargs(self, target: Target, prompt: BedrockPrompt, timeout_seconds: float | None) -> dict[str, Any]:
         messages, options = prompt
         options = fit_thinking(options, target.model)
         kwargs: dict[str, Any] = {
             "model": target.model.litellm_model,
             "messages": messages,
-            "stream": conversation.stream,
+            "stream": True,
+            # Billing needs the usage report whether or not the client asked for it.
+            "stream_options": {"include_usage": True},
             "timeout": self._timeout(timeout_seconds),
             # Retries are the policy's (resilience.py), within the request's deadline.
             "num_retries": 0,
@@ -160,9 +210,6 @@ class Gateway:
             kwargs["guardrailConfig"] = target.guardrail.config()
         if self._upstream.endpoint_url:
             kwargs["aws_bedrock_runtime_endpoint"] = self._upstream.endpoint_url
-        if conversation.stream:
-            # Always ask for usage: billing needs it even when the client did not.
-            kwargs["stream_options"] = {"include_usage": True}
         return kwargs
 
     def embed(
@@ -171,14 +218,17 @@ class Gateway:
         model: ModelEntry,
         *,
         texts: list[str] | None = None,
-        timeout_seconds: float | None = None,
+        stop_at: float | None = None,
     ) -> EmbeddingOutcome:
         """Embed every input with a Bedrock embedding model and shape OpenAI's ``list`` answer.
 
         ``texts`` are the inputs already checked by ``embedding_texts`` (computed when
-        not given). Inputs are sent in the model's batch size (Titan: one per call, concurrently;
-        Cohere: up to 96). When a batch fails after others succeeded, the outcome
-        carries the error and the usage of what Bedrock did embed, so it is billed.
+        not given). Inputs are sent in the model's batch size (Titan: one per call, 8 at once;
+        Cohere: up to 96). ``stop_at`` (Unix time) is when the whole request must be done: no call
+        starts after it, none waits past it, and each gets at most what is left (else each gets the
+        configured upstream timeout). When a batch fails, or time runs out, the outcome carries the
+        error and the usage to bill: what Bedrock embedded, and an estimate of the calls it was
+        still running (it bills them; calls never sent are not billed).
 
         Raises
         ------
@@ -189,7 +239,6 @@ class Gateway:
         texts = embedding_texts(request, limits) if texts is None else texts
         kwargs: dict[str, Any] = {
             "model": model.litellm_model,
-            "timeout": self._timeout(timeout_seconds),
             "num_retries": 0,
             "aws_region_name": self._upstream.region,
         }
@@ -201,26 +250,45 @@ class Gateway:
             kwargs["dimensions"] = dimensions
         batches = [texts[i : i + limits.batch_size] for i in range(0, len(texts), limits.batch_size)]
 
-        def run(batch: list[str]) -> tuple[list[list[float]], int] | Exception:
+        def run(batch: list[str]) -> _Batch:
+            timeout = self._upstream.timeout_seconds
+            if stop_at is not None:
+                timeout = min(timeout, stop_at - time.time())
+                if timeout <= 0:
+                    return _Batch(batch, sent=False)
             try:
-                response = self._embed(input=batch, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - mapped by the caller
-                return exc
+                response = self._embed(input=batch, timeout=max(0.1, timeout), **kwargs)
+            except Exception as exc:  # noqa: BLE001 - mapped below
+                return _Batch(batch, error=map_upstream_error(exc))
             vectors = [list(item["embedding"]) for item in sorted(response.data, key=lambda d: d["index"])]
             tokens = int(getattr(getattr(response, "usage", None), "prompt_tokens", 0) or 0)
-            return vectors, tokens
+            return _Batch(batch, vectors=vectors, tokens=tokens)
 
-        if len(batches) == 1:
-            results = [run(batches[0])]
-        else:
-            with ThreadPoolExecutor(max_workers=min(_EMBEDDING_CONCURRENCY, len(batches))) as pool:
-                results = list(pool.map(run, batches))
-        failures = [r for r in results if isinstance(r, Exception)]
-        tokens = sum(r[1] for r in results if not isinstance(r, Exception))
+        pool = ThreadPoolExecutor(max_workers=min(_EMBEDDING_CONCURRENCY, len(batches)))
+        futures = [pool.submit(run, batch) for batch in batches]
+        wait(futures, timeout=None if stop_at is None else max(0.0, stop_at - time.time()))
+        # Calls not started yet are cancelled; calls in flight are left to end on their own timeout.
+        pool.shutdown(wait=False, cancel_futures=True)
+        results = [
+            f.result() if f.done() and not f.cancelled() else _Batch(batch, sent=not f.cancelled())
+            for f, batch in zip(futures, batches, strict=True)
+        ]
+        # A call in flight, or one that timed out, reached Bedrock, which embeds and bills it: estimated.
+        tokens = sum(r.tokens if r.vectors is not None else self._text_tokens(r) for r in results)
         usage = TokenUsage(input_tokens=tokens)
-        if failures:
-            return EmbeddingOutcome(body={}, usage=usage, error=map_upstream_error(failures[0]))
-        vectors = [vector for r in results if not isinstance(r, Exception) for vector in r[0]]
+        unfinished = [r for r in results if r.vectors is None and (r.error is None or r.timed_out)]
+        if unfinished:
+            embedded = sum(len(r.texts) for r in results if r.vectors is not None)
+            error: errors.AppError = errors.UpstreamTimeout(
+                f"The embeddings ran out of this request's time: {embedded} of {len(texts)} inputs were "
+                "embedded (and billed); send fewer inputs per request.",
+                code="embedding_time_limit",
+            )
+            return EmbeddingOutcome(body={}, usage=usage, error=error)
+        failure = next((r.error for r in results if r.error is not None), None)
+        if failure is not None:
+            return EmbeddingOutcome(body={}, usage=usage, error=failure)
+        vectors = [vector for r in results for vector in r.vectors or []]
         if len(vectors) != len(texts):
             return EmbeddingOutcome(
                 body={},
@@ -239,12 +307,42 @@ class Gateway:
         }
         return EmbeddingOutcome(body=body, usage=usage, extra={"dimensions": len(vectors[0]) if vectors else 0})
 
+    @staticmethod
+    def _text_tokens(batch: _Batch) -> int:
+        """Tokens Bedrock bills for a batch whose count it never reported: estimated if it reached Bedrock."""
+        if not batch.sent or (batch.error is not None and not batch.timed_out):
+            return 0
+        return sum(_tokens(text) for text in batch.texts)
+
     def count_tokens(self, model: ModelEntry, *, messages: list[dict[str, Any]] | None = None, text: str = "") -> int:
         """LiteLLM's local estimate of a prompt's tokens for ``model`` (no Bedrock call)."""
         litellm = load_litellm()
         if messages is not None:
             return int(litellm.token_counter(model=model.litellm_model, messages=messages))
         return int(litellm.token_counter(model=model.litellm_model, text=text))
+
+
+#: Claude's image rule (Bedrock's other models are close): an image is fitted within 1,568 px on its long
+#: side and 1.15 megapixels, then costs one token per 750 pixels; ~1,600 tokens at most.
+_IMAGE_LONG_SIDE = 1_568
+_IMAGE_PIXELS = 1_150_000
+_PIXELS_PER_TOKEN = 750
+
+
+def image_tokens(url: str) -> int:
+    """An estimate of an image's input tokens from its size (a ``data:`` URL); the bound when unreadable."""
+    if not url.startswith("data:") or "," not in url:
+        return IMAGE_TOKEN_BOUND
+    from litellm.litellm_core_utils.token_counter import get_image_dimensions
+
+    try:
+        width, height = get_image_dimensions(url)  # a data: URL is decoded, never fetched
+    except Exception:  # noqa: BLE001 - an image LiteLLM cannot measure costs the bound
+        return IMAGE_TOKEN_BOUND
+    if width <= 0 or height <= 0:
+        return IMAGE_TOKEN_BOUND
+    scale = min(1.0, _IMAGE_LONG_SIDE / max(width, height), math.sqrt(_IMAGE_PIXELS / (width * height)))
+    return max(1, math.ceil(width * height * scale * scale / _PIXELS_PER_TOKEN))
 
 
 def _upstream_stream(first: Event, rest: Iterator[Event], response: Any) -> Iterator[Event]:

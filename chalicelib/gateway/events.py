@@ -1,4 +1,4 @@
-"""LiteLLM's answers (a whole response, or stream chunks) turned into the core's events."""
+"""LiteLLM's stream chunks (ConverseStream, parsed) turned into the core's events."""
 
 from __future__ import annotations
 
@@ -69,28 +69,6 @@ def finish_reason(value: Any, has_tool_calls: bool) -> str:
     if has_tool_calls:
         return "tool_calls"
     return value if value in _FINISH_REASONS else "stop"
-
-
-def completion_events(response: Any, max_tool_calls: int | None = None) -> Iterator[Event]:
-    """The events of a whole (non-streamed) LiteLLM ``ModelResponse``."""
-    message = response.choices[0].message
-    for block in getattr(message, "thinking_blocks", None) or []:
-        if block.get("type") == "redacted_thinking":
-            yield ReasoningDelta(redacted=block.get("data") or "")
-        else:
-            yield ReasoningDelta(text=block.get("thinking") or "", signature=block.get("signature") or None)
-    if not getattr(message, "thinking_blocks", None) and getattr(message, "reasoning_content", None):
-        yield ReasoningDelta(text=message.reasoning_content)
-    if message.content:
-        yield TextDelta(message.content)
-    # parallel_tool_calls=false: Bedrock cannot be told so for every model; the gateway keeps the first call.
-    calls = list(getattr(message, "tool_calls", None) or [])[:max_tool_calls]
-    for index, call in enumerate(calls):
-        function = getattr(call, "function", None)
-        yield ToolCallStart(index, getattr(call, "id", None) or f"call_{index}", getattr(function, "name", "") or "")
-        yield ToolCallDelta(index, getattr(function, "arguments", "") or "{}")
-    yield Finished(finish_reason(response.choices[0].finish_reason, bool(calls)))
-    yield usage_report(getattr(response, "usage", None), getattr(response, "trace", None))
 
 
 class StreamTranslator:

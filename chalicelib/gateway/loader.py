@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 
@@ -32,4 +33,50 @@ def load_litellm() -> Any:
     litellm.telemetry = False
     # No per-chunk logging tasks on a thread pool: the gateway logs and bills each call itself.
     litellm.disable_streaming_logging = True
+    defer_default_encoding(litellm)
     return litellm
+
+
+class DeferredEncoding:
+    """LiteLLM's default tokenizer (tiktoken ``cl100k_base``), loaded the first time something tokenizes.
+
+    ``litellm.completion`` hands its default encoding to every provider's handler; loading
+    it decodes 100,000 BPE ranks (~0.1 s of a cold answer) and the Bedrock Converse path
+    never reads it: Bedrock reports the usage. Anything that does tokenize with it gets the
+    real encoding's attributes, loaded once, through LiteLLM's own loader.
+    """
+
+    def __init__(self, load: Any) -> None:
+        self._load = load
+        self._encoding: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._encoding is not None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._encoding is None:
+            with self._lock:
+                if self._encoding is None:
+                    self._encoding = self._load()
+        return getattr(self._encoding, name)
+
+
+def defer_default_encoding(litellm: Any) -> None:
+    """Give LiteLLM a ``DeferredEncoding`` where it caches its default encoding (``litellm.main``).
+
+    Skipped when the encoding is already loaded, or when LiteLLM no longer caches it there:
+    ``tests/test_artifact.py`` then fails (the cold path loads tiktoken again), rather than
+    the gateway breaking. ``litellm.main`` is where ``completion`` lives: every model call
+    imports it anyway.
+    """
+    import litellm.main as main
+
+    if getattr(main, "_encoding_cache", False) is not None:
+        return
+    from litellm._lazy_imports import get_default_encoding
+
+    deferred = DeferredEncoding(get_default_encoding)
+    main._encoding_cache = deferred  # what litellm.main._get_encoding() returns
+    litellm.encoding = deferred  # what the providers' streaming handlers read

@@ -1,7 +1,9 @@
-"""What reaches Bedrock: capability checks, JSON mode, tool history without tools."""
+"""What reaches Bedrock: capability checks, JSON mode, tool history without tools, and what it counts as input."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import errors
@@ -75,6 +77,60 @@ def bedrock_prompt(conversation: Conversation) -> BedrockPrompt:
         del options["response_format"]
         messages = [{"role": "system", "content": JSON_OBJECT_INSTRUCTION}, *messages]
     return messages, options
+
+
+#: Bedrock bills an image at most ~1,600 tokens (Claude: 1.15 MP / 750); the bound reserves a little more.
+IMAGE_TOKEN_BOUND = 2_000
+#: Role markers and separators a model's chat template adds around each message (the bound's share).
+MESSAGE_OVERHEAD_TOKENS = 8
+
+
+@dataclass(frozen=True)
+class PromptInput:
+    """Everything of a Bedrock prompt that Bedrock counts as input tokens.
+
+    ``texts``: each message's text, earlier tool calls and thinking, tool results, the tool
+    definitions and the output schema (a ``response_format``); ``images``: each image's URL (a
+    ``data:`` URL), wherever it sits. Admission bounds this (``token_bound``), and a call cut
+    before Bedrock reported its usage is billed on an estimate of this (``Gateway.estimate_usage``),
+    so the two can never disagree on what a prompt holds.
+    """
+
+    texts: tuple[str, ...]
+    images: tuple[str, ...]
+    messages: int
+
+    @property
+    def token_bound(self) -> int:
+        """An upper bound of the input tokens: UTF-8 bytes (a byte-level BPE token is at least one byte)."""
+        size = sum(len(text.encode()) for text in self.texts)
+        return size + len(self.images) * IMAGE_TOKEN_BOUND + MESSAGE_OVERHEAD_TOKENS * self.messages
+
+
+def prompt_input(prompt: BedrockPrompt) -> PromptInput:
+    """What of ``prompt`` (``bedrock_prompt``'s messages and options) Bedrock counts as input."""
+    messages, options = prompt
+    texts: list[str] = []
+    images: list[str] = []
+    for message in messages:
+        content = message.get("content")
+        for part in content if isinstance(content, list) else [{"type": "text", "text": content or ""}]:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "image_url":
+                image = part.get("image_url")
+                images.append(str(image.get("url", "")) if isinstance(image, dict) else str(image or ""))
+            elif part.get("text"):
+                texts.append(str(part["text"]))
+        if message.get("tool_calls"):
+            texts.append(json.dumps(message["tool_calls"], ensure_ascii=False))
+        for block in message.get("thinking_blocks") or []:
+            # Earlier reasoning sent back is input too; its signature is a check, not text the model reads.
+            texts.append(str(block.get("thinking") or block.get("data") or ""))
+    for name in ("tools", "response_format"):
+        if options.get(name):
+            texts.append(json.dumps(options[name], ensure_ascii=False))
+    return PromptInput(tuple(texts), tuple(images), len(messages))
 
 
 def litellm_options(conversation: Conversation) -> dict[str, Any]:

@@ -269,11 +269,12 @@ class Resilience:
         self.quota = quota or RetryQuota()
         self._default_cooldown = default_cooldown
 
-    def run(self, policy: CallPolicy, stop_at: float, start: StartFn) -> Served:
+    def run(self, policy: CallPolicy, stop_at: float, start: StartFn, attempts: list[Attempt] | None = None) -> Served:
         """The first target that starts answering, trying each as the policy and the faults say.
 
         ``stop_at`` is the ``clock`` time by which the upstream call must be over. ``start`` makes
-        one attempt (raising LiteLLM's exception on failure).
+        one attempt (raising LiteLLM's exception on failure). ``attempts`` (a new list when None)
+        receives each attempt as it ends.
 
         Raises
         ------
@@ -281,7 +282,7 @@ class Resilience:
             Every target failed (the most telling failure: the first target's unless it could not
             serve), or a final failure, or no time is left for an attempt.
         """
-        attempts: list[Attempt] = []
+        attempts = [] if attempts is None else attempts
         first_error: errors.AppError | None = None
         last_error: errors.AppError | None = None
         targets = self.cooldowns.order(policy.targets)

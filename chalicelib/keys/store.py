@@ -88,15 +88,39 @@ def key_id_of(plaintext: str) -> str | None:
     return match.group(1) if match else None
 
 
+def header_values(headers: Mapping[str, str], name: str) -> list[str]:
+    """Every value of header ``name`` (case-insensitive): repeated headers, and values joined with commas.
+
+    The edges join a repeated header's values (``chalicelib/shared/http.py: combined_headers``), as
+    HTTP allows; neither a bearer token nor a key holds a comma.
+    """
+    return [part.strip() for k, v in headers.items() if k.lower() == name for part in v.split(",") if part.strip()]
+
+
+def _one(values: list[str], what: str) -> str | None:
+    """The one credential among ``values`` (repeats of it are one); two different ones are refused."""
+    distinct = list(dict.fromkeys(values))
+    if len(distinct) > 1:
+        raise AuthenticationFailed(
+            f"The request carries two different credentials in {what}; send one.", code="ambiguous_api_key"
+        )
+    return distinct[0] if distinct else None
+
+
 def bearer_token(headers: Mapping[str, str]) -> str | None:
-    """The token of an ``Authorization: Bearer …`` header (case-insensitive), if any."""
-    value = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
-    if not value:
-        return None
-    scheme, _, token = value.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
+    """The token of an ``Authorization: Bearer …`` header (case-insensitive), if any.
+
+    Raises
+    ------
+    AuthenticationFailed
+        Two different bearer tokens (repeated ``Authorization`` headers): ambiguous, never guessed.
+    """
+    tokens = []
+    for value in header_values(headers, "authorization"):
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            tokens.append(token.strip())
+    return _one(tokens, "Authorization")
 
 
 def api_key_token(headers: Mapping[str, str], *, accept_x_api_key: bool = False) -> str | None:
@@ -109,13 +133,13 @@ def api_key_token(headers: Mapping[str, str], *, accept_x_api_key: bool = False)
     Raises
     ------
     AuthenticationFailed
-        Both headers carry different pennyworth-shaped keys (or neither is one).
+        Both headers carry different pennyworth-shaped keys (or neither is one), or one header
+        name is repeated with two different keys.
     """
     bearer = bearer_token(headers)
     if not accept_x_api_key:
         return bearer
-    value = next((v for k, v in headers.items() if k.lower() == "x-api-key"), None)
-    header_key = value.strip() if value and value.strip() else None
+    header_key = _one(header_values(headers, "x-api-key"), "x-api-key")
     if bearer is None or header_key is None or bearer == header_key:
         return bearer or header_key
     ours = [token for token in (header_key, bearer) if key_id_of(token)]
@@ -592,14 +616,9 @@ class KeyStore:
             The key is already revoked, or changed since ``current`` was read.
         """
         now = isoformat(self._clock())
-        changes = {
-            "status": "revoked",
-            "revoked_at": now,
-            "updated_at": now,
-            "version": current.version + 1,
-            "previous_hash": None,
-            "previous_hash_expires_at": None,
-        }
+        # A rotated-out secret still in its grace period is kept: presented after the revoke, it is
+        # recognised and refused as revoked (and its use audited), not taken for a wrong key.
+        changes = {"status": "revoked", "revoked_at": now, "updated_at": now, "version": current.version + 1}
         record = replace(current, **changes)
         self._conditional_update(current, changes, record, attach)
         return record

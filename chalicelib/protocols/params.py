@@ -148,9 +148,25 @@ def checked(
             raise InvalidRequest(unknown.format(name=name), param=name)
     present = {k: v for k, v in body.items() if v is not None}
     for name, value in present.items():
-        if policies.get(name) == REFUSED_UNLESS_DEFAULT and value not in harmless.get(name, ()):
+        if policies.get(name) == REFUSED_UNLESS_DEFAULT and not any(same(value, d) for d in harmless.get(name, ())):
             raise InvalidRequest(refused.format(name=name, why=why[name]), param=name, code="unsupported_parameter")
     return present
+
+
+def same(value: Any, expected: Any) -> bool:
+    """``value == expected`` as JSON means it: ``true`` is not ``1`` and ``false`` not ``0`` (as they are in Python).
+
+    Numbers compare by value (``1`` and ``1.0`` are one JSON number); lists and objects item by item.
+    """
+    if isinstance(value, bool) or isinstance(expected, bool):
+        return isinstance(value, bool) and isinstance(expected, bool) and value == expected
+    if isinstance(value, (int, float)) and isinstance(expected, (int, float)):
+        return value == expected
+    if isinstance(value, list) and isinstance(expected, list):
+        return len(value) == len(expected) and all(same(a, b) for a, b in zip(value, expected, strict=True))
+    if isinstance(value, dict) and isinstance(expected, dict):
+        return value.keys() == expected.keys() and all(same(value[k], expected[k]) for k in value)
+    return type(value) is type(expected) and value == expected
 
 
 def strings(source: Mapping[str, Any], *names: str) -> None:

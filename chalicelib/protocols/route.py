@@ -86,7 +86,7 @@ class ModelRoute[Request: Parsed](Route):
         turn = self._models.converse(
             key, parsed.conversation, deadline=request.deadline, surface=self.surface, fit=self.fit
         )
-        headers = {**turn.headers, **self.answer_headers(turn)}
+        headers = {**turn.headers, **self.answer_headers(turn, parsed)}
         if parsed.conversation.stream:
             return StreamingResult(200, {**headers, **SSE_HEADERS}, self.stream(turn, parsed), on_close=turn.close)
         try:
@@ -112,8 +112,8 @@ class ModelRoute[Request: Parsed](Route):
         """The conversation adjusted to the model it resolved to, before its capabilities are checked."""
         return conversation
 
-    def answer_headers(self, turn: Turn) -> dict[str, str]:
-        """Headers every answer of this protocol carries, besides admission's and ``x-request-id``."""
+    def answer_headers(self, turn: Turn, request: Request) -> dict[str, str]:
+        """Headers the protocol's answer carries, besides admission's and ``x-request-id``."""
         return {}
 
     def stream(self, turn: Turn, request: Request) -> Iterator[bytes]:

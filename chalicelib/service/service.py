@@ -10,6 +10,7 @@ through ``ModelService.embed`` under the same admission and ledger.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,9 +19,10 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.metering import Meter, Ticket, prompt_token_bound
+from chalicelib.accounting.metering import Meter, Ticket
 from chalicelib.catalog.catalog import Catalog, ModelEntry
 from chalicelib.conversation import deadline as deadline_guard
+from chalicelib.conversation.deadline import Guarded
 from chalicelib.conversation.events import (
     Billed,
     Event,
@@ -29,10 +31,12 @@ from chalicelib.conversation.events import (
     ReasoningDelta,
     TextDelta,
     ToolCallDelta,
+    ToolCallStart,
     UsageReport,
 )
 from chalicelib.conversation.request import Conversation, EmbeddingRequest
 from chalicelib.gateway import (
+    Attempt,
     BedrockPrompt,
     CallPolicy,
     Gateway,
@@ -41,13 +45,21 @@ from chalicelib.gateway import (
     check_capabilities,
     embedding_limits,
     embedding_texts,
+    prompt_input,
 )
 from chalicelib.keys.store import KeyRecord
 from chalicelib.observability import logger
 from chalicelib.service.policy import call_policy, guardrail_worst_case
 from chalicelib.shared.guardrails import guardrail_cost, text_units
+from chalicelib.shared.text import nearest
 from chalicelib.shared.usage import TokenUsage, UsageEntry
 
+#: How each kind of model is named and called, for a request that sent one to the other's route.
+_MODE_NAMES = {"chat": "a chat model", "embedding": "an embedding model"}
+_MODE_USE = {
+    "chat": "call it with POST /v1/chat/completions, /v1/responses or /v1/messages (MCP: the chat tool).",
+    "embedding": "call it with POST /v1/embeddings (MCP: the embed tool).",
+}
 #: Time kept back from a deadline to bill and close the answer after the upstream stops.
 BILLING_MARGIN_SECONDS = 3.0
 
@@ -144,7 +156,7 @@ class ModelService:
         policy = call_policy(key, model, catalog, conversation, region=self._gateway.region)
         # What reaches Bedrock, built once: admission bounds its tokens, the call sends it.
         prompt = bedrock_prompt(conversation)
-        bound = prompt_token_bound(*prompt)
+        bound = prompt_input(prompt).token_bound  # UTF-8 bytes: also a bound of the characters
         ticket = self._meter.admit(
             key,
             model,
@@ -169,70 +181,90 @@ class ModelService:
         return Turn(request_id, model, headers, _Resumed(first, events), started, served=call.served)
 
     def _run(self, call: _Call) -> Iterator[Event]:
-        """The upstream's events, then exactly one ``Billed`` or ``Failed``; billed however it ends."""
-        ticket, conversation, deadline, log = call.ticket, call.conversation, call.deadline, call.log
-        produced: list[str] = []
-        report: UsageReport | None = None
-        finished: Finished | None = None
+        """The upstream's events, then exactly one ``Billed`` or ``Failed``; billed however it ends.
+
+        Before any event is yielded, a failure is raised instead (the caller still has an HTTP
+        status to give): released when Bedrock produced nothing billable, billed (partial) when
+        the gateway gave up on a call Bedrock had received (a timeout: Bedrock read the prompt,
+        and may have generated) or when output had been read ahead.
+        """
+        ticket, conversation, prompt, request_id, deadline = (
+            call.ticket,
+            call.conversation,
+            call.prompt,
+            call.request_id,
+            call.deadline,
+        )
+        answer = _Answer()
         failure: errors.AppError | None = None
-        upstream: Iterator[Event] | None = None
+        upstream: Guarded | None = None
+        called = opened = False
         try:
-            self._time_left(deadline, call.request_id)
+            self._time_left(deadline, request_id)
+            called = True
             served = self._gateway.chat(
-                conversation, call.policy, call.prompt, stop_at=deadline - BILLING_MARGIN_SECONDS
+                conversation,
+                call.policy,
+                prompt,
+                stop_at=deadline - BILLING_MARGIN_SECONDS,
+                attempts=call.attempts,
             )
             call.served = served.target
-            upstream = served.events
-            if conversation.stream:
-                # Each read of a stream may wait as long as the whole answer had; a stall near the
-                # end must not hold the function past its deadline (it would die unbilled).
-                upstream = deadline_guard.until(upstream, deadline - BILLING_MARGIN_SECONDS, clock=self._clock)
+            stream = served.events
+            opened = True
+            # Each read of a stream may wait as long as the whole answer had; a stall near the end
+            # must not hold the function past its deadline (it would die unbilled).
+            upstream = deadline_guard.until(stream, deadline - BILLING_MARGIN_SECONDS, clock=self._clock)
             for event in upstream:
-                if isinstance(event, UsageReport):
-                    report = event
-                    continue  # reported after billing, with the billed usage
-                if isinstance(event, Finished):
-                    finished = event
-                else:
-                    produced.append(_text_of(event))
+                if not answer.take(event):
+                    continue  # the usage report: reported after billing, with the billed usage
+                answer.yielded = True
                 yield event
-                if finished is None and self._clock() > deadline - BILLING_MARGIN_SECONDS:
+                if answer.finished is None and self._clock() > deadline - BILLING_MARGIN_SECONDS:
                     raise errors.UpstreamTimeout(
                         "The answer was cut off at the gateway's time limit; ask for a shorter answer "
                         "(max_tokens) or raise the function timeout.",
                         code="answer_time_limit",
                     )
         except errors.AppError as exc:
-            if not produced:
-                self._meter.release(ticket)
-                raise
             failure = exc
-        except Exception:
-            # A bug of ours mid-answer: the caller still gets a clean end, and the call is billed.
-            logger.exception("model call failed mid-answer", extra=log)
-            if not produced:
-                self._meter.release(ticket)
-                raise
-            failure = errors.InternalError("The gateway hit an internal error mid-answer; it has been logged.")
         except GeneratorExit:
-            # The caller stopped reading (client gone): stop Bedrock, bill what it generated.
-            _close(upstream)
-            self._bill(call, produced, report, "abandoned")
+            # The caller stopped reading (client gone): stop Bedrock, bill what it generated,
+            # including what was read ahead and never sent.
+            answer.take_unread(upstream)
+            self._bill(call, answer, "abandoned")
             raise
-        if failure is None and finished is None:
+        except Exception:
+            # A bug of ours: the caller still gets a clean end, and the call is billed.
+            logger.exception("model call failed", extra=call.log)
+            failure = errors.InternalError("The gateway hit an internal error mid-answer; it has been logged.")
+        answer.take_unread(upstream)
+        if failure is None and answer.finished is None:
             failure = errors.UpstreamError(
                 "The Bedrock stream ended before the model finished; the answer is incomplete.",
                 code="upstream_stream_cut",
             )
-        _close(upstream)
-        outcome = "ok" if failure is None else "cut"
         if failure is not None:
-            call.log = {**log, "failure": failure.code}  # e.g. answer_time_limit: counted by the template
-        entry = self._bill(call, produced, report, outcome)
+            failure.headers.update({"x-request-id": request_id})
+            gave_up = called and isinstance(failure, errors.UpstreamTimeout)
+            if gave_up and not opened and self._gateway.reads_whole(prompt):
+                # LiteLLM reads this answer whole: Bedrock goes on generating it for nobody, and bills
+                # it. Bill the most it may generate (the reservation caps it, as always).
+                answer.assumed_output = conversation.max_tokens or call.target.model.max_output_tokens or 0
+            if not answer.produced and not answer.yielded and not gave_up:
+                # Refused or broken off before any output: Bedrock bills nothing.
+                self._meter.release(ticket)
+                failure.headers.update(ticket.headers)
+                raise failure
+            call.log = {**call.log, "failure": failure.code}  # e.g. answer_time_limit: counted by the template
+        entry = self._bill(call, answer, "ok" if failure is None else "cut")
         if failure is not None:
-            failure.headers.update({**ticket.headers, "x-request-id": call.request_id})
+            failure.headers.update(ticket.headers)
+            if not answer.yielded:
+                raise failure  # nothing sent yet: the caller answers with the error's status (billed)
             yield Failed(failure, entry)
             return
+        report = answer.report
         yield UsageReport(
             entry.usage,
             reasoning_tokens=report.reasoning_tokens if report else 0,
@@ -240,20 +272,21 @@ class ModelService:
         )
         yield Billed(entry)
 
-    def _bill(self, call: _Call, produced: list[str], report: UsageReport | None, outcome: str) -> UsageEntry:
+    def _bill(self, call: _Call, answer: _Answer, outcome: str) -> UsageEntry:
+        """Settle the call at the prices of the target that served (or was last tried), guardrail units included."""
         ticket, prompt, log = call.ticket, call.prompt, call.log
-        served = call.served or call.policy.primary
-        reported = report is not None and bool(
-            report.usage.input_tokens or report.usage.output_tokens or report.guardrail_units
-        )
-        if report is not None and reported:
+        served = call.target
+        report = answer.report
+        if report is not None and (report.usage.input_tokens or report.usage.output_tokens or report.guardrail_units):
             usage = report.usage
             units = dict(report.guardrail_units)
         else:
-            # Cut before Bedrock's usage report: bill the prompt and what was produced, counted
-            # with LiteLLM's tokenizer (an estimate; the entry is marked partial).
-            usage = self._gateway.estimate_usage(prompt, "".join(produced))
-            units = self._estimated_guardrail_units(served, prompt, produced)
+            # Cut before Bedrock's usage report: bill the whole prompt as Bedrock counts it, and
+            # what was produced, counted with a local tokenizer (an estimate; the entry is partial).
+            usage = self._gateway.estimate_usage(prompt, "".join(answer.produced))
+            if answer.assumed_output > usage.output_tokens:
+                usage = dataclasses.replace(usage, output_tokens=answer.assumed_output)
+            units = self._estimated_guardrail_units(served, prompt, answer.produced)
         guardrail_usd = guardrail_cost(self._catalog().guardrail_prices, units) if units else Decimal(0)
         latency_ms = _ms(call.started)
         entry = self._meter.settle(
@@ -291,7 +324,7 @@ class ModelService:
         """The text units a guardrail may have used when Bedrock's report was cut off: every priced policy."""
         if served.guardrail is None:
             return {}
-        characters = prompt_token_bound(*prompt)
+        characters = sum(len(text) for text in prompt_input(prompt).texts)
         units = text_units(characters) + text_units(sum(len(text) for text in produced))
         return {counter: units for counter, price in self._catalog().guardrail_prices.per_unit.items() if price > 0}
 
@@ -312,30 +345,33 @@ class ModelService:
         key: KeyRecord,
         request: EmbeddingRequest,
         *,
-        timeout_seconds: float | None = None,
+        deadline: float | None = None,
         surface: str = "openai",
     ) -> EmbeddingRun:
         """Admit, embed, bill: one embeddings call for an authenticated key (routes and MCP tools).
 
+        ``deadline`` is the Unix time by which the whole request must be answered: the Bedrock
+        calls end a margin before it (to bill), and what was embedded by then is billed.
+
         Raises
         ------
         AppError
-            Unknown or disallowed model, inputs over the model's limits, refused
-            admission, or an upstream failure (what Bedrock did embed is still billed).
+            Unknown or disallowed model, inputs over the model's limits, refused admission,
+            an upstream failure, or no time left (what Bedrock did embed is still billed).
         """
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
         entry = self.resolve_model(key, request.model, mode="embedding")
         texts = embedding_texts(request, embedding_limits(entry))
         log = {"request_id": request_id, "key_id": key.key_id, "model": entry.id, "surface": surface}
-        # A token is at least one UTF-8 byte (as in metering.prompt_token_bound), so bytes bound the tokens.
+        # A token is at least one UTF-8 byte (as in PromptInput.token_bound), so bytes bound the tokens.
         ticket = self._meter.admit(key, entry, input_tokens=sum(len(t.encode()) for t in texts), max_output_tokens=0)
-        headers = {**ticket.headers, "x-request-id": request_id}
+        stop_at = None if deadline is None else deadline - BILLING_MARGIN_SECONDS
         try:
-            outcome = self._gateway.embed(request, entry, texts=texts, timeout_seconds=timeout_seconds)
+            outcome = self._gateway.embed(request, entry, texts=texts, stop_at=stop_at)
         except errors.AppError as exc:
             self._meter.release(ticket)
-            exc.headers.update(headers)
+            exc.headers.update({**ticket.headers, "x-request-id": request_id})
             raise
         latency_ms = _ms(started)
         if outcome.error is not None and not outcome.usage.input_tokens:
@@ -350,8 +386,8 @@ class ModelService:
                 status="ok" if outcome.error is None else "partial",
             )
         if outcome.error is not None:
-            outcome.error.headers.update(headers)
-            outcome.error.context.update(log, latency_ms=latency_ms)
+            outcome.error.headers.update({**ticket.headers, "x-request-id": request_id})  # the cost, if billed
+            outcome.error.context.update(log, latency_ms=latency_ms, input_tokens=outcome.usage.input_tokens)
             raise outcome.error
         logger.info(
             "embeddings",
@@ -364,7 +400,8 @@ class ModelService:
                 "cost_usd": str(usage_entry.cost),
             },
         )
-        return EmbeddingRun(request_id, entry, outcome.body, usage_entry, latency_ms, headers=dict(ticket.headers))
+        headers = {**ticket.headers, "x-request-id": request_id}
+        return EmbeddingRun(request_id, entry, outcome.body, usage_entry, latency_ms, headers=headers)
 
     # -- the catalog, as a key sees it -----------------------------------------------------------
 
@@ -372,22 +409,45 @@ class ModelService:
         """The catalog models ``key`` may call, in catalog order (optionally one mode)."""
         return [m for m in self._catalog() if key.allows_model(m.id) and (mode is None or m.mode == mode)]
 
-    def resolve_model(self, key: KeyRecord, name: str, *, mode: str | None = None) -> ModelEntry:
+    def resolve_model(self, key: KeyRecord, name: str, *, mode: str | None = None, hidden: bool = False) -> ModelEntry:
         """The catalog entry for ``name`` if ``key`` may use it.
+
+        ``hidden``: a model outside the key's allowlist is not found, as if it did not exist
+        (OpenAI's answer to ``GET /v1/models/{id}``: it tells nothing of the catalog). Hints in the
+        messages name only models the key may use.
 
         Raises
         ------
         NotFound
-            No such model (of that mode).
+            No such model, a model of the other kind (an embedding model for chat), or (``hidden``) one
+            the key may not use.
         PermissionDenied
-            The key may not use it.
+            The key may not use it (unless ``hidden``).
         """
-        entry = self._catalog().resolve(name, mode=mode)
-        if not key.allows_model(entry.id):
-            raise errors.PermissionDenied(
-                f"This API key is not allowed to use the model '{name}'.",
+        entry = self._catalog().find(name)
+        if entry is not None and not key.allows_model(entry.id):
+            if not hidden:
+                raise errors.PermissionDenied(
+                    f"This API key is not allowed to use the model '{name}'.",
+                    param="model",
+                    code="model_not_allowed",
+                )
+            entry = None
+        if entry is None:
+            usable = [n for model in self.usable_models(key, mode) for n in (model.id, *model.aliases)]
+            guess = nearest(name, usable)
+            raise errors.NotFound(
+                f"The model '{name}' does not exist or you do not have access to it."
+                + (f" Did you mean '{guess}'?" if guess else "")
+                + " GET /v1/models lists the models this key may use.",
                 param="model",
-                code="model_not_allowed",
+                code="model_not_found",
+            )
+        if mode is not None and entry.mode != mode:
+            raise errors.NotFound(
+                f"The model '{name}' is {_MODE_NAMES[entry.mode]}, not {_MODE_NAMES[mode]}: {_MODE_USE[entry.mode]}",
+                param="model",
+                code="model_not_found",
             )
         return entry
 
@@ -404,6 +464,16 @@ class ModelService:
             "limits": {"rpm": key.rpm_limit, "tpm": key.tpm_limit},
             **self._meter.spend(key),  # budget, usage
         }
+
+    def admit_count(self, key: KeyRecord, model: ModelEntry) -> dict[str, str]:
+        """Admit a token count: free, but a request against the key's requests per minute; its headers.
+
+        Raises
+        ------
+        RateLimited
+            The key's requests per minute are spent.
+        """
+        return self._meter.admit_free(key, model).headers
 
     def count_tokens(self, model: ModelEntry, *, messages: list[dict[str, Any]] | None = None, text: str = "") -> int:
         """A local estimate of a prompt's tokens for ``model`` (no Bedrock call, nothing billed)."""
@@ -424,6 +494,45 @@ class _Call:
     log: dict[str, Any]
     #: The target answering, once one started to.
     served: Target | None = None
+    #: Every upstream attempt made, in order (the gateway appends them).
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def target(self) -> Target:
+        """The target the bill names: the one serving, else the last one tried (a timed-out attempt), else the first."""
+        if self.served is not None:
+            return self.served
+        return self.attempts[-1].target if self.attempts else self.policy.primary
+
+
+@dataclass
+class _Answer:
+    """What a call has produced so far, as billing needs it."""
+
+    produced: list[str] = field(default_factory=list)
+    report: UsageReport | None = None
+    finished: Finished | None = None
+    #: Whether any event reached the caller (after that, a failure is an event, not an exception).
+    yielded: bool = False
+    #: Output tokens Bedrock is assumed to generate though nobody reads them (``Gateway.reads_whole``).
+    assumed_output: int = 0
+
+    def take(self, event: Event) -> bool:
+        """Fold in one upstream event; whether the caller gets it (the usage report waits for the bill)."""
+        if isinstance(event, UsageReport):
+            self.report = event
+            return False
+        if isinstance(event, Finished):
+            self.finished = event
+        else:
+            self.produced.append(_text_of(event))
+        return True
+
+    def take_unread(self, upstream: Guarded | None) -> None:
+        """Stop the upstream and fold in what it had read ahead that the caller never took."""
+        if upstream is not None:
+            for event in upstream.close():
+                self.take(event)
 
 
 class _Resumed:
@@ -453,6 +562,8 @@ def _text_of(event: Event) -> str:
         return event.text
     if isinstance(event, ToolCallDelta):
         return event.arguments
+    if isinstance(event, ToolCallStart):
+        return event.name
     return ""
 
 

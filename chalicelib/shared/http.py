@@ -11,6 +11,24 @@ SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
+def combined_headers(headers: Mapping[str, str], multi: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """A request's headers by lower-cased name, a repeated header's values joined with ``, `` (RFC 9110 5.3).
+
+    API Gateway keeps only a repeated header's last value in ``headers`` and all of them in
+    ``multiValueHeaders``: reading ``headers`` alone, the last of two ``Authorization`` headers won
+    silently. Joined, whoever reads a header sees every value (the key store refuses two keys).
+    """
+    combined = {str(name).lower(): str(value) for name, value in headers.items()}
+    every: dict[str, list[str]] = {}
+    for name, values in (multi or {}).items():  # names differing in case only are one header
+        if isinstance(values, list):
+            every.setdefault(str(name).lower(), []).extend(str(value) for value in values)
+    for name, values in every.items():
+        if len(values) > 1:
+            combined[name] = ", ".join(values)
+    return combined
+
+
 @dataclass(frozen=True)
 class HttpRequest:
     """One HTTP request, as every entry point (the Chalice app, the streaming function) hands it to a route."""

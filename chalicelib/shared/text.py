@@ -9,8 +9,10 @@ whatever older data still carries them.
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
+from collections.abc import Iterable
 
 from chalicelib.errors import InvalidRequest
 
@@ -53,3 +55,23 @@ def check_plain_text(text: str, param: str) -> str:
             param=param,
         )
     return text
+
+
+def _folded(text: str) -> str:
+    return re.sub(r"[\s._:]+", "-", text.strip().lower())
+
+
+def nearest(name: str, candidates: Iterable[str], *, cutoff: float = 0.8) -> str | None:
+    """The candidate ``name`` was most likely meant to be (a typo, ``.`` for ``-``, a case), or None.
+
+    A candidate equal to ``name`` once case and separators are folded wins; else the closest by
+    ``difflib``'s ratio, if at least ``cutoff`` alike. Never ``name`` itself.
+    """
+    options = [c for c in dict.fromkeys(candidates) if c != name]
+    folded = _folded(name)
+    exact = [c for c in options if _folded(c) == folded]
+    if exact:
+        return exact[0]
+    by_fold = {_folded(c): c for c in options}
+    close = difflib.get_close_matches(folded, list(by_fold), n=1, cutoff=cutoff)
+    return by_fold[close[0]] if close else None

@@ -16,24 +16,23 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib import errors
 from chalicelib.edge.answers import answer
-from chalicelib.edge.routes import find
-from chalicelib.shared.http import HttpRequest, StreamingResult
+from chalicelib.edge.routes import find, unknown_route
+from chalicelib.shared.http import HttpRequest, StreamingResult, combined_headers
 
 
 def handle(event: Mapping[str, Any], *, deadline: float) -> StreamingResult:
     """Answer one API Gateway proxy event; never raises (errors become answers)."""
     method = str(event.get("httpMethod") or "GET").upper()
     path = str(event.get("path") or "/")
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    headers = combined_headers(event.get("headers") or {}, event.get("multiValueHeaders"))
     body = event.get("body")
     if body is not None and event.get("isBase64Encoded"):
         body = base64.b64decode(body)
     context = event.get("requestContext") or {}
     route = find(method, path, streamed=True)
     if route is None:
-        error = errors.NotFound(f"Unknown request URL: {method} {path}.", code="unknown_url")
+        error = unknown_route(method, path)
         request_id = str(context.get("requestId") or uuid.uuid4().hex)
         return json_answer(error.to_body(), 404, {"x-request-id": request_id})
     request = HttpRequest(

@@ -363,6 +363,16 @@ def test_connect_panel_fills_in_the_users_key_prefix_and_base_urls(
     assert 'export ANTHROPIC_AUTH_TOKEN="$PENNYWORTH_API_KEY"' in text
     assert f'base_url = "{dev_info["base_url"]}"' in text and 'wire_api = "responses"' in text  # Codex
     assert 'env_key = "PENNYWORTH_API_KEY"' in text
+    # AND the Codex snippet is the README's tested configuration (tests/integration/test_codex.py runs it)
+    import tomllib
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## Use with Codex\n", 1)[1].split("\n## ", 1)[0]
+    [tested] = re.findall(r"```toml\n(.*?)```", section, flags=re.S)
+    expected = tomllib.loads(tested.replace("http://127.0.0.1:8000/v1", dev_info["base_url"]))
+    codex = page.locator(".card", has_text="Codex (~/.codex/config.toml)").locator("pre").inner_text()
+    shown = tomllib.loads(codex)
+    assert {**shown, "model": expected["model"]} == expected, shown  # the model is the one chosen above
     console.screenshot("11-connect")
 
 

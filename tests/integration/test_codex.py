@@ -102,6 +102,7 @@ def workspace(stack, tmp_path: Path, refusing_proxy):
     ledger = stack_data.ledger(stack)
     [config] = re.findall(r"```toml\n(.*?)```", README_SECTION, flags=re.S)
     assert "http://127.0.0.1:8000/v1" in config
+    assert "web_search" not in config  # Codex's defaults: the web search it offers is dropped, not refused
     codex_home = tmp_path / "codex-home"
     codex_home.mkdir()
     (codex_home / "config.toml").write_text(config.replace("http://127.0.0.1:8000", stack.api_url))

@@ -129,7 +129,7 @@ def test_reasoning_with_a_summary(fresh_key) -> None:
         ({"model": "gpt-4o"}, openai.NotFoundError),
         ({"input": "go #emulator:throttle"}, openai.RateLimitError),
         ({"previous_response_id": "resp_123"}, openai.BadRequestError),
-        ({"tools": [{"type": "web_search"}]}, openai.BadRequestError),
+        ({"tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}}, openai.BadRequestError),
         ({"temperature": 1.7}, openai.BadRequestError),
         ({"input": "x #emulator:error"}, openai.InternalServerError),
     ],

@@ -35,3 +35,30 @@ def test_wrong_methods_are_405s_with_allow(dev_info: dict[str, Any], method: str
     response = call(dev_info, method, path)
     assert openai_error(response, 405, dev_info)["code"] == "method_not_allowed"
     assert response.headers["Allow"] == allowed
+
+
+@pytest.mark.parametrize("path", ["/v1/models", "/v1/chat/completions"])
+def test_two_keys_in_repeated_headers_are_refused_by_the_front_and_chalice_local(
+    stack: Any, dev_info: dict[str, Any], path: str
+) -> None:
+    # GIVEN two valid keys of two owners, sent as two Authorization headers (as a buggy proxy might)
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    from tests.integration import stack_data
+
+    _, other = stack_data.new_key(stack, "someone-else", name="other")
+    url = urlsplit(dev_info["base_url"])
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    body = json.dumps({"model": "nova-micro", "messages": [{"role": "user", "content": "hi"}]})
+    connection.putrequest("POST" if path.endswith("completions") else "GET", path)
+    connection.putheader("Authorization", f"Bearer {dev_info['api_key']}")
+    connection.putheader("Authorization", f"Bearer {other}")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(len(body)))
+    connection.endheaders(body.encode())
+    response = connection.getresponse()
+    # THEN neither key is guessed: the request is refused as ambiguous
+    error = json.loads(response.read())["error"]
+    assert response.status == 401 and error["code"] == "ambiguous_api_key", error

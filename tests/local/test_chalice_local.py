@@ -50,3 +50,24 @@ def test_a_wrong_method_is_an_openai_405_with_allow(gateway: LocalGateway) -> No
 def test_known_routes_still_reach_the_app(gateway: LocalGateway) -> None:
     response = gateway.handle_request("GET", "/health", {}, None)
     assert response["statusCode"] == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "suggested"),
+    [
+        ("POST", "/v1/chat/completion", "POST /v1/chat/completions"),
+        ("POST", "/chat/completions", "POST /v1/chat/completions"),  # a base URL without /v1
+        ("POST", "/v1/v1/chat/completions", "POST /v1/chat/completions"),  # /v1 twice
+        ("GET", "/v1/model", "GET /v1/models"),
+        ("POST", "/v1/embedding", "POST /v1/embeddings"),
+    ],
+)
+def test_an_unknown_route_names_the_nearest_one(gateway: LocalGateway, method: str, path: str, suggested: str) -> None:
+    error = error_of(gateway.handle_request(method, path, {"content-type": "application/json"}, b"{}"), 404)
+    assert f"Did you mean {suggested}?" in error["message"], error["message"]
+    assert "GET /openapi.json" in error["message"]
+
+
+def test_a_route_nothing_is_near_gets_no_guess(gateway: LocalGateway) -> None:
+    error = error_of(gateway.handle_request("GET", "/wp-admin/setup.php", {}, None), 404)
+    assert "Did you mean" not in error["message"]

@@ -103,3 +103,40 @@ def test_refusals_on_the_messages_routes_are_anthropic_envelopes(front: FrontSer
         assert answered == status, body
         envelope = json.loads(body)
         assert envelope["type"] == "error" and set(envelope["error"]) == {"type", "message"}, envelope
+
+
+@pytest.fixture
+def streaming_front(monkeypatch: pytest.MonkeyPatch, aws: Any, emulator_url: str, keys_table: Any) -> Iterator[tuple]:
+    """A front whose streaming routes answer (moto in process, the emulator), and a key."""
+    from chalicelib import wiring
+    from chalicelib.keys.store import KeyStore
+
+    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
+    wiring.reset()
+    record, plaintext = KeyStore(keys_table).create(owner_sub="o", name="front")
+    server = serve("127.0.0.1", 0, upstream="http://127.0.0.1:9", timeout_seconds=60)
+    yield server, record, plaintext
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_client_that_half_closes_its_write_side_still_gets_its_answer(streaming_front: tuple) -> None:
+    # GIVEN a client that sends its request, then shuts its write side (curl does, some proxies do)
+    from chalicelib import wiring
+
+    server, record, plaintext = streaming_front
+    body = json.dumps(
+        {"model": "nova-micro", "messages": [{"role": "user", "content": "hi #emulator:tokens=12"}], "stream": True}
+    ).encode()
+    request = HEAD + f"Authorization: Bearer {plaintext}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+    with socket.create_connection(server.server_address[:2], timeout=30) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    # THEN it reads the whole answer, and is billed for a whole answer
+    assert received.startswith(b"HTTP/1.1 200"), received[:200]
+    assert b"data: [DONE]" in received and received.endswith(b"0\r\n\r\n")
+    [entry] = wiring.ledger().entries_for_key(record.key_id)
+    assert entry["status"] == "ok" and entry["output_tokens"] == 12

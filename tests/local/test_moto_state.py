@@ -118,6 +118,50 @@ def test_make_dev_keeps_keys_users_and_spend_across_a_restart(tmp_path: Path) ->
         run().start()
 
 
+def test_make_dev_stopped_mid_stream_bills_what_was_delivered_and_holds_no_reservation(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    from chalicelib.keys.store import KeyStore
+    from local.devstack import TABLE_NAMES
+
+    state_dir = tmp_path / "state"
+
+    def run() -> DevStack:
+        return DevStack(ports=Ports.free(), log_dir=tmp_path / "logs", state_dir=state_dir)
+
+    # GIVEN a budgeted key streaming a ~10 s answer through make dev's front
+    first = run()
+    info = first.start()
+    try:
+        keys = boto3.resource("dynamodb", endpoint_url=first.aws_url, **AWS).Table(TABLE_NAMES["KeysTable"])
+        _, plaintext = KeyStore(keys).create(owner_sub="o", name="stopped", monthly_budget_usd=Decimal("5"))
+        headers = {"Authorization": f"Bearer {plaintext}"}
+        prompt = "tell me #emulator:tokens=60 #emulator:chunk_delay=0.5"
+        body = {"model": "nova-micro", "messages": [{"role": "user", "content": prompt}], "stream": True}
+        with requests.post(
+            f"{info['base_url']}/chat/completions", headers=headers, json=body, stream=True, timeout=60
+        ) as answer:
+            pieces = 0
+            for line in answer.iter_lines():
+                pieces += line.startswith(b'data: {"id"')
+                if pieces >= 4:
+                    break
+            # WHEN make dev is stopped while the answer streams
+            first.stop()
+    finally:
+        first.stop()
+    # THEN, once it is back, the delivered part is billed and nothing is held for it
+    with run() as second:
+        url = f"{second.info['base_url']}/key"
+        view = eventually(
+            lambda: requests.get(url, headers=headers, timeout=30).json(),
+            lambda seen: seen["usage"]["requests"] >= 1 and seen["budget"]["reserved_usd"] == "0",
+            timeout=30,
+        )
+        assert view["usage"]["requests"] == 1 and 0 < view["usage"]["output_tokens"] < 60, view
+        assert Decimal(view["budget"]["spent_usd"]) > 0
+
+
 # Idle means idle: make dev's aggregator polls moto four times a second, and nothing is written for it
 
 

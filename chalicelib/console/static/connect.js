@@ -52,17 +52,29 @@
       },
       {
         title: "Codex (~/.codex/config.toml)",
+        // The README's tested configuration ("Use with Codex"); tests/browser/test_console.py compares them.
         text: [
           `model = "${model}"`,
           'model_provider = "pennyworth"',
+          "check_for_update_on_startup = false",
           "",
           "[model_providers.pennyworth]",
           'name = "pennyworth"',
           `base_url = "${base}"`,
-          'env_key = "PENNYWORTH_API_KEY"',
+          'env_key = "PENNYWORTH_API_KEY"          # sent as Authorization: Bearer',
           'wire_api = "responses"',
+          "",
+          "[analytics]",
+          "enabled = false                 # no calls to chatgpt.com",
+          "",
+          "[features]",
+          "plugins = false                 # no calls to github.com and chatgpt.com",
+          "goals = false                   # fewer tool definitions in every request: cheaper",
+          "",
+          "[agents]",
+          "enabled = false                 # the same, for the multi-agent tools",
         ].join("\n"),
-        note: "Codex uses the Responses API (/v1/responses). Then run: codex",
+        note: "Codex uses the Responses API (/v1/responses); the web search it offers runs at OpenAI, so it is dropped. Then run: codex",
       },
     ];
   }

@@ -174,8 +174,13 @@ def stream_events(turn: Turn, ids: Mapping[str, str]) -> Iterator[bytes]:
                     usage = usage_body(entry.usage, reasoning_tokens, entry)
                     yield _sse("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
                     yield _sse("message_stop", {"type": "message_stop"})
-                case Failed(error=error):
-                    yield _sse("error", error_body(error))
+                case Failed(error=error, entry=entry):
+                    body = error_body(error)
+                    if entry is not None:
+                        # What was billed, as message_delta would have said it (the SDKs hand the whole
+                        # event to the caller: ``APIError.body``).
+                        body["usage"] = usage_body(entry.usage, reasoning_tokens, entry)
+                    yield _sse("error", body)
     finally:
         turn.close()
 

@@ -47,7 +47,7 @@ class Messages(ModelRoute[MessagesRequest]):
     def fit(self, conversation: Conversation, model: ModelEntry) -> Conversation:
         return fit_to_model(conversation, model)
 
-    def answer_headers(self, turn: Turn) -> dict[str, str]:
+    def answer_headers(self, turn: Turn, request: MessagesRequest) -> dict[str, str]:
         return {"request-id": turn.request_id}
 
     def stream(self, turn: Turn, request: MessagesRequest) -> Iterator[bytes]:
@@ -59,7 +59,10 @@ class Messages(ModelRoute[MessagesRequest]):
 
 
 class CountTokens(Route):
-    """``POST /v1/messages/count_tokens``: the prompt's input tokens, estimated locally (free, no Bedrock call)."""
+    """``POST /v1/messages/count_tokens``: the prompt's input tokens, estimated locally.
+
+    Free (no Bedrock call, nothing billed), but a request against the key's requests per minute.
+    """
 
     accepts_x_api_key = True
 
@@ -69,17 +72,18 @@ class CountTokens(Route):
         Raises
         ------
         AppError
-            A bad key, version or body, or a model the key may not use.
+            A bad key, version or body, a model the key may not use, or the key's request limit.
         """
         key = self.key(request)
         api_version(request.headers)
         conversation = parse_count_tokens_request(self.body(request), betas=beta_names(request.headers))
         model = self._models.resolve_model(key, conversation.model, mode="chat")
+        headers = self._models.admit_count(key, model)
         tokens = self._models.count_tokens(model, messages=conversation.messages)
         if conversation.tools:
             tokens += self._models.count_tokens(model, text=json.dumps(conversation.tools, ensure_ascii=False))
         body = json.dumps({"input_tokens": tokens}, separators=(",", ":"), ensure_ascii=False).encode()
-        return StreamingResult(200, dict(JSON_HEADERS), iter([body]))
+        return StreamingResult(200, {**headers, **JSON_HEADERS}, iter([body]))
 
 
 def _ids(turn: Turn, request: MessagesRequest) -> dict[str, str]:

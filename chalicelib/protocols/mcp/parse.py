@@ -7,7 +7,7 @@ bad arguments, which are an ``InvalidRequest`` the tool answers as its result
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from chalicelib import errors
@@ -53,7 +53,7 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def check_arguments(name: str, arguments: Any) -> None:
-    """Validate tool arguments against the tool's ``inputSchema``.
+    """Validate tool arguments against the tool's ``inputSchema`` (``schema_problems``).
 
     Raises
     ------
@@ -62,15 +62,66 @@ def check_arguments(name: str, arguments: Any) -> None:
     """
     if not isinstance(arguments, dict):
         raise errors.InvalidRequest("Tool arguments must be an object.", param="arguments")
-    # jsonschema is pinned in requirements.txt (a LiteLLM dependency); loaded only when a tool runs.
-    from jsonschema import Draft202012Validator
-
-    problem = next(
-        iter(_VALIDATORS.setdefault(name, Draft202012Validator(INPUT_SCHEMAS[name])).iter_errors(arguments)), None
-    )
+    problem = next(schema_problems(INPUT_SCHEMAS[name], arguments, ()), None)
     if problem is not None:
-        where = "/".join(str(part) for part in problem.absolute_path) or "arguments"
-        raise errors.InvalidRequest(f"Invalid argument {where}: {problem.message}", param=where)
+        path, message = problem
+        where = "/".join(str(part) for part in path) or "arguments"
+        raise errors.InvalidRequest(f"Invalid argument {where}: {message}", param=where)
+
+
+#: The JSON Schema keywords ``schema_problems`` checks: all the tools' input schemas use (a test
+#: keeps it so). Importing jsonschema for them cost a cold MCP call more than the check itself.
+SCHEMA_KEYWORDS = frozenset(
+    {"type", "properties", "required", "additionalProperties", "enum", "minLength", "minimum", "maximum"}
+    | {"items", "minItems", "oneOf", "description"}
+)
+_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda value: isinstance(value, dict),
+    "array": lambda value: isinstance(value, list),
+    "string": lambda value: isinstance(value, str),
+    # JSON Schema's integer is any number with no fraction (1.0 included); booleans are not numbers.
+    "integer": lambda value: (
+        not isinstance(value, bool) and (isinstance(value, int) or (isinstance(value, float) and value.is_integer()))
+    ),
+    "number": lambda value: isinstance(value, (int, float)) and not isinstance(value, bool),
+}
+
+
+def schema_problems(schema: Mapping[str, Any], value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple, str]]:
+    """The ways ``value`` breaks ``schema`` (the subset of JSON Schema 2020-12 in ``SCHEMA_KEYWORDS``)."""
+    kind = schema.get("type")
+    if kind is not None and not _JSON_TYPES[kind](value):
+        yield path, f"{value!r} is not of type {kind!r}"
+        return
+    if "enum" in schema and value not in schema["enum"]:
+        yield path, f"{value!r} is not one of {schema['enum']!r}"
+    if isinstance(value, str) and len(value) < schema.get("minLength", 0):
+        yield path, f"{value!r} is too short (at least {schema['minLength']} characters)"
+    if _JSON_TYPES["number"](value):
+        if "minimum" in schema and value < schema["minimum"]:
+            yield path, f"{value!r} is less than the minimum of {schema['minimum']!r}"
+        if "maximum" in schema and value > schema["maximum"]:
+            yield path, f"{value!r} is greater than the maximum of {schema['maximum']!r}"
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0):
+            yield path, f"{value!r} should have at least {schema['minItems']} item(s)"
+        for index, item in enumerate(value):
+            yield from schema_problems(schema.get("items", {}), item, (*path, index))
+    if isinstance(value, dict):
+        for key in schema.get("required", ()):
+            if key not in value:
+                yield path, f"{key!r} is a required property"
+        properties = schema.get("properties", {})
+        extra = [key for key in value if key not in properties]
+        if schema.get("additionalProperties", True) is False and extra:
+            yield path, f"Additional properties are not allowed ({', '.join(map(repr, extra))} unexpected)"
+        for key, item in value.items():
+            if key in properties:
+                yield from schema_problems(properties[key], item, (*path, key))
+    if "oneOf" in schema:
+        matching = sum(next(schema_problems(option, value, path), None) is None for option in schema["oneOf"])
+        if matching != 1:
+            yield path, f"{value!r} is not valid under exactly one of the accepted forms"
 
 
 _MESSAGES_SCHEMA = {
@@ -139,4 +190,3 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
     },
 }
-_VALIDATORS: dict[str, Any] = {}

@@ -28,6 +28,10 @@ def tool_error(exc: errors.AppError) -> dict[str, Any]:
     retry_after = exc.headers.get("Retry-After")
     if retry_after:
         text += f" Retry after {retry_after} s."
+    billed = exc.headers.get("x-pennyworth-cost-usd")
+    if billed:
+        # A call that broke off or was given up on is billed for what Bedrock generated.
+        text += f" Billed ${billed} for what was generated (request {exc.headers.get('x-request-id')})."
     return {"content": [{"type": "text", "text": text}], "isError": True}
 
 

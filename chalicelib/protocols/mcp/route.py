@@ -126,7 +126,10 @@ class McpServer(Route):
                 {"supported": list(PROTOCOL_VERSIONS), "requested": version},
             )
             return HttpResult(error_response(None, error), status=400, headers=_JSON)
-        call = _Call(key=key, deadline=self._clock() + REQUEST_BUDGET_SECONDS, version=version)
+        budget = REQUEST_BUDGET_SECONDS
+        if request.deadline is not None:
+            budget = min(budget, request.deadline - time.time())
+        call = _Call(key=key, deadline=self._clock() + budget, version=version)
         try:
             message = parse_body(request.body, self._max_body_bytes)
         except ProtocolError as exc:
@@ -291,7 +294,8 @@ class McpServer(Route):
         if "dimensions" in args:
             body["dimensions"] = args["dimensions"]
         request = parse_embedding_request(body)
-        run = self._models.embed(call.key, request, timeout_seconds=self._time_left(call) - 1, surface="mcp")
+        deadline = time.time() + self._time_left(call) - 1
+        run = self._models.embed(call.key, request, deadline=deadline, surface="mcp")
         vectors = [item["embedding"] for item in run.body["data"]]
         structured = {
             "model": run.model.id,
@@ -326,6 +330,7 @@ class McpServer(Route):
         model = self._models.resolve_model(call.key, args.get("model") or self._default_model(call.key, "chat"))
         if ("text" in args) == ("messages" in args):
             raise errors.InvalidRequest("Give either 'text' or 'messages' (not both, not neither).", param="text")
+        self._models.admit_count(call.key, model)  # free, but a request against the key's limit
         if "messages" in args:
             messages = parse_chat_request({"model": model.id, "messages": args["messages"]}).conversation.messages
             tokens = self._models.count_tokens(model, messages=messages)

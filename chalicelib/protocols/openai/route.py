@@ -25,7 +25,8 @@ class GetModel(Route):
 
     def handle(self, request: HttpRequest) -> HttpResult:
         key = self.key(request)
-        return HttpResult(model_object(self._models.resolve_model(key, request.params["model_id"])))
+        # A model outside the key's allowlist is not found (OpenAI's 404), not forbidden: no catalog leak.
+        return HttpResult(model_object(self._models.resolve_model(key, request.params["model_id"], hidden=True)))
 
 
 class KeyStatus(Route):
@@ -40,5 +41,5 @@ class Embeddings(Route):
 
     def handle(self, request: HttpRequest) -> HttpResult:
         key = self.key(request)
-        run = self._models.embed(key, parse_embedding_request(self.body(request)))
-        return HttpResult(run.body, headers={"x-request-id": run.request_id, **run.headers})
+        run = self._models.embed(key, parse_embedding_request(self.body(request)), deadline=request.deadline)
+        return HttpResult(run.body, headers=run.headers)

@@ -156,7 +156,10 @@ def parse_chat_request(body: Mapping[str, Any]) -> ChatCompletionRequest:
             )
         options["reasoning_effort"] = effort
     user = present.get("user")
-    params.strings(present, "user", "safety_identifier", "prompt_cache_key")
+    # Ignored parameters are still OpenAI's types: a wrong one is a 400 there, so it is here.
+    params.strings(present, "user", "safety_identifier", "prompt_cache_key", "service_tier", "verbosity")
+    params.strings(present, "prompt_cache_retention")
+    params.boolean(present, "store", False)
     if "seed" in present:
         params.integer(present, "seed", minimum=-(2**63))
     params.metadata(present)

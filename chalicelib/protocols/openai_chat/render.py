@@ -5,8 +5,9 @@ A whole answer is a ``chat.completion`` object; a streamed one is
 arrives, ending with ``data: [DONE]`` (or an error event when the answer
 broke off). Since headers leave before the cost is known, a streamed
 answer carries its exact cost in the usage chunk (``usage.cost_usd``, a
-decimal string; sent when the client asks for ``stream_options.include_usage``),
-as does a whole answer (plus the ``x-pennyworth-cost-usd`` header).
+decimal string; sent when the client asks for ``stream_options.include_usage``)
+or, when it broke off, in its error event (``error.usage``), as does a whole
+answer (plus the ``x-pennyworth-cost-usd`` header).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from chalicelib.conversation.events import (
     ToolCallStart,
     UsageReport,
 )
+from chalicelib.errors import AppError
 from chalicelib.protocols.openai_chat.parse import ChatCompletionRequest
 from chalicelib.service.service import Turn
 from chalicelib.shared.money import usd
@@ -91,10 +93,22 @@ def stream_chunks(turn: Turn, request: ChatCompletionRequest, ids: Mapping[str, 
                         usage = usage_to_openai(entry.usage, reasoning_tokens, entry)
                         yield _sse({**base, "choices": [], "usage": usage})
                     yield b"data: [DONE]\n\n"
-                case Failed(error=error):
-                    yield _sse(error.to_body())
+                case Failed(error=error, entry=entry):
+                    yield _sse(failed_body(error, entry, reasoning_tokens))
     finally:
         turn.close()
+
+
+def failed_body(error: AppError, entry: UsageEntry | None, reasoning_tokens: int = 0) -> dict[str, Any]:
+    """The error event ending a cut stream: OpenAI's error, with what was billed (``usage``) inside it.
+
+    Inside ``error``, because that is what the official SDKs hand the caller (``APIError.body``
+    in Python, ``error`` in Node); the Responses API's ``response.failed`` carries it the same way.
+    """
+    body = error.to_body()
+    if entry is not None:
+        body["error"]["usage"] = usage_to_openai(entry.usage, reasoning_tokens, entry)
+    return body
 
 
 def usage_to_openai(usage: TokenUsage, reasoning_tokens: int = 0, entry: UsageEntry | None = None) -> dict[str, Any]:

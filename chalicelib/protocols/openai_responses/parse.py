@@ -102,6 +102,11 @@ class ResponsesRequest:
     #: ``reasoning.summary`` is set: reasoning text arrives as the item's summary, else as its content.
     reasoning_summary: bool = False
 
+    @property
+    def dropped_tools(self) -> tuple[str, ...]:
+        """The hosted tools the request offered (by type): dropped, since Bedrock cannot run them."""
+        return tuple(self.toolset.dropped)
+
 
 def parse_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
     """Validate a ``CreateResponse`` body and translate it for the core.
@@ -178,7 +183,11 @@ def parse_responses_request(body: Mapping[str, Any]) -> ResponsesRequest:
         reasoning=Reasoning(effort=effort) if effort is not None else None,
         user=present.get("user") or present.get("safety_identifier"),
         has_images=has_images,
-        annotations={"reasoning_param": "reasoning.effort", "max_tokens_param": "max_output_tokens"},
+        annotations={
+            "reasoning_param": "reasoning.effort",
+            "max_tokens_param": "max_output_tokens",
+            **({"dropped_tools": list(toolset.dropped)} if toolset.dropped else {}),
+        },
     )
     echo = {
         "instructions": instructions,

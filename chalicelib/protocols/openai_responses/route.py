@@ -20,6 +20,10 @@ class Responses(ModelRoute[ResponsesRequest]):
     def parse(self, body: dict[str, Any], context: Any) -> ResponsesRequest:
         return parse_responses_request(body)
 
+    def answer_headers(self, turn: Turn, request: ResponsesRequest) -> dict[str, str]:
+        # Hosted tools the client only offered (Codex: web search) were dropped: say which.
+        return {"x-pennyworth-dropped-tools": ", ".join(request.dropped_tools)} if request.dropped_tools else {}
+
     def stream(self, turn: Turn, request: ResponsesRequest) -> Iterator[bytes]:
         """Every stream event, each sent as soon as the event that makes it arrives."""
         writer = ResponseWriter(request, f"resp_{turn.request_id}")

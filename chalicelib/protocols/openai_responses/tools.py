@@ -13,7 +13,10 @@ API has three kinds a client runs itself, and all three become one:
 ``Toolset.ref`` turns the name Bedrock calls back into the kind, name and
 namespace the client declared. Every other tool type runs on OpenAI's servers
 (web search, file search, code interpreter, computer use, image generation,
-remote MCP, hosted shells) and is refused with a 400 naming it.
+remote MCP, hosted shells). A client that only *offers* one (Codex offers web
+search by default) gets its answer without it: the tool is dropped, and named in
+the answer's ``x-pennyworth-dropped-tools`` header. A request that *forces* one
+(``tool_choice``), or nests one in a namespace, is refused with a 400 naming it.
 """
 
 from __future__ import annotations
@@ -54,8 +57,6 @@ HOSTED_TOOLS = {
     "tool_search": "tool search",
     "programmatic_tool_calling": "programmatic tool calling",
 }
-#: Codex offers web search unless told not to.
-_CODEX_WEB_SEARCH_HINT = ' (Codex: set web_search = "disabled" in config.toml.)'
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class Toolset:
     refs: dict[str, ToolRef] = field(default_factory=dict)
     #: The request's ``tools`` as a Response repeats them (a function's ``strict`` and ``parameters`` always set).
     echo: list[dict[str, Any]] = field(default_factory=list)
+    #: The hosted tools the request offered, by type, in order: dropped (Bedrock cannot run them).
+    dropped: list[str] = field(default_factory=list)
 
     def ref(self, name: str) -> ToolRef:
         """The client's tool behind the name Bedrock called (an unknown name stays a function)."""
@@ -118,11 +121,14 @@ class Toolset:
                 raise InvalidRequest(f"{at}: the tool name '{flat}' is used twice.", param=f"{at}.name")
             self.refs[flat] = ref
             self.tools.append(_function_tool(tool, flat, at) if kind == "function" else _custom_tool(tool, flat, at))
-        elif isinstance(kind, str) and kind in HOSTED_TOOLS:  # a list or object is unhashable
+        elif isinstance(kind, str) and kind in HOSTED_TOOLS and namespace is None:  # a list is unhashable
+            # Offered, not forced: the model answers without it (what a model without the tool does).
+            if kind not in self.dropped:
+                self.dropped.append(kind)
+        elif isinstance(kind, str) and kind in HOSTED_TOOLS:
             raise InvalidRequest(
                 f"{at}: tools of type '{kind}' are not supported: {HOSTED_TOOLS[kind]} runs on OpenAI's servers, "
-                "which this gateway does not call; Bedrock models can only call function, custom and namespace "
-                f"tools.{_CODEX_WEB_SEARCH_HINT if kind.startswith('web_search') else ''}",
+                "which this gateway does not call; Bedrock models can only call function and custom tools.",
                 param=f"{at}.type",
                 code="unsupported_tool",
             )
@@ -203,7 +209,12 @@ def parse_tool_choice(value: Any, toolset: Toolset) -> tuple[str | dict[str, Any
     """
     if value in ("none", "auto", "required"):
         if value == "required" and not toolset.tools:
-            raise InvalidRequest("tool_choice 'required' needs 'tools'.", param="tool_choice")
+            hosted = f" (the hosted tools it offers, {', '.join(toolset.dropped)}, run on OpenAI's servers)"
+            raise InvalidRequest(
+                f"tool_choice 'required' needs function or custom 'tools'{hosted if toolset.dropped else ''}.",
+                param="tool_choice",
+                code="unsupported_tool" if toolset.dropped else None,
+            )
         return value, None
     kind = value.get("type") if isinstance(value, dict) else None
     if kind in ("function", "custom"):
@@ -227,7 +238,8 @@ def parse_tool_choice(value: Any, toolset: Toolset) -> tuple[str | dict[str, Any
         return mode, [t for t in toolset.tools if t["function"]["name"] in names]
     if isinstance(kind, str) and (kind in HOSTED_TOOLS or kind.startswith(("web_search", "file_search", "mcp"))):
         raise InvalidRequest(
-            f"tool_choice: '{kind}' is a tool OpenAI runs; Bedrock models can only call function and custom tools.",
+            f"tool_choice: '{kind}' is a tool OpenAI runs, which this gateway does not call; Bedrock models can "
+            "only call function and custom tools (a hosted tool merely offered in 'tools' is dropped).",
             param="tool_choice",
             code="unsupported_tool",
         )
