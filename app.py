@@ -1,4 +1,4 @@
-"""pennyworth's Chalice app: the buffered routes of the one route table, and two scheduled handlers.
+"""pennyworth's Chalice app: the buffered routes of the one route table, and three scheduled handlers.
 
 Every route is a row of ``chalicelib/edge/routes.py: ROUTES`` (where it is, who may call it,
 what serves it, how it is described); the streaming function serves the streamed rows, this
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalice import Chalice, CognitoUserPoolAuthorizer, Cron, Response
+from chalice import Chalice, CognitoUserPoolAuthorizer, Cron, Rate, Response
 
 from chalicelib import wiring
 from chalicelib.edge.answers import answer
@@ -68,6 +68,12 @@ for _route in ROUTES:
 def daily_cost_report(event: Any) -> dict[str, Any]:
     """Every day at 06:00 UTC: yesterday's cost report (idempotent; safe to retry)."""
     return wiring.report_service().run_day()
+
+
+@app.schedule(Rate(5, unit=Rate.MINUTES), name="people_sweep")
+def people_sweep(event: Any) -> dict[str, Any]:
+    """Every 5 minutes: off-board people disabled or deleted in Cognito directly (chalicelib/admin/people.py)."""
+    return wiring.people_service().sweep()
 
 
 # The usage table's stream → the usage aggregates, exactly once (chalicelib/accounting/aggregator.py).

@@ -24,7 +24,7 @@ from typing import Any
 from chalicelib import errors
 from chalicelib.shared.usage import TokenUsage
 from chalicelib.shared.money import compute_cost
-from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.catalog import ModelEntry
 from chalicelib.shared.money import Prices
 from chalicelib.keys.store import KeyRecord
 from chalicelib.shared.dates import isoformat, utcnow

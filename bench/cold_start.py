@@ -56,7 +56,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-TABLES = {"KeysTable": "bench-keys", "UsageTable": "bench-usage", "AuditTable": "bench-audit"}
+TABLES = {
+    "KeysTable": "bench-keys",
+    "UsageTable": "bench-usage",
+    "AuditTable": "bench-audit",
+    "CatalogTable": "bench-catalog",
+}
 #: Each cold answer ÷ the boto3 floor timed the same way; non-LLM routes ÷ a naive ``import boto3``.
 GOALS = {"answer_vs_boto3_converse": 5.0, "non_llm_vs_import_boto3": 2.0, "peak_rss_mb": 200}
 
@@ -313,6 +318,7 @@ def measure(args: argparse.Namespace) -> int:
             "PENNYWORTH_KEYS_TABLE": TABLES["KeysTable"],
             "PENNYWORTH_USAGE_TABLE": TABLES["UsageTable"],
             "PENNYWORTH_AUDIT_TABLE": TABLES["AuditTable"],
+            "PENNYWORTH_CATALOG_TABLE": TABLES["CatalogTable"],
         }
         chat = {"model": "nova-micro", "messages": [{"role": "user", "content": "Hello, cold start"}]}
         mcp_chat = {

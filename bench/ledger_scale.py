@@ -16,6 +16,14 @@ Scenarios (``--scenario``, default all):
 * ``owner-mix``: 1,000 req/s over 1,000 keys of 50 owners (Zipf: the biggest owner sends
   about a fifth), 40% of owners and 20% of keys with budgets sized to run out, 20% of keys
   with rpm/tpm limits.
+* ``team-mix``: 1,000 req/s over 1,000 keys of 200 people in 10 teams (Zipf: the biggest team
+  sends about a third, ~340 req/s on its month item), every person with a budget (as the default
+  gives everyone), every team with one sized to run out, a fifth of the keys the teams' own; 20%
+  of keys with their own budget. Each request reserves on its key (when budgeted), its owner and
+  its team: three conditional updates in parallel. Stream design only (the old one had no teams).
+* ``hot-team``: 1,000 req/s from 1,000 keys all charged to one team with a budget that lasts the
+  run: the team's month item takes one write per admission, at DynamoDB's ~1,000 writes a second
+  per item.
 
 Each request: a prompt bound of 200–3,000 tokens, ``max_tokens`` 256–1,024, Bedrock answering
 in 0.3–3 s with 50–100% of the prompt and 10–100% of ``max_tokens``; 2% fail (release).
@@ -27,7 +35,7 @@ write units per billed request (request path, aggregator, index); the busiest it
 in one second; DynamoDB calls on the request path per request (a key without limits, a key
 with every limit) and their virtual time; how far the aggregates trailed the entries.
 
-Usage: ``python bench/ledger_scale.py [--short] [--seconds N] [--hold-ms 5] [--scenario NAME]``
+Usage: ``python bench/ledger_scale.py [--short] [--seconds N] [--hold-ms 5] [--scenario NAME] [--rate N]``
 prints JSON. ``--short`` is the quick mode ``tests/test_ledger_scale.py`` runs in ``make test``.
 """
 
@@ -64,6 +72,7 @@ TABLES = {
     "KeysTable": "pennyworth-local-keys",
     "UsageTable": "pennyworth-local-usage",
     "AuditTable": "pennyworth-local-audit",
+    "CatalogTable": "pennyworth-local-catalog",
 }
 START = datetime(2026, 11, 10, 12, 0, 0, tzinfo=UTC)  # mid-month: no month edge in the run
 #: The aggregator's event source as infra/template.json configures it (batching window, batch size).
@@ -87,6 +96,11 @@ class Scenario:
     key_budget_share: float = 0.0
     limits_share: float = 0.0
     budget_fraction: float = 0.7  # a budget covers this share of what its traffic would cost
+    teams: int = 0  # people are spread over this many teams (Zipf), their keys charged to them
+    team_owned_share: float = 0.0  # keys the teams own themselves
+    person_budgets: bool = False  # every person has a budget (as the default budget gives everyone)
+    #: Only the stream design knows teams.
+    designs: tuple[str, ...] = ("today", "stream")
 
 
 SCENARIOS = {
@@ -101,6 +115,22 @@ SCENARIOS = {
         owner_budget_share=0.4,
         key_budget_share=0.2,
         limits_share=0.2,
+    ),
+    "team-mix": Scenario(
+        "team-mix",
+        rate=1000,
+        keys=1000,
+        owners=200,
+        teams=10,
+        team_owned_share=0.2,
+        key_budget_share=0.2,
+        person_budgets=True,
+        budget_fraction=1.2,  # the biggest team's runs out during the run (worst cases are reserved first)
+        designs=("stream",),
+    ),
+    # A budget that lasts the run: every admission writes the team's month item.
+    "hot-team": Scenario(
+        "hot-team", rate=1000, keys=1000, owners=100, teams=1, budget_fraction=4.0, designs=("stream",)
     ),
 }
 
@@ -150,6 +180,8 @@ class Result:
     write_units_breakdown: dict[str, float] = field(default_factory=dict)
     busiest_item: str = ""
     busiest_item_writes_per_second: int = 0
+    team_budget_overruns: int = 0
+    team_aggregates_not_equal_entries: int = 0
     request_path: dict[str, Any] = field(default_factory=dict)
     aggregation_delay_seconds: dict[str, float] = field(default_factory=dict)
     wall_seconds: float = 0.0
@@ -179,7 +211,7 @@ def run(
     from moto import mock_aws
 
     from chalicelib.accounting.aggregator import Aggregator, wanted
-    from chalicelib.catalog.catalog import load_catalog
+    from chalicelib.catalog import load_catalog
     from chalicelib.observability import logger
     from chalicelib.settings import DEFAULT_CATALOG
     from chalicelib.shared.dynamodb import Attempts
@@ -229,7 +261,7 @@ def run(
                 return sim.parallel([inherit(call) for call in calls])
 
             model = ContentionModel(sim, hold_seconds=hold_seconds, tag=tag, on_call=on_call)
-            keys, owner_budgets = _population(scenario, rng, model_entry, seconds)
+            keys, owner_budgets, team_budgets = _population(scenario, rng, model_entry, seconds)
             epoch = START.timestamp()
 
             def clock() -> datetime:
@@ -262,17 +294,29 @@ def run(
                 ]
             for owner, budget in owner_budgets.items():
                 meters[0].set_owner_budget(owner, budget, actor="bench")
+            for team, budget in team_budgets.items():
+                meters[0].set_budget(_team_scope(team), budget, actor="bench")
             # Warm instances: each has read the owners' budgets (the issue counted round trips so).
-            # Both meters cache them in ``_owner_budgets`` as (when read, budget); never stale here.
-            fresh = sim.now() if design == "stream" else time.monotonic() + 1e9
+            # Both meters cache them as (when read, budget); never stale here.
             for meter in meters:
-                meter._owner_budgets.update({key.owner_sub: (fresh, owner_budgets.get(key.owner_sub)) for key in keys})
+                if design == "stream":
+                    from chalicelib.shared import scopes
+
+                    meter._budgets.update(
+                        {scopes.owner(key.owner_sub): (sim.now(), owner_budgets.get(key.owner_sub)) for key in keys}
+                    )
+                    meter._budgets.update({scopes.team(t): (sim.now(), b) for t, b in team_budgets.items()})
+                else:
+                    fresh = time.monotonic() + 1e9
+                    meter._owner_budgets.update(
+                        {key.owner_sub: (fresh, owner_budgets.get(key.owner_sub)) for key in keys}
+                    )
             model.install(resource.meta.client)
             outcomes: list[Outcome] = []
 
             def request(n: int, key: Any) -> None:
                 meter = meters[n % INSTANCES]
-                outcome = Outcome(key.key_id, _kind(key, owner_budgets))
+                outcome = Outcome(key.key_id, _kind(key, owner_budgets, team_budgets))
                 outcomes.append(outcome)
                 bound = rng.randint(200, 3000)
                 max_tokens = rng.choice([256, 512, 1024])
@@ -349,6 +393,7 @@ def run(
             # Everything is done (requests, settles, the aggregator drained): measure.
             result.wall_seconds = round(time.monotonic() - started, 1)
             _measure(result, model, outcomes, keys, owner_budgets, counter, delays, sim, meters, design)
+            _measure_teams(result, keys, team_budgets)
     finally:
         std.handlers = saved
     return result
@@ -400,11 +445,23 @@ def _busy(sim: Any) -> bool:
 
 def _population(
     scenario: Scenario, rng: random.Random, model_entry: Any, seconds: float
-) -> tuple[list[Any], dict[str, Decimal]]:
+) -> tuple[list[Any], dict[str, Decimal], dict[str, Decimal]]:
     from chalicelib.keys.store import KeyRecord
+    from chalicelib.shared import scopes
 
     owners = [f"owner-{n:03d}" for n in range(scenario.owners)]
-    weights = [1 / (n + 1) for n in range(scenario.owners)] if scenario.zipf_owners else [1.0] * scenario.owners
+    teams = [f"team{n:08d}" for n in range(scenario.teams)]
+    # Traffic shares: by owner (Zipf when asked), or by team (Zipf over teams, even within one).
+    if scenario.teams:
+        team_of = {owner: teams[n % scenario.teams] for n, owner in enumerate(owners)}
+        team_weight = {team: 1 / (n + 1) for n, team in enumerate(teams)}
+        members = defaultdict(int)
+        for team in team_of.values():
+            members[team] += 1
+        weights = [team_weight[team_of[o]] / members[team_of[o]] for o in owners]
+    else:
+        team_of = {}
+        weights = [1 / (n + 1) for n in range(scenario.owners)] if scenario.zipf_owners else [1.0] * scenario.owners
     total = sum(weights)
     share = {owner: weight / total for owner, weight in zip(owners, weights, strict=True)}
     mean_cost = Decimal("1600") * model_entry.prices.input + Decimal("300") * model_entry.prices.output
@@ -420,10 +477,12 @@ def _population(
         if rng.random() < scenario.key_budget_share:
             budget = (expected * Decimal(str(scenario.budget_fraction))).quantize(Decimal("0.000001"))
         limited = rng.random() < scenario.limits_share
+        team = team_of.get(owner)
+        team_owned = team is not None and rng.random() < scenario.team_owned_share
         keys.append(
             KeyRecord(
                 key_id=f"key{n:04d}",
-                owner_sub=owner,
+                owner_sub=scopes.team_owner(team) if team_owned and team else owner,
                 owner_email=None,
                 name="",
                 status="active",
@@ -432,14 +491,29 @@ def _population(
                 monthly_budget_usd=budget,
                 rpm_limit=6000 if limited else None,
                 tpm_limit=20_000_000 if limited else None,
+                team_id=team,
             )
         )
     owner_budgets = {}
     for owner in owners:
-        if rng.random() < scenario.owner_budget_share or (scenario.owner_budget_share and owner == owners[0]):
-            expected = Decimal(str(scenario.rate * seconds * share[owner])) * mean_cost
+        expected = Decimal(str(scenario.rate * seconds * share[owner])) * mean_cost
+        if scenario.person_budgets:
+            # Everyone has one, as the default budget gives everyone; roomier than the team's.
+            owner_budgets[owner] = (expected * 2).quantize(Decimal("0.000001"))
+        elif rng.random() < scenario.owner_budget_share or (scenario.owner_budget_share and owner == owners[0]):
             owner_budgets[owner] = (expected * Decimal(str(scenario.budget_fraction))).quantize(Decimal("0.000001"))
-    return keys, owner_budgets
+    team_budgets = {}
+    for team in teams:
+        expected = sum((Decimal(str(scenario.rate * seconds * share[o])) for o in owners if team_of[o] == team),
+                       Decimal(0)) * mean_cost  # fmt: skip
+        team_budgets[team] = (expected * Decimal(str(scenario.budget_fraction))).quantize(Decimal("0.000001"))
+    return keys, owner_budgets, team_budgets
+
+
+def _team_scope(team: str) -> Any:
+    from chalicelib.shared import scopes
+
+    return scopes.team(team)
 
 
 def _key_chooser(keys: list[Any], scenario: Scenario, rng: random.Random) -> Any:
@@ -451,8 +525,10 @@ def _key_chooser(keys: list[Any], scenario: Scenario, rng: random.Random) -> Any
     return lambda: rng.choice(by_owner[rng.choices(owners, weights)[0]])
 
 
-def _kind(key: Any, owner_budgets: dict[str, Decimal]) -> str:
+def _kind(key: Any, owner_budgets: dict[str, Decimal], team_budgets: dict[str, Decimal] | None = None) -> str:
     limits = [key.monthly_budget_usd is not None, bool(key.rpm_limit or key.tpm_limit), key.owner_sub in owner_budgets]
+    if key.team_id is not None:
+        limits.append(key.team_id in (team_budgets or {}))
     return "every-limit" if all(limits) else "plain" if not any(limits) else "some-limits"
 
 
@@ -576,6 +652,34 @@ def _measure(
     del duration, meters, design
 
 
+def _measure_teams(result: Result, keys: list[Any], team_budgets: dict[str, Decimal]) -> None:
+    """Each team's spend (its entries: the team that admitted them) against its budget and its aggregate."""
+    import boto3
+
+    if not team_budgets:
+        return
+    table = boto3.resource("dynamodb", region_name="us-east-1").Table(TABLES["UsageTable"])
+    items = _scan(table)
+    month = START.strftime("MONTH#%Y-%m")
+    spent: dict[str, Decimal] = defaultdict(Decimal)
+    counted: dict[str, int] = defaultdict(int)
+    for item in items:
+        if str(item["sk"]).startswith("REQ#") and item.get("team_id"):
+            spent[item["team_id"]] += Decimal(item["cost"])
+            counted[item["team_id"]] += 1
+    aggregates = {item["pk"]: item for item in items if item["sk"] == month and str(item["pk"]).startswith("AGG#TEAM#")}
+    for team, budget in team_budgets.items():
+        if spent[team] > budget:
+            result.team_budget_overruns += 1
+            result.budget_overruns += 1
+        row = aggregates.get(f"AGG#TEAM#{team}", {})
+        if int(row.get("requests", 0)) != counted[team] or Decimal(row.get("cost", 0)) != spent[team]:
+            result.team_aggregates_not_equal_entries += 1
+            result.aggregates_not_equal_entries += 1
+        held = Decimal(row.get("committed", 0)) - Decimal(row.get("cost", 0))
+        result.reservations_left_held_usd = str(Decimal(result.reservations_left_held_usd) + held)
+
+
 def _scan(table: Any) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {}
@@ -600,6 +704,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--short", action="store_true", help="a quick run: a fifth of the load (and keys), for 2 s")
     parser.add_argument("--design", choices=("today", "stream"), action="append", help="default: both")
+    parser.add_argument("--rate", type=float, help="offered requests per second, for every scenario run")
     args = parser.parse_args(argv)
     seconds = args.seconds if args.seconds is not None else 2.0 if args.short else 5.0
     report: dict[str, Any] = {
@@ -610,7 +715,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         scenario = SCENARIOS[name]
         if args.short:
             scenario = Scenario(**{**asdict(scenario), "rate": scenario.rate / 5, "keys": max(1, scenario.keys // 5)})
-        for design in args.design or ("today", "stream"):
+        if args.rate:
+            scenario = Scenario(**{**asdict(scenario), "rate": args.rate})
+        for design in args.design or scenario.designs:
+            if design not in scenario.designs:
+                continue
             outcome = run(
                 design,
                 scenario,

@@ -50,6 +50,7 @@ TABLES = {
     "KeysTable": "pennyworth-local-keys",
     "UsageTable": "pennyworth-local-usage",
     "AuditTable": "pennyworth-local-audit",
+    "CatalogTable": "pennyworth-local-catalog",
 }
 MEMORY_CEILING_MB = 3000
 
@@ -81,7 +82,7 @@ def start_server(patched: bool, *, state: bool = False) -> tuple[subprocess.Pope
 def drive(label: str, *, patched: bool, design: str, requests: int, every: int, state: bool = False) -> dict[str, Any]:
     import boto3
 
-    from chalicelib.catalog.catalog import load_catalog
+    from chalicelib.catalog import load_catalog
     from chalicelib.keys.store import KeyStore
     from chalicelib.settings import DEFAULT_CATALOG
     from chalicelib.shared.dynamodb import resource as dynamodb_resource

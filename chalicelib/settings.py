@@ -21,7 +21,11 @@ ENV: dict[str, str | None] = {
     "PENNYWORTH_KEYS_TABLE": "pennyworth-local-keys",
     "PENNYWORTH_USAGE_TABLE": "pennyworth-local-usage",
     "PENNYWORTH_AUDIT_TABLE": "pennyworth-local-audit",
+    "PENNYWORTH_CATALOG_TABLE": "pennyworth-local-catalog",
     "PENNYWORTH_CATALOG_PATH": None,
+    # The template's AllowedBedrockModels (what the functions' role may invoke), comma-separated.
+    "PENNYWORTH_ALLOWED_BEDROCK_MODELS": "anthropic.*,amazon.nova-*,amazon.titan-*,cohere.embed-*,meta.*,mistral.*",
+    "PENNYWORTH_PROVIDER_KEY_PREFIX": "/pennyworth/local/",
     "PENNYWORTH_AWS_ENDPOINT_URL": None,
     "PENNYWORTH_BEDROCK_ENDPOINT_URL": None,
     "PENNYWORTH_BEDROCK_REGION": None,
@@ -44,6 +48,8 @@ ENV: dict[str, str | None] = {
     "PENNYWORTH_METRICS_NAMESPACE": "Pennyworth",
     "PENNYWORTH_DYNAMODB_TIMEOUT_SECONDS": "2",
     "PENNYWORTH_LEDGER_DEADLINE_SECONDS": "2.5",
+    # The monthly budget a person starts with when they first appear ("none": no bound unless an admin sets one).
+    "PENNYWORTH_DEFAULT_PERSON_BUDGET_USD": "10",
     # A harmless placeholder: the deployed template points the aggregator at the usage table's stream.
     "PENNYWORTH_USAGE_STREAM_ARN": (
         "arn:aws:dynamodb:us-east-1:000000000000:table/pennyworth-local-usage/stream/2020-01-01T00:00:00.000"
@@ -69,7 +75,10 @@ class Settings:
     keys_table: str
     usage_table: str
     audit_table: str
+    catalog_table: str
     catalog_path: Path
+    allowed_bedrock_models: tuple[str, ...]
+    provider_key_prefix: str
     aws_endpoint_url: str | None
     bedrock_endpoint_url: str | None
     bedrock_region: str
@@ -92,6 +101,7 @@ class Settings:
     dynamodb_timeout_seconds: float
     ledger_deadline_seconds: float
     usage_stream_arn: str
+    default_person_budget_usd: Decimal | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -109,7 +119,10 @@ class Settings:
             keys_table=_required(get, "PENNYWORTH_KEYS_TABLE"),
             usage_table=_required(get, "PENNYWORTH_USAGE_TABLE"),
             audit_table=_required(get, "PENNYWORTH_AUDIT_TABLE"),
+            catalog_table=_required(get, "PENNYWORTH_CATALOG_TABLE"),
             catalog_path=Path(get("PENNYWORTH_CATALOG_PATH") or DEFAULT_CATALOG),
+            allowed_bedrock_models=_patterns(get, "PENNYWORTH_ALLOWED_BEDROCK_MODELS"),
+            provider_key_prefix=_parameter_prefix(get, "PENNYWORTH_PROVIDER_KEY_PREFIX"),
             aws_endpoint_url=get("PENNYWORTH_AWS_ENDPOINT_URL"),
             bedrock_endpoint_url=get("PENNYWORTH_BEDROCK_ENDPOINT_URL"),
             bedrock_region=get("PENNYWORTH_BEDROCK_REGION") or region,
@@ -138,6 +151,7 @@ class Settings:
             dynamodb_timeout_seconds=_number(get, "PENNYWORTH_DYNAMODB_TIMEOUT_SECONDS", float),
             ledger_deadline_seconds=_number(get, "PENNYWORTH_LEDGER_DEADLINE_SECONDS", float),
             usage_stream_arn=_required(get, "PENNYWORTH_USAGE_STREAM_ARN"),
+            default_person_budget_usd=_budget(get, "PENNYWORTH_DEFAULT_PERSON_BUDGET_USD"),
         )
 
 
@@ -158,6 +172,20 @@ def _required(get, name: str) -> str:
     return value
 
 
+def _patterns(get, name: str) -> tuple[str, ...]:
+    patterns = tuple(part.strip() for part in (_required(get, name)).split(",") if part.strip())
+    if not patterns or not all(re.fullmatch(r"[A-Za-z0-9.:*?-]+", p) for p in patterns):
+        raise SettingsError(f"{name} must be comma-separated model id patterns such as anthropic.*, got {get(name)!r}")
+    return patterns
+
+
+def _parameter_prefix(get, name: str) -> str:
+    value = _required(get, name)
+    if not re.fullmatch(r"(/[A-Za-z0-9_.-]+)*/", value):
+        raise SettingsError(f"{name} must be an SSM path starting and ending with /, got {value!r}")
+    return value
+
+
 def _url(get, name: str) -> str | None:
     value = get(name)
     if value is None:
@@ -165,6 +193,16 @@ def _url(get, name: str) -> str | None:
     if not re.match(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$", value):
         raise SettingsError(f"{name} must be an http(s) URL without query or fragment, got {value!r}")
     return value.rstrip("/")
+
+
+def _budget(get, name: str) -> Decimal | None:
+    """A USD amount of at least 0 with at most 6 decimals, or None for "none"."""
+    raw = get(name)
+    if raw is None or raw.strip().lower() in ("none", "unlimited"):
+        return None
+    if not re.fullmatch(r"[0-9]{1,10}(\.[0-9]{1,6})?", raw.strip()):
+        raise SettingsError(f'{name} must be a USD amount such as "10.00", or "none", got {raw!r}')
+    return Decimal(raw.strip())
 
 
 def _number(get, name: str, kind: type, maximum: float | None = None):

@@ -12,14 +12,20 @@ from typing import Any
 from chalicelib.accounting.aggregator import Aggregator
 from chalicelib.accounting.ledger import Ledger
 from chalicelib.accounting.metering import Meter
-from chalicelib.accounting.reports import ReportConfig, ReportService
+from chalicelib.accounting.reports import ReportConfig, ReportService, TeamInfo
 from chalicelib.admin.accounting import AccountingService
 from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticator_for_pool
+from chalicelib.admin.directory import Directory
 from chalicelib.admin.guardrails import GuardrailCheck
 from chalicelib.admin.keys import AdminService
-from chalicelib.catalog.catalog import Catalog, load_catalog
+from chalicelib.admin.models import ModelAdmin
+from chalicelib.admin.people import PeopleConfig, PeopleService, UserPool
+from chalicelib.admin.teams import TeamsService
+from chalicelib.catalog import Catalog, CatalogStore, LiveCatalog, Rules, seed_documents
+from chalicelib.catalog.prices import bundled_price_map
 from chalicelib.console import ConsoleConfig, ConsoleSite
 from chalicelib.gateway import Gateway, Resilience, UpstreamConfig
+from chalicelib.gateway.secrets import ParameterSecrets
 from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
 from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.route import Route
@@ -70,11 +76,36 @@ def _attempts() -> Attempts:
     return Attempts(attempt_seconds=2 * get_settings().dynamodb_timeout_seconds)
 
 
-@functools.cache
-def catalog() -> Catalog:
-    """The model catalog, loaded and priced on first use."""
+def catalog_rules() -> Rules:
+    """What admins may add to this stack's catalog (its template parameters, as settings)."""
     settings = get_settings()
-    return load_catalog(settings.catalog_path, region=settings.bedrock_region, guardrails=settings.guardrails)
+    return Rules(
+        region=settings.bedrock_region,
+        allowed_bedrock_models=settings.allowed_bedrock_models,
+        provider_key_prefix=settings.provider_key_prefix,
+        guardrails=settings.guardrails,
+    )
+
+
+@functools.cache
+def catalog_store() -> CatalogStore:
+    """The catalog table; a new stack's catalog is seeded from the packaged file on first read."""
+    settings = get_settings()
+    # The seed is what the stack was deployed with (the deploy checks it against AllowedBedrockModels).
+    seed = lambda: seed_documents(settings.catalog_path, rules=Rules(region=settings.bedrock_region))  # noqa: E731
+    return CatalogStore(dynamodb().Table(settings.catalog_table), seed=seed)
+
+
+@functools.cache
+def live_catalog() -> LiveCatalog:
+    """This function's catalog snapshot, fresh within 30 s (``chalicelib/catalog/live.py``)."""
+    store = catalog_store()
+    return LiveCatalog(version=store.version, load=store.load, wait_seconds=2 * get_settings().dynamodb_timeout_seconds)
+
+
+def catalog() -> Catalog:
+    """The model catalog as this request sees it (a snapshot in memory; see ``live_catalog``)."""
+    return live_catalog()()
 
 
 @functools.cache
@@ -120,13 +151,21 @@ def gateway() -> Gateway:
         ),
         # Cooldowns and the retry quota: per warm function (docs/resilience.md says why not shared).
         resilience=Resilience(default_cooldown=settings.throttle_cooldown_seconds),
+        secret=provider_secrets(),
     )
+
+
+@functools.cache
+def provider_secrets() -> ParameterSecrets:
+    """Provider API keys from SSM (SecureStrings under the stack's prefix), read when first needed."""
+    return ParameterSecrets(lambda: aws_client("ssm"), prefix=get_settings().provider_key_prefix)
 
 
 @functools.cache
 def model_service() -> ModelService:
     """The model service: admission, the Bedrock call and billing, shared by every protocol adapter."""
-    return ModelService(catalog=catalog, gateway=gateway(), meter=meter())
+    live = live_catalog()
+    return ModelService(catalog=catalog, gateway=gateway(), meter=meter(), prefetch=live.prefetch, recheck=live.recheck)
 
 
 @functools.cache
@@ -166,7 +205,20 @@ def report_service() -> ReportService:
         cloudwatch=aws_client("cloudwatch"),
         sns=aws_client("sns"),
         ssm=aws_client("ssm"),
+        describe_teams=describe_teams,
     )
+
+
+def describe_teams(team_ids: list[str]) -> dict[str, TeamInfo]:
+    """Each team's name and its admins' e-mail addresses (the daily report names them in budget alerts)."""
+    found = directory().teams_by_id(team_ids)
+    return {
+        team_id: TeamInfo(
+            team.name,
+            tuple(sorted(m.email or m.sub for m in directory().members(team_id) if m.role == "admin")),
+        )
+        for team_id, team in found.items()
+    }
 
 
 @functools.cache
@@ -195,6 +247,51 @@ def admin_authenticator() -> AdminAuthenticator:
         endpoint_url=settings.cognito_endpoint_url,
         directory=user_directory(),
         console_client_id=settings.cognito_console_client_id,
+        on_authenticated=lambda principal: people_service().appear(principal),
+    )
+
+
+@functools.cache
+def directory() -> Directory:
+    """People, teams and memberships (in the usage table)."""
+    return Directory(dynamodb().Table(get_settings().usage_table))
+
+
+@functools.cache
+def user_pool() -> UserPool | None:
+    pool_id = get_settings().cognito_user_pool_id
+    return UserPool(cognito(), pool_id) if pool_id else None
+
+
+@functools.cache
+def people_service() -> PeopleService:
+    """``/admin/people``: invitations, off-boarding, the sweep, and the first appearance of every caller."""
+    settings = get_settings()
+    return PeopleService(
+        authenticator=admin_authenticator,
+        directory=directory(),
+        keys=key_store(),
+        audit=audit_log(),
+        meter=meter(),
+        pool=user_pool,
+        users=user_directory,
+        config=PeopleConfig(default_budget_usd=settings.default_person_budget_usd, local=settings.stage == "local"),
+        max_body_bytes=settings.max_body_bytes,
+    )
+
+
+@functools.cache
+def teams_service() -> TeamsService:
+    """``/admin/teams``: teams, their budgets and members."""
+    return TeamsService(
+        authenticator=admin_authenticator,
+        directory=directory(),
+        people=people_service(),
+        keys=key_store(),
+        audit=audit_log(),
+        meter=meter(),
+        ledger=ledger(),
+        max_body_bytes=get_settings().max_body_bytes,
     )
 
 
@@ -215,9 +312,41 @@ def admin_service() -> AdminService:
         authenticator=admin_authenticator,
         keys=key_store(),
         audit=audit_log(),
-        catalog=catalog,
+        # An admin's view of the catalog is never older than the table (a key may name a model just added).
+        catalog=lambda: live_catalog().refresh(),
         directory=user_directory,
         max_body_bytes=get_settings().max_body_bytes,
+        guardrails=lambda guardrail: guardrail_check()(guardrail),
+        people=people_service(),
+        teams=directory(),
+        meter=meter(),
+    )
+
+
+@functools.cache
+def price_map() -> dict[str, Any]:
+    """LiteLLM's pinned price map, read once per process when an admin adds or reprices a model."""
+    return bundled_price_map()
+
+
+@functools.cache
+def model_admin() -> ModelAdmin:
+    """``/admin/models``: the catalog's admin API over its table, this function's snapshot, keys and audit."""
+    settings = get_settings()
+    service = model_service()
+    return ModelAdmin(
+        authenticator=admin_authenticator,
+        store=catalog_store(),
+        live=live_catalog(),
+        keys=key_store(),
+        audit=audit_log(),
+        rules=catalog_rules,
+        price_map=price_map,
+        check_key=provider_secrets().check,
+        probe=lambda key, model, deadline: service.probe(key, model, deadline=deadline),
+        max_body_bytes=settings.max_body_bytes,
+        # The test answers on the buffered API function: inside API Gateway's 29 s.
+        test_seconds=min(20.0, settings.upstream_timeout_seconds),
         guardrails=lambda guardrail: guardrail_check()(guardrail),
     )
 
@@ -233,6 +362,12 @@ def accounting_service() -> AccountingService:
         reports=report_service,
         directory=user_directory,
         max_body_bytes=get_settings().max_body_bytes,
+        price_versions=lambda: {
+            alias: list(doc.get("price_versions") or []) for alias, doc in catalog_store().read().documents.items()
+        },
+        teams=directory(),
+        people=people_service(),
+        audit=audit_log(),
     )
 
 

@@ -44,6 +44,9 @@ class GatewayClient:
     def put(self, path: str, body: Any) -> Any:
         return self.request("PUT", path, body=body)
 
+    def delete(self, path: str, params: Mapping[str, Any] | None = None, body: Any = None) -> Any:
+        return self.request("DELETE", path, params=params, body=body)
+
     def pages(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Every page of a listing, following ``next_cursor``."""
         query = {k: v for k, v in (params or {}).items() if v is not None}

@@ -96,13 +96,13 @@ def _fields(
     if meta:
         body["metadata"] = dict(_pair(item) for item in meta)
     if guardrail is not None:
-        body["guardrail"] = None if guardrail.lower() in NONE_WORDS else _guardrail(guardrail)
+        body["guardrail"] = None if guardrail.lower() in NONE_WORDS else guardrail_body(guardrail)
     if fallback is not None:
         body["model_fallback"] = fallback
     return body
 
 
-def _guardrail(value: str) -> dict[str, str]:
+def guardrail_body(value: str) -> dict[str, str]:
     # An ARN holds colons: the version is what follows the last one, when it is DRAFT or a number.
     identifier, sep, version = value.rpartition(":")
     if sep and (version == "DRAFT" or version.isdigit()):
@@ -124,17 +124,25 @@ def _int_or_text(value: str) -> int | str:
 
 @keys.command()
 @click.option("--owner", help="Email or sub of the owner (admins only; default: you).")
+@click.option("--team", metavar="TEAM", help="Charge the key to this team (id or name) of its owner as well.")
+@click.option("--team-key", is_flag=True, help="The team's own key, owned by --team (team admins and admins).")
 @_key_options
 @output.json_option
 @click.pass_obj
-def create(state: Any, owner: str | None, json_: bool, **options: Any) -> None:
+def create(state: Any, owner: str | None, team: str | None, team_key: bool, json_: bool, **options: Any) -> None:
     """Create a key (--name is required); its secret is shown once, now."""
     if not (options["name"] or "").strip():
         # As in the console: a key nobody can tell from the next is one nobody dares revoke.
         raise click.UsageError('A key needs a name: --name TEXT, what it is for (e.g. "laptop"); admins see it.')
+    if team_key and not team:
+        raise click.UsageError("--team-key needs --team: the team that owns the key.")
     body = _fields(**options)
     if owner:
         body["owner"] = owner
+    if team:
+        body["team"] = team
+    if team_key:
+        body["team_owned"] = True
     key = state.client().post("/admin/keys", body)
     if json_:
         output.emit_json(key)
@@ -146,14 +154,19 @@ def create(state: Any, owner: str | None, json_: bool, **options: Any) -> None:
 
 @keys.command(name="list")
 @click.option("--owner", help='Only this owner\'s keys (email, sub, or "me").')
-@click.option("--status", type=click.Choice(["active", "expired", "revoked"]), help="Only keys in this state.")
+@click.option("--team", metavar="TEAM", help="Only the keys charged to this team (its admins and admins).")
+@click.option(
+    "--status", type=click.Choice(["active", "expired", "revoked", "disabled"]), help="Only keys in this state."
+)
 @click.option("--limit", type=click.IntRange(1, 100), default=50, show_default=True, help="Keys per page.")
 @click.option("--all", "all_pages", is_flag=True, help="Follow every page (default: the first page).")
 @output.json_option
 @click.pass_obj
-def list_keys(state: Any, owner: str | None, status: str | None, limit: int, all_pages: bool, json_: bool) -> None:
+def list_keys(
+    state: Any, owner: str | None, team: str | None, status: str | None, limit: int, all_pages: bool, json_: bool
+) -> None:
     """List keys, newest first."""
-    params = {"owner": owner, "status": status, "limit": limit}
+    params = {"owner": owner, "team": team, "status": status, "limit": limit}
     pages = state.client().pages("/admin/keys", params)
     data: list[dict[str, Any]] = []
     cursor = None
@@ -182,11 +195,16 @@ def show(state: Any, key_id: str, json_: bool) -> None:
 @_key_options
 @click.option("--all-models", is_flag=True, help="Remove the model allowlist (every model).")
 @click.option("--clear-metadata", is_flag=True, help="Remove every metadata entry.")
+@click.option("--team", metavar="TEAM", help='Charge the key to this team of its owner ("none": to its owner alone).')
 @output.json_option
 @click.pass_obj
-def update(state: Any, key_id: str, all_models: bool, clear_metadata: bool, json_: bool, **options: Any) -> None:
-    """Change a key's name, models, budget, limits, expiry, metadata, guardrail or fallback policy."""
+def update(
+    state: Any, key_id: str, all_models: bool, clear_metadata: bool, team: str | None, json_: bool, **options: Any
+) -> None:
+    """Change a key's name, models, budget, limits, expiry, metadata, team, guardrail or fallback policy."""
     body = _fields(**options)
+    if team is not None:
+        body["team"] = None if team.lower() in NONE_WORDS else team
     if all_models:
         if "allowed_models" in body:
             raise click.UsageError("Use either --model or --all-models, not both.")
@@ -523,7 +541,8 @@ def _key_panel(key: dict[str, Any]) -> output.TableData:
         ("prefix", key["prefix"]),
         ("name", key["name"] or None),
         ("status", key["status"]),
-        ("owner", key["owner"]["email"] or key["owner"]["sub"]),
+        ("owner", owner_label(key)),
+        ("team", key.get("team")),
         ("models", key["allowed_models"] or "all"),
         ("budget (USD/month)", key["monthly_budget_usd"]),
         ("rpm / tpm", f"{key['rpm_limit'] or '-'} / {key['tpm_limit'] or '-'}"),
@@ -552,7 +571,7 @@ def _keys_table(data: list[dict[str, Any]]) -> Any:
             (
                 k["key_id"],
                 k["name"] or None,
-                k["owner"]["email"] or k["owner"]["sub"],
+                owner_label(k),
                 k["status"],
                 k["allowed_models"] or "all",
                 k["monthly_budget_usd"],
@@ -563,6 +582,18 @@ def _keys_table(data: list[dict[str, Any]]) -> Any:
             for k in data
         ],
     )
+
+
+def owner_label(key: dict[str, Any]) -> str:
+    """Who a key belongs to, as people read it: an e-mail, or its team for a team's own key."""
+    if key.get("team_owned"):
+        return f"team {key.get('team')}"
+    return key["owner"]["email"] or key["owner"]["sub"]
+
+
+def audit_table(events: list[dict[str, Any]]) -> Any:
+    """Audit events of any subject (a key's, a team's, a person's) as a table."""
+    return _audit_table(events)
 
 
 def _audit_table(events: list[dict[str, Any]]) -> Any:
@@ -578,10 +609,17 @@ def _audit_table(events: list[dict[str, Any]]) -> Any:
         who = event["actor"]
         return "(the key itself)" if who["kind"] == "api_key" else (who["email"] or who["sub"] or "?")
 
+    def subject(event: dict[str, Any]) -> str:
+        about = event.get("subject") or {"kind": "key", "id": event.get("key_id")}
+        return about["id"] if about["kind"] == "key" else f"{about['kind']} {about['id']}"
+
+    def actor_of(event: dict[str, Any]) -> str:
+        return "(the sweep)" if event["actor"]["kind"] == "system" else actor(event)
+
     return output.table(
         f"{len(events)} events",
-        ["time (UTC)", "key id", "action", "actor", "what changed"],
-        [(e["at"], e["key_id"], e["action"], actor(e), changes(e) or None) for e in events],
+        ["time (UTC)", "subject", "action", "actor", "what changed"],
+        [(e["at"], subject(e), e["action"], actor_of(e), changes(e) or None) for e in events],
     )
 
 

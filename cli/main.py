@@ -1,4 +1,4 @@
-"""``pennyworth``: manage keys and read usage of a pennyworth gateway.
+"""``pennyworth``: manage keys, teams and people, and read usage of a pennyworth gateway.
 
 The root group holds the global options (which gateway, which profile) and
 turns every ``cli.errors.CliError`` into a ``click.ClickException`` (exit 1;
@@ -62,7 +62,7 @@ class PennyworthGroup(click.Group):
 @click.option("--endpoint", metavar="URL", help="Gateway URL, overriding the profile's [env: PENNYWORTH_ENDPOINT].")
 @click.pass_context
 def cli(ctx: click.Context, local: bool, profile_name: str | None, endpoint: str | None) -> None:
-    """Manage API keys and usage of a pennyworth gateway."""
+    """Manage API keys, models and usage of a pennyworth gateway."""
     if local and profile_name:
         raise click.UsageError("Use either --local or --profile, not both.")
     ctx.obj = State(local=local, profile_name=profile_name, endpoint=endpoint)
@@ -71,9 +71,12 @@ def cli(ctx: click.Context, local: bool, profile_name: str | None, endpoint: str
 def _register() -> None:
     from cli.auth import login, logout
     from cli.keys import keys
+    from cli.models import models
+    from cli.teams import teams
     from cli.usage import budget, ledger, report, usage
+    from cli.users import users
 
-    for command in (login, logout, keys, usage, budget, report, ledger):
+    for command in (login, logout, keys, models, teams, users, usage, budget, report, ledger):
         cli.add_command(command)
 
 

@@ -13,7 +13,7 @@ from rich.text import Text
 from cli import csvfile, output
 from cli.errors import CliError
 
-GROUPS = ("key", "owner", "model", "day")
+GROUPS = ("key", "owner", "team", "model", "day", "price")
 RECONCILE_BATCH = 1_000  # lines per request, far below the gateway's 10,000
 #: Bytes of JSON per request: well under the gateway's 5 MB body limit (PENNYWORTH_MAX_BODY_BYTES).
 RECONCILE_BATCH_BYTES = 1_000_000
@@ -35,20 +35,28 @@ _BAR = 40
 @click.command()
 @click.option("--from", "first", metavar="YYYY-MM-DD", help="First day (UTC) [default: the 1st of this month].")
 @click.option("--to", "last", metavar="YYYY-MM-DD", help="Last day (UTC), inclusive [default: today].")
-@click.option("--group-by", type=click.Choice(GROUPS), default="key", show_default=True, help="One row per …")
+@click.option(
+    "--group-by",
+    type=click.Choice(GROUPS),
+    default="key",
+    show_default=True,
+    help="One row per … (price: per model price version, with the rates it billed at).",
+)
 @click.option("--owner", metavar="EMAIL|SUB", help="Admins: one owner's usage (others always see their own).")
+@click.option("--team", metavar="TEAM", help="One team's usage: what was charged to it (its admins and admins).")
 @click.option("--csv", "csv_", is_flag=True, help="Print CSV on stdout.")
 @click.option("--chart", is_flag=True, help="Draw cost per row as a bar chart in the terminal.")
 @output.json_option
 @click.pass_obj
 def usage(
-    state: Any, first: str | None, last: str | None, group_by: str, owner: str | None, csv_: bool, chart: bool,
-    json_: bool,
+    state: Any, first: str | None, last: str | None, group_by: str, owner: str | None, team: str | None,
+    csv_: bool, chart: bool, json_: bool,
 ) -> None:  # fmt: skip
-    """Tokens, requests and cost (exact USD) over a date range: yours, or everyone's for admins."""
+    """Tokens, requests and cost (exact USD) over a date range: yours, a team's, or everyone's for admins."""
     if csv_ and json_:
         raise click.UsageError("Use either --csv or --json, not both.")
-    report = state.client().get("/admin/usage", {"from": first, "to": last, "group_by": group_by, "owner": owner})
+    query = {"from": first, "to": last, "group_by": group_by, "owner": owner, "team": team}
+    report = state.client().get("/admin/usage", query)
     if csv_:
         output.echo_text(to_csv(report))
     elif json_:
@@ -60,7 +68,10 @@ def usage(
 
 
 def usage_table(report: dict[str, Any]) -> output.TableData:
-    who = "everyone" if report["scope"] == "all" else report.get("scope_email") or report["scope"]
+    if report.get("team"):
+        who = f"team {report['team']['name']}"
+    else:
+        who = "everyone" if report["scope"] == "all" else report.get("scope_email") or report["scope"]
     rows = [
         (_label(row), row["requests"], row["input_tokens"], row["output_tokens"], row["cache_read_tokens"],
          f"${row['cost_usd']}")
@@ -100,6 +111,13 @@ def to_csv(report: dict[str, Any]) -> str:
 
 
 def _label(row: dict[str, Any]) -> str:
+    if "price_version" in row:
+        # A model's price version with the rates it billed at: a bill explained after prices change.
+        prices = row.get("prices") or {}
+        rates = f" (${prices['input']} in / ${prices['output']} out per M)" if prices else ""
+        return f"{row['model']} v{row['price_version']}{rates}"
+    if "name" in row and "prefix" not in row and row.get("name"):
+        return f"{row['name']} ({row['group']})" if row["group"] != "none" else str(row["name"])
     if row.get("prefix"):
         return f"{row['prefix']} ({row['name']})" if row.get("name") else row["prefix"]
     return str(row.get("owner_email") or row["group"])  # owners by e-mail, as people know them

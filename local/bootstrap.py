@@ -13,7 +13,12 @@ from typing import Any
 TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "template.json"
 
 #: Template logical id → the ``Settings`` attribute that names the table.
-TABLE_SETTINGS = {"KeysTable": "keys_table", "UsageTable": "usage_table", "AuditTable": "audit_table"}
+TABLE_SETTINGS = {
+    "KeysTable": "keys_table",
+    "UsageTable": "usage_table",
+    "AuditTable": "audit_table",
+    "CatalogTable": "catalog_table",
+}
 ADMINS_GROUP = "admins"
 
 

@@ -18,6 +18,10 @@
 * Stopped (SIGTERM), chalice local's handler threads (daemons) died with it, and with them any
   request in flight, unbilled (an MCP ``chat``, embeddings). Here the process takes no new
   request and waits for those in flight to answer (``DRAIN_SECONDS`` at most) before it exits.
+* Path parameters reach the app URL-decoded, as API Gateway passes them (``pathParameters``):
+  chalice local passed ``/admin/people/a%40example.com`` on as ``a%40example.com``, and a team
+  named "Platform Eng" as ``Platform%20Eng``.
+
 * Behind the local front (``--behind-front``, as ``make dev`` runs it) it listens on a private
   port and does not print chalice's "Serving on http://127.0.0.1:<that port>": the front prints
   the address to use.
@@ -78,6 +82,23 @@ def combine_repeated_headers() -> None:
         return {name: ", ".join(self.headers.get_all(name) or []) for name in names}, body
 
     ChaliceRequestHandler._parse_payload = parse_payload  # type: ignore[method-assign]
+
+
+def decoded_path_parameters() -> None:
+    """Patch chalice local's event: path parameters URL-decoded, as API Gateway's are."""
+    from urllib.parse import unquote
+
+    from chalice.local import LambdaEventConverter
+
+    create = LambdaEventConverter.create_lambda_event
+
+    def create_lambda_event(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        event = create(self, *args, **kwargs)
+        if event.get("pathParameters"):
+            event["pathParameters"] = {name: unquote(value) for name, value in event["pathParameters"].items()}
+        return event
+
+    LambdaEventConverter.create_lambda_event = create_lambda_event  # type: ignore[method-assign]
 
 
 def answer_without_nagle() -> None:
@@ -179,6 +200,7 @@ def main() -> int:
     openai_routing_errors()
     combine_repeated_headers()
     drain_on_sigterm()
+    decoded_path_parameters()
     answer_without_nagle()
     accept_bursts()
     return chalice_main()

@@ -81,6 +81,7 @@ class LocalLogin:
         routes = {
             ("GET", "/oauth2/authorize"): self.authorize,
             ("POST", "/login"): self.login,
+            ("POST", "/new-password"): self.new_password,
             ("POST", "/oauth2/token"): self.token,
             ("POST", "/oauth2/revoke"): self.revoke,
             ("GET", "/logout"): self.logout,
@@ -139,6 +140,10 @@ class LocalLogin:
                 else f"Sign-in failed ({code or type(exc).__name__})."
             )
             return _login_form(oauth, error=message, username=username)
+        if result.get("ChallengeName") == "NEW_PASSWORD_REQUIRED":
+            # An invited user's first sign-in with the temporary password: they choose their own,
+            # as Cognito's managed login asks them to.
+            return _new_password_form(oauth, username=username, session=result.get("Session", ""), error=None)
         if "AuthenticationResult" not in result:
             challenge = result.get("ChallengeName", "a challenge")
             return _login_form(
@@ -147,12 +152,41 @@ class LocalLogin:
                 "'aws cognito-idp admin-set-user-password --permanent' against the local stack).",
                 username=username,
             )
-        response = self._issue(client, result["AuthenticationResult"], oauth, username)
+        return self._signed_in(client, result["AuthenticationResult"], oauth, username)
+
+    def new_password(self, request: Any) -> Any:
+        """``POST /new-password``: the new password an invited user chose, for the challenge's session."""
+        form = request.form
+        oauth = {name: form.get(name) for name in _OAUTH_FIELDS}
+        client, problem = self._client_for(oauth["client_id"], oauth["redirect_uri"])
+        if problem:
+            return _page("Sign-in refused", f"<p>{html.escape(problem)}</p>", status=400)
+        username, session = form.get("username", ""), form.get("session", "")
+        password, again = form.get("password", ""), form.get("confirm", "")
+        if password != again:
+            return _new_password_form(oauth, username=username, session=session, error="The passwords differ.")
+        try:
+            result = self.cognito.admin_respond_to_auth_challenge(
+                UserPoolId=client.pool_id,
+                ClientId=client.client_id,
+                ChallengeName="NEW_PASSWORD_REQUIRED",
+                Session=session,
+                ChallengeResponses={"USERNAME": username, "NEW_PASSWORD": password},
+            )
+        except Exception as exc:  # moto's InvalidPassword / NotAuthorized / anything else
+            message = getattr(exc, "response", {}).get("Error", {}).get("Message") or type(exc).__name__
+            return _new_password_form(oauth, username=username, session=session, error=f"Refused: {message}")
+        if "AuthenticationResult" not in result:
+            return _login_form(oauth, error="Sign in again with your new password.", username=username)
+        return self._signed_in(client, result["AuthenticationResult"], oauth, username)
+
+    def _signed_in(self, client: Client, tokens: dict[str, Any], oauth: dict[str, Any], username: str) -> Any:
+        response = self._issue(client, tokens, oauth, username)
         sid = secrets.token_urlsafe(24)
         with self._lock:
             self._sessions[sid] = Grant(
                 client=client,
-                tokens=result["AuthenticationResult"],
+                tokens=tokens,
                 expires=time.monotonic() + SESSION_TTL_SECONDS,
                 username=username,
             )
@@ -391,6 +425,29 @@ def _login_form(oauth: dict[str, Any], *, error: str | None, username: str = "")
     target = urlsplit(str(oauth.get("redirect_uri") or ""))
     origin = (f"{target.scheme}://{target.netloc}",) if target.scheme in ("http", "https") and target.netloc else ()
     return _page("Sign in to pennyworth", body, form_targets=origin)
+
+
+def _new_password_form(oauth: dict[str, Any], *, username: str, session: str, error: str | None) -> Any:
+    hidden = "".join(
+        f'<input type="hidden" name="{name}" value="{html.escape(str(oauth.get(name) or ""))}">'
+        for name in _OAUTH_FIELDS
+    )
+    hidden += f'<input type="hidden" name="username" value="{html.escape(username)}">'
+    hidden += f'<input type="hidden" name="session" value="{html.escape(session)}">'
+    problem = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+    body = (
+        f"{problem}<p>Welcome, {html.escape(username)}. Your invitation's password was temporary: "
+        "choose your own (12 characters or more, with upper and lower case, a digit and a symbol).</p>"
+        f'<form method="post" action="{PREFIX}/new-password">{hidden}'
+        '<label for="password">New password</label>'
+        '<input id="password" name="password" type="password" autocomplete="new-password" required autofocus>'
+        '<label for="confirm">New password again</label>'
+        '<input id="confirm" name="confirm" type="password" autocomplete="new-password" required>'
+        '<button type="submit">Set password and sign in</button></form>'
+    )
+    target = urlsplit(str(oauth.get("redirect_uri") or ""))
+    origin = (f"{target.scheme}://{target.netloc}",) if target.scheme in ("http", "https") and target.netloc else ()
+    return _page("Choose your password", body, form_targets=origin)
 
 
 def mount(app: Callable[..., Iterable[bytes]], endpoint_url: str) -> Callable[..., Iterable[bytes]]:

@@ -2,7 +2,8 @@
 
 A fourth process, ``local/stream_aggregator.py``, stands in for the aggregator
 Lambda: it applies the usage table's stream to the usage aggregates every
-quarter second, so ``pennyworth usage`` trails billing by about that much.
+quarter second, so ``pennyworth usage`` trails billing by about that much. A
+fifth, ``local/people_sweep.py``, stands in for the people sweep's schedule.
 
 ``make dev`` runs ``python -m local.devstack`` in the foreground; the
 integration tests use ``DevStack`` as a context manager on free ports.
@@ -48,7 +49,10 @@ TABLE_NAMES = {
     "KeysTable": "pennyworth-local-keys",
     "UsageTable": "pennyworth-local-usage",
     "AuditTable": "pennyworth-local-audit",
+    "CatalogTable": "pennyworth-local-catalog",
 }
+#: The SSM parameter holding the local OpenAI-compatible upstream's API key (the emulator's /openai/v1).
+LOCAL_PROVIDER_PARAMETER = "/pennyworth/local/providers/local-openai"
 #: Files in the state directory: moto's pickled AWS, and the stack's ids and secrets.
 AWS_STATE = "aws.pickle"
 STACK_STATE = "stack.json"
@@ -163,6 +167,7 @@ class DevStack:
     #: chalice local's private port (the front proxies the buffered routes to it); set by start().
     chalice_port: int | None = None
     _processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _provider_key: str = field(default="", repr=False)
     _logs: list[IO[Any]] = field(default_factory=list)
     _lock: StateLock | None = None
 
@@ -214,6 +219,10 @@ class DevStack:
             if self.state_dir is not None:
                 moto += ["--state", str(self.state_dir / AWS_STATE)]
             self._spawn("aws", moto)
+            # The emulator also serves an OpenAI-compatible upstream (/openai/v1) wanting this stack's key,
+            # which the stack keeps in SSM (moto) as a deployed stack keeps a provider's key.
+            provider_key = (saved or {}).get("provider_key") or f"sk-local-{secrets.token_hex(16)}"
+            self._provider_key = provider_key
             self._spawn(
                 "bedrock",
                 [
@@ -224,6 +233,8 @@ class DevStack:
                     self.host,
                     "--port",
                     str(self.ports.bedrock),
+                    "--openai-key",
+                    provider_key,
                 ],
             )
             _wait_http(f"{self.aws_url}/moto-api/", self._processes["aws"], "moto server", log=self.log_dir / "aws.log")
@@ -231,6 +242,8 @@ class DevStack:
             self._bootstrap(saved)
             aggregator = [sys.executable, "-m", "local.stream_aggregator", "--endpoint", self.aws_url]
             self._spawn("aggregator", [*aggregator, "--table", TABLE_NAMES["UsageTable"], "--region", REGION])
+            # The people sweep (a 5-minute schedule on AWS): users disabled with aws cognito-idp are noticed.
+            self._spawn("sweep", [sys.executable, "-m", "local.people_sweep", "--interval", "30"])
             # chalice local serves the buffered routes on a private port; the front (API Gateway's
             # part) answers the streaming routes itself, as they stream on AWS, and proxies the rest.
             chalice_port = self.chalice_port = _free_port(self.host)
@@ -280,6 +293,10 @@ class DevStack:
         }
         bootstrap.create_tables(boto3.client("dynamodb", **aws), TABLE_NAMES)
         stack = saved or self._first_start(aws)
+        stack["provider_key"] = self._provider_key
+        boto3.client("ssm", **aws).put_parameter(
+            Name=LOCAL_PROVIDER_PARAMETER, Value=self._provider_key, Type="SecureString", Overwrite=True
+        )
         console_url = f"{self.api_url}/console"
         if saved is not None:
             # The console client sends users back to this run's port, which may differ from the last.
@@ -298,6 +315,7 @@ class DevStack:
             "PENNYWORTH_KEYS_TABLE": TABLE_NAMES["KeysTable"],
             "PENNYWORTH_USAGE_TABLE": TABLE_NAMES["UsageTable"],
             "PENNYWORTH_AUDIT_TABLE": TABLE_NAMES["AuditTable"],
+            "PENNYWORTH_CATALOG_TABLE": TABLE_NAMES["CatalogTable"],
             "PENNYWORTH_COGNITO_USER_POOL_ID": stack["user_pool_id"],
             "PENNYWORTH_COGNITO_CLIENT_ID": stack["client_id"],
             "PENNYWORTH_COGNITO_CONSOLE_CLIENT_ID": stack["console_client_id"],
@@ -337,6 +355,11 @@ class DevStack:
             "aws_endpoint_url": self.aws_url,
             "bedrock_endpoint_url": self.bedrock_url,
             "mcp_url": f"{self.api_url}/mcp",
+            # A local OpenAI-compatible upstream to add models from (pennyworth models add --provider openai).
+            "openai_upstream": {
+                "base_url": f"{self.bedrock_url}/openai/v1",
+                "api_key_parameter": LOCAL_PROVIDER_PARAMETER,
+            },
             "report_topic_arn": stack["report_topic_arn"],
             # moto answers queue URLs on any of its hosts: point at this run's port.
             "report_inbox_url": f"{self.aws_url}/{stack['report_inbox_path'].lstrip('/')}",
@@ -444,7 +467,11 @@ def examples(base_url: str, api_key: str) -> dict[str, str]:
         'print(client.chat.completions.create(model="nova-micro", '
         'messages=[{"role": "user", "content": "Hello, pennyworth!"}]).choices[0].message.content)\''
     )
-    return {"curl": curl, "openai": python}
+    add_model = (
+        ".venv/bin/pennyworth --local login && .venv/bin/pennyworth --local models add nova-pro "
+        "--provider bedrock --model-id us.amazon.nova-pro-v1:0"
+    )
+    return {"curl": curl, "openai": python, "add_model": add_model}
 
 
 def _free_port(host: str) -> int:
@@ -509,6 +536,8 @@ def _banner(info: dict[str, Any]) -> str:
             f"  Admin      {info['admin_username']}  /  {info['admin_password']}",
             f"  User       {info['user_username']}  /  {info['user_password']}",
             f"  MCP        {info['mcp_url']}",
+            f"  Upstream   {info['openai_upstream']['base_url']}  (OpenAI-compatible; key in SSM "
+            f"{info['openai_upstream']['api_key_parameter']})",
             "  Details    .pennyworth/dev.json",
             "",
             "  State      "
@@ -523,6 +552,10 @@ def _banner(info: dict[str, Any]) -> str:
             f"  {info['examples']['curl']}",
             "",
             f"  {info['examples']['openai']}",
+            "",
+            "Add a model without touching code (docs/models.md):",
+            "",
+            f"  {info['examples']['add_model']}",
             "",
         ]
     )

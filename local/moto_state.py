@@ -4,7 +4,9 @@ moto keeps every service's state in Python objects (one backend per service,
 account and region). ``save`` pickles the backends of ``SERVICES``; ``load``
 puts them back into a fresh moto. Two things in them do not pickle as they
 are: Cognito's RSA signing key (kept as PEM, so tokens issued before a
-restart still verify) and the locks some backends hold (recreated unlocked).
+restart still verify), the locks some backends hold (recreated unlocked), and SSM's
+parameters and tags (provider keys: a dict built from its account and region, and a
+defaultdict of a lambda).
 
 A file that cannot be loaded (another moto version, a truncated write) is an
 error, never a silent fresh start: the developer decides (``make dev FRESH=1``).
@@ -19,6 +21,7 @@ import pickle
 import re
 import sys
 import threading
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,25 @@ def _register_reducers() -> None:
     copyreg.pickle(openssl.rsa.RSAPrivateKey, _reduce_key)
     copyreg.pickle(type(threading.RLock()), lambda lock: (threading.RLock, ()))
     copyreg.pickle(type(threading.Lock()), lambda lock: (threading.Lock, ()))
+    from moto.ssm.models import ParameterDict
+
+    # A defaultdict whose __init__ takes other arguments than its factory: rebuilt from its own.
+    copyreg.pickle(ParameterDict, _reduce_parameters)
+
+
+def load_parameters(account_id: str, region_name: str, state: dict[str, Any], items: dict[str, Any]) -> Any:
+    """SSM's parameters back (pickle finds this function by name)."""
+    from moto.ssm.models import ParameterDict
+
+    parameters = ParameterDict(account_id, region_name)
+    parameters.__dict__.update(state)
+    parameters.update(items)
+    return parameters
+
+
+def _reduce_parameters(parameters: Any) -> tuple[Any, tuple[Any, ...]]:
+    state = dict(parameters.__dict__)
+    return load_parameters, (parameters.account_id, parameters.region_name, state, dict(parameters))
 
 
 def snapshot() -> bytes:
@@ -63,8 +85,21 @@ def snapshot() -> bytes:
     for service in SERVICES:
         for account, regions in dict.items(get_backend(service)):  # type: ignore[call-overload]
             for region, backend in dict.items(regions):
+                _picklable(backend)
                 backends[(service, account, region)] = backend
     return pickle.dumps({"format": _FORMAT, "backends": backends}, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def tag_kinds() -> defaultdict[str, dict[str, str]]:
+    """SSM's per-resource tags (pickle finds this function by name, as it cannot a lambda)."""
+    return defaultdict(dict)
+
+
+def _picklable(backend: Any) -> None:
+    """Swap the lambdas some backends keep as defaultdict factories for named functions, in place."""
+    tags = getattr(backend, "_resource_tags", None)
+    if isinstance(tags, defaultdict) and getattr(tags.default_factory, "__name__", "") == "<lambda>":
+        backend._resource_tags = defaultdict(tag_kinds, {k: defaultdict(dict, v) for k, v in tags.items()})
 
 
 def write(path: Path, data: bytes) -> None:

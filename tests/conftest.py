@@ -34,6 +34,7 @@ TABLE_NAMES = {
     "KeysTable": "pennyworth-local-keys",
     "UsageTable": "pennyworth-local-usage",
     "AuditTable": "pennyworth-local-audit",
+    "CatalogTable": "pennyworth-local-catalog",
 }
 
 

@@ -212,7 +212,7 @@ def test_reconcile_gives_back_no_more_than_admission_still_holds(as_admin: Api, 
     ticket = meter.admit(key, wiring.catalog().resolve("nova-micro"), input_tokens=100, max_output_tokens=100)
     lost = usage_entry(
         request_id="lost", key_id=key.key_id, owner_sub="o1", at=clock_before,
-        reserved_key_usd=ticket.reserved_key_usd, budget_month=ticket.month,
+        reserved={f"KEY#{key.key_id}": ticket.reserved_key_usd}, budget_month=ticket.month,
     )  # fmt: skip
 
     def line(entry_json: dict) -> str:
@@ -220,10 +220,15 @@ def test_reconcile_gives_back_no_more_than_admission_still_holds(as_admin: Api, 
 
     # WHEN a hostile or corrupted line claims a far bigger reservation, or the same request again
     # under another timestamp (a second entry, whose release would be given back twice)
-    inflated = {**lost.to_json(), "request_id": "inflated", "reserved_key_usd": "999999"}
-    body = as_admin.call("post", "/admin/ledger/reconcile", {"lines": [line(inflated), line(lost.to_json())]}).json_body
-    # THEN the inflated line is refused with its reason, and the true one recorded
-    assert [r["line"] for r in body["rejected"]] == [1] and "held" in body["rejected"][0]["error"]
+    inflated = {**lost.to_json(), "request_id": "inflated", "reserved": {f"KEY#{key.key_id}": "999999"}}
+    # (a line logged before teams existed names its key's reservation in its own field)
+    legacy = {**lost.to_json(), "request_id": "legacy", "reserved_key_usd": "999999"}
+    del legacy["reserved"]
+    lines = [line(inflated), line(legacy), line(lost.to_json())]
+    body = as_admin.call("post", "/admin/ledger/reconcile", {"lines": lines}).json_body
+    # THEN the inflated lines are refused with their reason, and the true one recorded
+    assert [r["line"] for r in body["rejected"]] == [1, 2]
+    assert all("held" in rejected["error"] for rejected in body["rejected"])
     assert body["recorded"] == 1
     drain(usage_table)
     again = {**lost.to_json(), "request_id": "lost", "timestamp": "2020-01-01T00:00:00Z"}

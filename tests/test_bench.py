@@ -22,6 +22,10 @@ BENCH = ROOT / "bench"
 
 #: script → (tiny-size options, top-level keys its JSON must have).
 TINY: dict[str, tuple[list[str], set[str]]] = {
+    "catalog.py": (
+        ["--requests", "2000", "--dynamodb-latency-ms", "0"],
+        {"benchmark", "cold_start_ms", "warm_per_request_us", "five_minutes_of_traffic", "after_60s_idle_ms"},
+    ),
     "cold_start.py": (
         ["--source", "--runs", "1"],
         {"python", "runs", "artifact", "results", "ratios", "goals", "goals_met", "bytecode_files_written"},

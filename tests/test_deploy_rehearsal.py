@@ -192,6 +192,7 @@ def test_functions_have_the_configured_handler_layer_memory_timeout_and_role(
         "APIHandler": "app.app",
         "DailyCostReport": "app.daily_cost_report",
         "LedgerAggregator": "app.ledger_aggregator",
+        "PeopleSweep": "app.people_sweep",
         "StreamHandler": template["Resources"]["StreamHandler"]["Properties"]["Handler"],
     }
     timeouts = {
@@ -200,7 +201,7 @@ def test_functions_have_the_configured_handler_layer_memory_timeout_and_role(
         **{
             f.logical_id: config["lambda_functions"][f.chalice_name]["lambda_timeout"]
             for f in stack.FUNCTIONS
-            if f.chalice_name in ("daily_cost_report", "ledger_aggregator")
+            if f.chalice_name in ("daily_cost_report", "ledger_aggregator", "people_sweep")
         },
     }
     layer_arns = {layer["LatestMatchingVersion"]["LayerVersionArn"] for layer in rehearsal[path]["first"]["layers"]}
@@ -317,6 +318,16 @@ def test_the_aggregator_reads_the_usage_stream_and_the_report_is_scheduled(
         )
     ]
     assert [rule["ScheduleExpression"] for rule in scheduled] == ["cron(0 6 * * ? *)"]
+    sweep = names["PeopleSweep"]
+    swept = [
+        rule
+        for rule in deployed["rules"]
+        if any(
+            t["Arn"].endswith(f":function:{sweep}")
+            for t in client("events").list_targets_by_rule(Rule=rule["Name"])["Targets"]
+        )
+    ]
+    assert [rule["ScheduleExpression"] for rule in swept] == ["rate(5 minutes)"]
 
 
 def _role_documents(role_arn: str) -> list[dict[str, Any]]:
@@ -365,8 +376,10 @@ def test_every_role_names_only_resources_that_exist(rehearsal: dict[str, Any], p
                     statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
                 )
                 for arn in resources:
-                    if arn == "*" or ":bedrock:" in arn:
-                        continue  # PutMetricData (no resource); Bedrock models (EMULATION_GAPS)
+                    if arn == "*" or ":bedrock:" in arn or arn.endswith("/*"):
+                        # PutMetricData (no resource); Bedrock models (EMULATION_GAPS); the patterns of
+                        # provider keys (parameters an admin stores later) and of the keys that encrypt them.
+                        continue
                     assert _exists(arn), (function.logical_id, arn)
                     checked += 1
     assert checked >= 20
@@ -679,6 +692,45 @@ def test_a_layer_over_the_direct_upload_limit_stops_before_any_change(
     monkeypatch.setattr(deploy, "MAX_DIRECT_UPLOAD", (oversized / STAGE / "package" / "layer.zip").stat().st_size - 1)
     with pytest.raises(deploy.DeployError, match="over Lambda's 50 MB direct upload"):
         deploy.deploy_chalice(_options(oversized, "pennyworth-big-upload"))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_the_catalog_table_its_parameters_and_their_grants_reach_both_functions_that_serve_models(
+    rehearsal: dict[str, Any], path: str
+) -> None:
+    stack_name = rehearsal[path]["result"]["target"].stack
+    functions = rehearsal[path]["first"]["functions"]
+    template = stack.load_template()
+    families = template["Parameters"]["AllowedBedrockModels"]["Default"].split(",")
+    for logical in ("APIHandler", "StreamHandler"):
+        variables = functions[logical]["Environment"]["Variables"]
+        # The catalog table exists; the families and the key prefix are the parameters' (defaults) as resolved.
+        assert client("dynamodb").describe_table(TableName=variables["PENNYWORTH_CATALOG_TABLE"])
+        assert variables["PENNYWORTH_ALLOWED_BEDROCK_MODELS"].split(",") == families
+        assert variables["PENNYWORTH_PROVIDER_KEY_PREFIX"] == f"/pennyworth/{stack_name}/"
+        statements = {s.get("Sid"): s for d in _role_documents(functions[logical]["Role"]) for s in d["Statement"]}
+        # Bedrock: exactly one foundation-model pattern per family, in the stack's partition.
+        assert statements["InvokeAllowedModels"]["Resource"] == [
+            f"arn:aws:bedrock:*::foundation-model/{family}" for family in families
+        ]
+        # Provider keys: GetParameter under the prefix, decrypted only through SSM, for those parameters.
+        read = statements["ReadProviderKeys"]
+        assert read["Action"] in ("ssm:GetParameter", ["ssm:GetParameter"])
+        assert read["Resource"].endswith(f":parameter/pennyworth/{stack_name}/*")
+        decrypt = statements["DecryptProviderKeysThroughSsm"]
+        assert decrypt["Condition"]["StringEquals"]["kms:ViaService"] == "ssm.us-east-1.amazonaws.com"
+        assert decrypt["Condition"]["StringLike"]["kms:EncryptionContext:PARAMETER_ARN"] == read["Resource"]
+
+
+def test_a_seed_model_outside_the_allowed_families_is_refused_before_any_change() -> None:
+    template = stack.load_template()
+    with pytest.raises(deploy.DeployError, match=r"amazon.nova-micro.*outside AllowedBedrockModels"):
+        deploy.check_parameters(
+            template, {"AllowedBedrockModels": "anthropic.*,cohere.embed-*,amazon.titan-*"}, "chalice"
+        )
+    with pytest.raises(deploy.DeployError, match="model id patterns"):
+        deploy.check_parameters(template, {"AllowedBedrockModels": "anthropic.* ; rm -rf"}, "cloudformation")
+    deploy.check_parameters(template, {"AllowedBedrockModels": "anthropic.*,amazon.*,cohere.*"}, "chalice")
 
 
 def test_unknown_and_malformed_parameters_are_refused() -> None:

@@ -13,7 +13,7 @@ import pytest
 from chalice.test import Client
 
 from chalicelib import errors, wiring
-from chalicelib.catalog.catalog import load_catalog
+from chalicelib.catalog import load_catalog
 from chalicelib.gateway import Gateway, UpstreamConfig, load_litellm
 from chalicelib.keys.store import KeyStore
 from chalicelib.protocols.openai.parse import EMBEDDING_PARAMETERS, parse_embedding_request

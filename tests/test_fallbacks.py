@@ -18,6 +18,7 @@ from chalicelib import errors
 from chalicelib.accounting.ledger import Ledger
 from chalicelib.accounting.metering import Meter, worst_case_cost
 from chalicelib.catalog.catalog import Catalog, load_catalog
+from chalicelib.catalog.prices import guardrail_prices
 from chalicelib.conversation.events import Completion
 from chalicelib.gateway import Gateway, Resilience, UpstreamConfig
 from chalicelib.keys.store import KeyRecord, KeyStore
@@ -77,13 +78,18 @@ def test_a_throttled_model_answers_from_its_fallback_named_and_billed_at_its_pri
     entry = completion.entry
     assert entry is not None
     assert (entry.model, entry.requested_model) == ("claude-haiku-4-5-global", "claude-haiku-4-5")
-    assert entry.served_by == "global.anthropic.claude-haiku-4-5-20251001-v1:0@us-east-1"
+    assert entry.served_by == "bedrock/converse/global.anthropic.claude-haiku-4-5-20251001-v1:0"
+    assert entry.served_region == "us-east-1"
     assert entry.cost == compute_cost(GLOBAL.prices, entry.usage) != compute_cost(HAIKU.prices, entry.usage)
     assert GLOBAL.prices.input < HAIKU.prices.input
     # AND the ledger holds it that way
     [stored] = world["ledger"].entries_for_key(entry.key_id)
     assert (stored["model"], stored["requested_model"]) == ("claude-haiku-4-5-global", "claude-haiku-4-5")
-    assert stored["served_by"] == entry.served_by and Decimal(stored["cost"]) == entry.cost
+    assert (
+        stored["served_by"] == entry.served_by
+        and stored["served_region"] == "us-east-1"
+        and Decimal(stored["cost"]) == entry.cost
+    )
 
 
 def test_the_streams_final_usage_names_who_served(world: dict[str, Any]) -> None:
@@ -98,14 +104,14 @@ def test_the_streams_final_usage_names_who_served(world: dict[str, Any]) -> None
     usage = chunks[-1]["usage"]
     assert_valid("CreateChatCompletionStreamResponse", chunks[-1])
     assert usage["served_model"] == "claude-haiku-4-5-global"
-    assert usage["served_by"] == "global.anthropic.claude-haiku-4-5-20251001-v1:0@us-east-1"
+    assert usage["served_by"] == "bedrock/converse/global.anthropic.claude-haiku-4-5-20251001-v1:0@us-east-1"
 
 
 def test_without_fallback_the_caller_gets_the_models_own_answer_and_name(world: dict[str, Any]) -> None:
     turn = converse(world, key(world), messages=say("Hello"))
     entry = Completion.of(turn).entry
     assert entry is not None and entry.model == "claude-haiku-4-5" and not entry.fell_back
-    assert entry.served_by == "us.anthropic.claude-haiku-4-5-20251001-v1:0@us-east-1"
+    assert entry.served_by == "bedrock/converse/us.anthropic.claude-haiku-4-5-20251001-v1:0"
     assert entry.cost == compute_cost(HAIKU.prices, entry.usage)
 
 
@@ -199,7 +205,7 @@ def test_a_guardrail_on_the_key_blocks_the_prompt_and_is_billed(world: dict[str,
         "wordPolicyUnits": 1,
         "sensitiveInformationPolicyUnits": 1,
     }
-    assert entry.guardrail_usd == guardrail_cost(CATALOG.guardrail_prices, entry.guardrail_units) > 0
+    assert entry.guardrail_usd == guardrail_cost(guardrail_prices("us-east-1"), entry.guardrail_units) > 0
     assert entry.cost == entry.guardrail_usd
     assert rendered["usage"]["guardrail_text_units"] == 4
 
@@ -267,7 +273,7 @@ def test_admission_reserves_the_dearest_target_and_the_guardrail(world: dict[str
     sonnet = catalog.resolve("claude-sonnet-4-5")
     dearest = worst_case_cost(sonnet, kwargs["input_tokens"], 50)
     assert kwargs["surcharge"] > 0
-    assert ticket.reserved_key_usd == dearest + kwargs["surcharge"]
+    assert ticket.reserved == dearest + kwargs["surcharge"]
 
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
@@ -276,7 +282,7 @@ PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA6
 def catalog_with(tmp_path: Any, changes: dict[str, dict[str, Any]]) -> Catalog:
     document = json.loads(DEFAULT_CATALOG.read_text())
     for model in document["models"]:
-        model.update(changes.get(model["id"], {}))
+        model.update(changes.get(model["alias"], {}))
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps(document))
     return load_catalog(path, region="us-east-1")

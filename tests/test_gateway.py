@@ -14,7 +14,7 @@ import pytest
 from chalicelib import errors
 from chalicelib.accounting.ledger import Ledger
 from chalicelib.accounting.metering import Meter
-from chalicelib.catalog.catalog import load_catalog
+from chalicelib.catalog import load_catalog
 from chalicelib.conversation.events import Completion
 from chalicelib.gateway import Gateway, UpstreamConfig
 from chalicelib.keys.store import KeyStore

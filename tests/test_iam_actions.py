@@ -22,7 +22,7 @@ from chalicelib import errors
 from chalicelib.accounting.aggregator import Aggregator
 from chalicelib.accounting.ledger import Ledger
 from chalicelib.accounting.metering import Meter
-from chalicelib.catalog.catalog import load_catalog
+from chalicelib.catalog import load_catalog
 from chalicelib.keys.store import KeyStore
 from chalicelib.settings import DEFAULT_CATALOG
 from chalicelib.shared.usage import TokenUsage
@@ -163,3 +163,157 @@ def test_the_daily_report_needs_only_what_its_policy_grants(usage_table, keys_ta
     # THEN its role may make every call it made
     assert any(need[0] == "Query" for need in needs)
     assert refused(needs, "policy-report.json") == set()
+
+
+def test_the_catalog_is_read_seeded_and_changed_with_only_what_both_model_functions_are_granted(aws: Any) -> None:
+    from chalicelib.catalog import CatalogStore, Rules, seed_documents
+    from chalicelib.catalog.entry import new_document
+    from chalicelib.catalog.prices import bundled_price_map
+    from chalicelib.keys.audit import Actor, AuditLog, Subject
+
+    # GIVEN a new stack's empty catalog table, and its audit log
+    catalog = aws.Table(TABLE_NAMES["CatalogTable"])
+    audit = AuditLog(aws.Table(TABLE_NAMES["AuditTable"]))
+    store = CatalogStore(catalog, seed=lambda: seed_documents(DEFAULT_CATALOG, rules=Rules(region="us-east-1")))
+    needs = record_actions(catalog.meta.client)
+    # WHEN a function reads it first (seeding it), checks its version, and an admin adds a model (audited)
+    store.load()
+    store.version()
+    stored = store.read()
+    document = new_document({"alias": "nova-pro", "provider": "bedrock", "model_id": "us.amazon.nova-pro-v1:0"},
+                            rules=Rules(region="us-east-1"), price_map=bundled_price_map, now="2026-12-01T00:00:00Z",
+                            actor="admin")  # fmt: skip
+    event = audit.put_item(audit.new_event(Subject("model", "nova-pro"), "added", Actor(sub="a")))
+    store.put(document, read_version=stored.version, previous=None, attach=[event])
+    assert {need[0] for need in needs} >= {"GetItem", "Query", "PutItem", "UpdateItem"}
+    # THEN both functions that serve models may make every one of those calls (the admin API runs on the first)
+    for policy in ("policy-api.json", "policy-stream.json"):
+        assert refused(needs, policy) == set(), policy
+
+
+def test_provider_keys_are_read_with_exactly_the_granted_action_under_the_granted_prefix(aws: Any) -> None:
+    import boto3
+
+    from chalicelib.gateway.secrets import ParameterSecrets
+    from chalicelib.settings import ENV
+
+    # GIVEN a provider key under the stack's prefix
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    name = f"{ENV['PENNYWORTH_PROVIDER_KEY_PREFIX']}providers/openai"
+    ssm.put_parameter(Name=name, Value="sk-test", Type="SecureString")
+    calls: list[tuple[str, dict[str, Any]]] = []
+    ssm.meta.events.register(
+        "before-parameter-build.ssm.*", lambda model, params, **_: calls.append((model.name, dict(params)))
+    )
+    # WHEN the gateway reads it (twice: the second from its cache)
+    secrets = ParameterSecrets(lambda: ssm, prefix=ENV["PENNYWORTH_PROVIDER_KEY_PREFIX"])
+    assert secrets(name) == secrets(name) == "sk-test"
+    # THEN it made one GetParameter, decrypted, of a name the grant's pattern covers
+    assert [(action, params["Name"], params["WithDecryption"]) for action, params in calls] == [
+        ("GetParameter", name, True)
+    ]
+    statement = next(s for s in json.loads((POLICIES / "policy-stream.json").read_text())["Statement"]
+                     if s.get("Sid") == "ReadProviderKeys")  # fmt: skip
+    assert statement["Action"] == ["ssm:GetParameter"]
+    pattern = statement["Resource"]["Fn::Sub"][0]
+    assert pattern.endswith(":parameter${Prefix}*") and name.startswith("/pennyworth/")
+    # AND a name outside the prefix is never asked for
+    with pytest.raises(errors.UpstreamError):
+        secrets("/other-team/openai")
+    assert len(calls) == 1
+
+
+def cognito_granted(policy_file: str) -> set[str]:
+    """The Cognito actions ``policy_file`` allows on the user pool."""
+    found: set[str] = set()
+    for statement in json.loads((POLICIES / policy_file).read_text())["Statement"]:
+        if statement.get("Resource") == {"Fn::GetAtt": ["UserPool", "Arn"]}:
+            found |= {a.removeprefix("cognito-idp:") for a in statement["Action"] if a.startswith("cognito-idp:")}
+    return found
+
+
+def record_cognito(client: Any) -> set[str]:
+    calls: set[str] = set()
+    client.meta.events.register("before-parameter-build.cognito-idp", lambda model, **_: calls.add(model.name))
+    return calls
+
+
+def test_teams_and_people_need_only_what_the_api_function_is_granted(
+    as_admin: Any, admin_client: Any, cognito: Any, pool: Any, alice: Any, bob: Any, usage_table: Any
+) -> None:
+    from chalicelib import wiring
+    from tests.admin_fixtures import Api
+    from tests.cognito_helpers import sign_in
+
+    # GIVEN the clients the admin routes use, recorded from now on
+    recorded = [record_actions(wiring.dynamodb().meta.client), record_actions(wiring.ledger_dynamodb().meta.client)]
+    cognito_calls = record_cognito(wiring.cognito())
+    # WHEN an admin and a team admin do everything teams and people offer
+    as_admin.call("post", "/admin/teams", {"name": "Red", "monthly_budget_usd": "10"})
+    as_admin.call("post", "/admin/teams/red/members", {"person": alice.email, "role": "admin"})
+    as_admin.call("post", "/admin/teams/red/members", {"person": bob.email})
+    as_alice = Api(admin_client, sign_in(cognito, pool, alice)["IdToken"])
+    as_bob = Api(admin_client, sign_in(cognito, pool, bob)["IdToken"])
+    team_key = as_alice.call("post", "/admin/keys", {"team": "red", "team_owned": True}).json_body
+    as_bob.call("post", "/admin/keys", {"team": "red"})
+    as_alice.call("get", "/admin/keys?team=red")
+    as_alice.call("patch", f"/admin/keys/{team_key['key_id']}", {"monthly_budget_usd": "5"})
+    as_alice.call("put", f"/admin/owners/{bob.email}/budget", {"monthly_budget_usd": "3"})
+    as_alice.call("get", "/admin/usage?team=red&group_by=key")
+    as_admin.call("get", "/admin/usage?group_by=team")
+    as_admin.call("patch", "/admin/teams/red", {"name": "Red Team", "default_member_budget_usd": "2"})
+    as_admin.call("post", "/admin/people", {"email": "new@example.com", "team": "red team", "admin": True})
+    as_admin.call("patch", "/admin/people/new@example.com", {"admin": False})
+    as_admin.call("get", "/admin/people")
+    as_admin.call("post", f"/admin/people/{bob.email}/disable")
+    as_admin.call("post", f"/admin/people/{bob.email}/enable")
+    as_admin.call("delete", f"/admin/teams/red team/members/{bob.email}")
+    as_admin.call("post", "/admin/people/sweep")
+    as_admin.call("delete", "/admin/people/new@example.com")
+    answer = as_admin.call("delete", "/admin/teams/red team?force=true")
+    assert answer.status_code == 200, answer.body
+    needs = recorded[0] | recorded[1]
+    # THEN the API function may make every DynamoDB and Cognito call they made
+    assert ("ConditionCheckItem", "UsageTable", None) in needs and ("UpdateItem", "KeysTable", None) in needs
+    assert refused(needs, "policy-api.json") == set()
+    assert {"AdminCreateUser", "AdminDisableUser", "AdminDeleteUser", "ListUsersInGroup"} <= cognito_calls
+    assert cognito_calls - cognito_granted("policy-api.json") == set()
+
+
+def test_the_sweep_needs_only_what_its_policy_grants(
+    as_alice: Any, alice: Any, bob: Any, cognito: Any, pool: Any
+) -> None:
+    from chalicelib import wiring
+
+    # GIVEN a person with a key, disabled in Cognito directly, and one deleted there
+    as_alice.call("post", "/admin/keys", {})
+    cognito.admin_disable_user(UserPoolId=pool.user_pool_id, Username=alice.email)
+    cognito.admin_delete_user(UserPoolId=pool.user_pool_id, Username=bob.email)
+    wiring.reset()  # the scheduled function is a process of its own
+    recorded = [record_actions(wiring.dynamodb().meta.client), record_actions(wiring.ledger_dynamodb().meta.client)]
+    cognito_calls = record_cognito(wiring.cognito())
+    # WHEN the sweep runs (as its Lambda does, on its schedule's event)
+    from chalice.test import Client
+
+    from app import app
+
+    with Client(app) as client:
+        event = client.events.generate_cw_event(
+            source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]
+        )
+        result = client.lambda_.invoke("people_sweep", event).payload
+    assert result["disabled"] == 1
+    # THEN its role may make every call it made
+    needs = recorded[0] | recorded[1]
+    assert refused(needs, "policy-people-sweep.json") == set()
+    assert cognito_calls - cognito_granted("policy-people-sweep.json") == set()
+
+
+def test_the_daily_report_names_teams_with_only_what_its_policy_grants(as_admin: Any, usage_table: Any) -> None:
+    from chalicelib import wiring
+
+    as_admin.call("post", "/admin/teams", {"name": "Red"})
+    recorded = [record_actions(wiring.dynamodb().meta.client), record_actions(wiring.ledger_dynamodb().meta.client)]
+    team = wiring.directory().find_team("red")
+    assert wiring.describe_teams([team.team_id])[team.team_id].name == "Red"
+    assert refused(recorded[0] | recorded[1], "policy-report.json") == set()

@@ -26,6 +26,7 @@ FUNCTIONS = {
     "api_handler": "APIHandler",
     "daily_cost_report": "DailyCostReport",
     "ledger_aggregator": "LedgerAggregator",
+    "people_sweep": "PeopleSweep",
 }
 DEPLOYED_STAGES = ("dev", "prod")
 
@@ -33,9 +34,15 @@ DEPLOYED_STAGES = ("dev", "prod")
 ALLOWED_WILDCARDS = {
     # PutMetricData supports no resource-level permissions; the statement is narrowed by namespace.
     ("PublishPennyworthMetrics", "Resource"),
-    # A global inference profile sends a request to any commercial region: its foundation model is
-    # granted in every region (Bedrock authorises the destination region's foundation-model ARN).
-    ("InvokeCatalogModels", "Resource"),
+    # The model families of AllowedBedrockModels (patterns such as anthropic.*), in any region a
+    # cross-region profile may send a request to.
+    ("InvokeAllowedModels", "Resource"),
+    # This account's inference profiles: a profile grant reaches no model without the family's grant.
+    ("InvokeThroughOwnInferenceProfiles", "Resource"),
+    # Parameters under the stack's ProviderKeyPrefix.
+    ("ReadProviderKeys", "Resource"),
+    # A customer-managed key's id is unknown here: narrowed to SSM's use, for parameters under the prefix.
+    ("DecryptProviderKeysThroughSsm", "Resource"),
     # The GuardrailIds parameter's ids, in any region (a model may be called in a region of its own)
     # and any account in the ARN, pinned to this account by the aws:ResourceAccount condition:
     # CloudFormation cannot join a list with a delimiter holding ${AWS::AccountId}.
@@ -95,7 +102,8 @@ def test_the_streaming_role_calls_models_and_tables_and_nothing_admin() -> None:
     statements = walk_statements(policies.stream_policy())
     actions = {action for statement in statements for action in statement["Action"]}
     assert {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"} <= actions
-    assert {a.split(":")[0] for a in actions} == {"logs", "bedrock", "dynamodb"}
+    assert {a.split(":")[0] for a in actions} == {"logs", "bedrock", "dynamodb", "ssm", "kms"}
+    assert {a for a in actions if a.split(":")[0] in ("ssm", "kms")} == {"ssm:GetParameter", "kms:Decrypt"}
     assert statements[0]["Resource"] == {"Fn::GetAtt": ["StreamHandlerLogGroup", "Arn"]}
     # The model routes run the same key, metering and ledger code as the API handler.
     api = {s["Sid"]: s for s in walk_statements(policies.api_policy())}
@@ -109,27 +117,67 @@ def test_metrics_grant_is_limited_to_our_namespace() -> None:
     assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": ENV["PENNYWORTH_METRICS_NAMESPACE"]}}
 
 
-def test_bedrock_grants_cover_every_catalog_model_and_profile_destination() -> None:
-    resources = [r["Fn::Sub"] for r in policies.bedrock_resources()]
+def resolve_bedrock_arns(resource: Any, partition: str, models: list[str]) -> list[str]:
+    """The ARNs a Bedrock grant names once CloudFormation resolves it (``Fn::If``/``Fn::Split``/``Fn::Join``)."""
+    if "Fn::If" in resource:
+        condition, special, default = resource["Fn::If"]
+        assert condition == "InGovCloud"
+        return resolve_bedrock_arns(special if partition == "aws-us-gov" else default, partition, models)
+    if "Fn::Split" in resource:
+        delimiter, joined = resource["Fn::Split"]
+        return resolve_bedrock_arns(joined, partition, models).split(delimiter)  # type: ignore[return-value]
+    if "Fn::Join" in resource:
+        delimiter, parts = resource["Fn::Join"]
+        if parts == {"Ref": "AllowedBedrockModels"}:
+            return delimiter.join(models)  # type: ignore[return-value]
+        return delimiter.join(resolve_bedrock_arns(part, partition, models) for part in parts)  # type: ignore[return-value]
+    assert isinstance(resource, str), resource
+    return resource  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("partition", ["aws", "aws-us-gov"])
+def test_bedrock_grants_are_exactly_the_allowed_families_in_the_stacks_partition(partition: str) -> None:
+    import fnmatch
+
+    # GIVEN the template's default families (what a stack deployed with no parameter gets)
+    models = TEMPLATE["Parameters"]["AllowedBedrockModels"]["Default"].split(",")
+    statement = next(s for s in walk_statements(policies.api_policy()) if s["Sid"] == "InvokeAllowedModels")
+    # WHEN CloudFormation resolves the grant
+    arns = resolve_bedrock_arns(statement["Resource"], partition, models)
+    # THEN it names one foundation-model pattern per family, in the stack's partition, nothing else
+    assert arns == [f"arn:{partition}:bedrock:*::foundation-model/{m}" for m in models]
+    # AND every Bedrock model of the seed catalog is among them (what the deploy checks too)
     for model in json.loads(policies.CATALOG.read_text())["models"]:
-        model_id = model["bedrock_model_id"]
-        prefix, _, base = model_id.partition(".")
-        if prefix == "us":
-            assert any(r.endswith(f":inference-profile/{model_id}") for r in resources)
-            for region in ("us-east-1", "us-east-2", "us-west-2"):
-                assert f"arn:${{AWS::Partition}}:bedrock:{region}::foundation-model/{base}" in resources
-        elif prefix == "global":
-            # A global profile may send the request to any region: its model is granted in all.
-            assert any(r.endswith(f":inference-profile/{model_id}") for r in resources)
-            assert f"arn:${{AWS::Partition}}:bedrock:*::foundation-model/{base}" in resources
-        else:
-            assert f"arn:${{AWS::Partition}}:bedrock:${{AWS::Region}}::foundation-model/{model_id}" in resources
+        base = model["model_id"].split(".", 1)[1] if model["model_id"].startswith("us.") else model["model_id"]
+        assert any(fnmatch.fnmatchcase(f"arn:{partition}:bedrock:us-east-1::foundation-model/{base}", a) for a in arns)
+    # AND a family left out is not granted
+    assert not any(
+        fnmatch.fnmatchcase(f"arn:{partition}:bedrock:us-east-1::foundation-model/ai21.jamba-v1", a) for a in arns
+    )
+
+
+def test_provider_keys_are_read_only_under_the_prefix_and_decrypted_only_through_ssm() -> None:
+    statements = {s["Sid"]: s for s in walk_statements(policies.api_policy())}
+    read, decrypt = statements["ReadProviderKeys"], statements["DecryptProviderKeysThroughSsm"]
+    assert read["Action"] == ["ssm:GetParameter"]
+    assert read["Resource"]["Fn::Sub"][0].endswith(":parameter${Prefix}*")
+    assert read["Resource"]["Fn::Sub"][1]["Prefix"] == policies.PROVIDER_KEY_PREFIX
+    assert decrypt["Action"] == ["kms:Decrypt"]
+    assert decrypt["Condition"]["StringEquals"] == {
+        "kms:ViaService": {"Fn::Sub": "ssm.${AWS::Region}.${AWS::URLSuffix}"}
+    }
+    assert decrypt["Condition"]["StringLike"] == {"kms:EncryptionContext:PARAMETER_ARN": read["Resource"]}
+    # The function's environment names the same prefix the grant is for.
+    variables = RESOURCES["APIHandler"]["Properties"]["Environment"]["Variables"]
+    assert variables["PENNYWORTH_PROVIDER_KEY_PREFIX"] == policies.PROVIDER_KEY_PREFIX
+    assert variables["PENNYWORTH_ALLOWED_BEDROCK_MODELS"] == {"Fn::Join": [",", {"Ref": "AllowedBedrockModels"}]}
+    assert ENV["PENNYWORTH_ALLOWED_BEDROCK_MODELS"] == TEMPLATE["Parameters"]["AllowedBedrockModels"]["Default"]
 
 
 def test_dynamodb_grants_name_only_our_tables_and_real_indexes() -> None:
     indexes = {
         name: {i["IndexName"] for i in RESOURCES[name]["Properties"].get("GlobalSecondaryIndexes", [])}
-        for name in ("KeysTable", "UsageTable", "AuditTable")
+        for name in ("KeysTable", "UsageTable", "AuditTable", "CatalogTable")
     }
     for document in policy_documents().values():
         for statement in walk_statements(document):
@@ -149,7 +197,13 @@ def test_every_intrinsic_in_the_policies_names_a_template_resource_or_parameter(
     names = set(re.findall(r'"Ref": "([\w:]+)"', text)) | set(re.findall(r'"Fn::GetAtt": \["(\w+)"', text))
     names |= {n for n in re.findall(r"\$\{([\w:]+)(?:\.Arn)?\}", text) if not n.startswith("AWS::")}
     names |= set(re.findall(r'"Fn::If": \["(\w+)"', text))
-    assert names <= known, names - known
+    # Names an Fn::Sub defines in its own variable map are the Sub's, not the template's.
+    local = {
+        name
+        for found in re.findall(r'"Fn::Sub": \["[^"]*", \{([^}]*)', text)
+        for name in re.findall(r'"(\w+)":', found)
+    }
+    assert names - local <= known, names - local - known
 
 
 @pytest.mark.parametrize("stage", DEPLOYED_STAGES)
@@ -176,6 +230,10 @@ def test_functions_get_their_resources_wired_by_reference(function: str, resourc
     assert variables["PENNYWORTH_COGNITO_USER_POOL_ID"] == {"Ref": "UserPool"}
     assert variables["PENNYWORTH_COGNITO_CLIENT_ID"] == {"Ref": "UserPoolCliClient"}
     assert variables["PENNYWORTH_COGNITO_USER_POOL_ARN"] == {"Fn::GetAtt": ["UserPool", "Arn"]}
+    if function == "people_sweep":
+        # The sweep enters people (with the default budget) and off-boards them: no report to publish.
+        assert variables["PENNYWORTH_DEFAULT_PERSON_BUDGET_USD"] == {"Ref": "DefaultPersonBudgetUSD"}
+        return
     assert variables["PENNYWORTH_REPORT_TOPIC_ARN"] == {"Ref": "ReportTopic"}
 
 
@@ -413,8 +471,9 @@ def test_ledger_log_events_are_counted_from_every_function_that_bills_and_unreco
         for f in METRIC_FILTERS
         for t in f["MetricTransformations"]
     }
-    # Both functions that bill (buffered routes and streamed ones) count each event in its metric.
-    assert counted == {
+    # Both functions that bill (buffered routes and streamed ones) count each event in its metric; and both
+    # that serve models count the catalog items they cannot read.
+    assert counted - {c for c in counted if c[2] == "CatalogItemUnreadable"} == {
         (f"{function}LogGroup", event, metric, "Pennyworth")
         for function in ("APIHandler", "StreamHandler")
         for metric, event in COUNTED_LINES.items()
@@ -423,6 +482,27 @@ def test_ledger_log_events_are_counted_from_every_function_that_bills_and_unreco
     assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("Pennyworth", "UsageUnrecorded", "Sum")
     assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] and "reconcile" in alarm["AlarmDescription"]
+
+
+def test_an_unreadable_catalog_item_is_counted_from_both_functions_and_alarms() -> None:
+    from chalicelib.catalog.store import UNREADABLE_EVENT
+
+    counted = {
+        (f["LogGroupName"]["Ref"], filter_event(f["FilterPattern"]), t["MetricName"])
+        for f in METRIC_FILTERS
+        for t in f["MetricTransformations"]
+        if t["MetricName"] == "CatalogItemUnreadable"
+    }
+    assert counted == {
+        (f"{fn}LogGroup", UNREADABLE_EVENT, "CatalogItemUnreadable") for fn in ("APIHandler", "StreamHandler")
+    }
+    alarm = RESOURCES["CatalogItemUnreadableAlarm"]["Properties"]
+    assert (alarm["MetricName"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "CatalogItemUnreadable",
+        0,
+        "GreaterThanThreshold",
+    )
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
 
 
 def test_the_metric_filters_match_the_log_lines_the_ledger_writes(usage_table, service_logs) -> None:
@@ -440,8 +520,8 @@ def test_the_metric_filters_match_the_log_lines_the_ledger_writes(usage_table, s
         # WHEN a bill and a release cannot be stored
         assert ledger.record(usage_entry()) is False
         release = Release(
-            ticket_id="t1", key_id="k1", owner_sub="owner-1", budget_month="2026-11", reserved_key_usd=Decimal("0.1"),
-            reserved_owner_usd=Decimal(0), rate_window=None, counted_tokens=0, timestamp="2026-11-26T10:00:00Z",
+            ticket_id="t1", key_id="k1", owner_sub="owner-1", budget_month="2026-11",
+            reserved={"KEY#k1": Decimal("0.1")}, rate_window=None, counted_tokens=0, timestamp="2026-11-26T10:00:00Z",
         )  # fmt: skip
         assert ledger.record_release(release) is False
     # THEN the JSON lines CloudWatch gets are exactly what the template's filters select

@@ -168,7 +168,7 @@ def test_a_backlog_over_many_rate_windows_still_fits_one_item_per_plan() -> None
         billed = usage_entry(
             request_id=f"r{n}", key_id=f"key{n % 300:05d}", owner_sub=f"owner-{n % 100}",
             usage=TokenUsage(input_tokens=n % 997 + 1, output_tokens=n % 89 + 1),
-            reserved_key_usd=Decimal("0.352"), budget_month="2026-11",
+            reserved={f"KEY#key{n % 300:05d}": Decimal("0.352")}, budget_month="2026-11",
             rate_window=29_000_000 + n // 84, counted_tokens=5_000,
         )  # fmt: skip
         changes.append(change_of(n + 1, entry_item(billed)))
@@ -190,8 +190,9 @@ def test_a_busy_keys_aggregates_are_written_once_per_batch(usage_table) -> None:
         ledger.record(entry(f"r{i}", input_tokens=i + 1))
     shard, records = stream_records(usage_table)
     result = Aggregator(usage_table).apply(shard, records)
-    # THEN one plan and one transaction: 8 aggregate items (key, owner, model, all × day, month), not 40 × 8
-    assert (result.plans, result.transactions, result.rows) == (1, 1, 8)
+    # THEN one plan and one transaction: 10 aggregate items (key, owner, model, all, the model's price version
+    # × day, month), not 40 × 10
+    assert (result.plans, result.transactions, result.rows) == (1, 1, 10)
 
 
 def test_the_aggregator_ignores_what_it_does_not_sum(usage_table, drain) -> None:

@@ -1,4 +1,5 @@
-"""The scale benchmark in its short mode: the stream design must hold its goals under the contention model.
+"""The scale benchmark in its short mode: the stream design must hold its goals under the contention model
+(teams included: one more budget scope, a month item shared by all a team's keys).
 
 ``bench/ledger_scale.py`` is the measurement (full load, both designs, JSON); this runs a fifth
 of its load for two virtual seconds and asserts what must never happen at any load: an entry
@@ -31,6 +32,12 @@ def test_the_stream_design_loses_nothing_and_never_overruns(name: str) -> None:
     assert Decimal(result.reservations_left_held_usd) == 0  # every reservation became its cost or came back
     if name == "hot-key":
         assert result.refused_budget > 0  # the budget ran out during the run, and held
+    if name in ("team-mix", "hot-team"):
+        # Teams are one more scope: never overrun, their aggregates exactly their entries' sums.
+        assert result.team_budget_overruns == 0 and result.team_aggregates_not_equal_entries == 0
+        assert "AGG#TEAM#" in result.busiest_item  # a team's month item is the hottest there is
+    if name == "team-mix":
+        assert result.refused_budget > 0  # the biggest team's budget ran out during the run, and held
     if name == "owner-mix":
         # Every request path stays within three sequential round trips (see docs/accounting.md).
         assert result.request_path["plain"]["calls_per_request"] == 1.0

@@ -15,7 +15,7 @@ import pytest
 from chalicelib import errors, wiring
 from chalicelib.accounting.ledger import CAPPED_EVENT, UNRECORDED_EVENT, Ledger
 from chalicelib.accounting.metering import Meter, Ticket, worst_case_cost
-from chalicelib.catalog.catalog import load_catalog
+from chalicelib.catalog import load_catalog
 from chalicelib.keys.store import KeyStore
 from chalicelib.settings import DEFAULT_CATALOG
 from chalicelib.shared.usage import TokenUsage

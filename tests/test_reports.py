@@ -12,8 +12,9 @@ import pytest
 from chalicelib import errors
 from chalicelib.accounting.ledger import Ledger, new_entry
 from chalicelib.accounting.metering import Meter
-from chalicelib.accounting.reports import ReportConfig, ReportService, parse_day, render_text
+from chalicelib.accounting.reports import ReportConfig, ReportService, TeamInfo, parse_day, render_text
 from chalicelib.keys.store import KeyStore
+from chalicelib.shared import scopes
 from chalicelib.shared.money import Prices
 from chalicelib.shared.usage import TokenUsage
 from local.stream_aggregator import drain
@@ -38,7 +39,7 @@ def received(sqs, queue) -> list[str]:
     return [m["Body"] for m in messages]
 
 
-def service(usage_table, keys_table, topic, *, slack=None, posts=None, threshold=None, now=None):
+def service(usage_table, keys_table, topic, *, slack=None, posts=None, threshold=None, now=None, teams=None):
     config = ReportConfig(
         topic_arn=topic,
         slack_parameter=slack,
@@ -55,6 +56,7 @@ def service(usage_table, keys_table, topic, *, slack=None, posts=None, threshold
         ssm=boto3.client("ssm", region_name="us-east-1"),
         post=(lambda url, body: posts.append((url, json.loads(body)))) if posts is not None else None,
         clock=lambda: now or datetime(2026, 11, 26, 6, 0, tzinfo=UTC),
+        describe_teams=teams,
     )
 
 
@@ -66,6 +68,7 @@ def spend(usage_table, key, day: date, requests: int, tokens: int) -> Decimal:
             request_id=f"{day}-{key.key_id}-{n}",
             key_id=key.key_id,
             owner_sub=key.owner_sub,
+            team_id=key.team_id,
             model="nova-micro",
             bedrock_model_id="us.amazon.nova-micro-v1:0",
             operation="chat",
@@ -113,6 +116,43 @@ def test_report_totals_spike_and_budget_alerts_then_runs_once(usage_table, keys_
     assert again["status"] == "already done" and again["sent"] == []
     assert received(sqs, queue) == []
     assert reports.stored(DAY)["steps"].keys() == {"metrics", "sns"}
+
+
+def test_the_report_groups_by_team_and_its_budget_alerts_name_the_team_and_its_admins(
+    usage_table, keys_table, inbox
+) -> None:
+    # GIVEN two teams' keys (one the team's own, one a member's charged to it), a key of no team, a team budget
+    topic, sqs, queue = inbox
+    store = KeyStore(keys_table)
+    team_key, _ = store.create(owner_sub=scopes.team_owner("t1"), team_id="t1", name="ci")
+    member_key, _ = store.create(owner_sub="alice", owner_email="alice@example.com", team_id="t1")
+    other, _ = store.create(owner_sub="bob", team_id="t2")
+    loner, _ = store.create(owner_sub="carol")
+    Meter(Ledger(usage_table)).set_budget(scopes.team("t1"), Decimal("0.02"), actor="admin")
+    cost_t1 = spend(usage_table, team_key, DAY, 5, 1000) + spend(usage_table, member_key, DAY, 4, 1000)
+    cost_t2 = spend(usage_table, other, DAY, 1, 1000)
+    spend(usage_table, loner, DAY, 1, 1000)
+    names = {"t1": TeamInfo("Platform", ("lead@example.com", "second@example.com")), "t2": TeamInfo("Data")}
+    reports = service(usage_table, keys_table, topic, teams=lambda ids: {i: names[i] for i in ids if i in names})
+    # WHEN the day is reported
+    report = reports.run(DAY)["report"]
+    # THEN it has a row per team, named, and the team's own key is no person's
+    assert [(t["id"], t["name"], Decimal(t["cost_usd"])) for t in report["by_team"]] == [
+        ("t1", "Platform", cost_t1), ("t2", "Data", cost_t2),
+    ]  # fmt: skip
+    assert scopes.team_owner("t1") not in [o["id"] for o in report["by_owner"]]
+    # AND the team's budget alert names the team and its admins
+    [alert] = [a for a in report["alerts"] if a["kind"] == "budget"]
+    assert alert["team"] == "t1"
+    assert alert["message"].startswith("team Platform (t1) has used 135% of its $0.02 budget")
+    assert "Team admins: lead@example.com, second@example.com." in alert["message"]
+    text = received(sqs, queue)[0]
+    assert "By team:" in text and "Platform (t1)  $" in text and "lead@example.com" in text
+    # AND CloudWatch gets the cost per team, as a Team dimension
+    metrics = boto3.client("cloudwatch", region_name="us-east-1").list_metrics(
+        Namespace="Pennyworth", MetricName="CostUSD", Dimensions=[{"Name": "Team"}]
+    )["Metrics"]
+    assert sorted(m["Dimensions"][0]["Value"] for m in metrics) == ["t1", "t2"]
 
 
 def test_budget_alerts_are_for_the_month_in_progress_on_the_first_of_the_month(usage_table, keys_table, inbox) -> None:
@@ -265,6 +305,7 @@ def test_day_parsing() -> None:
     # 0001-01-01 once reached the trailing week's arithmetic and overflowed (a 500); the others are
     # shapes date.fromisoformat reads but nobody means (basic format, ISO week, full-width digits).
     for bad in (
+        "",  # an empty day is no day (absent or null is yesterday)
         "yesterday",
         "2026-11-26",
         "2026-12-01",

@@ -127,7 +127,7 @@ def test_a_chat_completion_streams_through_the_built_entry_point(
         fake = {"aws_access_key_id": "artifact", "aws_secret_access_key": "artifact", "region_name": "us-east-1"}
         tables = {
             name: function["env"][f"PENNYWORTH_{name[:-5].upper()}_TABLE"]
-            for name in ("KeysTable", "UsageTable", "AuditTable")
+            for name in ("KeysTable", "UsageTable", "AuditTable", "CatalogTable")
         }
         bootstrap.create_tables(boto3.client("dynamodb", endpoint_url=aws_url, **fake), tables)
         keys = boto3.resource("dynamodb", endpoint_url=aws_url, **fake).Table(tables["KeysTable"])

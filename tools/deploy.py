@@ -25,9 +25,11 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import fnmatch
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -134,22 +136,37 @@ def check_account(target: Target) -> None:
     target.partition = identity["Arn"].split(":")[1]
 
 
+#: Regions a cross-region inference profile may be called from, by profile prefix (Bedrock's "Supported
+#: Regions and models for inference profiles").
+PROFILE_REGIONS = {
+    "us": ("us-east-1", "us-east-2", "us-west-2"),
+    "eu": ("eu-central-1", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-3"),
+    "apac": ("ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1", "ap-southeast-1", "ap-southeast-2"),
+}
+
+
+def seed_bedrock_models(catalog_path: Path = policies.CATALOG) -> list[str]:
+    """The Bedrock model ids of the seed catalog (what a new stack's catalog starts with)."""
+    models = json.loads(catalog_path.read_text())["models"]
+    return [m["model_id"] for m in models if m.get("provider", "bedrock") == "bedrock"]
+
+
 def check_catalog_region(target: Target, catalog_path: Path = policies.CATALOG) -> None:
-    """Every catalog model can be called from this region: its profile's geography, then Bedrock's own list."""
+    """Every seed catalog model can be called from this region: its profile's geography, then Bedrock's list."""
     import botocore.exceptions
 
-    models = json.loads(catalog_path.read_text())["models"]
+    models = seed_bedrock_models(catalog_path)
     wrong = []
-    for model in models:
-        prefix = model["bedrock_model_id"].partition(".")[0]
-        if prefix in policies.PROFILE_REGIONS and target.region not in policies.PROFILE_REGIONS[prefix]:
-            wrong.append(model["bedrock_model_id"])
+    for model_id in models:
+        prefix = model_id.partition(".")[0]
+        if prefix in PROFILE_REGIONS and target.region not in PROFILE_REGIONS[prefix]:
+            wrong.append(model_id)
     if wrong:
         raise DeployError(
             f"region {target.region} cannot call the catalog's cross-region profiles {', '.join(wrong)}: a "
-            f"'us.' profile is served only from {', '.join(policies.PROFILE_REGIONS['us'])}. Deploy to one of "
-            "those, or change the models' bedrock_model_id in chalicelib/catalog/catalog.json to your geography's "
-            "profiles and run python -m tools.policies (docs/deployment.md, 'Pick the region')."
+            f"'us.' profile is served only from {', '.join(PROFILE_REGIONS['us'])}. Deploy to one of "
+            "those, or change the models' model_id in chalicelib/catalog/catalog.json (the seed of a new stack's "
+            "catalog) to your geography's profiles (docs/deployment.md, 'Pick the region')."
         )
     bedrock = target.client("bedrock")
     try:
@@ -168,10 +185,9 @@ def check_catalog_region(target: Target, catalog_path: Path = policies.CATALOG) 
         log(f"warning: {note}")
         return
     missing = []
-    for model in models:
-        model_id = model["bedrock_model_id"]
+    for model_id in models:
         prefix, _, base = model_id.partition(".")
-        if prefix in policies.PROFILE_REGIONS:
+        if prefix in PROFILE_REGIONS:
             if model_id not in profiles:
                 missing.append(model_id)
         elif model_id not in offered and base not in offered:
@@ -292,6 +308,24 @@ def check_parameters(template: dict[str, Any], parameters: dict[str, str], path:
             "the chalice path does not set up a custom domain; deploy with make deploy (CloudFormation) for one, "
             "or drop CustomDomainName/CustomDomainCertificateArn."
         )
+    allowed = parameters.get("AllowedBedrockModels", template["Parameters"]["AllowedBedrockModels"]["Default"])
+    patterns = [p.strip() for p in allowed.split(",")]
+    if not all(re.fullmatch(r"[A-Za-z0-9.:*?-]+", p) for p in patterns):
+        raise DeployError(
+            f"AllowedBedrockModels={allowed!r} must be comma-separated Bedrock model id patterns without "
+            "spaces, e.g. anthropic.*,amazon.nova-*."
+        )
+    outside = [m for m in seed_bedrock_models() if not any(fnmatch.fnmatchcase(_base_id(m), p) for p in patterns)]
+    if outside:
+        raise DeployError(
+            f"the seed catalog's {', '.join(outside)} is outside AllowedBedrockModels ({allowed}): the stack's "
+            "role could not invoke it. Widen the parameter, or take the model out of chalicelib/catalog/catalog.json."
+        )
+
+
+def _base_id(model_id: str) -> str:
+    prefix, dot, rest = model_id.partition(".")
+    return rest if dot and prefix in (*PROFILE_REGIONS, "global", "jp", "au", "ca", "us-gov") else model_id
 
 
 # -- CloudFormation --------------------------------------------------------------------------------

@@ -1,14 +1,18 @@
 """The functions' IAM policies: ``.chalice/policy-*.json``, written from this module.
 
 ``python -m tools.policies`` rewrites the files; ``tests/test_infra.py`` fails
-when a file differs from what this module renders (e.g. after a catalog
-change), so the files stay explicit and reviewable while the Bedrock ARNs
-follow ``chalicelib/catalog/catalog.json``.
+when a file differs from what this module renders, so the files stay explicit
+and reviewable.
 
-The documents hold CloudFormation intrinsics (``Fn::GetAtt``, ``Fn::Sub``):
-Chalice copies a policy file verbatim into its role resource, and the table,
-pool, topic and log group ARNs exist only in the merged template, so
-CloudFormation resolves them at deploy time.
+The documents hold CloudFormation intrinsics (``Fn::GetAtt``, ``Fn::Sub``, ``Fn::If``):
+Chalice copies a policy file verbatim into its role resource, and the table, pool,
+topic and log group ARNs, and the template's parameters (``AllowedBedrockModels``,
+``ProviderKeyPrefix``), exist only in the deployed template, so CloudFormation resolves
+them at deploy time.
+
+Models are added at run time (``pennyworth models add``), so Bedrock grants follow the
+``AllowedBedrockModels`` parameter (model-id patterns, e.g. ``anthropic.*``), not a file:
+the API refuses to add a model outside them, and the role could not invoke one anyway.
 """
 
 from __future__ import annotations
@@ -23,22 +27,13 @@ POLICY_FILES = {
     "api_handler": "policy-api.json",
     "daily_cost_report": "policy-report.json",
     "ledger_aggregator": "policy-aggregator.json",
+    "people_sweep": "policy-people-sweep.json",
 }
 #: The streaming function is not a Chalice function: tools/package.py puts this document in its role.
 STREAM_POLICY_FILE = "policy-stream.json"
-
-#: Regions a cross-region inference profile may route a request to, by profile prefix. Bedrock
-#: authorises the profile ARN *and* the foundation model in the destination region, so each
-#: needs a grant. Source: Bedrock's "Supported Regions and models for inference profiles".
-PROFILE_REGIONS = {
-    "us": ("us-east-1", "us-east-2", "us-west-2"),
-    "eu": ("eu-central-1", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-3"),
-    "apac": ("ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1", "ap-southeast-1", "ap-southeast-2"),
-}
-
-#: A global inference profile is called from any commercial region and sends the request to any of
-#: them: its foundation model is granted in every region ("*", which also matches the region-less ARN).
-GLOBAL_PROFILE = "global"
+#: Partitions Bedrock is offered in, and the condition that picks one (CloudFormation's Fn::Join takes
+#: only a literal delimiter, so each partition's ARNs are spelt out in a branch of their own).
+BEDROCK_PARTITIONS = {"InGovCloud": ("aws-us-gov", "aws")}
 
 Document = dict[str, Any]
 
@@ -49,32 +44,6 @@ def getatt(resource: str, attribute: str = "Arn") -> dict[str, list[str]]:
 
 def sub(text: str) -> dict[str, str]:
     return {"Fn::Sub": text}
-
-
-def bedrock_resources(catalog_path: Path = CATALOG) -> list[Any]:
-    """The model and inference-profile ARNs every catalog entry needs, in catalog order."""
-    resources: list[Any] = []
-    for model in json.loads(catalog_path.read_text())["models"]:
-        model_id = model["bedrock_model_id"]
-        # A model called in a region of its own (a fallback to another region) is granted there.
-        source = model.get("region") or "${AWS::Region}"
-        prefix, _, base = model_id.partition(".")
-        if prefix in PROFILE_REGIONS or prefix == GLOBAL_PROFILE:
-            resources.append(
-                sub(f"arn:${{AWS::Partition}}:bedrock:{source}:${{AWS::AccountId}}:inference-profile/{model_id}")
-            )
-            resources += [
-                sub(f"arn:${{AWS::Partition}}:bedrock:{region}::foundation-model/{base}")
-                for region in PROFILE_REGIONS.get(prefix, ("*",))
-            ]
-        else:
-            resources.append(sub(f"arn:${{AWS::Partition}}:bedrock:{source}::foundation-model/{model_id}"))
-    return list({json.dumps(r, sort_keys=True): r for r in resources}.values())
-
-
-#: CloudFormation's Fn::Join takes only a literal delimiter, so each partition's guardrail ARNs are
-#: spelt out in a branch of their own, picked by the template's InGovCloud condition.
-GUARDRAIL_PARTITIONS = ("aws-us-gov", "aws")
 
 
 def _guardrail_arns(partition: str) -> Document:
@@ -90,7 +59,7 @@ def _guardrail_arns(partition: str) -> Document:
 
 def guardrail_statement(sid: str, actions: list[str]) -> Document:
     """``actions`` on the stack's configured guardrails (``GuardrailIds``) in this account; nothing when none is."""
-    special, default = GUARDRAIL_PARTITIONS
+    condition, (special, default) = next(iter(BEDROCK_PARTITIONS.items()))
     return {
         "Fn::If": [
             "HasGuardrails",
@@ -98,12 +67,82 @@ def guardrail_statement(sid: str, actions: list[str]) -> Document:
                 "Sid": sid,
                 "Effect": "Allow",
                 "Action": actions,
-                "Resource": {"Fn::If": ["InGovCloud", _guardrail_arns(special), _guardrail_arns(default)]},
+                "Resource": {"Fn::If": [condition, _guardrail_arns(special), _guardrail_arns(default)]},
                 "Condition": {"StringEquals": {"aws:ResourceAccount": sub("${AWS::AccountId}")}},
             },
             {"Ref": "AWS::NoValue"},
         ]
     }
+
+
+def _foundation_models(partition: str) -> Document:
+    """The foundation-model ARNs of every ``AllowedBedrockModels`` pattern, in every region.
+
+    Any region: a cross-region inference profile sends a request to a foundation model in a region
+    of its geography (``global.`` profiles: anywhere), and Bedrock authorises that model's ARN there.
+    """
+    prefix = f"arn:{partition}:bedrock:*::foundation-model/"
+    joined = {"Fn::Join": ["", [prefix, {"Fn::Join": [f",{prefix}", {"Ref": "AllowedBedrockModels"}]}]]}
+    return {"Fn::Split": [",", joined]}
+
+
+def bedrock_statements() -> list[Document]:
+    """Invoking the allowed model families, directly or through this account's inference profiles.
+
+    A cross-region (or application) inference profile is authorised as the profile's ARN *and* the
+    foundation model it sends to: the profile grant alone reaches no model, so the families in
+    ``AllowedBedrockModels`` are exactly what the role can invoke.
+    """
+    condition, (special, default) = next(iter(BEDROCK_PARTITIONS.items()))
+    actions = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+    return [
+        {
+            "Sid": "InvokeAllowedModels",
+            "Effect": "Allow",
+            "Action": actions,
+            "Resource": {"Fn::If": [condition, _foundation_models(special), _foundation_models(default)]},
+        },
+        {
+            "Sid": "InvokeThroughOwnInferenceProfiles",
+            "Effect": "Allow",
+            "Action": actions,
+            "Resource": [
+                sub("arn:${AWS::Partition}:bedrock:*:${AWS::AccountId}:inference-profile/*"),
+                sub("arn:${AWS::Partition}:bedrock:*:${AWS::AccountId}:application-inference-profile/*"),
+            ],
+        },
+    ]
+
+
+#: The SSM path provider keys live under: the ProviderKeyPrefix parameter, or one of this stack's own.
+PROVIDER_KEY_PREFIX = {
+    "Fn::If": ["HasProviderKeyPrefix", {"Ref": "ProviderKeyPrefix"}, sub("/pennyworth/${AWS::StackName}/")]
+}
+
+
+def provider_key_statements() -> list[Document]:
+    """Reading provider API keys: ``ssm:GetParameter`` under the prefix, decrypted through SSM only."""
+    parameters = {
+        "Fn::Sub": [
+            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${Prefix}*",
+            {"Prefix": PROVIDER_KEY_PREFIX},
+        ]
+    }
+    return [
+        {"Sid": "ReadProviderKeys", "Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": parameters},
+        {
+            # A SecureString under a customer-managed key needs kms:Decrypt; this one works only when
+            # SSM asks, for a parameter under the prefix (SSM's encryption context names it).
+            "Sid": "DecryptProviderKeysThroughSsm",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt"],
+            "Resource": sub("arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*"),
+            "Condition": {
+                "StringEquals": {"kms:ViaService": sub("ssm.${AWS::Region}.${AWS::URLSuffix}")},
+                "StringLike": {"kms:EncryptionContext:PARAMETER_ARN": parameters},
+            },
+        },
+    ]
 
 
 def _logs(log_group: str) -> Document:
@@ -127,15 +166,11 @@ def _table(sid: str, table: str, actions: list[str], indexes: tuple[str, ...] = 
     }
 
 
-def _models_and_tables(catalog_path: Path) -> list[Document]:
-    """Bedrock on catalog models and the three tables: what serving a model route needs."""
+def _models_and_tables() -> list[Document]:
+    """Bedrock on the allowed models, provider keys, and the tables: what serving a model route needs."""
     return [
-        {
-            "Sid": "InvokeCatalogModels",
-            "Effect": "Allow",
-            "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-            "Resource": bedrock_resources(catalog_path),
-        },
+        *bedrock_statements(),
+        *provider_key_statements(),
         # A call with a guardrail (Converse's guardrailConfig) is authorised as ApplyGuardrail on it.
         guardrail_statement("ApplyConfiguredGuardrails", ["bedrock:ApplyGuardrail"]),
         # Keys: verify (GetItem), admin CRUD with conditions, list by owner, export (Scan),
@@ -147,32 +182,58 @@ def _models_and_tables(catalog_path: Path) -> list[Document]:
             ("by-owner",),
         ),
         # Usage: ledger entries and release records (conditional puts), admission's conditional
-        # updates, aggregates read, owner budgets, reports on demand. No transactions: the
-        # aggregates are written by the ledger aggregator.
+        # updates, aggregates read, owner and team budgets, reports on demand; the directory of
+        # people and teams (its memberships and key records change in transactions, with a
+        # ConditionCheck on a membership). The aggregates are written by the ledger aggregator.
         _table(
             "UsageTable",
             "UsageTable",
-            ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchGetItem"],
+            ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query", "BatchGetItem"],
             ("by-period",),
         ),
         # Audit: append-only events (single and batched), reads per key and per day.
         _table("AuditTable", "AuditTable", ["PutItem", "BatchWriteItem", "Query"], ("by-day",)),
+        # Catalog: its version (GetItem) and models (Query) read by every function that serves models;
+        # changes are transactions of a model's Put and the version's Update; a new stack's first read
+        # seeds it (Puts).
+        _table("CatalogTable", "CatalogTable", ["GetItem", "Query", "PutItem", "UpdateItem"]),
     ]
 
 
-def api_policy(catalog_path: Path = CATALOG) -> Document:
-    """The API handler: Bedrock on catalog models, its tables, user lookups, reports on demand."""
+def api_policy() -> Document:
+    """The API handler: Bedrock on the allowed models, provider keys, its tables, user lookups, reports."""
     return {
         "Version": "2012-10-17",
         "Statement": [
             _logs("APIHandlerLogGroup"),
-            *_models_and_tables(catalog_path),
+            *_models_and_tables(),
             {
                 "Sid": "FindUsers",
                 "Effect": "Allow",
                 # ListUsers: owners by e-mail, and every admin call checks its user still exists and is
                 # enabled; AdminListGroupsForUser: that a token claiming "admins" is still in the group.
-                "Action": ["cognito-idp:ListUsers", "cognito-idp:AdminListGroupsForUser"],
+                # ListUsersInGroup: who the admins are (people listings; never leaving none).
+                "Action": [
+                    "cognito-idp:ListUsers",
+                    "cognito-idp:AdminListGroupsForUser",
+                    "cognito-idp:ListUsersInGroup",
+                ],
+                "Resource": getatt("UserPool"),
+            },
+            {
+                "Sid": "ManagePeople",
+                "Effect": "Allow",
+                # Admins invite (Cognito mails the temporary password), disable, enable and remove
+                # people, end their sessions, and grant or take away the admins group.
+                "Action": [
+                    "cognito-idp:AdminCreateUser",
+                    "cognito-idp:AdminDisableUser",
+                    "cognito-idp:AdminEnableUser",
+                    "cognito-idp:AdminDeleteUser",
+                    "cognito-idp:AdminUserGlobalSignOut",
+                    "cognito-idp:AdminAddUserToGroup",
+                    "cognito-idp:AdminRemoveUserFromGroup",
+                ],
                 "Resource": getatt("UserPool"),
             },
             # An admin setting a key's guardrail: the admin API checks it exists (GetGuardrail, control plane).
@@ -214,13 +275,13 @@ def _publish_report() -> list[Document]:
     ]
 
 
-def stream_policy(catalog_path: Path = CATALOG) -> Document:
+def stream_policy() -> Document:
     """The streaming function (model routes): the API handler's Bedrock and table grants, nothing else.
 
     The same table grants as the API handler because the model routes run the same key, metering
     and ledger code; no Cognito or report publishing (those are admin routes, which stay on Chalice).
     """
-    return {"Version": "2012-10-17", "Statement": [_logs("StreamHandlerLogGroup"), *_models_and_tables(catalog_path)]}
+    return {"Version": "2012-10-17", "Statement": [_logs("StreamHandlerLogGroup"), *_models_and_tables()]}
 
 
 def report_policy() -> Document:
@@ -229,9 +290,36 @@ def report_policy() -> Document:
         "Version": "2012-10-17",
         "Statement": [
             _logs("DailyCostReportLogGroup"),
-            _table("UsageTable", "UsageTable", ["GetItem", "PutItem", "UpdateItem", "Query"], ("by-period",)),
+            # BatchGetItem and Query on the table itself: the teams' names and admins, for the report.
+            _table(
+                "UsageTable",
+                "UsageTable",
+                ["GetItem", "PutItem", "UpdateItem", "Query", "BatchGetItem"],
+                ("by-period",),
+            ),
             _table("KeysTable", "KeysTable", ["BatchGetItem"]),
             *_publish_report(),
+        ],
+    }
+
+
+def people_sweep_policy() -> Document:
+    """The people sweep: list the pool; enter new people, off-board those disabled or deleted in Cognito."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            _logs("PeopleSweepLogGroup"),
+            {
+                "Sid": "ListPool",
+                "Effect": "Allow",
+                "Action": ["cognito-idp:ListUsers"],
+                "Resource": getatt("UserPool"),
+            },
+            # The directory and budgets (people entered, statuses changed, default budgets set).
+            _table("UsageTable", "UsageTable", ["GetItem", "PutItem", "UpdateItem", "Query", "BatchGetItem"]),
+            # A person's keys: by owner (the index), read, and marked refused (with each key's event).
+            _table("KeysTable", "KeysTable", ["Query", "BatchGetItem", "UpdateItem"], ("by-owner",)),
+            _table("AuditTable", "AuditTable", ["PutItem"]),
         ],
     }
 
@@ -275,6 +363,7 @@ def render() -> dict[str, Document]:
         POLICY_FILES["api_handler"]: api_policy(),
         POLICY_FILES["daily_cost_report"]: report_policy(),
         POLICY_FILES["ledger_aggregator"]: aggregator_policy(),
+        POLICY_FILES["people_sweep"]: people_sweep_policy(),
         STREAM_POLICY_FILE: stream_policy(),
     }
 

@@ -78,6 +78,7 @@ FUNCTIONS = (
     Function(
         "LedgerAggregator", "ledger_aggregator", "LedgerAggregatorRole", "ledger-aggregator", policies.aggregator_policy
     ),
+    Function("PeopleSweep", "people_sweep", "PeopleSweepRole", "people-sweep", policies.people_sweep_policy),
 )
 BY_ID = {function.logical_id: function for function in FUNCTIONS}
 STREAM = BY_ID["StreamHandler"]
@@ -130,7 +131,7 @@ def _unless_absent(value: Any) -> tuple[str | None, Any]:
 def data_stack(template: Document, stage: str, stack: str) -> Document:
     """The chalice path's stack: everything the template has but the functions, API and layer.
 
-    The same resources and conditions, the four roles (``role_resource``), log groups and alarms
+    The same resources and conditions, the five roles (``role_resource``), log groups and alarms
     under the names Chalice gives the functions, and outputs for ``tools/deploy.py``: each role's ARN
     and each environment value (``Env<NAME>``, resolved by CloudFormation).
     """

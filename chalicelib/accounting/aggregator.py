@@ -46,8 +46,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.accounting.ledger import STREAM_AGGREGATION, aggregate_scopes, entry_from_item
+from chalicelib.accounting.ledger import STREAM_AGGREGATION, aggregate_scopes, charged_scopes, entry_from_item
 from chalicelib.observability import logger
+from chalicelib.shared import scopes
 from chalicelib.shared.dates import isoformat, utcnow
 from chalicelib.shared.dynamodb import Attempts, cancellation_reasons, dynamo_number, error_code, is_transient
 
@@ -126,10 +127,8 @@ def change_of(sequence: int, item: dict[str, Any]) -> Change:
     rows: dict[RowKey, Row] = defaultdict(Row)
     if item["type"] == "release":
         month = str(item["budget_month"])
-        rows[(f"AGG#KEY#{item['key_id']}", f"MONTH#{month}")].add("committed", -Decimal(item["reserved_key_usd"]))
-        rows[(f"AGG#OWNER#{item['owner_sub']}", f"MONTH#{month}")].add(
-            "committed", -Decimal(item["reserved_owner_usd"])
-        )
+        for scope, amount in scopes.reservations_of(item).items():
+            rows[_key(scope.month(month))].add("committed", -Decimal(amount))
         rate = None
         if item.get("rate_window") is not None and int(item.get("counted_tokens", 0)):
             rate = (str(item["key_id"]), month, int(item["rate_window"]), -int(item["counted_tokens"]))
@@ -141,15 +140,16 @@ def change_of(sequence: int, item: dict[str, Any]) -> Change:
         "output_tokens": entry.usage.output_tokens,
         "cache_read_tokens": entry.usage.cache_read_tokens,
         "cache_write_tokens": entry.usage.cache_write_tokens,
+        "cache_write_1h_tokens": entry.usage.cache_write_1h_tokens,
         "cost": entry.cost,
     }
     if entry.capped and entry.usage_cost is not None:
         counters["capped_requests"] = 1
         counters["capped_usd"] = entry.usage_cost - entry.cost
     for scope in aggregate_scopes(entry):
-        day = rows[(f"AGG#{scope}", f"DAY#{entry.day}")]
-        day.sets.update({"gsi1pk": f"DAY#{entry.day}", "gsi1sk": scope, "type": "aggregate"})
-        month = rows[(f"AGG#{scope}", f"MONTH#{entry.month}")]
+        day = rows[_key(scope.aggregate(scopes.day_period(entry.day)))]
+        day.sets.update({"gsi1pk": scopes.day_period(entry.day), "gsi1sk": scope.name, "type": "aggregate"})
+        month = rows[_key(scope.month(entry.month))]
         month.sets["type"] = "aggregate"
         for name, amount in counters.items():
             day.add(name, amount)
@@ -157,12 +157,13 @@ def change_of(sequence: int, item: dict[str, Any]) -> Change:
     # ``committed`` = cost + reservations outstanding, in the month admission reserved in; ``billed`` is
     # that cost alone, so ``committed - billed`` is what is still reserved (the month's ``cost`` is
     # counted by the day billed, and differs when a request straddles midnight at the month's end).
+    # The scopes are the ones the request was admitted under (the entry says which team), whatever
+    # team its key is charged to by now.
     reserved = entry.reservation_month
-    held_by = ((f"KEY#{entry.key_id}", entry.reserved_key_usd), (f"OWNER#{entry.owner_sub}", entry.reserved_owner_usd))
-    for scope, held in held_by:
-        row = rows[(f"AGG#{scope}", f"MONTH#{reserved}")]
+    for scope in _union(charged_scopes(entry), [scopes.Scope.parse(name) for name in entry.reserved]):
+        row = rows[_key(scope.month(reserved))]
         row.sets["type"] = "aggregate"
-        row.add("committed", entry.cost - held)
+        row.add("committed", entry.cost - entry.reserved_on(scope.name))
         row.add("billed", entry.cost)
     rate = None
     if entry.rate_window is not None:
@@ -170,6 +171,14 @@ def change_of(sequence: int, item: dict[str, Any]) -> Change:
         if used != entry.counted_tokens:
             rate = (entry.key_id, reserved, entry.rate_window, used - entry.counted_tokens)
     return Change(sequence, _nonempty(rows), rate)
+
+
+def _key(key: dict[str, str]) -> RowKey:
+    return key["pk"], key["sk"]
+
+
+def _union(first: list[scopes.Scope], second: list[scopes.Scope]) -> list[scopes.Scope]:
+    return first + [scope for scope in second if scope not in first]
 
 
 def _nonempty(rows: dict[RowKey, Row]) -> dict[RowKey, Row]:
@@ -242,7 +251,7 @@ class Aggregator:
             if not pending:
                 return result
             claimed, plan = plan_for(pending)
-            plan_id = f"PLAN#{claimed[-1].sequence}"
+            plan_id = scopes.plan_id(claimed[-1].sequence)
             try:
                 self._claim(shard, marker, plan_id, plan, claimed, deadline)
             except MarkerMoved:
@@ -253,7 +262,7 @@ class Aggregator:
 
     def _marker(self, shard: str, deadline: float) -> Marker:
         item = self.attempts.call(
-            lambda: self._table.get_item(Key={"pk": f"STREAM#{shard}", "sk": "MARK"}, ConsistentRead=True),
+            lambda: self._table.get_item(Key=scopes.stream_marker(shard), ConsistentRead=True),
             deadline=deadline,
         ).get("Item")
         if not item:
@@ -285,7 +294,7 @@ class Aggregator:
             {
                 "Update": {
                     "TableName": self._table.name,
-                    "Key": {"pk": f"STREAM#{shard}", "sk": "MARK"},
+                    "Key": scopes.stream_marker(shard),
                     "UpdateExpression": "SET #seq = :seq, #plan = :plan, done = :zero, updated_at = :at, #ttl = :ttl",
                     "ConditionExpression": condition,
                     "ExpressionAttributeNames": {"#seq": "seq", "#plan": "plan", "#ttl": "ttl"},
@@ -296,8 +305,7 @@ class Aggregator:
                 "Put": {
                     "TableName": self._table.name,
                     "Item": {
-                        "pk": f"STREAM#{shard}",
-                        "sk": plan_id,
+                        **scopes.stream_plan(shard, plan_id),
                         "type": "plan",
                         "chunks": len(plan.chunks),
                         "body": plan.encode(),
@@ -313,7 +321,7 @@ class Aggregator:
         assert marker.plan is not None
         if plan is None:
             item = self.attempts.call(
-                lambda: self._table.get_item(Key={"pk": f"STREAM#{shard}", "sk": marker.plan}, ConsistentRead=True),
+                lambda: self._table.get_item(Key=scopes.stream_plan(shard, marker.plan), ConsistentRead=True),
                 deadline=deadline,
             ).get("Item")
             if item is None:
@@ -332,7 +340,7 @@ class Aggregator:
                 {
                     "Update": {
                         "TableName": self._table.name,
-                        "Key": {"pk": f"STREAM#{shard}", "sk": "MARK"},
+                        "Key": scopes.stream_marker(shard),
                         "UpdateExpression": expression,
                         "ConditionExpression": "#plan = :plan AND done = :done",
                         "ExpressionAttributeNames": names,
@@ -393,7 +401,7 @@ class Aggregator:
             # A refusal means the window has passed (or DynamoDB failed): its count expires with it.
             with contextlib.suppress(BotoCoreError, ClientError):
                 self._table.update_item(
-                    Key={"pk": f"AGG#KEY#{key_id}", "sk": f"MONTH#{month}"},
+                    Key=scopes.key(key_id).month(month),
                     UpdateExpression="ADD rate_tokens :delta",
                     ConditionExpression="rate_window = :window",
                     ExpressionAttributeValues={":delta": tokens, ":window": window},

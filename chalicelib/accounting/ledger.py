@@ -13,14 +13,10 @@ exactly once, in transactions that also advance a per-shard marker. So the
 aggregates equal the sum of the entries, trailing them by the stream's delay
 (see docs/accounting.md). Money is ``Decimal`` end to end.
 
-Table layout (``usage`` table, see ``infra/template.json``)::
-
-    pk=KEY#<key_id>               sk=REQ#<time>#<request_id>   ledger entry
-    pk=KEY#<key_id>               sk=REL#<ticket_id>           reservation given back
-    pk=AGG#KEY#<key_id>           sk=DAY#2026-11-26            aggregate (+ GSI by-period: gsi1pk=DAY#…)
-    pk=AGG#KEY#<key_id>           sk=MONTH#2026-11             aggregate, ``committed`` (budget), rate window
-    pk=AGG#OWNER#<sub> / AGG#MODEL#<alias> / AGG#ALL   sk=DAY#… or MONTH#…
-    pk=STREAM#<shard_id>          sk=MARK                      the aggregator's position in a shard
+Table layout: ``chalicelib/shared/scopes.py`` (the one module that builds the usage table's
+keys). An entry records the team it was admitted under (``team_id``) and what admission
+reserved on each budget scope (``reserved``: scope name → USD); entries written before teams
+existed carry ``reserved_key_usd``/``reserved_owner_usd`` instead, read as the same thing.
 
 Entries written before the stream design (no ``aggregation`` attribute) were
 aggregated when they were written; the aggregator ignores them, and every
@@ -29,6 +25,7 @@ aggregate they produced is read as it is (no migration).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime, timedelta
@@ -36,9 +33,11 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.observability import logger
+from chalicelib.shared import scopes
 from chalicelib.shared.dates import isoformat
 from chalicelib.shared.dynamodb import Attempts, dynamo_number, error_code
 from chalicelib.shared.money import Prices, compute_cost
+from chalicelib.shared.scopes import Scope
 from chalicelib.shared.usage import TokenUsage, UsageEntry
 
 #: Marker of the structured log line written when an entry cannot be stored;
@@ -50,8 +49,17 @@ CAPPED_EVENT = "usage_capped"
 UNRELEASED_EVENT = "reservation_unreleased"
 #: Value of the ``aggregation`` attribute on items the aggregator sums (the stream filter matches it).
 STREAM_AGGREGATION = "stream"
-USAGE_GROUPS = ("key", "owner", "model", "day")
-COUNTERS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+USAGE_GROUPS = ("key", "owner", "team", "model", "day", "price")
+#: The group of usage no team paid for, when usage is grouped by team.
+NO_TEAM = "none"
+COUNTERS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+)
 #: Release records are bookkeeping, not history: DynamoDB's TTL removes them after this.
 RELEASE_TTL_SECONDS = 40 * 24 * 3600
 
@@ -64,11 +72,12 @@ class Release:
     key_id: str
     owner_sub: str
     budget_month: str
-    reserved_key_usd: Decimal
-    reserved_owner_usd: Decimal
+    #: What admission reserved, by budget scope name.
+    reserved: dict[str, Decimal]
     rate_window: int | None
     counted_tokens: int
     timestamp: str
+    team_id: str | None = None
 
 
 def new_entry(
@@ -84,21 +93,24 @@ def new_entry(
     latency_ms: int,
     status: str,
     at: datetime,
-    reserved_key_usd: Decimal = Decimal(0),
-    reserved_owner_usd: Decimal = Decimal(0),
+    team_id: str | None = None,
+    reserved: dict[str, Decimal] | None = None,
     budget_month: str = "",
     rate_window: int | None = None,
     counted_tokens: int = 0,
     cap: Decimal | None = None,
-    requested_model: str = "",
+    price_version: int = 0,
     served_by: str = "",
+    served_region: str = "",
+    requested_model: str = "",
     guardrail_units: dict[str, int] | None = None,
     guardrail_usd: Decimal = Decimal(0),
 ) -> UsageEntry:
     """Build an entry, pricing it exactly; with ``cap``, the cost billed is at most ``cap`` (and flagged).
 
-    ``prices`` are the serving model's; ``guardrail_usd`` (what a guardrail's text units cost) is
-    part of the cost.
+    ``price_version`` names the version of the model's prices ``prices`` is (the one in force when
+    the call was admitted), so the bill can be explained after the prices change. ``prices`` are
+    the serving model's; ``guardrail_usd`` (what a guardrail's text units cost) is part of the cost.
     """
     cost = compute_cost(prices, usage) + guardrail_usd
     capped = cap is not None and cost > cap
@@ -114,39 +126,50 @@ def new_entry(
         latency_ms=latency_ms,
         status=status,
         timestamp=isoformat(at),
-        reserved_key_usd=reserved_key_usd,
-        reserved_owner_usd=reserved_owner_usd,
+        team_id=team_id,
+        reserved={name: amount for name, amount in (reserved or {}).items() if amount},
         budget_month=budget_month,
         rate_window=rate_window,
         counted_tokens=counted_tokens,
         capped=capped,
         usage_cost=cost if capped else None,
-        requested_model=requested_model if requested_model != model else "",
+        price_version=price_version,
         served_by=served_by,
+        served_region=served_region,
+        requested_model=requested_model if requested_model != model else "",
         guardrail_units=dict(guardrail_units or {}),
         guardrail_usd=guardrail_usd,
     )
 
 
 #: Entry fields left out of the stored item when empty (older entries have none of them).
-_OMITTED_WHEN_EMPTY = ("capped", "requested_model", "served_by", "guardrail_units", "guardrail_usd")
+_OMITTED_WHEN_EMPTY = (
+    "capped",
+    "price_version",
+    "served_by",
+    "served_region",
+    "requested_model",
+    "guardrail_units",
+    "guardrail_usd",
+)
 
 
 def entry_item(entry: UsageEntry) -> dict[str, Any]:
     """The stored item of an entry (boto3 resource form)."""
     data: dict[str, Any] = {}
     for name, value in asdict(entry).items():
-        if name == "usage" or value is None or (name in _OMITTED_WHEN_EMPTY and not value):
+        if name in ("usage", "reserved") or value is None or (name in _OMITTED_WHEN_EMPTY and not value):
             continue
         data[name] = dynamo_number(value) if isinstance(value, Decimal) else value
     data.update(asdict(entry.usage))
+    if entry.reserved:
+        data["reserved"] = {scope: dynamo_number(amount) for scope, amount in entry.reserved.items()}
     if not entry.rate_window:
         data.pop("counted_tokens", None)
     if not entry.budget_month:
         data.pop("budget_month", None)
     return {
-        "pk": f"KEY#{entry.key_id}",
-        "sk": f"REQ#{entry.timestamp}#{entry.request_id}",
+        **scopes.entry_key(entry.key_id, entry.timestamp, entry.request_id),
         "type": "entry",
         "aggregation": STREAM_AGGREGATION,
         **data,
@@ -155,10 +178,12 @@ def entry_item(entry: UsageEntry) -> dict[str, Any]:
 
 def entry_from_item(item: dict[str, Any]) -> UsageEntry:
     """An entry from its stored item (boto3 resource form): the inverse of ``entry_item``."""
-    names = {f.name for f in fields(UsageEntry)} - {"usage"}
+    names = {f.name for f in fields(UsageEntry)} - {"usage", "reserved"}
     values: dict[str, Any] = {name: item[name] for name in names if name in item}
     values["usage"] = TokenUsage(**{name: int(item.get(name, 0)) for name in COUNTERS if name != "requests"})
-    for name in ("latency_ms", "counted_tokens"):
+    reserved = scopes.reservations_of(item)
+    values["reserved"] = {scope.name: Decimal(amount) for scope, amount in reserved.items() if amount}
+    for name in ("latency_ms", "counted_tokens", "price_version"):
         if name in values:
             values[name] = int(values[name])
     if "guardrail_units" in values:
@@ -171,19 +196,19 @@ def entry_from_item(item: dict[str, Any]) -> UsageEntry:
 def release_item(release: Release, *, now: float) -> dict[str, Any]:
     """The stored item of a release record (expires ``RELEASE_TTL_SECONDS`` after ``now``)."""
     item: dict[str, Any] = {
-        "pk": f"KEY#{release.key_id}",
-        "sk": f"REL#{release.ticket_id}",
+        **scopes.release_key(release.key_id, release.ticket_id),
         "type": "release",
         "aggregation": STREAM_AGGREGATION,
         "ticket_id": release.ticket_id,
         "key_id": release.key_id,
         "owner_sub": release.owner_sub,
         "budget_month": release.budget_month,
-        "reserved_key_usd": dynamo_number(release.reserved_key_usd),
-        "reserved_owner_usd": dynamo_number(release.reserved_owner_usd),
+        "reserved": {scope: dynamo_number(amount) for scope, amount in release.reserved.items() if amount},
         "timestamp": release.timestamp,
         "ttl": int(now) + RELEASE_TTL_SECONDS,
     }
+    if release.team_id:
+        item["team_id"] = release.team_id
     if release.rate_window is not None:
         item["rate_window"] = release.rate_window
         item["counted_tokens"] = release.counted_tokens
@@ -291,14 +316,13 @@ class Ledger:
         return query_all(
             self._table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :req)",
-            ExpressionAttributeValues={":pk": f"KEY#{key_id}", ":req": "REQ#"},
+            ExpressionAttributeValues={":pk": scopes.entries_pk(key_id), ":req": scopes.ENTRY_PREFIX},
         )
 
-    def aggregate(self, scope: str, period: str) -> dict[str, Any]:
-        """One aggregate item, e.g. ``("KEY#abc", "MONTH#2026-11")``; zeros when absent."""
-        item = self.call(
-            lambda: self._table.get_item(Key={"pk": f"AGG#{scope}", "sk": period}, ConsistentRead=True)
-        ).get("Item")
+    def aggregate(self, scope: Scope | str, period: str) -> dict[str, Any]:
+        """One aggregate item, e.g. ``(scopes.key("abc"), "MONTH#2026-11")`` (or ``"KEY#abc"``); zeros when absent."""
+        scope = Scope.parse(scope) if isinstance(scope, str) else scope
+        item = self.call(lambda: self._table.get_item(Key=scope.aggregate(period), ConsistentRead=True)).get("Item")
         totals: dict[str, Any] = {name: 0 for name in COUNTERS}
         totals["cost"] = Decimal(0)
         totals["committed"] = Decimal(0)
@@ -314,14 +338,14 @@ class Ledger:
                 totals["billed"] = totals["cost"]
         return totals
 
-    def held(self, scope: str, month: str) -> Decimal:
+    def held(self, scope: Scope | str, month: str) -> Decimal:
         """What admission still holds in reservations on ``scope``'s month: ``committed - billed``, at least 0.
 
         ``billed`` is the cost charged to the month's budget (by the month admission reserved in).
         Until the aggregator has caught up, this includes the worst cases of requests billed in
         the last few seconds.
         """
-        totals = self.aggregate(scope, f"MONTH#{month}")
+        totals = self.aggregate(scope, scopes.month_period(month))
         return max(Decimal(0), Decimal(totals["committed"]) - Decimal(totals["billed"]))
 
     def usage(
@@ -331,51 +355,93 @@ class Ledger:
         group_by: str,
         *,
         key_ids: list[str] | None = None,
+        team_id: str | None = None,
     ) -> list[dict[str, Any]]:
         """Usage totals for the days ``first``..``last`` (inclusive, UTC), one row per group.
 
-        ``group_by`` is ``key``, ``owner``, ``model`` or ``day``. With
-        ``key_ids`` (self-service), only those keys' usage is counted.
+        ``group_by`` is ``key``, ``owner``, ``team``, ``model`` or ``day``. With ``key_ids``
+        (self-service), only those keys' usage is counted; with ``team_id`` too, only what those
+        keys spent while charged to that team (the entries say which team admitted them). Usage
+        of no team is the row ``NO_TEAM`` when everyone's usage is grouped by team.
         """
         if group_by not in USAGE_GROUPS:
             raise ValueError(f"group_by must be one of {USAGE_GROUPS}")
         rows: dict[str, dict[str, Any]] = {}
-        for group, item in self._usage_items(first, last, group_by, key_ids):
+        for group, item in self._usage_items(first, last, group_by, key_ids, team_id):
             row = rows.setdefault(group, {"group": group, **{name: 0 for name in COUNTERS}, "cost": Decimal(0)})
             for name in (*COUNTERS, "cost"):
                 row[name] += item.get(name, 0)
+        rows = {group: row for group, row in rows.items() if group != NO_TEAM or row["requests"] or row["cost"]}
         ordered = sorted(rows.values(), key=lambda r: r["group"])
         return ordered if group_by == "day" else sorted(ordered, key=lambda r: r["cost"], reverse=True)
 
     def day_aggregates(self, day: date, prefix: str = "") -> list[dict[str, Any]]:
         """Every aggregate of one day whose scope starts with ``prefix`` (one query on ``by-period``)."""
         condition = "gsi1pk = :period" + (" AND begins_with(gsi1sk, :prefix)" if prefix else "")
-        values = {":period": f"DAY#{day}", **({":prefix": prefix} if prefix else {})}
+        values = {":period": scopes.day_period(day), **({":prefix": prefix} if prefix else {})}
         items = query_all(
             self._table, IndexName="by-period", KeyConditionExpression=condition, ExpressionAttributeValues=values
         )
         return [item for item in items if item.get("type") == "aggregate"]
 
     def _usage_items(
-        self, first: date, last: date, group_by: str, key_ids: list[str] | None
+        self, first: date, last: date, group_by: str, key_ids: list[str] | None, team_id: str | None
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         if key_ids is None:
-            # Everyone: the day aggregates, one query per day on the by-period index.
-            prefix = {"key": "KEY#", "owner": "OWNER#", "model": "MODEL#", "day": "ALL"}[group_by]
-            for n in range((last - first).days + 1):
-                day = first + timedelta(days=n)
-                for item in self.day_aggregates(day, prefix):
-                    yield (day.isoformat() if group_by == "day" else item["gsi1sk"].split("#", 1)[1]), item
+            yield from self._everyone(first, last, group_by)
+            return
+        if team_id is not None and group_by == "day":
+            # The team's own aggregate is exact for the team, whichever keys it was charged by.
+            for item in self._between(scopes.team(team_id).aggregate_pk, *_days(first, last)):
+                yield scopes.period_value(item["sk"]), item
             return
         for key_id in key_ids:
-            if group_by == "model":
-                # No per-key-per-model aggregate exists: sum the key's entries (exact, one query per key).
-                for entry in self._between(f"KEY#{key_id}", f"REQ#{first}", f"REQ#{last}T99"):
-                    yield entry["model"], {**entry, "requests": 1}
+            if group_by in ("model", "team", "price") or team_id is not None:
+                # No per-key-per-model (or per-key-per-team) aggregate: sum the key's entries (exact, a query per key).
+                for entry in self._between(scopes.entries_pk(key_id), *scopes.entry_range(first, last)):
+                    if team_id is not None and entry.get("team_id") != team_id:
+                        continue
+                    group = {
+                        "model": entry["model"],
+                        "price": f"{entry['model']}#{int(entry.get('price_version', 0))}",
+                        "team": entry.get("team_id") or NO_TEAM,
+                        "key": key_id,
+                        "owner": entry["owner_sub"],
+                    }[group_by]
+                    yield group, {**entry, "requests": 1}
                 continue
-            for item in self._between(f"AGG#KEY#{key_id}", f"DAY#{first}", f"DAY#{last}"):
-                group = {"key": key_id, "day": item["sk"].split("#", 1)[1], "owner": "self"}[group_by]
+            for item in self._between(scopes.key(key_id).aggregate_pk, *_days(first, last)):
+                group = {"key": key_id, "day": scopes.period_value(item["sk"]), "owner": "self"}[group_by]
                 yield group, item
+
+    def _everyone(self, first: date, last: date, group_by: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Everyone's usage: the day aggregates, one query per day on the by-period index."""
+        kinds = {
+            "key": scopes.KEY,
+            "owner": scopes.OWNER,
+            "team": scopes.TEAM,
+            "model": scopes.MODEL,
+            "price": scopes.PRICE,
+        }
+        for n in range((last - first).days + 1):
+            day = first + timedelta(days=n)
+            if group_by == "day":
+                for item in self.day_aggregates(day, scopes.EVERYTHING.name):
+                    yield day.isoformat(), item
+                continue
+            items = self.day_aggregates(day)
+            for item in items:
+                scope = scopes.Scope.parse(item["gsi1sk"])
+                if scope.kind == kinds[group_by]:
+                    yield scope.id, item
+            if group_by == "team":
+                # What no team paid for: everything, less every team.
+                rest: dict[str, Any] = defaultdict(Decimal)
+                for item in items:
+                    sign = {scopes.ALL: 1, scopes.TEAM: -1}.get(scopes.Scope.parse(item["gsi1sk"]).kind, 0)
+                    for name in (*COUNTERS, "cost"):
+                        rest[name] += sign * Decimal(item.get(name, 0))
+                yield NO_TEAM, {name: int(v) if name != "cost" else v for name, v in rest.items()}
 
     def _between(self, pk: str, first: str, last: str) -> list[dict[str, Any]]:
         return query_all(
@@ -385,9 +451,18 @@ class Ledger:
         )
 
 
-def aggregate_scopes(entry: UsageEntry) -> list[str]:
-    """The aggregate rows an entry adds to."""
-    return [f"KEY#{entry.key_id}", f"OWNER#{entry.owner_sub}", f"MODEL#{entry.model}", "ALL"]
+def _days(first: date, last: date) -> tuple[str, str]:
+    return scopes.day_period(first), scopes.day_period(last)
+
+
+def aggregate_scopes(entry: UsageEntry) -> list[Scope]:
+    """The aggregates an entry adds to (day and month): its charged scopes, its model, everything."""
+    return scopes.reported(entry.key_id, entry.owner_sub, entry.team_id, entry.model, entry.price_version)
+
+
+def charged_scopes(entry: UsageEntry) -> list[Scope]:
+    """The budget scopes an entry was admitted under: their month's ``committed`` follows its cost."""
+    return scopes.charged(entry.key_id, entry.owner_sub, entry.team_id)
 
 
 def query_all(table: Any, **kwargs: Any) -> list[dict[str, Any]]:

@@ -5,17 +5,24 @@ streaming adapters), goes ``admit`` → call Bedrock → ``settle`` (or
 ``release`` when nothing was produced). ``settle`` may come minutes after
 ``admit`` (long streams).
 
-* **Rate limits** (per key, ``rpm_limit``/``tpm_limit``) and the **key's
-  budget** live on one item, the key's month aggregate (``AGG#KEY#<id>``,
-  ``MONTH#<yyyy-mm>``): a fixed one-minute window (``rate_window``,
-  ``rate_requests``, ``rate_tokens``) and ``committed`` (cost billed plus
-  reservations outstanding). Admission is one conditional ``UpdateItem`` of
-  that item: it counts the request and the prompt's upper bound plus
-  ``max_tokens`` (the model's maximum output when it is left out) in the
-  window and reserves the request's worst-case cost, all or nothing. The
-  **owner's budget** is the same reservation on the owner's month item;
-  when a key has both, the two updates go out in parallel and a refusal of
-  either gives back what the other took (a release record).
+* **Budgets are scopes** (``chalicelib/shared/scopes.py``): a request is admitted
+  under its key, its owner (unless a team owns the key) and the team the key is
+  charged to, and every one of them with a monthly budget must cover the
+  request's worst case. Each budget's ``committed`` (cost billed plus
+  reservations outstanding) lives on its scope's month aggregate
+  (``AGG#<scope>``, ``MONTH#<yyyy-mm>``); reserving is one conditional ``ADD``
+  there. The updates of one request go out in parallel, never in a
+  transaction: a team's month item is shared by every key of the team, and
+  transactions on one item conflict with each other (``TransactionConflict``)
+  where plain conditional updates simply queue. A refusal by any scope gives
+  back what the others took (one release record). No scope is ever overrun:
+  each reservation is atomic on its own item, and a request runs only once all
+  of them held.
+* **Rate limits** (per key, ``rpm_limit``/``tpm_limit``) live on the key's
+  month item too: a fixed one-minute window (``rate_window``,
+  ``rate_requests``, ``rate_tokens``), counted in the same conditional
+  ``UpdateItem`` as the key's budget, all or nothing: the prompt's upper
+  bound plus ``max_tokens`` (the model's maximum output when it is left out).
 * **Billing** is one conditional ``PutItem`` of the ledger entry. The
   aggregator (aggregator.py) later swaps the entry's reservation for its
   cost in ``committed`` of the month it was reserved in, and corrects the
@@ -29,8 +36,10 @@ streaming adapters), goes ``admit`` → call Bedrock → ``settle`` (or
   the daily report can flag it.
 
 Round trips on the request path: none for a key without limits (the
-entry's ``PutItem`` only), one ``UpdateItem`` for a key with rate limits
-and/or a budget, two in parallel when its owner has a budget too.
+entry's ``PutItem`` only), one round of ``UpdateItem``s, in parallel, one
+per scope with a budget (and the key's, for rate limits). Owner and team
+budgets are read at most every 30 s per warm Lambda (one ``BatchGetItem``
+for all of a request's scopes).
 See docs/accounting.md.
 """
 
@@ -47,16 +56,19 @@ from typing import Any, Protocol
 
 from chalicelib import errors
 from chalicelib.accounting.ledger import CAPPED_EVENT, COUNTERS, Ledger, Release, new_entry
-from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.catalog import ModelEntry, PriceVersion
 from chalicelib.observability import logger
+from chalicelib.shared import scopes
 from chalicelib.shared.dates import isoformat, utcnow
 from chalicelib.shared.dynamodb import dynamo_number, error_code
-from chalicelib.shared.money import usd
+from chalicelib.shared.money import Prices, usd
+from chalicelib.shared.scopes import Scope
 from chalicelib.shared.usage import TokenUsage, UsageEntry
 
 WINDOW_SECONDS = 60
-#: Owner budgets are read at most this often per warm Lambda (they change rarely).
-OWNER_BUDGET_CACHE_SECONDS = 30
+#: Owner and team budgets are read at most this often per warm Lambda (they change rarely).
+BUDGET_CACHE_SECONDS = 30
+OWNER_BUDGET_CACHE_SECONDS = BUDGET_CACHE_SECONDS
 #: Admission updates re-tried when the window rolled over under them (or a concurrent request rolled it).
 _WINDOW_ATTEMPTS = 4
 
@@ -82,9 +94,9 @@ def _capture[T](call: Callable[[], T]) -> T | BaseException:
 
 
 class Payer(Protocol):
-    """Who a call is billed to, as admission sees it: an API key's id, owner and limits.
+    """Who a call is billed to, as admission sees it: an API key's id, owner, team and limits.
 
-    ``chalicelib.keys.store.Payer`` is one; accounting reads only these fields and
+    ``chalicelib.keys.store.KeyRecord`` is one; accounting reads only these fields and
     never imports the key store.
     """
 
@@ -93,6 +105,9 @@ class Payer(Protocol):
 
     @property
     def owner_sub(self) -> str: ...
+
+    @property
+    def team_id(self) -> str | None: ...
 
     @property
     def monthly_budget_usd(self) -> Decimal | None: ...
@@ -110,8 +125,11 @@ class Ticket:
 
     key: Payer
     model: ModelEntry
-    reserved_key_usd: Decimal = Decimal(0)
-    reserved_owner_usd: Decimal = Decimal(0)
+    #: The model's prices in force when the call was admitted: the worst case and the bill use them.
+    prices: PriceVersion | None = None
+    #: What admission reserved, by budget scope: given back (or billed) there, whatever team the
+    #: key is charged to by the time the call ends. A scope with a budget is here even at $0.
+    reservations: dict[Scope, Decimal] = field(default_factory=dict)
     counted_tokens: int = 0
     window: int | None = None
     #: The month (UTC, ``YYYY-MM``) the reservation was made in: it is given back there.
@@ -119,8 +137,11 @@ class Ticket:
     headers: dict[str, str] = field(default_factory=dict)
     ticket_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     closed: UsageEntry | bool = False
-    #: A key or owner budget made a reservation (of the worst case, which may be $0).
-    budgeted: bool = False
+
+    @property
+    def budgeted(self) -> bool:
+        """A budget made a reservation (of the worst case, which may be $0)."""
+        return bool(self.reservations)
 
     @property
     def reserved(self) -> Decimal | None:
@@ -130,8 +151,15 @@ class Ticket:
         testing the amounts instead of ``budgeted`` let such a request bill in full past a budget.
         """
         if self.budgeted:
-            return max(self.reserved_key_usd, self.reserved_owner_usd)
+            return max(self.reservations.values())
         return None
+
+    def reserved_on(self, scope: Scope) -> Decimal:
+        return self.reservations.get(scope, Decimal(0))
+
+    @property
+    def reserved_key_usd(self) -> Decimal:
+        return self.reserved_on(scopes.key(self.key.key_id))
 
 
 class Meter:
@@ -154,7 +182,10 @@ class Meter:
         self._clock = clock
         self._parallel = parallel
         self._monotonic = monotonic
-        self._owner_budgets: dict[str, tuple[float, Decimal | None]] = {}
+        #: Owner and team budgets as last read: scope → (when, budget).
+        self._budgets: dict[Scope, tuple[float, Decimal | None]] = {}
+        #: What people call a scope whose budget item names it (a team's name), for refusals.
+        self._labels: dict[Scope, str] = {}
         #: The rate window this process last saw per key: the first request of a new minute starts it.
         self._windows: dict[str, int] = {}
 
@@ -168,14 +199,17 @@ class Meter:
         input_tokens: int,
         max_output_tokens: int | None,
         deadline: float | None = None,
+        long_cache: bool = False,
         alternatives: tuple[ModelEntry, ...] = (),
         surcharge: Decimal = Decimal(0),
     ) -> Ticket:
         """Check rate limits and reserve the worst-case cost against the budgets.
 
-        ``alternatives`` are the other models that may serve the call (its fallbacks): the worst
-        case is the dearest of them all. ``surcharge`` is what else the call may cost at most
-        (its guardrail's text units), added to the worst case.
+        The call is priced at the model's prices in force now (its ticket keeps them, so the bill
+        uses the same version however long the answer takes). ``long_cache``: the prompt asks
+        for 1-hour cache writes, whose price bounds the worst case. ``alternatives`` are the other
+        models that may serve the call (its fallbacks): the worst case is the dearest of them all.
+        ``surcharge`` is what else the call may cost at most (its guardrail's text units), added.
 
         Raises
         ------
@@ -188,7 +222,8 @@ class Meter:
         """
         now = self._clock()
         deadline = self._ledger.deadline(deadline)
-        ticket = Ticket(key=key, model=model, month=now.strftime("%Y-%m"))
+        prices = model.price_at(isoformat(now))
+        ticket = Ticket(key=key, model=model, prices=prices, month=now.strftime("%Y-%m"))
         # The output it may produce counts as the budget reservation counts it: without max_tokens,
         # the model's default maximum (settled to the actual once billed).
         output = output_bound(model, max_output_tokens)
@@ -208,30 +243,37 @@ class Meter:
                 code="tokens_exceeded",
                 headers=_limit_headers(key, None, None, reset),
             )
+        candidates = [
+            (model, prices.prices),
+            *((other, other.price_at(isoformat(now)).prices) for other in alternatives),
+        ]
         worst = surcharge + max(
-            worst_case_cost(candidate, input_tokens, max_output_tokens) for candidate in (model, *alternatives)
+            worst_case_cost(candidate, input_tokens, max_output_tokens, prices=rates, long_cache=long_cache)
+            for candidate, rates in candidates
         )
         from botocore.exceptions import BotoCoreError, ClientError
 
+        charged = scopes.charged(key.key_id, key.owner_sub, key.team_id)
         try:
-            owner_budget = self.owner_budget(key.owner_sub)
+            budgets = self._budgets_of(charged, key)
         except (BotoCoreError, ClientError) as exc:
             raise _unavailable(exc) from exc
         # A worst case above the whole budget would pass the conditional update on a month's first request.
-        if key.monthly_budget_usd is not None and worst > key.monthly_budget_usd:
-            raise self._quota_error("KEY", key.monthly_budget_usd, ticket, worst)
-        if owner_budget is not None and worst > owner_budget:
-            raise self._quota_error("OWNER", owner_budget, ticket, worst)
+        for scope, budget in budgets.items():
+            if worst > budget:
+                raise self._quota_error(scope, budget, ticket, worst)
         calls: list[Callable[[], Any]] = []
-        if key.rpm_limit or key.tpm_limit or key.monthly_budget_usd is not None:
+        key_scope = charged[0]
+        if key.rpm_limit or key.tpm_limit or key_scope in budgets:
             calls.append(lambda: self._admit_key(ticket, window, reset, tokens, worst, deadline))
-        if owner_budget is not None:
-            calls.append(lambda: self._reserve_owner(ticket, owner_budget, worst, deadline))
+        for scope, budget in budgets.items():
+            if scope != key_scope:
+                calls.append(lambda scope=scope, budget=budget: self._reserve(ticket, scope, budget, worst, deadline))
         if not calls:
             return ticket
         failures = [r for r in self._parallel(calls) if isinstance(r, BaseException)]
         if failures:
-            self.release(ticket, deadline=deadline)  # whatever the other update took
+            self.release(ticket, deadline=deadline)  # whatever the other updates took
             refusal = next((f for f in failures if isinstance(f, errors.AppError)), None)
             if refusal is not None:
                 raise refusal
@@ -240,6 +282,16 @@ class Meter:
                 raise failures[0]  # not DynamoDB: a bug, reported as one
             raise _unavailable(unavailable) from unavailable
         return ticket
+
+    def _budgets_of(self, charged: list[Scope], key: Payer) -> dict[Scope, Decimal]:
+        """The budget of each scope a request is charged to that has one (the key's is on its record)."""
+        found: dict[Scope, Decimal] = {}
+        others = self.budgets([scope for scope in charged if scope.kind != scopes.KEY])
+        for scope in charged:
+            budget = key.monthly_budget_usd if scope.kind == scopes.KEY else others.get(scope)
+            if budget is not None:
+                found[scope] = budget
+        return found
 
     def admit_free(self, key: Payer, model: ModelEntry, *, deadline: float | None = None) -> Ticket:
         """Count one free call (``count_tokens``) against the key's requests per minute; nothing is reserved.
@@ -315,7 +367,7 @@ class Meter:
             expression = " ".join(part for part in parts if part)
             try:
                 attributes = self._update(
-                    f"KEY#{key.key_id}", ticket.month, expression, " AND ".join(conditions), values, deadline
+                    scopes.key(key.key_id), ticket.month, expression, " AND ".join(conditions), values, deadline
                 )
             except _Refused as refused:
                 old = refused.item
@@ -333,11 +385,10 @@ class Meter:
                     if not new_window and tpm_limit and int(old.get("rate_tokens", 0)) > tpm_limit - tokens:
                         raise self._rate_error(key, reset) from None
                 if budget is not None and Decimal(old.get("committed", 0)) > budget - worst:
-                    raise self._quota_error("KEY", budget, ticket, worst) from None
+                    raise self._quota_error(scopes.key(key.key_id), budget, ticket, worst) from None
                 continue  # the item changed between the check and our read: try again
             if budget is not None:
-                ticket.reserved_key_usd = worst
-                ticket.budgeted = True
+                ticket.reservations[scopes.key(key.key_id)] = worst
             if limited:
                 self._windows[key.key_id] = window
                 ticket.window = window
@@ -347,10 +398,11 @@ class Meter:
             return
         raise self._rate_error(key, reset)  # the window kept moving under us: ask the caller to retry
 
-    def _reserve_owner(self, ticket: Ticket, budget: Decimal, worst: Decimal, deadline: float) -> None:
+    def _reserve(self, ticket: Ticket, scope: Scope, budget: Decimal, worst: Decimal, deadline: float) -> None:
+        """Reserve ``worst`` on one scope's month, if its budget still has room: one conditional ``ADD``."""
         try:
             self._update(
-                f"OWNER#{ticket.key.owner_sub}",
+                scope,
                 ticket.month,
                 "ADD committed :worst, billed :zero",
                 "attribute_not_exists(committed) OR committed <= :room",
@@ -358,19 +410,18 @@ class Meter:
                 deadline,
             )
         except _Refused:
-            raise self._quota_error("OWNER", budget, ticket, worst) from None
-        ticket.reserved_owner_usd = worst
-        ticket.budgeted = True
+            raise self._quota_error(scope, budget, ticket, worst) from None
+        ticket.reservations[scope] = worst
 
     def _update(
-        self, scope: str, month: str, expression: str, condition: str, values: dict[str, Any], deadline: float
+        self, scope: Scope, month: str, expression: str, condition: str, values: dict[str, Any], deadline: float
     ) -> dict[str, Any]:
         from boto3.dynamodb.types import TypeDeserializer
         from botocore.exceptions import ClientError
 
         def update() -> dict[str, Any]:
             return self._table.update_item(
-                Key={"pk": f"AGG#{scope}", "sk": f"MONTH#{month}"},
+                Key=scope.month(month),
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeValues=values,
@@ -394,18 +445,27 @@ class Meter:
             headers=_limit_headers(key, None, None, reset),
         )
 
-    def _quota_error(self, kind: str, budget: Decimal, ticket: Ticket, worst: Decimal) -> errors.AppError:
-        scope = f"KEY#{ticket.key.key_id}" if kind == "KEY" else f"OWNER#{ticket.key.owner_sub}"
+    def _quota_error(self, scope: Scope, budget: Decimal, ticket: Ticket, worst: Decimal) -> errors.AppError:
         try:
-            spent = usd(self._ledger.aggregate(scope, f"MONTH#{ticket.month}")["cost"])
+            spent = usd(self._ledger.aggregate(scope, scopes.month_period(ticket.month))["cost"])
             so_far = f"spent ${spent}; "
         except Exception:  # noqa: BLE001 - the refusal stands without the figure
             so_far = ""
-        whose = "This API key's" if kind == "KEY" else "Your (the key owner's)"
+        whose, who = {
+            scopes.KEY: ("This API key's", "an admin"),
+            scopes.OWNER: ("Your (the key owner's)", "an admin"),
+            scopes.TEAM: (
+                f"The monthly budget of team {self._labels.get(scope) or scope.id}, which this key is charged to, is",
+                "a team admin",
+            ),
+        }[scope.kind]
+        if scope.kind == scopes.TEAM:
+            head = f"{whose} ${usd(budget)} for {ticket.month}; it cannot cover this request"
+        else:
+            head = f"{whose} monthly budget of ${usd(budget)} for {ticket.month} cannot cover this request"
         return errors.QuotaExceeded(
-            f"{whose} monthly budget of ${usd(budget)} for {ticket.month} cannot cover this request "
-            f"({so_far}this request may cost up to ${usd(worst)}). "
-            "Lower max_tokens, or ask an admin to raise the budget.",
+            f"{head} ({so_far}this request may cost up to ${usd(worst)}). "
+            f"Lower max_tokens, or ask {who} to raise the budget.",
             headers=dict(ticket.headers),
         )
 
@@ -422,16 +482,19 @@ class Meter:
         status: str,
         deadline: float | None = None,
         served: ModelEntry | None = None,
-        served_by: str = "",
+        served_by: str | None = None,
+        served_region: str = "",
         guardrail_units: dict[str, int] | None = None,
         guardrail_usd: Decimal = Decimal(0),
     ) -> UsageEntry:
         """Bill the actual usage (capped at the reservation, if one was made): one conditional ``PutItem``.
 
-        ``served`` is the model that answered (a fallback, or the one admitted: the default); the
-        usage is priced at its prices, and the entry names it, the upstream that served
-        (``served_by``) and the model asked for. ``guardrail_usd`` (the guardrail's text units,
-        ``guardrail_units``) is added to the cost.
+        The usage is priced at the version admission chose (the tier its prompt falls in, each
+        cache write at the TTL Bedrock reported); ``served_by`` names the upstream that served it
+        (default: the model's own), ``served_region`` the region it was called in. ``served`` is the
+        model that answered when it is not the one admitted (a fallback): the usage is then priced
+        at its prices in force now, and the entry names it and the model asked for.
+        ``guardrail_usd`` (the guardrail's text units, ``guardrail_units``) is added to the cost.
 
         The returned entry's ``cost`` is exactly what the ledger stores. If
         DynamoDB cannot take it before ``deadline``, the entry is logged for
@@ -442,6 +505,10 @@ class Meter:
         # Billed after a release (a caller's mistake): the reservation is already given back.
         held = ticket.closed is not True
         model = served or ticket.model
+        if model.id == ticket.model.id and ticket.prices is not None:
+            version = ticket.prices
+        else:
+            version = model.price_at(isoformat(self._clock()))
         entry = new_entry(
             request_id=request_id,
             key_id=ticket.key.key_id,
@@ -449,17 +516,19 @@ class Meter:
             model=model.id,
             bedrock_model_id=model.bedrock_model_id,
             requested_model=ticket.model.id,
-            served_by=served_by,
+            served_by=served_by or model.litellm_model,
             guardrail_units=guardrail_units,
             guardrail_usd=guardrail_usd,
             operation=operation,
             usage=usage,
-            prices=model.prices,
+            prices=version.prices,
+            price_version=version.version,
+            served_region=served_region,
             latency_ms=latency_ms,
             status=status,
             at=self._clock(),
-            reserved_key_usd=ticket.reserved_key_usd if held else Decimal(0),
-            reserved_owner_usd=ticket.reserved_owner_usd if held else Decimal(0),
+            team_id=ticket.key.team_id,
+            reserved={scope.name: amount for scope, amount in ticket.reservations.items()} if held else {},
             budget_month=ticket.month,
             rate_window=ticket.window if held else None,
             counted_tokens=ticket.counted_tokens if held else 0,
@@ -493,16 +562,16 @@ class Meter:
         if ticket.closed is not False:
             return
         ticket.closed = True
-        if not (ticket.reserved_key_usd or ticket.reserved_owner_usd or ticket.counted_tokens):
+        if not (any(ticket.reservations.values()) or ticket.counted_tokens):
             return
         self._ledger.record_release(
             Release(
                 ticket_id=ticket.ticket_id,
                 key_id=ticket.key.key_id,
                 owner_sub=ticket.key.owner_sub,
+                team_id=ticket.key.team_id,
                 budget_month=ticket.month,
-                reserved_key_usd=ticket.reserved_key_usd,
-                reserved_owner_usd=ticket.reserved_owner_usd,
+                reserved={scope.name: amount for scope, amount in ticket.reservations.items() if amount},
                 rate_window=ticket.window,
                 counted_tokens=ticket.counted_tokens,
                 timestamp=isoformat(self._clock()),
@@ -512,33 +581,113 @@ class Meter:
 
     # -- budgets and status ------------------------------------------------------------------
 
+    def budgets(self, wanted: list[Scope], *, fresh: bool = False) -> dict[Scope, Decimal | None]:
+        """The monthly budgets of owner or team scopes (None: no budget): cached briefly per process.
+
+        What is not cached (or with ``fresh``) is read in one ``BatchGetItem``.
+        """
+        now = self._monotonic()
+        found: dict[Scope, Decimal | None] = {}
+        missing = []
+        for scope in wanted:
+            cached = self._budgets.get(scope)
+            if cached and not fresh and now - cached[0] < BUDGET_CACHE_SECONDS:
+                found[scope] = cached[1]
+            else:
+                missing.append(scope)
+        if missing:
+            read = self._read_budgets(missing)
+            for scope in missing:
+                found[scope] = read.get(scope)
+                self._budgets[scope] = (self._monotonic(), found[scope])
+        return found
+
+    def _read_budgets(self, wanted: list[Scope]) -> dict[Scope, Decimal]:
+        by_key = {scope.budget_item["pk"]: scope for scope in wanted}
+        name = self._table.name
+        request = {name: {"Keys": [scope.budget_item for scope in wanted]}}
+        budgets: dict[Scope, Decimal] = {}
+        client = self._table.meta.client
+        while request:
+            response = self._ledger.call(lambda pending=request: client.batch_get_item(RequestItems=pending))
+            for item in response.get("Responses", {}).get(name, []):
+                scope = by_key[item["pk"]["S"] if isinstance(item["pk"], dict) else item["pk"]]
+                budget = item.get("monthly_budget_usd")
+                if budget is not None:
+                    budgets[scope] = _number(budget)
+                label = item.get("label")
+                if label is not None:
+                    self._labels[scope] = label["S"] if isinstance(label, dict) else str(label)
+            request = response.get("UnprocessedKeys") or None
+        return budgets
+
+    def budget(self, scope: Scope, *, fresh: bool = False) -> Decimal | None:
+        """One owner's or team's monthly budget in USD, or None (cached briefly per process)."""
+        return self.budgets([scope], fresh=fresh)[scope]
+
     def owner_budget(self, owner_sub: str, *, fresh: bool = False) -> Decimal | None:
         """The owner's monthly budget in USD, or None (cached for a few seconds per process)."""
-        cached = self._owner_budgets.get(owner_sub)
-        if cached and not fresh and self._monotonic() - cached[0] < OWNER_BUDGET_CACHE_SECONDS:
-            return cached[1]
-        item = self._ledger.call(
-            lambda: self._table.get_item(Key={"pk": f"BUDGET#OWNER#{owner_sub}", "sk": "CONFIG"})
-        ).get("Item")
-        budget = item.get("monthly_budget_usd") if item else None
-        self._owner_budgets[owner_sub] = (self._monotonic(), budget)
-        return budget
+        return self.budget(scopes.owner(owner_sub), fresh=fresh)
 
-    def set_owner_budget(self, owner_sub: str, monthly_budget_usd: Decimal | None, *, actor: str) -> None:
-        """Set (or clear, with None) an owner's monthly budget."""
-        key = {"pk": f"BUDGET#OWNER#{owner_sub}", "sk": "CONFIG"}
+    def set_budget(
+        self, scope: Scope, monthly_budget_usd: Decimal | None, *, actor: str, label: str | None = None
+    ) -> None:
+        """Set (or clear, with None) the monthly budget of an owner or a team (``label``: its name, for refusals)."""
         if monthly_budget_usd is None:
-            self._table.delete_item(Key=key)
+            self._table.delete_item(Key=scope.budget_item)
         else:
+            item = {
+                **scope.budget_item,
+                "monthly_budget_usd": dynamo_number(monthly_budget_usd),
+                "updated_at": isoformat(self._clock()),
+                "updated_by": actor,
+            }
+            if label is not None:
+                item["label"] = label
+            self._table.put_item(Item=item)
+        self._budgets.pop(scope, None)
+
+    def relabel(self, scope: Scope, label: str) -> None:
+        """Rename a scope whose budget item names it (a renamed team); nothing when it has no budget."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._table.update_item(
+                Key=scope.budget_item,
+                UpdateExpression="SET #label = :label",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#label": "label"},
+                ExpressionAttributeValues={":label": label},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+        self._labels[scope] = label
+
+    def set_budget_if_unset(self, scope: Scope, monthly_budget_usd: Decimal, *, actor: str) -> bool:
+        """Give a scope a budget unless it has one (a default applied once); True when this set it."""
+        from botocore.exceptions import ClientError
+
+        try:
             self._table.put_item(
                 Item={
-                    **key,
+                    **scope.budget_item,
                     "monthly_budget_usd": dynamo_number(monthly_budget_usd),
                     "updated_at": isoformat(self._clock()),
                     "updated_by": actor,
-                }
+                },
+                ConditionExpression="attribute_not_exists(pk)",
             )
-        self._owner_budgets.pop(owner_sub, None)
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return False
+        self._budgets.pop(scope, None)
+        return True
+
+    def set_owner_budget(self, owner_sub: str, monthly_budget_usd: Decimal | None, *, actor: str) -> None:
+        """Set (or clear, with None) an owner's monthly budget."""
+        self.set_budget(scopes.owner(owner_sub), monthly_budget_usd, actor=actor)
 
     def spend(self, key: Payer) -> dict[str, Any]:
         """A key's month so far: its budget, spend and what is left (``budget``), its counters (``usage``).
@@ -549,30 +698,48 @@ class Meter:
         ``reserved_usd`` is what is held beyond what this month's budget has
         been billed: the worst cases of requests in flight and of those billed
         but not yet aggregated. ``remaining_usd`` is exactly what admission
-        checks: the budget less ``committed``.
+        checks: the budget less ``committed``. The owner's and team's budgets
+        follow, when the key is charged to them.
         """
         month = self._clock().strftime("%Y-%m")
-        totals = self._ledger.aggregate(f"KEY#{key.key_id}", f"MONTH#{month}")
+        period = scopes.month_period(month)
+        totals = self._ledger.aggregate(scopes.key(key.key_id), period)
         spent = Decimal(totals["cost"])
         committed = Decimal(totals["committed"])
         reserved = max(Decimal(0), committed - Decimal(totals["billed"]))
         budget = key.monthly_budget_usd
-        owner_budget = self.owner_budget(key.owner_sub)
-        owner_spent = (
-            self._ledger.aggregate(f"OWNER#{key.owner_sub}", f"MONTH#{month}")["cost"] if owner_budget else None
-        )
+        charged = scopes.charged(key.key_id, key.owner_sub, key.team_id)
+        others = self.budgets([scope for scope in charged if scope.kind != scopes.KEY])
+        view: dict[str, Any] = {
+            "period": month,
+            "monthly_usd": usd(budget),
+            "spent_usd": usd(spent),
+            "reserved_usd": usd(reserved),
+            "remaining_usd": usd(max(Decimal(0), budget - committed)) if budget is not None else None,
+            "owner_monthly_usd": None,
+            "owner_spent_usd": None,
+        }
+        for scope, limit in others.items():
+            prefix = "owner" if scope.kind == scopes.OWNER else "team"
+            scope_totals = self._ledger.aggregate(scope, period) if limit is not None else None
+            view[f"{prefix}_monthly_usd"] = usd(limit)
+            view[f"{prefix}_spent_usd"] = usd(scope_totals["cost"]) if scope_totals else None
+            if prefix == "team":
+                view["team"] = scope.id
+                view["team_remaining_usd"] = (
+                    usd(max(Decimal(0), limit - Decimal(scope_totals["committed"]))) if scope_totals else None
+                )
         return {
-            "budget": {
-                "period": month,
-                "monthly_usd": usd(budget),
-                "spent_usd": usd(spent),
-                "reserved_usd": usd(reserved),
-                "remaining_usd": usd(max(Decimal(0), budget - committed)) if budget is not None else None,
-                "owner_monthly_usd": usd(owner_budget),
-                "owner_spent_usd": usd(owner_spent),
-            },
+            "budget": view,
             "usage": {"period": month, **{name: int(totals[name]) for name in COUNTERS}},
         }
+
+
+def _number(value: Any) -> Decimal:
+    """A number of a low-level (typed) or resource (Decimal) DynamoDB answer."""
+    if isinstance(value, dict):
+        return Decimal(value["N"])
+    return Decimal(value)
 
 
 def _unavailable(cause: BaseException) -> errors.AppError:
@@ -597,17 +764,46 @@ def output_bound(model: ModelEntry, max_output_tokens: int | None) -> int:
     return max_output_tokens if max_output_tokens is not None else (model.max_output_tokens or 0)
 
 
-def worst_case_cost(model: ModelEntry, input_tokens: int, max_output_tokens: int | None) -> Decimal:
+def asks_long_cache(messages: list[dict[str, Any]], options: dict[str, Any] | None = None) -> bool:
+    """True when the prompt marks a cache point kept an hour (``cache_control: {"ttl": "1h"}``)."""
+
+    def walk(value: Any) -> bool:
+        if isinstance(value, dict):
+            control = value.get("cache_control")
+            if isinstance(control, dict) and control.get("ttl") == "1h":
+                return True
+            return any(walk(v) for v in value.values() if isinstance(v, (dict, list)))
+        if isinstance(value, list):
+            return any(walk(v) for v in value)
+        return False
+
+    return walk(messages) or walk((options or {}).get("tools") or [])
+
+
+def worst_case_cost(
+    model: ModelEntry,
+    input_tokens: int,
+    max_output_tokens: int | None,
+    *,
+    prices: Prices | None = None,
+    long_cache: bool = False,
+) -> Decimal:
     """The most a request can cost: every prompt token at the dearest input-side price, every output token.
 
-    "Dearest input-side price" is the highest of the input, cache-write and
-    cache-read prices, so a prompt written to the cache in full is covered.
-    Usage past this bound is capped at it when billed (``Meter.settle``).
+    ``input_tokens`` bounds the prompt, so its tokens fall in the tier of that bound or a lower
+    one: the dearest of those tiers' rates is taken. "Dearest input-side price" is the highest of
+    the input, cache-read and cache-write prices (the 1-hour write's when ``long_cache``: the
+    prompt asks for it), so a prompt written to the cache in full is covered. Usage past this
+    bound is capped at it when billed (``Meter.settle``).
     """
-    prices = model.prices
+    prices = prices if prices is not None else model.prices
     output = output_bound(model, max_output_tokens)
-    dearest_input = max(prices.input, prices.cache_write, prices.cache_read)
-    return dearest_input * input_tokens + prices.output * output
+    worst = Decimal(0)
+    for rates in prices.candidates(input_tokens):
+        writes = (rates.cache_write, rates.write_1h) if long_cache else (rates.cache_write,)
+        dearest_input = max(rates.input, rates.cache_read, *writes)
+        worst = max(worst, dearest_input * input_tokens + rates.output * output)
+    return worst
 
 
 def _describe_limits(key: Payer) -> str:

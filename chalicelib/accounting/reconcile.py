@@ -19,6 +19,7 @@ from typing import Any
 
 from chalicelib.accounting.ledger import UNRECORDED_EVENT
 from chalicelib.errors import InvalidRequest
+from chalicelib.shared import scopes
 from chalicelib.shared.body import parse_json
 from chalicelib.shared.dates import isoformat
 from chalicelib.shared.usage import TokenUsage, UsageEntry
@@ -37,6 +38,9 @@ REQUIRED = (
     "timestamp",
 )
 OPTIONAL = (
+    "team_id",
+    "reserved",
+    # Lines logged before teams existed: what they reserved on their key and owner.
     "reserved_key_usd",
     "reserved_owner_usd",
     "budget_month",
@@ -44,8 +48,10 @@ OPTIONAL = (
     "counted_tokens",
     "capped",
     "usage_cost",
-    "requested_model",
+    "price_version",
     "served_by",
+    "served_region",
+    "requested_model",
     "guardrail_units",
     "guardrail_usd",
 )
@@ -136,8 +142,9 @@ def parse_entry(data: Any, *, now: datetime) -> UsageEntry:
     values["cost"] = _money(data, "cost")
     values["latency_ms"] = _integer(data, "latency_ms", MAX_LATENCY_MS)
     values["timestamp"] = _timestamp(data["timestamp"], now)
-    for name in ("reserved_key_usd", "reserved_owner_usd"):
-        values[name] = _money(data, name) if name in data else Decimal(0)
+    if data.get("team_id") is not None:
+        values["team_id"] = _identifier(data, "team_id")
+    values["reserved"] = _reserved(data, values)
     if data.get("budget_month") not in (None, ""):
         month = data["budget_month"]
         if not isinstance(month, str) or not _MONTH.fullmatch(month):
@@ -163,7 +170,9 @@ def parse_entry(data: Any, *, now: datetime) -> UsageEntry:
         values["capped"] = True
     elif data.get("usage_cost") is not None:
         raise InvalidEntry("'usage_cost' is only for capped entries")
-    for name in ("requested_model", "served_by"):
+    if "price_version" in data:
+        values["price_version"] = _integer(data, "price_version", 1_000_000)
+    for name in ("served_by", "served_region", "requested_model"):
         if data.get(name) not in (None, ""):
             values[name] = _identifier(data, name)
     units = data.get("guardrail_units") or {}
@@ -181,6 +190,27 @@ def parse_entry(data: Any, *, now: datetime) -> UsageEntry:
     if values["guardrail_usd"] > (values.get("usage_cost") or values["cost"]):
         raise InvalidEntry("'guardrail_usd' is part of the cost: it cannot be above it")
     return UsageEntry(**values)
+
+
+def _reserved(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Decimal]:
+    """What the entry reserved, by scope: only on the scopes it was admitted under."""
+    own = {scope.name for scope in scopes.charged(values["key_id"], values["owner_sub"], values.get("team_id"))}
+    reserved: dict[str, Decimal] = {}
+    given = data.get("reserved")
+    if given is not None:
+        if not isinstance(given, dict) or len(given) > len(own):
+            raise InvalidEntry("'reserved' must be an object of USD amounts by scope (KEY#…, OWNER#…, TEAM#…)")
+        for name in given:
+            if name not in own:
+                raise InvalidEntry(f"'reserved' names {str(name)[:80]!r}, not a scope this entry was admitted under")
+            reserved[name] = _money(given, name)
+    legacy = {"reserved_key_usd": scopes.key(values["key_id"]), "reserved_owner_usd": scopes.owner(values["owner_sub"])}
+    for field_name, scope in legacy.items():
+        if field_name in data:
+            if given is not None:
+                raise InvalidEntry(f"send either 'reserved' or '{field_name}', not both")
+            reserved[scope.name] = _money(data, field_name)
+    return {name: amount for name, amount in reserved.items() if amount}
 
 
 def _month_before(month: str) -> str:
@@ -218,7 +248,7 @@ def _money(data: dict[str, Any], name: str) -> Decimal:
 
 
 def _usage(value: Any) -> TokenUsage:
-    names = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+    names = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
     if not isinstance(value, dict):
         raise InvalidEntry("'usage' must be an object of token counts")
     unknown = sorted(set(value) - set(names))
@@ -230,6 +260,8 @@ def _usage(value: Any) -> TokenUsage:
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_TOKENS:
             raise InvalidEntry(f"'usage.{name}' must be a whole number from 0 to {MAX_TOKENS}")
         counts[name] = count
+    if counts["cache_write_1h_tokens"] > counts["cache_write_tokens"]:
+        raise InvalidEntry("'usage.cache_write_1h_tokens' cannot be more than 'usage.cache_write_tokens'")
     return TokenUsage(**counts)
 
 

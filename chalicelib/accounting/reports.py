@@ -5,9 +5,10 @@ demand (``POST /admin/reports/daily``). It reads only aggregates, which the
 ledger keeps exact, then publishes:
 
 * CloudWatch metrics (namespace ``Pennyworth``): ``CostUSD``, ``Requests``,
-  ``InputTokens``, ``OutputTokens``, overall and per ``Model`` (per-key or
-  per-owner dimensions would be one billable custom metric each, so they
-  are left to the stored report);
+  ``InputTokens``, ``OutputTokens``, overall and per ``Model``, and ``CostUSD``
+  per ``Team`` (one billable custom metric per team; per-key or per-owner
+  dimensions would be one each per person, so they are left to the stored
+  report);
 * the report itself, stored in the usage table (``REPORT#<day>``);
 * one SNS notification (e-mail subscribers) and, optionally, a Slack post (plain text: Slack's
   ``&``, ``<``, ``>`` escaped, its formatting off).
@@ -44,8 +45,10 @@ from typing import Any
 from chalicelib import errors
 from chalicelib.accounting.ledger import Ledger
 from chalicelib.observability import logger
+from chalicelib.shared import scopes
 from chalicelib.shared.dates import isoformat, parse_day_text, utcnow
 from chalicelib.shared.money import usd
+from chalicelib.shared.scopes import Scope
 from chalicelib.shared.text import visible
 
 LEASE = timedelta(minutes=10)
@@ -54,6 +57,18 @@ STEPS = ("metrics", "sns", "slack")
 #: How far back CloudWatch's PutMetricData accepts a datum (two weeks), less a margin for the call.
 METRICS_MAX_AGE = timedelta(days=14) - timedelta(hours=1)
 _TOP = 10
+
+
+@dataclass(frozen=True)
+class TeamInfo:
+    """What a report says about a team besides its numbers: its name and who manages it."""
+
+    name: str | None
+    admins: tuple[str, ...] = ()
+
+
+#: A team's name and admins, by team id (the directory knows them; accounting does not).
+DescribeTeams = Callable[[list[str]], dict[str, TeamInfo]]
 
 
 @dataclass(frozen=True)
@@ -68,14 +83,14 @@ class ReportConfig:
 
 
 def parse_day(text: str | None, *, today: date) -> date:
-    """A report day from ``YYYY-MM-DD`` (default: yesterday, UTC).
+    """A report day from ``YYYY-MM-DD`` (absent or null: yesterday, UTC).
 
     Raises
     ------
     InvalidRequest
-        Not a date, or not a finished day.
+        Not a date (an empty string is none), or not a finished day.
     """
-    if not text:
+    if text is None:
         return today - timedelta(days=1)
     day = parse_day_text(text, "day")
     if day >= today:
@@ -97,7 +112,9 @@ class ReportService:
         ssm: Any,
         post: Callable[[str, bytes], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        describe_teams: DescribeTeams | None = None,
     ) -> None:
+        self._describe_teams = describe_teams or (lambda ids: {})
         self._ledger = ledger
         self._table = ledger.table
         self._keys = keys_table
@@ -113,27 +130,29 @@ class ReportService:
     def build(self, day: date) -> dict[str, Any]:
         """The report for ``day`` as plain JSON-safe data (money as strings)."""
         rows = self._day_aggregates(day)
-        total = rows.pop("ALL", None) or _zero()
+        total = rows.pop(scopes.EVERYTHING, None) or _zero()
         # The mean is over the trailing days that had traffic, so a young
         # deployment is not flagged merely for having had quiet days before.
-        history = [self._ledger.aggregate("ALL", f"DAY#{day - timedelta(days=n)}") for n in range(1, 8)]
+        history = [
+            self._ledger.aggregate(scopes.EVERYTHING, scopes.day_period(day - timedelta(days=n))) for n in range(1, 8)
+        ]
         active = [Decimal(h["cost"]) for h in history if h["requests"]]
         mean = sum(active, Decimal(0)) / len(active) if active else Decimal(0)
         owners = self._owner_emails(rows)
         by = {
             kind: sorted(
-                (
-                    {"id": scope.split("#", 1)[1], **_money_row(row)}
-                    for scope, row in rows.items()
-                    if scope.startswith(f"{kind}#")
-                ),
+                ({"id": scope.id, **_money_row(row)} for scope, row in rows.items() if scope.kind == kind),
                 key=lambda r: Decimal(r["cost_usd"]),
                 reverse=True,
             )
-            for kind in ("OWNER", "KEY", "MODEL")
+            for kind in (scopes.OWNER, scopes.KEY, scopes.MODEL, scopes.TEAM)
         }
-        for row in by["OWNER"]:
+        for row in by[scopes.OWNER]:
             row["email"] = owners.get(row["id"])
+        teams = self._describe_teams([row["id"] for row in by[scopes.TEAM]])
+        for row in by[scopes.TEAM]:
+            info = teams.get(row["id"])
+            row["name"] = info.name if info else None
         alerts = (
             self._spike_alerts(day, Decimal(total["cost"]), mean)
             + _capped_alerts(day, total)
@@ -144,17 +163,18 @@ class ReportService:
             "generated_at": isoformat(self._clock()),
             "total": _money_row(total),
             "trailing_7_day_mean_usd": usd(mean),
-            "by_owner": by["OWNER"],
-            "by_key": by["KEY"],
-            "by_model": by["MODEL"],
+            "by_owner": by[scopes.OWNER],
+            "by_key": by[scopes.KEY],
+            "by_model": by[scopes.MODEL],
+            "by_team": by[scopes.TEAM],
             "alerts": alerts,
         }
 
-    def _day_aggregates(self, day: date) -> dict[str, dict[str, Any]]:
-        return {item["gsi1sk"]: item for item in self._ledger.day_aggregates(day)}
+    def _day_aggregates(self, day: date) -> dict[Scope, dict[str, Any]]:
+        return {Scope.parse(item["gsi1sk"]): item for item in self._ledger.day_aggregates(day)}
 
-    def _owner_emails(self, rows: dict[str, dict[str, Any]]) -> dict[str, str]:
-        key_ids = [scope.split("#", 1)[1] for scope in rows if scope.startswith("KEY#")]
+    def _owner_emails(self, rows: dict[Scope, dict[str, Any]]) -> dict[str, str]:
+        key_ids = [scope.id for scope in rows if scope.kind == scopes.KEY]
         return {
             record["owner_sub"]: record["owner_email"]
             for record in self._key_records(key_ids).values()
@@ -194,25 +214,41 @@ class ReportService:
         return alerts
 
     def _budget_alerts(self, today: date) -> list[dict[str, str]]:
-        """Keys and owners at 80% or 100% of this month's budget (the month of ``today``, so far)."""
+        """Keys, owners and teams at 80% or 100% of this month's budget (the month of ``today``, so far).
+
+        A team's alert names the team and its admins, who can act on it.
+        """
         month = today.strftime("%Y-%m")
-        spend: dict[str, Decimal] = {}
+        spend: dict[Scope, Decimal] = {}
         for n in range(today.day):
             for item in self._ledger.day_aggregates(today.replace(day=n + 1)):
-                scope = item["gsi1sk"]
-                if scope.startswith(("KEY#", "OWNER#")):
+                scope = Scope.parse(item["gsi1sk"])
+                if scope.kind in scopes.BUDGET_KINDS:
                     spend[scope] = spend.get(scope, Decimal(0)) + Decimal(item.get("cost", 0))
         alerts = []
-        key_ids = [scope.split("#", 1)[1] for scope in spend if scope.startswith("KEY#")]
+        key_ids = [scope.id for scope in spend if scope.kind == scopes.KEY]
         for key_id, record in sorted(self._key_records(key_ids).items()):
             budget = record.get("monthly_budget_usd")
             label = f"key pw-{key_id}" + (f" ({record['name']})" if record.get("name") else "")
-            alerts.extend(_budget_alert(label, spend[f"KEY#{key_id}"], budget, month))
+            alerts.extend(_budget_alert(label, spend[scopes.key(key_id)], budget, month))
+        teams = self._describe_teams(sorted(scope.id for scope in spend if scope.kind == scopes.TEAM))
         for scope, spent in sorted(spend.items()):
-            if scope.startswith("OWNER#"):
-                owner = scope.split("#", 1)[1]
-                item = self._table.get_item(Key={"pk": f"BUDGET#OWNER#{owner}", "sk": "CONFIG"}).get("Item")
-                alerts.extend(_budget_alert(f"owner {owner}", spent, item and item["monthly_budget_usd"], month))
+            if scope.kind == scopes.KEY:
+                continue
+            item = self._table.get_item(Key=scope.budget_item).get("Item")
+            budget = item and item["monthly_budget_usd"]
+            if scope.kind == scopes.OWNER:
+                alerts.extend(_budget_alert(f"owner {scope.id}", spent, budget, month))
+                continue
+            info = teams.get(scope.id) or TeamInfo(None)
+            label = f"team {info.name} ({scope.id})" if info.name else f"team {scope.id}"
+            found = _budget_alert(label, spent, budget, month)
+            for alert in found:
+                alert["team"] = scope.id
+                alert["message"] += (
+                    f" Team admins: {', '.join(info.admins)}." if info.admins else " The team has no admin."
+                )
+            alerts.extend(found)
         return alerts
 
     # -- publishing --------------------------------------------------------------------------
@@ -233,7 +269,7 @@ class ReportService:
 
         now = self._clock()
         report = self.build(day)
-        key = {"pk": f"REPORT#{day}", "sk": "DAILY"}
+        key = scopes.report_key(day)
         stored = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
         claim = self._claim_first if not stored else self._claim_again if force else self._claim_resume
         try:
@@ -342,7 +378,7 @@ class ReportService:
         NotFound
             No report was run for that day.
         """
-        item = self._table.get_item(Key={"pk": f"REPORT#{day}", "sk": "DAILY"}).get("Item")
+        item = self._table.get_item(Key=scopes.report_key(day)).get("Item")
         if not item:
             raise errors.NotFound(f"No report has been run for {day}.", param="day", code="report_not_found")
         return {
@@ -398,20 +434,28 @@ _METRICS = (
 )
 
 
+#: Only the cost goes per team: each team is one billable custom metric (about $0.30 a month).
+_TEAM_METRICS = ("CostUSD",)
+
+
 def metric_totals(report: dict[str, Any]) -> dict[str, Decimal]:
-    """Every value the report publishes, by ``metric`` or ``metric|model``."""
+    """Every value the report publishes, by ``metric``, ``metric|model`` or ``metric|Team=<id>``."""
     totals: dict[str, Decimal] = {}
     rows = [("", report["total"])] + [(m["id"], m) for m in report["by_model"]]
     for model, row in rows:
         for name, column, _ in _METRICS:
             totals[f"{name}|{model}" if model else name] = Decimal(str(row[column]))
+    for team in report.get("by_team", []):
+        for name, column, _ in _METRICS:
+            if name in _TEAM_METRICS:
+                totals[f"{name}|Team={team['id']}"] = Decimal(str(team[column]))
     return totals
 
 
 def metric_data(
     day: date, report: dict[str, Any], *, already: dict[str, Decimal] | None = None
 ) -> list[dict[str, Any]]:
-    """CloudWatch datums for the day: totals, and per model.
+    """CloudWatch datums for the day: totals, per model, and the cost per team.
 
     With ``already`` (what earlier revisions published), only the differences:
     CloudWatch adds datums of the same timestamp up, so the day's ``Sum`` becomes
@@ -426,12 +470,16 @@ def metric_data(
         delta = totals.get(name, Decimal(0)) - already.get(name, Decimal(0))
         if already and not delta:
             continue
-        metric, _, model = name.partition("|")
+        metric, _, dimension = name.partition("|")
+        if dimension.startswith("Team="):
+            dimensions = [{"Name": "Team", "Value": dimension.removeprefix("Team=")}]
+        else:
+            dimensions = [{"Name": "Model", "Value": dimension}] if dimension else []
         # CloudWatch stores doubles: the metric is for graphs and alarms; the bill is the ledger.
         data.append(
             {
                 "MetricName": metric,
-                "Dimensions": [{"Name": "Model", "Value": model}] if model else [],
+                "Dimensions": dimensions,
                 "Timestamp": stamp,
                 "Value": float(delta),
                 "Unit": units[metric],
@@ -460,6 +508,7 @@ def render_text(report: dict[str, Any], *, revision: int = 1) -> str:
     if report["alerts"]:
         lines += ["ALERTS", *(f"- {a['kind'].upper()}: {a['message']}" for a in report["alerts"]), ""]
     for title, rows, label in (
+        ("By team", report.get("by_team", []), lambda r: f"{r['name']} ({r['id']})" if r.get("name") else r["id"]),
         ("By owner", report["by_owner"], lambda r: r.get("email") or r["id"]),
         ("By key", report["by_key"], lambda r: f"pw-{r['id']}"),
         ("By model", report["by_model"], lambda r: r["id"]),

@@ -15,12 +15,17 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import COUNTERS, USAGE_GROUPS, Ledger
+from chalicelib.accounting.ledger import COUNTERS, NO_TEAM, USAGE_GROUPS, Ledger
 from chalicelib.accounting.metering import Meter
 from chalicelib.accounting.reconcile import parse_lines
 from chalicelib.accounting.reports import ReportService, parse_day, render_text
 from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
+from chalicelib.admin.directory import Directory, Team
+from chalicelib.admin.people import PeopleService
+from chalicelib.admin.roles import Caller
+from chalicelib.keys.audit import Actor, AuditLog, Subject
 from chalicelib.keys.store import KeyStore
+from chalicelib.shared import scopes
 from chalicelib.shared.body import parse_json_body
 from chalicelib.shared.dates import parse_day_text, utcnow
 from chalicelib.shared.fields import refuse_unknown
@@ -45,8 +50,17 @@ class AccountingService:
         reports: Callable[[], ReportService],
         directory: Callable[[], UserDirectory | None],
         max_body_bytes: int,
+        teams: Directory,
+        people: PeopleService,
+        audit: AuditLog,
         clock: Callable[[], datetime] = utcnow,
+        price_versions: Callable[[], Mapping[str, list[dict[str, Any]]]] | None = None,
     ) -> None:
+        #: Every model's price versions (removed models' too): what explains a bill by price version.
+        self._price_versions = price_versions or dict
+        self._teams = teams
+        self._people = people
+        self._audit = audit
         self._authenticator = authenticator
         self._keys = keys
         self._ledger = ledger
@@ -57,10 +71,15 @@ class AccountingService:
         self._clock = clock
 
     def usage(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
-        """``GET /admin/usage?from=&to=&group_by=key|owner|model|day[&owner=]``: admins all, users their own."""
-        principal = self._principal(headers)
+        """``GET /admin/usage?from=&to=&group_by=key|owner|team|model|day[&owner=|&team=]``.
+
+        Admins: everyone's, one owner's or one team's; team admins: their team's; everyone: their own.
+        A team's usage is what was charged to it (the entries say which team admitted them).
+        """
+        caller = self._caller(headers)
+        principal = caller.principal
         query = query or {}
-        refuse_unknown(query, {"from", "to", "group_by", "owner"})
+        refuse_unknown(query, {"from", "to", "group_by", "owner", "team"})
         today = self._clock().date()
         first = _date(query.get("from"), "from", default=today.replace(day=1))
         last = _date(query.get("to"), "to", default=today)
@@ -72,51 +91,77 @@ class AccountingService:
         if group_by not in USAGE_GROUPS:
             raise errors.InvalidRequest(f"group_by must be one of {', '.join(USAGE_GROUPS)}.", param="group_by")
         owner = query.get("owner")
+        team: Team | None = None
+        if query.get("team"):
+            if owner:
+                raise errors.InvalidRequest("Ask for one owner's or one team's usage, not both.", param="team")
+            team = self._team(query["team"])
+            caller.require_team_admin(team.team_id, "read the team's usage")
         if owner and not principal.is_admin and owner not in (principal.sub, principal.email):
             raise errors.PermissionDenied("You can read only your own usage.", param="owner", code="admin_only")
-        if principal.is_admin and not owner:
+        team_id = None
+        if team is not None:
+            scope, key_ids, team_id = f"team:{team.team_id}", sorted(team.key_ids), team.team_id
+        elif principal.is_admin and not owner:
             scope, key_ids = "all", None
         else:
             owner_sub = self._resolve(owner, reading=True) if owner and principal.is_admin else principal.sub
             scope, key_ids = owner_sub, self._key_ids_of(owner_sub)
-        rows = self._ledger.usage(first, last, group_by, key_ids=key_ids)
-        if group_by == "owner" and key_ids is not None:
+        rows = self._ledger.usage(first, last, group_by, key_ids=key_ids, team_id=team_id)
+        if group_by == "owner" and key_ids is not None and team is None:
             for row in rows:
                 row["group"] = scope
-        data = [self._describe(row, group_by, principal) for row in rows]
-        total = {name: int(sum(row[name] for row in rows)) for name in COUNTERS}
+        data = self._describe_rows(rows, group_by, principal)
+        total = {name: int(sum(row.get(name, 0) for row in rows)) for name in COUNTERS}
         total["cost_usd"] = usd(sum((row["cost"] for row in rows), Decimal(0)))
-        return HttpResult(
-            {
-                "object": "usage",
-                "from": first.isoformat(),
-                "to": last.isoformat(),
-                "group_by": group_by,
-                "scope": scope,
-                "scope_email": None if scope == "all" else self._email_of(scope, principal),
-                "data": data,
-                "total": total,
-            }
-        )
+        person = None if scope == "all" or team is not None else self._email_of(scope, principal)
+        answer = {
+            "object": "usage",
+            "from": first.isoformat(),
+            "to": last.isoformat(),
+            "group_by": group_by,
+            "scope": scope,
+            "scope_email": person,
+            "data": data,
+            "total": total,
+        }
+        if team is not None:
+            answer["team"] = {"id": team.team_id, "name": team.name}
+        return HttpResult(answer)
 
     def owner_budget(self, headers: Mapping[str, str], owner: str) -> HttpResult:
         """``GET /admin/owners/{owner}/budget``: an owner's monthly budget and this month's spend."""
-        principal = self._principal(headers)
-        sub = self._owner_sub(principal, owner, write=False)
-        return HttpResult(self._budget_view(sub, principal))
+        caller = self._caller(headers)
+        sub = self._owner_sub(caller, owner, write=False)
+        return HttpResult(self._budget_view(sub, caller.principal))
 
     def set_owner_budget(self, headers: Mapping[str, str], owner: str, raw_body: bytes | str | None) -> HttpResult:
-        """``PUT /admin/owners/{owner}/budget`` ``{"monthly_budget_usd": "25.00" | null}`` (admins)."""
-        principal = self._principal(headers)
-        sub = self._owner_sub(principal, owner, write=True)
+        """``PUT /admin/owners/{owner}/budget`` ``{"monthly_budget_usd": "25.00" | null}``.
+
+        Admins: anyone's. Team admins: a member's of their team (never their own), up to the team's budget.
+        """
+        caller = self._caller(headers)
+        sub = self._owner_sub(caller, owner, write=True)
         body = parse_json_body(raw_body, max_bytes=self._max_body_bytes, required=True, exact_numbers=True)
         refuse_unknown(body, {"monthly_budget_usd"})
         if "monthly_budget_usd" not in body:
             raise errors.InvalidRequest(
                 'Send {"monthly_budget_usd": "25.00"}, or null to remove the budget.', param="monthly_budget_usd"
             )
-        self._meter.set_owner_budget(sub, parse_money(body["monthly_budget_usd"]), actor=principal.sub)
-        return HttpResult(self._budget_view(sub, principal))
+        amount = parse_money(body["monthly_budget_usd"])
+        person = self._people.find(sub, "owner")
+        self._people.check_member_budget(caller, person, amount)
+        before = self._meter.budget(scopes.owner(sub), fresh=True)
+        self._meter.set_budget(scopes.owner(sub), amount, actor=caller.sub)
+        self._audit.record(
+            self._audit.new_event(
+                Subject("person", sub),
+                "budget_set",
+                Actor(sub=caller.sub, email=caller.email),
+                changes={"monthly_budget_usd": {"from": usd(before), "to": usd(amount)}},
+            )
+        )
+        return HttpResult(self._budget_view(sub, caller.principal))
 
     def run_report(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
         """``POST /admin/reports/daily`` ``{"day": "YYYY-MM-DD", "force": false}`` (admins): run it now.
@@ -171,6 +216,10 @@ class AccountingService:
                 parsed.reject(
                     number, f"key '{entry.key_id}' does not belong to owner '{entry.owner_sub}'", entry.request_id
                 )
+            elif entry.team_id and not self._charged_once(entry.key_id, entry.team_id):
+                parsed.reject(
+                    number, f"key '{entry.key_id}' was never charged to team '{entry.team_id}'", entry.request_id
+                )
             elif (refusal := self._overdrawn(entry, held)) is not None:
                 parsed.reject(number, refusal, entry.request_id)
             else:
@@ -199,10 +248,7 @@ class AccountingService:
         timestamp) would push ``committed`` below what was billed, and the budget
         would stop binding. ``held`` carries what this request's earlier lines took.
         """
-        claims = [
-            (f"KEY#{entry.key_id}", entry.reserved_key_usd),
-            (f"OWNER#{entry.owner_sub}", entry.reserved_owner_usd),
-        ]
+        claims = [(scopes.Scope.parse(name), amount) for name, amount in entry.reserved.items()]
         month = entry.reservation_month
         for scope, amount in claims:
             if amount <= 0:
@@ -222,6 +268,19 @@ class AccountingService:
     def _principal(self, headers: Mapping[str, str]) -> Principal:
         return self._authenticator().authenticate(headers)
 
+    def _charged_once(self, key_id: str, team_id: str) -> bool:
+        team = self._teams.team(team_id)
+        return team is not None and key_id in team.key_ids
+
+    def _caller(self, headers: Mapping[str, str]) -> Caller:
+        return Caller(self._principal(headers), self._teams)
+
+    def _team(self, ref: str) -> Team:
+        team = self._teams.find_team(ref.strip())
+        if team is None:
+            raise errors.NotFound(f"No team {ref!r}.", param="team", code="team_not_found")
+        return team
+
     def _require_admin(self, headers: Mapping[str, str]) -> Principal:
         principal = self._principal(headers)
         if not principal.is_admin:
@@ -238,15 +297,21 @@ class AccountingService:
             return who
         raise errors.NotFound(f"No user {who!r} in the user pool.", param="owner", code="unknown_user")
 
-    def _owner_sub(self, principal: Principal, owner: str, *, write: bool) -> str:
+    def _owner_sub(self, caller: Caller, owner: str, *, write: bool) -> str:
+        principal = caller.principal
         if owner in ("me", principal.sub, principal.email):
-            sub = principal.sub
-        elif principal.is_admin:
-            sub = self._resolve(owner, reading=not write)
-        else:
-            raise errors.PermissionDenied("You can see only your own budget.", param="owner", code="admin_only")
-        if write and not principal.is_admin:
-            raise errors.PermissionDenied("Only admins can set budgets.", code="admin_only")
+            return principal.sub
+        if principal.is_admin:
+            return self._resolve(owner, reading=not write)
+        # A team admin may see and set the budgets of their teams' members (checked against the person).
+        sub = self._resolve(owner, reading=False)
+        managed = [m.team_id for m in self._teams.memberships_of(sub) if caller.is_team_admin(m.team_id)]
+        if not managed:
+            raise errors.PermissionDenied(
+                "You can see only your own budget, and those of your teams' members as their team admin.",
+                param="owner",
+                code="admin_only",
+            )
         return sub
 
     def _key_ids_of(self, owner_sub: str) -> list[str]:
@@ -274,7 +339,7 @@ class AccountingService:
     def _budget_view(self, sub: str, principal: Principal) -> dict[str, Any]:
         month = self._clock().strftime("%Y-%m")
         budget = self._meter.owner_budget(sub, fresh=True)
-        totals = self._ledger.aggregate(f"OWNER#{sub}", f"MONTH#{month}")
+        totals = self._ledger.aggregate(scopes.owner(sub), scopes.month_period(month))
         return {
             "object": "owner_budget",
             "owner": sub,
@@ -285,14 +350,37 @@ class AccountingService:
             "remaining_usd": usd(max(Decimal(0), budget - totals["committed"])) if budget is not None else None,
         }
 
-    def _describe(self, row: dict[str, Any], group_by: str, principal: Principal) -> dict[str, Any]:
-        out = {"group": row["group"], **{name: int(row[name]) for name in COUNTERS}, "cost_usd": usd(row["cost"])}
+    def _describe_rows(self, rows: list[dict[str, Any]], group_by: str, principal: Principal) -> list[dict[str, Any]]:
+        names = self._teams.teams_by_id(row["group"] for row in rows) if group_by == "team" else {}
+        versions = self._price_versions() if group_by == "price" else {}
+        return [self._describe(row, group_by, principal, names, versions) for row in rows]
+
+    def _describe(
+        self,
+        row: dict[str, Any],
+        group_by: str,
+        principal: Principal,
+        teams: dict[str, Team],
+        versions: Mapping[str, list[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        counts = {name: int(row.get(name, 0)) for name in COUNTERS}
+        out = {"group": row["group"], **counts, "cost_usd": usd(row["cost"])}
+        if group_by == "price":
+            # "alias#version": the prices that version billed at (exact, as stored), so a bill can be
+            # explained after the model's prices changed.
+            model, _, number = str(row["group"]).rpartition("#")
+            version = int(number) if number.isdigit() else 0
+            known = next((v for v in versions.get(model, []) if v.get("version") == version), None)
+            out.update(model=model, price_version=version, prices=known)
         if group_by == "owner":
             out["owner_email"] = self._email_of(row["group"], principal)
         if group_by == "key":
             record = self._keys.get(row["group"])
             if record is not None:
                 out.update(prefix=record.prefix, name=record.name, owner_email=record.owner_email)
+        if group_by == "team":
+            team = teams.get(row["group"])
+            out["name"] = team.name if team else ("(no team)" if row["group"] == NO_TEAM else None)
         return out
 
 

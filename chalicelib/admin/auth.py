@@ -358,11 +358,21 @@ class UserDirectory:
 
 
 class AdminAuthenticator:
-    """Turns a request's bearer token into a ``Principal`` (email from the token or the directory)."""
+    """Turns a request's bearer token into a ``Principal`` (email from the token or the directory).
 
-    def __init__(self, verifier: TokenVerifier, directory: UserDirectory | None = None) -> None:
+    ``on_authenticated(principal)`` runs after every successful verification (the people
+    directory meets the caller there); it may refuse the caller by raising.
+    """
+
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        directory: UserDirectory | None = None,
+        on_authenticated: Callable[[Principal], None] | None = None,
+    ) -> None:
         self._verifier = verifier
         self._directory = directory
+        self._on_authenticated = on_authenticated
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         """The verified caller.
@@ -391,12 +401,15 @@ class AdminAuthenticator:
         # A user removed from the group after signing in: the token's claim is up to an hour old.
         if user is not None and directory is not None and ADMINS_GROUP in groups:
             groups = groups if directory.in_group(user, ADMINS_GROUP) else tuple(g for g in groups if g != ADMINS_GROUP)
-        return Principal(
+        principal = Principal(
             sub=claims["sub"],
             email=self._email(claims, user),
             groups=groups,
             token_use=claims["token_use"],
         )
+        if self._on_authenticated is not None:
+            self._on_authenticated(principal)
+        return principal
 
     def _standing(self, sub: str) -> DirectoryUser | None:
         """The token's user as the pool has them now; refuses a user deleted or disabled since signing in.
@@ -434,6 +447,7 @@ def authenticator_for_pool(
     endpoint_url: str | None,
     directory: UserDirectory | None,
     console_client_id: str | None = None,
+    on_authenticated: Callable[[Principal], None] | None = None,
 ) -> AdminAuthenticator:
     """The authenticator for one pool and its app clients (the CLI's, and the console's when set).
 
@@ -454,4 +468,4 @@ def authenticator_for_pool(
         other_client_ids=(console_client_id,) if console_client_id else (),
         jwks=JwksCache(jwks_url(user_pool_id, region=region, endpoint_url=endpoint_url)),
     )
-    return AdminAuthenticator(verifier, directory)
+    return AdminAuthenticator(verifier, directory, on_authenticated)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.catalog.catalog import check_guardrail
+from chalicelib.catalog.entry import check_guardrail
 from chalicelib.observability import logger
 from chalicelib.shared.guardrails import Guardrail
 

@@ -1,25 +1,48 @@
-"""The admin API: key lifecycle for admins (every key) and signed-in users (their own keys).
+"""The admin API: key lifecycle for admins (every key), team admins (their team's keys) and signed-in
+users (their own keys).
 
 ``app.py`` calls one method per route. Each method authenticates the Cognito
-token, checks permissions, validates the body, changes the key and appends its
-audit event in one DynamoDB transaction, and returns an ``HttpResult``.
-Secrets appear only in the answers of create, rotate and import, once.
+token, checks permissions (``chalicelib/admin/roles.py``), validates the body,
+changes the key and appends its audit event in one DynamoDB transaction, and
+returns an ``HttpResult``. Secrets appear only in the answers of create, rotate
+and import, once.
+
+A key is a person's (charged to them, and to one of their teams if they choose) or
+a team's own (``team_owned``: charged to the team alone, managed by its admins, and
+it outlives every member). Creating a person's key is conditional on the person
+being active in the directory (and on the team membership it is charged through), in
+the same transaction, so off-boarding never misses a key created at the same moment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
+from chalicelib.accounting.metering import Meter
 from chalicelib.admin.auth import AdminAuthenticator, Principal, UserDirectory, is_sub
-from chalicelib.catalog.catalog import Catalog
+from chalicelib.admin.directory import Directory, Team
+from chalicelib.admin.people import PeopleService
+from chalicelib.admin.roles import Caller, within_team_budget
+from chalicelib.catalog import Catalog
 from chalicelib.keys.audit import Actor, AuditLog, diff
-from chalicelib.keys.store import KeyRecord, KeyStore, Page, derive_key_id, is_key_id
+from chalicelib.keys.store import (
+    STATUSES,
+    KeyRecord,
+    KeyStore,
+    Page,
+    decode_cursor,
+    derive_key_id,
+    encode_cursor,
+    is_key_id,
+)
+from chalicelib.shared import scopes
 from chalicelib.shared.body import parse_json_body
 from chalicelib.shared.dates import Clock, isoformat, parse_day_text, parse_time, utcnow
 from chalicelib.shared.fields import refuse_unknown
@@ -89,6 +112,9 @@ class AdminService:
         catalog: Callable[[], Catalog],
         directory: Callable[[], UserDirectory | None],
         max_body_bytes: int,
+        people: PeopleService,
+        teams: Directory,
+        meter: Meter,
         clock: Clock = utcnow,
         guardrails: GuardrailCheck | None = None,
     ) -> None:
@@ -98,6 +124,9 @@ class AdminService:
         self._catalog = catalog
         self._directory = directory
         self._max_body_bytes = max_body_bytes
+        self._people = people
+        self._teams = teams
+        self._meter = meter
         self._clock = clock
         #: Checks a key's guardrail when it is set (None: only its shape is checked).
         self._guardrails = guardrails
@@ -105,77 +134,160 @@ class AdminService:
     # Routes
 
     def create_key(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
-        """``POST /admin/keys``: a new key; its secret is in this answer only."""
-        principal = self._principal(headers)
+        """``POST /admin/keys``: a new key; its secret is in this answer only.
+
+        ``team`` charges a person's key to one of their teams as well; with ``team_owned`` the key is
+        the team's own (team admins and admins).
+        """
+        caller = self._caller(headers)
         body = self._body(raw_body, required=False)
-        refuse_unknown(body, {*KEY_FIELDS, "owner"})
-        owner = self._owner(principal, body.get("owner"))
-        fields = parse_key_fields(body, catalog=self._catalog(), now=self._clock(), guardrails=self._guardrails)
-        actor = _actor(principal)
-        record, plaintext = self._keys.create(
-            owner_sub=owner.sub,
-            owner_email=owner.email,
-            admin_limits=admin_limits_after({}, fields, principal, self._clock()),
-            attach=lambda new: [self._event_item(new.key_id, "created", actor, changes=diff(None, new))],
-            **fields,
-        )
+        refuse_unknown(body, {*KEY_FIELDS, "owner", "team", "team_owned"})
+        team = self._team(body["team"]) if body.get("team") is not None else None
+        team_owned = body.get("team_owned", False)
+        if not isinstance(team_owned, bool):
+            raise errors.InvalidRequest("team_owned must be true or false.", param="team_owned")
+        now = self._clock()
+        fields = parse_key_fields(body, catalog=self._catalog(), now=now, guardrails=self._guardrails)
+        if team_owned:
+            if team is None:
+                raise errors.InvalidRequest("A team's own key needs 'team': the team that owns it.", param="team")
+            if body.get("owner") is not None:
+                raise errors.InvalidRequest("A team's own key has no personal owner; leave 'owner' out.", param="owner")
+            caller.require_team_admin(team.team_id, "create the team's own keys")
+            owner = Owner(scopes.team_owner(team.team_id), None)
+        else:
+            owner = self._owner(caller.principal, body.get("owner"))
+            self._active_person(owner)
+            if team is not None and self._teams.membership(team.team_id, owner.sub) is None:
+                raise errors.PermissionDenied(
+                    f"{owner.email or owner.sub} is not on team {team.name!r}; a key can be charged only to a "
+                    "team of its owner.",
+                    param="team",
+                    code="not_your_team",
+                )
+        team_id = team.team_id if team is not None else None
+        authority = caller.sets_limits_on(team_id, owner.sub)
+        if authority and not caller.is_admin and "monthly_budget_usd" in fields:
+            within_team_budget(fields["monthly_budget_usd"], self._team_budget(team_id), "monthly_budget_usd",
+                               what="a key's budget")  # fmt: skip
+        actor = _actor(caller.principal)
+
+        def attach(new: KeyRecord) -> list[dict[str, Any]]:
+            items = [self._event_item(new.key_id, "created", actor, changes=diff(None, new))]
+            if not team_owned:
+                items.append(self._teams.person_key_item(owner.sub, new.key_id))
+            if team_id is not None:
+                items.append(self._teams.team_key_item(team_id, new.key_id))
+                if not team_owned:
+                    items.append(self._teams.member_check_item(team_id, owner.sub))
+            return items
+
+        with _refusals(owner, team, team_owned):
+            record, plaintext = self._keys.create(
+                owner_sub=owner.sub,
+                owner_email=owner.email,
+                admin_limits=admin_limits_after({}, fields, _setter(caller, authority), now),
+                team_id=team_id,
+                attach=attach,
+                **fields,
+            )
         return HttpResult({**key_view(record, self._clock()), "secret": plaintext}, status=201)
 
     def list_keys(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
-        """``GET /admin/keys``: a page of keys (admins: any owner; others: their own)."""
-        principal = self._principal(headers)
-        page = self._page(principal, query or {}, "list")
+        """``GET /admin/keys``: a page of keys (admins: any owner; team admins: their team's; others: their own)."""
+        caller = self._caller(headers)
+        page = self._page(caller, query or {}, "list")
         now = self._clock()
         return HttpResult(_listing([key_view(r, now) for r in page.items], page.cursor))
 
     def export_keys(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
         """``GET /admin/keys/export``: a page of keys as import rows (no secrets, no hashes)."""
-        principal = self._principal(headers)
-        page = self._page(principal, query or {}, "export")
+        caller = self._caller(headers)
+        page = self._page(caller, query or {}, "export")
         now = self._clock()
         return HttpResult(_listing([export_row(r, now) for r in page.items], page.cursor))
 
     def get_key(self, headers: Mapping[str, str], key_id: str) -> HttpResult:
         """``GET /admin/keys/{key_id}``."""
-        principal = self._principal(headers)
-        record = self._owned(principal, key_id)
+        record = self._owned(self._caller(headers), key_id)
         return HttpResult(key_view(record, self._clock()))
 
     def update_key(self, headers: Mapping[str, str], key_id: str, raw_body: bytes | str | None) -> HttpResult:
-        """``PATCH /admin/keys/{key_id}``: change limits, models, budget, expiry, name or metadata."""
-        principal = self._principal(headers)
+        """``PATCH /admin/keys/{key_id}``: change limits, models, budget, expiry, name, metadata or team."""
+        caller = self._caller(headers)
         body = self._body(raw_body, required=True)
-        refuse_unknown(body, set(KEY_FIELDS))
+        refuse_unknown(body, {*KEY_FIELDS, "team"})
         if not body:
-            raise errors.InvalidRequest(f"Send at least one field to change: {', '.join(KEY_FIELDS)}.")
+            raise errors.InvalidRequest(f"Send at least one field to change: {', '.join((*KEY_FIELDS, 'team'))}.")
         now = self._clock()
         changes = parse_key_fields(body, catalog=self._catalog(), now=now, partial=True, guardrails=self._guardrails)
-        current = self._owned(principal, key_id)
-        if principal.is_admin:
+        current = self._owned(caller, key_id)
+        moved_to: Team | None = None
+        if "team" in body:
+            moved_to = self._move(caller, current, body["team"])
+            changes["team_id"] = moved_to.team_id if moved_to is not None else None
+        team_id = changes.get("team_id", current.team_id)
+        authority = caller.sets_limits_on(current.team_id, current.owner_sub)
+        if authority:
+            if not caller.is_admin and "monthly_budget_usd" in changes:
+                within_team_budget(changes["monthly_budget_usd"], self._team_budget(current.team_id),
+                                   "monthly_budget_usd", what="a key's budget")  # fmt: skip
             if any(name in changes for name in LIMIT_FIELDS):
-                changes["admin_limits"] = admin_limits_after(ceilings(current, raw=True), changes, principal, now)
+                changes["admin_limits"] = admin_limits_after(
+                    ceilings(current, raw=True), changes, _setter(caller, authority), now
+                )
         else:
             check_owner_change(current, changes, now)
             if current.admin_limits is None and any(name in changes for name in LIMIT_FIELDS):
                 # A key from before limits were recorded: freeze today's limits as the admin's before
                 # the owner tightens one, so the owner may later go back up to them.
                 changes["admin_limits"] = ceilings(current, raw=True)
-        actor = _actor(principal)
-        record = self._keys.update(
-            current,
-            changes,
-            attach=lambda new: [self._event_item(key_id, "updated", actor, changes=diff(current, new))],
-        )
+        actor = _actor(caller.principal)
+
+        def attach(new: KeyRecord) -> list[dict[str, Any]]:
+            items = [self._event_item(key_id, "updated", actor, changes=diff(current, new))]
+            if moved_to is not None:
+                items.append(self._teams.team_key_item(moved_to.team_id, key_id))
+                items.append(self._teams.member_check_item(moved_to.team_id, current.owner_sub))
+            return items
+
+        owner = Owner(current.owner_sub, current.owner_email)
+        with _refusals(owner, moved_to, False):
+            record = self._keys.update(current, changes, attach=attach)
+        del team_id
         return HttpResult(key_view(record, self._clock()))
+
+    def _move(self, caller: Caller, current: KeyRecord, ref: Any) -> Team | None:
+        """The team a key moves to (None: charged to its owner alone), if the caller may move it there."""
+        if scopes.owning_team(current.owner_sub):
+            raise errors.InvalidRequest("A team's own key stays with its team; create a key for the other team.",
+                                        param="team")  # fmt: skip
+        if ref is None:
+            if not (caller.is_admin or caller.owns(current) or caller.is_team_admin(current.team_id)):
+                raise errors.PermissionDenied("You cannot move this key.", param="team", code="not_key_owner")
+            return None
+        if not (caller.is_admin or caller.owns(current)):
+            raise errors.PermissionDenied(
+                "Only the key's owner or an admin can charge it to a team.", param="team", code="not_key_owner"
+            )
+        team = self._team(ref)
+        if self._teams.membership(team.team_id, current.owner_sub) is None:
+            raise errors.PermissionDenied(
+                f"{current.owner_email or current.owner_sub} is not on team {team.name!r}; a key can be charged only "
+                "to a team of its owner.",
+                param="team",
+                code="not_your_team",
+            )
+        return team
 
     def revoke_key(self, headers: Mapping[str, str], key_id: str, raw_body: bytes | str | None) -> HttpResult:
         """``POST /admin/keys/{key_id}/revoke``: refused from the very next request on."""
-        principal = self._principal(headers)
         body = self._body(raw_body, required=False)
         refuse_unknown(body, {"reason"})
         reason = _optional_text(body, "reason", 500)
-        current = self._owned(principal, key_id)
-        actor = _actor(principal)
+        caller = self._caller(headers)
+        current = self._owned(caller, key_id)
+        actor = _actor(caller.principal)
         details = {"reason": reason} if reason else {}
         record = self._keys.revoke(
             current,
@@ -186,8 +298,11 @@ class AdminService:
         return HttpResult(key_view(record, self._clock()))
 
     def rotate_key(self, headers: Mapping[str, str], key_id: str, raw_body: bytes | str | None) -> HttpResult:
-        """``POST /admin/keys/{key_id}/rotate``: a new secret; the old one works ``grace_seconds`` more (default 0)."""
-        principal = self._principal(headers)
+        """``POST /admin/keys/{key_id}/rotate``: a new secret; the old one works ``grace_seconds`` more (default 0).
+
+        A team admin rotates only the team's own keys: a member's personal key's secret is the member's.
+        """
+        caller = self._caller(headers)
         body = self._body(raw_body, required=False)
         refuse_unknown(body, {"grace_seconds"})
         grace = body.get("grace_seconds", 0)
@@ -196,8 +311,8 @@ class AdminService:
                 f"grace_seconds must be a whole number from 0 to {MAX_GRACE_SECONDS} (7 days).",
                 param="grace_seconds",
             )
-        current = self._owned(principal, key_id)
-        actor = _actor(principal)
+        current = self._owned(caller, key_id, secret=True)
+        actor = _actor(caller.principal)
 
         def event(new: KeyRecord) -> list[dict[str, Any]]:
             details = {"grace_seconds": grace, "previous_secret_valid_until": new.previous_hash_expires_at}
@@ -208,10 +323,10 @@ class AdminService:
 
     def key_audit(self, headers: Mapping[str, str], key_id: str, query: Mapping[str, str] | None) -> HttpResult:
         """``GET /admin/keys/{key_id}/audit``: the key's events, oldest first."""
-        principal = self._principal(headers)
+        caller = self._caller(headers)
         query = query or {}
         refuse_unknown(query, {"limit", "cursor"})
-        self._owned(principal, key_id)
+        self._owned(caller, key_id)
         page = self._audit.for_key(key_id, limit=_limit(query, "audit"), cursor=query.get("cursor"))
         return HttpResult(_listing([e.to_dict() for e in page.items], page.cursor))
 
@@ -228,12 +343,6 @@ class AdminService:
         page = self._audit.for_day(day, limit=_limit(query, "audit"), cursor=query.get("cursor"))
         return HttpResult(_listing([e.to_dict() for e in page.items], page.cursor))
 
-    def list_models(self, headers: Mapping[str, str]) -> HttpResult:
-        """``GET /admin/models``: the catalog's models, for choosing a key's ``allowed_models``."""
-        self._principal(headers)
-        models = [{**m.to_openai(), "mode": m.mode} for m in self._catalog()]
-        return HttpResult({"object": "list", "data": models})
-
     def import_keys(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
         """``POST /admin/keys/import``: create keys idempotently per row ``id``; errors are reported per row."""
         principal = self._principal(headers)
@@ -246,16 +355,28 @@ class AdminService:
             raise errors.InvalidRequest(
                 f"At most {MAX_IMPORT_ROWS} keys per request; got {len(rows)}. Split the file.", param="keys"
             )
+
+        def owner_of(who: Any) -> Owner:
+            owner = self._owner(principal, who)
+            self._active_person(owner)
+            return owner
+
         importer = Importer(
             keys=self._keys,
             audit=self._audit,
             catalog=self._catalog(),
             principal=principal,
-            owner_of=lambda who: self._owner(principal, who),
+            owner_of=owner_of,
             now=self._clock(),
             guardrails=self._guardrails,
         )
         results = importer.run(rows)
+        created: dict[str, set[str]] = {}
+        for row in results:
+            if row["status"] == "created":
+                created.setdefault(row["key"]["owner"]["sub"], set()).add(row["key"]["key_id"])
+        for sub, key_ids in created.items():
+            self._teams.add_keys(sub, key_ids)
         summary = {
             status: sum(1 for r in results if r["status"] == status) for status in ("created", "exists", "error")
         }
@@ -266,16 +387,52 @@ class AdminService:
     def _principal(self, headers: Mapping[str, str]) -> Principal:
         return self._authenticator().authenticate(headers)
 
+    def _caller(self, headers: Mapping[str, str]) -> Caller:
+        return Caller(self._principal(headers), self._teams)
+
     def _body(self, raw: bytes | str | None, *, required: bool) -> dict[str, Any]:
         return parse_json_body(raw, max_bytes=self._max_body_bytes, required=required, exact_numbers=True)
 
-    def _owned(self, principal: Principal, key_id: str) -> KeyRecord:
+    def _owned(self, caller: Caller, key_id: str, *, secret: bool = False) -> KeyRecord:
+        """The key, if the caller manages it (``secret``: may get its secret, which a team admin may not of a
+        member's key)."""
         record = self._keys.require(key_id)
-        if not principal.is_admin and record.owner_sub != principal.sub:
+        allowed = caller.manages_key(record)
+        if secret and allowed and not (caller.is_admin or caller.owns(record)):
+            allowed = scopes.owning_team(record.owner_sub) == record.team_id and record.team_id is not None
+        if not allowed:
             raise errors.PermissionDenied(
-                "You can manage only your own keys; this key belongs to someone else.", code="not_key_owner"
+                "You can manage only your own keys (and, as a team admin, your team's); this key is someone else's.",
+                code="not_key_owner",
             )
         return record
+
+    def _team(self, ref: Any) -> Team:
+        if not isinstance(ref, str) or not ref.strip():
+            raise errors.InvalidRequest("team must be a team's id or name.", param="team")
+        team = self._teams.find_team(check_plain_text(ref.strip(), "team"))
+        if team is None:
+            raise errors.NotFound(f"No team {ref!r}.", param="team", code="team_not_found")
+        return team
+
+    def _team_budget(self, team_id: str | None) -> Decimal | None:
+        return self._meter.budget(scopes.team(team_id), fresh=True) if team_id else None
+
+    def _active_person(self, owner: Owner) -> None:
+        """The owner is in the directory (entered now, if first met) and active.
+
+        Raises
+        ------
+        Conflict
+            ``person_disabled``: they are disabled or removed.
+        """
+        person = self._people.ensure(owner.sub, owner.email)
+        if person.status != "active":
+            raise errors.Conflict(
+                f"{owner.email or owner.sub} is {person.status}; their keys are refused until an admin enables them.",
+                param="owner",
+                code="person_disabled",
+            )
 
     def _owner(self, principal: Principal, who: Any, param: str = "owner") -> Owner:
         """The owner a new key gets: the caller by default; another user only for admins."""
@@ -296,8 +453,13 @@ class AdminService:
             raise errors.InvalidRequest(f"No user {who!r} in the user pool.", param=param, code="unknown_user")
         return Owner(user.sub, user.email)
 
-    def _page(self, principal: Principal, query: Mapping[str, str], kind: str) -> Page:
-        refuse_unknown(query, {"owner", "status", "limit", "cursor"})
+    def _page(self, caller: Caller, query: Mapping[str, str], kind: str) -> Page:
+        refuse_unknown(query, {"owner", "status", "limit", "cursor", "team"})
+        if query.get("team"):
+            if query.get("owner"):
+                raise errors.InvalidRequest("List by owner or by team, not both.", param="team")
+            return self._team_page(caller, query, kind)
+        principal = caller.principal
         who = query.get("owner") or None
         if who == "me" or (who is None and not principal.is_admin):
             owner_sub: str | None = principal.sub
@@ -315,6 +477,29 @@ class AdminService:
             limit=_limit(query, kind),
             cursor=query.get("cursor"),
         )
+
+    def _team_page(self, caller: Caller, query: Mapping[str, str], kind: str) -> Page:
+        """The keys charged to a team now, newest first (admins and the team's admins)."""
+        team = self._team(query["team"])
+        caller.require_team_admin(team.team_id, "list the team's keys")
+        status = query.get("status") or None
+        if status is not None and status not in STATUSES:
+            raise errors.InvalidRequest(f"status must be one of {', '.join(STATUSES)}.", param="status")
+        start = decode_cursor(query.get("cursor"), {"created_at": None, "key_id": None})
+        now = self._clock()
+        records = [
+            r
+            for r in self._keys.get_many(team.key_ids).values()
+            if r.team_id == team.team_id and (status is None or r.effective_status(now) == status)
+        ]
+        records.sort(key=lambda r: (r.created_at, r.key_id), reverse=True)
+        if start is not None:
+            records = [r for r in records if (r.created_at, r.key_id) < (start["created_at"], start["key_id"])]
+        limit = _limit(query, kind)
+        page = records[:limit]
+        more = len(records) > limit
+        cursor = encode_cursor({"created_at": page[-1].created_at, "key_id": page[-1].key_id}) if more else None
+        return Page(items=page, cursor=cursor)
 
     def _listed_owner(self, who: str) -> str:
         """The sub whose keys an admin lists: a user of the pool, or any sub (a deleted user's keys)."""
@@ -396,7 +581,8 @@ class Importer:
             if refusal is not None:
                 results[index] = _row_error(index, {"id": import_id}, refusal)
                 continue
-            limits = admin_limits_after({}, fields, self._principal, self._now)
+            setter = (self._principal.email or self._principal.sub) if self._principal.is_admin else None
+            limits = admin_limits_after({}, fields, setter, self._now)
             prepared.append(
                 keys.prepare(
                     key_id=derived[index],
@@ -489,15 +675,16 @@ class Importer:
 
 
 def admin_limits_after(
-    current: Mapping[str, Any], changes: Mapping[str, Any], principal: Principal, now: datetime
+    current: Mapping[str, Any], changes: Mapping[str, Any], setter: str | None, now: datetime
 ) -> dict[str, Any]:
-    """The ``admin_limits`` record after ``principal`` set ``changes`` (unchanged unless an admin).
+    """The ``admin_limits`` record after ``setter`` set ``changes`` (unchanged when ``setter`` is None).
 
-    A limit an admin sets becomes the ceiling for the owner; an admin's null
-    removes the ceiling (the owner may then set that limit freely).
+    ``setter`` names an admin, or a team admin acting on their team's key: a limit they set
+    becomes the ceiling for the key's owner; their null removes the ceiling (the owner may then
+    set that limit freely). A person acting on their own key is no setter.
     """
     limits = {name: dict(entry) for name, entry in current.items()}
-    if not principal.is_admin:
+    if setter is None:
         return limits
     for name in LIMIT_FIELDS:
         if name not in changes:
@@ -507,8 +694,47 @@ def admin_limits_after(
         else:
             value = changes[name]
             stored = list(value) if isinstance(value, (list, tuple)) else value
-            limits[name] = {"value": stored, "set_by": principal.email or principal.sub, "set_at": isoformat(now)}
+            limits[name] = {"value": stored, "set_by": setter, "set_at": isoformat(now)}
     return limits
+
+
+def _setter(caller: Caller, authority: bool) -> str | None:
+    return caller.label if authority else None
+
+
+@contextlib.contextmanager
+def _refusals(owner: Owner, team: Team | None, team_owned: bool) -> Iterator[None]:
+    """Turn a key write's failed conditions (the person disabled, the membership or team gone) into clear errors."""
+    from botocore.exceptions import ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+        if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException" or not reasons:
+            raise
+        # Items: the key, its audit event, then (a person's key) the person, then the team and membership.
+        rest = reasons[2:]
+        failed = [n for n, code in enumerate(rest) if code == "ConditionalCheckFailed"]
+        if not failed:
+            raise
+        labels = (["person"] if not team_owned else []) + (["team", "membership"] if team is not None else [])
+        what = labels[failed[0]] if failed[0] < len(labels) else "key"
+        if what == "person":
+            raise errors.Conflict(
+                f"{owner.email or owner.sub} was disabled or removed just now; their keys are refused.",
+                param="owner",
+                code="person_disabled",
+            ) from None
+        if what == "team":
+            raise errors.NotFound("The team was deleted just now.", param="team", code="team_not_found") from None
+        if what == "membership":
+            raise errors.PermissionDenied(
+                f"{owner.email or owner.sub} is no longer on team {team.name if team else ''!r}.",
+                param="team",
+                code="not_your_team",
+            ) from None
+        raise
 
 
 def ceilings(record: KeyRecord, *, raw: bool = False) -> dict[str, Any]:
@@ -808,6 +1034,8 @@ def key_view(record: KeyRecord, now: datetime) -> dict[str, Any]:
         "guardrail": dict(record.guardrail) if record.guardrail else None,
         "model_fallback": record.model_fallback or "any",
         "admin_limits": {name: _view_limit(name, value) for name, value in ceilings(record).items()},
+        "team": record.team_id,
+        "team_owned": scopes.owning_team(record.owner_sub) is not None,
     }
 
 

@@ -39,7 +39,18 @@ def document(routes: Iterable[Endpoint]) -> dict[str, Any]:
         "servers": [{"url": ".", "description": "The gateway serving this document"}],
         "tags": [
             {"name": name}
-            for name in ("openai", "anthropic", "mcp", "keys", "audit", "accounting", "console", "gateway")
+            for name in (
+                "openai",
+                "anthropic",
+                "mcp",
+                "keys",
+                "teams",
+                "people",
+                "audit",
+                "accounting",
+                "console",
+                "gateway",
+            )
         ],
         "paths": paths,
         "components": {

@@ -260,7 +260,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "key_id": STRING,
             "prefix": STRING,
             "name": STRING,
-            "status": {"enum": ["active", "expired", "revoked"]},
+            "status": {"enum": ["active", "expired", "revoked", "disabled"]},
             "owner": ref("Owner"),
             "allowed_models": nullable({"type": "array", "items": STRING}),
             "monthly_budget_usd": nullable(MONEY),
@@ -276,6 +276,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "import_id": nullable(STRING),
             "admin_limits": {"type": "object", "description": "The limits an admin set: the owner may tighten them."},
             "secret": {"type": "string", "description": "Only in the answers of create, rotate and import."},
+            "team": nullable({"type": "string", "description": "The id of the team the key is charged to."}),
+            "team_owned": {"type": "boolean", "description": "The team's own key (no personal owner)."},
         },
     },
     "KeyFields": {
@@ -289,12 +291,21 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "tpm_limit": nullable({"type": "integer", "minimum": 1, "maximum": 1_000_000_000}),
             "expires_at": nullable(TIME),
             "metadata": nullable({"type": "object", "maxProperties": 32, "additionalProperties": STRING}),
+            "team": nullable(
+                {
+                    "type": "string",
+                    "description": "Charge the key to this team (id or name) of its owner; null: to its owner alone.",
+                }
+            ),
         },
     },
     "NewKey": {
         "allOf": [ref("KeyFields")],
         "type": "object",
-        "properties": {"owner": {"type": "string", "description": "E-mail or sub (admins only)."}},
+        "properties": {
+            "owner": {"type": "string", "description": "E-mail or sub (admins only)."},
+            "team_owned": {"type": "boolean", "description": "The team's own key (team admins and admins)."},
+        },
     },
     "Listing": {
         "type": "object",
@@ -338,11 +349,100 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "object": {"const": "usage"},
             "from": DATE,
             "to": DATE,
-            "group_by": {"enum": ["key", "owner", "model", "day"]},
+            "group_by": {"enum": ["key", "owner", "team", "model", "day", "price"]},
             "scope": STRING,
             "scope_email": nullable(STRING),
             "data": {"type": "array", "items": OBJECT},
             "total": OBJECT,
+        },
+    },
+    "Prices": {
+        "type": "object",
+        "description": "USD per million tokens, exact decimal strings; tiers apply to a whole request whose prompt "
+        "(every input token, cached or not) is above their threshold.",
+        "required": ["input"],
+        "properties": {
+            **{name: MONEY for name in ("input", "output", "cache_read", "cache_write", "cache_write_1h")},
+            "tiers": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["above_input_tokens"],
+                    "properties": {
+                        "above_input_tokens": {"type": "integer", "minimum": 1},
+                        **{name: MONEY for name in ("input", "output", "cache_read", "cache_write", "cache_write_1h")},
+                    },
+                },
+            },
+        },
+    },
+    "CatalogModel": {
+        "type": "object",
+        "description": "A catalog model as the admin API shows it (admins also see where it is served, its note "
+        "and every price version).",
+        "required": ["id", "object", "alias", "mode", "enabled", "capabilities", "prices"],
+        "properties": {
+            "id": STRING,
+            "object": {"const": "model"},
+            "alias": STRING,
+            "aliases": {"type": "array", "items": STRING},
+            "mode": {"enum": ["chat", "embedding"]},
+            "enabled": {"type": "boolean"},
+            "capabilities": OBJECT,
+            "prices": OBJECT,
+            "provider": {"enum": ["bedrock", "openai"]},
+            "model_id": STRING,
+            "price_versions": {"type": "array", "items": OBJECT},
+        },
+    },
+    "CatalogModelList": {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": ref("CatalogModel")}},
+    },
+    "ModelFields": {
+        "type": "object",
+        "description": "A model entry (docs/models.md). Adding needs alias, provider and model_id; prices default "
+        "to LiteLLM's pinned price map. Changing prices adds a price version, from effective_from (default now).",
+        "additionalProperties": False,
+        "properties": {
+            "alias": STRING,
+            "aliases": {"type": "array", "items": STRING},
+            "provider": {"enum": ["bedrock", "openai"]},
+            "model_id": STRING,
+            "region": nullable(STRING),
+            "base_url": nullable(STRING),
+            "api_key_parameter": nullable(STRING),
+            "mode": {"enum": ["chat", "embedding"]},
+            "owned_by": STRING,
+            "created": INTEGER,
+            "capabilities": OBJECT,
+            "dimensions": {"type": "array", "items": INTEGER},
+            "default_dimensions": INTEGER,
+            "prices": ref("Prices"),
+            "free": {"type": "boolean"},
+            "enabled": {"type": "boolean"},
+            "note": nullable(STRING),
+            "force": {"type": "boolean", "description": "Accept a price over $1,000 per million tokens."},
+            "effective_from": TIME,
+            "prices_from_map": {"type": "boolean", "description": "New prices from LiteLLM's pinned map."},
+        },
+    },
+    "ModelTest": {
+        "type": "object",
+        "required": ["object", "model", "ok", "status", "latency_ms"],
+        "properties": {
+            "object": {"const": "model_test"},
+            "model": STRING,
+            "key_id": STRING,
+            "ok": {"type": "boolean"},
+            "status": INTEGER,
+            "latency_ms": INTEGER,
+            "usage": OBJECT,
+            "cost_usd": MONEY,
+            "price_version": INTEGER,
+            "served_by": STRING,
+            "error": OBJECT,
         },
     },
     "OwnerBudget": {
@@ -356,6 +456,81 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "monthly_budget_usd": nullable(MONEY),
             "spent_usd": MONEY,
             "remaining_usd": nullable(MONEY),
+        },
+    },
+    "Team": {
+        "type": "object",
+        "required": ["object", "id", "name", "monthly_budget_usd", "period", "spent_usd"],
+        "properties": {
+            "object": {"const": "team"},
+            "id": STRING,
+            "name": STRING,
+            "your_role": nullable({"enum": ["member", "admin"]}),
+            "created_at": TIME,
+            "created_by": nullable(STRING),
+            "monthly_budget_usd": nullable(MONEY),
+            "default_member_budget_usd": nullable(MONEY),
+            "period": STRING,
+            "spent_usd": MONEY,
+            "requests": INTEGER,
+            "remaining_usd": nullable(MONEY),
+            "members": {"type": "array", "items": ref("Member"), "description": "For the team's admins and admins."},
+            "keys": OBJECT,
+            "notice": {"type": "string", "description": "Set when a new budget is already spent this month."},
+        },
+    },
+    "TeamFields": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "monthly_budget_usd": {"anyOf": [MONEY, {"type": "null"}]},
+            "default_member_budget_usd": {"anyOf": [MONEY, {"type": "null"}]},
+        },
+    },
+    "Member": {
+        "type": "object",
+        "required": ["object", "team", "sub", "role"],
+        "properties": {
+            "object": {"const": "member"},
+            "team": STRING,
+            "sub": STRING,
+            "email": nullable(STRING),
+            "role": {"enum": ["member", "admin"]},
+            "status": STRING,
+            "added_at": nullable(TIME),
+            "added_by": nullable(STRING),
+        },
+    },
+    "Person": {
+        "type": "object",
+        "required": ["object", "sub", "email", "status", "teams"],
+        "properties": {
+            "object": {"const": "person"},
+            "sub": STRING,
+            "email": nullable(STRING),
+            "status": {"enum": ["active", "disabled", "removed"]},
+            "admin": {"type": "boolean"},
+            "teams": {"type": "array", "items": OBJECT},
+            "monthly_budget_usd": nullable(MONEY),
+            "keys": OBJECT,
+            "created_at": nullable(TIME),
+            "last_seen_at": nullable(TIME),
+            "last_key_used_at": nullable(TIME),
+            "last_activity_at": nullable(TIME),
+            "temporary_password": {"type": "string", "description": "Local stacks only: there is no mail."},
+        },
+    },
+    "NewPerson": {
+        "type": "object",
+        "required": ["email"],
+        "additionalProperties": False,
+        "properties": {
+            "email": STRING,
+            "team": STRING,
+            "role": {"enum": ["member", "admin"]},
+            "monthly_budget_usd": {"anyOf": [MONEY, {"type": "null"}]},
+            "admin": {"type": "boolean"},
         },
     },
     "Report": {
@@ -427,7 +602,11 @@ def page(kind: str, maximum: int) -> dict[str, dict[str, Any]]:
     return {
         "limit": {"type": "integer", "minimum": 1, "maximum": maximum},
         "cursor": STRING,
-        **({"owner": STRING, "status": {"enum": ["active", "expired", "revoked"]}} if kind == "keys" else {}),
+        **(
+            {"owner": STRING, "team": STRING, "status": {"enum": ["active", "expired", "revoked", "disabled"]}}
+            if kind == "keys"
+            else {}
+        ),
     }
 
 

@@ -1,9 +1,11 @@
-"""``Gateway``: calls Bedrock through LiteLLM for chat, embeddings and token counts.
+"""``Gateway``: calls a model's upstream (Bedrock, or an OpenAI-compatible API) through LiteLLM.
 
 A chat call goes through one seam: the core hands ``Gateway.chat`` the conversation and a
-``CallPolicy`` (its ordered targets, their guardrails, the retry rules); ``Resilience`` walks
-it (retries, fallbacks, cooldowns) and the answer comes back as ``Served``: the target that
-answered and its events. The bill follows that target.
+``CallPolicy`` (its ordered ``Target``s: catalog model, region, guardrail; the retry rules);
+``Resilience`` walks it (retries, fallbacks, cooldowns), each attempt made through the target's
+provider adapter (``chalicelib/gateway/providers.py``: LiteLLM's model string, where to call,
+how to sign in), and the answer comes back as ``Served``: the target that answered and its
+events. The bill follows that target.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.catalog import ModelEntry
 from chalicelib.conversation.events import Event
 from chalicelib.conversation.request import Conversation, EmbeddingRequest
 from chalicelib.gateway.embeddings import (
@@ -31,6 +33,7 @@ from chalicelib.gateway.events import StreamTranslator
 from chalicelib.gateway.loader import load_litellm
 from chalicelib.gateway.policy import CallPolicy, Target
 from chalicelib.gateway.prompts import IMAGE_TOKEN_BOUND, BedrockPrompt, prompt_input
+from chalicelib.gateway.providers import Bedrock, OpenAICompatible, Provider
 from chalicelib.gateway.resilience import Attempt, Resilience, Served
 from chalicelib.gateway.thinking import fit_thinking
 from chalicelib.gateway.upstream import map_upstream_error
@@ -46,7 +49,7 @@ _EMBEDDING_CONCURRENCY = 8
 
 @dataclass(frozen=True)
 class UpstreamConfig:
-    """Where and how to reach Bedrock."""
+    """Where and how to reach Bedrock (the stack's region), and how long a buffered call may take."""
 
     region: str
     endpoint_url: str | None
@@ -79,8 +82,15 @@ def _tokens(text: str) -> int:
     return len(encoding.encode(text, disallowed_special=()))
 
 
+def _no_secrets(name: str) -> str:
+    raise errors.UpstreamError(f"No provider keys are configured (needed: {name}).", code="provider_key_unavailable")
+
+
 class Gateway:
-    """Calls Bedrock through LiteLLM and speaks OpenAI back."""
+    """Calls a model's upstream through LiteLLM and speaks OpenAI back.
+
+    ``secret`` reads a provider key by its SSM parameter name (``secrets.ParameterSecrets``).
+    """
 
     def __init__(
         self,
@@ -88,18 +98,41 @@ class Gateway:
         completion: CompletionFn | None = None,
         embedding: EmbeddingFn | None = None,
         *,
+        secret: Callable[[str], str] = _no_secrets,
         resilience: Resilience | None = None,
     ) -> None:
         self._upstream = upstream
         self._completion = completion
         self._embedding = embedding
+        self._providers: dict[str, Provider] = {
+            "bedrock": Bedrock(region=upstream.region, endpoint_url=upstream.endpoint_url),
+            "openai": OpenAICompatible(secret=secret),
+        }
         #: Cooldowns and the retry quota live as long as this gateway: one warm function.
         self.resilience = resilience or Resilience()
 
     @property
     def region(self) -> str:
-        """The stack's Bedrock region: where a model without its own region is called."""
+        """The stack's Bedrock region: where a Bedrock model without its own region is called."""
         return self._upstream.region
+
+    def target(self, model: ModelEntry) -> Target:
+        """The target ``model`` alone is served by (no fallback, no guardrail): embeddings, token counts."""
+        return Target(model, self.region_of(model))
+
+    def region_of(self, model: ModelEntry) -> str | None:
+        """Where a call to ``model`` goes: a Bedrock model's own region or the stack's; None for other providers."""
+        return (model.region or self._upstream.region) if model.provider == "bedrock" else None
+
+    def prompt(self, conversation: Conversation, model: ModelEntry) -> BedrockPrompt:
+        """What ``model``'s provider is sent for ``conversation``: built once per call, bounded by admission."""
+        return self._provider(model).prompt(conversation)
+
+    def _provider(self, model: ModelEntry) -> Provider:
+        provider = self._providers.get(model.provider)
+        if provider is None:
+            raise errors.InternalError(f"No provider adapter for '{model.provider}'.")
+        return provider
 
     def _complete(self, **kwargs: Any) -> Any:
         if self._completion is None:
@@ -122,11 +155,11 @@ class Gateway:
     ) -> Served:
         """Call the policy's targets for one conversation until one starts answering; who answered, and its events.
 
-        ``prompt`` is the conversation's ``bedrock_prompt``, built once by the caller; ``stop_at``
-        (a ``time.time()``) is when the upstream call must be over: each attempt waits at most
-        until then (to start, and for each next chunk), and no retry starts that could not finish
-        by then. ``attempts``, when given, receives each attempt as it ends (so a caller can bill
-        the target a failed call was last sent to).
+        ``prompt`` is what the policy's providers are sent (``prompt``), built once by the caller;
+        ``stop_at`` (a ``time.time()``) is when the upstream call must be over: each attempt waits at
+        most until then (to start, and for each next chunk), and no retry starts that could not
+        finish by then. ``attempts``, when given, receives each attempt as it ends (so a caller can
+        bill the target a failed call was last sent to).
 
         Bedrock is always called with ConverseStream, even when the client asked for one whole
         answer: a call the gateway gives up on (a deadline, a client gone) is then closed, which
@@ -145,9 +178,13 @@ class Gateway:
             Upstream failures, mapped to the caller-facing errors.
         """
         max_tool_calls = 1 if conversation.parallel_tool_calls is False else None
+        secrets: dict[str, str | None] = {}
 
         def start(target: Target, timeout: float) -> Iterator[Event]:
-            response = self._complete(**self._kwargs(target, prompt, timeout))
+            kwargs = self._kwargs(target, prompt, timeout)
+            label, hide = self._provider(target.model).label, kwargs.get("api_key")
+            secrets[target.key] = hide
+            response = self._complete(**kwargs)
             raw = StreamTranslator(max_tool_calls).events(getattr(response, "completion_stream", None) or response)
             try:
                 first = next(raw)
@@ -157,9 +194,13 @@ class Gateway:
             except BaseException:
                 _close_response(response)
                 raise
-            return _upstream_stream(first, raw, response)
+            return _upstream_stream(first, raw, response, label, hide)
 
-        return self.resilience.run(policy, stop_at, start, attempts)
+        def mapped(exc: Exception, target: Target) -> errors.AppError:
+            label = self._provider(target.model).label
+            return map_upstream_error(exc, label, hide=secrets.get(target.key))
+
+        return self.resilience.run(policy, stop_at, start, attempts, mapped)
 
     def reads_whole(self, prompt: BedrockPrompt) -> bool:
         """Whether LiteLLM reads this answer whole before handing over any of it, so closing cannot stop Bedrock.
@@ -194,8 +235,9 @@ class Gateway:
     def _kwargs(self, target: Target, prompt: BedrockPrompt, timeout_seconds: float | None) -> dict[str, Any]:
         messages, options = prompt
         options = fit_thinking(options, target.model)
+        upstream = target.upstream
         kwargs: dict[str, Any] = {
-            "model": target.model.litellm_model,
+            "model": upstream.model,
             "messages": messages,
             "stream": True,
             # Billing needs the usage report whether or not the client asked for it.
@@ -203,13 +245,11 @@ class Gateway:
             "timeout": self._timeout(timeout_seconds),
             # Retries are the policy's (resilience.py), within the request's deadline.
             "num_retries": 0,
-            "aws_region_name": target.region,
+            **self._provider(target.model).options(upstream),
             **options,
         }
         if target.guardrail is not None:
             kwargs["guardrailConfig"] = target.guardrail.config()
-        if self._upstream.endpoint_url:
-            kwargs["aws_bedrock_runtime_endpoint"] = self._upstream.endpoint_url
         return kwargs
 
     def embed(
@@ -237,15 +277,15 @@ class Gateway:
         """
         limits = embedding_limits(model)
         texts = embedding_texts(request, limits) if texts is None else texts
+        upstream = self.target(model).upstream
+        provider = self._provider(model)
         kwargs: dict[str, Any] = {
-            "model": model.litellm_model,
+            "model": upstream.model,
             "num_retries": 0,
-            "aws_region_name": self._upstream.region,
+            **provider.options(upstream),
         }
-        if self._upstream.endpoint_url:
-            kwargs["aws_bedrock_runtime_endpoint"] = self._upstream.endpoint_url
         dimensions = embedding_dimensions(request, model)
-        if dimensions is not None and len(model.dimensions) > 1:
+        if dimensions is not None and (len(model.dimensions) > 1 or model.provider != "bedrock"):
             # Only a model with a choice takes the parameter (Cohere v3 refuses it).
             kwargs["dimensions"] = dimensions
         batches = [texts[i : i + limits.batch_size] for i in range(0, len(texts), limits.batch_size)]
@@ -259,7 +299,7 @@ class Gateway:
             try:
                 response = self._embed(input=batch, timeout=max(0.1, timeout), **kwargs)
             except Exception as exc:  # noqa: BLE001 - mapped below
-                return _Batch(batch, error=map_upstream_error(exc))
+                return _Batch(batch, error=map_upstream_error(exc, provider.label, hide=kwargs.get("api_key")))
             vectors = [list(item["embedding"]) for item in sorted(response.data, key=lambda d: d["index"])]
             tokens = int(getattr(getattr(response, "usage", None), "prompt_tokens", 0) or 0)
             return _Batch(batch, vectors=vectors, tokens=tokens)
@@ -293,7 +333,9 @@ class Gateway:
             return EmbeddingOutcome(
                 body={},
                 usage=usage,
-                error=errors.UpstreamError(f"Bedrock returned {len(vectors)} embeddings for {len(texts)} inputs."),
+                error=errors.UpstreamError(
+                    f"{provider.label} returned {len(vectors)} embeddings for {len(texts)} inputs."
+                ),
             )
         data = [
             {"object": "embedding", "index": index, "embedding": encode_embedding(vector, request.encoding_format)}
@@ -345,7 +387,9 @@ def image_tokens(url: str) -> int:
     return max(1, math.ceil(width * height * scale * scale / _PIXELS_PER_TOKEN))
 
 
-def _upstream_stream(first: Event, rest: Iterator[Event], response: Any) -> Iterator[Event]:
+def _upstream_stream(
+    first: Event, rest: Iterator[Event], response: Any, label: str = "Bedrock", hide: str | None = None
+) -> Iterator[Event]:
     """A started LiteLLM stream's translated events (``first`` already read); failures mapped; closed however it ends.
 
     Read from the provider's own chunk iterator (``completion_stream``: LiteLLM's parsed
@@ -358,7 +402,7 @@ def _upstream_stream(first: Event, rest: Iterator[Event], response: Any) -> Iter
         yield first
         yield from rest
     except Exception as exc:  # noqa: BLE001 - every upstream failure is mapped
-        raise map_upstream_error(exc) from exc
+        raise map_upstream_error(exc, label, hide=hide) from None
     finally:
         _close_response(response)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.catalog import ModelEntry
 from chalicelib.conversation.request import EmbeddingRequest
 from chalicelib.gateway.loader import load_litellm
 from chalicelib.shared.usage import TokenUsage
@@ -35,6 +35,9 @@ class EmbeddingLimits:
 
 def embedding_limits(model: ModelEntry) -> EmbeddingLimits:
     """The limits of ``model``'s family (Bedrock's documented maxima)."""
+    if model.provider != "bedrock":
+        # OpenAI's API takes up to 2,048 inputs of 8,192 tokens; a smaller batch keeps each call short.
+        return EmbeddingLimits(max_chars=32_000, batch_size=256)
     if "cohere.embed" in model.bedrock_model_id:
         return EmbeddingLimits(max_chars=2_048, batch_size=96)
     # Titan (and anything unknown): one inputText per call, up to 50,000 characters.

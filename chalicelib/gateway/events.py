@@ -31,7 +31,18 @@ def usage_from_litellm(usage: Any) -> TokenUsage:
         output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
+        cache_write_1h_tokens=min(cache_write, long_cache_writes(usage)),
     )
+
+
+def long_cache_writes(usage: Any) -> int:
+    """Cache writes Bedrock reported with a 1-hour TTL (its ``cacheDetails``, as LiteLLM splits them).
+
+    LiteLLM gives the split only when it accounts for every write; without one (a model or
+    response without ``cacheDetails``) every write is a 5-minute one, Bedrock's default TTL.
+    """
+    details = getattr(getattr(usage, "prompt_tokens_details", None), "cache_creation_token_details", None)
+    return int(getattr(details, "ephemeral_1h_input_tokens", 0) or 0)
 
 
 def usage_report(usage: Any, trace: Any = None) -> UsageReport:

@@ -11,32 +11,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.catalog import ModelEntry
+from chalicelib.gateway.providers import Upstream, upstream_of
 from chalicelib.shared.guardrails import Guardrail
 
 
 @dataclass(frozen=True)
 class Target:
-    """One upstream a call can be sent to: a catalog model (its id, region, prices) and the guardrail it carries."""
+    """One upstream a call can be sent to: a catalog model (its id, prices, provider), where, and its guardrail."""
 
     model: ModelEntry
-    #: The region the call goes to (the model's own, or the stack's).
-    region: str
+    #: The region a Bedrock call goes to (the model's own, or the stack's); None for other providers.
+    region: str | None = None
     guardrail: Guardrail | None = None
 
     @property
+    def upstream(self) -> Upstream:
+        """How the call is made (``providers.py``)."""
+        return upstream_of(self.model, self.region)
+
+    @property
     def key(self) -> str:
-        """What a cooldown is kept under: the upstream model in its region."""
-        return f"{self.model.bedrock_model_id}@{self.region}"
+        """What a cooldown is kept under: the upstream model in its region (or at its base URL)."""
+        return f"{self.model.litellm_model}@{self.region or self.model.base_url}"
 
     @property
     def served_by(self) -> str:
-        """How the answer and the ledger name the target that served: ``<model id>@<region>``."""
-        return self.key
+        """What the ledger records as having served a call: LiteLLM's model string (``served_region``: where)."""
+        return self.upstream.served_by
 
     def describe(self) -> str:
         """A person's view of the target (the ``x-pennyworth-served-by`` header)."""
-        return f"{self.model.id} ({self.model.bedrock_model_id} in {self.region})"
+        where = f"in {self.region}" if self.region else f"at {self.model.base_url}"
+        return f"{self.model.id} ({self.model.model_id} {where})"
 
 
 @dataclass(frozen=True)

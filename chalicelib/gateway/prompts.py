@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.catalog import ModelEntry
 from chalicelib.conversation.request import Conversation
 
 #: Bedrock has no JSON mode: ``json_object`` becomes this instruction (OpenAI also requires the

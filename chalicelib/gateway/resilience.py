@@ -247,6 +247,8 @@ class Served:
 
 #: Start one attempt on a target within ``timeout`` seconds; its events, the first one already read.
 StartFn = Callable[[Target, float], Iterator[Event]]
+#: The caller-facing error of a failed attempt on a target.
+MapFn = Callable[[Exception, Target], errors.AppError]
 
 
 class Resilience:
@@ -269,12 +271,20 @@ class Resilience:
         self.quota = quota or RetryQuota()
         self._default_cooldown = default_cooldown
 
-    def run(self, policy: CallPolicy, stop_at: float, start: StartFn, attempts: list[Attempt] | None = None) -> Served:
+    def run(
+        self,
+        policy: CallPolicy,
+        stop_at: float,
+        start: StartFn,
+        attempts: list[Attempt] | None = None,
+        mapped: MapFn | None = None,
+    ) -> Served:
         """The first target that starts answering, trying each as the policy and the faults say.
 
         ``stop_at`` is the ``clock`` time by which the upstream call must be over. ``start`` makes
         one attempt (raising LiteLLM's exception on failure). ``attempts`` (a new list when None)
-        receives each attempt as it ends.
+        receives each attempt as it ends. ``mapped`` turns a failure on a target into the
+        caller-facing error (default ``map_upstream_error``, naming Bedrock).
 
         Raises
         ------
@@ -298,7 +308,7 @@ class Resilience:
                     events = start(target, max(left, 0.1))
                 except Exception as exc:  # noqa: BLE001 - every upstream failure is classified
                     fault = classify(exc, fallback)
-                    error = map_upstream_error(exc)
+                    error = mapped(exc, target) if mapped is not None else map_upstream_error(exc)
                     attempts.append(Attempt(target, fault.kind, error.code, _ms(began)))
                     if first_error is None and fault.kind != "unusable":
                         first_error = error
@@ -309,7 +319,7 @@ class Resilience:
                     if fault.kind == "unusable":
                         logger.warning(
                             "upstream target cannot serve: skipped",
-                            extra={"target": target.served_by, "model": target.model.id, "error": error.code},
+                            extra={"target": target.key, "model": target.model.id, "error": error.code},
                         )
                         self.cooldowns.cool(target, UNUSABLE_COOLDOWN_SECONDS)
                         break
@@ -362,7 +372,7 @@ def _log(attempts: list[Attempt], policy: CallPolicy) -> None:
         extra={
             "requested": policy.primary.model.id,
             "attempts": [
-                {"target": a.target.served_by, "outcome": a.outcome, "error": a.error, "ms": a.ms} for a in attempts
+                {"target": a.target.key, "outcome": a.outcome, "error": a.error, "ms": a.ms} for a in attempts
             ],
         },
     )

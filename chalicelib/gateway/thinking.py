@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.catalog import ModelEntry
 
 
 def fit_thinking(options: dict[str, Any], model: ModelEntry) -> dict[str, Any]:
@@ -22,7 +22,7 @@ def fit_thinking(options: dict[str, Any], model: ModelEntry) -> dict[str, Any]:
     Imports LiteLLM's Anthropic configuration: call it only where LiteLLM is loaded anyway.
     """
     effort, max_tokens = options.get("reasoning_effort"), options.get("max_tokens")
-    if model.owned_by != "anthropic" or effort in (None, "none") or max_tokens is None:
+    if model.provider != "bedrock" or model.owned_by != "anthropic" or effort in (None, "none") or max_tokens is None:
         return options
     from litellm.llms.anthropic.chat.transformation import AnthropicConfig
 

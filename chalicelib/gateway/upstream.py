@@ -1,4 +1,4 @@
-"""Bedrock failures, as LiteLLM raises them, turned into the caller-facing errors."""
+"""Upstream failures (Bedrock's, or an OpenAI-compatible API's), as LiteLLM raises them, as caller-facing errors."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from chalicelib.observability import logger
 _UPSTREAM_RETRY_AFTER_SECONDS = 2
 
 
-def map_upstream_error(exc: Exception) -> errors.AppError:
-    """Translate a LiteLLM/Bedrock exception into the caller-facing error.
+def map_upstream_error(exc: Exception, upstream: str = "Bedrock", *, hide: str | None = None) -> errors.AppError:
+    """Translate a LiteLLM exception from ``upstream`` (how messages name it) into the caller-facing error.
+
+    ``hide``: a secret the call carried (a provider key), never repeated in a message or log
+    line even if the upstream echoed it back.
 
     Decided on Bedrock's HTTP status (LiteLLM keeps it on ``status_code``),
     because LiteLLM's class names are coarse: it raises ``BadRequestError``
@@ -22,23 +25,27 @@ def map_upstream_error(exc: Exception) -> errors.AppError:
         return exc
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
-    bedrock_says = _bedrock_message(exc)
+    text = str(exc)
+    said = str(getattr(exc, "message", None) or text)
+    if hide and len(hide) >= 4:
+        text, said = text.replace(hide, "[redacted]"), said.replace(hide, "[redacted]")
+    bedrock_says = _bedrock_message(said)
     if bedrock_says is None:
         # Not Bedrock's own words (a broken connection, a client-side failure): what LiteLLM
         # says names its own classes and internals, which mean nothing to the caller. Log it.
-        logger.warning("upstream failure without a Bedrock message", extra={"error": name, "detail": str(exc)[:2000]})
-    if bedrock_says is None and _connection_broke(exc):
+        logger.warning("upstream failure without a Bedrock message", extra={"error": name, "detail": text[:2000]})
+    if bedrock_says is None and _connection_broke(name, text):
         return errors.UpstreamError(
-            "The connection to Bedrock broke off before the answer was complete; retry the request.",
+            f"The connection to {upstream} broke off before the answer was complete; retry the request.",
             code="upstream_connection_error",
         )
-    detail = bedrock_says or _without_internals(str(exc)) or (f"HTTP {status}" if status else "no details")
+    detail = bedrock_says or _without_internals(text) or (f"HTTP {status}" if status else "no details")
     timed_out = name.endswith(("Timeout", "TimeoutError", "TimeoutException")) or isinstance(exc, TimeoutError)
     if timed_out or status in (408, 504):
-        return errors.UpstreamTimeout("Bedrock did not answer in time; retry the request.")
+        return errors.UpstreamTimeout(f"{upstream} did not answer in time; retry the request.")
     if status == 429 or name == "RateLimitError":
         return errors.RateLimited(
-            f"Bedrock is throttling requests for this model; retry shortly. ({detail})",
+            f"{upstream} is throttling requests for this model; retry shortly. ({detail})",
             retry_after=_UPSTREAM_RETRY_AFTER_SECONDS,
             code="upstream_throttled",
         )
@@ -50,24 +57,28 @@ def map_upstream_error(exc: Exception) -> errors.AppError:
             code="guardrail_unavailable",
         )
     if status in (400, 413, 422) or name == "ContextWindowExceededError":
-        return errors.InvalidRequest(f"Bedrock rejected the request: {detail}", code="upstream_validation_error")
+        return errors.InvalidRequest(f"{upstream} rejected the request: {detail}", code="upstream_validation_error")
     if status in (401, 403):
         return errors.UpstreamError(
-            "The gateway is not allowed to call this model on Bedrock (check model access and IAM).",
+            "The gateway is not allowed to call this model on Bedrock (check model access and IAM)."
+            if upstream == "Bedrock"
+            else f"{upstream} refused the gateway's API key for this model (check the key in SSM).",
             code="upstream_access_denied",
         )
     if status == 404:
         return errors.UpstreamError(
-            "Bedrock does not offer this model in the gateway's region or account.", code="upstream_model_unavailable"
+            "Bedrock does not offer this model in the gateway's region or account."
+            if upstream == "Bedrock"
+            else f"{upstream} does not offer this model (check the model's model_id and base_url).",
+            code="upstream_model_unavailable",
         )
     if status == 503:
-        return errors.ServiceUnavailable(f"Bedrock is unavailable: {detail}")
-    return errors.UpstreamError(f"Bedrock failed to answer: {detail}")
+        return errors.ServiceUnavailable(f"{upstream} is unavailable: {detail}")
+    return errors.UpstreamError(f"{upstream} failed to answer: {detail}")
 
 
-def _bedrock_message(exc: Exception) -> str | None:
-    """Bedrock's own error message (the ``message`` of its JSON error body), if the exception carries it."""
-    text = str(getattr(exc, "message", None) or exc)
+def _bedrock_message(text: str) -> str | None:
+    """The upstream's own error message (the ``message`` of its JSON error body), if the exception carries it."""
     start = text.find("{")
     while start >= 0:
         try:
@@ -104,6 +115,5 @@ _CONNECTION_SIGNS = (
 )
 
 
-def _connection_broke(exc: Exception) -> bool:
-    text = f"{type(exc).__name__} {exc}"
-    return any(sign in text for sign in _CONNECTION_SIGNS)
+def _connection_broke(name: str, text: str) -> bool:
+    return any(sign in f"{name} {text}" for sign in _CONNECTION_SIGNS)

@@ -1,9 +1,14 @@
-"""The key audit log: append-only events (who did what to which key, when, what changed).
+"""The audit log: append-only events (who did what to which key, team or person, when, what changed).
 
 Table layout (``audit`` table, see ``infra/template.json``)::
 
-    pk=KEY#<key_id>        sk=<time>#<event_id>      one event
+    pk=<subject>           sk=<time>#<event_id>      one event
     GSI ``by-day``: gsi1pk=DAY#<yyyy-mm-dd>, gsi1sk=<time>#<event_id>
+
+The subject is a key (``KEY#<key_id>``), a team (``TEAM#<id>``), a person (``PERSON#<sub>``) or a
+catalog model (``MODEL#<alias>``):
+``chalicelib/shared/scopes.py: subject`` builds it, the one place that knows the form. Each kind
+of subject has its own actions (``ACTIONS``).
 
 Times have microsecond precision so events of one key sort in the order they
 happened. Events are written with a conditional put and never updated or
@@ -22,10 +27,22 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.keys.store import KeyRecord, Page, decode_cursor, encode_cursor
+from chalicelib.shared import scopes
 from chalicelib.shared.dates import Clock, utcnow
 
-#: Actions an event can record.
-ACTIONS = ("created", "imported", "updated", "rotated", "revoked", "revoked_use", "expired_use")
+#: Actions an event can record, by the kind of its subject.
+SUBJECT_ACTIONS = {
+    "key": (
+        "created", "imported", "updated", "rotated", "revoked", "revoked_use", "expired_use",
+        # Its owner was disabled or removed (the key is refused), or enabled again; a use meanwhile.
+        "owner_disabled", "owner_enabled", "disabled_use",
+    ),
+    "team": ("created", "updated", "deleted", "member_added", "member_removed", "role_changed", "budget_set"),
+    "model": ("added", "updated", "removed", "tested"),
+    "person": ("invited", "appeared", "disabled", "enabled", "removed", "budget_set", "admin_granted", "admin_revoked"),
+}  # fmt: skip
+#: A key's actions (the first subject the log had).
+ACTIONS = SUBJECT_ACTIONS["key"]
 #: Fields an event's ``changes`` may mention (never ``secret_hash`` or ``previous_hash``).
 AUDITED_FIELDS = (
     "owner_sub",
@@ -42,6 +59,7 @@ AUDITED_FIELDS = (
     "import_id",
     "guardrail",
     "model_fallback",
+    "team_id",
 )
 
 
@@ -58,20 +76,45 @@ class Actor:
 
 
 @dataclass(frozen=True)
+class Subject:
+    """What an event is about: a key, a team, a person or a catalog model."""
+
+    kind: str
+    id: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in SUBJECT_ACTIONS:
+            raise ValueError(f"unknown audit subject kind {self.kind!r}")
+
+    @property
+    def pk(self) -> str:
+        return scopes.subject(self.kind, self.id)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "id": self.id}
+
+
+@dataclass(frozen=True)
 class AuditEvent:
     """One audit event, as stored and as the admin API shows it."""
 
     event_id: str
-    key_id: str
+    subject: Subject
     action: str
     at: str
     actor: Actor
     changes: dict[str, dict[str, Any]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def key_id(self) -> str | None:
+        """The key the event is about, for a key's event."""
+        return self.subject.id if self.subject.kind == "key" else None
+
     def _fields(self) -> dict[str, Any]:
         return {
             "key_id": self.key_id,
+            "subject": self.subject.to_dict(),
             "action": self.action,
             "at": self.at,
             "actor": self.actor.to_dict(),
@@ -81,21 +124,25 @@ class AuditEvent:
 
     def to_item(self) -> dict[str, Any]:
         sort_key = f"{self.at}#{self.event_id}"
-        return {
-            "pk": f"KEY#{self.key_id}",
+        item = {
+            "pk": self.subject.pk,
             "sk": sort_key,
-            "gsi1pk": f"DAY#{self.at[:10]}",
+            "gsi1pk": scopes.audit_day(self.at[:10]),
             "gsi1sk": sort_key,
             "event_id": self.event_id,
             **self._fields(),
         }
+        if item["key_id"] is None:
+            del item["key_id"]  # only a key's events carry it (and always have)
+        return item
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> AuditEvent:
         actor = item.get("actor") or {}
+        kind, ident = scopes.parse_subject(item["pk"])
         return cls(
             event_id=item["event_id"],
-            key_id=item["key_id"],
+            subject=Subject(kind, ident),
             action=item["action"],
             at=item["at"],
             actor=Actor(sub=actor.get("sub"), email=actor.get("email"), kind=actor.get("kind", "user")),
@@ -119,6 +166,19 @@ def diff(before: KeyRecord | None, after: KeyRecord) -> dict[str, dict[str, Any]
     for name in AUDITED_FIELDS:
         old = _value(before, name) if before is not None else None
         new = _value(after, name)
+        if old != new:
+            changes[name] = {"from": old, "to": new}
+    return changes
+
+
+def changes_between(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any] | None, fields: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """``{field: {"from": old, "to": new}}`` for each of ``fields`` that differs between two documents."""
+    changes: dict[str, dict[str, Any]] = {}
+    for name in fields:
+        old = _plain((before or {}).get(name))
+        new = _plain((after or {}).get(name))
         if old != new:
             changes[name] = {"from": old, "to": new}
     return changes
@@ -162,22 +222,23 @@ class AuditLog:
 
     def new_event(
         self,
-        key_id: str,
+        subject: str | Subject,
         action: str,
         actor: Actor,
         *,
         changes: Mapping[str, Mapping[str, Any]] | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> AuditEvent:
-        """An event stamped now, with a fresh id (not yet stored)."""
-        if action not in ACTIONS:
-            raise ValueError(f"unknown audit action {action!r}")
+        """An event about ``subject`` (a ``Subject``, or a key's id) stamped now, with a fresh id (not yet stored)."""
+        subject = subject if isinstance(subject, Subject) else Subject("key", subject)
+        if action not in SUBJECT_ACTIONS[subject.kind]:
+            raise ValueError(f"unknown audit action {action!r} for a {subject.kind}")
         leaked = {"secret_hash", "previous_hash", "secret"} & (set(changes or {}) | set(details or {}))
         if leaked:
             raise ValueError(f"audit events never carry secrets: {sorted(leaked)}")
         return AuditEvent(
             event_id=uuid.uuid4().hex,
-            key_id=key_id,
+            subject=subject,
             action=action,
             at=audit_time(self._clock()),
             actor=actor,
@@ -218,24 +279,34 @@ class AuditLog:
         InvalidRequest
             A cursor from another listing.
         """
-        start = decode_cursor(cursor, {"pk": f"KEY#{key_id}", "sk": None})
-        params: dict[str, Any] = {
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": f"KEY#{key_id}"},
-            "Limit": limit,
-            "ConsistentRead": True,
-        }
-        return self._page(params, start)
+        return self.for_subject(Subject("key", key_id), limit=limit, cursor=cursor)
 
-    def for_day(self, day: date, *, limit: int = 100, cursor: str | None = None) -> Page:
-        """A page of every key's events of one UTC day, oldest first.
+    def for_subject(self, subject: Subject, *, limit: int = 100, cursor: str | None = None) -> Page:
+        """A page of one key's, team's, person's or model's events, oldest first.
 
         Raises
         ------
         InvalidRequest
             A cursor from another listing.
         """
-        partition = f"DAY#{day.isoformat()}"
+        start = decode_cursor(cursor, {"pk": subject.pk, "sk": None})
+        params: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": subject.pk},
+            "Limit": limit,
+            "ConsistentRead": True,
+        }
+        return self._page(params, start)
+
+    def for_day(self, day: date, *, limit: int = 100, cursor: str | None = None) -> Page:
+        """A page of every subject's events of one UTC day, oldest first.
+
+        Raises
+        ------
+        InvalidRequest
+            A cursor from another listing.
+        """
+        partition = scopes.audit_day(day)
         start = decode_cursor(cursor, {"pk": None, "sk": None, "gsi1pk": partition, "gsi1sk": None})
         params: dict[str, Any] = {
             "IndexName": "by-day",
@@ -284,11 +355,11 @@ class DeniedUseRecorder:
         if len(self._last) >= self._max_tracked:
             self._last.clear()  # a crude bound on memory; at worst a few extra events get written
         self._last[marker] = now
-        action = "revoked_use" if reason == "revoked" else "expired_use"
+        action = {"revoked": "revoked_use", "expired": "expired_use"}.get(reason, "disabled_use")
         details: dict[str, Any] = {"reason": reason}
         if reason == "expired":
             details["expires_at"] = record.expires_at
-        else:
+        elif reason == "revoked":
             details["revoked_at"] = record.revoked_at
         self._audit.record(
             self._audit.new_event(record.key_id, action, Actor(sub=None, kind="api_key"), details=details)

@@ -184,6 +184,11 @@ class KeyRecord:
     #: region of the model asked for, never another model) or ``none`` (exactly the target asked for).
     model_fallback: str | None = None
     version: int = 0  # bumped by every change; conditional writes compare it
+    #: The team the key is charged to (its own team, for a team's key): its budget binds the key too.
+    team_id: str | None = None
+    #: Set while the key's owner is disabled or removed: the key is refused, and comes back when
+    #: the owner is enabled again (unless revoked or expired meanwhile).
+    owner_disabled: bool = False
 
     @property
     def prefix(self) -> str:
@@ -218,6 +223,8 @@ class KeyRecord:
             guardrail=dict(item["guardrail"]) if item.get("guardrail") else None,
             model_fallback=item.get("model_fallback"),
             version=int(item.get("version", 0)),
+            team_id=item.get("team_id"),
+            owner_disabled=bool(item.get("owner_disabled", False)),
         )
 
     def to_item(self) -> dict[str, Any]:
@@ -248,6 +255,8 @@ class KeyRecord:
             "admin_limits": self.admin_limits,
             "guardrail": self.guardrail,
             "model_fallback": self.model_fallback,
+            "team_id": self.team_id,
+            "owner_disabled": True if self.owner_disabled else None,
         }
         item.update({k: v for k, v in optional.items() if v is not None})
         return item
@@ -264,11 +273,13 @@ class KeyRecord:
         return self.allowed_models is None or model_id in self.allowed_models
 
     def effective_status(self, now: datetime) -> str:
-        """``revoked``, ``expired`` or ``active``: what ``authenticate`` would decide."""
+        """``revoked``, ``expired``, ``disabled`` (its owner is) or ``active``: what ``authenticate`` would decide."""
         if self.status == "revoked":
             return "revoked"
         if self.expires_at and parse_time(self.expires_at) <= now:
             return "expired"
+        if self.owner_disabled:
+            return "disabled"
         return "active"
 
 
@@ -288,9 +299,11 @@ UPDATABLE_FIELDS = (
     "admin_limits",
     "guardrail",
     "model_fallback",
+    "team_id",
 )
-#: Key states a listing can be narrowed to; ``expired`` is derived from ``expires_at``.
-STATUSES = ("active", "expired", "revoked")
+#: Key states a listing can be narrowed to; ``expired`` is derived from ``expires_at``, ``disabled``
+#: from the owner's (``owner_disabled``).
+STATUSES = ("active", "expired", "revoked", "disabled")
 _BATCH_GET_ITEMS = 100  # DynamoDB's BatchGetItem limit
 _MAX_PAGE_READS = 20  # bounds the reads behind one filtered page, so a listing stays fast
 
@@ -376,6 +389,7 @@ class KeyStore:
         expires_at: str | None = None,
         metadata: dict[str, str] | None = None,
         admin_limits: dict[str, Any] | None = None,
+        team_id: str | None = None,
         key_id: str | None = None,
         attach: Attach | None = None,
         guardrail: dict[str, str] | None = None,
@@ -396,6 +410,7 @@ class KeyStore:
             admin_limits=admin_limits,
             guardrail=guardrail,
             model_fallback=model_fallback,
+            team_id=team_id,
         )
         if attach is None:
             self._table.put_item(Item=record.to_item(), ConditionExpression="attribute_not_exists(key_id)")
@@ -448,6 +463,12 @@ class KeyStore:
         if status == "expired":
             self._report_denied(record, status)
             raise AuthenticationFailed("This API key has expired.", code="expired_api_key")
+        if status == "disabled":
+            self._report_denied(record, status)
+            raise AuthenticationFailed(
+                "This API key's owner is disabled; an admin can enable them again (the key works again then).",
+                code="owner_disabled",
+            )
         self._touch(record)
         return record
 
@@ -519,9 +540,12 @@ class KeyStore:
             values[":now"] = isoformat(self._clock())
             values[":revoked"] = "revoked"
             params["FilterExpression"] = {
-                "active": "#status <> :revoked AND (attribute_not_exists(expires_at) OR expires_at > :now)",
+                "active": "#status <> :revoked AND (attribute_not_exists(expires_at) OR expires_at > :now)"
+                " AND attribute_not_exists(owner_disabled)",
                 "expired": "#status <> :revoked AND expires_at <= :now",
                 "revoked": "#status = :revoked",
+                "disabled": "#status <> :revoked AND (attribute_not_exists(expires_at) OR expires_at > :now)"
+                " AND attribute_exists(owner_disabled)",
             }[status]
             if status == "revoked":
                 del values[":now"]
@@ -552,7 +576,7 @@ class KeyStore:
         start = decode_cursor(cursor, {"key_id": None, "created_at": None})
         now = self._clock()
         params: dict[str, Any] = {
-            "ProjectionExpression": "key_id, created_at, #status, expires_at",
+            "ProjectionExpression": "key_id, created_at, #status, expires_at, owner_disabled",
             "ExpressionAttributeNames": {"#status": "status"},
         }
         entries: list[tuple[str, str]] = []
@@ -649,6 +673,26 @@ class KeyStore:
         record = replace(current, **changes)
         self._conditional_update(current, changes, record, attach)
         return record, plaintext
+
+    def set_owner_disabled(self, record: KeyRecord, disabled: bool, *, attach: Attach | None = None) -> KeyRecord:
+        """Refuse the key while its owner is disabled (``disabled``), or stop refusing it.
+
+        Only the mark changes: a key revoked or expired meanwhile stays so, and an edit based on the
+        key as read before is not refused for it (the version is unchanged).
+        """
+        changed = replace(record, owner_disabled=disabled)
+        update: dict[str, Any] = {
+            "Key": {"key_id": record.key_id},
+            "UpdateExpression": "SET owner_disabled = :true" if disabled else "REMOVE owner_disabled",
+            "ConditionExpression": "attribute_exists(key_id)",
+        }
+        if disabled:
+            update["ExpressionAttributeValues"] = {":true": True}
+        if attach is None:
+            self._table.update_item(**update)
+        else:
+            self._transact([{"Update": {"TableName": self._table.name, **update}}, *attach(changed)])
+        return changed
 
     def _conditional_update(
         self, current: KeyRecord, changes: Mapping[str, Any], record: KeyRecord, attach: Attach | None
@@ -755,11 +799,13 @@ class KeyStore:
 
 
 def _state(item: Mapping[str, Any], now: datetime) -> str:
-    """``revoked``, ``expired`` or ``active`` from a key item's status and expiry (as ``effective_status``)."""
+    """``revoked``, ``expired``, ``disabled`` or ``active`` from a key item (as ``effective_status``)."""
     if item.get("status") == "revoked":
         return "revoked"
     expires = item.get("expires_at")
-    return "expired" if expires and parse_time(expires) <= now else "active"
+    if expires and parse_time(expires) <= now:
+        return "expired"
+    return "disabled" if item.get("owner_disabled") else "active"
 
 
 def _condition_failed(exc: Any, *, first_item_only: bool) -> bool:

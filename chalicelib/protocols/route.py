@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Protocol
 
-from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.catalog import ModelEntry
 from chalicelib.conversation.events import Completion
 from chalicelib.conversation.request import Conversation
 from chalicelib.keys.store import KeyRecord, KeyStore
@@ -56,7 +56,12 @@ class Route:
         raise NotImplementedError
 
     def key(self, request: HttpRequest) -> KeyRecord:
-        """The authenticated API key of the request (raises ``AuthenticationFailed``)."""
+        """The authenticated API key of the request (raises ``AuthenticationFailed``).
+
+        The catalog's refresh, when the request will need one, starts first: it runs beside the
+        key's lookup, so a fresh catalog adds no round trip to the request.
+        """
+        self._models.prefetch()
         return self._keys.authenticate(request.headers, accept_x_api_key=self.accepts_x_api_key)
 
     def body(self, request: HttpRequest) -> dict[str, Any]:

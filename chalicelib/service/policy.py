@@ -17,7 +17,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from chalicelib import errors
-from chalicelib.catalog.catalog import Catalog, ModelEntry
+from chalicelib.catalog import Catalog, ModelEntry
 from chalicelib.conversation.request import Conversation
 from chalicelib.gateway import CallPolicy, Target, check_capabilities
 from chalicelib.keys.store import KeyRecord
@@ -36,19 +36,39 @@ def call_policy(
     allowed = key.model_fallback or "any"
     if allowed != "none":
         for fallback in catalog.fallbacks_of(model):
+            if fallback.provider != model.provider:
+                continue  # the prompt was built for the model's provider (``Gateway.prompt``)
             same_model = fallback.base_model_id == model.base_model_id
             if not same_model and (allowed == "same_model" or not key.allows_model(fallback.id)):
                 continue
             try:
                 check_capabilities(conversation, fallback)
+                targets.append(_target(key, fallback, region))
             except errors.AppError:
                 continue
-            targets.append(_target(key, fallback, region))
     return CallPolicy(tuple(targets))
 
 
 def _target(key: KeyRecord, model: ModelEntry, region: str) -> Target:
-    return Target(model=model, region=model.region or region, guardrail=key.guardrail_config or model.guardrail)
+    """The target of ``model`` for ``key``.
+
+    Raises
+    ------
+    PermissionDenied
+        The call must carry a guardrail and ``model`` is not served by Bedrock, which applies
+        them: it is never called without it (a fallback like it is left out).
+    """
+    guardrail = key.guardrail_config or model.guardrail
+    if model.provider != "bedrock":
+        if guardrail is not None:
+            raise errors.PermissionDenied(
+                f"This key's calls carry the Bedrock guardrail {guardrail}, and '{model.id}' is not served by "
+                "Bedrock, which applies it: use a Bedrock model, or ask an admin.",
+                param="model",
+                code="guardrail_unsupported",
+            )
+        return Target(model=model, region=None)
+    return Target(model=model, region=model.region or region, guardrail=guardrail)
 
 
 def guardrail_worst_case(

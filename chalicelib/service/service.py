@@ -14,17 +14,19 @@ import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.accounting.metering import Meter, Ticket
-from chalicelib.catalog.catalog import Catalog, ModelEntry
+from chalicelib.accounting.metering import Meter, Ticket, asks_long_cache
+from chalicelib.catalog import Catalog, ModelEntry
+from chalicelib.catalog.prices import guardrail_prices
 from chalicelib.conversation import deadline as deadline_guard
 from chalicelib.conversation.deadline import Guarded
 from chalicelib.conversation.events import (
     Billed,
+    Completion,
     Event,
     Failed,
     Finished,
@@ -41,7 +43,6 @@ from chalicelib.gateway import (
     CallPolicy,
     Gateway,
     Target,
-    bedrock_prompt,
     check_capabilities,
     embedding_limits,
     embedding_texts,
@@ -50,7 +51,8 @@ from chalicelib.gateway import (
 from chalicelib.keys.store import KeyRecord
 from chalicelib.observability import logger
 from chalicelib.service.policy import call_policy, guardrail_worst_case
-from chalicelib.shared.guardrails import guardrail_cost, text_units
+from chalicelib.shared.guardrails import GuardrailPrices, guardrail_cost, text_units
+from chalicelib.shared.money import usd
 from chalicelib.shared.text import nearest
 from chalicelib.shared.usage import TokenUsage, UsageEntry
 
@@ -112,11 +114,25 @@ class ModelService:
         gateway: Gateway,
         meter: Meter,
         clock: Callable[[], float] = time.time,
+        prefetch: Callable[[], None] | None = None,
+        recheck: Callable[[], Catalog] | None = None,
     ) -> None:
         self._catalog = catalog
         self._gateway = gateway
         self._meter = meter
         self._clock = clock
+        self._prefetch = prefetch
+        #: The catalog read again after a name was not found (a model added on another function).
+        self._recheck = recheck
+
+    def prefetch(self) -> None:
+        """Start refreshing the catalog snapshot if this request will need it (never waits).
+
+        Called as a request arrives, before its API key is looked up, so a refresh after an idle
+        spell runs beside that lookup instead of after it (``chalicelib/catalog/live.py``).
+        """
+        if self._prefetch is not None:
+            self._prefetch()
 
     # -- chat ------------------------------------------------------------------------------------
 
@@ -128,6 +144,7 @@ class ModelService:
         deadline: float,
         surface: str,
         fit: Callable[[Conversation, ModelEntry], Conversation] | None = None,
+        catalog: Catalog | None = None,
     ) -> Turn:
         """Admit and start one model call for an authenticated key; its answer comes as the turn's events.
 
@@ -136,6 +153,8 @@ class ModelService:
         upstream failure before any output raises (with the admission headers) instead of
         starting an answer that could only be an error. ``fit`` lets an adapter adjust the
         conversation to the model it resolved to (once), before its capabilities are checked.
+        ``catalog`` resolves the model in that catalog instead of this function's snapshot (the
+        model test reads a fresh one).
 
         Raises
         ------
@@ -145,26 +164,29 @@ class ModelService:
         """
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        model = self.resolve_model(key, conversation.model, mode="chat")
+        model = self.resolve_model(key, conversation.model, mode="chat", catalog=catalog)
         if fit is not None:
             conversation = fit(conversation, model)
         check_capabilities(conversation, model)
         log = {"request_id": request_id, "key_id": key.key_id, "model": model.id, "surface": surface}
         log.update(stream=conversation.stream, **conversation.annotations)
-        catalog = self._catalog()
         # Who may serve the call: the model asked for, then the fallbacks this key may use.
-        policy = call_policy(key, model, catalog, conversation, region=self._gateway.region)
-        # What reaches Bedrock, built once: admission bounds its tokens, the call sends it.
-        prompt = bedrock_prompt(conversation)
+        policy = call_policy(key, model, catalog or self._catalog(), conversation, region=self._gateway.region)
+        # What reaches the upstream, built once: admission bounds its tokens, the call sends it.
+        prompt = self._gateway.prompt(conversation, model)
         bound = prompt_input(prompt).token_bound  # UTF-8 bytes: also a bound of the characters
         ticket = self._meter.admit(
             key,
             model,
             input_tokens=bound,
             max_output_tokens=conversation.max_tokens,
+            long_cache=asks_long_cache(*prompt),
             alternatives=tuple(target.model for target in policy.targets[1:]),
             surcharge=guardrail_worst_case(
-                policy, catalog.guardrail_prices, prompt_bytes=bound, max_output_tokens=conversation.max_tokens
+                policy,
+                guardrail_prices(policy.primary.region) if policy.guarded else GuardrailPrices(),
+                prompt_bytes=bound,
+                max_output_tokens=conversation.max_tokens,
             ),
         )
         call = _Call(ticket, conversation, prompt, policy, request_id, deadline, started, log)
@@ -287,7 +309,7 @@ class ModelService:
             if answer.assumed_output > usage.output_tokens:
                 usage = dataclasses.replace(usage, output_tokens=answer.assumed_output)
             units = self._estimated_guardrail_units(served, prompt, answer.produced)
-        guardrail_usd = guardrail_cost(self._catalog().guardrail_prices, units) if units else Decimal(0)
+        guardrail_usd = guardrail_cost(guardrail_prices(served.region), units) if units else Decimal(0)
         latency_ms = _ms(call.started)
         entry = self._meter.settle(
             ticket,
@@ -298,6 +320,7 @@ class ModelService:
             status="ok" if outcome == "ok" else "partial",
             served=served.model,
             served_by=served.served_by,
+            served_region=served.region or "",
             guardrail_units=units,
             guardrail_usd=guardrail_usd,
         )
@@ -326,7 +349,7 @@ class ModelService:
             return {}
         characters = sum(len(text) for text in prompt_input(prompt).texts)
         units = text_units(characters) + text_units(sum(len(text) for text in produced))
-        return {counter: units for counter, price in self._catalog().guardrail_prices.per_unit.items() if price > 0}
+        return {counter: units for counter, price in guardrail_prices(served.region).per_unit.items() if price > 0}
 
     def _time_left(self, deadline: float, request_id: str) -> float:
         left = deadline - self._clock() - BILLING_MARGIN_SECONDS
@@ -347,6 +370,7 @@ class ModelService:
         *,
         deadline: float | None = None,
         surface: str = "openai",
+        catalog: Catalog | None = None,
     ) -> EmbeddingRun:
         """Admit, embed, bill: one embeddings call for an authenticated key (routes and MCP tools).
 
@@ -361,7 +385,7 @@ class ModelService:
         """
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        entry = self.resolve_model(key, request.model, mode="embedding")
+        entry = self.resolve_model(key, request.model, mode="embedding", catalog=catalog)
         texts = embedding_texts(request, embedding_limits(entry))
         log = {"request_id": request_id, "key_id": key.key_id, "model": entry.id, "surface": surface}
         # A token is at least one UTF-8 byte (as in PromptInput.token_bound), so bytes bound the tokens.
@@ -384,6 +408,8 @@ class ModelService:
                 usage=outcome.usage,
                 latency_ms=latency_ms,
                 status="ok" if outcome.error is None else "partial",
+                served_by=self._gateway.target(entry).served_by,
+                served_region=self._gateway.region_of(entry) or "",
             )
         if outcome.error is not None:
             outcome.error.headers.update({**ticket.headers, "x-request-id": request_id})  # the cost, if billed
@@ -409,8 +435,33 @@ class ModelService:
         """The catalog models ``key`` may call, in catalog order (optionally one mode)."""
         return [m for m in self._catalog() if key.allows_model(m.id) and (mode is None or m.mode == mode)]
 
-    def resolve_model(self, key: KeyRecord, name: str, *, mode: str | None = None, hidden: bool = False) -> ModelEntry:
-        """The catalog entry for ``name`` if ``key`` may use it.
+    def _find(self, name: str, catalog: Catalog | None) -> ModelEntry | None:
+        """The served entry named ``name``; a miss in this function's catalog rereads the table once.
+
+        Raises
+        ------
+        ServiceUnavailable
+            The model's stored entry cannot be read (``Catalog.resolve``).
+        """
+        source = catalog or self._catalog()
+        entry = source.find(name)
+        if entry is None and catalog is None and self._recheck is not None:
+            source = self._recheck()
+            entry = source.find(name)
+        if entry is None and name in source.broken:
+            source.resolve(name)  # raises: the model is out of service until an admin fixes it
+        return entry
+
+    def resolve_model(
+        self,
+        key: KeyRecord,
+        name: str,
+        *,
+        mode: str | None = None,
+        hidden: bool = False,
+        catalog: Catalog | None = None,
+    ) -> ModelEntry:
+        """The catalog entry for ``name`` if ``key`` may use it (in ``catalog``, default this function's).
 
         ``hidden``: a model outside the key's allowlist is not found, as if it did not exist
         (OpenAI's answer to ``GET /v1/models/{id}``: it tells nothing of the catalog). Hints in the
@@ -424,7 +475,7 @@ class ModelService:
         PermissionDenied
             The key may not use it (unless ``hidden``).
         """
-        entry = self._catalog().find(name)
+        entry = self._find(name, catalog)
         if entry is not None and not key.allows_model(entry.id):
             if not hidden:
                 raise errors.PermissionDenied(
@@ -478,6 +529,66 @@ class ModelService:
     def count_tokens(self, model: ModelEntry, *, messages: list[dict[str, Any]] | None = None, text: str = "") -> int:
         """A local estimate of a prompt's tokens for ``model`` (no Bedrock call, nothing billed)."""
         return self._gateway.count_tokens(model, messages=messages, text=text)
+
+    # -- the model test ----------------------------------------------------------------------------
+
+    def probe(self, key: KeyRecord, model: ModelEntry, *, deadline: float) -> dict[str, Any]:
+        """One minimal call to ``model`` through the whole path, billed to ``key``: what ``models test`` reports.
+
+        The model is called as a caller would call it (admission, the upstream, the bill), even when
+        it is disabled, so an admin can try a model before turning it on. The outcome is data: an
+        upstream refusal is reported (``ok`` false, the error), not raised.
+        """
+        started = time.perf_counter()
+        catalog = Catalog([replace(model, enabled=True)])
+        result: dict[str, Any] = {"object": "model_test", "model": model.id, "key_id": key.key_id}
+        try:
+            if model.mode == "embedding":
+                run = self.embed(
+                    key,
+                    EmbeddingRequest(model=model.id, inputs=(PROBE_TEXT,)),
+                    deadline=deadline,
+                    surface="model_test",
+                    catalog=catalog,
+                )
+                entry, request_id = run.entry, run.request_id
+                answer = f"{len(run.body['data'][0]['embedding'])} dimensions"
+            else:
+                conversation = Conversation(
+                    model=model.id, messages=[{"role": "user", "content": PROBE_TEXT}], max_tokens=PROBE_MAX_TOKENS
+                )
+                turn = self.converse(key, conversation, deadline=deadline, surface="model_test", catalog=catalog)
+                try:
+                    completion = Completion.of(turn)
+                finally:
+                    turn.close()
+                if completion.error is not None:
+                    raise completion.error
+                entry, request_id = completion.entry, turn.request_id
+                answer = "".join(b.text for b in completion.blocks if b.kind == "text")[:200]
+        except errors.AppError as exc:
+            result.update(ok=False, status=exc.status_code, latency_ms=_ms(started), error=exc.to_body()["error"])
+            result["request_id"] = exc.headers.get("x-request-id")
+            return result
+        assert entry is not None
+        result.update(
+            ok=True,
+            status=200,
+            latency_ms=_ms(started),
+            request_id=request_id,
+            answer=answer,
+            usage={name: getattr(entry.usage, name) for name in TOKEN_FIELDS},
+            cost_usd=usd(entry.cost) or "0",
+            price_version=entry.price_version,
+            served_by=entry.served_by,
+        )
+        return result
+
+
+#: What the model test sends: short, answerable by any chat model, cheap on every price list.
+PROBE_TEXT = "Reply with the single word OK."
+PROBE_MAX_TOKENS = 16
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
 
 
 @dataclass

@@ -14,12 +14,17 @@ from typing import Any
 
 @dataclass(frozen=True)
 class TokenUsage:
-    """Tokens as Bedrock bills them: ``input_tokens`` excludes cache reads and writes."""
+    """Tokens as Bedrock bills them: ``input_tokens`` excludes cache reads and writes.
+
+    ``cache_write_tokens`` counts every prompt-cache write; ``cache_write_1h_tokens`` is the part
+    of them written with a 1-hour TTL (Bedrock's ``cacheDetails``), billed at its own price.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @property
     def prompt_tokens(self) -> int:
@@ -42,9 +47,11 @@ class UsageEntry:
     latency_ms: int
     status: str
     timestamp: str
-    #: What admission reserved on the key's and owner's month (released as this entry is aggregated).
-    reserved_key_usd: Decimal = Decimal(0)
-    reserved_owner_usd: Decimal = Decimal(0)
+    #: The team the request was admitted under (its key was charged to it then), if any.
+    team_id: str | None = None
+    #: What admission reserved, by budget scope name (``KEY#…``, ``OWNER#…``, ``TEAM#…``; see
+    #: ``chalicelib/shared/scopes.py``): given back there as this entry is aggregated.
+    reserved: dict[str, Decimal] = field(default_factory=dict)
     #: The month admission reserved in (``YYYY-MM``): its reservation is given back there, whenever
     #: the entry is billed. Empty: the entry's own month (entries from before this field existed).
     budget_month: str = ""
@@ -54,10 +61,16 @@ class UsageEntry:
     #: True when ``cost`` was capped at the reservation; ``usage_cost`` is then what the usage costs.
     capped: bool = False
     usage_cost: Decimal | None = None
+    #: Which of the model's price versions billed it (0: an entry from before prices were versioned).
+    price_version: int = 0
+    #: What served the call: the LiteLLM model string of the upstream target (``bedrock/converse/…``,
+    #: ``openai/…``); a fallback's when one served. Empty: an entry from before it was recorded
+    #: (``bedrock_model_id`` says it).
+    served_by: str = ""
+    #: The AWS region the serving Bedrock target was called in ("" for other providers and older entries).
+    served_region: str = ""
     #: The model the caller asked for, when another one served (a fallback); ``model`` is the one that served.
     requested_model: str = ""
-    #: The upstream that served: ``<Bedrock model id>@<region>`` ("" for entries from before fallbacks).
-    served_by: str = ""
     #: Guardrail text units Bedrock reported, by usage counter, and what they cost (part of ``cost``).
     guardrail_units: dict[str, int] = field(default_factory=dict)
     guardrail_usd: Decimal = Decimal(0)
@@ -75,12 +88,23 @@ class UsageEntry:
         """The month whose ``committed`` this entry's reservation and cost belong to."""
         return self.budget_month or self.month
 
+    def reserved_on(self, scope: str) -> Decimal:
+        """What admission reserved on one scope (by name) for this request; 0 when nothing."""
+        return self.reserved.get(scope, Decimal(0))
+
+    @property
+    def most_reserved(self) -> Decimal:
+        return max(self.reserved.values(), default=Decimal(0))
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (money as strings, never a float): the reconcile format."""
         data = asdict(self)
         for name in MONEY_FIELDS:
             if data[name] is not None:
                 data[name] = str(data[name])
+        data["reserved"] = {scope: str(amount) for scope, amount in self.reserved.items()}
+        if data["team_id"] is None:
+            del data["team_id"]
         return data
 
     @classmethod
@@ -91,6 +115,7 @@ class UsageEntry:
         for name in MONEY_FIELDS:
             if values.get(name) is not None:
                 values[name] = Decimal(str(values[name]))
+        values["reserved"] = {scope: Decimal(str(amount)) for scope, amount in (values.get("reserved") or {}).items()}
         return cls(**values)
 
     @property
@@ -102,12 +127,13 @@ class UsageEntry:
         """What an answer's final usage says besides the cost: who served it, and a guardrail's charge.
 
         ``served_model`` is the catalog model that answered (a fallback, when it says another name
-        than the one asked for) and ``served_by`` the upstream (``<model id>@<region>``);
+        than the one asked for) and ``served_by`` the upstream (its LiteLLM model string, and
+        ``@<region>`` for Bedrock);
         ``guardrail_text_units`` and ``guardrail_cost_usd`` only when a guardrail assessed the call.
         """
         out: dict[str, Any] = {"served_model": self.model}
         if self.served_by:
-            out["served_by"] = self.served_by
+            out["served_by"] = f"{self.served_by}@{self.served_region}" if self.served_region else self.served_by
         if self.guardrail_units:
             out["guardrail_text_units"] = sum(self.guardrail_units.values())
             out["guardrail_cost_usd"] = format(self.guardrail_usd.normalize(), "f") if self.guardrail_usd else "0"
@@ -115,4 +141,4 @@ class UsageEntry:
 
 
 #: The money fields of ``UsageEntry`` (written as strings in JSON, never floats).
-MONEY_FIELDS = ("cost", "reserved_key_usd", "reserved_owner_usd", "usage_cost", "guardrail_usd")
+MONEY_FIELDS = ("cost", "usage_cost", "guardrail_usd")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from types import FrameType
@@ -30,6 +31,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a guardrail id the emulator knows besides 'pennyworthdemo' (versions DRAFT and 1); repeatable",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed the draws of #emulator:rate (repeatable runs)")
+    parser.add_argument(
+        "--openai-key",
+        default=None,
+        help="the API key the OpenAI-compatible mode (/openai/v1) requires (default: $EMULATOR_OPENAI_KEY, else any)",
+    )
     return parser.parse_args(argv)
 
 
@@ -43,8 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     for guardrail_id in args.guardrail:
         add_guardrail(guardrail_id)
+    key = args.openai_key or os.environ.get("EMULATOR_OPENAI_KEY") or None
     server = EmulatorServer(
-        (args.host, args.port), strict_profiles=args.strict_profiles, verbose=args.verbose, seed=args.seed
+        (args.host, args.port),
+        strict_profiles=args.strict_profiles,
+        verbose=args.verbose,
+        seed=args.seed,
+        openai_key=key,
     )
     signal.signal(signal.SIGTERM, _stop)
     print(f"bedrock emulator listening on {server.base_url}", file=sys.stderr, flush=True)

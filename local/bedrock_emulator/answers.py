@@ -63,6 +63,8 @@ class Answer:
     additional_fields: Mapping[str, object] | None
     #: The guardrail's trace (``{"guardrail": …}``), when the request asked for one with trace enabled.
     trace: Mapping[str, object] | None = None
+    #: How the cache writes split by TTL (Bedrock's ``cacheDetails``): (ttl, tokens) pairs.
+    cache_details: tuple[tuple[str, int], ...] = ()
 
     def usage(self) -> dict[str, int]:
         """TokenUsage; totalTokens also counts cache reads and writes, as Bedrock does."""
@@ -75,6 +77,8 @@ class Answer:
             usage["cacheWriteInputTokens"] = self.cache_write
             total += self.cache_write
         usage["totalTokens"] = total
+        if self.cache_details:
+            usage["cacheDetails"] = [{"ttl": ttl, "inputTokens": tokens} for ttl, tokens in self.cache_details]
         return usage
 
     def converse_body(self) -> dict[str, object]:
@@ -352,7 +356,28 @@ def _model_answer(req: ConverseRequest, found: Directives) -> Answer:
         output_tokens=output_tokens,
         reasoning_tokens=reasoning_tokens,
         cache_read=found.cache_read,
-        cache_write=found.cache_write,
+        cache_write=_cache_writes(found),
         latency_ms=40 + 3 * output_tokens + int(found.sleep * 1000),
         additional_fields=additional,
+        cache_details=_cache_details(req, found),
     )
+
+
+def _cache_writes(found: Directives) -> int | None:
+    if found.cache_write is None and found.cache_write_1h is None:
+        return None
+    return (found.cache_write or 0) + (found.cache_write_1h or 0)
+
+
+def _cache_details(req: ConverseRequest, found: Directives) -> tuple[tuple[str, int], ...]:
+    """The writes by TTL: ``cache_write`` at the request's cache-point TTL ("1h" if a point asks for it),
+    ``cache_write_1h`` at an hour; none without writes or cache points (what Bedrock omits too)."""
+    if _cache_writes(found) is None or not (req.cache_ttls or found.cache_write_1h):
+        return ()
+    details: dict[str, int] = {}
+    if found.cache_write:
+        ttl = "1h" if "1h" in req.cache_ttls else "5m"
+        details[ttl] = found.cache_write
+    if found.cache_write_1h:
+        details["1h"] = details.get("1h", 0) + found.cache_write_1h
+    return tuple(details.items())

@@ -55,6 +55,8 @@ class ConverseRequest:
     #: The guardrail the request asks for, and the characters it assesses in the prompt.
     guardrail: GuardrailCall | None = None
     guarded_characters: int = 0
+    #: The TTLs of the request's cache points ("5m" unless a cachePoint says "1h").
+    cache_ttls: frozenset[str] = frozenset()
 
 
 def _inference(config: object, model: ModelSpec) -> tuple[int, list[str]]:
@@ -259,4 +261,28 @@ def parse_converse(body: Mapping[str, object], model: ModelSpec) -> ConverseRequ
         input_tokens=walker.tokens,
         user_texts=walker.user_texts,
         last_user=last,
+        cache_ttls=frozenset(_cache_ttls(body)),
     )
+
+
+_CACHE_TTLS = ("5m", "1h")
+
+
+def _cache_ttls(value: object) -> list[str]:
+    """The TTL of every cachePoint in the request (system, messages, tools), checked like Bedrock's enum."""
+    found: list[str] = []
+    if isinstance(value, Mapping):
+        point = value.get("cachePoint")
+        if isinstance(point, Mapping):
+            if point.get("type") != "default":
+                raise validation("cachePoint.type must be 'default'.")
+            ttl = point.get("ttl", "5m")
+            if ttl not in _CACHE_TTLS:
+                raise constraint("cachePoint.ttl", ttl, "Member must satisfy enum value set: [5m, 1h]")
+            found.append(str(ttl))
+        for inner in value.values():
+            found += _cache_ttls(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found += _cache_ttls(inner)
+    return found

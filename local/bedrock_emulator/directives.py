@@ -74,7 +74,13 @@ DIRECTIVES: dict[str, Directive] = {
     ),
     "parallel": Directive("#emulator:parallel", "In the last user message: call two tools at once"),
     "cache_read": Directive("#emulator:cache_read=N", "Report N more input tokens, read from the prompt cache"),
-    "cache_write": Directive("#emulator:cache_write=N", "Report N more input tokens, written to the prompt cache"),
+    "cache_write": Directive(
+        "#emulator:cache_write=N",
+        "Report N more input tokens, written to the prompt cache (at the request's cache-point TTL: 1h if one asks)",
+    ),
+    "cache_write_1h": Directive(
+        "#emulator:cache_write_1h=N", "Report N more input tokens, written to the prompt cache for an hour"
+    ),
     "throttle": Directive(
         "#emulator:throttle",
         "Fail: ThrottlingException (the gateway moves to the model's next fallback at once; with none left, "
@@ -115,8 +121,7 @@ DIRECTIVES: dict[str, Directive] = {
 
 _FLAGS = frozenset({"cut", "cut_clean", "stream_error", "parallel", "help"})
 _NUMBERS = frozenset({"sleep", "chunk_delay", "retry_after"})
-
-_COUNTS = frozenset({"cache_read", "cache_write", "tokens"})
+_COUNTS = frozenset({"cache_read", "cache_write", "cache_write_1h", "tokens"})
 KNOWN = frozenset(DIRECTIVES)
 
 
@@ -143,6 +148,7 @@ class Directives:
     tool_name: str | None = None
     cache_read: int | None = None
     cache_write: int | None = None
+    cache_write_1h: int | None = None
     tokens: int | None = None
     retry_after: float = 0.0
     rate: float = 1.0

@@ -18,6 +18,7 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote
 
+from . import openai_compat
 from .answers import compose
 from .converse_request import parse_converse
 from .directives import Directives, parse_directives, raise_fault, resets
@@ -66,12 +67,15 @@ class EmulatorServer(ThreadingHTTPServer):
         strict_profiles: bool = False,
         verbose: bool = False,
         seed: int | None = None,
+        openai_key: str | None = None,
     ) -> None:
         super().__init__(address, BedrockHandler)
         self.strict_profiles = strict_profiles
         self.verbose = verbose
         #: Draws for ``#emulator:rate`` (seeded: a benchmark's faults repeat run after run).
         self.random = random.Random(seed)
+        #: The key the OpenAI-compatible mode (``/openai/v1``) wants; None: it takes any.
+        self.openai_key = openai_key
         self.requests: list[RecordedRequest] = []
         self.thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -197,6 +201,9 @@ class BedrockHandler(BaseHTTPRequestHandler):
         self._streaming = False
         body = self._read_body()
         path = self.path.split("?", 1)[0]
+        if path.startswith(openai_compat.PREFIX + "/") or path == openai_compat.PREFIX:
+            self._openai(path.removeprefix(openai_compat.PREFIX), body, request_id)
+            return
         try:
             if self.command == "GET" and path == "/ping":
                 self._send_json(200, {"status": "ok"}, request_id)
@@ -228,6 +235,61 @@ class BedrockHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
             else:
                 self._send_error(BedrockError("InternalServerException", f"bedrock emulator bug: {exc!r}"), request_id)
+
+    def _openai(self, path: str, raw: bytes, request_id: str) -> None:
+        """The OpenAI-compatible mode: chat completions (streamed or whole), embeddings, models."""
+        headers = {k: v for k, v in self.headers.items()}
+        self.server.record(RecordedRequest(self.command, self.path, "openai" + path, "", headers, raw))
+        try:
+            openai_compat.check_key(self.headers, self.server.openai_key)
+            if self.command == "GET" and path == "/models":
+                self._send_json(200, openai_compat.models_body(("local-llama", "local-embed")), request_id)
+                return
+            if self.command != "POST" or path not in ("/chat/completions", "/embeddings"):
+                raise openai_compat.OpenAIError(404, f"Unknown request URL: {self.command} {path}.", code="unknown_url")
+            try:
+                body = json.loads(raw.decode("utf-8")) if raw else None
+            except (UnicodeDecodeError, ValueError):
+                body = None
+            if not isinstance(body, dict):
+                raise openai_compat.OpenAIError(400, "The request body must be a JSON object.")
+            try:
+                if path == "/embeddings":
+                    self._send_json(200, openai_compat.embeddings_body(body), request_id)
+                    return
+                reply = openai_compat.compose(body)
+            except BedrockError as err:
+                raise openai_compat.from_bedrock(err) from None
+            if not body.get("stream"):
+                self._send_json(200, openai_compat.completion_body(body, reply), request_id)
+                return
+            self._send_sse(openai_compat.stream_chunks(body, reply), reply.directives, request_id)
+        except openai_compat.OpenAIError as err:
+            self._send_json(err.status, err.body(), request_id)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _send_sse(self, chunks: list[dict[str, object]], found: Directives, request_id: str) -> None:
+        """Server-sent events as OpenAI streams them; ``cut`` drops the connection half-way."""
+        self._streaming = True
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("x-request-id", request_id)
+        self.end_headers()
+        frames = list(openai_compat.sse(chunks))
+        cut_at = len(frames) // 2 if (found.cut or found.cut_clean) else None
+        for index, frame in enumerate(frames):
+            if cut_at is not None and index == cut_at:
+                if found.cut:
+                    self.close_connection = True
+                    return
+                break
+            self._write_chunk(frame)
+            if found.chunk_delay and index < len(frames) - 1:
+                time.sleep(found.chunk_delay)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
     def _converse(self, model_id: str, body: bytes, request_id: str, region: str, *, stream: bool) -> None:
         """Converse and ConverseStream."""
@@ -345,9 +407,12 @@ def start_emulator(
     strict_profiles: bool = False,
     verbose: bool = False,
     seed: int | None = None,
+    openai_key: str | None = None,
 ) -> tuple[EmulatorServer, str]:
     """Start the emulator in a daemon thread; returns (server, base_url). Stop with server.shutdown()."""
-    server = EmulatorServer((host, port), strict_profiles=strict_profiles, verbose=verbose, seed=seed)
+    server = EmulatorServer(
+        (host, port), strict_profiles=strict_profiles, verbose=verbose, seed=seed, openai_key=openai_key
+    )
     thread = threading.Thread(
         target=server.serve_forever, name=f"bedrock-emulator:{server.server_address[1]}", daemon=True
     )

@@ -273,7 +273,17 @@ def test_xss_payloads_in_names_metadata_and_reasons_render_as_text(console: Cons
 # --- Accessibility, narrow screens --------------------------------------------------------------
 
 
-AXE_PAGES = ["keys", "spend", "connect", "admin/keys", "admin/owners", "admin/usage", "admin/audit", "admin/report"]
+AXE_PAGES = [
+    "keys",
+    "spend",
+    "connect",
+    "admin/keys",
+    "admin/models",
+    "admin/owners",
+    "admin/usage",
+    "admin/audit",
+    "admin/report",
+]
 
 
 def axe_violations(page: Any) -> list[str]:

@@ -61,7 +61,7 @@ def test_200_concurrent_requests_bill_exactly(stack) -> None:
 def test_concurrent_requests_on_a_nearly_spent_key_never_overrun(stack) -> None:
     # GIVEN a budget that fits about five worst-case requests (max_tokens=20 on nova-micro)
     from chalicelib.accounting.metering import worst_case_cost
-    from chalicelib.catalog.catalog import load_catalog
+    from chalicelib.catalog import load_catalog
     from chalicelib.settings import DEFAULT_CATALOG
 
     nova = load_catalog(DEFAULT_CATALOG, region="us-east-1").resolve("nova-micro")

@@ -178,3 +178,32 @@ def test_a_spent_budget_stops_claude_code_at_once(
     assert result["is_error"] is True and "budget" in result["result"], result
     assert elapsed < 15  # x-should-retry: false, not ten retries with backoff
     assert Ledger(table(stack, "UsageTable")).entries_for_key(key_id) == []
+
+
+def test_claude_code_uses_a_model_added_at_run_time(
+    claude: Path, stack: Any, tmp_path: Path, refusing_proxy: tuple[str, list[str]]
+) -> None:
+    from chalicelib.catalog import CatalogStore, Rules
+    from chalicelib.catalog.entry import new_document
+    from chalicelib.catalog.prices import bundled_price_map
+
+    # GIVEN a model the seed catalog does not have, added while the stack runs (as the admin API stores it)
+    store = CatalogStore(table(stack, "CatalogTable"))
+    stored = store.read()
+    if "nova-pro-cc" not in stored.live():
+        document = new_document(
+            {"alias": "nova-pro-cc", "provider": "bedrock", "model_id": "us.amazon.nova-pro-v1:0"},
+            rules=Rules(region="us-east-1"), price_map=bundled_price_map, now="2026-01-01T00:00:00Z", actor="test",
+        )  # fmt: skip
+        store.put({**document, "position": 1000}, read_version=stored.version, previous=None)
+    key_id, plaintext = new_key(stack)
+    proxy, attempts = refusing_proxy
+    # WHEN Claude Code is pointed at it
+    result, _ = run_claude(
+        claude, stack, plaintext, tmp_path, proxy, "Reply with the word pong", "--tools", "", "--model", "nova-pro-cc"
+    )
+    # THEN it answers through the gateway, billed to the key under that model
+    assert result["is_error"] is False and "pong" in result["result"], result
+    [entry] = Ledger(table(stack, "UsageTable")).entries_for_key(key_id)
+    assert entry["model"] == "nova-pro-cc" and entry["served_by"] == "bedrock/converse/us.amazon.nova-pro-v1:0"
+    assert attempts == []

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from chalicelib.accounting.ledger import UNRECORDED_EVENT
-from chalicelib.catalog.catalog import load_catalog
+from chalicelib.catalog import load_catalog
 from chalicelib.settings import DEFAULT_CATALOG
 from chalicelib.shared.usage import TokenUsage
 from tests.factories import usage_entry

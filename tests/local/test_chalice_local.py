@@ -71,3 +71,15 @@ def test_an_unknown_route_names_the_nearest_one(gateway: LocalGateway, method: s
 def test_a_route_nothing_is_near_gets_no_guess(gateway: LocalGateway) -> None:
     error = error_of(gateway.handle_request("GET", "/wp-admin/setup.php", {}, None), 404)
     assert "Did you mean" not in error["message"]
+
+
+def test_path_parameters_reach_the_app_decoded_as_api_gateway_passes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalice.local import LambdaEventConverter, RouteMatcher
+
+    from local.chalice_local import decoded_path_parameters
+
+    monkeypatch.setattr(LambdaEventConverter, "create_lambda_event", LambdaEventConverter.create_lambda_event)
+    decoded_path_parameters()
+    converter = LambdaEventConverter(RouteMatcher(["/admin/teams/{team}/members/{person}"]))
+    event = converter.create_lambda_event("DELETE", "/admin/teams/Platform%20Eng/members/a%40example.com", {})
+    assert event["pathParameters"] == {"team": "Platform Eng", "person": "a@example.com"}

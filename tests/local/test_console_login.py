@@ -204,3 +204,32 @@ def test_mount_sends_only_its_prefix_to_the_login() -> None:
     assert app.get("/console-loginx").get_data() == b"moto"
     assert app.get(f"{PREFIX}/nothing-here").status_code == 404
     assert seen == ["/moto-api/", "/console-loginx"]
+
+
+def test_an_invited_user_chooses_a_password_at_first_sign_in(
+    browser: Client, console_client: str, cognito: Any, pool: Pool
+) -> None:
+    # GIVEN a user invited with a temporary password (what POST /admin/people does)
+    cognito.admin_create_user(
+        UserPoolId=pool.user_pool_id, Username="new@example.com", TemporaryPassword="Pw1!Temporary-123",
+        UserAttributes=[{"Name": "email", "Value": "new@example.com"}], MessageAction="SUPPRESS",
+    )  # fmt: skip
+    user = User(email="new@example.com", password="Pw1!Temporary-123", sub="")
+    verifier, challenge = pkce()
+    # WHEN they sign in with it THEN they are asked for a password of their own, not handed a code
+    asked = sign_in(browser, console_client, user, challenge)
+    page = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and "Choose your password" in page and 'name="session"' in page
+    session = page.split('name="session" value="', 1)[1].split('"', 1)[0]
+    form = {**authorize_query(console_client, challenge), "username": user.email, "session": session}
+    # a typo in the repeat is caught before Cognito is asked
+    differ = browser.post(f"{PREFIX}/new-password", data={**form, "password": "Pw1!Chosen-4567", "confirm": "x"})
+    assert "The passwords differ." in differ.get_data(as_text=True)
+    chosen = browser.post(f"{PREFIX}/new-password", data={**form, "password": "Pw1!Chosen-4567",
+                                                           "confirm": "Pw1!Chosen-4567"})  # fmt: skip
+    # AND then they are signed in with the pool's tokens, and the new password is theirs from now on
+    tokens = exchange(browser, console_client, code_of(chosen), verifier).get_json()
+    assert jwt.decode(tokens["id_token"], options={"verify_signature": False})["email"] == "new@example.com"
+    assert cognito.admin_get_user(UserPoolId=pool.user_pool_id, Username="new@example.com")["UserStatus"] == (
+        "CONFIRMED"
+    )

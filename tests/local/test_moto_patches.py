@@ -102,6 +102,7 @@ def test_a_usage_table_saved_before_its_stream_gets_one_at_the_next_start(aws) -
     # GIVEN local state from before the stream design: the usage table without a stream
     client = boto3.client("dynamodb", region_name="us-east-1")
     names = {"KeysTable": "old-keys", "UsageTable": "old-usage", "AuditTable": "old-audit"}
+    names["CatalogTable"] = "old-catalog"
     bootstrap.create_tables(client, names, streams=False)
     assert "StreamSpecification" not in client.describe_table(TableName="old-usage")["Table"]
     # WHEN make dev starts again on that state THEN the table gets its stream, and billing aggregates

@@ -47,8 +47,13 @@ def test_the_moto_server_saves_and_restores_tables_users_and_signing_keys(tmp_pa
     server = _moto(port, state, log)
     try:
         bootstrap.create_tables(boto3.client("dynamodb", endpoint_url=url, **AWS), {
-            "KeysTable": "k", "UsageTable": "u", "AuditTable": "a"})  # fmt: skip
+            "KeysTable": "k", "UsageTable": "u", "AuditTable": "a", "CatalogTable": "c"})  # fmt: skip
         boto3.resource("dynamodb", endpoint_url=url, **AWS).Table("k").put_item(Item={"key_id": "kept"})
+        # a provider's API key, as make dev keeps the local upstream's (SSM's backend pickles with help)
+        ssm = boto3.client("ssm", endpoint_url=url, **AWS)
+        ssm.put_parameter(Name="/pennyworth/local/providers/x", Value="sk-kept", Type="SecureString")
+        ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId="/pennyworth/local/providers/x",
+                                 Tags=[{"Key": "team", "Value": "data"}])  # fmt: skip
         cognito = boto3.client("cognito-idp", endpoint_url=url, **AWS)
         pool = bootstrap.create_user_pool(cognito, "p")
         bootstrap.create_user(cognito, pool["user_pool_id"], "a@example.com", "Pw1!longpassword")
@@ -61,6 +66,8 @@ def test_the_moto_server_saves_and_restores_tables_users_and_signing_keys(tmp_pa
     try:
         table = boto3.resource("dynamodb", endpoint_url=url, **AWS).Table("k")
         assert table.get_item(Key={"key_id": "kept"})["Item"] == {"key_id": "kept"}
+        kept = ssm.get_parameter(Name="/pennyworth/local/providers/x", WithDecryption=True)["Parameter"]
+        assert kept["Value"] == "sk-kept"
         login = cognito.initiate_auth(
             ClientId=pool["client_id"],
             AuthFlow="USER_PASSWORD_AUTH",
@@ -179,7 +186,7 @@ def test_an_idle_stack_writes_no_state_and_a_change_is_saved(tmp_path: Path) -> 
     aggregator = None
     try:
         bootstrap.create_tables(boto3.client("dynamodb", endpoint_url=url, **AWS), {
-            "KeysTable": "k", "UsageTable": "u", "AuditTable": "a"})  # fmt: skip
+            "KeysTable": "k", "UsageTable": "u", "AuditTable": "a", "CatalogTable": "c"})  # fmt: skip
         assert eventually(state.exists, bool, timeout=10)
         env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
         command = [sys.executable, "-m", "local.stream_aggregator", "--endpoint", url, "--table", "u"]
@@ -233,7 +240,7 @@ def test_an_idle_poll_of_the_stream_is_one_call(tmp_path: Path) -> None:
     from decimal import Decimal
 
     from chalicelib.accounting.ledger import Ledger, TokenUsage, new_entry
-    from chalicelib.catalog.catalog import Prices
+    from chalicelib.shared.money import Prices
     from local.stream_aggregator import StreamDrain, streams_client_for
 
     port = Ports.free().aws
@@ -241,7 +248,7 @@ def test_an_idle_poll_of_the_stream_is_one_call(tmp_path: Path) -> None:
     server = _moto(port, tmp_path / "aws.pickle", tmp_path / "moto.log")
     try:
         bootstrap.create_tables(boto3.client("dynamodb", endpoint_url=url, **AWS), {
-            "KeysTable": "k", "UsageTable": "u", "AuditTable": "a"})  # fmt: skip
+            "KeysTable": "k", "UsageTable": "u", "AuditTable": "a", "CatalogTable": "c"})  # fmt: skip
         table = boto3.resource("dynamodb", endpoint_url=url, **AWS).Table("u")
         streams = streams_client_for(table)
         calls: list[str] = []

@@ -61,6 +61,7 @@
         const { items } = await api.listAll("admin/keys", {}, { signal: controller.signal, onProgress: (n, more) => bar.update(n, more, "keys") });
         const byOwner = new Map();
         for (const k of items) {
+          if (k.team_owned) continue; // a team's own key: its budget is the team's (the Teams page)
           const entry = byOwner.get(k.owner.sub) || { sub: k.owner.sub, label: k.owner.email || k.owner.sub, keys: 0, active: 0 };
           entry.keys += 1;
           entry.active += k.status === "active" ? 1 : 0;
@@ -107,7 +108,13 @@
 
   // --- Usage with CSV ------------------------------------------------------------------------
 
-  const GROUP_LABELS = { key: "Key", owner: "Owner", model: "Model", day: "Day" };
+  const GROUP_LABELS = { key: "Key", owner: "Owner", team: "Team", model: "Model", day: "Day", price: "Price version" };
+
+  // A price version's row: the model, the version, and the rates it billed at (a bill explained).
+  function priceLabel(r) {
+    const p = r.prices;
+    return `${r.model} v${r.price_version}${p ? ` ($${p.input} in / $${p.output} out per M)` : ""}`;
+  }
 
   function usage(root, signal) {
     const month = PW.monthRange(today().slice(0, 7));
@@ -119,8 +126,9 @@
     let last = null;
     const csv = h("button", { type: "button", class: "secondary", disabled: true }, "Download CSV");
     const columnsFor = (group) => [
-      { label: GROUP_LABELS[group], value: (r) => r.group },
+      { label: GROUP_LABELS[group], value: (r) => (group === "price" ? priceLabel(r) : r.group) },
       ...(group === "key" ? [{ label: "Prefix", value: (r) => r.prefix || "" }, { label: "Name", value: (r) => r.name || "" }, { label: "Owner email", value: (r) => r.owner_email || "" }] : []),
+      ...(group === "team" ? [{ label: "Name", value: (r) => r.name || "" }] : []),
       { label: "Requests", value: (r) => r.requests },
       { label: "Input tokens", value: (r) => r.input_tokens },
       { label: "Output tokens", value: (r) => r.output_tokens },
@@ -152,7 +160,7 @@
           h("p", { class: "totals" }, `Total ${money(data.total.cost_usd)} over ${count(data.total.requests)} requests, ${data.from} to ${data.to} (UTC).`),
           ui.table(
             [
-              { label: GROUP_LABELS[data.group_by], cell: (r) => (data.group_by === "key" && r.prefix ? h("span", {}, r.name || "(no name)", " ", h("code", {}, r.prefix)) : r.group) },
+              { label: GROUP_LABELS[data.group_by], cell: (r) => (data.group_by === "key" && r.prefix ? h("span", {}, r.name || "(no name)", " ", h("code", {}, r.prefix)) : data.group_by === "price" ? priceLabel(r) : data.group_by === "team" ? r.name || r.group : r.group) },
               data.group_by === "key" ? { label: "Owner", cell: (r) => r.owner_email || "—" } : null,
               { label: "Requests", cell: (r) => count(r.requests), class: "num" },
               { label: "Input tokens", cell: (r) => count(r.input_tokens), class: "num" },

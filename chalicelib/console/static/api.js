@@ -90,5 +90,6 @@
     post: (path, body, options) => send("POST", path, { ...options, body: body || {} }),
     put: (path, body, options) => send("PUT", path, { ...options, body }),
     patch: (path, body, options) => send("PATCH", path, { ...options, body }),
+    del: (path, query, options) => send("DELETE", path, { ...options, query }),
   };
 })();

@@ -9,7 +9,10 @@
     "/keys": { title: "My keys", view: (root, signal) => PW.keys.myKeys(root, signal) },
     "/spend": { title: "My spend", view: (root, signal) => PW.spend.mySpend(root, signal) },
     "/connect": { title: "Connect a client", view: (root, signal) => PW.connect.connect(root, signal) },
+    "/teams": { title: "Teams", view: (root, signal) => PW.teams.teams(root, signal) },
+    "/admin/people": { title: "People", admin: true, view: (root, signal) => PW.people.people(root, signal) },
     "/admin/keys": { title: "All keys", admin: true, view: (root, signal) => PW.keys.allKeys(root, signal) },
+    "/admin/models": { title: "Models", admin: true, view: (root, signal) => PW.models.modelsPage(root, signal) },
     "/admin/owners": { title: "Owners and budgets", admin: true, view: (root, signal) => PW.admin.owners(root, signal) },
     "/admin/usage": { title: "Usage", admin: true, view: (root, signal) => PW.admin.usage(root, signal) },
     "/admin/audit": { title: "Audit log", admin: true, view: (root, signal) => PW.admin.audit(root, signal) },
@@ -43,8 +46,8 @@
     // Admin pages are listed for admins only; a user who opens one anyway gets the API's refusal.
     replace(
       nav,
-      h("ul", {}, ["/keys", "/spend", "/connect"].map(navLink)),
-      user.isAdmin ? [h("p", { class: "nav-heading", id: "admin-nav" }, "Admin"), h("ul", { "aria-labelledby": "admin-nav" }, ["/admin/keys", "/admin/owners", "/admin/usage", "/admin/audit", "/admin/report"].map(navLink))] : null
+      h("ul", {}, ["/keys", "/spend", "/teams", "/connect"].map(navLink)),
+      user.isAdmin ? [h("p", { class: "nav-heading", id: "admin-nav" }, "Admin"), h("ul", { "aria-labelledby": "admin-nav" }, ["/admin/keys", "/admin/models", "/admin/people", "/admin/owners", "/admin/usage", "/admin/audit", "/admin/report"].map(navLink))] : null
     );
   }
 

@@ -6,15 +6,23 @@
   const PW = (window.PW = window.PW || {});
   const { h, replace, announce, timeEl, moneyEl, ui, api } = PW;
 
+  // The live catalog's served models (an admin's listing also has disabled and unreadable ones).
   let modelsCache = null;
   async function models() {
-    if (!modelsCache) modelsCache = api.get("admin/models").then((page) => page.data || []);
+    if (!modelsCache) {
+      modelsCache = api.get("admin/models").then((page) => (page.data || []).filter((m) => m.enabled !== false && m.status !== "unreadable"));
+    }
     try {
       return await modelsCache;
     } catch (error) {
       modelsCache = null;
       throw error;
     }
+  }
+
+  // After the Models page changed the catalog: the next picker reads it again.
+  function forgetModels() {
+    modelsCache = null;
   }
 
   function modelsText(key) {
@@ -51,17 +59,23 @@
 
   // --- Create --------------------------------------------------------------------------------
 
-  async function createDialog({ forOwner = false, onDone }) {
+  // team: charge the new key to this team ({id, name}); teamOwned: the team's own key (its admins).
+  async function createDialog({ forOwner = false, onDone, team = null, teamOwned = false }) {
     let catalog = [];
+    let teams = [];
     try {
-      catalog = await models();
+      [catalog, teams] = await Promise.all([models(), team ? [team] : api.listAll("admin/teams", {}).then((r) => r.items).catch(() => [])]);
     } catch (error) {
       if (error instanceof PW.auth.SessionExpired) return PW.app.sessionExpired();
       ui.toast(`Could not load the model list: ${error.message}`);
     }
-    ui.dialog("Create a key", (close) => {
+    ui.dialog(teamOwned ? `Create a key of team ${team.name}` : "Create a key", (close) => {
       const name = h("input", { name: "name", type: "text", required: true, maxlength: "200", autocomplete: "off", autofocus: true });
-      const owner = forOwner ? h("input", { name: "owner", type: "email", autocomplete: "off", placeholder: "leave empty for yourself" }) : null;
+      const owner = forOwner && !teamOwned ? h("input", { name: "owner", type: "email", autocomplete: "off", placeholder: "leave empty for yourself" }) : null;
+      // A person's key may be charged to one of their teams as well (its budget binds the key too).
+      const charge = teamOwned || !teams.length
+        ? null
+        : h("select", { name: "team" }, team ? null : h("option", { value: "" }, "No team: charged to me alone"), teams.map((t) => h("option", { value: t.id }, t.name)));
       const budget = h("input", { name: "monthly_budget_usd", type: "text", inputmode: "decimal", pattern: "\\d{1,10}(\\.\\d{1,6})?", placeholder: "25.00", autocomplete: "off" });
       const expires = h("input", { name: "expires_at", type: "date", min: PW.isoDay(new Date(Date.now() + 86400000)) });
       const allModels = h("input", { type: "radio", name: "model-scope", value: "all", checked: true, id: PW.uid("scope") });
@@ -86,7 +100,9 @@
       return ui.form(
         [
           ui.field("Name", name, "What the key is for, e.g. “laptop — chat tools”. Shown to admins."),
+          teamOwned ? h("p", { class: "muted" }, "The team owns this key: it is charged to the team's budget and keeps working whoever leaves.") : null,
           owner ? ui.field("Owner (email)", owner, "Admins may create keys for another user of the pool.") : null,
+          charge ? ui.field("Charge to team", charge, "Its spend counts against the team's budget as well as yours.") : null,
           ui.field("Monthly budget, USD (optional)", budget, "Requests are refused once this month's spend reaches it. Empty: no key budget."),
           modelsField,
           ui.field("Expires on (optional)", expires, "The key stops working at the end of this day (UTC)."),
@@ -94,6 +110,12 @@
         async () => {
           const body = { name: name.value.trim() };
           if (owner && owner.value.trim()) body.owner = owner.value.trim();
+          if (teamOwned) {
+            body.team = team.id;
+            body.team_owned = true;
+          } else if (charge && charge.value) {
+            body.team = charge.value;
+          }
           if (budget.value.trim()) body.monthly_budget_usd = budget.value.trim();
           if (expires.value) body.expires_at = `${expires.value}T23:59:59Z`;
           if (someModels.checked) {
@@ -178,7 +200,7 @@
     return [moneyEl(spent || "0"), " of ", moneyEl(key.monthly_budget_usd)];
   }
 
-  const STATUS_ORDER = { active: 0, expired: 1, revoked: 2 };
+  const STATUS_ORDER = { active: 0, disabled: 1, expired: 2, revoked: 3 };
   function sortKeys(keys) {
     return keys.slice().sort((a, b) => STATUS_ORDER[a.status] - STATUS_ORDER[b.status] || (b.created_at || "").localeCompare(a.created_at || ""));
   }
@@ -251,7 +273,7 @@
       "select",
       { name: "status" },
       h("option", { value: "" }, "Any status"),
-      ["active", "expired", "revoked"].map((s) => h("option", { value: s }, s))
+      ["active", "disabled", "expired", "revoked"].map((s) => h("option", { value: s }, s))
     );
     const model = h("select", { name: "model" }, h("option", { value: "" }, "Any model"));
     const filters = h(
@@ -340,5 +362,5 @@
     load();
   }
 
-  PW.keys = { myKeys, allKeys, models, createDialog };
+  PW.keys = { myKeys, allKeys, models, forgetModels, createDialog, rotateDialog, revokeDialog };
 })();

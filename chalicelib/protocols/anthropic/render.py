@@ -81,6 +81,13 @@ def usage_body(usage: TokenUsage, reasoning_tokens: int = 0, entry: UsageEntry |
         "cache_read_input_tokens": usage.cache_read_tokens,
         "output_tokens": usage.output_tokens,
     }
+    if usage.cache_write_tokens:
+        # The writes by TTL, as Anthropic reports them (each TTL has its own price).
+        long = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
+        out["cache_creation"] = {
+            "ephemeral_5m_input_tokens": usage.cache_write_tokens - long,
+            "ephemeral_1h_input_tokens": long,
+        }
     if reasoning_tokens:
         out["output_tokens_details"] = {"thinking_tokens": min(reasoning_tokens, usage.output_tokens)}
     if entry is not None:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.catalog import ModelEntry
 from chalicelib.conversation.request import Conversation
 from chalicelib.protocols.anthropic.parse import (
     MessagesRequest,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib import errors
-from chalicelib.catalog.catalog import ModelEntry
+from chalicelib.catalog import ModelEntry
 from chalicelib.protocols.mcp.parse import INPUT_SCHEMAS, ProtocolError
 from chalicelib.shared.usage import TokenUsage
 

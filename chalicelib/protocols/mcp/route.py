@@ -114,7 +114,7 @@ class McpServer(Route):
                 headers={**_JSON, "Allow": "POST"},
             )
         try:
-            key = self._keys.authenticate(headers)
+            key = self.key(request)
         except errors.AuthenticationFailed as exc:
             body = error_response(None, ProtocolError(UNAUTHORIZED, exc.message))
             return HttpResult(body, status=401, headers={**_JSON, **exc.headers})
@@ -337,8 +337,9 @@ class McpServer(Route):
         else:
             tokens = self._models.count_tokens(model, text=args["text"])
         output = args.get("max_output_tokens", 0 if model.mode == "embedding" else model.max_output_tokens or 0)
+        # Both at the tier the prompt falls in: a long prompt makes its output dearer too.
         input_cost = compute_cost(model.prices, TokenUsage(input_tokens=tokens))
-        output_cost = compute_cost(model.prices, TokenUsage(output_tokens=output))
+        output_cost = compute_cost(model.prices, TokenUsage(input_tokens=tokens, output_tokens=output)) - input_cost
         structured = {
             "model": model.id,
             "input_tokens": tokens,
