@@ -93,9 +93,14 @@ def main() -> int:
     from moto import mock_aws
 
     from chalicelib.catalog import CatalogStore, LiveCatalog, Rules, load_catalog, seed_documents
+    from chalicelib.observability import logger
     from chalicelib.settings import DEFAULT_CATALOG
     from local import bootstrap, moto_patches
 
+    # The service's log lines (the catalog seeded, …) go to stderr: stdout carries one JSON document.
+    for handler in logger._logger.handlers:  # Powertools' Logger wraps a standard logger
+        if getattr(handler, "stream", None) is sys.stdout:
+            handler.setStream(sys.stderr)
     moto_patches.apply()
     result: dict[str, Any] = {"benchmark": "catalog", "names": list(NAMES)}
     with mock_aws():

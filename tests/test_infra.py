@@ -160,8 +160,15 @@ def test_provider_keys_are_read_only_under_the_prefix_and_decrypted_only_through
     statements = {s["Sid"]: s for s in walk_statements(policies.api_policy())}
     read, decrypt = statements["ReadProviderKeys"], statements["DecryptProviderKeysThroughSsm"]
     assert read["Action"] == ["ssm:GetParameter"]
-    assert read["Resource"]["Fn::Sub"][0].endswith(":parameter${Prefix}*")
-    assert read["Resource"]["Fn::Sub"][1]["Prefix"] == policies.PROVIDER_KEY_PREFIX
+    condition, given, own = read["Resource"]["Fn::If"]
+    # The parameter's prefix when set, else the stack's own: the same choice as the environment's.
+    assert [condition, *policies.PROVIDER_KEY_PREFIX["Fn::If"][1:]] == [
+        "HasProviderKeyPrefix",
+        {"Ref": "ProviderKeyPrefix"},
+        {"Fn::Sub": "/pennyworth/${AWS::StackName}/"},
+    ]
+    assert given["Fn::Sub"].endswith(":parameter${ProviderKeyPrefix}*")
+    assert own["Fn::Sub"].endswith(":parameter/pennyworth/${AWS::StackName}/*")
     assert decrypt["Action"] == ["kms:Decrypt"]
     assert decrypt["Condition"]["StringEquals"] == {
         "kms:ViaService": {"Fn::Sub": "ssm.${AWS::Region}.${AWS::URLSuffix}"}

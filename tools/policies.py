@@ -122,10 +122,15 @@ PROVIDER_KEY_PREFIX = {
 
 def provider_key_statements() -> list[Document]:
     """Reading provider API keys: ``ssm:GetParameter`` under the prefix, decrypted through SSM only."""
+    # The choice is made around two plain Fn::Sub strings, not inside a Fn::Sub's variable map:
+    # the same ARNs, in the form every CloudFormation implementation resolves (moto's left the
+    # nested form an empty string, which the deploy rehearsal caught).
+    arn = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
     parameters = {
-        "Fn::Sub": [
-            "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${Prefix}*",
-            {"Prefix": PROVIDER_KEY_PREFIX},
+        "Fn::If": [
+            "HasProviderKeyPrefix",
+            sub(arn + "${ProviderKeyPrefix}*"),
+            sub(arn + "/pennyworth/${AWS::StackName}/*"),
         ]
     }
     return [
