@@ -21,6 +21,10 @@ behave like AWS beyond that (it cannot say whether AWS would accept it).
   its environment values are strings (a Number parameter stayed a number).
 * **``AWS::IAM::Role``** inline policies are stored as JSON (moto stored a
   repr), without the statements ``AWS::NoValue`` removes (moto kept nulls).
+* **``CommaDelimitedList`` parameters** are lists to a ``Ref`` whether given or
+  left at their default (moto split only a given value, so a ``Fn::Join`` over
+  a default joined its characters), and read back as the text they were given
+  as (a previous value passed on with ``UsePreviousValue`` was moto's list).
 * **``AWS::Cognito::UserPool``, ``UserPoolClient``, ``UserPoolGroup``,
   ``AWS::CloudWatch::Alarm`` and ``AWS::ApiGateway::Stage``** get
   CloudFormation models over moto's own backends.
@@ -56,6 +60,7 @@ def apply() -> None:
     _patch_rest_api_import()
     _patch_function_layers()
     _patch_role_policies()
+    _patch_list_parameters()
     _register_models()
     _APPLIED = True
 
@@ -281,6 +286,33 @@ def _patch_role_policies() -> None:
         put_policy(self, policy_name, policy_json)
 
     models.Role.put_policy = put
+
+
+def _patch_list_parameters() -> None:
+    from moto.cloudformation import parsing
+
+    load_parameters = parsing.ResourceMap.load_parameters
+
+    def load(self: Any) -> None:
+        slots = self._template.get("Parameters", {})
+        listed = [name for name, slot in slots.items() if _is_list(slot.get("Type", "String"))]
+        # A previous value comes back as what moto resolved it to (a list): as given, it is text.
+        for name in listed:
+            if isinstance(self.input_parameters.get(name), list):
+                self.input_parameters[name] = ",".join(str(item) for item in self.input_parameters[name])
+        load_parameters(self)
+        for name in listed:
+            value = self.resolved_parameters[name]
+            items = value if isinstance(value, list) else str(value).split(",")
+            # What a Ref resolves to: the list, default or not. What the stack shows: the text.
+            self._parsed_resources[name] = items
+            self.resolved_parameters[name] = ",".join(str(item) for item in items)
+
+    parsing.ResourceMap.load_parameters = load
+
+
+def _is_list(parameter_type: str) -> bool:
+    return parameter_type == "CommaDelimitedList" or parameter_type.startswith("List<")
 
 
 # -- CloudFormation models moto lacks ------------------------------------------------------------

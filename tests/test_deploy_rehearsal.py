@@ -402,6 +402,9 @@ def _physical_names(path: str, rehearsal: dict[str, Any]) -> dict[str, str]:
     names |= {physical.rsplit("/", 1)[1]: logical for physical, logical in names.items() if "://" in physical}
     names |= {name: logical for logical, name in rehearsal[path]["names"].items()}
     names[f"{stack_name}-"] = "STACK-"
+    # The stack's name as a path segment (the provider keys' default prefix, /pennyworth/<stack>/): alone,
+    # it is also a resource's name, the dashboard's on one path and Chalice's API handler's on the other.
+    names[f"/{stack_name}/"] = "/STACK/"
     return names
 
 
@@ -548,13 +551,11 @@ def test_a_region_whose_bedrock_lacks_a_catalog_model_is_refused() -> None:
     # GIVEN Bedrock in us-east-1 offering every profile but no Cohere embedding model
     target = deploy.Target("dev", "pennyworth-dev", boto3.Session(region_name="us-east-1"), region="us-east-1")
     bedrock = boto3.client("bedrock", region_name="us-east-1")
-    catalog = json.loads(deploy.policies.CATALOG.read_text())["models"]
-    profiles = [
-        m["bedrock_model_id"]
-        for m in catalog
-        if "." in m["bedrock_model_id"] and m["bedrock_model_id"].startswith("us.")
-    ]
-    offered = [m["bedrock_model_id"] for m in catalog if not m["bedrock_model_id"].startswith(("us.", "cohere."))]
+    seed = json.loads(deploy.policies.CATALOG.read_text())["models"]
+    catalog = [m["model_id"] for m in seed if m["provider"] == "bedrock"]
+    profiles = [m for m in catalog if m.startswith("us.")]
+    offered = [m for m in catalog if not m.startswith(("us.", "cohere."))]
+    assert profiles and offered and len(profiles) + len(offered) < len(catalog)
     with Stubber(bedrock) as stub:
         stub.add_response("list_foundation_models", {"modelSummaries": [_model(m) for m in offered]})
         stub.add_response("list_inference_profiles", {"inferenceProfileSummaries": [_profile(p) for p in profiles]})
@@ -838,6 +839,10 @@ def test_chalice_delete_removes_what_it_created_and_keeps_the_tables_and_pool(
     assert not client("lambda").list_layer_versions(LayerName=f"{CHALICE_STACK}-dependencies")["LayerVersions"]
     assert CHALICE_STACK not in {s["StackName"] for s in client("cloudformation").list_stacks(
         StackStatusFilter=["CREATE_COMPLETE", "UPDATE_COMPLETE"])["StackSummaries"]}  # fmt: skip
-    # Retained, as on the CloudFormation path (DeletionPolicy: Retain).
-    assert len(ours) == 3 and set(ours) <= set(client("dynamodb").list_tables()["TableNames"])
+    # Retained, as on the CloudFormation path (DeletionPolicy: Retain): every table the template declares.
+    retained = {t.removeprefix(f"{CHALICE_STACK}-").rsplit("-", 1)[0] for t in ours}
+    assert retained == {"KeysTable", "UsageTable", "AuditTable", "CatalogTable"}
+    declared = {k: r for k, r in stack.load_template()["Resources"].items() if r["Type"] == "AWS::DynamoDB::Table"}
+    assert set(declared) == retained and all(r["DeletionPolicy"] == "Retain" for r in declared.values())
+    assert set(ours) <= set(client("dynamodb").list_tables()["TableNames"])
     assert client("cognito-idp").list_user_pools(MaxResults=60)["UserPools"] == pools

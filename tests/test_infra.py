@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from chalicelib.settings import ENV
-from tools import policies
+from tools import policies, stack
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = json.loads((ROOT / "infra" / "template.json").read_text())
@@ -401,7 +401,64 @@ def test_github_oidc_role_is_pinned_and_passes_only_our_roles() -> None:
         # Exact role ARNs only, each limited to the one service it is handed to.
         assert "*" not in json.dumps(statement["Resource"])
         assert set(statement["Condition"]["StringEquals"]) == {"iam:PassedToService"}
+    # Each function's role in each deployed stage, once: a function added to the stack is passed by both paths.
+    function_roles = [
+        {"Sub": f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/${{AppName}}-{stage}-{function.suffix}"}
+        for stage in DEPLOYED_STAGES
+        for function in stack.FUNCTIONS
+    ]
+    to_lambda = [
+        s for s in pass_role if s["Condition"]["StringEquals"]["iam:PassedToService"] == "lambda.amazonaws.com"
+    ]
+    assert len(to_lambda) == 2 and all(s["Resource"] == function_roles for s in to_lambda)
     assert all(s["Action"] != "*" for d in documents for s in d["Statement"])
+
+
+#: What CloudFormation calls to create each resource type the template holds (its handler's create
+#: permissions, as the resource schemas list them; the first one each needs).
+CREATE_ACTIONS = {
+    "AWS::ApiGateway::BasePathMapping": "apigateway:POST",
+    "AWS::ApiGateway::DomainName": "apigateway:POST",
+    "AWS::CloudWatch::Alarm": "cloudwatch:PutMetricAlarm",
+    "AWS::CloudWatch::Dashboard": "cloudwatch:PutDashboard",
+    "AWS::Cognito::ManagedLoginBranding": "cognito-idp:CreateManagedLoginBranding",
+    "AWS::Cognito::UserPool": "cognito-idp:CreateUserPool",
+    "AWS::Cognito::UserPoolClient": "cognito-idp:CreateUserPoolClient",
+    "AWS::Cognito::UserPoolDomain": "cognito-idp:CreateUserPoolDomain",
+    "AWS::Cognito::UserPoolGroup": "cognito-idp:CreateGroup",
+    "AWS::DynamoDB::Table": "dynamodb:CreateTable",
+    "AWS::IAM::Role": "iam:CreateRole",
+    "AWS::Logs::LogGroup": "logs:CreateLogGroup",
+    "AWS::Logs::MetricFilter": "logs:PutMetricFilter",
+    "AWS::SNS::Subscription": "sns:Subscribe",
+    "AWS::SNS::Topic": "sns:CreateTopic",
+    "AWS::SQS::Queue": "sqs:CreateQueue",
+    "AWS::Serverless::Api": "apigateway:POST",
+    "AWS::Serverless::Function": "lambda:CreateFunction",
+    "AWS::Serverless::LayerVersion": "lambda:PublishLayerVersion",
+}
+
+
+def test_the_deploy_role_can_create_every_resource_type_the_template_holds() -> None:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    role = yaml.load((ROOT / "infra" / "github-oidc-role.yaml").read_text(), Loader=Loader)  # noqa: S506 - SafeLoader subclass
+    execution = role["Resources"]["CloudFormationExecutionRole"]["Properties"]
+    granted = {
+        action
+        for policy in execution["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    }
+    types = {resource["Type"] for resource in RESOURCES.values()}
+    # A type added to the template needs its create action here, and in the role (IAM is not
+    # enforced by the offline rehearsal, so this is where a missing grant shows).
+    assert types <= set(CREATE_ACTIONS), sorted(types - set(CREATE_ACTIONS))
+    assert {t: CREATE_ACTIONS[t] for t in types if CREATE_ACTIONS[t] not in granted} == {}
 
 
 GATEWAY_RESPONSES = RESOURCES["RestAPI"]["Properties"]["GatewayResponses"]
