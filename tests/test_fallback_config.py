@@ -141,3 +141,38 @@ def test_a_guarded_key_is_never_served_by_a_model_bedrock_does_not_serve(tmp_pat
     assert raised.value.code == "guardrail_unsupported"
     # Without a guardrail it is served as usual, with no region
     assert call_policy(key(), llama, catalog, conversation, region="us-east-1").primary.region is None
+
+
+@pytest.mark.parametrize(
+    ("field", "looser"),
+    [
+        ("guardrail", None),
+        ("guardrail", {"id": "pennyworthdemo", "version": "DRAFT"}),
+        ("model_fallback", "any"),
+        ("model_fallback", "same_model"),
+    ],
+)
+def test_an_owner_cannot_drop_or_swap_an_admins_guardrail_or_loosen_the_fallback_policy(
+    client: Client, as_admin: Api, as_alice: Api, alice: Any, field: str, looser: Any
+) -> None:
+    # GIVEN an admin gave alice a key that carries the demo guardrail and allows no fallback
+    limits = {"guardrail": {"id": DEMO_GUARDRAIL_ID, "version": "1"}, "model_fallback": "none"}
+    created = as_admin.call("post", "/admin/keys", {"owner": alice.email, "name": "guarded", **limits})
+    assert created.status_code == 201, created.body
+    key = created.json_body
+    assert key["guardrail"] == limits["guardrail"] and key["model_fallback"] == "none"
+    # WHEN alice loosens either THEN 403 naming the field, and nothing changed
+    error = error_of(as_alice.call("patch", f"/admin/keys/{key['key_id']}", {field: looser}), 403)
+    assert error["code"] == "admin_limit" and error["param"] == field
+    assert as_alice.call("get", f"/admin/keys/{key['key_id']}").json_body[field] == key[field]
+
+
+def test_a_key_guardrail_is_checked_when_it_is_set(client: Client, as_admin: Api) -> None:
+    error = error_of(as_admin.call("post", "/admin/keys", {"name": "x", "guardrail": {"id": "other1", "version": "1"}}))
+    assert error["code"] == "guardrail_not_allowed"
+    error = error_of(
+        as_admin.call("post", "/admin/keys", {"name": "x", "guardrail": {"id": DEMO_GUARDRAIL_ID, "version": "9"}})
+    )
+    assert error["code"] == "guardrail_not_found"
+    error = error_of(as_admin.call("post", "/admin/keys", {"name": "x", "model_fallback": "sometimes"}))
+    assert error["param"] == "model_fallback"
