@@ -40,7 +40,7 @@ TINY: dict[str, tuple[list[str], set[str]]] = {
     ),
     "overhead.py": (
         ["--requests", "2", "--warmup", "1"],
-        {"benchmark", "requests_per_path", "direct_litellm", "gateway_handler", "added_p50_ms"},
+        {"benchmark", "requests_per_path", "direct_litellm", "gateway_handler", "added_p50_ms", "front", "goals_met"},
     ),
     "resilience.py": (
         ["--requests", "4", "--seam-requests", "2", "--seam-calls", "10"],

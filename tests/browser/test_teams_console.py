@@ -34,6 +34,9 @@ def sign_out(console: ConsolePage) -> None:
 def first_sign_in(console: ConsolePage, email: str, temporary: str, chosen: str) -> None:
     """An invited person's first sign-in: the temporary password, then a password of their own."""
     page = console.page
+    # From a fresh load, as ConsolePage.sign_in does: under load, a click on the page the sign-out left
+    # could land before its own navigation ended, and be lost.
+    page.goto(console.url)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/console-login/**")
     page.get_by_label("Email address").fill(email)

@@ -199,9 +199,17 @@ def test_claude_code_uses_a_model_added_at_run_time(
     key_id, plaintext = new_key(stack)
     proxy, attempts = refusing_proxy
     # WHEN Claude Code is pointed at it
-    result, _ = run_claude(
-        claude, stack, plaintext, tmp_path, proxy, "Reply with the word pong", "--tools", "", "--model", "nova-pro-cc"
-    )
+    try:
+        options = ("--tools", "", "--model", "nova-pro-cc")
+        result, _ = run_claude(claude, stack, plaintext, tmp_path, proxy, "Reply with the word pong", *options)
+    finally:
+        # The stack is shared by the session: the model is removed (as the admin API removes one) so a
+        # later test may add its Bedrock model under another alias.
+        stored = store.read()
+        current = stored.live().get("nova-pro-cc")
+        if current is not None:
+            store.put({**current, "removed_at": "2026-01-01T00:00:01Z", "enabled": False},
+                      read_version=stored.version, previous=current)  # fmt: skip
     # THEN it answers through the gateway, billed to the key under that model
     assert result["is_error"] is False and "pong" in result["result"], result
     [entry] = Ledger(table(stack, "UsageTable")).entries_for_key(key_id)
