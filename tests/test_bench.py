@@ -43,7 +43,7 @@ TINY: dict[str, tuple[list[str], set[str]]] = {
         {"benchmark", "requests_per_path", "direct_litellm", "gateway_handler", "added_p50_ms", "front", "goals_met"},
     ),
     "resilience.py": (
-        ["--requests", "4", "--seam-requests", "2", "--seam-calls", "10"],
+        ["--requests", "4", "--cooldown-requests", "2", "--seam-requests", "2", "--seam-calls", "10"],
         {"benchmark", "requests_per_scenario", "throttle_30pct_no_cooldown", "resets_5pct", "seam", "goals_met"},
     ),
     "responses.py": (
