@@ -286,3 +286,14 @@ def catalog_with(tmp_path: Any, changes: dict[str, dict[str, Any]]) -> Catalog:
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps(document))
     return load_catalog(path, region="us-east-1")
+
+
+def test_an_intervention_ends_each_protocols_answer_as_that_protocol_says(world: dict[str, Any]) -> None:
+    from chalicelib.protocols.anthropic.render import render_message
+
+    record = key(world, guardrail={"id": DEMO_GUARDRAIL_ID, "version": "1"})
+    turn = converse(world, record, model="nova-micro", messages=say("Hi #emulator:guardrail=output"))
+    completion = Completion.of(turn)
+    message = render_message(completion, {"id": "msg_x", "model": "nova-micro"})
+    assert message["stop_reason"] == "refusal"
+    assert message["usage"]["guardrail_text_units"] > 0 and message["usage"]["served_model"] == "nova-micro"
