@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from chalicelib.conversation import deadline
     from chalicelib.conversation.events import Completion, Finished, TextDelta
     from chalicelib.conversation.request import Conversation
-    from chalicelib.gateway import Gateway, UpstreamConfig, bedrock_prompt, load_litellm
+    from chalicelib.gateway import CallPolicy, Gateway, Target, UpstreamConfig, bedrock_prompt, load_litellm
     from chalicelib.gateway.events import usage_report
     from chalicelib.settings import DEFAULT_CATALOG
 
@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def stream(conversation: Conversation) -> Completion:
         conversation = conversation.but(stream=True)  # a no-op once the gateway always streams
-        events = gateway.chat(conversation, model, bedrock_prompt(conversation), timeout_seconds=60)
+        policy = CallPolicy((Target(model, "us-east-1"),))
+        events = gateway.chat(conversation, policy, bedrock_prompt(conversation), stop_at=time.time() + 60).events
         return Completion.of(deadline.until(events, time.time() + 60))
 
     paths = {"converse": converse, "stream": stream}

@@ -30,6 +30,8 @@ ENV: dict[str, str | None] = {
     "PENNYWORTH_BEDROCK_ENDPOINT_URL": None,
     "PENNYWORTH_BEDROCK_REGION": None,
     "PENNYWORTH_UPSTREAM_TIMEOUT_SECONDS": "25",
+    "PENNYWORTH_THROTTLE_COOLDOWN_SECONDS": "2",
+    "PENNYWORTH_GUARDRAILS": None,
     "PENNYWORTH_STREAM_TIMEOUT_SECONDS": "300",
     "PENNYWORTH_MAX_BODY_BYTES": "5000000",
     "PENNYWORTH_COGNITO_USER_POOL_ID": None,
@@ -81,6 +83,8 @@ class Settings:
     bedrock_endpoint_url: str | None
     bedrock_region: str
     upstream_timeout_seconds: float
+    throttle_cooldown_seconds: float
+    guardrails: tuple[str, ...]
     stream_timeout_seconds: float
     max_body_bytes: int
     cognito_user_pool_id: str | None
@@ -123,6 +127,8 @@ class Settings:
             bedrock_endpoint_url=get("PENNYWORTH_BEDROCK_ENDPOINT_URL"),
             bedrock_region=get("PENNYWORTH_BEDROCK_REGION") or region,
             upstream_timeout_seconds=_number(get, "PENNYWORTH_UPSTREAM_TIMEOUT_SECONDS", float),
+            throttle_cooldown_seconds=_number(get, "PENNYWORTH_THROTTLE_COOLDOWN_SECONDS", float, maximum=60),
+            guardrails=_guardrail_ids(get("PENNYWORTH_GUARDRAILS")),
             stream_timeout_seconds=_number(
                 get, "PENNYWORTH_STREAM_TIMEOUT_SECONDS", float, maximum=MAX_STREAM_TIMEOUT_SECONDS
             ),
@@ -147,6 +153,16 @@ class Settings:
             usage_stream_arn=_required(get, "PENNYWORTH_USAGE_STREAM_ARN"),
             default_person_budget_usd=_budget(get, "PENNYWORTH_DEFAULT_PERSON_BUDGET_USD"),
         )
+
+
+def _guardrail_ids(raw: str | None) -> tuple[str, ...]:
+    ids = tuple(part.strip() for part in (raw or "").split(",") if part.strip())
+    bad = [i for i in ids if not re.fullmatch(r"[a-z0-9]{1,64}", i)]
+    if bad:
+        raise SettingsError(
+            f"PENNYWORTH_GUARDRAILS must list guardrail ids (lower-case letters and digits); got {bad[0]!r}"
+        )
+    return ids
 
 
 def _required(get, name: str) -> str:

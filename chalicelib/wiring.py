@@ -16,6 +16,7 @@ from chalicelib.accounting.reports import ReportConfig, ReportService, TeamInfo
 from chalicelib.admin.accounting import AccountingService
 from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticator_for_pool
 from chalicelib.admin.directory import Directory
+from chalicelib.admin.guardrails import GuardrailCheck
 from chalicelib.admin.keys import AdminService
 from chalicelib.admin.models import ModelAdmin
 from chalicelib.admin.people import PeopleConfig, PeopleService, UserPool
@@ -24,7 +25,7 @@ from chalicelib.admin.teams import TeamsService
 from chalicelib.catalog import Catalog, CatalogStore, LiveCatalog, Rules, seed_documents
 from chalicelib.catalog.prices import bundled_price_map
 from chalicelib.console import ConsoleConfig, ConsoleSite
-from chalicelib.gateway import Gateway, UpstreamConfig
+from chalicelib.gateway import Gateway, Resilience, UpstreamConfig
 from chalicelib.gateway.secrets import ParameterSecrets
 from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
 from chalicelib.keys.store import KeyStore
@@ -83,6 +84,7 @@ def catalog_rules() -> Rules:
         region=settings.bedrock_region,
         allowed_bedrock_models=settings.allowed_bedrock_models,
         provider_key_prefix=settings.provider_key_prefix,
+        guardrails=settings.guardrails,
     )
 
 
@@ -148,6 +150,8 @@ def gateway() -> Gateway:
             endpoint_url=settings.bedrock_endpoint_url,
             timeout_seconds=settings.upstream_timeout_seconds,
         ),
+        # Cooldowns and the retry quota: per warm function (docs/resilience.md says why not shared).
+        resilience=Resilience(default_cooldown=settings.throttle_cooldown_seconds),
         secret=provider_secrets(),
     )
 
@@ -293,6 +297,16 @@ def teams_service() -> TeamsService:
 
 
 @functools.cache
+def guardrail_check() -> GuardrailCheck:
+    """Checks a guardrail an admin configures: in the stack's list, and known to Bedrock's control plane."""
+    import boto3
+
+    settings = get_settings()
+    bedrock = boto3.client("bedrock", region_name=settings.bedrock_region, endpoint_url=settings.bedrock_endpoint_url)
+    return GuardrailCheck(settings.guardrails, bedrock, settings.bedrock_region)
+
+
+@functools.cache
 def admin_service() -> AdminService:
     """The ``/admin`` service with its real dependencies."""
     return AdminService(
@@ -304,6 +318,7 @@ def admin_service() -> AdminService:
         directory=user_directory,
         max_body_bytes=get_settings().max_body_bytes,
         month_costs=ledger().month_costs,
+        guardrails=lambda guardrail: guardrail_check()(guardrail),
         people=people_service(),
         teams=directory(),
         meter=meter(),
@@ -334,6 +349,7 @@ def model_admin() -> ModelAdmin:
         max_body_bytes=settings.max_body_bytes,
         # The test answers on the buffered API function: inside API Gateway's 29 s.
         test_seconds=min(20.0, settings.upstream_timeout_seconds),
+        guardrails=lambda guardrail: guardrail_check()(guardrail),
     )
 
 

@@ -60,6 +60,16 @@ def _key_options(command: Any) -> Any:
         click.option("--tpm", metavar="N", help='Tokens per minute ("none": no limit).'),
         click.option("--expires", metavar="TIME", help='Expiry, ISO 8601 (e.g. 2027-01-31T00:00:00Z; "never").'),
         click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE", help="Metadata entry (repeatable)."),
+        click.option(
+            "--guardrail",
+            metavar="ID[:VERSION]",
+            help='Bedrock guardrail every call carries, e.g. "abc123:1" (version DRAFT if left out; "none": clear).',
+        ),
+        click.option(
+            "--fallback",
+            type=click.Choice(["any", "same_model", "none"]),
+            help="Which fallbacks may serve: any (default), same_model (another geography or region only), none.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -68,7 +78,7 @@ def _key_options(command: Any) -> Any:
 
 def _fields(
     name: str | None, models: tuple[str, ...], budget: str | None, rpm: str | None, tpm: str | None,
-    expires: str | None, meta: tuple[str, ...],
+    expires: str | None, meta: tuple[str, ...], guardrail: str | None = None, fallback: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The JSON body fields for the options given (budget stays a string: exact money)."""
     body: dict[str, Any] = {}
@@ -85,7 +95,19 @@ def _fields(
         body["expires_at"] = None if expires.lower() in NONE_WORDS else expires
     if meta:
         body["metadata"] = dict(_pair(item) for item in meta)
+    if guardrail is not None:
+        body["guardrail"] = None if guardrail.lower() in NONE_WORDS else guardrail_body(guardrail)
+    if fallback is not None:
+        body["model_fallback"] = fallback
     return body
+
+
+def guardrail_body(value: str) -> dict[str, str]:
+    # An ARN holds colons: the version is what follows the last one, when it is DRAFT or a number.
+    identifier, sep, version = value.rpartition(":")
+    if sep and (version == "DRAFT" or version.isdigit()):
+        return {"id": identifier, "version": version}
+    return {"id": value, "version": "DRAFT"}
 
 
 def _pair(item: str) -> tuple[str, str]:
@@ -179,7 +201,7 @@ def show(state: Any, key_id: str, json_: bool) -> None:
 def update(
     state: Any, key_id: str, all_models: bool, clear_metadata: bool, team: str | None, json_: bool, **options: Any
 ) -> None:
-    """Change a key's name, models, budget, limits, expiry, metadata or team."""
+    """Change a key's name, models, budget, limits, expiry, metadata, team, guardrail or fallback policy."""
     body = _fields(**options)
     if team is not None:
         body["team"] = None if team.lower() in NONE_WORDS else team
@@ -530,9 +552,15 @@ def _key_panel(key: dict[str, Any]) -> output.TableData:
         ("revoked", key["revoked_at"]),
         ("old secret valid until", key.get("previous_secret_valid_until")),
         ("metadata", key["metadata"] or None),
+        ("guardrail", _guardrail_text(key.get("guardrail"))),
+        ("fallback", key.get("model_fallback")),
         ("limits set by an admin", sorted(key.get("admin_limits") or {}) or None),
     ]
     return output.table(key["prefix"], ["field", "value"], rows, panel=True)
+
+
+def _guardrail_text(guardrail: dict[str, Any] | None) -> str | None:
+    return f"{guardrail['id']} (version {guardrail['version']})" if guardrail else None
 
 
 def _keys_table(data: list[dict[str, Any]]) -> Any:

@@ -14,6 +14,7 @@ import click
 
 from cli import output
 from cli.errors import CliError
+from cli.keys import NONE_WORDS, guardrail_body
 
 RATES = ("input", "output", "cache_read", "cache_write", "cache_write_1h")
 _TIER = re.compile(r"^([0-9]+)(k?):(.+)$")
@@ -71,6 +72,18 @@ def _model_options(command: Any) -> Any:
         click.option("--context-window", type=int, metavar="N", help="Most tokens its context holds."),
         click.option("--dimensions", multiple=True, type=int, metavar="N", help="Embedding sizes it offers (repeat)."),
         click.option("--note", metavar="TEXT", help='A note for admins ("" clears it).'),
+        click.option(
+            "--fallback",
+            "fallbacks",
+            multiple=True,
+            metavar="ALIAS",
+            help='A model tried when this one is throttled or failing, in order (repeat; "none": no fallbacks).',
+        ),
+        click.option(
+            "--guardrail",
+            metavar="ID[:VERSION]",
+            help='Bedrock guardrail every call carries, e.g. "abc123:1" (version DRAFT if left out; "none": clear).',
+        ),
         click.option("--force", is_flag=True, help="Accept a price over $1,000 per million tokens."),
     ]
     for option in reversed(options):
@@ -84,7 +97,8 @@ def _body(
     cache_read_price: str | None, cache_write_price: str | None, cache_write_1h_price: str | None,
     tiers: tuple[str, ...], free: bool | None, tools: bool | None, vision: bool | None, reasoning: bool | None,
     prompt_caching: bool | None, max_output_tokens: int | None, context_window: int | None,
-    dimensions: tuple[int, ...], note: str | None, force: bool,
+    dimensions: tuple[int, ...], note: str | None, force: bool, fallbacks: tuple[str, ...] = (),
+    guardrail: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The JSON body for the options given (prices stay strings: exact money)."""
     body: dict[str, Any] = {}
@@ -114,6 +128,10 @@ def _body(
         body["dimensions"] = list(dimensions)
     if note is not None:
         body["note"] = note or None
+    if fallbacks:
+        body["fallbacks"] = None if fallbacks == ("none",) else list(fallbacks)
+    if guardrail is not None:
+        body["guardrail"] = None if guardrail.lower() in NONE_WORDS else guardrail_body(guardrail)
     if force:
         body["force"] = True
     return body

@@ -34,6 +34,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from local import bootstrap, console_login
+from local.bedrock_emulator.guardrails import DEMO_GUARDRAIL_ID
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = PROJECT_DIR / ".pennyworth"
@@ -334,6 +335,8 @@ class DevStack:
             # scan holds it for seconds): DynamoDB's timeouts would fire here for no fault of the code.
             "PENNYWORTH_DYNAMODB_TIMEOUT_SECONDS": os.environ.get("PENNYWORTH_DYNAMODB_TIMEOUT_SECONDS", "10"),
             "PENNYWORTH_LEDGER_DEADLINE_SECONDS": os.environ.get("PENNYWORTH_LEDGER_DEADLINE_SECONDS", "20"),
+            # The emulator's demo guardrail, which keys and models may apply (`#emulator:guardrail=…`).
+            "PENNYWORTH_GUARDRAILS": os.environ.get("PENNYWORTH_GUARDRAILS", DEMO_GUARDRAIL_ID),
             **self.extra_env,
         }
         if self.state_dir is not None and saved is None:

@@ -46,6 +46,10 @@ TINY: dict[str, tuple[list[str], set[str]]] = {
         ["--requests", "2", "--warmup", "1"],
         {"benchmark", "requests_per_path", "direct_litellm", "gateway_handler", "added_p50_ms", "front", "goals_met"},
     ),
+    "resilience.py": (
+        ["--requests", "4", "--cooldown-requests", "2", "--seam-requests", "2", "--seam-calls", "10"],
+        {"benchmark", "requests_per_scenario", "throttle_30pct_no_cooldown", "resets_5pct", "seam", "goals_met"},
+    ),
     "responses.py": (
         ["--requests", "1", "--warmup", "0", "--pieces", "4", "--codex-runs", "1"],
         {"benchmark", "requests_per_api", "chat", "responses", "responses_minus_chat_p50_ms", "codex_exec"},

@@ -43,6 +43,11 @@ ALLOWED_WILDCARDS = {
     ("ReadProviderKeys", "Resource"),
     # A customer-managed key's id is unknown here: narrowed to SSM's use, for parameters under the prefix.
     ("DecryptProviderKeysThroughSsm", "Resource"),
+    # The GuardrailIds parameter's ids, in any region (a model may be called in a region of its own)
+    # and any account in the ARN, pinned to this account by the aws:ResourceAccount condition:
+    # CloudFormation cannot join a list with a delimiter holding ${AWS::AccountId}.
+    ("ApplyConfiguredGuardrails", "Resource"),
+    ("CheckConfiguredGuardrails", "Resource"),
 }
 
 
@@ -134,6 +139,8 @@ def resolve_bedrock_arns(resource: Any, partition: str, models: list[str]) -> li
 def test_bedrock_grants_are_exactly_the_allowed_families_in_the_stacks_partition(partition: str) -> None:
     import fnmatch
 
+    from chalicelib.catalog.entry import bedrock_base_id
+
     # GIVEN the template's default families (what a stack deployed with no parameter gets)
     models = TEMPLATE["Parameters"]["AllowedBedrockModels"]["Default"].split(",")
     statement = next(s for s in walk_statements(policies.api_policy()) if s["Sid"] == "InvokeAllowedModels")
@@ -143,12 +150,32 @@ def test_bedrock_grants_are_exactly_the_allowed_families_in_the_stacks_partition
     assert arns == [f"arn:{partition}:bedrock:*::foundation-model/{m}" for m in models]
     # AND every Bedrock model of the seed catalog is among them (what the deploy checks too)
     for model in json.loads(policies.CATALOG.read_text())["models"]:
-        base = model["model_id"].split(".", 1)[1] if model["model_id"].startswith("us.") else model["model_id"]
+        base = bedrock_base_id(model["model_id"])  # us., global., … profiles send to the family's model
         assert any(fnmatch.fnmatchcase(f"arn:{partition}:bedrock:us-east-1::foundation-model/{base}", a) for a in arns)
     # AND a family left out is not granted
     assert not any(
         fnmatch.fnmatchcase(f"arn:{partition}:bedrock:us-east-1::foundation-model/ai21.jamba-v1", a) for a in arns
     )
+
+
+def test_guardrails_are_applied_and_checked_only_on_the_stacks_guardrail_ids_in_this_account() -> None:
+    for document, sid, action in (
+        (policies.api_policy(), "ApplyConfiguredGuardrails", "bedrock:ApplyGuardrail"),
+        (policies.api_policy(), "CheckConfiguredGuardrails", "bedrock:GetGuardrail"),
+        (policies.stream_policy(), "ApplyConfiguredGuardrails", "bedrock:ApplyGuardrail"),
+    ):
+        wrapped = next(s for s in document["Statement"] if "Fn::If" in s and s["Fn::If"][1].get("Sid") == sid)
+        condition, statement, otherwise = wrapped["Fn::If"]
+        # Only when GuardrailIds names some, and nothing otherwise
+        assert condition == "HasGuardrails" and otherwise == {"Ref": "AWS::NoValue"}
+        assert statement["Action"] == [action]
+        assert statement["Condition"] == {"StringEquals": {"aws:ResourceAccount": {"Fn::Sub": "${AWS::AccountId}"}}}
+        arns = json.dumps(statement["Resource"])
+        assert '"Ref": "GuardrailIds"' in arns and ":guardrail/" in arns
+    # The streaming role never checks guardrails (that is the admin API's)
+    assert "CheckConfiguredGuardrails" not in json.dumps(policies.stream_policy())
+    variables = RESOURCES["APIHandler"]["Properties"]["Environment"]["Variables"]
+    assert variables["PENNYWORTH_GUARDRAILS"] == {"Fn::Join": [",", {"Ref": "GuardrailIds"}]}
 
 
 def test_provider_keys_are_read_only_under_the_prefix_and_decrypted_only_through_ssm() -> None:

@@ -389,3 +389,65 @@ def _fields(request_id: str) -> dict:
         "latency_ms": 5,
         "status": "ok",
     }
+
+
+def fallback_entry(**changes: object):
+    """An entry a fallback served, with a guardrail's text units in its cost."""
+    base = new_entry(
+        request_id="fb1",
+        key_id="k1",
+        owner_sub="o1",
+        model="claude-haiku-4-5-global",
+        bedrock_model_id="global.anthropic.claude-haiku-4-5-20251001-v1:0",
+        operation="chat",
+        usage=TokenUsage(input_tokens=10, output_tokens=20),
+        prices=PRICES,
+        latency_ms=5,
+        status="ok",
+        at=AT,
+        served_by="bedrock/converse/global.anthropic.claude-haiku-4-5-20251001-v1:0",
+        served_region="us-east-1",
+        requested_model="claude-haiku-4-5",
+        guardrail_units={"contentPolicyUnits": 2, "topicPolicyUnits": 2},
+        guardrail_usd=Decimal("0.0006"),
+    )
+    data = base.to_json()
+    data.update(changes)
+    return base, data
+
+
+def test_a_fallbacks_entry_keeps_who_served_what_was_asked_and_the_guardrail_charge_exactly() -> None:
+    from chalicelib.accounting.ledger import entry_from_item, entry_item
+
+    e, data = fallback_entry()
+    # The guardrail's charge is part of the cost, exactly
+    assert e.cost == compute_cost(PRICES, e.usage) + Decimal("0.0006")
+    # JSON (the reconcile format), the stored item, and reconcile's validation all keep every field
+    assert type(e).from_json(json.loads(json.dumps(data))) == e
+    assert entry_from_item(entry_item(e)) == e
+    line = json.dumps({"level": "ERROR", "event": UNRECORDED_EVENT, "entry": data})
+    parsed = parse_lines([line], now=AT)
+    assert parsed.entries == [e], parsed
+    # An entry of the model asked for names no requested model (nothing fell back)
+    same = new_entry(request_id="r", key_id="k", owner_sub="o", model="m", bedrock_model_id="b", operation="chat",
+                     usage=TokenUsage(input_tokens=1), prices=PRICES, latency_ms=1, status="ok", at=AT,
+                     requested_model="m")  # fmt: skip
+    assert same.requested_model == "" and "requested_model" not in entry_item(same)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"guardrail_usd": "5"},  # more than the whole cost
+        {"guardrail_units": {"contentPolicyUnits": -1}},
+        {"guardrail_units": {"rm -rf /": 1}},
+        {"guardrail_units": {"contentPolicyUnits": True}},
+        {"guardrail_units": ["contentPolicyUnits"]},
+        {"served_region": "us-east-1\n=HYPERLINK()"},
+        {"requested_model": "\u202eevil"},
+    ],
+)
+def test_reconcile_refuses_a_bad_fallback_or_guardrail_field(changes: dict[str, object]) -> None:
+    _, data = fallback_entry(**changes)
+    parsed = parse_lines([json.dumps({"level": "ERROR", "event": UNRECORDED_EVENT, "entry": data})], now=AT)
+    assert parsed.entries == [] and parsed.rejected, parsed

@@ -476,3 +476,19 @@ def test_argument_checks_agree_with_json_schema_itself(tool: str) -> None:
     for arguments in HOSTILE_ARGUMENTS:
         ours = next(mcp_parse.schema_problems(mcp_parse.INPUT_SCHEMAS[tool], arguments, ()), None)
         assert (ours is None) == reference.is_valid(arguments), (tool, arguments, ours)
+
+
+def test_a_guardrail_intervention_is_a_tool_error_naming_its_charge(client: Client, keys_table) -> None:
+    # GIVEN a key that carries the emulator's demo guardrail
+    _, plaintext = KeyStore(keys_table).create(
+        owner_sub="owner-1", name="guarded", guardrail={"id": "pennyworthdemo", "version": "1"}
+    )
+    # WHEN the chat tool's prompt is blocked by it THEN the result is a tool error, billed, saying so
+    text = failed(
+        call_tool(client, plaintext, "chat", {"prompt": "Hi #emulator:guardrail=input", "model": "nova-micro"})
+    )
+    assert "guardrail intervened" in text and "billed $" in text and "request id" in text
+    # AND an answer it lets through names who served it and what the guardrail cost
+    answer = ok(call_tool(client, plaintext, "chat", {"prompt": "Hi", "model": "nova-micro"}), "chat")
+    assert answer["served_model"] == "nova-micro" and answer["served_by"].endswith("@us-east-1")
+    assert answer["guardrail_text_units"] > 0 and Decimal(answer["guardrail_cost_usd"]) > 0

@@ -82,6 +82,7 @@ def test_a_text_answer_has_openais_event_sequence_and_usage_with_the_cost() -> N
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": 38,
         "cost_usd": usd(ENTRY.cost),
+        "served_model": ENTRY.model,  # the model that answered (a fallback, when not the one asked for)
     }
     assert Decimal(final["usage"]["cost_usd"]) == ENTRY.cost
     # The created/in-progress snapshots were taken before any output.

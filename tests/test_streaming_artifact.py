@@ -45,6 +45,7 @@ def function(template: dict[str, Any]) -> dict[str, Any]:
         PENNYWORTH_KEYS_TABLE="artifact-keys",
         PENNYWORTH_USAGE_TABLE="artifact-usage",
         PENNYWORTH_AUDIT_TABLE="artifact-audit",
+        PENNYWORTH_CATALOG_TABLE="artifact-catalog",
         PENNYWORTH_STREAM_TIMEOUT_SECONDS="300",
         AWS_ACCESS_KEY_ID="artifact",
         AWS_SECRET_ACCESS_KEY="artifact",

@@ -46,6 +46,35 @@ def sub(text: str) -> dict[str, str]:
     return {"Fn::Sub": text}
 
 
+def _guardrail_arns(partition: str) -> Document:
+    """``arn:<partition>:bedrock:*:*:guardrail/<id>`` for each id of the ``GuardrailIds`` parameter.
+
+    Any region: a model may be called in a region of its own, and a guardrail is used in the
+    region of the call. The account is pinned by the statement's ``aws:ResourceAccount`` condition.
+    """
+    prefix = f"arn:{partition}:bedrock:*:*:guardrail/"
+    joined = {"Fn::Join": ["", [prefix, {"Fn::Join": [f",{prefix}", {"Ref": "GuardrailIds"}]}]]}
+    return {"Fn::Split": [",", joined]}
+
+
+def guardrail_statement(sid: str, actions: list[str]) -> Document:
+    """``actions`` on the stack's configured guardrails (``GuardrailIds``) in this account; nothing when none is."""
+    condition, (special, default) = next(iter(BEDROCK_PARTITIONS.items()))
+    return {
+        "Fn::If": [
+            "HasGuardrails",
+            {
+                "Sid": sid,
+                "Effect": "Allow",
+                "Action": actions,
+                "Resource": {"Fn::If": [condition, _guardrail_arns(special), _guardrail_arns(default)]},
+                "Condition": {"StringEquals": {"aws:ResourceAccount": sub("${AWS::AccountId}")}},
+            },
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+
+
 def _foundation_models(partition: str) -> Document:
     """The foundation-model ARNs of every ``AllowedBedrockModels`` pattern, in every region.
 
@@ -147,6 +176,8 @@ def _models_and_tables() -> list[Document]:
     return [
         *bedrock_statements(),
         *provider_key_statements(),
+        # A call with a guardrail (Converse's guardrailConfig) is authorised as ApplyGuardrail on it.
+        guardrail_statement("ApplyConfiguredGuardrails", ["bedrock:ApplyGuardrail"]),
         # Keys: verify (GetItem), admin CRUD with conditions, list by owner or by state (Query on
         # the indexes), bulk import (transactions of conditional puts), lookups (BatchGetItem).
         _table(
@@ -211,6 +242,8 @@ def api_policy() -> Document:
                 ],
                 "Resource": getatt("UserPool"),
             },
+            # An admin setting a key's guardrail: the admin API checks it exists (GetGuardrail, control plane).
+            guardrail_statement("CheckConfiguredGuardrails", ["bedrock:GetGuardrail"]),
             # Admins can run the daily report on demand (POST /admin/reports/daily).
             *_publish_report(),
         ],

@@ -115,13 +115,18 @@ def new_entry(
     protocol: str = "",
     price_version: int = 0,
     served_by: str = "",
+    served_region: str = "",
+    requested_model: str = "",
+    guardrail_units: dict[str, int] | None = None,
+    guardrail_usd: Decimal = Decimal(0),
 ) -> UsageEntry:
     """Build an entry, pricing it exactly; with ``cap``, the cost billed is at most ``cap`` (and flagged).
 
     ``price_version`` names the version of the model's prices ``prices`` is (the one in force when
-    the call was admitted), so the bill can be explained after the prices change.
+    the call was admitted), so the bill can be explained after the prices change. ``prices`` are
+    the serving model's; ``guardrail_usd`` (what a guardrail's text units cost) is part of the cost.
     """
-    cost = compute_cost(prices, usage)
+    cost = compute_cost(prices, usage) + guardrail_usd
     capped = cap is not None and cost > cap
     return UsageEntry(
         request_id=request_id,
@@ -145,18 +150,30 @@ def new_entry(
         protocol=protocol,
         price_version=price_version,
         served_by=served_by,
+        served_region=served_region,
+        requested_model=requested_model if requested_model != model else "",
+        guardrail_units=dict(guardrail_units or {}),
+        guardrail_usd=guardrail_usd,
     )
+
+
+#: Entry fields left out of the stored item when empty (older entries have none of them).
+_OMITTED_WHEN_EMPTY = (
+    "capped",
+    "price_version",
+    "served_by",
+    "served_region",
+    "requested_model",
+    "guardrail_units",
+    "guardrail_usd",
+)
 
 
 def entry_item(entry: UsageEntry) -> dict[str, Any]:
     """The stored item of an entry (boto3 resource form)."""
     data: dict[str, Any] = {}
     for name, value in asdict(entry).items():
-        if (
-            name in ("usage", "reserved")
-            or value is None
-            or (name in ("capped", "price_version", "served_by") and not value)
-        ):
+        if name in ("usage", "reserved") or value is None or (name in _OMITTED_WHEN_EMPTY and not value):
             continue
         data[name] = dynamo_number(value) if isinstance(value, Decimal) else value
     data.update(asdict(entry.usage))
@@ -192,6 +209,8 @@ def entry_from_item(item: dict[str, Any]) -> UsageEntry:
     for name in ("latency_ms", "counted_tokens", "price_version"):
         if name in values:
             values[name] = int(values[name])
+    if "guardrail_units" in values:
+        values["guardrail_units"] = {str(k): int(v) for k, v in values["guardrail_units"].items()}
     if values.get("rate_window") is not None:
         values["rate_window"] = int(values["rate_window"])
     return UsageEntry(**values)

@@ -200,12 +200,16 @@ class Meter:
         max_output_tokens: int | None,
         deadline: float | None = None,
         long_cache: bool = False,
+        alternatives: tuple[ModelEntry, ...] = (),
+        surcharge: Decimal = Decimal(0),
     ) -> Ticket:
         """Check rate limits and reserve the worst-case cost against the budgets.
 
         The call is priced at the model's prices in force now (its ticket keeps them, so the bill
         uses the same version however long the answer takes). ``long_cache``: the prompt asks
-        for 1-hour cache writes, whose price bounds the worst case.
+        for 1-hour cache writes, whose price bounds the worst case. ``alternatives`` are the other
+        models that may serve the call (its fallbacks): the worst case is the dearest of them all.
+        ``surcharge`` is what else the call may cost at most (its guardrail's text units), added.
 
         Raises
         ------
@@ -239,7 +243,14 @@ class Meter:
                 code="tokens_exceeded",
                 headers=_limit_headers(key, None, None, reset),
             )
-        worst = worst_case_cost(model, input_tokens, max_output_tokens, prices=prices.prices, long_cache=long_cache)
+        candidates = [
+            (model, prices.prices),
+            *((other, other.price_at(isoformat(now)).prices) for other in alternatives),
+        ]
+        worst = surcharge + max(
+            worst_case_cost(candidate, input_tokens, max_output_tokens, prices=rates, long_cache=long_cache)
+            for candidate, rates in candidates
+        )
         from botocore.exceptions import BotoCoreError, ClientError
 
         charged = scopes.charged(key.key_id, key.owner_sub, key.team_id)
@@ -471,13 +482,20 @@ class Meter:
         status: str,
         deadline: float | None = None,
         protocol: str = "",
+        served: ModelEntry | None = None,
         served_by: str | None = None,
+        served_region: str = "",
+        guardrail_units: dict[str, int] | None = None,
+        guardrail_usd: Decimal = Decimal(0),
     ) -> UsageEntry:
         """Bill the actual usage (capped at the reservation, if one was made): one conditional ``PutItem``.
 
         The usage is priced at the version admission chose (the tier its prompt falls in, each
         cache write at the TTL Bedrock reported); ``served_by`` names the upstream that served it
-        (default: the model's own).
+        (default: the model's own), ``served_region`` the region it was called in. ``served`` is the
+        model that answered when it is not the one admitted (a fallback): the usage is then priced
+        at its prices in force now, and the entry names it and the model asked for.
+        ``guardrail_usd`` (the guardrail's text units, ``guardrail_units``) is added to the cost.
 
         The returned entry's ``cost`` is exactly what the ledger stores. If
         DynamoDB cannot take it before ``deadline``, the entry is logged for
@@ -487,18 +505,26 @@ class Meter:
             return ticket.closed  # billed already: never twice
         # Billed after a release (a caller's mistake): the reservation is already given back.
         held = ticket.closed is not True
-        version = ticket.prices or ticket.model.price_at(isoformat(self._clock()))
+        model = served or ticket.model
+        if model.id == ticket.model.id and ticket.prices is not None:
+            version = ticket.prices
+        else:
+            version = model.price_at(isoformat(self._clock()))
         entry = new_entry(
             request_id=request_id,
             key_id=ticket.key.key_id,
             owner_sub=ticket.key.owner_sub,
-            model=ticket.model.id,
-            bedrock_model_id=ticket.model.bedrock_model_id,
+            model=model.id,
+            bedrock_model_id=model.bedrock_model_id,
+            requested_model=ticket.model.id,
+            served_by=served_by or model.litellm_model,
+            guardrail_units=guardrail_units,
+            guardrail_usd=guardrail_usd,
             operation=operation,
             usage=usage,
             prices=version.prices,
             price_version=version.version,
-            served_by=served_by or ticket.model.litellm_model,
+            served_region=served_region,
             latency_ms=latency_ms,
             status=status,
             at=self._clock(),

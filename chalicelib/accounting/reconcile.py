@@ -51,6 +51,10 @@ OPTIONAL = (
     "protocol",
     "price_version",
     "served_by",
+    "served_region",
+    "requested_model",
+    "guardrail_units",
+    "guardrail_usd",
 )
 STATUSES = ("ok", "partial")
 #: Sanity bounds: far above any real request, far below what would break a report.
@@ -62,6 +66,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,199}")
 _OPERATION = re.compile(r"[a-z][a-z_]{0,31}")
 _MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # ASCII: "\d" matches "٢"
+_COUNTER = re.compile(r"[a-zA-Z]{1,64}Units")
 
 
 class InvalidEntry(ValueError):
@@ -172,8 +177,23 @@ def parse_entry(data: Any, *, now: datetime) -> UsageEntry:
         raise InvalidEntry("'usage_cost' is only for capped entries")
     if "price_version" in data:
         values["price_version"] = _integer(data, "price_version", 1_000_000)
-    if data.get("served_by") not in (None, ""):
-        values["served_by"] = _identifier(data, "served_by")
+    for name in ("served_by", "served_region", "requested_model"):
+        if data.get(name) not in (None, ""):
+            values[name] = _identifier(data, name)
+    units = data.get("guardrail_units") or {}
+    if not isinstance(units, dict) or not all(
+        isinstance(k, str)
+        and _COUNTER.fullmatch(k)
+        and isinstance(v, int)
+        and not isinstance(v, bool)
+        and 0 <= v <= MAX_TOKENS
+        for k, v in units.items()
+    ):
+        raise InvalidEntry("'guardrail_units' must map usage counters (e.g. contentPolicyUnits) to whole numbers")
+    values["guardrail_units"] = dict(units)
+    values["guardrail_usd"] = _money(data, "guardrail_usd") if "guardrail_usd" in data else Decimal(0)
+    if values["guardrail_usd"] > (values.get("usage_cost") or values["cost"]):
+        raise InvalidEntry("'guardrail_usd' is part of the cost: it cannot be above it")
     return UsageEntry(**values)
 
 

@@ -47,14 +47,37 @@ from chalicelib.shared import scopes
 from chalicelib.shared.body import parse_json_body
 from chalicelib.shared.dates import Clock, isoformat, parse_day_text, parse_time, utcnow
 from chalicelib.shared.fields import refuse_unknown
+from chalicelib.shared.guardrails import Guardrail, parse_guardrail
 from chalicelib.shared.http import HttpResult
 from chalicelib.shared.money import parse_money, usd
 from chalicelib.shared.text import check_plain_text
 
 #: Fields a key can be created with (``owner`` too, for admins) and updated.
-KEY_FIELDS = ("name", "allowed_models", "monthly_budget_usd", "rpm_limit", "tpm_limit", "expires_at", "metadata")
+KEY_FIELDS = (
+    "name",
+    "allowed_models",
+    "monthly_budget_usd",
+    "rpm_limit",
+    "tpm_limit",
+    "expires_at",
+    "metadata",
+    "guardrail",
+    "model_fallback",
+)
 #: The limits an admin sets and an owner may only tighten (``admin_limits`` records who set each).
-LIMIT_FIELDS = ("allowed_models", "monthly_budget_usd", "rpm_limit", "tpm_limit", "expires_at")
+LIMIT_FIELDS = (
+    "allowed_models",
+    "monthly_budget_usd",
+    "rpm_limit",
+    "tpm_limit",
+    "expires_at",
+    "guardrail",
+    "model_fallback",
+)
+#: ``model_fallback`` values, loosest first: which fallbacks may serve a key's calls.
+MODEL_FALLBACKS = ("any", "same_model", "none")
+#: Checks a guardrail can be applied (the stack's list, and that it exists); raises InvalidRequest.
+GuardrailCheck = Callable[[Guardrail], None]
 #: Export-only fields an import row may carry (so an export file imports as is); they are ignored.
 EXPORT_ONLY_FIELDS = ("key_id", "prefix", "status", "created_at", "updated_at", "revoked_at", "last_used_at")
 MAX_IMPORT_ROWS = 1000
@@ -95,6 +118,7 @@ class AdminService:
         meter: Meter,
         clock: Clock = utcnow,
         month_costs: Callable[[list[scopes.Scope], str], Mapping[scopes.Scope, Decimal]] | None = None,
+        guardrails: GuardrailCheck | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._keys = keys
@@ -107,6 +131,8 @@ class AdminService:
         self._meter = meter
         self._clock = clock
         self._month_costs = month_costs  # scopes, month → cost: a listing's "this month"
+        #: Checks a key's guardrail when it is set (None: only its shape is checked).
+        self._guardrails = guardrails
 
     # Routes
 
@@ -124,7 +150,7 @@ class AdminService:
         if not isinstance(team_owned, bool):
             raise errors.InvalidRequest("team_owned must be true or false.", param="team_owned")
         now = self._clock()
-        fields = parse_key_fields(body, catalog=self._catalog(), now=now)
+        fields = parse_key_fields(body, catalog=self._catalog(), now=now, guardrails=self._guardrails)
         if team_owned:
             if team is None:
                 raise errors.InvalidRequest("A team's own key needs 'team': the team that owns it.", param="team")
@@ -210,7 +236,7 @@ class AdminService:
         if not body:
             raise errors.InvalidRequest(f"Send at least one field to change: {', '.join((*KEY_FIELDS, 'team'))}.")
         now = self._clock()
-        changes = parse_key_fields(body, catalog=self._catalog(), now=now, partial=True)
+        changes = parse_key_fields(body, catalog=self._catalog(), now=now, partial=True, guardrails=self._guardrails)
         current = self._owned(caller, key_id)
         moved_to: Team | None = None
         if "team" in body:
@@ -358,6 +384,7 @@ class AdminService:
             principal=principal,
             owner_of=owner_of,
             now=self._clock(),
+            guardrails=self._guardrails,
         )
         results = importer.run(rows)
         created: dict[str, set[str]] = {}
@@ -533,7 +560,9 @@ class Importer:
         principal: Principal,
         owner_of: Callable[[Any], Owner],
         now: datetime,
+        guardrails: GuardrailCheck | None = None,
     ) -> None:
+        self._guardrails = guardrails
         self._keys = keys
         self._audit = audit
         self._catalog = catalog
@@ -642,7 +671,9 @@ class Importer:
         return (
             import_id,
             owner,
-            parse_key_fields(fields, catalog=self._catalog, now=self._now, past_expiry=True),
+            parse_key_fields(
+                fields, catalog=self._catalog, now=self._now, past_expiry=True, guardrails=self._guardrails
+            ),
         )
 
     def _owner(self, who: Any) -> Owner:
@@ -790,6 +821,10 @@ def _within(name: str, value: Any, ceiling: Any) -> bool:
     """True when ``value`` is at least as strict as ``ceiling`` (None: no limit, the loosest)."""
     if value is None:
         return False
+    if name == "guardrail":
+        return dict(value) == dict(ceiling)  # an admin's guardrail stays: another one is not "stricter"
+    if name == "model_fallback":
+        return MODEL_FALLBACKS.index(value) >= MODEL_FALLBACKS.index(ceiling)
     if name == "allowed_models":
         return set(value) <= set(ceiling)
     if name == "expires_at":
@@ -800,6 +835,8 @@ def _within(name: str, value: Any, ceiling: Any) -> bool:
 def _shown(name: str, ceiling: Any) -> str:
     if name == "allowed_models":
         return ", ".join(ceiling)
+    if name == "guardrail":
+        return f"{ceiling.get('id')} (version {ceiling.get('version')})"
     if name == "monthly_budget_usd":
         return f"${usd(Decimal(ceiling))}"
     return str(ceiling)
@@ -809,7 +846,13 @@ def _shown(name: str, ceiling: Any) -> str:
 
 
 def parse_key_fields(
-    body: Mapping[str, Any], *, catalog: Catalog, now: datetime, partial: bool = False, past_expiry: bool = False
+    body: Mapping[str, Any],
+    *,
+    catalog: Catalog,
+    now: datetime,
+    partial: bool = False,
+    past_expiry: bool = False,
+    guardrails: GuardrailCheck | None = None,
 ) -> dict[str, Any]:
     """Validate the key fields present in ``body``; ``partial``: an update, where null clears a field.
 
@@ -827,7 +870,7 @@ def parse_key_fields(
             continue
         value = body[name]
         parser = _FIELD_PARSERS[name]
-        fields[name] = parser(value, catalog=catalog, now=now, past_expiry=past_expiry)
+        fields[name] = parser(value, catalog=catalog, now=now, past_expiry=past_expiry, guardrails=guardrails)
     if not partial:  # on creation, null means the default
         fields = {k: v for k, v in fields.items() if v is not None}
     return fields
@@ -921,6 +964,27 @@ def _metadata(value: Any, **_: Any) -> dict[str, str] | None:
     return dict(value)
 
 
+def _guardrail(value: Any, *, guardrails: GuardrailCheck | None = None, **_: Any) -> dict[str, str] | None:
+    guardrail = parse_guardrail(value)
+    if guardrail is None:
+        return None
+    if guardrails is not None:
+        guardrails(guardrail)
+    return guardrail.to_json()
+
+
+def _model_fallback(value: Any, **_: Any) -> str | None:
+    if value is None:
+        return None
+    if value not in MODEL_FALLBACKS:
+        raise errors.InvalidRequest(
+            "model_fallback must be any (the model's fallbacks may serve), same_model (only another geography or "
+            f"region of the model asked for) or none (exactly the model asked for); got {value!r}.",
+            param="model_fallback",
+        )
+    return value
+
+
 _FIELD_PARSERS: dict[str, Callable[..., Any]] = {
     "name": _name,
     "allowed_models": _allowed_models,
@@ -929,6 +993,8 @@ _FIELD_PARSERS: dict[str, Callable[..., Any]] = {
     "tpm_limit": _rate_limit("tpm_limit"),
     "expires_at": _expires_at,
     "metadata": _metadata,
+    "guardrail": _guardrail,
+    "model_fallback": _model_fallback,
 }
 
 
@@ -998,6 +1064,8 @@ def key_view(record: KeyRecord, now: datetime) -> dict[str, Any]:
         "previous_secret_valid_until": record.previous_hash_expires_at if in_grace else None,
         "metadata": dict(record.metadata),
         "import_id": record.import_id,
+        "guardrail": dict(record.guardrail) if record.guardrail else None,
+        "model_fallback": record.model_fallback or "any",
         "admin_limits": {name: _view_limit(name, value) for name, value in ceilings(record).items()},
         "team": record.team_id,
         "team_owned": scopes.owning_team(record.owner_sub) is not None,
@@ -1024,6 +1092,8 @@ def export_row(record: KeyRecord, now: datetime) -> dict[str, Any]:
         "tpm_limit": record.tpm_limit,
         "expires_at": record.expires_at,
         "metadata": dict(record.metadata),
+        "guardrail": dict(record.guardrail) if record.guardrail else None,
+        "model_fallback": record.model_fallback,
         "key_id": record.key_id,
         "prefix": record.prefix,
         "status": record.effective_status(now),

@@ -11,12 +11,14 @@ own function serves the new catalog at once, every other warm function within 30
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalicelib import errors
 from chalicelib.admin.auth import AdminAuthenticator, Principal
 from chalicelib.catalog import Catalog, CatalogStore, LiveCatalog, ModelEntry, Rules, names_of
+from chalicelib.catalog.catalog import check_fallbacks
 from chalicelib.catalog.entry import FIELDS, entry_from_document, new_document, updated_document
 from chalicelib.catalog.prices import PriceVersion
 from chalicelib.catalog.store import Stored, next_position
@@ -25,6 +27,7 @@ from chalicelib.keys.store import KeyRecord, KeyStore
 from chalicelib.shared.body import parse_json_body
 from chalicelib.shared.dates import Clock, isoformat, utcnow
 from chalicelib.shared.fields import refuse_unknown
+from chalicelib.shared.guardrails import Guardrail, parse_guardrail
 from chalicelib.shared.http import HttpResult
 
 #: What an audit event of a model records as its before and after.
@@ -57,6 +60,7 @@ class ModelAdmin:
         max_body_bytes: int,
         clock: Clock = utcnow,
         test_seconds: float = 20.0,
+        guardrails: Callable[[Guardrail], None] | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._store = store
@@ -70,6 +74,8 @@ class ModelAdmin:
         self._max_body_bytes = max_body_bytes
         self._clock = clock
         self._test_seconds = test_seconds
+        #: Checks a model's guardrail exists when it is set (``admin/guardrails.py``; None: not checked).
+        self._guardrails = guardrails
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -135,6 +141,8 @@ class ModelAdmin:
                 code="model_exists",
             )
         _check_names(stored, document)
+        _check_fallbacks(stored, document)
+        self._check_guardrail(document)
         self._check_provider_key(document)
         if previous is not None:
             # The alias was used before: its price history continues (its ledger entries name its versions).
@@ -163,6 +171,9 @@ class ModelAdmin:
             current, body, rules=self._rules(), price_map=self._price_map, now=now, actor=_who(principal)
         )
         _check_names(stored, document)
+        _check_fallbacks(stored, document)
+        if "guardrail" in body:
+            self._check_guardrail(document)
         if any(name in body for name in ("base_url", "api_key_parameter")):
             self._check_provider_key(document)
         document.update(updated_at=now, updated_by=_who(principal))
@@ -250,6 +261,11 @@ class ModelAdmin:
 
     def _body(self, raw: bytes | str | None) -> dict[str, Any]:
         return parse_json_body(raw, max_bytes=self._max_body_bytes, required=True, exact_numbers=True)
+
+    def _check_guardrail(self, document: Mapping[str, Any]) -> None:
+        guardrail = parse_guardrail(document.get("guardrail"))
+        if guardrail is not None and self._guardrails is not None:
+            self._guardrails(guardrail)
 
     def _check_provider_key(self, document: Mapping[str, Any]) -> None:
         parameter = document.get("api_key_parameter")
@@ -383,6 +399,8 @@ def model_view(model: ModelEntry, *, admin: bool) -> dict[str, Any]:
             base_url=model.base_url,
             api_key_parameter=model.api_key_parameter,
             note=model.note,
+            fallbacks=list(model.fallbacks),
+            guardrail=model.guardrail.to_json() if model.guardrail else None,
             price_versions=[_price_view(v) for v in model.price_versions],
             revision=model.revision,
             updated_at=model.updated_at,
@@ -442,6 +460,20 @@ def _check_names(stored: Stored, document: Mapping[str, Any]) -> None:
             param="model_id",
             code="name_taken",
         )
+
+
+def _check_fallbacks(stored: Stored, document: Mapping[str, Any]) -> None:
+    """Refuse a fallback list naming an unknown model, the model itself, another mode, or a loop."""
+    if not document.get("fallbacks"):
+        return
+    entries = []
+    for alias, other in stored.live().items():
+        if alias == document["alias"]:
+            continue
+        with contextlib.suppress(Exception):  # an unreadable model serves nothing: not a fallback
+            entries.append(entry_from_document(other))
+    entries.append(entry_from_document(document))
+    check_fallbacks(entries, only=document["alias"])
 
 
 def _who(principal: Principal) -> str:

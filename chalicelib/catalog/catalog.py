@@ -5,6 +5,14 @@ keeps it fresh) or from a file (``load_catalog``: the packaged ``catalog.json``,
 a new stack and serves as a test fixture). Disabled models are kept in it but not
 served; a model whose stored item cannot be read is listed as ``broken`` and answers
 503 until it is fixed, and every other model is served as usual.
+
+A model's ``fallbacks`` (catalog aliases, tried in order when it is throttled or failing:
+another geography's inference profile of the same model, the same model in another region,
+or another model) are checked against the whole catalog when an admin sets them
+(``check_fallbacks``: an unknown model, itself, another mode, a loop are refused);
+``Catalog.fallbacks_of`` is the chain a call walks (each model's own fallbacks after it, depth
+first, each model once), leaving out what the catalog no longer serves, so a model removed or
+disabled later never fails a request.
 """
 
 from __future__ import annotations
@@ -14,7 +22,14 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from chalicelib.catalog.entry import CatalogError, ModelEntry, Rules, entry_from_document, new_document
+from chalicelib.catalog.entry import (
+    MAX_TARGETS,
+    CatalogError,
+    ModelEntry,
+    Rules,
+    entry_from_document,
+    new_document,
+)
 from chalicelib.catalog.prices import bundled_price_map
 from chalicelib.errors import InvalidRequest, NotFound, ServiceUnavailable
 from chalicelib.shared.dates import isoformat, utcnow
@@ -76,6 +91,98 @@ class Catalog:
             )
         return entry
 
+    def fallbacks_of(self, entry: ModelEntry) -> list[ModelEntry]:
+        """The models a call to ``entry`` falls back to, in order: each fallback, then its own, depth first.
+
+        Each model appears once; names the catalog no longer has, and models of another mode,
+        are left out (logged when the catalog is checked, never a failed request).
+        """
+        chain: list[ModelEntry] = []
+        seen = {entry.id}
+
+        def walk(names: tuple[str, ...]) -> None:
+            for name in names:
+                found = self.find(name)
+                if found is None or found.id in seen or found.mode != entry.mode or len(chain) >= MAX_TARGETS - 1:
+                    continue
+                seen.add(found.id)
+                chain.append(found)
+                walk(found.fallbacks)
+
+        walk(entry.fallbacks)
+        return chain
+
+
+def check_fallbacks(entries: list[ModelEntry], only: str | None = None) -> None:
+    """Refuse fallback lists that name an unknown model, the model itself, another mode, or loop back.
+
+    ``only``: check that model's list alone (an admin's change), and the loops through it, so a
+    problem elsewhere in the catalog never blocks an unrelated change.
+
+    Raises
+    ------
+    InvalidRequest
+        The first problem found, naming the model and its ``fallbacks`` (``param``).
+    """
+    by_name = {name: e for e in entries for name in names_of(e)}
+    checked = [e for e in entries if only is None or e.id == only]
+    for entry in checked:
+        for name in entry.fallbacks:
+            other = by_name.get(name)
+            if other is None:
+                raise InvalidRequest(
+                    f"model '{entry.id}': fallbacks names '{name}', which is not a catalog model.", param="fallbacks"
+                )
+            if other.id == entry.id:
+                raise InvalidRequest(f"model '{entry.id}': fallbacks names the model itself.", param="fallbacks")
+            if other.provider != entry.provider:
+                raise InvalidRequest(
+                    f"model '{entry.id}' ({entry.provider}): fallbacks names '{other.id}', a model of another provider "
+                    f"({other.provider}); "
+                    "a fallback is served by the same provider (the prompt is built for it).",
+                    param="fallbacks",
+                )
+            if other.mode != entry.mode:
+                raise InvalidRequest(
+                    f"model '{entry.id}' ({entry.mode}): fallbacks names '{other.id}', a model of another mode "
+                    f"({other.mode}); "
+                    "a fallback must answer the same requests.",
+                    param="fallbacks",
+                )
+    for entry in checked:
+        loop = _loop_from(entry, by_name)
+        if loop:
+            raise InvalidRequest(
+                f"model '{entry.id}': its fallbacks loop back to it ({' → '.join(loop)}); a model cannot be its own "
+                "fallback, directly or through another.",
+                param="fallbacks",
+            )
+
+
+def _loop_from(entry: ModelEntry, by_name: Mapping[str, ModelEntry]) -> list[str]:
+    """A path of fallbacks from ``entry`` back to it, or [] when there is none."""
+    path: list[str] = [entry.id]
+    visited: set[str] = set()
+
+    def walk(current: ModelEntry) -> bool:
+        for name in current.fallbacks:
+            other = by_name.get(name)
+            if other is None:
+                continue
+            if other.id == entry.id:
+                path.append(other.id)
+                return True
+            if other.id in visited:
+                continue
+            visited.add(other.id)
+            path.append(other.id)
+            if walk(other):
+                return True
+            path.pop()
+        return False
+
+    return path if walk(entry) else []
+
 
 def names_of(entry: ModelEntry) -> list[str]:
     """Every name a caller may use for ``entry``: its alias, its other aliases, its Bedrock id."""
@@ -124,6 +231,10 @@ def seed_documents(
         except InvalidRequest as exc:
             raise CatalogError(f"model catalog {path}: models[{index}] ({raw.get('alias')!r}): {exc.message}") from None
     entries = [entry_from_document(d) for d in documents]
+    try:
+        check_fallbacks(entries)
+    except InvalidRequest as exc:
+        raise CatalogError(f"model catalog {path}: {exc.message}") from None
     seen: set[str] = set()
     for entry in entries:
         for name in names_of(entry):

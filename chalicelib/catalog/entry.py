@@ -15,8 +15,10 @@ Three forms, one module:
   ``CatalogError`` (that model goes out of service, nothing else);
 * ``ModelEntry``: what the request path uses.
 
-Later fields (an ordered ``fallbacks`` list, a ``guardrail`` id and version) are added here:
-a name in ``FIELDS``, a parser, a ``ModelEntry`` attribute and its line in ``document_of``.
+A model may also list ``fallbacks`` (catalog aliases tried in order when it is throttled or
+failing; checked against the whole catalog by ``catalog.check_fallbacks``) and carry a
+``guardrail`` (``{"id", "version"}``, one of the stack's ``GuardrailIds``) every call to it
+carries (docs/resilience.md).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from chalicelib.catalog.prices import (
 )
 from chalicelib.errors import InvalidRequest
 from chalicelib.shared.dates import isoformat
+from chalicelib.shared.guardrails import Guardrail, parse_guardrail
 from chalicelib.shared.money import Prices
 from chalicelib.shared.text import check_plain_text
 
@@ -68,6 +71,8 @@ FIELDS = (
     "free",
     "enabled",
     "note",
+    "fallbacks",
+    "guardrail",
 )
 #: What only shapes a change, never stored as such.
 CHANGE_FLAGS = ("force", "effective_from", "prices_from_map")
@@ -82,6 +87,8 @@ _URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
 _PARAMETER = re.compile(r"(/[A-Za-z0-9_.-]+)+")
 #: Geography prefixes of Bedrock cross-region inference profile ids (``us.anthropic.…``).
 PROFILE_PREFIXES = ("us", "eu", "apac", "global", "jp", "au", "ca", "us-gov")
+#: The most targets a call walks (the model asked for and its fallbacks, transitively).
+MAX_TARGETS = 8
 
 
 class CatalogError(ValueError):
@@ -100,6 +107,8 @@ class Rules:
     region: str
     allowed_bedrock_models: tuple[str, ...] = ("*",)
     provider_key_prefix: str = "/"
+    #: The guardrail ids the stack may apply (``GuardrailIds``); None: not checked (a seed, a test).
+    guardrails: tuple[str, ...] | None = None
 
     def allows_bedrock(self, model_id: str) -> bool:
         """True when the role may invoke ``model_id`` (its base id, without a profile's geography)."""
@@ -137,6 +146,10 @@ class ModelEntry:
     revision: int = 0
     updated_at: str | None = None
     updated_by: str | None = None
+    #: Catalog aliases tried in order when this model is throttled or failing.
+    fallbacks: tuple[str, ...] = ()
+    #: The guardrail every call to this model carries (a key's own guardrail wins).
+    guardrail: Guardrail | None = None
     #: The stored document this entry was read from (what the admin API shows).
     document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -144,6 +157,11 @@ class ModelEntry:
     def bedrock_model_id(self) -> str:
         """The Bedrock model or inference-profile id ("" for a model served elsewhere)."""
         return self.model_id if self.provider == "bedrock" else ""
+
+    @property
+    def base_model_id(self) -> str:
+        """The upstream model without a cross-region profile's geography: the same model, whatever the geography."""
+        return bedrock_base_id(self.model_id) if self.provider == "bedrock" else f"{self.base_url}/{self.model_id}"
 
     @property
     def litellm_model(self) -> str:
@@ -225,6 +243,8 @@ def entry_from_document(document: Mapping[str, Any]) -> ModelEntry:
         context_window=capabilities.get("context_window"),
         enabled=bool(fields.get("enabled", True)),
         note=fields.get("note") or "",
+        fallbacks=tuple(fields.get("fallbacks") or ()),
+        guardrail=parse_guardrail(fields.get("guardrail")),
         revision=revision,
         updated_at=document.get("updated_at") if isinstance(document.get("updated_at"), str) else None,
         updated_by=document.get("updated_by") if isinstance(document.get("updated_by"), str) else None,
@@ -278,9 +298,11 @@ def new_document(
         "enabled": fields.get("enabled", True),
         "note": fields.get("note") or "",
     }
-    for name in ("region", "base_url", "api_key_parameter", "default_dimensions"):
+    for name in ("region", "base_url", "api_key_parameter", "default_dimensions", "guardrail"):
         if fields.get(name) is not None:
             document[name] = fields[name]
+    if fields.get("fallbacks"):
+        document["fallbacks"] = fields["fallbacks"]
     if fields.get("dimensions"):
         document["dimensions"] = fields["dimensions"]
         document.setdefault("default_dimensions", fields["dimensions"][-1])
@@ -503,6 +525,7 @@ def _check_capability_limits(capabilities: Mapping[str, Any]) -> None:
 
 
 def _check_rules(fields: Mapping[str, Any], rules: Rules) -> None:
+    check_guardrail(parse_guardrail(fields.get("guardrail")), rules.guardrails)
     provider = fields["provider"]
     if provider == "bedrock":
         for name in ("base_url", "api_key_parameter"):
@@ -533,6 +556,25 @@ def _check_rules(fields: Mapping[str, Any], rules: Rules) -> None:
             "ProviderKeyPrefix): its role may read nothing else.",
             param="api_key_parameter",
         )
+
+
+def check_guardrail(guardrail: Guardrail | None, allowed: tuple[str, ...] | None, where: str = "guardrail") -> None:
+    """Refuse a guardrail the stack may not apply (outside its ``GuardrailIds``).
+
+    Raises
+    ------
+    InvalidRequest
+        ``guardrail_not_allowed``: the stack's role would be refused ``bedrock:ApplyGuardrail``.
+    """
+    if guardrail is None or allowed is None or guardrail.guardrail_id in allowed:
+        return
+    listed = ", ".join(allowed) if allowed else "none"
+    raise InvalidRequest(
+        f"{where}: '{guardrail.guardrail_id}' is not one of the guardrails this stack may apply ({listed}). Add it "
+        "to the stack's GuardrailIds parameter (which grants bedrock:ApplyGuardrail on it) and deploy first.",
+        param="guardrail",
+        code="guardrail_not_allowed",
+    )
 
 
 def _owner_of(provider: str, model_id: str) -> str:
@@ -689,6 +731,25 @@ def _dimensions(value: Any, param: str) -> list[int]:
     return [_whole(100_000)(item, f"{param}[{index}]") for index, item in enumerate(value)]  # type: ignore[misc]
 
 
+def _fallbacks(value: Any, param: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) >= MAX_TARGETS:
+        raise InvalidRequest(
+            f"{param} must be a list of at most {MAX_TARGETS - 1} catalog aliases, in the order they are tried.",
+            param=param,
+        )
+    names = [_name(item, f"{param}[{index}]") for index, item in enumerate(value)]
+    if len(set(names)) != len(names):
+        raise InvalidRequest(f"{param} names a model twice.", param=param)
+    return names
+
+
+def _guardrail(value: Any, param: str) -> dict[str, str] | None:
+    guardrail = parse_guardrail(value, param)
+    return guardrail.to_json() if guardrail is not None else None
+
+
 _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "alias": _name,
     "aliases": _aliases,
@@ -708,4 +769,6 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "free": _flag,
     "enabled": _flag,
     "note": _text(MAX_NOTE),
+    "fallbacks": _fallbacks,
+    "guardrail": _guardrail,
 }

@@ -21,7 +21,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from chalicelib.errors import InvalidRequest
+from chalicelib.errors import InvalidRequest, ServiceUnavailable
+from chalicelib.shared.guardrails import GuardrailPrices
 from chalicelib.shared.money import RATE_NAMES, Prices, usd
 
 MILLION = Decimal(1_000_000)
@@ -308,3 +309,36 @@ def price_versions_from_document(raw: Any) -> tuple[PriceVersion, ...]:
             )
         )
     return tuple(versions)
+
+
+#: Guardrail prices read from the pinned map, by region (the map is read once per process for them).
+_GUARDRAIL_PRICES: dict[str, GuardrailPrices] = {}
+
+
+def guardrail_prices(region: str | None, price_map: Mapping[str, Any] | None = None) -> GuardrailPrices:
+    """USD per text unit by usage counter (``contentPolicyUnits``, …): LiteLLM's pinned ``bedrock/guardrails``.
+
+    A region's own entry (``bedrock/<region>/guardrails``) wins. Read once per region and
+    process (a call with a guardrail needs it; one without never reads the map for it).
+
+    Raises
+    ------
+    ServiceUnavailable
+        The map has no guardrail prices: a guardrail is never applied unpriced.
+    """
+    cached = _GUARDRAIL_PRICES.get(region or "") if price_map is None else None
+    if cached is not None:
+        return cached
+    source = price_map if price_map is not None else bundled_price_map()
+    for key in (f"bedrock/{region}/guardrails", "bedrock/guardrails"):
+        per_unit = (source.get(key) or {}).get("guardrail_cost_per_unit")
+        if isinstance(per_unit, dict) and per_unit:
+            prices = GuardrailPrices({str(k): Decimal(repr(float(v))) for k, v in per_unit.items()})
+            if price_map is None:
+                _GUARDRAIL_PRICES[region or ""] = prices
+            return prices
+    raise ServiceUnavailable(
+        "LiteLLM's pinned price map has no Bedrock guardrail prices (bedrock/guardrails): a guardrail cannot be "
+        "applied unpriced.",
+        code="guardrail_unpriced",
+    )

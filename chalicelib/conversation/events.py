@@ -13,6 +13,7 @@ then ``Billed``. A stream cut short ends with ``Failed`` instead of
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,11 +73,16 @@ class Finished:
 
 @dataclass(frozen=True)
 class UsageReport:
-    """Bedrock's token counts for the whole call (``estimated`` when the stream was cut before it reported)."""
+    """Bedrock's token counts for the whole call (``estimated`` when the stream was cut before it reported).
+
+    ``guardrail_units`` are the text units a guardrail assessed, by Bedrock's usage counter
+    (``contentPolicyUnits``, …), summed over the prompt's and the answer's assessments.
+    """
 
     usage: TokenUsage
     reasoning_tokens: int = 0
     estimated: bool = False
+    guardrail_units: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

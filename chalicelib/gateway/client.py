@@ -1,8 +1,11 @@
 """``Gateway``: calls a model's upstream (Bedrock, or an OpenAI-compatible API) through LiteLLM.
 
-Every call goes through one seam: the model's ``Target`` and its provider adapter
-(``chalicelib/gateway/providers.py``) give LiteLLM the model string, where to call and how to
-sign in; chat, embeddings and token counts are the same for every provider.
+A chat call goes through one seam: the core hands ``Gateway.chat`` the conversation and a
+``CallPolicy`` (its ordered ``Target``s: catalog model, region, guardrail; the retry rules);
+``Resilience`` walks it (retries, fallbacks, cooldowns), each attempt made through the target's
+provider adapter (``chalicelib/gateway/providers.py``: LiteLLM's model string, where to call,
+how to sign in), and the answer comes back as ``Served``: the target that answered and its
+events. The bill follows that target.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from chalicelib.gateway.embeddings import (
 )
 from chalicelib.gateway.events import StreamTranslator
 from chalicelib.gateway.loader import load_litellm
+from chalicelib.gateway.policy import CallPolicy, Target
 from chalicelib.gateway.prompts import IMAGE_TOKEN_BOUND, BedrockPrompt, prompt_input
-from chalicelib.gateway.providers import Bedrock, OpenAICompatible, Provider, Target, target_of
+from chalicelib.gateway.providers import Bedrock, OpenAICompatible, Provider
+from chalicelib.gateway.resilience import Attempt, Resilience, Served
 from chalicelib.gateway.thinking import fit_thinking
 from chalicelib.gateway.upstream import map_upstream_error
 from chalicelib.shared.usage import TokenUsage
@@ -94,6 +99,7 @@ class Gateway:
         embedding: EmbeddingFn | None = None,
         *,
         secret: Callable[[str], str] = _no_secrets,
+        resilience: Resilience | None = None,
     ) -> None:
         self._upstream = upstream
         self._completion = completion
@@ -102,10 +108,21 @@ class Gateway:
             "bedrock": Bedrock(region=upstream.region, endpoint_url=upstream.endpoint_url),
             "openai": OpenAICompatible(secret=secret),
         }
+        #: Cooldowns and the retry quota live as long as this gateway: one warm function.
+        self.resilience = resilience or Resilience()
+
+    @property
+    def region(self) -> str:
+        """The stack's Bedrock region: where a Bedrock model without its own region is called."""
+        return self._upstream.region
 
     def target(self, model: ModelEntry) -> Target:
-        """The upstream ``model`` is served by."""
-        return target_of(model)
+        """The target ``model`` alone is served by (no fallback, no guardrail): embeddings, token counts."""
+        return Target(model, self.region_of(model))
+
+    def region_of(self, model: ModelEntry) -> str | None:
+        """Where a call to ``model`` goes: a Bedrock model's own region or the stack's; None for other providers."""
+        return (model.region or self._upstream.region) if model.provider == "bedrock" else None
 
     def prompt(self, conversation: Conversation, model: ModelEntry) -> BedrockPrompt:
         """What ``model``'s provider is sent for ``conversation``: built once per call, bounded by admission."""
@@ -130,14 +147,19 @@ class Gateway:
     def chat(
         self,
         conversation: Conversation,
-        model: ModelEntry,
+        policy: CallPolicy,
         prompt: BedrockPrompt,
         *,
-        timeout_seconds: float | None = None,
-    ) -> Iterator[Event]:
-        """Call Bedrock for one conversation; its answer as events, as they arrive.
+        stop_at: float,
+        attempts: list[Attempt] | None = None,
+    ) -> Served:
+        """Call the policy's targets for one conversation until one starts answering; who answered, and its events.
 
-        ``prompt`` is the conversation's ``bedrock_prompt``, built once by the caller.
+        ``prompt`` is what the policy's providers are sent (``prompt``), built once by the caller;
+        ``stop_at`` (a ``time.time()``) is when the upstream call must be over: each attempt waits at
+        most until then (to start, and for each next chunk), and no retry starts that could not
+        finish by then. ``attempts``, when given, receives each attempt as it ends (so a caller can
+        bill the target a failed call was last sent to).
 
         Bedrock is always called with ConverseStream, even when the client asked for one whole
         answer: a call the gateway gives up on (a deadline, a client gone) is then closed, which
@@ -145,24 +167,40 @@ class Gateway:
         would go on generating, and billing, an answer nobody waits for (``bench/whole_answers.py``
         measures the price: ~0.03 ms of CPU per token read, overlapping the generation).
 
-        The call is made here, so a failure before any output raises at once; a stream that
-        fails later raises from the iterator. Closing the iterator closes the upstream stream.
-        ``timeout_seconds`` (default: the configured upstream timeout) bounds the wait for the
-        stream to start, and each wait for its next chunk.
+        The first event of the answer is read here, so a failure before any output raises at
+        once (after the retries and fallbacks the policy allows); a stream that fails later
+        raises from the events, and is never retried. Closing the events closes the upstream
+        stream.
 
         Raises
         ------
         AppError
             Upstream failures, mapped to the caller-facing errors.
         """
-        kwargs = self._kwargs(model, prompt, timeout_seconds)
         max_tool_calls = 1 if conversation.parallel_tool_calls is False else None
-        label, hide = self._provider(model).label, kwargs.get("api_key")
-        try:
+        secrets: dict[str, str | None] = {}
+
+        def start(target: Target, timeout: float) -> Iterator[Event]:
+            kwargs = self._kwargs(target, prompt, timeout)
+            label, hide = self._provider(target.model).label, kwargs.get("api_key")
+            secrets[target.key] = hide
             response = self._complete(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - every upstream failure is mapped
-            raise map_upstream_error(exc, label, hide=hide) from None
-        return _upstream_stream(response, StreamTranslator(max_tool_calls), label, hide)
+            raw = StreamTranslator(max_tool_calls).events(getattr(response, "completion_stream", None) or response)
+            try:
+                first = next(raw)
+            except StopIteration:
+                _close_response(response)
+                return iter(())
+            except BaseException:
+                _close_response(response)
+                raise
+            return _upstream_stream(first, raw, response, label, hide)
+
+        def mapped(exc: Exception, target: Target) -> errors.AppError:
+            label = self._provider(target.model).label
+            return map_upstream_error(exc, label, hide=secrets.get(target.key))
+
+        return self.resilience.run(policy, stop_at, start, attempts, mapped)
 
     def reads_whole(self, prompt: BedrockPrompt) -> bool:
         """Whether LiteLLM reads this answer whole before handing over any of it, so closing cannot stop Bedrock.
@@ -194,21 +232,24 @@ class Gateway:
             return self._upstream.timeout_seconds
         return max(0.1, timeout_seconds)
 
-    def _kwargs(self, model: ModelEntry, prompt: BedrockPrompt, timeout_seconds: float | None) -> dict[str, Any]:
+    def _kwargs(self, target: Target, prompt: BedrockPrompt, timeout_seconds: float | None) -> dict[str, Any]:
         messages, options = prompt
-        options = fit_thinking(options, model)
-        target = self.target(model)
+        options = fit_thinking(options, target.model)
+        upstream = target.upstream
         kwargs: dict[str, Any] = {
-            "model": target.model,
+            "model": upstream.model,
             "messages": messages,
             "stream": True,
             # Billing needs the usage report whether or not the client asked for it.
             "stream_options": {"include_usage": True},
             "timeout": self._timeout(timeout_seconds),
+            # Retries are the policy's (resilience.py), within the request's deadline.
             "num_retries": 0,
-            **self._provider(model).options(target),
+            **self._provider(target.model).options(upstream),
             **options,
         }
+        if target.guardrail is not None:
+            kwargs["guardrailConfig"] = target.guardrail.config()
         return kwargs
 
     def embed(
@@ -236,12 +277,12 @@ class Gateway:
         """
         limits = embedding_limits(model)
         texts = embedding_texts(request, limits) if texts is None else texts
-        target = self.target(model)
+        upstream = self.target(model).upstream
         provider = self._provider(model)
         kwargs: dict[str, Any] = {
-            "model": target.model,
+            "model": upstream.model,
             "num_retries": 0,
-            **provider.options(target),
+            **provider.options(upstream),
         }
         dimensions = embedding_dimensions(request, model)
         if dimensions is not None and (len(model.dimensions) > 1 or model.provider != "bedrock"):
@@ -347,9 +388,9 @@ def image_tokens(url: str) -> int:
 
 
 def _upstream_stream(
-    response: Any, translator: StreamTranslator, label: str = "Bedrock", hide: str | None = None
+    first: Event, rest: Iterator[Event], response: Any, label: str = "Bedrock", hide: str | None = None
 ) -> Iterator[Event]:
-    """The translated events of a LiteLLM stream; failures mapped; the stream closed however it ends.
+    """A started LiteLLM stream's translated events (``first`` already read); failures mapped; closed however it ends.
 
     Read from the provider's own chunk iterator (``completion_stream``: LiteLLM's parsed
     ConverseStream events) rather than the ``CustomStreamWrapper`` around it: the wrapper keeps
@@ -358,11 +399,16 @@ def _upstream_stream(
     over 3,000 chunks: 11 s and 11 MB through the wrapper, 0.85 s and flat without it).
     """
     try:
-        yield from translator.events(getattr(response, "completion_stream", None) or response)
+        yield first
+        yield from rest
     except Exception as exc:  # noqa: BLE001 - every upstream failure is mapped
         raise map_upstream_error(exc, label, hide=hide) from None
     finally:
-        close = getattr(response, "close", None) or getattr(getattr(response, "completion_stream", None), "close", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                close()
+        _close_response(response)
+
+
+def _close_response(response: Any) -> None:
+    close = getattr(response, "close", None) or getattr(getattr(response, "completion_stream", None), "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            close()

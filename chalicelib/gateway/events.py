@@ -45,10 +45,34 @@ def long_cache_writes(usage: Any) -> int:
     return int(getattr(details, "ephemeral_1h_input_tokens", 0) or 0)
 
 
-def usage_report(usage: Any) -> UsageReport:
+def usage_report(usage: Any, trace: Any = None) -> UsageReport:
     details = getattr(usage, "completion_tokens_details", None)
     reasoning = int(getattr(details, "reasoning_tokens", 0) or 0)
-    return UsageReport(usage_from_litellm(usage), reasoning_tokens=reasoning)
+    return UsageReport(usage_from_litellm(usage), reasoning_tokens=reasoning, guardrail_units=guardrail_units(trace))
+
+
+def guardrail_units(trace: Any) -> dict[str, int]:
+    """The text units a guardrail's trace reports, per usage counter, summed over every assessment.
+
+    Bedrock's trace (``trace.guardrail``) holds the prompt's assessment per guardrail
+    (``inputAssessment``: ``{id: assessment}``) and the answer's (``outputAssessments``:
+    ``{id: [assessment, …]}``, one per chunk it assessed); each assessment's
+    ``invocationMetrics.usage`` counts what Bedrock bills.
+    """
+    guardrail = trace.get("guardrail") if isinstance(trace, dict) else None
+    if not isinstance(guardrail, dict):
+        return {}
+    assessments: list[Any] = list((guardrail.get("inputAssessment") or {}).values())
+    for items in (guardrail.get("outputAssessments") or {}).values():
+        assessments.extend(items if isinstance(items, list) else [items])
+    totals: dict[str, int] = {}
+    for assessment in assessments:
+        metrics = assessment.get("invocationMetrics") if isinstance(assessment, dict) else None
+        usage = metrics.get("usage") if isinstance(metrics, dict) else None
+        for counter, count in (usage or {}).items():
+            if counter.endswith("Units") and isinstance(count, int) and not isinstance(count, bool) and count > 0:
+                totals[counter] = totals.get(counter, 0) + count
+    return totals
 
 
 def finish_reason(value: Any, has_tool_calls: bool) -> str:
@@ -69,6 +93,7 @@ class StreamTranslator:
         self._last_tool: int | None = None
         self.finish_reason: str | None = None
         self.usage: Any = None
+        self.trace: Any = None
 
     def events(self, chunks: Iterable[Any]) -> Iterator[Event]:
         """Content events as chunks arrive; then ``Finished`` and ``UsageReport`` once the stream is done.
@@ -80,7 +105,7 @@ class StreamTranslator:
         if self.finish_reason is not None:
             yield Finished(finish_reason(self.finish_reason, bool(self._calls)))
             if self.usage is not None:
-                yield usage_report(self.usage)
+                yield usage_report(self.usage, self.trace)
 
     def feed(self, chunk: Any) -> Iterator[Event]:
         if isinstance(chunk, dict):
@@ -92,6 +117,9 @@ class StreamTranslator:
             return
         if getattr(chunk, "usage", None) is not None:
             self.usage = chunk.usage
+        extra = getattr(chunk, "provider_specific_fields", None)
+        if isinstance(extra, dict) and extra.get("trace"):
+            self.trace = extra["trace"]  # a guardrail's assessments, with the text units it used
         for choice in getattr(chunk, "choices", None) or []:
             delta = choice.delta
             blocks = getattr(delta, "thinking_blocks", None) or []

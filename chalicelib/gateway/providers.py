@@ -1,10 +1,11 @@
-"""The upstream seam: a catalog model becomes a ``Target``, and its provider adapter says how to call it.
+"""Provider adapters: how one upstream call is made, whoever serves it.
 
-A ``Target`` is everything one upstream call needs: which provider adapter, the model string
+An ``Upstream`` is everything one upstream call needs: which provider adapter, the model string
 LiteLLM routes on, where (a Bedrock region or inference profile, or a base URL) and the
-reference to its credentials (an SSM parameter; Bedrock uses the function's role). The
-gateway hands LiteLLM the adapter's options for it; what served a call is its target's
-``served_by``, which the bill records.
+reference to its credentials (an SSM parameter; Bedrock uses the function's role). A call
+policy's ``Target`` (``policy.py``: a catalog model, the region it is called in, its guardrail)
+names its ``Upstream``; the gateway hands LiteLLM the adapter's options for it, and what served
+a call is its upstream's ``served_by``, which the bill records.
 
 Two adapters:
 
@@ -32,8 +33,8 @@ from chalicelib.gateway.prompts import BedrockPrompt, bedrock_prompt, litellm_op
 
 
 @dataclass(frozen=True)
-class Target:
-    """One upstream a call can be sent to (issue 21 turns a model's one target into an ordered list)."""
+class Upstream:
+    """Where and how one call is sent: provider, LiteLLM's model string, region or base URL, credentials."""
 
     provider: str
     #: The model string LiteLLM routes on: ``bedrock/converse/<id>``, ``bedrock/<id>``, ``openai/<id>``.
@@ -49,12 +50,12 @@ class Target:
         return self.model
 
 
-def target_of(model: ModelEntry) -> Target:
-    """The target a catalog model is served by."""
-    return Target(
+def upstream_of(model: ModelEntry, region: str | None = None) -> Upstream:
+    """The upstream a catalog model is served by (``region``: where a Bedrock model is called, default its own)."""
+    return Upstream(
         provider=model.provider,
         model=model.litellm_model,
-        region=model.region,
+        region=(region or model.region) if model.provider == "bedrock" else None,
         base_url=model.base_url,
         credentials=model.api_key_parameter,
     )
@@ -66,7 +67,7 @@ class Provider(Protocol):
     #: How errors name the upstream ("Bedrock", "the OpenAI-compatible upstream").
     label: str
 
-    def options(self, target: Target) -> dict[str, Any]:
+    def options(self, target: Upstream) -> dict[str, Any]:
         """LiteLLM's keyword arguments that say where the target is and how to sign in."""
         ...
 
@@ -84,7 +85,7 @@ class Bedrock:
         self._region = region
         self._endpoint_url = endpoint_url
 
-    def options(self, target: Target) -> dict[str, Any]:
+    def options(self, target: Upstream) -> dict[str, Any]:
         options: dict[str, Any] = {"aws_region_name": target.region or self._region}
         if self._endpoint_url:
             options["aws_bedrock_runtime_endpoint"] = self._endpoint_url
@@ -102,7 +103,7 @@ class OpenAICompatible:
     def __init__(self, *, secret: Callable[[str], str]) -> None:
         self._secret = secret
 
-    def options(self, target: Target) -> dict[str, Any]:
+    def options(self, target: Upstream) -> dict[str, Any]:
         # A server without keys (a local Ollama) still needs some value: the SDK refuses none.
         key = self._secret(target.credentials) if target.credentials else "none"
         return {"api_base": target.base_url, "api_key": key}

@@ -49,6 +49,13 @@ def map_upstream_error(exc: Exception, upstream: str = "Bedrock", *, hide: str |
             retry_after=_UPSTREAM_RETRY_AFTER_SECONDS,
             code="upstream_throttled",
         )
+    if bedrock_says is not None and "guardrail" in bedrock_says.lower() and status in (400, 404):
+        # Not the caller's request: the operator's guardrail configuration. Nothing is served without it.
+        return errors.UpstreamError(
+            f"The guardrail configured for this model or key cannot be applied ({detail}); "
+            "an admin must correct the guardrail's id or version.",
+            code="guardrail_unavailable",
+        )
     if status in (400, 413, 422) or name == "ContextWindowExceededError":
         return errors.InvalidRequest(f"{upstream} rejected the request: {detail}", code="upstream_validation_error")
     if status in (401, 403):

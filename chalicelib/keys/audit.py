@@ -57,6 +57,8 @@ AUDITED_FIELDS = (
     "revoked_at",
     "metadata",
     "import_id",
+    "guardrail",
+    "model_fallback",
     "team_id",
 )
 

@@ -29,6 +29,7 @@ from chalicelib.keys.listing import KeyFilter, KeyListing
 from chalicelib.observability import logger
 from chalicelib.shared.body import parse_json
 from chalicelib.shared.dates import Clock, isoformat, parse_time, utcnow
+from chalicelib.shared.guardrails import Guardrail
 
 KEY_PREFIX = "pw"
 #: How fresh ``last_used_at`` is kept (each refresh is one write).
@@ -179,6 +180,11 @@ class KeyRecord:
     #: them, never loosen them (``chalicelib/admin/keys.py``). None: a key from before this was
     #: recorded, whose limits count as an admin's.
     admin_limits: dict[str, Any] | None = None
+    #: The guardrail every call with this key carries (``{"id", "version"}``): it wins over the model's.
+    guardrail: dict[str, str] | None = None
+    #: Which fallbacks may serve this key's calls: ``any`` (None), ``same_model`` (another geography or
+    #: region of the model asked for, never another model) or ``none`` (exactly the target asked for).
+    model_fallback: str | None = None
     version: int = 0  # bumped by every change; conditional writes compare it
     #: The team the key is charged to (its own team, for a team's key): its budget binds the key too.
     team_id: str | None = None
@@ -216,6 +222,8 @@ class KeyRecord:
             metadata=dict(item.get("metadata") or {}),
             import_id=item.get("import_id"),
             admin_limits=dict(item["admin_limits"]) if item.get("admin_limits") is not None else None,
+            guardrail=dict(item["guardrail"]) if item.get("guardrail") else None,
+            model_fallback=item.get("model_fallback"),
             version=int(item.get("version", 0)),
             team_id=item.get("team_id"),
             owner_disabled=bool(item.get("owner_disabled", False)),
@@ -247,11 +255,20 @@ class KeyRecord:
             "last_used_at": self.last_used_at,
             "import_id": self.import_id,
             "admin_limits": self.admin_limits,
+            "guardrail": self.guardrail,
+            "model_fallback": self.model_fallback,
             "team_id": self.team_id,
             "owner_disabled": True if self.owner_disabled else None,
         }
         item.update({k: v for k, v in optional.items() if v is not None})
         return item
+
+    @property
+    def guardrail_config(self) -> Guardrail | None:
+        """The key's guardrail, if it has one."""
+        if not self.guardrail:
+            return None
+        return Guardrail(self.guardrail["id"], self.guardrail.get("version", "DRAFT"))
 
     def allows_model(self, model_id: str) -> bool:
         """True when the key has no allowlist or the model is on it."""
@@ -282,6 +299,8 @@ UPDATABLE_FIELDS = (
     "expires_at",
     "metadata",
     "admin_limits",
+    "guardrail",
+    "model_fallback",
     "team_id",
 )
 #: Key states a listing can be narrowed to; ``expired`` is derived from ``expires_at``, ``disabled``
@@ -374,6 +393,8 @@ class KeyStore:
         team_id: str | None = None,
         key_id: str | None = None,
         attach: Attach | None = None,
+        guardrail: dict[str, str] | None = None,
+        model_fallback: str | None = None,
     ) -> tuple[KeyRecord, str]:
         """Store a new key and return ``(record, plaintext)``; the plaintext is never stored."""
         record, plaintext = self.prepare(
@@ -388,6 +409,8 @@ class KeyStore:
             expires_at=expires_at,
             metadata=dict(metadata or {}),
             admin_limits=admin_limits,
+            guardrail=guardrail,
+            model_fallback=model_fallback,
             team_id=team_id,
         )
         if attach is None:

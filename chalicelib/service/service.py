@@ -15,11 +15,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
 from chalicelib.accounting.metering import Meter, Ticket, asks_long_cache
 from chalicelib.catalog import Catalog, ModelEntry
+from chalicelib.catalog.prices import guardrail_prices
 from chalicelib.conversation import deadline as deadline_guard
 from chalicelib.conversation.deadline import Guarded
 from chalicelib.conversation.events import (
@@ -36,8 +38,11 @@ from chalicelib.conversation.events import (
 )
 from chalicelib.conversation.request import Conversation, EmbeddingRequest
 from chalicelib.gateway import (
+    Attempt,
     BedrockPrompt,
+    CallPolicy,
     Gateway,
+    Target,
     check_capabilities,
     embedding_limits,
     embedding_texts,
@@ -45,6 +50,8 @@ from chalicelib.gateway import (
 )
 from chalicelib.keys.store import KeyRecord
 from chalicelib.observability import logger
+from chalicelib.service.policy import call_policy, guardrail_worst_case
+from chalicelib.shared.guardrails import GuardrailPrices, guardrail_cost, text_units
 from chalicelib.shared.money import usd
 from chalicelib.shared.text import nearest
 from chalicelib.shared.usage import TokenUsage, UsageEntry
@@ -72,6 +79,8 @@ class Turn:
     headers: dict[str, str]
     events: Iterator[Event]
     started: float
+    #: The upstream target answering (the model asked for, or one of its fallbacks).
+    served: Target | None = None
 
     def __iter__(self) -> Iterator[Event]:
         return self.events
@@ -161,16 +170,27 @@ class ModelService:
         check_capabilities(conversation, model)
         log = {"request_id": request_id, "key_id": key.key_id, "model": model.id, "surface": surface}
         log.update(stream=conversation.stream, **conversation.annotations)
+        # Who may serve the call: the model asked for, then the fallbacks this key may use.
+        policy = call_policy(key, model, catalog or self._catalog(), conversation, region=self._gateway.region)
         # What reaches the upstream, built once: admission bounds its tokens, the call sends it.
         prompt = self._gateway.prompt(conversation, model)
+        bound = prompt_input(prompt).token_bound  # UTF-8 bytes: also a bound of the characters
         ticket = self._meter.admit(
             key,
             model,
-            input_tokens=prompt_input(prompt).token_bound,
+            input_tokens=bound,
             max_output_tokens=conversation.max_tokens,
             long_cache=asks_long_cache(*prompt),
+            alternatives=tuple(target.model for target in policy.targets[1:]),
+            surcharge=guardrail_worst_case(
+                policy,
+                guardrail_prices(policy.primary.region) if policy.guarded else GuardrailPrices(),
+                prompt_bytes=bound,
+                max_output_tokens=conversation.max_tokens,
+            ),
         )
-        events = self._run(ticket, conversation, prompt, request_id, deadline, started, log)
+        call = _Call(ticket, conversation, prompt, policy, request_id, deadline, started, log)
+        events = self._run(call)
         try:
             first = next(events)
         except errors.AppError as exc:
@@ -178,18 +198,11 @@ class ModelService:
             exc.context.update(log, latency_ms=_ms(started))
             raise
         headers = {**ticket.headers, "x-request-id": request_id}
-        return Turn(request_id, model, headers, _Resumed(first, events), started)
+        if call.served is not None:
+            headers["x-pennyworth-served-by"] = call.served.describe()
+        return Turn(request_id, model, headers, _Resumed(first, events), started, served=call.served)
 
-    def _run(
-        self,
-        ticket: Ticket,
-        conversation: Conversation,
-        prompt: BedrockPrompt,
-        request_id: str,
-        deadline: float,
-        started: float,
-        log: dict[str, Any],
-    ) -> Iterator[Event]:
+    def _run(self, call: _Call) -> Iterator[Event]:
         """The upstream's events, then exactly one ``Billed`` or ``Failed``; billed however it ends.
 
         Before any event is yielded, a failure is raised instead (the caller still has an HTTP
@@ -197,14 +210,29 @@ class ModelService:
         the gateway gave up on a call Bedrock had received (a timeout: Bedrock read the prompt,
         and may have generated) or when output had been read ahead.
         """
+        ticket, conversation, prompt, request_id, deadline = (
+            call.ticket,
+            call.conversation,
+            call.prompt,
+            call.request_id,
+            call.deadline,
+        )
         answer = _Answer()
         failure: errors.AppError | None = None
         upstream: Guarded | None = None
         called = opened = False
         try:
-            timeout = self._time_left(deadline, request_id)
+            self._time_left(deadline, request_id)
             called = True
-            stream = self._gateway.chat(conversation, ticket.model, prompt, timeout_seconds=timeout)
+            served = self._gateway.chat(
+                conversation,
+                call.policy,
+                prompt,
+                stop_at=deadline - BILLING_MARGIN_SECONDS,
+                attempts=call.attempts,
+            )
+            call.served = served.target
+            stream = served.events
             opened = True
             # Each read of a stream may wait as long as the whole answer had; a stall near the end
             # must not hold the function past its deadline (it would die unbilled).
@@ -226,11 +254,11 @@ class ModelService:
             # The caller stopped reading (client gone): stop Bedrock, bill what it generated,
             # including what was read ahead and never sent.
             answer.take_unread(upstream)
-            self._bill(ticket, prompt, request_id, started, log, answer, "abandoned")
+            self._bill(call, answer, "abandoned")
             raise
         except Exception:
             # A bug of ours: the caller still gets a clean end, and the call is billed.
-            logger.exception("model call failed", extra=log)
+            logger.exception("model call failed", extra=call.log)
             failure = errors.InternalError("The gateway hit an internal error mid-answer; it has been logged.")
         answer.take_unread(upstream)
         if failure is None and answer.finished is None:
@@ -244,14 +272,14 @@ class ModelService:
             if gave_up and not opened and self._gateway.reads_whole(prompt):
                 # LiteLLM reads this answer whole: Bedrock goes on generating it for nobody, and bills
                 # it. Bill the most it may generate (the reservation caps it, as always).
-                answer.assumed_output = conversation.max_tokens or ticket.model.max_output_tokens or 0
+                answer.assumed_output = conversation.max_tokens or call.target.model.max_output_tokens or 0
             if not answer.produced and not answer.yielded and not gave_up:
                 # Refused or broken off before any output: Bedrock bills nothing.
                 self._meter.release(ticket)
                 failure.headers.update(ticket.headers)
                 raise failure
-            log = {**log, "failure": failure.code}  # e.g. answer_time_limit: counted by the template
-        entry = self._bill(ticket, prompt, request_id, started, log, answer, "ok" if failure is None else "cut")
+            call.log = {**call.log, "failure": failure.code}  # e.g. answer_time_limit: counted by the template
+        entry = self._bill(call, answer, "ok" if failure is None else "cut")
         if failure is not None:
             failure.headers.update(ticket.headers)
             if not answer.yielded:
@@ -259,38 +287,43 @@ class ModelService:
             yield Failed(failure, entry)
             return
         report = answer.report
-        yield UsageReport(entry.usage, reasoning_tokens=report.reasoning_tokens if report else 0)
+        yield UsageReport(
+            entry.usage,
+            reasoning_tokens=report.reasoning_tokens if report else 0,
+            guardrail_units=dict(entry.guardrail_units),
+        )
         yield Billed(entry)
 
-    def _bill(
-        self,
-        ticket: Ticket,
-        prompt: BedrockPrompt,
-        request_id: str,
-        started: float,
-        log: dict[str, Any],
-        answer: _Answer,
-        outcome: str,
-    ) -> UsageEntry:
+    def _bill(self, call: _Call, answer: _Answer, outcome: str) -> UsageEntry:
+        """Settle the call at the prices of the target that served (or was last tried), guardrail units included."""
+        ticket, prompt, log = call.ticket, call.prompt, call.log
+        served = call.target
         report = answer.report
-        if report is not None and (report.usage.input_tokens or report.usage.output_tokens):
+        if report is not None and (report.usage.input_tokens or report.usage.output_tokens or report.guardrail_units):
             usage = report.usage
+            units = dict(report.guardrail_units)
         else:
             # Cut before Bedrock's usage report: bill the whole prompt as Bedrock counts it, and
             # what was produced, counted with a local tokenizer (an estimate; the entry is partial).
             usage = self._gateway.estimate_usage(prompt, "".join(answer.produced))
             if answer.assumed_output > usage.output_tokens:
                 usage = dataclasses.replace(usage, output_tokens=answer.assumed_output)
-        latency_ms = _ms(started)
+            units = self._estimated_guardrail_units(served, prompt, answer.produced)
+        guardrail_usd = guardrail_cost(guardrail_prices(served.region), units) if units else Decimal(0)
+        latency_ms = _ms(call.started)
         entry = self._meter.settle(
             ticket,
-            request_id=request_id,
+            request_id=call.request_id,
             operation="chat",
             usage=usage,
             latency_ms=latency_ms,
             status="ok" if outcome == "ok" else "partial",
             protocol=log["surface"],
-            served_by=self._gateway.target(ticket.model).served_by,
+            served=served.model,
+            served_by=served.served_by,
+            served_region=served.region or "",
+            guardrail_units=units,
+            guardrail_usd=guardrail_usd,
         )
         logger.info(
             "chat completion",
@@ -299,14 +332,25 @@ class ModelService:
                 "status": 200,
                 "outcome": outcome,
                 "latency_ms": latency_ms,
+                "served_by": served.served_by,
+                "served_model": served.model.id,
                 "input_tokens": usage.input_tokens,
                 "output_tokens": usage.output_tokens,
                 "cache_read_tokens": usage.cache_read_tokens,
                 "cache_write_tokens": usage.cache_write_tokens,
+                "guardrail_units": sum(units.values()),
                 "cost_usd": str(entry.cost),
             },
         )
         return entry
+
+    def _estimated_guardrail_units(self, served: Target, prompt: BedrockPrompt, produced: list[str]) -> dict[str, int]:
+        """The text units a guardrail may have used when Bedrock's report was cut off: every priced policy."""
+        if served.guardrail is None:
+            return {}
+        characters = sum(len(text) for text in prompt_input(prompt).texts)
+        units = text_units(characters) + text_units(sum(len(text) for text in produced))
+        return {counter: units for counter, price in guardrail_prices(served.region).per_unit.items() if price > 0}
 
     def _time_left(self, deadline: float, request_id: str) -> float:
         left = deadline - self._clock() - BILLING_MARGIN_SECONDS
@@ -367,6 +411,7 @@ class ModelService:
                 status="ok" if outcome.error is None else "partial",
                 protocol=surface,
                 served_by=self._gateway.target(entry).served_by,
+                served_region=self._gateway.region_of(entry) or "",
             )
         if outcome.error is not None:
             outcome.error.headers.update({**ticket.headers, "x-request-id": request_id})  # the cost, if billed
@@ -546,6 +591,31 @@ class ModelService:
 PROBE_TEXT = "Reply with the single word OK."
 PROBE_MAX_TOKENS = 16
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
+
+
+@dataclass
+class _Call:
+    """One admitted chat call, as its run and its bill need it."""
+
+    ticket: Ticket
+    conversation: Conversation
+    prompt: BedrockPrompt
+    policy: CallPolicy
+    request_id: str
+    deadline: float
+    started: float
+    log: dict[str, Any]
+    #: The target answering, once one started to.
+    served: Target | None = None
+    #: Every upstream attempt made, in order (the gateway appends them).
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def target(self) -> Target:
+        """The target the bill names: the one serving, else the last one tried (a timed-out attempt), else the first."""
+        if self.served is not None:
+            return self.served
+        return self.attempts[-1].target if self.attempts else self.policy.primary
 
 
 @dataclass

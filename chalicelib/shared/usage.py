@@ -67,8 +67,16 @@ class UsageEntry:
     #: Which of the model's price versions billed it (0: an entry from before prices were versioned).
     price_version: int = 0
     #: What served the call: the LiteLLM model string of the upstream target (``bedrock/converse/…``,
-    #: ``openai/…``). Empty: an entry from before it was recorded (``bedrock_model_id`` says it).
+    #: ``openai/…``); a fallback's when one served. Empty: an entry from before it was recorded
+    #: (``bedrock_model_id`` says it).
     served_by: str = ""
+    #: The AWS region the serving Bedrock target was called in ("" for other providers and older entries).
+    served_region: str = ""
+    #: The model the caller asked for, when another one served (a fallback); ``model`` is the one that served.
+    requested_model: str = ""
+    #: Guardrail text units Bedrock reported, by usage counter, and what they cost (part of ``cost``).
+    guardrail_units: dict[str, int] = field(default_factory=dict)
+    guardrail_usd: Decimal = Decimal(0)
 
     @property
     def day(self) -> str:
@@ -94,7 +102,7 @@ class UsageEntry:
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (money as strings, never a float): the reconcile format."""
         data = asdict(self)
-        for name in ("cost", "usage_cost"):
+        for name in MONEY_FIELDS:
             if data[name] is not None:
                 data[name] = str(data[name])
         data["reserved"] = {scope: str(amount) for scope, amount in self.reserved.items()}
@@ -107,8 +115,33 @@ class UsageEntry:
         """Inverse of ``to_json`` (trusting its input: ``reconcile.parse_line`` validates first)."""
         values = dict(data)
         values["usage"] = TokenUsage(**values["usage"])
-        for name in ("cost", "usage_cost"):
+        for name in MONEY_FIELDS:
             if values.get(name) is not None:
                 values[name] = Decimal(str(values[name]))
         values["reserved"] = {scope: Decimal(str(amount)) for scope, amount in (values.get("reserved") or {}).items()}
         return cls(**values)
+
+    @property
+    def fell_back(self) -> bool:
+        """True when another model than the one asked for served."""
+        return bool(self.requested_model) and self.requested_model != self.model
+
+    def served_fields(self) -> dict[str, Any]:
+        """What an answer's final usage says besides the cost: who served it, and a guardrail's charge.
+
+        ``served_model`` is the catalog model that answered (a fallback, when it says another name
+        than the one asked for) and ``served_by`` the upstream (its LiteLLM model string, and
+        ``@<region>`` for Bedrock);
+        ``guardrail_text_units`` and ``guardrail_cost_usd`` only when a guardrail assessed the call.
+        """
+        out: dict[str, Any] = {"served_model": self.model}
+        if self.served_by:
+            out["served_by"] = f"{self.served_by}@{self.served_region}" if self.served_region else self.served_by
+        if self.guardrail_units:
+            out["guardrail_text_units"] = sum(self.guardrail_units.values())
+            out["guardrail_cost_usd"] = format(self.guardrail_usd.normalize(), "f") if self.guardrail_usd else "0"
+        return out
+
+
+#: The money fields of ``UsageEntry`` (written as strings in JSON, never floats).
+MONEY_FIELDS = ("cost", "usage_cost", "guardrail_usd")

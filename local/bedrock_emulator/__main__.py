@@ -8,6 +8,7 @@ import signal
 import sys
 from types import FrameType
 
+from .guardrails import add_guardrail
 from .server import EmulatorServer
 
 
@@ -22,6 +23,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="reject profile-only base ids and profile prefixes a model has no real profile for",
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="log every request to stderr")
+    parser.add_argument(
+        "--guardrail",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="a guardrail id the emulator knows besides 'pennyworthdemo' (versions DRAFT and 1); repeatable",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed the draws of #emulator:rate (repeatable runs)")
     parser.add_argument(
         "--openai-key",
         default=None,
@@ -38,9 +47,15 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Bind, announce readiness on stderr, serve until interrupted."""
     args = _parse_args(argv)
+    for guardrail_id in args.guardrail:
+        add_guardrail(guardrail_id)
     key = args.openai_key or os.environ.get("EMULATOR_OPENAI_KEY") or None
     server = EmulatorServer(
-        (args.host, args.port), strict_profiles=args.strict_profiles, verbose=args.verbose, openai_key=key
+        (args.host, args.port),
+        strict_profiles=args.strict_profiles,
+        verbose=args.verbose,
+        seed=args.seed,
+        openai_key=key,
     )
     signal.signal(signal.SIGTERM, _stop)
     print(f"bedrock emulator listening on {server.base_url}", file=sys.stderr, flush=True)

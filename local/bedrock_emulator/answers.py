@@ -6,12 +6,13 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .content import LastTurn, signature_for
 from .converse_request import ConverseRequest, ToolSpec
 from .directives import Directives, help_text, strip_directives
 from .errors import validation
+from .guardrails import trace as guardrail_trace
 from .schema_values import example_value
 from .tokens import count_tokens, end_of_token, truncate_to_tokens
 
@@ -60,6 +61,8 @@ class Answer:
     cache_write: int | None
     latency_ms: int
     additional_fields: Mapping[str, object] | None
+    #: The guardrail's trace (``{"guardrail": …}``), when the request asked for one with trace enabled.
+    trace: Mapping[str, object] | None = None
     #: How the cache writes split by TTL (Bedrock's ``cacheDetails``): (ttl, tokens) pairs.
     cache_details: tuple[tuple[str, int], ...] = ()
 
@@ -88,6 +91,8 @@ class Answer:
         }
         if self.additional_fields is not None:
             body["additionalModelResponseFields"] = self.additional_fields
+        if self.trace is not None:
+            body["trace"] = self.trace
         return body
 
 
@@ -240,7 +245,50 @@ def _select_paths(source: Mapping[str, object], paths: Sequence[str]) -> dict[st
 
 
 def compose(req: ConverseRequest, found: Directives) -> Answer:
-    """Build the deterministic answer for a validated request."""
+    """Build the deterministic answer for a validated request, as its guardrail (if any) lets it out."""
+    call = req.guardrail
+    if call is None:
+        return _model_answer(req, found)
+    if found.guardrail == "input":
+        # The prompt is blocked before the model sees it: no tokens, no answer to assess.
+        return Answer(
+            blocks=(TextBlock(call.spec.blocked_input),),
+            stop_reason="guardrail_intervened",
+            input_tokens=0,
+            output_tokens=0,
+            reasoning_tokens=0,
+            cache_read=None,
+            cache_write=None,
+            latency_ms=30,
+            additional_fields=None,
+            trace=guardrail_trace(call, req.guarded_characters, None, blocked_input=True, blocked_output=False)
+            if call.trace
+            else None,
+        )
+    answer = _model_answer(req, found)
+    produced = sum(len(_block_text(block)) for block in answer.blocks)
+    blocked = found.guardrail == "output"
+    traced = (
+        guardrail_trace(call, req.guarded_characters, produced, blocked_input=False, blocked_output=blocked)
+        if call.trace
+        else None
+    )
+    if not blocked:
+        return replace(answer, trace=traced)
+    # Generated (and billed) in full, then withheld: the guardrail's message goes out instead.
+    return replace(
+        answer, blocks=(TextBlock(call.spec.blocked_output),), stop_reason="guardrail_intervened", trace=traced
+    )
+
+
+def _block_text(block: Block) -> str:
+    if isinstance(block, ToolUseBlock):
+        return json.dumps(dict(block.input), ensure_ascii=False)
+    return block.text
+
+
+def _model_answer(req: ConverseRequest, found: Directives) -> Answer:
+    """The model's own answer to a validated request."""
     raw_last = " ".join(req.last_user.texts)
     prompt = strip_directives(raw_last)
     string_source = prompt or strip_directives(" ".join(req.user_texts))

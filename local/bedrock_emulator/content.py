@@ -93,6 +93,8 @@ class Walker:
         self.user_texts: list[str] = []
         self.tool_names_by_id: dict[str, str] = {}
         self.uses_tools = False
+        #: Texts in guardContent blocks: with a guardrail, only these are assessed (when there are any).
+        self.guarded_texts: list[str] = []
 
     def text(self, value: object, where: str, role: str | None) -> str:
         """A non-blank text field."""
@@ -303,6 +305,7 @@ def walk_messages(walker: Walker, messages: list[Mapping[str, object]]) -> LastT
             elif kind == "guardContent":
                 inner = require_dict(require_dict(value, where).get("text"), f"{where}.text")
                 text = walker.text(inner.get("text"), f"{where}.text", role)
+                walker.guarded_texts.append(text)
                 if is_last:
                     last.texts.append(text)
             elif kind == "image":
@@ -339,7 +342,7 @@ def walk_system(walker: Walker, system: object) -> None:
             walker.text(value, f"system.{i}", None)
         elif kind == "guardContent":
             inner = require_dict(require_dict(value, f"system.{i}").get("text"), f"system.{i}.text")
-            walker.text(inner.get("text"), f"system.{i}.text", None)
+            walker.guarded_texts.append(walker.text(inner.get("text"), f"system.{i}.text", None))
         elif kind != "cachePoint":
             raise validation(
                 f"Unknown system content block type '{kind}' at system.{i}. "

@@ -19,6 +19,7 @@ from .content import (
     walk_system,
 )
 from .errors import validation
+from .guardrails import GuardrailCall, parse_guardrail_config
 from .models import ModelSpec
 from .tokens import count_tokens
 
@@ -51,6 +52,9 @@ class ConverseRequest:
     input_tokens: int
     user_texts: list[str]
     last_user: LastTurn
+    #: The guardrail the request asks for, and the characters it assesses in the prompt.
+    guardrail: GuardrailCall | None = None
+    guarded_characters: int = 0
     #: The TTLs of the request's cache points ("5m" unless a cachePoint says "1h").
     cache_ttls: frozenset[str] = frozenset()
 
@@ -240,7 +244,11 @@ def parse_converse(body: Mapping[str, object], model: ModelSpec) -> ConverseRequ
             f"Input is too long for requested model. The request has {walker.tokens} input tokens; "
             f"{model.model_id} accepts at most {model.context_window}."
         )
+    guardrail = parse_guardrail_config(body.get("guardrailConfig"))
+    assessed = walker.guarded_texts or walker.user_texts
     return ConverseRequest(
+        guardrail=guardrail,
+        guarded_characters=sum(len(text) for text in assessed),
         model=model,
         max_tokens=max_tokens,
         stop_sequences=stops,

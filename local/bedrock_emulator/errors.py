@@ -32,12 +32,14 @@ ERROR_TYPE_NAMESPACE = "http://internal.amazon.com/coral/com.amazon.bedrock/"
 class BedrockError(Exception):
     """A Bedrock error answer: name, HTTP status, message and extra body fields."""
 
-    def __init__(self, name: str, message: str, **extra: object) -> None:
+    def __init__(self, name: str, message: str, *, headers: Mapping[str, str] | None = None, **extra: object) -> None:
         super().__init__(message)
         self.name = name
         self.status = ERROR_STATUS[name]
         self.message = message
         self.extra = dict(extra)
+        #: Response headers besides Bedrock's own (a throttle's Retry-After, when asked for).
+        self.headers = dict(headers or {})
 
     def body(self) -> dict[str, object]:
         """JSON body Bedrock sends: the message plus any modelled extra members."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import random
 import re
+import socket
+import struct
 import sys
 import threading
 import time
@@ -13,20 +16,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from . import openai_compat
 from .answers import compose
 from .converse_request import parse_converse
-from .directives import Directives, parse_directives, raise_fault
+from .directives import Directives, parse_directives, raise_fault, resets
 from .embeddings import embedding_texts, invoke_embedding
 from .errors import BedrockError, malformed, validation
 from .eventstream import CONTENT_TYPE as EVENTSTREAM_CONTENT_TYPE
 from .eventstream import encode_event, encode_exception
+from .guardrails import get_guardrail
 from .models import resolve_model
 from .stream import cut_point, stream_events
 
-_CREDENTIAL = re.compile(r"^AWS4-HMAC-SHA256 Credential=[^/,\s]+/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
+_CREDENTIAL = re.compile(r"^AWS4-HMAC-SHA256 Credential=[^/,\s]+/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
 _MAX_RECORDED = 1000
 _OPERATIONS = frozenset({"converse", "converse-stream", "invoke", "invoke-with-response-stream"})
 
@@ -62,11 +66,14 @@ class EmulatorServer(ThreadingHTTPServer):
         *,
         strict_profiles: bool = False,
         verbose: bool = False,
+        seed: int | None = None,
         openai_key: str | None = None,
     ) -> None:
         super().__init__(address, BedrockHandler)
         self.strict_profiles = strict_profiles
         self.verbose = verbose
+        #: Draws for ``#emulator:rate`` (seeded: a benchmark's faults repeat run after run).
+        self.random = random.Random(seed)
         #: The key the OpenAI-compatible mode (``/openai/v1``) wants; None: it takes any.
         self.openai_key = openai_key
         self.requests: list[RecordedRequest] = []
@@ -104,8 +111,12 @@ class EmulatorServer(ThreadingHTTPServer):
             self.thread.join(timeout=5)
 
 
-def _check_auth(headers: Message) -> None:
-    """Require a SigV4 Authorization header scoped to 'bedrock' plus X-Amz-Date; signatures are not verified."""
+def _check_auth(headers: Message) -> str:
+    """Require a SigV4 Authorization header scoped to 'bedrock' plus X-Amz-Date; the region it was signed for.
+
+    Signatures are not verified. The region says which of Bedrock's regional endpoints the
+    caller meant: one emulator stands in for all of them.
+    """
     auth = headers.get("Authorization")
     if not auth:
         raise BedrockError("MissingAuthenticationTokenException", "Missing Authentication Token")
@@ -122,8 +133,9 @@ def _check_auth(headers: Message) -> None:
     match = _CREDENTIAL.match(auth)
     if match is None:
         raise BedrockError("IncompleteSignatureException", "Authorization header has a malformed Credential scope.")
-    if match.group(1) != "bedrock":
+    if match.group(2) != "bedrock":
         raise BedrockError("InvalidSignatureException", "Credential should be scoped to correct service: 'bedrock'. ")
+    return match.group(1)
 
 
 def _json_object(body: bytes, invoke: bool) -> Mapping[str, object]:
@@ -196,15 +208,19 @@ class BedrockHandler(BaseHTTPRequestHandler):
             if self.command == "GET" and path == "/ping":
                 self._send_json(200, {"status": "ok"}, request_id)
                 return
-            _check_auth(self.headers)
+            region = _check_auth(self.headers)
             parts = path.split("/")
+            if self.command == "GET" and len(parts) == 3 and parts[1] == "guardrails":
+                version = parse_qs(self.path.partition("?")[2]).get("guardrailVersion", [None])[0]
+                self._send_json(200, get_guardrail(unquote(parts[2]), version, region), request_id)
+                return
             if self.command != "POST" or len(parts) != 4 or parts[1] != "model" or parts[3] not in _OPERATIONS:
                 raise BedrockError("UnknownOperationException", f"No operation matches {self.command} {path}.")
             model_id, operation = unquote(parts[2]), parts[3]
             headers = {k: v for k, v in self.headers.items()}
             self.server.record(RecordedRequest(self.command, self.path, operation, model_id, headers, body))
             if operation in ("converse", "converse-stream"):
-                self._converse(model_id, body, request_id, stream=operation == "converse-stream")
+                self._converse(model_id, body, request_id, region, stream=operation == "converse-stream")
             elif operation == "invoke":
                 self._invoke(model_id, body, request_id)
             else:
@@ -275,11 +291,15 @@ class BedrockHandler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
-    def _converse(self, model_id: str, body: bytes, request_id: str, *, stream: bool) -> None:
+    def _converse(self, model_id: str, body: bytes, request_id: str, region: str, *, stream: bool) -> None:
         """Converse and ConverseStream."""
         model = resolve_model(model_id, strict_profiles=self.server.strict_profiles)
         request = parse_converse(_json_object(body, invoke=False), model)
         found = parse_directives(request.user_texts, request.last_user.texts)
+        found.aim(model_id, region, self.server.random.random())
+        if resets(found):
+            self._reset()
+            return
         raise_fault(found)
         if found.sleep:
             time.sleep(found.sleep)
@@ -297,6 +317,10 @@ class BedrockHandler(BaseHTTPRequestHandler):
         payload = _json_object(body, invoke=True)
         result = invoke_embedding(model, payload)
         found = parse_directives(embedding_texts(payload), [])
+        found.aim(model_id, None, self.server.random.random())
+        if resets(found):
+            self._reset()
+            return
         raise_fault(found)
         if found.sleep:
             time.sleep(found.sleep)
@@ -321,7 +345,18 @@ class BedrockHandler(BaseHTTPRequestHandler):
 
     def _send_error(self, err: BedrockError, request_id: str) -> None:
         """Bedrock's error shape: {"message"} body plus x-amzn-ErrorType header."""
-        self._send_json(err.status, err.body(), request_id, {"x-amzn-ErrorType": err.error_type_header()})
+        self._send_json(
+            err.status, err.body(), request_id, {"x-amzn-ErrorType": err.error_type_header(), **err.headers}
+        )
+
+    def _reset(self) -> None:
+        """Reset the connection (a TCP RST, no byte of an answer), as a broken network path does."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
 
     def _write_chunk(self, data: bytes) -> None:
         """One HTTP/1.1 chunk, flushed immediately so the client sees each event as it is sent."""
@@ -371,10 +406,13 @@ def start_emulator(
     *,
     strict_profiles: bool = False,
     verbose: bool = False,
+    seed: int | None = None,
     openai_key: str | None = None,
 ) -> tuple[EmulatorServer, str]:
     """Start the emulator in a daemon thread; returns (server, base_url). Stop with server.shutdown()."""
-    server = EmulatorServer((host, port), strict_profiles=strict_profiles, verbose=verbose, openai_key=openai_key)
+    server = EmulatorServer(
+        (host, port), strict_profiles=strict_profiles, verbose=verbose, seed=seed, openai_key=openai_key
+    )
     thread = threading.Thread(
         target=server.serve_forever, name=f"bedrock-emulator:{server.server_address[1]}", daemon=True
     )

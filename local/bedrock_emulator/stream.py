@@ -50,7 +50,10 @@ def stream_events(answer: Answer) -> list[Event]:
     if answer.additional_fields is not None:
         stop["additionalModelResponseFields"] = answer.additional_fields
     events.append(("messageStop", stop))
-    events.append(("metadata", {"usage": answer.usage(), "metrics": {"latencyMs": answer.latency_ms}}))
+    metadata: dict[str, object] = {"usage": answer.usage(), "metrics": {"latencyMs": answer.latency_ms}}
+    if answer.trace is not None:
+        metadata["trace"] = answer.trace
+    events.append(("metadata", metadata))
     return events
 
 

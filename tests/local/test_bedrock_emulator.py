@@ -733,9 +733,138 @@ def test_an_unknown_directive_points_at_help(client: Any) -> None:
 
 def test_every_directive_parses_and_the_readme_documents_each() -> None:
     for name, directive in DIRECTIVES.items():
-        written = directive.usage.split("[", 1)[0].replace("=N", "=3").replace("=S", "=0.5")
+        written = directive.usage.split("[", 1)[0].replace("=SIDE", "=input").replace("=TARGET", "=us")
+        written = written.replace("=N", "=3").replace("=S", "=0.5").replace("=P", "=0.5")
         parse_directives([written], [written])  # no "unknown directive"
         assert written.removeprefix("#emulator:").split("=", 1)[0] == name
     readme = (REPO_ROOT / "README.md").read_text()
     rows = re.findall(r"^\| `(#emulator:[^`]+)` \| (.+) \|$", readme, flags=re.M)
     assert rows == [(d.usage, f"{d.does}.") for d in DIRECTIVES.values()]
+
+
+# --- failures aimed at one target, at a rate; connection resets; guardrails (issue 21) ------------
+
+
+def client_in(base_url: str, region: str) -> Any:
+    return boto3.client(
+        "bedrock-runtime",
+        region_name=region,
+        endpoint_url=base_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+def test_a_fault_aimed_at_one_target_spares_the_others(client: Any, base_url: str) -> None:
+    # GIVEN a throttle aimed at the US geography
+    messages = [user("hi #emulator:throttle #emulator:only=us")]
+    # THEN the US profile is throttled, the global profile of the same model answers
+    with pytest.raises(client.exceptions.ThrottlingException):
+        client.converse(modelId=HAIKU, messages=messages)
+    answer = client.converse(modelId="global.anthropic.claude-haiku-4-5-20251001-v1:0", messages=messages)
+    assert answer["stopReason"] == "end_turn"
+    # AND a fault aimed at a region hits the calls signed for that region only
+    aimed = [user("hi #emulator:unavailable #emulator:only=us-west-2")]
+    with pytest.raises(client.exceptions.ServiceUnavailableException):
+        client_in(base_url, "us-west-2").converse(modelId=NOVA_MICRO, messages=aimed)
+    assert client.converse(modelId=NOVA_MICRO, messages=aimed)["stopReason"] == "end_turn"
+
+
+def test_a_fault_at_a_rate_hits_that_fraction_of_requests() -> None:
+    server, url = start_emulator(seed=1)
+    try:
+        runtime = client_in(url, "us-east-1")
+        failed = 0
+        for _ in range(200):
+            try:
+                runtime.converse(modelId=NOVA_MICRO, messages=[user("hi #emulator:throttle #emulator:rate=0.3")])
+            except runtime.exceptions.ThrottlingException:
+                failed += 1
+    finally:
+        server.shutdown()
+    assert 40 <= failed <= 80  # 30% of 200, give or take
+
+
+def test_a_throttle_carries_a_retry_hint_only_when_asked(base_url: str) -> None:
+    path = converse_path(NOVA_MICRO)
+    status, headers, _ = raw_post(base_url, path, {"messages": [user("hi #emulator:throttle")]})
+    assert status == 429 and "Retry-After" not in headers  # as Bedrock's Converse: no hint
+    status, headers, _ = raw_post(base_url, path, {"messages": [user("hi #emulator:throttle #emulator:retry_after=4")]})
+    assert status == 429 and headers["Retry-After"] == "4"
+
+
+def test_a_reset_drops_the_connection_before_any_byte(base_url: str) -> None:
+    with pytest.raises((ConnectionResetError, urllib.error.URLError, http_client_errors())):
+        raw_post(base_url, converse_path(NOVA_MICRO), {"messages": [user("hi #emulator:reset")]})
+
+
+def http_client_errors() -> type[Exception]:
+    import http.client
+
+    return http.client.RemoteDisconnected
+
+
+GUARDRAIL = {"guardrailIdentifier": "pennyworthdemo", "guardrailVersion": "1", "trace": "enabled"}
+
+
+def test_a_guardrail_reports_its_text_units_in_the_trace(client: Any) -> None:
+    text = "x" * 1500
+    answer = client.converse(modelId=NOVA_MICRO, messages=[user(text)], guardrailConfig=GUARDRAIL)
+    trace = answer["trace"]["guardrail"]
+    units = trace["inputAssessment"]["pennyworthdemo"]["invocationMetrics"]["usage"]
+    assert units["contentPolicyUnits"] == 2 and units["topicPolicyUnits"] == 2  # 1,500 characters: 2 units
+    assert units["contextualGroundingPolicyUnits"] == 0  # a policy the guardrail does not have
+    output = trace["outputAssessments"]["pennyworthdemo"][0]["invocationMetrics"]["usage"]
+    produced = sum(len(block["text"]) for block in answer["output"]["message"]["content"])
+    assert output["wordPolicyUnits"] == math.ceil(produced / 1000)
+    # The stream's metadata event carries the same trace
+    streamed = collect_stream(
+        client.converse_stream(modelId=NOVA_MICRO, messages=[user(text)], guardrailConfig=GUARDRAIL)
+    )
+    metadata = next(payload for name, payload in streamed if name == "metadata")
+    assert metadata["trace"]["guardrail"]["inputAssessment"]["pennyworthdemo"]["invocationMetrics"]["usage"] == units
+
+
+def test_a_guardrail_blocks_the_prompt_or_the_answer(client: Any) -> None:
+    blocked = client.converse(
+        modelId=NOVA_MICRO, messages=[user("hi #emulator:guardrail=input")], guardrailConfig=GUARDRAIL
+    )
+    assert blocked["stopReason"] == "guardrail_intervened"
+    assert blocked["usage"]["inputTokens"] == blocked["usage"]["outputTokens"] == 0
+    assert "outputAssessments" not in blocked["trace"]["guardrail"]
+    withheld = client.converse(
+        modelId=NOVA_MICRO, messages=[user("hi #emulator:guardrail=output")], guardrailConfig=GUARDRAIL
+    )
+    assert withheld["stopReason"] == "guardrail_intervened" and withheld["usage"]["outputTokens"] > 0
+    assert "withheld" in withheld["output"]["message"]["content"][0]["text"]
+    # Without a guardrail on the request, the directive does nothing
+    plain = client.converse(modelId=NOVA_MICRO, messages=[user("hi #emulator:guardrail=input")])
+    assert plain["stopReason"] == "end_turn" and "trace" not in plain
+
+
+def test_only_guarded_content_is_assessed_when_there_is_some(client: Any) -> None:
+    messages = [{"role": "user", "content": [{"text": "y" * 3000}, {"guardContent": {"text": {"text": "z" * 10}}}]}]
+    answer = client.converse(modelId=NOVA_MICRO, messages=messages, guardrailConfig=GUARDRAIL)
+    usage = answer["trace"]["guardrail"]["inputAssessment"]["pennyworthdemo"]["invocationMetrics"]["usage"]
+    assert usage["contentPolicyUnits"] == 1
+
+
+def test_an_unknown_guardrail_is_refused_and_the_control_plane_knows_the_demo_one(client: Any, base_url: str) -> None:
+    with pytest.raises(client.exceptions.ValidationException, match="guardrail"):
+        client.converse(
+            modelId=NOVA_MICRO,
+            messages=[user("hi")],
+            guardrailConfig={"guardrailIdentifier": "nope", "guardrailVersion": "1"},
+        )
+    control = boto3.client(
+        "bedrock",
+        region_name="eu-west-1",
+        endpoint_url=base_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    found = control.get_guardrail(guardrailIdentifier="pennyworthdemo", guardrailVersion="1")
+    assert found["status"] == "READY" and found["guardrailArn"].startswith("arn:aws:bedrock:eu-west-1:")
+    with pytest.raises(control.exceptions.ResourceNotFoundException):
+        control.get_guardrail(guardrailIdentifier="pennyworthdemo", guardrailVersion="7")

@@ -193,6 +193,8 @@
     rpm_limit: "Requests/min",
     tpm_limit: "Tokens/min",
     expires_at: "Expires",
+    guardrail: "Guardrail",
+    model_fallback: "Fallbacks",
     revoked_at: "Revoked",
     metadata: "Metadata",
     import_id: "Import id",
@@ -206,6 +208,8 @@
     rpm_limit: "no limit",
     tpm_limit: "no limit",
     expires_at: "never",
+    guardrail: "none",
+    model_fallback: "any",
     previous_secret_valid_until: "no longer",
     grace_seconds: "no time",
   };

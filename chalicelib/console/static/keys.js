@@ -78,6 +78,15 @@
         : h("select", { name: "team" }, team ? null : h("option", { value: "" }, "No team: charged to me alone"), teams.map((t) => h("option", { value: t.id }, t.name)));
       const budget = h("input", { name: "monthly_budget_usd", type: "text", inputmode: "decimal", pattern: "\\d{1,10}(\\.\\d{1,6})?", placeholder: "25.00", autocomplete: "off" });
       const expires = h("input", { name: "expires_at", type: "date", min: PW.isoDay(new Date(Date.now() + 86400000)) });
+      // Which of a model's fallbacks may answer when it is throttled (docs/resilience.md).
+      const fallback = h(
+        "select",
+        { name: "model_fallback" },
+        h("option", { value: "any" }, "Any fallback the catalog lists (and the key may use)"),
+        h("option", { value: "same_model" }, "Only the same model, in another geography or region"),
+        h("option", { value: "none" }, "None: exactly the model asked for")
+      );
+      const guardrail = h("input", { name: "guardrail", type: "text", autocomplete: "off", placeholder: "guardrail id:version, e.g. abc123:1", pattern: "[a-z0-9]{1,64}(:(DRAFT|[1-9][0-9]{0,7}))?" });
       const allModels = h("input", { type: "radio", name: "model-scope", value: "all", checked: true, id: PW.uid("scope") });
       const someModels = h("input", { type: "radio", name: "model-scope", value: "some", id: PW.uid("scope") });
       const boxes = catalog.map((m) => h("input", { type: "checkbox", name: "allowed_models", value: m.id, id: PW.uid("model") }));
@@ -106,6 +115,8 @@
           ui.field("Monthly budget, USD (optional)", budget, "Requests are refused once this month's spend reaches it. Empty: no key budget."),
           modelsField,
           ui.field("Expires on (optional)", expires, "The key stops working at the end of this day (UTC)."),
+          ui.field("Fallbacks", fallback, "When a model is throttled, which of its fallbacks may answer instead (named and billed at its price)."),
+          ui.field("Bedrock guardrail (optional)", guardrail, "Every call with the key carries it (one of the stack's GuardrailIds); its charges are billed."),
         ],
         async () => {
           const body = { name: name.value.trim() };
@@ -118,6 +129,11 @@
           }
           if (budget.value.trim()) body.monthly_budget_usd = budget.value.trim();
           if (expires.value) body.expires_at = `${expires.value}T23:59:59Z`;
+          if (fallback.value !== "any") body.model_fallback = fallback.value;
+          if (guardrail.value.trim()) {
+            const [id, version] = guardrail.value.trim().split(":");
+            body.guardrail = { id, version: version || "DRAFT" };
+          }
           if (someModels.checked) {
             body.allowed_models = boxes.filter((b) => b.checked).map((b) => b.value);
             if (!body.allowed_models.length) throw new PW.ApiError("Choose at least one model, or every model.", { param: "allowed_models" });

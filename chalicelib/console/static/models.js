@@ -69,6 +69,9 @@
       const effective = editing ? h("input", { name: "effective_from", type: "datetime-local" }) : null;
       const force = h("input", { type: "checkbox", name: "force", id: PW.uid("force") });
       const enabled = editing ? null : h("input", { type: "checkbox", name: "enabled", id: PW.uid("enabled"), checked: true });
+      // Fallbacks (aliases tried in order when throttled or failing) and a Bedrock guardrail (docs/resilience.md).
+      const fallbacks = input("fallbacks", { value: editing ? (current.fallbacks || []).join(", ") : "", placeholder: "e.g. claude-haiku-4-5-global" });
+      const guardrail = input("guardrail", { value: editing && current.guardrail ? `${current.guardrail.id}:${current.guardrail.version}` : "", placeholder: "guardrail id:version" });
       const note = h("textarea", { name: "note", rows: "2", maxlength: "500" });
       note.value = editing ? current.note || "" : "";
       const bedrockOnly = ui.field("Region (optional)", region, "Bedrock: the region to call it in. An inference profile (us., eu., global.) is part of the model id.");
@@ -102,6 +105,8 @@
           openaiOnly,
           mode ? ui.field("Mode", mode) : null,
           priceFields,
+          ui.field("Fallbacks (optional)", fallbacks, "Catalog aliases tried in order when this model is throttled or failing, comma-separated."),
+          ui.field("Bedrock guardrail (optional)", guardrail, "Every call to this model carries it (one of the stack's GuardrailIds); a key's own wins."),
           ui.field("Note (optional)", note),
           enabled ? h("div", { class: "check" }, enabled, h("label", { for: enabled.id }, "Serve it now (untick to test it first)")) : null,
         ],
@@ -134,6 +139,13 @@
           }
           if (effective && effective.value) body.effective_from = effective.value.length === 16 ? `${effective.value}:00Z` : `${effective.value}Z`;
           if (force.checked) body.force = true;
+          const chain = fallbacks.value.split(",").map((s) => s.trim()).filter(Boolean);
+          if (editing ? chain.join(",") !== (current.fallbacks || []).join(",") : chain.length) body.fallbacks = chain.length ? chain : null;
+          const shownGuardrail = editing && current.guardrail ? `${current.guardrail.id}:${current.guardrail.version}` : "";
+          if (guardrail.value.trim() !== shownGuardrail) {
+            const [id, version] = guardrail.value.trim().split(":");
+            body.guardrail = id ? { id, version: version || "DRAFT" } : null;
+          }
           if (!editing || note.value.trim() !== (current.note || "")) body.note = note.value.trim() || null;
           if (enabled && !enabled.checked) body.enabled = false;
           if (editing && !Object.keys(body).length) throw new PW.ApiError("Nothing to change.");

@@ -92,6 +92,7 @@ def usage_body(usage: TokenUsage, reasoning_tokens: int = 0, entry: UsageEntry |
         out["output_tokens_details"] = {"thinking_tokens": min(reasoning_tokens, usage.output_tokens)}
     if entry is not None:
         out["cost_usd"] = usd(entry.cost) or "0"
+        out.update(entry.served_fields())
     return out
 
 

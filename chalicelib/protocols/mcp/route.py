@@ -269,6 +269,13 @@ class McpServer(Route):
         completion = completed(turn)  # a turn that broke off raises: what was generated is billed (partial)
         assert completion.entry is not None
         text = completion.text
+        if completion.finish_reason == "content_filter":
+            # A guardrail intervened: a tool error, as MCP clients show a refusal (billed all the same).
+            raise errors.InvalidRequest(
+                f"A guardrail intervened and the answer was withheld: {text!r} "
+                f"(billed ${usd(completion.entry.cost) or '0'}; request id {turn.request_id}).",
+                code="content_filter",
+            )
         structured = {
             "model": turn.model.id,
             "text": text,
@@ -277,6 +284,7 @@ class McpServer(Route):
             "cost_usd": usd(completion.entry.cost),
             "latency_ms": completion.entry.latency_ms,
             "request_id": turn.request_id,
+            **completion.entry.served_fields(),
         }
         return text, structured
 

@@ -125,6 +125,7 @@ def usage_to_openai(usage: TokenUsage, reasoning_tokens: int = 0, entry: UsageEn
     }
     if entry is not None:
         out["cost_usd"] = usd(entry.cost) or "0"
+        out.update(entry.served_fields())
     return out
 
 

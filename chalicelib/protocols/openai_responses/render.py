@@ -316,6 +316,7 @@ def usage_of(entry: UsageEntry, reasoning_tokens: int = 0) -> dict[str, Any]:
         "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
         "total_tokens": usage.prompt_tokens + usage.output_tokens,
         "cost_usd": usd(entry.cost) or "0",
+        **entry.served_fields(),
     }
 
 
