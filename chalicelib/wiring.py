@@ -20,6 +20,7 @@ from chalicelib.admin.guardrails import GuardrailCheck
 from chalicelib.admin.keys import AdminService
 from chalicelib.admin.models import ModelAdmin
 from chalicelib.admin.people import PeopleConfig, PeopleService, UserPool
+from chalicelib.admin.requests import RequestLog
 from chalicelib.admin.teams import TeamsService
 from chalicelib.catalog import Catalog, CatalogStore, LiveCatalog, Rules, seed_documents
 from chalicelib.catalog.prices import bundled_price_map
@@ -316,6 +317,7 @@ def admin_service() -> AdminService:
         catalog=lambda: live_catalog().refresh(),
         directory=user_directory,
         max_body_bytes=get_settings().max_body_bytes,
+        month_costs=ledger().month_costs,
         guardrails=lambda guardrail: guardrail_check()(guardrail),
         people=people_service(),
         teams=directory(),
@@ -368,6 +370,18 @@ def accounting_service() -> AccountingService:
         teams=directory(),
         people=people_service(),
         audit=audit_log(),
+    )
+
+
+@functools.cache
+def request_log() -> RequestLog:
+    """The request log (``GET /admin/requests``): billed requests from the ledger, a page at a time."""
+    return RequestLog(
+        authenticator=admin_authenticator,
+        keys=key_store(),
+        ledger=ledger(),
+        directory=user_directory,
+        teams=directory(),
     )
 
 

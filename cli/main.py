@@ -72,11 +72,12 @@ def _register() -> None:
     from cli.auth import login, logout
     from cli.keys import keys
     from cli.models import models
+    from cli.requests import requests
     from cli.teams import teams
     from cli.usage import budget, ledger, report, usage
     from cli.users import users
 
-    for command in (login, logout, keys, models, teams, users, usage, budget, report, ledger):
+    for command in (login, logout, keys, models, teams, users, usage, requests, budget, report, ledger):
         cli.add_command(command)
 
 

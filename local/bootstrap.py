@@ -40,6 +40,7 @@ def create_tables(dynamodb_client: Any, table_names: dict[str, str], *, streams:
         if name in existing:
             if streams and props.get("StreamSpecification"):
                 _enable_stream(dynamodb_client, name, props["StreamSpecification"])
+            _add_missing_indexes(dynamodb_client, name, props)
             continue
         params: dict[str, Any] = {
             "TableName": name,
@@ -66,6 +67,24 @@ def _enable_stream(dynamodb_client: Any, name: str, specification: dict[str, Any
     if dynamodb_client.describe_table(TableName=name)["Table"].get("StreamSpecification", {}).get("StreamEnabled"):
         return
     dynamodb_client.update_table(TableName=name, StreamSpecification={"StreamEnabled": True, **specification})
+
+
+def _add_missing_indexes(dynamodb_client: Any, name: str, props: dict[str, Any]) -> None:
+    # Local state saved before the template had an index (make dev keeps it across restarts): add it,
+    # as CloudFormation does on AWS (one index per update; DynamoDB fills it from the table).
+    existing = {
+        index["IndexName"]
+        for index in dynamodb_client.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes", [])
+    }
+    for index in props.get("GlobalSecondaryIndexes", []):
+        if index["IndexName"] in existing:
+            continue
+        attributes = {key["AttributeName"] for key in index["KeySchema"]}
+        dynamodb_client.update_table(
+            TableName=name,
+            AttributeDefinitions=[a for a in props["AttributeDefinitions"] if a["AttributeName"] in attributes],
+            GlobalSecondaryIndexUpdates=[{"Create": index}],
+        )
 
 
 def create_user_pool(cognito_client: Any, pool_name: str) -> dict[str, str]:

@@ -162,6 +162,10 @@ class DevStack:
     #: Where the AWS state (tables, users, ledger) and the stack's ids and secrets are kept across
     #: restarts; None: a throwaway stack (tests).
     state_dir: Path | None = None
+    #: False: start from ``state_dir`` but save nothing back (a benchmark's seeded state).
+    persist: bool = True
+    #: Further options for the moto server (``--skip-patch NAME``: a benchmark's "before").
+    moto_args: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     #: chalice local's private port (the front proxies the buffered routes to it); set by start().
@@ -217,7 +221,8 @@ class DevStack:
             moto = [sys.executable, "-m", "local.moto_server", "-H", self.host, "-p", str(self.ports.aws)]
             saved = self._saved_stack()
             if self.state_dir is not None:
-                moto += ["--state", str(self.state_dir / AWS_STATE)]
+                moto += ["--state" if self.persist else "--load", str(self.state_dir / AWS_STATE)]
+            moto += self.moto_args
             self._spawn("aws", moto)
             # The emulator also serves an OpenAI-compatible upstream (/openai/v1) wanting this stack's key,
             # which the stack keeps in SSM (moto) as a deployed stack keeps a provider's key.
@@ -237,7 +242,11 @@ class DevStack:
                     provider_key,
                 ],
             )
-            _wait_http(f"{self.aws_url}/moto-api/", self._processes["aws"], "moto server", log=self.log_dir / "aws.log")
+            # A saved state loads before moto answers: a large one (100,000 ledger entries) takes tens
+            # of seconds on a busy machine.
+            _wait_http(
+                f"{self.aws_url}/moto-api/", self._processes["aws"], "moto server", 120, log=self.log_dir / "aws.log"
+            )
             _wait_http(f"{self.bedrock_url}/ping", self._processes["bedrock"], "Bedrock emulator")
             self._bootstrap(saved)
             aggregator = [sys.executable, "-m", "local.stream_aggregator", "--endpoint", self.aws_url]

@@ -10,9 +10,10 @@ rate-limit checks depend on that. So every request is handled under one lock.
 and time per request grow with every request (see that module).
 
 With ``--state FILE`` it starts from the state saved there and saves every change back
-(``local/moto_state.py``), so ``make dev`` keeps keys, users and the ledger across restarts.
+(``local/moto_state.py``), so ``make dev`` keeps keys, users and the ledger across restarts;
+``--load FILE`` starts from it and keeps nothing (a benchmark's seeded data, read many times).
 
-Usage: ``python -m local.moto_server -H 127.0.0.1 -p 8001 [--state FILE] [--deploy]``.
+Usage: ``python -m local.moto_server -H 127.0.0.1 -p 8001 [--state FILE | --load FILE] [--deploy]``.
 """
 
 from __future__ import annotations
@@ -52,9 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="moto server, one request at a time")
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=8001)
-    parser.add_argument("--state", type=Path, help="load this saved state, and keep saving to it")
+    state = parser.add_mutually_exclusive_group()
+    state.add_argument("--state", type=Path, help="load this saved state, and keep saving to it")
+    state.add_argument("--load", type=Path, help="load this saved state, save nothing")
     parser.add_argument(
         "--no-patches", action="store_true", help="moto as released (bench/local_dynamodb.py's 'before')"
+    )
+    parser.add_argument(
+        "--skip-patch", action="append", default=[], metavar="NAME", help="leave out one optional patch (benchmarks)"
     )
     parser.add_argument(
         "--deploy", action="store_true", help="also what rehearsing a deploy needs (local/moto_deploy.py)"
@@ -67,20 +73,25 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_patches:
         from local import moto_patches
 
-        moto_patches.apply()
+        unknown = sorted(set(args.skip_patch) - set(moto_patches.OPTIONAL))
+        if unknown:
+            parser.error(f"no optional patch {unknown[0]!r} (there are: {', '.join(moto_patches.OPTIONAL)})")
+        moto_patches.apply(skip=tuple(args.skip_patch))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     saver = None
-    if args.state is not None:
+    source = args.state or args.load
+    if source is not None:
         from local import moto_state
 
-        if args.state.exists():
+        if source.exists():
             try:
-                moto_state.load(args.state)
+                moto_state.load(source)
             except moto_state.StateError as exc:
                 print(f"error: {exc}", file=sys.stderr, flush=True)
                 return 3
-        saver = moto_state.Saver(args.state, _LOCK)
-        saver.start()
+        if args.state is not None:
+            saver = moto_state.Saver(args.state, _LOCK)
+            saver.start()
     app = DomainDispatcherApplication(create_backend_app)
 
     class NoDelayHandler(MotoRequestHandler):

@@ -301,6 +301,80 @@ def test_a_user_added_to_a_group_after_signing_in_gets_no_rights_from_the_old_to
     assert not authenticator.authenticate(bearer(token)).is_admin
 
 
+class OperationCounter:
+    """A Cognito client that counts every operation the authenticator makes, by name."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+
+        def counted(**kwargs: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return method(**kwargs)
+
+        return counted
+
+
+def direct_authenticator(cognito: Any, pool: Pool) -> AdminAuthenticator:
+    from chalicelib.admin.auth import JwksCache, TokenVerifier, cognito_issuer, jwks_url
+
+    verifier = TokenVerifier(
+        issuer=cognito_issuer(pool.user_pool_id),
+        client_id=pool.client_id,
+        jwks=JwksCache(jwks_url(pool.user_pool_id)),
+    )
+    directory = UserDirectory(cognito, pool.user_pool_id)
+    return AdminAuthenticator(verifier, directory)
+
+
+@pytest.mark.parametrize("token_kind", ["IdToken", "AccessToken"])
+def test_the_standing_check_is_one_admin_get_user_by_the_tokens_username(
+    cognito: Any, pool: Pool, admin: User, member: User, token_kind: str
+) -> None:
+    counting = OperationCounter(cognito)
+    authenticator = direct_authenticator(counting, pool)
+    # A member: one AdminGetUser (Cognito's UserRead quota, 120/s), no ListUsers (UserList, 30/s)
+    assert authenticator.authenticate(bearer(sign_in(cognito, pool, member)[token_kind])).sub == member.sub
+    assert counting.calls == {"admin_get_user": 1}
+    # An admin: that, and whether it is still in the group
+    counting.calls.clear()
+    assert authenticator.authenticate(bearer(sign_in(cognito, pool, admin)[token_kind])).is_admin
+    assert counting.calls == {"admin_get_user": 1, "admin_list_groups_for_user": 1}
+
+
+def test_a_recreated_user_with_the_same_email_is_not_the_tokens_user(cognito: Any, pool: Pool, member: User) -> None:
+    authenticator = direct_authenticator(cognito, pool)
+    token = sign_in(cognito, pool, member)["AccessToken"]
+    cognito.admin_delete_user(UserPoolId=pool.user_pool_id, Username=member.email)
+    add_user(cognito, pool, member.email)
+    assert refused(authenticator, token).code == "user_not_found"
+
+
+def test_through_the_api_a_disabled_or_demoted_caller_reads_nothing_on_the_very_next_call(
+    as_admin: Any, as_alice: Any, cognito: Any, pool: Pool, admin: User, alice: User
+) -> None:
+    # GIVEN an admin and a member who have just read (a console page's burst of reads), with the
+    # deployed defaults: the promise is that off-boarding stops a person at once, reads included
+    assert as_alice.call("post", "/admin/keys", {"name": "alice's"}).status_code == 201
+    assert as_admin.call("get", "/admin/requests").status_code == 200
+    assert as_admin.call("get", "/admin/audit").status_code == 200
+    assert as_alice.call("get", "/admin/keys?owner=me").status_code == 200
+    # WHEN the admin is demoted THEN their very next read is a member's: the audit log is refused
+    cognito.admin_remove_user_from_group(UserPoolId=pool.user_pool_id, Username=admin.email, GroupName="admins")
+    refused = as_admin.call("get", "/admin/audit")
+    assert refused.status_code == 403, refused.json_body
+    everyone = as_admin.call("get", "/admin/keys").json_body["data"]
+    assert all(key["owner"]["sub"] == admin.sub for key in everyone)
+    # WHEN the member is disabled THEN their very next read is refused
+    cognito.admin_disable_user(UserPoolId=pool.user_pool_id, Username=alice.email)
+    for path in ("/admin/keys?owner=me", "/admin/requests", f"/admin/owners/{alice.sub}/budget", "/admin/usage"):
+        answer = as_alice.call("get", path)
+        assert (answer.status_code, answer.json_body["error"]["code"]) == (401, "user_disabled"), path
+
+
 # -- two keys in one request: refused as ambiguous, however the duplicates arrive (issue 20) -----
 
 

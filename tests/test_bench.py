@@ -30,6 +30,10 @@ TINY: dict[str, tuple[list[str], set[str]]] = {
         ["--source", "--runs", "1"],
         {"python", "runs", "artifact", "results", "ratios", "goals", "goals_met", "bytecode_files_written"},
     ),
+    "console_views.py": (
+        ["--keys", "20", "--entries", "300", "--owners", "4", "--runs", "1"],
+        {"benchmark", "keys", "entries", "owners", "stacks"},
+    ),
     "json_parse.py": (["--rounds", "1"], {"rounds", "bodies"}),
     "keepalive.py": (["--requests", "2"], {"requests_per_gap", "gaps_ms", "servers"}),
     "ledger_scale.py": (["--short", "--seconds", "0.2"], {"model", "runs"}),

@@ -190,9 +190,9 @@ def test_a_busy_keys_aggregates_are_written_once_per_batch(usage_table) -> None:
         ledger.record(entry(f"r{i}", input_tokens=i + 1))
     shard, records = stream_records(usage_table)
     result = Aggregator(usage_table).apply(shard, records)
-    # THEN one plan and one transaction: 10 aggregate items (key, owner, model, all, the model's price version
-    # × day, month), not 40 × 10
-    assert (result.plans, result.transactions, result.rows) == (1, 1, 10)
+    # THEN one plan and one transaction: 11 aggregate items (key, owner, model, all, the model's price version
+    # × day, month, and the owner's day of that model), not 40 × 11
+    assert (result.plans, result.transactions, result.rows) == (1, 1, 11)
 
 
 def test_the_aggregator_ignores_what_it_does_not_sum(usage_table, drain) -> None:

@@ -178,13 +178,13 @@ def _models_and_tables() -> list[Document]:
         *provider_key_statements(),
         # A call with a guardrail (Converse's guardrailConfig) is authorised as ApplyGuardrail on it.
         guardrail_statement("ApplyConfiguredGuardrails", ["bedrock:ApplyGuardrail"]),
-        # Keys: verify (GetItem), admin CRUD with conditions, list by owner, export (Scan),
-        # bulk import (transactions of conditional puts), report/status lookups (BatchGetItem).
+        # Keys: verify (GetItem), admin CRUD with conditions, list by owner or by state (Query on
+        # the indexes), bulk import (transactions of conditional puts), lookups (BatchGetItem).
         _table(
             "KeysTable",
             "KeysTable",
-            ["GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "Query", "Scan", "BatchGetItem"],
-            ("by-owner",),
+            ["GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "Query", "BatchGetItem"],
+            ("by-owner", "by-status"),
         ),
         # Usage: ledger entries and release records (conditional puts), admission's conditional
         # updates, aggregates read, owner and team budgets, reports on demand; the directory of
@@ -215,11 +215,12 @@ def api_policy() -> Document:
             {
                 "Sid": "FindUsers",
                 "Effect": "Allow",
-                # ListUsers: owners by e-mail, and every admin call checks its user still exists and is
-                # enabled; AdminListGroupsForUser: that a token claiming "admins" is still in the group.
+                # ListUsers: owners by e-mail; AdminGetUser: that an admin call's user still exists and
+                # is enabled; AdminListGroupsForUser: that a token claiming "admins" is still in the group.
                 # ListUsersInGroup: who the admins are (people listings; never leaving none).
                 "Action": [
                     "cognito-idp:ListUsers",
+                    "cognito-idp:AdminGetUser",
                     "cognito-idp:AdminListGroupsForUser",
                     "cognito-idp:ListUsersInGroup",
                 ],

@@ -146,11 +146,19 @@ def change_of(sequence: int, item: dict[str, Any]) -> Change:
     if entry.capped and entry.usage_cost is not None:
         counters["capped_requests"] = 1
         counters["capped_usd"] = entry.usage_cost - entry.cost
+    if scopes.owning_team(entry.owner_sub) is None:
+        # A person's spend by model, per day, beside their day rows ("My spend": one query a month).
+        by_model = rows[_key(scopes.owner(entry.owner_sub).aggregate(scopes.model_day_period(entry.day, entry.model)))]
+        by_model.sets["type"] = "aggregate"
+        for name, amount in counters.items():
+            by_model.add(name, amount)
     for scope in aggregate_scopes(entry):
         day = rows[_key(scope.aggregate(scopes.day_period(entry.day)))]
         day.sets.update({"gsi1pk": scopes.day_period(entry.day), "gsi1sk": scope.name, "type": "aggregate"})
         month = rows[_key(scope.month(entry.month))]
-        month.sets["type"] = "aggregate"
+        # Months are in the by-period index too: everyone's month by key, model or price version is
+        # one query, not one per day (Ledger._month_rows).
+        month.sets.update({"gsi1pk": scopes.month_period(entry.month), "gsi1sk": scope.name, "type": "aggregate"})
         for name, amount in counters.items():
             day.add(name, amount)
             month.add(name, amount)

@@ -18,6 +18,11 @@ keys). An entry records the team it was admitted under (``team_id``) and what ad
 reserved on each budget scope (``reserved``: scope name → USD); entries written before teams
 existed carry ``reserved_key_usd``/``reserved_owner_usd`` instead, read as the same thing.
 
+The ``by-period`` index holds the day aggregates (``gsi1pk=DAY#<day>``, ``gsi1sk=<scope>``) and
+the request log: every entry under ``gsi1pk=LOG#<month>#<n>`` (``n`` of ``LOG_SHARDS``, from its
+request id), ``gsi1sk=<time>#<request_id>``, so every request of a month reads newest first
+(``chalicelib/admin/requests.py``) and no index partition takes more than a quarter of the writes.
+
 Entries written before the stream design (no ``aggregation`` attribute) were
 aggregated when they were written; the aggregator ignores them, and every
 aggregate they produced is read as it is (no migration).
@@ -25,6 +30,7 @@ aggregate they produced is read as it is (no migration).
 
 from __future__ import annotations
 
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
@@ -49,6 +55,9 @@ CAPPED_EVENT = "usage_capped"
 UNRELEASED_EVENT = "reservation_unreleased"
 #: Value of the ``aggregation`` attribute on items the aggregator sums (the stream filter matches it).
 STREAM_AGGREGATION = "stream"
+#: Groups whose whole months come from the month aggregates (Ledger._month_rows).
+MONTHLY_GROUPS = ("key", "model", "price")
+_KINDS = {"key": scopes.KEY, "owner": scopes.OWNER, "team": scopes.TEAM, "model": scopes.MODEL, "price": scopes.PRICE}
 USAGE_GROUPS = ("key", "owner", "team", "model", "day", "price")
 #: The group of usage no team paid for, when usage is grouped by team.
 NO_TEAM = "none"
@@ -62,6 +71,10 @@ COUNTERS = (
 )
 #: Release records are bookkeeping, not history: DynamoDB's TTL removes them after this.
 RELEASE_TTL_SECONDS = 40 * 24 * 3600
+#: Index partitions of a month's request log. An index partition takes about 1,000 writes a second
+#: (one write unit per entry up to 1 KB): four keep 1,000 requests a second (bench/ledger_scale.py)
+#: at a quarter of that, and cost a reader four queries per page.
+LOG_SHARDS = 4
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,7 @@ def new_entry(
     rate_window: int | None = None,
     counted_tokens: int = 0,
     cap: Decimal | None = None,
+    protocol: str = "",
     price_version: int = 0,
     served_by: str = "",
     served_region: str = "",
@@ -133,6 +147,7 @@ def new_entry(
         counted_tokens=counted_tokens,
         capped=capped,
         usage_cost=cost if capped else None,
+        protocol=protocol,
         price_version=price_version,
         served_by=served_by,
         served_region=served_region,
@@ -168,12 +183,20 @@ def entry_item(entry: UsageEntry) -> dict[str, Any]:
         data.pop("counted_tokens", None)
     if not entry.budget_month:
         data.pop("budget_month", None)
+    if not entry.protocol:
+        data.pop("protocol", None)
     return {
         **scopes.entry_key(entry.key_id, entry.timestamp, entry.request_id),
         "type": "entry",
         "aggregation": STREAM_AGGREGATION,
         **data,
+        **log_keys(entry.timestamp, entry.request_id),
     }
+
+
+def log_keys(timestamp: str, request_id: str) -> dict[str, str]:
+    """Where an entry sits in the request log (the ``by-period`` index): its month's shard, then time."""
+    return scopes.log_key(timestamp, request_id, zlib.crc32(request_id.encode()) % LOG_SHARDS)
 
 
 def entry_from_item(item: dict[str, Any]) -> UsageEntry:
@@ -356,8 +379,14 @@ class Ledger:
         *,
         key_ids: list[str] | None = None,
         team_id: str | None = None,
+        owner_sub: str | None = None,
+        today: date | None = None,
     ) -> list[dict[str, Any]]:
         """Usage totals for the days ``first``..``last`` (inclusive, UTC), one row per group.
+
+        ``owner_sub``: ``key_ids`` are every key of this person (their own, not a team's): their
+        aggregates answer by day and by model. ``today``: no entry is later, so a month from its
+        first day up to today is a whole month (its month aggregates answer by key, model or price).
 
         ``group_by`` is ``key``, ``owner``, ``team``, ``model`` or ``day``. With ``key_ids``
         (self-service), only those keys' usage is counted; with ``team_id`` too, only what those
@@ -367,7 +396,7 @@ class Ledger:
         if group_by not in USAGE_GROUPS:
             raise ValueError(f"group_by must be one of {USAGE_GROUPS}")
         rows: dict[str, dict[str, Any]] = {}
-        for group, item in self._usage_items(first, last, group_by, key_ids, team_id):
+        for group, item in self._usage_items(first, last, group_by, key_ids, team_id, owner_sub, today):
             row = rows.setdefault(group, {"group": group, **{name: 0 for name in COUNTERS}, "cost": Decimal(0)})
             for name in (*COUNTERS, "cost"):
                 row[name] += item.get(name, 0)
@@ -375,21 +404,62 @@ class Ledger:
         ordered = sorted(rows.values(), key=lambda r: r["group"])
         return ordered if group_by == "day" else sorted(ordered, key=lambda r: r["cost"], reverse=True)
 
+    def month_costs(self, wanted: list[Scope], month: str) -> dict[Scope, Decimal]:
+        """Each scope's cost in ``month``: one ``BatchGetItem`` per 100 scopes; absent: 0."""
+        found = self._month_items(wanted, month, projection="pk, cost")
+        return {scope: Decimal(found[scope].get("cost", 0)) if scope in found else Decimal(0) for scope in wanted}
+
+    def _month_items(
+        self, wanted: list[Scope], month: str, projection: str | None = None
+    ) -> dict[Scope, dict[str, Any]]:
+        """The month aggregates of these scopes that exist: one ``BatchGetItem`` per 100 scopes."""
+        by_pk = {scope.aggregate_pk: scope for scope in wanted}
+        keys = [scope.month(month) for scope in by_pk.values()]
+        client, name = self._table.meta.client, self._table.name
+        found: dict[Scope, dict[str, Any]] = {}
+        for start in range(0, len(keys), 100):
+            asked: dict[str, Any] = {"Keys": keys[start : start + 100]}
+            if projection:
+                asked["ProjectionExpression"] = projection
+            request: dict[str, Any] | None = {name: asked}
+            while request:
+                page = self.call(lambda request=request: client.batch_get_item(RequestItems=request))
+                for item in page.get("Responses", {}).get(name, []):
+                    found[by_pk[item["pk"]]] = item
+                request = page.get("UnprocessedKeys") or None
+        return found
+
     def day_aggregates(self, day: date, prefix: str = "") -> list[dict[str, Any]]:
         """Every aggregate of one day whose scope starts with ``prefix`` (one query on ``by-period``)."""
+        return self._period_rows(scopes.day_period(day), prefix)
+
+    def _period_rows(self, period: str, prefix: str = "") -> list[dict[str, Any]]:
+        """The aggregates of a day or (where indexed) a month whose scope starts with ``prefix``."""
         condition = "gsi1pk = :period" + (" AND begins_with(gsi1sk, :prefix)" if prefix else "")
-        values = {":period": scopes.day_period(day), **({":prefix": prefix} if prefix else {})}
+        values = {":period": period, **({":prefix": prefix} if prefix else {})}
         items = query_all(
             self._table, IndexName="by-period", KeyConditionExpression=condition, ExpressionAttributeValues=values
         )
         return [item for item in items if item.get("type") == "aggregate"]
 
     def _usage_items(
-        self, first: date, last: date, group_by: str, key_ids: list[str] | None, team_id: str | None
+        self,
+        first: date,
+        last: date,
+        group_by: str,
+        key_ids: list[str] | None,
+        team_id: str | None,
+        owner_sub: str | None = None,
+        today: date | None = None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         if key_ids is None:
-            yield from self._everyone(first, last, group_by)
+            yield from self._everyone(first, last, group_by, today)
             return
+        if owner_sub is not None and team_id is None:
+            found = self._owners(owner_sub, key_ids, first, last, group_by, today)
+            if found is not None:
+                yield from found
+                return
         if team_id is not None and group_by == "day":
             # The team's own aggregate is exact for the team, whichever keys it was charged by.
             for item in self._between(scopes.team(team_id).aggregate_pk, *_days(first, last)):
@@ -414,34 +484,80 @@ class Ledger:
                 group = {"key": key_id, "day": scopes.period_value(item["sk"]), "owner": "self"}[group_by]
                 yield group, item
 
-    def _everyone(self, first: date, last: date, group_by: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Everyone's usage: the day aggregates, one query per day on the by-period index."""
-        kinds = {
-            "key": scopes.KEY,
-            "owner": scopes.OWNER,
-            "team": scopes.TEAM,
-            "model": scopes.MODEL,
-            "price": scopes.PRICE,
-        }
-        for n in range((last - first).days + 1):
-            day = first + timedelta(days=n)
-            if group_by == "day":
-                for item in self.day_aggregates(day, scopes.EVERYTHING.name):
-                    yield day.isoformat(), item
+    def _owners(
+        self, owner_sub: str, key_ids: list[str], first: date, last: date, group_by: str, today: date | None
+    ) -> list[tuple[str, dict[str, Any]]] | None:
+        """One person's usage from their own aggregates (None: ask the keys): by day or in all, their
+        day rows (one query); by model, their per-model days (two queries), unless some days were
+        aggregated before those rows existed; by key over a whole month, their keys' month rows
+        (one batch read)."""
+        owner = scopes.owner(owner_sub)
+        if group_by in ("day", "owner", "model"):
+            days = self._between(owner.aggregate_pk, *_days(first, last))
+            if group_by != "model":
+                return [(scopes.period_value(i["sk"]) if group_by == "day" else "self", i) for i in days]
+            low, high = scopes.model_day_period(first, ""), scopes.model_day_period(last, "~")
+            by_model = self._between(owner.aggregate_pk, low, high)
+            if sum(int(i.get("requests", 0)) for i in by_model) != sum(int(i.get("requests", 0)) for i in days):
+                return None
+            return [(scopes.model_of_model_day(i["sk"]), i) for i in by_model]
+        month_end = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        whole = first.day == 1 and (last >= month_end or (today is not None and last >= today))
+        if group_by == "key" and whole and last <= month_end:
+            items = self._month_items([scopes.key(k) for k in key_ids], first.strftime("%Y-%m"))
+            # A month row may hold only a reservation (admitted, not yet billed): no usage to show.
+            return [(scope.id, item) for scope, item in items.items() if int(item.get("requests", 0))]
+        return None
+
+    def _everyone(
+        self, first: date, last: date, group_by: str, today: date | None = None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Everyone's usage: the day aggregates, one query per day on the by-period index; a whole
+        month by key, model or price version, its month aggregates (one query) when all are indexed."""
+        day = first
+        while day <= last:
+            month_end = (day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+            whole = day.day == 1 and (last >= month_end or (today is not None and last >= today))
+            monthly = whole and group_by in MONTHLY_GROUPS
+            rows = self._month_rows(day.strftime("%Y-%m"), _KINDS[group_by]) if monthly else None
+            if rows is not None:
+                yield from rows
+                day = month_end + timedelta(days=1)
                 continue
-            items = self.day_aggregates(day)
-            for item in items:
-                scope = scopes.Scope.parse(item["gsi1sk"])
-                if scope.kind == kinds[group_by]:
-                    yield scope.id, item
-            if group_by == "team":
-                # What no team paid for: everything, less every team.
-                rest: dict[str, Any] = defaultdict(Decimal)
-                for item in items:
-                    sign = {scopes.ALL: 1, scopes.TEAM: -1}.get(scopes.Scope.parse(item["gsi1sk"]).kind, 0)
-                    for name in (*COUNTERS, "cost"):
-                        rest[name] += sign * Decimal(item.get(name, 0))
-                yield NO_TEAM, {name: int(v) if name != "cost" else v for name, v in rest.items()}
+            yield from self._everyone_on(day, group_by)
+            day += timedelta(days=1)
+
+    def _month_rows(self, month: str, kind: str) -> list[tuple[str, dict[str, Any]]] | None:
+        """A month's aggregates of one kind from the index, or None when the index does not hold them all.
+
+        Months are indexed since the aggregator began writing ``gsi1pk`` on them: a row it has not
+        touched since is missing, which the month's total (every request) gives away. Each entry
+        adds to exactly one key, one model and one price version, so their rows add up to it.
+        """
+        items = self._period_rows(scopes.month_period(month), scopes.kind_prefix(kind))
+        rows = [(scopes.Scope.parse(item["gsi1sk"]).id, item) for item in items]
+        everything = self.aggregate(scopes.EVERYTHING, scopes.month_period(month))
+        counted = sum(int(item.get("requests", 0)) for _, item in rows)
+        return rows if counted == int(everything.get("requests", 0)) else None
+
+    def _everyone_on(self, day: date, group_by: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Everyone's usage on one day: the day's rows of one kind (a query on the by-period index that
+        reads only them: a day of a thousand keys is a thousand rows, its models a handful)."""
+        everything = self.day_aggregates(day, scopes.EVERYTHING.name) if group_by in ("day", "team") else []
+        if group_by == "day":
+            for item in everything:
+                yield day.isoformat(), item
+            return
+        items = self.day_aggregates(day, scopes.kind_prefix(_KINDS[group_by]))
+        for item in items:
+            yield scopes.Scope.parse(item["gsi1sk"]).id, item
+        if group_by == "team":
+            # What no team paid for: everything, less every team.
+            rest: dict[str, Any] = defaultdict(Decimal)
+            for item, sign in [*((i, 1) for i in everything), *((i, -1) for i in items)]:
+                for name in (*COUNTERS, "cost"):
+                    rest[name] += sign * Decimal(item.get(name, 0))
+            yield NO_TEAM, {name: int(v) if name != "cost" else v for name, v in rest.items()}
 
     def _between(self, pk: str, first: str, last: str) -> list[dict[str, Any]]:
         return query_all(

@@ -481,6 +481,7 @@ class Meter:
         latency_ms: int,
         status: str,
         deadline: float | None = None,
+        protocol: str = "",
         served: ModelEntry | None = None,
         served_by: str | None = None,
         served_region: str = "",
@@ -533,6 +534,7 @@ class Meter:
             rate_window=ticket.window if held else None,
             counted_tokens=ticket.counted_tokens if held else 0,
             cap=ticket.reserved if held else None,
+            protocol=protocol,
         )
         if entry.capped:
             logger.warning(

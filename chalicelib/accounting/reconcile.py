@@ -48,6 +48,7 @@ OPTIONAL = (
     "counted_tokens",
     "capped",
     "usage_cost",
+    "protocol",
     "price_version",
     "served_by",
     "served_region",
@@ -135,6 +136,10 @@ def parse_entry(data: Any, *, now: datetime) -> UsageEntry:
     if not isinstance(operation, str) or not _OPERATION.fullmatch(operation):
         raise InvalidEntry("'operation' must be a lower-case word such as 'chat'")
     values["operation"] = operation
+    protocol = data.get("protocol", "")
+    if protocol != "" and (not isinstance(protocol, str) or not _OPERATION.fullmatch(protocol)):
+        raise InvalidEntry("'protocol' must be a lower-case word such as 'openai'")
+    values["protocol"] = protocol
     if data["status"] not in STATUSES:
         raise InvalidEntry(f"'status' must be one of {', '.join(STATUSES)}")
     values["status"] = data["status"]

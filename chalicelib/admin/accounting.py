@@ -9,8 +9,10 @@ budget.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +36,7 @@ from chalicelib.shared.money import parse_money, usd
 from chalicelib.shared.usage import UsageEntry
 
 MAX_RANGE_DAYS = 366
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 MAX_RECONCILE_LINES = 10_000
 
 
@@ -71,13 +74,12 @@ class AccountingService:
         self._clock = clock
 
     def usage(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
-        """``GET /admin/usage?from=&to=&group_by=key|owner|team|model|day[&owner=|&team=]``.
+        """``GET /admin/usage?from=&to=&group_by=key|owner|team|model|day|price[&owner=|&team=]``.
 
         Admins: everyone's, one owner's or one team's; team admins: their team's; everyone: their own.
         A team's usage is what was charged to it (the entries say which team admitted them).
         """
         caller = self._caller(headers)
-        principal = caller.principal
         query = query or {}
         refuse_unknown(query, {"from", "to", "group_by", "owner", "team"})
         today = self._clock().date()
@@ -90,44 +92,93 @@ class AccountingService:
         group_by = query.get("group_by") or "key"
         if group_by not in USAGE_GROUPS:
             raise errors.InvalidRequest(f"group_by must be one of {', '.join(USAGE_GROUPS)}.", param="group_by")
-        owner = query.get("owner")
-        team: Team | None = None
-        if query.get("team"):
+        whose = self._whose(caller, query.get("owner"), query.get("team"))
+        return HttpResult(self._report(caller.principal, whose, first, last, group_by))
+
+    def spend(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
+        """``GET /admin/spend?month=YYYY-MM[&owner=]``: a month of one person's spend by day, model and key.
+
+        What "My spend" shows, in one call (one answer about the caller from Cognito, not four):
+        the three usage reports of ``/admin/usage`` for the month so far, and the owner's budget
+        when the month is the current one.
+        """
+        caller = self._caller(headers)
+        principal = caller.principal
+        query = query or {}
+        refuse_unknown(query, {"month", "owner"})
+        today = self._clock().date()
+        month = query.get("month") or today.strftime("%Y-%m")
+        first = _date(f"{month}-01", "month", default=None) if _MONTH.fullmatch(month) else None
+        if first is None or first > today:
+            raise errors.InvalidRequest(f"month must be a month like {today:%Y-%m}, not in the future.", param="month")
+        last = min(today, (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1))
+        whose = self._whose(caller, query.get("owner") or "me", None)
+        reports = {group: self._report(principal, whose, first, last, group) for group in ("day", "model", "key")}
+        budget = self._budget_view(whose.owner_sub, principal) if month == today.strftime("%Y-%m") else None
+        return HttpResult(
+            {
+                "object": "spend",
+                "month": month,
+                "from": first.isoformat(),
+                "to": last.isoformat(),
+                "owner": whose.owner_sub,
+                "owner_email": reports["day"]["scope_email"],
+                "total": reports["day"]["total"],
+                "by_day": reports["day"]["data"],
+                "by_model": reports["model"]["data"],
+                "by_key": reports["key"]["data"],
+                "budget": budget,
+            }
+        )
+
+    def _whose(self, caller: Caller, owner: str | None, team_name: str | None) -> _Whose:
+        """Whose usage a report counts: everyone's (admins), one team's, or one owner's keys."""
+        principal = caller.principal
+        if team_name:
             if owner:
                 raise errors.InvalidRequest("Ask for one owner's or one team's usage, not both.", param="team")
-            team = self._team(query["team"])
+            team = self._team(team_name)
             caller.require_team_admin(team.team_id, "read the team's usage")
-        if owner and not principal.is_admin and owner not in (principal.sub, principal.email):
+            return _Whose(f"team:{team.team_id}", sorted(team.key_ids), team=team)
+        mine = not owner or owner in ("me", principal.sub, principal.email)
+        if not mine and not principal.is_admin:
             raise errors.PermissionDenied("You can read only your own usage.", param="owner", code="admin_only")
-        team_id = None
-        if team is not None:
-            scope, key_ids, team_id = f"team:{team.team_id}", sorted(team.key_ids), team.team_id
-        elif principal.is_admin and not owner:
-            scope, key_ids = "all", None
-        else:
-            owner_sub = self._resolve(owner, reading=True) if owner and principal.is_admin else principal.sub
-            scope, key_ids = owner_sub, self._key_ids_of(owner_sub)
-        rows = self._ledger.usage(first, last, group_by, key_ids=key_ids, team_id=team_id)
-        if group_by == "owner" and key_ids is not None and team is None:
+        if principal.is_admin and not owner:
+            return _Whose("all", None)
+        owner_sub = principal.sub if mine else self._resolve(owner, reading=True)  # only admins get here
+        return _Whose(owner_sub, self._key_ids_of(owner_sub), owner_sub=owner_sub)
+
+    def _report(self, principal: Principal, whose: _Whose, first: date, last: date, group_by: str) -> dict[str, Any]:
+        team = whose.team
+        rows = self._ledger.usage(
+            first,
+            last,
+            group_by,
+            key_ids=whose.key_ids,
+            team_id=team.team_id if team is not None else None,
+            owner_sub=whose.owner_sub,
+            today=self._clock().date(),
+        )
+        if group_by == "owner" and whose.owner_sub is not None:
             for row in rows:
-                row["group"] = scope
-        data = self._describe_rows(rows, group_by, principal)
+                row["group"] = whose.scope
+        records = self._keys.get_many(row["group"] for row in rows) if group_by == "key" else {}
+        data = self._describe_rows(rows, group_by, principal, records)
         total = {name: int(sum(row.get(name, 0) for row in rows)) for name in COUNTERS}
         total["cost_usd"] = usd(sum((row["cost"] for row in rows), Decimal(0)))
-        person = None if scope == "all" or team is not None else self._email_of(scope, principal)
-        answer = {
+        answer: dict[str, Any] = {
             "object": "usage",
             "from": first.isoformat(),
             "to": last.isoformat(),
             "group_by": group_by,
-            "scope": scope,
-            "scope_email": person,
+            "scope": whose.scope,
+            "scope_email": self._email_of(whose.owner_sub, principal) if whose.owner_sub is not None else None,
             "data": data,
             "total": total,
         }
         if team is not None:
             answer["team"] = {"id": team.team_id, "name": team.name}
-        return HttpResult(answer)
+        return answer
 
     def owner_budget(self, headers: Mapping[str, str], owner: str) -> HttpResult:
         """``GET /admin/owners/{owner}/budget``: an owner's monthly budget and this month's spend."""
@@ -266,6 +317,7 @@ class AccountingService:
         return None
 
     def _principal(self, headers: Mapping[str, str]) -> Principal:
+        # A read may rely on a few seconds' old answer about its caller; a change never does (auth.py).
         return self._authenticator().authenticate(headers)
 
     def _charged_once(self, key_id: str, team_id: str) -> bool:
@@ -350,10 +402,12 @@ class AccountingService:
             "remaining_usd": usd(max(Decimal(0), budget - totals["committed"])) if budget is not None else None,
         }
 
-    def _describe_rows(self, rows: list[dict[str, Any]], group_by: str, principal: Principal) -> list[dict[str, Any]]:
+    def _describe_rows(
+        self, rows: list[dict[str, Any]], group_by: str, principal: Principal, records: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
         names = self._teams.teams_by_id(row["group"] for row in rows) if group_by == "team" else {}
         versions = self._price_versions() if group_by == "price" else {}
-        return [self._describe(row, group_by, principal, names, versions) for row in rows]
+        return [self._describe(row, group_by, principal, names, versions, records) for row in rows]
 
     def _describe(
         self,
@@ -362,6 +416,7 @@ class AccountingService:
         principal: Principal,
         teams: dict[str, Team],
         versions: Mapping[str, list[dict[str, Any]]],
+        records: Mapping[str, Any],
     ) -> dict[str, Any]:
         counts = {name: int(row.get(name, 0)) for name in COUNTERS}
         out = {"group": row["group"], **counts, "cost_usd": usd(row["cost"])}
@@ -375,13 +430,24 @@ class AccountingService:
         if group_by == "owner":
             out["owner_email"] = self._email_of(row["group"], principal)
         if group_by == "key":
-            record = self._keys.get(row["group"])
+            record = records.get(row["group"])
             if record is not None:
                 out.update(prefix=record.prefix, name=record.name, owner_email=record.owner_email)
         if group_by == "team":
             team = teams.get(row["group"])
             out["name"] = team.name if team else ("(no team)" if row["group"] == NO_TEAM else None)
         return out
+
+
+@dataclass(frozen=True)
+class _Whose:
+    """Whose usage a report counts: ``scope`` (``all``, an owner's sub, ``team:<id>``), their keys
+    (None: everyone's), and the team or the owner it is."""
+
+    scope: str
+    key_ids: list[str] | None
+    team: Team | None = None
+    owner_sub: str | None = None
 
 
 def _date(text: str | None, param: str, *, default: date | None) -> date:

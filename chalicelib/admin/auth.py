@@ -8,6 +8,13 @@ app client, ``token_use``, expiry). Local must not be an open door.
 The JWKS is fetched on first use (never at import) and cached per process; an
 unknown ``kid`` triggers at most one refetch per minute, so forged tokens
 cannot make the gateway hammer Cognito.
+
+A token's signature stays valid for its whole hour, whatever happens to its user, so
+every call, a read as much as a change, also asks the pool whether the user still exists,
+is enabled and (for an ``admins`` claim) is still an admin: ``AdminGetUser`` (Cognito's
+``UserRead`` quota, 120 requests/s per account) and ``AdminListGroupsForUser``
+(``UserResourceRead``, 50/s). Nothing about a caller is remembered between calls: a person
+disabled, deleted or demoted is refused from their very next call (docs/security.md).
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ TOKEN_USES = ("id", "access")
 _JWKS_TIMEOUT_SECONDS = 5
 _EMAIL_RE = re.compile(r"^[^@\s\"\\]+@[^@\s\"\\]+$")
 _SUB_RE = re.compile(r"^[A-Za-z0-9-]{1,128}$")
+#: Cognito usernames: 1-128 characters without whitespace (a verified token's claim, sent as a value).
+_USERNAME_RE = re.compile(r"^\S{1,128}$")
 
 
 def cognito_issuer(user_pool_id: str, region: str | None = None) -> str:
@@ -270,11 +279,13 @@ class UserDirectory:
             self._remember(user)
         return user
 
-    def standing(self, sub: str) -> DirectoryUser | None:
+    def standing(self, sub: str, *, username: str | None = None) -> DirectoryUser | None:
         """The user with this sub as the pool has them now (never cached); None when there is none.
 
         A token stays valid for its whole lifetime (an hour) after its user is
-        deleted or disabled: the admin API asks here on every call.
+        deleted or disabled: the admin API asks here. With the token's ``username``
+        claim it is one ``AdminGetUser`` (a user deleted and created again under the
+        same name has another sub, and is not this one); without, ``ListUsers``.
 
         Raises
         ------
@@ -283,7 +294,12 @@ class UserDirectory:
         """
         if not _SUB_RE.match(sub):
             return None
-        user = self._list_one("sub", sub)
+        if username and _USERNAME_RE.match(username):
+            user = self._get_one(username)
+            if user is not None and user.sub != sub:
+                user = None
+        else:
+            user = self._list_one("sub", sub)
         if user is not None:
             self._remember(user)
         return user
@@ -336,6 +352,29 @@ class UserDirectory:
             self._emails.clear()
         self._emails[user.sub] = (self._monotonic(), user.email)
 
+    def _get_one(self, username: str) -> DirectoryUser | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self._client.admin_get_user(UserPoolId=self._pool_id, Username=username)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "UserNotFoundException":
+                return None
+            logger.warning("Cognito AdminGetUser failed", extra={"error": str(exc)})
+            raise ServiceUnavailable("The gateway could not reach the user directory; retry later.") from None
+        except BotoCoreError as exc:
+            logger.warning("Cognito AdminGetUser failed", extra={"error": str(exc)})
+            raise ServiceUnavailable("The gateway could not reach the user directory; retry later.") from None
+        attributes = {a["Name"]: a["Value"] for a in response.get("UserAttributes", [])}
+        if "sub" not in attributes:
+            return None
+        return DirectoryUser(
+            sub=attributes["sub"],
+            email=attributes.get("email"),
+            username=response.get("Username"),
+            enabled=response.get("Enabled", True) is not False,
+        )
+
     def _list_one(self, attribute: str, value: str) -> DirectoryUser | None:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -375,7 +414,7 @@ class AdminAuthenticator:
         self._on_authenticated = on_authenticated
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
-        """The verified caller.
+        """The verified caller, as the token says and the directory confirms now.
 
         Raises
         ------
@@ -396,7 +435,9 @@ class AdminAuthenticator:
         claims = self._verifier.verify(token)
         claimed = claims.get("cognito:groups") or []
         groups = tuple(g for g in claimed if isinstance(g, str)) if isinstance(claimed, list) else ()
-        user = self._standing(claims["sub"])
+        # ID tokens name the user in ``cognito:username``, access tokens in ``username``.
+        username = claims.get("cognito:username", claims.get("username"))
+        user = self._standing(claims["sub"], username if isinstance(username, str) else None)
         directory = self._directory
         # A user removed from the group after signing in: the token's claim is up to an hour old.
         if user is not None and directory is not None and ADMINS_GROUP in groups:
@@ -411,7 +452,7 @@ class AdminAuthenticator:
             self._on_authenticated(principal)
         return principal
 
-    def _standing(self, sub: str) -> DirectoryUser | None:
+    def _standing(self, sub: str, username: str | None = None) -> DirectoryUser | None:
         """The token's user as the pool has them now; refuses a user deleted or disabled since signing in.
 
         A Cognito token's signature stays valid until it expires (an hour), whatever
@@ -419,7 +460,7 @@ class AdminAuthenticator:
         """
         if self._directory is None:
             return None
-        user = self._directory.standing(sub)
+        user = self._directory.standing(sub, username=username)
         if user is None:
             raise AuthenticationFailed(
                 "This user no longer exists in the user pool; its tokens are no longer accepted.",

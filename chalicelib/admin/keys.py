@@ -32,6 +32,7 @@ from chalicelib.admin.people import PeopleService
 from chalicelib.admin.roles import Caller, within_team_budget
 from chalicelib.catalog import Catalog
 from chalicelib.keys.audit import Actor, AuditLog, diff
+from chalicelib.keys.listing import KeyFilter, validate_search
 from chalicelib.keys.store import (
     STATUSES,
     KeyRecord,
@@ -116,6 +117,7 @@ class AdminService:
         teams: Directory,
         meter: Meter,
         clock: Clock = utcnow,
+        month_costs: Callable[[list[scopes.Scope], str], Mapping[scopes.Scope, Decimal]] | None = None,
         guardrails: GuardrailCheck | None = None,
     ) -> None:
         self._authenticator = authenticator
@@ -128,6 +130,7 @@ class AdminService:
         self._teams = teams
         self._meter = meter
         self._clock = clock
+        self._month_costs = month_costs  # scopes, month → cost: a listing's "this month"
         #: Checks a key's guardrail when it is set (None: only its shape is checked).
         self._guardrails = guardrails
 
@@ -194,11 +197,24 @@ class AdminService:
         return HttpResult({**key_view(record, self._clock()), "secret": plaintext}, status=201)
 
     def list_keys(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
-        """``GET /admin/keys``: a page of keys (admins: any owner; team admins: their team's; others: their own)."""
+        """``GET /admin/keys``: a page of keys, each with this month's spend (admins: any owner; team
+        admins: their team's; others: their own).
+
+        ``q`` searches name, key id, owner, import id and metadata; ``model`` keeps keys that may
+        use it. A page reads a bounded number of keys, so a rare search may answer a short page
+        with ``has_more`` (chalicelib/keys/listing.py).
+        """
         caller = self._caller(headers)
         page = self._page(caller, query or {}, "list")
         now = self._clock()
-        return HttpResult(_listing([key_view(r, now) for r in page.items], page.cursor))
+        views = [key_view(r, now) for r in page.items]
+        if self._month_costs is not None and views:
+            month = now.strftime("%Y-%m")
+            costs = self._month_costs([scopes.key(view["key_id"]) for view in views], month)
+            for view in views:
+                spent = costs.get(scopes.key(view["key_id"]), Decimal(0))
+                view["month"] = {"period": month, "spent_usd": usd(spent)}
+        return HttpResult(_listing(views, page.cursor))
 
     def export_keys(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
         """``GET /admin/keys/export``: a page of keys as import rows (no secrets, no hashes)."""
@@ -385,6 +401,7 @@ class AdminService:
     # Helpers
 
     def _principal(self, headers: Mapping[str, str]) -> Principal:
+        # A read may rely on a few seconds' old answer about its caller; a change never does (auth.py).
         return self._authenticator().authenticate(headers)
 
     def _caller(self, headers: Mapping[str, str]) -> Caller:
@@ -454,7 +471,7 @@ class AdminService:
         return Owner(user.sub, user.email)
 
     def _page(self, caller: Caller, query: Mapping[str, str], kind: str) -> Page:
-        refuse_unknown(query, {"owner", "status", "limit", "cursor", "team"})
+        refuse_unknown(query, {"owner", "status", "limit", "cursor", "team", "q", "model"})
         if query.get("team"):
             if query.get("owner"):
                 raise errors.InvalidRequest("List by owner or by team, not both.", param="team")
@@ -476,7 +493,19 @@ class AdminService:
             status=query.get("status") or None,  # an empty parameter is an absent one, as everywhere
             limit=_limit(query, kind),
             cursor=query.get("cursor"),
+            search=validate_search(query.get("q")),
+            model=self._model_filter(query.get("model") or None),
         )
+
+    def _model_filter(self, name: str | None) -> str | None:
+        """The catalog id of a model named in a listing's filter (an alias names its model)."""
+        if name is None:
+            return None
+        entry = self._catalog().find(name)
+        if entry is None:
+            known = ", ".join(m.id for m in self._catalog())
+            raise errors.InvalidRequest(f"model: unknown model {name!r}. Known models: {known}.", param="model")
+        return entry.id
 
     def _team_page(self, caller: Caller, query: Mapping[str, str], kind: str) -> Page:
         """The keys charged to a team now, newest first (admins and the team's admins)."""
@@ -487,10 +516,14 @@ class AdminService:
             raise errors.InvalidRequest(f"status must be one of {', '.join(STATUSES)}.", param="status")
         start = decode_cursor(query.get("cursor"), {"created_at": None, "key_id": None})
         now = self._clock()
+        # A team's keys are read whole (its record names them): search and model filter them here.
+        keep = KeyFilter(search=validate_search(query.get("q")), model=self._model_filter(query.get("model") or None))
         records = [
             r
             for r in self._keys.get_many(team.key_ids).values()
-            if r.team_id == team.team_id and (status is None or r.effective_status(now) == status)
+            if r.team_id == team.team_id
+            and (status is None or r.effective_status(now) == status)
+            and keep.keeps(r.to_item(), isoformat(now))
         ]
         records.sort(key=lambda r: (r.created_at, r.key_id), reverse=True)
         if start is not None:

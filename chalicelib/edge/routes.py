@@ -172,6 +172,10 @@ ROUTES: tuple[Endpoint, ...] = (
              response=ref("Usage"), errors=ADMIN_ERRORS,
              query={"from": DATE, "to": DATE, "group_by": {"enum": ["key", "owner", "team", "model", "day", "price"]},
                     "owner": STRING, "team": STRING}),
+    Endpoint("GET", "/admin/spend", "A month of one person's spend by day, model and key, and their budget "
+             "(yours; anyone's for admins)", "accounting", ADMIN, name="admin_spend",
+             serve=lambda r: wiring.accounting_service().spend(r.headers, r.query), response=ref("Spend"),
+             errors=ADMIN_ERRORS, query={"month": {"type": "string", "pattern": r"^\d{4}-\d{2}$"}, "owner": STRING}),
     Endpoint("GET", "/admin/owners/{owner}/budget", "An owner's monthly budget and spend ('me': yours)", "accounting",
              ADMIN, name="admin_owner_budget",
              serve=lambda r: wiring.accounting_service().owner_budget(r.headers, r.params["owner"]),
@@ -193,6 +197,14 @@ ROUTES: tuple[Endpoint, ...] = (
              name="admin_get_report",
              serve=lambda r: wiring.accounting_service().get_report(r.headers, r.params["day"]),
              response=ref("Report"), errors=ADMIN_ERRORS),
+    # Admin API: the request log (members: their own requests; admins: everyone's)
+    Endpoint("GET", "/admin/requests", "Billed requests, newest first: time, key, person, team, model, protocol, "
+             "tokens, cost, latency, status, request id (no prompt or answer is stored)", "accounting", ADMIN,
+             name="admin_requests", serve=lambda r: wiring.request_log().list(r.headers, r.query),
+             response=ref("RequestPage"), errors=ADMIN_ERRORS,
+             query={"from": STRING, "to": STRING, "key": STRING, "owner": STRING, "team": STRING, "model": STRING,
+                    "status": {"enum": ["ok", "partial"]}, "limit": {"type": "integer", "minimum": 1, "maximum": 200},
+                    "cursor": STRING}),
     # Admin API: teams (a shared budget, members and team admins, the team's own keys)
     Endpoint("GET", "/admin/teams", "Teams: every team (admins), or yours", "teams", ADMIN, name="admin_list_teams",
              serve=lambda r: wiring.teams_service().list_teams(r.headers, r.query), response=ref("Listing"),

@@ -356,6 +356,64 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "total": OBJECT,
         },
     },
+    "RequestPage": {
+        "type": "object",
+        "description": "A page of the request log, newest first. Nothing of a prompt or an answer is stored.",
+        "required": ["object", "data", "has_more", "next_cursor", "from", "to", "searched_to"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": ref("Request")},
+            "has_more": {"type": "boolean"},
+            "next_cursor": nullable(STRING),
+            "from": TIME,
+            "to": TIME,
+            "searched_to": {**TIME, "description": "How far back this page looked (a short page may have more)."},
+        },
+    },
+    "Request": {
+        "type": "object",
+        "required": ["object", "time", "request_id", "key_id", "model", "status", "cost_usd", "latency_ms"],
+        "properties": {
+            "object": {"const": "request"},
+            "time": TIME,
+            "request_id": STRING,
+            "key_id": STRING,
+            "key_prefix": STRING,
+            "key_name": nullable(STRING),
+            "owner_sub": nullable(STRING),
+            "owner_email": nullable(STRING),
+            "team": nullable({"type": "string", "description": "The team charged (its name; its id if gone)."}),
+            "team_id": nullable(STRING),
+            "model": STRING,
+            "protocol": nullable({"type": "string", "description": "openai, responses, anthropic or mcp"}),
+            "operation": STRING,
+            "status": {"enum": ["ok", "partial"]},
+            "input_tokens": INTEGER,
+            "output_tokens": INTEGER,
+            "cache_read_tokens": INTEGER,
+            "cache_write_tokens": INTEGER,
+            "cost_usd": MONEY,
+            "latency_ms": INTEGER,
+            "capped": {"type": "boolean"},
+        },
+    },
+    "Spend": {
+        "type": "object",
+        "required": ["object", "month", "from", "to", "owner", "total", "by_day", "by_model", "by_key", "budget"],
+        "properties": {
+            "object": {"const": "spend"},
+            "month": STRING,
+            "from": DATE,
+            "to": DATE,
+            "owner": STRING,
+            "owner_email": nullable(STRING),
+            "total": OBJECT,
+            "by_day": {"type": "array", "items": OBJECT},
+            "by_model": {"type": "array", "items": OBJECT},
+            "by_key": {"type": "array", "items": OBJECT},
+            "budget": nullable(ref("OwnerBudget")),
+        },
+    },
     "Prices": {
         "type": "object",
         "description": "USD per million tokens, exact decimal strings; tiers apply to a whole request whose prompt "
@@ -603,7 +661,13 @@ def page(kind: str, maximum: int) -> dict[str, dict[str, Any]]:
         "limit": {"type": "integer", "minimum": 1, "maximum": maximum},
         "cursor": STRING,
         **(
-            {"owner": STRING, "team": STRING, "status": {"enum": ["active", "expired", "revoked", "disabled"]}}
+            {
+                "owner": STRING,
+                "team": STRING,
+                "status": {"enum": ["active", "expired", "revoked", "disabled"]},
+                "q": {"type": "string", "maxLength": 200, "description": "A piece of name, key, owner or metadata."},
+                "model": {"type": "string", "description": "Keys that may use this model."},
+            }
             if kind == "keys"
             else {}
         ),

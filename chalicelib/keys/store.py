@@ -24,6 +24,8 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
+from chalicelib.keys import listing
+from chalicelib.keys.listing import KeyFilter, KeyListing
 from chalicelib.observability import logger
 from chalicelib.shared.body import parse_json
 from chalicelib.shared.dates import Clock, isoformat, parse_time, utcnow
@@ -305,7 +307,6 @@ UPDATABLE_FIELDS = (
 #: from the owner's (``owner_disabled``).
 STATUSES = ("active", "expired", "revoked", "disabled")
 _BATCH_GET_ITEMS = 100  # DynamoDB's BatchGetItem limit
-_MAX_PAGE_READS = 20  # bounds the reads behind one filtered page, so a listing stays fast
 
 
 @dataclass(frozen=True)
@@ -517,8 +518,16 @@ class KeyStore:
         status: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        search: str | None = None,
+        model: str | None = None,
+        budget: int | None = None,
     ) -> Page:
-        """A page of keys, newest first: one owner's (``by-owner`` index) or everyone's.
+        """A page of keys, newest first: one owner's (``by-owner`` index) or everyone's (``by-status``).
+
+        ``search`` (a piece of the name, key id, owner, import id or metadata, any case) and
+        ``model`` (keys that may use it) are applied as the keys are read; a page reads about
+        ``budget`` keys at most, so a rare search may answer a short page that has a cursor
+        (``chalicelib/keys/listing.py``).
 
         Raises
         ------
@@ -527,77 +536,15 @@ class KeyStore:
         """
         if status is not None and status not in STATUSES:
             raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}.", param="status")
-        if owner_sub is None:
-            return self._list_all(status=status, limit=limit, cursor=cursor)
-        params: dict[str, Any] = {}
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {}
-        params.update(IndexName="by-owner", KeyConditionExpression="owner_sub = :owner", ScanIndexForward=False)
-        values[":owner"] = owner_sub
-        start = decode_cursor(cursor, {"key_id": None, "owner_sub": owner_sub, "created_at": None})
-        if status is not None:
-            names["#status"] = "status"
-            values[":now"] = isoformat(self._clock())
-            values[":revoked"] = "revoked"
-            params["FilterExpression"] = {
-                "active": "#status <> :revoked AND (attribute_not_exists(expires_at) OR expires_at > :now)"
-                " AND attribute_not_exists(owner_disabled)",
-                "expired": "#status <> :revoked AND expires_at <= :now",
-                "revoked": "#status = :revoked",
-                "disabled": "#status <> :revoked AND (attribute_not_exists(expires_at) OR expires_at > :now)"
-                " AND attribute_exists(owner_disabled)",
-            }[status]
-            if status == "revoked":
-                del values[":now"]
-        if names:
-            params["ExpressionAttributeNames"] = names
-        if values:
-            params["ExpressionAttributeValues"] = values
-        items: list[KeyRecord] = []
-        for _ in range(_MAX_PAGE_READS):
-            if start:
-                params["ExclusiveStartKey"] = start
-            # Never ask for more than the page still needs, so the cursor never skips an item.
-            response = self._table.query(Limit=limit - len(items), **params)
-            items.extend(KeyRecord.from_item(item) for item in response.get("Items", []))
-            start = response.get("LastEvaluatedKey")
-            if not start or len(items) >= limit:
-                break
-        return Page(items=items, cursor=encode_cursor(start))
-
-    def _list_all(self, *, status: str | None, limit: int, cursor: str | None) -> Page:
-        """Every owner's keys, newest first (an admin's listing).
-
-        A scan returns keys in hash order, so the whole table's ids, creation
-        times and states are read (a few small attributes: ~40 bytes a key, one
-        1 MB scan page per ~25,000 keys), sorted, and only the page's keys are
-        then fetched whole. The cursor is the last key shown (created_at, key_id).
-        """
-        start = decode_cursor(cursor, {"key_id": None, "created_at": None})
-        now = self._clock()
-        params: dict[str, Any] = {
-            "ProjectionExpression": "key_id, created_at, #status, expires_at, owner_disabled",
-            "ExpressionAttributeNames": {"#status": "status"},
-        }
-        entries: list[tuple[str, str]] = []
-        while True:
-            response = self._table.scan(**params)
-            for item in response.get("Items", []):
-                if status is None or _state(item, now) == status:
-                    entries.append((item["created_at"], item["key_id"]))
-            if not response.get("LastEvaluatedKey"):
-                break
-            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        entries.sort(reverse=True)
-        if start is not None:
-            after = (start["created_at"], start["key_id"])
-            entries = [entry for entry in entries if entry < after]
-        page = entries[:limit]
-        found = self.get_many(key_id for _, key_id in page)
-        items = [found[key_id] for _, key_id in page if key_id in found]
-        more = len(entries) > limit and page
-        next_cursor = encode_cursor({"created_at": page[-1][0], "key_id": page[-1][1]}) if more else None
-        return Page(items=items, cursor=next_cursor)
+        page = KeyListing(self._table, key_names=_index_keys).page(
+            owner_sub=owner_sub,
+            keep=KeyFilter(status=status, search=search, model=model),
+            now=isoformat(self._clock()),
+            limit=limit,
+            cursor=cursor,
+            budget=budget if budget is not None else listing.READ_BUDGET,
+        )
+        return Page(items=[KeyRecord.from_item(item) for item in page.items], cursor=page.cursor)
 
     def require(self, key_id: str) -> KeyRecord:
         """The key, or NotFound.
@@ -798,14 +745,9 @@ class KeyStore:
         return ImportOutcome(record, plaintext, True)
 
 
-def _state(item: Mapping[str, Any], now: datetime) -> str:
-    """``revoked``, ``expired``, ``disabled`` or ``active`` from a key item (as ``effective_status``)."""
-    if item.get("status") == "revoked":
-        return "revoked"
-    expires = item.get("expires_at")
-    if expires and parse_time(expires) <= now:
-        return "expired"
-    return "disabled" if item.get("owner_disabled") else "active"
+def _index_keys(index: str) -> tuple[str, ...]:
+    """The attributes of a ``LastEvaluatedKey`` of the keys table's ``index``."""
+    return {"by-owner": ("key_id", "owner_sub", "created_at"), "by-status": ("key_id", "status", "created_at")}[index]
 
 
 def _condition_failed(exc: Any, *, first_item_only: bool) -> bool:

@@ -318,6 +318,7 @@ class ModelService:
             usage=usage,
             latency_ms=latency_ms,
             status="ok" if outcome == "ok" else "partial",
+            protocol=log["surface"],
             served=served.model,
             served_by=served.served_by,
             served_region=served.region or "",
@@ -408,6 +409,7 @@ class ModelService:
                 usage=outcome.usage,
                 latency_ms=latency_ms,
                 status="ok" if outcome.error is None else "partial",
+                protocol=surface,
                 served_by=self._gateway.target(entry).served_by,
                 served_region=self._gateway.region_of(entry) or "",
             )

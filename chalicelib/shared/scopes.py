@@ -11,9 +11,12 @@ Storage keys, usage table::
 
     KEY#<key_id>          REQ#<time>#<request_id>   a ledger entry
     KEY#<key_id>          REL#<ticket_id>           a reservation given back
+                          (an entry is also in the request log, by-period: gsi1pk=LOG#<yyyy-mm>#<shard>,
+                          gsi1sk=<time>#<request_id>)
     AGG#<scope>           DAY#<yyyy-mm-dd>          a day's aggregate (by-period: gsi1pk=DAY#…, gsi1sk=<scope>)
     AGG#<scope>           MONTH#<yyyy-mm>           a month's aggregate: ``committed``/``billed`` of a budget,
-                                                    a key's rate window
+                                                    a key's rate window (by-period: gsi1pk=MONTH#…)
+    AGG#OWNER#<sub>       MODELDAY#<day>#<model>    a person's usage of one model that day
     BUDGET#<scope>        CONFIG                    a budget (owner, team)
     STREAM#<shard>        MARK | PLAN#<seq>         the aggregator's position in a shard, its pending plan
     REPORT#<day>          DAILY                     a daily report
@@ -133,6 +136,11 @@ def price(model_id: str, version: int) -> Scope:
 EVERYTHING = Scope(ALL)
 
 
+def kind_prefix(kind: str) -> str:
+    """What the names of every scope of one kind start with (``KEY#``, ``TEAM#``, …)."""
+    return f"{_PREFIX[kind]}#"
+
+
 # -- who pays -------------------------------------------------------------------------------------
 
 
@@ -191,6 +199,16 @@ def month_period(month: str) -> str:
     return f"MONTH#{month}"
 
 
+def model_day_period(day: date | str, model_id: str) -> str:
+    """The sort key of a person's usage of one model on one day, beside their ``DAY#`` rows ("My spend"
+    by model: one query a month, not every entry of every key)."""
+    return f"MODELDAY#{day.isoformat() if isinstance(day, date) else day}#{model_id}"
+
+
+def model_of_model_day(period: str) -> str:
+    return period.split("#", 2)[2]
+
+
 def period_value(period: str) -> str:
     """``2026-11-26`` of ``DAY#2026-11-26`` (or ``2026-11`` of ``MONTH#2026-11``)."""
     return period.split("#", 1)[1]
@@ -214,6 +232,26 @@ def entry_key(key_id: str, timestamp: str, request_id: str) -> dict[str, str]:
 def entry_range(first: date, last: date) -> tuple[str, str]:
     """The sort keys bounding the entries of the days ``first``..``last`` (inclusive)."""
     return f"{ENTRY_PREFIX}{first}", f"{ENTRY_PREFIX}{last}T99"
+
+
+def entry_position(sort_key: str) -> tuple[str, str]:
+    """``(time, request id)`` of an entry's sort key (``REQ#<time>#<request_id>``)."""
+    time, _, request_id = sort_key.removeprefix(ENTRY_PREFIX).partition("#")
+    return time, request_id
+
+
+#: The request log: a month's entries, spread over a few partitions of the by-period index.
+LOG_PREFIX = "LOG#"
+
+
+def log_partition(month: str, shard: int) -> str:
+    """One partition of a month's request log (``gsi1pk``)."""
+    return f"{LOG_PREFIX}{month}#{shard}"
+
+
+def log_key(timestamp: str, request_id: str, shard: int) -> dict[str, str]:
+    """Where an entry sits in the request log: its month's partition, newest last by time then id."""
+    return {"gsi1pk": log_partition(timestamp[:7], shard), "gsi1sk": f"{timestamp}#{request_id}"}
 
 
 def release_key(key_id: str, ticket_id: str) -> dict[str, str]:

@@ -61,6 +61,9 @@ class UsageEntry:
     #: True when ``cost`` was capped at the reservation; ``usage_cost`` is then what the usage costs.
     capped: bool = False
     usage_cost: Decimal | None = None
+    #: The client protocol the request came in by (``openai``, ``responses``, ``anthropic``, ``mcp``);
+    #: empty on entries from before it was recorded.
+    protocol: str = ""
     #: Which of the model's price versions billed it (0: an entry from before prices were versioned).
     price_version: int = 0
     #: What served the call: the LiteLLM model string of the upstream target (``bedrock/converse/…``,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -276,6 +279,7 @@ def test_xss_payloads_in_names_metadata_and_reasons_render_as_text(console: Cons
 AXE_PAGES = [
     "keys",
     "spend",
+    "requests",
     "connect",
     "admin/keys",
     "admin/models",
@@ -314,6 +318,11 @@ def test_every_page_passes_the_axe_accessibility_check(console: ConsolePage, adm
     page.get_by_role("button", name="Create key").click()
     page.get_by_role("dialog", name="Create a key").wait_for()
     found["create dialog"] = axe_violations(page)
+    page.keyboard.press("Escape")
+    page.locator("dialog[open]").wait_for(state="detached")
+    page.get_by_role("button", name=re.compile("^Edit ")).first.click()
+    page.get_by_role("dialog", name=re.compile("^Edit ")).wait_for()
+    found["edit dialog"] = axe_violations(page)
     assert {name: v for name, v in found.items() if v} == {}
 
 
@@ -340,7 +349,7 @@ def test_narrow_screen_layout_has_no_sideways_scrolling(console: ConsolePage, us
     page = console.page
     page.set_viewport_size({"width": 390, "height": 844})
     console.sign_in(user)
-    for route in ("keys", "spend", "connect"):
+    for route in ("keys", "spend", "requests", "connect"):
         console.open(route)
         overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{route} is {overflow}px wider than the screen"
@@ -384,6 +393,211 @@ def test_connect_panel_fills_in_the_users_key_prefix_and_base_urls(
     shown = tomllib.loads(codex)
     assert {**shown, "model": expected["model"]} == expected, shown  # the model is the one chosen above
     console.screenshot("11-connect")
+
+
+# --- Editing a key ---------------------------------------------------------------------------------
+
+
+def admin_api(dev_info: dict[str, Any], method: str, path: str, body: Any = None) -> Any:
+    """The admin API as the dev admin calls it with the CLI's token (not through the page)."""
+    import boto3
+    import requests
+
+    cognito = boto3.client("cognito-idp", region_name="us-east-1", endpoint_url=dev_info["aws_endpoint_url"])
+    token = cognito.initiate_auth(
+        ClientId=dev_info["cognito"]["client_id"],
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": dev_info["admin_username"], "PASSWORD": dev_info["admin_password"]},
+    )["AuthenticationResult"]["IdToken"]
+    root = dev_info["base_url"].removesuffix("/v1")
+    answer = requests.request(
+        method, f"{root}/{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    assert answer.status_code < 300, answer.text
+    return answer.json()
+
+
+def edit_dialog(console: ConsolePage, prefix: str, name: str) -> Any:
+    row(console, prefix).get_by_role("button", name=f"Edit {name}").click()
+    dialog = console.page.get_by_role("dialog", name=f"Edit “{name}”")
+    dialog.wait_for()
+    return dialog
+
+
+def test_edit_a_keys_name_budget_models_expiry_and_limits_and_the_gateway_applies_them(
+    console: ConsolePage, user: Account, dev_info: dict[str, Any]
+) -> None:
+    from openai import PermissionDeniedError
+
+    page = console.page
+    console.sign_in(user)
+    console.settle()
+    secret = create_key_in_ui(console, "edit me")
+    close_secret(console)
+    prefix = secret.rsplit("-", 1)[0]
+    expires = (datetime.now(UTC) + timedelta(days=10)).date().isoformat()
+
+    # WHEN the owner changes every field in the dialog
+    dialog = edit_dialog(console, prefix, "edit me")
+    dialog.get_by_label("Name").fill("edited key")
+    dialog.get_by_label("Monthly budget, USD").fill("2.50")
+    dialog.get_by_label("Only these:").check()
+    dialog.get_by_label("nova-micro", exact=True).check()
+    dialog.get_by_label("Expires on").fill(expires)
+    dialog.get_by_label("Requests per minute").fill("7")
+    dialog.get_by_label("Tokens per minute").fill("9000")
+    console.screenshot("12-edit-key", full_page=False)
+    dialog.get_by_role("button", name="Save changes").click()
+    page.locator("dialog[open]").wait_for(state="detached")
+    console.settle()
+
+    # THEN the list shows it, and the gateway applies it to the very next request
+    text = row(console, prefix).inner_text()
+    assert "edited key" in text and "of $2.50" in text and "nova-micro" in text, text
+    view = key_view(dev_info, secret)
+    assert view["name"] == "edited key"
+    assert view["allowed_models"] == ["nova-micro"]
+    assert view["expires_at"].startswith(expires)
+    assert view["limits"] == {"rpm": 7, "tpm": 9000}
+    assert Decimal(view["budget"]["monthly_usd"]) == Decimal("2.50"), view["budget"]
+    with pytest.raises(PermissionDeniedError, match="not allowed to use the model"):
+        openai_client(dev_info, secret).chat.completions.create(
+            model="nova-lite", messages=[{"role": "user", "content": "not this one"}], max_tokens=16
+        )
+
+    # WHEN the owner empties the budget and goes back to every model THEN only that changes
+    dialog = edit_dialog(console, prefix, "edited key")
+    assert Decimal(dialog.get_by_label("Monthly budget, USD").input_value()) == Decimal("2.50")
+    assert dialog.get_by_label("nova-micro", exact=True).is_checked()
+    dialog.get_by_label("Monthly budget, USD").fill("")
+    dialog.get_by_label("Every model in the catalog").check()
+    dialog.get_by_role("button", name="Save changes").click()
+    page.locator("dialog[open]").wait_for(state="detached")
+    console.settle()
+    view = key_view(dev_info, secret)
+    assert view["allowed_models"] is None and view["limits"] == {"rpm": 7, "tpm": 9000}
+    assert view["budget"]["monthly_usd"] is None, view["budget"]
+    assert (
+        openai_client(dev_info, secret)
+        .chat.completions.create(
+            model="nova-lite", messages=[{"role": "user", "content": "any model now"}], max_tokens=16
+        )
+        .choices
+    )
+
+    # WHEN an admin sets a budget on the key THEN the owner sees why, and cannot loosen it
+    mine = console.call_api("GET", "admin/keys?owner=me")["data"]["data"]
+    key_id = next(k["key_id"] for k in mine if k["prefix"] == prefix)
+    admin_api(dev_info, "PATCH", f"admin/keys/{key_id}", {"monthly_budget_usd": "1.00"})
+    console.open("spend")
+    console.open("keys")  # the list again, as the API has it now
+    dialog = edit_dialog(console, prefix, "edited key")
+    assert "An admin limited this to $1.00" in dialog.inner_text()
+    dialog.get_by_label("Monthly budget, USD").fill("5")
+    dialog.get_by_role("button", name="Save changes").click()
+    alert = dialog.get_by_role("alert")
+    expect(alert).to_contain_text("An admin limited monthly_budget_usd")
+    console.screenshot("13-edit-refused", full_page=False)
+    # ...but may tighten it
+    dialog.get_by_label("Monthly budget, USD").fill("0.75")
+    dialog.get_by_role("button", name="Save changes").click()
+    page.locator("dialog[open]").wait_for(state="detached")
+    console.settle()
+    assert Decimal(key_view(dev_info, secret)["budget"]["monthly_usd"]) == Decimal("0.75")
+
+    # WHEN the owner is put on a team THEN they may charge the key to it from the dialog
+    team = admin_api(dev_info, "POST", "admin/teams", {"name": "Edit Dialog Team"})
+    admin_api(dev_info, "POST", f"admin/teams/{team['id']}/members", {"person": dev_info["user_username"]})
+    dialog = edit_dialog(console, prefix, "edited key")
+    dialog.get_by_label("Charge to team").select_option(label="Edit Dialog Team")
+    dialog.get_by_role("button", name="Save changes").click()
+    page.locator("dialog[open]").wait_for(state="detached")
+    console.settle()
+    assert console.call_api("GET", f"admin/keys/{key_id}")["data"]["team"] == team["id"]
+
+
+# --- The request log -------------------------------------------------------------------------------
+
+
+def test_the_request_log_shows_each_billed_request_filters_and_exports_what_usage_says(
+    console: ConsolePage, cognito: Any, dev_info: dict[str, Any]
+) -> None:
+    # GIVEN a new person whose key (named like a spreadsheet formula) made two requests
+    email = "requests@pennyworth.local"
+    password = "Pw1!request-log-test"
+    bootstrap.create_user(cognito, dev_info["cognito"]["user_pool_id"], email, password)
+    page = console.page
+    console.sign_in(Account(email, password))
+    console.settle()
+    secret = create_key_in_ui(console, "=HYPERLINK(1)")
+    close_secret(console)
+    prefix = secret.rsplit("-", 1)[0]
+    client = openai_client(dev_info, secret)
+    ids = set()
+    for text in ("first", "second"):
+        reply = client.chat.completions.with_raw_response.create(
+            model="nova-micro", messages=[{"role": "user", "content": f"the {text} secret prompt"}]
+        )
+        ids.add(reply.headers["x-request-id"])
+    billed = eventually(lambda: key_view(dev_info, secret), lambda view: view["usage"]["requests"] >= 2)["budget"]
+
+    # WHEN they open the request log THEN both requests are there, and nothing of what they said
+    console.open("requests")
+    expect(page.get_by_role("note")).to_contain_text("No prompt or answer text is stored")
+    rows = page.locator("table.data tbody tr")
+    expect(rows).to_have_count(2)
+    shown = page.locator("table.data").inner_text()
+    assert prefix in shown and "nova-micro" in shown and "secret prompt" not in shown
+    assert {rows.nth(n).locator("code.request-id").inner_text() for n in range(2)} == ids
+    assert page.locator("table.data thead").get_by_text("Person").count() == 0  # a member sees their own only
+    console.screenshot("14-request-log")
+
+    # WHEN they filter on another model THEN nothing matches; on theirs, both again
+    page.get_by_label("Model").select_option("nova-lite")
+    page.get_by_role("button", name="Show requests").click()
+    console.settle()
+    expect(page.get_by_text("No request matches these filters in this range.")).to_be_visible()
+    page.get_by_label("Model").select_option("nova-micro")
+    page.get_by_role("button", name="Show requests").click()
+    console.settle()
+    expect(rows).to_have_count(2)
+
+    # WHEN they download the CSV THEN it holds both requests, the costs add up to the usage to
+    # the last digit, and the formula-like key name is defused
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    header = [cell.strip('"') for cell in lines[0].split(",")]
+    assert header[:4] == ["time", "request_id", "key_prefix", "key_name"]
+    data = list(csv.DictReader(lines))
+    assert {r["request_id"] for r in data} == ids
+    assert {r["key_name"] for r in data} == {"'=HYPERLINK(1)"}
+    assert sum(Decimal(r["cost_usd"]) for r in data) == Decimal(billed["spent_usd"]) > 0
+
+    # AND another person's requests are the API's to refuse, whatever the page offers
+    answer = console.call_api("GET", f"admin/requests?owner={dev_info['admin_username']}")
+    assert answer["ok"] is False and answer["status"] == 403, answer
+    expect(page.get_by_label("Team")).to_be_hidden()  # on no team: nothing to choose
+
+    # WHEN they become a team's admin and their key is charged to it THEN they pick the team and
+    # read its requests, each naming the team and the person
+    team = admin_api(dev_info, "POST", "admin/teams", {"name": "Log Team"})
+    admin_api(dev_info, "POST", f"admin/teams/{team['id']}/members", {"person": email, "role": "admin"})
+    mine = console.call_api("GET", "admin/keys?owner=me")["data"]["data"]
+    key_id = next(k["key_id"] for k in mine if k["prefix"] == prefix)
+    admin_api(dev_info, "PATCH", f"admin/keys/{key_id}", {"team": team["id"]})
+    client.chat.completions.create(model="nova-micro", messages=[{"role": "user", "content": "charged"}], max_tokens=8)
+    eventually(
+        lambda: console.call_api("GET", f"admin/requests?team={team['id']}")["data"]["data"],
+        lambda found: len(found) == 1,
+    )
+    console.open("spend")
+    console.open("requests")
+    page.get_by_label("Team").select_option(label="Log Team")
+    page.get_by_role("button", name="Show requests").click()
+    console.settle()
+    expect(rows).to_have_count(1)
+    assert "Log Team" in rows.first.inner_text() and email in rows.first.inner_text()
 
 
 # --- Readable audit, the create dialog, narrow screens (issue 20) ---------------------------------
@@ -473,7 +687,7 @@ def test_at_390_px_every_tab_is_in_sight_and_no_word_strays_from_its_value(
     console.sign_in(admin)
     console.settle()
     assert console.call_api("POST", "admin/keys", {"name": "narrow budget", "monthly_budget_usd": "5.00"})["ok"]
-    for route in ("keys", "spend", "connect", *AXE_PAGES[3:]):
+    for route in ("keys", "spend", "requests", "connect", *AXE_PAGES[4:]):
         console.open(route)
         # Every tab of the navigation is on the screen (none scrolled away past its edge)
         links = page.locator("#nav a")

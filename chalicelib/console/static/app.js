@@ -8,6 +8,7 @@
   const ROUTES = {
     "/keys": { title: "My keys", view: (root, signal) => PW.keys.myKeys(root, signal) },
     "/spend": { title: "My spend", view: (root, signal) => PW.spend.mySpend(root, signal) },
+    "/requests": { title: "Requests", view: (root, signal) => PW.requests.requestsPage(root, signal) },
     "/connect": { title: "Connect a client", view: (root, signal) => PW.connect.connect(root, signal) },
     "/teams": { title: "Teams", view: (root, signal) => PW.teams.teams(root, signal) },
     "/admin/people": { title: "People", admin: true, view: (root, signal) => PW.people.people(root, signal) },
@@ -46,7 +47,7 @@
     // Admin pages are listed for admins only; a user who opens one anyway gets the API's refusal.
     replace(
       nav,
-      h("ul", {}, ["/keys", "/spend", "/teams", "/connect"].map(navLink)),
+      h("ul", {}, ["/keys", "/spend", "/requests", "/teams", "/connect"].map(navLink)),
       user.isAdmin ? [h("p", { class: "nav-heading", id: "admin-nav" }, "Admin"), h("ul", { "aria-labelledby": "admin-nav" }, ["/admin/keys", "/admin/models", "/admin/people", "/admin/owners", "/admin/usage", "/admin/audit", "/admin/report"].map(navLink))] : null
     );
   }

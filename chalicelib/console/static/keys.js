@@ -206,22 +206,20 @@
     return h(
       "div",
       { class: "row-actions" },
+      h("button", { type: "button", class: "secondary small", "aria-label": `Edit ${label}`, onclick: () => PW.keyEdit.open(key, { onDone: refresh }) }, "Edit"),
       h("button", { type: "button", class: "secondary small", "aria-label": `Rotate ${label}`, onclick: () => rotateDialog(key, refresh) }, "Rotate"),
       h("button", { type: "button", class: "danger-outline small", "aria-label": `Revoke ${label}`, onclick: () => revokeDialog(key, refresh) }, "Revoke")
     );
   }
 
-  function budgetCell(key, spent) {
-    if (key.monthly_budget_usd === null) return spent ? [moneyEl(spent), h("span", { class: "muted" }, " · no budget")] : h("span", { class: "muted" }, "none");
-    return [moneyEl(spent || "0"), " of ", moneyEl(key.monthly_budget_usd)];
+  // This month's spend comes with each key from the listing (its month aggregate).
+  function budgetCell(key) {
+    const spent = key.month ? key.month.spent_usd : "0";
+    if (key.monthly_budget_usd === null) return Number(spent) ? [moneyEl(spent), h("span", { class: "muted" }, " · no budget")] : h("span", { class: "muted" }, "none");
+    return [moneyEl(spent), " of ", moneyEl(key.monthly_budget_usd)];
   }
 
-  const STATUS_ORDER = { active: 0, disabled: 1, expired: 2, revoked: 3 };
-  function sortKeys(keys) {
-    return keys.slice().sort((a, b) => STATUS_ORDER[a.status] - STATUS_ORDER[b.status] || (b.created_at || "").localeCompare(a.created_at || ""));
-  }
-
-  function keyColumns(refresh, spentByKey, { withOwner = false } = {}) {
+  function keyColumns(refresh, { withOwner = false } = {}) {
     return [
       {
         label: "Key",
@@ -229,7 +227,7 @@
       },
       withOwner ? { label: "Owner", cell: (k) => k.owner.email || k.owner.sub } : null,
       { label: "Status", cell: (k) => ui.statusBadge(k.status) },
-      { label: "This month / budget", cell: (k) => budgetCell(k, spentByKey[k.key_id]) },
+      { label: "This month / budget", cell: (k) => budgetCell(k) },
       { label: "Models", cell: modelsText },
       { label: "Expires (UTC)", cell: (k) => timeEl(k.expires_at) },
       { label: "Last used (UTC)", cell: (k) => timeEl(k.last_used_at) },
@@ -237,54 +235,83 @@
     ].filter(Boolean);
   }
 
-  async function spentByKey(ownerMe) {
-    const { from, to } = PW.monthRange(PW.isoDay(new Date()).slice(0, 7));
-    // /admin/usage takes the caller's sub (not "me") to narrow an admin's view to their own keys.
-    const usage = await api.get("admin/usage", { group_by: "key", from, to, owner: ownerMe ? PW.auth.user().sub : undefined });
-    return Object.fromEntries((usage.data || []).map((row) => [row.group, row.cost_usd]));
+  // A listing shown a page at a time, newest first; the server searches and filters (GET /admin/keys).
+  // A search that matches little may answer a short page that still has more: the list says how
+  // far it looked and offers to look further, instead of loading every key first.
+  function pagedKeys({ target, more, query, withOwner, emptyText, signal, onCount }) {
+    let keys = [];
+    let generation = 0;
+    async function load(cursor) {
+      const mine = ++generation;
+      if (!cursor) {
+        keys = [];
+        target.setAttribute("aria-busy", "true");
+        replace(target, ui.loading("Loading keys…"));
+        replace(more);
+      }
+      try {
+        const page = await api.get("admin/keys", { ...query(), limit: PAGE_SIZE, cursor }, { signal });
+        if (mine !== generation) return; // a newer search replaced this one
+        keys = keys.concat(page.data);
+        replace(
+          target,
+          keys.length
+            ? ui.table(keyColumns(() => load(null), { withOwner }), keys, { caption: `${keys.length} key${keys.length === 1 ? "" : "s"}, newest first${page.has_more ? " (more below)" : ""}` })
+            : ui.empty(page.has_more ? "No matching key among the keys searched so far." : emptyText)
+        );
+        if (onCount) onCount(keys.length, page.has_more);
+        replace(
+          more,
+          page.has_more
+            ? h("button", { type: "button", class: "secondary", onclick: (e) => { e.target.disabled = true; e.target.textContent = "Loading…"; load(page.next_cursor); } }, keys.length ? "Load more keys" : "Search further")
+            : null
+        );
+      } catch (error) {
+        if (error.name === "AbortError" || mine !== generation) return;
+        if (error instanceof PW.auth.SessionExpired) return PW.app.sessionExpired();
+        replace(cursor ? more : target, ui.errorBox(error, { retry: () => load(cursor) }));
+      } finally {
+        if (mine === generation) target.removeAttribute("aria-busy");
+      }
+    }
+    return { reload: () => load(null) };
   }
+
+  const PAGE_SIZE = 50;
 
   // --- My keys -------------------------------------------------------------------------------
 
   function myKeys(root, signal) {
     const body = h("div", {});
-    const render = () =>
-      ui.withLoading(
-        body,
-        "Loading your keys…",
-        async () => {
-          const [{ items }, spent] = await Promise.all([
-            api.listAll("admin/keys", { owner: "me" }, { signal }),
-            spentByKey(true).catch(() => ({})),
-          ]);
-          return { items, spent };
-        },
-        ({ items, spent }) =>
-          ui.table(keyColumns(render, spent), sortKeys(items), {
-            caption: `${items.length} key${items.length === 1 ? "" : "s"}`,
-            emptyText: "You have no keys yet. Create one to start.",
-          })
-      );
+    const more = h("div", { class: "list-status" });
+    const list = pagedKeys({
+      target: body,
+      more,
+      query: () => ({ owner: "me" }),
+      withOwner: false,
+      emptyText: "You have no keys yet. Create one to start.",
+      signal,
+    });
     replace(
       root,
       ui.pageHeader(
         "My keys",
         "API keys for the OpenAI-compatible endpoint. Each key has its own budget, models and expiry.",
-        h("button", { type: "button", class: "primary", onclick: () => createDialog({ onDone: render }) }, "Create key")
+        h("button", { type: "button", class: "primary", onclick: () => createDialog({ onDone: list.reload }) }, "Create key")
       ),
-      body
+      body,
+      more
     );
-    render();
+    list.reload();
   }
 
   // --- All keys (admins) ---------------------------------------------------------------------
 
   function allKeys(root, signal) {
-    const state = { keys: [], search: "", owner: "", status: "", model: "" };
     const results = h("div", {});
-    const status = h("div", { class: "list-status" });
-    const search = h("input", { type: "search", name: "search", placeholder: "name, key, owner, metadata…", autocomplete: "off" });
-    const owner = h("select", { name: "owner" }, h("option", { value: "" }, "Every owner"));
+    const more = h("div", { class: "list-status" });
+    const search = h("input", { type: "search", name: "q", placeholder: "name, key, owner, metadata…", autocomplete: "off", maxlength: "200" });
+    const owner = h("input", { type: "text", name: "owner", placeholder: "email or sub", autocomplete: "off", spellcheck: "false" });
     const statusFilter = h(
       "select",
       { name: "status" },
@@ -300,83 +327,43 @@
       ui.field("Status", statusFilter),
       ui.field("Allows model", model)
     );
-
-    const matches = (k) => {
-      const text = [k.name, k.prefix, k.key_id, k.owner.email, k.owner.sub, ...Object.entries(k.metadata || {}).flat()].join(" ").toLowerCase();
-      return (
-        (!state.search || text.includes(state.search.toLowerCase())) &&
-        (!state.owner || k.owner.sub === state.owner) &&
-        (!state.status || k.status === state.status) &&
-        (!state.model || k.allowed_models === null || k.allowed_models.includes(state.model))
-      );
+    const list = pagedKeys({
+      target: results,
+      more,
+      query: () => ({ q: search.value.trim(), owner: owner.value.trim(), status: statusFilter.value, model: model.value }),
+      withOwner: true,
+      emptyText: "No key matches these filters.",
+      signal,
+      onCount: (n, hasMore) => PW.announce(`${n} key${n === 1 ? "" : "s"} shown${hasMore ? ", more available" : ""}`),
+    });
+    // Typing searches on the server, a moment after the last key press.
+    let timer = null;
+    const soon = () => {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(list.reload, 300);
     };
-    const spent = {};
-    const show = () => {
-      const shown = sortKeys(state.keys.filter(matches));
-      replace(
-        results,
-        ui.table(keyColumns(load, spent, { withOwner: true }), shown, {
-          caption: `${shown.length} of ${state.keys.length} keys`,
-          emptyText: state.keys.length ? "No key matches these filters." : "No keys yet.",
-        })
-      );
-    };
-    for (const [control, name] of [[search, "search"], [owner, "owner"], [statusFilter, "status"], [model, "model"]]) {
-      control.addEventListener(control === search ? "input" : "change", () => {
-        state[name] = control.value;
-        show();
-      });
-    }
-
-    async function load() {
-      const bar = ui.progress("Loading every key");
-      const controller = new AbortController();
-      signal.addEventListener("abort", () => controller.abort());
-      bar.cancel.addEventListener("click", () => controller.abort());
-      replace(status, bar.el);
-      replace(results);
-      results.setAttribute("aria-busy", "true");
-      try {
-        const [listing, catalog, usage] = await Promise.all([
-          api.listAll("admin/keys", {}, { signal: controller.signal, onProgress: (n, more) => bar.update(n, more, "keys") }),
-          models().catch(() => []),
-          spentByKey(false).catch(() => ({})),
-        ]);
-        Object.assign(spent, usage);
-        state.keys = listing.items;
-        bar.finish(`${listing.items.length.toLocaleString("en-US")} key${listing.items.length === 1 ? "" : "s"} loaded${listing.truncated ? " (stopped at the listing limit)" : ""}.`);
-        const owners = new Map(state.keys.map((k) => [k.owner.sub, k.owner.email || k.owner.sub]));
-        replace(owner, h("option", { value: "" }, "Every owner"), [...owners].sort((a, b) => a[1].localeCompare(b[1])).map(([sub, label]) => h("option", { value: sub }, label)));
-        replace(model, h("option", { value: "" }, "Any model"), catalog.map((m) => h("option", { value: m.id }, m.id)));
-        owner.value = state.owner;
-        model.value = state.model;
-        show();
-      } catch (error) {
-        if (error.name === "AbortError") {
-          replace(status, h("p", { class: "muted" }, "Stopped. ", h("button", { type: "button", class: "secondary small", onclick: load }, "Load again")));
-          return;
-        }
-        if (error instanceof PW.auth.SessionExpired) return PW.app.sessionExpired();
-        replace(status, ui.errorBox(error, { retry: load }));
-      } finally {
-        results.removeAttribute("aria-busy");
-      }
-    }
+    search.addEventListener("input", soon);
+    owner.addEventListener("change", list.reload); // a whole e-mail address, not each letter of it
+    statusFilter.addEventListener("change", list.reload);
+    model.addEventListener("change", list.reload);
+    models()
+      .then((catalog) => replace(model, h("option", { value: "" }, "Any model"), catalog.map((m) => h("option", { value: m.id }, m.id))))
+      .catch(() => {});
 
     replace(
       root,
       ui.pageHeader(
         "All keys",
-        "Every key of every user. Filters apply to the loaded list.",
-        h("button", { type: "button", class: "secondary", onclick: load }, "Reload"),
-        h("button", { type: "button", class: "primary", onclick: () => createDialog({ forOwner: true, onDone: load }) }, "Create key")
+        "Every key of every user, newest first. Search and filters run on the gateway, a page at a time.",
+        h("button", { type: "button", class: "secondary", onclick: list.reload }, "Reload"),
+        h("button", { type: "button", class: "primary", onclick: () => createDialog({ forOwner: true, onDone: list.reload }) }, "Create key")
       ),
       filters,
-      status,
-      results
+      results,
+      more
     );
-    load();
+    list.reload();
   }
 
-  PW.keys = { myKeys, allKeys, models, forgetModels, createDialog, rotateDialog, revokeDialog };
+  PW.keys = { myKeys, allKeys, models, forgetModels, createDialog, rotateDialog, revokeDialog, modelsText };
 })();

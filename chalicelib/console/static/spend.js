@@ -16,16 +16,11 @@
     return h("div", { class: "stat" }, h("p", { class: "stat-label" }, label), h("p", { class: "stat-value" }, value), note ? h("p", { class: "stat-note muted" }, note) : null);
   }
 
-  async function loadSpend(month, sub, signal) {
-    const { from, to } = PW.monthRange(month);
-    const query = (group_by) => api.get("admin/usage", { group_by, from, to, owner: sub }, { signal });
-    const [byDay, byModel, byKey, budget] = await Promise.all([
-      query("day"),
-      query("model"),
-      query("key"),
-      month === currentMonth() ? api.get("admin/owners/me/budget", {}, { signal }) : Promise.resolve(null),
-    ]);
-    return { month, from, to, byDay, byModel, byKey, budget };
+  // One call: the month by day, model and key, and the budget (GET /admin/spend).
+  async function loadSpend(month, signal) {
+    const spend = await api.get("admin/spend", { month }, { signal });
+    const report = (data) => ({ data, total: spend.total });
+    return { month, from: spend.from, to: spend.to, byDay: report(spend.by_day), byModel: report(spend.by_model), byKey: report(spend.by_key), budget: spend.budget };
   }
 
   function renderSpend({ month, from, to, byDay, byModel, byKey, budget }) {
@@ -94,7 +89,7 @@
     const body = h("div", {});
     const load = () => {
       const month = /^\d{4}-\d{2}$/.test(monthInput.value) ? monthInput.value : currentMonth();
-      return ui.withLoading(body, "Loading your spend…", () => loadSpend(month, PW.auth.user().sub, signal), renderSpend);
+      return ui.withLoading(body, "Loading your spend…", () => loadSpend(month, signal), renderSpend);
     };
     monthInput.addEventListener("change", load);
     replace(

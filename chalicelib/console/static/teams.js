@@ -244,6 +244,8 @@
                 : h(
                     "div",
                     { class: "row-actions" },
+                    // Its admins change any key charged to the team (budgets up to the team's own).
+                    h("button", { type: "button", class: "secondary small", "aria-label": `Edit ${k.name || k.prefix}`, onclick: () => PW.keyEdit.open(k, { onDone: reload }) }, "Edit"),
                     // A member's secret is theirs: only the team's own keys are rotated here.
                     k.team_owned ? h("button", { type: "button", class: "secondary small", "aria-label": `Rotate ${k.name || k.prefix}`, onclick: () => PW.keys.rotateDialog(k, reload) }, "Rotate") : null,
                     h("button", { type: "button", class: "danger-outline small", "aria-label": `Revoke ${k.name || k.prefix}`, onclick: () => PW.keys.revokeDialog(k, reload) }, "Revoke")
