@@ -40,10 +40,53 @@ def answer(route: Endpoint, request: HttpRequest) -> HttpResult | StreamingResul
         extra = {"route": route.name, "status": exc.status_code, "error_code": exc.code, **exc.context}
         logger.info("request failed", extra=extra)
         error = exc
-    except Exception:
-        logger.exception("unhandled error", extra={"route": route.name})
-        error = errors.InternalError("The gateway hit an internal error; it has been logged.")
+    except Exception as exc:
+        unavailable = store_unavailable(exc)
+        if unavailable is not None:
+            logger.warning("data store unavailable", extra={"route": route.name, "reason": str(exc)[:300]})
+            error = unavailable
+        else:
+            logger.exception("unhandled error", extra={"route": route.name})
+            error = errors.InternalError("The gateway hit an internal error; it has been logged.")
     return failure(error, route.envelope, request.gateway_request_id)
+
+
+#: AWS error codes that mean "not now", not "wrong": DynamoDB's (and Cognito's) throttles and outages.
+_TRANSIENT_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "InternalServerError",
+        "InternalErrorException",
+        "ServiceUnavailable",
+    }
+)
+
+
+def store_unavailable(exc: BaseException) -> errors.AppError | None:
+    """A retryable 503 for an AWS call that timed out, could not connect or was throttled; else None.
+
+    Such a failure on a read (an admin's usage report, a key listing) says nothing is wrong with
+    the request: the caller may retry, and is told so, instead of getting a 500.
+    """
+    if not type(exc).__module__.startswith("botocore"):
+        return None
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BrokenConnection
+
+    # Timeouts and broken connections only: a ParamValidationError, say, is a bug and stays a 500.
+    transient = isinstance(exc, (BrokenConnection, HTTPClientError)) or (
+        isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
+    )
+    if not transient:
+        return None
+    return errors.ServiceUnavailable(
+        "A data store the gateway reads did not answer in time; nothing was changed. Retry shortly.",
+        code="store_unavailable",
+        headers={"Retry-After": "1"},
+    )
 
 
 def failure(error: errors.AppError, envelope: str, gateway_request_id: str | None) -> HttpResult:
