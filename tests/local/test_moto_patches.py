@@ -102,7 +102,12 @@ def test_a_usage_table_saved_before_its_stream_gets_one_at_the_next_start(aws) -
 
     # GIVEN local state from before the stream design: the usage table without a stream
     client = boto3.client("dynamodb", region_name="us-east-1")
-    names = {"KeysTable": "old-keys", "UsageTable": "old-usage", "AuditTable": "old-audit"}
+    names = {
+        "KeysTable": "old-keys",
+        "UsageTable": "old-usage",
+        "AuditTable": "old-audit",
+        "CatalogTable": "old-catalog",
+    }
     names["CatalogTable"] = "old-catalog"
     bootstrap.create_tables(client, names, streams=False)
     assert "StreamSpecification" not in client.describe_table(TableName="old-usage")["Table"]
@@ -234,7 +239,12 @@ def test_local_state_saved_before_an_index_gets_it_at_the_next_start(aws) -> Non
 
     # GIVEN make dev's keys table from before the by-status index, with a key in it
     client = boto3.client("dynamodb", region_name="us-east-1")
-    names = {"KeysTable": "old-keys", "UsageTable": "old-usage", "AuditTable": "old-audit"}
+    names = {
+        "KeysTable": "old-keys",
+        "UsageTable": "old-usage",
+        "AuditTable": "old-audit",
+        "CatalogTable": "old-catalog",
+    }
     bootstrap.create_tables(client, names)
     client.update_table(TableName="old-keys", GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": "by-status"}}])
     table = boto3.resource("dynamodb", region_name="us-east-1").Table("old-keys")
