@@ -83,6 +83,21 @@ def test_a_deep_cursor_is_a_400(keys_table: Any) -> None:
         store.list_keys(cursor=deep)
 
 
+def test_every_cursor_and_token_the_gateway_made_refuses_a_deep_one_as_a_400() -> None:
+    import base64
+
+    from chalicelib.protocols.openai_responses.items import TOKEN_PREFIX, _thinking_block
+    from chalicelib.shared.pages import decode_position
+
+    deep = base64.urlsafe_b64encode(DEEP.encode()).decode()
+    # The request log's and usage views' cursors
+    with pytest.raises(errors.InvalidRequest, match="cursor"):
+        decode_position(deep, lambda _position: True)
+    # A Responses reasoning item's encrypted_content (the caller sends it back)
+    with pytest.raises(errors.InvalidRequest, match="encrypted_content"):
+        _thinking_block(TOKEN_PREFIX + deep, "claude-haiku-4-5", "input[0]")
+
+
 # -- every route --------------------------------------------------------------------------------
 
 

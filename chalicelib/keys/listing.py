@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.errors import InvalidRequest
+from chalicelib.shared.body import parse_json
 
 #: Keys one page may read (a key item is well under 1 KB): a bound on every page, whatever the search.
 READ_BUDGET = 1000
@@ -193,8 +194,8 @@ class KeyListing:
         if not cursor:
             return {}
         try:
-            value = json.loads(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))
-        except (binascii.Error, ValueError, UnicodeDecodeError):
+            value = parse_json(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))
+        except (binascii.Error, ValueError, InvalidRequest):
             value = None
         names = {p.name: p for p in partitions}
         valid = isinstance(value, dict) and value and set(value) <= set(names)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.errors import InvalidRequest
+from chalicelib.shared.body import parse_json
 
 Position = tuple[str, ...]
 
@@ -160,8 +161,8 @@ def decode_position(cursor: str | None, check: Callable[[Position], bool]) -> Po
     if not cursor:
         return None
     try:
-        value = json.loads(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+        value = parse_json(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))
+    except (binascii.Error, ValueError, InvalidRequest):
         value = None
     if isinstance(value, list) and value and all(isinstance(part, str) for part in value):
         position = tuple(value)

@@ -27,6 +27,7 @@ from typing import Any
 from chalicelib.errors import InvalidRequest
 from chalicelib.protocols import params
 from chalicelib.protocols.openai_responses.tools import Toolset, bedrock_name
+from chalicelib.shared.body import parse_json
 
 #: Marks (and versions) the ``encrypted_content`` tokens this gateway writes.
 TOKEN_PREFIX = "pw1."  # noqa: S105 - a format marker, not a secret
@@ -54,13 +55,13 @@ def _thinking_block(token: Any, model: str, at: str) -> dict[str, Any] | None:
         return None
     body = token[len(TOKEN_PREFIX) :]
     try:
-        payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        payload = parse_json(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
         block = payload["block"]
         kind = block["type"]
         valid = (kind == "thinking" and isinstance(block["thinking"], str) and isinstance(block["signature"], str)) or (
             kind == "redacted_thinking" and isinstance(block["data"], str)
         )
-    except (binascii.Error, ValueError, KeyError, TypeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, InvalidRequest):
         valid = False
     if not valid:
         raise InvalidRequest(

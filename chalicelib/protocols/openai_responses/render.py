@@ -296,7 +296,7 @@ def custom_input(arguments: str) -> str:
     """A custom (freeform) tool's raw input, from the one-string JSON Bedrock produced."""
     try:
         value = json.loads(arguments)
-    except ValueError:
+    except (ValueError, RecursionError):
         return arguments  # not the JSON the model was asked for: its text is the best input there is
     if isinstance(value, dict) and isinstance(value.get("input"), str):
         return value["input"]
