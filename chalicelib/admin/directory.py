@@ -331,6 +331,23 @@ class Directory:
         claim = self._table.get_item(Key=scopes.team_name_key(ref.strip()), ConsistentRead=True).get("Item")
         return self.team(claim["team_id"]) if claim else None
 
+    def named_team(self, ref: Any) -> Team:
+        """The team a caller named (its id or name), for the admin routes.
+
+        Raises
+        ------
+        InvalidRequest
+            Not a string, empty, or control characters.
+        NotFound
+            No such team.
+        """
+        if not isinstance(ref, str) or not ref.strip():
+            raise errors.InvalidRequest("team must be a team's id or name.", param="team")
+        team = self.find_team(check_plain_text(ref.strip(), "team"))
+        if team is None:
+            raise errors.NotFound(f"No team {ref!r}.", param="team", code="team_not_found")
+        return team
+
     def teams(self, *, limit: int, cursor: str | None) -> Page:
         return self._page(scopes.TEAMS_PREFIX, Team.from_item, limit=limit, cursor=cursor)
 

@@ -591,12 +591,7 @@ class PeopleService:
                                                                    action="appeared")  # fmt: skip
 
     def _team(self, ref: Any) -> Team:
-        if not isinstance(ref, str) or not ref.strip():
-            raise errors.InvalidRequest("team must be a team's id or name.", param="team")
-        team = self._directory.find_team(check_plain_text(ref.strip(), "team"))
-        if team is None:
-            raise errors.NotFound(f"No team {ref!r}.", param="team", code="team_not_found")
-        return team
+        return self._directory.named_team(ref)
 
     def _may_see(self, caller: Caller, person: Person) -> None:
         if caller.is_admin or caller.sub == person.sub:

@@ -31,7 +31,6 @@ from chalicelib.shared.dates import Clock, isoformat, utcnow
 from chalicelib.shared.fields import refuse_unknown
 from chalicelib.shared.http import HttpResult
 from chalicelib.shared.money import parse_money, usd
-from chalicelib.shared.text import check_plain_text
 
 PAGE_LIMITS = (50, 100)
 
@@ -346,12 +345,7 @@ class TeamsService:
         return self._team(ref)
 
     def _team(self, ref: Any) -> Team:
-        if not isinstance(ref, str) or not ref.strip():
-            raise errors.InvalidRequest("team must be a team's id or name.", param="team")
-        team = self._directory.find_team(check_plain_text(ref.strip(), "team"))
-        if team is None:
-            raise errors.NotFound(f"No team {ref!r}.", param="team", code="team_not_found")
-        return team
+        return self._directory.named_team(ref)
 
     def _membership(self, team: Team, who: str) -> Membership:
         person = self._people.find(who)
