@@ -79,3 +79,10 @@ def test_json_is_one_document_and_the_table_says_when_more_exist() -> None:
 
 def test_csv_and_json_together_are_a_usage_error() -> None:
     assert run(FakeClient(total=1), "--csv", "--json").exit_code == 2
+
+
+def test_the_cli_writes_the_gateways_columns_in_the_gateways_order() -> None:
+    # The CLI installs without chalicelib, so it keeps its own copy of the gateway's list.
+    from chalicelib.admin.requests import COLUMNS
+
+    assert cli_requests.CSV_COLUMNS == COLUMNS
