@@ -29,6 +29,7 @@ from chalicelib.gateway import Gateway, Resilience, UpstreamConfig
 from chalicelib.gateway.secrets import ParameterSecrets
 from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
 from chalicelib.keys.store import KeyStore
+from chalicelib.keys.teams import TeamPolicies, team_reader
 from chalicelib.protocols.route import Route
 from chalicelib.service.service import ModelService
 from chalicelib.settings import get_settings
@@ -166,7 +167,20 @@ def provider_secrets() -> ParameterSecrets:
 def model_service() -> ModelService:
     """The model service: admission, the Bedrock call and billing, shared by every protocol adapter."""
     live = live_catalog()
-    return ModelService(catalog=catalog, gateway=gateway(), meter=meter(), prefetch=live.prefetch, recheck=live.recheck)
+    return ModelService(
+        catalog=catalog,
+        gateway=gateway(),
+        meter=meter(),
+        prefetch=live.prefetch,
+        recheck=live.recheck,
+        team_policy=team_policies(),
+    )
+
+
+@functools.cache
+def team_policies() -> TeamPolicies:
+    """Each team's guardrail as this function last read it, fresh within 30 s (``chalicelib/keys/teams.py``)."""
+    return TeamPolicies(team_reader(dynamodb().Table(get_settings().usage_table)))
 
 
 @functools.cache
@@ -293,6 +307,8 @@ def teams_service() -> TeamsService:
         meter=meter(),
         ledger=ledger(),
         max_body_bytes=get_settings().max_body_bytes,
+        guardrails=lambda guardrail: guardrail_check()(guardrail),
+        remember=team_policies().remember,
     )
 
 

@@ -49,6 +49,7 @@ from chalicelib.gateway import (
     prompt_input,
 )
 from chalicelib.keys.store import KeyRecord
+from chalicelib.keys.teams import TeamPolicy
 from chalicelib.observability import logger
 from chalicelib.service.policy import call_policy, guardrail_worst_case
 from chalicelib.shared.guardrails import GuardrailPrices, guardrail_cost, text_units
@@ -116,6 +117,7 @@ class ModelService:
         clock: Callable[[], float] = time.time,
         prefetch: Callable[[], None] | None = None,
         recheck: Callable[[], Catalog] | None = None,
+        team_policy: Callable[[str], TeamPolicy] | None = None,
     ) -> None:
         self._catalog = catalog
         self._gateway = gateway
@@ -124,6 +126,8 @@ class ModelService:
         self._prefetch = prefetch
         #: The catalog read again after a name was not found (a model added on another function).
         self._recheck = recheck
+        #: A team's policy (its guardrail), from this function's copy (``chalicelib/keys/teams.py``).
+        self._team_policy = team_policy
 
     def prefetch(self) -> None:
         """Start refreshing the catalog snapshot if this request will need it (never waits).
@@ -171,7 +175,15 @@ class ModelService:
         log = {"request_id": request_id, "key_id": key.key_id, "model": model.id, "surface": surface}
         log.update(stream=conversation.stream, **conversation.annotations)
         # Who may serve the call: the model asked for, then the fallbacks this key may use.
-        policy = call_policy(key, model, catalog or self._catalog(), conversation, region=self._gateway.region)
+        team = self._team_policy(key.team_id) if key.team_id and self._team_policy is not None else None
+        policy = call_policy(
+            key,
+            model,
+            catalog or self._catalog(),
+            conversation,
+            region=self._gateway.region,
+            team_guardrail=team.guardrail if team is not None else None,
+        )
         # What reaches the upstream, built once: admission bounds its tokens, the call sends it.
         prompt = self._gateway.prompt(conversation, model)
         bound = prompt_input(prompt).token_bound  # UTF-8 bytes: also a bound of the characters
