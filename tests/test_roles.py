@@ -74,8 +74,13 @@ MATRIX: list[tuple[str, str, str, Any, Any]] = [
     ("admin", "patch", "/admin/teams/red", {"monthly_budget_usd": "30"}, ALLOWED),
     # A team's guardrail (Red has one): a compliance control, admins only; nor replaced through a key's own
     ("alice", "patch", "/admin/teams/red", {"guardrail": None}, (403, "admin_only")),
-    ("alice", "patch", "/admin/teams/red", {"guardrail": {"id": DEMO_GUARDRAIL_ID, "version": "DRAFT"}},
-     (403, "admin_only")),
+    (
+        "alice",
+        "patch",
+        "/admin/teams/red",
+        {"guardrail": {"id": DEMO_GUARDRAIL_ID, "version": "DRAFT"}},
+        (403, "admin_only"),
+    ),
     ("bob", "patch", "/admin/teams/red", {"guardrail": None}, (403, "admin_only")),
     ("carol", "patch", "/admin/teams/blue", {"guardrail": DEMO}, (403, "admin_only")),
     ("alice", "patch", "/admin/keys/{red-team}", {"guardrail": {"id": DEMO_GUARDRAIL_ID}}, (403, "team_guardrail")),

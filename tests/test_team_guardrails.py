@@ -99,8 +99,8 @@ def test_the_keys_own_guardrail_wins_over_the_teams_and_the_teams_over_the_model
         assert model.status_code == 200, model.body
         assert as_admin.call("patch", "/admin/teams/red", {"guardrail": DEMO}).status_code == 200
         team_key = as_alice.call("post", "/admin/keys", {"team": "red", "team_owned": True}).json_body
-        own = as_admin.call("post", "/admin/keys", {"team": "red", "team_owned": True,
-                                                    "guardrail": {"id": "teamtwo", "version": "1"}}).json_body  # fmt: skip
+        own_fields = {"team": "red", "team_owned": True, "guardrail": {"id": "teamtwo", "version": "1"}}
+        own = as_admin.call("post", "/admin/keys", own_fields).json_body
         other = as_admin.call("post", "/admin/keys", {}).json_body
         # WHEN each calls nova-micro
         for record in (team_key, own, other):
@@ -143,6 +143,16 @@ def test_only_admins_set_or_clear_a_teams_guardrail(
     assert as_admin.call("patch", f"/admin/keys/{mine['key_id']}", {"team": "red"}).status_code == 200
     again = as_admin.call("patch", "/admin/teams/red", {"guardrail": {"id": DEMO_GUARDRAIL_ID, "version": "DRAFT"}})
     assert again.json_body["keys_with_own_guardrail"] == [mine["key_id"]] and "wins over" in again.json_body["notice"]
+
+
+def test_a_team_is_created_with_a_guardrail_by_an_admin_audited(guarded: None, as_admin: Api, as_alice: Api) -> None:
+    created = as_admin.call("post", "/admin/teams", {"name": "Blue", "guardrail": DEMO})
+    assert created.status_code == 201 and created.json_body["guardrail"] == DEMO
+    event = as_admin.call("get", "/admin/teams/blue/audit").json_body["data"][0]
+    assert event["action"] == "created" and event["details"]["guardrail"] == DEMO
+    assert_error(as_admin.call("post", "/admin/teams", {"name": "Green", "guardrail": {"id": "Bad!"}}), 400,
+                 param="guardrail.id")  # fmt: skip
+    assert_error(as_alice.call("post", "/admin/teams", {"name": "Mine", "guardrail": DEMO}), 403, "admin_only")
 
 
 @pytest.mark.parametrize(

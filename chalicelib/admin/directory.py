@@ -374,7 +374,14 @@ class Directory:
                 request = response.get("UnprocessedKeys") or None
         return found
 
-    def create_team(self, name: str, *, actor: str, default_member_budget_usd: Decimal | None) -> Team:
+    def create_team(
+        self,
+        name: str,
+        *,
+        actor: str,
+        default_member_budget_usd: Decimal | None,
+        guardrail: dict[str, str] | None = None,
+    ) -> Team:
         """A new team with a name no other team has.
 
         Raises
@@ -388,6 +395,7 @@ class Directory:
             created_at=self.now(),
             created_by=actor,
             default_member_budget_usd=default_member_budget_usd,
+            guardrail=guardrail,
         )
         self._transact(
             [

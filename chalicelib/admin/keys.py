@@ -245,7 +245,7 @@ class AdminService:
             moved_to = self._move(caller, current, body["team"])
             changes["team_id"] = moved_to.team_id if moved_to is not None else None
         team_id = changes.get("team_id", current.team_id)
-        own_guardrail = changes["guardrail"] if "guardrail" in changes else current.guardrail
+        own_guardrail = changes.get("guardrail", current.guardrail)
         if not caller.is_admin and team_id is not None and ("guardrail" in changes or (moved_to and own_guardrail)):
             # One read, only when a guardrail could come to override (or stop overriding) a team's.
             _team_guardrail_stays(caller, moved_to if moved_to is not None else self._teams.team(team_id))

@@ -8,6 +8,9 @@ A team's budget is its scope's budget (``BUDGET#TEAM#<id>``, read by admission l
 owner's): every key charged to the team (the team's own keys, and members' keys charged to
 it) reserves its worst case there too. Lowering it below what the team spent this month is
 allowed; the answer says that requests charged to the team are refused from then on.
+
+A team's guardrail (admins only: a compliance control) is carried by every call charged to the
+team unless its key has one of its own; the request path reads it through ``keys/teams.py``.
 """
 
 from __future__ import annotations
@@ -88,18 +91,24 @@ class TeamsService:
         return HttpResult({"object": "list", "data": views, "has_more": cursor is not None, "next_cursor": cursor})
 
     def create_team(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
-        """``POST /admin/teams`` ``{"name", "monthly_budget_usd", "default_member_budget_usd"}`` (admins)."""
+        """``POST /admin/teams`` ``{"name", "monthly_budget_usd", "default_member_budget_usd", "guardrail"}``
+        (admins).
+        """
         caller = self._caller(headers)
         caller.require_admin("create teams")
         body = self._body(raw_body, required=True)
-        refuse_unknown(body, {"name", "monthly_budget_usd", "default_member_budget_usd"})
+        refuse_unknown(body, TEAM_FIELDS)
         name = team_name(body.get("name"))
         budget = parse_money(body.get("monthly_budget_usd"))
         default = parse_money(body.get("default_member_budget_usd"), "default_member_budget_usd")
-        team = self._directory.create_team(name, actor=caller.label, default_member_budget_usd=default)
+        guardrail = self._guardrail(body.get("guardrail"))
+        team = self._directory.create_team(
+            name, actor=caller.label, default_member_budget_usd=default, guardrail=guardrail
+        )
         if budget is not None:
             self._meter.set_budget(scopes.team(team.team_id), budget, actor=caller.label, label=team.name)
-        details = {"name": name, "monthly_budget_usd": usd(budget), "default_member_budget_usd": usd(default)}
+        details = {"name": name, "monthly_budget_usd": usd(budget), "default_member_budget_usd": usd(default),
+                   "guardrail": guardrail}  # fmt: skip
         self._event(team, "created", caller, details=details)
         return HttpResult(self._views(caller, [team], detail=True)[0], status=201)
 
@@ -128,12 +137,7 @@ class TeamsService:
             caller.require_admin("rename a team or set its budget")
         elif "guardrail" not in body:
             caller.require_team_admin(team.team_id, "set the default budget of new members")
-        guardrail: Any = ...
-        if "guardrail" in body:
-            parsed = parse_guardrail(body["guardrail"])
-            if parsed is not None and self._guardrails is not None:
-                self._guardrails(parsed)
-            guardrail = parsed.to_json() if parsed is not None else None
+        guardrail: Any = self._guardrail(body["guardrail"]) if "guardrail" in body else ...
         scope = scopes.team(team.team_id)
         budget_before = self._meter.budget(scope, fresh=True)
         name = team_name(body["name"]) if "name" in body else None
@@ -371,6 +375,13 @@ class TeamsService:
         """The keys charged to the team now (its ``key_ids`` is every key ever charged to it)."""
         found = self._keys.get_many(team.key_ids)
         return sorted((r for r in found.values() if r.team_id == team.team_id), key=lambda r: r.created_at)
+
+    def _guardrail(self, raw: Any) -> dict[str, str] | None:
+        """A guardrail an admin sets on a team, checked as a key's is (the stack's list, Bedrock has it)."""
+        parsed = parse_guardrail(raw)
+        if parsed is not None and self._guardrails is not None:
+            self._guardrails(parsed)
+        return parsed.to_json() if parsed is not None else None
 
     def _caller(self, headers: Mapping[str, str]) -> Caller:
         return Caller(self._authenticator().authenticate(headers), self._directory)
