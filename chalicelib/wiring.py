@@ -16,6 +16,7 @@ from chalicelib.accounting.reports import ReportConfig, ReportService, TeamInfo
 from chalicelib.admin.accounting import AccountingService
 from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticator_for_pool
 from chalicelib.admin.directory import Directory
+from chalicelib.admin.guardrail_prices import GuardrailPriceAdmin
 from chalicelib.admin.guardrails import GuardrailCheck
 from chalicelib.admin.keys import AdminService
 from chalicelib.admin.models import ModelAdmin
@@ -366,6 +367,20 @@ def model_admin() -> ModelAdmin:
         # The test answers on the buffered API function: inside API Gateway's 29 s.
         test_seconds=min(20.0, settings.upstream_timeout_seconds),
         guardrails=lambda guardrail: guardrail_check()(guardrail),
+    )
+
+
+@functools.cache
+def guardrail_price_admin() -> GuardrailPriceAdmin:
+    """``/admin/guardrail-prices``: the operator's guardrail prices, in the catalog table."""
+    settings = get_settings()
+    return GuardrailPriceAdmin(
+        authenticator=admin_authenticator,
+        store=catalog_store(),
+        live=live_catalog(),
+        audit=audit_log(),
+        region=settings.bedrock_region,
+        max_body_bytes=settings.max_body_bytes,
     )
 
 

@@ -578,6 +578,37 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             },
         },
     },
+    "GuardrailPrices": {
+        "type": "object",
+        "required": ["object", "in_force", "versions", "default"],
+        "properties": {
+            "object": {"const": "guardrail_prices"},
+            "unit": STRING,
+            "in_force": {
+                "type": "object",
+                "description": "Version 0: LiteLLM's map.",
+                "properties": {"version": INTEGER, "per_1000_units": {"type": "object", "additionalProperties": MONEY}},
+            },
+            "versions": {"type": "array", "items": OBJECT},
+            "default": OBJECT,
+            "audit": {"type": "array", "items": OBJECT},
+        },
+    },
+    "GuardrailPriceChange": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["per_1000_units"],
+        "properties": {
+            "per_1000_units": {
+                "type": "object",
+                "description": "USD per 1,000 text units by usage counter (contentPolicyUnits, …); null drops one.",
+                "maxProperties": 16,
+                "additionalProperties": {"anyOf": [MONEY, {"type": "null"}]},
+            },
+            "effective_from": {**TIME, "description": "Default: now; never in the past."},
+            "force": {"type": "boolean", "description": "Allow a price over $100 per 1,000 text units."},
+        },
+    },
     "Member": {
         "type": "object",
         "required": ["object", "team", "sub", "role"],
