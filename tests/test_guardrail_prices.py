@@ -46,7 +46,8 @@ def blocked_call(secret: str) -> dict[str, Any]:
                          "messages": [{"role": "user", "content": "Hi #emulator:guardrail=input"}]}),
     )  # fmt: skip
     assert answer.status_code == 200, answer.body
-    return {"body": json.loads(answer.body), "cost": Decimal(answer.headers["x-pennyworth-cost-usd"])}
+    return {"body": json.loads(answer.body), "cost": Decimal(answer.headers["x-pennyworth-cost-usd"]),
+            "request_id": answer.headers["x-request-id"]}  # fmt: skip
 
 
 def test_an_edited_guardrail_price_bills_to_the_last_digit_and_the_entry_names_its_version(
@@ -55,8 +56,8 @@ def test_an_edited_guardrail_price_bills_to_the_last_digit_and_the_entry_names_i
     # GIVEN a key carrying the demo guardrail, billed at LiteLLM's prices at first
     key = as_admin.call("post", "/admin/keys", {"guardrail": DEMO}).json_body
     before = blocked_call(key["secret"])
-    entry = entries(key["key_id"])[0]
-    assert entry.guardrail_price_version == 0
+    [entry] = entries(key["key_id"])
+    assert entry.request_id == before["request_id"] and entry.guardrail_price_version == 0
     assert entry.guardrail_usd == sum(map_prices("us-east-1").per_unit[c] * n for c, n in entry.guardrail_units.items())
     # WHEN an admin sets the content and topic prices (per 1,000 units), the other counters carried over
     changed = as_admin.call("patch", PATH, {"per_1000_units": {"contentPolicyUnits": "0.123456789",
@@ -68,7 +69,7 @@ def test_an_edited_guardrail_price_bills_to_the_last_digit_and_the_entry_names_i
     assert in_force["sensitiveInformationPolicyUnits"] == "0.1"  # LiteLLM's, carried over
     # THEN the next call is billed at them, to the last digit, and its entry names version 1
     after = blocked_call(key["secret"])
-    entry = entries(key["key_id"])[-1]
+    [entry] = [e for e in entries(key["key_id"]) if e.request_id == after["request_id"]]
     units = entry.guardrail_units
     assert units == {"contentPolicyUnits": 1, "topicPolicyUnits": 1, "wordPolicyUnits": 1,
                      "sensitiveInformationPolicyUnits": 1}  # fmt: skip
