@@ -177,7 +177,7 @@ def test_a_bursts_workers_end_once_idle_and_a_failing_task_never_ends_its_worker
     after: list[threading.Thread] = []
     for _ in range(3):
         again = threading.Event()
-        readers.run(lambda: (after.append(threading.current_thread()), again.set()))
+        readers.run(lambda again=again: (after.append(threading.current_thread()), again.set()))
         assert again.wait(3)
         time.sleep(0.02)
     assert len({id(t) for t in after}) == 1 and after[0].is_alive()  # one kept worker serves them in turn
