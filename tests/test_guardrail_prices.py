@@ -134,6 +134,10 @@ def test_a_future_version_applies_only_from_its_time(guarded: None, as_admin: Ap
         ({"per_1000_units": {"x" * 300 + "Units": "1"}}, "per_1000_units"),
         ({"per_1000_units": {f"c{i}Units": "1" for i in range(17)}}, "per_1000_units"),
         ({"per_1000_units": {}}, "per_1000_units"),
+        # A counter Bedrock never reports (a typo): its price would never bill anything
+        ({"per_1000_units": {"contnetPolicyUnits": "0.5"}}, "per_1000_units"),
+        # A counter Bedrock bills cannot go unpriced: it would be billed at the dearest price
+        ({"per_1000_units": {"topicPolicyUnits": None}}, "per_1000_units.topicPolicyUnits"),
         ({"per_1000_units": "0.15"}, "per_1000_units"),
         ({"per_1000_units": {"contentPolicyUnits": "1"}, "force": "yes"}, "force"),
         ({"per_1000_units": {"contentPolicyUnits": "1"}, "colour": "red"}, "colour"),
@@ -154,9 +158,31 @@ def test_a_price_over_the_sanity_bound_needs_force_and_only_admins_see_or_set_pr
 ) -> None:
     forced = as_admin.call("patch", PATH, {"per_1000_units": {"contentPolicyUnits": "150"}, "force": True})
     assert forced.status_code == 200 and forced.json_body["in_force"]["per_1000_units"]["contentPolicyUnits"] == "150"
-    # Dropping every counter would leave a guardrail unpriced: refused
+    # Dropping a counter Bedrock bills (let alone every one) would leave it unpriced: refused
     every = {counter: None for counter in forced.json_body["in_force"]["per_1000_units"]}
-    assert_error(as_admin.call("patch", PATH, {"per_1000_units": every}), 400, param="per_1000_units")
+    assert_error(as_admin.call("patch", PATH, {"per_1000_units": every}), 400)
     assert_error(as_alice.call("get", PATH), 403, "admin_only")
     assert_error(as_alice.call("patch", PATH, {"per_1000_units": {"contentPolicyUnits": "0"}}), 403, "admin_only")
     assert len(as_admin.call("get", PATH).json_body["versions"]) == 1
+
+
+def test_a_counter_without_a_price_is_in_admissions_worst_case_as_it_is_in_the_bill() -> None:
+    """A version that priced fewer counters than Bedrock reports (an admin's ``null`` dropped the rest)
+    billed each unpriced counter at the dearest price, but admission's worst case summed only the
+    priced ones: the bill could exceed the reservation, which caps it, and the operator lost the rest."""
+    from chalicelib.catalog import load_catalog
+    from chalicelib.gateway import CallPolicy, Target
+    from chalicelib.service.policy import guardrail_worst_case
+    from chalicelib.settings import DEFAULT_CATALOG
+    from chalicelib.shared.guardrails import Guardrail, GuardrailPrices, guardrail_cost
+
+    model = load_catalog(DEFAULT_CATALOG, region="us-east-1").find("nova-micro")
+    policy = CallPolicy((Target(model, "us-east-1", Guardrail(DEMO_GUARDRAIL_ID, "1")),))
+    dropped = GuardrailPrices({"contentPolicyUnits": Decimal("0.00015")}, version=3)
+    # A 1,000-byte prompt and a one-token answer: at most 1 (+1) and 1 (+1) text units per policy.
+    worst = guardrail_worst_case(policy, dropped, prompt_bytes=1000, max_output_tokens=1)
+    # Bedrock reports 4 units for every policy type of a guardrail that has them all
+    every = {counter: 4 for counter in map_prices("us-east-1").per_unit}
+    bill = guardrail_cost(dropped, every)
+    assert bill == Decimal("0.00015") * 4 * len(every)
+    assert worst >= bill

@@ -23,6 +23,7 @@ from chalicelib.keys.audit import Actor, AuditLog, Subject
 from chalicelib.shared.body import parse_json_body
 from chalicelib.shared.dates import Clock, isoformat, utcnow
 from chalicelib.shared.fields import refuse_unknown
+from chalicelib.shared.guardrails import BEDROCK_COUNTERS
 from chalicelib.shared.http import HttpResult
 
 #: The audit subject of the stack's guardrail prices.
@@ -70,16 +71,22 @@ class GuardrailPriceAdmin:
         force = body.get("force", False)
         if not isinstance(force, bool):
             raise errors.InvalidRequest("force must be true or false.", param="force")
-        changes = parse_changes(body.get("per_1000_units"), force=force)
         now = isoformat(self._clock())
         stored = self._store.read()
         previous = stored.guardrail_prices
         versions = versions_of((previous or {}).get("versions"))
+        default = map_guardrail_prices(self._region)
+        changes = parse_changes(
+            body.get("per_1000_units"),
+            force=force,
+            billed={*BEDROCK_COUNTERS, *default.per_unit},
+            held=(versions[-1].prices if versions else default).per_unit,
+        )
         documents = [v.to_document() for v in versions]
         version = next_version(
             versions,
             changes,
-            base=map_guardrail_prices(self._region),
+            base=default,
             effective_from=effective_from(body.get("effective_from"), now, documents),
             now=now,
             actor=principal.email or principal.sub,

@@ -15,14 +15,14 @@ Stored and shown as exact decimal strings of USD per 1,000 text units (Bedrock's
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from chalicelib.catalog.prices import guardrail_prices as map_guardrail_prices
 from chalicelib.errors import InvalidRequest
-from chalicelib.shared.guardrails import UNIT_CHARACTERS, UNIT_SUFFIX, GuardrailPrices
+from chalicelib.shared.guardrails import BEDROCK_COUNTERS, UNIT_CHARACTERS, UNIT_SUFFIX, GuardrailPrices
 
 THOUSAND = Decimal(UNIT_CHARACTERS)
 #: A usage counter of Bedrock's guardrail trace (``contentPolicyUnits``, ``topicPolicyUnits``, …).
@@ -105,14 +105,25 @@ def versions_of(documents: Any) -> tuple[GuardrailPriceVersion, ...]:
     return tuple(versions)
 
 
-def parse_changes(raw: Any, *, force: bool = False, param: str = "per_1000_units") -> dict[str, Decimal | None]:
-    """Prices an admin sends, USD per 1,000 text units by counter (``null``: drop the counter), per unit.
+def parse_changes(
+    raw: Any,
+    *,
+    force: bool = False,
+    param: str = "per_1000_units",
+    billed: Collection[str] = BEDROCK_COUNTERS,
+    held: Collection[str] = (),
+) -> dict[str, Decimal | None]:
+    """Prices an admin sends, USD per 1,000 text units by counter, per unit.
+
+    ``billed`` are the counters Bedrock reports (and LiteLLM's map prices): each keeps a price
+    (``"0"`` makes one free); ``null`` drops only a counter of ``held`` (the prices in force) that
+    is not one of them. A name that is neither is refused: its price would never bill anything.
 
     Raises
     ------
     InvalidRequest
-        Not an object of counters, an unknown-looking counter, a price that is not an exact
-        decimal string, negative, or over ``ABSURD_PER_THOUSAND`` without ``force``.
+        Not an object of counters, a counter Bedrock does not report, ``null`` for one it does, a
+        price that is not an exact decimal string, negative, or over ``ABSURD_PER_THOUSAND`` without ``force``.
     """
     example = '{"contentPolicyUnits": "0.15", "topicPolicyUnits": "0.15"}'
     if not isinstance(raw, Mapping) or not raw:
@@ -128,8 +139,19 @@ def parse_changes(raw: Any, *, force: bool = False, param: str = "per_1000_units
                 "contentPolicyUnits).",
                 param=param,
             )
+        if counter not in billed and counter not in held:
+            raise InvalidRequest(
+                f"{param}: {counter!r} is not a usage counter Bedrock reports; one of {', '.join(sorted(billed))}.",
+                param=param,
+            )
         at = f"{param}.{counter}"
         if value is None:
+            if counter in billed:
+                raise InvalidRequest(
+                    f'{at}: Bedrock bills this counter, so it keeps a price (send "0" to make it free); without '
+                    "one it would be billed at the dearest counter's price.",
+                    param=at,
+                )
             changes[counter] = None
             continue
         text = value.strip() if isinstance(value, str) else ""
