@@ -186,3 +186,40 @@ def test_a_counter_without_a_price_is_in_admissions_worst_case_as_it_is_in_the_b
     bill = guardrail_cost(dropped, every)
     assert bill == Decimal("0.00015") * 4 * len(every)
     assert worst >= bill
+
+
+@pytest.mark.parametrize("damage", [{"contentPolicyUnits": "abc"}, {"contentPolicyUnits": "Infinity"}, "0.15"])
+def test_a_damaged_prices_item_refuses_guarded_calls_instead_of_billing_at_litellms_prices(
+    guarded: None, as_admin: Api, damage: Any
+) -> None:
+    """A prices item that could not be read fell back to LiteLLM's map: an operator who had raised
+    the prices (a charge-back markup) silently billed below them until someone read the logs. A
+    guardrail is never applied at prices other than the operator's: guarded calls are refused (503),
+    the others go on, and the admin API says what is wrong instead of a 500."""
+    assert as_admin.call("patch", PATH, {"per_1000_units": {"contentPolicyUnits": "5"}}).status_code == 200
+    store = wiring.catalog_store()
+    item = store._table.get_item(Key={"pk": "CATALOG", "sk": "GUARDRAIL_PRICES"})["Item"]
+    item["versions"][0]["per_1000_units"] = damage
+    store._table.put_item(Item=item)
+    store._table.update_item(Key={"pk": "CATALOG", "sk": "STATE"}, UpdateExpression="ADD version :one",
+                             ExpressionAttributeValues={":one": 1})  # fmt: skip
+    wiring.live_catalog().refresh()
+    key = as_admin.call("post", "/admin/keys", {"guardrail": DEMO}).json_body
+    refused = StreamClient().post(
+        "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key['secret']}", "Content-Type": "application/json"},
+        body=json.dumps({"model": "nova-micro", "max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    assert refused.status_code == 503, refused.body
+    assert json.loads(refused.body)["error"]["code"] == "guardrail_prices_unreadable"
+    assert entries(key["key_id"]) == []
+    plain = as_admin.call("post", "/admin/keys", {}).json_body
+    served = StreamClient().post(
+        "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {plain['secret']}", "Content-Type": "application/json"},
+        body=json.dumps({"model": "nova-micro", "max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    assert served.status_code == 200, served.body
+    assert_error(as_admin.call("get", PATH), 503, "guardrail_prices_unreadable")
+    change = {"per_1000_units": {"topicPolicyUnits": "1"}}
+    assert_error(as_admin.call("patch", PATH, change), 503, "guardrail_prices_unreadable")

@@ -16,7 +16,14 @@ from chalicelib import errors
 from chalicelib.admin.auth import AdminAuthenticator, Principal
 from chalicelib.catalog import CatalogStore, LiveCatalog
 from chalicelib.catalog.entry import effective_from
-from chalicelib.catalog.guardrail_prices import in_force, next_version, parse_changes, versions_of
+from chalicelib.catalog.guardrail_prices import (
+    GuardrailPriceVersion,
+    guardrail_prices_unreadable,
+    in_force,
+    next_version,
+    parse_changes,
+    versions_of,
+)
 from chalicelib.catalog.prices import guardrail_prices as map_guardrail_prices
 from chalicelib.catalog.prices import litellm_version
 from chalicelib.keys.audit import Actor, AuditLog, Subject
@@ -74,7 +81,7 @@ class GuardrailPriceAdmin:
         now = isoformat(self._clock())
         stored = self._store.read()
         previous = stored.guardrail_prices
-        versions = versions_of((previous or {}).get("versions"))
+        versions = _versions(previous)
         default = map_guardrail_prices(self._region)
         changes = parse_changes(
             body.get("per_1000_units"),
@@ -108,7 +115,7 @@ class GuardrailPriceAdmin:
         return HttpResult(self._view(saved))
 
     def _view(self, item: Mapping[str, Any] | None) -> dict[str, Any]:
-        versions = versions_of((item or {}).get("versions"))
+        versions = _versions(item)
         now = isoformat(self._clock())
         current = in_force(versions, self._region, now)
         return {
@@ -127,3 +134,19 @@ class GuardrailPriceAdmin:
         if not principal.is_admin:
             raise errors.PermissionDenied("Only admins can see or change guardrail prices.", code="admin_only")
         return principal
+
+
+def _versions(item: Mapping[str, Any] | None) -> tuple[GuardrailPriceVersion, ...]:
+    """The stored versions; a damaged item is a clear 503, never a 500 nor a new version built over it.
+
+    Raises
+    ------
+    ServiceUnavailable
+        ``guardrail_prices_unreadable``.
+    """
+    try:
+        return versions_of((item or {}).get("versions"))
+    except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+        unreadable = guardrail_prices_unreadable()
+        unreadable.message = f"{unreadable.message} ({str(exc)[:200]})"
+        raise unreadable from None

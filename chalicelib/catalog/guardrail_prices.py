@@ -21,7 +21,8 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.catalog.prices import guardrail_prices as map_guardrail_prices
-from chalicelib.errors import InvalidRequest
+from chalicelib.errors import InvalidRequest, ServiceUnavailable
+from chalicelib.shared.dates import isoformat, parse_time
 from chalicelib.shared.guardrails import BEDROCK_COUNTERS, UNIT_CHARACTERS, UNIT_SUFFIX, GuardrailPrices
 
 THOUSAND = Decimal(UNIT_CHARACTERS)
@@ -72,6 +73,15 @@ def in_force(versions: Sequence[GuardrailPriceVersion], region: str | None, mome
     return chosen.prices
 
 
+def guardrail_prices_unreadable() -> ServiceUnavailable:
+    """The refusal of a guarded call (and of the admin API) while the stored prices cannot be read."""
+    return ServiceUnavailable(
+        "The operator's guardrail prices cannot be read (the catalog table's GUARDRAIL_PRICES item is damaged), so "
+        "a call with a guardrail cannot be priced; an admin must repair the item. Calls without one are unaffected.",
+        code="guardrail_prices_unreadable",
+    )
+
+
 def versions_of(documents: Any) -> tuple[GuardrailPriceVersion, ...]:
     """The versions of the stored item (``to_document`` forms, oldest first).
 
@@ -91,12 +101,17 @@ def versions_of(documents: Any) -> tuple[GuardrailPriceVersion, ...]:
             raise ValueError("a guardrail price version has no per_1000_units")
         number = int(document["version"])
         prices = {str(k): Decimal(str(v)) / THOUSAND for k, v in per_thousand.items()}
-        if any(p < 0 for p in prices.values()) or (versions and number <= versions[-1].version):
-            raise ValueError("guardrail price versions must be non-negative and numbered in order")
+        if not all(p.is_finite() and p >= 0 for p in prices.values()):
+            raise ValueError("guardrail prices must be finite and non-negative")
+        if versions and number <= versions[-1].version:
+            raise ValueError("guardrail price versions must be numbered in order")
+        moment = str(document["effective_from"])
+        if isoformat(parse_time(moment)) != moment:  # compared as text with the request's admission time
+            raise ValueError(f"effective_from {moment[:40]!r} is not an ISO 8601 UTC time to the second")
         versions.append(
             GuardrailPriceVersion(
                 version=number,
-                effective_from=str(document["effective_from"]),
+                effective_from=moment,
                 prices=GuardrailPrices(prices, version=number),
                 set_by=document.get("set_by"),
                 set_at=document.get("set_at"),
