@@ -809,3 +809,41 @@ def test_calls_share_one_connection_to_bedrock() -> None:
         assert len(accepted) == 1, accepted
     finally:
         server.shutdown()
+
+
+def _closing_emulator(mode: str) -> tuple[Any, str, list[Any]]:
+    """The emulator behind a server that closes kept-alive connections: ``idle`` after each answer
+    (an upstream's idle timeout, seen by the client before its next request), ``racing`` when the
+    next request arrives on one (the timeout firing as the request is sent: no answer at all)."""
+    from local.bedrock_emulator import start_emulator
+    from local.bedrock_emulator.server import BedrockHandler
+
+    accepted: list[Any] = []
+
+    class Closing(BedrockHandler):
+        def handle(self) -> None:
+            accepted.append(self.client_address)
+            self.handle_one_request()
+            if mode == "racing" and not self.close_connection:
+                self.rfile.readline()  # the next request's first line arrives, and the connection closes
+            # Returning closes the connection without Connection: close, as an idle timeout does.
+
+    server, base_url = start_emulator(host="127.0.0.1", port=0)
+    server.RequestHandlerClass = Closing
+    return server, base_url, accepted
+
+
+@pytest.mark.parametrize("mode", ["idle", "racing"])
+def test_an_upstream_that_closes_kept_connections_never_fails_the_next_request(mode: str) -> None:
+    """One connection is kept per warm function now: when the upstream (or a load balancer before
+    it) closes it while idle, the next request must still be answered, by a new connection."""
+    server, base_url, accepted = _closing_emulator(mode)
+    try:
+        gateway = Gateway(UpstreamConfig(region="us-east-1", endpoint_url=base_url, timeout_seconds=5))
+        for stream in (False, True, False, True):
+            outcome = run(gateway, stream=stream)
+            assert outcome.status == "ok"
+            time.sleep(0.05)  # idle long enough for the close to reach the client
+        assert len(accepted) >= 4
+    finally:
+        server.shutdown()
