@@ -847,3 +847,49 @@ def test_an_upstream_that_closes_kept_connections_never_fails_the_next_request(m
         assert len(accepted) >= 4
     finally:
         server.shutdown()
+
+
+def test_a_call_admitted_before_a_guardrail_price_version_starts_is_billed_at_the_one_before(gateway: Gateway) -> None:
+    """The edge of a new guardrail price version (here exactly at a month's start): a call admitted a
+    second before it and settled after it is reserved and billed at the earlier prices, and its entry
+    says so; the next call, admitted at the version's first second, is billed at the new ones."""
+    from dataclasses import replace
+
+    from chalicelib.catalog import Catalog
+    from chalicelib.catalog.guardrail_prices import GuardrailPriceVersion
+    from chalicelib.catalog.prices import guardrail_prices
+    from chalicelib.shared.guardrails import GuardrailPrices
+    from local.bedrock_emulator.guardrails import DEMO_GUARDRAIL_ID
+
+    starts = 1_798_761_600.0  # 2027-01-01T00:00:00Z
+    new = {counter: Decimal("0.5") for counter in guardrail_prices("us-east-1").per_unit}
+    version = GuardrailPriceVersion(1, "2027-01-01T00:00:00Z", GuardrailPrices(new, version=1))
+    catalog = Catalog(list(CATALOG), guardrail_prices=(version,))
+    key = replace(_BILLING["key"], guardrail={"id": DEMO_GUARDRAIL_ID, "version": "1"})
+    now = {"t": starts - 1}
+    meter = _BILLING["meter"]
+
+    class AdmitThenCross:
+        """The meter, with the clock crossing the version's start right after admission."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(meter, name)
+
+        def admit(self, *args: Any, **kwargs: Any) -> Any:
+            ticket = meter.admit(*args, **kwargs)
+            now["t"] = starts + 1
+            return ticket
+
+    service = ModelService(catalog=lambda: catalog, gateway=gateway, meter=AdmitThenCross(), clock=lambda: now["t"])
+    billed = []
+    for _ in range(2):
+        conversation = parse_chat_request({"model": "nova-micro", "messages": [{"role": "user", "content": "Hi"}]})
+        turn = service.converse(key, conversation.conversation, deadline=now["t"] + 60, surface="test")
+        billed.append(list(turn)[-1].entry)
+        now["t"] = starts  # the next call is admitted at the version's first second
+    before, after = billed
+    assert before.guardrail_units and after.guardrail_units
+    assert before.guardrail_price_version == 0 and after.guardrail_price_version == 1
+    old = guardrail_prices("us-east-1").per_unit
+    assert before.guardrail_usd == sum(old[c] * n for c, n in before.guardrail_units.items())
+    assert after.guardrail_usd == sum(Decimal("0.5") * n for n in after.guardrail_units.values())
