@@ -893,3 +893,23 @@ def test_a_call_admitted_before_a_guardrail_price_version_starts_is_billed_at_th
     old = guardrail_prices("us-east-1").per_unit
     assert before.guardrail_usd == sum(old[c] * n for c, n in before.guardrail_units.items())
     assert after.guardrail_usd == sum(Decimal("0.5") * n for n in after.guardrail_units.values())
+
+
+def test_the_shared_client_imports_litellm_through_the_loader() -> None:
+    """The chat client is made before the first completion: importing LiteLLM for it must go
+    through ``load_litellm`` (offline, the collector paused, the tokenizer deferred), not around it."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from chalicelib.gateway.loader import DeferredEncoding\n"
+        "from chalicelib.gateway.providers import Bedrock, Upstream\n"
+        "Bedrock(region='us-east-1', endpoint_url=None).chat_client(Upstream('bedrock', 'bedrock/converse/x'))\n"
+        "import litellm.main\n"
+        "print(isinstance(litellm.main._encoding_cache, DeferredEncoding), litellm.suppress_debug_info)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"]

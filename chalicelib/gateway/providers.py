@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from chalicelib.catalog import ModelEntry
 from chalicelib.conversation.request import Conversation
+from chalicelib.gateway.loader import load_litellm
 from chalicelib.gateway.prompts import BedrockPrompt, bedrock_prompt, litellm_options
 
 
@@ -108,6 +109,7 @@ class Bedrock:
     def chat_client(self, target: Upstream) -> Any:
         # One connection pool for every region: httpx keeps a connection per host.
         if self._client is None:
+            load_litellm()  # LiteLLM imported its way (offline, the collector paused), not by the import below
             from litellm.llms.custom_httpx.http_handler import HTTPHandler
 
             self._client = HTTPHandler()
@@ -142,6 +144,7 @@ class OpenAICompatible:
         where = (target.base_url or "", target.credentials)
         kept = self._clients.get(where)
         if kept is None or kept[0] != key:
+            load_litellm()
             from openai import OpenAI
 
             # Retries are the call policy's (resilience.py), never the SDK's.
