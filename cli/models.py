@@ -297,7 +297,7 @@ def audit(state: Any, alias: str, limit: int, json_: bool) -> None:
     "prices",
     multiple=True,
     metavar="COUNTER=USD",
-    help='USD per 1,000 text units of one usage counter, e.g. contentPolicyUnits=0.10 (repeat; "none": drop it).',
+    help="USD per 1,000 text units of one usage counter, e.g. contentPolicyUnits=0.10 (repeat; 0: free).",
 )
 @click.option("--effective-from", metavar="TIME", help="The new prices apply from this ISO 8601 time (default: now).")
 @click.option("--force", is_flag=True, help="Allow a price over $100 per 1,000 text units.")

@@ -120,3 +120,64 @@ def test_readers_are_kept_between_streams_and_a_stalled_one_does_not_block_the_n
     assert time.monotonic() - started < 1
     release.set()
     assert list(stuck) == ["late"]
+
+
+def test_a_finished_stream_is_not_kept_alive_by_its_idle_reader() -> None:
+    """An idle worker held its last task (the stream's bound method): the stream, its upstream
+    response and whatever the provider accumulated stayed in memory until the worker's next
+    request, once per worker of a burst."""
+    import gc
+    import weakref
+
+    stream = until(iter(["a", "b"]), time.time() + 5)
+    assert list(stream) == ["a", "b"]
+    stream.close()
+    gone = weakref.ref(stream)
+    del stream
+    deadline = time.monotonic() + 2
+    while gone() is not None and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.01)
+    assert gone() is None
+
+
+def test_a_bursts_workers_end_once_idle_and_a_failing_task_never_ends_its_worker() -> None:
+    """Workers were never retired: a burst of N streams left N threads for the function's life.
+    Now a function has at most as many as it had streams at once, and an idle one ends."""
+    from chalicelib.conversation.deadline import _Readers
+
+    readers = _Readers(idle_seconds=0.2)
+    started: list[threading.Thread] = []
+    gate = threading.Barrier(6)
+    done = threading.Semaphore(0)
+
+    def task() -> None:
+        started.append(threading.current_thread())
+        gate.wait(5)  # all five at once: five workers
+        done.release()
+
+    for _ in range(5):
+        readers.run(task)
+    gate.wait(5)
+    for _ in range(5):
+        assert done.acquire(timeout=5)
+    assert len({id(t) for t in started}) == 5
+    for thread in started:
+        thread.join(3)
+        assert not thread.is_alive()  # ended after 0.2 s idle
+    # A task after the burst still runs (no task left queued for a worker that ended).
+    ran = threading.Event()
+
+    def failing() -> None:
+        raise SystemExit("a reader's failure, even this one, is its caller's")
+
+    readers.run(failing)
+    readers.run(ran.set)
+    assert ran.wait(3)
+    after: list[threading.Thread] = []
+    for _ in range(3):
+        again = threading.Event()
+        readers.run(lambda again=again: (after.append(threading.current_thread()), again.set()))
+        assert again.wait(3)
+        time.sleep(0.02)
+    assert len({id(t) for t in after}) == 1 and after[0].is_alive()  # one kept worker serves them in turn

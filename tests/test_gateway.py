@@ -811,6 +811,90 @@ def test_calls_share_one_connection_to_bedrock() -> None:
         server.shutdown()
 
 
+def _closing_emulator(mode: str) -> tuple[Any, str, list[Any]]:
+    """The emulator behind a server that closes kept-alive connections: ``idle`` after each answer
+    (an upstream's idle timeout, seen by the client before its next request), ``racing`` when the
+    next request arrives on one (the timeout firing as the request is sent: no answer at all)."""
+    from local.bedrock_emulator import start_emulator
+    from local.bedrock_emulator.server import BedrockHandler
+
+    accepted: list[Any] = []
+
+    class Closing(BedrockHandler):
+        def handle(self) -> None:
+            accepted.append(self.client_address)
+            self.handle_one_request()
+            if mode == "racing" and not self.close_connection:
+                self.rfile.readline()  # the next request's first line arrives, and the connection closes
+            # Returning closes the connection without Connection: close, as an idle timeout does.
+
+    server, base_url = start_emulator(host="127.0.0.1", port=0)
+    server.RequestHandlerClass = Closing
+    return server, base_url, accepted
+
+
+@pytest.mark.parametrize("mode", ["idle", "racing"])
+def test_an_upstream_that_closes_kept_connections_never_fails_the_next_request(mode: str) -> None:
+    """One connection is kept per warm function now: when the upstream (or a load balancer before
+    it) closes it while idle, the next request must still be answered, by a new connection."""
+    server, base_url, accepted = _closing_emulator(mode)
+    try:
+        gateway = Gateway(UpstreamConfig(region="us-east-1", endpoint_url=base_url, timeout_seconds=5))
+        for stream in (False, True, False, True):
+            outcome = run(gateway, stream=stream)
+            assert outcome.status == "ok"
+            time.sleep(0.05)  # idle long enough for the close to reach the client
+        assert len(accepted) >= 4
+    finally:
+        server.shutdown()
+
+
+def test_a_call_admitted_before_a_guardrail_price_version_starts_is_billed_at_the_one_before(gateway: Gateway) -> None:
+    """The edge of a new guardrail price version (here exactly at a month's start): a call admitted a
+    second before it and settled after it is reserved and billed at the earlier prices, and its entry
+    says so; the next call, admitted at the version's first second, is billed at the new ones."""
+    from dataclasses import replace
+
+    from chalicelib.catalog import Catalog
+    from chalicelib.catalog.guardrail_prices import GuardrailPriceVersion
+    from chalicelib.catalog.prices import guardrail_prices
+    from chalicelib.shared.guardrails import GuardrailPrices
+    from local.bedrock_emulator.guardrails import DEMO_GUARDRAIL_ID
+
+    starts = 1_798_761_600.0  # 2027-01-01T00:00:00Z
+    new = {counter: Decimal("0.5") for counter in guardrail_prices("us-east-1").per_unit}
+    version = GuardrailPriceVersion(1, "2027-01-01T00:00:00Z", GuardrailPrices(new, version=1))
+    catalog = Catalog(list(CATALOG), guardrail_prices=(version,))
+    key = replace(_BILLING["key"], guardrail={"id": DEMO_GUARDRAIL_ID, "version": "1"})
+    now = {"t": starts - 1}
+    meter = _BILLING["meter"]
+
+    class AdmitThenCross:
+        """The meter, with the clock crossing the version's start right after admission."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(meter, name)
+
+        def admit(self, *args: Any, **kwargs: Any) -> Any:
+            ticket = meter.admit(*args, **kwargs)
+            now["t"] = starts + 1
+            return ticket
+
+    service = ModelService(catalog=lambda: catalog, gateway=gateway, meter=AdmitThenCross(), clock=lambda: now["t"])
+    billed = []
+    for _ in range(2):
+        conversation = parse_chat_request({"model": "nova-micro", "messages": [{"role": "user", "content": "Hi"}]})
+        turn = service.converse(key, conversation.conversation, deadline=now["t"] + 60, surface="test")
+        billed.append(list(turn)[-1].entry)
+        now["t"] = starts  # the next call is admitted at the version's first second
+    before, after = billed
+    assert before.guardrail_units and after.guardrail_units
+    assert before.guardrail_price_version == 0 and after.guardrail_price_version == 1
+    old = guardrail_prices("us-east-1").per_unit
+    assert before.guardrail_usd == sum(old[c] * n for c, n in before.guardrail_units.items())
+    assert after.guardrail_usd == sum(Decimal("0.5") * n for n in after.guardrail_units.values())
+
+
 def test_the_shared_client_imports_litellm_through_the_loader() -> None:
     """The chat client is made before the first completion: importing LiteLLM for it must go
     through ``load_litellm`` (offline, the collector paused, the tokenizer deferred), not around it."""

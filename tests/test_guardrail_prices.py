@@ -134,6 +134,10 @@ def test_a_future_version_applies_only_from_its_time(guarded: None, as_admin: Ap
         ({"per_1000_units": {"x" * 300 + "Units": "1"}}, "per_1000_units"),
         ({"per_1000_units": {f"c{i}Units": "1" for i in range(17)}}, "per_1000_units"),
         ({"per_1000_units": {}}, "per_1000_units"),
+        # A counter Bedrock never reports (a typo): its price would never bill anything
+        ({"per_1000_units": {"contnetPolicyUnits": "0.5"}}, "per_1000_units"),
+        # A counter Bedrock bills cannot go unpriced: it would be billed at the dearest price
+        ({"per_1000_units": {"topicPolicyUnits": None}}, "per_1000_units.topicPolicyUnits"),
         ({"per_1000_units": "0.15"}, "per_1000_units"),
         ({"per_1000_units": {"contentPolicyUnits": "1"}, "force": "yes"}, "force"),
         ({"per_1000_units": {"contentPolicyUnits": "1"}, "colour": "red"}, "colour"),
@@ -154,9 +158,68 @@ def test_a_price_over_the_sanity_bound_needs_force_and_only_admins_see_or_set_pr
 ) -> None:
     forced = as_admin.call("patch", PATH, {"per_1000_units": {"contentPolicyUnits": "150"}, "force": True})
     assert forced.status_code == 200 and forced.json_body["in_force"]["per_1000_units"]["contentPolicyUnits"] == "150"
-    # Dropping every counter would leave a guardrail unpriced: refused
+    # Dropping a counter Bedrock bills (let alone every one) would leave it unpriced: refused
     every = {counter: None for counter in forced.json_body["in_force"]["per_1000_units"]}
-    assert_error(as_admin.call("patch", PATH, {"per_1000_units": every}), 400, param="per_1000_units")
+    assert_error(as_admin.call("patch", PATH, {"per_1000_units": every}), 400)
     assert_error(as_alice.call("get", PATH), 403, "admin_only")
     assert_error(as_alice.call("patch", PATH, {"per_1000_units": {"contentPolicyUnits": "0"}}), 403, "admin_only")
     assert len(as_admin.call("get", PATH).json_body["versions"]) == 1
+
+
+def test_a_counter_without_a_price_is_in_admissions_worst_case_as_it_is_in_the_bill() -> None:
+    """A version that priced fewer counters than Bedrock reports (an admin's ``null`` dropped the rest)
+    billed each unpriced counter at the dearest price, but admission's worst case summed only the
+    priced ones: the bill could exceed the reservation, which caps it, and the operator lost the rest."""
+    from chalicelib.catalog import load_catalog
+    from chalicelib.gateway import CallPolicy, Target
+    from chalicelib.service.policy import guardrail_worst_case
+    from chalicelib.settings import DEFAULT_CATALOG
+    from chalicelib.shared.guardrails import Guardrail, GuardrailPrices, guardrail_cost
+
+    model = load_catalog(DEFAULT_CATALOG, region="us-east-1").find("nova-micro")
+    policy = CallPolicy((Target(model, "us-east-1", Guardrail(DEMO_GUARDRAIL_ID, "1")),))
+    dropped = GuardrailPrices({"contentPolicyUnits": Decimal("0.00015")}, version=3)
+    # A 1,000-byte prompt and a one-token answer: at most 1 (+1) and 1 (+1) text units per policy.
+    worst = guardrail_worst_case(policy, dropped, prompt_bytes=1000, max_output_tokens=1)
+    # Bedrock reports 4 units for every policy type of a guardrail that has them all
+    every = {counter: 4 for counter in map_prices("us-east-1").per_unit}
+    bill = guardrail_cost(dropped, every)
+    assert bill == Decimal("0.00015") * 4 * len(every)
+    assert worst >= bill
+
+
+@pytest.mark.parametrize("damage", [{"contentPolicyUnits": "abc"}, {"contentPolicyUnits": "Infinity"}, "0.15"])
+def test_a_damaged_prices_item_refuses_guarded_calls_instead_of_billing_at_litellms_prices(
+    guarded: None, as_admin: Api, damage: Any
+) -> None:
+    """A prices item that could not be read fell back to LiteLLM's map: an operator who had raised
+    the prices (a charge-back markup) silently billed below them until someone read the logs. A
+    guardrail is never applied at prices other than the operator's: guarded calls are refused (503),
+    the others go on, and the admin API says what is wrong instead of a 500."""
+    assert as_admin.call("patch", PATH, {"per_1000_units": {"contentPolicyUnits": "5"}}).status_code == 200
+    store = wiring.catalog_store()
+    item = store._table.get_item(Key={"pk": "CATALOG", "sk": "GUARDRAIL_PRICES"})["Item"]
+    item["versions"][0]["per_1000_units"] = damage
+    store._table.put_item(Item=item)
+    store._table.update_item(Key={"pk": "CATALOG", "sk": "STATE"}, UpdateExpression="ADD version :one",
+                             ExpressionAttributeValues={":one": 1})  # fmt: skip
+    wiring.live_catalog().refresh()
+    key = as_admin.call("post", "/admin/keys", {"guardrail": DEMO}).json_body
+    refused = StreamClient().post(
+        "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key['secret']}", "Content-Type": "application/json"},
+        body=json.dumps({"model": "nova-micro", "max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    assert refused.status_code == 503, refused.body
+    assert json.loads(refused.body)["error"]["code"] == "guardrail_prices_unreadable"
+    assert entries(key["key_id"]) == []
+    plain = as_admin.call("post", "/admin/keys", {}).json_body
+    served = StreamClient().post(
+        "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {plain['secret']}", "Content-Type": "application/json"},
+        body=json.dumps({"model": "nova-micro", "max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    assert served.status_code == 200, served.body
+    assert_error(as_admin.call("get", PATH), 503, "guardrail_prices_unreadable")
+    change = {"per_1000_units": {"topicPolicyUnits": "1"}}
+    assert_error(as_admin.call("patch", PATH, change), 503, "guardrail_prices_unreadable")

@@ -238,3 +238,30 @@ def test_a_provider_key_that_cannot_be_read_is_refused_when_the_model_is_added(
     response = as_admin.call("post", "/admin/models", body)
     assert response.status_code == 400 and response.json_body["error"]["param"] == "api_key_parameter"
     assert why in response.json_body["error"]["message"]
+
+
+def test_each_upstream_key_keeps_its_own_client_and_a_rotated_key_gets_a_new_one() -> None:
+    """Clients were kept per base URL only: two models at one base URL with different keys (two
+    OpenAI projects) replaced each other's client on every alternate call, a new connection and TLS
+    handshake each time, and the replaced client's connections were left open."""
+    from chalicelib.gateway.providers import OpenAICompatible, Upstream
+
+    values = {"/p/a": "sk-a", "/p/b": "sk-b", "/p/c": "sk-c"}
+    provider = OpenAICompatible(secret=lambda name: values[name])
+
+    def client(base_url: str, parameter: str) -> Any:
+        return provider.chat_client(Upstream("openai", "openai/m", base_url=base_url, credentials=parameter))
+
+    first = client("https://one.example/v1", "/p/a")
+    other = client("https://one.example/v1", "/p/b")
+    assert client("https://one.example/v1", "/p/a") is first and client("https://one.example/v1", "/p/b") is other
+    assert (first.api_key, other.api_key) == ("sk-a", "sk-b")
+    # A key is sent only to its own base URL
+    elsewhere = client("https://two.example/v1", "/p/c")
+    assert str(elsewhere.base_url).startswith("https://two.example/v1") and elsewhere.api_key == "sk-c"
+    assert str(first.base_url).startswith("https://one.example/v1")
+    # A rotated key (the SSM value changed) is used from the next call on
+    values["/p/a"] = "sk-a-rotated"
+    rotated = client("https://one.example/v1", "/p/a")
+    assert rotated is not first and rotated.api_key == "sk-a-rotated"
+    assert client("https://one.example/v1", "/p/b") is other

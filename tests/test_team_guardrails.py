@@ -139,8 +139,10 @@ def test_only_admins_set_or_clear_a_teams_guardrail(
     assert as_admin.call("get", f"/admin/keys/{mine['key_id']}").json_body["team"] is None
     actions = [e["action"] for e in as_admin.call("get", "/admin/teams/red/audit").json_body["data"]]
     assert actions.count("updated") == 1
-    # An admin may; and the answer names keys of the team whose own guardrail wins
-    assert as_admin.call("patch", f"/admin/keys/{mine['key_id']}", {"team": "red"}).status_code == 200
+    # An admin may; and the answer names keys of the team whose own guardrail wins (an admin's on the
+    # key: the one bob chose gives way to the team's)
+    moved = as_admin.call("patch", f"/admin/keys/{mine['key_id']}", {"team": "red", "guardrail": {"id": "teamtwo"}})
+    assert moved.status_code == 200
     again = as_admin.call("patch", "/admin/teams/red", {"guardrail": {"id": DEMO_GUARDRAIL_ID, "version": "DRAFT"}})
     assert again.json_body["keys_with_own_guardrail"] == [mine["key_id"]] and "wins over" in again.json_body["notice"]
 
@@ -257,3 +259,42 @@ def _settled(check: Any) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def test_a_guardrail_a_person_chose_for_their_own_key_never_replaces_one_an_admin_requires(
+    guarded: None, monkeypatch: pytest.MonkeyPatch, as_admin: Api, admin_client: Any, cognito: Any, pool: Any,
+    alice: User, bob: User,
+) -> None:  # fmt: skip
+    """A key's own guardrail won over its model's and its team's whoever set it: any user could give
+    their key a permissive guardrail of the stack's list and call a model an admin had guarded with a
+    strict one, and a key's own guardrail set before its team got one (or in the instant an admin
+    set the team's) kept replacing the team's. Now one a person set on their own key applies only
+    where no admin requires one; an admin's (or a team admin's) on a key still wins."""
+    from local.bedrock_emulator import start_emulator
+
+    server, url = start_emulator()
+    try:
+        monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", url)
+        wiring.reset()
+        as_alice, as_bob = red_team(as_admin, admin_client, cognito, pool, alice, bob)
+        permissive = {"id": "teamtwo", "version": "1"}
+        # GIVEN bob's own key with a guardrail of his choosing, and one charged to team Red before it had one
+        alone = as_bob.call("post", "/admin/keys", {"guardrail": permissive}).json_body
+        charged = as_bob.call("post", "/admin/keys", {"team": "red", "guardrail": permissive}).json_body
+        assert alone.get("secret") and charged.get("secret"), (alone, charged)
+        # AND a key an admin gave the same guardrail
+        imposed = as_admin.call("post", "/admin/keys", {"owner": bob.email, "guardrail": permissive}).json_body
+        # WHEN an admin guards nova-micro, and team Red
+        model = as_admin.call("patch", "/admin/models/nova-micro", {"guardrail": DEMO})
+        assert model.status_code == 200, model.body
+        red = as_admin.call("patch", "/admin/teams/red", {"guardrail": {"id": DEMO_GUARDRAIL_ID, "version": "DRAFT"}})
+        assert red.status_code == 200 and "keys_with_own_guardrail" not in red.json_body, red.body
+        for record in (alone, charged, imposed):
+            assert chat(record["secret"], "hello").status_code == 200
+        sent = [r.json().get("guardrailConfig") for r in server.requests if r.operation.startswith("converse")]
+    finally:
+        server.shutdown()
+    # THEN bob's own choice gives way to the model's and the team's; the admin's on a key still wins
+    assert [(g["guardrailIdentifier"], g["guardrailVersion"]) for g in sent] == [
+        (DEMO_GUARDRAIL_ID, "1"), (DEMO_GUARDRAIL_ID, "DRAFT"), ("teamtwo", "1"),
+    ]  # fmt: skip

@@ -16,13 +16,21 @@ from chalicelib import errors
 from chalicelib.admin.auth import AdminAuthenticator, Principal
 from chalicelib.catalog import CatalogStore, LiveCatalog
 from chalicelib.catalog.entry import effective_from
-from chalicelib.catalog.guardrail_prices import in_force, next_version, parse_changes, versions_of
+from chalicelib.catalog.guardrail_prices import (
+    GuardrailPriceVersion,
+    guardrail_prices_unreadable,
+    in_force,
+    next_version,
+    parse_changes,
+    versions_of,
+)
 from chalicelib.catalog.prices import guardrail_prices as map_guardrail_prices
 from chalicelib.catalog.prices import litellm_version
 from chalicelib.keys.audit import Actor, AuditLog, Subject
 from chalicelib.shared.body import parse_json_body
 from chalicelib.shared.dates import Clock, isoformat, utcnow
 from chalicelib.shared.fields import refuse_unknown
+from chalicelib.shared.guardrails import BEDROCK_COUNTERS
 from chalicelib.shared.http import HttpResult
 
 #: The audit subject of the stack's guardrail prices.
@@ -70,16 +78,22 @@ class GuardrailPriceAdmin:
         force = body.get("force", False)
         if not isinstance(force, bool):
             raise errors.InvalidRequest("force must be true or false.", param="force")
-        changes = parse_changes(body.get("per_1000_units"), force=force)
         now = isoformat(self._clock())
         stored = self._store.read()
         previous = stored.guardrail_prices
-        versions = versions_of((previous or {}).get("versions"))
+        versions = _versions(previous)
+        default = map_guardrail_prices(self._region)
+        changes = parse_changes(
+            body.get("per_1000_units"),
+            force=force,
+            billed={*BEDROCK_COUNTERS, *default.per_unit},
+            held=(versions[-1].prices if versions else default).per_unit,
+        )
         documents = [v.to_document() for v in versions]
         version = next_version(
             versions,
             changes,
-            base=map_guardrail_prices(self._region),
+            base=default,
             effective_from=effective_from(body.get("effective_from"), now, documents),
             now=now,
             actor=principal.email or principal.sub,
@@ -101,7 +115,7 @@ class GuardrailPriceAdmin:
         return HttpResult(self._view(saved))
 
     def _view(self, item: Mapping[str, Any] | None) -> dict[str, Any]:
-        versions = versions_of((item or {}).get("versions"))
+        versions = _versions(item)
         now = isoformat(self._clock())
         current = in_force(versions, self._region, now)
         return {
@@ -120,3 +134,19 @@ class GuardrailPriceAdmin:
         if not principal.is_admin:
             raise errors.PermissionDenied("Only admins can see or change guardrail prices.", code="admin_only")
         return principal
+
+
+def _versions(item: Mapping[str, Any] | None) -> tuple[GuardrailPriceVersion, ...]:
+    """The stored versions; a damaged item is a clear 503, never a 500 nor a new version built over it.
+
+    Raises
+    ------
+    ServiceUnavailable
+        ``guardrail_prices_unreadable``.
+    """
+    try:
+        return versions_of((item or {}).get("versions"))
+    except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+        unreadable = guardrail_prices_unreadable()
+        unreadable.message = f"{unreadable.message} ({str(exc)[:200]})"
+        raise unreadable from None

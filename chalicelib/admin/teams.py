@@ -177,7 +177,7 @@ class TeamsService:
             self._event(team, "updated", caller, changes=changes)
         view = self._views(caller, [changed], detail=True)[0]
         if changed.guardrail is not None and "guardrail" in body:
-            own = [r.key_id for r in self._charged_keys(changed) if r.guardrail and r.status != "revoked"]
+            own = [r.key_id for r in self._charged_keys(changed) if r.guardrail_imposed and r.status != "revoked"]
             if own:
                 view["keys_with_own_guardrail"] = own
                 notice = " ".join(filter(None, [notice, (

@@ -30,7 +30,7 @@ from chalicelib.catalog.entry import (
     entry_from_document,
     new_document,
 )
-from chalicelib.catalog.guardrail_prices import GuardrailPriceVersion
+from chalicelib.catalog.guardrail_prices import GuardrailPriceVersion, guardrail_prices_unreadable
 from chalicelib.catalog.guardrail_prices import in_force as guardrail_prices_in_force
 from chalicelib.catalog.prices import bundled_price_map
 from chalicelib.errors import InvalidRequest, NotFound, ServiceUnavailable
@@ -48,6 +48,7 @@ class Catalog:
         broken: Mapping[str, str] | None = None,
         version: int = 0,
         guardrail_prices: tuple[GuardrailPriceVersion, ...] = (),
+        guardrail_prices_error: str | None = None,
     ) -> None:
         self._all = {entry.id: entry for entry in entries}
         served = [entry for entry in entries if entry.enabled]
@@ -60,6 +61,8 @@ class Catalog:
         self.version = version
         #: The operator's guardrail price versions (none: LiteLLM's map prices every guardrail).
         self.guardrail_price_versions = guardrail_prices
+        #: Why the operator's guardrail prices item could not be read (None: it could, or there is none).
+        self.guardrail_prices_error = guardrail_prices_error
 
     def guardrail_prices(self, region: str | None, moment: str) -> GuardrailPrices:
         """The guardrail prices in force at ``moment`` (ISO 8601 UTC) in ``region``: the operator's, else the map's.
@@ -67,8 +70,12 @@ class Catalog:
         Raises
         ------
         ServiceUnavailable
-            No operator prices in force and the map has none: a guardrail is never applied unpriced.
+            ``guardrail_prices_unreadable``: the operator's prices item cannot be read (a call is never
+            billed at other prices than theirs, LiteLLM's among them); ``guardrail_unpriced``: no
+            operator prices in force and the map has none: a guardrail is never applied unpriced.
         """
+        if self.guardrail_prices_error is not None:
+            raise guardrail_prices_unreadable()
         return guardrail_prices_in_force(self.guardrail_price_versions, region, moment)
 
     def __iter__(self) -> Iterator[ModelEntry]:

@@ -15,14 +15,15 @@ Stored and shown as exact decimal strings of USD per 1,000 text units (Bedrock's
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from chalicelib.catalog.prices import guardrail_prices as map_guardrail_prices
-from chalicelib.errors import InvalidRequest
-from chalicelib.shared.guardrails import UNIT_CHARACTERS, UNIT_SUFFIX, GuardrailPrices
+from chalicelib.errors import InvalidRequest, ServiceUnavailable
+from chalicelib.shared.dates import isoformat, parse_time
+from chalicelib.shared.guardrails import BEDROCK_COUNTERS, UNIT_CHARACTERS, UNIT_SUFFIX, GuardrailPrices
 
 THOUSAND = Decimal(UNIT_CHARACTERS)
 #: A usage counter of Bedrock's guardrail trace (``contentPolicyUnits``, ``topicPolicyUnits``, …).
@@ -72,6 +73,15 @@ def in_force(versions: Sequence[GuardrailPriceVersion], region: str | None, mome
     return chosen.prices
 
 
+def guardrail_prices_unreadable() -> ServiceUnavailable:
+    """The refusal of a guarded call (and of the admin API) while the stored prices cannot be read."""
+    return ServiceUnavailable(
+        "The operator's guardrail prices cannot be read (the catalog table's GUARDRAIL_PRICES item is damaged), so "
+        "a call with a guardrail cannot be priced; an admin must repair the item. Calls without one are unaffected.",
+        code="guardrail_prices_unreadable",
+    )
+
+
 def versions_of(documents: Any) -> tuple[GuardrailPriceVersion, ...]:
     """The versions of the stored item (``to_document`` forms, oldest first).
 
@@ -91,12 +101,17 @@ def versions_of(documents: Any) -> tuple[GuardrailPriceVersion, ...]:
             raise ValueError("a guardrail price version has no per_1000_units")
         number = int(document["version"])
         prices = {str(k): Decimal(str(v)) / THOUSAND for k, v in per_thousand.items()}
-        if any(p < 0 for p in prices.values()) or (versions and number <= versions[-1].version):
-            raise ValueError("guardrail price versions must be non-negative and numbered in order")
+        if not all(p.is_finite() and p >= 0 for p in prices.values()):
+            raise ValueError("guardrail prices must be finite and non-negative")
+        if versions and number <= versions[-1].version:
+            raise ValueError("guardrail price versions must be numbered in order")
+        moment = str(document["effective_from"])
+        if isoformat(parse_time(moment)) != moment:  # compared as text with the request's admission time
+            raise ValueError(f"effective_from {moment[:40]!r} is not an ISO 8601 UTC time to the second")
         versions.append(
             GuardrailPriceVersion(
                 version=number,
-                effective_from=str(document["effective_from"]),
+                effective_from=moment,
                 prices=GuardrailPrices(prices, version=number),
                 set_by=document.get("set_by"),
                 set_at=document.get("set_at"),
@@ -105,14 +120,25 @@ def versions_of(documents: Any) -> tuple[GuardrailPriceVersion, ...]:
     return tuple(versions)
 
 
-def parse_changes(raw: Any, *, force: bool = False, param: str = "per_1000_units") -> dict[str, Decimal | None]:
-    """Prices an admin sends, USD per 1,000 text units by counter (``null``: drop the counter), per unit.
+def parse_changes(
+    raw: Any,
+    *,
+    force: bool = False,
+    param: str = "per_1000_units",
+    billed: Collection[str] = BEDROCK_COUNTERS,
+    held: Collection[str] = (),
+) -> dict[str, Decimal | None]:
+    """Prices an admin sends, USD per 1,000 text units by counter, per unit.
+
+    ``billed`` are the counters Bedrock reports (and LiteLLM's map prices): each keeps a price
+    (``"0"`` makes one free); ``null`` drops only a counter of ``held`` (the prices in force) that
+    is not one of them. A name that is neither is refused: its price would never bill anything.
 
     Raises
     ------
     InvalidRequest
-        Not an object of counters, an unknown-looking counter, a price that is not an exact
-        decimal string, negative, or over ``ABSURD_PER_THOUSAND`` without ``force``.
+        Not an object of counters, a counter Bedrock does not report, ``null`` for one it does, a
+        price that is not an exact decimal string, negative, or over ``ABSURD_PER_THOUSAND`` without ``force``.
     """
     example = '{"contentPolicyUnits": "0.15", "topicPolicyUnits": "0.15"}'
     if not isinstance(raw, Mapping) or not raw:
@@ -128,8 +154,19 @@ def parse_changes(raw: Any, *, force: bool = False, param: str = "per_1000_units
                 "contentPolicyUnits).",
                 param=param,
             )
+        if counter not in billed and counter not in held:
+            raise InvalidRequest(
+                f"{param}: {counter!r} is not a usage counter Bedrock reports; one of {', '.join(sorted(billed))}.",
+                param=param,
+            )
         at = f"{param}.{counter}"
         if value is None:
+            if counter in billed:
+                raise InvalidRequest(
+                    f'{at}: Bedrock bills this counter, so it keeps a price (send "0" to make it free); without '
+                    "one it would be billed at the dearest counter's price.",
+                    param=at,
+                )
             changes[counter] = None
             continue
         text = value.strip() if isinstance(value, str) else ""

@@ -31,7 +31,7 @@ from typing import Any
 
 from chalicelib.catalog.catalog import Catalog
 from chalicelib.catalog.entry import CatalogError, ModelEntry, entry_from_document
-from chalicelib.catalog.guardrail_prices import GuardrailPriceVersion, versions_of
+from chalicelib.catalog.guardrail_prices import versions_of
 from chalicelib.errors import Conflict, NotFound
 from chalicelib.observability import logger
 from chalicelib.shared.dynamodb import error_code
@@ -262,20 +262,24 @@ def catalog_of(stored: Stored) -> Catalog:
         entries,
         broken={k: v for k, v in broken.items() if k not in taken},
         version=stored.version,
-        guardrail_prices=_guardrail_prices(stored),
+        **_guardrail_prices(stored),
     )
 
 
-def _guardrail_prices(stored: Stored) -> tuple[GuardrailPriceVersion, ...]:
-    """The operator's guardrail prices; an item that cannot be read is logged, and the map's prices apply."""
+def _guardrail_prices(stored: Stored) -> dict[str, Any]:
+    """The operator's guardrail prices; an item that cannot be read is logged and named.
+
+    Calls with a guardrail are then refused (503 ``guardrail_prices_unreadable``) rather than priced
+    at LiteLLM's map: an operator who raised the prices would otherwise bill below them unnoticed.
+    """
     try:
-        return versions_of((stored.guardrail_prices or {}).get("versions"))
+        return {"guardrail_prices": versions_of((stored.guardrail_prices or {}).get("versions"))}
     except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
         logger.error(
-            "the guardrail prices item cannot be read; LiteLLM's map prices guardrails until it is fixed",
+            "the guardrail prices item cannot be read; calls with a guardrail are refused until it is fixed",
             extra={"event": UNREADABLE_EVENT, "model": "guardrail_prices", "reason": str(exc)[:500]},
         )
-        return ()
+        return {"guardrail_prices_error": str(exc)[:500] or type(exc).__name__}
 
 
 def _position(document: Mapping[str, Any]) -> int:

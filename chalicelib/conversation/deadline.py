@@ -15,7 +15,9 @@ What the worker read ahead but the caller never took was generated all the same:
 The workers are daemon threads kept between requests (``_Readers``): starting a thread for
 each request cost the caller a wait for it to start (~0.1 ms of CPU, more on a busy machine).
 A worker held by a stalled upstream stays busy until its read times out; the next request
-gets another worker.
+gets another worker. So a function has at most as many workers as it had streams (and stalled
+reads) at once; one left idle for ``IDLE_SECONDS`` ends, so a burst's workers do not stay, and
+an idle worker holds nothing of the stream it last read.
 """
 
 from __future__ import annotations
@@ -33,16 +35,20 @@ from chalicelib import errors
 READ_AHEAD = 64
 #: How long ``close`` waits for a worker that is handing over one last event.
 _HANDOVER_SECONDS = 0.1
+#: How long a kept worker waits for another stream before it ends.
+IDLE_SECONDS = 60.0
 _END = object()
 
 
 class _Readers:
     """Daemon threads that run readers, kept between requests; one more starts when none is idle."""
 
-    def __init__(self) -> None:
+    def __init__(self, idle_seconds: float = IDLE_SECONDS) -> None:
         self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        #: Workers waiting for a task, less the tasks queued for them.
         self._idle = 0
+        self._idle_seconds = idle_seconds
 
     def run(self, task: Callable[[], None]) -> None:
         with self._lock:
@@ -55,10 +61,20 @@ class _Readers:
 
     def _work(self) -> None:
         while True:
-            task = self._tasks.get()
+            try:
+                task = self._tasks.get(timeout=self._idle_seconds)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0:  # no queued task counts on this worker: it may end
+                        self._idle -= 1
+                        return
+                continue  # a task was queued for it meanwhile
             # A reader hands its own failures to its caller; nothing may end this worker.
             with contextlib.suppress(BaseException):
                 task()
+            # The task is the stream's bound method: held while idle, it kept the stream (and its
+            # upstream response, and what the provider accumulated of the answer) alive.
+            del task
             with self._lock:
                 self._idle += 1
 

@@ -601,7 +601,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "per_1000_units": {
                 "type": "object",
-                "description": "USD per 1,000 text units by usage counter (contentPolicyUnits, …); null drops one.",
+                "description": (
+                    "USD per 1,000 text units by usage counter (contentPolicyUnits, …: the counters Bedrock "
+                    'reports); "0" makes one free, each keeps a price.'
+                ),
                 "maxProperties": 16,
                 "additionalProperties": {"anyOf": [MONEY, {"type": "null"}]},
             },

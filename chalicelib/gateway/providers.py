@@ -123,8 +123,10 @@ class OpenAICompatible:
 
     def __init__(self, *, secret: Callable[[str], str]) -> None:
         self._secret = secret
-        #: One SDK client per base URL and key (a rotated key gets a new one; the old is dropped).
-        self._clients: dict[str, tuple[str, Any]] = {}
+        #: One SDK client per base URL and key parameter, with the key it was built with (a rotated
+        #: key gets a new one; the old is dropped). Two models at one base URL with different keys
+        #: keep a client each instead of replacing each other's on every other call.
+        self._clients: dict[tuple[str, str | None], tuple[str, Any]] = {}
 
     def options(self, target: Upstream) -> dict[str, Any]:
         # A server without keys (a local Ollama) still needs some value: the SDK refuses none.
@@ -139,15 +141,15 @@ class OpenAICompatible:
 
     def chat_client(self, target: Upstream) -> Any:
         key = self._secret(target.credentials) if target.credentials else "none"
-        base_url = target.base_url or ""
-        kept = self._clients.get(base_url)
+        where = (target.base_url or "", target.credentials)
+        kept = self._clients.get(where)
         if kept is None or kept[0] != key:
             load_litellm()
             from openai import OpenAI
 
             # Retries are the call policy's (resilience.py), never the SDK's.
             kept = (key, OpenAI(api_key=key, base_url=target.base_url, max_retries=0))
-            self._clients[base_url] = kept
+            self._clients[where] = kept
         return kept[1]
 
 

@@ -270,6 +270,22 @@ class KeyRecord:
             return None
         return Guardrail(self.guardrail["id"], self.guardrail.get("version", "DRAFT"))
 
+    @property
+    def guardrail_imposed(self) -> bool:
+        """True when the key's guardrail is an admin's (or its team admin's): it then wins over its team's
+        and its model's.
+
+        One the key's owner chose themselves applies only where no admin requires one (it would
+        otherwise let anyone swap an admin's guardrail for a looser one of the stack's list). A key
+        from before ``admin_limits`` was recorded has unknown provenance: its guardrail counts as imposed.
+        """
+        if not self.guardrail:
+            return False
+        if self.admin_limits is None:
+            return True
+        entry = self.admin_limits.get("guardrail")
+        return isinstance(entry, dict) and entry.get("value") == self.guardrail
+
     def allows_model(self, model_id: str) -> bool:
         """True when the key has no allowlist or the model is on it."""
         return self.allowed_models is None or model_id in self.allowed_models

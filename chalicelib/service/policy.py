@@ -5,9 +5,9 @@ catalog's order, less those the key may not use. A fallback to the same model in
 geography or region (``base_model_id`` equal) needs nothing more; another model must be on the
 key's allowlist, and a key whose ``model_fallback`` is ``same_model`` never gets one (``none``:
 no fallback at all). A fallback that cannot do what the request needs (images, tools,
-reasoning) is left out rather than tried. Each target carries the most specific guardrail:
-the key's, else its team's (a team key, or a person's key charged to the team), else the target
-model's.
+reasoning) is left out rather than tried. Each target carries the most specific guardrail an
+admin set: the key's, else its team's (a team key, or a person's key charged to the team), else
+the target model's; a guardrail the key's owner chose for their own key only where none of those is.
 
 What a guardrail may cost at most (``guardrail_worst_case``), so admission can reserve it: every
 text unit of the prompt and of the longest answer, assessed by every policy type.
@@ -40,10 +40,14 @@ def call_policy(
 ) -> CallPolicy:
     """The ordered targets a call to ``model`` with ``key`` may be served by, and their guardrails.
 
-    ``team_guardrail`` is the guardrail of the team the key is charged to, if any.
+    ``team_guardrail`` is the guardrail of the team the key is charged to, if any. A guardrail the
+    key's owner chose themselves (``KeyRecord.guardrail_imposed`` false) comes last: it never
+    replaces a team's or a model's, which admins set.
     """
-    required = key.guardrail_config or team_guardrail
-    targets = [_target(required, model, region)]
+    imposed = key.guardrail_config if key.guardrail_imposed else None
+    required = imposed or team_guardrail
+    own = None if imposed else key.guardrail_config
+    targets = [_target(required, model, region, own)]
     allowed = key.model_fallback or "any"
     if allowed != "none":
         for fallback in catalog.fallbacks_of(model):
@@ -54,14 +58,15 @@ def call_policy(
                 continue
             try:
                 check_capabilities(conversation, fallback)
-                targets.append(_target(required, fallback, region))
+                targets.append(_target(required, fallback, region, own))
             except errors.AppError:
                 continue
     return CallPolicy(tuple(targets))
 
 
-def _target(required: Guardrail | None, model: ModelEntry, region: str) -> Target:
-    """The target of ``model`` for a call that must carry ``required`` (the key's or team's guardrail), if any.
+def _target(required: Guardrail | None, model: ModelEntry, region: str, own: Guardrail | None = None) -> Target:
+    """The target of ``model`` for a call that must carry ``required`` (an admin's on the key, or the team's),
+    else the model's, else ``own`` (the one the key's owner chose), if any.
 
     Raises
     ------
@@ -69,7 +74,7 @@ def _target(required: Guardrail | None, model: ModelEntry, region: str) -> Targe
         The call must carry a guardrail and ``model`` is not served by Bedrock, which applies
         them: it is never called without it (a fallback like it is left out).
     """
-    guardrail = required or model.guardrail
+    guardrail = required or model.guardrail or own
     if model.provider != "bedrock":
         if guardrail is not None:
             raise errors.PermissionDenied(

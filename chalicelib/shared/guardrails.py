@@ -26,6 +26,17 @@ _VERSION = re.compile(r"DRAFT|[1-9][0-9]{0,7}")
 UNIT_CHARACTERS = 1000
 #: The counters of Bedrock's guardrail usage that are billed (``…Units``, not latency or coverage).
 UNIT_SUFFIX = "Units"
+#: Every text-unit counter Bedrock's guardrail usage reports (``GuardrailUsage``), one per policy type.
+BEDROCK_COUNTERS = (
+    "automatedReasoningPolicyUnits",
+    "contentPolicyImageUnits",
+    "contentPolicyUnits",
+    "contextualGroundingPolicyUnits",
+    "sensitiveInformationPolicyFreeUnits",
+    "sensitiveInformationPolicyUnits",
+    "topicPolicyUnits",
+    "wordPolicyUnits",
+)
 
 
 @dataclass(frozen=True)
@@ -89,8 +100,14 @@ class GuardrailPrices:
 
     @property
     def dearest_total(self) -> Decimal:
-        """What one text unit costs when every policy type assesses it (admission's worst case)."""
-        return sum(self.per_unit.values(), Decimal(0))
+        """What one text unit costs when every policy type assesses it (admission's worst case).
+
+        A counter Bedrock reports that these prices lack is billed at the dearest price
+        (``guardrail_cost``), so it counts here at that price too: the worst case is never below the bill.
+        """
+        dearest = max(self.per_unit.values(), default=Decimal(0))
+        unpriced = sum(1 for counter in BEDROCK_COUNTERS if counter not in self.per_unit)
+        return sum(self.per_unit.values(), Decimal(0)) + dearest * unpriced
 
     def per_thousand(self) -> dict[str, str]:
         """Prices per 1,000 text units, as Bedrock's price list shows them."""
