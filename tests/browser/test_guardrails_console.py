@@ -100,6 +100,7 @@ def test_an_admin_sets_guardrail_prices_on_the_models_page(console: ConsolePage,
     console.screenshot("22-guardrail-prices", full_page=False)
     found = console.call_api("GET", "admin/guardrail-prices")["data"]
     assert found["in_force"]["per_1000_units"]["topicPolicyUnits"] == "0.2"
-    assert found["in_force"]["per_1000_units"]["contentPolicyUnits"] == found["default"]["per_1000_units"][
-        "contentPolicyUnits"
-    ]
+    assert (
+        found["in_force"]["per_1000_units"]["contentPolicyUnits"]
+        == found["default"]["per_1000_units"]["contentPolicyUnits"]
+    )
