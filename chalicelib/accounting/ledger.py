@@ -22,6 +22,10 @@ The ``by-period`` index holds the day aggregates (``gsi1pk=DAY#<day>``, ``gsi1sk
 the request log: every entry under ``gsi1pk=LOG#<month>#<n>`` (``n`` of ``LOG_SHARDS``, from its
 request id), ``gsi1sk=<time>#<request_id>``, so every request of a month reads newest first
 (``chalicelib/admin/requests.py``) and no index partition takes more than a quarter of the writes.
+An entry charged to a team is also in the ``by-team`` index (``gsi2pk=TEAMLOG#<team>#<month>``,
+``gsi2sk=<time>#<request_id>``): a team's page of the log is one query, not a filtered read of
+everyone's month. Entries written before it are not there; the team's month aggregate counts
+the ones that are (``team_logged``), so a reader knows which months it can trust it for.
 
 Entries written before the stream design (no ``aggregation`` attribute) were
 aggregated when they were written; the aggregator ignores them, and every
@@ -191,6 +195,7 @@ def entry_item(entry: UsageEntry) -> dict[str, Any]:
         "aggregation": STREAM_AGGREGATION,
         **data,
         **log_keys(entry.timestamp, entry.request_id),
+        **(scopes.team_log_key(entry.team_id, entry.timestamp, entry.request_id) if entry.team_id else {}),
     }
 
 
@@ -429,16 +434,59 @@ class Ledger:
                 request = page.get("UnprocessedKeys") or None
         return found
 
+    def team_log_months(self, team_id: str, months: list[str]) -> set[str]:
+        """Those of ``months`` whose every entry charged to the team is in its log (the by-team index).
+
+        The team's month aggregate counts its requests and, of them, the entries in its log
+        (``team_logged``): equal, the log is whole (no aggregate yet: nothing is missing). One
+        ``BatchGetItem``. Entries trail into the aggregates by the stream's delay; entries written
+        since the index existed are in it either way.
+        """
+        team = scopes.team(team_id)
+        wanted = {team.month(month)["sk"]: month for month in months}
+        client, name = self._table.meta.client, self._table.name
+        found: dict[str, dict[str, Any]] = {}
+        keys = [team.month(month) for month in months]
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] | None = {
+                name: {"Keys": keys[start : start + 100], "ProjectionExpression": "sk, requests, " + scopes.TEAM_LOGGED}
+            }
+            while request:
+                page = self.call(lambda request=request: client.batch_get_item(RequestItems=request))
+                for item in page.get("Responses", {}).get(name, []):
+                    found[item["sk"]] = item
+                request = page.get("UnprocessedKeys") or None
+        return {
+            month
+            for sk, month in wanted.items()
+            if int(found.get(sk, {}).get("requests", 0)) == int(found.get(sk, {}).get(scopes.TEAM_LOGGED, 0))
+        }
+
     def day_aggregates(self, day: date, prefix: str = "") -> list[dict[str, Any]]:
         """Every aggregate of one day whose scope starts with ``prefix`` (one query on ``by-period``)."""
         return self._period_rows(scopes.day_period(day), prefix)
 
-    def _period_rows(self, period: str, prefix: str = "") -> list[dict[str, Any]]:
-        """The aggregates of a day or (where indexed) a month whose scope starts with ``prefix``."""
+    def _period_rows(self, period: str, prefix: str = "", *, counters_only: bool = False) -> list[dict[str, Any]]:
+        """The aggregates of a day or (where indexed) a month whose scope starts with ``prefix``.
+
+        ``counters_only``: just the scope, the counters and the cost of each (what a usage report
+        sums): a month of a thousand keys sends back a third of the bytes.
+        """
         condition = "gsi1pk = :period" + (" AND begins_with(gsi1sk, :prefix)" if prefix else "")
         values = {":period": period, **({":prefix": prefix} if prefix else {})}
+        projection: dict[str, Any] = {}
+        if counters_only:
+            names = ("gsi1sk", "type", *COUNTERS, "cost")
+            projection = {
+                "ProjectionExpression": ", ".join(f"#p{n}" for n in range(len(names))),
+                "ExpressionAttributeNames": {f"#p{n}": name for n, name in enumerate(names)},
+            }
         items = query_all(
-            self._table, IndexName="by-period", KeyConditionExpression=condition, ExpressionAttributeValues=values
+            self._table,
+            IndexName="by-period",
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            **projection,
         )
         return [item for item in items if item.get("type") == "aggregate"]
 
@@ -534,7 +582,7 @@ class Ledger:
         touched since is missing, which the month's total (every request) gives away. Each entry
         adds to exactly one key, one model and one price version, so their rows add up to it.
         """
-        items = self._period_rows(scopes.month_period(month), scopes.kind_prefix(kind))
+        items = self._period_rows(scopes.month_period(month), scopes.kind_prefix(kind), counters_only=True)
         rows = [(scopes.Scope.parse(item["gsi1sk"]).id, item) for item in items]
         everything = self.aggregate(scopes.EVERYTHING, scopes.month_period(month))
         counted = sum(int(item.get("requests", 0)) for _, item in rows)
