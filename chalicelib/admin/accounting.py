@@ -162,7 +162,7 @@ class AccountingService:
         if group_by == "owner" and whose.owner_sub is not None:
             for row in rows:
                 row["group"] = whose.scope
-        records = self._keys.get_many(row["group"] for row in rows) if group_by == "key" else {}
+        records = self._keys.labels(row["group"] for row in rows) if group_by == "key" else {}
         data = self._describe_rows(rows, group_by, principal, records)
         total = {name: int(sum(row.get(name, 0) for row in rows)) for name in COUNTERS}
         total["cost_usd"] = usd(sum((row["cost"] for row in rows), Decimal(0)))
