@@ -409,6 +409,55 @@ class Ledger:
         ordered = sorted(rows.values(), key=lambda r: r["group"])
         return ordered if group_by == "day" else sorted(ordered, key=lambda r: r["cost"], reverse=True)
 
+    def top_month_rows(
+        self, first: date, last: date, limit: int, *, today: date | None = None
+    ) -> tuple[list[dict[str, Any]], int, dict[str, Any]] | None:
+        """Everyone's usage of a whole month by key, the ``limit`` costliest keys only: their rows (as
+        ``usage`` makes them, in its order), how many keys have usage, and the month's totals.
+
+        Reads every key's month cost alone (one query of the ``by-period`` index, two attributes
+        an item), then the counters of the keys shown (``BatchGetItem``), and the totals from the
+        month's ``ALL`` aggregate. None when the range is not one whole month or its month rows
+        are not all indexed (``usage`` answers then).
+        """
+        month_end = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        whole = first.day == 1 and last <= month_end and (last >= month_end or (today is not None and last >= today))
+        if not whole:
+            return None
+        month = first.strftime("%Y-%m")
+        costs = query_all(
+            self._table,
+            IndexName="by-period",
+            KeyConditionExpression="gsi1pk = :period AND begins_with(gsi1sk, :prefix)",
+            ExpressionAttributeValues={
+                ":period": scopes.month_period(month),
+                ":prefix": scopes.kind_prefix(scopes.KEY),
+            },
+            ProjectionExpression="gsi1sk, requests, cost",
+        )
+        everything = self.aggregate(scopes.EVERYTHING, scopes.month_period(month))
+        if sum(int(item.get("requests", 0)) for item in costs) != int(everything.get("requests", 0)):
+            return None
+        ranked = sorted(
+            ((Scope.parse(item["gsi1sk"]), Decimal(item.get("cost", 0))) for item in costs),
+            key=lambda pair: pair[0].id,
+        )
+        ranked.sort(key=lambda pair: pair[1], reverse=True)
+        shown = [scope for scope, _ in ranked[:limit]]
+        found = self._month_items(shown, month, projection="pk, " + ", ".join((*COUNTERS, "cost")))
+        rows = []
+        for scope in shown:
+            item = found.get(scope, {})
+            rows.append(
+                {
+                    "group": scope.id,
+                    **{name: item.get(name, 0) for name in COUNTERS},
+                    "cost": item.get("cost", Decimal(0)),
+                }
+            )
+        totals = {name: everything.get(name, 0) for name in (*COUNTERS, "cost")}
+        return rows, len(costs), totals
+
     def month_costs(self, wanted: list[Scope], month: str) -> dict[Scope, Decimal]:
         """Each scope's cost in ``month``: one ``BatchGetItem`` per 100 scopes; absent: 0."""
         found = self._month_items(wanted, month, projection="pk, cost")

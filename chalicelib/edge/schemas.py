@@ -354,6 +354,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "scope_email": nullable(STRING),
             "data": {"type": "array", "items": OBJECT},
             "total": OBJECT,
+            "groups": {**INTEGER, "description": "How many groups there are (with limit=, data holds the first)."},
+            "has_more": {"type": "boolean", "description": "With limit=: more groups than data holds."},
         },
     },
     "RequestPage": {
