@@ -177,3 +177,13 @@ def test_a_search_that_matches_nothing_still_moves_on_page_by_page(
         cursor, pages = page.cursor, pages + 1
         assert pages < 20
     assert pages >= 3
+
+
+def test_a_search_reads_on_through_its_budget_when_dynamodb_sends_back_nothing(keys_table: Any) -> None:
+    # GIVEN the one key that matches is the oldest of more keys than one query reads (500)
+    needle, _ = KeyStore(keys_table, clock=lambda: START - timedelta(days=1)).create(owner_sub="o", name="needle")
+    for n in range(620):
+        KeyStore(keys_table, clock=lambda n=n: START + timedelta(seconds=n)).create(owner_sub="o", name=f"k{n}")
+    # THEN the first page finds it: queries that sent back nothing did not end the page early
+    page = KeyStore(keys_table, clock=lambda: START).list_keys(search="needle", limit=50)
+    assert [r.key_id for r in page.items] == [needle.key_id] and page.cursor is None

@@ -146,7 +146,8 @@ class KeyListing:
                 read += self._read(partition, limit + 1)
         while len(items) < limit:
             for partition in partitions:
-                if not partition.buffer and not partition._exhausted and read < budget:
+                # A search filtered by DynamoDB may send back nothing of what it read: read on.
+                while not partition.buffer and not partition._exhausted and read < budget:
                     read += self._read(partition, max(limit + 1, budget - read))
             if any(not p.buffer and not p._exhausted and not p.done for p in partitions):
                 break  # a partition may still hold newer keys than the others' next: stop, sure of the order
