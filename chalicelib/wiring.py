@@ -16,6 +16,7 @@ from chalicelib.accounting.reports import ReportConfig, ReportService, TeamInfo
 from chalicelib.admin.accounting import AccountingService
 from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticator_for_pool
 from chalicelib.admin.directory import Directory
+from chalicelib.admin.guardrail_prices import GuardrailPriceAdmin
 from chalicelib.admin.guardrails import GuardrailCheck
 from chalicelib.admin.keys import AdminService
 from chalicelib.admin.models import ModelAdmin
@@ -29,6 +30,7 @@ from chalicelib.gateway import Gateway, Resilience, UpstreamConfig
 from chalicelib.gateway.secrets import ParameterSecrets
 from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
 from chalicelib.keys.store import KeyStore
+from chalicelib.keys.teams import TeamPolicies, team_reader
 from chalicelib.protocols.route import Route
 from chalicelib.service.service import ModelService
 from chalicelib.settings import get_settings
@@ -166,7 +168,20 @@ def provider_secrets() -> ParameterSecrets:
 def model_service() -> ModelService:
     """The model service: admission, the Bedrock call and billing, shared by every protocol adapter."""
     live = live_catalog()
-    return ModelService(catalog=catalog, gateway=gateway(), meter=meter(), prefetch=live.prefetch, recheck=live.recheck)
+    return ModelService(
+        catalog=catalog,
+        gateway=gateway(),
+        meter=meter(),
+        prefetch=live.prefetch,
+        recheck=live.recheck,
+        team_policy=team_policies(),
+    )
+
+
+@functools.cache
+def team_policies() -> TeamPolicies:
+    """Each team's guardrail as this function last read it, fresh within 30 s (``chalicelib/keys/teams.py``)."""
+    return TeamPolicies(team_reader(dynamodb().Table(get_settings().usage_table)))
 
 
 @functools.cache
@@ -293,6 +308,8 @@ def teams_service() -> TeamsService:
         meter=meter(),
         ledger=ledger(),
         max_body_bytes=get_settings().max_body_bytes,
+        guardrails=lambda guardrail: guardrail_check()(guardrail),
+        remember=team_policies().remember,
     )
 
 
@@ -350,6 +367,20 @@ def model_admin() -> ModelAdmin:
         # The test answers on the buffered API function: inside API Gateway's 29 s.
         test_seconds=min(20.0, settings.upstream_timeout_seconds),
         guardrails=lambda guardrail: guardrail_check()(guardrail),
+    )
+
+
+@functools.cache
+def guardrail_price_admin() -> GuardrailPriceAdmin:
+    """``/admin/guardrail-prices``: the operator's guardrail prices, in the catalog table."""
+    settings = get_settings()
+    return GuardrailPriceAdmin(
+        authenticator=admin_authenticator,
+        store=catalog_store(),
+        live=live_catalog(),
+        audit=audit_log(),
+        region=settings.bedrock_region,
+        max_body_bytes=settings.max_body_bytes,
     )
 
 

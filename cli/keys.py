@@ -552,14 +552,14 @@ def _key_panel(key: dict[str, Any]) -> output.TableData:
         ("revoked", key["revoked_at"]),
         ("old secret valid until", key.get("previous_secret_valid_until")),
         ("metadata", key["metadata"] or None),
-        ("guardrail", _guardrail_text(key.get("guardrail"))),
+        ("guardrail", guardrail_text(key.get("guardrail"))),
         ("fallback", key.get("model_fallback")),
         ("limits set by an admin", sorted(key.get("admin_limits") or {}) or None),
     ]
     return output.table(key["prefix"], ["field", "value"], rows, panel=True)
 
 
-def _guardrail_text(guardrail: dict[str, Any] | None) -> str | None:
+def guardrail_text(guardrail: dict[str, Any] | None) -> str | None:
     return f"{guardrail['id']} (version {guardrail['version']})" if guardrail else None
 
 

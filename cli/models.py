@@ -1,4 +1,5 @@
-"""``pennyworth models …``: the live model catalog (list, show, add, update, enable, disable, remove, test, audit).
+"""``pennyworth models …``: the live model catalog (list, show, add, update, enable, disable, remove, test, audit),
+and the guardrail prices (``models guardrail-prices``).
 
 Prices are typed as USD per million tokens and sent as strings, so they stay exact. Every
 command takes ``--json``; a table is the default.
@@ -290,6 +291,44 @@ def audit(state: Any, alias: str, limit: int, json_: bool) -> None:
     output.show({"object": "list", "data": events}, json_, lambda r: _audit_table(r["data"]))
 
 
+@models.command(name="guardrail-prices")
+@click.option(
+    "--set",
+    "prices",
+    multiple=True,
+    metavar="COUNTER=USD",
+    help='USD per 1,000 text units of one usage counter, e.g. contentPolicyUnits=0.10 (repeat; "none": drop it).',
+)
+@click.option("--effective-from", metavar="TIME", help="The new prices apply from this ISO 8601 time (default: now).")
+@click.option("--force", is_flag=True, help="Allow a price over $100 per 1,000 text units.")
+@output.json_option
+@click.pass_obj
+def guardrail_prices(state: Any, prices: tuple[str, ...], effective_from: str | None, force: bool, json_: bool) -> None:
+    """Show Bedrock guardrail prices (LiteLLM's map unless an admin set them), or set them (--set; a new version)."""
+    if not prices:
+        if effective_from or force:
+            raise click.UsageError("--effective-from and --force go with --set.")
+        found = state.client().get("/admin/guardrail-prices")
+    else:
+        body: dict[str, Any] = {"per_1000_units": dict(_counter_price(p) for p in prices)}
+        if effective_from:
+            body["effective_from"] = effective_from
+        if force:
+            body["force"] = True
+        found = state.client().patch("/admin/guardrail-prices", body)
+    output.show(found, json_, _guardrail_prices_table)
+    if not json_ and found.get("versions"):
+        output.print_table(_guardrail_versions_table(found["versions"]))
+
+
+def _counter_price(text: str) -> tuple[str, str | None]:
+    counter, sep, price = text.partition("=")
+    if not sep or not counter.strip():
+        raise click.BadParameter(f"expected COUNTER=USD, got {text!r}", param_hint="--set")
+    price = price.strip()
+    return counter.strip(), None if price.lower() in NONE_WORDS else price
+
+
 # Rendering
 
 
@@ -368,6 +407,29 @@ def _versions_table(versions: list[dict[str, Any]]) -> output.TableData:
         [
             (v["version"], _since(v["effective_from"]), money(v["input"]), money(v["output"]), money(v["cache_read"]),
              money(v["cache_write"]), money(v["cache_write_1h"]), _tiers_text(v), v["source"], v.get("set_by"))
+            for v in versions
+        ],
+    )  # fmt: skip
+
+
+def _guardrail_prices_table(found: dict[str, Any]) -> output.TableData:
+    current, default = found["in_force"], found["default"]["per_1000_units"]
+    counters = sorted(set(current["per_1000_units"]) | set(default))
+    title = f"Guardrail prices in force (USD per 1,000 text units; version {current['version'] or 'LiteLLM map'})"
+    return output.table(
+        title,
+        ["counter", "in force", "LiteLLM's map"],
+        [(c, money(current["per_1000_units"].get(c)), money(default.get(c))) for c in counters],
+    )
+
+
+def _guardrail_versions_table(versions: list[dict[str, Any]]) -> output.TableData:
+    return output.table(
+        "Guardrail price versions",
+        ["version", "from", "prices (USD per 1,000 text units)", "by", "at"],
+        [
+            (v["version"], v["effective_from"], ", ".join(f"{k} ${p}" for k, p in sorted(v["per_1000_units"].items())),
+             v.get("set_by"), v.get("set_at"))
             for v in versions
         ],
     )  # fmt: skip

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import click
 
 from cli import output
-from cli.keys import NONE_WORDS, audit_table, owner_label
+from cli.keys import NONE_WORDS, audit_table, guardrail_body, guardrail_text, owner_label
 
 
 def path(team: str, *rest: str) -> str:
@@ -93,6 +93,23 @@ def budget(state: Any, team: str, usd: str, json_: bool) -> None:
 def member_budget(state: Any, team: str, usd: str, json_: bool) -> None:
     """Set the monthly budget people invited into TEAM start with ("none": the deployment's default)."""
     output.show(state.client().patch(path(team), {"default_member_budget_usd": _amount(usd)}), json_, team_panel)
+
+
+@teams.command()
+@click.argument("team")
+@click.argument("guardrail")
+@output.json_option
+@click.pass_obj
+def guardrail(state: Any, team: str, guardrail: str, json_: bool) -> None:
+    """Set the Bedrock guardrail every call charged to TEAM carries, e.g. "abc123:1" ("none": clear). Admins.
+
+    A key's own guardrail wins over the team's; the team's wins over the model's.
+    """
+    body = {"guardrail": None if guardrail.lower() in NONE_WORDS else guardrail_body(guardrail)}
+    found = state.client().patch(path(team), body)
+    output.show(found, json_, team_panel)
+    if not json_ and found.get("notice"):
+        output.notice(output.markup(found["notice"]))
 
 
 @teams.command()
@@ -208,6 +225,7 @@ def team_panel(team: dict[str, Any]) -> output.TableData:
         ("remaining", team.get("remaining_usd")),
         ("requests", team.get("requests")),
         ("new members' budget", team.get("default_member_budget_usd")),
+        ("guardrail", guardrail_text(team.get("guardrail"))),
         ("keys (active / all; team's own)",
          f"{keys['active']} / {keys['total']}; {keys['team_owned']}" if keys else None),
         ("created", f"{team.get('created_at')} by {team.get('created_by')}"),

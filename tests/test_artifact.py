@@ -158,12 +158,15 @@ answer = litellm.completion(model="bedrock/converse/us.amazon.nova-micro-v1:0", 
 after_chat = sorted(sys.modules)
 encoding = litellm.main._encoding_cache
 deferred = isinstance(encoding, DeferredEncoding) and not encoding.loaded
-chunks = list(litellm.completion(
+stream = litellm.completion(
     model="bedrock/converse/us.amazon.nova-micro-v1:0", messages=messages, stream=True, **common
-))
+)
+# How the gateway calls Bedrock (always a stream): LiteLLM priced its start by counting nothing.
+stream_deferred = not encoding.loaded and "litellm.litellm_core_utils.default_encoding" not in sys.modules
+chunks = list(stream)
 print(json.dumps({
     "text": answer.choices[0].message.content, "chunks": len(chunks), "after_chat": after_chat,
-    "after_stream": len(sys.modules), "encoding_deferred": deferred,
+    "after_stream": len(sys.modules), "encoding_deferred": deferred, "stream_deferred": stream_deferred,
     "rewritten": type(sys.modules["litellm"]).__name__, "tokens": litellm.token_counter(model="", text="a b c"),
 }))
 """
@@ -189,4 +192,5 @@ def test_a_cold_chat_leaves_unloaded_what_it_does_not_use(emulator_url: str) -> 
     assert not loaded, f"a cold chat loaded what tools/lazy_imports.py keeps out: {loaded}"
     # tiktoken's BPE ranks are loaded by whatever tokenizes, not by a Converse call (loader.py)
     assert cold["encoding_deferred"], "LiteLLM no longer caches its default encoding in litellm.main"
+    assert cold["stream_deferred"], "a cold stream loaded tiktoken to price its start (loader._defer_cost_counting)"
     assert cold["after_stream"] <= COLD_MODULES_BUDGET, cold["after_stream"]

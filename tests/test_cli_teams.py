@@ -16,7 +16,7 @@ TEAM = {
     "spent_usd": "12.5", "requests": 3, "remaining_usd": "37.5",
     "members": [{"object": "member", "team": "abcdefghijkl", "sub": "s1", "email": EVIL, "role": "admin",
                  "status": "active", "added_at": None, "added_by": EVIL}],
-    "keys": {"total": 2, "active": 1, "team_owned": 1},
+    "keys": {"total": 2, "active": 1, "team_owned": 1}, "guardrail": {"id": EVIL, "version": EVIL},
 }  # fmt: skip
 PERSON = {
     "object": "person", "sub": "s1", "email": "dora@example.com", "status": "active", "admin": False,
@@ -113,4 +113,18 @@ def test_commands_send_what_the_api_takes(api: Recorder) -> None:
         ("DELETE", "/admin/teams/Platform", {"force": "true"}),
         ("POST", "/admin/people/dora@example.com/disable", {"reason": "left"}),
         ("PATCH", "/admin/people/dora@example.com", {"admin": False}),
+    ]
+
+
+def test_a_teams_guardrail_is_set_by_id_and_version_or_cleared(api: Recorder) -> None:
+    answer = {**TEAM, "name": "Red", "guardrail": {"id": "abc123", "version": "2"}, "notice": "1 key(s) … wins"}
+    api.answers[("PATCH", "/admin/teams/Red")] = answer
+    shown = run("teams", "guardrail", "Red", "abc123:2")
+    assert "abc123 (version 2)" in shown.stdout
+    run("teams", "guardrail", "Red", "arn:aws:bedrock:us-east-1:123456789012:guardrail/abc123", "--json")
+    run("teams", "guardrail", "Red", "none", "--json")
+    assert [call[2] for call in api.calls] == [
+        {"guardrail": {"id": "abc123", "version": "2"}},
+        {"guardrail": {"id": "arn:aws:bedrock:us-east-1:123456789012:guardrail/abc123", "version": "DRAFT"}},
+        {"guardrail": None},
     ]

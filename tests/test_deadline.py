@@ -93,3 +93,30 @@ def test_after_a_timeout_closing_hands_back_what_arrived_since() -> None:
         next(stream)
     time.sleep(0.4)  # "a" arrives after the reader gave up waiting
     assert stream.close() == ["a"]
+
+
+def test_readers_are_kept_between_streams_and_a_stalled_one_does_not_block_the_next() -> None:
+    readers: list[threading.Thread] = []
+
+    def source(*items: str):
+        readers.append(threading.current_thread())  # the object: an OS thread id is reused
+        yield from items
+
+    # One stream after another: one kept worker reads them all (no thread started per request).
+    for _ in range(5):
+        assert list(until(source("a", "b"), time.time() + 5)) == ["a", "b"]
+        time.sleep(0.02)  # the worker goes back to waiting after its last read
+    assert len({id(t) for t in readers}) == 1 and readers[0].daemon
+    # A stalled upstream holds its worker; the next stream is read by another, at once.
+    release = threading.Event()
+
+    def stalled():
+        release.wait(5)
+        yield "late"
+
+    stuck = until(stalled(), time.time() + 5)
+    started = time.monotonic()
+    assert list(until(source("next"), time.time() + 5)) == ["next"]
+    assert time.monotonic() - started < 1
+    release.set()
+    assert list(stuck) == ["late"]

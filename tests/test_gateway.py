@@ -784,3 +784,48 @@ def test_a_json_schema_answer_given_up_on_bills_its_schema_and_the_most_bedrock_
     billed = last_entry(1)
     assert billed["status"] == "partial" and billed["output_tokens"] == 700
     assert 0.7 * whole <= billed["input_tokens"] <= 1.4 * whole, (billed["input_tokens"], whole)
+
+
+def test_calls_share_one_connection_to_bedrock() -> None:
+    """Each request's timeout is what is left of its deadline: LiteLLM, which caches its clients by
+    their timeout, built a new client per call and opened (and kept open) a new connection each
+    time: a TLS handshake to Bedrock per request in AWS. The gateway's own client keeps one pool."""
+    from local.bedrock_emulator import start_emulator
+
+    server, base_url = start_emulator(host="127.0.0.1", port=0)
+    accepted: list[Any] = []
+    process = server.process_request
+
+    def counting(request: Any, client_address: Any) -> None:
+        accepted.append(client_address)
+        process(request, client_address)
+
+    server.process_request = counting  # type: ignore[method-assign]
+    try:
+        gateway = Gateway(UpstreamConfig(region="us-east-1", endpoint_url=base_url, timeout_seconds=5))
+        for seconds_left in (60, 50, 40, 30):
+            outcome = run(gateway, seconds_left=seconds_left)
+            assert outcome.status == "ok"
+        assert len(accepted) == 1, accepted
+    finally:
+        server.shutdown()
+
+
+def test_the_shared_client_imports_litellm_through_the_loader() -> None:
+    """The chat client is made before the first completion: importing LiteLLM for it must go
+    through ``load_litellm`` (offline, the collector paused, the tokenizer deferred), not around it."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from chalicelib.gateway.loader import DeferredEncoding\n"
+        "from chalicelib.gateway.providers import Bedrock, Upstream\n"
+        "Bedrock(region='us-east-1', endpoint_url=None).chat_client(Upstream('bedrock', 'bedrock/converse/x'))\n"
+        "import litellm.main\n"
+        "print(isinstance(litellm.main._encoding_cache, DeferredEncoding), litellm.suppress_debug_info)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"]

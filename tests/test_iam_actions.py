@@ -125,6 +125,23 @@ def test_the_request_path_needs_only_what_the_api_and_stream_functions_are_grant
         assert refused(needs, policy) == set(), policy
 
 
+def test_a_teams_guardrail_is_read_on_the_request_path_with_only_what_both_model_functions_are_granted(
+    usage_table,
+) -> None:
+    from chalicelib.keys.teams import TeamPolicies, team_reader
+
+    # GIVEN a team with a guardrail in the directory (the usage table)
+    usage_table.put_item(Item={"pk": "DIRECTORY", "sk": "TEAM#t1", "team_id": "t1",
+                               "guardrail": {"id": "abc123", "version": "1"}})  # fmt: skip
+    needs = record_actions(usage_table.meta.client)
+    # WHEN a function serving model calls reads the team's policy
+    assert TeamPolicies(team_reader(usage_table))("t1").guardrail is not None
+    # THEN both functions may (a GetItem of the usage table)
+    assert needs == {("GetItem", "UsageTable", None)}
+    for policy in ("policy-api.json", "policy-stream.json"):
+        assert refused(needs, policy) == set(), policy
+
+
 def test_the_aggregator_needs_only_what_its_policy_grants(usage_table, keys_table, usage, monkeypatch) -> None:
     from chalicelib.accounting import aggregator as module
 

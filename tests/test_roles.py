@@ -14,8 +14,11 @@ from typing import Any
 import pytest
 
 from chalicelib import wiring
+from local.bedrock_emulator.guardrails import DEMO_GUARDRAIL_ID
 from tests.admin_fixtures import Api
 from tests.cognito_helpers import add_user, sign_in
+
+DEMO = {"id": DEMO_GUARDRAIL_ID, "version": "1"}
 
 
 @dataclass
@@ -27,7 +30,11 @@ class World:
 
 
 @pytest.fixture
-def world(admin_client, cognito, pool, admin, alice, bob) -> World:
+def world(monkeypatch, emulator_url, admin_client, cognito, pool, admin, alice, bob) -> World:
+    # The emulator answers the guardrail check (Bedrock's GetGuardrail) of a team's guardrail.
+    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
+    monkeypatch.setenv("PENNYWORTH_GUARDRAILS", DEMO_GUARDRAIL_ID)
+    wiring.reset()
     carol = add_user(cognito, pool, "carol@example.com")
     dave = add_user(cognito, pool, "dave@example.com")
     users = {"admin": admin, "alice": alice, "bob": bob, "carol": carol, "dave": dave}
@@ -38,6 +45,7 @@ def world(admin_client, cognito, pool, admin, alice, bob) -> World:
     for team, who, role in (("red", "alice", "admin"), ("red", "bob", "member"), ("blue", "carol", "member")):
         added = root.call("post", f"/admin/teams/{team}/members", {"person": users[who].email, "role": role})
         assert added.status_code == 201
+    assert root.call("patch", "/admin/teams/red", {"guardrail": DEMO}).status_code == 200
     keys = {
         "red-team": root.call("post", "/admin/keys", {"team": "red", "team_owned": True}).json_body,
         "blue-team": root.call("post", "/admin/keys", {"team": "blue", "team_owned": True}).json_body,
@@ -64,6 +72,23 @@ MATRIX: list[tuple[str, str, str, Any, Any]] = [
     ("alice", "patch", "/admin/teams/red", {"monthly_budget_usd": "1000"}, (403, "admin_only")),
     ("alice", "patch", "/admin/teams/red", {"name": "Mine"}, (403, "admin_only")),
     ("admin", "patch", "/admin/teams/red", {"monthly_budget_usd": "30"}, ALLOWED),
+    # A team's guardrail (Red has one): a compliance control, admins only; nor replaced through a key's own
+    ("alice", "patch", "/admin/teams/red", {"guardrail": None}, (403, "admin_only")),
+    (
+        "alice",
+        "patch",
+        "/admin/teams/red",
+        {"guardrail": {"id": DEMO_GUARDRAIL_ID, "version": "DRAFT"}},
+        (403, "admin_only"),
+    ),
+    ("bob", "patch", "/admin/teams/red", {"guardrail": None}, (403, "admin_only")),
+    ("carol", "patch", "/admin/teams/blue", {"guardrail": DEMO}, (403, "admin_only")),
+    ("alice", "patch", "/admin/keys/{red-team}", {"guardrail": {"id": DEMO_GUARDRAIL_ID}}, (403, "team_guardrail")),
+    ("bob", "patch", "/admin/keys/{bob-red}", {"guardrail": {"id": DEMO_GUARDRAIL_ID}}, (403, "team_guardrail")),
+    ("bob", "post", "/admin/keys", {"team": "red", "guardrail": DEMO}, (403, "team_guardrail")),
+    ("admin", "patch", "/admin/teams/blue", {"guardrail": DEMO}, ALLOWED),
+    ("admin", "patch", "/admin/teams/red", {"guardrail": None}, ALLOWED),
+    ("bob", "patch", "/admin/keys/{bob-own}", {"guardrail": DEMO}, ALLOWED),
     # The default budget of new members: the team's admin, up to the team's budget
     ("alice", "patch", "/admin/teams/red", {"default_member_budget_usd": "5"}, ALLOWED),
     ("alice", "patch", "/admin/teams/red", {"default_member_budget_usd": "50"}, (403, "above_team_budget")),

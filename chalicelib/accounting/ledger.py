@@ -123,6 +123,7 @@ def new_entry(
     requested_model: str = "",
     guardrail_units: dict[str, int] | None = None,
     guardrail_usd: Decimal = Decimal(0),
+    guardrail_price_version: int = 0,
 ) -> UsageEntry:
     """Build an entry, pricing it exactly; with ``cap``, the cost billed is at most ``cap`` (and flagged).
 
@@ -158,6 +159,7 @@ def new_entry(
         requested_model=requested_model if requested_model != model else "",
         guardrail_units=dict(guardrail_units or {}),
         guardrail_usd=guardrail_usd,
+        guardrail_price_version=guardrail_price_version if guardrail_units else 0,
     )
 
 
@@ -170,6 +172,7 @@ _OMITTED_WHEN_EMPTY = (
     "requested_model",
     "guardrail_units",
     "guardrail_usd",
+    "guardrail_price_version",
 )
 
 
@@ -211,7 +214,7 @@ def entry_from_item(item: dict[str, Any]) -> UsageEntry:
     values["usage"] = TokenUsage(**{name: int(item.get(name, 0)) for name in COUNTERS if name != "requests"})
     reserved = scopes.reservations_of(item)
     values["reserved"] = {scope.name: Decimal(amount) for scope, amount in reserved.items() if amount}
-    for name in ("latency_ms", "counted_tokens", "price_version"):
+    for name in ("latency_ms", "counted_tokens", "price_version", "guardrail_price_version"):
         if name in values:
             values[name] = int(values[name])
     if "guardrail_units" in values:

@@ -487,6 +487,7 @@ class Meter:
         served_region: str = "",
         guardrail_units: dict[str, int] | None = None,
         guardrail_usd: Decimal = Decimal(0),
+        guardrail_price_version: int = 0,
     ) -> UsageEntry:
         """Bill the actual usage (capped at the reservation, if one was made): one conditional ``PutItem``.
 
@@ -495,7 +496,8 @@ class Meter:
         (default: the model's own), ``served_region`` the region it was called in. ``served`` is the
         model that answered when it is not the one admitted (a fallback): the usage is then priced
         at its prices in force now, and the entry names it and the model asked for.
-        ``guardrail_usd`` (the guardrail's text units, ``guardrail_units``) is added to the cost.
+        ``guardrail_usd`` (the guardrail's text units, ``guardrail_units``, priced at the operator's
+        guardrail price version ``guardrail_price_version``; 0: LiteLLM's map) is added to the cost.
 
         The returned entry's ``cost`` is exactly what the ledger stores. If
         DynamoDB cannot take it before ``deadline``, the entry is logged for
@@ -520,6 +522,7 @@ class Meter:
             served_by=served_by or model.litellm_model,
             guardrail_units=guardrail_units,
             guardrail_usd=guardrail_usd,
+            guardrail_price_version=guardrail_price_version,
             operation=operation,
             usage=usage,
             prices=version.prices,

@@ -55,6 +55,7 @@ OPTIONAL = (
     "requested_model",
     "guardrail_units",
     "guardrail_usd",
+    "guardrail_price_version",
 )
 STATUSES = ("ok", "partial")
 #: Sanity bounds: far above any real request, far below what would break a report.
@@ -175,8 +176,9 @@ def parse_entry(data: Any, *, now: datetime) -> UsageEntry:
         values["capped"] = True
     elif data.get("usage_cost") is not None:
         raise InvalidEntry("'usage_cost' is only for capped entries")
-    if "price_version" in data:
-        values["price_version"] = _integer(data, "price_version", 1_000_000)
+    for name in ("price_version", "guardrail_price_version"):
+        if name in data:
+            values[name] = _integer(data, name, 1_000_000)
     for name in ("served_by", "served_region", "requested_model"):
         if data.get(name) not in (None, ""):
             values[name] = _identifier(data, name)

@@ -28,6 +28,7 @@ from typing import Any
 
 from chalicelib import errors
 from chalicelib.keys.store import Page, decode_cursor, encode_cursor
+from chalicelib.keys.teams import GUARDRAIL_ATTRIBUTE
 from chalicelib.shared import scopes
 from chalicelib.shared.dates import Clock, isoformat, utcnow
 from chalicelib.shared.dynamodb import dynamo_number
@@ -122,6 +123,9 @@ class Team:
     default_member_budget_usd: Decimal | None = None
     updated_at: str | None = None
     version: int = 0
+    #: The Bedrock guardrail every call charged to the team carries (``{"id", "version"}``), unless
+    #: the key has its own; admins set it (``chalicelib/keys/teams.py`` reads it on the request path).
+    guardrail: dict[str, str] | None = None
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Team:
@@ -134,6 +138,7 @@ class Team:
             default_member_budget_usd=item.get("default_member_budget_usd"),
             updated_at=item.get("updated_at"),
             version=int(item.get("version", 0)),
+            guardrail=dict(item[GUARDRAIL_ATTRIBUTE]) if item.get(GUARDRAIL_ATTRIBUTE) else None,
         )
 
     def to_item(self) -> dict[str, Any]:
@@ -152,6 +157,7 @@ class Team:
                 dynamo_number(self.default_member_budget_usd) if self.default_member_budget_usd is not None else None
             ),
             "updated_at": self.updated_at,
+            GUARDRAIL_ATTRIBUTE: self.guardrail,
         }
         item.update({k: v for k, v in optional.items() if v is not None})
         return item
@@ -368,7 +374,14 @@ class Directory:
                 request = response.get("UnprocessedKeys") or None
         return found
 
-    def create_team(self, name: str, *, actor: str, default_member_budget_usd: Decimal | None) -> Team:
+    def create_team(
+        self,
+        name: str,
+        *,
+        actor: str,
+        default_member_budget_usd: Decimal | None,
+        guardrail: dict[str, str] | None = None,
+    ) -> Team:
         """A new team with a name no other team has.
 
         Raises
@@ -382,6 +395,7 @@ class Directory:
             created_at=self.now(),
             created_by=actor,
             default_member_budget_usd=default_member_budget_usd,
+            guardrail=guardrail,
         )
         self._transact(
             [
@@ -393,8 +407,10 @@ class Directory:
         )  # fmt: skip
         return team
 
-    def update_team(self, team: Team, *, name: str | None, default_member_budget_usd: Any) -> Team:
-        """Rename a team and/or change its members' default budget (``...``: unchanged, None: cleared).
+    def update_team(
+        self, team: Team, *, name: str | None, default_member_budget_usd: Any, guardrail: Any = ...
+    ) -> Team:
+        """Rename a team, change its members' default budget or its guardrail (``...``: unchanged, None: cleared).
 
         Raises
         ------
@@ -413,6 +429,7 @@ class Directory:
             ),
             updated_at=now,
             version=team.version + 1,
+            guardrail=team.guardrail if guardrail is ... else guardrail,
         )
         sets = ["#name = :name", "updated_at = :at", "version = :next"]
         values: dict[str, Any] = {":name": changed.name, ":at": now, ":next": changed.version, ":v": team.version}
@@ -422,6 +439,11 @@ class Directory:
         else:
             sets.append("default_member_budget_usd = :default")
             values[":default"] = dynamo_number(changed.default_member_budget_usd)
+        if changed.guardrail is None:
+            removes.append(GUARDRAIL_ATTRIBUTE)
+        else:
+            sets.append(f"{GUARDRAIL_ATTRIBUTE} = :guardrail")
+            values[":guardrail"] = dict(changed.guardrail)
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         items: list[dict[str, Any]] = [
             {

@@ -169,6 +169,8 @@ class AdminService:
                     code="not_your_team",
                 )
         team_id = team.team_id if team is not None else None
+        if fields.get("guardrail") is not None:
+            _team_guardrail_stays(caller, team)
         authority = caller.sets_limits_on(team_id, owner.sub)
         if authority and not caller.is_admin and "monthly_budget_usd" in fields:
             within_team_budget(fields["monthly_budget_usd"], self._team_budget(team_id), "monthly_budget_usd",
@@ -243,6 +245,10 @@ class AdminService:
             moved_to = self._move(caller, current, body["team"])
             changes["team_id"] = moved_to.team_id if moved_to is not None else None
         team_id = changes.get("team_id", current.team_id)
+        own_guardrail = changes.get("guardrail", current.guardrail)
+        if not caller.is_admin and team_id is not None and ("guardrail" in changes or (moved_to and own_guardrail)):
+            # One read, only when a guardrail could come to override (or stop overriding) a team's.
+            _team_guardrail_stays(caller, moved_to if moved_to is not None else self._teams.team(team_id))
         authority = caller.sets_limits_on(current.team_id, current.owner_sub)
         if authority:
             if not caller.is_admin and "monthly_budget_usd" in changes:
@@ -768,6 +774,28 @@ def _refusals(owner: Owner, team: Team | None, team_owned: bool) -> Iterator[Non
                 code="not_your_team",
             ) from None
         raise
+
+
+def _team_guardrail_stays(caller: Caller, team: Team | None) -> None:
+    """Refuse a non-admin a key guardrail that would replace (or stop replacing) an admin's team guardrail.
+
+    A key's own guardrail wins over its team's; only admins set a team's, so only they may give one of
+    its keys another.
+
+    Raises
+    ------
+    PermissionDenied
+        ``team_guardrail``: the team has a guardrail and the caller is not an admin.
+    """
+    if caller.is_admin or team is None or not team.guardrail:
+        return
+    required = f"{team.guardrail.get('id')} (version {team.guardrail.get('version')})"
+    raise errors.PermissionDenied(
+        f"Calls charged to team {team.name!r} carry the guardrail {required}, which an admin set; a key's own "
+        "guardrail would replace it, so only an admin can set, change or clear one on the team's keys.",
+        param="guardrail",
+        code="team_guardrail",
+    )
 
 
 def ceilings(record: KeyRecord, *, raw: bool = False) -> dict[str, Any]:

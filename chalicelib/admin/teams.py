@@ -8,6 +8,9 @@ A team's budget is its scope's budget (``BUDGET#TEAM#<id>``, read by admission l
 owner's): every key charged to the team (the team's own keys, and members' keys charged to
 it) reserves its worst case there too. Lowering it below what the team spent this month is
 allowed; the answer says that requests charged to the team are refused from then on.
+
+A team's guardrail (admins only: a compliance control) is carried by every call charged to the
+team unless its key has one of its own; the request path reads it through ``keys/teams.py``.
 """
 
 from __future__ import annotations
@@ -25,14 +28,18 @@ from chalicelib.admin.people import PeopleService
 from chalicelib.admin.roles import Caller, within_team_budget
 from chalicelib.keys.audit import Actor, AuditLog, Subject
 from chalicelib.keys.store import KeyRecord, KeyStore
+from chalicelib.keys.teams import TeamPolicy
 from chalicelib.shared import scopes
 from chalicelib.shared.body import parse_json_body
 from chalicelib.shared.dates import Clock, isoformat, utcnow
 from chalicelib.shared.fields import refuse_unknown
+from chalicelib.shared.guardrails import Guardrail, parse_guardrail
 from chalicelib.shared.http import HttpResult
 from chalicelib.shared.money import parse_money, usd
 
 PAGE_LIMITS = (50, 100)
+#: What ``PATCH /admin/teams/{team}`` changes.
+TEAM_FIELDS = ("name", "monthly_budget_usd", "default_member_budget_usd", "guardrail")
 
 
 class TeamsService:
@@ -50,6 +57,8 @@ class TeamsService:
         ledger: Ledger,
         max_body_bytes: int,
         clock: Clock = utcnow,
+        guardrails: Callable[[Guardrail], None] | None = None,
+        remember: Callable[[TeamPolicy], None] | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._directory = directory
@@ -60,6 +69,10 @@ class TeamsService:
         self._ledger = ledger
         self._max_body_bytes = max_body_bytes
         self._clock = clock
+        #: Checks a guardrail an admin sets (the stack's list, and that Bedrock has it); raises InvalidRequest.
+        self._guardrails = guardrails
+        #: Hands a changed team's policy to this function's request path (``chalicelib/keys/teams.py``).
+        self._remember = remember
 
     # -- teams -----------------------------------------------------------------------------------
 
@@ -78,18 +91,24 @@ class TeamsService:
         return HttpResult({"object": "list", "data": views, "has_more": cursor is not None, "next_cursor": cursor})
 
     def create_team(self, headers: Mapping[str, str], raw_body: bytes | str | None) -> HttpResult:
-        """``POST /admin/teams`` ``{"name", "monthly_budget_usd", "default_member_budget_usd"}`` (admins)."""
+        """``POST /admin/teams`` ``{"name", "monthly_budget_usd", "default_member_budget_usd", "guardrail"}``
+        (admins).
+        """
         caller = self._caller(headers)
         caller.require_admin("create teams")
         body = self._body(raw_body, required=True)
-        refuse_unknown(body, {"name", "monthly_budget_usd", "default_member_budget_usd"})
+        refuse_unknown(body, TEAM_FIELDS)
         name = team_name(body.get("name"))
         budget = parse_money(body.get("monthly_budget_usd"))
         default = parse_money(body.get("default_member_budget_usd"), "default_member_budget_usd")
-        team = self._directory.create_team(name, actor=caller.label, default_member_budget_usd=default)
+        guardrail = self._guardrail(body.get("guardrail"))
+        team = self._directory.create_team(
+            name, actor=caller.label, default_member_budget_usd=default, guardrail=guardrail
+        )
         if budget is not None:
             self._meter.set_budget(scopes.team(team.team_id), budget, actor=caller.label, label=team.name)
-        details = {"name": name, "monthly_budget_usd": usd(budget), "default_member_budget_usd": usd(default)}
+        details = {"name": name, "monthly_budget_usd": usd(budget), "default_member_budget_usd": usd(default),
+                   "guardrail": guardrail}  # fmt: skip
         self._event(team, "created", caller, details=details)
         return HttpResult(self._views(caller, [team], detail=True)[0], status=201)
 
@@ -102,17 +121,23 @@ class TeamsService:
         return HttpResult(self._views(caller, [team], detail=True)[0])
 
     def update_team(self, headers: Mapping[str, str], ref: str, raw_body: bytes | str | None) -> HttpResult:
-        """``PATCH /admin/teams/{team}``: name and budget (admins); new members' default budget (its admins too)."""
+        """``PATCH /admin/teams/{team}``: name, budget and guardrail (admins); new members' default budget
+        (its admins too).
+        """
         caller = self._caller(headers)
         body = self._body(raw_body, required=True)
-        refuse_unknown(body, {"name", "monthly_budget_usd", "default_member_budget_usd"})
+        refuse_unknown(body, TEAM_FIELDS)
         if not body:
-            raise errors.InvalidRequest("Send a name, monthly_budget_usd or default_member_budget_usd to change.")
+            raise errors.InvalidRequest(f"Send one of {', '.join(TEAM_FIELDS)} to change.")
         team = self._team(ref)
+        if "guardrail" in body:
+            # A compliance control: a team admin may neither loosen nor remove what an admin required.
+            caller.require_admin("set or clear a team's guardrail")
         if "name" in body or "monthly_budget_usd" in body:
             caller.require_admin("rename a team or set its budget")
-        else:
+        elif "guardrail" not in body:
             caller.require_team_admin(team.team_id, "set the default budget of new members")
+        guardrail: Any = self._guardrail(body["guardrail"]) if "guardrail" in body else ...
         scope = scopes.team(team.team_id)
         budget_before = self._meter.budget(scope, fresh=True)
         name = team_name(body["name"]) if "name" in body else None
@@ -122,8 +147,13 @@ class TeamsService:
             if not caller.is_admin:
                 within_team_budget(default, budget_before, "default_member_budget_usd", what="a member's budget")
         changed = team
-        if name is not None or default is not ...:
-            changed = self._directory.update_team(team, name=name, default_member_budget_usd=default)
+        if name is not None or default is not ... or guardrail is not ...:
+            changed = self._directory.update_team(
+                team, name=name, default_member_budget_usd=default, guardrail=guardrail
+            )
+        if self._remember is not None and guardrail is not ...:
+            # This function applies the change at once; others within keys/teams.py's MAX_AGE_SECONDS.
+            self._remember(TeamPolicy.from_item(team.team_id, changed.to_item()))
         notice = None
         if "monthly_budget_usd" in body:
             budget = parse_money(body["monthly_budget_usd"])
@@ -141,9 +171,19 @@ class TeamsService:
                 "from": usd(team.default_member_budget_usd),
                 "to": usd(changed.default_member_budget_usd),
             }
+        if changed.guardrail != team.guardrail:
+            changes["guardrail"] = {"from": team.guardrail, "to": changed.guardrail}
         if changes:
             self._event(team, "updated", caller, changes=changes)
         view = self._views(caller, [changed], detail=True)[0]
+        if changed.guardrail is not None and "guardrail" in body:
+            own = [r.key_id for r in self._charged_keys(changed) if r.guardrail and r.status != "revoked"]
+            if own:
+                view["keys_with_own_guardrail"] = own
+                notice = " ".join(filter(None, [notice, (
+                    f"{len(own)} key(s) charged to the team carry a guardrail of their own, which wins over the "
+                    "team's: clear it on those keys (keys_with_own_guardrail) for the team's to apply."
+                )]))  # fmt: skip
         if notice:
             view["notice"] = notice
         return HttpResult(view)
@@ -290,6 +330,7 @@ class TeamsService:
                 "created_by": team.created_by,
                 "monthly_budget_usd": usd(budget),
                 "default_member_budget_usd": usd(team.default_member_budget_usd),
+                "guardrail": dict(team.guardrail) if team.guardrail else None,
                 "period": month,
                 "spent_usd": usd(Decimal(totals["cost"])),
                 "requests": int(totals["requests"]),
@@ -334,6 +375,13 @@ class TeamsService:
         """The keys charged to the team now (its ``key_ids`` is every key ever charged to it)."""
         found = self._keys.get_many(team.key_ids)
         return sorted((r for r in found.values() if r.team_id == team.team_id), key=lambda r: r.created_at)
+
+    def _guardrail(self, raw: Any) -> dict[str, str] | None:
+        """A guardrail an admin sets on a team, checked as a key's is (the stack's list, Bedrock has it)."""
+        parsed = parse_guardrail(raw)
+        if parsed is not None and self._guardrails is not None:
+            self._guardrails(parsed)
+        return parsed.to_json() if parsed is not None else None
 
     def _caller(self, headers: Mapping[str, str]) -> Caller:
         return Caller(self._authenticator().authenticate(headers), self._directory)

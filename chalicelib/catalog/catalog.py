@@ -30,15 +30,25 @@ from chalicelib.catalog.entry import (
     entry_from_document,
     new_document,
 )
+from chalicelib.catalog.guardrail_prices import GuardrailPriceVersion
+from chalicelib.catalog.guardrail_prices import in_force as guardrail_prices_in_force
 from chalicelib.catalog.prices import bundled_price_map
 from chalicelib.errors import InvalidRequest, NotFound, ServiceUnavailable
 from chalicelib.shared.dates import isoformat, utcnow
+from chalicelib.shared.guardrails import GuardrailPrices
 
 
 class Catalog:
     """Aliases and Bedrock ids resolved to ``ModelEntry`` objects; one immutable snapshot."""
 
-    def __init__(self, entries: list[ModelEntry], *, broken: Mapping[str, str] | None = None, version: int = 0) -> None:
+    def __init__(
+        self,
+        entries: list[ModelEntry],
+        *,
+        broken: Mapping[str, str] | None = None,
+        version: int = 0,
+        guardrail_prices: tuple[GuardrailPriceVersion, ...] = (),
+    ) -> None:
         self._all = {entry.id: entry for entry in entries}
         served = [entry for entry in entries if entry.enabled]
         self._entries = {entry.id: entry for entry in served}
@@ -48,6 +58,18 @@ class Catalog:
         self.broken = dict(broken or {})
         #: The stored catalog's version this snapshot was read at (0: a file).
         self.version = version
+        #: The operator's guardrail price versions (none: LiteLLM's map prices every guardrail).
+        self.guardrail_price_versions = guardrail_prices
+
+    def guardrail_prices(self, region: str | None, moment: str) -> GuardrailPrices:
+        """The guardrail prices in force at ``moment`` (ISO 8601 UTC) in ``region``: the operator's, else the map's.
+
+        Raises
+        ------
+        ServiceUnavailable
+            No operator prices in force and the map has none: a guardrail is never applied unpriced.
+        """
+        return guardrail_prices_in_force(self.guardrail_price_versions, region, moment)
 
     def __iter__(self) -> Iterator[ModelEntry]:
         """The models that are served (enabled), in catalog order."""

@@ -377,7 +377,7 @@ def updated_document(
             param="prices",
         )
     if new_prices is not None:
-        effective = _effective_from(body.get("effective_from"), now, versions)
+        effective = effective_from(body.get("effective_from"), now, versions)
         # Numbers keep rising past unreadable versions, so no ledger entry's version is reused.
         # (Every model had a version 1: an unreadable list is taken to have held at least that.)
         floor = max(unreadable_count(current), 1) if unreadable is not None else 0
@@ -428,7 +428,7 @@ def _param_in(message: str) -> str | None:
     return found.group(1) if found else None
 
 
-def _effective_from(raw: Any, now: str, versions: Sequence[Mapping[str, Any]]) -> str:
+def effective_from(raw: Any, now: str, versions: Sequence[Mapping[str, Any]]) -> str:
     if raw is None:
         moment = now
     else:

@@ -6,6 +6,8 @@ Table layout (``catalog`` table, see ``infra/template.json``)::
                                ``revision``; ``removed_at`` once removed (kept: its price
                                history explains past bills, and its alias may be added again)
     pk=CATALOG   sk=STATE      ``version``: raised by every change; ``seeded_at``
+    pk=CATALOG   sk=GUARDRAIL_PRICES  the operator's guardrail price ``versions``
+                               (``chalicelib/catalog/guardrail_prices.py``), its ``revision``
 
 Reading the whole catalog is one ``Query`` (every model shares a partition); knowing whether
 it changed is one ``GetItem`` of the state item. Every change is one transaction: the
@@ -29,6 +31,7 @@ from typing import Any
 
 from chalicelib.catalog.catalog import Catalog
 from chalicelib.catalog.entry import CatalogError, ModelEntry, entry_from_document
+from chalicelib.catalog.guardrail_prices import GuardrailPriceVersion, versions_of
 from chalicelib.errors import Conflict, NotFound
 from chalicelib.observability import logger
 from chalicelib.shared.dynamodb import error_code
@@ -37,6 +40,7 @@ from chalicelib.shared.dynamodb import error_code
 UNREADABLE_EVENT = "catalog_item_unreadable"
 MODEL_PK = "MODEL"
 STATE_KEY = {"pk": "CATALOG", "sk": "STATE"}
+GUARDRAIL_PRICES_KEY = {"pk": "CATALOG", "sk": "GUARDRAIL_PRICES"}
 #: DynamoDB's limit on items in one transaction, less the state item.
 _SEED_BATCH = 99
 
@@ -49,6 +53,8 @@ class Stored:
 
     version: int
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The guardrail prices item (``versions``, ``revision``), or None when an operator never set any.
+    guardrail_prices: dict[str, Any] | None = None
 
     def live(self) -> dict[str, dict[str, Any]]:
         """The documents of models not removed."""
@@ -95,7 +101,9 @@ class CatalogStore:
             if "LastEvaluatedKey" not in page:
                 break
             params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return Stored(version=version, documents=documents)
+        # Read after the version: a change committed since raises the version, and is read next time.
+        prices = self._table.get_item(Key=GUARDRAIL_PRICES_KEY, ConsistentRead=True).get("Item")
+        return Stored(version=version, documents=documents, guardrail_prices=_plain(prices) if prices else None)
 
     def load(self) -> Catalog:
         """The catalog as the request path serves it: every readable, not removed model.
@@ -147,6 +155,30 @@ class CatalogStore:
             }
         model = {"Put": {"TableName": self._table.name, "Item": item, **condition}}
         self._transact([model, self._bump(read_version), *attach])
+        return _plain(item)
+
+    def put_guardrail_prices(
+        self, versions: list[dict[str, Any]], *, read_version: int, previous: Mapping[str, Any] | None,
+        attach: Iterable[dict[str, Any]] = (),
+    ) -> dict[str, Any]:  # fmt: skip
+        """Store the guardrail price versions (raising the catalog's version), with what is attached.
+
+        Raises
+        ------
+        Conflict
+            The prices or the catalog changed since ``previous`` and ``read_version`` were read.
+        """
+        revision = int(previous.get("revision", 0)) + 1 if previous is not None else 1
+        item = {**GUARDRAIL_PRICES_KEY, "versions": versions, "revision": revision}
+        if previous is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {
+                "ConditionExpression": "revision = :revision",
+                "ExpressionAttributeValues": {":revision": int(previous.get("revision", 0))},
+            }
+        put = {"Put": {"TableName": self._table.name, "Item": item, **condition}}
+        self._transact([put, self._bump(read_version), *attach])
         return _plain(item)
 
     def _bump(self, read_version: int) -> dict[str, Any]:
@@ -226,7 +258,24 @@ def catalog_of(stored: Stored) -> Catalog:
             continue
         entries.append(entry)
     taken = {name for entry in entries for name in (entry.id, *entry.aliases, entry.bedrock_model_id) if name}
-    return Catalog(entries, broken={k: v for k, v in broken.items() if k not in taken}, version=stored.version)
+    return Catalog(
+        entries,
+        broken={k: v for k, v in broken.items() if k not in taken},
+        version=stored.version,
+        guardrail_prices=_guardrail_prices(stored),
+    )
+
+
+def _guardrail_prices(stored: Stored) -> tuple[GuardrailPriceVersion, ...]:
+    """The operator's guardrail prices; an item that cannot be read is logged, and the map's prices apply."""
+    try:
+        return versions_of((stored.guardrail_prices or {}).get("versions"))
+    except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+        logger.error(
+            "the guardrail prices item cannot be read; LiteLLM's map prices guardrails until it is fixed",
+            extra={"event": UNREADABLE_EVENT, "model": "guardrail_prices", "reason": str(exc)[:500]},
+        )
+        return ()
 
 
 def _position(document: Mapping[str, Any]) -> int:

@@ -11,6 +11,11 @@ the reading (TCP's back-pressure reaches Bedrock) instead of piling up chunks.
 
 What the worker read ahead but the caller never took was generated all the same:
 ``Guarded.close`` hands those events back, so the bill counts them.
+
+The workers are daemon threads kept between requests (``_Readers``): starting a thread for
+each request cost the caller a wait for it to start (~0.1 ms of CPU, more on a busy machine).
+A worker held by a stalled upstream stays busy until its read times out; the next request
+gets another worker.
 """
 
 from __future__ import annotations
@@ -29,6 +34,36 @@ READ_AHEAD = 64
 #: How long ``close`` waits for a worker that is handing over one last event.
 _HANDOVER_SECONDS = 0.1
 _END = object()
+
+
+class _Readers:
+    """Daemon threads that run readers, kept between requests; one more starts when none is idle."""
+
+    def __init__(self) -> None:
+        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def run(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        self._tasks.put(task)
+        if start:
+            threading.Thread(target=self._work, name="upstream-reader", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            task = self._tasks.get()
+            # A reader hands its own failures to its caller; nothing may end this worker.
+            with contextlib.suppress(BaseException):
+                task()
+            with self._lock:
+                self._idle += 1
+
+
+_READERS = _Readers()
 
 
 class _Failure:
@@ -53,8 +88,9 @@ class Guarded:
         self._held: list[Any] = []
         self._finished = False
         self._closed = False
-        self._worker = threading.Thread(target=self._read, name="upstream-reader", daemon=True)
-        self._worker.start()
+        #: Set when the worker is done with ``events`` (read to the end, failed, or told to stop).
+        self._done = threading.Event()
+        _READERS.run(self._read)
 
     def __iter__(self) -> Guarded:
         return self
@@ -88,7 +124,7 @@ class Guarded:
         self._stopped.set()
         unread = self._drain()
         # Draining made room: a worker waiting to queue one more event does so and stops.
-        self._worker.join(_HANDOVER_SECONDS)
+        self._done.wait(_HANDOVER_SECONDS)
         unread += self._drain() + self._held
         return [item for item in unread if item is not _END and not isinstance(item, _Failure)]
 
@@ -126,6 +162,7 @@ class Guarded:
             if close is not None:
                 with contextlib.suppress(Exception):  # the upstream is abandoned either way
                     close()
+            self._done.set()
 
 
 def until(events: Iterator[Any], stop_at: float, *, clock: Callable[[], float] = time.time) -> Guarded:

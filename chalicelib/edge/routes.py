@@ -166,6 +166,15 @@ ROUTES: tuple[Endpoint, ...] = (
              name="admin_model_audit",
              serve=lambda r: wiring.model_admin().model_audit(r.headers, r.params["alias"], r.query),
              response=ref("Listing"), errors=ADMIN_ERRORS, query=page("audit", 500)),
+    # Admin API: guardrail prices (operator data in the catalog table; LiteLLM's map by default)
+    Endpoint("GET", "/admin/guardrail-prices", "Guardrail prices per 1,000 text units: in force, every version, "
+             "LiteLLM's defaults, the audit log (admins)", "models", ADMIN, name="admin_guardrail_prices",
+             serve=lambda r: wiring.guardrail_price_admin().get(r.headers),
+             response=ref("GuardrailPrices"), errors=ADMIN_ERRORS),
+    Endpoint("PATCH", "/admin/guardrail-prices", "Set guardrail prices: a new version from effective_from, the "
+             "counters not sent carried over (admins)", "models", ADMIN, name="admin_set_guardrail_prices",
+             serve=lambda r: wiring.guardrail_price_admin().update(r.headers, r.body), any_content_type=True,
+             body=ref("GuardrailPriceChange"), response=ref("GuardrailPrices"), errors=ADMIN_ERRORS),
     # Admin API: accounting (usage reports, owner budgets, the daily report on demand, reconcile)
     Endpoint("GET", "/admin/usage", "Tokens, requests and exact cost over a date range", "accounting", ADMIN,
              name="admin_usage", serve=lambda r: wiring.accounting_service().usage(r.headers, r.query),

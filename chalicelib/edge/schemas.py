@@ -28,6 +28,19 @@ def ref(name: str) -> dict[str, str]:
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
 MONEY = {"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "description": "Exact USD as a decimal string."}
+#: A Bedrock guardrail (chalicelib/shared/guardrails.py: parse_guardrail), one of the stack's GuardrailIds.
+GUARDRAIL = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id"],
+    "properties": {
+        "id": {
+            "type": "string",
+            "pattern": r"^([a-z0-9]{1,64}|arn:aws[a-z-]*:bedrock:[a-z0-9-]+:[0-9]{12}:guardrail/[a-z0-9]{1,64})$",
+        },
+        "version": {"type": "string", "pattern": r"^(DRAFT|[1-9][0-9]{0,7})$", "default": "DRAFT"},
+    },
+}
 TIME = {"type": "string", "description": "ISO 8601 UTC, e.g. 2026-11-26T12:00:00Z."}
 DATE = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
 OBJECT = {"type": "object"}
@@ -291,6 +304,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "tpm_limit": nullable({"type": "integer", "minimum": 1, "maximum": 1_000_000_000}),
             "expires_at": nullable(TIME),
             "metadata": nullable({"type": "object", "maxProperties": 32, "additionalProperties": STRING}),
+            "guardrail": {
+                "anyOf": [GUARDRAIL, {"type": "null"}],
+                "description": "Every call with the key carries it (wins over its team's and its model's). On a key "
+                "charged to a team with a guardrail, admins only.",
+            },
+            "model_fallback": {
+                "enum": ["any", "same_model", "none"],
+                "description": "Which catalog fallbacks may serve: any, only the same model, or none.",
+            },
             "team": nullable(
                 {
                     "type": "string",
@@ -535,13 +557,19 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "created_by": nullable(STRING),
             "monthly_budget_usd": nullable(MONEY),
             "default_member_budget_usd": nullable(MONEY),
+            "guardrail": nullable(GUARDRAIL),
             "period": STRING,
             "spent_usd": MONEY,
             "requests": INTEGER,
             "remaining_usd": nullable(MONEY),
             "members": {"type": "array", "items": ref("Member"), "description": "For the team's admins and admins."},
             "keys": OBJECT,
-            "notice": {"type": "string", "description": "Set when a new budget is already spent this month."},
+            "notice": {
+                "type": "string",
+                "description": "Set when a new budget is already spent this month, or "
+                "keys of the team carry a guardrail of their own that wins over the team's new one.",
+            },
+            "keys_with_own_guardrail": {"type": "array", "items": STRING},
         },
     },
     "TeamFields": {
@@ -551,6 +579,41 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "name": {"type": "string", "minLength": 1, "maxLength": 100},
             "monthly_budget_usd": {"anyOf": [MONEY, {"type": "null"}]},
             "default_member_budget_usd": {"anyOf": [MONEY, {"type": "null"}]},
+            "guardrail": {
+                "anyOf": [GUARDRAIL, {"type": "null"}],
+                "description": "Every call charged to the team carries it unless its key has its own (admins only).",
+            },
+        },
+    },
+    "GuardrailPrices": {
+        "type": "object",
+        "required": ["object", "in_force", "versions", "default"],
+        "properties": {
+            "object": {"const": "guardrail_prices"},
+            "unit": STRING,
+            "in_force": {
+                "type": "object",
+                "description": "Version 0: LiteLLM's map.",
+                "properties": {"version": INTEGER, "per_1000_units": {"type": "object", "additionalProperties": MONEY}},
+            },
+            "versions": {"type": "array", "items": OBJECT},
+            "default": OBJECT,
+            "audit": {"type": "array", "items": OBJECT},
+        },
+    },
+    "GuardrailPriceChange": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["per_1000_units"],
+        "properties": {
+            "per_1000_units": {
+                "type": "object",
+                "description": "USD per 1,000 text units by usage counter (contentPolicyUnits, …); null drops one.",
+                "maxProperties": 16,
+                "additionalProperties": {"anyOf": [MONEY, {"type": "null"}]},
+            },
+            "effective_from": {**TIME, "description": "Default: now; never in the past."},
+            "force": {"type": "boolean", "description": "Allow a price over $100 per 1,000 text units."},
         },
     },
     "Member": {

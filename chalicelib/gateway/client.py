@@ -246,6 +246,7 @@ class Gateway:
             # Retries are the policy's (resilience.py), within the request's deadline.
             "num_retries": 0,
             **self._provider(target.model).options(upstream),
+            "client": self._provider(target.model).chat_client(upstream),
             **options,
         }
         if target.guardrail is not None:

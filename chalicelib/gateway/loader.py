@@ -80,3 +80,30 @@ def defer_default_encoding(litellm: Any) -> None:
     deferred = DeferredEncoding(get_default_encoding)
     main._encoding_cache = deferred  # what litellm.main._get_encoding() returns
     litellm.encoding = deferred  # what the providers' streaming handlers read
+    _defer_cost_counting(deferred)
+
+
+def _defer_cost_counting(deferred: DeferredEncoding) -> None:
+    """Let LiteLLM's price of a stream's start count an empty completion without loading tiktoken.
+
+    The gateway always calls Bedrock with a stream; ``litellm.completion`` prices a stream as it
+    returns it by counting its (empty) completion with the default tokenizer, which it fetches
+    from ``litellm.utils`` and ``litellm_core_utils.token_counter``, loading the encoding first
+    (~0.2 s of every cold answer) to count nothing. Handing those two the deferred encoding
+    keeps every count exact (the first text to count loads it); ``tests/test_artifact.py`` fails
+    when a cold stream loads it again.
+    """
+    import litellm.utils as utils
+    from litellm.litellm_core_utils import token_counter
+
+    def default_encoding() -> DeferredEncoding:
+        return deferred
+
+    named = token_counter.get_encoding
+
+    def encoding_named(name: str) -> Any:
+        return deferred if name == "cl100k_base" else named(name)
+
+    utils.get_default_encoding = default_encoding  # what select_tokenizer hands the counter
+    token_counter.get_default_encoding = default_encoding
+    token_counter.get_encoding = encoding_named  # what the counter encodes with

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from chalicelib.catalog import ModelEntry
 from chalicelib.conversation.request import Conversation
+from chalicelib.gateway.loader import load_litellm
 from chalicelib.gateway.prompts import BedrockPrompt, bedrock_prompt, litellm_options
 
 
@@ -75,6 +76,16 @@ class Provider(Protocol):
         """The messages and options this provider is sent for a conversation (built once per call)."""
         ...
 
+    def chat_client(self, target: Upstream) -> Any:
+        """The client a chat call to ``target`` is sent through, kept for the warm function.
+
+        LiteLLM caches its own clients by their settings, the timeout among them; each request's
+        timeout is what is left of its deadline, so without a client of ours every call built a
+        new client and opened a new connection (a TLS handshake to Bedrock per request, and the
+        old connections left open in LiteLLM's cache). The timeout is still passed per call.
+        """
+        ...
+
 
 class Bedrock:
     """Amazon Bedrock through LiteLLM, signed by the function's role."""
@@ -84,6 +95,7 @@ class Bedrock:
     def __init__(self, *, region: str, endpoint_url: str | None) -> None:
         self._region = region
         self._endpoint_url = endpoint_url
+        self._client: Any = None
 
     def options(self, target: Upstream) -> dict[str, Any]:
         options: dict[str, Any] = {"aws_region_name": target.region or self._region}
@@ -94,6 +106,15 @@ class Bedrock:
     def prompt(self, conversation: Conversation) -> BedrockPrompt:
         return bedrock_prompt(conversation)
 
+    def chat_client(self, target: Upstream) -> Any:
+        # One connection pool for every region: httpx keeps a connection per host.
+        if self._client is None:
+            load_litellm()  # LiteLLM imported its way (offline, the collector paused), not by the import below
+            from litellm.llms.custom_httpx.http_handler import HTTPHandler
+
+            self._client = HTTPHandler()
+        return self._client
+
 
 class OpenAICompatible:
     """Any OpenAI-compatible API through LiteLLM's ``openai/`` provider, its key read from SSM."""
@@ -102,6 +123,8 @@ class OpenAICompatible:
 
     def __init__(self, *, secret: Callable[[str], str]) -> None:
         self._secret = secret
+        #: One SDK client per base URL and key (a rotated key gets a new one; the old is dropped).
+        self._clients: dict[str, tuple[str, Any]] = {}
 
     def options(self, target: Upstream) -> dict[str, Any]:
         # A server without keys (a local Ollama) still needs some value: the SDK refuses none.
@@ -113,6 +136,19 @@ class OpenAICompatible:
         if options.pop("thinking", None) is not None:
             options.setdefault("reasoning_effort", "medium")
         return [_openai_message(m) for m in conversation.messages], options
+
+    def chat_client(self, target: Upstream) -> Any:
+        key = self._secret(target.credentials) if target.credentials else "none"
+        base_url = target.base_url or ""
+        kept = self._clients.get(base_url)
+        if kept is None or kept[0] != key:
+            load_litellm()
+            from openai import OpenAI
+
+            # Retries are the call policy's (resilience.py), never the SDK's.
+            kept = (key, OpenAI(api_key=key, base_url=target.base_url, max_retries=0))
+            self._clients[base_url] = kept
+        return kept[1]
 
 
 def _openai_message(message: dict[str, Any]) -> dict[str, Any]:

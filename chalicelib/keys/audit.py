@@ -39,6 +39,8 @@ SUBJECT_ACTIONS = {
     ),
     "team": ("created", "updated", "deleted", "member_added", "member_removed", "role_changed", "budget_set"),
     "model": ("added", "updated", "removed", "tested"),
+    # The stack's guardrail prices (chalicelib/catalog/guardrail_prices.py): a new version set.
+    "prices": ("set",),
     "person": ("invited", "appeared", "disabled", "enabled", "removed", "budget_set", "admin_granted", "admin_revoked"),
 }  # fmt: skip
 #: A key's actions (the first subject the log had).
@@ -77,7 +79,7 @@ class Actor:
 
 @dataclass(frozen=True)
 class Subject:
-    """What an event is about: a key, a team, a person or a catalog model."""
+    """What an event is about: a key, a team, a person, a catalog model or the stack's guardrail prices."""
 
     kind: str
     id: str

@@ -6,7 +6,8 @@ geography or region (``base_model_id`` equal) needs nothing more; another model 
 key's allowlist, and a key whose ``model_fallback`` is ``same_model`` never gets one (``none``:
 no fallback at all). A fallback that cannot do what the request needs (images, tools,
 reasoning) is left out rather than tried. Each target carries the most specific guardrail:
-the key's, else the target model's.
+the key's, else its team's (a team key, or a person's key charged to the team), else the target
+model's.
 
 What a guardrail may cost at most (``guardrail_worst_case``), so admission can reserve it: every
 text unit of the prompt and of the longest answer, assessed by every policy type.
@@ -21,7 +22,7 @@ from chalicelib.catalog import Catalog, ModelEntry
 from chalicelib.conversation.request import Conversation
 from chalicelib.gateway import CallPolicy, Target, check_capabilities
 from chalicelib.keys.store import KeyRecord
-from chalicelib.shared.guardrails import GuardrailPrices, text_units
+from chalicelib.shared.guardrails import Guardrail, GuardrailPrices, text_units
 
 #: An upper bound of the characters in one output token (the longest tokens of BPE vocabularies:
 #: runs of spaces or punctuation). Text units bill characters, admission counts tokens.
@@ -29,10 +30,20 @@ OUTPUT_CHARACTERS_PER_TOKEN = 32
 
 
 def call_policy(
-    key: KeyRecord, model: ModelEntry, catalog: Catalog, conversation: Conversation, *, region: str
+    key: KeyRecord,
+    model: ModelEntry,
+    catalog: Catalog,
+    conversation: Conversation,
+    *,
+    region: str,
+    team_guardrail: Guardrail | None = None,
 ) -> CallPolicy:
-    """The ordered targets a call to ``model`` with ``key`` may be served by, and their guardrails."""
-    targets = [_target(key, model, region)]
+    """The ordered targets a call to ``model`` with ``key`` may be served by, and their guardrails.
+
+    ``team_guardrail`` is the guardrail of the team the key is charged to, if any.
+    """
+    required = key.guardrail_config or team_guardrail
+    targets = [_target(required, model, region)]
     allowed = key.model_fallback or "any"
     if allowed != "none":
         for fallback in catalog.fallbacks_of(model):
@@ -43,14 +54,14 @@ def call_policy(
                 continue
             try:
                 check_capabilities(conversation, fallback)
-                targets.append(_target(key, fallback, region))
+                targets.append(_target(required, fallback, region))
             except errors.AppError:
                 continue
     return CallPolicy(tuple(targets))
 
 
-def _target(key: KeyRecord, model: ModelEntry, region: str) -> Target:
-    """The target of ``model`` for ``key``.
+def _target(required: Guardrail | None, model: ModelEntry, region: str) -> Target:
+    """The target of ``model`` for a call that must carry ``required`` (the key's or team's guardrail), if any.
 
     Raises
     ------
@@ -58,7 +69,7 @@ def _target(key: KeyRecord, model: ModelEntry, region: str) -> Target:
         The call must carry a guardrail and ``model`` is not served by Bedrock, which applies
         them: it is never called without it (a fallback like it is left out).
     """
-    guardrail = key.guardrail_config or model.guardrail
+    guardrail = required or model.guardrail
     if model.provider != "bedrock":
         if guardrail is not None:
             raise errors.PermissionDenied(

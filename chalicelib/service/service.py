@@ -15,13 +15,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from chalicelib import errors
 from chalicelib.accounting.metering import Meter, Ticket, asks_long_cache
 from chalicelib.catalog import Catalog, ModelEntry
-from chalicelib.catalog.prices import guardrail_prices
 from chalicelib.conversation import deadline as deadline_guard
 from chalicelib.conversation.deadline import Guarded
 from chalicelib.conversation.events import (
@@ -49,8 +49,10 @@ from chalicelib.gateway import (
     prompt_input,
 )
 from chalicelib.keys.store import KeyRecord
+from chalicelib.keys.teams import TeamPolicy
 from chalicelib.observability import logger
 from chalicelib.service.policy import call_policy, guardrail_worst_case
+from chalicelib.shared.dates import isoformat
 from chalicelib.shared.guardrails import GuardrailPrices, guardrail_cost, text_units
 from chalicelib.shared.money import usd
 from chalicelib.shared.text import nearest
@@ -116,6 +118,7 @@ class ModelService:
         clock: Callable[[], float] = time.time,
         prefetch: Callable[[], None] | None = None,
         recheck: Callable[[], Catalog] | None = None,
+        team_policy: Callable[[str], TeamPolicy] | None = None,
     ) -> None:
         self._catalog = catalog
         self._gateway = gateway
@@ -124,6 +127,8 @@ class ModelService:
         self._prefetch = prefetch
         #: The catalog read again after a name was not found (a model added on another function).
         self._recheck = recheck
+        #: A team's policy (its guardrail), from this function's copy (``chalicelib/keys/teams.py``).
+        self._team_policy = team_policy
 
     def prefetch(self) -> None:
         """Start refreshing the catalog snapshot if this request will need it (never waits).
@@ -171,10 +176,21 @@ class ModelService:
         log = {"request_id": request_id, "key_id": key.key_id, "model": model.id, "surface": surface}
         log.update(stream=conversation.stream, **conversation.annotations)
         # Who may serve the call: the model asked for, then the fallbacks this key may use.
-        policy = call_policy(key, model, catalog or self._catalog(), conversation, region=self._gateway.region)
+        team = self._team_policy(key.team_id) if key.team_id and self._team_policy is not None else None
+        policy = call_policy(
+            key,
+            model,
+            catalog or self._catalog(),
+            conversation,
+            region=self._gateway.region,
+            team_guardrail=team.guardrail if team is not None else None,
+        )
         # What reaches the upstream, built once: admission bounds its tokens, the call sends it.
         prompt = self._gateway.prompt(conversation, model)
         bound = prompt_input(prompt).token_bound  # UTF-8 bytes: also a bound of the characters
+        # Guardrail text units are priced at the operator's prices in force now (or LiteLLM's map), for
+        # admission and for the bill alike, whichever region serves.
+        pricing = _GuardrailPricing(catalog or self._catalog(), isoformat(datetime.fromtimestamp(self._clock(), UTC)))
         ticket = self._meter.admit(
             key,
             model,
@@ -184,12 +200,12 @@ class ModelService:
             alternatives=tuple(target.model for target in policy.targets[1:]),
             surcharge=guardrail_worst_case(
                 policy,
-                guardrail_prices(policy.primary.region) if policy.guarded else GuardrailPrices(),
+                pricing(policy.primary.region) if policy.guarded else GuardrailPrices(),
                 prompt_bytes=bound,
                 max_output_tokens=conversation.max_tokens,
             ),
         )
-        call = _Call(ticket, conversation, prompt, policy, request_id, deadline, started, log)
+        call = _Call(ticket, conversation, prompt, policy, request_id, deadline, started, log, pricing)
         events = self._run(call)
         try:
             first = next(events)
@@ -308,8 +324,9 @@ class ModelService:
             usage = self._gateway.estimate_usage(prompt, "".join(answer.produced))
             if answer.assumed_output > usage.output_tokens:
                 usage = dataclasses.replace(usage, output_tokens=answer.assumed_output)
-            units = self._estimated_guardrail_units(served, prompt, answer.produced)
-        guardrail_usd = guardrail_cost(guardrail_prices(served.region), units) if units else Decimal(0)
+            units = self._estimated_guardrail_units(served, prompt, answer.produced, call.pricing)
+        prices = call.pricing(served.region) if units else GuardrailPrices()
+        guardrail_usd = guardrail_cost(prices, units) if units else Decimal(0)
         latency_ms = _ms(call.started)
         entry = self._meter.settle(
             ticket,
@@ -324,6 +341,7 @@ class ModelService:
             served_region=served.region or "",
             guardrail_units=units,
             guardrail_usd=guardrail_usd,
+            guardrail_price_version=prices.version,
         )
         logger.info(
             "chat completion",
@@ -344,13 +362,15 @@ class ModelService:
         )
         return entry
 
-    def _estimated_guardrail_units(self, served: Target, prompt: BedrockPrompt, produced: list[str]) -> dict[str, int]:
+    def _estimated_guardrail_units(
+        self, served: Target, prompt: BedrockPrompt, produced: list[str], pricing: _GuardrailPricing
+    ) -> dict[str, int]:
         """The text units a guardrail may have used when Bedrock's report was cut off: every priced policy."""
         if served.guardrail is None:
             return {}
         characters = sum(len(text) for text in prompt_input(prompt).texts)
         units = text_units(characters) + text_units(sum(len(text) for text in produced))
-        return {counter: units for counter, price in guardrail_prices(served.region).per_unit.items() if price > 0}
+        return {counter: units for counter, price in pricing(served.region).per_unit.items() if price > 0}
 
     def _time_left(self, deadline: float, request_id: str) -> float:
         left = deadline - self._clock() - BILLING_MARGIN_SECONDS
@@ -605,6 +625,8 @@ class _Call:
     deadline: float
     started: float
     log: dict[str, Any]
+    #: The guardrail prices the call is billed at (in force when it was admitted).
+    pricing: _GuardrailPricing
     #: The target answering, once one started to.
     served: Target | None = None
     #: Every upstream attempt made, in order (the gateway appends them).
@@ -616,6 +638,17 @@ class _Call:
         if self.served is not None:
             return self.served
         return self.attempts[-1].target if self.attempts else self.policy.primary
+
+
+@dataclass(frozen=True)
+class _GuardrailPricing:
+    """The guardrail prices in force at one moment, by region (read only for calls with a guardrail)."""
+
+    catalog: Catalog
+    moment: str
+
+    def __call__(self, region: str | None) -> GuardrailPrices:
+        return self.catalog.guardrail_prices(region, self.moment)
 
 
 @dataclass

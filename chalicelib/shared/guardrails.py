@@ -78,9 +78,14 @@ def parse_guardrail(value: Any, param: str = "guardrail") -> Guardrail | None:
 
 @dataclass(frozen=True)
 class GuardrailPrices:
-    """USD per text unit for each usage counter Bedrock reports (``contentPolicyUnits``: 0.00015, …)."""
+    """USD per text unit for each usage counter Bedrock reports (``contentPolicyUnits``: 0.00015, …).
+
+    ``version`` is the operator's price version these are (``catalog/guardrail_prices.py``); 0:
+    LiteLLM's pinned map.
+    """
 
     per_unit: Mapping[str, Decimal] = field(default_factory=dict)
+    version: int = 0
 
     @property
     def dearest_total(self) -> Decimal:

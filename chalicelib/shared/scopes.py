@@ -330,11 +330,13 @@ def memberships_prefix(sub: str) -> str:
 # -- audit subjects -------------------------------------------------------------------------------
 
 #: Kinds of audit subject, and the prefix of each in the audit table.
-SUBJECT_PREFIX = {"key": "KEY", "team": "TEAM", "person": "PERSON", "model": "MODEL"}
+SUBJECT_PREFIX = {"key": "KEY", "team": "TEAM", "person": "PERSON", "model": "MODEL", "prices": "PRICES"}
 
 
 def subject(kind: str, ident: str) -> str:
-    """The audit table's partition for one subject: ``KEY#<id>``, ``TEAM#<id>``, ``PERSON#<sub>``, ``MODEL#<alias>``."""
+    """The audit table's partition for one subject: ``KEY#<id>``, ``TEAM#<id>``, ``PERSON#<sub>``, ``MODEL#<alias>``,
+    ``PRICES#guardrails``.
+    """
     return f"{SUBJECT_PREFIX[kind]}#{ident}"
 
 

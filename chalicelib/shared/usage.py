@@ -77,6 +77,8 @@ class UsageEntry:
     #: Guardrail text units Bedrock reported, by usage counter, and what they cost (part of ``cost``).
     guardrail_units: dict[str, int] = field(default_factory=dict)
     guardrail_usd: Decimal = Decimal(0)
+    #: Which version of the operator's guardrail prices billed ``guardrail_units`` (0: LiteLLM's map).
+    guardrail_price_version: int = 0
 
     @property
     def day(self) -> str:

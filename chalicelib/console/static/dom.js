@@ -174,7 +174,23 @@
     return `${lines.join("\r\n")}\r\n`;
   }
 
+  // A Bedrock guardrail as people type it ("abc123:1"; an ARN holds colons, so the version is what
+  // follows the last one when it is DRAFT or a number) and as the API sends it ({id, version}).
+  const guardrail = {
+    text: (g) => (g ? `${g.id} (version ${g.version})` : ""),
+    field: (g) => (g ? `${g.id}:${g.version}` : ""),
+    body(value) {
+      const text = String(value || "").trim();
+      if (!text) return null;
+      const at = text.lastIndexOf(":");
+      const version = at < 0 ? "" : text.slice(at + 1);
+      if (at > 0 && (version === "DRAFT" || /^\d+$/.test(version))) return { id: text.slice(0, at), version };
+      return { id: text, version: "DRAFT" };
+    },
+  };
+
   Object.assign(PW, {
+    guardrail,
     h,
     svg,
     clear,

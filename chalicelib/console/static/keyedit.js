@@ -1,6 +1,7 @@
 // pennyworth console: editing a key (PATCH /admin/keys/{id}). The dialog offers what the API lets
-// anyone change: name, monthly budget, models, expiry, rate limits and the team a person's key is
-// charged to, and sends only what changed.
+// anyone change: name, monthly budget, models, expiry, rate limits, the team a person's key is
+// charged to, its Bedrock guardrail and whether fallbacks to other models may serve it, and sends
+// only what changed.
 // Who may loosen what is the API's rule (an owner may tighten a limit an admin set, never loosen
 // it; only an admin extends an expired key): the dialog says where an admin's limit applies, and a
 // refusal is shown as the API gave it, next to its field.
@@ -11,6 +12,12 @@
   const { h, ui, api, money } = PW;
 
   const dayOf = (time) => (time ? String(time).slice(0, 10) : "");
+  // model_fallback, loosest first (the API's MODEL_FALLBACKS): who may serve when the model is throttled.
+  const FALLBACKS = {
+    any: "Any fallback the catalog lists (other models too, if the key may use them)",
+    same_model: "Only the same model (another geography or region)",
+    none: "No fallback: exactly the model asked for",
+  };
 
   // Why a field may be refused to this caller, from the key's admin_limits (owners only).
   function limitHint(key, name, isAdmin) {
@@ -21,6 +28,8 @@
       monthly_budget_usd: () => money(value),
       allowed_models: () => value.join(", "),
       expires_at: () => PW.dateTime(value),
+      guardrail: () => PW.guardrail.text(value),
+      model_fallback: () => FALLBACKS[value] || value,
     }[name];
     return `An admin limited this to ${shown ? shown() : value}: you may tighten it, not loosen or remove it.`;
   }
@@ -52,6 +61,9 @@
       const budget = h("input", { name: "monthly_budget_usd", type: "text", inputmode: "decimal", pattern: "\\d{1,10}(\\.\\d{1,6})?", value: key.monthly_budget_usd || "", placeholder: "no budget", autocomplete: "off" });
       const expires = h("input", { name: "expires_at", type: "date", value: dayOf(key.expires_at), min: PW.isoDay(new Date(Date.now() + 86400000)) });
       const rpm = h("input", { name: "rpm_limit", type: "number", min: "1", step: "1", value: key.rpm_limit === null ? "" : String(key.rpm_limit), placeholder: "no limit" });
+      const guardrail = h("input", { name: "guardrail", type: "text", maxlength: "200", value: PW.guardrail.field(key.guardrail), placeholder: "none", autocomplete: "off", spellcheck: "false" });
+      const fallback = h("select", { name: "model_fallback" }, Object.entries(FALLBACKS).map(([value, label]) => h("option", { value }, label)));
+      fallback.value = key.model_fallback || "any";
       const tpm = h("input", { name: "tpm_limit", type: "number", min: "1", step: "1", value: key.tpm_limit === null ? "" : String(key.tpm_limit), placeholder: "no limit" });
       const limited = key.allowed_models !== null;
       const allModels = h("input", { type: "radio", name: "model-scope", value: "all", checked: !limited, id: PW.uid("scope") });
@@ -91,6 +103,9 @@
           const value = input.value.trim();
           if (value !== (current === null ? "" : String(current))) body[field] = value === "" ? null : Number(value);
         }
+        const wanted = PW.guardrail.body(guardrail.value);
+        if (PW.guardrail.field(wanted) !== PW.guardrail.field(key.guardrail)) body.guardrail = wanted;
+        if (fallback.value !== (key.model_fallback || "any")) body.model_fallback = fallback.value;
         const chosen = someModels.checked ? boxes.filter((b) => b.checked).map((b) => b.value) : null;
         const before = key.allowed_models;
         const same = chosen === null ? before === null : before !== null && chosen.length === before.length && chosen.every((m) => before.includes(m));
@@ -118,6 +133,16 @@
             )
           ),
           h("div", { class: "two-fields" }, ui.field("Requests per minute", rpm, limitHint(key, "rpm_limit", isAdmin)), ui.field("Tokens per minute", tpm, limitHint(key, "tpm_limit", isAdmin))),
+          ui.field(
+            "Bedrock guardrail (id:version)",
+            guardrail,
+            hintText(
+              "Every call with the key carries it (one of the stack's GuardrailIds), instead of its team's or model's; its charges are billed. Empty: none of its own.",
+              key.team && !isAdmin ? "If the key's team has a guardrail, only an admin may set, change or clear one here." : null,
+              limitHint(key, "guardrail", isAdmin)
+            )
+          ),
+          ui.field("When the model is throttled or failing", fallback, hintText("Some teams need the exact model.", limitHint(key, "model_fallback", isAdmin))),
         ],
         async () => {
           const body = changes();

@@ -1,6 +1,7 @@
 // pennyworth console: the admin "Models" page. The live catalog with its prices per million
 // tokens, an add/edit form (new prices become a new price version), enable/disable, remove, and
-// the model test (one billed call through the whole path: status, latency, tokens, exact cost).
+// the model test (one billed call through the whole path: status, latency, tokens, exact cost),
+// and the guardrail prices (per 1,000 text units, versioned like a model's).
 "use strict";
 
 (function () {
@@ -221,6 +222,71 @@
 
   // --- The page ------------------------------------------------------------------------------
 
+  // --- Guardrail prices (USD per 1,000 text units; LiteLLM's map unless an admin set them) ----
+
+  function guardrailPricesCard(signal) {
+    const slot = h("div", {});
+    async function load() {
+      await ui.withLoading(
+        slot,
+        "Loading the guardrail prices…",
+        () => api.get("admin/guardrail-prices", {}, { signal }),
+        (found) => guardrailPrices(found, load)
+      );
+    }
+    load();
+    return slot;
+  }
+
+  function guardrailPrices(found, reload) {
+    const current = found.in_force.per_1000_units;
+    const defaults = found.default.per_1000_units;
+    const counters = [...new Set([...Object.keys(current), ...Object.keys(defaults)])].sort();
+    const inputs = counters.map((c) => h("input", { name: c, type: "text", inputmode: "decimal", value: current[c] || "", placeholder: "not priced", autocomplete: "off", spellcheck: "false" }));
+    const effective = h("input", { name: "effective_from", type: "text", placeholder: "now (or e.g. 2027-01-01T00:00:00Z)", autocomplete: "off", spellcheck: "false" });
+    const form = ui.form(
+      [
+        h("div", { class: "two-fields" }, counters.map((c, i) => ui.field(c, inputs[i], defaults[c] !== undefined ? `LiteLLM's map: $${defaults[c]}` : "Not in LiteLLM's map."))),
+        ui.field("Effective from", effective, "When the new prices apply (ISO 8601 UTC; never in the past). Requests admitted before keep the old ones."),
+      ],
+      async () => {
+        // Only what changed: each change makes a new version, the other counters carried over.
+        const changes = {};
+        counters.forEach((c, i) => {
+          const value = inputs[i].value.trim();
+          if (value !== (current[c] || "")) changes[c] = value === "" ? null : value;
+        });
+        if (!Object.keys(changes).length) {
+          ui.toast("Nothing changed.");
+          return;
+        }
+        const body = { per_1000_units: changes };
+        if (effective.value.trim()) body.effective_from = effective.value.trim();
+        const saved = await api.patch("admin/guardrail-prices", body);
+        const latest = saved.versions[saved.versions.length - 1];
+        ui.toast(`Guardrail prices version ${latest.version} from ${latest.effective_from}.`);
+        reload();
+      },
+      { submitLabel: "Save guardrail prices" }
+    );
+    const versions = ui.table(
+      [
+        { label: "Version", cell: (v) => String(v.version), class: "num" },
+        { label: "From (UTC)", cell: (v) => PW.timeEl(v.effective_from) },
+        { label: "Prices", cell: (v) => Object.entries(v.per_1000_units).map(([c, p]) => h("div", {}, `${c} $${p}`)) },
+        { label: "Set by", cell: (v) => v.set_by || "—" },
+      ],
+      found.versions,
+      { caption: "Versions an admin set", emptyText: "No version set: LiteLLM's map prices every guardrail." }
+    );
+    return ui.card("Guardrail prices, USD per 1,000 text units", [
+      h("p", { class: "muted" }, "What Bedrock guardrails cost per policy type. Changes apply without a deploy, to requests admitted from their effective time."),
+      h("p", {}, h("strong", {}, `In force: ${found.in_force.version ? `version ${found.in_force.version}` : "LiteLLM's map"}`)),
+      versions,
+      form,
+    ]);
+  }
+
   function modelsPage(root, signal) {
     const results = h("div", {});
     async function load() {
@@ -282,7 +348,8 @@
         "The models callers may use, where each is served and what it costs. Changes apply without a deploy: at once here, on every gateway function within 30 seconds.",
         h("button", { type: "button", class: "primary", onclick: () => modelDialog(null, load) }, "Add a model")
       ),
-      results
+      results,
+      guardrailPricesCard(signal)
     );
     load();
   }

@@ -129,7 +129,8 @@
         stat(`Spent in ${team.period}`, money(team.spent_usd)),
         stat("Budget / month", team.monthly_budget_usd === null ? "none" : money(team.monthly_budget_usd)),
         stat("Remaining", team.remaining_usd === null ? "—" : money(team.remaining_usd)),
-        stat("Your role", team.your_role === "admin" ? "team admin" : team.your_role || (me.isAdmin ? "admin (not on the team)" : "—"))
+        stat("Your role", team.your_role === "admin" ? "team admin" : team.your_role || (me.isAdmin ? "admin (not on the team)" : "—")),
+        stat("Guardrail", PW.guardrail.text(team.guardrail) || "none")
       ),
       h(
         "div",
@@ -291,10 +292,32 @@
           { submitLabel: "Save name and budget" }
         ),
         notice,
+        guardrailForm(team, reload),
         h("button", { type: "button", class: "danger-outline", onclick: () => deleteTeamDialog(team) }, "Delete team…")
       );
     }
     return ui.card("Settings", forms);
+  }
+
+  // Admins only: a team's guardrail is a compliance control its admins may not loosen or remove.
+  function guardrailForm(team, reload) {
+    const input = h("input", { name: "guardrail", type: "text", value: PW.guardrail.field(team.guardrail), maxlength: "200", autocomplete: "off", placeholder: "none", spellcheck: "false" });
+    const notice = h("div", {});
+    return [
+      ui.form(
+        [ui.field("Guardrail (id:version)", input, "Every call charged to the team carries this Bedrock guardrail, unless its key has one of its own; it wins over the model's. Empty: none.")],
+        async () => {
+          const changed = await api.patch(teamPath(team.id), { guardrail: PW.guardrail.body(input.value) });
+          if (changed.notice) replace(notice, h("p", { class: "warning", role: "alert" }, changed.notice));
+          else {
+            ui.toast(changed.guardrail ? `Calls charged to ${changed.name} now carry ${PW.guardrail.text(changed.guardrail)}.` : "Guardrail cleared.");
+            reload();
+          }
+        },
+        { submitLabel: "Save guardrail" }
+      ),
+      notice,
+    ];
   }
 
   function deleteTeamDialog(team) {
