@@ -85,6 +85,8 @@ def fetch(client: Any, query: dict[str, Any], limit: int | None) -> tuple[list[d
         if not last.get("next_cursor"):
             break
         params["cursor"] = last["next_cursor"]
+        if params.get("owner") and last.get("owner"):
+            params["owner"] = last["owner"]  # the person's sub: no user-pool lookup for the next pages
     return rows, {**last, "has_more": bool(last.get("next_cursor"))}
 
 

@@ -71,10 +71,19 @@ def test_admins_see_everyone_and_users_only_themselves(
     assert by_model[0]["group"] == "nova-micro" and Decimal(by_model[0]["cost_usd"]) == spent_alice
     peek = as_alice.call("get", f"/admin/usage?owner={bob.email}")
     assert peek.status_code == 403
+    # The month by key, the costliest first only (the console's page): named, and the month's totals
+    month = f"from={TODAY[:8]}01&to={TODAY}&group_by=key"
+    every = as_admin.call("get", f"/admin/usage?{month}").json_body
+    first = as_admin.call("get", f"/admin/usage?{month}&limit=1").json_body
+    assert (first["groups"], first["has_more"], every["groups"], every["has_more"]) == (2, True, 2, False)
+    assert first["data"] == every["data"][:1] and first["total"] == every["total"]
+    assert first["data"][0]["name"] == "alice-laptop" and first["data"][0]["owner_email"] == alice.email
 
 
 def test_usage_query_errors_are_400s(as_admin: Api) -> None:
     for query, param in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
         ("group_by=colour", "group_by"),
         ("from=yesterday", "from"),
         ("from=2026-11-02&to=2026-11-01", "to"),

@@ -123,3 +123,67 @@ def test_each_listed_key_carries_this_months_spend(as_alice: Api, usage_table: A
     views = {k["key_id"]: k["month"] for k in listed(as_alice).json_body["data"]}
     assert views[used["key_id"]] == {"period": now.strftime("%Y-%m"), "spent_usd": usd(entry.cost)}
     assert views[idle["key_id"]]["spent_usd"] == "0"
+
+
+def test_search_is_filtered_by_dynamodb_on_the_stored_text_and_follows_renames(keys_table: Any) -> None:
+    # GIVEN keys stored with their search text, and one stored before it existed (no ``search``)
+    store = KeyStore(keys_table, clock=lambda: START)
+    for n in range(30):
+        store.create(owner_sub="o", name=f"filler {n}")
+    wanted, _ = store.create(owner_sub="o", name="Ｂilling ﬁle", metadata={"Ticket": "FIN-42"})
+    assert keys_table.get_item(Key={"key_id": wanted.key_id})["Item"]["search"] == listing.search_text(wanted.to_item())
+    old, _ = store.create(owner_sub="o", name="Legacy Billing")
+    keys_table.update_item(
+        Key={"key_id": old.key_id}, UpdateExpression="REMOVE #s", ExpressionAttributeNames={"#s": "search"}
+    )
+    # THEN a search (NFKC, any case) finds both, and DynamoDB sends back only those two (and no filler)
+    sent: list[int] = []
+    query = keys_table.query
+
+    def counting(**params: Any) -> Any:
+        response = query(**params)
+        sent.append(len(response["Items"]))
+        return response
+
+    keys_table.query = counting
+    try:
+        found = store.list_keys(search="BILLING", limit=10)
+    finally:
+        del keys_table.query
+    assert {r.key_id for r in found.items} == {wanted.key_id, old.key_id} and sum(sent) == 2
+    assert [r.key_id for r in store.list_keys(search="file", limit=10).items] == [wanted.key_id]
+    assert [r.key_id for r in store.list_keys(search="ticket=fin-42", limit=10).items] == [wanted.key_id]
+    # WHEN the keys are renamed: the stored text follows (the old key gets one at its edit)
+    store.update(store.require(wanted.key_id), {"name": "payroll"})
+    store.update(store.require(old.key_id), {"name": "legacy payroll"})
+    assert "search" in keys_table.get_item(Key={"key_id": old.key_id})["Item"]
+    assert store.list_keys(search="billing", limit=10).items == []
+    assert {r.key_id for r in store.list_keys(search="PAYROLL", limit=10).items} == {wanted.key_id, old.key_id}
+
+
+def test_a_search_that_matches_nothing_still_moves_on_page_by_page(
+    keys_table: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN more keys than a page reads, none matching
+    monkeypatch.setattr(listing, "READ_BUDGET", 10)
+    for n in range(45):
+        KeyStore(keys_table, clock=lambda n=n: START + timedelta(minutes=n)).create(owner_sub="o", name=f"k{n}")
+    store = KeyStore(keys_table, clock=lambda: START)
+    # THEN each page reads on from where the last one looked, and the listing ends
+    cursor, pages = store.list_keys(search="nothing", limit=5).cursor, 1
+    while cursor:
+        page = store.list_keys(search="nothing", limit=5, cursor=cursor)
+        assert page.items == []
+        cursor, pages = page.cursor, pages + 1
+        assert pages < 20
+    assert pages >= 3
+
+
+def test_a_search_reads_on_through_its_budget_when_dynamodb_sends_back_nothing(keys_table: Any) -> None:
+    # GIVEN the one key that matches is the oldest of more keys than one query reads (500)
+    needle, _ = KeyStore(keys_table, clock=lambda: START - timedelta(days=1)).create(owner_sub="o", name="needle")
+    for n in range(620):
+        KeyStore(keys_table, clock=lambda n=n: START + timedelta(seconds=n)).create(owner_sub="o", name=f"k{n}")
+    # THEN the first page finds it: queries that sent back nothing did not end the page early
+    page = KeyStore(keys_table, clock=lambda: START).list_keys(search="needle", limit=50)
+    assert [r.key_id for r in page.items] == [needle.key_id] and page.cursor is None

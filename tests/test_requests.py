@@ -291,3 +291,99 @@ def test_a_team_admin_reads_the_teams_requests_and_a_member_only_their_own(
     # AND alice, a member, reads her own five, not the team's as such
     assert len(every_row(as_alice)) == 5
     assert page(as_alice, team="Search").json_body["error"]["code"] == "team_admin_only"
+
+
+def aggregate_everything(usage_table: Any) -> None:
+    """The aggregates the aggregator builds from every entry in the table (its own ``change_of``)."""
+    from chalicelib.accounting.aggregator import change_of
+
+    items = usage_table.scan()["Items"]
+    for sequence, item in enumerate((i for i in items if i.get("type") == "entry"), start=1):
+        for (pk, sk), row in change_of(sequence, item).rows.items():
+            names = {f"#a{n}": name for n, name in enumerate(row.adds)} | {f"#s{n}": k for n, k in enumerate(row.sets)}
+            values = {f":a{n}": v for n, v in enumerate(row.adds.values())}
+            values |= {f":s{n}": v for n, v in enumerate(row.sets.values())}
+            expression = "ADD " + ", ".join(f"#a{n} :a{n}" for n in range(len(row.adds)))
+            if row.sets:
+                expression += " SET " + ", ".join(f"#s{n} = :s{n}" for n in range(len(row.sets)))
+            usage_table.update_item(
+                Key={"pk": pk, "sk": sk},
+                UpdateExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+
+
+def test_a_teams_page_is_read_from_its_own_log_and_entries_from_before_it_still_show(
+    usage_table: Any, keys: dict[str, Any], as_admin: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a team's two requests from before the team's log existed (no by-team attributes), three
+    # since, and others' requests of no team, all aggregated
+    team = as_admin.call("post", "/admin/teams", {"name": "Search"}).json_body
+    bill(usage_table, keys["admin"], 2, at=NOW - timedelta(minutes=10), team_id=team["id"])
+    for item in usage_table.scan()["Items"]:
+        if item.get("type") == "entry":
+            assert item["gsi2pk"] == f"TEAMLOG#{team['id']}#{NOW:%Y-%m}"
+            usage_table.update_item(Key={"pk": item["pk"], "sk": item["sk"]}, UpdateExpression="REMOVE gsi2pk, gsi2sk")
+    bill(usage_table, keys["admin"], 3, at=NOW - timedelta(minutes=5), team_id=team["id"])
+    bill(usage_table, keys["bob"], 4, at=NOW - timedelta(minutes=4))
+    aggregate_everything(usage_table)
+    ledger = Ledger(usage_table)
+    month = f"{NOW:%Y-%m}"
+    # THEN the month is not whole in the team's log (3 of 5), and the page reads everyone's month,
+    # filtered: all five show, newest first
+    assert ledger.team_log_months(team["id"], [month]) == set()
+    team_reads: list[str] = []
+    original = request_log.RequestLog._team_source
+    monkeypatch.setattr(
+        request_log.RequestLog,
+        "_team_source",
+        lambda self, m, *args: team_reads.append(m) or original(self, m, *args),
+    )
+    rows = every_row(as_admin, team=team["id"])
+    assert len(rows) == 5 and [r["time"] for r in rows] == sorted((r["time"] for r in rows), reverse=True)
+    assert month not in team_reads  # (a month before, with nothing of the team's, is read from its log)
+    # WHEN the old entries are in the team's log too (as the aggregator counts them)
+    for item in usage_table.scan()["Items"]:
+        if item.get("type") == "entry" and item.get("team_id") and "gsi2pk" not in item:
+            usage_table.update_item(
+                Key={"pk": item["pk"], "sk": item["sk"]},
+                UpdateExpression="SET gsi2pk = :pk, gsi2sk = :sk",
+                ExpressionAttributeValues={
+                    ":pk": f"TEAMLOG#{team['id']}#{month}",
+                    ":sk": f"{item['timestamp']}#{item['request_id']}",
+                },
+            )
+            usage_table.update_item(
+                Key={"pk": f"AGG#TEAM#{team['id']}", "sk": f"MONTH#{month}"},
+                UpdateExpression="ADD team_logged :one",
+                ExpressionAttributeValues={":one": 1},
+            )
+    # THEN the month is read from the team's log alone, with the same rows, page by page
+    assert ledger.team_log_months(team["id"], [month]) == {month}
+    assert every_row(as_admin, team=team["id"], limit=2) == rows
+    assert month in team_reads
+    # AND filters still apply there (a member's own among the team's)
+    assert every_row(as_admin, team=team["id"], status="partial") == []
+
+
+def test_a_persons_pages_name_them_by_sub_and_ask_the_user_pool_at_most_once(
+    usage_table: Any, keys: dict[str, Any], as_admin: Api, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN alice's requests, and every user-pool lookup counted
+    from chalicelib.admin.auth import UserDirectory
+
+    bill(usage_table, keys["alice"], 5, at=NOW - timedelta(minutes=5))
+    finds: list[str] = []
+    original = UserDirectory.find
+    monkeypatch.setattr(UserDirectory, "find", lambda self, who: finds.append(who) or original(self, who))
+    # WHEN an admin asks by e-mail: one lookup, and the answer names her by sub
+    first = page(as_admin, owner=alice.email, limit=2).json_body
+    assert finds == [alice.email] and first["owner"] == alice.sub
+    # THEN the next pages, by sub, look nobody up, and cover the rest
+    rows, cursor = first["data"], first["next_cursor"]
+    while cursor:
+        answer = page(as_admin, owner=first["owner"], cursor=cursor, limit=2).json_body
+        rows, cursor = rows + answer["data"], answer["next_cursor"]
+    assert finds == [alice.email] and len(rows) == 5
+    assert page(as_admin).json_body["owner"] is None

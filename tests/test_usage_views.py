@@ -133,3 +133,23 @@ def test_month_costs_are_one_batch_for_a_page_of_keys(usage_table: Any, drain: A
     days = by_group(Ledger(usage_table).usage(date(2026, 11, 1), date(2026, 11, 30), "key"))
     assert costs == {wanted[0]: days["owner-0-k0"][1], wanted[1]: days["owner-1-k1"][1], wanted[2]: Decimal(0)}
     assert counting.reads == []  # one BatchGetItem, no query
+
+
+def test_the_costliest_keys_of_a_month_are_read_alone_and_agree_with_the_whole_report(
+    usage_table: Any, drain: Any
+) -> None:
+    bill_month(usage_table, drain)
+    ledger = Ledger(usage_table)
+    whole = ledger.usage(date(2026, 11, 1), date(2026, 11, 26), "key", today=date(2026, 11, 26))
+    # WHEN the 4 costliest keys of the month so far are asked for
+    top = ledger.top_month_rows(date(2026, 11, 1), date(2026, 11, 26), 4, today=date(2026, 11, 26))
+    assert top is not None
+    rows, groups, totals = top
+    # THEN they are the whole report's first four, row for row, of its six; the totals are its totals
+    assert rows == whole[:4] and groups == len(whole) == 6
+    assert totals["cost"] == sum(row["cost"] for row in whole)
+    assert totals["requests"] == sum(row["requests"] for row in whole) == 156
+    # AND a part of a month, or a month with a row from before months were indexed, is left to usage()
+    assert ledger.top_month_rows(date(2026, 11, 2), date(2026, 11, 26), 4, today=date(2026, 11, 26)) is None
+    usage_table.update_item(Key=scopes.key("owner-0-k0").month("2026-11"), UpdateExpression="REMOVE gsi1pk, gsi1sk")
+    assert ledger.top_month_rows(date(2026, 11, 1), date(2026, 11, 30), 4, today=date(2026, 12, 3)) is None

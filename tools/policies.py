@@ -187,14 +187,15 @@ def _models_and_tables() -> list[Document]:
             ("by-owner", "by-status"),
         ),
         # Usage: ledger entries and release records (conditional puts), admission's conditional
-        # updates, aggregates read, owner and team budgets, reports on demand; the directory of
-        # people and teams (its memberships and key records change in transactions, with a
-        # ConditionCheck on a membership). The aggregates are written by the ledger aggregator.
+        # updates, aggregates read, owner and team budgets, reports on demand, the request log (a
+        # team's from by-team); the directory of people and teams (its memberships and key records
+        # change in transactions, with a ConditionCheck on a membership). The aggregates are
+        # written by the ledger aggregator.
         _table(
             "UsageTable",
             "UsageTable",
             ["GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query", "BatchGetItem"],
-            ("by-period",),
+            ("by-period", "by-team"),
         ),
         # Audit: append-only events (single and batched), reads per key and per day.
         _table("AuditTable", "AuditTable", ["PutItem", "BatchWriteItem", "Query"], ("by-day",)),

@@ -162,6 +162,10 @@ def change_of(sequence: int, item: dict[str, Any]) -> Change:
         for name, amount in counters.items():
             day.add(name, amount)
             month.add(name, amount)
+    if entry.team_id and item.get("gsi2pk") == scopes.team_log_partition(entry.team_id, entry.month):
+        # The team's log (by-team) holds this entry: when every entry of the month is there, a team's
+        # page of the request log is one query (chalicelib/admin/requests.py).
+        rows[_key(scopes.team(entry.team_id).month(entry.month))].add(scopes.TEAM_LOGGED, 1)
     # ``committed`` = cost + reservations outstanding, in the month admission reserved in; ``billed`` is
     # that cost alone, so ``committed - billed`` is what is still reserved (the month's ``cost`` is
     # counted by the day billed, and differs when a request straddles midnight at the month's end).

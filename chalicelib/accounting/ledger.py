@@ -22,6 +22,10 @@ The ``by-period`` index holds the day aggregates (``gsi1pk=DAY#<day>``, ``gsi1sk
 the request log: every entry under ``gsi1pk=LOG#<month>#<n>`` (``n`` of ``LOG_SHARDS``, from its
 request id), ``gsi1sk=<time>#<request_id>``, so every request of a month reads newest first
 (``chalicelib/admin/requests.py``) and no index partition takes more than a quarter of the writes.
+An entry charged to a team is also in the ``by-team`` index (``gsi2pk=TEAMLOG#<team>#<month>``,
+``gsi2sk=<time>#<request_id>``): a team's page of the log is one query, not a filtered read of
+everyone's month. Entries written before it are not there; the team's month aggregate counts
+the ones that are (``team_logged``), so a reader knows which months it can trust it for.
 
 Entries written before the stream design (no ``aggregation`` attribute) were
 aggregated when they were written; the aggregator ignores them, and every
@@ -194,6 +198,7 @@ def entry_item(entry: UsageEntry) -> dict[str, Any]:
         "aggregation": STREAM_AGGREGATION,
         **data,
         **log_keys(entry.timestamp, entry.request_id),
+        **(scopes.team_log_key(entry.team_id, entry.timestamp, entry.request_id) if entry.team_id else {}),
     }
 
 
@@ -407,6 +412,55 @@ class Ledger:
         ordered = sorted(rows.values(), key=lambda r: r["group"])
         return ordered if group_by == "day" else sorted(ordered, key=lambda r: r["cost"], reverse=True)
 
+    def top_month_rows(
+        self, first: date, last: date, limit: int, *, today: date | None = None
+    ) -> tuple[list[dict[str, Any]], int, dict[str, Any]] | None:
+        """Everyone's usage of a whole month by key, the ``limit`` costliest keys only: their rows (as
+        ``usage`` makes them, in its order), how many keys have usage, and the month's totals.
+
+        Reads every key's month cost alone (one query of the ``by-period`` index, two attributes
+        an item), then the counters of the keys shown (``BatchGetItem``), and the totals from the
+        month's ``ALL`` aggregate. None when the range is not one whole month or its month rows
+        are not all indexed (``usage`` answers then).
+        """
+        month_end = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        whole = first.day == 1 and last <= month_end and (last >= month_end or (today is not None and last >= today))
+        if not whole:
+            return None
+        month = first.strftime("%Y-%m")
+        costs = query_all(
+            self._table,
+            IndexName="by-period",
+            KeyConditionExpression="gsi1pk = :period AND begins_with(gsi1sk, :prefix)",
+            ExpressionAttributeValues={
+                ":period": scopes.month_period(month),
+                ":prefix": scopes.kind_prefix(scopes.KEY),
+            },
+            ProjectionExpression="gsi1sk, requests, cost",
+        )
+        everything = self.aggregate(scopes.EVERYTHING, scopes.month_period(month))
+        if sum(int(item.get("requests", 0)) for item in costs) != int(everything.get("requests", 0)):
+            return None
+        ranked = sorted(
+            ((Scope.parse(item["gsi1sk"]), Decimal(item.get("cost", 0))) for item in costs),
+            key=lambda pair: pair[0].id,
+        )
+        ranked.sort(key=lambda pair: pair[1], reverse=True)
+        shown = [scope for scope, _ in ranked[:limit]]
+        found = self._month_items(shown, month, projection="pk, " + ", ".join((*COUNTERS, "cost")))
+        rows = []
+        for scope in shown:
+            item = found.get(scope, {})
+            rows.append(
+                {
+                    "group": scope.id,
+                    **{name: item.get(name, 0) for name in COUNTERS},
+                    "cost": item.get("cost", Decimal(0)),
+                }
+            )
+        totals = {name: everything.get(name, 0) for name in (*COUNTERS, "cost")}
+        return rows, len(costs), totals
+
     def month_costs(self, wanted: list[Scope], month: str) -> dict[Scope, Decimal]:
         """Each scope's cost in ``month``: one ``BatchGetItem`` per 100 scopes; absent: 0."""
         found = self._month_items(wanted, month, projection="pk, cost")
@@ -432,16 +486,59 @@ class Ledger:
                 request = page.get("UnprocessedKeys") or None
         return found
 
+    def team_log_months(self, team_id: str, months: list[str]) -> set[str]:
+        """Those of ``months`` whose every entry charged to the team is in its log (the by-team index).
+
+        The team's month aggregate counts its requests and, of them, the entries in its log
+        (``team_logged``): equal, the log is whole (no aggregate yet: nothing is missing). One
+        ``BatchGetItem``. Entries trail into the aggregates by the stream's delay; entries written
+        since the index existed are in it either way.
+        """
+        team = scopes.team(team_id)
+        wanted = {team.month(month)["sk"]: month for month in months}
+        client, name = self._table.meta.client, self._table.name
+        found: dict[str, dict[str, Any]] = {}
+        keys = [team.month(month) for month in months]
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] | None = {
+                name: {"Keys": keys[start : start + 100], "ProjectionExpression": "sk, requests, " + scopes.TEAM_LOGGED}
+            }
+            while request:
+                page = self.call(lambda request=request: client.batch_get_item(RequestItems=request))
+                for item in page.get("Responses", {}).get(name, []):
+                    found[item["sk"]] = item
+                request = page.get("UnprocessedKeys") or None
+        return {
+            month
+            for sk, month in wanted.items()
+            if int(found.get(sk, {}).get("requests", 0)) == int(found.get(sk, {}).get(scopes.TEAM_LOGGED, 0))
+        }
+
     def day_aggregates(self, day: date, prefix: str = "") -> list[dict[str, Any]]:
         """Every aggregate of one day whose scope starts with ``prefix`` (one query on ``by-period``)."""
         return self._period_rows(scopes.day_period(day), prefix)
 
-    def _period_rows(self, period: str, prefix: str = "") -> list[dict[str, Any]]:
-        """The aggregates of a day or (where indexed) a month whose scope starts with ``prefix``."""
+    def _period_rows(self, period: str, prefix: str = "", *, counters_only: bool = False) -> list[dict[str, Any]]:
+        """The aggregates of a day or (where indexed) a month whose scope starts with ``prefix``.
+
+        ``counters_only``: just the scope, the counters and the cost of each (what a usage report
+        sums): a month of a thousand keys sends back a third of the bytes.
+        """
         condition = "gsi1pk = :period" + (" AND begins_with(gsi1sk, :prefix)" if prefix else "")
         values = {":period": period, **({":prefix": prefix} if prefix else {})}
+        projection: dict[str, Any] = {}
+        if counters_only:
+            names = ("gsi1sk", "type", *COUNTERS, "cost")
+            projection = {
+                "ProjectionExpression": ", ".join(f"#p{n}" for n in range(len(names))),
+                "ExpressionAttributeNames": {f"#p{n}": name for n, name in enumerate(names)},
+            }
         items = query_all(
-            self._table, IndexName="by-period", KeyConditionExpression=condition, ExpressionAttributeValues=values
+            self._table,
+            IndexName="by-period",
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            **projection,
         )
         return [item for item in items if item.get("type") == "aggregate"]
 
@@ -537,7 +634,7 @@ class Ledger:
         touched since is missing, which the month's total (every request) gives away. Each entry
         adds to exactly one key, one model and one price version, so their rows add up to it.
         """
-        items = self._period_rows(scopes.month_period(month), scopes.kind_prefix(kind))
+        items = self._period_rows(scopes.month_period(month), scopes.kind_prefix(kind), counters_only=True)
         rows = [(scopes.Scope.parse(item["gsi1sk"]).id, item) for item in items]
         everything = self.aggregate(scopes.EVERYTHING, scopes.month_period(month))
         counted = sum(int(item.get("requests", 0)) for _, item in rows)

@@ -38,6 +38,8 @@ from chalicelib.shared.usage import UsageEntry
 MAX_RANGE_DAYS = 366
 _MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 MAX_RECONCILE_LINES = 10_000
+#: The most groups a usage report answered a page at a time (``limit``) describes.
+MAX_USAGE_LIMIT = 1000
 
 
 class AccountingService:
@@ -81,7 +83,7 @@ class AccountingService:
         """
         caller = self._caller(headers)
         query = query or {}
-        refuse_unknown(query, {"from", "to", "group_by", "owner", "team"})
+        refuse_unknown(query, {"from", "to", "group_by", "owner", "team", "limit"})
         today = self._clock().date()
         first = _date(query.get("from"), "from", default=today.replace(day=1))
         last = _date(query.get("to"), "to", default=today)
@@ -93,7 +95,8 @@ class AccountingService:
         if group_by not in USAGE_GROUPS:
             raise errors.InvalidRequest(f"group_by must be one of {', '.join(USAGE_GROUPS)}.", param="group_by")
         whose = self._whose(caller, query.get("owner"), query.get("team"))
-        return HttpResult(self._report(caller.principal, whose, first, last, group_by))
+        limit = _usage_limit(query.get("limit"))
+        return HttpResult(self._report(caller.principal, whose, first, last, group_by, limit=limit))
 
     def spend(self, headers: Mapping[str, str], query: Mapping[str, str] | None) -> HttpResult:
         """``GET /admin/spend?month=YYYY-MM[&owner=]``: a month of one person's spend by day, model and key.
@@ -148,24 +151,43 @@ class AccountingService:
         owner_sub = principal.sub if mine else self._resolve(owner, reading=True)  # only admins get here
         return _Whose(owner_sub, self._key_ids_of(owner_sub), owner_sub=owner_sub)
 
-    def _report(self, principal: Principal, whose: _Whose, first: date, last: date, group_by: str) -> dict[str, Any]:
+    def _report(
+        self, principal: Principal, whose: _Whose, first: date, last: date, group_by: str, *, limit: int | None = None
+    ) -> dict[str, Any]:
+        """A usage report; with ``limit``, only the first groups (by cost; days in order) are described.
+
+        Everyone's whole month by key with a limit reads the keys' costs alone, then the counters
+        and labels of the keys shown (``Ledger.top_month_rows``): the view of a thousand keys reads
+        a hundred of them, and the month's total from its ``ALL`` aggregate.
+        """
         team = whose.team
-        rows = self._ledger.usage(
-            first,
-            last,
-            group_by,
-            key_ids=whose.key_ids,
-            team_id=team.team_id if team is not None else None,
-            owner_sub=whose.owner_sub,
-            today=self._clock().date(),
-        )
+        today = self._clock().date()
+        top = None
+        if limit is not None and group_by == "key" and whose.key_ids is None:
+            top = self._ledger.top_month_rows(first, last, limit, today=today)
+        if top is not None:
+            rows, groups, totals = top
+        else:
+            rows = self._ledger.usage(
+                first,
+                last,
+                group_by,
+                key_ids=whose.key_ids,
+                team_id=team.team_id if team is not None else None,
+                owner_sub=whose.owner_sub,
+                today=today,
+            )
+            groups = len(rows)
+            totals = {name: sum(row.get(name, 0) for row in rows) for name in COUNTERS}
+            totals["cost"] = sum((row["cost"] for row in rows), Decimal(0))
+            rows = rows[:limit] if limit is not None else rows
         if group_by == "owner" and whose.owner_sub is not None:
             for row in rows:
                 row["group"] = whose.scope
-        records = self._keys.get_many(row["group"] for row in rows) if group_by == "key" else {}
+        records = self._keys.labels(row["group"] for row in rows) if group_by == "key" else {}
         data = self._describe_rows(rows, group_by, principal, records)
-        total = {name: int(sum(row.get(name, 0) for row in rows)) for name in COUNTERS}
-        total["cost_usd"] = usd(sum((row["cost"] for row in rows), Decimal(0)))
+        total = {name: int(totals.get(name, 0)) for name in COUNTERS}
+        total["cost_usd"] = usd(Decimal(totals.get("cost", 0)))
         answer: dict[str, Any] = {
             "object": "usage",
             "from": first.isoformat(),
@@ -175,6 +197,8 @@ class AccountingService:
             "scope_email": self._email_of(whose.owner_sub, principal) if whose.owner_sub is not None else None,
             "data": data,
             "total": total,
+            "groups": groups,
+            "has_more": len(data) < groups,
         }
         if team is not None:
             answer["team"] = {"id": team.team_id, "name": team.name}
@@ -448,6 +472,14 @@ class _Whose:
     key_ids: list[str] | None
     team: Team | None = None
     owner_sub: str | None = None
+
+
+def _usage_limit(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not re.fullmatch(r"[0-9]{1,4}", text) or not 1 <= int(text) <= MAX_USAGE_LIMIT:
+        raise errors.InvalidRequest(f"limit must be a whole number from 1 to {MAX_USAGE_LIMIT}.", param="limit")
+    return int(text)
 
 
 def _date(text: str | None, param: str, *, default: date | None) -> date:

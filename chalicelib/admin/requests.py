@@ -13,7 +13,11 @@ Where a page comes from (``chalicelib/shared/pages.py`` merges and bounds it):
 * one key: that key's partition of the usage table (``scopes.entry_key``);
 * one person: each of their keys' partitions, merged (at most ``MAX_KEYS_MERGED`` keys; beyond
   that, the month log below, filtered);
-* anything else (a team, everyone): the month log, the ``by-period`` index's partitions
+* one team: the team's log, the ``by-team`` index's partition of each month
+  (``scopes.team_log_key``), one query a page; a month the team's log does not hold whole
+  (entries written before it existed: its month aggregate's ``team_logged`` is short of its
+  ``requests``) is read as everyone's below, filtered;
+* anything else (everyone): the month log, the ``by-period`` index's partitions
   (``scopes.log_key``), a month at a time, newest month first.
 
 A page reads at most about ``READ_BUDGET`` entries: a filter that matches little (a rare model
@@ -158,6 +162,7 @@ class RequestLog:
     ) -> None:
         self._authenticator = authenticator
         self._keys = keys
+        self._ledger = ledger
         self._table = ledger.table
         self._directory = directory
         self._teams = teams
@@ -184,6 +189,8 @@ class RequestLog:
                 "to": scope.last,
                 # Where this page's search stopped: a short page with more to come says how far it got.
                 "searched_to": page.after[0] if page.after is not None else scope.first,
+                # The person narrowed to, as a sub: the next pages name them so, and cost no user lookup.
+                "owner": scope.owner_sub,
             }
         )
 
@@ -262,12 +269,14 @@ class RequestLog:
         return team.team_id
 
     def _owner_sub(self, who: str) -> str:
+        """The sub of the person named: a sub as it is (no Cognito call: a person who is gone keeps
+        their requests under it), an e-mail address from the user pool (one ``ListUsers``)."""
+        if "@" not in who and is_sub(who.strip()):
+            return who.strip()
         directory = self._directory()
         user = directory.find(who.strip()) if directory else None
         if user is not None:
             return user.sub
-        if "@" not in who and is_sub(who.strip()):
-            return who.strip()  # a person who is gone: their requests stay under their sub
         raise errors.InvalidRequest(f"No user {who!r} in the user pool.", param="owner", code="unknown_user")
 
     # Where the page is read from
@@ -281,8 +290,14 @@ class RequestLog:
             if key_ids is not None:
                 return [Tier([self._key_source(key_id, scope, after) for key_id in key_ids])]
         months = _months(scope.first[:7], top[:7])
+        logged = self._ledger.team_log_months(scope.team, months) if scope.team is not None else set()
         return [
-            Tier([self._log_source(month, shard, scope, after) for shard in range(LOG_SHARDS)], floor=(month,))
+            Tier(
+                [self._team_source(month, scope, after)]
+                if month in logged
+                else [self._log_source(month, shard, scope, after) for shard in range(LOG_SHARDS)],
+                floor=(month,),
+            )
             for month in months
         ]
 
@@ -310,6 +325,20 @@ class RequestLog:
             key_position=lambda key: tuple(key["gsi1sk"].split("#", 1)),
         )
 
+    def _team_source(self, month: str, scope: Scope, after: tuple[str, ...] | None) -> Source:
+        """A team's month from its own log (the by-team index): only its entries are read."""
+        assert scope.team is not None
+        upper = _upper(after) if after else f"{scope.last}#{_MONTH_ENDS}"
+        values = {":pk": scopes.team_log_partition(scope.team, month), ":lo": scope.first, ":hi": upper}
+        params = {"IndexName": "by-team", "KeyConditionExpression": "gsi2pk = :pk AND gsi2sk BETWEEN :lo AND :hi"}
+        return Source(
+            self._table,
+            _filtered(params, values, scope, owner=True, team=False),
+            _position,
+            page_size=500,
+            key_position=lambda key: tuple(key["gsi2sk"].split("#", 1)),
+        )
+
     def _key_ids(self, owner_sub: str) -> list[str] | None:
         """The person's key ids (every state), or None when there are too many to read key by key."""
         key_ids: list[str] = []
@@ -324,7 +353,9 @@ class RequestLog:
                 return key_ids
 
 
-def _filtered(params: dict[str, Any], values: dict[str, Any], scope: Scope, *, owner: bool) -> dict[str, Any]:
+def _filtered(
+    params: dict[str, Any], values: dict[str, Any], scope: Scope, *, owner: bool, team: bool = True
+) -> dict[str, Any]:
     """``params`` with a ``FilterExpression`` for the scope's model, status and owner.
 
     DynamoDB still reads (and charges for) what it drops, so the page's budget counts it; what
@@ -335,7 +366,7 @@ def _filtered(params: dict[str, Any], values: dict[str, Any], scope: Scope, *, o
         ("model", scope.model),
         ("status", scope.status),
         ("owner_sub", scope.owner_sub if owner else None),
-        ("team_id", scope.team),
+        ("team_id", scope.team if team else None),
     ):
         if value is not None:
             conditions.append(f"#{name} = :{name}")

@@ -180,7 +180,7 @@ ROUTES: tuple[Endpoint, ...] = (
              name="admin_usage", serve=lambda r: wiring.accounting_service().usage(r.headers, r.query),
              response=ref("Usage"), errors=ADMIN_ERRORS,
              query={"from": DATE, "to": DATE, "group_by": {"enum": ["key", "owner", "team", "model", "day", "price"]},
-                    "owner": STRING, "team": STRING}),
+                    "owner": STRING, "team": STRING, "limit": {"type": "integer", "minimum": 1, "maximum": 1000}}),
     Endpoint("GET", "/admin/spend", "A month of one person's spend by day, model and key, and their budget "
              "(yours; anyone's for admins)", "accounting", ADMIN, name="admin_spend",
              serve=lambda r: wiring.accounting_service().spend(r.headers, r.query), response=ref("Spend"),

@@ -376,12 +376,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "scope_email": nullable(STRING),
             "data": {"type": "array", "items": OBJECT},
             "total": OBJECT,
+            "groups": {**INTEGER, "description": "How many groups there are (with limit=, data holds the first)."},
+            "has_more": {"type": "boolean", "description": "With limit=: more groups than data holds."},
         },
     },
     "RequestPage": {
         "type": "object",
         "description": "A page of the request log, newest first. Nothing of a prompt or an answer is stored.",
-        "required": ["object", "data", "has_more", "next_cursor", "from", "to", "searched_to"],
+        "required": ["object", "data", "has_more", "next_cursor", "from", "to", "searched_to", "owner"],
         "properties": {
             "object": {"const": "list"},
             "data": {"type": "array", "items": ref("Request")},
@@ -390,6 +392,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "from": TIME,
             "to": TIME,
             "searched_to": {**TIME, "description": "How far back this page looked (a short page may have more)."},
+            "owner": {
+                **nullable(STRING),
+                "description": "The sub of the person the page is narrowed to (null: none): send it as `owner` "
+                "for the next pages, and the gateway does not look the person up again.",
+            },
         },
     },
     "Request": {

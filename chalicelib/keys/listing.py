@@ -2,11 +2,17 @@
 
 One person's keys are one query of the ``by-owner`` index; everyone's (an admin's "All keys")
 are the ``by-status`` index's two partitions, ``active`` and ``revoked``, merged newest first
-(an expired key is an active one past its ``expires_at``). Search (a case-insensitive piece of
-the name, key id, owner, import id or metadata) and the model filter run over the items as they
-are read: DynamoDB has no substring index. So a page reads at most about ``READ_BUDGET`` keys:
-a search that matches little over many keys answers short pages, each with a cursor to go on
-from, instead of one read of the whole table (the console shows how far it searched).
+(an expired key is an active one past its ``expires_at``). Search is a piece of the name, key id,
+owner, import id or metadata, in any case (compared NFKC-normalised and case-folded). Each key
+item stores that text, normalised, as ``search`` (written on create and on every edit), and a
+search is a ``FilterExpression`` ``contains(search, :q)`` on the query: DynamoDB has no substring
+index, so it still reads every key it looks at, but sends back only the matches (reading is
+cheap; sending and decoding a thousand items was most of a search's time). A key stored before
+``search`` existed is sent back too (``attribute_not_exists``) and matched here, and gets its
+``search`` at its next edit. The model filter runs over the items as they arrive. So a page
+reads at most about ``READ_BUDGET`` keys: a search that matches little over many keys answers
+short pages, each with a cursor to go on from, instead of one read of the whole table (the
+console shows how far it searched).
 
 The cursor holds, per partition, DynamoDB's own ``LastEvaluatedKey`` of the last key shown from
 it, so keys created in the same second (an import) are neither repeated nor skipped.
@@ -17,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +58,7 @@ class KeyFilter:
         allowed = item.get("allowed_models")
         if self.model is not None and allowed is not None and self.model not in allowed:
             return False  # no allowlist: every model
-        return self.search is None or self.search.casefold() in search_text(item)
+        return self.search is None or normalise(self.search) in search_text(item)
 
 
 def state_of(item: Mapping[str, Any], now: str) -> str:
@@ -65,8 +72,13 @@ def state_of(item: Mapping[str, Any], now: str) -> str:
     return "disabled" if item.get("owner_disabled") else "active"
 
 
+def normalise(text: str) -> str:
+    """Text as search compares it: NFKC-normalised and case-folded (what is stored as ``search``)."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
 def search_text(item: Mapping[str, Any]) -> str:
-    """What a search looks in, folded: name, key id and prefix, owner, import id, metadata."""
+    """What a search looks in, normalised: name, key id and prefix, owner, import id, metadata."""
     metadata = item.get("metadata") or {}
     parts = [
         item.get("name"),
@@ -77,7 +89,7 @@ def search_text(item: Mapping[str, Any]) -> str:
         item.get("import_id"),
         *(f"{k}={v}" for k, v in metadata.items()),
     ]
-    return "\n".join(str(part) for part in parts if part).casefold()
+    return normalise("\n".join(str(part) for part in parts if part))
 
 
 @dataclass
@@ -118,6 +130,9 @@ class KeyListing:
             A cursor this listing did not make (another owner's, edited).
         """
         partitions = self._partitions(owner_sub, keep.status)
+        if keep.search is not None:
+            for partition in partitions:
+                partition.params = _searching(partition.params, normalise(keep.search))
         starts = self._decode(cursor, partitions, owner_sub)
         for partition in partitions:
             if partition.name in starts:
@@ -131,7 +146,8 @@ class KeyListing:
                 read += self._read(partition, limit + 1)
         while len(items) < limit:
             for partition in partitions:
-                if not partition.buffer and not partition._exhausted and read < budget:
+                # A search filtered by DynamoDB may send back nothing of what it read: read on.
+                while not partition.buffer and not partition._exhausted and read < budget:
                     read += self._read(partition, max(limit + 1, budget - read))
             if any(not p.buffer and not p._exhausted and not p.done for p in partitions):
                 break  # a partition may still hold newer keys than the others' next: stop, sure of the order
@@ -146,6 +162,10 @@ class KeyListing:
         for partition in partitions:
             if partition._exhausted and not partition.buffer:
                 partition.done = True
+            elif not partition.buffer and partition._read_from is not None:
+                # Everything it returned was shown or dropped; what it looked at past that did not
+                # match the search (DynamoDB's filter): the next page starts after all of it.
+                partition.start = partition._read_from
         more = [p for p in partitions if not p.done]
         return KeyPage(items, self._encode(more) if more else None, read)
 
@@ -182,7 +202,7 @@ class KeyListing:
             partition.buffer.append((item, {name: item[name] for name in names}))
         partition._read_from = response.get("LastEvaluatedKey")
         partition._exhausted = partition._read_from is None
-        return max(1, len(response.get("Items", [])))
+        return max(1, int(response.get("ScannedCount", len(response.get("Items", [])))))
 
     def _encode(self, partitions: list[_Partition]) -> str:
         value = {p.name: p.start for p in partitions}
@@ -216,6 +236,17 @@ class KeyListing:
         if not valid:
             raise InvalidRequest("The cursor is not valid for this listing; start again without it.", param="cursor")
         return value
+
+
+def _searching(params: dict[str, Any], text: str) -> dict[str, Any]:
+    """``params`` sending back only the keys whose stored ``search`` holds ``text`` (normalised), and
+    keys stored before ``search`` existed (matched as they arrive)."""
+    return {
+        **params,
+        "FilterExpression": "contains(#search, :search) OR attribute_not_exists(#search)",
+        "ExpressionAttributeNames": {**params.get("ExpressionAttributeNames", {}), "#search": "search"},
+        "ExpressionAttributeValues": {**params["ExpressionAttributeValues"], ":search": text},
+    }
 
 
 def _order(item: Mapping[str, Any]) -> tuple[str, str]:

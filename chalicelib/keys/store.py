@@ -261,6 +261,7 @@ class KeyRecord:
             "owner_disabled": True if self.owner_disabled else None,
         }
         item.update({k: v for k, v in optional.items() if v is not None})
+        item["search"] = listing.search_text(item)  # what a listing's search filters on (listing.py)
         return item
 
     @property
@@ -323,6 +324,20 @@ UPDATABLE_FIELDS = (
 #: from the owner's (``owner_disabled``).
 STATUSES = ("active", "expired", "revoked", "disabled")
 _BATCH_GET_ITEMS = 100  # DynamoDB's BatchGetItem limit
+_LABEL_READERS = 8  # BatchGetItem calls in flight at once when reading many keys' labels
+
+
+@dataclass(frozen=True)
+class KeyLabel:
+    """What a report shows of a key: its id, name and owner's e-mail."""
+
+    key_id: str
+    name: str
+    owner_email: str | None
+
+    @property
+    def prefix(self) -> str:
+        return f"{KEY_PREFIX}-{self.key_id}"
 
 
 @dataclass(frozen=True)
@@ -591,6 +606,9 @@ class KeyStore:
         values = {**_record_values(changes), "updated_at": isoformat(self._clock()), "version": current.version + 1}
         record = replace(current, **values)
         stored = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+        # What a search finds follows the name and metadata (and a key stored before ``search``
+        # existed gets it at its first edit).
+        stored["search"] = listing.search_text(record.to_item())
         self._conditional_update(current, stored, record, attach)
         return record
 
@@ -718,6 +736,45 @@ class KeyStore:
                     found[item["key_id"]] = KeyRecord.from_item(item)
                 request = response.get("UnprocessedKeys") or None
         return found
+
+    def labels(self, key_ids: Iterable[str]) -> dict[str, KeyLabel]:
+        """What a report shows of each existing key among ``key_ids``: its name and owner's e-mail.
+
+        Only those attributes are read (a key item's hash, limits and metadata stay behind), and the
+        ``BatchGetItem`` calls of 100 keys each run side by side (at most ``_LABEL_READERS``):
+        a month's usage of a thousand keys reads their labels in the time of a few calls.
+        """
+        wanted = sorted(set(key_ids))
+        batches = [wanted[start : start + _BATCH_GET_ITEMS] for start in range(0, len(wanted), _BATCH_GET_ITEMS)]
+        if not batches:
+            return {}
+        client, name = self._table.meta.client, self._table.name
+
+        def read(batch: list[str]) -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = []
+            request: dict[str, Any] | None = {
+                name: {
+                    "Keys": [{"key_id": key_id} for key_id in batch],
+                    "ProjectionExpression": "key_id, #name, owner_email",
+                    "ExpressionAttributeNames": {"#name": "name"},
+                }
+            }
+            while request:
+                response = client.batch_get_item(RequestItems=request)
+                items += response.get("Responses", {}).get(name, [])
+                request = response.get("UnprocessedKeys") or None
+            return items
+
+        if len(batches) == 1:
+            found = read(batches[0])
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=min(_LABEL_READERS, len(batches))) as pool:
+                found = [item for items in pool.map(read, batches) for item in items]
+        return {
+            item["key_id"]: KeyLabel(item["key_id"], item.get("name") or "", item.get("owner_email")) for item in found
+        }
 
     def prepare(self, *, key_id: str, owner_sub: str, **fields: Any) -> tuple[KeyRecord, str]:
         """A new key record and its plaintext, not yet stored (``import_new`` stores them)."""

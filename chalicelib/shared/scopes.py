@@ -12,7 +12,8 @@ Storage keys, usage table::
     KEY#<key_id>          REQ#<time>#<request_id>   a ledger entry
     KEY#<key_id>          REL#<ticket_id>           a reservation given back
                           (an entry is also in the request log, by-period: gsi1pk=LOG#<yyyy-mm>#<shard>,
-                          gsi1sk=<time>#<request_id>)
+                          gsi1sk=<time>#<request_id>; and, charged to a team, in its team's log,
+                          by-team: gsi2pk=TEAMLOG#<team_id>#<yyyy-mm>, gsi2sk=<time>#<request_id>)
     AGG#<scope>           DAY#<yyyy-mm-dd>          a day's aggregate (by-period: gsi1pk=DAY#…, gsi1sk=<scope>)
     AGG#<scope>           MONTH#<yyyy-mm>           a month's aggregate: ``committed``/``billed`` of a budget,
                                                     a key's rate window (by-period: gsi1pk=MONTH#…)
@@ -252,6 +253,23 @@ def log_partition(month: str, shard: int) -> str:
 def log_key(timestamp: str, request_id: str, shard: int) -> dict[str, str]:
     """Where an entry sits in the request log: its month's partition, newest last by time then id."""
     return {"gsi1pk": log_partition(timestamp[:7], shard), "gsi1sk": f"{timestamp}#{request_id}"}
+
+
+#: A team's request log: its month's entries, in the by-team index (entries from before it are not).
+TEAM_LOG_PREFIX = "TEAMLOG#"
+#: The counter a team's month aggregate keeps of its entries in the team's log: equal to its
+#: ``requests``, every entry of that month is there.
+TEAM_LOGGED = "team_logged"
+
+
+def team_log_partition(team_id: str, month: str) -> str:
+    """A team's request log of one month (``gsi2pk``)."""
+    return f"{TEAM_LOG_PREFIX}{team_id}#{month}"
+
+
+def team_log_key(team_id: str, timestamp: str, request_id: str) -> dict[str, str]:
+    """Where an entry charged to a team sits in its team's log: newest last by time then id."""
+    return {"gsi2pk": team_log_partition(team_id, timestamp[:7]), "gsi2sk": f"{timestamp}#{request_id}"}
 
 
 def release_key(key_id: str, ticket_id: str) -> dict[str, str]:

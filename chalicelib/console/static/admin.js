@@ -136,10 +136,16 @@
       { label: "Cache write tokens", value: (r) => r.cache_write_tokens },
       { label: "Cost (USD)", value: (r) => r.cost_usd },
     ];
-    csv.addEventListener("click", () => {
+    // The table shows the costliest USAGE_SHOWN groups (a month of a thousand keys reads a hundred);
+    // "Show all" and the CSV ask for every group.
+    const USAGE_SHOWN = 100;
+    let asked = null;
+    const everything = async () => (last.has_more ? api.get("admin/usage", asked, { signal }) : last);
+    csv.addEventListener("click", async () => {
       if (!last) return;
-      const text = PW.toCsv(last.data, columnsFor(last.group_by));
-      PW.downloadFile(`pennyworth-usage-${last.group_by}-${last.from}-${last.to}.csv`, "text/csv", text);
+      const data = await everything();
+      const text = PW.toCsv(data.data, columnsFor(data.group_by));
+      PW.downloadFile(`pennyworth-usage-${data.group_by}-${data.from}-${data.to}.csv`, "text/csv", text);
       PW.announce("CSV downloaded");
     });
     const filters = ui.form(
@@ -148,33 +154,44 @@
         csv.disabled = true;
         replace(results, ui.loading("Loading usage…"));
         let data;
+        asked = { from: from.value, to: to.value, group_by: groupBy.value, owner: owner.value.trim() };
         try {
-          data = await api.get("admin/usage", { from: from.value, to: to.value, group_by: groupBy.value, owner: owner.value.trim() }, { signal });
+          data = await api.get("admin/usage", { ...asked, limit: USAGE_SHOWN }, { signal });
         } finally {
           replace(results); // the form shows the API's error, if any
         }
-        last = data;
-        const rows = data.data.slice().sort((a, b) => (data.group_by === "day" ? a.group.localeCompare(b.group) : Number(b.cost_usd) - Number(a.cost_usd)));
-        replace(
-          results,
-          h("p", { class: "totals" }, `Total ${money(data.total.cost_usd)} over ${count(data.total.requests)} requests, ${data.from} to ${data.to} (UTC).`),
-          ui.table(
-            [
-              { label: GROUP_LABELS[data.group_by], cell: (r) => (data.group_by === "key" && r.prefix ? h("span", {}, r.name || "(no name)", " ", h("code", {}, r.prefix)) : data.group_by === "price" ? priceLabel(r) : data.group_by === "team" ? r.name || r.group : r.group) },
-              data.group_by === "key" ? { label: "Owner", cell: (r) => r.owner_email || "—" } : null,
-              { label: "Requests", cell: (r) => count(r.requests), class: "num" },
-              { label: "Input tokens", cell: (r) => count(r.input_tokens), class: "num" },
-              { label: "Output tokens", cell: (r) => count(r.output_tokens), class: "num" },
-              { label: "Cost", cell: (r) => moneyEl(r.cost_usd), class: "num" },
-            ].filter(Boolean),
-            rows,
-            { caption: `Usage by ${data.group_by}`, emptyText: "No usage in this range." }
-          )
-        );
-        csv.disabled = !rows.length;
+        show(data);
       },
       { submitLabel: "Show usage" }
     );
+    function show(data) {
+      last = data;
+      const rows = data.data.slice().sort((a, b) => (data.group_by === "day" ? a.group.localeCompare(b.group) : Number(b.cost_usd) - Number(a.cost_usd)));
+      replace(
+        results,
+        h("p", { class: "totals" }, `Total ${money(data.total.cost_usd)} over ${count(data.total.requests)} requests, ${data.from} to ${data.to} (UTC).`),
+        ui.table(
+          [
+            { label: GROUP_LABELS[data.group_by], cell: (r) => (data.group_by === "key" && r.prefix ? h("span", {}, r.name || "(no name)", " ", h("code", {}, r.prefix)) : data.group_by === "price" ? priceLabel(r) : data.group_by === "team" ? r.name || r.group : r.group) },
+            data.group_by === "key" ? { label: "Owner", cell: (r) => r.owner_email || "—" } : null,
+            { label: "Requests", cell: (r) => count(r.requests), class: "num" },
+            { label: "Input tokens", cell: (r) => count(r.input_tokens), class: "num" },
+            { label: "Output tokens", cell: (r) => count(r.output_tokens), class: "num" },
+            { label: "Cost", cell: (r) => moneyEl(r.cost_usd), class: "num" },
+          ].filter(Boolean),
+          rows,
+          { caption: `Usage by ${data.group_by}`, emptyText: "No usage in this range." }
+        ),
+        data.has_more
+          ? h("p", { class: "muted" }, `The ${count(rows.length)} costliest of ${count(data.groups)}. `,
+              h("button", { type: "button", class: "secondary small", onclick: (e) => {
+                e.target.disabled = true;
+                everything().then(show, (error) => replace(results, ui.errorBox(error)));
+              } }, "Show all"))
+          : null
+      );
+      csv.disabled = !rows.length;
+    }
     filters.classList.add("query-form");
     replace(root, ui.pageHeader("Usage", "Requests, tokens and exact cost, grouped as you choose.", csv), filters, results);
     filters.requestSubmit();

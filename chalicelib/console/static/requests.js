@@ -167,7 +167,9 @@
           replace(results); // the form shows the API's error, next to its field
           throw error;
         }
-        shown = wanted;
+        // The person asked for, as the log found them (their sub): later pages and the CSV send it,
+        // so the gateway does not look them up in the user pool again for each page.
+        shown = wanted.owner && page.owner ? { ...wanted, owner: page.owner } : wanted;
         rows = page.data;
         render(page);
       },
