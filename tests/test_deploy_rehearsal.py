@@ -846,3 +846,47 @@ def test_chalice_delete_removes_what_it_created_and_keeps_the_tables_and_pool(
     assert set(declared) == retained and all(r["DeletionPolicy"] == "Retain" for r in declared.values())
     assert set(ours) <= set(client("dynamodb").list_tables()["TableNames"])
     assert client("cognito-idp").list_user_pools(MaxResults=60)["UserPools"] == pools
+
+
+@pytest.mark.parametrize(
+    ("present", "refused"),
+    [
+        (["by-period", "by-team"], None),  # up to date
+        (["by-period"], None),  # one behind: one index added, as DynamoDB allows
+        ([], r"adds by-period, adds by-team on table pennyworth-dev-usage \(UsageTable\)"),  # two behind
+        (["by-period", "by-team", "old"], None),  # one removed
+        (["by-team", "old", "older"], r"adds by-period, removes old, removes older"),
+    ],
+)
+def test_an_update_that_changes_two_indexes_of_a_table_is_refused_before_any_change(
+    present: list[str], refused: str | None
+) -> None:
+    from botocore.stub import Stubber
+
+    # GIVEN a deployed usage table with ``present`` indexes (the template wants by-period and by-team)
+    template = stack.load_template()
+    cfn = boto3.client("cloudformation", region_name="us-east-1")
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    target = deploy.Target("dev", "pennyworth-dev", boto3.Session(region_name="us-east-1"), region="us-east-1")
+    target.client = lambda name: {"cloudformation": cfn, "dynamodb": ddb}[name]  # type: ignore[method-assign]
+    resource = {
+        "LogicalResourceId": "UsageTable", "PhysicalResourceId": "pennyworth-dev-usage",
+        "ResourceType": "AWS::DynamoDB::Table", "LastUpdatedTimestamp": "2026-01-01T00:00:00Z",
+        "ResourceStatus": "CREATE_COMPLETE",
+    }  # fmt: skip
+    indexes = [{"IndexName": name} for name in present]
+    with Stubber(cfn) as cfn_stub, Stubber(ddb) as ddb_stub:
+        cfn_stub.add_response(
+            "list_stack_resources", {"StackResourceSummaries": [resource]}, {"StackName": "pennyworth-dev"}
+        )
+        ddb_stub.add_response(
+            "describe_table",
+            {"Table": {"TableName": "pennyworth-dev-usage", "GlobalSecondaryIndexes": indexes}},
+            {"TableName": "pennyworth-dev-usage"},
+        )
+        # WHEN the deploy checks the update THEN more than one index change per table is refused, with what to do
+        if refused is None:
+            deploy.check_indexes(target, template)
+        else:
+            with pytest.raises(deploy.DeployError, match=refused):
+                deploy.check_indexes(target, template)

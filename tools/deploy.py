@@ -730,7 +730,39 @@ def prepare(options: Options, path: str, session: Any = None) -> tuple[Target, d
     check_parameters(template, options.parameters, path)
     check_catalog_region(target)
     mode = check_stack(target, path)
+    if mode == "update":
+        check_indexes(target, template)
     return target, template, mode
+
+
+def check_indexes(target: Target, template: dict[str, Any]) -> None:
+    """Refuse an update that would add or remove more than one index of a table at once.
+
+    DynamoDB builds one global secondary index per table update, and CloudFormation fails (and
+    rolls back) an update that asks for two, as a stack two index-adding releases behind would:
+    say so before anything changes.
+    """
+    cfn, dynamodb = target.client("cloudformation"), target.client("dynamodb")
+    physical = {
+        r["LogicalResourceId"]: r["PhysicalResourceId"]
+        for page in cfn.get_paginator("list_stack_resources").paginate(StackName=target.stack)
+        for r in page["StackResourceSummaries"]
+        if r["ResourceType"] == "AWS::DynamoDB::Table" and r.get("PhysicalResourceId")
+    }
+    for logical, resource in template["Resources"].items():
+        if resource.get("Type") != "AWS::DynamoDB::Table" or logical not in physical:
+            continue
+        wanted = {g["IndexName"] for g in resource["Properties"].get("GlobalSecondaryIndexes", [])}
+        table = dynamodb.describe_table(TableName=physical[logical])["Table"]
+        present = {g["IndexName"] for g in table.get("GlobalSecondaryIndexes", [])}
+        added, removed = sorted(wanted - present), sorted(present - wanted)
+        if len(added) + len(removed) > 1:
+            change = ", ".join([*(f"adds {n}" for n in added), *(f"removes {n}" for n in removed)])
+            raise DeployError(
+                f"this release {change} on table {physical[logical]} ({logical}), and DynamoDB changes one index "
+                "per table update. Deploy the releases in between first (each changes one), then this one; "
+                "see docs/deployment.md, 'Upgrading a stack'."
+            )
 
 
 def build(options: Options) -> Path:
