@@ -146,13 +146,7 @@ class CatalogStore:
         """
         revision = int(previous.get("revision", 0)) + 1 if previous is not None else 1
         item = {**dict(document), "pk": MODEL_PK, "sk": document["alias"], "revision": revision}
-        if previous is None:
-            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
-        else:
-            condition = {
-                "ConditionExpression": "revision = :revision",
-                "ExpressionAttributeValues": {":revision": int(previous.get("revision", 0))},
-            }
+        condition = _unchanged_since(previous)
         model = {"Put": {"TableName": self._table.name, "Item": item, **condition}}
         self._transact([model, self._bump(read_version), *attach])
         return _plain(item)
@@ -170,13 +164,7 @@ class CatalogStore:
         """
         revision = int(previous.get("revision", 0)) + 1 if previous is not None else 1
         item = {**GUARDRAIL_PRICES_KEY, "versions": versions, "revision": revision}
-        if previous is None:
-            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
-        else:
-            condition = {
-                "ConditionExpression": "revision = :revision",
-                "ExpressionAttributeValues": {":revision": int(previous.get("revision", 0))},
-            }
+        condition = _unchanged_since(previous)
         put = {"Put": {"TableName": self._table.name, "Item": item, **condition}}
         self._transact([put, self._bump(read_version), *attach])
         return _plain(item)
@@ -312,3 +300,13 @@ def _number(value: Any) -> Any:
     if isinstance(value, list):
         return [_number(v) for v in value]
     return value
+
+
+def _unchanged_since(previous: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The condition of a write over ``previous``: the item still absent, or still at its revision."""
+    if previous is None:
+        return {"ConditionExpression": "attribute_not_exists(pk)"}
+    return {
+        "ConditionExpression": "revision = :revision",
+        "ExpressionAttributeValues": {":revision": int(previous.get("revision", 0))},
+    }
