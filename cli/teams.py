@@ -103,7 +103,8 @@ def member_budget(state: Any, team: str, usd: str, json_: bool) -> None:
 def guardrail(state: Any, team: str, guardrail: str, json_: bool) -> None:
     """Set the Bedrock guardrail every call charged to TEAM carries, e.g. "abc123:1" ("none": clear). Admins.
 
-    A key's own guardrail wins over the team's; the team's wins over the model's.
+    A guardrail an admin put on a key wins over the team's; the team's wins over the model's and
+    over one a key's owner chose.
     """
     body = {"guardrail": None if guardrail.lower() in NONE_WORDS else guardrail_body(guardrail)}
     found = state.client().patch(path(team), body)

@@ -779,8 +779,8 @@ def _refusals(owner: Owner, team: Team | None, team_owned: bool) -> Iterator[Non
 def _team_guardrail_stays(caller: Caller, team: Team | None) -> None:
     """Refuse a non-admin a key guardrail that would replace (or stop replacing) an admin's team guardrail.
 
-    A key's own guardrail wins over its team's; only admins set a team's, so only they may give one of
-    its keys another.
+    A guardrail an admin or team admin puts on a key wins over its team's; only admins set a team's,
+    so only they may give one of its keys another (one the key's owner chose never replaces it).
 
     Raises
     ------

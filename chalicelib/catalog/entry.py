@@ -148,7 +148,7 @@ class ModelEntry:
     updated_by: str | None = None
     #: Catalog aliases tried in order when this model is throttled or failing.
     fallbacks: tuple[str, ...] = ()
-    #: The guardrail every call to this model carries (a key's own guardrail wins).
+    #: The guardrail every call to this model carries (one an admin put on a key, or the key's team's, wins).
     guardrail: Guardrail | None = None
     #: The stored document this entry was read from (what the admin API shows).
     document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)

@@ -107,7 +107,7 @@
           mode ? ui.field("Mode", mode) : null,
           priceFields,
           ui.field("Fallbacks (optional)", fallbacks, "Catalog aliases tried in order when this model is throttled or failing, comma-separated."),
-          ui.field("Bedrock guardrail (optional)", guardrail, "Every call to this model carries it (one of the stack's GuardrailIds); a key's own wins."),
+          ui.field("Bedrock guardrail (optional)", guardrail, "Every call to this model carries it (one of the stack's GuardrailIds); one an admin put on a key, or the key's team's, wins."),
           ui.field("Note (optional)", note),
           enabled ? h("div", { class: "check" }, enabled, h("label", { for: enabled.id }, "Serve it now (untick to test it first)")) : null,
         ],
