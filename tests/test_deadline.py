@@ -181,3 +181,62 @@ def test_a_bursts_workers_end_once_idle_and_a_failing_task_never_ends_its_worker
         assert again.wait(3)
         time.sleep(0.02)
     assert len({id(t) for t in after}) == 1 and after[0].is_alive()  # one kept worker serves them in turn
+
+
+def test_a_whole_answer_is_handed_over_once_not_chunk_by_chunk() -> None:
+    """A caller that wants the answer whole was woken for every chunk: a thread switch each, and a
+    wait for the interpreter while the worker decoded the next one. It now wakes once, at the end."""
+    closed = threading.Event()
+    started = time.monotonic()
+    stream = until(paced(["a", "b", "c", "d", "e"], 0.05, closed), time.time() + 5, whole=True)
+    assert next(stream) == "a"
+    assert time.monotonic() - started >= 0.24  # woken when "e" (at 0.25 s) was read, not at "a"
+    assert list(stream) == ["b", "c", "d", "e"]
+    assert closed.wait(2)
+    # Streamed, the first chunk comes as soon as it is read.
+    started = time.monotonic()
+    streamed = until(paced(["a", "b", "c", "d", "e"], 0.05, threading.Event()), time.time() + 5)
+    assert next(streamed) == "a"
+    assert time.monotonic() - started < 0.24
+    streamed.close()
+
+
+def test_a_whole_answer_longer_than_the_read_ahead_is_handed_over_in_batches() -> None:
+    from chalicelib.conversation import deadline
+
+    produced: list[int] = []
+
+    def many():
+        for n in range(deadline.READ_AHEAD * 5 + 7):
+            produced.append(n)
+            yield n
+
+    assert list(until(many(), time.time() + 5, whole=True)) == produced
+    assert len(produced) == deadline.READ_AHEAD * 5 + 7
+
+
+def test_a_whole_answer_cut_at_the_deadline_hands_over_what_was_read_then_times_out() -> None:
+    # GIVEN a whole answer whose upstream stalls after two chunks, past the deadline
+    closed = threading.Event()
+    release = threading.Event()
+
+    def stalls():
+        try:
+            yield "a"
+            yield "b"
+            release.wait(5)
+            yield "late"
+        finally:
+            closed.set()
+
+    started = time.monotonic()
+    stream = until(stalls(), time.time() + 0.5, whole=True)
+    # THEN at the deadline the caller gets what was read (to bill it), then the timeout
+    assert next(stream) == "a"
+    assert time.monotonic() - started >= 0.45
+    assert next(stream) == "b"
+    with pytest.raises(errors.UpstreamTimeout):
+        next(stream)
+    release.set()
+    assert closed.wait(2)  # the worker read "late", saw it was told to stop, and closed the source
+    assert stream.close() == ["late"]  # generated after the cut: handed back, billed
