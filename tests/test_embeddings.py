@@ -210,6 +210,83 @@ def test_route_admission_uses_the_same_budget_as_chat(client: Client, keys_table
     assert wiring.ledger().entries_for_key(record.key_id) == []
 
 
+# -- one kept connection pool (issue 23) ----------------------------------------------------------
+
+
+def test_embeddings_share_one_connection_pool_whatever_their_timeouts() -> None:
+    """LiteLLM caches the clients it builds by their timeout, and each batch's timeout is what is
+    left of its request's deadline: every batch built a client and opened a connection (a TLS
+    handshake to Bedrock in AWS), and left it open. The gateway's kept client serves them all."""
+    from local.bedrock_emulator import start_emulator
+
+    server, base_url = start_emulator(host="127.0.0.1", port=0)
+    accepted: list[object] = []
+    process = server.process_request
+
+    def counting(request: object, client_address: object) -> None:
+        accepted.append(client_address)
+        process(request, client_address)
+
+    server.process_request = counting  # type: ignore[method-assign]
+    try:
+        gateway = Gateway(UpstreamConfig(region="us-east-1", endpoint_url=base_url, timeout_seconds=5))
+        for seconds_left, model in (
+            (60, "titan-embed-text-v2"),
+            (50, "cohere-embed-english-v3"),
+            (40, "titan-embed-text-v2"),
+        ):
+            request = parse_embedding_request({"model": model, "input": f"text for {seconds_left} s"})
+            outcome = gateway.embed(request, CATALOG.resolve(model), stop_at=time.time() + seconds_left)
+            assert outcome.error is None, outcome.error
+        assert len(accepted) == 1, accepted
+    finally:
+        server.shutdown()
+
+
+def test_the_kept_client_still_gives_up_on_a_call_at_its_timeout() -> None:
+    # LiteLLM sends embeddings through a given client without a timeout: the call's own applies.
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from chalicelib.gateway.providers import Bedrock, Upstream, call_timeout
+
+    release = threading.Event()
+
+    class Stalls(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            release.wait(10)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stalls)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = Bedrock(region="us-east-1", endpoint_url=None).client(Upstream("bedrock", "bedrock/x"))
+        started = time.monotonic()
+        with call_timeout(0.5), pytest.raises(Exception, match="(?i)timed? ?out"):
+            client.post(url=f"http://127.0.0.1:{server.server_address[1]}/invoke", data="{}")
+        assert time.monotonic() - started < 2.5
+        # A timeout given with the call wins (chat passes its own).
+        started = time.monotonic()
+        with call_timeout(30), pytest.raises(Exception, match="(?i)timed? ?out"):
+            client.post(url=f"http://127.0.0.1:{server.server_address[1]}/invoke", data="{}", timeout=0.3)
+        assert time.monotonic() - started < 2.5
+    finally:
+        release.set()
+        server.shutdown()
+
+
+def test_a_batch_given_up_at_the_deadline_ends_then_not_later(gateway: Gateway) -> None:
+    # GIVEN a Titan input that takes 4 s, and 1 s left
+    request = parse_embedding_request({"model": "titan-embed-text-v2", "input": "slow #emulator:sleep=4"})
+    started = time.monotonic()
+    outcome = gateway.embed(request, CATALOG.resolve(request.model), stop_at=time.time() + 1)
+    # THEN the request ends at its deadline, its call billed as embedded (Bedrock had it)
+    assert isinstance(outcome.error, errors.UpstreamTimeout) and time.monotonic() - started < 2.5
+    assert outcome.usage.input_tokens > 0
+
+
 # -- one deadline for the whole request (issue 20) -----------------------------------------------
 
 

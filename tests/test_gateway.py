@@ -896,7 +896,7 @@ def test_a_call_admitted_before_a_guardrail_price_version_starts_is_billed_at_th
 
 
 def test_the_shared_client_imports_litellm_through_the_loader() -> None:
-    """The chat client is made before the first completion: importing LiteLLM for it must go
+    """The kept client is made before the first completion: importing LiteLLM for it must go
     through ``load_litellm`` (offline, the collector paused, the tokenizer deferred), not around it."""
     import os
     import subprocess
@@ -905,7 +905,7 @@ def test_the_shared_client_imports_litellm_through_the_loader() -> None:
     script = (
         "from chalicelib.gateway.loader import DeferredEncoding\n"
         "from chalicelib.gateway.providers import Bedrock, Upstream\n"
-        "Bedrock(region='us-east-1', endpoint_url=None).chat_client(Upstream('bedrock', 'bedrock/converse/x'))\n"
+        "Bedrock(region='us-east-1', endpoint_url=None).client(Upstream('bedrock', 'bedrock/converse/x'))\n"
         "import litellm.main\n"
         "print(isinstance(litellm.main._encoding_cache, DeferredEncoding), litellm.suppress_debug_info)\n"
     )

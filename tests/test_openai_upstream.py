@@ -250,7 +250,7 @@ def test_each_upstream_key_keeps_its_own_client_and_a_rotated_key_gets_a_new_one
     provider = OpenAICompatible(secret=lambda name: values[name])
 
     def client(base_url: str, parameter: str) -> Any:
-        return provider.chat_client(Upstream("openai", "openai/m", base_url=base_url, credentials=parameter))
+        return provider.client(Upstream("openai", "openai/m", base_url=base_url, credentials=parameter))
 
     first = client("https://one.example/v1", "/p/a")
     other = client("https://one.example/v1", "/p/b")

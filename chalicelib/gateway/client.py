@@ -33,7 +33,7 @@ from chalicelib.gateway.events import StreamTranslator
 from chalicelib.gateway.loader import load_litellm
 from chalicelib.gateway.policy import CallPolicy, Target
 from chalicelib.gateway.prompts import IMAGE_TOKEN_BOUND, BedrockPrompt, prompt_input
-from chalicelib.gateway.providers import Bedrock, OpenAICompatible, Provider
+from chalicelib.gateway.providers import Bedrock, OpenAICompatible, Provider, call_timeout
 from chalicelib.gateway.resilience import Attempt, Resilience, Served
 from chalicelib.gateway.thinking import fit_thinking
 from chalicelib.gateway.upstream import map_upstream_error
@@ -246,7 +246,7 @@ class Gateway:
             # Retries are the policy's (resilience.py), within the request's deadline.
             "num_retries": 0,
             **self._provider(target.model).options(upstream),
-            "client": self._provider(target.model).chat_client(upstream),
+            "client": self._provider(target.model).client(upstream),
             **options,
         }
         if target.guardrail is not None:
@@ -284,6 +284,8 @@ class Gateway:
             "model": upstream.model,
             "num_retries": 0,
             **provider.options(upstream),
+            # One kept pool for every batch and request (not a client, and a connection, per timeout).
+            "client": provider.client(upstream),
         }
         dimensions = embedding_dimensions(request, model)
         if dimensions is not None and (len(model.dimensions) > 1 or model.provider != "bedrock"):
@@ -298,7 +300,8 @@ class Gateway:
                 if timeout <= 0:
                     return _Batch(batch, sent=False)
             try:
-                response = self._embed(input=batch, timeout=max(0.1, timeout), **kwargs)
+                with call_timeout(max(0.1, timeout)):
+                    response = self._embed(input=batch, timeout=max(0.1, timeout), **kwargs)
             except Exception as exc:  # noqa: BLE001 - mapped below
                 return _Batch(batch, error=map_upstream_error(exc, provider.label, hide=kwargs.get("api_key")))
             vectors = [list(item["embedding"]) for item in sorted(response.data, key=lambda d: d["index"])]

@@ -23,7 +23,9 @@ Another provider (Anthropic's own API, Vertex AI) is one more adapter here, one 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -76,13 +78,14 @@ class Provider(Protocol):
         """The messages and options this provider is sent for a conversation (built once per call)."""
         ...
 
-    def chat_client(self, target: Upstream) -> Any:
-        """The client a chat call to ``target`` is sent through, kept for the warm function.
+    def client(self, target: Upstream) -> Any:
+        """The client a call to ``target`` (chat or embeddings) is sent through, kept for the warm function.
 
         LiteLLM caches its own clients by their settings, the timeout among them; each request's
         timeout is what is left of its deadline, so without a client of ours every call built a
         new client and opened a new connection (a TLS handshake to Bedrock per request, and the
-        old connections left open in LiteLLM's cache). The timeout is still passed per call.
+        old connections left open in LiteLLM's cache). The timeout is still applied per call
+        (``call_timeout`` where LiteLLM sends none).
         """
         ...
 
@@ -106,13 +109,10 @@ class Bedrock:
     def prompt(self, conversation: Conversation) -> BedrockPrompt:
         return bedrock_prompt(conversation)
 
-    def chat_client(self, target: Upstream) -> Any:
+    def client(self, target: Upstream) -> Any:
         # One connection pool for every region: httpx keeps a connection per host.
         if self._client is None:
-            load_litellm()  # LiteLLM imported its way (offline, the collector paused), not by the import below
-            from litellm.llms.custom_httpx.http_handler import HTTPHandler
-
-            self._client = HTTPHandler()
+            self._client = _timed_handler()
         return self._client
 
 
@@ -139,7 +139,7 @@ class OpenAICompatible:
             options.setdefault("reasoning_effort", "medium")
         return [_openai_message(m) for m in conversation.messages], options
 
-    def chat_client(self, target: Upstream) -> Any:
+    def client(self, target: Upstream) -> Any:
         key = self._secret(target.credentials) if target.credentials else "none"
         where = (target.base_url or "", target.credentials)
         kept = self._clients.get(where)
@@ -151,6 +151,40 @@ class OpenAICompatible:
             kept = (key, OpenAI(api_key=key, base_url=target.base_url, max_retries=0))
             self._clients[where] = kept
         return kept[1]
+
+
+#: The timeout of the upstream call this thread (or task) is making: see ``call_timeout``.
+_CALL_TIMEOUT: ContextVar[float | None] = ContextVar("pennyworth_call_timeout", default=None)
+
+
+@contextmanager
+def call_timeout(seconds: float) -> Iterator[None]:
+    """Calls made inside take at most ``seconds`` each, through a kept client LiteLLM gives no timeout.
+
+    LiteLLM's Bedrock embeddings send through the client they are given without a timeout (they
+    pass theirs only to a client they build, and cache that client by it: a new connection per
+    batch). The kept client applies this one instead, so each batch still ends by the deadline.
+    """
+    token = _CALL_TIMEOUT.set(seconds)
+    try:
+        yield
+    finally:
+        _CALL_TIMEOUT.reset(token)
+
+
+def _timed_handler() -> Any:
+    """LiteLLM's HTTP client, sending the ``call_timeout`` in force when a call comes without a timeout."""
+    load_litellm()  # LiteLLM imported its way (offline, the collector paused), not by the import below
+    from litellm.llms.custom_httpx.http_handler import HTTPHandler
+
+    class TimedHandler(HTTPHandler):
+        def post(self, *args: Any, **kwargs: Any) -> Any:
+            # ``timeout`` is post's seventh parameter: given positionally, it is left as it is.
+            if len(args) < 7 and kwargs.get("timeout") is None:
+                kwargs["timeout"] = _CALL_TIMEOUT.get()
+            return super().post(*args, **kwargs)
+
+    return TimedHandler()
 
 
 def _openai_message(message: dict[str, Any]) -> dict[str, Any]:
