@@ -451,3 +451,29 @@ def test_reconcile_refuses_a_bad_fallback_or_guardrail_field(changes: dict[str, 
     _, data = fallback_entry(**changes)
     parsed = parse_lines([json.dumps({"level": "ERROR", "event": UNRECORDED_EVENT, "entry": data})], now=AT)
     assert parsed.entries == [] and parsed.rejected, parsed
+
+
+def test_numbers_are_written_in_positional_notation_and_integers_pass_through_untouched() -> None:
+    """Every DynamoDB call's numbers are normalised; most are plain integers, which now skip the
+    Decimal round trip, and a string attribute is not walked into."""
+    from chalicelib.shared.dynamodb import _normalize, plain_number
+
+    for text, expected in [
+        ("0", "0"),
+        ("15", "15"),
+        ("100", "100"),
+        ("007", "7"),
+        ("-5", "-5"),
+        ("1.500", "1.5"),
+        ("0E-9", "0"),
+        ("2E-8", "0.00000002"),
+        ("1.5E+3", "1500"),
+        ("１２", "12"),  # a digit that is not ASCII goes through Decimal, as before
+        ("abc", "abc"),
+    ]:
+        assert plain_number(text) == expected, text
+    # Past Decimal's 28 digits, an integer is kept exactly (normalize() used to round it).
+    assert plain_number("1" * 38) == "1" * 38
+    request = {"Item": {"S": {"N": "1E+2"}, "s": {"S": "2E-8"}, "m": {"M": {"l": {"L": [{"N": "0E-9"}]}}}}}
+    normalised = {"Item": {"S": {"N": "100"}, "s": {"S": "2E-8"}, "m": {"M": {"l": {"L": [{"N": "0"}]}}}}}
+    assert _normalize(request) == normalised

@@ -38,6 +38,8 @@ def plain_number(text: str) -> str:
 
     ``"0E-9"`` → ``"0"``, ``"2E-8"`` → ``"0.00000002"``, ``"1.5E+3"`` → ``"1500"``.
     """
+    if text.isascii() and text.isdigit() and (text[0] != "0" or len(text) == 1):
+        return text  # a plain integer (most numbers on the request path): already as it would come out
     try:
         value = Decimal(text)
     except InvalidOperation:
@@ -54,6 +56,10 @@ def dynamo_number(value: Decimal | int) -> Decimal:
     return Decimal(plain_number(str(value)))
 
 
+#: Attribute values with nothing inside to normalise (a string, binary, boolean or null).
+_LEAF_KINDS = frozenset({"S", "B", "BOOL", "NULL"})
+
+
 def _normalize(value: Any) -> Any:
     if isinstance(value, dict):
         if len(value) == 1:
@@ -62,6 +68,8 @@ def _normalize(value: Any) -> Any:
                 return {"N": plain_number(inner)}
             if kind == "NS" and isinstance(inner, list):
                 return {"NS": [plain_number(v) if isinstance(v, str) else v for v in inner]}
+            if kind in _LEAF_KINDS and not isinstance(inner, dict | list):
+                return value  # every call walks its whole request: most of it is strings
         return {k: _normalize(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_normalize(v) for v in value]
