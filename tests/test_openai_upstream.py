@@ -265,3 +265,37 @@ def test_each_upstream_key_keeps_its_own_client_and_a_rotated_key_gets_a_new_one
     rotated = client("https://one.example/v1", "/p/a")
     assert rotated is not first and rotated.api_key == "sk-a-rotated"
     assert client("https://one.example/v1", "/p/b") is other
+
+
+def test_embeddings_from_an_openai_compatible_upstream_go_through_its_kept_client(
+    client: Client, as_admin: Api, ssm: Any, upstream: str, keys_table: Any
+) -> None:
+    # GIVEN an embedding model served by an OpenAI-compatible upstream, its key in SSM
+    body = {
+        "alias": "local-embed",
+        "provider": "openai",
+        "model_id": "embed-small",
+        "base_url": upstream,
+        "api_key_parameter": PARAMETER,
+        "mode": "embedding",
+        "dimensions": [16],
+        "prices": {"input": "0.02"},
+    }
+    added = as_admin.call("post", "/admin/models", body)
+    assert added.status_code == 201, added.body
+    record, secret = KeyStore(keys_table).create(owner_sub="owner-1", name="embeddings")
+    kept = wiring.gateway()._providers["openai"]
+    # WHEN it embeds twice (each request with its own deadline, so its own timeout)
+    for text in ("first text", "second text"):
+        response = client.http.post(
+            "/v1/embeddings",
+            headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"},
+            body=json.dumps({"model": "local-embed", "input": [text, "another"]}),
+        )
+        assert response.status_code == 200, response.body
+        assert [len(d["embedding"]) for d in response.json_body["data"]] == [16, 16]
+    # THEN both went through one SDK client for that base URL and key, and each is billed
+    assert len(kept._clients) == 1
+    entries = billed(record.key_id)
+    assert len(entries) == 2 and all(int(e["input_tokens"]) > 0 for e in entries)
+    assert all(e["served_by"] == "openai/embed-small" for e in entries)
