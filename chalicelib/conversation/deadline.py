@@ -4,12 +4,10 @@ A streamed Bedrock answer is read one chunk at a time, and each read may wait
 as long as the time the whole answer had when it started. A stream that stalls
 near the end of that time would hold the function past its own timeout, and
 Lambda would kill it before the answer is billed. So the upstream is read on a
-worker thread, into a small buffer, and the caller waits on the buffer only
+worker thread, into a small queue, and the caller waits on the queue only
 until the deadline: past it, the caller gets a timeout (and bills), whatever
-the worker is still waiting for. The buffer is bounded, so a slow client slows
+the worker is still waiting for. The queue is bounded, so a slow client slows
 the reading (TCP's back-pressure reaches Bedrock) instead of piling up chunks.
-A caller that wants the answer whole is woken once per ``READ_AHEAD`` chunks
-(and at the end), not once per chunk.
 
 What the worker read ahead but the caller never took was generated all the same:
 ``Guarded.close`` hands those events back, so the bill counts them.
@@ -24,7 +22,6 @@ an idle worker holds nothing of the stream it last read.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import queue
 import threading
@@ -95,30 +92,16 @@ class Guarded:
 
     ``stop_at`` is a ``clock`` time. Closing tells the worker to stop (it then closes ``events``
     at its next chunk, which ends the upstream call) and returns what it had read ahead.
-
-    ``whole``: the caller wants the answer whole (nobody sees an event before the last one), so the
-    worker hands events over in batches (when ``READ_AHEAD`` are waiting, and at the end) instead of
-    waking the caller for each: one hand-over per answer instead of one per chunk. Each wake-up cost
-    a thread switch, and the caller, once woken, waited for the interpreter while the worker decoded
-    the next chunk. At the deadline the caller takes what was read so far, as it would have one by one.
     """
 
-    def __init__(
-        self,
-        events: Iterator[Any],
-        stop_at: float,
-        *,
-        clock: Callable[[], float] = time.time,
-        whole: bool = False,
-    ) -> None:
+    def __init__(self, events: Iterator[Any], stop_at: float, *, clock: Callable[[], float] = time.time) -> None:
         self._events = events
         self._stop_at = stop_at
         self._clock = clock
-        self._whole = whole
-        #: Guards ``_items`` and ``_stopped``; the caller and the worker wait on it for each other.
-        self._turn = threading.Condition(threading.Lock())
-        self._items: collections.deque[Any] = collections.deque()
-        self._stopped = False
+        self._buffer: queue.Queue[Any] = queue.Queue(maxsize=READ_AHEAD)
+        self._stopped = threading.Event()
+        #: An event the worker had read when told to stop, before it could queue it.
+        self._held: list[Any] = []
         self._finished = False
         self._closed = False
         #: Set when the worker is done with ``events`` (read to the end, failed, or told to stop).
@@ -131,21 +114,15 @@ class Guarded:
     def __next__(self) -> Any:
         if self._finished:
             raise StopIteration
-        with self._turn:
-            while not self._items:
-                left = self._stop_at - self._clock()
-                if left <= 0:
-                    self._stopped = True
-                    self._turn.notify_all()
-                    raise errors.UpstreamTimeout(
-                        "The answer was cut off at the gateway's time limit; ask for a shorter answer "
-                        "(max_tokens) or raise the function timeout.",
-                        code="answer_time_limit",
-                    )
-                self._turn.wait(left)
-            item = self._items.popleft()
-            if len(self._items) == READ_AHEAD - 1:
-                self._turn.notify_all()  # room again for a worker held back by a slow caller
+        try:
+            item = self._buffer.get(timeout=max(0.0, self._stop_at - self._clock()))
+        except queue.Empty:
+            self._stopped.set()
+            raise errors.UpstreamTimeout(
+                "The answer was cut off at the gateway's time limit; ask for a shorter answer "
+                "(max_tokens) or raise the function timeout.",
+                code="answer_time_limit",
+            ) from None
         if item is _END:
             self._finished = True
             raise StopIteration
@@ -160,37 +137,42 @@ class Guarded:
             return []
         self._closed = True
         self._finished = True
-        with self._turn:
-            self._stopped = True
-            self._turn.notify_all()
-        # A worker that was handing over one last event does so, and stops.
+        self._stopped.set()
+        unread = self._drain()
+        # Draining made room: a worker waiting to queue one more event does so and stops.
         self._done.wait(_HANDOVER_SECONDS)
-        with self._turn:
-            unread = list(self._items)
-            self._items.clear()
+        unread += self._drain() + self._held
         return [item for item in unread if item is not _END and not isinstance(item, _Failure)]
 
     def __del__(self) -> None:
-        self._stopped = True  # a plain store: no lock in a finalizer
+        self._stopped.set()
 
-    def _offer(self, item: Any, *, last: bool = False) -> bool:
-        """Hand ``item`` over (held back while the caller has ``READ_AHEAD`` untaken); whether to go on reading."""
-        with self._turn:
-            while len(self._items) >= READ_AHEAD and not self._stopped:
-                self._turn.wait(0.5)
-            self._items.append(item)
-            if last or not self._whole or len(self._items) >= READ_AHEAD:
-                self._turn.notify_all()
-            return not self._stopped
+    def _drain(self) -> list[Any]:
+        items = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                items.append(self._buffer.get_nowait())
+        return items
+
+    def _offer(self, item: Any) -> bool:
+        """Queue ``item`` unless told to stop; whether to go on reading."""
+        while not self._stopped.is_set():
+            try:
+                self._buffer.put(item, timeout=0.5)
+            except queue.Full:
+                continue
+            return not self._stopped.is_set()
+        self._held.append(item)
+        return False
 
     def _read(self) -> None:
         try:
             for event in self._events:
                 if not self._offer(event):
                     return
-            self._offer(_END, last=True)
+            self._offer(_END)
         except BaseException as exc:  # noqa: BLE001 - handed to the reader, which raises it
-            self._offer(_Failure(exc), last=True)
+            self._offer(_Failure(exc))
         finally:
             close = getattr(self._events, "close", None)
             if close is not None:
@@ -199,8 +181,6 @@ class Guarded:
             self._done.set()
 
 
-def until(
-    events: Iterator[Any], stop_at: float, *, clock: Callable[[], float] = time.time, whole: bool = False
-) -> Guarded:
+def until(events: Iterator[Any], stop_at: float, *, clock: Callable[[], float] = time.time) -> Guarded:
     """``events`` guarded by ``stop_at`` (see ``Guarded``)."""
-    return Guarded(events, stop_at, clock=clock, whole=whole)
+    return Guarded(events, stop_at, clock=clock)

@@ -252,9 +252,7 @@ class ModelService:
             opened = True
             # Each read of a stream may wait as long as the whole answer had; a stall near the end
             # must not hold the function past its deadline (it would die unbilled).
-            upstream = deadline_guard.until(
-                stream, deadline - BILLING_MARGIN_SECONDS, clock=self._clock, whole=not conversation.stream
-            )
+            upstream = deadline_guard.until(stream, deadline - BILLING_MARGIN_SECONDS, clock=self._clock)
             for event in upstream:
                 if not answer.take(event):
                     continue  # the usage report: reported after billing, with the billed usage
