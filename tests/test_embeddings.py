@@ -230,10 +230,12 @@ def test_embeddings_share_one_connection_pool_whatever_their_timeouts() -> None:
     server.process_request = counting  # type: ignore[method-assign]
     try:
         gateway = Gateway(UpstreamConfig(region="us-east-1", endpoint_url=base_url, timeout_seconds=5))
+        load_litellm()  # its first import takes seconds: not inside a request's few seconds
+        # Under the configured 5 s, so each call's timeout is what is left of its own deadline.
         for seconds_left, model in (
-            (60, "titan-embed-text-v2"),
-            (50, "cohere-embed-english-v3"),
-            (40, "titan-embed-text-v2"),
+            (4.5, "titan-embed-text-v2"),
+            (4.0, "cohere-embed-english-v3"),
+            (3.5, "titan-embed-text-v2"),
         ):
             request = parse_embedding_request({"model": model, "input": f"text for {seconds_left} s"})
             outcome = gateway.embed(request, CATALOG.resolve(model), stop_at=time.time() + seconds_left)
