@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -135,6 +136,32 @@ def emulator_url() -> Iterator[str]:
 
     server, base_url = start_emulator(host="127.0.0.1", port=0)
     yield base_url
+    server.shutdown()
+
+
+@dataclass
+class CountingEmulator:
+    """A Bedrock emulator of the test's own, with the connections it accepted (client addresses)."""
+
+    url: str
+    accepted: list[Any]
+
+
+@pytest.fixture
+def counting_emulator() -> Iterator[CountingEmulator]:
+    """A fresh emulator that records each connection it accepts: for tests that count connections."""
+    from local.bedrock_emulator import start_emulator
+
+    server, base_url = start_emulator(host="127.0.0.1", port=0)
+    counted = CountingEmulator(base_url, [])
+    process = server.process_request
+
+    def counting(request: Any, client_address: Any) -> None:
+        counted.accepted.append(client_address)
+        process(request, client_address)
+
+    server.process_request = counting
+    yield counted
     server.shutdown()
 
 

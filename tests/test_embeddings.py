@@ -21,6 +21,7 @@ from chalicelib.settings import DEFAULT_CATALOG
 from chalicelib.shared.money import compute_cost
 from chalicelib.shared.usage import TokenUsage
 from local.bedrock_emulator import count_tokens
+from tests.conftest import CountingEmulator
 from tests.openai_schema import assert_valid
 
 CATALOG = load_catalog(DEFAULT_CATALOG, region="us-east-1")
@@ -213,36 +214,23 @@ def test_route_admission_uses_the_same_budget_as_chat(client: Client, keys_table
 # -- one kept connection pool (issue 23) ----------------------------------------------------------
 
 
-def test_embeddings_share_one_connection_pool_whatever_their_timeouts() -> None:
+def test_embeddings_share_one_connection_pool_whatever_their_timeouts(counting_emulator: CountingEmulator) -> None:
     """LiteLLM caches the clients it builds by their timeout, and each batch's timeout is what is
     left of its request's deadline: every batch built a client and opened a connection (a TLS
     handshake to Bedrock in AWS), and left it open. The gateway's kept client serves them all."""
-    from local.bedrock_emulator import start_emulator
-
-    server, base_url = start_emulator(host="127.0.0.1", port=0)
-    accepted: list[object] = []
-    process = server.process_request
-
-    def counting(request: object, client_address: object) -> None:
-        accepted.append(client_address)
-        process(request, client_address)
-
-    server.process_request = counting  # type: ignore[method-assign]
-    try:
-        gateway = Gateway(UpstreamConfig(region="us-east-1", endpoint_url=base_url, timeout_seconds=5))
-        load_litellm()  # its first import takes seconds: not inside a request's few seconds
-        # Under the configured 5 s, so each call's timeout is what is left of its own deadline.
-        for seconds_left, model in (
-            (4.5, "titan-embed-text-v2"),
-            (4.0, "cohere-embed-english-v3"),
-            (3.5, "titan-embed-text-v2"),
-        ):
-            request = parse_embedding_request({"model": model, "input": f"text for {seconds_left} s"})
-            outcome = gateway.embed(request, CATALOG.resolve(model), stop_at=time.time() + seconds_left)
-            assert outcome.error is None, outcome.error
-        assert len(accepted) == 1, accepted
-    finally:
-        server.shutdown()
+    config = UpstreamConfig(region="us-east-1", endpoint_url=counting_emulator.url, timeout_seconds=5)
+    gateway = Gateway(config)
+    load_litellm()  # its first import takes seconds: not inside a request's few seconds
+    # Under the configured 5 s, so each call's timeout is what is left of its own deadline.
+    for seconds_left, model in (
+        (4.5, "titan-embed-text-v2"),
+        (4.0, "cohere-embed-english-v3"),
+        (3.5, "titan-embed-text-v2"),
+    ):
+        request = parse_embedding_request({"model": model, "input": f"text for {seconds_left} s"})
+        outcome = gateway.embed(request, CATALOG.resolve(model), stop_at=time.time() + seconds_left)
+        assert outcome.error is None, outcome.error
+    assert len(counting_emulator.accepted) == 1, counting_emulator.accepted
 
 
 def test_the_kept_client_still_gives_up_on_a_call_at_its_timeout() -> None:

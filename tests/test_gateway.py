@@ -25,6 +25,7 @@ from chalicelib.settings import DEFAULT_CATALOG
 from chalicelib.shared.usage import TokenUsage
 from local.bedrock_emulator import count_tokens
 from local.bedrock_emulator.directives import DIRECTIVES, FAULTS
+from tests.conftest import CountingEmulator
 from tests.openai_schema import assert_valid
 
 CATALOG = load_catalog(DEFAULT_CATALOG, region="us-east-1")
@@ -786,29 +787,16 @@ def test_a_json_schema_answer_given_up_on_bills_its_schema_and_the_most_bedrock_
     assert 0.7 * whole <= billed["input_tokens"] <= 1.4 * whole, (billed["input_tokens"], whole)
 
 
-def test_calls_share_one_connection_to_bedrock() -> None:
+def test_calls_share_one_connection_to_bedrock(counting_emulator: CountingEmulator) -> None:
     """Each request's timeout is what is left of its deadline: LiteLLM, which caches its clients by
     their timeout, built a new client per call and opened (and kept open) a new connection each
     time: a TLS handshake to Bedrock per request in AWS. The gateway's own client keeps one pool."""
-    from local.bedrock_emulator import start_emulator
-
-    server, base_url = start_emulator(host="127.0.0.1", port=0)
-    accepted: list[Any] = []
-    process = server.process_request
-
-    def counting(request: Any, client_address: Any) -> None:
-        accepted.append(client_address)
-        process(request, client_address)
-
-    server.process_request = counting  # type: ignore[method-assign]
-    try:
-        gateway = Gateway(UpstreamConfig(region="us-east-1", endpoint_url=base_url, timeout_seconds=5))
-        for seconds_left in (60, 50, 40, 30):
-            outcome = run(gateway, seconds_left=seconds_left)
-            assert outcome.status == "ok"
-        assert len(accepted) == 1, accepted
-    finally:
-        server.shutdown()
+    config = UpstreamConfig(region="us-east-1", endpoint_url=counting_emulator.url, timeout_seconds=5)
+    gateway = Gateway(config)
+    for seconds_left in (60, 50, 40, 30):
+        outcome = run(gateway, seconds_left=seconds_left)
+        assert outcome.status == "ok"
+    assert len(counting_emulator.accepted) == 1, counting_emulator.accepted
 
 
 def _closing_emulator(mode: str) -> tuple[Any, str, list[Any]]:
