@@ -92,7 +92,9 @@ def test_a_model_added_priced_repriced_and_explained_without_touching_code(
     # The model test: status, latency, tokens and the exact cost, billed to a stated key
     test = pw_json("models", "test", "nova-pro", "--key", key_id)
     assert test["ok"] and test["status"] == 200 and test["usage"]["input_tokens"] > 0 and test["price_version"] == 2
-    assert Decimal(test["cost_usd"]) == Decimal(stack_data.entries(stack, key_id)[-1]["cost"])
+    # Entries sort by the second, then by request id: within a second "the last" is not the newest.
+    [probe] = [e for e in stack_data.entries(stack, key_id) if e["request_id"] == test["request_id"]]
+    assert Decimal(test["cost_usd"]) == Decimal(probe["cost"])
     # Removing it while a key names it is refused; the model added here is then removed
     pw("models", "remove", "nova-pro", "--yes")
     assert "nova-pro" not in [m["id"] for m in pw_json("models", "list")["data"]]
