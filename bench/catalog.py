@@ -95,6 +95,7 @@ def main() -> int:
     from chalicelib.catalog import CatalogStore, LiveCatalog, Rules, load_catalog, seed_documents
     from chalicelib.observability import logger
     from chalicelib.settings import DEFAULT_CATALOG
+    from chalicelib.shared.dynamodb import clients
     from local import bootstrap, moto_patches
 
     # The service's log lines (the catalog seeded, …) go to stderr: stdout carries one JSON document.
@@ -116,7 +117,8 @@ def main() -> int:
                 time.sleep(latency[0])
 
         for resource in (table, keys):
-            resource.meta.client.meta.events.register("before-send.dynamodb.*", network)
+            for client in clients(resource):
+                client.meta.events.register("before-send.dynamodb.*", network)
 
         # -- cold start ------------------------------------------------------------------------
         started = time.perf_counter()

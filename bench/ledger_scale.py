@@ -214,7 +214,7 @@ def run(
     from chalicelib.catalog import load_catalog
     from chalicelib.observability import logger
     from chalicelib.settings import DEFAULT_CATALOG
-    from chalicelib.shared.dynamodb import Attempts
+    from chalicelib.shared.dynamodb import Attempts, clients
     from chalicelib.shared.dynamodb import resource as dynamodb_resource
     from local import bootstrap, moto_patches
     from local.dynamo_model import ContentionModel, virtual_botocore_sleeps
@@ -311,7 +311,7 @@ def run(
                     meter._owner_budgets.update(
                         {key.owner_sub: (fresh, owner_budgets.get(key.owner_sub)) for key in keys}
                     )
-            model.install(resource.meta.client)
+            model.install(*clients(resource))
             outcomes: list[Outcome] = []
 
             def request(n: int, key: Any) -> None:

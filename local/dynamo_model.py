@@ -200,18 +200,19 @@ class ContentionModel:
         self._read_buckets: dict[tuple[str, str], _Bucket] = {}
         self._sequence = 1_000_000_000_000_000_000_000
 
-    def install(self, client: Any) -> Any:
-        """Put the model in front of ``client`` (a boto3 DynamoDB client, e.g. ``table.meta.client``).
+    def install(self, *clients: Any) -> None:
+        """Put the model in front of ``clients`` (boto3 DynamoDB clients: a table's are ``clients(table)``,
+        ``chalicelib/shared/dynamodb.py``, its resource's and the plain one the request path uses).
 
         botocore runs every ``before-send`` handler and keeps the first answer, so moto's
-        own handler is taken off this client: the model calls moto itself, only for the
+        own handler is taken off each client: the model calls moto itself, only for the
         requests it lets through.
         """
         from moto.core.models import botocore_stubber
 
-        client.meta.events.unregister("before-send", botocore_stubber)
-        client.meta.events.register_first("before-send.dynamodb", self._handle)
-        return client
+        for client in clients:
+            client.meta.events.unregister("before-send", botocore_stubber)
+            client.meta.events.register_first("before-send.dynamodb", self._handle)
 
     # -- the request path -------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from chalicelib.accounting.metering import Meter
 from chalicelib.catalog import load_catalog
 from chalicelib.keys.store import KeyStore
 from chalicelib.settings import DEFAULT_CATALOG
+from chalicelib.shared.dynamodb import clients
 from chalicelib.shared.usage import TokenUsage
 from local.stream_aggregator import shard_records
 from tests.conftest import TABLE_NAMES
@@ -45,8 +46,11 @@ LOGICAL = {name: logical for logical, name in TABLE_NAMES.items()}
 Need = tuple[str, str, str | None]  # action, table's logical id, index (None: the table itself)
 
 
-def record_actions(client: Any) -> set[Need]:
-    """The IAM actions ``client``'s DynamoDB calls need from now on (added as they are made)."""
+def record_actions(table: Any) -> set[Need]:
+    """The IAM actions the DynamoDB calls on ``table`` (or a resource) need from now on (added as they are made).
+
+    Both its clients are watched: its resource's and the plain one the request path uses.
+    """
     needs: set[Need] = set()
 
     def on_call(params: dict[str, Any], model: Any, **_: Any) -> None:
@@ -60,7 +64,8 @@ def record_actions(client: Any) -> set[Need]:
         else:
             needs.add((model.name, LOGICAL[params["TableName"]], params.get("IndexName")))
 
-    client.meta.events.register("before-parameter-build.dynamodb", on_call)
+    for client in clients(table):
+        client.meta.events.register("before-parameter-build.dynamodb", on_call)
     return needs
 
 
@@ -107,7 +112,7 @@ def test_the_request_path_needs_only_what_the_api_and_stream_functions_are_grant
 ) -> None:
     # GIVEN the meter of a function, with owner budgets set (an admin's route, on the API function too)
     meter = Meter(Ledger(usage_table), clock=lambda: datetime(2026, 11, 26, 12, tzinfo=UTC))
-    needs = record_actions(usage_table.meta.client)
+    needs = record_actions(usage_table)
     meter.set_owner_budget("owner-1", Decimal("50"), actor="admin")
     meter.set_owner_budget("owner-2", Decimal("0.000001"), actor="admin")
     # WHEN requests are admitted, billed, released, and refused half-way (the owner's budget)
@@ -133,7 +138,7 @@ def test_a_teams_guardrail_is_read_on_the_request_path_with_only_what_both_model
     # GIVEN a team with a guardrail in the directory (the usage table)
     usage_table.put_item(Item={"pk": "DIRECTORY", "sk": "TEAM#t1", "team_id": "t1",
                                "guardrail": {"id": "abc123", "version": "1"}})  # fmt: skip
-    needs = record_actions(usage_table.meta.client)
+    needs = record_actions(usage_table)
     # WHEN a function serving model calls reads the team's policy
     assert TeamPolicies(team_reader(usage_table))("t1").guardrail is not None
     # THEN both functions may (a GetItem of the usage table)
@@ -155,7 +160,7 @@ def test_the_aggregator_needs_only_what_its_policy_grants(usage_table, keys_tabl
     meter.release(meter.admit(usage["limited"], NOVA, input_tokens=10, max_output_tokens=20))
     shard, records = shard_records(usage_table)
     aggregator = Aggregator(usage_table)
-    needs = record_actions(usage_table.meta.client)
+    needs = record_actions(usage_table)
     # WHEN the aggregator applies them
     result = aggregator.apply(shard, [dict(record) for record in records])
     assert result.applied == 4 and result.transactions > 1
@@ -174,7 +179,7 @@ def test_the_daily_report_needs_only_what_its_policy_grants(usage_table, keys_ta
     topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="reports")["TopicArn"]
     reports = report_service(usage_table, keys_table, topic)  # its clock: 2026-11-26 06:00 UTC
     assert keys_table.meta.client is usage_table.meta.client  # one client: recording it records both
-    needs = record_actions(usage_table.meta.client)
+    needs = record_actions(usage_table)
     # WHEN the report runs, then is forced to run again
     reports.run(date(2026, 11, 25))
     reports.run(date(2026, 11, 25), force=True)
@@ -193,7 +198,7 @@ def test_the_catalog_is_read_seeded_and_changed_with_only_what_both_model_functi
     catalog = aws.Table(TABLE_NAMES["CatalogTable"])
     audit = AuditLog(aws.Table(TABLE_NAMES["AuditTable"]))
     store = CatalogStore(catalog, seed=lambda: seed_documents(DEFAULT_CATALOG, rules=Rules(region="us-east-1")))
-    needs = record_actions(catalog.meta.client)
+    needs = record_actions(catalog)
     # WHEN a function reads it first (seeding it), checks its version, and an admin adds a model (audited)
     store.load()
     store.version()
@@ -267,7 +272,7 @@ def test_teams_and_people_need_only_what_the_api_function_is_granted(
     from tests.cognito_helpers import sign_in
 
     # GIVEN the clients the admin routes use, recorded from now on
-    recorded = [record_actions(wiring.dynamodb().meta.client), record_actions(wiring.ledger_dynamodb().meta.client)]
+    recorded = [record_actions(wiring.dynamodb()), record_actions(wiring.ledger_dynamodb())]
     cognito_calls = record_cognito(wiring.cognito())
     # WHEN an admin and a team admin do everything teams and people offer
     as_admin.call("post", "/admin/teams", {"name": "Red", "monthly_budget_usd": "10"})
@@ -311,7 +316,7 @@ def test_the_sweep_needs_only_what_its_policy_grants(
     cognito.admin_disable_user(UserPoolId=pool.user_pool_id, Username=alice.email)
     cognito.admin_delete_user(UserPoolId=pool.user_pool_id, Username=bob.email)
     wiring.reset()  # the scheduled function is a process of its own
-    recorded = [record_actions(wiring.dynamodb().meta.client), record_actions(wiring.ledger_dynamodb().meta.client)]
+    recorded = [record_actions(wiring.dynamodb()), record_actions(wiring.ledger_dynamodb())]
     cognito_calls = record_cognito(wiring.cognito())
     # WHEN the sweep runs (as its Lambda does, on its schedule's event)
     from chalice.test import Client
@@ -334,7 +339,7 @@ def test_the_daily_report_names_teams_with_only_what_its_policy_grants(as_admin:
     from chalicelib import wiring
 
     as_admin.call("post", "/admin/teams", {"name": "Red"})
-    recorded = [record_actions(wiring.dynamodb().meta.client), record_actions(wiring.ledger_dynamodb().meta.client)]
+    recorded = [record_actions(wiring.dynamodb()), record_actions(wiring.ledger_dynamodb())]
     team = wiring.directory().find_team("red")
     assert wiring.describe_teams([team.team_id])[team.team_id].name == "Red"
     assert refused(recorded[0] | recorded[1], "policy-report.json") == set()

@@ -597,12 +597,13 @@ def test_the_metric_filters_match_the_log_lines_the_ledger_writes(usage_table, s
     from botocore.exceptions import ClientError
 
     from chalicelib.accounting.ledger import Ledger, Release
+    from chalicelib.shared.dynamodb import plain_client
     from tests.factories import usage_entry
 
     # GIVEN DynamoDB refusing every write
     ledger = Ledger(usage_table, backoff_seconds=0)
     refusal = ClientError({"Error": {"Code": "ValidationException", "Message": "no"}}, "PutItem")
-    with mock.patch.object(usage_table, "put_item", side_effect=refusal):
+    with mock.patch.object(plain_client(usage_table), "put_item", side_effect=refusal):
         # WHEN a bill and a release cannot be stored
         assert ledger.record(usage_entry()) is False
         release = Release(

@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.accounting.ledger import UNRECORDED_EVENT, Ledger, new_entry
 from chalicelib.accounting.reconcile import parse_lines
+from chalicelib.shared.dynamodb import clients, plain_client
 from chalicelib.shared.money import Prices, compute_cost
 from chalicelib.shared.usage import TokenUsage
 from tests.factories import NOVA_PRICES, usage_entry
@@ -37,7 +38,8 @@ def test_billing_is_one_put_and_the_aggregates_follow_from_the_stream(usage_tabl
     ledger = Ledger(usage_table)
     entries = [entry(f"r{i}", input_tokens=i * 7 + 1, output_tokens=i * 13 + 2) for i in range(25)]
     calls = []
-    usage_table.meta.client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    for client in clients(usage_table):
+        client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
     for e in entries:
         assert ledger.record(e)
     # THEN each was one conditional PutItem, and nothing else was written on the request path
@@ -220,7 +222,7 @@ def test_persistent_failure_is_logged_for_reconcile_then_replayed(usage_table, s
     ledger = Ledger(usage_table, backoff_seconds=0)
     e = entry()
     failure = ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "PutItem")
-    with mock.patch.object(usage_table, "put_item", side_effect=failure) as call:
+    with mock.patch.object(plain_client(usage_table), "put_item", side_effect=failure) as call:
         assert ledger.record(e, deadline=ledger.attempts.timer() + 0.5) is False
     assert call.call_count > 1  # transient: retried until the deadline
     lines = service_logs.lines()
@@ -236,7 +238,7 @@ def test_persistent_failure_is_logged_for_reconcile_then_replayed(usage_table, s
 def test_a_refusal_that_is_not_transient_is_not_retried(usage_table, service_logs) -> None:
     ledger = Ledger(usage_table, backoff_seconds=0)
     failure = ClientError({"Error": {"Code": "ValidationException", "Message": "no"}}, "PutItem")
-    with mock.patch.object(usage_table, "put_item", side_effect=failure) as call:
+    with mock.patch.object(plain_client(usage_table), "put_item", side_effect=failure) as call:
         assert ledger.record(entry()) is False
     assert call.call_count == 1
 

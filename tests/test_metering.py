@@ -18,6 +18,7 @@ from chalicelib.accounting.metering import Meter, Ticket, worst_case_cost
 from chalicelib.catalog import load_catalog
 from chalicelib.keys.store import KeyStore
 from chalicelib.settings import DEFAULT_CATALOG
+from chalicelib.shared.dynamodb import clients
 from chalicelib.shared.usage import TokenUsage
 
 CATALOG = load_catalog(DEFAULT_CATALOG, region="us-east-1")
@@ -62,7 +63,8 @@ def bill(meter: Meter, ticket, request_id: str, *, input_tokens=10, output_token
 def calls_made(table) -> list[str]:
     """DynamoDB operations ``table``'s client makes from now on (appended as they happen)."""
     made: list[str] = []
-    table.meta.client.meta.events.register("before-call.dynamodb", lambda model, **_: made.append(model.name))
+    for client in clients(table):
+        client.meta.events.register("before-call.dynamodb", lambda model, **_: made.append(model.name))
     return made
 
 
@@ -369,7 +371,8 @@ def test_a_zero_left_by_a_release_never_breaks_the_key(meter, keys_table, usage_
     # GIVEN reservations that come back exactly (committed returns to 0 after each)
     key = make_key(keys_table, monthly_budget_usd=Decimal("0.5"))
     sent: list[bytes] = []
-    usage_table.meta.client.meta.events.register("before-send.dynamodb", lambda request, **_: sent.append(request.body))
+    for client in clients(usage_table):
+        client.meta.events.register("before-send.dynamodb", lambda request, **_: sent.append(request.body))
     for _ in range(3):
         meter.release(meter.admit(key, HAIKU, input_tokens=7, max_output_tokens=3))
         drain(usage_table)

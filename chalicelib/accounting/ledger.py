@@ -45,7 +45,7 @@ from typing import Any
 from chalicelib.observability import logger
 from chalicelib.shared import scopes
 from chalicelib.shared.dates import isoformat
-from chalicelib.shared.dynamodb import Attempts, dynamo_number, error_code
+from chalicelib.shared.dynamodb import Attempts, dynamo_number, error_code, plain_client, typed
 from chalicelib.shared.money import Prices, compute_cost
 from chalicelib.shared.scopes import Scope
 from chalicelib.shared.usage import TokenUsage, UsageEntry
@@ -327,8 +327,10 @@ class Ledger:
     def _put_once(self, item: dict[str, Any], deadline: float | None) -> bool | str:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        client, request = plain_client(self._table), typed(item)
+
         def put() -> None:
-            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+            client.put_item(TableName=self._table.name, Item=request, ConditionExpression="attribute_not_exists(pk)")
 
         try:
             self.call(put, deadline=deadline)

@@ -60,7 +60,7 @@ from chalicelib.catalog import ModelEntry, PriceVersion
 from chalicelib.observability import logger
 from chalicelib.shared import scopes
 from chalicelib.shared.dates import isoformat, utcnow
-from chalicelib.shared.dynamodb import dynamo_number, error_code
+from chalicelib.shared.dynamodb import dynamo_number, error_code, plain_client, typed, untyped
 from chalicelib.shared.money import Prices, usd
 from chalicelib.shared.scopes import Scope
 from chalicelib.shared.usage import TokenUsage, UsageEntry
@@ -416,26 +416,28 @@ class Meter:
     def _update(
         self, scope: Scope, month: str, expression: str, condition: str, values: dict[str, Any], deadline: float
     ) -> dict[str, Any]:
-        from boto3.dynamodb.types import TypeDeserializer
         from botocore.exceptions import ClientError
 
+        client = plain_client(self._table)
+        request = {
+            "TableName": self._table.name,
+            "Key": typed(scope.month(month)),
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": typed(values),
+            "ReturnValues": "UPDATED_NEW",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
         def update() -> dict[str, Any]:
-            return self._table.update_item(
-                Key=scope.month(month),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
-                ReturnValues="UPDATED_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+            return client.update_item(**request)
 
         try:
-            return self._ledger.call(update, deadline=deadline).get("Attributes", {})
+            return untyped(self._ledger.call(update, deadline=deadline).get("Attributes", {}))
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            typed = exc.response.get("Item") or {}
-            raise _Refused(TypeDeserializer().deserialize({"M": typed}) if typed else {}) from None
+            raise _Refused(untyped(exc.response.get("Item") or {})) from None
 
     def _rate_error(self, key: Payer, reset: int) -> errors.AppError:
         return errors.RateLimited(

@@ -29,6 +29,7 @@ from chalicelib.keys.listing import KeyFilter, KeyListing
 from chalicelib.observability import logger
 from chalicelib.shared.body import parse_json
 from chalicelib.shared.dates import Clock, isoformat, parse_time, utcnow
+from chalicelib.shared.dynamodb import plain_client, untyped
 from chalicelib.shared.guardrails import Guardrail
 
 KEY_PREFIX = "pw"
@@ -464,8 +465,11 @@ class KeyStore:
 
     def get(self, key_id: str) -> KeyRecord | None:
         """One strongly consistent read: a revocation is seen by the very next request."""
-        item = self._table.get_item(Key={"key_id": key_id}, ConsistentRead=True).get("Item")
-        return KeyRecord.from_item(item) if item else None
+        answer = plain_client(self._table).get_item(
+            TableName=self._table.name, Key={"key_id": {"S": key_id}}, ConsistentRead=True
+        )
+        item = answer.get("Item")
+        return KeyRecord.from_item(untyped(item)) if item else None
 
     def authenticate(self, headers: Mapping[str, str], *, accept_x_api_key: bool = False) -> KeyRecord:
         """The active key named by the request's bearer token (or ``x-api-key``, when accepted).

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from chalicelib.shared.dynamodb import clients
 from local.dynamo_model import ContentionModel, item_size, write_units
 from local.simclock import Sim
 
@@ -16,7 +17,7 @@ from local.simclock import Sim
 def world(usage_table) -> tuple[Sim, ContentionModel, Any]:
     sim = Sim()
     model = ContentionModel(sim, hold_seconds=0.010, latency={"TransactWriteItems": 0.002, "UpdateItem": 0.001})
-    model.install(usage_table.meta.client)
+    model.install(*clients(usage_table))
     return sim, model, usage_table
 
 
@@ -113,7 +114,7 @@ def test_an_item_is_throttled_past_1000_write_units_a_second_and_recovers(aws) -
     usage_table = resource.Table("pennyworth-local-usage")
     sim = Sim()
     model = ContentionModel(sim, latency={"PutItem": 0.0001})
-    model.install(usage_table.meta.client)
+    model.install(*clients(usage_table))
     outcomes = []
 
     def hammer() -> None:
@@ -142,7 +143,7 @@ def test_botocore_retries_throttling_in_virtual_time(usage_table) -> None:
     # GIVEN the SDK's default retries (throttling is retried with backoff) and an item at its limit
     sim = Sim()
     model = ContentionModel(sim, item_wcu_per_second=10, latency={"PutItem": 0.0001})
-    model.install(usage_table.meta.client)
+    model.install(*clients(usage_table))
     done = []
 
     def writes() -> None:
@@ -160,7 +161,7 @@ def test_botocore_retries_throttling_in_virtual_time(usage_table) -> None:
 def test_capacity_is_counted_as_return_consumed_capacity_reports_it(usage_table) -> None:
     sim = Sim()
     model = ContentionModel(sim)
-    model.install(usage_table.meta.client)
+    model.install(*clients(usage_table))
     big = "x" * 1500  # a 1.5 KB item: 2 write units
 
     def calls() -> None:
