@@ -479,3 +479,42 @@ def test_numbers_are_written_in_positional_notation_and_integers_pass_through_un
     request = {"Item": {"S": {"N": "1E+2"}, "s": {"S": "2E-8"}, "m": {"M": {"l": {"L": [{"N": "0E-9"}]}}}}}
     normalised = {"Item": {"S": {"N": "100"}, "s": {"S": "2E-8"}, "m": {"M": {"l": {"L": [{"N": "0"}]}}}}}
     assert _normalize(request) == normalised
+
+
+def test_the_plain_client_beside_a_resource_has_its_endpoint_timeouts_and_attempts() -> None:
+    # GIVEN the ledger's resource: one botocore attempt (the ledger retries within its deadline)
+    from chalicelib.shared.dynamodb import resource
+
+    built = resource(region="eu-west-1", endpoint_url="http://127.0.0.1:9", timeout_seconds=1.5, attempts=1)
+    table = built.Table("usage")
+    # WHEN the request path asks for the table's plain client
+    plain = plain_client(table)
+    # THEN it is one per resource, and sends where the resource does, as the resource does:
+    # a plain client with botocore's retries would retry inside the ledger's own, past its deadline
+    assert plain_client(built.Table("other")) is plain and plain is not table.meta.client
+    source = table.meta.client
+    assert (plain.meta.region_name, plain.meta.endpoint_url) == ("eu-west-1", "http://127.0.0.1:9")
+    assert plain.meta.config.retries == source.meta.config.retries == {"mode": "standard", "total_max_attempts": 1}
+    assert (plain.meta.config.connect_timeout, plain.meta.config.read_timeout) == (1.5, 1.5)
+    assert clients(table) == (source, plain)
+
+
+def test_typed_values_round_trip_exactly_as_the_resource_reads_them(usage_table) -> None:
+    # GIVEN an item with every kind of value the stores write (exponent-form numbers included)
+    from chalicelib.shared.dynamodb import typed, untyped
+
+    item = {
+        "pk": "TEST#typed", "sk": "1", "cost": Decimal("0E-9"), "tiny": Decimal("2E-8"), "count": 12,
+        "big": 10**30 + 1, "flag": True, "none": None, "models": ["a", "b"], "tags": {"x", "y"},
+        "nested": {"usd": Decimal("1.000000001"), "list": [1, "two"]}, "blob": b"\x00\xff",
+    }  # fmt: skip
+    # WHEN it is written through the plain client and read back both ways
+    plain_client(usage_table).put_item(TableName=usage_table.name, Item=typed(item))
+    through_resource = usage_table.get_item(Key={"pk": "TEST#typed", "sk": "1"})["Item"]
+    raw = plain_client(usage_table).get_item(TableName=usage_table.name, Key=typed({"pk": "TEST#typed", "sk": "1"}))
+    # THEN both read the same values, every number exact (written in positional notation)
+    assert untyped(raw["Item"]) == through_resource
+    assert through_resource["cost"] == 0 and through_resource["tiny"] == Decimal("0.00000002")
+    assert through_resource["big"] == 10**30 + 1 and through_resource["tags"] == {"x", "y"}
+    assert through_resource["nested"] == {"usd": Decimal("1.000000001"), "list": [1, "two"]}
+    assert raw["Item"]["cost"] == {"N": "0"} and raw["Item"]["tiny"] == {"N": "0.00000002"}
