@@ -8,7 +8,7 @@ from typing import Any
 
 
 def load_litellm() -> Any:
-    """Import LiteLLM once, offline and quiet.
+    """Import LiteLLM once, offline (no prices, tokenizers or tables fetched) and quiet.
 
     The cyclic garbage collector is paused during the import: LiteLLM builds
     ~500,000 objects (thousands of pydantic models) and the collector would
@@ -20,6 +20,11 @@ def load_litellm() -> Any:
     import gc
 
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    # Nothing LiteLLM fetches on its own (a tokenizer from Hugging Face for a Llama or Cohere model,
+    # Anthropic's beta-header table): its bundled copies or its fallbacks instead. A fetch on the
+    # request path stalled a first call to an OpenAI-compatible Llama for 28 s where the internet
+    # is out of reach (a VPC without NAT), and elsewhere cost a download per cold start.
+    os.environ["LITELLM_OFFLINE_MODE"] = "true"
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -31,6 +36,7 @@ def load_litellm() -> Any:
 
     litellm.suppress_debug_info = True
     litellm.telemetry = False
+    litellm.disable_hf_tokenizer_download = True
     # No per-chunk logging tasks on a thread pool: the gateway logs and bills each call itself.
     litellm.disable_streaming_logging = True
     defer_default_encoding(litellm)
