@@ -497,6 +497,8 @@ def test_the_plain_client_beside_a_resource_has_its_endpoint_timeouts_and_attemp
     assert plain.meta.config.retries == source.meta.config.retries == {"mode": "standard", "total_max_attempts": 1}
     assert (plain.meta.config.connect_timeout, plain.meta.config.read_timeout) == (1.5, 1.5)
     assert clients(table) == (source, plain)
+    # AND through the resource's connections: a pool of its own would cost a TLS handshake more on a cold start
+    assert plain._endpoint.http_session is source._endpoint.http_session
 
 
 def test_typed_values_round_trip_exactly_as_the_resource_reads_them(usage_table) -> None:

@@ -151,8 +151,21 @@ def plain_client(table: Any) -> Any:
                     endpoint_url=source.meta.endpoint_url,
                     config=source.meta.config,
                 )
+                _share_connections(client, source)
                 _PLAIN[source] = install_number_normalizer(client)
     return client
+
+
+def _share_connections(client: Any, source: Any) -> None:
+    """Send ``client``'s requests through ``source``'s connection pool (same endpoint, same config).
+
+    A pool of its own would open a second connection to DynamoDB on a cold start: a TLS handshake
+    more before the first answer. botocore keeps the pool on the client's endpoint; a test holds
+    this to the botocore version installed.
+    """
+    endpoint, shared = getattr(client, "_endpoint", None), getattr(source, "_endpoint", None)
+    if endpoint is not None and shared is not None and hasattr(shared, "http_session"):
+        endpoint.http_session = shared.http_session
 
 
 def clients(table: Any) -> tuple[Any, Any]:
