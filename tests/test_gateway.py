@@ -799,6 +799,143 @@ def test_calls_share_one_connection_to_bedrock(counting_emulator: CountingEmulat
     assert len(counting_emulator.accepted) == 1, counting_emulator.accepted
 
 
+class SlowAdmission:
+    """The real meter, its admission decided ``seconds`` late, on the worker it runs on.
+
+    It notes what the upstream had accepted when the decision came (``sent_before``), and whether
+    the request waited for it at the send gate (``waited_at_gate``: LiteLLM had prepared it by then).
+    """
+
+    def __init__(self, meter: Meter, emulator: CountingEmulator, seconds: float = 0.3) -> None:
+        self._meter, self._emulator, self._seconds = meter, emulator, seconds
+        self.sent_before: list[Any] | None = None
+        self.waited_at_gate = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._meter, name)
+
+    def admit(self, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + self._seconds
+        while time.monotonic() < deadline and not self.waited_at_gate:
+            time.sleep(0.005)
+        time.sleep(0.05)  # the request, prepared, waits at the gate meanwhile
+        try:
+            return self._meter.admit(*args, **kwargs)
+        finally:
+            self.sent_before = list(self._emulator.accepted)
+
+
+def _watch_the_gate(monkeypatch: pytest.MonkeyPatch, slow: SlowAdmission) -> None:
+    from chalicelib.gateway import providers
+
+    passing = providers.pass_gate
+
+    def noted() -> float | None:
+        slow.waited_at_gate = True
+        return passing()
+
+    monkeypatch.setattr(providers, "pass_gate", noted)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"stream": True},
+        # LiteLLM sends this one as Converse (a whole answer), through the same client
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}},
+    ],
+    ids=["whole", "streamed", "json_schema"],
+)
+def test_a_refused_admission_sends_nothing_though_litellm_prepared_the_request_meanwhile(
+    counting_emulator: CountingEmulator, monkeypatch: pytest.MonkeyPatch, aws: Any, body: dict[str, Any]
+) -> None:
+    """Admission (the reservation's round trip to DynamoDB) runs while LiteLLM builds and signs the
+    request; the request waits at the send gate. A budget too small for the call refuses it there:
+    no connection reaches Bedrock, the caller gets the refusal, and nothing is reserved or billed."""
+    from tests.conftest import TABLE_NAMES
+
+    gateway = Gateway(UpstreamConfig(region="us-east-1", endpoint_url=counting_emulator.url, timeout_seconds=5))
+    key = KeyStore(aws.Table(TABLE_NAMES["KeysTable"])).create(
+        owner_sub="owner-poor", name="poor", monthly_budget_usd=Decimal("0.000001")
+    )[0]
+    slow = SlowAdmission(_BILLING["meter"], counting_emulator)
+    _watch_the_gate(monkeypatch, slow)
+    service = ModelService(catalog=lambda: CATALOG, gateway=gateway, meter=slow)
+    request = parse_chat_request({"model": "nova-micro", "messages": [{"role": "user", "content": "Hi"}], **body})
+    # WHEN the call is refused
+    with pytest.raises(errors.QuotaExceeded) as refused:
+        service.converse(key, request.conversation, deadline=time.time() + 60, surface="test")
+    # THEN the request had been prepared and was waiting when the refusal came, and was never sent
+    assert slow.waited_at_gate
+    assert slow.sent_before == [] and counting_emulator.accepted == []
+    assert refused.value.headers["x-request-id"]
+    # AND nothing was reserved or billed for the key
+    usage = aws.Table(TABLE_NAMES["UsageTable"]).scan()["Items"]
+    assert not [item for item in usage if key.key_id in json.dumps(item, default=str)]
+
+
+def test_an_admitted_call_is_sent_only_once_its_admission_is_decided(
+    counting_emulator: CountingEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = Gateway(UpstreamConfig(region="us-east-1", endpoint_url=counting_emulator.url, timeout_seconds=5))
+    slow = SlowAdmission(_BILLING["meter"], counting_emulator)
+    _watch_the_gate(monkeypatch, slow)
+    service = ModelService(catalog=lambda: CATALOG, gateway=gateway, meter=slow)
+    request = parse_chat_request({"model": "nova-micro", "messages": [{"role": "user", "content": "Hi"}]})
+    turn = service.converse(_BILLING["key"], request.conversation, deadline=time.time() + 60, surface="test")
+    events = list(turn)
+    # THEN it waited at the gate, reached Bedrock after the decision, and is billed as ever
+    assert slow.waited_at_gate and slow.sent_before == []
+    assert len(counting_emulator.accepted) == 1
+    assert events[-1].entry.status == "ok" and events[-1].entry.usage.output_tokens > 0
+
+
+def test_a_call_litellm_refuses_before_sending_still_answers_with_the_admission_s_refusal(
+    monkeypatch: pytest.MonkeyPatch, aws: Any
+) -> None:
+    """LiteLLM may refuse a request before its send, while admission is still undecided: the
+    admission's refusal wins (as when it came first); an admitted call's reservation is released."""
+    from chalicelib.accounting.metering import Ticket
+    from tests.conftest import TABLE_NAMES
+
+    class Refusing(Exception):
+        status_code = 400
+        message = "LiteLLM refused a parameter"
+
+    def refuse(**_: Any) -> Any:
+        raise Refusing("LiteLLM refused a parameter")
+
+    gateway = Gateway(UpstreamConfig(region="us-east-1", endpoint_url="http://127.0.0.1:9", timeout_seconds=5), refuse)
+    request = parse_chat_request({"model": "nova-micro", "messages": [{"role": "user", "content": "Hi"}]})
+    meter = _BILLING["meter"]
+    keys = KeyStore(aws.Table(TABLE_NAMES["KeysTable"]))
+    poor = keys.create(owner_sub="owner-poor", name="poor", monthly_budget_usd=Decimal("0.000001"))[0]
+    released: list[Ticket] = []
+
+    class Late:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(meter, name)
+
+        def admit(self, *args: Any, **kwargs: Any) -> Any:
+            time.sleep(0.2)  # decided after LiteLLM refused
+            return meter.admit(*args, **kwargs)
+
+        def release(self, ticket: Ticket, **kwargs: Any) -> Any:
+            released.append(ticket)
+            return meter.release(ticket, **kwargs)
+
+    service = ModelService(catalog=lambda: CATALOG, gateway=gateway, meter=Late())
+    with pytest.raises(errors.QuotaExceeded):
+        service.converse(poor, request.conversation, deadline=time.time() + 60, surface="test")
+    assert released == []  # refused: nothing was reserved
+    rich = keys.create(owner_sub="owner-rich", name="rich", monthly_budget_usd=Decimal("100"))[0]
+    with pytest.raises(errors.AppError) as failed:
+        service.converse(rich, request.conversation, deadline=time.time() + 60, surface="test")
+    assert not isinstance(failed.value, errors.QuotaExceeded)
+    assert [ticket.key.key_id for ticket in released] == [rich.key_id]
+
+
 def _closing_emulator(mode: str) -> tuple[Any, str, list[Any]]:
     """The emulator behind a server that closes kept-alive connections: ``idle`` after each answer
     (an upstream's idle timeout, seen by the client before its next request), ``racing`` when the
@@ -901,3 +1038,38 @@ def test_the_shared_client_imports_litellm_through_the_loader() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "True"]
+
+
+def test_litellm_fetches_nothing_on_its_own() -> None:
+    """LiteLLM downloads a Hugging Face tokenizer to count a Llama's or a Cohere's tokens (in its own
+    cost of an answer, too) and fetches Anthropic's beta-header table, each on first use: a first call
+    to an OpenAI-compatible Llama stalled 28 s with the internet out of reach. Loaded the gateway's way,
+    it uses its bundled copies or falls back, and never opens a connection."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, socket\n"
+        "tried = []\n"
+        "def refuse(*args, **kwargs):\n"
+        "    tried.append(repr(args[:2]))\n"
+        "    raise OSError('no network in this test')\n"
+        "socket.getaddrinfo = refuse\n"
+        "socket.socket.connect = refuse\n"
+        "from chalicelib.gateway.loader import load_litellm\n"
+        "litellm = load_litellm()\n"
+        "counts = [litellm.token_counter(model=m, text='hello world, how are you') for m in (\n"
+        "    'openai/llama-3.1-8b', 'bedrock/us.meta.llama3-1-8b-instruct-v1:0', 'bedrock/cohere.command-r-v1:0',\n"
+        "    'bedrock/us.anthropic.claude-haiku-4-5-20251001-v1:0')]\n"
+        "from litellm.anthropic_beta_headers_manager import get_beta_headers_config\n"
+        "config = get_beta_headers_config('https://example.com/beta.json')\n"
+        "print(json.dumps({'tried': tried, 'counts': counts, 'config': bool(config)}))\n"
+    )
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    env.pop("LITELLM_OFFLINE_MODE", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["tried"] == [] and result["config"]
+    assert all(count > 0 for count in result["counts"])
