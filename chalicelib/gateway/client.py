@@ -33,7 +33,7 @@ from chalicelib.gateway.events import StreamTranslator
 from chalicelib.gateway.loader import load_litellm
 from chalicelib.gateway.policy import CallPolicy, Target
 from chalicelib.gateway.prompts import IMAGE_TOKEN_BOUND, BedrockPrompt, prompt_input
-from chalicelib.gateway.providers import Bedrock, OpenAICompatible, Provider, call_timeout, pass_gate, send_gate
+from chalicelib.gateway.providers import Bedrock, OpenAICompatible, Provider, call_timeout
 from chalicelib.gateway.resilience import Attempt, Resilience, Served
 from chalicelib.gateway.thinking import fit_thinking
 from chalicelib.gateway.upstream import map_upstream_error
@@ -152,7 +152,6 @@ class Gateway:
         *,
         stop_at: float,
         attempts: list[Attempt] | None = None,
-        gate: Callable[[], None] | None = None,
     ) -> Served:
         """Call the policy's targets for one conversation until one starts answering; who answered, and its events.
 
@@ -173,9 +172,6 @@ class Gateway:
         raises from the events, and is never retried. Closing the events closes the upstream
         stream.
 
-        ``gate``, when given, is called before anything is sent, and may raise to stop the call:
-        the call's admission, decided while LiteLLM prepares the request (``send_gate``).
-
         Raises
         ------
         AppError
@@ -185,8 +181,6 @@ class Gateway:
         secrets: dict[str, str | None] = {}
 
         def start(target: Target, timeout: float) -> Iterator[Event]:
-            if not self._provider(target.model).gates_sends:
-                pass_gate()  # its client sends without waiting: wait before LiteLLM is called
             kwargs = self._kwargs(target, prompt, timeout)
             label, hide = self._provider(target.model).label, kwargs.get("api_key")
             secrets[target.key] = hide
@@ -206,10 +200,7 @@ class Gateway:
             label = self._provider(target.model).label
             return map_upstream_error(exc, label, hide=secrets.get(target.key))
 
-        if gate is None:
-            return self.resilience.run(policy, stop_at, start, attempts, mapped)
-        with send_gate(gate, stop_at):
-            return self.resilience.run(policy, stop_at, start, attempts, mapped)
+        return self.resilience.run(policy, stop_at, start, attempts, mapped)
 
     def reads_whole(self, prompt: BedrockPrompt) -> bool:
         """Whether LiteLLM reads this answer whole before handing over any of it, so closing cannot stop Bedrock.

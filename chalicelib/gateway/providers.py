@@ -23,7 +23,6 @@ Another provider (Anthropic's own API, Vertex AI) is one more adapter here, one 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -79,9 +78,6 @@ class Provider(Protocol):
         """The messages and options this provider is sent for a conversation (built once per call)."""
         ...
 
-    #: Whether ``client`` waits at the ``send_gate`` before it sends (else the gateway waits before calling LiteLLM).
-    gates_sends: bool
-
     def client(self, target: Upstream) -> Any:
         """The client a call to ``target`` (chat or embeddings) is sent through, kept for the warm function.
 
@@ -98,8 +94,6 @@ class Bedrock:
     """Amazon Bedrock through LiteLLM, signed by the function's role."""
 
     label = "Bedrock"
-    #: Its kept client waits at the gate: LiteLLM prepares the request (and signs it) meanwhile.
-    gates_sends = True
 
     def __init__(self, *, region: str, endpoint_url: str | None) -> None:
         self._region = region
@@ -126,8 +120,6 @@ class OpenAICompatible:
     """Any OpenAI-compatible API through LiteLLM's ``openai/`` provider, its key read from SSM."""
 
     label = "The upstream"
-    #: The OpenAI SDK sends by itself: the gateway waits at the gate before calling LiteLLM.
-    gates_sends = False
 
     def __init__(self, *, secret: Callable[[str], str]) -> None:
         self._secret = secret
@@ -180,53 +172,16 @@ def call_timeout(seconds: float) -> Iterator[None]:
         _CALL_TIMEOUT.reset(token)
 
 
-#: The gate this thread's (or task's) sends wait at, and the time (``time.time()``) the call must end by.
-_SEND_GATE: ContextVar[tuple[Callable[[], None], float] | None] = ContextVar("pennyworth_send_gate", default=None)
-
-
-@contextmanager
-def send_gate(gate: Callable[[], None], stop_at: float) -> Iterator[None]:
-    """Every send made inside first calls ``gate()``, which waits, or raises to stop the send.
-
-    The call's admission (``chalicelib/service/admission.py``) runs meanwhile: LiteLLM builds and
-    signs the request while the reservation is on its way to DynamoDB. A gated client
-    (``Provider.gates_sends``) calls ``pass_gate`` just before it sends; the gateway calls it
-    before LiteLLM for any other. ``stop_at`` caps the send's timeout once the gate has let it
-    through: the wait must not come out of the billing margin.
-    """
-    token = _SEND_GATE.set((gate, stop_at))
-    try:
-        yield
-    finally:
-        _SEND_GATE.reset(token)
-
-
-def pass_gate() -> float | None:
-    """Wait at the ``send_gate`` in force, if any; the seconds then left for the call (None: no gate)."""
-    current = _SEND_GATE.get()
-    if current is None:
-        return None
-    gate, stop_at = current
-    gate()
-    return max(0.1, stop_at - time.time())
-
-
 def _timed_handler() -> Any:
-    """LiteLLM's HTTP client: waits at the ``send_gate``, and applies ``call_timeout`` when LiteLLM sends none."""
+    """LiteLLM's HTTP client, sending the ``call_timeout`` in force when a call comes without a timeout."""
     load_litellm()  # LiteLLM imported its way (offline, the collector paused), not by the import below
     from litellm.llms.custom_httpx.http_handler import HTTPHandler
 
     class TimedHandler(HTTPHandler):
         def post(self, *args: Any, **kwargs: Any) -> Any:
-            left = pass_gate()
             # ``timeout`` is post's seventh parameter: given positionally, it is left as it is.
-            if len(args) < 7:
-                timeout = kwargs.get("timeout")
-                if timeout is None:
-                    timeout = _CALL_TIMEOUT.get()
-                if left is not None and (timeout is None or isinstance(timeout, int | float)):
-                    timeout = left if timeout is None else min(timeout, left)
-                kwargs["timeout"] = timeout
+            if len(args) < 7 and kwargs.get("timeout") is None:
+                kwargs["timeout"] = _CALL_TIMEOUT.get()
             return super().post(*args, **kwargs)
 
     return TimedHandler()

@@ -51,7 +51,6 @@ from chalicelib.gateway import (
 from chalicelib.keys.store import KeyRecord
 from chalicelib.keys.teams import TeamPolicy
 from chalicelib.observability import logger
-from chalicelib.service.admission import Admission, NotAdmitted
 from chalicelib.service.policy import call_policy, guardrail_worst_case
 from chalicelib.shared.dates import isoformat
 from chalicelib.shared.guardrails import GuardrailPrices, guardrail_cost, text_units
@@ -192,41 +191,29 @@ class ModelService:
         # Guardrail text units are priced at the operator's prices in force now (or LiteLLM's map), for
         # admission and for the bill alike, whichever region serves.
         pricing = _GuardrailPricing(catalog or self._catalog(), isoformat(datetime.fromtimestamp(self._clock(), UTC)))
-        surcharge = guardrail_worst_case(
-            policy,
-            pricing(policy.primary.region) if policy.guarded else GuardrailPrices(),
-            prompt_bytes=bound,
+        ticket = self._meter.admit(
+            key,
+            model,
+            input_tokens=bound,
             max_output_tokens=conversation.max_tokens,
-        )
-        # Admitted on a worker while LiteLLM prepares the request; nothing is sent before it is
-        # decided (``admission.py``).
-        admission = Admission.start(
-            lambda: self._meter.admit(
-                key,
-                model,
-                input_tokens=bound,
+            long_cache=asks_long_cache(*prompt),
+            alternatives=tuple(target.model for target in policy.targets[1:]),
+            surcharge=guardrail_worst_case(
+                policy,
+                pricing(policy.primary.region) if policy.guarded else GuardrailPrices(),
+                prompt_bytes=bound,
                 max_output_tokens=conversation.max_tokens,
-                long_cache=asks_long_cache(*prompt),
-                alternatives=tuple(target.model for target in policy.targets[1:]),
-                surcharge=surcharge,
-            )
+            ),
         )
-        call = _Call(admission, conversation, prompt, policy, request_id, deadline, started, log, pricing)
+        call = _Call(ticket, conversation, prompt, policy, request_id, deadline, started, log, pricing)
         events = self._run(call)
         try:
             first = next(events)
-        except NotAdmitted as refused:
-            if not isinstance(refused.error, errors.AppError):
-                raise refused.error from None  # not a refusal: a bug, reported as one
-            exc = refused.error
-            exc.headers.update({"x-request-id": request_id})
-            exc.context.update(log, latency_ms=_ms(started))
-            raise exc from None
         except errors.AppError as exc:
-            exc.headers.update({**admission.headers(), "x-request-id": request_id})
+            exc.headers.update({**ticket.headers, "x-request-id": request_id})
             exc.context.update(log, latency_ms=_ms(started))
             raise
-        headers = {**call.ticket.headers, "x-request-id": request_id}
+        headers = {**ticket.headers, "x-request-id": request_id}
         if call.served is not None:
             headers["x-pennyworth-served-by"] = call.served.describe()
         return Turn(request_id, model, headers, _Resumed(first, events), started, served=call.served)
@@ -239,7 +226,13 @@ class ModelService:
         the gateway gave up on a call Bedrock had received (a timeout: Bedrock read the prompt,
         and may have generated) or when output had been read ahead.
         """
-        conversation, prompt, request_id, deadline = call.conversation, call.prompt, call.request_id, call.deadline
+        ticket, conversation, prompt, request_id, deadline = (
+            call.ticket,
+            call.conversation,
+            call.prompt,
+            call.request_id,
+            call.deadline,
+        )
         answer = _Answer()
         failure: errors.AppError | None = None
         upstream: Guarded | None = None
@@ -253,17 +246,10 @@ class ModelService:
                 prompt,
                 stop_at=deadline - BILLING_MARGIN_SECONDS,
                 attempts=call.attempts,
-                gate=call.admission.gate,
             )
             call.served = served.target
             stream = served.events
             opened = True
-            try:
-                call.admission.gate()  # decided at the send; a send that never waited at the gate waits here
-            except NotAdmitted:
-                logger.error("an upstream call was sent before its admission refused it", extra=call.log)
-                _close(stream)
-                raise
             # Each read of a stream may wait as long as the whole answer had; a stall near the end
             # must not hold the function past its deadline (it would die unbilled).
             upstream = deadline_guard.until(stream, deadline - BILLING_MARGIN_SECONDS, clock=self._clock)
@@ -303,9 +289,6 @@ class ModelService:
                 # LiteLLM reads this answer whole: Bedrock goes on generating it for nobody, and bills
                 # it. Bill the most it may generate (the reservation caps it, as always).
                 answer.assumed_output = conversation.max_tokens or call.target.model.max_output_tokens or 0
-            # Decided by now (it is waited for when the call failed before its send): a refusal
-            # is the caller's answer, as when admission came first.
-            ticket = call.ticket
             if not answer.produced and not answer.yielded and not gave_up:
                 # Refused or broken off before any output: Bedrock bills nothing.
                 self._meter.release(ticket)
@@ -314,7 +297,7 @@ class ModelService:
             call.log = {**call.log, "failure": failure.code}  # e.g. answer_time_limit: counted by the template
         entry = self._bill(call, answer, "ok" if failure is None else "cut")
         if failure is not None:
-            failure.headers.update(call.ticket.headers)
+            failure.headers.update(ticket.headers)
             if not answer.yielded:
                 raise failure  # nothing sent yet: the caller answers with the error's status (billed)
             yield Failed(failure, entry)
@@ -632,10 +615,9 @@ TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_wri
 
 @dataclass
 class _Call:
-    """One chat call, as its run and its bill need it."""
+    """One admitted chat call, as its run and its bill need it."""
 
-    #: Its admission, decided at the first send (``ticket`` waits for it).
-    admission: Admission
+    ticket: Ticket
     conversation: Conversation
     prompt: BedrockPrompt
     policy: CallPolicy
@@ -649,11 +631,6 @@ class _Call:
     served: Target | None = None
     #: Every upstream attempt made, in order (the gateway appends them).
     attempts: list[Attempt] = field(default_factory=list)
-
-    @property
-    def ticket(self) -> Ticket:
-        """The admitted ticket (waits for the decision); raises the admission's refusal."""
-        return self.admission.ticket()
 
     @property
     def target(self) -> Target:
