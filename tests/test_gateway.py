@@ -799,6 +799,39 @@ def test_calls_share_one_connection_to_bedrock(counting_emulator: CountingEmulat
     assert len(counting_emulator.accepted) == 1, counting_emulator.accepted
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"stream": True},
+        # LiteLLM sends this one as Converse (a whole answer)
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}},
+    ],
+    ids=["whole", "streamed", "json_schema"],
+)
+def test_a_refused_admission_sends_nothing_to_bedrock(
+    counting_emulator: CountingEmulator, aws: Any, body: dict[str, Any]
+) -> None:
+    """A budget too small for the call refuses it: no connection reaches Bedrock, the caller gets the
+    refusal with its request id, and nothing is reserved or billed."""
+    from tests.conftest import TABLE_NAMES
+
+    gateway = Gateway(UpstreamConfig(region="us-east-1", endpoint_url=counting_emulator.url, timeout_seconds=5))
+    key = KeyStore(aws.Table(TABLE_NAMES["KeysTable"])).create(
+        owner_sub="owner-poor", name="poor", monthly_budget_usd=Decimal("0.000001")
+    )[0]
+    service = ModelService(catalog=lambda: CATALOG, gateway=gateway, meter=_BILLING["meter"])
+    request = parse_chat_request({"model": "nova-micro", "messages": [{"role": "user", "content": "Hi"}], **body})
+    with pytest.raises(errors.QuotaExceeded):
+        service.converse(key, request.conversation, deadline=time.time() + 60, surface="test")
+    assert counting_emulator.accepted == []
+    usage = aws.Table(TABLE_NAMES["UsageTable"]).scan()["Items"]
+    assert not [item for item in usage if key.key_id in json.dumps(item, default=str)]
+    # AND a key that can pay reaches Bedrock through the same gateway
+    run(gateway)
+    assert len(counting_emulator.accepted) == 1
+
+
 def _closing_emulator(mode: str) -> tuple[Any, str, list[Any]]:
     """The emulator behind a server that closes kept-alive connections: ``idle`` after each answer
     (an upstream's idle timeout, seen by the client before its next request), ``racing`` when the
@@ -901,3 +934,38 @@ def test_the_shared_client_imports_litellm_through_the_loader() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "True"]
+
+
+def test_litellm_fetches_nothing_on_its_own() -> None:
+    """LiteLLM downloads a Hugging Face tokenizer to count a Llama's or a Cohere's tokens (in its own
+    cost of an answer, too) and fetches Anthropic's beta-header table, each on first use: a first call
+    to an OpenAI-compatible Llama stalled 28 s with the internet out of reach. Loaded the gateway's way,
+    it uses its bundled copies or falls back, and never opens a connection."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, socket\n"
+        "tried = []\n"
+        "def refuse(*args, **kwargs):\n"
+        "    tried.append(repr(args[:2]))\n"
+        "    raise OSError('no network in this test')\n"
+        "socket.getaddrinfo = refuse\n"
+        "socket.socket.connect = refuse\n"
+        "from chalicelib.gateway.loader import load_litellm\n"
+        "litellm = load_litellm()\n"
+        "counts = [litellm.token_counter(model=m, text='hello world, how are you') for m in (\n"
+        "    'openai/llama-3.1-8b', 'bedrock/us.meta.llama3-1-8b-instruct-v1:0', 'bedrock/cohere.command-r-v1:0',\n"
+        "    'bedrock/us.anthropic.claude-haiku-4-5-20251001-v1:0')]\n"
+        "from litellm.anthropic_beta_headers_manager import get_beta_headers_config\n"
+        "config = get_beta_headers_config('https://example.com/beta.json')\n"
+        "print(json.dumps({'tried': tried, 'counts': counts, 'config': bool(config)}))\n"
+    )
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    env.pop("LITELLM_OFFLINE_MODE", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["tried"] == [] and result["config"]
+    assert all(count > 0 for count in result["counts"])

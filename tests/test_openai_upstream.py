@@ -299,3 +299,43 @@ def test_embeddings_from_an_openai_compatible_upstream_go_through_its_kept_clien
     entries = billed(record.key_id)
     assert len(entries) == 2 and all(int(e["input_tokens"]) > 0 for e in entries)
     assert all(e["served_by"] == "openai/embed-small" for e in entries)
+
+
+def test_a_refused_admission_sends_nothing_to_an_openai_compatible_upstream(
+    as_admin: Api, ssm: Any, keys_table: Any
+) -> None:
+    """A key whose budget cannot cover the call is refused before LiteLLM is called: the
+    OpenAI-compatible upstream (which bills per request) sees nothing."""
+    from local.bedrock_emulator import start_emulator
+
+    server, base_url = start_emulator(openai_key=PROVIDER_KEY)
+    requests: list[Any] = []
+    process = server.process_request
+
+    def counting(request: Any, client_address: Any) -> None:
+        requests.append(client_address)
+        process(request, client_address)
+
+    server.process_request = counting
+    try:
+        body = {
+            "alias": "counted-llama",
+            "provider": "openai",
+            "model_id": "llama-3.1-8b",
+            "base_url": f"{base_url}/openai/v1",
+            "api_key_parameter": PARAMETER,
+            "prices": PRICES,
+        }
+        assert as_admin.call("post", "/admin/models", body).status_code == 201
+        _, poor = KeyStore(keys_table).create(owner_sub="owner-poor", monthly_budget_usd=Decimal("0.000001"))
+        _, rich = KeyStore(keys_table).create(owner_sub="owner-rich", name="rich")
+        chat = {"model": "counted-llama", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 50}
+        # WHEN a key whose budget cannot cover the call asks
+        refused = post("/v1/chat/completions", poor, chat)
+        # THEN it is refused, and the upstream saw nothing; an admitted call does reach it
+        assert refused.status_code == 429 and refused.json_body["error"]["code"] == "insufficient_quota"
+        assert requests == []
+        assert post("/v1/chat/completions", rich, chat).status_code == 200
+        assert len(requests) == 1
+    finally:
+        server.shutdown()
