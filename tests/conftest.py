@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -147,12 +148,12 @@ class CountingEmulator:
     accepted: list[Any]
 
 
-@pytest.fixture
-def counting_emulator() -> Iterator[CountingEmulator]:
-    """A fresh emulator that records each connection it accepts: for tests that count connections."""
+@contextlib.contextmanager
+def counted_emulator(**options: Any) -> Iterator[CountingEmulator]:
+    """A fresh emulator (``start_emulator``'s ``options``) that records each connection it accepts."""
     from local.bedrock_emulator import start_emulator
 
-    server, base_url = start_emulator(host="127.0.0.1", port=0)
+    server, base_url = start_emulator(host="127.0.0.1", port=0, **options)
     counted = CountingEmulator(base_url, [])
     process = server.process_request
 
@@ -161,8 +162,17 @@ def counting_emulator() -> Iterator[CountingEmulator]:
         process(request, client_address)
 
     server.process_request = counting
-    yield counted
-    server.shutdown()
+    try:
+        yield counted
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def counting_emulator() -> Iterator[CountingEmulator]:
+    """A fresh emulator that records each connection it accepts: for tests that count connections."""
+    with counted_emulator() as counted:
+        yield counted
 
 
 class LogCapture:

@@ -306,23 +306,14 @@ def test_a_refused_admission_sends_nothing_to_an_openai_compatible_upstream(
 ) -> None:
     """A key whose budget cannot cover the call is refused before LiteLLM is called: the
     OpenAI-compatible upstream (which bills per request) sees nothing."""
-    from local.bedrock_emulator import start_emulator
+    from tests.conftest import counted_emulator
 
-    server, base_url = start_emulator(openai_key=PROVIDER_KEY)
-    requests: list[Any] = []
-    process = server.process_request
-
-    def counting(request: Any, client_address: Any) -> None:
-        requests.append(client_address)
-        process(request, client_address)
-
-    server.process_request = counting
-    try:
+    with counted_emulator(openai_key=PROVIDER_KEY) as upstream:
         body = {
             "alias": "counted-llama",
             "provider": "openai",
             "model_id": "llama-3.1-8b",
-            "base_url": f"{base_url}/openai/v1",
+            "base_url": f"{upstream.url}/openai/v1",
             "api_key_parameter": PARAMETER,
             "prices": PRICES,
         }
@@ -334,8 +325,6 @@ def test_a_refused_admission_sends_nothing_to_an_openai_compatible_upstream(
         refused = post("/v1/chat/completions", poor, chat)
         # THEN it is refused, and the upstream saw nothing; an admitted call does reach it
         assert refused.status_code == 429 and refused.json_body["error"]["code"] == "insufficient_quota"
-        assert requests == []
+        assert upstream.accepted == []
         assert post("/v1/chat/completions", rich, chat).status_code == 200
-        assert len(requests) == 1
-    finally:
-        server.shutdown()
+        assert len(upstream.accepted) == 1
