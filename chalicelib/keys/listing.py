@@ -147,7 +147,7 @@ class KeyListing:
         while len(items) < limit:
             for partition in partitions:
                 # A search filtered by DynamoDB may send back nothing of what it read: read on.
-                while not partition.buffer and not partition._exhausted and read < budget:
+                while not partition.done and not partition.buffer and not partition._exhausted and read < budget:
                     read += self._read(partition, max(limit + 1, budget - read))
             if any(not p.buffer and not p._exhausted and not p.done for p in partitions):
                 break  # a partition may still hold newer keys than the others' next: stop, sure of the order
