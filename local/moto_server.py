@@ -19,6 +19,7 @@ Usage: ``python -m local.moto_server -H 127.0.0.1 -p 8001 [--state FILE | --load
 from __future__ import annotations
 
 import argparse
+import io
 import signal
 import sys
 import threading
@@ -34,9 +35,16 @@ _LOCK = threading.Lock()
 def serialized(
     app: Callable[..., Iterable[bytes]], after: Callable[[dict[str, Any]], None] | None = None
 ) -> Callable[..., list[bytes]]:
-    """A WSGI app that runs ``app`` one request at a time (body included); ``after`` sees each request."""
+    """A WSGI app that runs ``app`` one request at a time; ``after`` sees each request.
+
+    The request's body is read before the lock is taken: a client that sent its headers and
+    stalled before its body (a process stopped mid-request, as ``DevStack.paused`` stops the
+    aggregator, or a dropped connection) held the lock while the server waited for that body, and
+    every other request waited behind it, for good.
+    """
 
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        _read_body(environ)
         with _LOCK:
             body = list(app(environ, start_response))
         if after is not None:
@@ -44,6 +52,22 @@ def serialized(
         return body
 
     return wsgi
+
+
+def _read_body(environ: dict[str, Any]) -> None:
+    """Read the request's body now and hand it on in memory (what the server already received)."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return
+    if environ.get("wsgi.input_terminated"):  # chunked: the server ends the stream at its end
+        body = stream.read()
+    else:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return  # left to moto, which answers it as before
+        body = stream.read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(body)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
+from botocore.config import Config
 
 from local import bootstrap, moto_state
 from local.devstack import AWS_STATE, DevStack, Ports, StackError
@@ -77,6 +79,27 @@ def test_the_moto_server_saves_and_restores_tables_users_and_signing_keys(tmp_pa
         # the pool signs with the same key, so tokens issued before the restart still verify
         assert requests.get(f"{url}/{pool['user_pool_id']}/.well-known/jwks.json", timeout=5).json() == jwks
     finally:
+        _stop(server)
+
+
+def test_a_client_stalled_before_its_body_holds_up_no_other_request(tmp_path: Path) -> None:
+    # GIVEN a client that sent its headers and a tenth of its body, then stopped (as a process
+    # stopped mid-request by DevStack.paused does)
+    port = Ports.free().aws
+    server = _moto(port, tmp_path / "aws.pickle", tmp_path / "moto.log")
+    stalled = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        stalled.sendall(
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.0\r\n"
+            b"X-Amz-Target: DynamoDB_20120810.ListTables\r\nContent-Length: 100\r\n\r\n{}        "
+        )
+        time.sleep(0.5)  # the server has the headers and is reading the body
+        # THEN another client is answered at once
+        config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1})
+        dynamodb = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{port}", config=config, **AWS)
+        assert dynamodb.list_tables()["TableNames"] == []
+    finally:
+        stalled.close()
         _stop(server)
 
 
