@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -10,7 +11,8 @@ import pytest
 
 from chalicelib.accounting.ledger import Ledger
 from chalicelib.keys import listing
-from chalicelib.keys.store import KeyStore
+from chalicelib.keys.store import KeyRecord, KeyStore
+from chalicelib.shared.dates import isoformat
 from chalicelib.shared.money import usd
 from tests.admin_fixtures import Api
 from tests.cognito_helpers import User
@@ -101,6 +103,48 @@ def test_a_state_read_to_its_end_is_not_read_again_while_the_other_goes_on(keys_
             break
     # THEN every key once, newest first, in seven pages: the finished state is not listed again
     assert seen == revoked[::-1] + active[::-1] and pages == 7
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_listing_pages_each_key_once_newest_first(keys_table: Any, seed: int) -> None:
+    # GIVEN keys of two owners made in a few distinct minutes (so many share one), some revoked,
+    # some expired, some with a name a search finds
+    rng = random.Random(seed)
+    now = START + timedelta(hours=1)
+    for n in range(rng.randint(8, 30)):
+        made_at = START + timedelta(minutes=rng.randint(0, 3))
+        store = KeyStore(keys_table, clock=lambda made_at=made_at: made_at)
+        expires = isoformat(START + timedelta(minutes=30)) if rng.random() < 0.2 else None
+        record, _ = store.create(owner_sub=f"o{rng.randint(0, 1)}", name=rng.choice(["alpha", "beta"]) + str(n),
+                                 expires_at=expires)  # fmt: skip
+        if rng.random() < 0.35:
+            store.revoke(record)
+    store = KeyStore(keys_table, clock=lambda: now)
+    everything = [KeyRecord.from_item(item) for item in keys_table.scan()["Items"]]
+    newest_first = sorted(everything, key=lambda r: (r.created_at, r.key_id), reverse=True)
+    for _ in range(10):
+        owner = rng.choice([None, "o1"])
+        status = rng.choice([None, "active", "revoked", "expired"])
+        search = rng.choice([None, "ALP"])
+        limit, budget = rng.choice([1, 2, 3, 7]), rng.choice([None, 3, 5])
+        # WHEN the listing is paged to its end
+        seen, cursor, pages = [], None, 0
+        while pages < 300:  # a bound: a cursor that goes round fails here instead of hanging
+            page = store.list_keys(owner_sub=owner, status=status, search=search, limit=limit, cursor=cursor,
+                                   budget=budget)  # fmt: skip
+            assert len(page.items) <= limit
+            seen, cursor, pages = seen + [r.key_id for r in page.items], page.cursor, pages + 1
+            if cursor is None:
+                break
+        # THEN every key it keeps, once each, newest first
+        expected = [
+            r.key_id
+            for r in newest_first
+            if (owner is None or r.owner_sub == owner)
+            and (status is None or r.effective_status(now) == status)
+            and (search is None or "alpha" in r.name)
+        ]
+        assert seen == expected, (owner, status, search, limit, budget)
 
 
 def test_a_rare_search_reads_a_bounded_page_and_goes_on(keys_table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
