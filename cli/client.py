@@ -13,7 +13,7 @@ from typing import Any
 
 from cli.auth import Session
 from cli.config import Profile
-from cli.errors import ApiError, NetworkError
+from cli.errors import ApiError, CliError, NetworkError
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
 
@@ -48,14 +48,21 @@ class GatewayClient:
         return self.request("DELETE", path, params=params, body=body)
 
     def pages(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Every page of a listing, following ``next_cursor``."""
+        """Every page of a listing, following ``next_cursor``.
+
+        Raises
+        ------
+        CliError
+            The gateway sent a cursor it had sent before: following it would go round forever.
+        """
         query = {k: v for k, v in (params or {}).items() if v is not None}
+        followed: set[str] = set()
         while True:
             page = self.get(path, query)
             yield page
             if not page.get("has_more") or not page.get("next_cursor"):
                 return
-            query["cursor"] = page["next_cursor"]
+            query["cursor"] = next_cursor(page, followed)
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None) -> Any:
         """One call; a 401 for an expired token is retried once after refreshing the session.
@@ -117,3 +124,21 @@ def _error(response: Any) -> dict[str, Any]:
     if isinstance(body, dict) and "message" in body:
         return {"message": body["message"]}
     return {"message": str(body)[:200]}
+
+
+def next_cursor(page: Mapping[str, Any], followed: set[str]) -> str:
+    """``page``'s ``next_cursor``, remembered in ``followed``; a cursor seen before stops the listing.
+
+    Raises
+    ------
+    CliError
+        ``followed`` holds it already.
+    """
+    cursor = str(page["next_cursor"])
+    if cursor in followed:
+        raise CliError(
+            "The gateway sent the same page cursor twice; the listing stopped rather than go round forever.",
+            hint="This is a gateway bug: please report it with the command you ran.",
+        )
+    followed.add(cursor)
+    return cursor

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from cli import csvfile, output
+from cli.client import next_cursor
 
 #: The gateway's columns, in the order CSV writes them (chalicelib/admin/requests.py: COLUMNS).
 CSV_COLUMNS = (
@@ -78,13 +79,14 @@ def fetch(client: Any, query: dict[str, Any], limit: int | None) -> tuple[list[d
     rows: list[dict[str, Any]] = []
     params = {name: value for name, value in query.items() if value}
     last: dict[str, Any] = {}
+    followed: set[str] = set()
     while limit is None or len(rows) < limit:
         params["limit"] = PAGE if limit is None else min(PAGE, limit - len(rows))
         last = client.get("/admin/requests", params)
         rows += last["data"]
         if not last.get("next_cursor"):
             break
-        params["cursor"] = last["next_cursor"]
+        params["cursor"] = next_cursor(last, followed)
         if params.get("owner") and last.get("owner"):
             params["owner"] = last["owner"]  # the person's sub: no user-pool lookup for the next pages
     return rows, {**last, "has_more": bool(last.get("next_cursor"))}

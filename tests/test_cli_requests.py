@@ -58,6 +58,29 @@ def test_fetch_follows_cursors_up_to_the_limit_or_to_the_end() -> None:
     assert len(rows) == 10 and not log["has_more"]
 
 
+class RoundClient(FakeClient):
+    """A gateway whose cursor goes round: every page says to go on from the same place."""
+
+    def get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        return {**super().get(path, {**params, "cursor": 0}), "has_more": True, "next_cursor": "3"}
+
+
+def test_a_cursor_that_goes_round_stops_the_listing_with_a_clear_error() -> None:
+    import pytest
+
+    from cli.client import GatewayClient
+    from cli.errors import CliError
+
+    with pytest.raises(CliError, match="same page cursor twice"):
+        cli_requests.fetch(RoundClient(total=10), {}, None)
+    gateway = GatewayClient.__new__(GatewayClient)  # no profile needed: get is the fake's
+    gateway.get = lambda path, params: RoundClient(total=10).get("/admin/requests", {"limit": 3})  # type: ignore[method-assign]
+    with pytest.raises(CliError, match="same page cursor twice"):
+        list(gateway.pages("/admin/keys"))
+    result = run(RoundClient(total=10), "--all")
+    assert result.exit_code == 1 and "same page cursor twice" in result.output
+
+
 def test_csv_writes_every_column_and_defuses_formulas() -> None:
     result = run(FakeClient(total=2), "--csv", "--all")
     assert result.exit_code == 0, result.output
