@@ -55,7 +55,7 @@ def serialized(
 
 
 def _read_body(environ: dict[str, Any]) -> None:
-    """Read the request's body now and hand it on in memory (what the server already received)."""
+    """Read the request's body from its connection now, and hand it on to moto in memory."""
     stream = environ.get("wsgi.input")
     if stream is None:
         return
