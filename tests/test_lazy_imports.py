@@ -617,3 +617,49 @@ def test_an_annotated_value_is_deferred_whole(tmp_path: Path) -> None:
     site = site_with(tmp_path, {**HEAVY, "pkg/user.py": user})
     rewrite(site, "pkg")
     assert run(site, loaded_code("user.LABEL")) == {"before": False, "after": True, "value": "'helped'"}
+
+
+def test_isinstance_against_a_class_nobody_built_yet_does_not_build_it(tmp_path: Path) -> None:
+    # GIVEN deferred classes that record being built, one of them imported by another module,
+    # and functions asking isinstance about them (alone, in nested tuples, shadowed by a parameter)
+    kinds = """
+        BUILT = []
+        class Big:
+            BUILT.append("Big")
+        class Sub(Big):
+            BUILT.append("Sub")
+        def make():
+            return Sub()
+    """
+    user = """
+        from pkg.kinds import Big, Sub
+        class Local:
+            pass
+        def check(x):
+            return [isinstance(x, Big), isinstance(x, (int, (Sub, str))), isinstance(x, Local)]
+        def shadowed(x, Big=int):
+            return isinstance(x, Big)
+        def local():
+            return Local()
+    """
+    site = site_with(tmp_path, {"pkg/__init__.py": "", "pkg/kinds.py": kinds, "pkg/user.py": user})
+    rewrite(site, "pkg")
+    code = """
+        import pkg.user as user
+        result = {"unbuilt": [user.check(1), user.check(1.5), "pkg.kinds" in sys.modules, "Local" in vars(user)]}
+        import pkg.kinds as kinds
+        result["imported"] = [user.check(1.5), list(kinds.BUILT)]
+        result["shadowed"] = user.shadowed(3)
+        made = kinds.make()
+        result["built"] = [user.check(made), user.check(user.local()), list(kinds.BUILT)]
+        result["still"] = user.check(1.5)
+    """
+    # THEN asking does not build (nor import) them, a parameter's meaning is kept, and once they
+    # are built the answers are the real ones
+    assert run(site, code) == {
+        "unbuilt": [[False, True, False], [False, False, False], False, False],
+        "imported": [[False, False, False], []],
+        "shadowed": True,
+        "built": [[True, True, False], [False, False, True], ["Big", "Sub"]],
+        "still": [False, False, False],
+    }

@@ -24,6 +24,13 @@ What is deferred, per module (``Project.plan``):
   ``__all__`` literal, or what it binds) and none is read at import time; the
   earlier bindings it replaces by other values are unbound at that point.
 
+A function's ``isinstance(x, C)`` (``C`` alone or in a tuple), where ``C`` is a class a
+deferred ``class`` statement defines (here, or in the module it is imported from), asks
+``_pennyworth_class`` for it: the class once built, else ``()``. Nothing is an instance of a
+class that does not exist yet, and asking must not build it: LiteLLM's logging asks, on
+every chat, whether the result is a Responses API object, which built the OpenAI SDK's
+Responses types on every cold start.
+
 Signature and module-level variable annotations become strings (PEP 563, which
 ``from __future__ import annotations`` gives; class bodies keep theirs, as
 pydantic, dataclasses and TypedDict read them while a class is built):
@@ -61,6 +68,8 @@ from typing import Any
 RUNTIME_MODULE = "_pennyworth_lazy"
 #: A rewritten module's own ``__getattr__`` is renamed so its deferred names come first.
 MODULE_GETATTR = "_pennyworth_module_getattr"
+#: ``isinstance(x, Name)`` in a function, where ``Name`` is a deferred class: the class, or ``()`` until it is built.
+CLASS_CHECK = "_pennyworth_class"
 #: Beside a module's bytecode (``x.cpython-312.pyc`` → ``x.cpython-312.pennyworth-classes``): its
 #: deferred classes and blocks, compiled (run instead of compiling their commented lines), and its hot names.
 CLASSES_SUFFIX = ".pennyworth-classes"
@@ -377,6 +386,25 @@ class Project:
             return ("from", spec[1], spec[2])
         return spec
 
+    def deferred_class(self, name: str, bound: str, spec: Spec) -> tuple[str, str] | None:
+        """Where ``bound`` (deferred in module ``name``) is defined, when a deferred ``class`` statement defines it.
+
+        (module, class name): the class exists only once that statement has run, so until
+        then nothing is an instance of it (nor of a subclass, which needs it built first).
+        """
+        if spec[0] == "block":
+            origin: tuple[Any, ...] = ("def", name, bound)
+        elif spec[0] in ("from", "star"):
+            origin = self.origin(spec)
+        else:
+            return None
+        if origin[0] != "def" or origin[1] not in self.paths or not self.rewritable(origin[1]):
+            return None
+        values, _ = self.deferred_values(origin[1])
+        if any(isinstance(stmt, ast.ClassDef) and stmt.name == origin[2] for stmt in values):
+            return origin[1], origin[2]
+        return None
+
     def exports(self, name: str, active: tuple[str, ...] = ()) -> dict[str, Spec] | None:
         """What ``from name import *`` binds, or None when that cannot be known from the source."""
         if name not in self.paths or name in active:
@@ -592,14 +620,23 @@ class Project:
             needed = tuple(sorted(module.loads or ()))
             call = f"__import__({RUNTIME_MODULE!r}).star(globals(), {target!r}, {needed!r})"
             edits.append((stmt, call, "statement"))
+        lambdas = {
+            id(stmt)
+            for stmt in plan.values
+            if _definition_target(stmt) is not None and not isinstance(stmt, ast.ClassDef)
+        }
         if not module.future:
-            lambdas = {
-                id(stmt)
-                for stmt in plan.values
-                if _definition_target(stmt) is not None and not isinstance(stmt, ast.ClassDef)
-            }
             for node in _signature_annotations(module.tree, skip=lambdas):
                 edits.append((node, repr(ast.unparse(node)), "inline"))
+        classes = {bound: self.deferred_class(name, bound, spec) for bound, spec in plan.table.items()}
+        defined = {bound: where for bound, where in classes.items() if where is not None}
+        if module.import_time.binds.get("isinstance"):
+            defined = {}
+        for node in _isinstance_sites(module.tree, defined, skip=lambdas):
+            # Asking whether something is an instance of a class nobody has built yet must not build
+            # it (LiteLLM's logging asks, on every chat, whether a result is a Responses API object).
+            where = defined[node.id]
+            edits.append((node, f"{CLASS_CHECK}({node.id!r}, {where[0]!r}, {where[1]!r})", "inline"))
         lines = list(original)
         for node, text, mode in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
             _replace(lines, node, text, mode)
@@ -719,6 +756,75 @@ def _name_of(function: ast.FunctionDef, lines: list[bytes]) -> ast.AST:
     node.lineno = node.end_lineno = function.lineno
     node.col_offset, node.end_col_offset = start, start + len(function.name)
     return node
+
+
+def _isinstance_sites(tree: ast.Module, classes: dict[str, Any], skip: set[int]) -> list[ast.Name]:
+    """Names in ``classes`` given as ``isinstance``'s classes (alone or in a tuple) in a function's body.
+
+    Only where the name is the module's global: not where the function (or a function
+    around it, or one within) binds it, nor where it binds ``isinstance``. What runs at import
+    time is left alone (such a name is not deferred), and so are statements in ``skip`` (ids),
+    which are replaced whole.
+    """
+    found: list[ast.Name] = []
+
+    def classes_of(node: ast.expr) -> list[ast.Name]:
+        if isinstance(node, ast.Name):
+            return [node]
+        if isinstance(node, ast.Tuple):
+            return [name for element in node.elts for name in classes_of(element)]
+        return []
+
+    def function(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
+        bound = _bound_anywhere(node)
+        if "isinstance" in bound:
+            return
+        body: list[ast.AST] = [node.body] if isinstance(node, ast.Lambda) else list(node.body)
+        for part in body:
+            for call in ast.walk(part):
+                if not (
+                    isinstance(call, ast.Call)
+                    and isinstance(call.func, ast.Name)
+                    and call.func.id == "isinstance"
+                    and len(call.args) == 2
+                    and not call.keywords
+                ):
+                    continue
+                found.extend(n for n in classes_of(call.args[1]) if n.id in classes and n.id not in bound)
+
+    def walk(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if id(child) in skip:
+                continue
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                function(child)
+            else:
+                walk(child)
+
+    if classes:
+        walk(tree)
+    return found
+
+
+def _bound_anywhere(node: ast.AST) -> set[str]:
+    """Every name a function (with what it nests, its signature included) binds: a superset of its locals."""
+    names: set[str] = set()
+    for each in ast.walk(node):
+        if isinstance(each, ast.Name) and not isinstance(each.ctx, ast.Load):
+            names.add(each.id)
+        elif isinstance(each, ast.arg):
+            names.add(each.arg)
+        elif isinstance(each, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(each.name)
+        elif isinstance(each, (ast.Import, ast.ImportFrom)):
+            names.update(alias.asname or alias.name.split(".")[0] for alias in each.names)
+        elif isinstance(each, (ast.Global, ast.Nonlocal)):
+            names.update(each.names)
+        elif isinstance(each, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and each.name:
+            names.add(each.name)
+        elif isinstance(each, ast.MatchMapping) and each.rest:
+            names.add(each.rest)
+    return names
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:

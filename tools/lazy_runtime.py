@@ -48,6 +48,7 @@ _VALUES = _threading.RLock()
 #: Set by the build's trace: every resolution is recorded, in order, per module (see ``resolved``).
 _RECORDING = _os.environ.get("PENNYWORTH_LAZY_RECORD") == "1"
 _RESOLVED = {}
+_UNSET = object()
 
 
 def _resolve(spec):
@@ -105,6 +106,21 @@ class _Names(dict):
         value = _resolve(spec)
         self.module_globals[name] = value
         return value
+
+    def deferred_class(self, name, module, attr):
+        """``isinstance``'s classes for ``name``, which a deferred ``class`` statement (``attr`` in ``module``) defines.
+
+        The class once that statement has run; before, ``()``: nothing can be an instance of a
+        class (or of a subclass of it) that does not exist yet, and asking must not build it.
+        The rewrite passes this, as ``_pennyworth_class``, where a function called ``isinstance``.
+        """
+        value = self.module_globals.get(name, _UNSET)
+        if value is not _UNSET:
+            return value
+        defining = _MODULES.get(module)
+        if defining is None or attr not in defining.module_globals:
+            return ()
+        return self[name]  # built: resolved as any other use of the name
 
     def _run_block(self, first, last, flags):
         compiled = self.compiled()["blocks"].get(first)
@@ -169,6 +185,7 @@ def install(module_globals, table):
     names = _Names(_builtins.__dict__)
     names.module_globals = module_globals
     names.table = table
+    names["_pennyworth_class"] = names.deferred_class
     name = module_globals["__name__"]
     _MODULES[name] = names
     module = _sys.modules.get(name)
