@@ -148,8 +148,10 @@ UNUSED_ON_A_COLD_CHAT = {
 COLD_MODULES_BUDGET = 1_400
 
 _COLD_CHAT = r"""
-import json, os, sys
+import importlib.util, json, os, sys
 sys.path[:0] = [sys.argv[1]]
+compiled = set()  # source files compiled in this process (imports without bytecode, or anything parsing)
+sys.addaudithook(lambda event, args: event == "compile" and isinstance(args[1], str) and compiled.add(args[1]))
 os.environ.update({"AWS_ACCESS_KEY_ID": "cold", "AWS_SECRET_ACCESS_KEY": "cold"})
 from chalicelib.gateway import load_litellm
 from chalicelib.gateway.loader import DeferredEncoding
@@ -170,6 +172,11 @@ print(json.dumps({
     "text": answer.choices[0].message.content, "chunks": len(chunks), "after_chat": after_chat,
     "after_stream": len(sys.modules), "encoding_deferred": deferred, "stream_deferred": stream_deferred,
     "rewritten": type(sys.modules["litellm"]).__name__, "tokens": litellm.token_counter(model="", text="a b c"),
+    "compiled_without_bytecode": sorted(
+        path for path in compiled
+        if path.startswith(sys.argv[1] + os.sep) and path.endswith(".py")
+        and not os.path.exists(importlib.util.cache_from_source(path))
+    ),
 }))
 """
 
@@ -196,3 +203,6 @@ def test_a_cold_chat_leaves_unloaded_what_it_does_not_use(emulator_url: str) -> 
     assert cold["encoding_deferred"], "LiteLLM no longer caches its default encoding in litellm.main"
     assert cold["stream_deferred"], "a cold stream loaded tiktoken to price its start (loader._defer_cost_counting)"
     assert cold["after_stream"] <= COLD_MODULES_BUDGET, cold["after_stream"]
+    # AND nothing was compiled from source: an import that fails (an optional dependency that is
+    # not installed) compiles its module first, so it needs bytecode too (tools/trace_imports.py)
+    assert cold["compiled_without_bytecode"] == []

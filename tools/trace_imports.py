@@ -6,7 +6,10 @@ a cold Lambda does on each path (import the handler, build the AWS clients,
 parse a catalog, a chat completion streamed and not, an embedding, a token
 count; the streaming function's runtime loop, handler and route table)
 against the Bedrock emulator, then prints every imported file under the
-roots, one per line. Those files get bytecode; a module imported later on a
+roots, one per line, with the files an import compiled but could not finish
+(an optional dependency that is not installed: httpx's command line, httpcore's
+SOCKS proxy and trio backend), which every cold start compiles again without
+bytecode. Those files get bytecode; a module imported later on a
 path not traced here still works, it just compiles in memory. A file whose
 deferred names (``tools/lazy_imports.py``) the paths resolved is followed, after
 a tab, by those names (comma-separated): they are resolved at import.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 
 def exercise(bedrock_url: str) -> None:
@@ -71,14 +75,22 @@ def main() -> int:
             "AWS_DEFAULT_REGION": "us-east-1",
         }
     )
+    compiled: set[str] = set()  # the staged tree has no bytecode: every import compiles its source
+
+    def audit(event: str, args: tuple[object, ...]) -> None:
+        if event == "compile" and isinstance(args[1], str) and args[1].endswith(".py"):
+            compiled.add(args[1])
+
+    sys.addaudithook(audit)
     exercise(bedrock_url)
     lazy = sys.modules.get("_pennyworth_lazy")
     hot = lazy.resolved() if lazy is not None else {}
-    files = {
-        module.__file__: hot.get(name, ())
+    files: dict[str, Any] = {path: () for path in compiled if os.path.isfile(path)}
+    files.update(
+        (module.__file__, hot.get(name, ()))
         for name, module in list(sys.modules.items())
         if getattr(module, "__file__", None)
-    }
+    )
     for path in sorted(f for f in files if f.endswith(".py")):
         if any(path.startswith(root + os.sep) for root in roots):
             print(f"{path}\t{','.join(files[path])}" if files[path] else path)
