@@ -936,6 +936,30 @@ def test_the_shared_client_imports_litellm_through_the_loader() -> None:
     assert done.stdout.split() == ["True", "True"]
 
 
+def test_litellm_parses_its_bundled_price_file_once_for_its_bedrock_flags_and_capability_checks() -> None:
+    """LiteLLM's Bedrock model flags read the bundled price file through the copy its capability checks
+    cached (one 3.5 MB parse on a cold chat, not two): the same content as they read before."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json\n"
+        "from litellm.llms.bedrock import common_utils\n"
+        "from litellm.litellm_core_utils.get_model_cost_map import GetModelCostMap\n"
+        "own = common_utils._get_local_model_cost_map\n"
+        "from chalicelib.gateway.loader import load_litellm\n"
+        "litellm = load_litellm()\n"
+        "import litellm.utils as utils\n"
+        "shared = common_utils._get_local_model_cost_map\n"
+        "print(json.dumps([shared is utils.get_bundled_model_cost_map, own is not shared,\n"
+        "    own() == shared() == GetModelCostMap.load_local_model_cost_map(), len(shared()) > 1000]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=os.environ)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [True, True, True, True]
+
+
 def test_litellm_fetches_nothing_on_its_own() -> None:
     """LiteLLM downloads a Hugging Face tokenizer to count a Llama's or a Cohere's tokens (in its own
     cost of an answer, too) and fetches Anthropic's beta-header table, each on first use: a first call

@@ -40,7 +40,26 @@ def load_litellm() -> Any:
     # No per-chunk logging tasks on a thread pool: the gateway logs and bills each call itself.
     litellm.disable_streaming_logging = True
     defer_default_encoding(litellm)
+    share_bundled_price_map()
     return litellm
+
+
+def share_bundled_price_map() -> None:
+    """Let LiteLLM's Bedrock flags read the bundled price file from the copy its other checks parsed.
+
+    On every cold chat LiteLLM parsed its bundled price file (3.5 MB of JSON, ~30 ms and ~6 MB)
+    twice besides ``litellm.model_cost``: once cached in ``litellm.utils`` (Anthropic-style
+    capability checks) and once cached in ``litellm.llms.bedrock.common_utils`` (Converse's
+    model flags). Both are the file's content, read and never changed, so the Bedrock one is
+    given the ``litellm.utils`` one. Skipped when LiteLLM no longer has either;
+    ``tests/test_gateway.py`` fails when the two stop holding the same content.
+    """
+    import litellm.utils as utils
+    from litellm.llms.bedrock import common_utils
+
+    bundled = getattr(utils, "get_bundled_model_cost_map", None)
+    if bundled is not None and hasattr(common_utils, "_get_local_model_cost_map"):
+        common_utils._get_local_model_cost_map = bundled  # noqa: SLF001 - what its model flags call
 
 
 class DeferredEncoding:
