@@ -140,6 +140,7 @@ UNUSED_ON_A_COLD_CHAT = {
     "litellm.llms.vertex_ai.vertex_embeddings.transformation": "another provider",
     "openai.types.beta.assistant": "the OpenAI SDK's types for an API LiteLLM does not call here",
     "openai.types.graders": "the OpenAI SDK's types for an API LiteLLM does not call here",
+    "click": "a command-line toolkit: only httpx's command line imported it, and that is pruned (tools/prune.py)",
     "openai.types.responses.response": "the Responses API's types: LiteLLM's logging only asks whether a chat's "
     "result is one (isinstance, which no longer builds the class: tools/lazy_imports.py, CLASS_CHECK)",
 }
