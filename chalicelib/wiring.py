@@ -1,31 +1,19 @@
 """Builds the objects routes use, once per process (warm Lambdas reuse them).
 
 The ``Chalice todo-app`` pattern: cached accessors, each reading settings once.
-Nothing here runs at import time; ``reset()`` clears every cache (tests).
+Nothing here runs at import time; ``reset()`` clears every cache (tests). What
+only the admin API, the console, the reports and the aggregator use is imported
+by its accessor, so a model route's cold start does not load it (~20 ms).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.accounting.aggregator import Aggregator
 from chalicelib.accounting.ledger import Ledger
 from chalicelib.accounting.metering import Meter
-from chalicelib.accounting.reports import ReportConfig, ReportService, TeamInfo
-from chalicelib.admin.accounting import AccountingService
-from chalicelib.admin.auth import AdminAuthenticator, UserDirectory, authenticator_for_pool
-from chalicelib.admin.directory import Directory
-from chalicelib.admin.guardrail_prices import GuardrailPriceAdmin
-from chalicelib.admin.guardrails import GuardrailCheck
-from chalicelib.admin.keys import AdminService
-from chalicelib.admin.models import ModelAdmin
-from chalicelib.admin.people import PeopleConfig, PeopleService, UserPool
-from chalicelib.admin.requests import RequestLog
-from chalicelib.admin.teams import TeamsService
 from chalicelib.catalog import Catalog, CatalogStore, LiveCatalog, Rules, seed_documents
-from chalicelib.catalog.prices import bundled_price_map
-from chalicelib.console import ConsoleConfig, ConsoleSite
 from chalicelib.gateway import Gateway, Resilience, UpstreamConfig
 from chalicelib.gateway.secrets import ParameterSecrets
 from chalicelib.keys.audit import AuditLog, DeniedUseRecorder
@@ -36,6 +24,21 @@ from chalicelib.service.service import ModelService
 from chalicelib.settings import get_settings
 from chalicelib.shared.dynamodb import Attempts
 from chalicelib.shared.dynamodb import resource as dynamodb_resource
+
+if TYPE_CHECKING:  # imported by their accessors below: a model route's cold start never loads them
+    from chalicelib.accounting.aggregator import Aggregator
+    from chalicelib.accounting.reports import ReportService, TeamInfo
+    from chalicelib.admin.accounting import AccountingService
+    from chalicelib.admin.auth import AdminAuthenticator, UserDirectory
+    from chalicelib.admin.directory import Directory
+    from chalicelib.admin.guardrail_prices import GuardrailPriceAdmin
+    from chalicelib.admin.guardrails import GuardrailCheck
+    from chalicelib.admin.keys import AdminService
+    from chalicelib.admin.models import ModelAdmin
+    from chalicelib.admin.people import PeopleService, UserPool
+    from chalicelib.admin.requests import RequestLog
+    from chalicelib.admin.teams import TeamsService
+    from chalicelib.console import ConsoleSite
 
 #: botocore attempts per call for tables without retry loops of their own (keys, audit, reports).
 GENERAL_ATTEMPTS = 3
@@ -140,6 +143,8 @@ def meter() -> Meter:
 @functools.cache
 def aggregator() -> Aggregator:
     """Applies the usage table's stream to its aggregates (the ``ledger_aggregator`` function)."""
+    from chalicelib.accounting.aggregator import Aggregator
+
     return Aggregator(ledger_dynamodb().Table(get_settings().usage_table), attempts=_attempts())
 
 
@@ -206,6 +211,8 @@ def aws_client(service: str) -> Any:
 @functools.cache
 def report_service() -> ReportService:
     """The daily cost report, publishing to CloudWatch, SNS and (optionally) Slack."""
+    from chalicelib.accounting.reports import ReportConfig, ReportService
+
     settings = get_settings()
     config = ReportConfig(
         topic_arn=settings.report_topic_arn,
@@ -227,6 +234,8 @@ def report_service() -> ReportService:
 
 def describe_teams(team_ids: list[str]) -> dict[str, TeamInfo]:
     """Each team's name and its admins' e-mail addresses (the daily report names them in budget alerts)."""
+    from chalicelib.accounting.reports import TeamInfo
+
     found = directory().teams_by_id(team_ids)
     return {
         team_id: TeamInfo(
@@ -248,6 +257,8 @@ def cognito() -> Any:
 
 @functools.cache
 def user_directory() -> UserDirectory | None:
+    from chalicelib.admin.auth import UserDirectory
+
     pool_id = get_settings().cognito_user_pool_id
     return UserDirectory(cognito(), pool_id) if pool_id else None
 
@@ -255,6 +266,8 @@ def user_directory() -> UserDirectory | None:
 @functools.cache
 def admin_authenticator() -> AdminAuthenticator:
     """Verifies admin API tokens against the configured pool (raises when none is configured)."""
+    from chalicelib.admin.auth import authenticator_for_pool
+
     settings = get_settings()
     return authenticator_for_pool(
         user_pool_id=settings.cognito_user_pool_id,
@@ -270,11 +283,15 @@ def admin_authenticator() -> AdminAuthenticator:
 @functools.cache
 def directory() -> Directory:
     """People, teams and memberships (in the usage table)."""
+    from chalicelib.admin.directory import Directory
+
     return Directory(dynamodb().Table(get_settings().usage_table))
 
 
 @functools.cache
 def user_pool() -> UserPool | None:
+    from chalicelib.admin.people import UserPool
+
     pool_id = get_settings().cognito_user_pool_id
     return UserPool(cognito(), pool_id) if pool_id else None
 
@@ -282,6 +299,8 @@ def user_pool() -> UserPool | None:
 @functools.cache
 def people_service() -> PeopleService:
     """``/admin/people``: invitations, off-boarding, the sweep, and the first appearance of every caller."""
+    from chalicelib.admin.people import PeopleConfig, PeopleService
+
     settings = get_settings()
     return PeopleService(
         authenticator=admin_authenticator,
@@ -299,6 +318,8 @@ def people_service() -> PeopleService:
 @functools.cache
 def teams_service() -> TeamsService:
     """``/admin/teams``: teams, their budgets and members."""
+    from chalicelib.admin.teams import TeamsService
+
     return TeamsService(
         authenticator=admin_authenticator,
         directory=directory(),
@@ -318,6 +339,8 @@ def guardrail_check() -> GuardrailCheck:
     """Checks a guardrail an admin configures: in the stack's list, and known to Bedrock's control plane."""
     import boto3
 
+    from chalicelib.admin.guardrails import GuardrailCheck
+
     settings = get_settings()
     bedrock = boto3.client("bedrock", region_name=settings.bedrock_region, endpoint_url=settings.bedrock_endpoint_url)
     return GuardrailCheck(settings.guardrails, bedrock, settings.bedrock_region)
@@ -326,6 +349,8 @@ def guardrail_check() -> GuardrailCheck:
 @functools.cache
 def admin_service() -> AdminService:
     """The ``/admin`` service with its real dependencies."""
+    from chalicelib.admin.keys import AdminService
+
     return AdminService(
         authenticator=admin_authenticator,
         keys=key_store(),
@@ -345,12 +370,16 @@ def admin_service() -> AdminService:
 @functools.cache
 def price_map() -> dict[str, Any]:
     """LiteLLM's pinned price map, read once per process when an admin adds or reprices a model."""
+    from chalicelib.catalog.prices import bundled_price_map
+
     return bundled_price_map()
 
 
 @functools.cache
 def model_admin() -> ModelAdmin:
     """``/admin/models``: the catalog's admin API over its table, this function's snapshot, keys and audit."""
+    from chalicelib.admin.models import ModelAdmin
+
     settings = get_settings()
     service = model_service()
     return ModelAdmin(
@@ -373,6 +402,8 @@ def model_admin() -> ModelAdmin:
 @functools.cache
 def guardrail_price_admin() -> GuardrailPriceAdmin:
     """``/admin/guardrail-prices``: the operator's guardrail prices, in the catalog table."""
+    from chalicelib.admin.guardrail_prices import GuardrailPriceAdmin
+
     settings = get_settings()
     return GuardrailPriceAdmin(
         authenticator=admin_authenticator,
@@ -387,6 +418,8 @@ def guardrail_price_admin() -> GuardrailPriceAdmin:
 @functools.cache
 def accounting_service() -> AccountingService:
     """Usage reports, owner budgets, the daily report on demand, ledger reconcile (``/admin``)."""
+    from chalicelib.admin.accounting import AccountingService
+
     return AccountingService(
         authenticator=admin_authenticator,
         keys=key_store(),
@@ -407,6 +440,8 @@ def accounting_service() -> AccountingService:
 @functools.cache
 def request_log() -> RequestLog:
     """The request log (``GET /admin/requests``): billed requests from the ledger, a page at a time."""
+    from chalicelib.admin.requests import RequestLog
+
     return RequestLog(
         authenticator=admin_authenticator,
         keys=key_store(),
@@ -419,6 +454,8 @@ def request_log() -> RequestLog:
 @functools.cache
 def console_site() -> ConsoleSite:
     """The web console's page and assets, configured for this stage's sign-in."""
+    from chalicelib.console import ConsoleConfig, ConsoleSite
+
     settings = get_settings()
     config = ConsoleConfig(
         auth_url=settings.console_auth_url,

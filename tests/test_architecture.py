@@ -281,3 +281,20 @@ def test_chalicelib_is_a_small_tree() -> None:
     assert top == ["__init__.py", "errors.py", "observability.py", "settings.py", "wiring.py"], top
     folders = sorted(p.name for p in CHALICELIB.iterdir() if (p / "__init__.py").exists())
     assert set(folders) | {"errors", "settings", "observability", "wiring"} == set(MAY_IMPORT), folders
+
+
+def test_a_model_route_cold_start_loads_no_admin_module() -> None:
+    """The composition root imports what only the admin API, the console, the reports and the
+    aggregator use inside their accessors: both functions' handlers import without them."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import app, chalicelib.streaming.handler\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('chalicelib.admin', 'chalicelib.console'))\n"
+        "    or m in ('chalicelib.accounting.reports', 'chalicelib.accounting.aggregator')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
