@@ -51,7 +51,7 @@ def share_bundled_price_map() -> None:
     twice besides ``litellm.model_cost``: once cached in ``litellm.utils`` (Anthropic-style
     capability checks) and once cached in ``litellm.llms.bedrock.common_utils`` (Converse's
     model flags). Both are the file's content, read and never changed, so the Bedrock one is
-    given the ``litellm.utils`` one. Skipped when LiteLLM no longer has either;
+    given the ``litellm.utils`` one. Skipped unless LiteLLM still has both;
     ``tests/test_gateway.py`` fails when the two stop holding the same content.
     """
     import litellm.utils as utils
