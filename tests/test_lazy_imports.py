@@ -653,6 +653,8 @@ def test_isinstance_against_a_class_nobody_built_yet_does_not_build_it(tmp_path:
         made = kinds.make()
         result["built"] = [user.check(made), user.check(user.local()), list(kinds.BUILT)]
         result["still"] = user.check(1.5)
+        # each answer is kept in the module's globals: a later check is a plain global lookup
+        result["kept"] = vars(user)["_pennyworth_isinstance_Big"] is kinds.Big
     """
     # THEN asking does not build (nor import) them, a parameter's meaning is kept, and once they
     # are built the answers are the real ones
@@ -662,4 +664,5 @@ def test_isinstance_against_a_class_nobody_built_yet_does_not_build_it(tmp_path:
         "shadowed": True,
         "built": [[True, True, False], [False, False, True], ["Big", "Sub"]],
         "still": [False, False, False],
+        "kept": True,
     }

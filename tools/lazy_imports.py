@@ -25,11 +25,12 @@ What is deferred, per module (``Project.plan``):
   earlier bindings it replaces by other values are unbound at that point.
 
 A function's ``isinstance(x, C)`` (``C`` alone or in a tuple), where ``C`` is a class a
-deferred ``class`` statement defines (here, or in the module it is imported from), asks
-``_pennyworth_class`` for it: the class once built, else ``()``. Nothing is an instance of a
-class that does not exist yet, and asking must not build it: LiteLLM's logging asks, on
-every chat, whether the result is a Responses API object, which built the OpenAI SDK's
-Responses types on every cold start.
+deferred ``class`` statement defines (here, or in the module it is imported from), reads
+``_pennyworth_isinstance_C`` instead: a deferred name that stands for the class once built,
+else ``()``, kept in the module's globals either way (a plain lookup on every later check).
+Nothing is an instance of a class that does not exist yet, and asking must not build it:
+LiteLLM's logging asks, on every chat, whether the result is a Responses API object, which
+built the OpenAI SDK's Responses types on every cold start.
 
 Signature and module-level variable annotations become strings (PEP 563, which
 ``from __future__ import annotations`` gives; class bodies keep theirs, as
@@ -68,8 +69,9 @@ from typing import Any
 RUNTIME_MODULE = "_pennyworth_lazy"
 #: A rewritten module's own ``__getattr__`` is renamed so its deferred names come first.
 MODULE_GETATTR = "_pennyworth_module_getattr"
-#: ``isinstance(x, Name)`` in a function, where ``Name`` is a deferred class: the class, or ``()`` until it is built.
-CLASS_CHECK = "_pennyworth_class"
+#: ``isinstance(x, Name)`` in a function, where ``Name`` is a deferred class, reads this prefix + ``Name``:
+#: the class, or ``()`` until it is built (``tools/lazy_runtime.py``, ``_Names._classes``).
+CLASS_CHECK = "_pennyworth_isinstance_"
 #: Beside a module's bytecode (``x.cpython-312.pyc`` → ``x.cpython-312.pennyworth-classes``): its
 #: deferred classes and blocks, compiled (run instead of compiling their commented lines), and its hot names.
 CLASSES_SUFFIX = ".pennyworth-classes"
@@ -632,11 +634,13 @@ class Project:
         defined = {bound: where for bound, where in classes.items() if where is not None}
         if module.import_time.binds.get("isinstance"):
             defined = {}
+        aliases: dict[str, Spec] = {}
         for node in _isinstance_sites(module.tree, defined, skip=lambdas):
             # Asking whether something is an instance of a class nobody has built yet must not build
             # it (LiteLLM's logging asks, on every chat, whether a result is a Responses API object).
-            where = defined[node.id]
-            edits.append((node, f"{CLASS_CHECK}({node.id!r}, {where[0]!r}, {where[1]!r})", "inline"))
+            alias = CLASS_CHECK + node.id
+            aliases[alias] = ("isinstance", (node.id, *defined[node.id]), alias)
+            edits.append((node, alias, "inline"))
         lines = list(original)
         for node, text, mode in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
             _replace(lines, node, text, mode)
@@ -654,7 +658,7 @@ class Project:
         table = {  # +1: the install line
             bound: ("block", (spec[1][0] + 1, spec[1][1] + 1, spec[1][2]), bound) if spec[0] == "block" else spec
             for bound, spec in plan.table.items()
-        }
+        } | aliases
         lines.insert(at, f"__builtins__ = __import__({RUNTIME_MODULE!r}).install(globals(), {table!r})\n".encode())
         if lines and not lines[-1].endswith(b"\n"):
             lines[-1] += b"\n"

@@ -48,7 +48,8 @@ _VALUES = _threading.RLock()
 #: Set by the build's trace: every resolution is recorded, in order, per module (see ``resolved``).
 _RECORDING = _os.environ.get("PENNYWORTH_LAZY_RECORD") == "1"
 _RESOLVED = {}
-_UNSET = object()
+#: (module, class name) → the (module globals, alias) that answered ``()`` for it (see ``_Names._classes``).
+_UNBUILT = {}
 
 
 def _resolve(spec):
@@ -83,6 +84,8 @@ class _Names(dict):
             raise KeyError(name)
         if _RECORDING:
             _RESOLVED.setdefault(self.module_globals["__name__"], {})[name] = None
+        if spec[0] == "isinstance":  # the classes ``isinstance`` is given for a deferred class (see ``_classes``)
+            return self._classes(name, *spec[1])
         if spec[0] == "value":  # ``name = <expression>``, kept as a lambda named spec[1]
             with _VALUES:
                 if name not in self.module_globals:
@@ -100,6 +103,7 @@ class _Names(dict):
                         except BaseException:
                             done.discard(first)  # as an import that failed: tried again next time
                             raise
+                        self._built()
                     if name not in self.module_globals:  # the block ran without binding it
                         raise KeyError(name)
                 return self.module_globals[name]
@@ -107,20 +111,30 @@ class _Names(dict):
         self.module_globals[name] = value
         return value
 
-    def deferred_class(self, name, module, attr):
-        """``isinstance``'s classes for ``name``, which a deferred ``class`` statement (``attr`` in ``module``) defines.
+    def _classes(self, alias, name, module, attr):
+        """What ``alias`` stands for in ``isinstance(x, alias)``: ``name``, a class a deferred ``class``
+        statement (``attr`` in ``module``) defines, once that statement has run; ``()`` before.
 
-        The class once that statement has run; before, ``()``: nothing can be an instance of a
-        class (or of a subclass of it) that does not exist yet, and asking must not build it.
-        The rewrite passes this, as ``_pennyworth_class``, where a function called ``isinstance``.
+        Nothing can be an instance of a class (or of a subclass of it) that does not exist yet, and
+        asking must not build it. Either answer is kept in the module's globals, so each later check
+        is a plain global lookup; ``()`` is dropped again when the statement runs (``_built``).
         """
-        value = self.module_globals.get(name, _UNSET)
-        if value is not _UNSET:
-            return value
-        defining = _MODULES.get(module)
-        if defining is None or attr not in defining.module_globals:
-            return ()
-        return self[name]  # built: resolved as any other use of the name
+        with _VALUES:  # a class statement runs under this lock too: no answer outlives its build
+            if alias not in self.module_globals:
+                defining = _MODULES.get(module)
+                if name in self.module_globals or (defining is not None and attr in defining.module_globals):
+                    self.module_globals[alias] = self[name]  # built: resolved as any other use of the name
+                else:
+                    self.module_globals[alias] = ()
+                    _UNBUILT.setdefault((module, attr), []).append((self.module_globals, alias))
+            return self.module_globals[alias]
+
+    def _built(self):
+        """After a deferred block ran: the ``()`` kept for a class it has now built is dropped (``_classes``)."""
+        module = self.module_globals["__name__"]
+        for key in [key for key in _UNBUILT if key[0] == module and key[1] in self.module_globals]:
+            for module_globals, alias in _UNBUILT.pop(key):
+                module_globals.pop(alias, None)
 
     def _run_block(self, first, last, flags):
         compiled = self.compiled()["blocks"].get(first)
@@ -177,7 +191,8 @@ class _Module(_types.ModuleType):
         entry = _MODULES.get(self.__name__)
         own = self.__dict__.get("__dir__")
         names = set(own()) if own is not None else set(super().__dir__())
-        return sorted(names | set(entry.table if entry is not None else ()))
+        deferred = {n for n, spec in entry.table.items() if spec[0] != "isinstance"} if entry is not None else set()
+        return sorted(names | deferred)
 
 
 def install(module_globals, table):
@@ -185,7 +200,6 @@ def install(module_globals, table):
     names = _Names(_builtins.__dict__)
     names.module_globals = module_globals
     names.table = table
-    names["_pennyworth_class"] = names.deferred_class
     name = module_globals["__name__"]
     _MODULES[name] = names
     module = _sys.modules.get(name)
