@@ -185,3 +185,67 @@ def test_a_bursts_workers_end_once_idle_and_a_failing_task_never_ends_its_worker
         assert again.wait(3)
         time.sleep(0.02)
     assert len({id(t) for t in after}) == 1 and after[0].is_alive()  # one kept worker serves them in turn
+
+
+# -- a stream whose reads end at the deadline themselves: read on the caller's thread ----------
+
+
+class Reads:
+    """A call's reads as ``gateway/read_deadline.Receipt`` reports them."""
+
+    def __init__(self) -> None:
+        self.cut = False
+        self.read_for_seconds: float | None = None
+
+    def read_for(self, seconds: float) -> None:
+        self.read_for_seconds = seconds
+
+
+def test_bounded_reads_are_read_on_the_callers_thread_in_order() -> None:
+    readers: list[threading.Thread] = []
+
+    def source():
+        for item in ("a", "b"):
+            readers.append(threading.current_thread())
+            yield item
+
+    stream = until(source(), time.time() + 5, reads=Reads())
+    assert list(stream) == ["a", "b"]
+    assert readers == [threading.current_thread()] * 2
+    assert stream.close() == []  # read to the end: nothing waits, no moment to read on
+
+
+def test_a_read_cut_by_the_deadline_is_the_time_limit_error_and_the_providers_own_timeout_is_not() -> None:
+    def timing_out(reads: Reads, cut: bool):
+        yield "a"
+        reads.cut = cut
+        raise errors.UpstreamTimeout("Bedrock did not answer in time.")
+
+    reads = Reads()
+    stream = until(timing_out(reads, cut=True), time.time() + 5, reads=reads)
+    assert next(stream) == "a"
+    with pytest.raises(errors.UpstreamTimeout) as caught:
+        next(stream)
+    assert caught.value.code == "answer_time_limit"
+    with pytest.raises(StopIteration):
+        next(stream)
+
+    reads = Reads()
+    stream = until(timing_out(reads, cut=False), time.time() + 5, reads=reads)
+    next(stream)
+    with pytest.raises(errors.UpstreamTimeout) as caught:
+        next(stream)
+    assert caught.value.code != "answer_time_limit"
+
+
+def test_closing_early_takes_what_had_come_for_a_moment_then_closes_the_source() -> None:
+    # GIVEN a caller that took one event of four (the rest waiting in the connection)
+    closed = threading.Event()
+    reads = Reads()
+    stream = until(paced(["a", "b", "c", "d"], 0.0, closed), time.time() + 30, reads=reads)
+    assert next(stream) == "a"
+    # WHEN it hangs up THEN the reads get a moment, what came is handed back (billed), the source closes
+    assert stream.close() == ["b", "c", "d"]
+    assert reads.read_for_seconds is not None and 0 < reads.read_for_seconds <= 0.5
+    assert closed.is_set()
+    assert stream.close() == []

@@ -577,6 +577,22 @@ def test_an_answer_still_running_at_the_deadline_is_cut_with_an_error_event_and_
     assert (line["outcome"], line["failure"]) == ("cut", "answer_time_limit")
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_bedrock_answer_is_read_on_the_callers_thread(gateway: Gateway, monkeypatch, stream: bool) -> None:
+    # Bedrock is called through a client of ours whose reads end at the deadline themselves
+    # (gateway/read_deadline.py): no reader thread, no hand-over per chunk. An httpx or httpcore
+    # that no longer lets the client be bounded fails here, not as a silent slower path.
+    from chalicelib.conversation import deadline
+
+    handed: list[object] = []
+    readers = deadline._Readers()
+    monkeypatch.setattr(readers, "run", handed.append)
+    monkeypatch.setattr(deadline, "_READERS", readers)
+    outcome = run(gateway, stream=stream, messages=[{"role": "user", "content": "hi #emulator:tokens=20"}])
+    assert outcome.status == "ok" and outcome.usage.output_tokens == 20
+    assert handed == []
+
+
 def test_a_stream_that_stalls_near_the_deadline_is_cut_at_the_deadline(gateway: Gateway) -> None:
     # The first piece comes 5 s in, the next 5 s later. The cut-off is 3 s before the deadline (at
     # 6.5 s): the answer must end there, not when the next piece (or a read timeout) wakes it up at

@@ -27,7 +27,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib import errors
 
@@ -82,6 +82,15 @@ class _Readers:
 _READERS = _Readers()
 
 
+def time_limit() -> errors.UpstreamTimeout:
+    """The error of an answer cut at the gateway's time limit (billed as it stands)."""
+    return errors.UpstreamTimeout(
+        "The answer was cut off at the gateway's time limit; ask for a shorter answer "
+        "(max_tokens) or raise the function timeout.",
+        code="answer_time_limit",
+    )
+
+
 class _Failure:
     def __init__(self, error: BaseException) -> None:
         self.error = error
@@ -118,11 +127,7 @@ class Guarded:
             item = self._buffer.get(timeout=max(0.0, self._stop_at - self._clock()))
         except queue.Empty:
             self._stopped.set()
-            raise errors.UpstreamTimeout(
-                "The answer was cut off at the gateway's time limit; ask for a shorter answer "
-                "(max_tokens) or raise the function timeout.",
-                code="answer_time_limit",
-            ) from None
+            raise time_limit() from None
         if item is _END:
             self._finished = True
             raise StopIteration
@@ -181,6 +186,84 @@ class Guarded:
             self._done.set()
 
 
-def until(events: Iterator[Any], stop_at: float, *, clock: Callable[[], float] = time.time) -> Guarded:
-    """``events`` guarded by ``stop_at`` (see ``Guarded``)."""
+class BoundedReads(Protocol):
+    """What a call whose reads end at its deadline tells of them (``gateway/read_deadline.Receipt``)."""
+
+    @property
+    def cut(self) -> bool:
+        """Whether a read failed because the deadline came."""
+        ...
+
+    def read_for(self, seconds: float) -> None:
+        """Let reads go on for ``seconds`` from now (and no longer), whatever the deadline was."""
+        ...
+
+
+class Direct:
+    """``events`` read on the caller's thread: their reads end at the deadline themselves (``reads``).
+
+    A failure of the stream after a read was cut by the deadline is the time-limit error.
+
+    Closing before the end (the caller hung up, or the time limit came) reads, for at most
+    ``_HANDOVER_SECONDS``, what Bedrock had already sent, and returns it: the bill then counts it,
+    Bedrock's usage report included when it came (Bedrock bills what it generated, not what the
+    caller took). A ``Guarded`` stream's worker reads that ahead of the caller; here it waits in the
+    connection's buffers. Then it closes ``events``, which ends the upstream call.
+    """
+
+    def __init__(self, events: Iterator[Any], reads: BoundedReads) -> None:
+        self._events = events
+        self._reads = reads
+        self._finished = False
+        self._closed = False
+
+    def __iter__(self) -> Direct:
+        return self
+
+    def __next__(self) -> Any:
+        if self._finished:
+            raise StopIteration
+        try:
+            return next(self._events)
+        except StopIteration:
+            self._finished = True
+            raise
+        except errors.AppError:
+            self._finished = True
+            if self._reads.cut:
+                raise time_limit() from None
+            raise
+        except BaseException:
+            self._finished = True
+            raise
+
+    def close(self) -> list[Any]:
+        """Stop reading (idempotent); what had come and was never taken, in order."""
+        if self._closed:
+            return []
+        self._closed = True
+        unread: list[Any] = []
+        if not self._finished:
+            self._finished = True
+            self._reads.read_for(_HANDOVER_SECONDS)
+            with contextlib.suppress(Exception):  # cut, broken or ended: what came is what counts
+                for event in self._events:
+                    unread.append(event)
+        close = getattr(self._events, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):  # the upstream is abandoned either way
+                close()
+        return unread
+
+
+def until(
+    events: Iterator[Any],
+    stop_at: float,
+    *,
+    clock: Callable[[], float] = time.time,
+    reads: BoundedReads | None = None,
+) -> Guarded | Direct:
+    """``events`` that never outlive ``stop_at``: ``Direct`` when their ``reads`` end by then, else ``Guarded``."""
+    if reads is not None:
+        return Direct(events, reads)
     return Guarded(events, stop_at, clock=clock)

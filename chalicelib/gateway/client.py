@@ -34,6 +34,7 @@ from chalicelib.gateway.loader import load_litellm
 from chalicelib.gateway.policy import CallPolicy, Target
 from chalicelib.gateway.prompts import IMAGE_TOKEN_BOUND, BedrockPrompt, prompt_input
 from chalicelib.gateway.providers import Bedrock, OpenAICompatible, Provider, call_timeout
+from chalicelib.gateway.read_deadline import Receipt, reads_until
 from chalicelib.gateway.resilience import Attempt, Resilience, Served
 from chalicelib.gateway.thinking import fit_thinking
 from chalicelib.gateway.upstream import map_upstream_error
@@ -179,12 +180,16 @@ class Gateway:
         """
         max_tool_calls = 1 if conversation.parallel_tool_calls is False else None
         secrets: dict[str, str | None] = {}
+        receipts: dict[str, Receipt] = {}
 
         def start(target: Target, timeout: float) -> Iterator[Event]:
             kwargs = self._kwargs(target, prompt, timeout)
             label, hide = self._provider(target.model).label, kwargs.get("api_key")
             secrets[target.key] = hide
-            response = self._complete(**kwargs)
+            # Through a client of ours, every read of the answer ends by the deadline itself.
+            with reads_until(timeout) as receipt:
+                response = self._complete(**kwargs)
+            receipts[target.key] = receipt
             raw = StreamTranslator(max_tool_calls).events(getattr(response, "completion_stream", None) or response)
             try:
                 first = next(raw)
@@ -200,7 +205,11 @@ class Gateway:
             label = self._provider(target.model).label
             return map_upstream_error(exc, label, hide=secrets.get(target.key))
 
-        return self.resilience.run(policy, stop_at, start, attempts, mapped)
+        served = self.resilience.run(policy, stop_at, start, attempts, mapped)
+        receipt = receipts.get(served.target.key)
+        if receipt is not None and receipt.bounded:
+            served.bounded_reads = receipt
+        return served
 
     def reads_whole(self, prompt: BedrockPrompt) -> bool:
         """Whether LiteLLM reads this answer whole before handing over any of it, so closing cannot stop Bedrock.

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from chalicelib.catalog import ModelEntry
 from chalicelib.conversation.request import Conversation
+from chalicelib.gateway import read_deadline
 from chalicelib.gateway.loader import load_litellm
 from chalicelib.gateway.prompts import BedrockPrompt, bedrock_prompt, litellm_options
 
@@ -173,7 +174,11 @@ def call_timeout(seconds: float) -> Iterator[None]:
 
 
 def _timed_handler() -> Any:
-    """LiteLLM's HTTP client, sending the ``call_timeout`` in force when a call comes without a timeout."""
+    """LiteLLM's HTTP client, sending the ``call_timeout`` in force when a call comes without a timeout.
+
+    Its connections' reads end at the deadline of the call that sent them (``read_deadline.py``),
+    set again before each request: LiteLLM builds a new httpx client when its own was closed.
+    """
     load_litellm()  # LiteLLM imported its way (offline, the collector paused), not by the import below
     from litellm.llms.custom_httpx.http_handler import HTTPHandler
 
@@ -182,6 +187,7 @@ def _timed_handler() -> Any:
             # ``timeout`` is post's seventh parameter: given positionally, it is left as it is.
             if len(args) < 7 and kwargs.get("timeout") is None:
                 kwargs["timeout"] = _CALL_TIMEOUT.get()
+            read_deadline.bound(self.client)
             return super().post(*args, **kwargs)
 
     return TimedHandler()

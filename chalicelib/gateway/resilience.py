@@ -45,6 +45,7 @@ from typing import Any
 from chalicelib import errors
 from chalicelib.conversation.events import Event
 from chalicelib.gateway.policy import CallPolicy, Target
+from chalicelib.gateway.read_deadline import Receipt
 from chalicelib.gateway.upstream import map_upstream_error
 from chalicelib.observability import logger
 
@@ -238,6 +239,9 @@ class Served:
     target: Target
     events: Iterator[Event]
     attempts: list[Attempt] = field(default_factory=list)
+    #: Set when the events' reads end at the call's deadline themselves (``read_deadline.py``):
+    #: they may be read on the caller's thread.
+    bounded_reads: Receipt | None = None
 
     @property
     def fell_back(self) -> bool:

@@ -23,7 +23,7 @@ from chalicelib import errors
 from chalicelib.accounting.metering import Meter, Ticket, asks_long_cache
 from chalicelib.catalog import Catalog, ModelEntry
 from chalicelib.conversation import deadline as deadline_guard
-from chalicelib.conversation.deadline import Guarded
+from chalicelib.conversation.deadline import Direct, Guarded
 from chalicelib.conversation.events import (
     Billed,
     Completion,
@@ -235,7 +235,7 @@ class ModelService:
         )
         answer = _Answer()
         failure: errors.AppError | None = None
-        upstream: Guarded | None = None
+        upstream: Guarded | Direct | None = None
         called = opened = False
         try:
             self._time_left(deadline, request_id)
@@ -252,18 +252,17 @@ class ModelService:
             opened = True
             # Each read of a stream may wait as long as the whole answer had; a stall near the end
             # must not hold the function past its deadline (it would die unbilled).
-            upstream = deadline_guard.until(stream, deadline - BILLING_MARGIN_SECONDS, clock=self._clock)
+            # Read here when its reads end by then themselves (a client of ours); else on a worker.
+            upstream = deadline_guard.until(
+                stream, deadline - BILLING_MARGIN_SECONDS, clock=self._clock, reads=served.bounded_reads
+            )
             for event in upstream:
                 if not answer.take(event):
                     continue  # the usage report: reported after billing, with the billed usage
                 answer.yielded = True
                 yield event
                 if answer.finished is None and self._clock() > deadline - BILLING_MARGIN_SECONDS:
-                    raise errors.UpstreamTimeout(
-                        "The answer was cut off at the gateway's time limit; ask for a shorter answer "
-                        "(max_tokens) or raise the function timeout.",
-                        code="answer_time_limit",
-                    )
+                    raise deadline_guard.time_limit()
         except errors.AppError as exc:
             failure = exc
         except GeneratorExit:
@@ -674,7 +673,7 @@ class _Answer:
             self.produced.append(_text_of(event))
         return True
 
-    def take_unread(self, upstream: Guarded | None) -> None:
+    def take_unread(self, upstream: Guarded | Direct | None) -> None:
         """Stop the upstream and fold in what it had read ahead that the caller never took."""
         if upstream is not None:
             for event in upstream.close():
