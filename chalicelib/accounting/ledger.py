@@ -37,7 +37,7 @@ from __future__ import annotations
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -176,14 +176,25 @@ _OMITTED_WHEN_EMPTY = (
 )
 
 
+_ENTRY_FIELDS = tuple(f.name for f in fields(UsageEntry))
+_USAGE_FIELDS = tuple(f.name for f in fields(TokenUsage))
+
+
 def entry_item(entry: UsageEntry) -> dict[str, Any]:
     """The stored item of an entry (boto3 resource form)."""
     data: dict[str, Any] = {}
-    for name, value in asdict(entry).items():
+    # Field by field, not ``asdict``: that deep-copies the whole entry twice (~50 µs of every request).
+    for name in _ENTRY_FIELDS:
+        value = getattr(entry, name)
         if name in ("usage", "reserved") or value is None or (name in _OMITTED_WHEN_EMPTY and not value):
             continue
-        data[name] = dynamo_number(value) if isinstance(value, Decimal) else value
-    data.update(asdict(entry.usage))
+        if isinstance(value, Decimal):
+            value = dynamo_number(value)
+        elif isinstance(value, dict):
+            value = dict(value)  # the item's own (a flat mapping of names to numbers)
+        data[name] = value
+    usage = entry.usage
+    data.update((name, getattr(usage, name)) for name in _USAGE_FIELDS)
     if entry.reserved:
         data["reserved"] = {scope: dynamo_number(amount) for scope, amount in entry.reserved.items()}
     if not entry.rate_window:
