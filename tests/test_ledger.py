@@ -499,6 +499,15 @@ def test_the_plain_client_beside_a_resource_has_its_endpoint_timeouts_and_attemp
     assert clients(table) == (source, plain)
     # AND through the resource's connections: a pool of its own would cost a TLS handshake more on a cold start
     assert plain._endpoint.http_session is source._endpoint.http_session
+    # AND without botocore's check of every request against its shape (~0.2 ms of a model request:
+    # these requests are typed here, and DynamoDB checks each itself); the resource keeps its own
+    from botocore.exceptions import EndpointConnectionError, ParamValidationError
+
+    badly_typed = {"TableName": "usage", "Key": {"pk": {"S": "x"}}, "ConsistentRead": "yes"}
+    with pytest.raises(ParamValidationError):
+        source.get_item(**badly_typed)  # refused before it is sent
+    with pytest.raises(EndpointConnectionError):
+        plain.get_item(**badly_typed)  # sent (nothing listens there): DynamoDB would refuse it
 
 
 def test_typed_values_round_trip_exactly_as_the_resource_reads_them(usage_table) -> None:

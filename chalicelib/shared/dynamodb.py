@@ -19,7 +19,8 @@ and calls retried within a deadline.
   and walks the answer back: ~0.3 ms of CPU a call, as much again as the low-level client's own
   work. The three calls every model request makes (its key, its reservation, its ledger entry)
   go through ``plain_client(table)``, the same table's low-level client, with values typed by
-  ``typed``/``untyped``.
+  ``typed``/``untyped``, and without botocore's client-side check of each request (DynamoDB
+  checks every request itself).
 * **Calls with a deadline.** botocore's own retries know nothing of the Lambda
   invocation's remaining time, and it does not retry
   ``TransactionConflictException`` at all. Every ledger and meter call goes
@@ -144,12 +145,17 @@ def plain_client(table: Any) -> Any:
             client = _PLAIN.get(source)
             if client is None:
                 import boto3
+                from botocore.config import Config
 
+                # Without botocore's own check of each request against the operation's shape: these
+                # requests are built here (``typed``), and DynamoDB checks every request itself (a bad
+                # one comes back as its ValidationException, never retried). The check walked every
+                # attribute of a ledger entry: ~0.2 ms of each model request (bench/overhead.py).
                 client = boto3.client(
                     "dynamodb",
                     region_name=source.meta.region_name,
                     endpoint_url=source.meta.endpoint_url,
-                    config=source.meta.config,
+                    config=source.meta.config.merge(Config(parameter_validation=False)),
                 )
                 _share_connections(client, source)
                 _PLAIN[source] = install_number_normalizer(client)
