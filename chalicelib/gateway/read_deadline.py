@@ -6,7 +6,7 @@ own timeout, and Lambda would kill it before the answer is billed. ``conversatio
 guards any stream with a reader thread; for the calls sent through a client of ours it is not
 needed: each read of the connection waits at most until the call's deadline.
 
-``reads_until(stop_at)`` is put around the call that sends the request. The kept HTTP client's
+``reads_until(seconds)`` is put around the call that sends the request. The kept HTTP client's
 connections (``bound(client)`` installs this on its connection pools, through httpcore's network
 backend) take the deadline when the request is written, and from then on every read of that
 connection (the status line, the headers, each chunk of the answer, read later by whoever
@@ -16,8 +16,8 @@ assumes it, and whether a read was cut by the deadline (``cut``), so it can tell
 the provider's own. A request written outside ``reads_until`` takes no deadline: a connection
 reused from an earlier call keeps none of it.
 
-The cost of the reader thread this replaces, measured side by side (``bench/overhead.py``):
-~0.4 ms of a whole answer's ~4 ms of gateway overhead, in wall clock and in CPU.
+The reader thread this replaces cost a whole answer 0.58 ms of wall clock and 0.71 ms of CPU
+(a streamed one 0.41 and 0.50), measured side by side in one process; docs/deployment.md.
 """
 
 from __future__ import annotations
