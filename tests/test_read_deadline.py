@@ -23,8 +23,8 @@ def chunk(data: bytes) -> bytes:
 def server() -> Iterator[tuple[str, None]]:
     """An HTTP/1.1 server on one keep-alive connection: each request is answered by its path.
 
-    ``/stall``: the head and one chunk, then nothing for 5 s. ``/slow``: after 0.5 s, a whole
-    answer. Anything else: a whole answer at once.
+    ``/stall``: the head and one chunk, then nothing for 5 s. ``/trickle``: a one-byte chunk every
+    50 ms, without end. ``/slow``: after 0.5 s, a whole answer. Anything else: a whole answer at once.
     """
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
@@ -43,6 +43,11 @@ def server() -> Iterator[tuple[str, None]]:
                 if path == b"/stall":
                     connection.sendall(HEAD + chunk(b"first"))
                     stop.wait(5)
+                    return
+                if path == b"/trickle":
+                    connection.sendall(HEAD)
+                    while not stop.wait(0.05):  # a byte at a time, each well within any read timeout
+                        connection.sendall(chunk(b"."))
                     return
                 if path == b"/slow":
                     time.sleep(0.5)
@@ -78,6 +83,23 @@ def test_a_stall_after_the_answer_started_ends_at_the_deadline_not_at_the_read_t
         next(chunks)
     assert 0.5 < time.monotonic() - started < 2.0
     assert receipt.cut
+    response.close()
+
+
+def test_a_trickle_that_never_lets_a_read_time_out_still_ends_at_the_deadline(server) -> None:
+    # A timeout per read never fires when every read gets a byte; the deadline is the call's.
+    url, _ = server
+    client = httpx.Client(timeout=10)
+    bound(client)
+    started = time.monotonic()
+    with reads_until(0.6) as receipt:
+        response = client.send(client.build_request("GET", f"{url}/trickle"), stream=True)
+    received = 0
+    with pytest.raises(httpx.ReadTimeout):
+        for piece in response.iter_raw():
+            received += len(piece)
+    assert received > 3 and receipt.cut
+    assert 0.5 < time.monotonic() - started < 2.0
     response.close()
 
 
