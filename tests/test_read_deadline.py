@@ -20,7 +20,7 @@ def chunk(data: bytes) -> bytes:
 
 
 @pytest.fixture
-def server() -> Iterator[tuple[str, None]]:
+def server() -> Iterator[str]:
     """An HTTP/1.1 server on one keep-alive connection: each request is answered by its path.
 
     ``/stall``: the head and one chunk, then nothing for 5 s. ``/trickle``: a one-byte chunk every
@@ -62,13 +62,13 @@ def server() -> Iterator[tuple[str, None]]:
             threading.Thread(target=serve, args=(connection,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}", None
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
     stop.set()
     listener.close()
 
 
 def test_a_stall_after_the_answer_started_ends_at_the_deadline_not_at_the_read_timeout(server) -> None:
-    url, _ = server
+    url = server
     client = httpx.Client(timeout=10)
     assert bound(client)
     started = time.monotonic()
@@ -88,7 +88,7 @@ def test_a_stall_after_the_answer_started_ends_at_the_deadline_not_at_the_read_t
 
 def test_a_trickle_that_never_lets_a_read_time_out_still_ends_at_the_deadline(server) -> None:
     # A timeout per read never fires when every read gets a byte; the deadline is the call's.
-    url, _ = server
+    url = server
     client = httpx.Client(timeout=10)
     bound(client)
     started = time.monotonic()
@@ -104,7 +104,7 @@ def test_a_trickle_that_never_lets_a_read_time_out_still_ends_at_the_deadline(se
 
 
 def test_a_request_sent_without_a_deadline_on_a_reused_connection_keeps_none(server) -> None:
-    url, _ = server
+    url = server
     client = httpx.Client(timeout=10)
     bound(client)
     with reads_until(0.2) as receipt:
@@ -116,7 +116,7 @@ def test_a_request_sent_without_a_deadline_on_a_reused_connection_keeps_none(ser
 
 
 def test_a_deadline_already_past_refuses_the_read_at_once(server) -> None:
-    url, _ = server
+    url = server
     client = httpx.Client(timeout=10)
     bound(client)
     with reads_until(0) as receipt, pytest.raises(httpx.ReadTimeout):
@@ -126,7 +126,7 @@ def test_a_deadline_already_past_refuses_the_read_at_once(server) -> None:
 
 def test_reads_may_go_on_for_a_moment_to_take_what_came_and_no_longer(server) -> None:
     # A caller that hung up lets the reads take what the provider had already sent (read_for).
-    url, _ = server
+    url = server
     client = httpx.Client(timeout=10)
     bound(client)
     with reads_until(60) as receipt:
