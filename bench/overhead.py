@@ -14,7 +14,9 @@ run, taking turns request by request so machine drift hits them alike:
   ledger entry against moto server, LiteLLM call, OpenAI shaping, JSON logging.
 * **front** – the same request over HTTP/1.1 (one keep-alive connection, as the SDKs
   keep theirs) to the local front ``make dev`` serves (``local/front.py``), started in
-  this process: the HTTP hop, the API Gateway event, the handler, the chunked answer.
+  this process: the HTTP hop, the API Gateway event, the handler, the chunked answer. The
+  caller is a process of its own, as a client of ``make dev`` is, timed on its own clock;
+  this process's CPU is the front's alone.
 
 The aggregator and the people sweep (Lambdas of their own on AWS) are paused while the paths
 are timed: on a 2-core machine they took the cores from what was timed.
@@ -34,6 +36,14 @@ the answer back into Python types: ~0.25–0.4 ms of CPU a call through the plai
 ~0.45–0.75 ms through a resource) as the gateway's; ``excluding_dynamodb_client``
 reports the same figures with the whole client call excluded, to tell the two apart.
 
+A path's time ends when its caller has the whole answer. Our runtime loop then ends the response,
+and only after that closes the answer, which stores the bill (the ledger's ``PutItem``) and writes
+the request's log line: the caller does not wait for them. So the in-process path is timed to its
+last chunk and its answer closed after, as the runtime does (that close is reported as
+``gateway_after_the_answer_excluding_dynamodb``, and its CPU counted in the path's CPU); the front
+closes its own, and is waited for before the next path starts. A DynamoDB call still running when
+the caller had its answer is not subtracted from the caller's wait, not even in part.
+
 ``--all-scopes`` gives the key rate limits and a budget and charges it to a team with a
 budget: admission then reserves on the key, its owner and the team, three conditional
 updates in parallel (by default the key has no limits: one reservation, its owner's).
@@ -44,10 +54,10 @@ Usage: ``python bench/overhead.py [--requests N] [--stream] [--all-scopes]``; pr
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -65,16 +75,36 @@ GOAL_ADDED_MS = 2.0
 GOAL_ADDED_FRONT_MS = 3.0
 
 
+#: The front's caller (its own process): one POST per line of stdin (the body) on one kept-alive
+#: connection, as the SDKs keep theirs; prints ``[status, started, ended, detail]`` per request.
+FRONT_CALLER = """
+import http.client, json, sys, time
+connection = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=60)
+headers = json.loads(sys.argv[2])
+for line in sys.stdin:
+    started = time.perf_counter()
+    connection.request("POST", "/v1/chat/completions", body=line.rstrip("\\n").encode(), headers=headers)
+    response = connection.getresponse()
+    payload = response.read()
+    ended = time.perf_counter()
+    print(json.dumps([response.status, started, ended, payload[:300].decode(errors="replace")]), flush=True)
+"""
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
     return ordered[index]
 
 
-def covered_ms(intervals: list[tuple[float, float]]) -> float:
-    """How long at least one of ``intervals`` (start, end in seconds) was running, in ms."""
+def covered_ms(intervals: list[tuple[float, float]], until: float = float("inf")) -> float:
+    """How long at least one of ``intervals`` (start, end in seconds) was running, in ms.
+
+    Only intervals over by ``until`` count: a call still running when the caller had its answer (the
+    bill stored after the answer) is not taken off the caller's wait, not even in part.
+    """
     total, reached = 0.0, float("-inf")
-    for start, end in sorted(intervals):
+    for start, end in sorted(interval for interval in intervals if interval[1] <= until):
         if end > reached:
             total += end - max(start, reached)
             reached = end
@@ -216,25 +246,40 @@ def main() -> int:
         for client in {id(c): c for c in watched}.values():
             client._make_api_call = whole_calls(client._make_api_call)
 
+        # Answers to close once the caller has them, as our runtime loop closes each after the end of
+        # its response: what closing does (the bill's PutItem, the log line) is not the caller's wait.
+        answered: list[Any] = []
+
         def gateway() -> None:
             event = api_gateway_event("POST", "/v1/chat/completions", "", headers, body)
             result = handle(event, deadline=time.time() + 60)
             try:
                 payload = b"".join(result.chunks)
-            finally:
+            except BaseException:
                 result.close()
+                raise
+            answered.append(result)
             if result.status != 200:
                 raise RuntimeError(f"gateway answered {result.status}: {payload[:300]!r}")
 
         front = serve("127.0.0.1", 0, upstream=stack.api_url, timeout_seconds=60)
-        connection = http.client.HTTPConnection("127.0.0.1", front.server_address[1], timeout=60)
+        # The front's caller is a process of its own, as a client of ``make dev`` is: in this one it
+        # would wait for the interpreter while the front closes the answer it has just sent.
+        caller = subprocess.Popen(
+            [sys.executable, "-c", FRONT_CALLER, str(front.server_address[1]), json.dumps(headers)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
-        def via_front() -> None:
-            connection.request("POST", "/v1/chat/completions", body=body, headers=headers)
-            response = connection.getresponse()
-            payload = response.read()
-            if response.status != 200:
-                raise RuntimeError(f"the front answered {response.status}: {payload[:300]!r}")
+        def via_front() -> tuple[float, float]:
+            assert caller.stdin is not None and caller.stdout is not None
+            caller.stdin.write(body.decode() + "\n")
+            caller.stdin.flush()
+            status, started, ended, detail = json.loads(caller.stdout.readline())
+            if status != 200:
+                raise RuntimeError(f"the front answered {status}: {detail}")
+            return started, ended  # the caller's own clock (perf_counter: one clock for every process)
 
         # The background work each call leaves (LiteLLM's logging executor), to wait for after it.
         from litellm.litellm_core_utils.thread_pool_executor import executor as logging_executor
@@ -249,7 +294,18 @@ def main() -> int:
 
         logging_executor.submit = submit_and_keep  # type: ignore[method-assign]
 
+        after_answer: list[float] = []
+
         def settle() -> None:
+            # What each path leaves once its caller has the answer: the in-process answer's close (timed,
+            # DynamoDB's own time excluded), the front's (on its handler thread), LiteLLM's logging.
+            for result in answered:
+                closing, storage_before = time.perf_counter(), len(storage)
+                result.close()
+                closed = time.perf_counter()
+                after_answer.append((closed - closing) * 1000 - covered_ms(storage[storage_before:]))
+            answered.clear()
+            front.idle()
             wait(left_behind)
             left_behind.clear()
 
@@ -266,6 +322,7 @@ def main() -> int:
         client_excluded_cpu: dict[str, list[float]] = {name: [] for name, _ in paths}
         # The aggregator and the people sweep are Lambdas of their own on AWS; here they would take
         # the machine's two cores from the paths being timed (and slow moto for everyone).
+        after_answer.clear()  # the warm-up's
         with stack.paused("aggregator", "sweep"):
             for _ in range(args.requests):
                 for name, call in paths:
@@ -274,8 +331,11 @@ def main() -> int:
                     client_calls.clear()
                     client_cpu[0] = 0.0
                     started, started_cpu = time.perf_counter(), time.process_time()
-                    call()
-                    elapsed = (time.perf_counter() - started) * 1000
+                    window = call()
+                    ended = time.perf_counter()
+                    if window is not None:
+                        started, ended = window
+                    elapsed = (ended - started) * 1000
                     settle()  # its CPU belongs to this call; its wall time does not (the caller had its answer)
                     # CPU of every thread of this process (the front's, admission's): robust to a busy machine.
                     spent = time.process_time() - started_cpu
@@ -283,9 +343,10 @@ def main() -> int:
                     client_excluded_cpu[name].append((spent - client_cpu[0]) * 1000)
                     timings[name].append(elapsed)
                     if name in ("gateway", "front"):
-                        timings[f"{name}_minus_dynamodb"].append(elapsed - covered_ms(storage))
-                        timings[f"{name}_minus_dynamodb_client"].append(elapsed - covered_ms(client_calls))
-        connection.close()
+                        timings[f"{name}_minus_dynamodb"].append(elapsed - covered_ms(storage, ended))
+                        timings[f"{name}_minus_dynamodb_client"].append(elapsed - covered_ms(client_calls, ended))
+        caller.stdin.close()
+        caller.wait(10)
         front.shutdown()
         front.server_close()
         direct_s, gateway_s, front_s = (summary(timings[name]) for name in ("direct", "gateway", "front"))
@@ -310,6 +371,9 @@ def main() -> int:
             "gateway_excluding_dynamodb": own_s,
             "added_excluding_dynamodb_p50_ms": round(own_s["p50_ms"] - direct_s["p50_ms"], 3),
             "paired_added_excluding_dynamodb_median_ms": paired("gateway_minus_dynamodb"),
+            # What the in-process answer's close() took once the caller had it (the bill's PutItem,
+            # DynamoDB's own time excluded, and the log line): the function's time, not the caller's.
+            "gateway_after_the_answer_excluding_dynamodb": summary(after_answer),
             "front": front_s,
             "front_excluding_dynamodb": own_front_s,
             "front_added_excluding_dynamodb_p50_ms": round(own_front_s["p50_ms"] - direct_s["p50_ms"], 3),

@@ -99,6 +99,11 @@ class FrontServer(ThreadingHTTPServer):
             sys.stderr.write(f"front: stopped with {left} answer(s) still running (unbilled)\n")
         return left
 
+    def idle(self, seconds: float = DRAIN_SECONDS) -> bool:
+        """Wait (at most ``seconds``) until no answer is in flight, its close included; True if none is."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout=seconds)
+
     @property
     def base_url(self) -> str:
         host, port = self.server_address[:2]

@@ -692,10 +692,69 @@ def last_entry(seen: int) -> dict[str, Any]:
     return next(e for e in now if e["request_id"] not in {n["request_id"] for n in now if n["status"] == "ok"})
 
 
-def converse(gateway: Gateway, *, seconds_left: float = 60, **body: Any) -> Turn:
+def converse(gateway: Gateway, *, seconds_left: float = 60, hold: bool = False, **body: Any) -> Turn:
     service = ModelService(catalog=lambda: CATALOG, gateway=gateway, meter=_BILLING["meter"])
     conversation = parse_chat_request({"model": "nova-micro", **body}).conversation
-    return service.converse(_BILLING["key"], conversation, deadline=time.time() + seconds_left, surface="test")
+    deadline = time.time() + seconds_left
+    return service.converse(_BILLING["key"], conversation, deadline=deadline, surface="test", hold=hold)
+
+
+# -- a held bill: settled as the answer ends, stored once it is out (the streaming function) -----
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_held_bill_is_settled_with_the_answer_and_stored_when_the_turn_finishes(
+    gateway: Gateway, service_logs: Any, stream: bool
+) -> None:
+    # GIVEN a turn started with hold, read to its end: the usage report and the cost are there
+    turn = converse(gateway, hold=True, stream=stream, messages=[{"role": "user", "content": "hi #emulator:tokens=7"}])
+    [*_, billed] = list(turn)
+    assert billed.entry.usage.output_tokens == 7 and billed.entry.cost > 0
+    # THEN nothing is stored or logged yet: the caller does not wait for the ledger's PutItem
+    assert entries() == []
+    assert not [line for line in service_logs.lines() if '"chat completion"' in line]
+    # WHEN the turn finishes (twice: idempotent) THEN the entry is stored once, as billed, and logged
+    turn.finish()
+    turn.finish()
+    [stored] = entries()
+    assert (stored["request_id"], stored["cost"], stored["output_tokens"]) == (turn.request_id, billed.entry.cost, 7)
+    [line] = [json.loads(text) for text in service_logs.lines() if '"chat completion"' in text]
+    assert line["cost_usd"] == str(billed.entry.cost)
+
+
+def test_a_held_turn_closed_early_is_billed_and_stored_when_it_finishes(gateway: Gateway) -> None:
+    turn = converse(gateway, hold=True, stream=True, messages=[{"role": "user", "content": "Go #emulator:tokens=120"}])
+    next(iter(turn))
+    turn.close()  # what a renderer does when its caller hangs up
+    assert entries() == []
+    turn.finish()
+    [billed] = entries()
+    assert billed["status"] == "partial" and billed["output_tokens"] > 0
+
+
+def test_a_held_call_that_fails_before_any_output_is_stored_before_the_error_is_raised(gateway: Gateway) -> None:
+    # A call given up on before its first token is billed its prompt; there is no turn to finish.
+    with pytest.raises(errors.UpstreamTimeout):
+        converse(gateway, hold=True, seconds_left=5, messages=[{"role": "user", "content": "hi #emulator:sleep=3"}])
+    [billed] = entries()
+    assert billed["status"] == "partial" and billed["input_tokens"] > 0
+
+
+def test_a_held_bill_that_cannot_be_stored_is_logged_for_reconcile(gateway: Gateway, service_logs: Any) -> None:
+    from chalicelib.accounting.ledger import UNRECORDED_EVENT
+
+    turn = converse(gateway, hold=True, messages=[{"role": "user", "content": "hi #emulator:tokens=3"}])
+    [*_, billed] = list(turn)
+
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("a bug in the ledger")
+
+    _BILLING["meter"]._ledger.record = broken
+    turn.finish()
+    logged = [json.loads(text) for text in service_logs.lines() if UNRECORDED_EVENT in text]
+    assert [line["entry"]["request_id"] for line in logged] == [billed.entry.request_id]
+    # The call's own log line is still written.
+    assert [line for line in service_logs.lines() if '"chat completion"' in line]
 
 
 @pytest.mark.parametrize("what", ["tools", "image"])

@@ -348,3 +348,80 @@ def test_an_answer_closed_before_its_first_chunk_stops_bedrock_and_is_billed_at_
     result.close()
     # THEN the model call is stopped and billed now, not whenever the answer is garbage-collected
     assert len(wiring.ledger().entries_for_key(record.key_id)) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_model_answers_bill_is_stored_once_the_answer_has_left(
+    monkeypatch: pytest.MonkeyPatch, aws: Any, emulator_url: str, keys_table: Any, stream: bool
+) -> None:
+    from chalicelib import wiring
+    from chalicelib.keys.store import KeyStore
+    from chalicelib.streaming.handler import handle
+    from local.front import api_gateway_event
+
+    # GIVEN an answer the runtime loop sends: chunks out, then the end of the response, then close()
+    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
+    wiring.reset()
+    record, plaintext = KeyStore(keys_table).create(owner_sub="owner-1")
+    ledger = wiring.ledger()
+    steps: list[str] = []
+    store = ledger.record
+
+    def recorded(entry: Any, **options: Any) -> bool:
+        steps.append("stored")
+        return store(entry, **options)
+
+    monkeypatch.setattr(ledger, "record", recorded)
+
+    class Writer:
+        def write(self, data: bytes) -> None:
+            steps.append("chunk")
+
+        def finish(self, trailers: Any = None) -> int:
+            steps.append("end")
+            return 202
+
+        def abort(self) -> None:
+            steps.append("abort")
+
+    class Client:
+        def open_stream(self, request_id: str, first: bytes) -> Writer:
+            steps.append("open")
+            return Writer()
+
+        def post_error(self, path: str, error_type: str, message: str) -> None:
+            steps.append("error")
+
+    body = {"model": "nova-micro", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"authorization": f"Bearer {plaintext}", "content-type": "application/json"}
+    event = api_gateway_event("POST", "/v1/chat/completions", "", headers, json.dumps(body).encode())
+    # WHEN the loop serves it
+    ended = runtime.serve(Client(), runtime.Invocation("req-1", time.time() + 60, event), handle)
+    # THEN the caller had the whole answer, its end included, before the ledger's PutItem was made
+    assert ended == "streamed" and steps[0] == "open" and steps[-2:] == ["end", "stored"], steps
+    [entry] = ledger.entries_for_key(record.key_id)
+    assert entry["status"] == "ok" and entry["output_tokens"] > 0
+
+
+def test_a_whole_answer_that_breaks_off_is_stored_before_its_error_is_answered(
+    monkeypatch: pytest.MonkeyPatch, aws: Any, emulator_url: str, keys_table: Any
+) -> None:
+    from chalicelib import wiring
+    from chalicelib.keys.store import KeyStore
+    from chalicelib.streaming.handler import handle
+    from local.front import api_gateway_event
+
+    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
+    wiring.reset()
+    record, plaintext = KeyStore(keys_table).create(owner_sub="owner-1")
+    body = {"model": "nova-micro", "messages": [{"role": "user", "content": "Tell me more #emulator:cut"}]}
+    headers = {"authorization": f"Bearer {plaintext}", "content-type": "application/json"}
+    result = handle(
+        api_gateway_event("POST", "/v1/chat/completions", "", headers, json.dumps(body).encode()),
+        deadline=time.time() + 60,
+    )
+    # No close(): an error answer has nothing to finish, and what was generated is billed already.
+    assert result.status == 502
+    [entry] = wiring.ledger().entries_for_key(record.key_id)
+    assert entry["status"] == "partial" and entry["output_tokens"] > 0
+    assert result.headers["x-request-id"] == entry["request_id"]

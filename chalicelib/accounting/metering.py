@@ -55,7 +55,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import CAPPED_EVENT, COUNTERS, Ledger, Release, new_entry
+from chalicelib.accounting.ledger import CAPPED_EVENT, COUNTERS, UNRECORDED_EVENT, Ledger, Release, new_entry
 from chalicelib.catalog import ModelEntry, PriceVersion
 from chalicelib.observability import logger
 from chalicelib.shared import scopes
@@ -490,6 +490,7 @@ class Meter:
         guardrail_units: dict[str, int] | None = None,
         guardrail_usd: Decimal = Decimal(0),
         guardrail_price_version: int = 0,
+        record: bool = True,
     ) -> UsageEntry:
         """Bill the actual usage (capped at the reservation, if one was made): one conditional ``PutItem``.
 
@@ -503,7 +504,9 @@ class Meter:
 
         The returned entry's ``cost`` is exactly what the ledger stores. If
         DynamoDB cannot take it before ``deadline``, the entry is logged for
-        ``pennyworth ledger reconcile`` and still returned.
+        ``pennyworth ledger reconcile`` and still returned. With ``record=False`` the entry is
+        settled (the ticket is closed with it) but not stored: the caller stores it with ``record``
+        (after the answer has left, on the streaming function).
         """
         if isinstance(ticket.closed, UsageEntry):
             return ticket.closed  # billed already: never twice
@@ -555,9 +558,24 @@ class Meter:
                 },
             )
         ticket.closed = entry
-        self._ledger.record(entry, deadline=deadline)
+        if record:
+            self._ledger.record(entry, deadline=deadline)
         ticket.headers["x-pennyworth-cost-usd"] = usd(entry.cost)
         return entry
+
+    def record(self, entry: UsageEntry, *, deadline: float | None = None) -> None:
+        """Store an entry ``settle(..., record=False)`` returned; never raises.
+
+        DynamoDB failing is the ledger's to log for ``pennyworth ledger reconcile``; anything else
+        (a bug) is logged the same way, with the entry, so it can be replayed.
+        """
+        try:
+            self._ledger.record(entry, deadline=deadline)
+        except Exception:
+            logger.exception(
+                "usage could not be stored; replay with 'pennyworth ledger reconcile'",
+                extra={"event": UNRECORDED_EVENT, "entry": entry.to_json(), "reason": "error"},
+            )
 
     def release(self, ticket: Ticket, *, deadline: float | None = None) -> None:
         """Give back a reservation (and the tokens counted) for a call that produced nothing billable.

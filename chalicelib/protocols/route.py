@@ -88,20 +88,24 @@ class ModelRoute[Request: Parsed](Route):
         key = self.key(request)
         context = self.read_headers(request.headers)
         parsed = self.parse(self.body(request), context)
+        # The bill's ledger write and log line wait until the answer is out (``Turn.finish``, which
+        # closing the result runs): whoever sends a ``StreamingResult`` closes it once it is sent.
         turn = self._models.converse(
-            key, parsed.conversation, deadline=request.deadline, surface=self.surface, fit=self.fit
+            key, parsed.conversation, deadline=request.deadline, surface=self.surface, fit=self.fit, hold=True
         )
-        headers = {**turn.headers, **self.answer_headers(turn, parsed)}
-        if parsed.conversation.stream:
-            return StreamingResult(200, {**headers, **SSE_HEADERS}, self.stream(turn, parsed), on_close=turn.close)
         try:
+            headers = {**turn.headers, **self.answer_headers(turn, parsed)}
+            if parsed.conversation.stream:
+                return StreamingResult(200, {**headers, **SSE_HEADERS}, self.stream(turn, parsed), on_close=turn.finish)
             body, entry = self.whole(turn, parsed)
-        finally:
             turn.close()
-        headers.update(JSON_HEADERS)
-        headers["x-pennyworth-cost-usd"] = (usd(entry.cost) if entry is not None else None) or "0"
-        data = json.dumps(body, separators=(",", ":"), ensure_ascii=self.ascii_json).encode()
-        return StreamingResult(200, headers, iter([data]))
+            headers.update(JSON_HEADERS)
+            headers["x-pennyworth-cost-usd"] = (usd(entry.cost) if entry is not None else None) or "0"
+            data = json.dumps(body, separators=(",", ":"), ensure_ascii=self.ascii_json).encode()
+        except BaseException:
+            turn.finish()  # no answer to send: billed and stored now
+            raise
+        return StreamingResult(200, headers, iter([data]), on_close=turn.finish)
 
     # -- what each protocol says ------------------------------------------------------------------
 

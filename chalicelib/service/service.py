@@ -84,6 +84,9 @@ class Turn:
     #: The upstream target answering (the model asked for, or one of its fallbacks).
     served: Target | None = None
 
+    #: The bill's ledger write and log line, when the turn was started with ``hold``: ``finish`` runs them.
+    held: list[Callable[[], None]] = field(default_factory=list)
+
     def __iter__(self) -> Iterator[Event]:
         return self.events
 
@@ -92,6 +95,18 @@ class Turn:
         close = getattr(self.events, "close", None)
         if close is not None:
             close()
+
+    def finish(self) -> None:
+        """``close``, then store the bill and write the call's log line if they were held (idempotent).
+
+        A turn started with ``hold`` settles its bill as it ends (the usage report and the cost
+        header carry it) but leaves the ledger's ``PutItem`` and the log line to this call, which
+        the streaming function makes once the answer has left: the caller does not wait for them.
+        """
+        try:
+            self.close()
+        finally:
+            _run_held(self.held)
 
 
 @dataclass
@@ -150,6 +165,7 @@ class ModelService:
         surface: str,
         fit: Callable[[Conversation, ModelEntry], Conversation] | None = None,
         catalog: Catalog | None = None,
+        hold: bool = False,
     ) -> Turn:
         """Admit and start one model call for an authenticated key; its answer comes as the turn's events.
 
@@ -159,7 +175,9 @@ class ModelService:
         starting an answer that could only be an error. ``fit`` lets an adapter adjust the
         conversation to the model it resolved to (once), before its capabilities are checked.
         ``catalog`` resolves the model in that catalog instead of this function's snapshot (the
-        model test reads a fresh one).
+        model test reads a fresh one). With ``hold``, the bill's ledger write and log line wait for
+        ``Turn.finish`` (which the caller must make, once the answer is out); without, they are made
+        as the call is billed.
 
         Raises
         ------
@@ -205,18 +223,31 @@ class ModelService:
                 max_output_tokens=conversation.max_tokens,
             ),
         )
-        call = _Call(ticket, conversation, prompt, policy, request_id, deadline, started, log, pricing)
+        held: list[Callable[[], None]] | None = [] if hold else None
+        call = _Call(ticket, conversation, prompt, policy, request_id, deadline, started, log, pricing, held=held)
         events = self._run(call)
+        first: Event | None = None
         try:
             first = next(events)
         except errors.AppError as exc:
             exc.headers.update({**ticket.headers, "x-request-id": request_id})
             exc.context.update(log, latency_ms=_ms(started))
             raise
+        finally:
+            if first is None and held:
+                _run_held(held)  # failed before any output (billed when given up on): no turn to finish
         headers = {**ticket.headers, "x-request-id": request_id}
         if call.served is not None:
             headers["x-pennyworth-served-by"] = call.served.describe()
-        return Turn(request_id, model, headers, _Resumed(first, events), started, served=call.served)
+        return Turn(
+            request_id,
+            model,
+            headers,
+            _Resumed(first, events),
+            started,
+            served=call.served,
+            held=[] if held is None else held,
+        )
 
     def _run(self, call: _Call) -> Iterator[Event]:
         """The upstream's events, then exactly one ``Billed`` or ``Failed``; billed however it ends.
@@ -341,25 +372,34 @@ class ModelService:
             guardrail_units=units,
             guardrail_usd=guardrail_usd,
             guardrail_price_version=prices.version,
+            record=call.held is None,
         )
-        logger.info(
-            "chat completion",
-            extra={
-                **log,
-                "status": 200,
-                "outcome": outcome,
-                "latency_ms": latency_ms,
-                "served_by": served.served_by,
-                "served_model": served.model.id,
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cache_read_tokens": usage.cache_read_tokens,
-                "cache_write_tokens": usage.cache_write_tokens,
-                "guardrail_units": sum(units.values()),
-                "cost_usd": str(entry.cost),
-            },
-        )
+        line = {
+            **log,
+            "status": 200,
+            "outcome": outcome,
+            "latency_ms": latency_ms,
+            "served_by": served.served_by,
+            "served_model": served.model.id,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "guardrail_units": sum(units.values()),
+            "cost_usd": str(entry.cost),
+        }
+        if call.held is None:
+            logger.info("chat completion", extra=line)
+        else:
+            call.held.append(lambda: self._store(entry, line))
         return entry
+
+    def _store(self, entry: UsageEntry, line: dict[str, Any]) -> None:
+        """A held bill: the ledger entry, then the call's log line."""
+        try:
+            self._meter.record(entry)
+        finally:
+            logger.info("chat completion", extra=line)
 
     def _estimated_guardrail_units(
         self, served: Target, prompt: BedrockPrompt, produced: list[str], pricing: _GuardrailPricing
@@ -630,6 +670,8 @@ class _Call:
     served: Target | None = None
     #: Every upstream attempt made, in order (the gateway appends them).
     attempts: list[Attempt] = field(default_factory=list)
+    #: Where the bill's ledger write and log line wait for ``Turn.finish`` (None: made as it is billed).
+    held: list[Callable[[], None]] | None = None
 
     @property
     def target(self) -> Target:
@@ -678,6 +720,16 @@ class _Answer:
         if upstream is not None:
             for event in upstream.close():
                 self.take(event)
+
+
+def _run_held(held: list[Callable[[], None]]) -> None:
+    """Run (and empty) a turn's held work, each item once; one failing does not skip the next."""
+    while held:
+        work = held.pop(0)
+        try:
+            work()
+        except Exception:
+            logger.exception("held work after an answer failed")
 
 
 class _Resumed:
