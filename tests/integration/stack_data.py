@@ -9,6 +9,7 @@ import boto3
 from chalicelib.accounting.ledger import Ledger
 from chalicelib.keys.store import KeyStore
 from local.devstack import TABLE_NAMES
+from tests.waiting import eventually
 
 
 def table(stack: Any, name: str) -> Any:
@@ -33,6 +34,12 @@ def ledger(stack: Any) -> Ledger:
     return Ledger(table(stack, "UsageTable"))
 
 
-def entries(stack: Any, key_id: str) -> list[dict[str, Any]]:
-    """The key's ledger entries, newest last, as stored."""
-    return ledger(stack).entries_for_key(key_id)
+def entries(stack: Any, key_id: str, count: int | None = None) -> list[dict[str, Any]]:
+    """The key's ledger entries, newest last, as stored; with ``count``, once at least that many are.
+
+    A model answer's bill is stored just after the answer has left (the caller does not wait for
+    it): a test that has its answer waits for the entry it expects.
+    """
+    if count is None:
+        return ledger(stack).entries_for_key(key_id)
+    return eventually(lambda: ledger(stack).entries_for_key(key_id), lambda found: len(found) >= count)

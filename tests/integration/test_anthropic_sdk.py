@@ -48,7 +48,7 @@ def test_create_is_a_valid_message_billed_as_it_says(stack: Any) -> None:
     message = Message.model_validate(body)
     assert message.content[0].type == "text" and message.stop_reason == "end_turn"
     assert (message.usage.cache_read_input_tokens, message.usage.cache_creation_input_tokens) == (40, 8)
-    [entry] = entries(stack, key_id)
+    [entry] = entries(stack, key_id, 1)
     assert entry["cost"] == Decimal(body["usage"]["cost_usd"]) == Decimal(raw.headers["x-pennyworth-cost-usd"])
     assert entry["request_id"] == raw.request_id  # the SDK reads Anthropic's request-id header
 
@@ -77,7 +77,7 @@ def test_stream_arrives_as_generated_and_every_event_validates(stack: Any) -> No
     assert len(arrivals) >= 5 and arrivals[-1] - arrivals[0] > 2.5 and total - arrivals[0] > 2.5, arrivals
     final = events[-2]
     assert final["type"] == "message_delta" and final["usage"]["output_tokens"] == 30
-    [entry] = entries(stack, key_id)
+    [entry] = entries(stack, key_id, 1)
     assert entry["cost"] == Decimal(final["usage"]["cost_usd"])
     # and the SDK's own stream helper accumulates the same answer
     with client.messages.stream(model=MODEL, max_tokens=256, messages=[{"role": "user", "content": "Hi"}]) as stream:

@@ -144,7 +144,7 @@ def test_claude_code_answers_through_the_gateway_billed_to_the_key(
     # THEN the answer came through the gateway (the emulator quotes the prompt back) ...
     assert result["is_error"] is False and "pong" in result["result"], result
     # ... and one model call is in the ledger, for that key, with the usage Claude Code was told
-    [entry] = Ledger(table(stack, "UsageTable")).entries_for_key(key_id)
+    [entry] = stack_data.entries(stack, key_id, 1)
     assert entry["model"] == model and entry["status"] == "ok"
     assert entry["cost"] > Decimal(0)
     assert result["usage"]["output_tokens"] == entry["output_tokens"]
@@ -164,7 +164,7 @@ def test_claude_code_runs_a_tool_and_sends_the_signed_thinking_back(
     # signature, as Bedrock does), and the model answered from the tool's output
     assert result["is_error"] is False and result["num_turns"] == 2, result
     assert "hello-from-pennyworth" in result["result"]
-    entries = Ledger(table(stack, "UsageTable")).entries_for_key(key_id)
+    entries = stack_data.entries(stack, key_id, 2)
     assert len(entries) == 2 and all(e["status"] == "ok" for e in entries)
     assert attempts == []
 
@@ -212,6 +212,6 @@ def test_claude_code_uses_a_model_added_at_run_time(
                       read_version=stored.version, previous=current)  # fmt: skip
     # THEN it answers through the gateway, billed to the key under that model
     assert result["is_error"] is False and "pong" in result["result"], result
-    [entry] = Ledger(table(stack, "UsageTable")).entries_for_key(key_id)
+    [entry] = stack_data.entries(stack, key_id, 1)
     assert entry["model"] == "nova-pro-cc" and entry["served_by"] == "bedrock/converse/us.amazon.nova-pro-v1:0"
     assert attempts == []

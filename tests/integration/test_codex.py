@@ -99,7 +99,6 @@ def _png() -> bytes:
 def workspace(stack, tmp_path: Path, refusing_proxy):
     """A fresh key, a CODEX_HOME with the README's config (pointed at this stack), a project dir, an env."""
     key_id, plaintext = stack_data.new_key(stack, "codex-user", name="codex")
-    ledger = stack_data.ledger(stack)
     [config] = re.findall(r"```toml\n(.*?)```", README_SECTION, flags=re.S)
     assert "http://127.0.0.1:8000/v1" in config
     assert "web_search" not in config  # Codex's defaults: the web search it offers is dropped, not refused
@@ -125,7 +124,7 @@ def workspace(stack, tmp_path: Path, refusing_proxy):
     return {
         "env": env,
         "project": project,
-        "entries": lambda: ledger.entries_for_key(key_id),
+        "entries": lambda count=None: stack_data.entries(stack, key_id, count),
         "attempts": attempts,
     }
 
@@ -165,7 +164,7 @@ def test_codex_answers_through_pennyworth_and_is_billed_to_the_key(codex, worksp
     # The emulator quotes the last user turn back: Codex's environment context, then the prompt.
     [answer] = messages_of(events)
     assert answer.startswith('You said: "') and answer.endswith('Reply with the word pong"')
-    [entry] = workspace["entries"]()
+    [entry] = workspace["entries"](1)
     assert entry["model"] == "claude-haiku-4-5" and entry["status"] == "ok" and entry["cost"] > Decimal(0)
     usage = next(e["usage"] for e in events if e["type"] == "turn.completed")
     assert usage["input_tokens"] == entry["input_tokens"] + entry["cache_read_tokens"] + entry["cache_write_tokens"]
@@ -181,7 +180,7 @@ def test_codex_runs_a_tool_and_sends_its_result_back(codex, workspace) -> None:
         codex, workspace, "pixel.png #emulator:tool=view_image", "include_environment_context=false"
     )
     assert messages_of(events)[-1] == "Tool view_image returned: an image (png, 69 bytes)"
-    entries = workspace["entries"]()
+    entries = workspace["entries"](2)
     assert len(entries) == 2 and all(e["cost"] > 0 for e in entries)
     print(f"\ncodex exec with one tool call (two model calls): {elapsed:.2f} s wall time")
 
@@ -200,4 +199,4 @@ def test_codex_with_reasoning_keeps_claudes_thinking_across_the_tool_call(codex,
     ]
     assert reasoning and "I will call view_image" in reasoning[0]
     assert messages_of(events)[-1] == "Tool view_image returned: an image (png, 69 bytes)"
-    assert len(workspace["entries"]()) == 2
+    assert len(workspace["entries"](2)) == 2

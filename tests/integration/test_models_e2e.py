@@ -73,9 +73,11 @@ def test_a_model_added_priced_repriced_and_explained_without_touching_code(
     assert [v["version"] for v in changed["price_versions"]] == [1, 2]
     # Within the propagation bound every function bills at the new price
     deadline = time.monotonic() + 35
+    calls = 1
     while True:
         client.chat.completions.create(model="nova-pro", messages=[{"role": "user", "content": "Hello again"}])
-        entries = stack_data.entries(stack, key_id)
+        calls += 1
+        entries = stack_data.entries(stack, key_id, calls)  # each bill is stored just after its answer leaves
         if int(entries[-1]["price_version"]) == 2 or time.monotonic() > deadline:
             break
         time.sleep(1)
@@ -122,7 +124,7 @@ def test_a_model_of_the_local_openai_compatible_upstream_streams_with_tools(
     calls = [c.choices[0].delta.tool_calls for c in chunks if c.choices and c.choices[0].delta.tool_calls]
     assert calls[0][0].function.name == "get_weather"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
-    [entry] = stack_data.entries(stack, key_id)
+    [entry] = stack_data.entries(stack, key_id, 1)
     expected = Decimal("0.20") / 1_000_000 * int(entry["input_tokens"]) + Decimal("0.60") / 1_000_000 * int(
         entry["output_tokens"]
     )

@@ -28,7 +28,7 @@ def fresh_key(stack):
     """A new key (so its ledger holds only this test's calls), its client and its ledger entries."""
     key_id, plaintext = stack_data.new_key(stack, "responses-sdk")
     client = openai.OpenAI(base_url=f"{stack.api_url}/v1", api_key=plaintext, max_retries=0, timeout=60)
-    return client, lambda: stack_data.entries(stack, key_id)
+    return client, lambda count=None: stack_data.entries(stack, key_id, count)
 
 
 def dumped(model) -> dict:
@@ -42,7 +42,7 @@ def test_responses_create_is_answered_and_billed(fresh_key) -> None:
     assert response.output_text == 'You said: "Hello, pennyworth!"'
     assert response.status == "completed" and response.usage.total_tokens > 0
     assert_valid("Response", dumped(response))
-    [entry] = entries()
+    [entry] = entries(1)
     assert (
         Decimal(raw.headers["x-pennyworth-cost-usd"])
         == entry["cost"]
@@ -67,7 +67,7 @@ def test_streaming_arrives_as_generated(fresh_key) -> None:
     assert deltas[0] < arrivals[-1][0] - 0.5
     final = arrivals[-1][1]
     assert final.type == "response.completed"
-    [entry] = entries()
+    [entry] = entries(1)
     assert Decimal(final.response.usage.model_extra["cost_usd"]) == entry["cost"]
 
 
@@ -93,7 +93,7 @@ def test_a_function_tool_round_trip(fresh_key) -> None:
     ]
     second = client.responses.create(model="claude-haiku-4-5", input=follow_up, tools=[WEATHER])
     assert "22 degrees, clear" in second.output_text
-    assert len(entries()) == 2
+    assert len(entries(2)) == 2
 
 
 def test_structured_output_parses_into_the_sdks_model(fresh_key) -> None:
@@ -149,5 +149,5 @@ def test_a_failure_mid_stream_is_a_response_failed_event(fresh_key) -> None:
     )
     assert events[-1].type == "response.failed"
     assert events[-1].response.error.code == "server_error"
-    [entry] = entries()
+    [entry] = entries(1)
     assert entry["status"] == "partial"

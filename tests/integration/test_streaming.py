@@ -77,7 +77,7 @@ def test_openai_sdk_sees_text_as_it_is_generated(stack) -> None:
     assert_paced(arrivals, total)
     assert usage is not None and usage.completion_tokens == 30
     # The cost rides in the usage chunk (headers left before it was known) and equals the ledger's.
-    [entry] = entries(stack, key_id)
+    [entry] = entries(stack, key_id, 1)
     assert Decimal(usage.model_extra["cost_usd"]) == entry["cost"] > 0
     assert entry["status"] == "ok" and entry["output_tokens"] == 30
 
@@ -135,7 +135,7 @@ def test_answers_longer_than_api_gateways_29_seconds_complete(stack) -> None:
         (stream_seconds, stream_text), (whole_seconds, whole_text) = stream_future.result(), whole_future.result()
     assert stream_seconds > 39 and len(stream_text.split()) == 15
     assert whole_seconds > 34 and whole_text.startswith("You said")
-    assert sorted(e["status"] for e in entries(stack, key_id)) == ["ok", "ok"]
+    assert sorted(e["status"] for e in entries(stack, key_id, 2)) == ["ok", "ok"]
 
 
 def test_a_client_that_hangs_up_is_billed_for_what_was_generated(stack) -> None:
