@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -30,7 +31,7 @@ def server() -> Iterator[str]:
     stop = threading.Event()
 
     def serve(connection: socket.socket) -> None:
-        with connection:
+        with connection, contextlib.suppress(OSError):  # a client that hangs up (reset) ends its connection
             buffered = b""
             while not stop.is_set():
                 while b"\r\n\r\n" not in buffered:
