@@ -63,9 +63,10 @@ class StreamingResult:
     """An HTTP answer whose body leaves chunk by chunk, as it is produced.
 
     ``status`` and ``headers`` are final before the first chunk is asked for.
-    Whoever sends the body must call ``close()`` when it stops early (the client
-    went away, the function is out of time): the producer then stops the
-    upstream call and bills what was generated.
+    Whoever sends the body must call ``close()`` once it is sent, or when it stops
+    early (the client went away, the function is out of time): the producer then
+    stops the upstream call and bills what was generated, and a model answer's
+    bill is stored then (after its end has left, so the caller does not wait).
     """
 
     status: int
