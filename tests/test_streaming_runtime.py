@@ -385,7 +385,7 @@ def test_a_model_answers_bill_is_stored_once_the_answer_has_left(
             steps.append("abort")
 
     class Client:
-        def open_stream(self, request_id: str, first: bytes) -> Writer:
+        def open_stream(self, request_id: str, first: bytes, stop_at: float | None = None) -> Writer:
             steps.append("open")
             return Writer()
 
@@ -425,3 +425,31 @@ def test_a_whole_answer_that_breaks_off_is_stored_before_its_error_is_answered(
     [entry] = wiring.ledger().entries_for_key(record.key_id)
     assert entry["status"] == "partial" and entry["output_tokens"] > 0
     assert result.headers["x-request-id"] == entry["request_id"]
+
+
+def test_a_caller_that_does_not_read_cannot_hold_the_answer_past_the_deadline() -> None:
+    # GIVEN a Runtime API that takes the response connection and never reads from it (a caller that
+    # stopped reading pushes back through response streaming), and 2 s left in the invocation
+    listener = socket.create_server(("127.0.0.1", 0))
+    closed: list[float] = []
+
+    class Big(StreamingResult):
+        def close(self) -> None:  # where a model answer stores its bill
+            closed.append(time.monotonic())
+            super().close()
+
+    def handler(event: Any, *, deadline: float) -> StreamingResult:
+        return Big(200, {"Content-Type": "text/plain"}, iter([b"x" * (8 << 20)] * 4))
+
+    client = runtime.RuntimeClient(f"127.0.0.1:{listener.getsockname()[1]}")
+    started = time.monotonic()
+    ended: list[str] = []
+    invocation = runtime.Invocation("req-1", time.time() + 2, {"httpMethod": "GET"})
+    # WHEN the loop serves it
+    serving = threading.Thread(target=lambda: ended.append(runtime.serve(client, invocation, handler)), daemon=True)
+    serving.start()
+    serving.join(10)
+    listener.close()
+    # THEN the writes stop WRITE_MARGIN_SECONDS before the deadline, and the answer is closed in time
+    assert ended == ["cut"], "the answer was still being written long after the deadline"
+    assert closed and closed[0] - started < 2 - runtime.WRITE_MARGIN_SECONDS + 0.4, closed[0] - started

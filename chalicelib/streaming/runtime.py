@@ -17,7 +17,10 @@ socket write each, the moment the producer yields it. An exception after the
 first byte ends the body with the ``Lambda-Runtime-Function-Error-Type`` /
 ``-Body`` trailers; one before it goes to ``.../error``; a handler that cannot
 be imported goes to ``/runtime/init/error``. The ``StreamingResult`` is always
-closed, whatever happened (its producer bills there).
+closed, whatever happened, after the end of the response (its producer bills
+there, and stores a model answer's bill); no write goes past
+``WRITE_MARGIN_SECONDS`` before the deadline, so a caller that stops reading
+cannot keep it from closing.
 
 Stdlib only, no Chalice: the first ``next`` is sent as soon as the handler
 module is imported. Logs are JSON lines on stderr (CloudWatch keeps one event
@@ -51,6 +54,11 @@ MAX_PRELUDE_BYTES = 16 * 1024 - len(DELIMITER)
 PRELUDE_CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
 ERROR_TYPE_TRAILER = "Lambda-Runtime-Function-Error-Type"
 ERROR_BODY_TRAILER = "Lambda-Runtime-Function-Error-Body"
+#: The answer's writes, and the wait for the Runtime API to take its end, stop this long before
+#: Lambda's deadline. A caller that reads slowly pushes back on them (response streaming has
+#: backpressure): unbounded, it could hold the function until Lambda killed it, before closing the
+#: answer had stored its bill. Closing still has this long (the model call ended 3 s before).
+WRITE_MARGIN_SECONDS = 1.5
 
 
 class RuntimeAPIError(RuntimeError):
@@ -127,13 +135,15 @@ class RuntimeClient:
         if response.status >= 300:
             log("ERROR", "the Runtime API refused an error report", path=path, status=response.status)
 
-    def open_stream(self, request_id: str, first: bytes) -> StreamWriter:
+    def open_stream(self, request_id: str, first: bytes, stop_at: float | None = None) -> StreamWriter:
         """A new connection for one streamed response: the request head and ``first`` in one write.
 
         Lambda wants the connection closed once the response is written, so it is not the polling one.
         http.client sets TCP_NODELAY when it connects: a chunk never waits for the previous one's ACK.
+        ``stop_at`` (a ``time.time()``): no write, nor the wait for the end's answer, goes past it (a
+        ``TimeoutError`` instead).
         """
-        connection = http.client.HTTPConnection(self.host, self.port)
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=_left(stop_at))
         connection.putrequest(
             "POST", f"/{API_VERSION}/runtime/invocation/{request_id}/response", skip_accept_encoding=True
         )
@@ -142,27 +152,43 @@ class RuntimeClient:
         connection.putheader("Content-Type", PRELUDE_CONTENT_TYPE)
         connection.putheader("Trailer", f"{ERROR_TYPE_TRAILER}, {ERROR_BODY_TRAILER}")
         connection.endheaders(_chunk(first))
-        return StreamWriter(connection)
+        return StreamWriter(connection, stop_at)
 
 
 def _chunk(data: bytes) -> bytes:
     return b"%X\r\n%b\r\n" % (len(data), data)
 
 
-class StreamWriter:
-    """The body of one streamed response, chunked by hand: http.client cannot send trailers."""
+def _left(stop_at: float | None) -> float | None:
+    """Seconds until ``stop_at`` as a socket timeout (None: no bound; past it: at once)."""
+    return None if stop_at is None else max(0.001, stop_at - time.time())
 
-    def __init__(self, connection: http.client.HTTPConnection) -> None:
+
+class StreamWriter:
+    """The body of one streamed response, chunked by hand: http.client cannot send trailers.
+
+    With ``stop_at``, each write (and the wait for the Runtime API's answer to the end) fails with
+    ``TimeoutError`` rather than go past it.
+    """
+
+    def __init__(self, connection: http.client.HTTPConnection, stop_at: float | None = None) -> None:
         self.connection = connection
+        self.stop_at = stop_at
+
+    def _bound(self) -> None:
+        if self.stop_at is not None and self.connection.sock is not None:
+            self.connection.sock.settimeout(_left(self.stop_at))
 
     def write(self, data: bytes) -> None:
         """One chunk, one socket write; an empty chunk is skipped (it would end the body)."""
         if data:
+            self._bound()
             self.connection.send(_chunk(data))
 
     def finish(self, trailers: Mapping[str, str] | None = None) -> int:
         """The last chunk (and trailers), then the Runtime API's status; closes the connection."""
         try:
+            self._bound()
             lines = "".join(f"{name}: {value}\r\n" for name, value in (trailers or {}).items())
             self.connection.send(b"0\r\n" + lines.encode("ascii") + b"\r\n")
             response = self.connection.getresponse()
@@ -237,7 +263,13 @@ def serve(client: RuntimeClient, invocation: Invocation, handler: Handler) -> st
             log("ERROR", "the handler gave no answer to stream", request_id=request_id, exception=_trace(exc))
             client.post_error(error_path, error_type, _public_message(error_type, request_id))
             return "error"
-        return _stream(client.open_stream(request_id, head), iter(result.chunks), request_id)
+        stop_at = invocation.deadline - WRITE_MARGIN_SECONDS
+        try:
+            writer = client.open_stream(request_id, head, stop_at)
+        except OSError as exc:
+            log("WARNING", "the response stream could not be opened", request_id=request_id, error=repr(exc))
+            return "cut"
+        return _stream(writer, iter(result.chunks), request_id)
     finally:
         if result is not None:
             try:
@@ -263,6 +295,10 @@ def _stream(writer: StreamWriter, chunks: Iterator[object], request_id: str) -> 
             return "failed" if _finish(writer, request_id, trailers) else "cut"
         try:
             writer.write(chunk)
+        except TimeoutError:
+            log("WARNING", "the caller did not take the answer before the deadline", request_id=request_id)
+            writer.abort()
+            return "cut"
         except OSError as exc:
             log("WARNING", "the response stream was closed under us", request_id=request_id, error=repr(exc))
             writer.abort()
