@@ -7,7 +7,9 @@ their chunks leave the moment they are produced (chunked transfer encoding,
 ``TCP_NODELAY``, headers and first chunk in one write). Every other route is
 proxied to ``chalice local``, as API Gateway sends them to the Chalice
 function. When a client goes away mid-stream (a write fails), the answer is
-closed, which stops Bedrock and bills what was generated, as a cut stream. A
+closed, which stops Bedrock and bills what was generated, as a cut stream; one
+that stops reading is cut as our runtime loop cuts it, ``WRITE_MARGIN_SECONDS``
+before the request's deadline, and its answer closed (and its bill stored). A
 client that only shuts its write side (end of request) still gets its answer.
 Stopped (SIGTERM, as ``make dev`` stops it), the front takes no new request,
 ends each stream at its next chunk, billed, and waits for the answers in flight
@@ -175,9 +177,14 @@ class FrontHandler(BaseHTTPRequestHandler):
 
     def _stream(self, path: str, query: str, body: bytes | None) -> None:
         from chalicelib.streaming.handler import handle
+        from chalicelib.streaming.runtime import WRITE_MARGIN_SECONDS
 
         event = api_gateway_event(self.command, path, query, self.headers.items(), body)
-        result = handle(event, deadline=time.time() + self.server.timeout_seconds)
+        deadline = time.time() + self.server.timeout_seconds
+        result = handle(event, deadline=deadline)
+        # As our runtime loop: no write goes past the margin before the deadline, so a client that
+        # stops reading cannot keep the answer from being closed (and its bill stored).
+        stop_at = deadline - WRITE_MARGIN_SECONDS
         head = [f"HTTP/1.1 {result.status} {http.client.responses.get(result.status, '')}"]
         head += [f"{name}: {value}" for name, value in result.headers.items() if name.lower() not in _HOP_BY_HOP]
         head += ["Transfer-Encoding: chunked", "", ""]
@@ -191,10 +198,13 @@ class FrontHandler(BaseHTTPRequestHandler):
                 # A client that went away makes this write fail (at the latest the one after, once its
                 # RST is back). End of input alone is not going away: a client may shut its write
                 # side once its request is sent, and still read the answer.
+                self.connection.settimeout(max(0.001, stop_at - time.time()))
                 self.wfile.write(pending + b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 pending = b""
             else:
+                self.connection.settimeout(max(0.001, stop_at - time.time()))
                 self.wfile.write(pending + b"0\r\n\r\n")
+                self.connection.settimeout(self.timeout)  # the connection's next request: as before
                 return
         except OSError:
             pass  # the client is gone (broken pipe, reset)

@@ -140,3 +140,36 @@ def test_a_client_that_half_closes_its_write_side_still_gets_its_answer(streamin
     assert b"data: [DONE]" in received and received.endswith(b"0\r\n\r\n")
     [entry] = wiring.ledger().entries_for_key(record.key_id)
     assert entry["status"] == "ok" and entry["output_tokens"] == 12
+
+
+def test_a_client_that_stops_reading_cannot_keep_its_answer_from_being_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from chalicelib.shared.http import StreamingResult
+    from chalicelib.streaming import handler, runtime
+
+    # GIVEN a front with 2 s per request and an answer far larger than the socket buffers
+    closed = threading.Event()
+
+    class Big(StreamingResult):
+        def close(self) -> None:  # where a model answer stores its bill
+            closed.set()
+            super().close()
+
+    def big(event: Any, *, deadline: float) -> StreamingResult:
+        return Big(200, {"Content-Type": "text/plain"}, iter([b"x" * (8 << 20)] * 4))
+
+    monkeypatch.setattr(handler, "handle", big)
+    server = serve("127.0.0.1", 0, upstream="http://127.0.0.1:9", timeout_seconds=2)
+    try:
+        # WHEN a client asks and never reads
+        with socket.create_connection(server.server_address[:2], timeout=30) as sock:
+            sock.sendall(HEAD + b"Content-Length: 2\r\n\r\n{}")
+            started = time.monotonic()
+            # THEN the answer is closed by the margin before the deadline, not when the client leaves
+            assert closed.wait(10), "the answer was still being written long after the deadline"
+            assert time.monotonic() - started < 2 - runtime.WRITE_MARGIN_SECONDS + 0.5
+    finally:
+        server.shutdown()
+        server.server_close()
