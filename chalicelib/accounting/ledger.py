@@ -176,6 +176,12 @@ _OMITTED_WHEN_EMPTY = (
 )
 
 
+def log_unrecorded(entry: UsageEntry, reason: str, *, trace: bool = False) -> None:
+    """The one structured line (``UNRECORDED_EVENT``) of an entry not stored, for ``pennyworth ledger reconcile``."""
+    extra = {"event": UNRECORDED_EVENT, "entry": entry.to_json(), "reason": reason}
+    logger.error("usage could not be stored; replay with 'pennyworth ledger reconcile'", extra=extra, exc_info=trace)
+
+
 _ENTRY_FIELDS = tuple(f.name for f in fields(UsageEntry))
 _USAGE_FIELDS = tuple(f.name for f in fields(TokenUsage))
 
@@ -313,10 +319,7 @@ class Ledger:
         item = entry_item(entry)
         stored = self._put_once(item, deadline)
         if stored is not True:
-            logger.error(
-                "usage could not be stored; replay with 'pennyworth ledger reconcile'",
-                extra={"event": UNRECORDED_EVENT, "entry": entry.to_json(), "reason": stored},
-            )
+            log_unrecorded(entry, stored)
             return False
         return True
 

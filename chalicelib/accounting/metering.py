@@ -55,7 +55,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from chalicelib import errors
-from chalicelib.accounting.ledger import CAPPED_EVENT, COUNTERS, UNRECORDED_EVENT, Ledger, Release, new_entry
+from chalicelib.accounting.ledger import CAPPED_EVENT, COUNTERS, Ledger, Release, log_unrecorded, new_entry
 from chalicelib.catalog import ModelEntry, PriceVersion
 from chalicelib.observability import logger
 from chalicelib.shared import scopes
@@ -572,10 +572,7 @@ class Meter:
         try:
             self._ledger.record(entry, deadline=deadline)
         except Exception:
-            logger.exception(
-                "usage could not be stored; replay with 'pennyworth ledger reconcile'",
-                extra={"event": UNRECORDED_EVENT, "entry": entry.to_json(), "reason": "error"},
-            )
+            log_unrecorded(entry, "error", trace=True)
 
     def release(self, ticket: Ticket, *, deadline: float | None = None) -> None:
         """Give back a reservation (and the tokens counted) for a call that produced nothing billable.
