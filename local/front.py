@@ -177,7 +177,7 @@ class FrontHandler(BaseHTTPRequestHandler):
 
     def _stream(self, path: str, query: str, body: bytes | None) -> None:
         from chalicelib.streaming.handler import handle
-        from chalicelib.streaming.runtime import WRITE_MARGIN_SECONDS
+        from chalicelib.streaming.runtime import WRITE_MARGIN_SECONDS, seconds_left
 
         event = api_gateway_event(self.command, path, query, self.headers.items(), body)
         deadline = time.time() + self.server.timeout_seconds
@@ -198,11 +198,11 @@ class FrontHandler(BaseHTTPRequestHandler):
                 # A client that went away makes this write fail (at the latest the one after, once its
                 # RST is back). End of input alone is not going away: a client may shut its write
                 # side once its request is sent, and still read the answer.
-                self.connection.settimeout(max(0.001, stop_at - time.time()))
+                self.connection.settimeout(seconds_left(stop_at))
                 self.wfile.write(pending + b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 pending = b""
             else:
-                self.connection.settimeout(max(0.001, stop_at - time.time()))
+                self.connection.settimeout(seconds_left(stop_at))
                 self.wfile.write(pending + b"0\r\n\r\n")
                 self.connection.settimeout(self.timeout)  # the connection's next request: as before
                 return

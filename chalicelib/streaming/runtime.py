@@ -143,7 +143,7 @@ class RuntimeClient:
         ``stop_at`` (a ``time.time()``): no write, nor the wait for the end's answer, goes past it (a
         ``TimeoutError`` instead).
         """
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=_left(stop_at))
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=seconds_left(stop_at))
         connection.putrequest(
             "POST", f"/{API_VERSION}/runtime/invocation/{request_id}/response", skip_accept_encoding=True
         )
@@ -159,8 +159,8 @@ def _chunk(data: bytes) -> bytes:
     return b"%X\r\n%b\r\n" % (len(data), data)
 
 
-def _left(stop_at: float | None) -> float | None:
-    """Seconds until ``stop_at`` as a socket timeout (None: no bound; past it: at once)."""
+def seconds_left(stop_at: float | None) -> float | None:
+    """Seconds until ``stop_at`` (a ``time.time()``) as a socket timeout (None: no bound; past it: at once)."""
     return None if stop_at is None else max(0.001, stop_at - time.time())
 
 
@@ -177,7 +177,7 @@ class StreamWriter:
 
     def _bound(self) -> None:
         if self.stop_at is not None and self.connection.sock is not None:
-            self.connection.sock.settimeout(_left(self.stop_at))
+            self.connection.sock.settimeout(seconds_left(self.stop_at))
 
     def write(self, data: bytes) -> None:
         """One chunk, one socket write; an empty chunk is skipped (it would end the body)."""
@@ -295,12 +295,11 @@ def _stream(writer: StreamWriter, chunks: Iterator[object], request_id: str) -> 
             return "failed" if _finish(writer, request_id, trailers) else "cut"
         try:
             writer.write(chunk)
-        except TimeoutError:
-            log("WARNING", "the caller did not take the answer before the deadline", request_id=request_id)
-            writer.abort()
-            return "cut"
         except OSError as exc:
-            log("WARNING", "the response stream was closed under us", request_id=request_id, error=repr(exc))
+            if isinstance(exc, TimeoutError):
+                log("WARNING", "the caller did not take the answer before the deadline", request_id=request_id)
+            else:
+                log("WARNING", "the response stream was closed under us", request_id=request_id, error=repr(exc))
             writer.abort()
             return "cut"
     return "streamed" if _finish(writer, request_id) else "cut"
