@@ -223,8 +223,7 @@ class ModelService:
                 max_output_tokens=conversation.max_tokens,
             ),
         )
-        held: list[Callable[[], None]] | None = [] if hold else None
-        call = _Call(ticket, conversation, prompt, policy, request_id, deadline, started, log, pricing, held=held)
+        call = _Call(ticket, conversation, prompt, policy, request_id, deadline, started, log, pricing, hold=hold)
         events = self._run(call)
         first: Event | None = None
         try:
@@ -234,20 +233,12 @@ class ModelService:
             exc.context.update(log, latency_ms=_ms(started))
             raise
         finally:
-            if first is None and held:
-                _run_held(held)  # failed before any output (billed when given up on): no turn to finish
+            if first is None:
+                _run_held(call.held)  # failed before any output (billed when given up on): no turn to finish
         headers = {**ticket.headers, "x-request-id": request_id}
         if call.served is not None:
             headers["x-pennyworth-served-by"] = call.served.describe()
-        return Turn(
-            request_id,
-            model,
-            headers,
-            _Resumed(first, events),
-            started,
-            served=call.served,
-            held=[] if held is None else held,
-        )
+        return Turn(request_id, model, headers, _Resumed(first, events), started, served=call.served, held=call.held)
 
     def _run(self, call: _Call) -> Iterator[Event]:
         """The upstream's events, then exactly one ``Billed`` or ``Failed``; billed however it ends.
@@ -372,7 +363,7 @@ class ModelService:
             guardrail_units=units,
             guardrail_usd=guardrail_usd,
             guardrail_price_version=prices.version,
-            record=call.held is None,
+            record=not call.hold,
         )
         line = {
             **log,
@@ -388,18 +379,16 @@ class ModelService:
             "guardrail_units": sum(units.values()),
             "cost_usd": str(entry.cost),
         }
-        if call.held is None:
-            logger.info("chat completion", extra=line)
-        else:
+        if call.hold:
             call.held.append(lambda: self._store(entry, line))
+        else:
+            logger.info("chat completion", extra=line)
         return entry
 
     def _store(self, entry: UsageEntry, line: dict[str, Any]) -> None:
-        """A held bill: the ledger entry, then the call's log line."""
-        try:
-            self._meter.record(entry)
-        finally:
-            logger.info("chat completion", extra=line)
+        """A held bill: the ledger entry (``Meter.record`` never raises), then the call's log line."""
+        self._meter.record(entry)
+        logger.info("chat completion", extra=line)
 
     def _estimated_guardrail_units(
         self, served: Target, prompt: BedrockPrompt, produced: list[str], pricing: _GuardrailPricing
@@ -670,8 +659,9 @@ class _Call:
     served: Target | None = None
     #: Every upstream attempt made, in order (the gateway appends them).
     attempts: list[Attempt] = field(default_factory=list)
-    #: Where the bill's ledger write and log line wait for ``Turn.finish`` (None: made as it is billed).
-    held: list[Callable[[], None]] | None = None
+    #: Whether the bill's ledger write and log line wait in ``held`` for ``Turn.finish`` (else: made as billed).
+    hold: bool = False
+    held: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def target(self) -> Target:
