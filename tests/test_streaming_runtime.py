@@ -314,6 +314,24 @@ def test_the_wrapper_is_executable_in_git() -> None:
     assert listed.startswith("100755 "), listed
 
 
+@pytest.fixture
+def model_event(monkeypatch: pytest.MonkeyPatch, aws: Any, emulator_url: str, keys_table: Any) -> Callable[..., Any]:
+    """A fresh key, and the API Gateway event of a model request it makes: ``(key record, event)``."""
+    from chalicelib import wiring
+    from chalicelib.keys.store import KeyStore
+    from local.front import api_gateway_event
+
+    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
+    wiring.reset()
+    record, plaintext = KeyStore(keys_table).create(owner_sub="owner-1")
+    headers = {"authorization": f"Bearer {plaintext}", "content-type": "application/json"}
+
+    def event(path: str, body: Any) -> tuple[Any, dict[str, Any]]:
+        return record, api_gateway_event("POST", path, "", headers, json.dumps(body).encode())
+
+    return event
+
+
 @pytest.mark.parametrize(
     ("path", "body"),
     [
@@ -329,19 +347,13 @@ def test_the_wrapper_is_executable_in_git() -> None:
     ],
 )
 def test_an_answer_closed_before_its_first_chunk_stops_bedrock_and_is_billed_at_once(
-    monkeypatch: pytest.MonkeyPatch, aws: Any, emulator_url: str, keys_table: Any, path: str, body: Any
+    model_event: Callable[..., Any], path: str, body: Any
 ) -> None:
     from chalicelib import wiring
-    from chalicelib.keys.store import KeyStore
     from chalicelib.streaming.handler import handle
-    from local.front import api_gateway_event
 
     # GIVEN a streamed answer whose model call has started (Bedrock has sent its first event)
-    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
-    wiring.reset()
-    record, plaintext = KeyStore(keys_table).create(owner_sub="owner-1")
-    headers = {"authorization": f"Bearer {plaintext}", "content-type": "application/json"}
-    event = api_gateway_event("POST", path, "", headers, json.dumps(body).encode())
+    record, event = model_event(path, body)
     result = handle(event, deadline=time.time() + 60)
     assert result.status == 200
     # WHEN whoever sends it closes it before asking for a chunk (the response stream could not be opened)
@@ -352,17 +364,14 @@ def test_an_answer_closed_before_its_first_chunk_stops_bedrock_and_is_billed_at_
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_model_answers_bill_is_stored_once_the_answer_has_left(
-    monkeypatch: pytest.MonkeyPatch, aws: Any, emulator_url: str, keys_table: Any, stream: bool
+    monkeypatch: pytest.MonkeyPatch, model_event: Callable[..., Any], stream: bool
 ) -> None:
     from chalicelib import wiring
-    from chalicelib.keys.store import KeyStore
     from chalicelib.streaming.handler import handle
-    from local.front import api_gateway_event
 
     # GIVEN an answer the runtime loop sends: chunks out, then the end of the response, then close()
-    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
-    wiring.reset()
-    record, plaintext = KeyStore(keys_table).create(owner_sub="owner-1")
+    body = {"model": "nova-micro", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+    record, event = model_event("/v1/chat/completions", body)
     ledger = wiring.ledger()
     steps: list[str] = []
     store = ledger.record
@@ -392,9 +401,6 @@ def test_a_model_answers_bill_is_stored_once_the_answer_has_left(
         def post_error(self, path: str, error_type: str, message: str) -> None:
             steps.append("error")
 
-    body = {"model": "nova-micro", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
-    headers = {"authorization": f"Bearer {plaintext}", "content-type": "application/json"}
-    event = api_gateway_event("POST", "/v1/chat/completions", "", headers, json.dumps(body).encode())
     # WHEN the loop serves it
     ended = runtime.serve(Client(), runtime.Invocation("req-1", time.time() + 60, event), handle)
     # THEN the caller had the whole answer, its end included, before the ledger's PutItem was made
@@ -404,22 +410,14 @@ def test_a_model_answers_bill_is_stored_once_the_answer_has_left(
 
 
 def test_a_whole_answer_that_breaks_off_is_stored_before_its_error_is_answered(
-    monkeypatch: pytest.MonkeyPatch, aws: Any, emulator_url: str, keys_table: Any
+    model_event: Callable[..., Any],
 ) -> None:
     from chalicelib import wiring
-    from chalicelib.keys.store import KeyStore
     from chalicelib.streaming.handler import handle
-    from local.front import api_gateway_event
 
-    monkeypatch.setenv("PENNYWORTH_BEDROCK_ENDPOINT_URL", emulator_url)
-    wiring.reset()
-    record, plaintext = KeyStore(keys_table).create(owner_sub="owner-1")
     body = {"model": "nova-micro", "messages": [{"role": "user", "content": "Tell me more #emulator:cut"}]}
-    headers = {"authorization": f"Bearer {plaintext}", "content-type": "application/json"}
-    result = handle(
-        api_gateway_event("POST", "/v1/chat/completions", "", headers, json.dumps(body).encode()),
-        deadline=time.time() + 60,
-    )
+    record, event = model_event("/v1/chat/completions", body)
+    result = handle(event, deadline=time.time() + 60)
     # No close(): an error answer has nothing to finish, and what was generated is billed already.
     assert result.status == 502
     [entry] = wiring.ledger().entries_for_key(record.key_id)
