@@ -4,7 +4,8 @@ The streaming routes (``chalicelib.edge.routes.STREAM_PATHS``: chat
 completions, Messages, Responses) are answered in this process by the same
 ``chalicelib.streaming.handler.handle`` that our Lambda runtime loop calls, and
 their chunks leave the moment they are produced (chunked transfer encoding,
-``TCP_NODELAY``, headers and first chunk in one write). Every other route is
+``TCP_NODELAY``, headers and first chunk in one write); a whole answer goes with
+its ``Content-Length``, headers and body in one write. Every other route is
 proxied to ``chalice local``, as API Gateway sends them to the Chalice
 function. When a client goes away mid-stream (a write fails), the answer is
 closed, which stops Bedrock and bills what was generated, as a cut stream; one
@@ -187,10 +188,16 @@ class FrontHandler(BaseHTTPRequestHandler):
         stop_at = deadline - WRITE_MARGIN_SECONDS
         head = [f"HTTP/1.1 {result.status} {http.client.responses.get(result.status, '')}"]
         head += [f"{name}: {value}" for name, value in result.headers.items() if name.lower() not in _HOP_BY_HOP]
-        head += ["Transfer-Encoding: chunked", "", ""]
+        if result.body is not None:  # a whole answer: its length, and all of it in one write
+            head += [f"Content-Length: {len(result.body)}", "", ""]
+            chunks: Iterable[bytes] = ()
+            end = result.body
+        else:
+            head += ["Transfer-Encoding: chunked", "", ""]
+            chunks, end = result.chunks, b"0\r\n\r\n"
         pending = "\r\n".join(head).encode("latin-1", "replace")
         try:
-            for chunk in result.chunks:
+            for chunk in chunks:
                 if not chunk:
                     continue
                 if self.server.stopping.is_set():
@@ -203,7 +210,7 @@ class FrontHandler(BaseHTTPRequestHandler):
                 pending = b""
             else:
                 self.connection.settimeout(seconds_left(stop_at))
-                self.wfile.write(pending + b"0\r\n\r\n")
+                self.wfile.write(pending + end)
                 self.connection.settimeout(self.timeout)  # the connection's next request: as before
                 return
         except OSError:

@@ -76,6 +76,19 @@ def test_a_streamed_answer_is_framed_byte_for_byte() -> None:
     assert answer.closed == 1
 
 
+def test_a_whole_answer_leaves_with_its_prelude_in_one_chunk() -> None:
+    # GIVEN a handler answering a body complete before it is sent (a whole JSON answer)
+    closed: list[int] = []
+    answer = StreamingResult.whole(200, {"Content-Type": "application/json"}, b'{"a":1}', lambda: closed.append(1))
+    with loop(lambda event, *, deadline: answer) as api:
+        result = api.invoke(proxy_event("POST", "/v1/chat/completions")).result(10)
+    # THEN the prelude, its delimiter and the body are one chunk (one write), then the end; closed once
+    prelude = b'{"statusCode":200,"headers":{"Content-Type":"application/json"}}' + b"\0" * 8
+    assert result.raw == chunked(prelude + b'{"a":1}') + b"0\r\n\r\n"
+    assert (result.status, result.body, result.trailers) == (200, b'{"a":1}', {})
+    assert closed == [1]
+
+
 def test_each_chunk_leaves_before_the_next_is_produced() -> None:
     # GIVEN a producer that only yields its second chunk once the first has reached Lambda
     first_seen = threading.Event()
@@ -425,7 +438,8 @@ def test_a_whole_answer_that_breaks_off_is_stored_before_its_error_is_answered(
     assert result.headers["x-request-id"] == entry["request_id"]
 
 
-def test_a_caller_that_does_not_read_cannot_hold_the_answer_past_the_deadline() -> None:
+@pytest.mark.parametrize("whole", [False, True], ids=["streamed", "whole"])
+def test_a_caller_that_does_not_read_cannot_hold_the_answer_past_the_deadline(whole: bool) -> None:
     # GIVEN a Runtime API that takes the response connection and never reads from it (a caller that
     # stopped reading pushes back through response streaming), and 2 s left in the invocation
     listener = socket.create_server(("127.0.0.1", 0))
@@ -437,6 +451,8 @@ def test_a_caller_that_does_not_read_cannot_hold_the_answer_past_the_deadline() 
             super().close()
 
     def handler(event: Any, *, deadline: float) -> StreamingResult:
+        if whole:
+            return Big.whole(200, {"Content-Type": "text/plain"}, b"x" * (32 << 20))
         return Big(200, {"Content-Type": "text/plain"}, iter([b"x" * (8 << 20)] * 4))
 
     client = runtime.RuntimeClient(f"127.0.0.1:{listener.getsockname()[1]}")

@@ -105,7 +105,7 @@ class ModelRoute[Request: Parsed](Route):
         except BaseException:
             turn.finish()  # no answer to send: billed and stored now
             raise
-        return StreamingResult(200, headers, iter([data]), on_close=turn.finish)
+        return StreamingResult.whole(200, headers, data, on_close=turn.finish)
 
     # -- what each protocol says ------------------------------------------------------------------
 

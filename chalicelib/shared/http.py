@@ -76,6 +76,17 @@ class StreamingResult:
     #: runs none of its code, its ``finally`` included: without this, an answer closed before its first
     #: chunk would be billed only when garbage-collected, or never if the process ends first.
     on_close: Callable[[], None] | None = None
+    #: The whole body, when it is known before anything is sent (a JSON answer; ``None`` for a
+    #: stream). ``chunks`` yields the same bytes; a sender may instead send it with its length, in
+    #: one write, and still closes the result after.
+    body: bytes | None = None
+
+    @classmethod
+    def whole(
+        cls, status: int, headers: dict[str, str], body: bytes, on_close: Callable[[], None] | None = None
+    ) -> StreamingResult:
+        """An answer whose body is complete before it is sent."""
+        return cls(status, headers, iter([body]), on_close, body)
 
     def close(self) -> None:
         """Stop producing (idempotent); runs the producer's clean-up and billing."""

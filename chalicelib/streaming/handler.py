@@ -54,4 +54,4 @@ def handle(event: Mapping[str, Any], *, deadline: float) -> StreamingResult:
 def json_answer(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> StreamingResult:
     """A whole JSON body as a one-chunk ``StreamingResult``."""
     data = json.dumps(body, separators=(",", ":")).encode()
-    return StreamingResult(status, {"Content-Type": "application/json", **(headers or {})}, iter([data]))
+    return StreamingResult.whole(status, {"Content-Type": "application/json", **(headers or {})}, data)

@@ -13,7 +13,8 @@ default ``chalicelib.streaming.handler.handle``) → ``POST .../response`` with
 ``Lambda-Runtime-Function-Response-Mode: streaming`` and chunked transfer
 encoding: API Gateway's JSON prelude (``statusCode``, ``headers``,
 ``cookies``), eight NUL bytes, then each body chunk in its own HTTP chunk, one
-socket write each, the moment the producer yields it. An exception after the
+socket write each, the moment the producer yields it (a whole body known before
+it is sent goes with the prelude, in the first write). An exception after the
 first byte ends the body with the ``Lambda-Runtime-Function-Error-Type`` /
 ``-Body`` trailers; one before it goes to ``.../error``; a handler that cannot
 be imported goes to ``/runtime/init/error``. The ``StreamingResult`` is always
@@ -265,10 +266,12 @@ def serve(client: RuntimeClient, invocation: Invocation, handler: Handler) -> st
             return "error"
         stop_at = invocation.deadline - WRITE_MARGIN_SECONDS
         try:
-            writer = client.open_stream(request_id, head, stop_at)
+            writer = client.open_stream(request_id, head if result.body is None else head + result.body, stop_at)
         except OSError as exc:
             log("WARNING", "the response stream could not be opened", request_id=request_id, error=repr(exc))
             return "cut"
+        if result.body is not None:  # all of it is sent: only the end is left
+            return "streamed" if _finish(writer, request_id) else "cut"
         return _stream(writer, iter(result.chunks), request_id)
     finally:
         if result is not None:

@@ -142,7 +142,37 @@ def test_a_client_that_half_closes_its_write_side_still_gets_its_answer(streamin
     assert entry["status"] == "ok" and entry["output_tokens"] == 12
 
 
-def test_a_client_that_stops_reading_cannot_keep_its_answer_from_being_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_whole_answer_has_its_length_and_the_connection_goes_on(streaming_front: tuple) -> None:
+    # GIVEN a client on one kept-alive connection, as the SDKs keep theirs
+    from chalicelib import wiring
+
+    server, record, plaintext = streaming_front
+    body = json.dumps({"model": "nova-micro", "messages": [{"role": "user", "content": "hi #emulator:tokens=7"}]})
+    request = HEAD + f"Authorization: Bearer {plaintext}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    with socket.create_connection(server.server_address[:2], timeout=30) as sock:
+        reader = sock.makefile("rb")
+        for _ in range(2):
+            # WHEN it asks for a whole answer, twice
+            sock.sendall(request + body.encode())
+            status = reader.readline()
+            headers = {}
+            while (line := reader.readline()) != b"\r\n":
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.lower()] = value.strip()
+            # THEN each answer carries its length (not chunked) and ends where it says
+            assert status.startswith(b"HTTP/1.1 200"), status
+            assert "transfer-encoding" not in headers
+            answer = json.loads(reader.read(int(headers["content-length"])))
+            assert answer["object"] == "chat.completion" and answer["usage"]["completion_tokens"] == 7
+    assert server.idle(10)  # each bill is stored once its answer has left
+    entries = wiring.ledger().entries_for_key(record.key_id)
+    assert [entry["status"] for entry in entries] == ["ok", "ok"]
+
+
+@pytest.mark.parametrize("whole", [False, True], ids=["streamed", "whole"])
+def test_a_client_that_stops_reading_cannot_keep_its_answer_from_being_closed(
+    monkeypatch: pytest.MonkeyPatch, whole: bool
+) -> None:
     import threading
     import time
 
@@ -158,6 +188,8 @@ def test_a_client_that_stops_reading_cannot_keep_its_answer_from_being_closed(mo
             super().close()
 
     def big(event: Any, *, deadline: float) -> StreamingResult:
+        if whole:
+            return Big.whole(200, {"Content-Type": "text/plain"}, b"x" * (32 << 20))
         return Big(200, {"Content-Type": "text/plain"}, iter([b"x" * (8 << 20)] * 4))
 
     monkeypatch.setattr(handler, "handle", big)

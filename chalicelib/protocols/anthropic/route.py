@@ -83,7 +83,7 @@ class CountTokens(Route):
         if conversation.tools:
             tokens += self._models.count_tokens(model, text=json.dumps(conversation.tools, ensure_ascii=False))
         body = json.dumps({"input_tokens": tokens}, separators=(",", ":"), ensure_ascii=False).encode()
-        return StreamingResult(200, {**headers, **JSON_HEADERS}, iter([body]))
+        return StreamingResult.whole(200, {**headers, **JSON_HEADERS}, body)
 
 
 def _ids(turn: Turn, request: MessagesRequest) -> dict[str, str]:
