@@ -125,6 +125,48 @@ def test_usage_chunk_only_when_asked_but_always_billed(gateway: Gateway) -> None
     assert outcome.usage.output_tokens > 0
 
 
+def test_litellms_chunks_are_read_as_getattr_reads_them() -> None:
+    # GIVEN LiteLLM's own chunk classes: fields set, fields it dropped, extras, class attributes,
+    # and objects that are not pydantic models at all
+    from types import SimpleNamespace
+
+    from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices, Usage
+
+    from chalicelib.gateway import events
+
+    full = ModelResponseStream(
+        choices=[
+            StreamingChoices(
+                delta=Delta(
+                    content="hi",
+                    reasoning_content="r",
+                    thinking_blocks=[{"type": "thinking", "thinking": "t", "signature": "s"}],
+                    tool_calls=[{"id": "c1", "index": 0, "function": {"name": "f", "arguments": "{}"}}],
+                ),
+                finish_reason="stop",
+            )
+        ],
+        usage=Usage(prompt_tokens=3, completion_tokens=4),
+        provider_specific_fields={"trace": {"guardrail": {}}},
+    )
+    bare = ModelResponseStream(choices=[StreamingChoices(delta=Delta())])
+    objects: list[Any] = [full, bare, SimpleNamespace(content="x"), {"text": "y"}, None]
+    for chunk in (full, bare):
+        choice = chunk.choices[0]
+        objects += [choice, choice.delta, *(choice.delta.tool_calls or [])]
+        objects += [call.function for call in choice.delta.tool_calls or []]
+    names = [
+        "usage", "provider_specific_fields", "choices", "delta", "finish_reason", "content", "reasoning_content",
+        "thinking_blocks", "tool_calls", "index", "id", "function", "name", "arguments", "model_fields", "json",
+    ]  # fmt: skip
+    # THEN every read is what getattr(…, None) gives: a value, or None where the attribute is absent
+    for obj in objects:
+        for name in names:
+            assert events._field(obj, name) == getattr(obj, name, None), (type(obj).__name__, name)
+    assert events._field(full, "usage").completion_tokens == 4
+    assert events._field(full.choices[0].delta, "content") == "hi"
+
+
 def test_streamed_tool_call_keeps_text_and_dense_indexes(gateway: Gateway) -> None:
     outcome = run(
         gateway,

@@ -75,6 +75,35 @@ def guardrail_units(trace: Any) -> dict[str, int]:
     return totals
 
 
+def _field(obj: Any, name: str) -> Any:
+    """``getattr(obj, name, None)``, without pydantic's slow way of saying a field is absent.
+
+    LiteLLM's chunks, choices, deltas and tool calls are pydantic models that keep most values as
+    extras and drop the fields they leave unset: reading an absent one goes through pydantic's
+    ``__getattr__``, which builds and raises an ``AttributeError`` (dozens per answer, each several
+    times a present field's cost). A pydantic model's values are read from its storage instead
+    (its fields, then its extras); an attribute of its class (a property, a method) and any other
+    object are read with ``getattr``.
+    """
+    stored = getattr(obj, "__dict__", None)
+    extras = getattr(obj, "__pydantic_extra__", _NOT_PYDANTIC)
+    if stored is None or extras is _NOT_PYDANTIC:
+        return getattr(obj, name, None)
+    if name in stored:
+        return stored[name]
+    if extras and name in extras:
+        return extras[name]
+    on_class = _ON_CLASS.get((type(obj), name))
+    if on_class is None:
+        on_class = _ON_CLASS[type(obj), name] = any(name in cls.__dict__ for cls in type(obj).__mro__)
+    return getattr(obj, name, None) if on_class else None
+
+
+_NOT_PYDANTIC = object()
+#: Whether a class (or a base) defines an attribute: (class, name) → bool, for the few LiteLLM reads.
+_ON_CLASS: dict[tuple[type, str], bool] = {}
+
+
 def finish_reason(value: Any, has_tool_calls: bool) -> str:
     """OpenAI's finish reason for what LiteLLM reported (a call made means ``tool_calls``)."""
     if has_tool_calls:
@@ -115,35 +144,38 @@ class StreamTranslator:
             if chunk.get("finish_reason"):
                 self.finish_reason = chunk["finish_reason"]
             return
-        if getattr(chunk, "usage", None) is not None:
-            self.usage = chunk.usage
-        extra = getattr(chunk, "provider_specific_fields", None)
+        usage = _field(chunk, "usage")
+        if usage is not None:
+            self.usage = usage
+        extra = _field(chunk, "provider_specific_fields")
         if isinstance(extra, dict) and extra.get("trace"):
             self.trace = extra["trace"]  # a guardrail's assessments, with the text units it used
-        for choice in getattr(chunk, "choices", None) or []:
-            delta = choice.delta
-            blocks = getattr(delta, "thinking_blocks", None) or []
+        for choice in _field(chunk, "choices") or []:
+            delta = _field(choice, "delta")
+            blocks = _field(delta, "thinking_blocks") or []
             for block in blocks:
                 if block.get("type") == "redacted_thinking":
                     yield ReasoningDelta(redacted=block.get("data") or "")
                 elif block.get("signature"):
                     yield ReasoningDelta(text=block.get("thinking") or "", signature=block["signature"])
-            reasoning = getattr(delta, "reasoning_content", None)
+            reasoning = _field(delta, "reasoning_content")
             if reasoning and not any(b.get("signature") for b in blocks):
                 yield ReasoningDelta(text=reasoning)
-            if getattr(delta, "content", None):
-                yield TextDelta(delta.content)
-            for call in getattr(delta, "tool_calls", None) or []:
+            content = _field(delta, "content")
+            if content:
+                yield TextDelta(content)
+            for call in _field(delta, "tool_calls") or []:
                 yield from self._tool_events(call)
-            if choice.finish_reason:
-                self.finish_reason = choice.finish_reason
+            reason = _field(choice, "finish_reason")
+            if reason:
+                self.finish_reason = reason
 
     def _tool_events(self, call: Any) -> Iterator[Event]:
-        upstream_index = getattr(call, "index", None)
-        call_id = getattr(call, "id", None)
-        function = getattr(call, "function", None)
-        name = getattr(function, "name", None)
-        arguments = getattr(function, "arguments", None) or ""
+        upstream_index = _field(call, "index")
+        call_id = _field(call, "id")
+        function = _field(call, "function")
+        name = _field(function, "name")
+        arguments = _field(function, "arguments") or ""
         if call_id and call_id not in self._tool_index:
             # A new call: the next dense index, whatever LiteLLM numbered it.
             index = self._calls
