@@ -14,7 +14,8 @@ run, taking turns request by request so machine drift hits them alike:
   ledger entry against moto server, LiteLLM call, OpenAI shaping, JSON logging.
 * **front** – the same request over HTTP/1.1 (one keep-alive connection, as the SDKs
   keep theirs) to the local front ``make dev`` serves (``local/front.py``), started in
-  this process: the HTTP hop, the API Gateway event, the handler, the chunked answer. The
+  this process: the HTTP hop, the API Gateway event, the handler, the answer (chunked when
+  streamed, a whole one with its length in one write). The
   caller is a process of its own, as a client of ``make dev`` is, timed on its own clock;
   this process's CPU is the front's alone.
 
