@@ -209,8 +209,9 @@ class FrontHandler(BaseHTTPRequestHandler):
                 self.wfile.write(pending + b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 pending = b""
             else:
+                data = pending + end  # a large whole answer is copied here, before its write's bound starts
                 self.connection.settimeout(seconds_left(stop_at))
-                self.wfile.write(pending + end)
+                self.wfile.write(data)
                 self.connection.settimeout(self.timeout)  # the connection's next request: as before
                 return
         except OSError:

@@ -157,7 +157,7 @@ def test_litellms_chunks_are_read_as_getattr_reads_them() -> None:
         objects += [call.function for call in choice.delta.tool_calls or []]
     names = [
         "usage", "provider_specific_fields", "choices", "delta", "finish_reason", "content", "reasoning_content",
-        "thinking_blocks", "tool_calls", "index", "id", "function", "name", "arguments", "model_fields", "json",
+        "thinking_blocks", "tool_calls", "index", "id", "function", "name", "arguments", "model_dump", "json",
     ]  # fmt: skip
     # THEN every read is what getattr(…, None) gives: a value, or None where the attribute is absent
     for obj in objects:

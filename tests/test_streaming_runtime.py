@@ -89,6 +89,17 @@ def test_a_whole_answer_leaves_with_its_prelude_in_one_chunk() -> None:
     assert closed == [1]
 
 
+def test_a_large_whole_answer_is_a_chunk_of_its_own() -> None:
+    # GIVEN a whole body over ONE_WRITE_BYTES (copying it into the first write would take time that
+    # write's deadline bound does not see) WHEN invoked
+    data = b"x" * (runtime.ONE_WRITE_BYTES + 1)
+    with loop(lambda event, *, deadline: StreamingResult.whole(200, {}, data)) as api:
+        result = api.invoke(proxy_event("POST", "/v1/chat/completions")).result(10)
+    # THEN the prelude is the first chunk and the body the next, as a stream's would be
+    prelude = b'{"statusCode":200,"headers":{}}' + b"\0" * 8
+    assert result.raw == chunked(prelude, data) + b"0\r\n\r\n"
+
+
 def test_each_chunk_leaves_before_the_next_is_produced() -> None:
     # GIVEN a producer that only yields its second chunk once the first has reached Lambda
     first_seen = threading.Event()
@@ -438,8 +449,8 @@ def test_a_whole_answer_that_breaks_off_is_stored_before_its_error_is_answered(
     assert result.headers["x-request-id"] == entry["request_id"]
 
 
-@pytest.mark.parametrize("whole", [False, True], ids=["streamed", "whole"])
-def test_a_caller_that_does_not_read_cannot_hold_the_answer_past_the_deadline(whole: bool) -> None:
+@pytest.mark.parametrize("whole", [0, 32 << 20, 1 << 10], ids=["streamed", "whole", "whole-one-write"])
+def test_a_caller_that_does_not_read_cannot_hold_the_answer_past_the_deadline(whole: int) -> None:
     # GIVEN a Runtime API that takes the response connection and never reads from it (a caller that
     # stopped reading pushes back through response streaming), and 2 s left in the invocation
     listener = socket.create_server(("127.0.0.1", 0))
@@ -452,7 +463,7 @@ def test_a_caller_that_does_not_read_cannot_hold_the_answer_past_the_deadline(wh
 
     def handler(event: Any, *, deadline: float) -> StreamingResult:
         if whole:
-            return Big.whole(200, {"Content-Type": "text/plain"}, b"x" * (32 << 20))
+            return Big.whole(200, {"Content-Type": "text/plain"}, b"x" * whole)
         return Big(200, {"Content-Type": "text/plain"}, iter([b"x" * (8 << 20)] * 4))
 
     client = runtime.RuntimeClient(f"127.0.0.1:{listener.getsockname()[1]}")

@@ -13,8 +13,8 @@ default ``chalicelib.streaming.handler.handle``) → ``POST .../response`` with
 ``Lambda-Runtime-Function-Response-Mode: streaming`` and chunked transfer
 encoding: API Gateway's JSON prelude (``statusCode``, ``headers``,
 ``cookies``), eight NUL bytes, then each body chunk in its own HTTP chunk, one
-socket write each, the moment the producer yields it (a whole body known before
-it is sent goes with the prelude, in the first write). An exception after the
+socket write each, the moment the producer yields it (a small whole body, known
+before it is sent, goes with the prelude, in the first write). An exception after the
 first byte ends the body with the ``Lambda-Runtime-Function-Error-Type`` /
 ``-Body`` trailers; one before it goes to ``.../error``; a handler that cannot
 be imported goes to ``/runtime/init/error``. The ``StreamingResult`` is always
@@ -60,6 +60,10 @@ ERROR_BODY_TRAILER = "Lambda-Runtime-Function-Error-Body"
 #: backpressure): unbounded, it could hold the function until Lambda killed it, before closing the
 #: answer had stored its bill. Closing still has this long (the model call ended 3 s before).
 WRITE_MARGIN_SECONDS = 1.5
+#: A whole body up to this size leaves with the prelude, in the first write. A larger one is a chunk
+#: of its own: each write's bound starts when it starts, and copying megabytes into the first write
+#: would take time that bound does not see.
+ONE_WRITE_BYTES = 64 * 1024
 
 
 class RuntimeAPIError(RuntimeError):
@@ -265,12 +269,13 @@ def serve(client: RuntimeClient, invocation: Invocation, handler: Handler) -> st
             client.post_error(error_path, error_type, _public_message(error_type, request_id))
             return "error"
         stop_at = invocation.deadline - WRITE_MARGIN_SECONDS
+        body = result.body if result.body is not None and len(result.body) <= ONE_WRITE_BYTES else None
         try:
-            writer = client.open_stream(request_id, head if result.body is None else head + result.body, stop_at)
+            writer = client.open_stream(request_id, head if body is None else head + body, stop_at)
         except OSError as exc:
             log("WARNING", "the response stream could not be opened", request_id=request_id, error=repr(exc))
             return "cut"
-        if result.body is not None:  # all of it is sent: only the end is left
+        if body is not None:  # all of it is sent: only the end is left
             return "streamed" if _finish(writer, request_id) else "cut"
         return _stream(writer, iter(result.chunks), request_id)
     finally:
