@@ -18,6 +18,9 @@ run, taking turns request by request so machine drift hits them alike:
   streamed, a whole one with its length in one write). The
   caller is a process of its own, as a client of ``make dev`` is, timed on its own clock;
   this process's CPU is the front's alone.
+* **http_hop** – the HTTP hop alone: the same kind of caller (a process of its own) to a stdlib
+  server in this process that answers at once with the gateway's last answer, in one write. The
+  front's goal allows 1 ms over the in-process one for the hop; this is what the hop costs here.
 
 The aggregator and the people sweep (Lambdas of their own on AWS) are paused while the paths
 are timed: on a 2-core machine they took the cores from what was timed.
@@ -64,6 +67,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import Future, wait
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +254,7 @@ def main() -> int:
         # Answers to close once the caller has them, as our runtime loop closes each after the end of
         # its response: what closing does (the bill's PutItem, the log line) is not the caller's wait.
         answered: list[Any] = []
+        last_answer: list[bytes] = [b"{}"]
 
         def gateway() -> None:
             event = api_gateway_event("POST", "/v1/chat/completions", "", headers, body)
@@ -260,6 +265,7 @@ def main() -> int:
                 result.close()
                 raise
             answered.append(result)
+            last_answer[:] = [payload]
             if result.status != 200:
                 raise RuntimeError(f"gateway answered {result.status}: {payload[:300]!r}")
 
@@ -273,14 +279,43 @@ def main() -> int:
             text=True,
         )
 
-        def via_front() -> tuple[float, float]:
-            assert caller.stdin is not None and caller.stdout is not None
-            caller.stdin.write(body.decode() + "\n")
-            caller.stdin.flush()
-            status, started, ended, detail = json.loads(caller.stdout.readline())
+        class Hop(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                data = last_answer[-1]
+                head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(data)
+                self.wfile.write(head + data)
+
+        hop = ThreadingHTTPServer(("127.0.0.1", 0), Hop)
+        hop.daemon_threads = True
+        threading.Thread(target=hop.serve_forever, daemon=True).start()
+        hop_caller = subprocess.Popen(
+            [sys.executable, "-c", FRONT_CALLER, str(hop.server_address[1]), json.dumps(headers)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+        def call_through(process: subprocess.Popen[str], what: str) -> tuple[float, float]:
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write(body.decode() + "\n")
+            process.stdin.flush()
+            status, started, ended, detail = json.loads(process.stdout.readline())
             if status != 200:
-                raise RuntimeError(f"the front answered {status}: {detail}")
+                raise RuntimeError(f"{what} answered {status}: {detail}")
             return started, ended  # the caller's own clock (perf_counter: one clock for every process)
+
+        def via_front() -> tuple[float, float]:
+            return call_through(caller, "the front")
+
+        def via_hop() -> tuple[float, float]:
+            return call_through(hop_caller, "the bare HTTP server")
 
         # The background work each call leaves (LiteLLM's logging executor), to wait for after it.
         from litellm.litellm_core_utils.thread_pool_executor import executor as logging_executor
@@ -310,7 +345,13 @@ def main() -> int:
             wait(left_behind)
             left_behind.clear()
 
-        paths = (("direct", direct), ("same_call", same_call), ("gateway", gateway), ("front", via_front))
+        paths = (
+            ("direct", direct),
+            ("same_call", same_call),
+            ("gateway", gateway),
+            ("front", via_front),
+            ("http_hop", via_hop),
+        )
         for _ in range(args.warmup):
             for _name, call in paths:
                 call()
@@ -346,10 +387,13 @@ def main() -> int:
                     if name in ("gateway", "front"):
                         timings[f"{name}_minus_dynamodb"].append(elapsed - covered_ms(storage, ended))
                         timings[f"{name}_minus_dynamodb_client"].append(elapsed - covered_ms(client_calls, ended))
-        caller.stdin.close()
-        caller.wait(10)
-        front.shutdown()
-        front.server_close()
+        for process in (caller, hop_caller):
+            assert process.stdin is not None
+            process.stdin.close()
+            process.wait(10)
+        for server in (front, hop):
+            server.shutdown()
+            server.server_close()
         direct_s, gateway_s, front_s = (summary(timings[name]) for name in ("direct", "gateway", "front"))
         own_s, own_front_s = summary(timings["gateway_minus_dynamodb"]), summary(timings["front_minus_dynamodb"])
 
@@ -379,6 +423,10 @@ def main() -> int:
             "front_excluding_dynamodb": own_front_s,
             "front_added_excluding_dynamodb_p50_ms": round(own_front_s["p50_ms"] - direct_s["p50_ms"], 3),
             "front_paired_added_excluding_dynamodb_median_ms": paired("front_minus_dynamodb"),
+            # The front against the in-process path, request by request, and the HTTP hop alone (a
+            # server that answers the same bytes at once): how much of the front's cost is the hop.
+            "front_over_in_process_paired_median_ms": paired("front_minus_dynamodb", baseline="gateway_minus_dynamodb"),
+            "http_hop_alone": summary(timings["http_hop"]),
             # The same, counted in CPU time (the DynamoDB client's excluded): what the paths cost the
             # machine whatever else it runs; wall-clock figures move with the load, these much less.
             "cpu_direct_median_ms": round(statistics.median(cpu["direct"]), 3),

@@ -44,7 +44,16 @@ TINY: dict[str, tuple[list[str], set[str]]] = {
     ),
     "overhead.py": (
         ["--requests", "2", "--warmup", "1"],
-        {"benchmark", "requests_per_path", "direct_litellm", "gateway_handler", "added_p50_ms", "front", "goals_met"},
+        {
+            "benchmark",
+            "requests_per_path",
+            "direct_litellm",
+            "gateway_handler",
+            "added_p50_ms",
+            "front",
+            "http_hop_alone",
+            "goals_met",
+        },
     ),
     "resilience.py": (
         ["--requests", "4", "--cooldown-requests", "2", "--seam-requests", "2", "--seam-calls", "10"],
