@@ -71,13 +71,14 @@ def test_the_real_entry_point_streams_an_answer_byte_for_byte(artifact: Path, fu
         api.start_function(artifact, handler=function["handler"], env=function["env"], stderr=subprocess.PIPE)
         # WHEN API Gateway sends a request no streaming route serves
         result = api.invoke(event).result(60)
-    # THEN the handler's answer (the same handler, called here) arrives framed exactly:
-    # the prelude and 8 NULs in the first chunk, the body, the last chunk
+    # THEN the handler's answer (the same handler, called here) arrives framed exactly: a whole
+    # answer's prelude, 8 NULs and body in the first chunk (one write), then the last chunk
     answer = handler.handle(event, deadline=0)
     body = b"".join(answer.chunks)
+    assert answer.body == body
     metadata = {"statusCode": answer.status, "headers": answer.headers}
     prelude = json.dumps(metadata, separators=(",", ":")).encode() + b"\0" * 8
-    assert result.raw == chunked(prelude, body) + b"0\r\n\r\n"
+    assert result.raw == chunked(prelude + body) + b"0\r\n\r\n"
     assert result.request_headers["Lambda-Runtime-Function-Response-Mode"] == "streaming"
     assert result.status == 404 and result.json()["error"]["type"] == "invalid_request_error"
 
