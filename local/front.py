@@ -43,6 +43,8 @@ from chalicelib import errors
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "host"}
 )
+#: What the front frames itself in every answer (a passed-on value would contradict it).
+_FRAMED_HERE = _HOP_BY_HOP | {"content-length"}
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 #: How long a stopped front waits for the answers in flight to end (and bill) before it exits.
 DRAIN_SECONDS = 15.0
@@ -186,16 +188,13 @@ class FrontHandler(BaseHTTPRequestHandler):
         # As our runtime loop: no write goes past the margin before the deadline, so a client that
         # stops reading cannot keep the answer from being closed (and its bill stored).
         stop_at = deadline - WRITE_MARGIN_SECONDS
-        head = [f"HTTP/1.1 {result.status} {http.client.responses.get(result.status, '')}"]
-        head += [f"{name}: {value}" for name, value in result.headers.items() if name.lower() not in _HOP_BY_HOP]
         if result.body is not None:  # a whole answer: its length, and all of it in one write
-            head += [f"Content-Length: {len(result.body)}", "", ""]
+            pending = _head(result.status, None, result.headers.items(), f"Content-Length: {len(result.body)}")
             chunks: Iterable[bytes] = ()
             end = result.body
         else:
-            head += ["Transfer-Encoding: chunked", "", ""]
+            pending = _head(result.status, None, result.headers.items(), "Transfer-Encoding: chunked")
             chunks, end = result.chunks, b"0\r\n\r\n"
-        pending = "\r\n".join(head).encode("latin-1", "replace")
         try:
             for chunk in chunks:
                 if not chunk:
@@ -239,10 +238,7 @@ class FrontHandler(BaseHTTPRequestHandler):
             return
         finally:
             connection.close()
-        head = [f"HTTP/1.1 {response.status} {response.reason}"]
-        head += [f"{k}: {v}" for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP | {"content-length"}]
-        head += [f"Content-Length: {len(payload)}", "", ""]
-        data = "\r\n".join(head).encode("latin-1", "replace")
+        data = _head(response.status, response.reason, response.getheaders(), f"Content-Length: {len(payload)}")
         self.wfile.write(data if self.command == "HEAD" else data + payload)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -263,11 +259,17 @@ class FrontHandler(BaseHTTPRequestHandler):
         path = urlsplit(getattr(self, "path", None) or "/").path  # None when the request line was unreadable
         data = json.dumps(error_body(error, envelope_at(path))).encode()
         status = status or error.status_code
-        head = [f"HTTP/1.1 {status} {http.client.responses.get(status, '')}", "Content-Type: application/json"]
-        head += [f"{name}: {value}" for name, value in {**error.headers, **(headers or {})}.items()]
-        head += [f"Content-Length: {len(data)}", "Connection: close", "", ""]
-        self.wfile.write("\r\n".join(head).encode("latin-1", "replace") + data)
+        fields = [("Content-Type", "application/json"), *{**error.headers, **(headers or {})}.items()]
+        self.wfile.write(_head(status, None, fields, f"Content-Length: {len(data)}", "Connection: close") + data)
         self.close_connection = True
+
+
+def _head(status: int, reason: str | None, headers: Iterable[tuple[str, str]], *framing: str) -> bytes:
+    """An answer's status line and ``headers`` (less what the front frames itself), then ``framing``."""
+    lines = [f"HTTP/1.1 {status} {http.client.responses.get(status, '') if reason is None else reason}"]
+    lines += [f"{name}: {value}" for name, value in headers if name.lower() not in _FRAMED_HERE]
+    lines += [*framing, "", ""]
+    return "\r\n".join(lines).encode("latin-1", "replace")
 
 
 def _size(text: bytes, pattern: re.Pattern[bytes], base: int, what: str) -> int:
